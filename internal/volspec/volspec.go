@@ -1,0 +1,228 @@
+// Package volspec validates what users and events hand to tether: EBS volume
+// ids, Docker volume names and the driverOpts of a task definition. The agent
+// (plugin Create, mount/unmount commands) and the reconciler (CreateVolume
+// parameters) share it, so a volume the agent accepts is one the reconciler
+// can create, and the other way round.
+package volspec
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+var volumeIDPattern = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)
+
+// ValidateVolumeID accepts EBS volume ids as EC2 issues them: "vol-" and 8
+// (old style) or 17 lowercase hex digits.
+func ValidateVolumeID(id string) error {
+	if !volumeIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid volume id %q: want vol- followed by 8 to 17 lowercase hex digits", id)
+	}
+	return nil
+}
+
+// MaxNameLength keeps <root>/volumes/NAME within one path component (255
+// bytes) and an EC2 tag value (256 characters).
+const MaxNameLength = 255
+
+// namePattern is Docker's own rule for volume names ([a-zA-Z0-9][a-zA-Z0-9_.-]),
+// which already excludes "/", whitespace and shell metacharacters.
+var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ValidateName accepts a Docker volume name that is safe as a path component,
+// an EC2 tag value and an SSM parameter.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("invalid volume name: empty")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("invalid volume name %q: longer than %d characters", name, MaxNameLength)
+	case !namePattern.MatchString(name):
+		return fmt.Errorf("invalid volume name %q: must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", name)
+	case strings.Contains(name, ".."):
+		return fmt.Errorf("invalid volume name %q: must not contain \"..\"", name)
+	}
+	return nil
+}
+
+// Filesystem types tether makes on a blank device.
+const (
+	FSExt4 = "ext4"
+	FSXFS  = "xfs"
+)
+
+// ValidateFSType accepts the filesystems tether can make and grow.
+func ValidateFSType(fs string) error {
+	if fs != FSExt4 && fs != FSXFS {
+		return fmt.Errorf("invalid fstype %q: want %s or %s", fs, FSExt4, FSXFS)
+	}
+	return nil
+}
+
+// Defaults for options a task definition leaves out. REX-Ray created 16 GiB
+// volumes by default; tether keeps that size but defaults to gp3 (cheaper
+// than gp2 at every size, with a 3,000 IOPS baseline) and to encryption.
+const (
+	DefaultSizeGiB    = 16
+	DefaultVolumeType = "gp3"
+	DefaultFSType     = FSExt4
+)
+
+// Options is a validated set of driverOpts.
+type Options struct {
+	SizeGiB    int32  // size: GiB
+	VolumeType string // volumetype: gp2, gp3, io1, io2, st1, sc1, standard
+	IOPS       int32  // iops: provisioned IOPS (gp3, io1, io2); 0 = EBS default
+	Throughput int32  // throughput: MiB/s (gp3); 0 = EBS default
+	Encrypted  bool   // encrypted: true unless "false"
+	KMSKeyID   string // kmskeyid: key id, alias or ARN; implies encrypted
+	FSType     string // fstype: what a blank device gets (never applied to a formatted one)
+	SnapshotID string // snapshotid: create the volume from this snapshot
+}
+
+// Option names as a task definition's driverOpts spell them. Keys are matched
+// case-insensitively, so REX-Ray's camelCase ("volumeType", "fsType") works too.
+const (
+	OptSize       = "size"
+	OptVolumeType = "volumetype"
+	OptIOPS       = "iops"
+	OptThroughput = "throughput"
+	OptEncrypted  = "encrypted"
+	OptKMSKeyID   = "kmskeyid"
+	OptFSType     = "fstype"
+	OptSnapshotID = "snapshotid"
+)
+
+// aliases are REX-Ray/libStorage spellings accepted for compatibility.
+var aliases = map[string]string{
+	"type":          OptVolumeType,
+	"encryptionkey": OptKMSKeyID,
+}
+
+// volumeLimits are EBS's documented bounds per volume type (size in GiB,
+// IOPS, throughput in MiB/s). Finer rules (IOPS per GiB ratios) are left to
+// EC2, whose InvalidParameterValue names them exactly.
+type volumeLimits struct {
+	minSize, maxSize int32
+	iops             bool // IOPS may be set
+	iopsRequired     bool
+	minIOPS, maxIOPS int32
+	throughput       bool // throughput may be set
+	minTput, maxTput int32
+}
+
+var limitsByType = map[string]volumeLimits{
+	"gp2":      {minSize: 1, maxSize: 16384},
+	"gp3":      {minSize: 1, maxSize: 65536, iops: true, minIOPS: 3000, maxIOPS: 80000, throughput: true, minTput: 125, maxTput: 2000},
+	"io1":      {minSize: 4, maxSize: 16384, iops: true, iopsRequired: true, minIOPS: 100, maxIOPS: 64000},
+	"io2":      {minSize: 4, maxSize: 65536, iops: true, iopsRequired: true, minIOPS: 100, maxIOPS: 256000},
+	"st1":      {minSize: 125, maxSize: 16384},
+	"sc1":      {minSize: 125, maxSize: 16384},
+	"standard": {minSize: 1, maxSize: 1024},
+}
+
+var snapshotIDPattern = regexp.MustCompile(`^snap-[0-9a-f]{8,17}$`)
+
+// kmsKeyPattern accepts a key id (uuid or mrk-), alias/NAME, or a key or alias ARN.
+var kmsKeyPattern = regexp.MustCompile(`^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[a-zA-Z0-9/_-]+|alias/[a-zA-Z0-9/_-]{1,250}|(mrk-)?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
+
+// ParseDriverOpts validates a task definition's driverOpts and fills in the
+// defaults. An unknown option or a bad value is an error that names it.
+func ParseDriverOpts(opts map[string]string) (Options, error) {
+	o := Options{SizeGiB: DefaultSizeGiB, VolumeType: DefaultVolumeType, Encrypted: true, FSType: DefaultFSType}
+	seen := map[string]string{}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // deterministic errors
+	for _, key := range keys {
+		value := strings.TrimSpace(opts[key])
+		name := strings.ToLower(key)
+		if canonical, ok := aliases[name]; ok {
+			name = canonical
+		}
+		if prev, dup := seen[name]; dup {
+			return Options{}, fmt.Errorf("driverOpts: %q and %q both set option %s", prev, key, name)
+		}
+		seen[name] = key
+		var err error
+		switch name {
+		case OptSize:
+			o.SizeGiB, err = parsePositive(value)
+		case OptVolumeType:
+			o.VolumeType = strings.ToLower(value)
+			if _, ok := limitsByType[o.VolumeType]; !ok {
+				err = fmt.Errorf("want one of gp2, gp3, io1, io2, st1, sc1, standard")
+			}
+		case OptIOPS:
+			o.IOPS, err = parsePositive(value)
+		case OptThroughput:
+			o.Throughput, err = parsePositive(value)
+		case OptEncrypted:
+			o.Encrypted, err = strconv.ParseBool(value)
+		case OptKMSKeyID:
+			o.KMSKeyID = value
+			if !kmsKeyPattern.MatchString(value) {
+				err = fmt.Errorf("want a KMS key id, alias/NAME or key ARN")
+			}
+		case OptFSType:
+			o.FSType = strings.ToLower(value)
+			err = ValidateFSType(o.FSType)
+		case OptSnapshotID:
+			o.SnapshotID = value
+			if !snapshotIDPattern.MatchString(value) {
+				err = fmt.Errorf("want snap- followed by 8 to 17 lowercase hex digits")
+			}
+		default:
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid)", key)
+		}
+		if err != nil {
+			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)
+		}
+	}
+	if err := o.checkCombination(seen); err != nil {
+		return Options{}, err
+	}
+	return o, nil
+}
+
+func (o Options) checkCombination(seen map[string]string) error {
+	lim := limitsByType[o.VolumeType]
+	if o.SizeGiB < lim.minSize || o.SizeGiB > lim.maxSize {
+		return fmt.Errorf("driverOpts: option size=%d: %s volumes are %d to %d GiB", o.SizeGiB, o.VolumeType, lim.minSize, lim.maxSize)
+	}
+	if o.IOPS != 0 {
+		if !lim.iops {
+			return fmt.Errorf("driverOpts: option %s: %s volumes do not take provisioned IOPS", seen[OptIOPS], o.VolumeType)
+		}
+		if o.IOPS < lim.minIOPS || o.IOPS > lim.maxIOPS {
+			return fmt.Errorf("driverOpts: option iops=%d: %s volumes take %d to %d IOPS", o.IOPS, o.VolumeType, lim.minIOPS, lim.maxIOPS)
+		}
+	} else if lim.iopsRequired {
+		return fmt.Errorf("driverOpts: option iops is required for %s volumes", o.VolumeType)
+	}
+	if o.Throughput != 0 {
+		if !lim.throughput {
+			return fmt.Errorf("driverOpts: option %s: %s volumes do not take a throughput setting", seen[OptThroughput], o.VolumeType)
+		}
+		if o.Throughput < lim.minTput || o.Throughput > lim.maxTput {
+			return fmt.Errorf("driverOpts: option throughput=%d: %s volumes take %d to %d MiB/s", o.Throughput, o.VolumeType, lim.minTput, lim.maxTput)
+		}
+	}
+	if o.KMSKeyID != "" && !o.Encrypted {
+		return fmt.Errorf("driverOpts: option kmskeyid needs encrypted=true")
+	}
+	return nil
+}
+
+func parsePositive(s string) (int32, error) {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("want a positive whole number")
+	}
+	return int32(n), nil
+}

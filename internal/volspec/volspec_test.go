@@ -1,0 +1,95 @@
+package volspec
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateVolumeID(t *testing.T) {
+	for _, ok := range []string{"vol-0123abcd", "vol-0123456789abcdef0"} {
+		if err := ValidateVolumeID(ok); err != nil {
+			t.Errorf("ValidateVolumeID(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "vol-", "vol-0123abc", "vol-0123456789abcdef01", "vol-0123ABCD", "vol-0123abcd;rm -rf /", "VOL-0123abcd", " vol-0123abcd", "vol-0123abcd\n"} {
+		if err := ValidateVolumeID(bad); err == nil {
+			t.Errorf("ValidateVolumeID(%q) = nil, want error", bad)
+		}
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, ok := range []string{"rexray-vol", "a", "ecs-mysql-3-data-d2b1c9e8f0a1b2c3d4e5", "v1.2_x"} {
+		if err := ValidateName(ok); err != nil {
+			t.Errorf("ValidateName(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "..", "a..b", "a/b", "../etc", "-x", ".x", "a b", "a;b", "a$(id)", "a`id`", "a\nb", "a|b", strings.Repeat("a", 256), "é"} {
+		if err := ValidateName(bad); err == nil {
+			t.Errorf("ValidateName(%q) = nil, want error", bad)
+		}
+	}
+}
+
+func TestParseDriverOptsSeed(t *testing.T) {
+	// The seed's task definition, unchanged but for the driver.
+	o, err := ParseDriverOpts(map[string]string{"volumetype": "gp2", "size": "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{SizeGiB: 5, VolumeType: "gp2", Encrypted: true, FSType: "ext4"}
+	if o != want {
+		t.Fatalf("got %+v, want %+v", o, want)
+	}
+}
+
+func TestParseDriverOptsDefaultsAndAliases(t *testing.T) {
+	o, err := ParseDriverOpts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.SizeGiB != 16 || o.VolumeType != "gp3" || !o.Encrypted || o.FSType != "ext4" {
+		t.Fatalf("defaults: got %+v", o)
+	}
+	o, err = ParseDriverOpts(map[string]string{"volumeType": "io2", "IOPS": "4000", "Size": "100", "fsType": "XFS", "encryptionKey": "alias/tether", "snapshotID": "snap-0123456789abcdef0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{SizeGiB: 100, VolumeType: "io2", IOPS: 4000, Encrypted: true, KMSKeyID: "alias/tether", FSType: "xfs", SnapshotID: "snap-0123456789abcdef0"}
+	if o != want {
+		t.Fatalf("got %+v, want %+v", o, want)
+	}
+}
+
+func TestParseDriverOptsErrorsNameTheOption(t *testing.T) {
+	cases := []struct {
+		opts map[string]string
+		want string
+	}{
+		{map[string]string{"colour": "blue"}, `"colour"`},
+		{map[string]string{"size": "0"}, "size"},
+		{map[string]string{"size": "5GiB"}, "size"},
+		{map[string]string{"size": "99999999999"}, "size"},
+		{map[string]string{"volumetype": "gp9"}, "volumetype"},
+		{map[string]string{"volumetype": "gp2", "iops": "3000"}, "iops"},
+		{map[string]string{"volumetype": "io1", "size": "10"}, "iops"},
+		{map[string]string{"volumetype": "gp3", "throughput": "5000"}, "throughput"},
+		{map[string]string{"volumetype": "st1", "size": "5"}, "size"},
+		{map[string]string{"encrypted": "maybe"}, "encrypted"},
+		{map[string]string{"encrypted": "false", "kmskeyid": "alias/x"}, "kmskeyid"},
+		{map[string]string{"kmskeyid": "alias/x; rm -rf /"}, "kmskeyid"},
+		{map[string]string{"fstype": "btrfs"}, "fstype"},
+		{map[string]string{"snapshotid": "snap-xyz"}, "snapshotid"},
+		{map[string]string{"type": "gp2", "volumetype": "gp3"}, "volumetype"},
+	}
+	for _, c := range cases {
+		_, err := ParseDriverOpts(c.opts)
+		if err == nil {
+			t.Errorf("ParseDriverOpts(%v) = nil error, want one naming %s", c.opts, c.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseDriverOpts(%v) = %q, want it to name %s", c.opts, err, c.want)
+		}
+	}
+}
