@@ -1,0 +1,202 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxRequestBytes bounds a request body; dockerd's largest is a Create with
+// a handful of options.
+const maxRequestBytes = 1 << 20
+
+// DefaultShutdownGrace is how long Serve waits for calls in flight to answer
+// after its context ends. Their contexts are cancelled first, so a Mount that
+// is only waiting answers at once; this bounds one that is mid-mount.
+const DefaultShutdownGrace = 30 * time.Second
+
+// Option changes how Serve runs.
+type Option func(*settings)
+
+type settings struct {
+	log   *slog.Logger
+	grace time.Duration
+}
+
+// WithLogger sets the logger for the request log (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
+
+// WithShutdownGrace sets how long shutdown waits for calls in flight.
+func WithShutdownGrace(d time.Duration) Option { return func(s *settings) { s.grace = d } }
+
+// Serve answers dockerd's plugin calls on l with d until ctx ends or the
+// listener fails. When ctx ends it stops accepting, cancels the contexts of
+// calls in flight (a waiting Mount then answers with an Err), waits for them
+// to answer (bounded by the shutdown grace) and returns nil. Serve closes l.
+func Serve(ctx context.Context, l net.Listener, d Driver, opts ...Option) error {
+	s := settings{log: slog.Default(), grace: DefaultShutdownGrace}
+	for _, o := range opts {
+		o(&s)
+	}
+	// Calls get a context of their own so that shutdown can end their waits
+	// while the server still writes their answers.
+	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCalls()
+	srv := &http.Server{
+		Handler:           NewHandler(d, s.log),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return callCtx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	s.log.Info("plugin serving", "address", l.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("plugin server on %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.log.Info("plugin shutting down", "address", l.Addr().String(), "grace", s.grace.String())
+	cancelCalls()
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.grace)
+	defer cancel()
+	err := srv.Shutdown(graceCtx)
+	<-served // http.ErrServerClosed once Shutdown has begun
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("plugin shutdown: calls still in flight after %s: %w", s.grace, err)
+	}
+	return nil
+}
+
+// NewHandler answers the plugin protocol for d; Serve uses it, and it can
+// be mounted in any HTTP server.
+func NewHandler(d Driver, log *slog.Logger) http.Handler {
+	return &handler{
+		log: log,
+		endpoints: map[string]endpoint{
+			"Plugin.Activate":           handle(activate),
+			"VolumeDriver.Create":       handle(d.Create),
+			"VolumeDriver.Remove":       handle(d.Remove),
+			"VolumeDriver.Mount":        handle(d.Mount),
+			"VolumeDriver.Unmount":      handle(d.Unmount),
+			"VolumeDriver.Path":         handle(d.Path),
+			"VolumeDriver.Get":          handle(d.Get),
+			"VolumeDriver.List":         handle(d.List),
+			"VolumeDriver.Capabilities": handle(d.Capabilities),
+		},
+	}
+}
+
+func activate(context.Context, ActivateRequest) (ActivateResponse, error) {
+	return ActivateResponse{Implements: []string{Implements}}, nil
+}
+
+// endpoint decodes one request body into a call ready to run.
+type endpoint func(body []byte) (call, error)
+
+// call is a decoded request: what to log about it and how to run it.
+type call struct {
+	volume  string
+	mountID string
+	run     func(context.Context) (any, error)
+}
+
+// handle is the one decode/call step every endpoint shares: the body is the
+// JSON of Req (an empty body is Req's zero value: dockerd sends none to
+// Plugin.Activate), and the answer is Resp's JSON.
+func handle[Req, Resp any](f func(context.Context, Req) (Resp, error)) endpoint {
+	return func(body []byte) (call, error) {
+		var req Req
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := json.Unmarshal(body, &req); err != nil {
+				return call{}, err
+			}
+		}
+		c := call{run: func(ctx context.Context) (any, error) { return f(ctx, req) }}
+		if v, ok := any(req).(interface{ volume() string }); ok {
+			c.volume = v.volume()
+		}
+		if v, ok := any(req).(interface{ mountID() string }); ok {
+			c.mountID = v.mountID()
+		}
+		return c, nil
+	}
+}
+
+type handler struct {
+	log       *slog.Logger
+	endpoints map[string]endpoint
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	method := strings.TrimPrefix(r.URL.Path, "/")
+	log := h.log.With("method", method)
+	ep, ok := h.endpoints[method]
+	switch {
+	case !ok:
+		h.fail(w, log, start, http.StatusNotFound, fmt.Errorf("tether plugin: unknown endpoint %q", r.URL.Path))
+		return
+	case r.Method != http.MethodPost:
+		h.fail(w, log, start, http.StatusMethodNotAllowed, fmt.Errorf("tether plugin: %s takes POST, not %s", method, r.Method))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	if err != nil {
+		h.fail(w, log, start, http.StatusBadRequest, fmt.Errorf("tether plugin: reading %s request: %w", method, err))
+		return
+	}
+	if len(body) > maxRequestBytes {
+		h.fail(w, log, start, http.StatusRequestEntityTooLarge, fmt.Errorf("tether plugin: %s request larger than %d bytes", method, maxRequestBytes))
+		return
+	}
+	c, err := ep(body)
+	if err != nil {
+		h.fail(w, log, start, http.StatusBadRequest, fmt.Errorf("tether plugin: malformed %s request: %w", method, err))
+		return
+	}
+	if c.volume != "" {
+		log = log.With("volume", c.volume)
+	}
+	if c.mountID != "" {
+		log = log.With("mountId", c.mountID)
+	}
+	log.Info("plugin request")
+	resp, err := c.run(r.Context())
+	if err != nil {
+		h.fail(w, log, start, http.StatusInternalServerError, err)
+		return
+	}
+	log.Info("plugin reply", "durationMs", msSince(start))
+	reply(w, http.StatusOK, resp)
+}
+
+func (h *handler) fail(w http.ResponseWriter, log *slog.Logger, start time.Time, status int, err error) {
+	log.Error("plugin reply", "status", status, "error", err.Error(), "durationMs", msSince(start))
+	reply(w, status, ErrorResponse{Err: err.Error()})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only a driver returning an unencodable Status could get here.
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorResponse{Err: "tether plugin: encoding the answer: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func msSince(t time.Time) float64 {
+	return float64(time.Since(t).Microseconds()) / 1000
+}
