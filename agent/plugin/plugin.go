@@ -157,11 +157,11 @@ type ErrorResponse struct {
 }
 
 // The volume and mount ID of a request, for the log line of every request.
-func (r CreateRequest) volume() string  { return r.Name }
-func (r RemoveRequest) volume() string  { return r.Name }
-func (r MountRequest) volume() string   { return r.Name }
-func (r UnmountRequest) volume() string { return r.Name }
-func (r PathRequest) volume() string    { return r.Name }
-func (r GetRequest) volume() string     { return r.Name }
+func (r CreateRequest) volume() string   { return r.Name }
+func (r RemoveRequest) volume() string   { return r.Name }
+func (r MountRequest) volume() string    { return r.Name }
+func (r UnmountRequest) volume() string  { return r.Name }
+func (r PathRequest) volume() string     { return r.Name }
+func (r GetRequest) volume() string      { return r.Name }
 func (r MountRequest) mountID() string   { return r.ID }
 func (r UnmountRequest) mountID() string { return r.ID }
