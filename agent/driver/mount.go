@@ -1,0 +1,233 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tether-ecs/tether/agent/plugin"
+)
+
+// MountTimeoutError is Mount's answer when the volume was not mounted on
+// this host within the wait. Its text is what `docker run` prints.
+type MountTimeoutError struct {
+	Volume     string        // tether name
+	DockerName string        // as dockerd asked
+	VolumeID   string        // the bound EBS volume, "" when none is bound yet
+	LastLook   error         // why the last look failed (wraps ErrNotAttached), may be nil
+	Waited     time.Duration // the wait limit
+}
+
+func (e *MountTimeoutError) Error() string {
+	vol := fmt.Sprintf("volume %q", e.Volume)
+	if e.DockerName != e.Volume {
+		vol = fmt.Sprintf("volume %q (docker volume %q)", e.Volume, e.DockerName)
+	}
+	var what string
+	switch {
+	case e.VolumeID == "":
+		what = "no EBS volume bound to it on this instance yet"
+	case e.LastLook != nil:
+		what = fmt.Sprintf("EBS volume %s: %v", e.VolumeID, e.LastLook)
+	default:
+		what = fmt.Sprintf("EBS volume %s is not mounted", e.VolumeID)
+	}
+	return fmt.Sprintf("tether: %s is not mounted on this instance after waiting %s: %s; tether's reconciler attaches and mounts it when ECS places the task here. The container was not started",
+		vol, e.Waited, what)
+}
+
+// Unwrap lets errors.Is find ErrNotMountedHere and the last look's cause.
+func (e *MountTimeoutError) Unwrap() []error {
+	if e.LastLook == nil {
+		return []error{ErrNotMountedHere}
+	}
+	return []error{ErrNotMountedHere, e.LastLook}
+}
+
+// look is what one attempt to mount found.
+type look struct {
+	volumeID string // bound EBS volume, "" if none
+	err      error  // why it is not mountable now (wraps ErrNotAttached)
+}
+
+func (l look) waitingFor() string {
+	if l.volumeID == "" {
+		return "the reconciler to bind, attach and mount an EBS volume (no EBS volume bound yet)"
+	}
+	return fmt.Sprintf("EBS volume %s to be attached (%v) and mounted", l.volumeID, l.err)
+}
+
+// Mount returns the volume's mount point once a tether filesystem is
+// mounted there, and counts the mount ID as a user. If the filesystem is
+// not mounted but its EBS volume is bound and attached here, it mounts it;
+// otherwise it waits, bounded by the mount wait, for the reconciler's
+// `tether-agent mount`. It never returns a directory that is not a mounted
+// tether filesystem.
+func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.MountResponse, error) {
+	if err := validName(req.Name); err != nil {
+		return plugin.MountResponse{}, err
+	}
+	if req.ID == "" {
+		return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: Mount without a mount ID", req.Name)
+	}
+	name, err := d.tetherName(ctx, req.Name)
+	if err != nil {
+		return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
+	}
+	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+	start := time.Now()
+	deadline := start.Add(d.wait)
+	lastProgress := start
+	for attempt := 0; ; attempt++ {
+		mounted, l, err := d.tryMount(ctx, log, name, req, deadline)
+		if err != nil {
+			return plugin.MountResponse{}, err
+		}
+		if mounted {
+			if attempt > 0 {
+				log.Info("volume mounted after waiting", "waited", time.Since(start).Round(time.Millisecond).String())
+			}
+			return plugin.MountResponse{Mountpoint: d.MountPath(name)}, nil
+		}
+		now := time.Now()
+		switch {
+		case attempt == 0:
+			log.Info("volume not mounted here yet; waiting", "waitingFor", l.waitingFor(), "limit", d.wait.String())
+		case now.Sub(lastProgress) >= progressEvery:
+			lastProgress = now
+			log.Info("still waiting for the volume", "waitingFor", l.waitingFor(),
+				"waited", now.Sub(start).Round(time.Second).String(), "limit", d.wait.String())
+		}
+		remaining := deadline.Sub(now)
+		if remaining <= 0 {
+			e := &MountTimeoutError{Volume: name, DockerName: req.Name, VolumeID: l.volumeID, LastLook: l.err, Waited: d.wait}
+			log.Error("gave up waiting for the volume", "error", e.Error())
+			return plugin.MountResponse{}, e
+		}
+		timer := time.NewTimer(min(d.poll, remaining))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: stopped waiting for it to be mounted after %s: %w",
+				name, time.Since(start).Round(time.Millisecond), ctx.Err())
+		case <-timer.C:
+		}
+	}
+}
+
+// tryMount is one attempt, under the volume's lock: count the ID if the
+// filesystem is mounted, or mount it if its device is attached.
+func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, req plugin.MountRequest, deadline time.Time) (bool, look, error) {
+	// Taking the lock may wait for a mount command in progress (mkfs), but
+	// not past the deadline.
+	lockCtx, cancel := context.WithDeadline(ctx, deadline)
+	unlock, err := d.lockVolume(lockCtx, name)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("a mount or unmount of it on this instance still holds its lock after %s: %w", d.wait, err)
+		}
+		return false, look{}, fmt.Errorf("tether: %w", err)
+	}
+	defer unlock()
+	st, err := d.stateLocked(ctx, log, name, req.Name)
+	if err != nil {
+		return false, look{}, fmt.Errorf("tether: %w", err)
+	}
+	_, mounted, err := d.host.IsMounted(name)
+	if err != nil {
+		return false, look{}, fmt.Errorf("tether: volume %q: reading the mount table: %w", name, err)
+	}
+	if !mounted {
+		volumeID, bound, err := d.host.Binding(name)
+		if err != nil {
+			return false, look{}, fmt.Errorf("tether: volume %q: reading its binding: %w", name, err)
+		}
+		if !bound {
+			return false, look{}, nil
+		}
+		err = d.host.MountAttached(ctx, name)
+		if errors.Is(err, ErrNotAttached) {
+			return false, look{volumeID: volumeID, err: err}, nil
+		}
+		if err != nil {
+			return false, look{}, fmt.Errorf("tether: volume %q: mounting EBS volume %s: %w", name, volumeID, err)
+		}
+		// Fail closed: trust the mount table, not the call that said it worked.
+		if _, mounted, err = d.host.IsMounted(name); err != nil {
+			return false, look{}, fmt.Errorf("tether: volume %q: reading the mount table: %w", name, err)
+		}
+		if !mounted {
+			return false, look{}, fmt.Errorf("tether: volume %q: mounting EBS volume %s reported success but nothing is mounted at %s",
+				name, volumeID, d.MountPath(name))
+		}
+		log.Info("mounted the bound EBS volume, attached here", "volumeId", volumeID)
+	}
+	st.add(req.ID)
+	log.Info("volume in use", "users", st.total())
+	return true, look{}, nil
+}
+
+// Unmount releases the use named by the mount ID; when the last use is
+// gone it flushes and unmounts the filesystem (the EBS volume stays
+// attached until the reconciler detaches it). See users for IDs from before
+// a restart.
+func (d *Driver) Unmount(ctx context.Context, req plugin.UnmountRequest) (plugin.UnmountResponse, error) {
+	if err := validName(req.Name); err != nil {
+		return plugin.UnmountResponse{}, err
+	}
+	name, err := d.tetherName(ctx, req.Name)
+	if err != nil {
+		return plugin.UnmountResponse{}, fmt.Errorf("tether: %w", err)
+	}
+	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+	unlock, err := d.lockVolume(ctx, name)
+	if err != nil {
+		return plugin.UnmountResponse{}, fmt.Errorf("tether: %w", err)
+	}
+	defer unlock()
+	st, err := d.stateLocked(ctx, log, name, req.Name)
+	if err != nil {
+		return plugin.UnmountResponse{}, fmt.Errorf("tether: %w", err)
+	}
+	how := st.release(req.ID)
+	if how == releasedNothing {
+		log.Warn("unmount ignored", "match", how, "users", st.total())
+		return plugin.UnmountResponse{}, nil
+	}
+	if n := st.total(); n > 0 {
+		log.Info("volume still in use", "match", how, "users", n)
+		return plugin.UnmountResponse{}, nil
+	}
+	_, mounted, err := d.host.IsMounted(name)
+	if err != nil {
+		return plugin.UnmountResponse{}, fmt.Errorf("tether: volume %q: reading the mount table: %w", name, err)
+	}
+	if !mounted {
+		log.Info("last user gone; the volume was already unmounted", "match", how)
+		return plugin.UnmountResponse{}, nil
+	}
+	uses, err := d.host.ContainersUsing(ctx, req.Name)
+	if err != nil {
+		log.Error("last user gone, but dockerd cannot confirm no other container uses the volume; leaving it mounted",
+			"match", how, "error", err.Error())
+		return plugin.UnmountResponse{}, nil
+	}
+	if len(uses) > 1 {
+		// dockerd still lists the stopping container; more means others.
+		for _, u := range uses {
+			st.adopted += u.Mounts
+		}
+		st.adopted--
+		log.Warn("dockerd lists other containers using the volume; keeping it mounted and adopting them",
+			"match", how, "containers", len(uses), "users", st.total())
+		return plugin.UnmountResponse{}, nil
+	}
+	if err := d.host.Unmount(ctx, name); err != nil {
+		return plugin.UnmountResponse{}, fmt.Errorf("tether: volume %q: last container gone, but unmounting it failed: %w", name, err)
+	}
+	log.Info("last user gone; volume flushed and unmounted, EBS volume still attached", "match", how)
+	return plugin.UnmountResponse{}, nil
+}
