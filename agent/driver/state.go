@@ -101,9 +101,13 @@ func (d *Driver) lockVolume(ctx context.Context, name string) (unlock func(), er
 	}
 	d.mu.Unlock()
 	select {
-	case ch <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the lock of volume %q: %w", name, ctx.Err())
+	case ch <- struct{}{}: // free: taken even when ctx has just ended
+	default:
+		select {
+		case ch <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the lock of volume %q: %w", name, ctx.Err())
+		}
 	}
 	hostUnlock, err := d.host.Lock(ctx, name)
 	if err != nil {
