@@ -64,7 +64,8 @@ type Prepared struct {
 
 // Prepare makes dev ready to mount: probe, then make the requested
 // filesystem on a blank device, or check the filesystem it already has
-// (whatever was requested; never reformat). Anything else is refused with a
+// (whatever was requested; never reformat). requested "" means never
+// format (ErrUnformatted for a blank device). Anything else is refused with a
 // *RefusedError and nothing is written.
 func Prepare(ctx context.Context, r Runner, log *slog.Logger, dev, requested string) (Prepared, error) {
 	sig, err := Probe(ctx, r, dev)
@@ -91,7 +92,7 @@ func Prepare(ctx context.Context, r Runner, log *slog.Logger, dev, requested str
 		}
 		return Prepared{FSType: dec.FSType, Formatted: true, Found: sig}, nil
 	default:
-		if dec.FSType != requested {
+		if requested != "" && dec.FSType != requested {
 			log.Info("device already holds another filesystem than requested; mounting it as it is",
 				"device", dev, "found", dec.FSType, "requested", requested)
 		}

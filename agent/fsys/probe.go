@@ -144,13 +144,20 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 // mountable are the filesystems tether mounts as they are (and can grow).
 var mountable = map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true}
 
+// ErrUnformatted marks a blank device where a filesystem was expected
+// (the caller asked for no format).
+var ErrUnformatted = errors.New("device has no filesystem")
+
 // Decide picks what to do with dev given its signature. A blank device gets
-// the requested filesystem; a supported filesystem is mounted as it is,
+// the requested filesystem (requested "" means never format: a blank device
+// is then ErrUnformatted); a supported filesystem is mounted as it is,
 // whatever was requested (never reformatted); anything else (partition
 // table, LVM, RAID, LUKS, swap, another filesystem, contradicting
 // signatures) is refused with a *RefusedError.
 func Decide(dev string, sig Signature, requested string) (Decision, error) {
 	switch {
+	case sig.Blank() && requested == "":
+		return Decision{}, fmt.Errorf("%w: %s is blank", ErrUnformatted, dev)
 	case sig.Blank():
 		return Decision{Action: Format, FSType: requested}, nil
 	case sig.PTType == "" && !sig.Ambivalent && mountable[sig.Type]:

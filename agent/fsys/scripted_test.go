@@ -161,6 +161,16 @@ func TestPrepareScripted(t *testing.T) {
 			wantErr: ErrRefused,
 		},
 		{
+			name: "blank where a filesystem is expected", requested: "",
+			steps:   []step{blkid(2, "")},
+			wantErr: ErrUnformatted,
+		},
+		{
+			name: "existing filesystem where one is expected", requested: "",
+			steps: []step{blkid(0, xfsOut)},
+			want:  Prepared{FSType: "xfs", Found: Signature{Type: "xfs", Usage: "filesystem"}},
+		},
+		{
 			name: "blkid usage error is a failure, not blank", requested: "ext4",
 			steps:   []step{blkid(4, "")},
 			wantErr: errBlkid,

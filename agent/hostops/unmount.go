@@ -1,0 +1,186 @@
+package hostops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/tether-ecs/tether/agent/dockerapi"
+	"github.com/tether-ecs/tether/agent/mounts"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// UnmountRequest is the unmount command's input.
+type UnmountRequest struct {
+	VolumeID string
+	Name     string
+	Force    bool // unmount even while containers use the volume
+}
+
+// UnmountResult is the unmount command's output.
+type UnmountResult struct {
+	VolumeID   string `json:"volumeId"`
+	Name       string `json:"name"`
+	Mountpoint string `json:"mountpoint"`
+	Device     string `json:"device,omitempty"`
+	WasMounted bool   `json:"wasMounted"`
+	// Detached: the kernel still had users, and --force detached the mount
+	// lazily; the filesystem goes when they let go.
+	Detached bool   `json:"detached,omitempty"`
+	Users    []User `json:"users,omitempty"` // forced past these
+}
+
+// User is a container using a volume.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// ErrBusy marks a volume that running containers (or, for the kernel,
+// processes) still use.
+var ErrBusy = errors.New("volume in use")
+
+// BusyError names the containers that use a volume.
+type BusyError struct {
+	Name  string
+	Users []User
+}
+
+func (e *BusyError) Error() string {
+	names := make([]string, 0, len(e.Users))
+	for _, u := range e.Users {
+		names = append(names, u.Name+" ("+shortID(u.ID)+")")
+	}
+	return fmt.Sprintf("volume %s is used by running containers: %s", e.Name, strings.Join(names, ", "))
+}
+
+// Is makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// ErrWrongVolume marks a request for a volume id that is not the one
+// mounted under the name.
+var ErrWrongVolume = errors.New("another volume is mounted under this name")
+
+// UnmountVolume flushes and unmounts NAME, refusing (BusyError) while a
+// running container uses it unless req.Force. Not mounted is a success. It
+// holds the volume's lock throughout.
+func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountResult, error) {
+	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
+		return UnmountResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
+	res := UnmountResult{VolumeID: req.VolumeID, Name: req.Name, Mountpoint: h.Mountpoint(req.Name)}
+	unlock, err := h.Lock(ctx, req.Name)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+
+	current, mounted, err := mounts.At(res.Mountpoint)
+	if err != nil {
+		return res, err
+	}
+	if !mounted {
+		log.Info("not mounted; nothing to do", "mountpoint", res.Mountpoint)
+		return res, nil
+	}
+	res.WasMounted, res.Device = true, current.Source
+	if bound, ok, err := h.Binding(req.Name); err != nil {
+		return res, err
+	} else if ok && bound != req.VolumeID {
+		return res, fmt.Errorf("%w: %s holds %s, not %s", ErrWrongVolume, res.Mountpoint, bound, req.VolumeID)
+	}
+
+	users, err := h.users(ctx, log, req.Name)
+	switch {
+	case err != nil && !req.Force:
+		return res, fmt.Errorf("cannot tell whether containers use %s (unmount --force skips this check): %w", req.Name, err)
+	case err != nil:
+		log.Warn("cannot ask dockerd about containers; unmounting anyway (--force)", "error", err.Error())
+	case len(users) > 0 && !req.Force:
+		return res, &BusyError{Name: req.Name, Users: users}
+	case len(users) > 0:
+		log.Warn("unmounting a volume running containers use (--force)", "users", users)
+		res.Users = users
+	}
+	res.Detached, err = h.unmount(log, req.Name, current, req.Force)
+	return res, err
+}
+
+// Unmount flushes and unmounts NAME (driver.Host); the caller holds the
+// volume's lock and has decided no container needs it.
+func (h *Host) Unmount(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	current, mounted, err := mounts.At(h.Mountpoint(name))
+	if err != nil || !mounted {
+		return err
+	}
+	log := h.log.With("name", name)
+	if id, ok, _ := h.Binding(name); ok {
+		log = log.With("volumeId", id)
+	}
+	_, err = h.unmount(log, name, current, false)
+	return err
+}
+
+// unmount syncs, unmounts and flushes the device. With force, a filesystem
+// the kernel reports busy is detached lazily (and reported so).
+func (h *Host) unmount(log *slog.Logger, name string, current mounts.Entry, force bool) (detached bool, err error) {
+	mp := h.Mountpoint(name)
+	err = mounts.Unmount(mp)
+	if errors.Is(err, mounts.ErrBusy) {
+		if !force {
+			return false, fmt.Errorf("%w: %w (a process on this host has files open in it)", ErrBusy, err)
+		}
+		log.Warn("filesystem busy; detaching it lazily (--force): the device stays in use until its last user lets go", "mountpoint", mp)
+		if err := mounts.Detach(mp); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := mounts.FlushDevice(current.Source); err != nil {
+		log.Warn("could not flush the device's buffers after unmount", "device", current.Source, "error", err.Error())
+	}
+	log.Info("unmounted and flushed", "device", current.Source, "mountpoint", mp)
+	return false, nil
+}
+
+// users are the running containers that use tether volume NAME: those that
+// mount the Docker volume NAME, and those whose mount source is NAME's
+// mount point (a task-scoped Docker volume has another Docker name). No
+// dockerd on this host means no containers.
+func (h *Host) users(ctx context.Context, log *slog.Logger, name string) ([]User, error) {
+	list, err := h.docker.ListContainers(ctx, dockerapi.ListOptions{})
+	if errors.Is(err, dockerapi.ErrNoDaemon) {
+		log.Warn("no dockerd on this host: no container can use the volume", "error", err.Error())
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	mp := h.Mountpoint(name)
+	var users []User
+	for _, c := range list {
+		for _, m := range c.Mounts {
+			if m.Name == name || m.Source == mp || strings.HasPrefix(m.Source, mp+"/") {
+				users = append(users, User{ID: c.ID, Name: c.Name()})
+				break
+			}
+		}
+	}
+	return users, nil
+}
