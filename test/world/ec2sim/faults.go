@@ -1,0 +1,182 @@
+package ec2sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/awsproto"
+)
+
+// Test control: the quirks of EC2 that operators meet, switched on one at
+// a time (and the KMS keys the account has). Each is covered by a test.
+
+type faults struct {
+	createFailures []string // causes of the next creates that fail asynchronously
+}
+
+func newFaults() faults { return faults{} }
+
+// takeCreateFailure pops the next scripted asynchronous create failure.
+// Caller holds s.mu.
+func (f *faults) takeCreateFailure() string {
+	if len(f.createFailures) == 0 {
+		return ""
+	}
+	c := f.createFailures[0]
+	f.createFailures = f.createFailures[1:]
+	return c
+}
+
+// FailNext answers the next n calls of action with err (code and message
+// as the caller gives them).
+func (s *Server) FailNext(action string, n int, err *awsproto.Error) { s.gate.FailNext(action, n, err) }
+
+// ThrottleNext answers the next n calls of action with RequestLimitExceeded.
+func (s *Server) ThrottleNext(action string, n int) { s.gate.ThrottleNext(action, n) }
+
+// SetErrorRate answers each call of action with err with probability p,
+// drawn from the seeded source (chaos runs).
+func (s *Server) SetErrorRate(action string, p float64, err *awsproto.Error) {
+	s.gate.SetErrorRate(action, p, err)
+}
+
+// FailNextCreates makes the next n CreateVolume calls return a volume id
+// (state creating) whose creation then fails: the volume vanishes
+// (InvalidVolume.NotFound), a createVolume "failed" event carries cause,
+// and the ClientToken answers IdempotentParameterMismatch from then on.
+func (s *Server) FailNextCreates(n int, cause string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults.createFailures = append(s.faults.createFailures, cause)
+	}
+}
+
+// DelayAttach adds d to the next attachment of the volume.
+func (s *Server) DelayAttach(volumeID string, d time.Duration) error {
+	return s.withVolume(volumeID, func(v *volume) { v.attachDelay += d })
+}
+
+// StickAttach makes the volume's next attachment stay "attaching" until it
+// is detached (the stuck attachment ebs-csi gives up on after 90 s).
+func (s *Server) StickAttach(volumeID string) error {
+	return s.withVolume(volumeID, func(v *volume) { v.stickAttach = true })
+}
+
+// StickDetach makes the volume's next detach stay "detaching" until it is
+// forced, whatever the guest does.
+func (s *Server) StickDetach(volumeID string) error {
+	return s.withVolume(volumeID, func(v *volume) { v.stickDetach = true })
+}
+
+// PoisonDeviceOnForceDetach makes every force detach from the instance
+// leave its device name unusable (AttachVolume: "already in use") until
+// RebootInstance, as happens with xen device names.
+func (s *Server) PoisonDeviceOnForceDetach(instanceID string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[instanceID]
+	if in == nil {
+		return fmt.Errorf("ec2sim: %w", errInstanceNotFound(instanceID))
+	}
+	in.poisonOnForce = on
+	return nil
+}
+
+func (s *Server) withVolume(id string, fn func(*volume)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.volumes[id]
+	if v == nil {
+		return fmt.Errorf("ec2sim: %w", errVolumeNotFound(id))
+	}
+	fn(v)
+	return nil
+}
+
+// VolumeState returns the volume's state and its attachment's state ("" if
+// none), for tests that watch the state machine.
+func (s *Server) VolumeState(id string) (state, attachment string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.volumes[id]
+	if v == nil {
+		return "", "", fmt.Errorf("ec2sim: %w", errVolumeNotFound(id))
+	}
+	if v.att != nil {
+		attachment = v.att.state
+	}
+	return v.state, attachment, nil
+}
+
+// BackingFile is the sparse file that holds the volume's bytes.
+func (s *Server) BackingFile(id string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.volumes[id]
+	if v == nil {
+		return "", fmt.Errorf("ec2sim: %w", errVolumeNotFound(id))
+	}
+	return v.backing, nil
+}
+
+// The account's KMS keys. The default EBS key (alias/aws/ebs) exists and is
+// usable; AddKMSKey adds more; DisableKMSKey makes one unusable. A create
+// with a key that is unknown or disabled is accepted and then fails
+// asynchronously, as EBS does.
+
+func (s *Server) keyARN(keyID string) string {
+	return "arn:aws:kms:" + s.cfg.Region + ":" + s.cfg.Account + ":key/" + keyID
+}
+
+func (s *Server) addDefaultKMSKey() {
+	k := &kmsKey{arn: s.keyARN(fmt.Sprintf("%08x-0000-4000-8000-%012x", s.rng.Uint32(), s.rng.Uint64()&0xffffffffffff)), usable: true}
+	s.kms[k.arn], s.kms["alias/aws/ebs"] = k, k
+	s.kms[strings.TrimPrefix(k.arn, s.keyARN(""))] = k
+}
+
+// AddKMSKey registers a usable key with id keyID (a UUID) and aliases
+// ("alias/name"); it returns the key's ARN.
+func (s *Server) AddKMSKey(keyID string, aliases ...string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := &kmsKey{arn: s.keyARN(keyID), usable: true}
+	s.kms[k.arn], s.kms[keyID] = k, k
+	for _, a := range aliases {
+		s.kms[a] = k
+		s.kms["arn:aws:kms:"+s.cfg.Region+":"+s.cfg.Account+":"+a] = k
+	}
+	return k.arn
+}
+
+// DisableKMSKey makes the key (by id, ARN or alias) unusable.
+func (s *Server) DisableKMSKey(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.kms[key]
+	if k == nil {
+		return fmt.Errorf("ec2sim: no KMS key %q", key)
+	}
+	k.usable = false
+	return nil
+}
+
+// resolveKMSKey maps a KmsKeyId to the ARN EC2 reports, and says why a
+// create with it will fail ("" if it will not). Caller holds s.mu.
+func (s *Server) resolveKMSKey(id string) (arn, failCause string) {
+	if id == "" {
+		id = "alias/aws/ebs"
+	}
+	k := s.kms[id]
+	if k == nil {
+		if strings.HasPrefix(id, "arn:") {
+			return id, id + " does not exist."
+		}
+		return s.keyARN(id), s.keyARN(id) + " does not exist."
+	}
+	if !k.usable {
+		return k.arn, k.arn + " is disabled."
+	}
+	return k.arn, ""
+}

@@ -1,0 +1,341 @@
+package ec2sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/awsproto"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// InstanceSpec describes an instance the world launches.
+type InstanceSpec struct {
+	ID         string        // i-...; required
+	AZ         string        // one of Config.AZs; required
+	Type       string        // default m5.large
+	Host       worldapi.Host // the guest; nil: attachments complete without a device
+	ImageID    string        // default ami-0123456789abcdef0
+	RootDevice string        // default /dev/xvda (never free for AttachVolume)
+	PrivateIP  string
+	Tags       map[string]string
+}
+
+// validInstanceID accepts EC2's i- followed by 8 or 17 hex digits.
+func validInstanceID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "i-")
+	if !ok || (len(rest) != 8 && len(rest) != 17) {
+		return false
+	}
+	for _, c := range rest {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// AddInstance launches an instance: it is running at once.
+func (s *Server) AddInstance(spec InstanceSpec) error {
+	if !validInstanceID(spec.ID) {
+		return fmt.Errorf("ec2sim: instance id %q: want i- and 8 or 17 hex digits", spec.ID)
+	}
+	if !s.hasAZ(spec.AZ) {
+		return fmt.Errorf("ec2sim: instance %s: availability zone %q is not one of %v", spec.ID, spec.AZ, s.cfg.AZs)
+	}
+	if spec.Type == "" {
+		spec.Type = "m5.large"
+	}
+	if spec.ImageID == "" {
+		spec.ImageID = "ami-0123456789abcdef0"
+	}
+	if spec.RootDevice == "" {
+		spec.RootDevice = "/dev/xvda"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.instances[spec.ID] != nil {
+		return fmt.Errorf("ec2sim: instance %s already exists", spec.ID)
+	}
+	tags := map[string]string{}
+	for k, v := range spec.Tags {
+		tags[k] = v
+	}
+	s.instances[spec.ID] = &instance{
+		id: spec.ID, az: spec.AZ, typ: spec.Type, image: spec.ImageID, rootDevice: spec.RootDevice,
+		privateIP: spec.PrivateIP, host: spec.Host, state: "running", launched: time.Now(), seq: s.nextSeq(),
+		reservation: s.newID("r", func(string) bool { return false }), tags: tags,
+		devices: map[string]string{}, poisoned: map[string]bool{},
+	}
+	s.log.Info("instance running", "instance", spec.ID, "az", spec.AZ)
+	return nil
+}
+
+// InstanceState returns the instance's state name (running, terminated...).
+func (s *Server) InstanceState(id string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[id]
+	if in == nil {
+		return "", fmt.Errorf("ec2sim: %w", errInstanceNotFound(id))
+	}
+	return in.state, nil
+}
+
+// TerminateInstance ends an instance as EC2 does: its volumes detach (the
+// host is told, best effort; a dead host is fine), volumes attached with
+// DeleteOnTermination are deleted, the others become available, and the
+// instance stays visible as terminated. It returns when that is done.
+func (s *Server) TerminateInstance(ctx context.Context, id string) error {
+	s.mu.Lock()
+	in := s.instances[id]
+	if in == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("ec2sim: %w", errInstanceNotFound(id))
+	}
+	if in.state == "terminated" || in.state == "shutting-down" {
+		s.mu.Unlock()
+		return nil
+	}
+	in.state = "shutting-down"
+	var vols []*volume
+	for _, vid := range in.devices {
+		if v := s.volumes[vid]; v != nil && v.att != nil {
+			vols = append(vols, v)
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info("instance shutting down", "instance", id, "volumes", len(vols))
+	for _, v := range vols {
+		v.hostMu.Lock()
+		s.mu.Lock()
+		a := v.att
+		if a == nil || a.instanceID != id {
+			s.mu.Unlock()
+			v.hostMu.Unlock()
+			continue
+		}
+		a.gen++ // stop any attach or detach worker
+		onHost, del := a.onHost, a.deleteOnTermination
+		s.mu.Unlock()
+		if onHost && in.host != nil {
+			if err := in.host.DetachDevice(ctx, v.id, true); err != nil && !errors.Is(err, worldapi.ErrHostDown) {
+				s.log.Warn("terminate: host did not release device", "instance", id, "volume", v.id, "err", err)
+			}
+		}
+		s.finishDetach(v, a)
+		v.hostMu.Unlock()
+		if del {
+			s.mu.Lock()
+			if v.state == stateAvailable {
+				v.state = stateDeleting
+				s.afterLocked(0, func(context.Context) { s.finishDelete(v.id, "") })
+			}
+			s.mu.Unlock()
+		}
+	}
+	s.mu.Lock()
+	in.state = "terminated"
+	s.mu.Unlock()
+	s.log.Info("instance terminated", "instance", id)
+	return nil
+}
+
+// RebootInstance frees device names a force detach left unusable.
+func (s *Server) RebootInstance(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[id]
+	if in == nil {
+		return fmt.Errorf("ec2sim: %w", errInstanceNotFound(id))
+	}
+	in.poisoned = map[string]bool{}
+	return nil
+}
+
+// SetDeleteOnTermination sets the flag on the volume's current attachment
+// (what ModifyInstanceAttribute's BlockDeviceMapping does).
+func (s *Server) SetDeleteOnTermination(volumeID string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.volumes[volumeID]
+	if v == nil || v.att == nil {
+		return fmt.Errorf("ec2sim: volume %s is not attached", volumeID)
+	}
+	v.att.deleteOnTermination = on
+	return nil
+}
+
+func instanceStateCode(name string) int32 {
+	switch name {
+	case "running":
+		return 16
+	case "shutting-down":
+		return 32
+	case "terminated":
+		return 48
+	case "stopping":
+		return 64
+	case "stopped":
+		return 80
+	}
+	return 0 // pending
+}
+
+var instanceFilters = map[string]bool{
+	"instance-id": true, "instance-state-name": true, "availability-zone": true, "instance-type": true,
+	"block-device-mapping.volume-id": true, "tag-key": true, "tag-value": true,
+}
+
+func (s *Server) instanceXML(in *instance) xmlInstance {
+	x := xmlInstance{InstanceID: in.id, ImageID: in.image,
+		State:        xmlInstanceState{Code: instanceStateCode(in.state), Name: in.state},
+		InstanceType: in.typ, LaunchTime: ts(in.launched), PrivateIP: in.privateIP, Architecture: "x86_64",
+		RootDeviceType: "ebs", RootDeviceName: in.rootDevice, VirtualizationType: "hvm", Tags: tagSet(in.tags),
+		Hypervisor: "nitro"}
+	x.Placement.AvailabilityZone, x.Placement.Tenancy = in.az, "default"
+	x.Monitoring.State = "disabled"
+	if in.state == "terminated" {
+		x.Reason = "User initiated"
+	}
+	devs := make([]string, 0, len(in.devices))
+	for d := range in.devices {
+		devs = append(devs, d)
+	}
+	sort.Strings(devs)
+	x.BlockDevices.Items = []xmlBlockDevice{}
+	for _, d := range devs {
+		v := s.volumes[in.devices[d]]
+		if v == nil || v.att == nil {
+			continue
+		}
+		x.BlockDevices.Items = append(x.BlockDevices.Items, xmlBlockDevice{DeviceName: d, EBS: xmlEBSDevice{
+			VolumeID: v.id, Status: v.att.state, AttachTime: ts(v.att.at), DeleteOnTermination: v.att.deleteOnTermination}})
+	}
+	return x
+}
+
+func (s *Server) describeInstances(_ context.Context, form url.Values) (any, error) {
+	ids := awsproto.List(form, "InstanceId")
+	filters, err := parseFilters(form, instanceFilters)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.instances[id] == nil {
+			return nil, errInstanceNotFound(id)
+		}
+	}
+	var list []*instance
+	for _, in := range s.instances {
+		if len(ids) > 0 && !slices.Contains(ids, in.id) {
+			continue
+		}
+		field := func(name string) []string {
+			switch name {
+			case "instance-id":
+				return []string{in.id}
+			case "instance-state-name":
+				return []string{in.state}
+			case "availability-zone":
+				return []string{in.az}
+			case "instance-type":
+				return []string{in.typ}
+			case "block-device-mapping.volume-id":
+				var out []string
+				for _, vid := range in.devices {
+					out = append(out, vid)
+				}
+				return out
+			}
+			return nil
+		}
+		if matches(filters, in.tags, field) {
+			list = append(list, in)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
+	start, end, next, err := pager{minMax: 5, capMax: 1000, idParam: "InstanceId"}.apply(form, ids, len(list),
+		func(i int) int64 { return list[i].seq })
+	if err != nil {
+		return nil, err
+	}
+	out := &describeInstancesResponse{NextToken: next}
+	out.Reservations.Items = []xmlReservation{}
+	for _, in := range list[start:end] {
+		r := xmlReservation{ReservationID: in.reservation, OwnerID: s.cfg.Account}
+		r.Instances.Items = []xmlInstance{s.instanceXML(in)}
+		out.Reservations.Items = append(out.Reservations.Items, r)
+	}
+	return out, nil
+}
+
+var zoneFilters = map[string]bool{"zone-name": true, "zone-id": true, "state": true, "region-name": true, "zone-type": true}
+
+// zoneID makes AWS's account-independent zone id: usw2-az1 for us-west-2a.
+func (s *Server) zoneID(i int) string {
+	parts := strings.Split(s.cfg.Region, "-")
+	short := ""
+	for j, p := range parts {
+		if j == len(parts)-1 {
+			short += p
+		} else if p != "" {
+			short += p[:1]
+		}
+	}
+	if len(parts) > 0 {
+		short = parts[0] + short[1:]
+	}
+	return fmt.Sprintf("%s-az%d", short, i+1)
+}
+
+func (s *Server) describeAvailabilityZones(_ context.Context, form url.Values) (any, error) {
+	names, zids := awsproto.List(form, "ZoneName"), awsproto.List(form, "ZoneId")
+	filters, err := parseFilters(form, zoneFilters)
+	if err != nil {
+		return nil, err
+	}
+	out := &describeZonesResponse{}
+	out.Zones.Items = []xmlZone{}
+	found := map[string]bool{}
+	for i, az := range s.cfg.AZs {
+		z := xmlZone{ZoneName: az, ZoneState: "available", RegionName: s.cfg.Region, ZoneID: s.zoneID(i),
+			ZoneType: "availability-zone", OptInStatus: "opt-in-not-required", GroupName: s.cfg.Region,
+			NetworkBorderGroup: s.cfg.Region}
+		if (len(names) > 0 && !slices.Contains(names, az)) || (len(zids) > 0 && !slices.Contains(zids, z.ZoneID)) {
+			continue
+		}
+		field := func(name string) []string {
+			switch name {
+			case "zone-name":
+				return []string{z.ZoneName}
+			case "zone-id":
+				return []string{z.ZoneID}
+			case "state":
+				return []string{z.ZoneState}
+			case "region-name":
+				return []string{z.RegionName}
+			case "zone-type":
+				return []string{z.ZoneType}
+			}
+			return nil
+		}
+		if matches(filters, nil, field) {
+			found[az], found[z.ZoneID] = true, true
+			out.Zones.Items = append(out.Zones.Items, z)
+		}
+	}
+	for _, n := range append(names, zids...) {
+		if !found[n] && len(filters) == 0 {
+			return nil, errInvalidValue("The zone '%s' does not exist.", n)
+		}
+	}
+	return out, nil
+}

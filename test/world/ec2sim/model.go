@@ -1,0 +1,106 @@
+package ec2sim
+
+import (
+	"sync"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// Volume states (EC2's VolumeState) and attachment states
+// (VolumeAttachmentState).
+const (
+	stateCreating  = "creating"
+	stateAvailable = "available"
+	stateInUse     = "in-use"
+	stateDeleting  = "deleting"
+
+	attAttaching = "attaching"
+	attAttached  = "attached"
+	attDetaching = "detaching"
+	attDetached  = "detached"
+)
+
+type volume struct {
+	id, az, typ  string
+	size         int32
+	iops         int32 // 0: the type has no IOPS figure
+	throughput   int32 // 0: not gp3
+	encrypted    bool
+	kmsKey       string
+	snapshotID   string
+	state        string
+	created      time.Time
+	seq          int64
+	tags         map[string]string
+	att          *attachment
+	backing      string
+	mod          *modification
+	clientToken  string
+	requestID    string // of CreateVolume, for the createVolume event
+	failCause    string // set: the create fails asynchronously with this cause
+	attachDelay  time.Duration
+	stickAttach  bool // fault: the next attachment never completes
+	stickDetach  bool // fault: the next detach stays detaching until forced
+	hostMu       sync.Mutex
+	lastModStart time.Time
+}
+
+type attachment struct {
+	instanceID, device, state string
+	at                        time.Time
+	deleteOnTermination       bool
+	gen                       uint64 // bumped on each transition, so stale workers stop
+	onHost                    bool   // the host has the device
+	force                     bool
+	stuck                     bool // detach never completes unless forced
+	stuckAttach               bool
+	wake                      chan struct{} // nudges a waiting detach (force)
+	requestID                 string
+}
+
+type modification struct {
+	state                        string // modifying, optimizing, completed, failed
+	start, end                   time.Time
+	origSize, targetSize         int32
+	origType, targetType         string
+	origIops, targetIops         int32
+	origThroughput, targetThrput int32
+	progress                     int64
+}
+
+type snapshot struct {
+	id, volumeID, state, description string
+	volumeSize                       int32
+	encrypted                        bool
+	kmsKey                           string
+	started, completed               time.Time
+	seq                              int64
+	tags                             map[string]string
+	backing                          string
+}
+
+type instance struct {
+	id, az, typ, image, rootDevice, privateIP string
+	reservation                               string
+	host                                      worldapi.Host
+	state                                     string
+	launched                                  time.Time
+	seq                                       int64
+	tags                                      map[string]string
+	devices                                   map[string]string // device name -> volume id
+	poisoned                                  map[string]bool   // names unusable until reboot
+	poisonOnForce                             bool              // fault: a force detach leaves the name unusable
+}
+
+type clientToken struct {
+	fingerprint string
+	volumeID    string
+	failed      bool
+	last        xmlVolume // as last seen, answered after the volume is gone
+}
+
+type kmsKey struct {
+	arn    string
+	usable bool
+}
