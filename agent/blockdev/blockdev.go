@@ -66,15 +66,13 @@ func (f Finder) Find(log *slog.Logger, volumeID, hint string) (Device, error) {
 	var tried []string
 
 	link := f.ByIDLink(volumeID)
-	if target, err := filepath.EvalSymlinks(link); err == nil {
-		if err := f.confirm(target, volumeID); err == nil {
-			return Device{Path: target, How: "by-id"}, nil
-		} else {
-			log.Warn("ignoring a stale by-id link", "link", link, "target", target, "reason", err.Error())
-			tried = append(tried, fmt.Sprintf("%s (stale: %v)", link, err))
-		}
-	} else {
+	if target, err := filepath.EvalSymlinks(link); err != nil {
 		tried = append(tried, link)
+	} else if err := f.confirm(target, volumeID); err != nil {
+		log.Warn("ignoring a stale by-id link", "link", link, "target", target, "reason", err.Error())
+		tried = append(tried, fmt.Sprintf("%s (stale: %v)", link, err))
+	} else {
+		return Device{Path: target, How: "by-id"}, nil
 	}
 
 	if dev, ok := f.scanNVMe(volumeID); ok {
@@ -109,7 +107,7 @@ func (f Finder) Wait(ctx context.Context, log *slog.Logger, volumeID, hint strin
 	start := time.Now()
 	const poll = 200 * time.Millisecond
 	const report = 10 * time.Second
-	lastReport := start
+	var lastReport time.Time
 	for {
 		dev, err := f.Find(log, volumeID, hint)
 		if err == nil {
@@ -121,10 +119,10 @@ func (f Finder) Wait(ctx context.Context, log *slog.Logger, volumeID, hint strin
 		if !errors.Is(err, ErrNotFound) {
 			return Device{}, err
 		}
-		if now := time.Now(); now == start || now.Sub(lastReport) >= report || lastReport == start {
+		if lastReport.IsZero() || time.Since(lastReport) >= report {
 			log.Info("waiting for the volume's device", "link", f.ByIDLink(volumeID), "serial", serialOf(volumeID),
 				"deviceName", hint, "waited", time.Since(start).Round(time.Millisecond).String(), "timeout", timeout.String())
-			lastReport = now
+			lastReport = time.Now()
 		}
 		select {
 		case <-ctx.Done():
