@@ -66,9 +66,13 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{name: "schedule from another source", body: mutate(t, "scheduled.json", func(ev, d map[string]any) { ev["source"] = "aws.ecs" })},
 
 		task("other cluster", func(ev, d map[string]any) { d["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/prod" }),
-		task("cluster name prefix", func(ev, d map[string]any) { d["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/tether-demo-2" }),
+		task("cluster name prefix", func(ev, d map[string]any) {
+			d["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/tether-demo-2"
+		}),
 		task("no clusterArn", func(ev, d map[string]any) { delete(d, "clusterArn") }),
-		task("clusterArn hostile", func(ev, d map[string]any) { d["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/tether-demo;id" }),
+		task("clusterArn hostile", func(ev, d map[string]any) {
+			d["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/tether-demo;id"
+		}),
 		task("clusterArn wrong service", func(ev, d map[string]any) { d["clusterArn"] = "arn:aws:eks:us-east-1:123456789012:cluster/tether-demo" }),
 		task("taskArn hostile", func(ev, d map[string]any) {
 			d["taskArn"] = "arn:aws:ecs:us-east-1:123456789012:task/tether-demo/5b1f$(reboot)"

@@ -51,7 +51,7 @@ func TestDecodeEventSamples(t *testing.T) {
 		"task-stopped-failed.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task2,
 			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciB, LastStatus: "STOPPED", DesiredStatus: "STOPPED", Version: 5}},
 		"task-pending-two-volumes.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task3,
-			TaskDefinitionArn: "arn:aws:ecs:us-east-1:123456789012:task-definition/mysql-replica:3",
+			TaskDefinitionArn:    "arn:aws:ecs:us-east-1:123456789012:task-definition/mysql-replica:3",
 			ContainerInstanceArn: ciB, LastStatus: "PENDING", DesiredStatus: "RUNNING", Version: 2}},
 		"instance-draining.json": {kind: KindInstance, trigger: reconcile.InstanceChanged{Cluster: demo,
 			ContainerInstanceArn: ciA, EC2InstanceID: "i-0a1b2c3d4e5f60718", Status: "DRAINING", AgentConnected: true, Version: 12}},
@@ -107,7 +107,7 @@ func TestDecodeAWSSamples(t *testing.T) {
 			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801}}},
 		"lambdago-container-instance-active.json": {"default", want{kind: KindInstance, trigger: reconcile.InstanceChanged{
 			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801}}},
-		"docs-task-fargate-running.json":                    {"FargateCluster", want{skip: true, quiet: true}},
+		"docs-task-fargate-running.json":                     {"FargateCluster", want{skip: true, quiet: true}},
 		"kotlinx-2022-task-fargate-service-stopped-elb.json": {"sin-web_cluster-dev", want{skip: true, quiet: true}},
 	}
 	files, err := filepath.Glob("testdata/aws-samples/*.json")
@@ -267,4 +267,3 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
-

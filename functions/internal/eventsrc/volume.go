@@ -38,7 +38,7 @@ var volumeEvents = map[string]bool{
 }
 
 var (
-	resultPattern = regexp.MustCompile(`^[a-zA-Z-]{0,40}$`)
+	resultPattern  = regexp.MustCompile(`^[a-zA-Z-]{0,40}$`)
 	ec2InstanceARN = regexp.MustCompile(`^arn:aws[a-z-]{0,20}:ec2:[a-z0-9-]{1,32}:[0-9a-z]{0,12}:instance/(i-[0-9a-f]{8,17})$`)
 )
 
