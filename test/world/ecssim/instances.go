@@ -1,0 +1,484 @@
+package ecssim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/tether-ecs/tether/test/world/awsproto"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// InstanceRegistration is what the ECS agent sends when it starts on an EC2
+// instance (RegisterContainerInstance), as the world drives it.
+type InstanceRegistration struct {
+	Cluster       string // name; the cluster must exist
+	EC2InstanceID string
+	AZ            string // ecs.availability-zone
+	Host          worldapi.Host
+	CPU           int32 // registered CPU units (default 2048)
+	Memory        int32 // registered MiB (default 3767)
+}
+
+// Agent version the world's container instances report.
+const (
+	agentVersion  = "1.89.2"
+	agentHash     = "3ce5a6b2"
+	dockerVersion = "DockerVersion: 25.0.8"
+)
+
+// RegisterInstance registers a container instance. Its attributes are read
+// once from the Host, as the ECS agent computes its capabilities once at
+// start: a plugin that starts later is not advertised. It returns the
+// container instance ARN.
+func (s *Server) RegisterInstance(ctx context.Context, r InstanceRegistration) (string, error) {
+	if r.Host == nil || r.EC2InstanceID == "" || r.AZ == "" {
+		return "", errors.New("ecssim: RegisterInstance needs Host, EC2InstanceID and AZ")
+	}
+	attrs, err := r.Host.Attributes(ctx)
+	if err != nil {
+		return "", fmt.Errorf("ecssim: attributes of %s: %w", r.EC2InstanceID, err)
+	}
+	if r.CPU == 0 {
+		r.CPU = 2048
+	}
+	if r.Memory == 0 {
+		r.Memory = 3767
+	}
+	s.mu.Lock()
+	c, err := s.lookupCluster(r.Cluster)
+	if err != nil {
+		s.mu.Unlock()
+		return "", err
+	}
+	for _, ci := range c.instances {
+		if ci.ec2InstanceID == r.EC2InstanceID && ci.status != statusInactive {
+			s.mu.Unlock()
+			return "", fmt.Errorf("ecssim: %s is already registered as %s", r.EC2InstanceID, ci.arn)
+		}
+	}
+	now := s.now()
+	ci := &instance{
+		id: s.newID(32), cluster: c, ec2InstanceID: r.EC2InstanceID, az: r.AZ, host: r.Host,
+		status: statusActive, agentConnected: true, registeredAt: now, updatedAt: now,
+		cpu: r.CPU, memory: r.Memory, attributes: map[string]string{},
+	}
+	ci.arn = s.instanceArn(c.name, ci.id)
+	attrs["ecs.availability-zone"] = r.AZ
+	names := make([]string, 0, len(attrs))
+	for n := range attrs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ci.setAttribute(n, attrs[n])
+	}
+	c.instances[ci.id] = ci
+	c.instanceOrder = append(c.instanceOrder, ci.id)
+	s.instanceChangedLocked(ci)
+	s.log.Info("container instance registered", "cluster", c.name, "instance", r.EC2InstanceID, "containerInstance", ci.arn, "az", r.AZ)
+	s.mu.Unlock()
+	s.afterChange()
+	return ci.arn, nil
+}
+
+func (ci *instance) setAttribute(name, value string) {
+	if _, ok := ci.attributes[name]; !ok {
+		ci.attrOrder = append(ci.attrOrder, name)
+	}
+	ci.attributes[name] = value
+}
+
+// instanceChangedLocked bumps the version and queues the state change event.
+func (s *Server) instanceChangedLocked(ci *instance) {
+	ci.version++
+	ci.updatedAt = s.now()
+	s.pending = append(s.pending, s.instanceEvent(ci))
+	s.changedLocked()
+}
+
+// KillInstance is the EC2 instance dying under ECS (termination, power
+// loss): the agent disconnects, every task on it is STOPPED with the reason
+// ECS gives, and the container instance is deregistered (INACTIVE), as ECS
+// does for a terminated instance. The Host itself is the world's to kill.
+func (s *Server) KillInstance(ec2InstanceID string) error {
+	s.mu.Lock()
+	ci := s.instanceByEC2(ec2InstanceID)
+	if ci == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
+	}
+	reason := fmt.Sprintf("Host EC2 (instance %s) terminated.", ec2InstanceID)
+	for _, id := range ci.cluster.taskOrder {
+		if t := ci.cluster.tasks[id]; t.instance == ci && t.live() {
+			s.stopDeadLocked(t, StopTerminationNotice, reason)
+		}
+	}
+	ci.agentConnected = false
+	ci.status = statusInactive
+	ci.statusReason = "Instance deregistration forced by the EC2 instance termination"
+	s.instanceChangedLocked(ci)
+	s.log.Info("container instance killed", "cluster", ci.cluster.name, "instance", ec2InstanceID, "containerInstance", ci.arn)
+	s.mu.Unlock()
+	s.afterChange()
+	return nil
+}
+
+// DisconnectAgent is the ECS agent losing its connection while the
+// instance lives on: ECS keeps the tasks as they were and places nothing
+// new there until ReconnectAgent.
+func (s *Server) DisconnectAgent(ec2InstanceID string) error {
+	return s.setAgentConnected(ec2InstanceID, false)
+}
+
+// ReconnectAgent undoes DisconnectAgent.
+func (s *Server) ReconnectAgent(ec2InstanceID string) error {
+	return s.setAgentConnected(ec2InstanceID, true)
+}
+
+func (s *Server) setAgentConnected(ec2InstanceID string, connected bool) error {
+	s.mu.Lock()
+	ci := s.instanceByEC2(ec2InstanceID)
+	if ci == nil || ci.status == statusInactive {
+		s.mu.Unlock()
+		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
+	}
+	if ci.agentConnected != connected {
+		ci.agentConnected = connected
+		s.instanceChangedLocked(ci)
+	}
+	s.mu.Unlock()
+	s.afterChange()
+	return nil
+}
+
+func (s *Server) instanceByEC2(ec2InstanceID string) *instance {
+	for _, name := range s.order {
+		c := s.clusters[name]
+		for _, id := range c.instanceOrder {
+			if ci := c.instances[id]; ci.ec2InstanceID == ec2InstanceID && ci.status != statusInactive {
+				return ci
+			}
+		}
+	}
+	return nil
+}
+
+// remaining is registered minus what live tasks reserve.
+func (ci *instance) remaining() (cpu, mem int32, running, pending int32) {
+	cpu, mem = ci.cpu, ci.memory
+	for _, t := range ci.cluster.tasks {
+		if t.instance != ci || !t.live() {
+			continue
+		}
+		cpu -= t.cpu
+		mem -= t.mem
+		if t.lastStatus == statusRunning {
+			running++
+		} else {
+			pending++
+		}
+	}
+	return cpu, mem, running, pending
+}
+
+func resources(cpu, mem int32) []resourceJSON {
+	return []resourceJSON{
+		{Name: "CPU", Type: "INTEGER", IntegerValue: cpu},
+		{Name: "MEMORY", Type: "INTEGER", IntegerValue: mem},
+		{Name: "PORTS", Type: "STRINGSET", StringSetValue: []string{"22", "2375", "2376", "51678", "51679"}},
+		{Name: "PORTS_UDP", Type: "STRINGSET", StringSetValue: []string{}},
+	}
+}
+
+type versionInfoJSON struct {
+	AgentVersion  string `json:"agentVersion"`
+	AgentHash     string `json:"agentHash"`
+	DockerVersion string `json:"dockerVersion"`
+}
+
+type instanceJSON struct {
+	ContainerInstanceArn string          `json:"containerInstanceArn"`
+	EC2InstanceID        string          `json:"ec2InstanceId"`
+	Version              int64           `json:"version"`
+	VersionInfo          versionInfoJSON `json:"versionInfo"`
+	RemainingResources   []resourceJSON  `json:"remainingResources"`
+	RegisteredResources  []resourceJSON  `json:"registeredResources"`
+	Status               string          `json:"status"`
+	StatusReason         string          `json:"statusReason,omitempty"`
+	AgentConnected       bool            `json:"agentConnected"`
+	RunningTasksCount    int32           `json:"runningTasksCount"`
+	PendingTasksCount    int32           `json:"pendingTasksCount"`
+	Attributes           []attributeJSON `json:"attributes"`
+	RegisteredAt         *epoch          `json:"registeredAt,omitempty"`
+	Attachments          []struct{}      `json:"attachments"`
+	Tags                 []tagJSON       `json:"tags"`
+}
+
+func (ci *instance) attributeList() []attributeJSON {
+	out := make([]attributeJSON, 0, len(ci.attrOrder))
+	for _, n := range ci.attrOrder {
+		a := attributeJSON{Name: n}
+		if v := ci.attributes[n]; v != "" {
+			a.Value = &v
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func (ci *instance) out() instanceJSON {
+	cpu, mem, running, pending := ci.remaining()
+	return instanceJSON{
+		ContainerInstanceArn: ci.arn, EC2InstanceID: ci.ec2InstanceID, Version: ci.version,
+		VersionInfo:        versionInfoJSON{AgentVersion: agentVersion, AgentHash: agentHash, DockerVersion: dockerVersion},
+		RemainingResources: resources(cpu, mem), RegisteredResources: resources(ci.cpu, ci.memory),
+		Status: ci.status, StatusReason: ci.statusReason, AgentConnected: ci.agentConnected,
+		RunningTasksCount: running, PendingTasksCount: pending,
+		Attributes: ci.attributeList(), RegisteredAt: epochPtr(ci.registeredAt),
+		Attachments: []struct{}{}, Tags: []tagJSON{},
+	}
+}
+
+type listContainerInstancesRequest struct {
+	Cluster    string `json:"cluster"`
+	Filter     string `json:"filter"`
+	Status     string `json:"status"`
+	NextToken  string `json:"nextToken"`
+	MaxResults *int32 `json:"maxResults"`
+}
+
+func (s *Server) listContainerInstances(_ context.Context, body []byte) (any, error) {
+	var req listContainerInstancesRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Filter != "" {
+		return nil, invalidParameter("parameter filter (cluster query language) is not supported by the local ECS world")
+	}
+	switch req.Status {
+	case "", statusActive, statusDraining, statusInactive, "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED":
+	default:
+		return nil, invalidParameter("Invalid status %s.", req.Status)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	arns := []string{}
+	for _, id := range c.instanceOrder {
+		ci := c.instances[id]
+		if (req.Status == "" && ci.status != statusInactive) || ci.status == req.Status {
+			arns = append(arns, ci.arn)
+		}
+	}
+	items, next, err := page(arns, req.NextToken, req.MaxResults, 100)
+	if err != nil {
+		return nil, err
+	}
+	return listOut("containerInstanceArns", items, next), nil
+}
+
+type describeContainerInstancesRequest struct {
+	Cluster            string   `json:"cluster"`
+	ContainerInstances []string `json:"containerInstances"`
+	Include            []string `json:"include"`
+}
+
+func (s *Server) describeContainerInstances(_ context.Context, body []byte) (any, error) {
+	var req describeContainerInstancesRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if len(req.ContainerInstances) == 0 || len(req.ContainerInstances) > 100 {
+		return nil, invalidParameter("containerInstances must have between 1 and 100 elements.")
+	}
+	for _, inc := range req.Include {
+		if inc != "TAGS" && inc != "CONTAINER_INSTANCE_HEALTH" {
+			return nil, invalidParameter("Invalid include value %s.", inc)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	out, failures := []instanceJSON{}, []failureJSON{}
+	for _, ref := range req.ContainerInstances {
+		if ci := c.findInstance(s, ref); ci != nil {
+			out = append(out, ci.out())
+		} else {
+			failures = append(failures, failureJSON{Arn: s.refArn("container-instance", c.name, ref), Reason: "MISSING"})
+		}
+	}
+	return map[string]any{"containerInstances": out, "failures": failures}, nil
+}
+
+// refArn spells a reference as the long ARN ECS echoes in failures.
+func (s *Server) refArn(resource, clusterName, ref string) string {
+	if _, id, ok := s.resourceID(resource, ref); ok && !strings.HasPrefix(ref, "arn:") {
+		return s.arn(resource + "/" + clusterName + "/" + id)
+	}
+	return ref
+}
+
+type updateInstancesStateRequest struct {
+	Cluster            string   `json:"cluster"`
+	ContainerInstances []string `json:"containerInstances"`
+	Status             string   `json:"status"`
+}
+
+func (s *Server) updateContainerInstancesState(_ context.Context, body []byte) (any, error) {
+	var req updateInstancesStateRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Status != statusActive && req.Status != statusDraining {
+		return nil, invalidParameter("Container instance status must be ACTIVE or DRAINING.")
+	}
+	if len(req.ContainerInstances) == 0 || len(req.ContainerInstances) > 10 {
+		return nil, invalidParameter("containerInstances must have between 1 and 10 elements.")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	out, failures := []instanceJSON{}, []failureJSON{}
+	for _, ref := range req.ContainerInstances {
+		ci := c.findInstance(s, ref)
+		if ci == nil || ci.status == statusInactive {
+			failures = append(failures, failureJSON{Arn: s.refArn("container-instance", c.name, ref), Reason: "MISSING"})
+			continue
+		}
+		if ci.status != req.Status {
+			ci.status = req.Status
+			s.instanceChangedLocked(ci)
+			s.log.Info("container instance state changed", "cluster", c.name, "instance", ci.ec2InstanceID, "containerInstance", ci.arn, "status", ci.status)
+		}
+		out = append(out, ci.out())
+	}
+	return map[string]any{"containerInstances": out, "failures": failures}, nil
+}
+
+var attributeNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,127}$`)
+var attributeValuePattern = regexp.MustCompile(`^[a-zA-Z0-9_.@:/-]([a-zA-Z0-9_.@:/ -]{0,126}[a-zA-Z0-9_.@:/-])?$`)
+
+type putAttributesRequest struct {
+	Cluster    string          `json:"cluster"`
+	Attributes []attributeJSON `json:"attributes"`
+}
+
+func (s *Server) putAttributes(_ context.Context, body []byte) (any, error) {
+	var req putAttributesRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Attributes) == 0 {
+		return nil, invalidParameter("Attributes cannot be empty.")
+	}
+	if len(req.Attributes) > 10 {
+		return nil, awsproto.BadRequest(codeAttributeLimit, "You can specify up to 10 attributes per call.")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	targets := make([]*instance, len(req.Attributes))
+	for i, a := range req.Attributes {
+		if !attributeNamePattern.MatchString(a.Name) {
+			return nil, invalidParameter("Invalid attribute name %q.", a.Name)
+		}
+		if a.Value != nil && !attributeValuePattern.MatchString(*a.Value) {
+			return nil, invalidParameter("Invalid attribute value %q.", *a.Value)
+		}
+		if a.TargetType != "" && a.TargetType != "container-instance" {
+			return nil, invalidParameter("Invalid target type %s.", a.TargetType)
+		}
+		if targets[i] = c.findInstance(s, a.TargetID); targets[i] == nil || targets[i].status == statusInactive {
+			return nil, awsproto.BadRequest(codeTargetNotFound, "Could not find %s.", a.TargetID)
+		}
+	}
+	out := make([]attributeJSON, len(req.Attributes))
+	touched := []*instance{}
+	for i, a := range req.Attributes {
+		ci := targets[i]
+		v := ""
+		if a.Value != nil {
+			v = *a.Value
+		}
+		ci.setAttribute(a.Name, v)
+		out[i] = attributeJSON{Name: a.Name, Value: a.Value, TargetType: "container-instance", TargetID: ci.arn}
+		if !slices.Contains(touched, ci) {
+			touched = append(touched, ci)
+		}
+	}
+	for _, ci := range touched {
+		s.instanceChangedLocked(ci)
+	}
+	return map[string]any{"attributes": out}, nil
+}
+
+type listAttributesRequest struct {
+	Cluster        string `json:"cluster"`
+	TargetType     string `json:"targetType"`
+	AttributeName  string `json:"attributeName"`
+	AttributeValue string `json:"attributeValue"`
+	NextToken      string `json:"nextToken"`
+	MaxResults     *int32 `json:"maxResults"`
+}
+
+func (s *Server) listAttributes(_ context.Context, body []byte) (any, error) {
+	var req listAttributesRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if req.TargetType != "container-instance" {
+		return nil, invalidParameter("targetType must be container-instance.")
+	}
+	if req.AttributeValue != "" && req.AttributeName == "" {
+		return nil, invalidParameter("attributeValue can be specified only with attributeName.")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	all := []attributeJSON{}
+	for _, id := range c.instanceOrder {
+		ci := c.instances[id]
+		if ci.status == statusInactive {
+			continue
+		}
+		for _, a := range ci.attributeList() {
+			if req.AttributeName != "" && a.Name != req.AttributeName {
+				continue
+			}
+			if req.AttributeValue != "" && (a.Value == nil || *a.Value != req.AttributeValue) {
+				continue
+			}
+			a.TargetType, a.TargetID = "container-instance", ci.arn
+			all = append(all, a)
+		}
+	}
+	items, next, err := page(all, req.NextToken, req.MaxResults, 100)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"attributes": items}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	return out, nil
+}

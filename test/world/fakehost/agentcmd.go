@@ -1,0 +1,372 @@
+package fakehost
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/tether-ecs/tether/internal/volspec"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// Exit codes of tether-agent (docs/contracts.md).
+const (
+	ExitOK       = 0
+	ExitFailed   = 1
+	ExitBadInput = 2
+	ExitBusy     = 3
+	ExitNoDevice = 4
+	ExitRefused  = 5
+)
+
+// errSyntax marks a script the fake shell cannot run.
+var errSyntax = errors.New("unsupported shell syntax")
+
+// RunShellScript implements worldapi.Host for the scripts tether's SSM
+// documents produce. The fake shell runs them as `set -e` would: each line
+// is one command, words split as a POSIX shell does for quotes and
+// backslashes (no expansions, pipes, redirections or control flow: a script
+// that needs them exits 2 with the reason on stderr); blank lines, comments
+// and `set -…` lines are skipped. The only program is tether-agent (by name
+// or absolute path, optionally after `exec`); anything else exits 127.
+func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
+	h.mu.Lock()
+	if h.down {
+		h.mu.Unlock()
+		return worldapi.CommandResult{}, worldapi.ErrHostDown
+	}
+	h.scripts = append(h.scripts, script)
+	h.mu.Unlock()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	res := worldapi.CommandResult{Started: time.Now()}
+	var stdout, stderr bytes.Buffer
+	lines, err := scriptLines(script)
+	if err != nil {
+		fmt.Fprintf(&stderr, "fakehost: %v\n", err)
+		res.ExitCode = ExitBadInput
+	}
+	for i, words := range lines {
+		if res.ExitCode != 0 {
+			break
+		}
+		if words[0] == "exec" {
+			words = words[1:]
+		}
+		if len(words) == 0 || path.Base(words[0]) != "tether-agent" {
+			fmt.Fprintf(&stderr, "bash: line %d: %s: command not found\n", i+1, strings.Join(words, " "))
+			res.ExitCode = 127
+			break
+		}
+		res.ExitCode = h.agent(ctx, words[1:], &stdout, &stderr)
+	}
+	res.Stdout, res.Stderr, res.Ended = stdout.String(), stderr.String(), time.Now()
+	return res, nil
+}
+
+// scriptLines splits a script into commands of words.
+func scriptLines(script string) ([][]string, error) {
+	script = strings.ReplaceAll(script, "\\\n", "")
+	var out [][]string
+	for _, line := range strings.Split(script, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") || trimmed == "set" || strings.HasPrefix(trimmed, "set -") {
+			continue
+		}
+		words, err := splitWords(trimmed)
+		if err != nil {
+			return nil, fmt.Errorf("%w in %q: %v", errSyntax, trimmed, err)
+		}
+		if len(words) > 0 {
+			out = append(out, words)
+		}
+	}
+	return out, nil
+}
+
+// splitWords splits one line as a shell does for quoting, refusing every
+// construct that would need a real shell.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			end := strings.IndexByte(line[i+1:], '\'')
+			if end < 0 {
+				return nil, errors.New("unterminated '")
+			}
+			cur.WriteString(line[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(line) && line[i] != '"'; i++ {
+				switch line[i] {
+				case '$', '`':
+					return nil, fmt.Errorf("expansion %q", line[i])
+				case '\\':
+					if i+1 < len(line) && strings.IndexByte("\"\\$`", line[i+1]) >= 0 {
+						i++
+					}
+				}
+				cur.WriteByte(line[i])
+			}
+			if i >= len(line) {
+				return nil, errors.New(`unterminated "`)
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 < len(line) {
+				i++
+				cur.WriteByte(line[i])
+			}
+			inWord = true
+		case c == '#' && !inWord:
+			i = len(line)
+		case strings.IndexByte("$`|&;<>(){}*?[]~", c) >= 0:
+			return nil, fmt.Errorf("metacharacter %q", c)
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// agent runs one tether-agent command line and returns its exit code.
+func (h *Host) agent(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: tether-agent serve|mount|unmount|status [options]")
+		return ExitBadInput
+	}
+	switch args[0] {
+	case "mount":
+		return h.mountCmd(ctx, args[1:], stdout, stderr)
+	case "unmount":
+		return h.unmountCmd(args[1:], stdout, stderr)
+	case "status":
+		return h.statusCmd(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "tether-agent: unknown command %q\n", args[0])
+	return ExitBadInput
+}
+
+type mountResult struct {
+	VolumeID       string `json:"volumeId"`
+	Name           string `json:"name"`
+	Device         string `json:"device"`
+	FSType         string `json:"fstype"`
+	Formatted      bool   `json:"formatted"`
+	Grown          bool   `json:"grown"`
+	Mountpoint     string `json:"mountpoint"`
+	AlreadyMounted bool   `json:"alreadyMounted"`
+}
+
+func badInput(stderr *bytes.Buffer, format string, args ...any) int {
+	fmt.Fprintf(stderr, "tether-agent: "+format+"\n", args...)
+	return ExitBadInput
+}
+
+func (h *Host) mountCmd(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) int {
+	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	volumeID := fs.String("volume-id", "", "")
+	name := fs.String("name", "", "")
+	fsType := fs.String("fstype", volspec.DefaultFSType, "")
+	device := fs.String("device", "", "")
+	root := fs.String("root", h.opts.Root, "")
+	wait := fs.Duration("wait", 60*time.Second, "")
+	asJSON := fs.Bool("json", false, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return badInput(stderr, "mount: bad arguments %q", args)
+	}
+	if err := volspec.ValidateVolumeID(*volumeID); err != nil {
+		return badInput(stderr, "%v", err)
+	}
+	if err := volspec.ValidateName(*name); err != nil {
+		return badInput(stderr, "%v", err)
+	}
+	if err := volspec.ValidateFSType(*fsType); err != nil {
+		return badInput(stderr, "%v", err)
+	}
+	if *device != "" && (!strings.HasPrefix(*device, "/dev/") || strings.Contains(*device, "..")) {
+		return badInput(stderr, "invalid device %q: want a path under /dev", *device)
+	}
+	if *wait <= 0 || !path.IsAbs(*root) {
+		return badInput(stderr, "invalid --wait or --root")
+	}
+	res := mountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name)}
+	dev, code := h.waitDevice(ctx, *volumeID, *wait, stderr)
+	if code != ExitOK {
+		return code
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return ExitFailed
+	}
+	for n, m := range h.mounts {
+		switch {
+		case n == *name && m.volumeID == *volumeID:
+			res.Device, res.FSType, res.AlreadyMounted = m.device, m.fsType, true
+			return printResult(stdout, *asJSON, res, "already mounted")
+		case n == *name:
+			fmt.Fprintf(stderr, "tether-agent: %s is mounted from %s, not %s\n", res.Mountpoint, m.volumeID, *volumeID)
+			return ExitFailed
+		case m.volumeID == *volumeID:
+			fmt.Fprintf(stderr, "tether-agent: %s is already mounted as %s\n", *volumeID, n)
+			return ExitFailed
+		}
+	}
+	existing, signature := h.opts.Disks.probe(*volumeID)
+	if signature != "" {
+		fmt.Fprintf(stderr, "tether-agent: refusing %s (%s): it has a %s signature\n", dev, *volumeID, signature)
+		return ExitRefused
+	}
+	res.Device, res.FSType = dev, existing
+	if existing == "" {
+		h.opts.Disks.format(*volumeID, *fsType)
+		res.FSType, res.Formatted = *fsType, true
+	}
+	h.mounts[*name] = &mount{volumeID: *volumeID, device: dev, fsType: res.FSType}
+	h.bindings[*name] = *volumeID
+	h.changedLocked()
+	h.log.Info("volume mounted", "volume", *volumeID, "name", *name, "device", dev, "formatted", res.Formatted)
+	return printResult(stdout, *asJSON, res, "mounted")
+}
+
+// waitDevice waits, bounded, for the volume's device to appear.
+func (h *Host) waitDevice(ctx context.Context, volumeID string, wait time.Duration, stderr *bytes.Buffer) (string, int) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		dev, ok := h.devices[volumeID]
+		down, changed := h.down, h.changed
+		h.mu.Unlock()
+		switch {
+		case down:
+			return "", ExitFailed
+		case ok:
+			return dev, ExitOK
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			fmt.Fprintf(stderr, "tether-agent: device for %s not found after %s (looked for /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_%s)\n", volumeID, wait, strings.ReplaceAll(volumeID, "-", ""))
+			return "", ExitNoDevice
+		case <-ctx.Done():
+			fmt.Fprintf(stderr, "tether-agent: waiting for the device of %s: %v\n", volumeID, ctx.Err())
+			return "", ExitFailed
+		}
+	}
+}
+
+func printResult(stdout *bytes.Buffer, asJSON bool, v any, human string) int {
+	if asJSON {
+		b, _ := json.Marshal(v)
+		stdout.Write(append(b, '\n'))
+		return ExitOK
+	}
+	fmt.Fprintln(stdout, human)
+	return ExitOK
+}
+
+type unmountResult struct {
+	VolumeID   string `json:"volumeId"`
+	Name       string `json:"name"`
+	Mountpoint string `json:"mountpoint"`
+	Unmounted  bool   `json:"unmounted"`
+}
+
+func (h *Host) unmountCmd(args []string, stdout, stderr *bytes.Buffer) int {
+	fs := flag.NewFlagSet("unmount", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	volumeID := fs.String("volume-id", "", "")
+	name := fs.String("name", "", "")
+	force := fs.Bool("force", false, "")
+	root := fs.String("root", h.opts.Root, "")
+	asJSON := fs.Bool("json", false, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return badInput(stderr, "unmount: bad arguments %q", args)
+	}
+	if err := volspec.ValidateVolumeID(*volumeID); err != nil {
+		return badInput(stderr, "%v", err)
+	}
+	if err := volspec.ValidateName(*name); err != nil {
+		return badInput(stderr, "%v", err)
+	}
+	if !path.IsAbs(*root) {
+		return badInput(stderr, "invalid --root")
+	}
+	res := unmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m, ok := h.mounts[*name]
+	switch {
+	case !ok:
+		return printResult(stdout, *asJSON, res, "not mounted")
+	case m.volumeID != *volumeID:
+		fmt.Fprintf(stderr, "tether-agent: %s is mounted from %s, not %s\n", res.Mountpoint, m.volumeID, *volumeID)
+		return ExitFailed
+	case h.inUseLocked(*name) && !*force:
+		fmt.Fprintf(stderr, "tether-agent: %s is in use by a running container\n", res.Mountpoint)
+		return ExitBusy
+	}
+	if h.inUseLocked(*name) {
+		h.forcedUnmount++
+	}
+	delete(h.mounts, *name)
+	h.changedLocked()
+	res.Unmounted = true
+	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force)
+	return printResult(stdout, *asJSON, res, "unmounted")
+}
+
+type statusVolume struct {
+	Name       string `json:"name"`
+	VolumeID   string `json:"volumeId"`
+	Device     string `json:"device"`
+	FSType     string `json:"fstype"`
+	Mountpoint string `json:"mountpoint"`
+	InUse      bool   `json:"inUse"`
+}
+
+func (h *Host) statusCmd(args []string, stdout, stderr *bytes.Buffer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	root := fs.String("root", h.opts.Root, "")
+	asJSON := fs.Bool("json", false, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || !path.IsAbs(*root) {
+		return badInput(stderr, "status: bad arguments %q", args)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	vols := []statusVolume{}
+	for _, n := range h.sortedMountNames() {
+		m := h.mounts[n]
+		vols = append(vols, statusVolume{Name: n, VolumeID: m.volumeID, Device: m.device, FSType: m.fsType, Mountpoint: path.Join(*root, "volumes", n), InUse: h.inUseLocked(n)})
+	}
+	return printResult(stdout, *asJSON, map[string]any{"volumes": vols}, fmt.Sprintf("%d volumes", len(vols)))
+}

@@ -1,0 +1,290 @@
+// Package fakehost is an in-memory worldapi.Host: a guest that models what
+// tether cares about — attached devices by volume id, a filesystem and data
+// per volume (Disks, shared by all hosts), mounts made by a simulated
+// `tether-agent mount`/`unmount`/`status` run through RunShellScript,
+// DetachDevice busy while mounted, and tasks whose containers start only
+// once their tether volumes are mounted (the plugin's bounded wait, then
+// STOPPED with a plugin-like reason). It is for fast tests of the
+// simulators and of the reconciler at scale; test/world/hosts has the real
+// thing.
+package fakehost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// Options configure a Host.
+type Options struct {
+	InstanceID   string
+	AZ           string
+	InstanceType string // ecs.instance-type (default t3.medium)
+	Disks        *Disks // shared storage; a private one when nil
+	Seed         int64
+	// PluginWait bounds the plugin's Mount wait for the reconciler (the real
+	// plugin waits under dockerd's 2-minute timeout). Default 100s.
+	PluginWait time.Duration
+	// NoPlugin: tether-agent serve is not running, so the capability
+	// ecs.capability.docker-plugin.tether is not advertised.
+	NoPlugin bool
+	Root     string // tether-agent --root default (/var/lib/tether)
+	Logger   *slog.Logger
+}
+
+// Host is one fake EC2 instance.
+type Host struct {
+	opts Options
+	log  *slog.Logger
+
+	mu            sync.Mutex
+	rng           *rand.Rand
+	down          bool
+	closed        bool
+	changed       chan struct{}
+	devices       map[string]string // volume id -> device path
+	nextNVMe      int
+	mounts        map[string]*mount // by tether name
+	bindings      map[string]string // tether name -> volume id
+	tasks         map[string]*fakeTask
+	agentRestarts int
+	forcedUnmount int
+	scripts       []string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type mount struct {
+	volumeID, device, fsType string
+}
+
+var _ worldapi.Host = (*Host)(nil)
+
+// New returns a running host.
+func New(opts Options) *Host {
+	if opts.InstanceType == "" {
+		opts.InstanceType = "t3.medium"
+	}
+	if opts.Disks == nil {
+		opts.Disks = NewDisks()
+	}
+	if opts.PluginWait == 0 {
+		opts.PluginWait = 100 * time.Second
+	}
+	if opts.Root == "" {
+		opts.Root = "/var/lib/tether"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Host{
+		opts: opts, log: opts.Logger.With("component", "fakehost", "instance", opts.InstanceID),
+		rng: rand.New(rand.NewSource(opts.Seed)), changed: make(chan struct{}),
+		devices: map[string]string{}, nextNVMe: 1, mounts: map[string]*mount{},
+		bindings: map[string]string{}, tasks: map[string]*fakeTask{},
+		ctx: ctx, cancel: cancel,
+	}
+}
+
+// InstanceID implements worldapi.Host.
+func (h *Host) InstanceID() string { return h.opts.InstanceID }
+
+// Disks returns the storage this host writes to.
+func (h *Host) Disks() *Disks { return h.opts.Disks }
+
+func (h *Host) changedLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// AttachDevice implements worldapi.Host: the volume appears as the next
+// NVMe namespace, found by its by-id link.
+func (h *Host) AttachDevice(_ context.Context, a worldapi.Attachment) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return worldapi.ErrHostDown
+	}
+	if dev, ok := h.devices[a.VolumeID]; ok {
+		return fmt.Errorf("fakehost %s: %s already attached as %s", h.opts.InstanceID, a.VolumeID, dev)
+	}
+	dev := fmt.Sprintf("/dev/nvme%dn1", h.nextNVMe)
+	h.nextNVMe++
+	h.devices[a.VolumeID] = dev
+	h.changedLocked()
+	h.log.Info("device attached", "volume", a.VolumeID, "device", dev, "requested", a.DeviceName)
+	return nil
+}
+
+// DetachDevice implements worldapi.Host: busy while mounted unless forced;
+// a forced detach of a mounted volume counts as unclean.
+func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return worldapi.ErrHostDown
+	}
+	if _, ok := h.devices[volumeID]; !ok {
+		return nil
+	}
+	for name, m := range h.mounts {
+		if m.volumeID != volumeID {
+			continue
+		}
+		if !force {
+			return fmt.Errorf("fakehost %s: %s mounted as %s: %w", h.opts.InstanceID, volumeID, name, worldapi.ErrDeviceBusy)
+		}
+		delete(h.mounts, name)
+		h.opts.Disks.unclean(volumeID)
+		h.log.Warn("forced detach of a mounted volume", "volume", volumeID, "name", name)
+	}
+	delete(h.devices, volumeID)
+	h.changedLocked()
+	h.log.Info("device detached", "volume", volumeID, "force", force)
+	return nil
+}
+
+// Attributes implements worldapi.Host with what the ECS agent registers.
+func (h *Host) Attributes(_ context.Context) (map[string]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return nil, worldapi.ErrHostDown
+	}
+	attrs := map[string]string{
+		"ecs.availability-zone":                                "",
+		"ecs.instance-type":                                    h.opts.InstanceType,
+		"ecs.os-type":                                          "linux",
+		"ecs.os-family":                                        "LINUX",
+		"ecs.cpu-architecture":                                 "x86_64",
+		"ecs.capability.task-eni":                              "",
+		"ecs.capability.docker-plugin.local":                   "",
+		"com.amazonaws.ecs.capability.logging-driver.awslogs":  "",
+		"com.amazonaws.ecs.capability.logging-driver.json-file": "",
+		"com.amazonaws.ecs.capability.docker-remote-api.1.25":  "",
+		"ecs.capability.execution-role-awslogs":                "",
+	}
+	if h.opts.AZ != "" {
+		attrs["ecs.availability-zone"] = h.opts.AZ
+	} else {
+		delete(attrs, "ecs.availability-zone")
+	}
+	if !h.opts.NoPlugin {
+		attrs["ecs.capability.docker-plugin.tether"] = ""
+	}
+	return attrs, nil
+}
+
+// SetPlugin starts or stops tether-agent serve. Attributes already
+// registered with ECS do not change, as with the real agent.
+func (h *Host) SetPlugin(serving bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.opts.NoPlugin = !serving
+	h.changedLocked()
+}
+
+// Kill implements worldapi.Host: everything stops at once, without reports;
+// mounted volumes count as unclean.
+func (h *Host) Kill() error {
+	h.mu.Lock()
+	if h.down {
+		h.mu.Unlock()
+		return nil
+	}
+	h.down = true
+	for _, m := range h.mounts {
+		h.opts.Disks.unclean(m.volumeID)
+	}
+	h.mounts = map[string]*mount{}
+	h.devices = map[string]string{}
+	h.changedLocked()
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+	h.log.Info("host killed")
+	return nil
+}
+
+// RestartAgent implements worldapi.Host (tether-agent serve restarts; the
+// plugin's state is on disk, so nothing is lost).
+func (h *Host) RestartAgent(_ context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return worldapi.ErrHostDown
+	}
+	h.agentRestarts++
+	h.changedLocked()
+	return nil
+}
+
+// Close implements worldapi.Host.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+	return nil
+}
+
+// State is a test's view of the guest.
+type State struct {
+	Down          bool
+	Devices       map[string]string // volume id -> device
+	Mounts        map[string]string // tether name -> volume id
+	Tasks         map[string]string // task ARN -> PENDING, RUNNING, STOPPED
+	AgentRestarts int
+	ForcedUnmount int
+	Scripts       int // RunShellScript calls
+}
+
+// State returns a copy of the guest's state.
+func (h *Host) State() State {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := State{
+		Down: h.down, Devices: map[string]string{}, Mounts: map[string]string{}, Tasks: map[string]string{},
+		AgentRestarts: h.agentRestarts, ForcedUnmount: h.forcedUnmount, Scripts: len(h.scripts),
+	}
+	for v, d := range h.devices {
+		st.Devices[v] = d
+	}
+	for n, m := range h.mounts {
+		st.Mounts[n] = m.volumeID
+	}
+	for a, t := range h.tasks {
+		st.Tasks[a] = t.status
+	}
+	return st
+}
+
+// Scripts returns every script RunShellScript received, in order.
+func (h *Host) Scripts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.scripts...)
+}
+
+func (h *Host) sortedMountNames() []string {
+	names := make([]string, 0, len(h.mounts))
+	for n := range h.mounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,271 @@
+package fakehost
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tether-ecs/tether/internal/volspec"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// Driver is the Docker volume driver name tether registers.
+const Driver = "tether"
+
+type fakeTask struct {
+	spec    worldapi.TaskSpec
+	report  func(worldapi.TaskUpdate)
+	status  string            // PENDING, RUNNING, STOPPED
+	names   []string          // tether volume names it mounts
+	docker  map[string]string // tether name -> Docker volume name
+	runtime map[string]string // container name -> runtime id
+	cancel  context.CancelFunc
+}
+
+// tetherVolume is one of the task's volumes served by tether.
+type tetherVolume struct {
+	name, docker string
+}
+
+// tetherVolumes names the task's tether volumes as the ECS agent and the
+// plugin do: shared scope uses the volume name; task scope gets
+// ecs-<family>-<revision>-<volume>-<hex> from the agent, which the plugin
+// maps to task-<task id>-<volume>.
+func (h *Host) tetherVolumes(spec worldapi.TaskSpec) ([]tetherVolume, string) {
+	taskID := spec.TaskArn[strings.LastIndexByte(spec.TaskArn, '/')+1:]
+	var out []tetherVolume
+	for _, v := range spec.Volumes {
+		dv := v.Docker
+		if dv == nil || dv.Driver != Driver {
+			continue
+		}
+		if dv.Scope == "task" && dv.Autoprovision {
+			return nil, fmt.Sprintf("volume [%s] : task scoped volume could not be autoprovisioned", v.Name)
+		}
+		if _, err := volspec.ParseDriverOpts(dv.DriverOpts); err != nil {
+			return nil, fmt.Sprintf("CannotCreateContainerError: Error response from daemon: create %s: VolumeDriver.Create: %v", v.Name, err)
+		}
+		tv := tetherVolume{name: v.Name, docker: v.Name}
+		if dv.Scope == "task" {
+			tv.name = "task-" + taskID + "-" + v.Name
+			tv.docker = fmt.Sprintf("ecs-%s-%d-%s-%s", spec.Family, spec.Revision, v.Name, h.hexLocked(20))
+		}
+		if err := volspec.ValidateName(tv.name); err != nil {
+			return nil, fmt.Sprintf("CannotCreateContainerError: Error response from daemon: create %s: VolumeDriver.Create: %v", tv.docker, err)
+		}
+		out = append(out, tv)
+	}
+	return out, ""
+}
+
+func (h *Host) hexLocked(n int) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = hex[h.rng.Intn(16)]
+	}
+	return string(b)
+}
+
+// StartTask implements worldapi.Host: the containers start once every
+// tether volume is mounted on this host, or the task stops with the
+// plugin's error after PluginWait.
+func (h *Host) StartTask(_ context.Context, spec worldapi.TaskSpec, report func(worldapi.TaskUpdate)) error {
+	h.mu.Lock()
+	if h.down {
+		h.mu.Unlock()
+		return worldapi.ErrHostDown
+	}
+	if _, dup := h.tasks[spec.TaskArn]; dup {
+		h.mu.Unlock()
+		return fmt.Errorf("fakehost %s: task %s already started", h.opts.InstanceID, spec.TaskArn)
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	t := &fakeTask{spec: spec, report: report, status: "PENDING", docker: map[string]string{}, runtime: map[string]string{}, cancel: cancel}
+	vols, failure := h.tetherVolumes(spec)
+	for _, v := range vols {
+		t.names = append(t.names, v.name)
+		t.docker[v.name] = v.docker
+	}
+	for _, c := range spec.Containers {
+		t.runtime[c.Name] = h.hexLocked(64)
+	}
+	h.tasks[spec.TaskArn] = t
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		defer cancel()
+		h.runTask(ctx, t, failure)
+	}()
+	return nil
+}
+
+func (h *Host) runTask(ctx context.Context, t *fakeTask, failure string) {
+	log := h.log.With("task", t.spec.TaskArn)
+	t.report(h.update(t, "PENDING", "", nil))
+	if failure != "" {
+		h.finish(t, failure, nil)
+		return
+	}
+	for _, name := range t.names {
+		if why := h.pluginMount(ctx, t, name); why != "" {
+			if ctx.Err() != nil && h.isDown() {
+				return // the instance died: nobody reports
+			}
+			log.Warn("plugin mount failed", "name", name, "why", why)
+			h.finish(t, why, nil)
+			return
+		}
+	}
+	h.mu.Lock()
+	if t.status != "PENDING" || h.down {
+		h.mu.Unlock()
+		return
+	}
+	t.status = "RUNNING"
+	for _, name := range t.names {
+		if m := h.mounts[name]; m != nil {
+			h.opts.Disks.write(m.volumeID, t.spec.TaskArn)
+		}
+	}
+	h.changedLocked()
+	h.mu.Unlock()
+	log.Info("task running", "volumes", t.names)
+	t.report(h.update(t, "RUNNING", "", nil))
+}
+
+// pluginMount is VolumeDriver.Mount: ready when the reconciler has mounted
+// the volume, or when the plugin can remount a known binding whose device is
+// attached; otherwise it waits, bounded, and fails naming what it waited for.
+func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string {
+	deadline := time.NewTimer(h.opts.PluginWait)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		if h.opts.NoPlugin {
+			h.mu.Unlock()
+			return fmt.Sprintf("CannotCreateContainerError: Error response from daemon: create %s: error looking up volume plugin %s: plugin %q not found", t.docker[name], Driver, Driver)
+		}
+		if _, ok := h.mounts[name]; ok {
+			h.mu.Unlock()
+			return ""
+		}
+		if vol, ok := h.bindings[name]; ok {
+			if dev, attached := h.devices[vol]; attached {
+				if fsType, sig := h.opts.Disks.probe(vol); fsType != "" && sig == "" {
+					h.mounts[name] = &mount{volumeID: vol, device: dev, fsType: fsType}
+					h.changedLocked()
+					h.mu.Unlock()
+					return ""
+				}
+			}
+		}
+		looked := "no device known yet (waiting for the reconciler to attach and mount it)"
+		if vol, ok := h.bindings[name]; ok {
+			looked = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + strings.ReplaceAll(vol, "-", "")
+		}
+		changed := h.changed
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "CannotStartContainerError: task stopped while waiting for volume " + name
+		case <-deadline.C:
+			return fmt.Sprintf("CannotStartContainerError: Error response from daemon: error while mounting volume '%s': VolumeDriver.Mount: tether: volume %s not mounted on this host after %s; looked for %s",
+				t.docker[name], name, h.opts.PluginWait, looked)
+		}
+	}
+}
+
+func (h *Host) isDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.down
+}
+
+// update builds a report for every container of the task.
+func (h *Host) update(t *fakeTask, status, reason string, exit *int) worldapi.TaskUpdate {
+	u := worldapi.TaskUpdate{TaskArn: t.spec.TaskArn, Status: status, StoppedReason: reason}
+	for _, c := range t.spec.Containers {
+		cu := worldapi.ContainerUpdate{Name: c.Name, Status: status, Reason: reason}
+		if status != "PENDING" {
+			cu.RuntimeID = t.runtime[c.Name]
+		}
+		if exit != nil {
+			cu.ExitCode = exit
+		}
+		u.Containers = append(u.Containers, cu)
+	}
+	return u
+}
+
+// finish stops the task: its containers are gone, and the plugin unmounts
+// every tether volume no other running task still uses.
+func (h *Host) finish(t *fakeTask, reason string, exit *int) {
+	h.mu.Lock()
+	if t.status == "STOPPED" || h.down {
+		h.mu.Unlock()
+		return
+	}
+	t.status = "STOPPED"
+	for _, name := range t.names {
+		if m := h.mounts[name]; m != nil && !h.inUseLocked(name) {
+			delete(h.mounts, name)
+			h.log.Info("plugin unmounted volume after its last user", "name", name, "volume", m.volumeID, "task", t.spec.TaskArn)
+		}
+	}
+	h.changedLocked()
+	h.mu.Unlock()
+	t.cancel()
+	t.report(h.update(t, "STOPPED", reason, exit))
+}
+
+// StopTask implements worldapi.Host: SIGTERM; the containers exit 0.
+func (h *Host) StopTask(_ context.Context, taskArn string) error {
+	h.mu.Lock()
+	t, ok := h.tasks[taskArn]
+	down := h.down
+	h.mu.Unlock()
+	switch {
+	case down:
+		return worldapi.ErrHostDown
+	case !ok:
+		return fmt.Errorf("fakehost %s: no task %s", h.opts.InstanceID, taskArn)
+	}
+	var exit *int
+	if t.status == "RUNNING" {
+		zero := 0
+		exit = &zero
+	}
+	h.wg.Add(1)
+	go func() { // reports come asynchronously, as from the agent
+		defer h.wg.Done()
+		h.finish(t, "", exit)
+	}()
+	return nil
+}
+
+// ExitTask makes the task's containers exit by themselves with code.
+func (h *Host) ExitTask(taskArn string, code int) error {
+	h.mu.Lock()
+	t, ok := h.tasks[taskArn]
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("fakehost %s: no task %s", h.opts.InstanceID, taskArn)
+	}
+	h.finish(t, "Essential container in task exited", &code)
+	return nil
+}
+
+// inUseLocked reports whether a running container uses the tether volume.
+func (h *Host) inUseLocked(name string) bool {
+	for _, t := range h.tasks {
+		if t.status == "RUNNING" && slices.Contains(t.names, name) {
+			return true
+		}
+	}
+	return false
+}
