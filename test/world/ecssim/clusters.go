@@ -9,18 +9,18 @@ import (
 var clusterNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,255}$`)
 
 type clusterJSON struct {
-	ClusterArn                        string          `json:"clusterArn"`
-	ClusterName                       string          `json:"clusterName"`
-	Status                            string          `json:"status"`
-	RegisteredContainerInstancesCount int32           `json:"registeredContainerInstancesCount"`
-	RunningTasksCount                 int32           `json:"runningTasksCount"`
-	PendingTasksCount                 int32           `json:"pendingTasksCount"`
-	ActiveServicesCount               int32           `json:"activeServicesCount"`
-	Statistics                        []keyValue      `json:"statistics"`
-	Tags                              []tagJSON       `json:"tags"`
-	Settings                          []keyValue      `json:"settings"`
-	CapacityProviders                 []string        `json:"capacityProviders"`
-	DefaultCapacityProviderStrategy   []struct{}      `json:"defaultCapacityProviderStrategy"`
+	ClusterArn                        string     `json:"clusterArn"`
+	ClusterName                       string     `json:"clusterName"`
+	Status                            string     `json:"status"`
+	RegisteredContainerInstancesCount int32      `json:"registeredContainerInstancesCount"`
+	RunningTasksCount                 int32      `json:"runningTasksCount"`
+	PendingTasksCount                 int32      `json:"pendingTasksCount"`
+	ActiveServicesCount               int32      `json:"activeServicesCount"`
+	Statistics                        []keyValue `json:"statistics"`
+	Tags                              []tagJSON  `json:"tags"`
+	Settings                          []keyValue `json:"settings"`
+	CapacityProviders                 []string   `json:"capacityProviders"`
+	DefaultCapacityProviderStrategy   []struct{} `json:"defaultCapacityProviderStrategy"`
 }
 
 func (s *Server) clusterOut(c *cluster) clusterJSON {

@@ -312,7 +312,9 @@ func TestTasksAndServicesSDK(t *testing.T) {
 	}
 	waitCtx, cancel := contextWithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ecs.NewTasksRunningWaiter(w.ecs, func(o *ecs.TasksRunningWaiterOptions) { o.MinDelay, o.MaxDelay = 10*time.Millisecond, 50*time.Millisecond }).
+	if err := ecs.NewTasksRunningWaiter(w.ecs, func(o *ecs.TasksRunningWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 50*time.Millisecond
+	}).
 		Wait(waitCtx, &ecs.DescribeTasksInput{Cluster: aws.String(testCluster), Tasks: arns}, 30*time.Second); err != nil {
 		t.Fatalf("TasksRunning waiter: %v", err)
 	}
@@ -352,7 +354,9 @@ func TestTasksAndServicesSDK(t *testing.T) {
 	if err != nil || *stop.Task.DesiredStatus != "STOPPED" {
 		t.Fatalf("StopTask: %v", err)
 	}
-	if err := ecs.NewTasksStoppedWaiter(w.ecs, func(o *ecs.TasksStoppedWaiterOptions) { o.MinDelay, o.MaxDelay = 10*time.Millisecond, 50*time.Millisecond }).
+	if err := ecs.NewTasksStoppedWaiter(w.ecs, func(o *ecs.TasksStoppedWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 50*time.Millisecond
+	}).
 		Wait(waitCtx, &ecs.DescribeTasksInput{Cluster: aws.String(testCluster), Tasks: arns[:1]}, 30*time.Second); err != nil {
 		t.Fatalf("TasksStopped waiter: %v", err)
 	}

@@ -161,17 +161,17 @@ func (h *Host) Attributes(_ context.Context) (map[string]string, error) {
 		return nil, worldapi.ErrHostDown
 	}
 	attrs := map[string]string{
-		"ecs.availability-zone":                                "",
-		"ecs.instance-type":                                    h.opts.InstanceType,
-		"ecs.os-type":                                          "linux",
-		"ecs.os-family":                                        "LINUX",
-		"ecs.cpu-architecture":                                 "x86_64",
-		"ecs.capability.task-eni":                              "",
-		"ecs.capability.docker-plugin.local":                   "",
-		"com.amazonaws.ecs.capability.logging-driver.awslogs":  "",
+		"ecs.availability-zone":              "",
+		"ecs.instance-type":                  h.opts.InstanceType,
+		"ecs.os-type":                        "linux",
+		"ecs.os-family":                      "LINUX",
+		"ecs.cpu-architecture":               "x86_64",
+		"ecs.capability.task-eni":            "",
+		"ecs.capability.docker-plugin.local": "",
+		"com.amazonaws.ecs.capability.logging-driver.awslogs":   "",
 		"com.amazonaws.ecs.capability.logging-driver.json-file": "",
-		"com.amazonaws.ecs.capability.docker-remote-api.1.25":  "",
-		"ecs.capability.execution-role-awslogs":                "",
+		"com.amazonaws.ecs.capability.docker-remote-api.1.25":   "",
+		"ecs.capability.execution-role-awslogs":                 "",
 	}
 	if h.opts.AZ != "" {
 		attrs["ecs.availability-zone"] = h.opts.AZ
