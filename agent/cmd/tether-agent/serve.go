@@ -44,7 +44,14 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 		return fail(log, "serve failed", err)
 	}
 	log.Info("tether-agent serving", "socket", *socket, "root", host.Root())
-	if err := plugin.Serve(ctx, l, drv, plugin.WithLogger(log)); err != nil {
+	// The socket listens (connections queue until Serve accepts them): tell
+	// systemd, so ecs.service starts only now.
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("could not notify systemd", "error", err.Error())
+	}
+	err = plugin.Serve(ctx, l, drv, plugin.WithLogger(log))
+	_ = sdNotify("STOPPING=1")
+	if err != nil {
 		return fail(log, "serve failed", err)
 	}
 	log.Info("tether-agent stopped", "socket", *socket)
@@ -88,4 +95,23 @@ func listen(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// sdNotify sends a state to systemd's notification socket (sd_notify(3)),
+// when there is one (Type=notify).
+func sdNotify(state string) error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	if addr[0] == '@' { // abstract namespace
+		addr = "\x00" + addr[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte(state))
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,9 +29,10 @@ type serving struct {
 }
 
 // startServe starts serve in m and waits (bounded) until the plugin answers.
-func startServe(t *testing.T, m *sandbox.Machine) *serving {
+func startServe(t *testing.T, m *sandbox.Machine, env ...string) *serving {
 	t.Helper()
 	cmd := m.Command(context.Background(), agentBin, "serve")
+	cmd.Env = append(os.Environ(), env...)
 	s := &serving{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
@@ -94,7 +96,18 @@ func TestServeReplacesAStaleSocketAndStopsOnSIGTERM(t *testing.T) {
 	stale.(*net.UnixListener).SetUnlinkOnClose(false)
 	stale.Close()
 
-	s := startServe(t, m)
+	// systemd's notification socket (Type=notify).
+	notifyPath := filepath.Join(t.TempDir(), "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+
+	s := startServe(t, m, "NOTIFY_SOCKET="+notifyPath)
+	if got := readNotify(t, notify); got != "READY=1" {
+		t.Errorf("first notification %q, want READY=1", got)
+	}
 	got, err := activate(m)
 	if err != nil || !strings.Contains(got, `"VolumeDriver"`) {
 		t.Fatalf("Plugin.Activate = %q, %v", got, err)
@@ -122,6 +135,22 @@ func TestServeReplacesAStaleSocketAndStopsOnSIGTERM(t *testing.T) {
 	if _, err := os.Lstat(m.Path(pluginSocket)); !os.IsNotExist(err) {
 		t.Errorf("socket left behind after a clean stop: %v", err)
 	}
+	if got := readNotify(t, notify); got != "STOPPING=1" {
+		t.Errorf("notification at stop %q, want STOPPING=1", got)
+	}
+}
+
+func readNotify(t *testing.T, c *net.UnixConn) string {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no notification: %v", err)
+	}
+	return string(buf[:n])
 }
 
 // docker runs the docker CLI inside m.
