@@ -83,6 +83,7 @@ func (s *Server) completeAttach(ctx context.Context, v *volume, a *attachment, g
 	}
 	inst := s.instances[a.instanceID]
 	host, spec := inst.host, worldapi.Attachment{VolumeID: v.id, BackingFile: v.backing, DeviceName: a.device}
+	reqID, instID := a.requestID, a.instanceID
 	s.mu.Unlock()
 
 	var err error
@@ -101,14 +102,14 @@ func (s *Server) completeAttach(ctx context.Context, v *volume, a *attachment, g
 		v.att, v.state = nil, stateAvailable
 		delete(inst.devices, a.device)
 		s.mu.Unlock()
-		s.log.Warn("attach failed on host", "volume", v.id, "instance", a.instanceID, "err", err)
-		s.volumeEvent(v.id, "attachVolume", "failed", err.Error(), a.requestID)
+		s.log.Warn("attach failed on host", "volume", v.id, "instance", instID, "err", err)
+		s.volumeEvent(v.id, "attachVolume", "failed", err.Error(), reqID)
 		return
 	}
 	a.state = attAttached
 	s.mu.Unlock()
-	s.log.Info("volume attached", "volume", v.id, "instance", a.instanceID, "device", a.device)
-	s.volumeEvent(v.id, "attachVolume", "attached", "", a.requestID)
+	s.log.Info("volume attached", "volume", v.id, "instance", instID, "device", spec.DeviceName)
+	s.volumeEvent(v.id, "attachVolume", "attached", "", reqID)
 }
 
 func (s *Server) detachVolume(ctx context.Context, form url.Values) (any, error) {
@@ -174,8 +175,7 @@ func (s *Server) runDetach(ctx context.Context, v *volume, a *attachment, gen ui
 			return
 		}
 		if attempt == 1 || attempt%20 == 0 {
-			s.log.Info("detach waiting for the guest", "volume", v.id, "instance", a.instanceID,
-				"attempt", attempt, "err", err)
+			s.log.Info("detach waiting for the guest", "volume", v.id, "attempt", attempt, "err", err)
 		}
 		t := time.NewTimer(s.cfg.BusyRetry)
 		select {
@@ -224,6 +224,7 @@ func (s *Server) finishDetach(v *volume, a *attachment) {
 	}
 	a.state = attDetached
 	v.att = nil
+	instID, device, force, reqID := a.instanceID, a.device, a.force, a.requestID
 	if s.volumes[v.id] != nil {
 		v.state = stateAvailable
 	}
@@ -235,6 +236,6 @@ func (s *Server) finishDetach(v *volume, a *attachment) {
 		}
 	}
 	s.mu.Unlock()
-	s.log.Info("volume detached", "volume", v.id, "instance", a.instanceID, "device", a.device, "force", a.force)
-	s.volumeEvent(v.id, "detachVolume", "detached", "", a.requestID)
+	s.log.Info("volume detached", "volume", v.id, "instance", instID, "device", device, "force", force)
+	s.volumeEvent(v.id, "detachVolume", "detached", "", reqID)
 }

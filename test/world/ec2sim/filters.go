@@ -118,10 +118,10 @@ type pager struct {
 }
 
 func (p pager) apply(form url.Values, ids []string, n int, seqAt func(i int) int64) (start, end int, next string, err error) {
-	maxStr, token := form.Get("MaxResults"), form.Get("NextToken")
-	if len(ids) > 0 && (maxStr != "" || token != "") {
-		return 0, 0, "", errCombination("The parameter %s cannot be used with the parameter maxResults", p.idParam)
+	if err := p.check(form, ids); err != nil {
+		return 0, 0, "", err
 	}
+	maxStr, token := form.Get("MaxResults"), form.Get("NextToken")
 	limit := n
 	if maxStr != "" {
 		m, perr := strconv.Atoi(maxStr)
@@ -142,6 +142,15 @@ func (p pager) apply(form url.Values, ids []string, n int, seqAt func(i int) int
 		next = encodeToken(seqAt(end - 1))
 	}
 	return start, end, next, nil
+}
+
+// check refuses MaxResults or NextToken together with an id list, before
+// the ids are looked up (EC2 answers the combination error first).
+func (p pager) check(form url.Values, ids []string) error {
+	if len(ids) > 0 && (form.Get("MaxResults") != "" || form.Get("NextToken") != "") {
+		return errCombination("The parameter %s cannot be used with the parameter maxResults", p.idParam)
+	}
+	return nil
 }
 
 func encodeToken(after int64) string {

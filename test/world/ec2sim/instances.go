@@ -187,9 +187,11 @@ func instanceStateCode(name string) int32 {
 	return 0 // pending
 }
 
-var instanceFilters = map[string]bool{
-	"instance-id": true, "instance-state-name": true, "availability-zone": true, "instance-type": true,
-	"block-device-mapping.volume-id": true, "tag-key": true, "tag-value": true,
+func instanceFilters() map[string]bool {
+	return map[string]bool{
+		"instance-id": true, "instance-state-name": true, "availability-zone": true, "instance-type": true,
+		"block-device-mapping.volume-id": true, "tag-key": true, "tag-value": true,
+	}
 }
 
 func (s *Server) instanceXML(in *instance) xmlInstance {
@@ -222,8 +224,11 @@ func (s *Server) instanceXML(in *instance) xmlInstance {
 
 func (s *Server) describeInstances(_ context.Context, form url.Values) (any, error) {
 	ids := awsproto.List(form, "InstanceId")
-	filters, err := parseFilters(form, instanceFilters)
+	filters, err := parseFilters(form, instanceFilters())
 	if err != nil {
+		return nil, err
+	}
+	if err := instancePager().check(form, ids); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -262,7 +267,7 @@ func (s *Server) describeInstances(_ context.Context, form url.Values) (any, err
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
-	start, end, next, err := pager{minMax: 5, capMax: 1000, idParam: "InstanceId"}.apply(form, ids, len(list),
+	start, end, next, err := instancePager().apply(form, ids, len(list),
 		func(i int) int64 { return list[i].seq })
 	if err != nil {
 		return nil, err
@@ -277,7 +282,9 @@ func (s *Server) describeInstances(_ context.Context, form url.Values) (any, err
 	return out, nil
 }
 
-var zoneFilters = map[string]bool{"zone-name": true, "zone-id": true, "state": true, "region-name": true, "zone-type": true}
+func zoneFilters() map[string]bool {
+	return map[string]bool{"zone-name": true, "zone-id": true, "state": true, "region-name": true, "zone-type": true}
+}
 
 // zoneID makes AWS's account-independent zone id: usw2-az1 for us-west-2a.
 func (s *Server) zoneID(i int) string {
@@ -298,7 +305,7 @@ func (s *Server) zoneID(i int) string {
 
 func (s *Server) describeAvailabilityZones(_ context.Context, form url.Values) (any, error) {
 	names, zids := awsproto.List(form, "ZoneName"), awsproto.List(form, "ZoneId")
-	filters, err := parseFilters(form, zoneFilters)
+	filters, err := parseFilters(form, zoneFilters())
 	if err != nil {
 		return nil, err
 	}
@@ -339,3 +346,5 @@ func (s *Server) describeAvailabilityZones(_ context.Context, form url.Values) (
 	}
 	return out, nil
 }
+
+func instancePager() pager { return pager{minMax: 5, capMax: 1000, idParam: "InstanceId"} }

@@ -143,9 +143,11 @@ func (s *Server) optimize(v *volume, m *modification, reqID string) {
 	s.volumeEvent(v.id, "modifyVolume", "optimizing", "", reqID)
 }
 
-var modificationFilters = map[string]bool{
-	"volume-id": true, "modification-state": true, "target-size": true, "target-volume-type": true,
-	"original-size": true, "original-volume-type": true,
+func modificationFilters() map[string]bool {
+	return map[string]bool{
+		"volume-id": true, "modification-state": true, "target-size": true, "target-volume-type": true,
+		"original-size": true, "original-volume-type": true,
+	}
 }
 
 func (m *modification) field(volumeID string) func(string) []string {
@@ -170,8 +172,11 @@ func (m *modification) field(volumeID string) func(string) []string {
 
 func (s *Server) describeVolumesModifications(_ context.Context, form url.Values) (any, error) {
 	ids := awsproto.List(form, "VolumeId")
-	filters, err := parseFilters(form, modificationFilters)
+	filters, err := parseFilters(form, modificationFilters())
 	if err != nil {
+		return nil, err
+	}
+	if err := modificationPager().check(form, ids); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -195,7 +200,7 @@ func (s *Server) describeVolumesModifications(_ context.Context, form url.Values
 		}
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].seq < vols[j].seq })
-	start, end, next, err := pager{minMax: 5, capMax: 500, idParam: "VolumeId"}.apply(form, ids, len(vols),
+	start, end, next, err := modificationPager().apply(form, ids, len(vols),
 		func(i int) int64 { return vols[i].seq })
 	if err != nil {
 		return nil, err
@@ -207,3 +212,5 @@ func (s *Server) describeVolumesModifications(_ context.Context, form url.Values
 	}
 	return out, nil
 }
+
+func modificationPager() pager { return pager{minMax: 5, capMax: 500, idParam: "VolumeId"} }

@@ -76,15 +76,20 @@ func (s *Server) createSnapshot(_ context.Context, form url.Values) (any, error)
 	return &createSnapshotResponse{xmlSnapshot: sn.xml(s.cfg.Account)}, nil
 }
 
-var snapshotFilters = map[string]bool{
-	"snapshot-id": true, "volume-id": true, "status": true, "owner-id": true, "description": true,
-	"volume-size": true, "encrypted": true, "tag-key": true, "tag-value": true,
+func snapshotFilters() map[string]bool {
+	return map[string]bool{
+		"snapshot-id": true, "volume-id": true, "status": true, "owner-id": true, "description": true,
+		"volume-size": true, "encrypted": true, "tag-key": true, "tag-value": true,
+	}
 }
 
 func (s *Server) describeSnapshots(_ context.Context, form url.Values) (any, error) {
 	ids := awsproto.List(form, "SnapshotId")
-	filters, err := parseFilters(form, snapshotFilters)
+	filters, err := parseFilters(form, snapshotFilters())
 	if err != nil {
+		return nil, err
+	}
+	if err := snapshotPager().check(form, ids); err != nil {
 		return nil, err
 	}
 	for _, o := range awsproto.List(form, "Owner") {
@@ -134,7 +139,7 @@ func (s *Server) describeSnapshots(_ context.Context, form url.Values) (any, err
 		}
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].seq < snaps[j].seq })
-	start, end, next, err := pager{minMax: 5, capMax: 1000, idParam: "SnapshotId"}.apply(form, ids, len(snaps),
+	start, end, next, err := snapshotPager().apply(form, ids, len(snaps),
 		func(i int) int64 { return snaps[i].seq })
 	if err != nil {
 		return nil, err
@@ -165,3 +170,5 @@ func (s *Server) deleteSnapshot(_ context.Context, form url.Values) (any, error)
 	}
 	return &returnResponse{Return: true}, nil
 }
+
+func snapshotPager() pager { return pager{minMax: 5, capMax: 1000, idParam: "SnapshotId"} }

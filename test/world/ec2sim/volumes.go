@@ -224,10 +224,12 @@ func (s *Server) finishCreate(id, snapPath string) {
 	s.volumeEvent(id, "createVolume", "available", "", reqID)
 }
 
-var volumeFilters = map[string]bool{
-	"attachment.instance-id": true, "attachment.status": true, "attachment.device": true,
-	"attachment.delete-on-termination": true, "status": true, "availability-zone": true, "volume-id": true,
-	"volume-type": true, "size": true, "snapshot-id": true, "encrypted": true, "tag-key": true, "tag-value": true,
+func volumeFilters() map[string]bool {
+	return map[string]bool{
+		"attachment.instance-id": true, "attachment.status": true, "attachment.device": true,
+		"attachment.delete-on-termination": true, "status": true, "availability-zone": true, "volume-id": true,
+		"volume-type": true, "size": true, "snapshot-id": true, "encrypted": true, "tag-key": true, "tag-value": true,
+	}
 }
 
 func (v *volume) field(name string) []string {
@@ -265,8 +267,11 @@ func (v *volume) field(name string) []string {
 
 func (s *Server) describeVolumes(_ context.Context, form url.Values) (any, error) {
 	ids := awsproto.List(form, "VolumeId")
-	filters, err := parseFilters(form, volumeFilters)
+	filters, err := parseFilters(form, volumeFilters())
 	if err != nil {
+		return nil, err
+	}
+	if err := volumePager().check(form, ids); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -286,7 +291,7 @@ func (s *Server) describeVolumes(_ context.Context, form url.Values) (any, error
 		}
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].seq < vols[j].seq })
-	start, end, next, err := pager{minMax: 5, capMax: 500, idParam: "volumeSet"}.apply(form, ids, len(vols),
+	start, end, next, err := volumePager().apply(form, ids, len(vols),
 		func(i int) int64 { return vols[i].seq })
 	if err != nil {
 		return nil, err
@@ -342,3 +347,5 @@ func (s *Server) finishDelete(id, reqID string) {
 	}
 	s.volumeEvent(id, "deleteVolume", "deleted", "", reqID)
 }
+
+func volumePager() pager { return pager{minMax: 5, capMax: 500, idParam: "volumeSet"} }

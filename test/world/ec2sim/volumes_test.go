@@ -51,7 +51,9 @@ func TestCreateDescribeDeleteWithSDKWaiters(t *testing.T) {
 		t.Errorf("same token, other size: %v", err)
 	}
 
-	waiter := ec2.NewVolumeAvailableWaiter(w.ec2, func(o *ec2.VolumeAvailableWaiterOptions) { o.MinDelay, o.MaxDelay = time.Millisecond, 5*time.Millisecond })
+	waiter := ec2.NewVolumeAvailableWaiter(w.ec2, func(o *ec2.VolumeAvailableWaiterOptions) {
+		o.MinDelay, o.MaxDelay = time.Millisecond, 5*time.Millisecond
+	})
 	if err := waiter.Wait(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}}, 10*time.Second); err != nil {
 		t.Fatalf("VolumeAvailable waiter: %v", err)
 	}
