@@ -68,6 +68,10 @@ type Machine struct {
 	holder *exec.Cmd
 	pid    int
 	nsID   string // readlink of /proc/<holder>/ns/mnt, e.g. "mnt:[4026532301]"
+	// nsFile pins the namespace until teardown: while it is open the
+	// kernel cannot give nsID to a new namespace, so no process of another
+	// machine (or of anything else on the box) can be taken for ours.
+	nsFile *os.File
 
 	mu      sync.Mutex
 	closed  bool
@@ -126,6 +130,9 @@ func (m *Machine) start(ctx context.Context) error {
 		return fmt.Errorf("holder: %w", err)
 	}
 	m.holder, m.pid = holder, holder.Process.Pid
+	if m.nsFile, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", m.pid)); err != nil {
+		return fmt.Errorf("holder namespace: %w", err)
+	}
 	if m.nsID, err = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", m.pid)); err != nil {
 		return fmt.Errorf("holder namespace: %w", err)
 	}
@@ -168,9 +175,10 @@ func (m *Machine) Command(ctx context.Context, name string, args ...string) *exe
 	return exec.CommandContext(ctx, "nsenter", a...)
 }
 
-// Close stops dockerd (and with it the containers), kills whatever else
-// runs in the machine, detaches its loop devices, ends the namespace and
-// removes its directory. Idempotent.
+// Close kills the containers, stops dockerd (SIGINT, then SIGKILL), kills
+// whatever else runs in the machine, ends the namespace (and with it every
+// mount inside), detaches its loop devices and removes its directory.
+// Idempotent.
 func (m *Machine) Close() error {
 	return m.teardown(false)
 }
@@ -201,7 +209,7 @@ func (m *Machine) teardown(abrupt bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if m.pid != 0 {
+	if m.nsFile != nil {
 		if err := m.killAll(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -210,7 +218,11 @@ func (m *Machine) teardown(abrupt bool) error {
 		m.dockerd.reap()
 	}
 	if m.holder != nil {
-		_ = m.holder.Wait() // killed above; reap it
+		_ = m.holder.Process.Kill() // if the namespace was never pinned
+		_ = m.holder.Wait()
+	}
+	if m.nsFile != nil {
+		m.nsFile.Close() // the namespace and its mounts go with the last reference
 	}
 	for id, l := range m.loops {
 		// The namespace is gone, so are its mounts: the kernel releases the
