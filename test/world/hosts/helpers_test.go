@@ -22,13 +22,25 @@ func requirePrereqs(t *testing.T) {
 	testenv.RequireCommands(t, "nsenter", "losetup", "dockerd", "busybox", "sleep", "mount")
 }
 
+func testenvCommands(t *testing.T, names ...string) {
+	t.Helper()
+	testenv.RequireCommands(t, names...)
+}
+
 // launch starts an instance that t.Cleanup closes (logs shown on failure).
 func launch(t *testing.T, id, agent string) *hosts.Instance {
+	t.Helper()
+	return launchWith(t, id, agent)
+}
+
+// launchWith is launch with extra `tether-agent serve` arguments.
+func launchWith(t *testing.T, id, agent string, agentArgs ...string) *hosts.Instance {
 	t.Helper()
 	in, err := hosts.Launch(context.Background(), hosts.Config{
 		InstanceID:       id,
 		AvailabilityZone: "us-east-1a",
 		AgentBinary:      agent,
+		AgentArgs:        agentArgs,
 		Dir:              t.TempDir(),
 	})
 	if err != nil {
@@ -163,9 +175,11 @@ func sh(t *testing.T, in *hosts.Instance, script string) string {
 	return strings.TrimSpace(res.Stdout)
 }
 
-func sparseFile(t *testing.T, size int64) string {
+// sparseFile makes a volume's backing file, named after the volume as
+// tether-agent requires of loop devices.
+func sparseFile(t *testing.T, volumeID string, size int64) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "volume.img")
+	p := filepath.Join(t.TempDir(), volumeID+".img")
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,11 +193,21 @@ func (in *Instance) hostDown(err error) error {
 	return err
 }
 
+// ErrBackingFileName is returned by AttachDevice when the backing file's
+// name does not carry the volume id: tether-agent proves a loop device's
+// identity by it (as an NVMe serial on EC2), so such a device would never
+// be mounted.
+var ErrBackingFileName = errors.New("backing file name must contain the volume id")
+
 // AttachDevice makes the volume's backing file a loop device in this
-// instance with its NVMe by-id link.
+// instance with its NVMe by-id link. The file's name must contain the
+// volume id (e.g. .../vol-0abc....img).
 func (in *Instance) AttachDevice(ctx context.Context, a worldapi.Attachment) error {
 	if err := in.alive(); err != nil {
 		return err
+	}
+	if !backingNamesVolume(a.BackingFile, a.VolumeID) {
+		return fmt.Errorf("instance %s: attach %s from %q: %w", in.cfg.InstanceID, a.VolumeID, a.BackingFile, ErrBackingFileName)
 	}
 	_, err := in.m.AttachLoop(ctx, a.BackingFile, a.VolumeID, a.DeviceName)
 	return in.hostDown(err)
@@ -253,6 +264,27 @@ func (in *Instance) shutdown(abrupt bool) error {
 	in.log.Info("instance ended", "abrupt", abrupt)
 	return errors.Join(errs...)
 }
+
+// backingNamesVolume says whether the file's name holds the volume id as a
+// whole word (not as part of a longer id).
+func backingNamesVolume(path, volumeID string) bool {
+	name := filepath.Base(path)
+	for i := strings.Index(name, volumeID); i >= 0; {
+		end := i + len(volumeID)
+		if (i == 0 || !isIDChar(name[i-1])) && (end == len(name) || !isHex(name[end])) {
+			return true
+		}
+		j := strings.Index(name[i+1:], volumeID)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+func isHex(c byte) bool    { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+func isIDChar(c byte) bool { return isHex(c) || c >= 'g' && c <= 'z' || c == '-' }
 
 // archName is the ecs.cpu-architecture value for this box.
 func archName() string {

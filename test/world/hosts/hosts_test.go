@@ -54,8 +54,11 @@ func TestInstanceWithoutAgent(t *testing.T) {
 		t.Errorf("script past its timeout: result %+v, err %v; want ErrScriptTimeout, exit -1", res, err)
 	}
 
-	backing := sparseFile(t, 32<<20)
 	const vol = "vol-0aaaaaaaaaaaaaaaa"
+	if err := in.AttachDevice(ctx, worldapi.Attachment{VolumeID: vol, BackingFile: sparseFile(t, "vol-0bbbbbbbbbbbbbbbb", 32<<20)}); err == nil {
+		t.Error("attached a backing file named after another volume")
+	}
+	backing := sparseFile(t, vol, 32<<20)
 	if err := in.AttachDevice(ctx, worldapi.Attachment{VolumeID: vol, BackingFile: backing, DeviceName: "/dev/xvdf"}); err != nil {
 		t.Fatal(err)
 	}
