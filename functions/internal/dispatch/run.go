@@ -1,0 +1,340 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/eventsrc"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+// verdict is what becomes of one message.
+type verdict int
+
+const (
+	pending verdict = iota
+	acked           // every key done or handed back, or no key at all
+	dropped         // skipped: foreign, malformed, hostile
+	failed          // hand back to SQS (batchItemFailures)
+)
+
+// message is one input of an invocation and what became of it.
+type message struct {
+	id      string // SQS message id, or the event id of a direct invoke
+	body    []byte
+	log     *slog.Logger
+	event   eventsrc.Event
+	keys    []reconcile.Key
+	verdict verdict
+	why     string
+}
+
+func (m *message) fail(why string) { m.verdict, m.why = failed, why }
+func (m *message) drop(why string) { m.verdict, m.why = dropped, why }
+func (m *message) ack(why string)  { m.verdict, m.why = acked, why }
+func (m *message) isPending() bool { return m.verdict == pending }
+func (m *message) eventID() string { return m.event.ID }
+
+// keyOutcome is what one Reconcile (and its requeue) gave.
+type keyOutcome struct {
+	result     reconcile.Result
+	err        error
+	requeueErr error
+	took       time.Duration
+}
+
+// summary counts an invocation's outcomes for its last log line.
+type summary struct {
+	messages, acked, dropped, failed int
+	keys, done, requeued, keyErrors  int
+}
+
+// run decodes, expands and reconciles msgs, setting each message's verdict.
+func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
+	start := time.Now()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = start.Add(d.cfg.Budget)
+	}
+	// work: when dispatch stops starting calls and cancels running ones.
+	// hard: when it answers regardless, so Lambda never times out on it.
+	work, cancelWork := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin))
+	defer cancelWork()
+	hard, cancelHard := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/2))
+	defer cancelHard()
+
+	for _, m := range msgs {
+		d.decode(m)
+	}
+	d.expand(work, hard, msgs)
+
+	// Every key once per invocation, however many messages name it.
+	var order []reconcile.Key
+	byKey := map[reconcile.Key][]*message{}
+	for _, m := range msgs {
+		if !m.isPending() {
+			continue
+		}
+		for _, k := range m.keys {
+			if _, seen := byKey[k]; !seen {
+				order = append(order, k)
+			}
+			if ms := byKey[k]; len(ms) == 0 || ms[len(ms)-1] != m {
+				byKey[k] = append(ms, m)
+			}
+		}
+	}
+
+	outcomes := make([]keyOutcome, len(order))
+	finished := runBounded(work, hard, len(order), d.cfg.Concurrency, func(ctx context.Context, i int) {
+		outcomes[i] = d.reconcileKey(ctx, order[i])
+	})
+
+	sum := summary{messages: len(msgs), keys: len(order)}
+	for i, k := range order {
+		ms := byKey[k]
+		log := d.keyLogger(k, ms)
+		if !finished[i] {
+			// Its goroutine may still write outcomes[i]: do not read it.
+			log.Warn("key not reconciled before the deadline; its messages go back to the queue")
+			sum.keyErrors++
+			failAll(ms, fmt.Sprintf("key %s/%s: deadline", k.Cluster, k.Volume))
+			continue
+		}
+		o := outcomes[i]
+		switch {
+		case o.err != nil:
+			if s, ok := eventsrc.AsSkip(o.err); ok {
+				logSkip(log, s, "reconcile refused the key")
+				continue
+			}
+			log.Warn("reconcile failed; its messages go back to the queue", "err", o.err, "took_ms", o.took.Milliseconds())
+			sum.keyErrors++
+			failAll(ms, fmt.Sprintf("key %s/%s: %v", k.Cluster, k.Volume, o.err))
+		case o.result.Done():
+			log.Info("key converged", "reason", o.result.Reason, "took_ms", o.took.Milliseconds())
+			sum.done++
+		case o.requeueErr != nil:
+			log.Warn("key not converged and could not be handed back; its messages go back to the queue",
+				"reason", o.result.Reason, "retry_after", o.result.RetryAfter.String(), "err", o.requeueErr)
+			sum.keyErrors++
+			failAll(ms, fmt.Sprintf("key %s/%s: requeue: %v", k.Cluster, k.Volume, o.requeueErr))
+		default:
+			log.Info("key handed back", "reason", o.result.Reason, "retry_after", o.result.RetryAfter.String(),
+				"hint", o.result.Hint, "took_ms", o.took.Milliseconds())
+			sum.requeued++
+		}
+	}
+
+	for _, m := range msgs {
+		if m.isPending() {
+			m.ack(fmt.Sprintf("%d key(s) reconciled or handed back", len(m.keys)))
+		}
+		switch m.verdict {
+		case acked:
+			sum.acked++
+		case dropped:
+			sum.dropped++
+		case failed:
+			sum.failed++
+			m.log.Warn("message goes back to the queue", "why", m.why)
+		}
+	}
+	d.log.Info("invocation done",
+		"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
+		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "key_errors", sum.keyErrors,
+		"took_ms", time.Since(start).Milliseconds())
+	return sum
+}
+
+// decode turns a message body into an event, or drops it.
+func (d *Dispatcher) decode(m *message) {
+	ev, err := d.decoder.Decode(m.body)
+	if err != nil {
+		if s, ok := eventsrc.AsSkip(err); ok {
+			logSkip(m.log, s, "message dropped")
+			m.drop(s.Reason)
+			return
+		}
+		m.log.Error("message not decoded", "err", err) // Decode returns only skips; kept for safety
+		m.fail(err.Error())
+		return
+	}
+	m.event = ev
+	args := []any{slog.String("event_id", ev.ID), slog.String("kind", ev.Kind)}
+	for _, a := range ev.Attrs {
+		args = append(args, a)
+	}
+	m.log = m.log.With(args...)
+	m.log.Debug("message decoded")
+}
+
+// expand asks the reconciler which keys each decoded message touches.
+func (d *Dispatcher) expand(work, hard context.Context, msgs []*message) {
+	var live []*message
+	for _, m := range msgs {
+		if m.isPending() {
+			live = append(live, m)
+		}
+	}
+	type keysResult struct {
+		keys []reconcile.Key
+		err  error
+	}
+	results := make([]keysResult, len(live))
+	finished := runBounded(work, hard, len(live), d.cfg.Concurrency, func(ctx context.Context, i int) {
+		keys, err := d.rec.Keys(ctx, live[i].event.Trigger)
+		results[i] = keysResult{keys, err}
+	})
+	for i, m := range live {
+		if !finished[i] {
+			m.fail("deadline before its keys were known")
+			continue
+		}
+		r := results[i]
+		switch {
+		case r.err != nil:
+			if s, ok := eventsrc.AsSkip(r.err); ok {
+				logSkip(m.log, s, "message dropped by the reconciler")
+				m.drop(s.Reason)
+				continue
+			}
+			m.log.Warn("keys not known", "err", r.err)
+			m.fail(r.err.Error())
+		case len(r.keys) == 0:
+			m.log.Debug("no tether volume concerned")
+			m.ack("no tether volume concerned")
+		default:
+			m.keys = dedupe(r.keys)
+			m.log.Debug("keys", "count", len(m.keys))
+		}
+	}
+}
+
+// reconcileKey runs one Reconcile and, when the key is not done, hands it
+// back with its delay. A panic in the core is one failed key, not a lost batch.
+func (d *Dispatcher) reconcileKey(ctx context.Context, k reconcile.Key) (o keyOutcome) {
+	start := time.Now()
+	defer func() {
+		o.took = time.Since(start)
+		if p := recover(); p != nil {
+			d.log.Error("reconcile panicked", "cluster", k.Cluster, "volume", k.Volume, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			o.err = fmt.Errorf("reconcile %s/%s panicked: %v", k.Cluster, k.Volume, p)
+		}
+	}()
+	o.result, o.err = d.rec.Reconcile(ctx, k)
+	if o.err == nil && !o.result.Done() {
+		o.requeueErr = d.requeue.Requeue(ctx, k, o.result.Hint, o.result.RetryAfter)
+	}
+	return o
+}
+
+// keyLogger names the key and the events that asked for it; with a single
+// event, its ids (task, instance, volume) too.
+func (d *Dispatcher) keyLogger(k reconcile.Key, ms []*message) *slog.Logger {
+	if len(ms) == 1 {
+		return ms[0].log.With("cluster", k.Cluster, "volume", k.Volume)
+	}
+	ids := make([]string, 0, len(ms))
+	msgIDs := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.eventID())
+		msgIDs = append(msgIDs, m.id)
+	}
+	return d.log.With("cluster", k.Cluster, "volume", k.Volume, "event_ids", ids, "message_ids", msgIDs)
+}
+
+func failAll(ms []*message, why string) {
+	for _, m := range ms {
+		if m.verdict != failed {
+			m.fail(why)
+		}
+	}
+}
+
+func logSkip(log *slog.Logger, s *eventsrc.SkipError, msg string) {
+	if s.Quiet {
+		log.Debug(msg, "reason", s.Reason)
+		return
+	}
+	if s.Err != nil {
+		log.Warn(msg+" (poison)", "reason", s.Reason, "err", s.Err)
+		return
+	}
+	log.Warn(msg+" (poison)", "reason", s.Reason)
+}
+
+func dedupe(keys []reconcile.Key) []reconcile.Key {
+	seen := make(map[reconcile.Key]bool, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// runBounded calls job(ctx, i) for i in [0, n), at most limit at once,
+// starting none once work has ended. It returns when every started job has
+// returned, or when hard ends (a job that ignores its context must not make
+// the invocation time out); finished[i] reports whether job i returned.
+// A panicking job counts as unfinished.
+func runBounded(work, hard context.Context, n, limit int, job func(ctx context.Context, i int)) []bool {
+	var (
+		mu       sync.Mutex
+		finished = make([]bool, n)
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, limit)
+	)
+	for i := 0; i < n; i++ {
+		if !acquire(work, slots) {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			defer func() { _ = recover() }()
+			job(work, i)
+			mu.Lock()
+			finished[i] = true
+			mu.Unlock()
+		}()
+	}
+	all := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-hard.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]bool, n)
+	copy(out, finished)
+	return out
+}
+
+func acquire(ctx context.Context, slots chan struct{}) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case slots <- struct{}{}:
+		if ctx.Err() != nil {
+			<-slots
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
