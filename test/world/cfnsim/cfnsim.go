@@ -68,7 +68,9 @@ func New(cfg Config) *Server {
 }
 
 // Register puts the server on the router's CloudFormation endpoint.
-func (s *Server) Register(r *awsproto.Router) { r.HandleQuery("cloudformation", apiVersion, xmlns, s.Handle) }
+func (s *Server) Register(r *awsproto.Router) {
+	r.HandleQuery("cloudformation", apiVersion, xmlns, s.Handle)
+}
 
 // Handle answers one awsQuery call.
 func (s *Server) Handle(ctx context.Context, action string, form url.Values) (any, error) {
