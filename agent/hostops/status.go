@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tether-ecs/tether/agent/dockerapi"
 	"github.com/tether-ecs/tether/agent/mounts"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
@@ -48,6 +49,11 @@ func (h *Host) Status(ctx context.Context) ([]VolumeStatus, error) {
 	}
 	sort.Strings(sorted)
 
+	var containers []dockerapi.Container
+	var usersErr error
+	if len(sorted) > 0 {
+		containers, usersErr = h.runningContainers(ctx, h.log)
+	}
 	out := make([]VolumeStatus, 0, len(sorted))
 	for _, name := range sorted {
 		st := VolumeStatus{Name: name, Mountpoint: h.Mountpoint(name), Users: []User{}}
@@ -68,11 +74,9 @@ func (h *Host) Status(ctx context.Context) ([]VolumeStatus, error) {
 				st.FreeBytes = int64(fs.Bavail) * fs.Bsize
 			}
 		}
-		log := h.log.With("volumeId", id, "name", name)
-		users, err := h.users(ctx, log, name)
-		if err != nil {
-			st.UsersError = err.Error()
-		} else if users != nil {
+		if usersErr != nil {
+			st.UsersError = usersErr.Error()
+		} else if users := h.usersIn(containers, name); users != nil {
 			st.Users = users
 		}
 		out = append(out, st)

@@ -164,14 +164,26 @@ func (h *Host) unmount(log *slog.Logger, name string, current mounts.Entry, forc
 // mount point (a task-scoped Docker volume has another Docker name). No
 // dockerd on this host means no containers.
 func (h *Host) users(ctx context.Context, log *slog.Logger, name string) ([]User, error) {
-	list, err := h.docker.ListContainers(ctx, dockerapi.ListOptions{})
-	if errors.Is(err, dockerapi.ErrNoDaemon) {
-		log.Warn("no dockerd on this host: no container can use the volume", "error", err.Error())
-		return nil, nil
-	}
+	list, err := h.runningContainers(ctx, log)
 	if err != nil {
 		return nil, err
 	}
+	return h.usersIn(list, name), nil
+}
+
+// runningContainers lists the running (and paused) containers; none when
+// this host has no dockerd.
+func (h *Host) runningContainers(ctx context.Context, log *slog.Logger) ([]dockerapi.Container, error) {
+	list, err := h.docker.ListContainers(ctx, dockerapi.ListOptions{})
+	if errors.Is(err, dockerapi.ErrNoDaemon) {
+		log.Warn("no dockerd on this host: no container can use a volume", "error", err.Error())
+		return nil, nil
+	}
+	return list, err
+}
+
+// usersIn picks NAME's users from a container list.
+func (h *Host) usersIn(list []dockerapi.Container, name string) []User {
 	mp := h.Mountpoint(name)
 	var users []User
 	for _, c := range list {
@@ -182,5 +194,5 @@ func (h *Host) users(ctx context.Context, log *slog.Logger, name string) ([]User
 			}
 		}
 	}
-	return users, nil
+	return users
 }

@@ -205,20 +205,28 @@ func TestUnmountRefusedWhileAContainerUsesTheVolume(t *testing.T) {
 		t.Errorf("status does not list the users: %s", st.stdout)
 	}
 
+	// --force unmounts anyway (the containers keep their own view).
+	forced := unmount(t, m, vol, "data", "--force")
+	if forced.code != 0 || !strings.Contains(forced.stdout, `"wasMounted":true`) || !strings.Contains(forced.stdout, `"name":"db"`) {
+		t.Fatalf("unmount --force: exit %d, %s; want success naming the users it forced past", forced.code, forced.stdout)
+	}
+	if _, ok := mountedAt(t, m, "/var/lib/tether/volumes/data"); ok {
+		t.Fatalf("still mounted after unmount --force")
+	}
 	if _, err := docker(t, m, "rm", "-f", "bind"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := docker(t, m, "rm", "-f", "db"); err != nil {
 		t.Fatal(err)
 	}
-	// The plugin unmounts when the last Docker user is gone; the command
-	// finds nothing left to do, or unmounts it itself.
-	if r := unmount(t, m, vol, "data"); r.code != 0 {
-		t.Fatalf("unmount after the containers stopped: exit %d", r.code)
+	if r := unmount(t, m, vol, "data"); r.code != 0 || !strings.Contains(r.stdout, `"wasMounted":false`) {
+		t.Fatalf("unmount after the containers stopped: exit %d, %s; want nothing to do", r.code, r.stdout)
 	}
-	if _, ok := mountedAt(t, m, "/var/lib/tether/volumes/data"); ok {
-		t.Errorf("still mounted")
+	// Mounted again, the data the container wrote is there.
+	if again := mount(t, m, vol, "data"); again.Formatted || again.AlreadyMounted {
+		t.Errorf("remount = %+v", again)
 	}
+	eventuallyFile(t, m.Path("/var/lib/tether/volumes/data/proof"), "from-container\n")
 }
 
 func eventuallyFile(t *testing.T, path, want string) {
