@@ -114,10 +114,11 @@ func (m *Machine) DetachLoop(ctx context.Context, volumeID string, force bool) e
 	if err := os.Remove(m.Path(l.link)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("sandbox %s: remove link for %s: %w", m.id, volumeID, err)
 	}
-	delete(m.loops, volumeID)
 	if err := detachLoopDevice(ctx, l.dev); err != nil {
+		// Still held: Close will try again.
 		return fmt.Errorf("sandbox %s: detach %s (%s): %w", m.id, volumeID, l.dev, err)
 	}
+	delete(m.loops, volumeID)
 	m.log.Info("volume detached", "volume", volumeID, "device", l.dev, "force", force)
 	return nil
 }

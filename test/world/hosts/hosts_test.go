@@ -3,6 +3,9 @@ package hosts_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -232,4 +235,45 @@ func TestTaskStopReasons(t *testing.T) {
 			t.Errorf("err = %v, want ErrInvalidTask", err)
 		}
 	})
+}
+
+func TestKillEndsEverythingSilently(t *testing.T) {
+	requirePrereqs(t)
+	ctx := context.Background()
+	in := launch(t, "i-00000000000000011", "")
+	const vol = "vol-0cccccccccccccccc"
+	backing := sparseFile(t, vol, 32<<20)
+	if err := in.AttachDevice(ctx, worldapi.Attachment{VolumeID: vol, BackingFile: backing}); err != nil {
+		t.Fatal(err)
+	}
+	r := newReports()
+	if err := in.StartTask(ctx, busyboxTask(taskArn+"k", []string{"exec sleep 1000"}, nil, nil), r.add); err != nil {
+		t.Fatal(err)
+	}
+	r.waitStatus(t, hosts.StatusRunning, time.Minute)
+	pids, err := in.Machine().Processes()
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("machine processes %v, %v", pids, err)
+	}
+	before := len(r.statuses())
+	if err := in.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.statuses(); len(got) != before {
+		t.Errorf("reports after Kill: %v (had %d before)", got, before)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("process %d survived Kill: %s", pid, b)
+		}
+	}
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); strings.TrimSpace(string(b)) == backing {
+			t.Errorf("%s still backs %s after Kill", backing, f)
+		}
+	}
+	if err := in.DetachDevice(ctx, vol, true); !errors.Is(err, worldapi.ErrHostDown) {
+		t.Errorf("DetachDevice after Kill: err = %v, want ErrHostDown", err)
+	}
 }

@@ -59,6 +59,9 @@ func (in *Instance) RunShellScript(ctx context.Context, script string, timeout t
 	}
 	res.Ended = time.Now().UTC()
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	if err := in.alive(); err != nil {
+		return res, err // the instance died under the script
+	}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
