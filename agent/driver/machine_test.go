@@ -291,6 +291,32 @@ func (m *machine) pluginReplies(method, volume string) int {
 	return n
 }
 
+type pluginCall struct {
+	method, volume string
+	took           time.Duration
+}
+
+// pluginDurations lists the plugin's successful answers in order, with the
+// time each took, from the serve log.
+func (m *machine) pluginDurations() []pluginCall {
+	m.t.Helper()
+	b, err := os.ReadFile(m.agent.log)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var out []pluginCall
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var l struct {
+			Msg, Method, Volume string
+			DurationMs          float64
+		}
+		if json.Unmarshal(line, &l) == nil && l.Msg == "plugin reply" {
+			out = append(out, pluginCall{l.Method, l.Volume, time.Duration(l.DurationMs * float64(time.Millisecond))})
+		}
+	}
+	return out
+}
+
 // waitReplies waits until the plugin has answered method for volume n times
 // in all, so that a test asserts state after dockerd's call, not before.
 func (m *machine) waitReplies(method, volume string, n int) {
