@@ -1,0 +1,91 @@
+package cloud
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// batcher merges lookups from concurrent callers into one request, as
+// ebs-csi does for DescribeVolumes: the first caller opens a batch, waits
+// for the window (or until the batch is full), and runs one request for
+// every key that joined; each caller gets its own key's answer.
+type batcher[K comparable, V any] struct {
+	max  int
+	wait func(ctx context.Context, full <-chan struct{}) // the window; tests replace it
+	run  func(ctx context.Context, keys []K) (map[K]V, error)
+
+	mu   sync.Mutex
+	open *batch[K, V]
+}
+
+type batch[K comparable, V any] struct {
+	keys []K
+	seen map[K]bool
+	full chan struct{} // closed when max keys joined
+	done chan struct{} // closed when results are in
+	res  map[K]V
+	err  error
+}
+
+func newBatcher[K comparable, V any](window time.Duration, max int, run func(context.Context, []K) (map[K]V, error)) *batcher[K, V] {
+	return &batcher[K, V]{
+		max: max,
+		run: run,
+		wait: func(ctx context.Context, full <-chan struct{}) {
+			if window <= 0 {
+				return
+			}
+			t := time.NewTimer(window)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-full:
+			case <-ctx.Done():
+			}
+		},
+	}
+}
+
+// get returns key's answer (ok false when the request did not return it).
+func (b *batcher[K, V]) get(ctx context.Context, key K) (V, bool, error) {
+	b.mu.Lock()
+	leader := false
+	if b.open == nil {
+		b.open = &batch[K, V]{seen: map[K]bool{}, full: make(chan struct{}), done: make(chan struct{})}
+		leader = true
+	}
+	p := b.open
+	if !p.seen[key] {
+		p.seen[key] = true
+		p.keys = append(p.keys, key)
+		if len(p.keys) >= b.max {
+			b.open = nil
+			close(p.full)
+		}
+	}
+	b.mu.Unlock()
+
+	if leader {
+		b.wait(ctx, p.full)
+		b.mu.Lock()
+		if b.open == p {
+			b.open = nil
+		}
+		b.mu.Unlock()
+		p.res, p.err = b.run(ctx, p.keys)
+		close(p.done)
+	}
+
+	var zero V
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return zero, false, ctx.Err()
+	}
+	if p.err != nil {
+		return zero, false, p.err
+	}
+	v, ok := p.res[key]
+	return v, ok, nil
+}

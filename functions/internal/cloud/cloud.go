@@ -1,0 +1,102 @@
+package cloud
+
+import (
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+)
+
+// Options tune the seam; zero values take the defaults.
+type Options struct {
+	// MaxAttempts per AWS call, retries included (default 5).
+	MaxAttempts int
+	// MaxBackoff between attempts (default 5s): a Lambda pass gives up
+	// early and hands the key back instead of sleeping.
+	MaxBackoff time.Duration
+	// Backoff replaces the SDK's jittered exponential backoff (tests).
+	Backoff retry.BackoffDelayer
+	// BatchWindow is how long a DescribeVolumes waits for concurrent
+	// lookups to join it (default 20ms; negative: no batching).
+	BatchWindow time.Duration
+	// BatchMax caps the keys of one batched DescribeVolumes (default 200,
+	// EC2's limit of values per filter).
+	BatchMax int
+	// CommandDeliveryTimeout: an SSM command not started within it ends
+	// "Delivery Timed Out" (default 60s; SSM's minimum is 30s).
+	CommandDeliveryTimeout time.Duration
+	// Stats receives the request counters (default: a new one).
+	Stats *Stats
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.BatchWindow == 0 {
+		o.BatchWindow = 20 * time.Millisecond
+	}
+	if o.BatchMax <= 0 {
+		o.BatchMax = 200
+	}
+	if o.CommandDeliveryTimeout < 30*time.Second {
+		o.CommandDeliveryTimeout = 60 * time.Second
+	}
+	if o.Stats == nil {
+		o.Stats = NewStats()
+	}
+	return o
+}
+
+// AWS implements Cloud over the narrow SDK interfaces.
+type AWS struct {
+	ec2   EC2API
+	ecs   ECSAPI
+	ssm   SSMAPI
+	opts  Options
+	retry *retryers
+
+	byTag *batcher[tagQuery, []Volume]
+	byID  *batcher[string, Volume]
+
+	taskDefsMu sync.Mutex
+	taskDefs   map[string]TaskDefinition // immutable revisions: kept for the process
+}
+
+var _ Cloud = (*AWS)(nil)
+
+// New builds the SDK clients from cfg. The endpoint comes from cfg:
+// config.LoadDefaultConfig reads AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2
+// etc.), so the same binary talks to the local world or to AWS.
+func New(cfg aws.Config, o Options) *AWS {
+	o = o.withDefaults()
+	count := countRequests(o.Stats)
+	return NewWithClients(
+		ec2.NewFromConfig(cfg, func(eo *ec2.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o) }),
+		ecs.NewFromConfig(cfg, func(eo *ecs.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o) }),
+		ssm.NewFromConfig(cfg, func(so *ssm.Options) { so.APIOptions = append(so.APIOptions, count); so.Retryer = newRetryer(o) }),
+		o)
+}
+
+// NewWithClients wraps given clients (real ones, or fakes in tests).
+func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
+	o = o.withDefaults()
+	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}}
+	window := o.BatchWindow
+	if window < 0 {
+		window = 0
+	}
+	a.byTag = newBatcher(window, o.BatchMax, a.describeByTags)
+	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
+	return a
+}
+
+// Stats returns the process-wide request counters.
+func (a *AWS) Stats() *Stats { return a.opts.Stats }

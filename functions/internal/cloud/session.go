@@ -1,0 +1,115 @@
+package cloud
+
+import (
+	"context"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// session holds what one invocation has learnt from AWS, so no question is
+// asked twice: volumes until tether writes to them, instances, tasks and
+// container instances. It is dropped with the invocation: the next one
+// reads fresh state (the reconciler is level-triggered).
+type session struct {
+	flight singleflight.Group
+	stats  *Stats
+
+	mu         sync.Mutex
+	volumes    map[string]Volume   // by id
+	missing    map[string]bool     // ids EC2 does not know
+	byKey      map[string][]string // cluster/name -> ids (complete answers)
+	listed     map[string]bool     // cluster -> ClusterVolumes done (byKey complete for it)
+	byInstance map[string][]string // cluster/instance -> ids
+	instances  map[string]Instance
+	live       map[string][]Task // cluster -> desired RUNNING tasks
+	stopping   map[string][]Task // cluster/container instance -> stopping tasks
+	cis        map[string]ContainerInstance
+	cisListed  map[string][]ContainerInstance // cluster -> all
+}
+
+type sessionKey struct{}
+
+// NewSession returns ctx carrying a fresh cache for one invocation. Calls
+// made with a context without a session are never cached (only task
+// definitions are, for the process lifetime: revisions are immutable).
+func NewSession(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sessionKey{}, &session{
+		stats:      NewStats(),
+		volumes:    map[string]Volume{},
+		missing:    map[string]bool{},
+		byKey:      map[string][]string{},
+		listed:     map[string]bool{},
+		byInstance: map[string][]string{},
+		instances:  map[string]Instance{},
+		live:       map[string][]Task{},
+		stopping:   map[string][]Task{},
+		cis:        map[string]ContainerInstance{},
+		cisListed:  map[string][]ContainerInstance{},
+	})
+}
+
+// SessionStats returns the counters of the session's AWS requests (nil
+// without a session).
+func SessionStats(ctx context.Context) *Stats {
+	if s := sessionFrom(ctx); s != nil {
+		return s.stats
+	}
+	return nil
+}
+
+func sessionFrom(ctx context.Context) *session {
+	s, _ := ctx.Value(sessionKey{}).(*session)
+	return s
+}
+
+func volKey(cluster, name string) string { return cluster + "/" + name }
+
+// remember stores volumes seen in an answer.
+func (s *session) remember(vols []Volume) {
+	for _, v := range vols {
+		s.volumes[v.ID] = v
+		delete(s.missing, v.ID)
+	}
+}
+
+func (s *session) lookup(ids []string) []Volume {
+	out := make([]Volume, 0, len(ids))
+	for _, id := range ids {
+		if v, ok := s.volumes[id]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// forget drops everything a write to volume v may have changed.
+func (s *session) forget(v Volume) {
+	delete(s.volumes, v.ID)
+	delete(s.missing, v.ID)
+	if c := v.Tags[TagCluster]; c != "" {
+		delete(s.byKey, volKey(c, v.Tags[TagVolume]))
+		delete(s.listed, c)
+	} else {
+		s.byKey = map[string][]string{}
+		s.listed = map[string]bool{}
+	}
+	s.byInstance = map[string][]string{}
+	for _, a := range v.Attachments {
+		delete(s.instances, a.InstanceID)
+	}
+}
+
+// forgetVolumeID drops what a write to a volume known only by id changed.
+func (s *session) forgetVolumeID(id, instanceID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.volumes[id]; ok {
+		s.forget(v)
+	} else {
+		s.forget(Volume{ID: id})
+	}
+	if instanceID != "" {
+		delete(s.instances, instanceID)
+	}
+}

@@ -1,0 +1,119 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+// SSM StatusDetails values that mean the command never reached the agent.
+const (
+	detailUndeliverable    = "Undeliverable"
+	detailDeliveryTimedOut = "Delivery Timed Out"
+)
+
+// SendCommand implements Cloud: one document on one instance. A delivery
+// timeout keeps "the agent does not answer" short and visible.
+func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error) {
+	p := make(map[string][]string, len(params))
+	for k, v := range params {
+		p[k] = []string{v}
+	}
+	out, err := a.ssm.SendCommand(ctx, &ssm.SendCommandInput{
+		DocumentName:   aws.String(document),
+		InstanceIds:    []string{instanceID},
+		Parameters:     p,
+		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
+		Comment:        aws.String("tether " + params["VolumeName"]),
+	}, ssmRetryer(a.retry.sendCommand))
+	if err != nil {
+		return "", classify(err, fmt.Sprintf("ssm SendCommand %q to %q", document, instanceID))
+	}
+	if out.Command == nil || aws.ToString(out.Command.CommandId) == "" {
+		return "", fmt.Errorf("ssm SendCommand %q to %q: no command id in the answer", document, instanceID)
+	}
+	return aws.ToString(out.Command.CommandId), nil
+}
+
+// Command implements Cloud. ErrNotFound right after SendCommand is SSM's
+// eventual consistency; the caller decides how long that may last.
+func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Command, error) {
+	out, err := a.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
+		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID),
+	})
+	if err != nil {
+		return Command{}, classify(err, fmt.Sprintf("ssm GetCommandInvocation %q on %q", commandID, instanceID))
+	}
+	c := Command{
+		ID: commandID, InstanceID: instanceID, Document: aws.ToString(out.DocumentName),
+		ExitCode: int(out.ResponseCode), Detail: aws.ToString(out.StatusDetails),
+	}
+	switch {
+	case c.Detail == detailUndeliverable || c.Detail == detailDeliveryTimedOut:
+		c.Status = CommandUnreachable
+	case out.Status == ssmtypes.CommandInvocationStatusSuccess:
+		c.Status, c.ExitCode = CommandSucceeded, 0
+	case out.Status == ssmtypes.CommandInvocationStatusFailed:
+		c.Status = CommandFailed
+	case out.Status == ssmtypes.CommandInvocationStatusTimedOut,
+		out.Status == ssmtypes.CommandInvocationStatusCancelled:
+		c.Status, c.ExitCode = CommandFailed, -1
+	default: // Pending, InProgress, Delayed, Cancelling
+		c.Status = CommandPending
+	}
+	if c.Detail == "" {
+		c.Detail = string(out.Status)
+	}
+	return c, nil
+}
+
+// Commands implements Cloud.
+func (a *AWS) Commands(ctx context.Context, document, instanceID string, after time.Time) ([]Command, error) {
+	in := &ssm.ListCommandsInput{
+		InstanceId: aws.String(instanceID),
+		Filters: []ssmtypes.CommandFilter{
+			{Key: ssmtypes.CommandFilterKeyDocumentName, Value: aws.String(document)},
+			{Key: ssmtypes.CommandFilterKeyInvokedAfter, Value: aws.String(after.UTC().Format(time.RFC3339))},
+		},
+		MaxResults: aws.Int32(50),
+	}
+	var out []Command
+	for {
+		page, err := a.ssm.ListCommands(ctx, in)
+		if err != nil {
+			return nil, classify(err, fmt.Sprintf("ssm ListCommands %q on %q", document, instanceID))
+		}
+		for _, c := range page.Commands {
+			cmd := Command{
+				ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
+				Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
+				Params: map[string]string{},
+			}
+			for k, v := range c.Parameters {
+				if len(v) > 0 {
+					cmd.Params[k] = v[0]
+				}
+			}
+			switch c.Status {
+			case ssmtypes.CommandStatusSuccess:
+				cmd.Status, cmd.ExitCode = CommandSucceeded, 0
+			case ssmtypes.CommandStatusFailed, ssmtypes.CommandStatusTimedOut, ssmtypes.CommandStatusCancelled:
+				cmd.Status = CommandFailed // details (unreachable? exit code?) from Command
+			default:
+				cmd.Status = CommandPending
+			}
+			out = append(out, cmd)
+		}
+		if aws.ToString(page.NextToken) == "" {
+			break
+		}
+		in.NextToken = page.NextToken
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Requested.After(out[j].Requested) })
+	return out, nil
+}

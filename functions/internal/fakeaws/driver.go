@@ -1,0 +1,382 @@
+package fakeaws
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Op is something in flight that the test driver may complete.
+type Op struct {
+	Kind string // create, attach, detach, delete, command, start, stop
+	ID   string // volume id, command id or task ARN
+}
+
+func (o Op) String() string { return o.Kind + " " + o.ID }
+
+// Pending lists what can be completed now, in a stable order. A task can
+// start only when tether-agent's plugin would let its containers start:
+// every tether volume of the task mounted on its instance.
+func (w *World) Pending() []Op {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ops []Op
+	for _, v := range w.volumes {
+		switch {
+		case v.State == "creating":
+			ops = append(ops, Op{"create", v.ID})
+		case v.State == "deleting":
+			ops = append(ops, Op{"delete", v.ID})
+		case v.Att != nil && v.Att.State == "attaching" && !w.stuck[v.Att.Instance+"/"+v.Att.Device]:
+			ops = append(ops, Op{"attach", v.ID})
+		case v.Att != nil && v.Att.State == "detaching":
+			ops = append(ops, Op{"detach", v.ID})
+		}
+	}
+	for _, c := range w.commands {
+		if c.Status == "Pending" {
+			ops = append(ops, Op{"command", c.ID})
+		}
+	}
+	for _, t := range w.tasks {
+		switch {
+		case t.DesiredStatus == "RUNNING" && t.LastStatus == "PENDING" && w.canStartLocked(t):
+			ops = append(ops, Op{"start", t.ARN})
+		case t.DesiredStatus == "STOPPED" && t.LastStatus != "STOPPED":
+			ops = append(ops, Op{"stop", t.ARN})
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		if ops[i].Kind != ops[j].Kind {
+			return ops[i].Kind < ops[j].Kind
+		}
+		return ops[i].ID < ops[j].ID
+	})
+	return ops
+}
+
+// Complete finishes one pending op as AWS (or the ECS agent) would.
+func (w *World) Complete(op Op) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch op.Kind {
+	case "create":
+		w.completeCreate(op.ID)
+	case "attach":
+		v := w.volumes[op.ID]
+		if v == nil || v.Att == nil || v.Att.State != "attaching" {
+			return
+		}
+		v.Att.State = "attached"
+		w.events = append(w.events, Event{Kind: "volume", Volume: v.ID, Action: "attachVolume", Result: "attached"})
+	case "detach":
+		w.completeDetach(op.ID)
+	case "delete":
+		if v := w.volumes[op.ID]; v != nil && v.State == "deleting" {
+			delete(w.volumes, v.ID)
+			w.events = append(w.events, Event{Kind: "volume", Volume: v.ID, Action: "deleteVolume", Result: "deleted"})
+		}
+	case "command":
+		w.runCommand(op.ID)
+	case "start":
+		if t := w.tasks[op.ID]; t != nil && t.LastStatus == "PENDING" && t.DesiredStatus == "RUNNING" && w.canStartLocked(t) {
+			w.mountForTaskLocked(t)
+			t.LastStatus, t.Started = "RUNNING", w.now
+			w.taskEventLocked(t)
+		}
+	case "stop":
+		if t := w.tasks[op.ID]; t != nil && t.LastStatus != "STOPPED" {
+			w.finishStopLocked(t)
+		}
+	}
+	w.checkRunningLocked()
+}
+
+func (w *World) completeCreate(id string) {
+	v := w.volumes[id]
+	if v == nil || v.State != "creating" {
+		return
+	}
+	if v.vanishes {
+		delete(w.volumes, id)
+		if t := w.tokens[v.token]; t != nil {
+			t.failed = true
+		}
+		w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "createVolume", Result: "failed"})
+		return
+	}
+	v.State = "available"
+	w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "createVolume", Result: "available"})
+}
+
+// completeDetach: a detach stays "busy" while the guest has the volume
+// mounted, unless forced (then the guest loses it, as with a real force
+// detach).
+func (w *World) completeDetach(id string) {
+	v := w.volumes[id]
+	if v == nil || v.Att == nil || v.Att.State != "detaching" {
+		return
+	}
+	inst := w.instances[v.Att.Instance]
+	if _, mounted := inst.Mounted[id]; mounted && !v.Att.Force {
+		return // stays detaching until unmounted
+	}
+	if v.Att.Force {
+		if users := w.usersLocked(inst.ID, id); len(users) > 0 {
+			w.violate("force detach of %s from %s completed under running task %s", id, inst.ID, users[0])
+		}
+		delete(inst.Mounted, id)
+	}
+	v.Att = nil
+	v.State = "available"
+	w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "detachVolume", Result: "detached"})
+}
+
+// runCommand plays tether-agent: mount needs the device attached here;
+// unmount refuses (exit 3) while a running container uses the volume.
+func (w *World) runCommand(id string) {
+	c := w.commands[id]
+	if c == nil || c.Status != "Pending" {
+		return
+	}
+	inst := w.instances[c.Instance]
+	if inst.SSMDown || inst.State != "running" {
+		c.Status, c.Details, c.Exit = "Failed", "Undeliverable", -1
+		return
+	}
+	vid, name := c.Params["VolumeId"], c.Params["VolumeName"]
+	exit := int32(0)
+	switch {
+	case c.Unmount:
+		if n := w.busyUnmount[vid]; n > 0 {
+			w.busyUnmount[vid] = n - 1
+			exit = 3
+		} else if len(w.usersLocked(inst.ID, vid)) > 0 {
+			exit = 3
+		} else {
+			delete(inst.Mounted, vid)
+		}
+	default:
+		v := w.volumes[vid]
+		if codes := w.mountExits[vid]; len(codes) > 0 {
+			exit = int32(codes[0])
+			w.mountExits[vid] = codes[1:]
+		} else if v == nil || v.Att == nil || v.Att.Instance != inst.ID || v.Att.State != "attached" {
+			exit = 4
+		} else {
+			inst.Mounted[vid] = name
+			inst.Bindings[name] = vid
+		}
+	}
+	c.Exit = exit
+	if exit == 0 {
+		c.Status, c.Details = "Success", "Success"
+	} else {
+		c.Status, c.Details = "Failed", "Failed"
+	}
+}
+
+// Task lifecycle (what ECS and its agent do).
+
+// PlaceTask starts a task of td on instance (as the ECS scheduler).
+func (w *World) PlaceTask(td, instance string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	inst := w.instances[instance]
+	w.seq++
+	arn := fmt.Sprintf("arn:aws:ecs:us-east-1:111122223333:task/c/%032x", w.seq)
+	t := &Task{ARN: arn, TaskDef: td, CI: inst.CI, AZ: inst.AZ, LastStatus: "PENDING", DesiredStatus: "RUNNING", Created: w.now}
+	w.tasks[arn] = t
+	w.taskEventLocked(t)
+	return arn
+}
+
+// StopTask asks for a task to stop (as the scheduler, e.g. on drain).
+func (w *World) StopTask(arn, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopLocked(w.tasks[arn], reason)
+}
+
+func (w *World) stopLocked(t *Task, reason string) {
+	if t.DesiredStatus == "STOPPED" {
+		return
+	}
+	t.DesiredStatus = "STOPPED"
+	if t.StoppedReason == "" {
+		t.StoppedReason = reason
+	}
+	w.taskEventLocked(t)
+}
+
+func (w *World) finishStopLocked(t *Task) {
+	wasRunning := t.LastStatus == "RUNNING"
+	t.LastStatus, t.Stopped = "STOPPED", w.now
+	w.taskEventLocked(t)
+	if !wasRunning {
+		return
+	}
+	// The plugin unmounts a volume when its last Docker user goes.
+	inst := w.instances[w.cis[t.CI].EC2ID]
+	for vid, name := range inst.Mounted {
+		if contains(w.tetherNamesLocked(t), name) && len(w.usersLocked(inst.ID, vid)) == 0 {
+			delete(inst.Mounted, vid)
+		}
+	}
+}
+
+// Drain sets a container instance DRAINING.
+func (w *World) Drain(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ci := w.cis[w.instances[instance].CI]
+	ci.Status = "DRAINING"
+	w.events = append(w.events, Event{Kind: "instance", Instance: ci.ARN, EC2ID: instance, Status: ci.Status, AgentConnected: ci.AgentConnected})
+}
+
+// Terminate ends an instance abruptly: its tasks are gone, ECS deregisters it,
+// and its volumes stay attached until someone detaches them.
+func (w *World) Terminate(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	inst := w.instances[instance]
+	inst.State = "terminated"
+	inst.Mounted = map[string]string{}
+	ci := w.cis[inst.CI]
+	ci.Status, ci.AgentConnected = "INACTIVE", false
+	for _, t := range w.sortedTasksLocked() {
+		if t.CI == ci.ARN && t.LastStatus != "STOPPED" {
+			t.DesiredStatus, t.LastStatus, t.Stopped = "STOPPED", "STOPPED", w.now
+			w.taskEventLocked(t)
+		}
+	}
+	w.events = append(w.events, Event{Kind: "instance", Instance: ci.ARN, EC2ID: instance, Status: ci.Status})
+}
+
+func (w *World) taskEventLocked(t *Task) {
+	t.Version++
+	w.events = append(w.events, Event{Kind: "task", Task: t.ARN, Version: t.Version, TaskDef: t.TaskDef, CI: t.CI,
+		LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus})
+}
+
+// tetherNamesLocked: the tether names of a task's tether volumes.
+func (w *World) tetherNamesLocked(t *Task) []string {
+	var out []string
+	for _, v := range w.taskDefs[t.TaskDef].Volumes {
+		if v.Driver != "tether" && v.Driver != "tether:latest" {
+			continue
+		}
+		name := v.Name
+		if v.Scope == "task" {
+			name = "task-" + t.ARN[strings.LastIndexByte(t.ARN, '/')+1:] + "-" + v.Name
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// canStartLocked: every tether volume of t is mounted on its instance, or
+// the plugin can mount it itself (binding known, device attached there).
+func (w *World) canStartLocked(t *Task) bool {
+	inst := w.instances[w.cis[t.CI].EC2ID]
+	if inst.State != "running" {
+		return false
+	}
+	for _, name := range w.tetherNamesLocked(t) {
+		if w.mountedOrMountableLocked(inst, name) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *World) mountedOrMountableLocked(inst *Instance, name string) string {
+	for vid, n := range inst.Mounted {
+		if n == name {
+			if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.State == "attached" {
+				return vid
+			}
+		}
+	}
+	if vid := inst.Bindings[name]; vid != "" {
+		if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.State == "attached" {
+			return vid
+		}
+	}
+	return ""
+}
+
+func (w *World) mountForTaskLocked(t *Task) {
+	inst := w.instances[w.cis[t.CI].EC2ID]
+	for _, name := range w.tetherNamesLocked(t) {
+		vid := w.mountedOrMountableLocked(inst, name)
+		inst.Mounted[vid] = name
+	}
+}
+
+// usersLocked: running tasks on the instance whose containers use volume vid.
+func (w *World) usersLocked(instance, vid string) []string {
+	inst := w.instances[instance]
+	name, mounted := inst.Mounted[vid]
+	if !mounted {
+		return nil
+	}
+	var out []string
+	for _, t := range w.sortedTasksLocked() {
+		if t.LastStatus == "RUNNING" && w.cis[t.CI].EC2ID == instance && contains(w.tetherNamesLocked(t), name) {
+			out = append(out, t.ARN)
+		}
+	}
+	return out
+}
+
+// Invariants.
+
+// checkKeysLocked: one EBS volume per tether key.
+func (w *World) checkKeysLocked() {
+	seen := map[string]string{}
+	for _, v := range w.volumes {
+		c, n := v.Tags["tether:cluster"], v.Tags["tether:volume"]
+		if c == "" || v.State == "deleting" {
+			continue
+		}
+		k := c + "/" + n
+		if other, dup := seen[k]; dup {
+			w.violate("two volumes for key %s: %s and %s", k, other, v.ID)
+		}
+		seen[k] = v.ID
+	}
+}
+
+// checkRunningLocked: a running task's volumes are attached and mounted
+// where it runs.
+func (w *World) checkRunningLocked() {
+	for _, t := range w.tasks {
+		if t.LastStatus != "RUNNING" {
+			continue
+		}
+		inst := w.instances[w.cis[t.CI].EC2ID]
+		if inst.State != "running" {
+			continue
+		}
+		for _, name := range w.tetherNamesLocked(t) {
+			found := false
+			for vid, n := range inst.Mounted {
+				v := w.volumes[vid]
+				if n == name && v != nil && v.Att != nil && v.Att.Instance == inst.ID {
+					found = true
+				}
+			}
+			if !found {
+				w.violate("task %s runs on %s without its volume %s mounted", t.ARN, inst.ID, name)
+			}
+		}
+	}
+}
+
+// Quiet reports whether nothing is in flight.
+func (w *World) Quiet() bool { return len(w.Pending()) == 0 }
+
+// Elapsed is a helper for tests: the time since t on the world's clock.
+func (w *World) Elapsed(t time.Time) time.Duration { return w.Now().Sub(t) }

@@ -1,0 +1,323 @@
+package fakeaws
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// EC2 is the fake EC2 client.
+type EC2 struct{ w *World }
+
+// EC2 returns the world's EC2 client.
+func (w *World) EC2() *EC2 { return &EC2{w} }
+
+func (v *Volume) toEC2() ec2types.Volume {
+	out := ec2types.Volume{
+		VolumeId: aws.String(v.ID), AvailabilityZone: aws.String(v.AZ), State: ec2types.VolumeState(v.State),
+		Size: aws.Int32(v.Size), VolumeType: ec2types.VolumeType(v.Type), Encrypted: aws.Bool(v.Encrypted),
+		CreateTime: aws.Time(v.Created),
+	}
+	if v.KMSKeyID != "" {
+		out.KmsKeyId = aws.String(v.KMSKeyID)
+	}
+	keys := make([]string, 0, len(v.Tags))
+	for k := range v.Tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out.Tags = append(out.Tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v.Tags[k])})
+	}
+	if a := v.Att; a != nil {
+		out.Attachments = []ec2types.VolumeAttachment{{
+			VolumeId: aws.String(v.ID), InstanceId: aws.String(a.Instance), Device: aws.String(a.Device),
+			State: ec2types.VolumeAttachmentState(a.State), AttachTime: aws.Time(a.Time),
+		}}
+	}
+	return out
+}
+
+func matches(v *Volume, f ec2types.Filter) (bool, error) {
+	name := aws.ToString(f.Name)
+	var got string
+	switch {
+	case name == "volume-id":
+		got = v.ID
+	case name == "attachment.instance-id":
+		if v.Att == nil {
+			return false, nil
+		}
+		got = v.Att.Instance
+	case strings.HasPrefix(name, "tag:"):
+		val, ok := v.Tags[strings.TrimPrefix(name, "tag:")]
+		if !ok {
+			return false, nil
+		}
+		got = val
+	default:
+		return false, apiErr("InvalidParameterValue", "The filter '%s' is invalid", name)
+	}
+	for _, want := range f.Values {
+		if got == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// DescribeVolumes implements cloud.EC2API (filters: volume-id, tag:*, attachment.instance-id).
+func (c *EC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _ ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:DescribeVolumes"); err != nil {
+		return nil, err
+	}
+	for _, id := range in.VolumeIds {
+		if _, ok := w.volumes[id]; !ok {
+			return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		}
+	}
+	out := &ec2.DescribeVolumesOutput{}
+	ids := make([]string, 0, len(w.volumes))
+	for id := range w.volumes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		v := w.volumes[id]
+		if len(in.VolumeIds) > 0 && !contains(in.VolumeIds, id) {
+			continue
+		}
+		ok := true
+		for _, f := range in.Filters {
+			m, err := matches(v, f)
+			if err != nil {
+				return nil, err
+			}
+			ok = ok && m
+		}
+		if ok {
+			out.Volumes = append(out.Volumes, v.toEC2())
+		}
+	}
+	return out, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// CreateVolume implements cloud.EC2API with ClientToken idempotency: a
+// token replays its first answer; a different request, or a create that
+// failed asynchronously, gets IdempotentParameterMismatch.
+func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...func(*ec2.Options)) (*ec2.CreateVolumeOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:CreateVolume"); err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for _, ts := range in.TagSpecifications {
+		for _, t := range ts.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	params := fmt.Sprintf("%s|%d|%s|%t|%s|%v", aws.ToString(in.AvailabilityZone), aws.ToInt32(in.Size), in.VolumeType,
+		aws.ToBool(in.Encrypted), aws.ToString(in.KmsKeyId), tags)
+	tok := aws.ToString(in.ClientToken)
+	if t, ok := w.tokens[tok]; ok && tok != "" {
+		if t.failed || t.params != params {
+			return nil, apiErr("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or the request parameters differ.")
+		}
+		return createOutput(w.volumes[t.volume], t.volume, in), nil
+	}
+	az := aws.ToString(in.AvailabilityZone)
+	if az == "" {
+		return nil, apiErr("MissingParameter", "The request must contain the parameter AvailabilityZone")
+	}
+	v := &Volume{
+		ID: w.id("vol-"), AZ: az, State: "creating", Size: aws.ToInt32(in.Size), Type: string(in.VolumeType),
+		Encrypted: aws.ToBool(in.Encrypted), KMSKeyID: aws.ToString(in.KmsKeyId), Created: w.now, Tags: tags, token: tok,
+	}
+	v.vanishes = v.KMSKeyID != "" && w.badKMSKeys[v.KMSKeyID]
+	w.volumes[v.ID] = v
+	if tok != "" {
+		w.tokens[tok] = &token{params: params, volume: v.ID}
+	}
+	w.checkKeysLocked()
+	return createOutput(v, v.ID, in), nil
+}
+
+func createOutput(v *Volume, id string, in *ec2.CreateVolumeInput) *ec2.CreateVolumeOutput {
+	out := &ec2.CreateVolumeOutput{VolumeId: aws.String(id), State: ec2types.VolumeStateCreating,
+		AvailabilityZone: in.AvailabilityZone, Size: in.Size, VolumeType: in.VolumeType, Encrypted: in.Encrypted, KmsKeyId: in.KmsKeyId}
+	if v != nil {
+		out.CreateTime = aws.Time(v.Created)
+	}
+	for _, ts := range in.TagSpecifications {
+		out.Tags = append(out.Tags, ts.Tags...)
+	}
+	return out
+}
+
+// AttachVolume implements cloud.EC2API.
+func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...func(*ec2.Options)) (*ec2.AttachVolumeOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:AttachVolume"); err != nil {
+		return nil, err
+	}
+	vid, iid, dev := aws.ToString(in.VolumeId), aws.ToString(in.InstanceId), aws.ToString(in.Device)
+	v, ok := w.volumes[vid]
+	if !ok {
+		return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", vid)
+	}
+	inst, ok := w.instances[iid]
+	if !ok {
+		return nil, apiErr("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", iid)
+	}
+	if inst.State != "running" {
+		return nil, apiErr("IncorrectInstanceState", "The instance '%s' is not 'running'.", iid)
+	}
+	if v.Att != nil {
+		return nil, apiErr("VolumeInUse", "%s is already attached to an instance", vid)
+	}
+	if v.State != "available" {
+		return nil, apiErr("IncorrectState", "The volume '%s' is not 'available'.", vid)
+	}
+	if v.AZ != inst.AZ {
+		return nil, apiErr("InvalidVolume.ZoneMismatch", "The volume '%s' is not in the same availability zone as instance '%s'", vid, iid)
+	}
+	if inst.Poisoned[dev] {
+		return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
+	}
+	for _, o := range w.volumes {
+		if o.Att != nil && o.Att.Instance == iid && o.Att.Device == dev {
+			return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
+		}
+	}
+	v.State = "in-use"
+	v.Att = &Attachment{Instance: iid, Device: dev, State: "attaching", Time: w.now}
+	return &ec2.AttachVolumeOutput{VolumeId: in.VolumeId, InstanceId: in.InstanceId, Device: in.Device,
+		State: ec2types.VolumeAttachmentStateAttaching, AttachTime: aws.Time(w.now)}, nil
+}
+
+// DetachVolume implements cloud.EC2API. Detaching a volume that a running
+// container on the instance uses is recorded as a violation.
+func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (*ec2.DetachVolumeOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:DetachVolume"); err != nil {
+		return nil, err
+	}
+	vid, iid := aws.ToString(in.VolumeId), aws.ToString(in.InstanceId)
+	v, ok := w.volumes[vid]
+	if !ok {
+		return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", vid)
+	}
+	if v.Att == nil || (iid != "" && v.Att.Instance != iid) {
+		return nil, apiErr("InvalidAttachment.NotFound", "Volume '%s' is not attached to '%s'", vid, iid)
+	}
+	if v.Att.State == "detaching" || v.Att.State == "busy" {
+		if aws.ToBool(in.Force) {
+			v.Att.Force = true
+			return &ec2.DetachVolumeOutput{VolumeId: in.VolumeId, State: ec2types.VolumeAttachmentStateDetaching}, nil
+		}
+		return nil, apiErr("IncorrectState", "Volume '%s' is in the 'detaching' state.", vid)
+	}
+	if users := w.usersLocked(v.Att.Instance, vid); len(users) > 0 {
+		w.violate("DetachVolume %s from %s (force=%t) while running task %s uses it", vid, v.Att.Instance, aws.ToBool(in.Force), users[0])
+	}
+	v.Att.State = "detaching"
+	v.Att.Force = aws.ToBool(in.Force)
+	return &ec2.DetachVolumeOutput{VolumeId: in.VolumeId, State: ec2types.VolumeAttachmentStateDetaching}, nil
+}
+
+// DeleteVolume implements cloud.EC2API.
+func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:DeleteVolume"); err != nil {
+		return nil, err
+	}
+	vid := aws.ToString(in.VolumeId)
+	v, ok := w.volumes[vid]
+	if !ok {
+		return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", vid)
+	}
+	if v.Att != nil {
+		return nil, apiErr("VolumeInUse", "Volume %s is currently attached to %s", vid, v.Att.Instance)
+	}
+	if v.State != "available" {
+		return nil, apiErr("IncorrectState", "The volume '%s' is '%s'", vid, v.State)
+	}
+	v.State = "deleting"
+	return &ec2.DeleteVolumeOutput{}, nil
+}
+
+// CreateTags implements cloud.EC2API (volumes only).
+func (c *EC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:CreateTags"); err != nil {
+		return nil, err
+	}
+	for _, id := range in.Resources {
+		v, ok := w.volumes[id]
+		if !ok {
+			return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		}
+		for _, t := range in.Tags {
+			v.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	w.checkKeysLocked()
+	return &ec2.CreateTagsOutput{}, nil
+}
+
+// DescribeInstances implements cloud.EC2API (InstanceIds only).
+func (c *EC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("EC2:DescribeInstances"); err != nil {
+		return nil, err
+	}
+	if len(in.Filters) > 0 {
+		return nil, apiErr("InvalidParameterValue", "filters are not supported by this fake")
+	}
+	res := ec2types.Reservation{}
+	for _, id := range in.InstanceIds {
+		inst, ok := w.instances[id]
+		if !ok {
+			return nil, apiErr("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
+		}
+		out := ec2types.Instance{InstanceId: aws.String(id), State: &ec2types.InstanceState{Name: ec2types.InstanceStateName(inst.State)},
+			Placement: &ec2types.Placement{AvailabilityZone: aws.String(inst.AZ)}}
+		out.BlockDeviceMappings = append(out.BlockDeviceMappings, ec2types.InstanceBlockDeviceMapping{DeviceName: aws.String("/dev/xvda")})
+		for _, v := range w.volumes {
+			if v.Att != nil && v.Att.Instance == id {
+				out.BlockDeviceMappings = append(out.BlockDeviceMappings, ec2types.InstanceBlockDeviceMapping{DeviceName: aws.String(v.Att.Device)})
+			}
+		}
+		res.Instances = append(res.Instances, out)
+	}
+	return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{res}}, nil
+}

@@ -1,0 +1,357 @@
+// Package fakeaws is an in-memory EC2, ECS and SSM with real state, behind
+// the narrow SDK interfaces of package cloud, for fast tests of the
+// reconciler's logic. Nothing completes by itself: attaches, detaches,
+// creates, deletes, SSM commands and task starts stay "in flight" until the
+// test driver completes them, in whatever order it likes. The guest side of
+// each instance is modelled too (what is mounted, which containers use
+// which volume), so tests can check tether's safety rules against it.
+//
+// It is not the local AWS world (test/world): no HTTP, no real devices.
+package fakeaws
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/smithy-go"
+)
+
+// World is the whole fake cloud. Its methods are safe for concurrent use.
+type World struct {
+	mu  sync.Mutex
+	now time.Time
+	seq int
+
+	volumes   map[string]*Volume
+	tokens    map[string]*token
+	instances map[string]*Instance // by EC2 id
+	cis       map[string]*ContainerInstance
+	taskDefs  map[string]TaskDef
+	tasks     map[string]*Task
+	commands  map[string]*Command
+
+	events     []Event
+	calls      map[string]int
+	throttle   map[string]int
+	violations []string
+
+	badKMSKeys  map[string]bool  // creates with these keys vanish
+	stuck       map[string]bool  // instance/device: attach never completes
+	busyUnmount map[string]int   // volume id: unmounts answered busy this many times
+	mountExits  map[string][]int // volume id: exit codes of the next mounts
+}
+
+// New returns an empty world whose clock starts at start.
+func New(start time.Time) *World {
+	return &World{
+		now: start, volumes: map[string]*Volume{}, tokens: map[string]*token{}, instances: map[string]*Instance{},
+		cis: map[string]*ContainerInstance{}, taskDefs: map[string]TaskDef{}, tasks: map[string]*Task{},
+		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
+		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
+	}
+}
+
+// Volume is an EBS volume.
+type Volume struct {
+	ID, AZ, State string
+	Size          int32
+	Type          string
+	Encrypted     bool
+	KMSKeyID      string
+	Created       time.Time
+	Tags          map[string]string
+	Att           *Attachment
+	token         string
+	vanishes      bool
+}
+
+// Attachment is a volume's attachment.
+type Attachment struct {
+	Instance, Device, State string
+	Time                    time.Time
+	Force                   bool
+}
+
+type token struct {
+	params string
+	volume string
+	failed bool
+}
+
+// Instance is an EC2 instance and its guest.
+type Instance struct {
+	ID, AZ, State string
+	CI            string            // container instance ARN
+	SSMDown       bool              // SSM agent does not answer
+	Mounted       map[string]string // volume id -> tether name (filesystem mounted by tether)
+	Bindings      map[string]string // tether name -> volume id last mounted (plugin can remount)
+	Poisoned      map[string]bool   // device names EC2 refuses on this instance
+}
+
+// ContainerInstance is an ECS container instance.
+type ContainerInstance struct {
+	ARN, EC2ID, Status string
+	AgentConnected     bool
+}
+
+// TaskDef is a task definition's tether-relevant part.
+type TaskDef struct {
+	ARN     string
+	Volumes []DockerVolume
+}
+
+// DockerVolume is a task definition volume with a dockerVolumeConfiguration.
+type DockerVolume struct {
+	Name, Driver, Scope string
+	Autoprovision       bool
+	DriverOpts          map[string]string
+}
+
+// Task is an ECS task.
+type Task struct {
+	ARN, TaskDef, CI, AZ      string
+	LastStatus, DesiredStatus string
+	Created, Started, Stopped time.Time
+	StoppedReason             string
+	Version                   int64
+}
+
+// Command is one SSM command on one instance.
+type Command struct {
+	ID, Document, Instance string
+	Params                 map[string]string
+	Requested              time.Time
+	Status                 string // Pending, Success, Failed, TimedOut
+	Details                string
+	Exit                   int32
+	Unmount                bool // runs tether-agent unmount (else mount)
+}
+
+// Event is what EventBridge would deliver, with the state at emission.
+type Event struct {
+	Kind string // task, volume, instance
+
+	Task                      string // task events
+	Version                   int64
+	TaskDef, CI               string
+	LastStatus, DesiredStatus string
+
+	Volume, Action, Result string // volume events: createVolume/attachVolume/...
+
+	Instance, EC2ID, Status string // instance events (container instance ARN)
+	AgentConnected          bool
+}
+
+// Now is the world's clock.
+func (w *World) Now() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.now
+}
+
+// Advance moves the clock.
+func (w *World) Advance(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.now = w.now.Add(d)
+}
+
+func (w *World) id(prefix string) string {
+	w.seq++
+	return fmt.Sprintf("%s%017x", prefix, w.seq)
+}
+
+func (w *World) call(op string) error {
+	w.calls[op]++
+	if w.throttle[op] > 0 {
+		w.throttle[op]--
+		return &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
+	}
+	return nil
+}
+
+func apiErr(code, format string, args ...any) error {
+	return &smithy.GenericAPIError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (w *World) violate(format string, args ...any) {
+	w.violations = append(w.violations, fmt.Sprintf("%s: ", w.now.Format(time.TimeOnly))+fmt.Sprintf(format, args...))
+}
+
+// Calls returns the number of calls per "Service:Operation".
+func (w *World) Calls() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// EC2Calls sums the EC2 calls made so far.
+func (w *World) EC2Calls() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for k, v := range w.calls {
+		if strings.HasPrefix(k, "EC2:") {
+			n += v
+		}
+	}
+	return n
+}
+
+// Violations returns every safety rule broken so far.
+func (w *World) Violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.violations...)
+}
+
+// TakeEvents returns and clears the events emitted so far.
+func (w *World) TakeEvents() []Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ev := w.events
+	w.events = nil
+	return ev
+}
+
+// Faults.
+
+// Throttle makes the next n calls of op ("EC2:AttachVolume") fail with
+// RequestLimitExceeded.
+func (w *World) Throttle(op string, n int) { w.mu.Lock(); w.throttle[op] += n; w.mu.Unlock() }
+
+// BadKMSKey makes creates with key vanish when they complete.
+func (w *World) BadKMSKey(key string) { w.mu.Lock(); w.badKMSKeys[key] = true; w.mu.Unlock() }
+
+// StuckDevice makes attaches as device on instance never complete.
+func (w *World) StuckDevice(instance, device string) {
+	w.mu.Lock()
+	w.stuck[instance+"/"+device] = true
+	w.mu.Unlock()
+}
+
+// PoisonDevice makes EC2 refuse device on instance (InvalidParameterValue).
+func (w *World) PoisonDevice(instance, device string) {
+	w.mu.Lock()
+	w.instances[instance].Poisoned[device] = true
+	w.mu.Unlock()
+}
+
+// BusyUnmount makes the next n unmounts of volume answer busy (exit 3).
+func (w *World) BusyUnmount(volumeID string, n int) {
+	w.mu.Lock()
+	w.busyUnmount[volumeID] += n
+	w.mu.Unlock()
+}
+
+// MountExits makes the next mounts of volume exit with these codes.
+func (w *World) MountExits(volumeID string, codes ...int) {
+	w.mu.Lock()
+	w.mountExits[volumeID] = append(w.mountExits[volumeID], codes...)
+	w.mu.Unlock()
+}
+
+// SetSSMDown makes an instance's SSM agent (un)reachable.
+func (w *World) SetSSMDown(instance string, down bool) {
+	w.mu.Lock()
+	w.instances[instance].SSMDown = down
+	w.mu.Unlock()
+}
+
+// Setup.
+
+// AddInstance registers an EC2 instance in az as a container instance.
+func (w *World) AddInstance(id, az string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ci := "arn:aws:ecs:us-east-1:111122223333:container-instance/c/" + strings.TrimPrefix(id, "i-")
+	w.instances[id] = &Instance{ID: id, AZ: az, State: "running", CI: ci, Mounted: map[string]string{}, Bindings: map[string]string{}, Poisoned: map[string]bool{}}
+	w.cis[ci] = &ContainerInstance{ARN: ci, EC2ID: id, Status: "ACTIVE", AgentConnected: true}
+	return ci
+}
+
+// AddTaskDef registers a task definition.
+func (w *World) AddTaskDef(td TaskDef) { w.mu.Lock(); w.taskDefs[td.ARN] = td; w.mu.Unlock() }
+
+// AddVolume makes a volume outside tether (e.g. a user's, for autoprovision false).
+func (w *World) AddVolume(az string, tags map[string]string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v := &Volume{ID: w.id("vol-"), AZ: az, State: "available", Size: 8, Type: "gp3", Created: w.now, Tags: tags}
+	w.volumes[v.ID] = v
+	return v.ID
+}
+
+// Snapshots for assertions.
+
+// Volumes returns copies of the volumes that exist (not deleted).
+func (w *World) Volumes() []Volume {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Volume
+	for _, v := range w.volumes {
+		cp := *v
+		if v.Att != nil {
+			a := *v.Att
+			cp.Att = &a
+		}
+		out = append(out, cp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// TaskState returns a copy of a task.
+func (w *World) TaskState(arn string) Task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return *w.tasks[arn]
+}
+
+// Tasks returns copies of all tasks.
+func (w *World) Tasks() []Task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Task
+	for _, t := range w.tasks {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
+	return out
+}
+
+// InstanceState returns a copy of an instance's guest state.
+func (w *World) InstanceState(id string) Instance {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := *w.instances[id]
+	in.Mounted = copyMap(in.Mounted)
+	return in
+}
+
+// Commands returns copies of all SSM commands, oldest first.
+func (w *World) Commands() []Command {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Command
+	for _, c := range w.commands {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

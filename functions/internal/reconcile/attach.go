@@ -1,0 +1,282 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// placeAvailable: the volume is detached. Attach it where it is needed.
+func (p *pass) placeAvailable(ctx context.Context, w want, v cloud.Volume) (Result, error) {
+	if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped && w.taskGone() {
+		return p.deleteVolume(ctx, v)
+	}
+	t, ok := p.target(w, &v)
+	if !ok {
+		return done("available; nothing needs it"), nil
+	}
+	if az := t.az(); az != "" && v.AZ != az {
+		return p.wrongAZ(ctx, w, v, t)
+	}
+	return p.attach(ctx, w, v, t)
+}
+
+func (p *pass) wrongAZ(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
+	p.log.Error("volume and task are in different availability zones", "volumeId", v.ID, "volumeAZ", v.AZ,
+		"task", t.task.ARN, "instance", t.instance(), "instanceAZ", t.az())
+	reason := fmt.Sprintf("volume %s (%s) is in %s but the task was placed on %s in %s; add the placement constraint attribute:ecs.availability-zone == %s",
+		p.key.Volume, v.ID, v.AZ, t.instance(), t.az(), v.AZ)
+	if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reason); err != nil {
+		return Result{}, err
+	}
+	return done("wrong availability zone"), nil
+}
+
+func onInstance(ns []need, instance string) []need {
+	var out []need
+	for _, n := range ns {
+		if n.instance() == instance {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// attach picks a device name and attaches. Names EC2 refuses (in use, or
+// left unusable by a force detach) are remembered and skipped; after three
+// refusals the instance's block device mappings are read once.
+func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
+	inst := t.instance()
+	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
+	skip := p.r.poisonedOn(inst)
+	if p.hint.Poison != "" && p.hint.Instance == inst {
+		skip[p.hint.Poison] = true
+	}
+	refused, described := 0, false
+	for cands := deviceOrder(v.ID, skip); len(cands) > 0; {
+		dev := cands[0]
+		cands = cands[1:]
+		err := p.r.cloud.AttachVolume(ctx, v.ID, inst, dev)
+		switch {
+		case err == nil:
+			since := p.handoffStart(w)
+			p.r.startInflight(v.ID, stepAttach, p.now)
+			log.Info("attaching", "device", dev)
+			return p.retry(p.r.t.AttachWait, hint{Step: stepAttach, Volume: v.ID, Instance: inst, CI: t.ci.ARN, At: ms(p.now), Since: ms(since)},
+				"attaching %s to %s as %s", v.ID, inst, dev), nil
+		case errors.Is(err, cloud.ErrDeviceName):
+			log.Warn("device name refused; trying another", "device", dev, "error", err)
+			p.r.poison(inst, dev)
+			skip[dev] = true
+			refused++
+			if refused == 3 && !described {
+				in, err := p.r.cloud.Instance(ctx, inst)
+				if err != nil {
+					return Result{}, err
+				}
+				described = true
+				for _, d := range in.Devices {
+					skip[d] = true
+				}
+				cands = deviceOrder(v.ID, skip)
+			}
+		case errors.Is(err, cloud.ErrZoneMismatch):
+			return p.wrongAZ(ctx, w, v, t)
+		case errors.Is(err, cloud.ErrIncorrectState), errors.Is(err, cloud.ErrVolumeInUse), errors.Is(err, cloud.ErrNotFound):
+			log.Info("volume changed under this pass; looking again", "error", err)
+			return p.retry(p.r.t.CommandWait, hint{}, "volume %s changed during attach", v.ID), nil
+		default:
+			return Result{}, err
+		}
+		if refused >= 6 {
+			break
+		}
+	}
+	return Result{}, fmt.Errorf("attach %q to %q: EC2 refused every device name tried (%d)", v.ID, inst, refused)
+}
+
+// serveAttached: the volume is attached (or attaching) where it is needed.
+func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {
+	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID)
+	switch a.State {
+	case cloud.AttachAttaching:
+		if p.now.Sub(a.AttachTime) >= p.r.t.StuckAttach {
+			log.Warn("attachment stuck in attaching; force-detaching to retry with another device name", "device", a.Device, "since", a.AttachTime)
+			return p.forceDetach(ctx, w, v, a, "stuck attaching")
+		}
+		h := p.hint
+		if h.Step != stepAttach || h.Volume != v.ID {
+			h = hint{Step: stepAttach, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime)}
+		}
+		return p.retry(p.r.t.AttachWait, h, "attaching %s to %s", v.ID, a.InstanceID), nil
+	case cloud.AttachDetaching, cloud.AttachBusy:
+		log.Info("a detach is in progress where the volume is needed; will attach again after it", "state", a.State)
+		return p.retry(p.r.t.DetachWait, hint{}, "detach of %s from %s in progress", v.ID, a.InstanceID), nil
+	}
+	return p.mount(ctx, w, v, a, t)
+}
+
+// mount makes sure tether-agent mounted the volume on the instance: the
+// instance's last mount command for the volume since the attachment must
+// have succeeded. The pass never waits for a command: it hands the key
+// back with the command id as hint.
+func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {
+	inst := a.InstanceID
+	here := onInstance(w.needers, inst)
+	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
+	cmd, found, err := p.lastCommand(ctx, p.r.mountDoc, stepMount, v.ID, a)
+	if err != nil {
+		return Result{}, err
+	}
+	if !found {
+		return p.sendMount(ctx, w, v, a, t, 0)
+	}
+	switch cmd.Status {
+	case cloud.CommandPending:
+		return p.retry(p.r.t.CommandWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
+	case cloud.CommandSucceeded:
+		p.mounted(w, v, inst, cmd)
+		return done(fmt.Sprintf("mounted on %s", inst)), nil
+	}
+	attempts, err := p.failedCommands(ctx, p.r.mountDoc, v.ID, a)
+	if err != nil {
+		return Result{}, err
+	}
+	reason := mountFailure(p.key.Volume, v.ID, inst, cmd)
+	permanent := cmd.Status == cloud.CommandFailed && (cmd.ExitCode == 5 || cmd.ExitCode == 2)
+	log.Warn("mount failed", "command", cmd.ID, "status", cmd.Status.String(), "exitCode", cmd.ExitCode, "detail", cmd.Detail, "attempts", attempts)
+	if permanent || attempts >= p.r.mountAttempts {
+		if err := p.failNeeders(ctx, here, reason); err != nil {
+			return Result{}, err
+		}
+		return done("mount failed: " + reason), nil
+	}
+	return p.sendMount(ctx, w, v, a, t, attempts)
+}
+
+func mountFailure(name, volumeID, inst string, c cloud.Command) string {
+	switch {
+	case c.Status == cloud.CommandUnreachable:
+		return fmt.Sprintf("could not mount volume %s (%s): instance %s did not answer SSM (%s)", name, volumeID, inst, c.Detail)
+	case c.ExitCode == 5:
+		return fmt.Sprintf("refused to mount volume %s (%s) on %s: the device has a partition table or signature tether must not touch", name, volumeID, inst)
+	case c.ExitCode == 4:
+		return fmt.Sprintf("volume %s (%s) did not appear as a device on %s", name, volumeID, inst)
+	case c.ExitCode == 2:
+		return fmt.Sprintf("tether-agent on %s refused the mount of %s (%s) as bad input", inst, name, volumeID)
+	}
+	return fmt.Sprintf("mounting volume %s (%s) on %s failed (exit %d, %s)", name, volumeID, inst, c.ExitCode, c.Detail)
+}
+
+func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need, attempt int) (Result, error) {
+	opts, err := volspec.ParseDriverOpts(t.spec.DriverOpts)
+	if err != nil {
+		if err := p.failNeeders(ctx, onInstance(w.needers, a.InstanceID), fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
+			return Result{}, err
+		}
+		return done("invalid driverOpts"), nil
+	}
+	params := map[string]string{"VolumeId": v.ID, "VolumeName": p.key.Volume, "FsType": opts.FSType, "Device": a.Device}
+	return p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
+}
+
+// send runs a document on the attachment's instance and hands the key back
+// with the command as hint.
+func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a cloud.Attachment, ciARN string, params map[string]string, attempt int) (Result, error) {
+	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "document", doc)
+	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params)
+	if errors.Is(err, cloud.ErrUnreachable) {
+		h := p.hint
+		if h.Unreach == 0 || h.Instance != a.InstanceID {
+			h = hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Unreach: ms(p.now)}
+		}
+		log.Warn("SSM cannot reach the instance", "error", err, "since", fromMS(h.Unreach))
+		return p.retry(p.r.t.CommandWait*5, h, "%s on %s: instance not reachable through SSM", step, a.InstanceID), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	p.r.startInflight(v.ID, step, p.now)
+	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1)
+	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since, Unreach: p.hint.Unreach}
+	return p.retry(p.r.t.CommandWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
+}
+
+func (p *pass) cmdHint(step, volumeID, inst, ciARN string, c cloud.Command) hint {
+	at := c.Requested
+	if p.hint.Command == c.ID && p.hint.At != 0 {
+		at = fromMS(p.hint.At)
+	}
+	return hint{Step: step, Volume: volumeID, Instance: inst, CI: ciARN, Command: c.ID, At: ms(at), Since: p.hint.Since, Unreach: p.hint.Unreach}
+}
+
+// lastCommand finds the newest command of doc for the volume on the
+// attachment's instance since the attachment began: from the hint when it
+// names one, else from SSM's list. Failed ones are asked for details.
+func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cloud.Attachment) (cloud.Command, bool, error) {
+	h := p.hint
+	if h.Step == step && h.Volume == volumeID && h.Instance == a.InstanceID && h.Command != "" && !fromMS(h.At).Before(a.AttachTime.Truncate(time.Second)) {
+		c, err := p.r.cloud.Command(ctx, h.Command, a.InstanceID)
+		switch {
+		case err == nil:
+			c.Requested = fromMS(h.At)
+			return c, true, nil
+		case errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second:
+			return cloud.Command{ID: h.Command, Status: cloud.CommandPending, Requested: fromMS(h.At)}, true, nil
+		case !errors.Is(err, cloud.ErrNotFound):
+			return cloud.Command{}, false, err
+		}
+	}
+	list, err := p.commandsFor(ctx, doc, volumeID, a)
+	if err != nil || len(list) == 0 {
+		return cloud.Command{}, false, err
+	}
+	c := list[0]
+	if c.Status == cloud.CommandFailed {
+		d, err := p.r.cloud.Command(ctx, c.ID, a.InstanceID)
+		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+			return cloud.Command{}, false, err
+		}
+		if err == nil {
+			d.Requested, d.Params = c.Requested, c.Params
+			c = d
+		}
+	}
+	return c, true, nil
+}
+
+// commandsFor lists doc's commands for the volume on the instance since
+// the attachment began, newest first.
+func (p *pass) commandsFor(ctx context.Context, doc, volumeID string, a cloud.Attachment) ([]cloud.Command, error) {
+	all, err := p.r.cloud.Commands(ctx, doc, a.InstanceID, a.AttachTime.Add(-time.Second))
+	if err != nil {
+		return nil, err
+	}
+	var out []cloud.Command
+	for _, c := range all {
+		if c.Params["VolumeId"] == volumeID {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// failedCommands counts the finished, unsuccessful commands of doc for the
+// volume since the attachment began.
+func (p *pass) failedCommands(ctx context.Context, doc, volumeID string, a cloud.Attachment) (int, error) {
+	list, err := p.commandsFor(ctx, doc, volumeID, a)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range list {
+		if c.Status == cloud.CommandFailed || c.Status == cloud.CommandUnreachable {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,223 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// create makes the key's volume in the AZ of the task that needs it.
+//
+// Idempotency: the ClientToken is a hash of the key (and task, for task
+// scope) and a generation number. Every reconciler probes generations from
+// 0 upwards and stops at the first token that still creates (or returns the
+// volume it created), so concurrent or repeated passes land on the same
+// token and EC2 creates one volume. A generation is left behind only on
+// evidence that its token can no longer create: its volume is gone (EC2
+// deleted it, e.g. an unusable KMS key), or EC2 keeps refusing the token
+// (IdempotentParameterMismatch) while no volume with the key's tags
+// exists, seen twice at least BurnConfirm apart (so a create racing in
+// from another reconciler becomes visible first).
+func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result, error) {
+	t := w.needers[0]
+	spec := t.spec
+	_, _, taskScoped := parseTaskVolumeName(p.key.Volume)
+	if !taskScoped && !spec.Autoprovision {
+		return p.adopt(ctx, w)
+	}
+	opts, err := volspec.ParseDriverOpts(spec.DriverOpts)
+	if err != nil {
+		p.log.Error("driverOpts refused; nothing created", "task", t.task.ARN, "error", err)
+		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
+			return Result{}, err
+		}
+		return done("invalid driverOpts"), nil
+	}
+	az := t.az()
+	if az == "" {
+		in, err := p.r.cloud.Instance(ctx, t.instance())
+		if err != nil {
+			return Result{}, err
+		}
+		az = in.AZ
+	}
+	taskARN := ""
+	if taskScoped {
+		taskARN = t.task.ARN
+	}
+	req := cloud.CreateVolumeRequest{
+		AZ: az, SizeGiB: opts.SizeGiB, Type: opts.VolumeType, IOPS: opts.IOPS, Throughput: opts.Throughput,
+		Encrypted: opts.Encrypted, KMSKeyID: opts.KMSKeyID, SnapshotID: opts.SnapshotID,
+		Tags: p.tags(taskARN),
+	}
+	h := p.hint
+	if h.Step != stepCreate {
+		h = hint{Step: stepCreate}
+	}
+	if h.Volume != "" {
+		// A previous pass created h.Volume, and no volume has the key's tags.
+		// Either EC2 does not list it yet (eventual consistency, seconds) or
+		// EC2 deleted it again: only the latter spends its token.
+		if p.now.Sub(fromMS(h.At)) < p.r.t.CreateSettle && (dying == nil || dying.ID != h.Volume) {
+			return p.retry(p.r.t.CreateWait, h, "waiting for created volume %s to show", h.Volume), nil
+		}
+		if dying != nil && dying.ID == h.Volume || p.vanished(ctx, h.Volume) {
+			return p.vanishedVolume(ctx, w, h, opts)
+		}
+	}
+	for gen := 0; gen < p.r.maxGen; gen++ {
+		req.Token = clientToken(p.key, taskARN, gen)
+		log := p.log.With("task", t.task.ARN, "instance", t.instance(), "generation", gen)
+		v, err := p.r.cloud.CreateVolume(ctx, req)
+		switch {
+		case errors.Is(err, cloud.ErrTokenMismatch):
+			vols, lerr := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+			if lerr != nil {
+				return Result{}, lerr
+			}
+			if len(vols) > 0 {
+				log.Info("client token refused, but the key's volume exists: another pass created it", "volumeId", vols[0].ID)
+				return p.retry(p.r.t.CreateWait, hint{}, "volume %s created by another pass", vols[0].ID), nil
+			}
+			if h.Gen > gen || h.Gen == gen && h.Burn != 0 && p.now.Sub(fromMS(h.Burn)) >= p.r.t.BurnConfirm {
+				log.Warn("client token spent: EC2 keeps refusing it and no volume carries the key's tags; next generation")
+				continue
+			}
+			if h.Gen != gen || h.Burn == 0 {
+				h.Gen, h.Burn = gen, ms(p.now)
+			}
+			log.Warn("client token refused and no volume found; confirming before using the next generation", "error", err)
+			return p.retry(p.r.t.BurnConfirm, h, "client token generation %d refused; confirming", gen), nil
+		case errors.Is(err, cloud.ErrInvalidRequest):
+			log.Error("EC2 refused the volume's parameters; nothing created", "error", err)
+			if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: EC2 refused to create it: %v", p.key.Volume, err)); err != nil {
+				return Result{}, err
+			}
+			return done("create refused"), nil
+		case err != nil:
+			return Result{}, err
+		}
+		// EC2 answers a reused token with the volume it created then,
+		// even if that volume has since been deleted.
+		if p.now.Sub(v.CreateTime) >= p.r.t.CreateSettle && p.vanished(ctx, v.ID) {
+			log.Warn("client token answered with a volume that no longer exists; next generation", "volumeId", v.ID)
+			continue
+		}
+		log.Info("volume created", "volumeId", v.ID, "az", az, "sizeGiB", opts.SizeGiB, "type", opts.VolumeType, "encrypted", opts.Encrypted)
+		return p.retry(p.r.t.CreateWait, hint{Step: stepCreate, Volume: v.ID, Gen: gen, At: ms(p.now), Vanished: h.Vanished},
+			"creating %s", v.ID), nil
+	}
+	p.log.Error("no client token generation left", "generations", p.r.maxGen)
+	if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: EC2 refused %d create attempts", p.key.Volume, p.r.maxGen)); err != nil {
+		return Result{}, err
+	}
+	return done("create attempts exhausted"), nil
+}
+
+// vanished reports whether EC2 no longer has volume id (or is deleting it).
+func (p *pass) vanished(ctx context.Context, id string) bool {
+	v, err := p.r.cloud.VolumeByID(ctx, id)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return true
+	}
+	return err == nil && (v.State == cloud.VolumeDeleting || v.State == cloud.VolumeDeleted || v.State == cloud.VolumeError)
+}
+
+// vanishedVolume: EC2 deleted a volume right after creating it. The usual
+// cause is a KMS key EC2 cannot use. Once is retried (next generation);
+// twice fails the tasks with the likely cause.
+func (p *pass) vanishedVolume(ctx context.Context, w want, h hint, opts volspec.Options) (Result, error) {
+	log := p.log.With("volumeId", h.Volume, "generation", h.Gen)
+	h.Vanished++
+	if h.Vanished >= 2 {
+		key := opts.KMSKeyID
+		if key == "" {
+			key = "the account's default EBS key"
+		}
+		log.Error("EC2 deleted the volume right after creating it, again; failing the tasks", "kmsKeyId", opts.KMSKeyID)
+		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("EC2 deleted volume %s (%s) right after creating it; check that EBS can use KMS key %s", h.Volume, p.key.Volume, key)); err != nil {
+			return Result{}, err
+		}
+		return done("volume vanished after create"), nil
+	}
+	log.Warn("EC2 deleted the volume right after creating it; trying a new client token")
+	next := hint{Step: stepCreate, Gen: h.Gen + 1, Vanished: h.Vanished}
+	p.hint = next
+	return p.create(ctx, w, nil)
+}
+
+// waitCreating: the volume is being created; EBS's createVolume event
+// normally wakes the key. A created volume EC2 then deletes is caught by
+// the next pass (vanished).
+func (p *pass) waitCreating(ctx context.Context, w want, v cloud.Volume) (Result, error) {
+	age := p.now.Sub(v.CreateTime)
+	wait := max(p.r.t.CreateWait, min(age/2, 30*time.Second))
+	if age > 10*time.Minute {
+		p.log.Warn("volume still creating", "volumeId", v.ID, "age", age.String())
+	}
+	h := p.hint
+	if h.Step != stepCreate || h.Volume != v.ID {
+		h = hint{Step: stepCreate, Volume: v.ID, At: ms(v.CreateTime)}
+	}
+	return p.retry(wait, h, "waiting for %s to be created", v.ID), nil
+}
+
+// adopt: autoprovision false. The volume must exist, found by its Name tag
+// (made by the user, or earlier by tether); tether tags it as its own.
+func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
+	vols, err := p.r.cloud.VolumesByName(ctx, p.key.Volume)
+	if err != nil {
+		return Result{}, err
+	}
+	var usable []cloud.Volume
+	for _, v := range vols {
+		if v.State != cloud.VolumeDeleting && v.State != cloud.VolumeDeleted && v.State != cloud.VolumeError {
+			usable = append(usable, v)
+		}
+	}
+	switch len(usable) {
+	case 0:
+		p.log.Error("volume does not exist and autoprovision is false")
+		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s does not exist (no EBS volume tagged Name=%s) and autoprovision is false", p.key.Volume, p.key.Volume)); err != nil {
+			return Result{}, err
+		}
+		return done("missing volume, autoprovision false"), nil
+	case 1:
+		v := usable[0]
+		if c := v.Tags[cloud.TagCluster]; c != "" && c != p.key.Cluster {
+			if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s (%s) belongs to tether cluster %s", p.key.Volume, v.ID, c)); err != nil {
+				return Result{}, err
+			}
+			return done("volume owned by another cluster"), nil
+		}
+		p.log.Info("adopting the existing volume", "volumeId", v.ID)
+		if err := p.r.cloud.TagVolume(ctx, v.ID, p.tags("")); err != nil {
+			return Result{}, err
+		}
+		return p.retry(p.r.t.CommandWait, hint{}, "adopted %s", v.ID), nil
+	default:
+		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("several EBS volumes are tagged Name=%s (%v); tether will not choose", p.key.Volume, ids(usable))); err != nil {
+			return Result{}, err
+		}
+		return done("ambiguous volume name"), nil
+	}
+}
+
+// tags are the tags of the key's volume (docs/contracts.md).
+func (p *pass) tags(taskARN string) map[string]string {
+	t := map[string]string{
+		cloud.TagName:    p.key.Volume,
+		cloud.TagCluster: p.key.Cluster,
+		cloud.TagVolume:  p.key.Volume,
+		cloud.TagScope:   cloud.ScopeShared,
+	}
+	if taskARN != "" {
+		t[cloud.TagScope] = cloud.ScopeTask
+		t[cloud.TagTask] = taskARN
+	}
+	return t
+}

@@ -1,0 +1,278 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/emf"
+	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+const (
+	cluster    = "c"
+	mountDoc   = "tether-mount"
+	unmountDoc = "tether-unmount"
+	tdShared   = "arn:aws:ecs:us-east-1:111122223333:task-definition/mysql:1"
+	tdScratch  = "arn:aws:ecs:us-east-1:111122223333:task-definition/scratch:1"
+	volName    = "rexray-vol"
+)
+
+var start = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// msg is a retry message on the queue: a key handed back with a delay, or
+// redelivered after a failed pass.
+type msg struct {
+	key  reconcile.Key
+	hint string
+	due  time.Time
+}
+
+type harness struct {
+	t       testing.TB
+	w       *fakeaws.World
+	c       *cloud.AWS
+	r       *reconcile.Reconciler
+	logs    *bytes.Buffer
+	metrics *bytes.Buffer
+	queue   []msg
+	events  []fakeaws.Event
+	failed  int // passes that returned an error
+	results map[reconcile.Key][]reconcile.Result
+}
+
+type option func(*reconcile.Config)
+
+func newHarness(t testing.TB, opts ...option) *harness {
+	w := fakeaws.New(start)
+	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}}
+	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
+	cfg := reconcile.Config{
+		Cloud: h.c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
+		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: emf.New(h.metrics, "Tether", w.Now),
+		Now:     w.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r, err := reconcile.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.r = r
+	w.AddTaskDef(fakeaws.TaskDef{ARN: tdShared, Volumes: []fakeaws.DockerVolume{{
+		Name: volName, Driver: "tether", Scope: "shared", Autoprovision: true,
+		DriverOpts: map[string]string{"volumetype": "gp2", "size": "5"},
+	}}})
+	w.AddTaskDef(fakeaws.TaskDef{ARN: tdScratch, Volumes: []fakeaws.DockerVolume{{
+		Name: "scratch", Driver: "tether", Scope: "task", DriverOpts: map[string]string{"size": "1"},
+	}}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("reconciler log (last 60 lines):\n%s", tail(h.logs.String(), 60))
+		}
+	})
+	return h
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
+	switch ev.Kind {
+	case "task":
+		return reconcile.TaskChanged{Cluster: cluster, TaskArn: ev.Task, TaskDefinitionArn: ev.TaskDef,
+			ContainerInstanceArn: ev.CI, LastStatus: ev.LastStatus, DesiredStatus: ev.DesiredStatus, Version: ev.Version}
+	case "volume":
+		return reconcile.VolumeChanged{VolumeID: ev.Volume, Event: ev.Action, Result: ev.Result}
+	case "instance":
+		return reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: ev.Instance, EC2InstanceID: ev.EC2ID,
+			Status: ev.Status, AgentConnected: ev.AgentConnected}
+	}
+	h.t.Fatalf("unknown event %+v", ev)
+	return nil
+}
+
+// invoke runs one function invocation over some triggers, as the SQS
+// handler does: keys deduplicated, each reconciled, results queued.
+func (h *harness) invoke(triggers ...reconcile.Trigger) {
+	h.t.Helper()
+	ctx := h.r.Invocation(context.Background())
+	var keys []reconcile.Key
+	seen := map[reconcile.Key]bool{}
+	for i, tr := range triggers {
+		ks, err := h.r.Keys(reconcile.WithEventID(ctx, fmt.Sprintf("ev-%d", i)), tr)
+		if err != nil {
+			// The trigger's message is redelivered later (its keys unknown yet).
+			h.failed++
+			h.requeueTrigger(tr)
+			continue
+		}
+		for _, k := range ks {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		res, err := h.r.Reconcile(ctx, k)
+		h.results[k] = append(h.results[k], res)
+		hintForRetry := res.Hint
+		switch {
+		case err != nil:
+			h.failed++
+			h.queue = append(h.queue, msg{key: k, due: h.w.Now().Add(30 * time.Second)})
+		case !res.Done():
+			h.queue = append(h.queue, msg{key: k, hint: hintForRetry, due: h.w.Now().Add(res.RetryAfter)})
+		}
+	}
+}
+
+// pendingTriggers keeps triggers whose Keys failed, redelivered with the queue.
+func (h *harness) requeueTrigger(tr reconcile.Trigger) {
+	if r, ok := tr.(reconcile.Retry); ok {
+		h.queue = append(h.queue, msg{key: r.Key, hint: r.Hint, due: h.w.Now().Add(30 * time.Second)})
+		return
+	}
+	h.events = append(h.events, eventOf(tr))
+}
+
+func eventOf(tr reconcile.Trigger) fakeaws.Event {
+	switch t := tr.(type) {
+	case reconcile.TaskChanged:
+		return fakeaws.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus}
+	case reconcile.VolumeChanged:
+		return fakeaws.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
+	case reconcile.InstanceChanged:
+		return fakeaws.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
+	case reconcile.SweepRequested:
+		return fakeaws.Event{Kind: "sweep"}
+	}
+	return fakeaws.Event{}
+}
+
+func (h *harness) collect() { h.events = append(h.events, h.w.TakeEvents()...) }
+
+func (h *harness) deliverEvent(i int) {
+	ev := h.events[i]
+	h.events = append(h.events[:i], h.events[i+1:]...)
+	if ev.Kind == "sweep" {
+		h.sweep()
+		return
+	}
+	h.invoke(h.trigger(ev))
+}
+
+func (h *harness) sweep() { h.invoke(reconcile.SweepRequested{Cluster: cluster}) }
+
+// deliverRetry delivers queue message i (the clock moves to its due time).
+func (h *harness) deliverRetry(i int) {
+	m := h.queue[i]
+	h.queue = append(h.queue[:i], h.queue[i+1:]...)
+	if d := m.due.Sub(h.w.Now()); d > 0 {
+		h.w.Advance(d)
+	}
+	h.invoke(reconcile.Retry{Key: m.key, Hint: m.hint})
+}
+
+func (h *harness) earliestRetry() int {
+	best := 0
+	for i, m := range h.queue {
+		if m.due.Before(h.queue[best].due) {
+			best = i
+		}
+	}
+	return best
+}
+
+// settle runs the default schedule until nothing is left: events first,
+// then work in flight (each completion takes a second), then retries in
+// due order. It fails the test if it does not settle within maxSteps.
+func (h *harness) settle(maxSteps int) {
+	h.t.Helper()
+	for step := 0; step < maxSteps; step++ {
+		h.collect()
+		switch {
+		case len(h.events) > 0:
+			h.deliverEvent(0)
+		case len(h.w.Pending()) > 0:
+			h.w.Advance(time.Second)
+			h.w.Complete(h.w.Pending()[0])
+		case len(h.queue) > 0:
+			h.deliverRetry(h.earliestRetry())
+		default:
+			return
+		}
+	}
+	h.t.Fatalf("did not settle in %d steps; queue=%v pending=%v", maxSteps, h.queue, h.w.Pending())
+}
+
+func (h *harness) noViolations() {
+	h.t.Helper()
+	if v := h.w.Violations(); len(v) > 0 {
+		h.t.Fatalf("safety violations:\n%s", strings.Join(v, "\n"))
+	}
+}
+
+// keyVolumes lists the existing volumes tagged for a tether name.
+func (h *harness) keyVolumes(name string) []fakeaws.Volume {
+	var out []fakeaws.Volume
+	for _, v := range h.w.Volumes() {
+		if v.Tags["tether:volume"] == name && v.Tags["tether:cluster"] == cluster {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (h *harness) oneVolume(name string) fakeaws.Volume {
+	h.t.Helper()
+	vs := h.keyVolumes(name)
+	if len(vs) != 1 {
+		h.t.Fatalf("want exactly one volume for %s, got %d: %+v", name, len(vs), vs)
+	}
+	return vs[0]
+}
+
+func (h *harness) wantRunning(task string) {
+	h.t.Helper()
+	if s := h.w.TaskState(task); s.LastStatus != "RUNNING" {
+		h.t.Fatalf("task %s: lastStatus %s desired %s (%s), want RUNNING", task, s.LastStatus, s.DesiredStatus, s.StoppedReason)
+	}
+}
+
+func (h *harness) wantStoppedBecause(task, contains string) {
+	h.t.Helper()
+	s := h.w.TaskState(task)
+	if s.DesiredStatus != "STOPPED" || !strings.Contains(s.StoppedReason, contains) || !strings.HasPrefix(s.StoppedReason, "tether: ") {
+		h.t.Fatalf("task %s: desired %s, reason %q; want stopped by tether with a reason containing %q", task, s.DesiredStatus, s.StoppedReason, contains)
+	}
+	if len(s.StoppedReason) > 255 {
+		h.t.Fatalf("stop reason longer than ECS accepts: %d", len(s.StoppedReason))
+	}
+}
+
+func (h *harness) commandsOf(doc string) []fakeaws.Command {
+	var out []fakeaws.Command
+	for _, c := range h.w.Commands() {
+		if c.Document == doc {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

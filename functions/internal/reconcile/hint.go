@@ -1,0 +1,66 @@
+package reconcile
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Steps a hint can record.
+const (
+	stepCreate  = "create"
+	stepAttach  = "attach"
+	stepMount   = "mount"
+	stepUnmount = "unmount"
+	stepDetach  = "detach"
+)
+
+// hint is what a pass knew when it handed its key back: the step it took,
+// on which volume and instance, and when. The next pass uses it to skip
+// reads whose answer it already has (the SSM command to look at, the
+// attachment it verified). Everything in it is checked before it is relied
+// on, and a pass without it reaches the same end state.
+type hint struct {
+	Step     string `json:"s,omitempty"`
+	Volume   string `json:"v,omitempty"`
+	Instance string `json:"i,omitempty"`
+	CI       string `json:"ci,omitempty"` // container instance ARN of Instance
+	Command  string `json:"c,omitempty"`
+	At       int64  `json:"t,omitempty"` // when the step was taken (unix ms)
+	Since    int64  `json:"h,omitempty"` // when the handoff began (unix ms)
+	Gen      int    `json:"g,omitempty"` // CreateVolume token generation
+	Burn     int64  `json:"b,omitempty"` // when Gen's token was first refused
+	Vanished int    `json:"x,omitempty"` // volumes EC2 deleted right after creating them
+	Unreach  int64  `json:"u,omitempty"` // when Instance's agent was first found unreachable
+	Busy     int64  `json:"y,omitempty"` // when unmount on Instance first answered busy
+	Poison   string `json:"p,omitempty"` // device name that got stuck on Instance
+}
+
+func parseHint(s string) hint {
+	var h hint
+	if s == "" || json.Unmarshal([]byte(s), &h) != nil {
+		return hint{}
+	}
+	return h
+}
+
+func (h hint) String() string {
+	if h == (hint{}) {
+		return ""
+	}
+	b, _ := json.Marshal(h)
+	return string(b)
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}

@@ -1,0 +1,225 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// maxVersions bounds the memory of task event versions.
+const maxVersions = 10000
+
+// Keys returns the keys a trigger names. It reads only what naming needs
+// (a task definition, a volume's tags, the volumes of an instance). An error
+// means the trigger could not be resolved now and must be retried; a
+// trigger that concerns nothing of tether's gives no keys and no error.
+func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
+	inv := invocationFrom(ctx)
+	var keys []Key
+	var err error
+	switch t := t.(type) {
+	case TaskChanged:
+		keys, err = r.taskKeys(ctx, inv, t)
+	case InstanceChanged:
+		keys, err = r.instanceKeys(ctx, t)
+	case VolumeChanged:
+		keys, err = r.volumeKeys(ctx, t)
+	case SweepRequested:
+		keys, err = r.sweepKeys(ctx, t)
+	case Retry:
+		if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
+			r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
+			return nil, nil
+		}
+		if inv != nil && t.Hint != "" {
+			h := parseHint(t.Hint)
+			inv.mu.Lock()
+			if old, ok := inv.hints[t.Key]; !ok || h.At >= old.At {
+				inv.hints[t.Key] = h
+			}
+			inv.mu.Unlock()
+		}
+		keys = []Key{t.Key}
+	default:
+		return nil, fmt.Errorf("reconcile: unknown trigger %T", t)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		inv.note(ctx, k)
+	}
+	return keys, nil
+}
+
+func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChanged) ([]Key, error) {
+	log := r.log.With("cluster", t.Cluster, "task", t.TaskArn)
+	if t.Cluster != r.cluster {
+		log.Debug("task of another cluster: ignored")
+		return nil, nil
+	}
+	// A strictly older version of a task's state than one already seen
+	// names the same keys: skip the work (never a correctness decision).
+	r.mu.Lock()
+	if seen, ok := r.versions[t.TaskArn]; ok && t.Version > 0 && t.Version < seen {
+		r.mu.Unlock()
+		log.Debug("stale task event: skipped", "version", t.Version, "seen", seen)
+		return nil, nil
+	}
+	if len(r.versions) >= maxVersions {
+		r.versions = map[string]int64{}
+	}
+	if t.Version > r.versions[t.TaskArn] {
+		r.versions[t.TaskArn] = t.Version
+	}
+	r.mu.Unlock()
+
+	tdARN := t.TaskDefinitionArn
+	if tdARN == "" {
+		ts, err := r.cloud.Tasks(ctx, t.Cluster, []string{t.TaskArn})
+		if err != nil {
+			return nil, err
+		}
+		if len(ts) == 0 {
+			log.Info("task unknown to ECS and event names no task definition: ignored")
+			return nil, nil
+		}
+		tdARN = ts[0].TaskDefinitionARN
+	}
+	td, err := r.cloud.TaskDefinition(ctx, tdARN)
+	if errors.Is(err, cloud.ErrNotFound) {
+		log.Warn("task definition not found: ignored", "taskDefinition", tdARN, "error", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys, refused := keysOf(t.Cluster, t.TaskArn, td)
+	if len(refused) > 0 && t.DesiredStatus == "RUNNING" && t.LastStatus != "RUNNING" && t.LastStatus != "STOPPED" {
+		reason := "tether: " + refused[0]
+		log.Error("task names a volume tether refuses; stopping the task", "reason", reason)
+		if err := r.cloud.StopTask(ctx, t.Cluster, t.TaskArn, reason); err != nil {
+			return nil, err
+		}
+		r.failureMetric(t.Cluster, "refused_volume")
+	}
+	if len(keys) > 0 && inv != nil {
+		inv.mu.Lock()
+		inv.named[t.TaskArn] = true
+		inv.mu.Unlock()
+	}
+	return keys, nil
+}
+
+func (r *Reconciler) instanceKeys(ctx context.Context, t InstanceChanged) ([]Key, error) {
+	if t.Cluster != r.cluster {
+		return nil, nil
+	}
+	if (t.Status == "ACTIVE" || t.Status == "REGISTERING") && t.AgentConnected {
+		return nil, nil
+	}
+	id := t.EC2InstanceID
+	if id == "" {
+		ci, err := r.cloud.ContainerInstance(ctx, t.Cluster, t.ContainerInstanceArn)
+		if errors.Is(err, cloud.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		id = ci.EC2InstanceID
+	}
+	vols, err := r.cloud.InstanceVolumes(ctx, t.Cluster, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.keysFromVolumes(t.Cluster, vols), nil
+}
+
+func (r *Reconciler) volumeKeys(ctx context.Context, t VolumeChanged) ([]Key, error) {
+	if volspec.ValidateVolumeID(t.VolumeID) != nil {
+		r.log.Warn("volume event with an invalid volume id: ignored", "volumeId", t.VolumeID)
+		return nil, nil
+	}
+	v, err := r.cloud.VolumeByID(ctx, t.VolumeID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		// Deleted (or never created): a pass that waits for it has its own retry.
+		r.log.Debug("volume event for a volume EC2 no longer knows", "volumeId", t.VolumeID, "event", t.Event, "result", t.Result, "cause", t.Cause)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Result == "failed" {
+		r.log.Warn("EBS reports a failed volume operation", "volumeId", t.VolumeID, "event", t.Event, "cause", t.Cause)
+	}
+	return r.keysFromVolumes(r.cluster, []cloud.Volume{v}), nil
+}
+
+func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, error) {
+	if t.Cluster != r.cluster {
+		return nil, nil
+	}
+	vols, err := r.cloud.ClusterVolumes(ctx, t.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[Key]bool{}
+	for _, k := range r.keysFromVolumes(t.Cluster, vols) {
+		seen[k] = true
+	}
+	tasks, err := r.cloud.LiveTasks(ctx, t.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	for _, task := range tasks {
+		td, err := r.cloud.TaskDefinition(ctx, task.TaskDefinitionARN)
+		if errors.Is(err, cloud.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		keys, _ := keysOf(t.Cluster, task.ARN, td)
+		for _, k := range keys {
+			seen[k] = true
+		}
+	}
+	keys := make([]Key, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Volume < keys[j].Volume })
+	return keys, nil
+}
+
+// keysFromVolumes names the keys of tether volumes of cluster; volumes
+// with tags tether did not write (invalid names) are logged and skipped.
+func (r *Reconciler) keysFromVolumes(cluster string, vols []cloud.Volume) []Key {
+	var keys []Key
+	seen := map[Key]bool{}
+	for _, v := range vols {
+		if v.Tags[cloud.TagCluster] != cluster {
+			continue
+		}
+		name := v.Tags[cloud.TagVolume]
+		if err := volspec.ValidateName(name); err != nil {
+			r.log.Warn("volume with an invalid tether:volume tag: ignored", "volumeId", v.ID, "error", err)
+			continue
+		}
+		k := Key{Cluster: cluster, Volume: name}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func (r *Reconciler) failureMetric(cluster, kind string) {
+	r.emit(cluster, map[string]any{"failure": kind}, metricFailures(1))
+}

@@ -1,0 +1,248 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// pass is one Reconcile of one key.
+type pass struct {
+	r     *Reconciler
+	key   Key
+	inv   *invocation
+	hint  hint
+	now   time.Time
+	log   *slog.Logger
+	stats *cloud.Stats
+}
+
+// Reconcile looks at one key and takes the next safe step. Result.Done: the
+// key has converged (or can only be woken by a new event). RetryAfter: look
+// again later (Hint carries what this pass knew). An error means the pass
+// could not decide (AWS failed after the SDK's retries): the caller must
+// redeliver the key; throttling is not an error but a RetryAfter.
+func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
+	inv := invocationFrom(ctx)
+	if inv == nil {
+		ctx = r.Invocation(ctx)
+		inv = invocationFrom(ctx)
+	}
+	p := &pass{r: r, key: key, inv: inv, now: r.now(), stats: cloud.NewStats()}
+	ctx = cloud.WithStats(ctx, p.stats)
+	inv.mu.Lock()
+	p.hint = inv.hints[key]
+	events := append([]string(nil), inv.events[key]...)
+	inv.mu.Unlock()
+	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
+
+	res, err := p.run(ctx)
+	if errors.Is(err, cloud.ErrThrottled) {
+		p.log.Warn("AWS throttled this pass; handing the key back", "error", err)
+		res, err = Result{RetryAfter: r.t.ThrottleWait, Reason: "throttled by AWS", Hint: p.hint.String()}, nil
+	}
+	if res.RetryAfter > r.t.MaxRetryAfter {
+		res.RetryAfter = r.t.MaxRetryAfter
+	}
+	p.finish(res, err)
+	return res, err
+}
+
+func (p *pass) run(ctx context.Context) (Result, error) {
+	if p.key.Cluster != p.r.cluster {
+		p.log.Warn("key of a cluster this deployment does not serve: dropped")
+		return done("not this deployment's cluster"), nil
+	}
+	if err := volspec.ValidateName(p.key.Volume); err != nil {
+		p.log.Error("invalid key: dropped", "error", err)
+		return done("invalid key"), nil
+	}
+	w, err := p.desired(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if res, ok, err := p.fastPath(ctx, w); ok || err != nil {
+		return res, err
+	}
+	if res, ok, err := p.continueStep(ctx, w); ok || err != nil {
+		return res, err
+	}
+	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.converge(ctx, w, vols)
+}
+
+func done(reason string) Result { return Result{Reason: reason} }
+
+func (p *pass) retry(d time.Duration, h hint, reason string, args ...any) Result {
+	return Result{RetryAfter: d, Hint: h.String(), Reason: fmt.Sprintf(reason, args...)}
+}
+
+// fastPath decides from ECS alone when it can, without asking EC2:
+// a task only reaches RUNNING once tether's plugin mounted its volume, so a
+// started live task on instance A proves the volume is attached (and
+// mounted) on A, and nothing can move it while that task lives.
+func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
+	var holder *cloud.Task
+	for i, t := range w.users {
+		if !t.StartedAt.IsZero() || t.LastStatus == "RUNNING" {
+			holder = &w.users[i]
+			break
+		}
+	}
+	if holder == nil {
+		return Result{}, false, nil
+	}
+	var here, elsewhere []need
+	for _, n := range w.needers {
+		if n.task.ContainerInstanceARN == holder.ContainerInstanceARN {
+			here = append(here, n)
+		} else {
+			elsewhere = append(elsewhere, n)
+		}
+	}
+	log := p.log.With("task", holder.ARN, "containerInstance", holder.ContainerInstanceARN)
+	if len(elsewhere) == 0 {
+		if len(here) > 0 {
+			log.Debug("served: a started task holds the volume where every task that needs it runs")
+			return done("in use by started task " + holder.ARN), true, nil
+		}
+		log.Info("waiting for the stopping task that holds the volume to stop")
+		return p.retry(p.r.t.HolderWait, hint{}, "held by stopping task %s", holder.ARN), true, nil
+	}
+	if holder.DesiredStatus == "RUNNING" {
+		res, err := p.conflict(ctx, elsewhere, *holder)
+		return res, true, err
+	}
+	log.Info("handoff waits for the holding task to stop", "waiting", elsewhere[0].task.ARN)
+	return p.retry(p.r.t.HolderWait, hint{}, "handoff waits for %s to stop", holder.ARN), true, nil
+}
+
+// conflict: a shared volume is held by a running task on one instance while
+// tasks on other instances want it. They wait; past the deadline they fail
+// with a message that says why (never the running holder).
+func (p *pass) conflict(ctx context.Context, waiting []need, holder cloud.Task) (Result, error) {
+	var late []cloud.Task
+	for _, n := range waiting {
+		if p.now.Sub(n.task.CreatedAt) >= p.r.t.ConflictDeadline {
+			late = append(late, n.task)
+		}
+	}
+	if len(late) > 0 {
+		reason := fmt.Sprintf("shared volume %s is in use by running task %s on another instance; a tether volume serves one instance at a time (place tasks that share it on one instance, or deploy with minimumHealthyPercent 0)", p.key.Volume, taskID(holder.ARN))
+		if err := p.failTasks(ctx, late, reason); err != nil {
+			return Result{}, err
+		}
+		if len(late) == len(waiting) {
+			return done("waiting tasks failed: volume held by " + holder.ARN), nil
+		}
+	}
+	p.log.Info("volume held by a running task on another instance; waiting", "task", holder.ARN, "waiting", waiting[0].task.ARN)
+	return p.retry(p.r.t.ConflictWait, hint{}, "held by running task %s", holder.ARN), nil
+}
+
+// target picks the instance to serve: the one the volume is attached to if
+// a task there needs it, else the oldest needing task's.
+func (p *pass) target(w want, v *cloud.Volume) (need, bool) {
+	if len(w.needers) == 0 {
+		return need{}, false
+	}
+	if v != nil {
+		for _, a := range v.Attachments {
+			for _, n := range w.needers {
+				if n.instance() == a.InstanceID {
+					return n, true
+				}
+			}
+		}
+	}
+	return w.needers[0], true
+}
+
+// converge compares desired and actual state and takes one step.
+func (p *pass) converge(ctx context.Context, w want, vols []cloud.Volume) (Result, error) {
+	var live []cloud.Volume
+	var dying *cloud.Volume
+	for i, v := range vols {
+		switch v.State {
+		case cloud.VolumeDeleted:
+		case cloud.VolumeDeleting:
+			dying = &vols[i]
+		default:
+			live = append(live, v)
+		}
+	}
+	if len(live) == 0 {
+		if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped && w.taskGone() {
+			return done("task stopped; no volume left"), nil
+		}
+		if len(w.needers) == 0 {
+			return done("nothing needs the volume"), nil
+		}
+		return p.create(ctx, w, dying)
+	}
+	v := p.primary(live)
+	log := p.log.With("volumeId", v.ID)
+	switch v.State {
+	case cloud.VolumeCreating:
+		return p.waitCreating(ctx, w, v)
+	case cloud.VolumeError:
+		log.Error("EC2 reports the volume in state error")
+		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("EBS volume %s of %s is in state error", v.ID, p.key.Volume)); err != nil {
+			return Result{}, err
+		}
+		return done("volume in state error"), nil
+	}
+	p.noteProgress(w, v)
+	if len(v.Attachments) == 0 {
+		return p.placeAvailable(ctx, w, v)
+	}
+	t, hasTarget := p.target(w, &v)
+	atts := append([]cloud.Attachment(nil), v.Attachments...)
+	if len(atts) > 1 {
+		log.Error("volume attached to several instances", "attachments", len(atts))
+	}
+	// Release attachments nobody there needs before serving the target.
+	sort.SliceStable(atts, func(i, j int) bool { return !hasTarget || atts[j].InstanceID == t.instance() })
+	a := atts[0]
+	if hasTarget && a.InstanceID == t.instance() {
+		return p.serveAttached(ctx, w, v, a, t)
+	}
+	return p.release(ctx, w, v, a)
+}
+
+// primary chooses among several volumes with the key's tags (which only a
+// bug or a person makes): the attached one, else the oldest. The others are
+// left alone and reported.
+func (p *pass) primary(vols []cloud.Volume) cloud.Volume {
+	sort.SliceStable(vols, func(i, j int) bool {
+		ai, aj := len(vols[i].Attachments) > 0, len(vols[j].Attachments) > 0
+		if ai != aj {
+			return ai
+		}
+		if !vols[i].CreateTime.Equal(vols[j].CreateTime) {
+			return vols[i].CreateTime.Before(vols[j].CreateTime)
+		}
+		return vols[i].ID < vols[j].ID
+	})
+	if len(vols) > 1 {
+		p.log.Error("several EBS volumes carry this key's tags; using one, leaving the others alone", "volumeId", vols[0].ID, "others", ids(vols[1:]))
+	}
+	return vols[0]
+}
+
+func ids(vols []cloud.Volume) []string {
+	out := make([]string, len(vols))
+	for i, v := range vols {
+		out[i] = v.ID
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/emf"
+)
+
+// Timing holds every wait and deadline of the reconciler; zero fields take
+// the defaults (numbers from the field: EBS create ~1.5 s median, attach ~4 s,
+// detach ~8 s, stuck attach 90 s).
+type Timing struct {
+	CreateWait   time.Duration // look again after CreateVolume (default 3s)
+	AttachWait   time.Duration // after AttachVolume, if no EBS event comes first (default 15s)
+	DetachWait   time.Duration // after DetachVolume, likewise (default 20s)
+	CommandWait  time.Duration // while an SSM mount/unmount runs (default 3s)
+	HolderWait   time.Duration // while a stopping task still holds the volume (default 30s)
+	BusyWait     time.Duration // after unmount answered "busy" (default 10s)
+	ConflictWait time.Duration // while a running task elsewhere holds a shared volume (default 15s)
+	ThrottleWait time.Duration // after AWS throttled a pass (default 10s)
+
+	StuckAttach      time.Duration // "attaching" longer than this: force detach, retry (default 90s)
+	ForceDetachAfter time.Duration // agent unreachable this long: force detach (default 2m)
+	ConflictDeadline time.Duration // a task waiting this long for a volume held elsewhere fails (default 90s)
+	BusyDeadline     time.Duration // unmount busy this long: the pass fails loudly (default 10m)
+	BurnConfirm      time.Duration // a refused client token counts as spent after this (default 5s)
+	CreateSettle     time.Duration // a created volume EC2 does not list after this is gone (default 10s)
+	MaxRetryAfter    time.Duration // SQS DelaySeconds cap (default 15m)
+}
+
+func (t Timing) withDefaults() Timing {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.CreateWait, 3*time.Second)
+	def(&t.AttachWait, 15*time.Second)
+	def(&t.DetachWait, 20*time.Second)
+	def(&t.CommandWait, 3*time.Second)
+	def(&t.HolderWait, 30*time.Second)
+	def(&t.BusyWait, 10*time.Second)
+	def(&t.ConflictWait, 15*time.Second)
+	def(&t.ThrottleWait, 10*time.Second)
+	def(&t.StuckAttach, 90*time.Second)
+	def(&t.ForceDetachAfter, 2*time.Minute)
+	def(&t.ConflictDeadline, 90*time.Second)
+	def(&t.BusyDeadline, 10*time.Minute)
+	def(&t.BurnConfirm, 5*time.Second)
+	def(&t.CreateSettle, 10*time.Second)
+	def(&t.MaxRetryAfter, 15*time.Minute)
+	return t
+}
+
+// Config is what New needs.
+type Config struct {
+	Cloud   cloud.Cloud // required
+	Cluster string      // required: the cluster this deployment serves (TETHER_CLUSTER)
+	// SSM document names (TETHER_MOUNT_DOCUMENT, TETHER_UNMOUNT_DOCUMENT).
+	MountDocument   string       // required
+	UnmountDocument string       // required
+	Logger          *slog.Logger // default: JSON on stderr
+	Metrics         *emf.Writer  // default: none
+	Now             func() time.Time
+	Timing          Timing
+	// MountAttempts bounds mount commands per attachment before the tasks
+	// waiting for the volume are stopped with the error (default 3).
+	MountAttempts int
+	// MaxGenerations bounds CreateVolume client-token generations (default 16).
+	MaxGenerations int
+}
+
+// Reconciler converges tether volumes. Safe for concurrent use.
+type Reconciler struct {
+	cloud                 cloud.Cloud
+	cluster               string
+	mountDoc, unmountDoc  string
+	log                   *slog.Logger
+	metrics               *emf.Writer
+	now                   func() time.Time
+	t                     Timing
+	mountAttempts, maxGen int
+
+	mu       sync.Mutex
+	versions map[string]int64           // task ARN -> newest event version seen
+	poisoned map[string]map[string]bool // instance -> device names that got stuck
+	released map[Key]time.Time          // when a holder let go (handoff start), this process
+	inflight map[string]time.Time       // step/volume id -> when tether started it
+}
+
+// New checks cfg and returns a Reconciler.
+func New(cfg Config) (*Reconciler, error) {
+	var missing []error
+	if cfg.Cloud == nil {
+		missing = append(missing, errors.New("Cloud"))
+	}
+	if cfg.Cluster == "" {
+		missing = append(missing, errors.New("Cluster (TETHER_CLUSTER)"))
+	}
+	if cfg.MountDocument == "" {
+		missing = append(missing, errors.New("MountDocument (TETHER_MOUNT_DOCUMENT)"))
+	}
+	if cfg.UnmountDocument == "" {
+		missing = append(missing, errors.New("UnmountDocument (TETHER_UNMOUNT_DOCUMENT)"))
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("reconcile: config lacks %w", errors.Join(missing...))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MountAttempts <= 0 {
+		cfg.MountAttempts = 3
+	}
+	if cfg.MaxGenerations <= 0 {
+		cfg.MaxGenerations = 16
+	}
+	return &Reconciler{
+		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
+		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
+		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
+		versions: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
+		inflight: map[string]time.Time{},
+	}, nil
+}
+
+// Environment variables NewFromEnv reads.
+const (
+	EnvCluster          = "TETHER_CLUSTER"
+	EnvMountDocument    = "TETHER_MOUNT_DOCUMENT"
+	EnvUnmountDocument  = "TETHER_UNMOUNT_DOCUMENT"
+	EnvForceDetachAfter = "TETHER_FORCE_DETACH_AFTER" // optional Go duration, e.g. 2m
+	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE"  // optional Go duration
+)
+
+// NewFromEnv builds the AWS clients (config.LoadDefaultConfig: region,
+// credentials and AWS_ENDPOINT_URL) and a Reconciler configured from the
+// environment, logging JSON to logs and metrics (EMF) to metrics. For the
+// Lambda mains: logs = os.Stderr, metrics = os.Stdout.
+func NewFromEnv(ctx context.Context, getenv func(string) string, logs, metrics io.Writer) (*Reconciler, error) {
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: load AWS config: %w", err)
+	}
+	var t Timing
+	for _, d := range []struct {
+		env string
+		dst *time.Duration
+	}{{EnvForceDetachAfter, &t.ForceDetachAfter}, {EnvConflictDeadline, &t.ConflictDeadline}} {
+		if v := getenv(d.env); v != "" {
+			if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
+				return nil, fmt.Errorf("reconcile: %s=%q: want a positive duration such as 2m", d.env, v)
+			}
+		}
+	}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	return New(Config{
+		Cloud:           cloud.New(awsCfg, cloud.Options{}),
+		Cluster:         getenv(EnvCluster),
+		MountDocument:   getenv(EnvMountDocument),
+		UnmountDocument: getenv(EnvUnmountDocument),
+		Logger:          log,
+		Metrics:         emf.New(metrics, "Tether", nil),
+		Timing:          t,
+	})
+}
+
+// invocation is what one Lambda invocation learnt from its triggers.
+type invocation struct {
+	mu     sync.Mutex
+	hints  map[Key]hint
+	events map[Key][]string
+	named  map[string]bool       // task ARNs triggers named (their state is read fresh once)
+	tasks  map[string]cloud.Task // those tasks, once described
+	read   bool
+}
+
+type invocationKey struct{}
+type eventIDKey struct{}
+
+// Invocation returns ctx carrying one invocation's caches: the AWS answers
+// it already has (cloud.NewSession), the hints of Retry triggers and the
+// tasks and event ids the triggers named. Call it once per Lambda
+// invocation and use the result for every Keys and Reconcile of that
+// invocation. Without it each call works alone: still correct, only slower
+// (and Retry hints are then lost).
+func (r *Reconciler) Invocation(ctx context.Context) context.Context {
+	ctx = cloud.NewSession(ctx)
+	return context.WithValue(ctx, invocationKey{}, &invocation{
+		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
+	})
+}
+
+// WithEventID tags ctx with the id of the event a trigger came from; Keys
+// records it so that every log line of the keys' passes names the event.
+func WithEventID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, eventIDKey{}, id)
+}
+
+func invocationFrom(ctx context.Context) *invocation {
+	inv, _ := ctx.Value(invocationKey{}).(*invocation)
+	return inv
+}
+
+func (inv *invocation) note(ctx context.Context, k Key) {
+	id, _ := ctx.Value(eventIDKey{}).(string)
+	if inv == nil || id == "" {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, e := range inv.events[k] {
+		if e == id {
+			return
+		}
+	}
+	inv.events[k] = append(inv.events[k], id)
+}

@@ -1,0 +1,299 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+)
+
+// release frees an attachment no live task on its instance needs: unmount
+// through SSM, then DetachVolume (no force). Force only when the instance is
+// gone or its agent stays unreachable past the deadline.
+func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment) (Result, error) {
+	inst := a.InstanceID
+	log := p.log.With("volumeId", v.ID, "instance", inst)
+	ci, known, err := p.containerInstanceOf(ctx, w, inst)
+	if err != nil {
+		return Result{}, err
+	}
+	if known {
+		users, err := p.usersOn(ctx, w, ci)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(users) > 0 {
+			log.Info("a task on the instance still uses the volume; waiting for it to stop", "task", users[0].ARN, "lastStatus", users[0].LastStatus)
+			return p.retry(p.r.t.HolderWait, hint{}, "held by %s on %s", users[0].ARN, inst), nil
+		}
+	}
+	switch a.State {
+	case cloud.AttachAttaching:
+		if p.now.Sub(a.AttachTime) >= p.r.t.StuckAttach {
+			log.Warn("attachment nobody needs is stuck attaching; force-detaching", "device", a.Device)
+			return p.forceDetach(ctx, w, v, a, "stuck attaching")
+		}
+		return p.retry(p.r.t.AttachWait, hint{}, "attach of %s to %s in progress; will release after", v.ID, inst), nil
+	case cloud.AttachDetaching, cloud.AttachBusy:
+		h := p.hint
+		if h.Step == stepDetach && h.Volume == v.ID && h.Instance == inst && p.now.Sub(fromMS(h.At)) >= p.r.t.ForceDetachAfter {
+			gone, why, err := p.instanceGone(ctx, inst)
+			if err != nil {
+				return Result{}, err
+			}
+			if gone {
+				log.Warn("detach stuck and the instance is gone; force-detaching", "why", why)
+				return p.forceDetach(ctx, w, v, a, why)
+			}
+			log.Warn("detach still in progress", "state", a.State, "since", fromMS(h.At))
+		}
+		if h.Step != stepDetach || h.Volume != v.ID {
+			h = hint{Step: stepDetach, Volume: v.ID, Instance: inst, At: ms(p.now)}
+		}
+		return p.retry(p.r.t.DetachWait, h, "detaching %s from %s", v.ID, inst), nil
+	}
+	return p.unmountAndDetach(ctx, w, v, a, ci, known)
+}
+
+// instanceGone: EC2 says the instance is stopped or terminated (or no
+// longer knows it).
+func (p *pass) instanceGone(ctx context.Context, inst string) (bool, string, error) {
+	in, err := p.r.cloud.Instance(ctx, inst)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return true, "instance unknown to EC2", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if in.Gone() {
+		return true, "instance " + in.State, nil
+	}
+	return false, "", nil
+}
+
+func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
+	inst := a.InstanceID
+	log := p.log.With("volumeId", v.ID, "instance", inst)
+	ecsGone := !known || ci.Gone()
+	if ecsGone {
+		gone, why, err := p.instanceGone(ctx, inst)
+		if err != nil {
+			return Result{}, err
+		}
+		if gone {
+			log.Warn("holding instance is gone; force-detaching", "why", why)
+			return p.forceDetach(ctx, w, v, a, why)
+		}
+	}
+	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
+	if err != nil {
+		return Result{}, err
+	}
+	if !found {
+		return p.sendUnmount(ctx, v, a, ci, 0)
+	}
+	switch cmd.Status {
+	case cloud.CommandPending:
+		if p.now.Sub(cmd.Requested) > 30*time.Second {
+			gone, why, err := p.instanceGone(ctx, inst)
+			if err != nil {
+				return Result{}, err
+			}
+			if gone {
+				log.Warn("unmount never ran and the instance is gone; force-detaching", "why", why)
+				return p.forceDetach(ctx, w, v, a, why)
+			}
+		}
+		return p.retry(p.r.t.CommandWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
+	case cloud.CommandSucceeded:
+		return p.detach(ctx, w, v, inst, ci.ARN)
+	case cloud.CommandUnreachable:
+		since := fromMS(p.hint.Unreach)
+		if since.IsZero() || since.After(cmd.Requested) {
+			since = cmd.Requested
+		}
+		gone, why, err := p.instanceGone(ctx, inst)
+		if err != nil {
+			return Result{}, err
+		}
+		switch {
+		case gone:
+		case ecsGone:
+			why = "ECS deregistered the instance and its agent does not answer"
+		case p.now.Sub(since) >= p.r.t.ForceDetachAfter:
+			why = fmt.Sprintf("agent unreachable for %s", p.now.Sub(since).Round(time.Second))
+		default:
+			log.Warn("unmount not delivered; trying again", "since", since, "detail", cmd.Detail)
+			p.hint.Unreach = ms(since)
+			return p.sendUnmount(ctx, v, a, ci, 0)
+		}
+		log.Warn("force-detaching: the holding instance does not answer", "why", why)
+		return p.forceDetach(ctx, w, v, a, why)
+	}
+	// Failed: exit 3 means a container still uses the volume.
+	if cmd.ExitCode == 3 {
+		busySince := fromMS(p.hint.Busy)
+		if p.hint.Step != stepUnmount || busySince.IsZero() {
+			busySince = cmd.Requested
+		}
+		if p.now.Sub(busySince) >= p.r.t.BusyDeadline {
+			return Result{}, fmt.Errorf("unmount of %q on %q refused as busy for %s although ECS runs no task using it there", v.ID, inst, p.now.Sub(busySince).Round(time.Second))
+		}
+		if wait := p.r.t.BusyWait - p.now.Sub(cmd.Requested); wait > 0 {
+			h := p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd)
+			h.Busy = ms(busySince)
+			log.Info("unmount busy: a container still uses the volume; asking again later", "since", busySince)
+			return p.retry(wait, h, "unmount of %s on %s busy", v.ID, inst), nil
+		}
+		p.hint.Busy = ms(busySince)
+		return p.sendUnmount(ctx, v, a, ci, 0)
+	}
+	attempts, err := p.failedCommands(ctx, p.r.unmountDoc, v.ID, a)
+	if err != nil {
+		return Result{}, err
+	}
+	if attempts >= 3 {
+		return Result{}, fmt.Errorf("unmount of %q on %q failed %d times (last: exit %d, %s)", v.ID, inst, attempts, cmd.ExitCode, cmd.Detail)
+	}
+	log.Warn("unmount failed; trying again", "exitCode", cmd.ExitCode, "detail", cmd.Detail, "attempts", attempts)
+	return p.sendUnmount(ctx, v, a, ci, attempts)
+}
+
+func (p *pass) sendUnmount(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, attempt int) (Result, error) {
+	params := map[string]string{"VolumeId": v.ID, "VolumeName": p.key.Volume, "Force": "false"}
+	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, attempt)
+	if err == nil && p.hint.Busy != 0 {
+		h := parseHint(res.Hint)
+		h.Busy = p.hint.Busy
+		res.Hint = h.String()
+	}
+	return res, err
+}
+
+// detach: the volume is unmounted on inst and no live task there uses it.
+func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN string) (Result, error) {
+	log := p.log.With("volumeId", v.ID, "instance", inst)
+	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
+	if cloud.IsDone(err) {
+		log.Info("already detached (or detaching)", "error", err)
+		return p.retry(p.r.t.CommandWait, hint{}, "%s already detached from %s", v.ID, inst), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	since := p.releaseStart(w, ciARN)
+	p.r.noteReleased(p.key, since)
+	p.r.startInflight(v.ID, stepDetach, p.now)
+	log.Info("detaching")
+	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)},
+		"detaching %s from %s", v.ID, inst), nil
+}
+
+// forceDetach: only for instances that are gone or do not answer, and for
+// attachments stuck in "attaching". The device name is remembered as
+// unusable on that instance (a force-detached Xen name can stay poisoned).
+func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, why string) (Result, error) {
+	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID)
+	err := p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
+	if err != nil && !cloud.IsDone(err) {
+		return Result{}, err
+	}
+	p.r.poison(a.InstanceID, a.Device)
+	since := p.releaseStart(w, "")
+	p.r.noteReleased(p.key, since)
+	log.Warn("force-detached", "why", why, "device", a.Device)
+	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID, "why": why}, metricForceDetaches(1))
+	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: a.InstanceID, At: ms(p.now), Since: ms(since), Poison: a.Device},
+		"force-detaching %s from %s (%s)", v.ID, a.InstanceID, why), nil
+}
+
+// deleteVolume: a task-scoped volume whose task stopped, now detached.
+// Only a volume whose tags say it belongs to that task is deleted.
+func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error) {
+	id, _, _ := parseTaskVolumeName(p.key.Volume)
+	log := p.log.With("volumeId", v.ID)
+	if v.Tags[cloud.TagScope] != cloud.ScopeTask || taskID(v.Tags[cloud.TagTask]) != id {
+		log.Error("refusing to delete: the volume's tags do not say it belongs to this task", "tags", v.Tags)
+		return done("not deleted: tags do not match the task"), nil
+	}
+	err := p.r.cloud.DeleteVolume(ctx, v.ID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return done("already deleted"), nil
+	}
+	if errors.Is(err, cloud.ErrIncorrectState) || errors.Is(err, cloud.ErrVolumeInUse) {
+		return p.retry(p.r.t.DetachWait, hint{}, "%s not deletable yet", v.ID), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	log.Info("task-scoped volume deleted: its task stopped")
+	return done("deleted " + v.ID), nil
+}
+
+// continueStep finishes a step a previous pass started, from its hint,
+// without reading EC2: an unmount that succeeded is followed by the detach,
+// a mount that succeeded ends the handoff. Anything unexpected falls back
+// to a full pass.
+func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
+	h := p.hint
+	if h.Command == "" || h.Volume == "" || h.Instance == "" || h.CI == "" {
+		return Result{}, false, nil
+	}
+	switch h.Step {
+	case stepUnmount:
+		if len(onInstance(w.needers, h.Instance)) > 0 {
+			return Result{}, false, nil
+		}
+		users, err := p.usersOn(ctx, w, cloud.ContainerInstance{ARN: h.CI, EC2InstanceID: h.Instance})
+		if err != nil || len(users) > 0 {
+			return Result{}, false, err
+		}
+		c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+		if errors.Is(err, cloud.ErrNotFound) {
+			return Result{}, false, nil
+		}
+		if err != nil {
+			return Result{}, false, err
+		}
+		switch c.Status {
+		case cloud.CommandPending:
+			if p.now.Sub(fromMS(h.At)) > 30*time.Second {
+				return Result{}, false, nil // let the full pass check the instance
+			}
+			return p.retry(p.r.t.CommandWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
+		case cloud.CommandSucceeded:
+			res, err := p.detach(ctx, w, cloud.Volume{ID: h.Volume}, h.Instance, h.CI)
+			return res, true, err
+		}
+	case stepMount:
+		here := onInstance(w.needers, h.Instance)
+		waited := false
+		for _, n := range here {
+			if !n.task.CreatedAt.After(fromMS(h.At)) {
+				waited = true // the command was sent for a task still waiting
+			}
+		}
+		if !waited {
+			return Result{}, false, nil
+		}
+		c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+		if errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second {
+			return p.retry(p.r.t.CommandWait, h, "mount of %s on %s sent", h.Volume, h.Instance), true, nil
+		}
+		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+			return Result{}, false, err
+		}
+		if err == nil {
+			switch c.Status {
+			case cloud.CommandPending:
+				return p.retry(p.r.t.CommandWait, h, "mount of %s on %s running", h.Volume, h.Instance), true, nil
+			case cloud.CommandSucceeded:
+				p.mounted(w, cloud.Volume{ID: h.Volume}, h.Instance, c)
+				return done("mounted on " + h.Instance), true, nil
+			}
+		}
+	}
+	return Result{}, false, nil
+}
