@@ -37,6 +37,11 @@ type Containers interface {
 	ListContainers(ctx context.Context, o dockerapi.ListOptions) ([]dockerapi.Container, error)
 }
 
+// DefaultLockWait bounds how long the mount and unmount commands wait for
+// a volume's lock (held for seconds at most: a mkfs, an fsck before a grow,
+// one attempt of the plugin).
+const DefaultLockWait = 2 * time.Minute
+
 // Config is what a Host needs.
 type Config struct {
 	Root   string          // DefaultRoot unless moved
@@ -44,16 +49,20 @@ type Config struct {
 	Runner fsys.Runner     // fsys.ExecRunner{} on a real host
 	Docker Containers
 	Logger *slog.Logger
+	// LockWait bounds MountVolume's and UnmountVolume's wait for the
+	// volume's lock; default DefaultLockWait.
+	LockWait time.Duration
 }
 
 // Host carries out tether's work on this machine. Its methods are safe for
 // concurrent use; two operations on one volume serialise on its lock.
 type Host struct {
-	root   string
-	finder blockdev.Finder
-	runner fsys.Runner
-	docker Containers
-	log    *slog.Logger
+	root     string
+	finder   blockdev.Finder
+	runner   fsys.Runner
+	docker   Containers
+	log      *slog.Logger
+	lockWait time.Duration
 }
 
 var _ driver.Host = (*Host)(nil)
@@ -80,7 +89,10 @@ func New(cfg Config) (*Host, error) {
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("hostops: %w", err)
 	}
-	return &Host{root: root, finder: cfg.Finder, runner: cfg.Runner, docker: cfg.Docker, log: cfg.Logger}, nil
+	if cfg.LockWait <= 0 {
+		cfg.LockWait = DefaultLockWait
+	}
+	return &Host{root: root, finder: cfg.Finder, runner: cfg.Runner, docker: cfg.Docker, log: cfg.Logger, lockWait: cfg.LockWait}, nil
 }
 
 // Root is the resolved root directory.
@@ -100,6 +112,13 @@ func checkName(name string) error {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	return nil
+}
+
+// lockBounded is Lock for the commands: bounded by the Host's LockWait.
+func (h *Host) lockBounded(ctx context.Context, name string) (func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, h.lockWait)
+	defer cancel()
+	return h.Lock(ctx, name)
 }
 
 // Lock takes the per-volume lock <root>/locks/NAME (flock) until unlock is

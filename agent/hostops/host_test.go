@@ -191,6 +191,27 @@ func TestLockExcludesAndGivesUp(t *testing.T) {
 	}
 }
 
+func TestCommandsBoundTheirLockWait(t *testing.T) {
+	h, err := New(Config{Root: t.TempDir(), Finder: blockdev.Host(), Runner: fsys.ExecRunner{}, Docker: &fakeDocker{},
+		Logger: quiet(), LockWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := h.Lock(context.Background(), "data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	_, err = h.UnmountVolume(context.Background(), UnmountRequest{VolumeID: "vol-0123456789abcdef0", Name: "data"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("UnmountVolume while the lock is held = %v; want a bounded wait", err)
+	}
+	_, err = h.MountVolume(context.Background(), MountRequest{VolumeID: "vol-0123456789abcdef0", Name: "data"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("MountVolume while the lock is held = %v; want a bounded wait", err)
+	}
+}
+
 func TestBinding(t *testing.T) {
 	h := newTestHost(t, &fakeDocker{})
 	if _, ok, err := h.Binding("data"); ok || err != nil {

@@ -54,7 +54,7 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (MountResult, 
 		return MountResult{}, err
 	}
 	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
-	unlock, err := h.Lock(ctx, req.Name)
+	unlock, err := h.lockBounded(ctx, req.Name)
 	if err != nil {
 		return MountResult{}, err
 	}

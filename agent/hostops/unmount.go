@@ -79,7 +79,7 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountRe
 	}
 	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
 	res := UnmountResult{VolumeID: req.VolumeID, Name: req.Name, Mountpoint: h.Mountpoint(req.Name)}
-	unlock, err := h.Lock(ctx, req.Name)
+	unlock, err := h.lockBounded(ctx, req.Name)
 	if err != nil {
 		return res, err
 	}
