@@ -1,0 +1,254 @@
+package eventbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+// Invoker runs a Lambda function on one payload. lambda.NewHandler's
+// result satisfies it (in-process); lambdarun.Function does it over the
+// runtime interface emulator. A function error is returned as an error.
+type Invoker interface {
+	Invoke(ctx context.Context, payload []byte) ([]byte, error)
+}
+
+// InProcess wraps an in-process handler so it sees what Lambda gives a
+// function: a lambdacontext with a request id and the function ARN.
+func (b *Bus) InProcess(functionName string, h Invoker) Invoker {
+	return inProcess{bus: b, name: functionName, h: h}
+}
+
+type inProcess struct {
+	bus  *Bus
+	name string
+	h    Invoker
+}
+
+func (p inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	lc := &lambdacontext.LambdaContext{
+		AwsRequestID:       p.bus.newUUID(),
+		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", p.bus.opts.Region, p.bus.opts.Account, p.name),
+	}
+	return p.h.Invoke(lambdacontext.NewContext(ctx, lc), payload)
+}
+
+// MappingOptions are an SQS event source mapping's settings.
+type MappingOptions struct {
+	BatchSize         int           // 1-10000, default 10
+	MaxBatchingWindow time.Duration // gather up to this long for a fuller batch
+	// ReportBatchItemFailures: the function answers events.SQSEventResponse
+	// and only the listed messages return to the queue.
+	ReportBatchItemFailures bool
+	// MaxConcurrency bounds concurrent invocations (reserved concurrency);
+	// default 1.
+	MaxConcurrency  int
+	FunctionTimeout time.Duration // per invocation, default 30s
+	// PollWait is the pollers' long-poll wait (default 20s, unscaled as it
+	// only bounds idle polls).
+	PollWait time.Duration
+}
+
+// MappingStats counts a mapping's work.
+type MappingStats struct {
+	Invocations      int // function invocations
+	FunctionErrors   int // invocations that failed: the whole batch returns
+	InvalidResponses int // partial responses Lambda rejects: the whole batch returns
+	Messages         int // messages handed to the function
+	Deleted          int // messages deleted after success
+	ItemFailures     int // messages reported in batchItemFailures
+}
+
+// Mapping polls one queue and invokes one function.
+type Mapping struct {
+	bus   *Bus
+	queue *Queue
+	inv   Invoker
+	opts  MappingOptions
+
+	mu     sync.Mutex
+	stats  MappingStats
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// StartMapping starts polling q for inv; it stops with Stop or the bus.
+func (b *Bus) StartMapping(q *Queue, inv Invoker, opts MappingOptions) (*Mapping, error) {
+	if opts.BatchSize == 0 {
+		opts.BatchSize = 10
+	}
+	if opts.BatchSize < 1 || opts.BatchSize > 10000 {
+		return nil, fmt.Errorf("eventbus: BatchSize %d: want 1 to 10000", opts.BatchSize)
+	}
+	if opts.BatchSize > 10 && opts.MaxBatchingWindow == 0 {
+		return nil, errors.New("eventbus: a BatchSize over 10 needs a MaxBatchingWindow, as in Lambda")
+	}
+	if opts.MaxConcurrency == 0 {
+		opts.MaxConcurrency = 1
+	}
+	if opts.FunctionTimeout == 0 {
+		opts.FunctionTimeout = 30 * time.Second
+	}
+	if opts.PollWait == 0 {
+		opts.PollWait = 20 * time.Second
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	m := &Mapping{bus: b, queue: q, inv: inv, opts: opts, cancel: cancel}
+	for range opts.MaxConcurrency {
+		m.wg.Add(1)
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer m.wg.Done()
+			m.poll(ctx)
+		}()
+	}
+	return m, nil
+}
+
+// Stop ends polling and waits for invocations in flight.
+func (m *Mapping) Stop() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// Stats returns the mapping's counters.
+func (m *Mapping) Stats() MappingStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+func (m *Mapping) poll(ctx context.Context) {
+	for ctx.Err() == nil {
+		batch := m.gather(ctx)
+		if len(batch) == 0 {
+			continue
+		}
+		m.invoke(ctx, batch)
+	}
+}
+
+// gather receives one batch: up to BatchSize messages, within the batching
+// window once the first has arrived.
+func (m *Mapping) gather(ctx context.Context) []Message {
+	var batch []Message
+	var deadline time.Time
+	for len(batch) < m.opts.BatchSize {
+		wait := m.opts.PollWait
+		if len(batch) > 0 {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(m.bus.scaled(m.opts.MaxBatchingWindow))
+			}
+			if wait = time.Until(deadline); wait <= 0 {
+				break
+			}
+		}
+		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait)})
+		if err != nil {
+			break
+		}
+		batch = append(batch, msgs...)
+		if len(msgs) == 0 || m.opts.MaxBatchingWindow == 0 {
+			break
+		}
+	}
+	return batch
+}
+
+// unscaled converts a real wait back into the queue's scaled units.
+func (m *Mapping) unscaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / m.bus.opts.TimeScale)
+}
+
+func (m *Mapping) invoke(ctx context.Context, batch []Message) {
+	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(batch))}
+	inBatch := map[string]string{} // message id -> receipt handle
+	for _, msg := range batch {
+		ev.Records = append(ev.Records, m.record(msg))
+		inBatch[msg.MessageID] = msg.ReceiptHandle
+	}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	callCtx, cancel := context.WithTimeout(ctx, m.opts.FunctionTimeout)
+	out, err := m.inv.Invoke(callCtx, payload)
+	cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats.Invocations++
+	m.stats.Messages += len(batch)
+	if err != nil {
+		m.stats.FunctionErrors++
+		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch), "err", err)
+		return
+	}
+	failed := map[string]bool{}
+	if m.opts.ReportBatchItemFailures {
+		var ok bool
+		if failed, ok = parseBatchResponse(out, inBatch); !ok {
+			m.stats.InvalidResponses++
+			m.bus.log.Warn("invalid batchItemFailures: the whole batch returns", "queue", m.queue.name, "response", string(out))
+			return
+		}
+	}
+	m.stats.ItemFailures += len(failed)
+	for id, handle := range inBatch {
+		if failed[id] {
+			continue
+		}
+		if m.queue.Delete(handle) == nil {
+			m.stats.Deleted++
+		}
+	}
+}
+
+// parseBatchResponse reads events.SQSEventResponse. Lambda treats an
+// unparsable response, an empty identifier or one not in the batch as a
+// failure of the whole batch.
+func parseBatchResponse(out []byte, inBatch map[string]string) (map[string]bool, bool) {
+	failed := map[string]bool{}
+	if len(out) == 0 || string(out) == "null" {
+		return failed, true
+	}
+	var resp events.SQSEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, false
+	}
+	for _, f := range resp.BatchItemFailures {
+		if _, ok := inBatch[f.ItemIdentifier]; !ok {
+			return nil, false
+		}
+		failed[f.ItemIdentifier] = true
+	}
+	return failed, true
+}
+
+func (m *Mapping) record(msg Message) events.SQSMessage {
+	r := events.SQSMessage{
+		MessageId: msg.MessageID, ReceiptHandle: msg.ReceiptHandle, Body: msg.Body, Md5OfBody: msg.MD5OfBody,
+		Attributes: msg.Attributes, MessageAttributes: map[string]events.SQSMessageAttribute{},
+		EventSourceARN: m.queue.ARN(), EventSource: "aws:sqs", AWSRegion: m.bus.opts.Region,
+	}
+	if msg.MD5OfAttrs != "" {
+		r.Md5OfMessageAttributes = msg.MD5OfAttrs
+	}
+	for name, a := range msg.MessageAttrs {
+		ma := events.SQSMessageAttribute{DataType: a.DataType, StringListValues: []string{}, BinaryListValues: [][]byte{}}
+		if a.BinaryValue != nil {
+			ma.BinaryValue = a.BinaryValue
+		} else {
+			v := a.StringValue
+			ma.StringValue = &v
+		}
+		r.MessageAttributes[name] = ma
+	}
+	return r
+}
