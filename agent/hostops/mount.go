@@ -54,13 +54,17 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (MountResult, 
 		return MountResult{}, err
 	}
 	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
+	// Wait for the device without the lock: the plugin may need it meanwhile.
+	if _, err := h.finder.Wait(ctx, log, req.VolumeID, req.DeviceName, req.Wait); err != nil {
+		return MountResult{}, err
+	}
 	unlock, err := h.lockBounded(ctx, req.Name)
 	if err != nil {
 		return MountResult{}, err
 	}
 	defer unlock()
-
-	dev, err := h.finder.Wait(ctx, log, req.VolumeID, req.DeviceName, req.Wait)
+	// Look again under the lock: the device may have gone or changed.
+	dev, err := h.finder.Find(log, req.VolumeID, req.DeviceName)
 	if err != nil {
 		return MountResult{}, err
 	}
