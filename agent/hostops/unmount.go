@@ -94,9 +94,15 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountRe
 		return res, nil
 	}
 	res.WasMounted, res.Device = true, current.Source
-	if bound, ok, err := h.Binding(req.Name); err != nil {
+	// Which volume is mounted: the binding says, else the device itself.
+	bound, ok, err := h.Binding(req.Name)
+	if err != nil {
 		return res, err
-	} else if ok && bound != req.VolumeID {
+	}
+	if !ok {
+		bound, _ = h.finder.VolumeIDOf(current.Source)
+	}
+	if bound != "" && bound != req.VolumeID {
 		return res, fmt.Errorf("%w: %s holds %s, not %s", ErrWrongVolume, res.Mountpoint, bound, req.VolumeID)
 	}
 

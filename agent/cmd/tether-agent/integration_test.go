@@ -466,6 +466,13 @@ func TestConflictingMounts(t *testing.T) {
 	if r := unmount(t, m, volB, "data"); r.code != 1 {
 		t.Errorf("unmount naming the wrong volume id: exit %d, want 1", r.code)
 	}
+	// Without the binding, the device itself says which volume it is.
+	if err := os.Remove(m.Path("/var/lib/tether/bindings/data")); err != nil {
+		t.Fatal(err)
+	}
+	if r := unmount(t, m, volB, "data"); r.code != 1 || !strings.Contains(r.stderr, volA) {
+		t.Errorf("unmount naming the wrong volume id, no binding: exit %d, want 1 naming %s: %s", r.code, volA, r.stderr)
+	}
 	if _, ok := mountedAt(t, m, "/var/lib/tether/volumes/data"); !ok {
 		t.Errorf("the first mount is gone")
 	}
