@@ -161,6 +161,9 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	if err := os.Mkdir(mp, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return res, err
 	}
+	if err := os.Chmod(mp, 0o700); err != nil { // nothing is mounted on it yet
+		return res, err
+	}
 	if err := mounts.Mount(devPath, mp, prep.FSType); err != nil {
 		return res, err
 	}
