@@ -141,11 +141,12 @@ func (w *World) runCommand(id string) {
 		return
 	}
 	inst := w.instances[c.Instance]
+	vid, name := c.Params["VolumeId"], c.Params["VolumeName"]
 	if inst.SSMDown || inst.State != "running" {
 		c.Status, c.Details, c.Exit = "Failed", "Undeliverable", -1
+		w.note("%s %s %s undeliverable", c.Document, vid, inst.ID)
 		return
 	}
-	vid, name := c.Params["VolumeId"], c.Params["VolumeName"]
 	exit := int32(0)
 	switch {
 	case c.Unmount:
@@ -170,6 +171,11 @@ func (w *World) runCommand(id string) {
 		}
 	}
 	c.Exit = exit
+	kind := "mount"
+	if c.Unmount {
+		kind = "unmount"
+	}
+	w.note("%s %s %s exit=%d", kind, vid, inst.ID, exit)
 	if exit == 0 {
 		c.Status, c.Details = "Success", "Success"
 	} else {

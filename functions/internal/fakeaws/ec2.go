@@ -2,6 +2,7 @@ package fakeaws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 )
 
 // EC2 is the fake EC2 client.
@@ -122,10 +124,11 @@ func contains(xs []string, x string) bool {
 // CreateVolume implements cloud.EC2API with ClientToken idempotency: a
 // token replays its first answer; a different request, or a create that
 // failed asynchronously, gets IdempotentParameterMismatch.
-func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...func(*ec2.Options)) (*ec2.CreateVolumeOutput, error) {
+func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...func(*ec2.Options)) (out *ec2.CreateVolumeOutput, err error) {
 	w := c.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer func() { w.note("CreateVolume %s %s", aws.ToString(in.ClientToken), outcome(err)) }()
 	if err := w.call("EC2:CreateVolume"); err != nil {
 		return nil, err
 	}
@@ -153,6 +156,10 @@ func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...fu
 		Encrypted: aws.ToBool(in.Encrypted), KMSKeyID: aws.ToString(in.KmsKeyId), Created: w.now, Tags: tags, token: tok,
 	}
 	v.vanishes = v.KMSKeyID != "" && w.badKMSKeys[v.KMSKeyID]
+	if w.failCreates > 0 {
+		w.failCreates--
+		v.vanishes = true
+	}
 	w.volumes[v.ID] = v
 	if tok != "" {
 		w.tokens[tok] = &token{params: params, volume: v.ID}
@@ -174,10 +181,13 @@ func createOutput(v *Volume, id string, in *ec2.CreateVolumeInput) *ec2.CreateVo
 }
 
 // AttachVolume implements cloud.EC2API.
-func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...func(*ec2.Options)) (*ec2.AttachVolumeOutput, error) {
+func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...func(*ec2.Options)) (out *ec2.AttachVolumeOutput, err error) {
 	w := c.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer func() {
+		w.note("AttachVolume %s %s %s %s", aws.ToString(in.VolumeId), aws.ToString(in.InstanceId), aws.ToString(in.Device), outcome(err))
+	}()
 	if err := w.call("EC2:AttachVolume"); err != nil {
 		return nil, err
 	}
@@ -212,16 +222,23 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	}
 	v.State = "in-use"
 	v.Att = &Attachment{Instance: iid, Device: dev, State: "attaching", Time: w.now}
+	if w.stickNext[iid] {
+		delete(w.stickNext, iid)
+		w.stuck[iid+"/"+dev] = true
+	}
 	return &ec2.AttachVolumeOutput{VolumeId: in.VolumeId, InstanceId: in.InstanceId, Device: in.Device,
 		State: ec2types.VolumeAttachmentStateAttaching, AttachTime: aws.Time(w.now)}, nil
 }
 
 // DetachVolume implements cloud.EC2API. Detaching a volume that a running
 // container on the instance uses is recorded as a violation.
-func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (*ec2.DetachVolumeOutput, error) {
+func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (out *ec2.DetachVolumeOutput, err error) {
 	w := c.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer func() {
+		w.note("DetachVolume %s %s force=%t %s", aws.ToString(in.VolumeId), aws.ToString(in.InstanceId), aws.ToBool(in.Force), outcome(err))
+	}()
 	if err := w.call("EC2:DetachVolume"); err != nil {
 		return nil, err
 	}
@@ -249,10 +266,11 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 }
 
 // DeleteVolume implements cloud.EC2API.
-func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
+func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (out *ec2.DeleteVolumeOutput, err error) {
 	w := c.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer func() { w.note("DeleteVolume %s %s", aws.ToString(in.VolumeId), outcome(err)) }()
 	if err := w.call("EC2:DeleteVolume"); err != nil {
 		return nil, err
 	}
@@ -320,4 +338,15 @@ func (c *EC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInpu
 		res.Instances = append(res.Instances, out)
 	}
 	return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{res}}, nil
+}
+
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var apiErr *smithy.GenericAPIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code
+	}
+	return err.Error()
 }

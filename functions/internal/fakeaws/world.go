@@ -42,6 +42,9 @@ type World struct {
 	stuck       map[string]bool  // instance/device: attach never completes
 	busyUnmount map[string]int   // volume id: unmounts answered busy this many times
 	mountExits  map[string][]int // volume id: exit codes of the next mounts
+	journal     []string         // mutating calls and agent results, in order
+	stickNext   map[string]bool  // instance: its next attach gets stuck
+	failCreates int              // the next creates fail asynchronously
 }
 
 // New returns an empty world whose clock starts at start.
@@ -51,6 +54,7 @@ func New(start time.Time) *World {
 		cis: map[string]*ContainerInstance{}, taskDefs: map[string]TaskDef{}, tasks: map[string]*Task{},
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
+		stickNext: map[string]bool{},
 	}
 }
 
@@ -205,6 +209,20 @@ func (w *World) EC2Calls() int {
 	return n
 }
 
+// note appends to the journal.
+func (w *World) note(format string, args ...any) {
+	w.journal = append(w.journal, fmt.Sprintf(format, args...))
+}
+
+// Journal returns the mutating calls (with their outcome) and the agent's
+// command results, in order: "CreateVolume vol-… ok", "DetachVolume vol-…
+// i-a force=false ok", "unmount vol-… i-a exit=3", ...
+func (w *World) Journal() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.journal...)
+}
+
 // Violations returns every safety rule broken so far.
 func (w *World) Violations() []string {
 	w.mu.Lock()
@@ -236,6 +254,18 @@ func (w *World) StuckDevice(instance, device string) {
 	w.stuck[instance+"/"+device] = true
 	w.mu.Unlock()
 }
+
+// StickNextAttach makes the next attach to instance stay "attaching" (a
+// device name that stays unusable, as after a Xen force detach).
+func (w *World) StickNextAttach(instance string) {
+	w.mu.Lock()
+	w.stickNext[instance] = true
+	w.mu.Unlock()
+}
+
+// FailNextCreates makes the next n creates fail asynchronously: the volume
+// exists in "creating", then vanishes, and its client token is spent.
+func (w *World) FailNextCreates(n int) { w.mu.Lock(); w.failCreates += n; w.mu.Unlock() }
 
 // PoisonDevice makes EC2 refuse device on instance (InvalidParameterValue).
 func (w *World) PoisonDevice(instance, device string) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type msg struct {
 }
 
 type harness struct {
+	mu      sync.Mutex // guards queue, events, failed and results during concurrent invokes
 	t       testing.TB
 	w       *fakeaws.World
 	c       *cloud.AWS
@@ -117,8 +119,10 @@ func (h *harness) invoke(triggers ...reconcile.Trigger) {
 		ks, err := h.r.Keys(reconcile.WithEventID(ctx, fmt.Sprintf("ev-%d", i)), tr)
 		if err != nil {
 			// The trigger's message is redelivered later (its keys unknown yet).
+			h.mu.Lock()
 			h.failed++
 			h.requeueTrigger(tr)
+			h.mu.Unlock()
 			continue
 		}
 		for _, k := range ks {
@@ -130,15 +134,16 @@ func (h *harness) invoke(triggers ...reconcile.Trigger) {
 	}
 	for _, k := range keys {
 		res, err := h.r.Reconcile(ctx, k)
+		h.mu.Lock()
 		h.results[k] = append(h.results[k], res)
-		hintForRetry := res.Hint
 		switch {
 		case err != nil:
 			h.failed++
 			h.queue = append(h.queue, msg{key: k, due: h.w.Now().Add(30 * time.Second)})
 		case !res.Done():
-			h.queue = append(h.queue, msg{key: k, hint: hintForRetry, due: h.w.Now().Add(res.RetryAfter)})
+			h.queue = append(h.queue, msg{key: k, hint: res.Hint, due: h.w.Now().Add(res.RetryAfter)})
 		}
+		h.mu.Unlock()
 	}
 }
 

@@ -35,13 +35,8 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 			r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
 			return nil, nil
 		}
-		if inv != nil && t.Hint != "" {
-			h := parseHint(t.Hint)
-			inv.mu.Lock()
-			if old, ok := inv.hints[t.Key]; !ok || h.At >= old.At {
-				inv.hints[t.Key] = h
-			}
-			inv.mu.Unlock()
+		if t.Hint != "" {
+			r.keepHint(inv, t.Key, parseHint(t.Hint))
 		}
 		keys = []Key{t.Key}
 	default:
@@ -222,4 +217,34 @@ func (r *Reconciler) keysFromVolumes(cluster string, vols []cloud.Volume) []Key 
 
 func (r *Reconciler) failureMetric(cluster, kind string) {
 	r.emit(cluster, map[string]any{"failure": kind}, metricFailures(1))
+}
+
+// keepHint stores a Retry's hint for the key's pass: in the invocation, or
+// (when the caller did not start one) in the process until the pass takes it.
+func (r *Reconciler) keepHint(inv *invocation, k Key, h hint) {
+	if inv != nil {
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		if old, ok := inv.hints[k]; !ok || h.At >= old.At {
+			inv.hints[k] = h
+		}
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.hints) >= maxMemory {
+		r.hints = map[Key]hint{}
+	}
+	if old, ok := r.hints[k]; !ok || h.At >= old.At {
+		r.hints[k] = h
+	}
+}
+
+// takeHint returns the hint kept in the process for k, once.
+func (r *Reconciler) takeHint(k Key) hint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.hints[k]
+	delete(r.hints, k)
+	return h
 }

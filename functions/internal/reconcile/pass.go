@@ -37,9 +37,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	p := &pass{r: r, key: key, inv: inv, now: r.now(), stats: cloud.NewStats()}
 	ctx = cloud.WithStats(ctx, p.stats)
 	inv.mu.Lock()
-	p.hint = inv.hints[key]
+	h, ok := inv.hints[key]
 	events := append([]string(nil), inv.events[key]...)
 	inv.mu.Unlock()
+	if !ok {
+		h = r.takeHint(key)
+	}
+	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
 
 	res, err := p.run(ctx)

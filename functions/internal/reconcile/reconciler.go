@@ -96,6 +96,7 @@ type Reconciler struct {
 	poisoned map[string]map[string]bool // instance -> device names that got stuck
 	released map[Key]time.Time          // when a holder let go (handoff start), this process
 	inflight map[string]time.Time       // step/volume id -> when tether started it
+	hints    map[Key]hint               // Retry hints when the caller keeps no invocation
 }
 
 // New checks cfg and returns a Reconciler.
@@ -133,7 +134,7 @@ func New(cfg Config) (*Reconciler, error) {
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
 		versions: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
-		inflight: map[string]time.Time{},
+		inflight: map[string]time.Time{}, hints: map[Key]hint{},
 	}, nil
 }
 

@@ -1,0 +1,395 @@
+package reconcile_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+// Each test here is one failure from DESIGN.md's "What the field has learned".
+
+func journalHas(j []string, prefix string) int {
+	n := 0
+	for _, e := range j {
+		if strings.HasPrefix(e, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func indexOf(j []string, pred func(string) bool) int {
+	for i, e := range j {
+		if pred(e) {
+			return i
+		}
+	}
+	return -1
+}
+
+// runningShared starts the shared-volume task on i-a and lets it settle.
+func runningShared(t *testing.T, h *harness) (task string, v fakeaws.Volume) {
+	t.Helper()
+	task = h.w.PlaceTask(tdShared, "i-a")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(task)
+	return task, h.oneVolume(volName)
+}
+
+func TestStuckAttachingIsForceDetachedAndRetriedWithAnotherDevice(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.StickNextAttach("i-a")
+	task, v := runningShared(t, h)
+	j := h.w.Journal()
+	var attaches []string
+	for _, e := range j {
+		if strings.HasPrefix(e, "AttachVolume "+v.ID) {
+			attaches = append(attaches, e)
+		}
+	}
+	if len(attaches) != 2 {
+		t.Fatalf("want a stuck attach and a second one, got %v", attaches)
+	}
+	first, second := strings.Fields(attaches[0])[3], strings.Fields(attaches[1])[3]
+	if first == second {
+		t.Fatalf("retried with the stuck device name %s", first)
+	}
+	if journalHas(j, "DetachVolume "+v.ID+" i-a force=true ok") != 1 {
+		t.Fatalf("want one force detach of the stuck attachment: %v", j)
+	}
+	if h.w.Elapsed(start) < 90*time.Second {
+		t.Fatalf("force-detached before the 90 s stuck rule (%s)", h.w.Elapsed(start))
+	}
+	h.wantRunning(task)
+}
+
+func TestUnmountBusyDelaysTheDetach(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.BusyUnmount(v.ID, 2)
+	h.w.StopTask(t1, "drain")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(400)
+	h.noViolations()
+	h.wantRunning(t2)
+	j := h.w.Journal()
+	busy := journalHas(j, "unmount "+v.ID+" i-a exit=3")
+	if busy != 2 {
+		t.Fatalf("want 2 busy unmounts, got %d: %v", busy, j)
+	}
+	ok := indexOf(j, func(e string) bool { return e == "unmount "+v.ID+" i-a exit=0" })
+	det := indexOf(j, func(e string) bool { return strings.HasPrefix(e, "DetachVolume "+v.ID+" i-a") })
+	if ok < 0 || det < ok {
+		t.Fatalf("detach (at %d) before the successful unmount (at %d): %v", det, ok, j)
+	}
+	if journalHas(j, "DetachVolume "+v.ID+" i-a force=true") != 0 {
+		t.Fatalf("force detach although the agent answered: %v", j)
+	}
+}
+
+func TestCreateFailedAsynchronouslyUsesANewClientToken(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.FailNextCreates(1)
+	task, _ := runningShared(t, h)
+	j := h.w.Journal()
+	var tokens []string
+	for _, e := range j {
+		if strings.HasPrefix(e, "CreateVolume ") && strings.HasSuffix(e, " ok") {
+			tokens = append(tokens, strings.Fields(e)[1])
+		}
+	}
+	if len(tokens) < 2 || tokens[0] == tokens[len(tokens)-1] {
+		t.Fatalf("want a second create with another token after the first vanished: %v", j)
+	}
+	h.wantRunning(task)
+}
+
+// Without the retry chain's hint, the spent token shows up as
+// IdempotentParameterMismatch; the reconciler confirms it before moving on,
+// and still creates exactly one volume.
+func TestIdempotentParameterMismatchWithoutHint(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.FailNextCreates(1)
+	task := h.w.PlaceTask(tdShared, "i-a")
+	h.collect()
+	h.deliverEvent(0) // creates (and the create will fail)
+	h.w.Complete(h.w.Pending()[0])
+	h.queue, h.events = nil, nil // lose the hint chain and the failure event
+	h.w.TakeEvents()
+	h.sweep()
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(task)
+	j := h.w.Journal()
+	if journalHas(j, "CreateVolume ") < 3 || !strings.Contains(strings.Join(j, "\n"), "IdempotentParameterMismatch") {
+		t.Fatalf("want a refused token, then a new one: %v", j)
+	}
+	h.oneVolume(volName)
+}
+
+func TestConcurrentCreatesRaceToOneVolume(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	task := h.w.PlaceTask(tdShared, "i-a")
+	h.collect()
+	ev := h.trigger(h.events[0])
+	h.events = nil
+	done := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		go func() { h.invokeConcurrent(ev); done <- struct{}{} }()
+	}
+	for i := 0; i < 4; i++ {
+		<-done
+	}
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(task)
+	h.oneVolume(volName)
+}
+
+func TestUnusableKMSKeyFailsTheTaskClearly(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/kms:1"
+	h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{{
+		Name: "secret", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"kmskeyid": "alias/gone"},
+	}}})
+	h.w.BadKMSKey("alias/gone")
+	task := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.noViolations()
+	h.wantStoppedBecause(task, "KMS key alias/gone")
+	if vs := h.keyVolumes("secret"); len(vs) != 0 {
+		t.Fatalf("volumes left: %+v", vs)
+	}
+}
+
+func TestPoisonedDeviceNamesAreSkipped(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	for _, d := range []string{"/dev/xvdf", "/dev/xvdg", "/dev/xvdh", "/dev/xvdi", "/dev/xvdj", "/dev/xvdk", "/dev/xvdl", "/dev/xvdm",
+		"/dev/xvdn", "/dev/xvdo", "/dev/xvdp", "/dev/xvdq", "/dev/xvdr", "/dev/xvds", "/dev/xvdt", "/dev/xvdu"} {
+		h.w.PoisonDevice("i-a", d)
+	}
+	task, v := runningShared(t, h)
+	if v.Att.Device < "/dev/xvdv" {
+		t.Fatalf("attached as poisoned %s", v.Att.Device)
+	}
+	tried := map[string]int{}
+	for _, e := range h.w.Journal() {
+		if strings.HasPrefix(e, "AttachVolume ") {
+			tried[strings.Fields(e)[3]]++
+		}
+	}
+	for d, n := range tried {
+		if n > 1 {
+			t.Fatalf("device %s tried %d times: %v", d, n, tried)
+		}
+	}
+	h.wantRunning(task)
+}
+
+func TestThrottlingHandsTheKeyBackAndLosesNoWork(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.Throttle("EC2:DescribeVolumes", 2)
+	h.w.Throttle("ECS:DescribeTaskDefinition", 1)
+	h.w.Throttle("EC2:AttachVolume", 1)
+	task := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(task)
+	throttled := 0
+	for _, rs := range h.results {
+		for _, r := range rs {
+			if r.Reason == "throttled by AWS" {
+				throttled++
+				if r.RetryAfter <= 0 {
+					t.Fatalf("throttled pass not handed back: %+v", r)
+				}
+			}
+		}
+	}
+	if throttled < 2 {
+		t.Fatalf("want throttled passes handed back with RetryAfter, got %d", throttled)
+	}
+	if h.failed == 0 {
+		t.Fatalf("the throttled Keys call must fail so its message is redelivered")
+	}
+}
+
+func TestWrongAZStopsTheTaskAndLeavesTheVolume(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-c", "us-east-1b")
+	t1, v := runningShared(t, h)
+	h.w.StopTask(t1, "scale in")
+	h.settle(300)
+	t2 := h.w.PlaceTask(tdShared, "i-c")
+	h.settle(300)
+	h.noViolations()
+	h.wantStoppedBecause(t2, "ecs.availability-zone == us-east-1a")
+	v2 := h.oneVolume(volName)
+	if v2.ID != v.ID || v2.Att != nil {
+		t.Fatalf("volume moved or attached: %+v", v2)
+	}
+	if journalHas(h.w.Journal(), "AttachVolume "+v.ID+" i-c") != 0 {
+		t.Fatalf("attach to the wrong AZ attempted")
+	}
+}
+
+func TestAutoprovisionFalse(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pre:1"
+	h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{{Name: "premade", Driver: "tether", Scope: "shared"}}})
+
+	missing := h.w.PlaceTask(td, "i-a")
+	h.settle(200)
+	h.wantStoppedBecause(missing, "does not exist")
+	if journalHas(h.w.Journal(), "CreateVolume") != 0 {
+		t.Fatalf("created a volume although autoprovision is false")
+	}
+
+	id := h.w.AddVolume("us-east-1a", map[string]string{"Name": "premade"})
+	task := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(task)
+	v := h.oneVolume("premade")
+	if v.ID != id || v.Tags["tether:cluster"] != cluster {
+		t.Fatalf("existing volume not adopted: %+v", v)
+	}
+}
+
+func TestHostileDriverOptsAndNamesCreateNothing(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	cases := []struct {
+		name, reason string
+		vol          fakeaws.DockerVolume
+	}{
+		{"shell in size", "driverOpts", fakeaws.DockerVolume{Name: "data", DriverOpts: map[string]string{"size": "5; rm -rf /"}}},
+		{"unknown option", "unknown option", fakeaws.DockerVolume{Name: "data2", DriverOpts: map[string]string{"mountopts": "exec"}}},
+		{"path in name", "invalid volume name", fakeaws.DockerVolume{Name: "../../etc"}},
+		{"shell in name", "invalid volume name", fakeaws.DockerVolume{Name: "x$(reboot)"}},
+		{"reserved name", "reserved", fakeaws.DockerVolume{Name: "task-0123456789abcdef0123456789abcdef-x"}},
+	}
+	for i, c := range cases {
+		c.vol.Driver, c.vol.Scope, c.vol.Autoprovision = "tether", "shared", true
+		td := "arn:aws:ecs:us-east-1:111122223333:task-definition/hostile:" + string(rune('1'+i))
+		h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{c.vol}})
+		task := h.w.PlaceTask(td, "i-a")
+		h.settle(200)
+		h.wantStoppedBecause(task, c.reason)
+	}
+	if n := journalHas(h.w.Journal(), "CreateVolume"); n != 0 {
+		t.Fatalf("%d volumes created for hostile input", n)
+	}
+	h.noViolations()
+}
+
+func TestTwoRunningTasksNeverShareAnAttachment(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(t1)
+	h.wantStoppedBecause(t2, "in use by running task")
+	if h.w.Elapsed(h.w.TaskState(t2).Created) < 90*time.Second {
+		t.Fatalf("second task failed before the deadline")
+	}
+	if journalHas(h.w.Journal(), "AttachVolume "+v.ID+" i-b") != 0 {
+		t.Fatalf("tried to attach to a second instance")
+	}
+}
+
+func TestUnreachableAgentIsForceDetachedAfterTheDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.SetSSMDown("i-a", true)
+	stopped := h.w.Now()
+	h.w.StopTask(t1, "drain")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(600)
+	h.noViolations()
+	h.wantRunning(t2)
+	j := h.w.Journal()
+	force := indexOf(j, func(e string) bool { return strings.HasPrefix(e, "DetachVolume "+v.ID+" i-a force=true") })
+	if force < 0 {
+		t.Fatalf("no force detach: %v", j)
+	}
+	if journalHas(j, "DetachVolume "+v.ID+" i-a force=false") != 0 {
+		t.Fatalf("detached without an unmount: %v", j)
+	}
+	if h.w.Elapsed(stopped) < 2*time.Minute {
+		t.Fatalf("handoff done in %s: force detach came before the deadline", h.w.Elapsed(stopped))
+	}
+}
+
+func TestTerminatedHolderIsForceDetachedAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	_, v := runningShared(t, h)
+	h.w.Terminate("i-a")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(t2)
+	j := h.w.Journal()
+	if journalHas(j, "DetachVolume "+v.ID+" i-a force=true ok") != 1 {
+		t.Fatalf("want one force detach from the terminated instance: %v", j)
+	}
+	for _, c := range h.commandsOf(unmountDoc) {
+		if c.Instance == "i-a" {
+			t.Fatalf("sent unmount to a terminated instance: %+v", c)
+		}
+	}
+}
+
+func TestMountRefusedFailsTheTaskAndDeviceNotFoundIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.StopTask(t1, "drain")
+	h.settle(300)
+	h.w.MountExits(v.ID, 4)
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(t2)
+	if n := journalHas(h.w.Journal(), "mount "+v.ID+" i-b"); n != 2 {
+		t.Fatalf("want one failed and one good mount on i-b, got %d", n)
+	}
+
+	h.w.StopTask(t2, "drain")
+	h.settle(300)
+	h.w.MountExits(v.ID, 5)
+	h.w.AddInstance("i-c", "us-east-1a") // no binding there: the plugin cannot mount it itself
+	t3 := h.w.PlaceTask(tdShared, "i-c")
+	h.settle(300)
+	h.noViolations()
+	h.wantStoppedBecause(t3, "partition table or signature")
+	if n := journalHas(h.w.Journal(), "mount "+v.ID+" i-c exit=5"); n != 1 {
+		t.Fatalf("a refused mount (exit 5) must not be retried, got %d", n)
+	}
+}
+
+// invokeConcurrent is invoke, safe to run from several goroutines.
+func (h *harness) invokeConcurrent(tr reconcile.Trigger) { h.invoke(tr) }
