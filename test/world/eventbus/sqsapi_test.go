@@ -21,7 +21,7 @@ func TestSQSThroughTheSDK(t *testing.T) {
 	router := awsproto.NewRouter()
 	hs := httptest.NewServer(router)
 	defer hs.Close()
-	bus := eventbus.New(eventbus.Options{Seed: 3, QueueURLBase: hs.URL, TimeScale: 0.001})
+	bus := eventbus.New(eventbus.Options{Seed: 3, QueueURLBase: hs.URL})
 	defer bus.Close()
 	bus.RegisterSQS(router)
 	dlq, err := bus.CreateQueue("TaskDLQ", eventbus.QueueOptions{})
@@ -48,9 +48,15 @@ func TestSQSThroughTheSDK(t *testing.T) {
 		t.Fatalf("missing queue: %v", err)
 	}
 
-	// The function's "retry after d": the key back with a delay and an attribute.
+	// The function's "retry after d": the key back with a delay (15 min:
+	// still delayed when looked at) and an attribute.
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: url.QueueUrl, MessageBody: aws.String(`{"cluster":"c1","volume":"later"}`), DelaySeconds: 900,
+	}); err != nil {
+		t.Fatalf("SendMessage with a delay: %v", err)
+	}
 	sent, err := c.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl: url.QueueUrl, MessageBody: aws.String(`{"cluster":"c1","volume":"rexray-vol"}`), DelaySeconds: 5,
+		QueueUrl: url.QueueUrl, MessageBody: aws.String(`{"cluster":"c1","volume":"rexray-vol"}`),
 		MessageAttributes: map[string]types.MessageAttributeValue{"tether-retry": {DataType: aws.String("String"), StringValue: aws.String("attach in flight")}},
 	})
 	if err != nil { // the SDK checks MD5OfMessageBody itself
