@@ -39,6 +39,13 @@ func (m *message) ack(why string)  { m.verdict, m.why = acked, why }
 func (m *message) isPending() bool { return m.verdict == pending }
 func (m *message) eventID() string { return m.event.ID }
 
+// invocationScoper is implemented by a core that keeps one invocation's
+// caches, and the hints of Retry triggers, in the context
+// (reconcile.Reconciler.Invocation): run calls it once per invocation.
+type invocationScoper interface {
+	Invocation(ctx context.Context) context.Context
+}
+
 // keyOutcome is what one Reconcile (and its requeue) gave.
 type keyOutcome struct {
 	result     reconcile.Result
@@ -62,6 +69,9 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 	}
 	// work: when dispatch stops starting calls and cancels running ones.
 	// hard: when it answers regardless, so Lambda never times out on it.
+	if scoper, ok := d.rec.(invocationScoper); ok {
+		ctx = scoper.Invocation(ctx)
+	}
 	work, cancelWork := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin))
 	defer cancelWork()
 	hard, cancelHard := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/2))
@@ -112,20 +122,20 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 				logSkip(log, s, "reconcile refused the key")
 				continue
 			}
-			log.Warn("reconcile failed; its messages go back to the queue", "err", o.err, "took_ms", o.took.Milliseconds())
+			log.Warn("reconcile failed; its messages go back to the queue", "error", o.err, "tookMs", o.took.Milliseconds())
 			sum.keyErrors++
 			failAll(ms, fmt.Sprintf("key %s/%s: %v", k.Cluster, k.Volume, o.err))
 		case o.result.Done():
-			log.Info("key converged", "reason", o.result.Reason, "took_ms", o.took.Milliseconds())
+			log.Info("key converged", "reason", o.result.Reason, "tookMs", o.took.Milliseconds())
 			sum.done++
 		case o.requeueErr != nil:
 			log.Warn("key not converged and could not be handed back; its messages go back to the queue",
-				"reason", o.result.Reason, "retry_after", o.result.RetryAfter.String(), "err", o.requeueErr)
+				"reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(), "error", o.requeueErr)
 			sum.keyErrors++
 			failAll(ms, fmt.Sprintf("key %s/%s: requeue: %v", k.Cluster, k.Volume, o.requeueErr))
 		default:
-			log.Info("key handed back", "reason", o.result.Reason, "retry_after", o.result.RetryAfter.String(),
-				"hint", o.result.Hint, "took_ms", o.took.Milliseconds())
+			log.Info("key handed back", "reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(),
+				"hint", o.result.Hint, "tookMs", o.took.Milliseconds())
 			sum.requeued++
 		}
 	}
@@ -146,8 +156,8 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 	}
 	d.log.Info("invocation done",
 		"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
-		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "key_errors", sum.keyErrors,
-		"took_ms", time.Since(start).Milliseconds())
+		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "keyErrors", sum.keyErrors,
+		"tookMs", time.Since(start).Milliseconds())
 	return sum
 }
 
@@ -160,12 +170,15 @@ func (d *Dispatcher) decode(m *message) {
 			m.drop(s.Reason)
 			return
 		}
-		m.log.Error("message not decoded", "err", err) // Decode returns only skips; kept for safety
+		m.log.Error("message not decoded", "error", err) // Decode returns only skips; kept for safety
 		m.fail(err.Error())
 		return
 	}
 	m.event = ev
-	args := []any{slog.String("event_id", ev.ID), slog.String("kind", ev.Kind)}
+	args := []any{slog.String("kind", ev.Kind)}
+	if ev.ID != "" {
+		args = append(args, slog.String("eventId", ev.ID))
+	}
 	for _, a := range ev.Attrs {
 		args = append(args, a)
 	}
@@ -187,7 +200,12 @@ func (d *Dispatcher) expand(work, hard context.Context, msgs []*message) {
 	}
 	results := make([]keysResult, len(live))
 	finished := runBounded(work, hard, len(live), d.cfg.Concurrency, func(ctx context.Context, i int) {
-		keys, err := d.rec.Keys(ctx, live[i].event.Trigger)
+		m := live[i]
+		id := m.event.ID
+		if id == "" {
+			id = m.id // tether's retry messages have no event id
+		}
+		keys, err := d.rec.Keys(reconcile.WithEventID(ctx, id), m.event.Trigger)
 		results[i] = keysResult{keys, err}
 	})
 	for i, m := range live {
@@ -203,7 +221,7 @@ func (d *Dispatcher) expand(work, hard context.Context, msgs []*message) {
 				m.drop(s.Reason)
 				continue
 			}
-			m.log.Warn("keys not known", "err", r.err)
+			m.log.Warn("keys not known", "error", r.err)
 			m.fail(r.err.Error())
 		case len(r.keys) == 0:
 			m.log.Debug("no tether volume concerned")
@@ -245,7 +263,7 @@ func (d *Dispatcher) keyLogger(k reconcile.Key, ms []*message) *slog.Logger {
 		ids = append(ids, m.eventID())
 		msgIDs = append(msgIDs, m.id)
 	}
-	return d.log.With("cluster", k.Cluster, "volume", k.Volume, "event_ids", ids, "message_ids", msgIDs)
+	return d.log.With("cluster", k.Cluster, "volume", k.Volume, "eventIds", ids, "messageIds", msgIDs)
 }
 
 func failAll(ms []*message, why string) {
@@ -262,7 +280,7 @@ func logSkip(log *slog.Logger, s *eventsrc.SkipError, msg string) {
 		return
 	}
 	if s.Err != nil {
-		log.Warn(msg+" (poison)", "reason", s.Reason, "err", s.Err)
+		log.Warn(msg+" (poison)", "reason", s.Reason, "error", s.Err)
 		return
 	}
 	log.Warn(msg+" (poison)", "reason", s.Reason)

@@ -15,9 +15,9 @@ import (
 func (d *Dispatcher) HandleSQS(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	msgs := make([]*message, 0, len(batch.Records))
 	for _, r := range batch.Records {
-		log := d.log.With("message_id", r.MessageId)
+		log := d.log.With("messageId", r.MessageId)
 		if n := r.Attributes["ApproximateReceiveCount"]; n != "" && n != "1" {
-			log = log.With("receive_count", n)
+			log = log.With("receiveCount", n)
 		}
 		msgs = append(msgs, &message{id: r.MessageId, body: []byte(r.Body), log: log})
 	}

@@ -208,7 +208,7 @@ func TestDecodeTimestampPrecisions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", ts, err)
 		}
-		v, ok := attrValue(ev.Attrs, "updated_at")
+		v, ok := attrValue(ev.Attrs, "updatedAt")
 		if !ok || !v.Time().Equal(want) {
 			t.Errorf("updatedAt %s: logged %v (present %v)", ts, v, ok)
 		}
@@ -227,10 +227,10 @@ func TestDecodeInstanceAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := attrValue(ev.Attrs, "availability_zone"); !ok || v.String() != "us-east-1a" {
+	if v, ok := attrValue(ev.Attrs, "az"); !ok || v.String() != "us-east-1a" {
 		t.Errorf("availability_zone = %v (present %v), want us-east-1a", v, ok)
 	}
-	if v, ok := attrValue(ev.Attrs, "tether_plugin"); !ok || !v.Bool() {
+	if v, ok := attrValue(ev.Attrs, "tetherPlugin"); !ok || !v.Bool() {
 		t.Errorf("tether_plugin = %v (present %v), want true", v, ok)
 	}
 	noPlugin := mutate(t, "instance-active.json", func(ev, d map[string]any) {
@@ -240,7 +240,7 @@ func TestDecodeInstanceAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := attrValue(ev.Attrs, "tether_plugin"); !ok || v.Bool() {
+	if v, ok := attrValue(ev.Attrs, "tetherPlugin"); !ok || v.Bool() {
 		t.Errorf("tether_plugin = %v (present %v), want false", v, ok)
 	}
 }

@@ -98,10 +98,10 @@ func (d *Decoder) instanceStateChange(env envelope) (Event, error) {
 	}
 
 	attrs := []slog.Attr{
-		slog.String("container_instance", det.ContainerInstanceArn),
-		slog.String("ec2_instance", det.EC2InstanceID),
+		slog.String("containerInstance", det.ContainerInstanceArn),
+		slog.String("instance", det.EC2InstanceID),
 		slog.String("status", det.Status),
-		slog.Bool("agent_connected", *det.AgentConnected),
+		slog.Bool("agentConnected", *det.AgentConnected),
 		slog.Int64("version", det.Version),
 	}
 	// Registration events list the capabilities; a host that registered
@@ -114,10 +114,10 @@ func (d *Decoder) instanceStateChange(env envelope) (Event, error) {
 			case a.Name == attrTetherPlugin || a.Name == attrLegacyPrefix+attrTetherPlugin:
 				plugin = true
 			case a.Name == attrAvailabilityZone && availabilityZone.MatchString(a.Value):
-				attrs = append(attrs, slog.String("availability_zone", a.Value))
+				attrs = append(attrs, slog.String("az", a.Value))
 			}
 		}
-		attrs = append(attrs, slog.Bool("tether_plugin", plugin))
+		attrs = append(attrs, slog.Bool("tetherPlugin", plugin))
 	}
 	return Event{
 		Kind: KindInstance,

@@ -101,9 +101,9 @@ func (d *Decoder) taskStateChange(env envelope) (Event, error) {
 
 	attrs := []slog.Attr{
 		slog.String("task", det.TaskArn),
-		slog.String("container_instance", det.ContainerInstanceArn),
-		slog.String("last_status", det.LastStatus),
-		slog.String("desired_status", det.DesiredStatus),
+		slog.String("containerInstance", det.ContainerInstanceArn),
+		slog.String("lastStatus", det.LastStatus),
+		slog.String("desiredStatus", det.DesiredStatus),
 		slog.Int64("version", det.Version),
 	}
 	if det.StopCode != "" {
@@ -111,10 +111,10 @@ func (d *Decoder) taskStateChange(env envelope) (Event, error) {
 		if !stopCodes[code] {
 			code = "other"
 		}
-		attrs = append(attrs, slog.String("stop_code", code))
+		attrs = append(attrs, slog.String("stopCode", code))
 	}
 	if t, err := time.Parse(time.RFC3339Nano, det.UpdatedAt); err == nil {
-		attrs = append(attrs, slog.Time("updated_at", t))
+		attrs = append(attrs, slog.Time("updatedAt", t))
 	}
 	return Event{
 		Kind: KindTask,

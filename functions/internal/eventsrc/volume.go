@@ -80,12 +80,12 @@ func (d *Decoder) volumeNotification(env envelope) (Event, error) {
 		cause = cause[:maxCause]
 	}
 	attrs := []slog.Attr{
-		slog.String("volume_id", volumeID),
-		slog.String("ebs_event", det.Event),
+		slog.String("volumeId", volumeID),
+		slog.String("event", det.Event),
 		slog.String("result", det.Result),
 	}
 	if instanceID != "" {
-		attrs = append(attrs, slog.String("ec2_instance", instanceID))
+		attrs = append(attrs, slog.String("instance", instanceID))
 	}
 	if cause != "" {
 		attrs = append(attrs, slog.String("cause", cause))
