@@ -23,6 +23,9 @@ import (
 // DefaultHost is dockerd's socket when DOCKER_HOST is unset.
 const DefaultHost = "unix:///var/run/docker.sock"
 
+// RequestTimeout bounds one call to dockerd.
+const RequestTimeout = 20 * time.Second
+
 // ErrNoDaemon means no dockerd listens at the configured address (the
 // socket file does not exist): on this host no container runs.
 var ErrNoDaemon = errors.New("no docker daemon")
@@ -59,7 +62,9 @@ func New(dockerHost string) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("DOCKER_HOST %q: want unix:// or tcp://", dockerHost)
 	}
-	c.http = &http.Client{Transport: transport}
+	// Bounded: a dockerd that accepts but does not answer (starting, or
+	// itself waiting on this plugin) must not hang a mount or unmount.
+	c.http = &http.Client{Transport: transport, Timeout: RequestTimeout}
 	return c, nil
 }
 
