@@ -359,6 +359,26 @@ func TestMountFailsClosed(t *testing.T) {
 	})
 }
 
+func TestMountFinishedAfterCallerLeftIsNotCounted(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.host.set(func(h *fakeHost) {
+		h.bindings["data"] = "vol-0123456789abcdef0"
+		h.attached["vol-0123456789abcdef0"] = true
+		h.onMountAttached = cancel // dockerd hangs up mid-mount
+	})
+	_, err := f.d.Mount(ctx, plugin.MountRequest{Name: "data", ID: "c1"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Mount = %v, want context.Canceled", err)
+	}
+	if f.host.mountCtxErr != nil {
+		t.Errorf("the host's mount was cancelled halfway: %v", f.host.mountCtxErr)
+	}
+	f.wantMounted(t, "data", true) // finished, like a reconciler's mount
+	f.unmount(t, "data", "c1")     // dockerd never sends this; if it did, nothing to release
+	f.wantMounted(t, "data", true)
+}
+
 func TestRestartRebuildsUsersFromMountTableAndDockerd(t *testing.T) {
 	f := newFixture(t)
 	f.host.set(func(h *fakeHost) { h.mounted["data"] = true })

@@ -20,6 +20,11 @@ type fakeHost struct {
 	mountAttachedErr error // MountAttached fails with it (not ErrNotAttached)
 	mountLies        bool  // MountAttached says yes and mounts nothing
 
+	// onMountAttached runs (without mu) inside MountAttached; mountCtxErr
+	// is the error of MountAttached's context after it ran.
+	onMountAttached func()
+	mountCtxErr     error
+
 	// onBinding runs (without mu) after the n-th Binding call: the
 	// reconciler acting while a Mount waits.
 	onBinding func(n int)
@@ -99,9 +104,13 @@ func (h *fakeHost) Binding(name string) (string, bool, error) {
 	return id, ok, nil
 }
 
-func (h *fakeHost) MountAttached(_ context.Context, name string) error {
+func (h *fakeHost) MountAttached(ctx context.Context, name string) error {
+	if h.onMountAttached != nil {
+		h.onMountAttached()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.mountCtxErr = ctx.Err()
 	h.calls["MountAttached"]++
 	if !h.lockHeld[name] {
 		h.lockAbused = true

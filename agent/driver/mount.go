@@ -46,6 +46,17 @@ func (e *MountTimeoutError) Unwrap() []error {
 	return []error{ErrNotMountedHere, e.LastLook}
 }
 
+// hostOpLimit bounds a mount (fsck included) or unmount the driver starts.
+const hostOpLimit = 5 * time.Minute
+
+// hostContext is the context of a change to the host: once started, a
+// mount or unmount is finished even if dockerd hangs up or the agent is
+// asked to stop, because half of one (fsck killed, mount without its
+// bookkeeping) is worse than a late answer.
+func hostContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), hostOpLimit)
+}
+
 // look is what one attempt to mount found.
 type look struct {
 	volumeID string // bound EBS volume, "" if none
@@ -148,7 +159,9 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		if !bound {
 			return false, look{}, nil
 		}
-		err = d.host.MountAttached(ctx, name)
+		hostCtx, cancel := hostContext(ctx)
+		err = d.host.MountAttached(hostCtx, name)
+		cancel()
 		if errors.Is(err, ErrNotAttached) {
 			return false, look{volumeID: volumeID, err: err}, nil
 		}
@@ -164,6 +177,11 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 				name, volumeID, d.MountPath(name))
 		}
 		log.Info("mounted the bound EBS volume, attached here", "volumeId", volumeID)
+	}
+	if err := ctx.Err(); err != nil {
+		// dockerd gave up on this call (or the agent is stopping): it will
+		// never Unmount this ID, so it must not be counted.
+		return false, look{}, fmt.Errorf("tether: volume %q: mounted, but the caller is gone: %w", name, err)
 	}
 	st.add(req.ID)
 	log.Info("volume in use", "users", st.total())
@@ -225,7 +243,9 @@ func (d *Driver) Unmount(ctx context.Context, req plugin.UnmountRequest) (plugin
 			"match", how, "containers", len(uses), "users", st.total())
 		return plugin.UnmountResponse{}, nil
 	}
-	if err := d.host.Unmount(ctx, name); err != nil {
+	hostCtx, cancel := hostContext(ctx)
+	defer cancel()
+	if err := d.host.Unmount(hostCtx, name); err != nil {
 		return plugin.UnmountResponse{}, fmt.Errorf("tether: volume %q: last container gone, but unmounting it failed: %w", name, err)
 	}
 	log.Info("last user gone; volume flushed and unmounted, EBS volume still attached", "match", how)
