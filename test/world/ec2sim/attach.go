@@ -55,7 +55,7 @@ func (s *Server) attachVolume(ctx context.Context, form url.Values) (any, error)
 		return nil, awsproto.BadRequest("InvalidVolume.ZoneMismatch",
 			"The volume '%s' is not in the same availability zone as instance '%s'", volID, instID)
 	}
-	if _, used := inst.devices[device]; used || inst.poisoned[device] || device == inst.rootDevice {
+	if _, used := inst.devices[device]; used || inst.poisoned[device] {
 		return nil, errInvalidValue("Invalid value '%s' for unixDevice. Attachment point %s is already in use", device, device)
 	}
 	a := &attachment{instanceID: instID, device: device, state: attAttaching, at: time.Now(), gen: 1,
@@ -132,12 +132,16 @@ func (s *Server) detachVolume(ctx context.Context, form url.Values) (any, error)
 		return nil, errInstanceNotFound(instID)
 	}
 	a := v.att
-	if a == nil {
+	// Without an instance, detaching a volume that is not attached is
+	// IncorrectState; naming an instance it is not attached to (or a
+	// device it does not use) is InvalidAttachment.NotFound. ebs-csi treats
+	// both as "already detached".
+	if a == nil && instID == "" {
 		return nil, errIncorrectState("Volume '%s' is in the '%s' state.", volID, v.state)
 	}
-	if (instID != "" && instID != a.instanceID) || (device != "" && device != a.device) {
+	if a == nil || (instID != "" && instID != a.instanceID) || (device != "" && device != a.device) {
 		return nil, awsproto.BadRequest("InvalidAttachment.NotFound",
-			"Volume '%s' is not attached to instance '%s' as '%s'.", volID, instID, device)
+			"Volume %s can not be detached from %s because it is not attached", volID, instID)
 	}
 	if a.state == attDetaching {
 		// Asking again is harmless; Force upgrades the pending detach.

@@ -63,7 +63,9 @@ func TestAttachDetachLifecycle(t *testing.T) {
 	d, err := w.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
 		{Name: aws.String("attachment.instance-id"), Values: []string{instA}},
 		{Name: aws.String("attachment.status"), Values: []string{"attached"}}}})
-	if err != nil || len(d.Volumes) != 1 || len(d.Volumes[0].Attachments) != 1 || d.Volumes[0].Attachments[0].State != types.VolumeAttachmentStateAttached {
+	// The instance's root volume (/dev/xvda) and ours.
+	if err != nil || len(d.Volumes) != 2 || aws.ToString(d.Volumes[1].VolumeId) != vol || len(d.Volumes[1].Attachments) != 1 ||
+		d.Volumes[1].Attachments[0].State != types.VolumeAttachmentStateAttached || aws.ToString(d.Volumes[0].Attachments[0].Device) != "/dev/xvda" {
 		t.Fatalf("describe by attachment: %+v %v", d, err)
 	}
 	di, err := w.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instA}})
@@ -71,7 +73,8 @@ func TestAttachDetachLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	bdm := di.Reservations[0].Instances[0].BlockDeviceMappings
-	if len(bdm) != 1 || aws.ToString(bdm[0].DeviceName) != "/dev/xvdf" || aws.ToString(bdm[0].Ebs.VolumeId) != vol || bdm[0].Ebs.Status != types.AttachmentStatusAttached {
+	if len(bdm) != 2 || aws.ToString(bdm[0].DeviceName) != "/dev/xvda" || !aws.ToBool(bdm[0].Ebs.DeleteOnTermination) ||
+		aws.ToString(bdm[1].DeviceName) != "/dev/xvdf" || aws.ToString(bdm[1].Ebs.VolumeId) != vol || bdm[1].Ebs.Status != types.AttachmentStatusAttached {
 		t.Errorf("block device mappings %+v", bdm)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,9 +22,13 @@ type InstanceSpec struct {
 	Type       string        // default m5.large
 	Host       worldapi.Host // the guest; nil: attachments complete without a device
 	ImageID    string        // default ami-0123456789abcdef0
-	RootDevice string        // default /dev/xvda (never free for AttachVolume)
-	PrivateIP  string
-	Tags       map[string]string
+	RootDevice string        // default /dev/xvda
+	// RootVolumeGiB sizes the root volume every instance launches with
+	// (gp3, DeleteOnTermination; default 30, the ECS-optimized AMI's). The
+	// guest never gets it as a device: it has its own root.
+	RootVolumeGiB int32
+	PrivateIP     string
+	Tags          map[string]string
 }
 
 // validInstanceID accepts EC2's i- followed by 8 or 17 hex digits.
@@ -57,6 +62,9 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 	if spec.RootDevice == "" {
 		spec.RootDevice = "/dev/xvda"
 	}
+	if spec.RootVolumeGiB <= 0 {
+		spec.RootVolumeGiB = 30
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.instances[spec.ID] != nil {
@@ -66,12 +74,24 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 	for k, v := range spec.Tags {
 		tags[k] = v
 	}
-	s.instances[spec.ID] = &instance{
+	in := &instance{
 		id: spec.ID, az: spec.AZ, typ: spec.Type, image: spec.ImageID, rootDevice: spec.RootDevice,
 		privateIP: spec.PrivateIP, host: spec.Host, state: "running", launched: time.Now(), seq: s.nextSeq(),
 		reservation: s.newID("r", func(string) bool { return false }), tags: tags,
 		devices: map[string]string{}, poisoned: map[string]bool{},
 	}
+	root := &volume{id: s.newID("vol", func(id string) bool { return s.volumes[id] != nil }), az: spec.AZ, typ: "gp3",
+		size: spec.RootVolumeGiB, iops: 3000, throughput: 125, snapshotID: "snap-0123456789abcdef0", state: stateInUse,
+		created: in.launched, seq: s.nextSeq()}
+	root.backing = filepath.Join(s.cfg.Dir, root.id+".img")
+	if err := createSparse(root.backing, int64(root.size)*gib); err != nil {
+		return fmt.Errorf("ec2sim: root volume of %s: %w", spec.ID, err)
+	}
+	root.att = &attachment{instanceID: spec.ID, device: spec.RootDevice, state: attAttached, at: in.launched,
+		deleteOnTermination: true, gen: 1, wake: make(chan struct{}, 1)}
+	s.volumes[root.id] = root
+	in.devices[spec.RootDevice] = root.id
+	s.instances[spec.ID] = in
 	s.log.Info("instance running", "instance", spec.ID, "az", spec.AZ)
 	return nil
 }
