@@ -120,7 +120,8 @@ func (w *World) completeDetach(id string) {
 	}
 	inst := w.instances[v.Att.Instance]
 	if _, mounted := inst.Mounted[id]; mounted && !v.Att.Force {
-		return // stays detaching until unmounted
+		v.Att.State = "busy" // as EC2 shows it while the guest holds the device
+		return
 	}
 	if v.Att.Force {
 		if users := w.usersLocked(inst.ID, id); len(users) > 0 {
@@ -156,7 +157,7 @@ func (w *World) runCommand(id string) {
 		} else if len(w.usersLocked(inst.ID, vid)) > 0 {
 			exit = 3
 		} else {
-			delete(inst.Mounted, vid)
+			w.unmountLocked(inst, vid)
 		}
 	default:
 		v := w.volumes[vid]
@@ -180,6 +181,15 @@ func (w *World) runCommand(id string) {
 		c.Status, c.Details = "Success", "Success"
 	} else {
 		c.Status, c.Details = "Failed", "Failed"
+	}
+}
+
+// unmountLocked: the guest lets go of a volume; a detach that was busy
+// because of it proceeds.
+func (w *World) unmountLocked(inst *Instance, vid string) {
+	delete(inst.Mounted, vid)
+	if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.State == "busy" {
+		v.Att.State = "detaching"
 	}
 }
 
@@ -227,7 +237,7 @@ func (w *World) finishStopLocked(t *Task) {
 	inst := w.instances[w.cis[t.CI].EC2ID]
 	for vid, name := range inst.Mounted {
 		if contains(w.tetherNamesLocked(t), name) && len(w.usersLocked(inst.ID, vid)) == 0 {
-			delete(inst.Mounted, vid)
+			w.unmountLocked(inst, vid)
 		}
 	}
 }

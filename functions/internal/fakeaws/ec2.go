@@ -252,7 +252,7 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 	}
 	if v.Att.State == "detaching" || v.Att.State == "busy" {
 		if aws.ToBool(in.Force) {
-			v.Att.Force = true
+			v.Att.Force, v.Att.State = true, "detaching"
 			return &ec2.DetachVolumeOutput{VolumeId: in.VolumeId, State: ec2types.VolumeAttachmentStateDetaching}, nil
 		}
 		return nil, apiErr("IncorrectState", "Volume '%s' is in the 'detaching' state.", vid)

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
@@ -36,9 +35,18 @@ type msg struct {
 	due  time.Time
 }
 
+// tb is what the harness needs of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+}
+
 type harness struct {
 	mu      sync.Mutex // guards queue, events, failed and results during concurrent invokes
-	t       testing.TB
+	t       tb
 	w       *fakeaws.World
 	c       *cloud.AWS
 	r       *reconcile.Reconciler
@@ -52,7 +60,7 @@ type harness struct {
 
 type option func(*reconcile.Config)
 
-func newHarness(t testing.TB, opts ...option) *harness {
+func newHarness(t tb, opts ...option) *harness {
 	w := fakeaws.New(start)
 	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}}
 	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
@@ -67,7 +75,7 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	}
 	r, err := reconcile.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	h.r = r
 	w.AddTaskDef(fakeaws.TaskDef{ARN: tdShared, Volumes: []fakeaws.DockerVolume{{
@@ -80,6 +88,7 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("reconciler log (last 60 lines):\n%s", tail(h.logs.String(), 60))
+			t.Logf("world journal:\n%s", strings.Join(h.w.Journal(), "\n"))
 		}
 	})
 	return h

@@ -37,6 +37,11 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 		}
 		return p.retry(p.r.t.AttachWait, hint{}, "attach of %s to %s in progress; will release after", v.ID, inst), nil
 	case cloud.AttachDetaching, cloud.AttachBusy:
+		if a.State == cloud.AttachBusy {
+			// EC2 waits for the guest to let go of the device: a mount
+			// raced the unmount. Unmount again (nothing live uses it).
+			return p.unmountBusyDetach(ctx, v, a, ci, known)
+		}
 		h := p.hint
 		if h.Step == stepDetach && h.Volume == v.ID && h.Instance == inst && p.now.Sub(fromMS(h.At)) >= p.r.t.ForceDetachAfter {
 			gone, why, err := p.instanceGone(ctx, inst)
@@ -108,6 +113,9 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		}
 		return p.retry(p.r.t.CommandWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
+		if res, wait, err := p.mountRacing(ctx, v, a, ci, cmd); wait || err != nil {
+			return res, err
+		}
 		return p.detach(ctx, w, v, inst, ci.ARN)
 	case cloud.CommandUnreachable:
 		since := fromMS(p.hint.Unreach)
@@ -264,6 +272,11 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 			}
 			return p.retry(p.r.t.CommandWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
 		case cloud.CommandSucceeded:
+			a := cloud.Attachment{InstanceID: h.Instance}
+			c.Requested = fromMS(h.At)
+			if res, wait, err := p.mountRacing(ctx, cloud.Volume{ID: h.Volume}, a, cloud.ContainerInstance{ARN: h.CI}, c); wait || err != nil {
+				return res, wait, err
+			}
 			res, err := p.detach(ctx, w, cloud.Volume{ID: h.Volume}, h.Instance, h.CI)
 			return res, true, err
 		}
@@ -296,4 +309,53 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 		}
 	}
 	return Result{}, false, nil
+}
+
+// mountRacing: an unmount succeeded, but a mount command for the volume on
+// the same instance may still run, or ran after it (SSM does not order
+// commands), and mounted the filesystem again. Then detaching would leave
+// EC2 waiting ("busy") on a mounted device: wait for the mount, unmount
+// again, and only then detach.
+func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, unmount cloud.Command) (Result, bool, error) {
+	mounts, err := p.commandsFor(ctx, p.r.mountDoc, v.ID, a)
+	if err != nil {
+		return Result{}, false, err
+	}
+	for _, m := range mounts {
+		switch {
+		case m.Status == cloud.CommandPending:
+			p.log.Info("a mount command still runs where the volume is being released; waiting for it", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
+			return p.retry(p.r.t.CommandWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), true, nil
+		case m.Requested.After(unmount.Requested):
+			p.log.Info("a mount ran after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
+			res, err := p.sendUnmount(ctx, v, a, ci, 0)
+			return res, true, err
+		}
+	}
+	return Result{}, false, nil
+}
+
+// unmountBusyDetach: the detach is "busy" because the guest still has the
+// filesystem mounted; no live task there uses it, so unmount (again).
+func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
+	unmounts, err := p.commandsFor(ctx, p.r.unmountDoc, v.ID, a)
+	if err != nil {
+		return Result{}, err
+	}
+	if len(unmounts) > 0 && unmounts[0].Status == cloud.CommandPending {
+		return p.retry(p.r.t.CommandWait, hint{}, "unmount of busy %s on %s running", v.ID, a.InstanceID), nil
+	}
+	if len(unmounts) > 0 && p.now.Sub(unmounts[0].Requested) < p.r.t.BusyWait {
+		return p.retry(p.r.t.BusyWait, hint{}, "detach of %s from %s busy", v.ID, a.InstanceID), nil
+	}
+	if !known || ci.Gone() {
+		if gone, why, err := p.instanceGone(ctx, a.InstanceID); err != nil || gone {
+			if err != nil {
+				return Result{}, err
+			}
+			return p.forceDetach(ctx, want{}, v, a, why)
+		}
+	}
+	p.log.Warn("detach busy: the filesystem is still mounted on the instance; unmounting again", "volumeId", v.ID, "instance", a.InstanceID)
+	return p.sendUnmount(ctx, v, a, ci, 0)
 }
