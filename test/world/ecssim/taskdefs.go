@@ -151,9 +151,11 @@ func (s *Server) taskDefOut(d *taskDef) taskDefinitionJSON {
 		Compatibilities: []string{"EC2"}, RequiresCompatibilities: r.RequiresCompatibilities,
 		CPU: r.CPU, Memory: r.Memory, PidMode: r.PidMode, IpcMode: r.IpcMode,
 		RegisteredAt: epochPtr(d.registered), DeregisteredAt: epochPtr(d.deregAt),
-		RegisteredBy: s.arn("root"),
 	}
 	out.RegisteredBy = "arn:aws:iam::" + s.opts.Account + ":root"
+	if out.NetworkMode == "" {
+		out.NetworkMode = "bridge" // ECS's default on Linux, shown back
+	}
 	for _, n := range d.requires {
 		out.RequiresAttributes = append(out.RequiresAttributes, nameJSON{Name: n})
 	}
