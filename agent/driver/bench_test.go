@@ -61,10 +61,18 @@ func compare(b *testing.B, m *machine, run func(volume string) time.Duration) {
 		}
 	}
 	l, t := median(local), median(tether)
+	// Paired differences cancel the drift of a shared machine's load.
+	deltas := make([]time.Duration, len(local))
+	for i := range local {
+		deltas[i] = tether[i] - local[i]
+	}
+	delta := median(deltas)
 	b.ReportMetric(float64(l.Microseconds())/1000, "local-ms")
 	b.ReportMetric(float64(t.Microseconds())/1000, "tether-ms")
 	b.ReportMetric(float64(t)/float64(l), "ratio")
-	b.Log(fmt.Sprintf("n=%d local median %s, tether median %s, ratio %.3f", b.N, l, t, float64(t)/float64(l)))
+	b.ReportMetric(float64(delta.Microseconds())/1000, "paired-delta-ms")
+	b.Log(fmt.Sprintf("n=%d local median %s, tether median %s, ratio %.3f, median paired difference %s",
+		b.N, l, t, float64(t)/float64(l), delta))
 	// Where tether's time goes: the plugin's own time per call.
 	perMethod := map[string][]time.Duration{}
 	for _, c := range m.pluginDurations()[logStart:] {
