@@ -255,6 +255,9 @@ func (d *Dispatcher) reconcileKey(ctx context.Context, k reconcile.Key) (o keyOu
 // event, its ids (task, instance, volume) too.
 func (d *Dispatcher) keyLogger(k reconcile.Key, ms []*message) *slog.Logger {
 	if len(ms) == 1 {
+		if ms[0].event.Kind == eventsrc.KindRetry {
+			return ms[0].log // it names the key already
+		}
 		return ms[0].log.With("cluster", k.Cluster, "volume", k.Volume)
 	}
 	ids := make([]string, 0, len(ms))
