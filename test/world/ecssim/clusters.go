@@ -37,7 +37,7 @@ func (s *Server) clusterOut(c *cluster) clusterJSON {
 			out.RegisteredContainerInstancesCount++
 		}
 	}
-	for _, t := range c.tasks {
+	for _, t := range c.liveTasks() {
 		switch t.lastStatus {
 		case statusRunning:
 			out.RunningTasksCount++

@@ -86,6 +86,7 @@ func (s *Server) snapshotLocked(clusterName string) Snapshot {
 	if c == nil {
 		return sn
 	}
+	sn.Tasks = make([]TaskInfo, 0, len(c.taskOrder))
 	for _, id := range c.taskOrder {
 		t := c.tasks[id]
 		ti := TaskInfo{
@@ -98,6 +99,7 @@ func (s *Server) snapshotLocked(clusterName string) Snapshot {
 		if t.service != nil {
 			ti.Service = t.service.name
 		}
+		ti.Containers = make([]ContainerInfo, 0, len(t.containers))
 		for _, ct := range t.containers {
 			ti.Containers = append(ti.Containers, ContainerInfo{Name: ct.name, LastStatus: ct.lastStatus, Reason: ct.reason, ExitCode: ct.exitCode})
 		}

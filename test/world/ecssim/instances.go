@@ -113,8 +113,8 @@ func (s *Server) KillInstance(ec2InstanceID string) error {
 		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
 	}
 	reason := fmt.Sprintf("Host EC2 (instance %s) terminated.", ec2InstanceID)
-	for _, id := range ci.cluster.taskOrder {
-		if t := ci.cluster.tasks[id]; t.instance == ci && t.live() {
+	for _, t := range ci.cluster.liveTasks() {
+		if t.instance == ci {
 			s.stopDeadLocked(t, StopTerminationNotice, reason)
 		}
 	}
@@ -171,8 +171,8 @@ func (s *Server) instanceByEC2(ec2InstanceID string) *instance {
 // remaining is registered minus what live tasks reserve.
 func (ci *instance) remaining() (cpu, mem int32, running, pending int32) {
 	cpu, mem = ci.cpu, ci.memory
-	for _, t := range ci.cluster.tasks {
-		if t.instance != ci || !t.live() {
+	for _, t := range ci.cluster.liveTasks() {
+		if t.instance != ci {
 			continue
 		}
 		cpu -= t.cpu

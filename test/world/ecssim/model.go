@@ -21,6 +21,22 @@ type cluster struct {
 	serviceOrder  []string
 	tasks         map[string]*task // by task id
 	taskOrder     []string
+	liveOrder     []*task // tasks not yet STOPPED, in creation order (compacted lazily)
+}
+
+// liveTasks returns the tasks not yet STOPPED, oldest first. Everything the
+// scheduler does concerns only these, so its work does not grow with the
+// STOPPED tasks ECS keeps listing.
+func (c *cluster) liveTasks() []*task {
+	// A fresh slice each time: callers iterate it while stopping tasks.
+	live := make([]*task, 0, len(c.liveOrder))
+	for _, t := range c.liveOrder {
+		if t.live() {
+			live = append(live, t)
+		}
+	}
+	c.liveOrder = live
+	return live
 }
 
 type instance struct {

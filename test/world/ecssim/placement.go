@@ -197,7 +197,7 @@ func (e *constraintExpr) eval(ci *instance) bool {
 	}
 	if e.subject == "task:group" {
 		has := func(g string) bool {
-			for _, t := range ci.cluster.tasks {
+			for _, t := range ci.cluster.liveTasks() {
 				if t.instance == ci && t.live() && matchValue(g, t.group) {
 					return true
 				}
@@ -297,7 +297,7 @@ func (p placement) check(ci *instance) string {
 		}
 	}
 	if p.distinct {
-		for _, t := range ci.cluster.tasks {
+		for _, t := range ci.cluster.liveTasks() {
 			if t.instance == ci && t.live() && t.group == p.group {
 				return reasonDistinct
 			}
@@ -330,7 +330,7 @@ func (s *Server) choose(c *cluster, p placement) (*instance, []failureJSON) {
 			continue
 		}
 		inAZ, onHost := 0, 0
-		for _, t := range c.tasks {
+		for _, t := range c.liveTasks() {
 			if t.live() && t.group == p.group && t.instance != nil {
 				if t.instance.az == ci.az {
 					inAZ++

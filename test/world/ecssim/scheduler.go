@@ -49,11 +49,7 @@ func (s *Server) tick() time.Time {
 		for _, svName := range c.serviceOrder {
 			wake = earliest(wake, s.reconcileServiceLocked(c.services[svName], now))
 		}
-		for _, id := range c.taskOrder {
-			t := c.tasks[id]
-			if !t.live() {
-				continue
-			}
+		for _, t := range c.liveTasks() {
 			tc, tw := s.advanceLocked(t, now)
 			calls = append(calls, tc...)
 			wake = earliest(wake, tw)
@@ -78,9 +74,8 @@ func (s *Server) reconcileServiceLocked(sv *service, now time.Time) (wake time.T
 	c := sv.cluster
 	var live, fresh, stale []*task
 	var healthy int32
-	for _, id := range c.taskOrder {
-		t := c.tasks[id]
-		if t.service != sv || !t.live() {
+	for _, t := range c.liveTasks() {
+		if t.service != sv {
 			continue
 		}
 		live = append(live, t)

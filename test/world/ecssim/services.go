@@ -70,7 +70,7 @@ func (sv *service) deploymentID() string { return "ecs-svc/" + sv.id }
 
 func (s *Server) serviceOut(sv *service, withTags bool) serviceJSON {
 	var running, pending int32
-	for _, t := range sv.cluster.tasks {
+	for _, t := range sv.cluster.liveTasks() {
 		if t.service != sv || t.desired != statusRunning {
 			continue
 		}

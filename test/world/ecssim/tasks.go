@@ -187,6 +187,7 @@ func (s *Server) newTaskLocked(c *cluster, d *taskDef, ci *instance, sv *service
 	}
 	c.tasks[t.id] = t
 	c.taskOrder = append(c.taskOrder, t.id)
+	c.liveOrder = append(c.liveOrder, t)
 	s.taskChangedLocked(t)
 	s.instanceChangedLocked(ci)
 	s.log.Info("task placed", "cluster", c.name, "task", t.arn, "instance", ci.ec2InstanceID, "group", group)
