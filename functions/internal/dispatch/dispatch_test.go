@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
@@ -263,39 +264,65 @@ func TestHandleSQSPanicIsOneFailedKey(t *testing.T) {
 }
 
 // A Reconcile that never returns (ignoring its context) cannot make the
-// invocation overrun: the handler answers before the deadline, the key's
-// messages go back, and keys not yet started are not started.
+// invocation overrun: the handler answers before the deadline and the stuck
+// key's messages go back. Keys the deadline kept from starting are handed
+// to the retry queue instead (their message is acknowledged), or, if that
+// fails too, their messages go back.
 func TestHandleSQSRespectsTheDeadline(t *testing.T) {
-	srv := newSQSServer(t)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	var started atomic.Int32
-	rec := &recorder{keysFor: handoffKeys, resultFor: func(ctx context.Context, k reconcile.Key) (reconcile.Result, error) {
-		started.Add(1)
-		if k == rexray {
-			<-release // stuck, deaf to ctx
-		}
-		return reconcile.Result{}, nil
-	}}
-	// One key at a time: rexray-vol comes first and blocks the others.
-	d := newTestDispatcher(t, rec, srv, Config{Concurrency: 1, Margin: 200 * time.Millisecond})
-	batch := loadSQS(t, "batch-handoff.json")
-	ctx := withDeadline(t, 400*time.Millisecond)
-	resp, err := d.HandleSQS(ctx, batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("handler answered after the deadline")
-	}
-	want := []string{messageFor(t, batch, task1), messageFor(t, batch, task3),
-		messageFor(t, batch, "vol-0c8f3e2a1b4d5e6f7"), messageFor(t, batch, `"tether":"retry"`)}
-	sort.Strings(want)
-	if got := failures(resp); !reflect.DeepEqual(got, want) {
-		t.Errorf("batchItemFailures = %v, want %v", got, want)
-	}
-	if n := started.Load(); n != 1 {
-		t.Errorf("%d Reconcile calls started, want 1 (none after the deadline)", n)
+	for _, sqsDown := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retry queue down %v", sqsDown), func(t *testing.T) {
+			srv := newSQSServer(t)
+			if sqsDown {
+				srv.setFail(awsproto.Errorf(500, "InternalError", "queue unavailable"))
+			}
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			var started atomic.Int32
+			rec := &recorder{keysFor: handoffKeys, resultFor: func(ctx context.Context, k reconcile.Key) (reconcile.Result, error) {
+				started.Add(1)
+				if k == rexray {
+					<-release // stuck, deaf to ctx
+				}
+				return reconcile.Result{}, nil
+			}}
+			// One key at a time: rexray-vol comes first and blocks the others.
+			d := newTestDispatcher(t, rec, srv, Config{Concurrency: 1, Margin: 200 * time.Millisecond})
+			batch := loadSQS(t, "batch-handoff.json")
+			ctx := withDeadline(t, 400*time.Millisecond)
+			resp, err := d.HandleSQS(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ctx.Err() != nil {
+				t.Fatal("handler answered after the deadline")
+			}
+			want := []string{messageFor(t, batch, task1), messageFor(t, batch, "vol-0c8f3e2a1b4d5e6f7"), messageFor(t, batch, `"tether":"retry"`)}
+			if sqsDown {
+				want = append(want, messageFor(t, batch, task3))
+			}
+			sort.Strings(want)
+			if got := failures(resp); !reflect.DeepEqual(got, want) {
+				t.Errorf("batchItemFailures = %v, want %v", got, want)
+			}
+			if n := started.Load(); n != 1 {
+				t.Errorf("%d Reconcile calls started, want 1 (none after the deadline)", n)
+			}
+			if sqsDown {
+				return
+			}
+			var handedBack []reconcile.Key
+			dec, _ := eventsrc.NewDecoder("tether-demo")
+			for _, m := range srv.messages() {
+				ev, err := dec.Decode([]byte(*m.MessageBody))
+				if err != nil || m.DelaySeconds != 1 {
+					t.Fatalf("hand-back %s (delay %d): %v", *m.MessageBody, m.DelaySeconds, err)
+				}
+				handedBack = append(handedBack, ev.Trigger.(reconcile.Retry).Key)
+			}
+			if want := []reconcile.Key{data, binlog}; !reflect.DeepEqual(handedBack, want) {
+				t.Errorf("handed back %v, want %v", handedBack, want)
+			}
+		})
 	}
 }
 

@@ -76,6 +76,10 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 	defer cancelWork()
 	hard, cancelHard := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/2))
 	defer cancelHard()
+	// last: when run returns whatever happens (hand-backs of keys never
+	// reached run between hard and last).
+	last, cancelLast := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/4))
+	defer cancelLast()
 
 	for _, m := range msgs {
 		d.decode(m)
@@ -99,15 +103,44 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 		}
 	}
 
+	// Keys the deadline keeps from starting (a sweep of a large cluster, a
+	// slow batch) are handed back to the retry queue as soon as it is known,
+	// rather than failing their messages: work already done is not
+	// repeated, and no message creeps towards the dead-letter queue for want
+	// of time.
 	outcomes := make([]keyOutcome, len(order))
-	finished := runBounded(work, hard, len(order), d.cfg.Concurrency, func(ctx context.Context, i int) {
+	var handBacks []error
+	var sent []bool
+	started, finished := runBounded(work, hard, len(order), d.cfg.Concurrency, func(ctx context.Context, i int) {
 		outcomes[i] = d.reconcileKey(ctx, order[i])
+	}, func(from int) {
+		unreached := order[from:]
+		handBacks = make([]error, len(unreached))
+		_, sent = runBounded(hard, last, len(unreached), d.cfg.Concurrency, func(ctx context.Context, i int) {
+			handBacks[i] = d.requeue.Requeue(ctx, unreached[i], "", time.Second)
+		}, nil)
 	})
 
 	sum := summary{messages: len(msgs), keys: len(order)}
 	for i, k := range order {
 		ms := byKey[k]
 		log := d.keyLogger(k, ms)
+		if i >= started {
+			j := i - started
+			if sent[j] && handBacks[j] == nil {
+				log.Info("key not reached before the deadline; handed back")
+				sum.requeued++
+				continue
+			}
+			err := handBacks[j]
+			if !sent[j] {
+				err = context.DeadlineExceeded
+			}
+			log.Warn("key not reached before the deadline and not handed back; its messages go back to the queue", "error", err)
+			sum.keyErrors++
+			failAll(ms, fmt.Sprintf("key %s/%s: deadline", k.Cluster, k.Volume))
+			continue
+		}
 		if !finished[i] {
 			// Its goroutine may still write outcomes[i]: do not read it.
 			log.Warn("key not reconciled before the deadline; its messages go back to the queue")
@@ -199,7 +232,7 @@ func (d *Dispatcher) expand(work, hard context.Context, msgs []*message) {
 		err  error
 	}
 	results := make([]keysResult, len(live))
-	finished := runBounded(work, hard, len(live), d.cfg.Concurrency, func(ctx context.Context, i int) {
+	_, finished := runBounded(work, hard, len(live), d.cfg.Concurrency, func(ctx context.Context, i int) {
 		m := live[i]
 		id := m.event.ID
 		if id == "" {
@@ -207,7 +240,7 @@ func (d *Dispatcher) expand(work, hard context.Context, msgs []*message) {
 		}
 		keys, err := d.rec.Keys(reconcile.WithEventID(ctx, id), m.event.Trigger)
 		results[i] = keysResult{keys, err}
-	})
+	}, nil)
 	for i, m := range live {
 		if !finished[i] {
 			m.fail("deadline before its keys were known")
@@ -263,7 +296,9 @@ func (d *Dispatcher) keyLogger(k reconcile.Key, ms []*message) *slog.Logger {
 	ids := make([]string, 0, len(ms))
 	msgIDs := make([]string, 0, len(ms))
 	for _, m := range ms {
-		ids = append(ids, m.eventID())
+		if m.event.ID != "" {
+			ids = append(ids, m.event.ID)
+		}
 		msgIDs = append(msgIDs, m.id)
 	}
 	return d.log.With("cluster", k.Cluster, "volume", k.Volume, "eventIds", ids, "messageIds", msgIDs)
@@ -301,22 +336,25 @@ func dedupe(keys []reconcile.Key) []reconcile.Key {
 	return out
 }
 
-// runBounded calls job(ctx, i) for i in [0, n), at most limit at once,
-// starting none once work has ended. It returns when every started job has
-// returned, or when hard ends (a job that ignores its context must not make
-// the invocation time out); finished[i] reports whether job i returned.
-// A panicking job counts as unfinished.
-func runBounded(work, hard context.Context, n, limit int, job func(ctx context.Context, i int)) []bool {
+// runBounded calls job(ctx, i) for i in [0, n) in order, at most limit at
+// once, starting none once work has ended. It returns when every started job
+// has returned, or when hard ends (a job that ignores its context must not
+// make the invocation time out). Jobs 0 to started-1 were started;
+// finished[i] reports whether job i returned. A panicking job counts as
+// unfinished. If work ends before every job started, leftover (if not nil)
+// is called with the first job not started, while the started ones run on.
+func runBounded(work, hard context.Context, n, limit int, job func(ctx context.Context, i int), leftover func(from int)) (started int, finished []bool) {
 	var (
-		mu       sync.Mutex
-		finished = make([]bool, n)
-		wg       sync.WaitGroup
-		slots    = make(chan struct{}, limit)
+		mu    sync.Mutex
+		done  = make([]bool, n)
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, limit)
 	)
-	for i := 0; i < n; i++ {
+	for ; started < n; started++ {
 		if !acquire(work, slots) {
 			break
 		}
+		i := started
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -324,9 +362,12 @@ func runBounded(work, hard context.Context, n, limit int, job func(ctx context.C
 			defer func() { _ = recover() }()
 			job(work, i)
 			mu.Lock()
-			finished[i] = true
+			done[i] = true
 			mu.Unlock()
 		}()
+	}
+	if started < n && leftover != nil {
+		leftover(started)
 	}
 	all := make(chan struct{})
 	go func() {
@@ -339,9 +380,9 @@ func runBounded(work, hard context.Context, n, limit int, job func(ctx context.C
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	out := make([]bool, n)
-	copy(out, finished)
-	return out
+	finished = make([]bool, n)
+	copy(finished, done)
+	return started, finished
 }
 
 func acquire(ctx context.Context, slots chan struct{}) bool {
