@@ -520,3 +520,98 @@ func TestMakefileBuildsEveryFunction(t *testing.T) {
 		t.Errorf("Architectures %v, want [arm64]", got)
 	}
 }
+
+// statement is one IAM statement of ReconcilerPolicy, flattened for checks.
+type statement struct {
+	sid        string
+	actions    []string
+	resources  []string // values, or the !Sub text
+	conditions map[string]map[string][]string
+}
+
+func policyStatements(t *testing.T, tp template) []statement {
+	t.Helper()
+	var out []statement
+	for _, s := range get(tp.resource(t, "ReconcilerPolicy"), "Properties", "PolicyDocument", "Statement").Content {
+		if e := get(s, "Effect"); e == nil || e.Value != "Allow" {
+			t.Errorf("statement %v is not an Allow", get(s, "Sid"))
+		}
+		st := statement{sid: get(s, "Sid").Value, actions: scalars(get(s, "Action")), conditions: map[string]map[string][]string{}}
+		if r := get(s, "Resource"); r.Kind == yaml.SequenceNode {
+			st.resources = scalars(r)
+		} else {
+			st.resources = []string{r.Value}
+		}
+		cond := get(s, "Condition")
+		for _, op := range keys(cond) {
+			st.conditions[op] = map[string][]string{}
+			for _, k := range keys(get(cond, op)) {
+				st.conditions[op][k] = scalars(get(cond, op, k))
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// The reconciler's permissions keep its hands off everything that is not
+// tether's: pinned here so a later edit cannot widen them unnoticed.
+func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
+	tp := loadTemplate(t)
+	sts := policyStatements(t, tp)
+	volumeARN := "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/*"
+	granted := map[string]bool{}
+	for _, st := range sts {
+		for _, a := range st.actions {
+			granted[a] = true
+			if strings.Contains(a, "*") {
+				t.Errorf("%s grants wildcard action %s", st.sid, a)
+			}
+		}
+		owned := st.conditions["StringEquals"]["aws:ResourceTag/tether:cluster"]
+		for _, a := range st.actions {
+			switch a {
+			case "ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume":
+				if slices.Contains(st.resources, volumeARN) && !slices.Equal(owned, []string{"ClusterName"}) {
+					t.Errorf("%s: %s on volumes without aws:ResourceTag/tether:cluster", st.sid, a)
+				}
+			}
+			if a == "ec2:DeleteVolume" && !slices.Equal(st.conditions["StringEquals"]["aws:ResourceTag/tether:scope"], []string{"task"}) {
+				t.Errorf("%s: DeleteVolume not limited to tether:scope=task volumes", st.sid)
+			}
+			if a == "ec2:CreateVolume" && slices.Contains(st.resources, volumeARN) &&
+				!slices.Equal(st.conditions["StringEquals"]["aws:RequestTag/tether:cluster"], []string{"ClusterName"}) {
+				t.Errorf("%s: CreateVolume without aws:RequestTag/tether:cluster", st.sid)
+			}
+			if a == "ec2:CreateTags" {
+				createOnly := slices.Equal(st.conditions["StringEquals"]["ec2:CreateAction"], []string{"CreateVolume"})
+				adopt := slices.Equal(st.conditions["Null"]["aws:ResourceTag/tether:cluster"], []string{"true"}) &&
+					slices.Equal(st.conditions["StringEquals"]["aws:RequestTag/tether:scope"], []string{"shared"})
+				if !createOnly && !adopt && !slices.Equal(owned, []string{"ClusterName"}) {
+					t.Errorf("%s: CreateTags on volumes tether does not own", st.sid)
+				}
+			}
+			if a == "ecs:StopTask" && len(st.conditions["ArnEquals"]["ecs:cluster"]) != 1 {
+				t.Errorf("%s: StopTask not limited to the cluster", st.sid)
+			}
+			if a == "ssm:SendCommand" {
+				for _, r := range st.resources {
+					if strings.Contains(r, ":document/") && !strings.HasPrefix(strings.SplitN(r, ":document/", 2)[1], "${AWS::StackName}-") {
+						t.Errorf("%s: SendCommand on a document not tether's: %s", st.sid, r)
+					}
+				}
+			}
+		}
+	}
+	// What the core calls (functions/internal/cloud) must be granted.
+	for _, a := range []string{
+		"ec2:DescribeVolumes", "ec2:DescribeInstances", "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume",
+		"ec2:DeleteVolume", "ec2:CreateTags", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:DescribeTaskDefinition",
+		"ecs:ListContainerInstances", "ecs:DescribeContainerInstances", "ecs:StopTask",
+		"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:ListCommands", "sqs:SendMessage",
+	} {
+		if !granted[a] {
+			t.Errorf("%s is not granted", a)
+		}
+	}
+}
