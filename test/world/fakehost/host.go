@@ -236,6 +236,7 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.changedLocked()
 	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()

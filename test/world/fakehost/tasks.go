@@ -74,7 +74,7 @@ func (h *Host) hexLocked(n int) string {
 // plugin's error after PluginWait.
 func (h *Host) StartTask(_ context.Context, spec worldapi.TaskSpec, report func(worldapi.TaskUpdate)) error {
 	h.mu.Lock()
-	if h.down {
+	if h.down || h.closed {
 		h.mu.Unlock()
 		return worldapi.ErrHostDown
 	}
@@ -227,12 +227,12 @@ func (h *Host) finish(t *fakeTask, reason string, exit *int) {
 func (h *Host) StopTask(_ context.Context, taskArn string) error {
 	h.mu.Lock()
 	t, ok := h.tasks[taskArn]
-	down := h.down
-	h.mu.Unlock()
 	switch {
-	case down:
+	case h.down || h.closed:
+		h.mu.Unlock()
 		return worldapi.ErrHostDown
 	case !ok:
+		h.mu.Unlock()
 		return fmt.Errorf("fakehost %s: no task %s", h.opts.InstanceID, taskArn)
 	}
 	var exit *int
@@ -240,7 +240,8 @@ func (h *Host) StopTask(_ context.Context, taskArn string) error {
 		zero := 0
 		exit = &zero
 	}
-	h.wg.Add(1)
+	h.wg.Add(1) // under mu: Close cannot be waiting yet
+	h.mu.Unlock()
 	go func() { // reports come asynchronously, as from the agent
 		defer h.wg.Done()
 		h.finish(t, "", exit)
