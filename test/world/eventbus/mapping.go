@@ -100,9 +100,15 @@ func (b *Bus) StartMapping(q *Queue, inv Invoker, opts MappingOptions) (*Mapping
 	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	m := &Mapping{bus: b, queue: q, inv: inv, opts: opts, cancel: cancel}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		cancel()
+		return nil, errors.New("eventbus: closed")
+	}
 	for range opts.MaxConcurrency {
 		m.wg.Add(1)
-		b.wg.Add(1)
+		b.wg.Add(1) // under mu: Close cannot be waiting yet
 		go func() {
 			defer b.wg.Done()
 			defer m.wg.Done()

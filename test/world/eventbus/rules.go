@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -365,9 +366,12 @@ func (b *Bus) PutSchedule(name, expression string, targets ...Target) error {
 	}
 	s := &schedule{rule: r, every: b.scaled(time.Duration(n) * unit)}
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("eventbus: closed")
+	}
 	b.schedules[name] = s
-	b.mu.Unlock()
-	b.wg.Add(1)
+	b.wg.Add(1) // under mu: Close cannot be waiting yet
 	go func() {
 		defer b.wg.Done()
 		t := time.NewTicker(s.every)
