@@ -2,8 +2,8 @@ package eventbus
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
