@@ -287,7 +287,7 @@ func (s *Server) hostStoppedLocked(t *task, reason string) {
 			if sv := t.service; sv != nil {
 				sv.failures++
 				backoff := s.opts.Timing.RetryBase << min(sv.failures-1, 20)
-				if s.opts.Timing.RetryMax > 0 && backoff > s.opts.Timing.RetryMax {
+				if backoff > s.opts.Timing.RetryMax || backoff <= 0 {
 					backoff = s.opts.Timing.RetryMax
 				}
 				sv.nextLaunch = now.Add(backoff)

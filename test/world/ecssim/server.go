@@ -32,7 +32,9 @@ type Timing struct {
 	Deactivate  time.Duration // DEACTIVATING → STOPPING (target deregistration)
 	Deprovision time.Duration // DEPROVISIONING → STOPPED (ENI detachment)
 	// RetryBase and RetryMax bound the service scheduler's backoff after
-	// tasks that failed to start: base·2^(n-1), at most max.
+	// tasks that failed to start: base·2^(n-1), at most max. Unlike the
+	// steps above, zero is not immediate: RetryBase defaults to 10ms and
+	// RetryMax to 1s, so a task that can never start does not spin.
 	RetryBase time.Duration
 	RetryMax  time.Duration
 }
@@ -86,6 +88,12 @@ func New(opts Options) *Server {
 	}
 	if opts.Account == "" {
 		opts.Account = "123456789012"
+	}
+	if opts.Timing.RetryBase == 0 {
+		opts.Timing.RetryBase = 10 * time.Millisecond
+	}
+	if opts.Timing.RetryMax == 0 {
+		opts.Timing.RetryMax = max(time.Second, opts.Timing.RetryBase)
 	}
 	if opts.HostTimeout == 0 {
 		opts.HostTimeout = 5 * time.Minute
