@@ -404,6 +404,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"unmount", "--volume-id", vol, "--name", "-rf"},
 		{"status", "--bogus"},
 		{"serve", "--socket", "relative.sock"},
+		{"serve", "--mount-wait", "0s"},
+		{"serve", "--mount-wait", "5m"},
 	} {
 		if r := agent(t, m, args...); r.code != 2 {
 			t.Errorf("tether-agent %q: exit %d, want 2", args, r.code)

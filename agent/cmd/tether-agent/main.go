@@ -33,7 +33,7 @@ const (
 const usage = `tether-agent: persistent EBS volumes for Amazon ECS tasks
 
 Usage:
-  tether-agent serve   [--socket /run/docker/plugins/tether.sock] [--root /var/lib/tether]
+  tether-agent serve   [--socket /run/docker/plugins/tether.sock] [--root /var/lib/tether] [--mount-wait 90s]
   tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--device /dev/xvdf]
                        [--root /var/lib/tether] [--wait 60s] [--json]
   tether-agent unmount --volume-id vol-... --name NAME [--force] [--root /var/lib/tether] [--json]

@@ -25,8 +25,12 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	socket := fs.String("socket", DefaultSocket, "unix socket to serve the plugin on")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
+	mountWait := fs.Duration("mount-wait", driver.DefaultMountWait, "how long a plugin Mount waits for the volume to be attached and mounted (at most "+maxMountWait.String()+")")
 	if err := parse(fs, args); err != nil {
 		return fail(log, "bad input", err)
+	}
+	if *mountWait <= 0 || *mountWait > maxMountWait {
+		return fail(log, "bad input", badInput{fmt.Errorf("--mount-wait %s: want more than 0 and at most %s (dockerd gives a plugin Mount 2 minutes)", *mountWait, maxMountWait)})
 	}
 	if !filepath.IsAbs(*socket) {
 		return fail(log, "bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
@@ -35,7 +39,7 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 	if err != nil {
 		return fail(log, "serve failed", err)
 	}
-	drv, err := driver.New(driver.Config{Root: host.Root(), Host: host, Logger: log})
+	drv, err := driver.New(driver.Config{Root: host.Root(), Host: host, Logger: log, MountWait: *mountWait})
 	if err != nil {
 		return fail(log, "serve failed", err)
 	}
@@ -57,6 +61,10 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 	log.Info("tether-agent stopped", "socket", *socket)
 	return exitOK
 }
+
+// maxMountWait keeps a plugin Mount's wait under dockerd's 2-minute timeout
+// for VolumeDriver.Mount, with room for the answer (see driver.DefaultMountWait).
+const maxMountWait = 110 * time.Second
 
 // ErrSocketInUse means another process answers on the plugin socket.
 var ErrSocketInUse = errors.New("plugin socket in use")
