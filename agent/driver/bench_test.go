@@ -71,6 +71,8 @@ func compare(b *testing.B, m *machine, run func(volume string) time.Duration) {
 	b.ReportMetric(float64(t.Microseconds())/1000, "tether-ms")
 	b.ReportMetric(float64(t)/float64(l), "ratio")
 	b.ReportMetric(float64(delta.Microseconds())/1000, "paired-delta-ms")
+	// The fastest runs are the least disturbed by other load on the box.
+	b.ReportMetric(float64(slices.Min(tether))/float64(slices.Min(local)), "min-ratio")
 	b.Log(fmt.Sprintf("n=%d local median %s, tether median %s, ratio %.3f, median paired difference %s",
 		b.N, l, t, float64(t)/float64(l), delta))
 	// Where tether's time goes: the plugin's own time per call.
