@@ -144,7 +144,7 @@ func (h *Host) Lock(ctx context.Context, name string) (func(), error) {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
 		if !logged {
-			h.log.Info("waiting for the volume's lock (another tether-agent works on it)", "name", name, "lock", f.Name())
+			h.log.Info("waiting for the volume's lock (another tether-agent works on it)", "volume", name, "lock", f.Name())
 			logged = true
 		}
 		select {

@@ -53,7 +53,7 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (MountResult, 
 	if err := ValidateMountRequest(req); err != nil {
 		return MountResult{}, err
 	}
-	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
+	log := h.log.With("volumeId", req.VolumeID, "volume", req.Name)
 	// Wait for the device without the lock: the plugin may need it meanwhile.
 	if _, err := h.finder.Wait(ctx, log, req.VolumeID, req.DeviceName, req.Wait); err != nil {
 		return MountResult{}, err
@@ -99,7 +99,7 @@ func (h *Host) MountAttached(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: volume %s has no binding (%s): it was never mounted on this host", driver.ErrNotAttached, name, h.bindingPath(name))
 	}
-	log := h.log.With("volumeId", volumeID, "name", name)
+	log := h.log.With("volumeId", volumeID, "volume", name)
 	dev, err := h.finder.Find(log, volumeID, "")
 	if errors.Is(err, blockdev.ErrNotFound) {
 		return fmt.Errorf("%w: %w", driver.ErrNotAttached, err)

@@ -77,7 +77,7 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountRe
 	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
 		return UnmountResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	log := h.log.With("volumeId", req.VolumeID, "name", req.Name)
+	log := h.log.With("volumeId", req.VolumeID, "volume", req.Name)
 	res := UnmountResult{VolumeID: req.VolumeID, Name: req.Name, Mountpoint: h.Mountpoint(req.Name)}
 	unlock, err := h.lockBounded(ctx, req.Name)
 	if err != nil {
@@ -132,7 +132,7 @@ func (h *Host) Unmount(ctx context.Context, name string) error {
 	if err != nil || !mounted {
 		return err
 	}
-	log := h.log.With("name", name)
+	log := h.log.With("volume", name)
 	if id, ok, _ := h.Binding(name); ok {
 		log = log.With("volumeId", id)
 	}

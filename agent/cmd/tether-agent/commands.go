@@ -96,7 +96,7 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 	if err := parse(fs, args); err != nil {
 		return fail(log, "bad input", err)
 	}
-	log = log.With("volumeId", req.VolumeID, "name", req.Name)
+	log = log.With("volumeId", req.VolumeID, "volume", req.Name)
 	if err := hostops.ValidateMountRequest(req); err != nil {
 		return fail(log, "bad input", err)
 	}
@@ -131,7 +131,7 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	if err := parse(fs, args); err != nil {
 		return fail(log, "bad input", err)
 	}
-	log = log.With("volumeId", req.VolumeID, "name", req.Name)
+	log = log.With("volumeId", req.VolumeID, "volume", req.Name)
 	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
 		return fail(log, "bad input", badInput{err})
 	}
