@@ -27,6 +27,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // ErrNotFound means the volume's device is not (or not yet) on this host.
@@ -227,13 +229,7 @@ func (f Finder) scanNVMe(volumeID string) (string, bool) {
 	return "", false
 }
 
-var deviceNamePattern = regexp.MustCompile(`^/dev/(sd|xvd)[a-z]{1,2}$`)
-
 // ValidateDeviceName accepts the Xen device names EC2 attaches volumes
-// under (/dev/sdf, /dev/xvdf, /dev/xvdba).
-func ValidateDeviceName(name string) error {
-	if !deviceNamePattern.MatchString(name) {
-		return fmt.Errorf("invalid device name %q: want /dev/sd or /dev/xvd followed by one or two lowercase letters", name)
-	}
-	return nil
-}
+// under (/dev/sdf, /dev/xvdf, /dev/xvdba); the rule is volspec's, shared
+// with the reconciler and the SSM document's allowedPattern.
+func ValidateDeviceName(name string) error { return volspec.ValidateDeviceName(name) }

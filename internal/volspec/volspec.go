@@ -48,6 +48,19 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// devicePattern is the Xen-style names EC2 attaches data volumes under.
+// The first letter skips "a" (the root device, /dev/xvda or /dev/sda).
+var devicePattern = regexp.MustCompile(`^/dev/(sd|xvd)[b-z][a-z]?$`)
+
+// ValidateDeviceName accepts an attachment device name (/dev/sdf,
+// /dev/xvdf, /dev/xvdba), never the root device's.
+func ValidateDeviceName(name string) error {
+	if !devicePattern.MatchString(name) {
+		return fmt.Errorf("invalid device name %q: want /dev/sd or /dev/xvd, a letter b-z and at most one more letter", name)
+	}
+	return nil
+}
+
 // Filesystem types tether makes on a blank device.
 const (
 	FSExt4 = "ext4"

@@ -93,3 +93,16 @@ func TestParseDriverOptsErrorsNameTheOption(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateDeviceName(t *testing.T) {
+	for _, ok := range []string{"/dev/xvdf", "/dev/sdf", "/dev/xvdba", "/dev/xvdz"} {
+		if err := ValidateDeviceName(ok); err != nil {
+			t.Errorf("ValidateDeviceName(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "/dev/xvda", "/dev/sda", "/dev/sda1", "/dev/nvme1n1", "/dev/xvdf;id", "xvdf", "/dev/xvdabc", "/dev/../xvdf"} {
+		if err := ValidateDeviceName(bad); err == nil {
+			t.Errorf("ValidateDeviceName(%q) = nil, want error", bad)
+		}
+	}
+}
