@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"path"
@@ -25,16 +24,8 @@ const (
 	ExitRefused  = 5
 )
 
-// errSyntax marks a script the fake shell cannot run.
-var errSyntax = errors.New("unsupported shell syntax")
-
 // RunShellScript implements worldapi.Host for the scripts tether's SSM
-// documents produce. The fake shell runs them as `set -e` would: each line
-// is one command, words split as a POSIX shell does for quotes and
-// backslashes (no expansions, pipes, redirections or control flow: a script
-// that needs them exits 2 with the reason on stderr); blank lines, comments
-// and `set -…` lines are skipped. The only program is tether-agent (by name
-// or absolute path, optionally after `exec`); anything else exits 127.
+// documents produce, through the small shell in shell.go.
 func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
 	h.mu.Lock()
 	if h.down {
@@ -50,108 +41,10 @@ func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.D
 	}
 	res := worldapi.CommandResult{Started: time.Now()}
 	var stdout, stderr bytes.Buffer
-	lines, err := scriptLines(script)
-	if err != nil {
-		fmt.Fprintf(&stderr, "fakehost: %v\n", err)
-		res.ExitCode = ExitBadInput
-	}
-	for i, words := range lines {
-		if res.ExitCode != 0 {
-			break
-		}
-		if words[0] == "exec" {
-			words = words[1:]
-		}
-		if len(words) == 0 || path.Base(words[0]) != "tether-agent" {
-			fmt.Fprintf(&stderr, "bash: line %d: %s: command not found\n", i+1, strings.Join(words, " "))
-			res.ExitCode = 127
-			break
-		}
-		res.ExitCode = h.agent(ctx, words[1:], &stdout, &stderr)
-	}
+	sh := &shell{run: func(args []string) int { return h.agent(ctx, args, &stdout, &stderr) }, stderr: &stderr}
+	res.ExitCode = sh.script(script)
 	res.Stdout, res.Stderr, res.Ended = stdout.String(), stderr.String(), time.Now()
 	return res, nil
-}
-
-// scriptLines splits a script into commands of words.
-func scriptLines(script string) ([][]string, error) {
-	script = strings.ReplaceAll(script, "\\\n", "")
-	var out [][]string
-	for _, line := range strings.Split(script, "\n") {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "#") || trimmed == "set" || strings.HasPrefix(trimmed, "set -") {
-			continue
-		}
-		words, err := splitWords(trimmed)
-		if err != nil {
-			return nil, fmt.Errorf("%w in %q: %v", errSyntax, trimmed, err)
-		}
-		if len(words) > 0 {
-			out = append(out, words)
-		}
-	}
-	return out, nil
-}
-
-// splitWords splits one line as a shell does for quoting, refusing every
-// construct that would need a real shell.
-func splitWords(line string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == ' ' || c == '\t':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			end := strings.IndexByte(line[i+1:], '\'')
-			if end < 0 {
-				return nil, errors.New("unterminated '")
-			}
-			cur.WriteString(line[i+1 : i+1+end])
-			i += end + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(line) && line[i] != '"'; i++ {
-				switch line[i] {
-				case '$', '`':
-					return nil, fmt.Errorf("expansion %q", line[i])
-				case '\\':
-					if i+1 < len(line) && strings.IndexByte("\"\\$`", line[i+1]) >= 0 {
-						i++
-					}
-				}
-				cur.WriteByte(line[i])
-			}
-			if i >= len(line) {
-				return nil, errors.New(`unterminated "`)
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 < len(line) {
-				i++
-				cur.WriteByte(line[i])
-			}
-			inWord = true
-		case c == '#' && !inWord:
-			i = len(line)
-		case strings.IndexByte("$`|&;<>(){}*?[]~", c) >= 0:
-			return nil, fmt.Errorf("metacharacter %q", c)
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
 }
 
 // agent runs one tether-agent command line and returns its exit code.

@@ -98,7 +98,11 @@ func TestExitCodesAsTheContractSays(t *testing.T) {
 		{"tether-agent mount --volume-id " + vol + " --name a --bogus", ExitBadInput},
 		{"tether-agent frobnicate", ExitBadInput},
 		{"tether-agent mount --volume-id " + vol + " --name a $(reboot)", ExitBadInput},
-		{"tether-agent mount --volume-id " + vol + " --name a; rm -rf /", ExitBadInput},
+		{"tether-agent status; rm -rf /", 127},
+		{"tether-agent status > /etc/passwd", ExitBadInput},
+		{"if [ -n 'x' ]; then reboot; fi", 127},
+		{"if [ 'x' = x ]; then tether-agent status --json; fi", ExitOK},
+		{"for i in 1; do tether-agent status; done", ExitBadInput},
 		{"rm -rf /", 127},
 		{"tether-agent mount --volume-id " + vol + " --name a --wait 10ms", ExitNoDevice},
 		{"tether-agent unmount --volume-id " + vol + " --name a --json", ExitOK}, // nothing to do
