@@ -53,7 +53,9 @@ func TestTemplateDocumentsRunOnTheFakeHost(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SendCommand %s: %v", doc, err)
 		}
-		waiter := ssm.NewCommandExecutedWaiter(client, func(o *ssm.CommandExecutedWaiterOptions) { o.MinDelay, o.MaxDelay = time.Millisecond, 10*time.Millisecond })
+		waiter := ssm.NewCommandExecutedWaiter(client, func(o *ssm.CommandExecutedWaiterOptions) {
+			o.MinDelay, o.MaxDelay = time.Millisecond, 10*time.Millisecond
+		})
 		inv, err := waiter.WaitForOutput(ctx, &ssm.GetCommandInvocationInput{CommandId: out.Command.CommandId, InstanceId: aws.String(inst)}, 30*time.Second)
 		if err != nil && inv == nil {
 			inv, _ = client.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: out.Command.CommandId, InstanceId: aws.String(inst)})
