@@ -39,6 +39,32 @@ func (p inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return p.h.Invoke(lambdacontext.NewContext(ctx, lc), payload)
 }
 
+// ErrThrottled is Lambda's TooManyRequestsException: the function's
+// reserved concurrency is in use.
+var ErrThrottled = errors.New("TooManyRequestsException: Rate Exceeded (reserved concurrency in use)")
+
+// Reserved limits an invoker to n concurrent invocations, as a function's
+// reserved concurrency does: one more is throttled at once (ErrThrottled),
+// not queued.
+func Reserved(inv Invoker, n int) Invoker {
+	return &reserved{inv: inv, slots: make(chan struct{}, n)}
+}
+
+type reserved struct {
+	inv   Invoker
+	slots chan struct{}
+}
+
+func (r *reserved) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+		return r.inv.Invoke(ctx, payload)
+	default:
+		return nil, ErrThrottled
+	}
+}
+
 // MappingOptions are an SQS event source mapping's settings.
 type MappingOptions struct {
 	BatchSize         int           // 1-10000, default 10
@@ -59,6 +85,7 @@ type MappingOptions struct {
 type MappingStats struct {
 	Invocations      int // function invocations
 	FunctionErrors   int // invocations that failed: the whole batch returns
+	Throttled        int // invocations refused for concurrency: the batch returns too
 	InvalidResponses int // partial responses Lambda rejects: the whole batch returns
 	Messages         int // messages handed to the function
 	Deleted          int // messages deleted after success
@@ -191,6 +218,11 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 	defer m.mu.Unlock()
 	m.stats.Invocations++
 	m.stats.Messages += len(batch)
+	if errors.Is(err, ErrThrottled) {
+		m.stats.Throttled++
+		m.bus.log.Warn("function throttled: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch))
+		return
+	}
 	if err != nil {
 		m.stats.FunctionErrors++
 		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch), "err", err)

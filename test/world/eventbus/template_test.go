@@ -1,0 +1,127 @@
+package eventbus_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/tether-ecs/tether/test/world/eventbus"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// The repository's template.yaml, loaded: the same queues, rules, event
+// source mappings and schedule the SAM deployment makes.
+func TestLoadTheRepositoryTemplate(t *testing.T) {
+	bus := eventbus.New(eventbus.Options{Seed: 4, TimeScale: 0.001})
+	defer bus.Close()
+	var mu sync.Mutex
+	got := map[string][]string{} // function -> detail-types (or "retry")
+	record := func(fn string) func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+		return func(_ context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range ev.Records {
+				var e worldapi.Event
+				if json.Unmarshal([]byte(r.Body), &e) == nil && e.DetailType != "" {
+					got[fn] = append(got[fn], e.DetailType)
+				} else {
+					got[fn] = append(got[fn], "retry")
+				}
+			}
+			return events.SQSEventResponse{}, nil
+		}
+	}
+	swept := make(chan worldapi.Event, 1)
+	w, err := bus.LoadTemplate("../../../template.yaml", eventbus.TemplateOptions{
+		StackName: "tether", Params: map[string]string{"ClusterName": "demo"},
+		Functions: map[string]eventbus.Invoker{
+			"TaskStateFunction": bus.Function("taskstate", record("taskstate")),
+			"DrainFunction":     bus.Function("drain", record("drain")),
+			"SweepFunction": bus.Function("sweep", func(_ context.Context, e worldapi.Event) error {
+				swept <- e
+				return nil
+			}),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Unwired) != 0 {
+		t.Fatalf("unwired: %v", w.Unwired)
+	}
+	for _, id := range []string{"TaskQueue", "InstanceQueue", "VolumeQueue", "RetryQueue", "TaskDeadLetterQueue"} {
+		if w.Queues[id] == nil {
+			t.Fatalf("queue %s not made (have %v)", id, w.Queues)
+		}
+	}
+	if o := w.Queues["TaskQueue"].Options(); o.VisibilityTimeout != 120*time.Second || o.MaxReceiveCount != 5 || o.DeadLetter != w.Queues["TaskDeadLetterQueue"] {
+		t.Fatalf("TaskQueue options: %+v", o)
+	}
+	if !slices.Equal(w.Rules, []string{"InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
+		t.Fatalf("wiring: rules %v, mappings %d, schedules %v", w.Rules, len(w.Mappings), w.Schedules)
+	}
+
+	clusterArn := "arn:aws:ecs:us-west-2:123456789012:cluster/"
+	ev := func(source, detailType, cluster string) worldapi.Event {
+		d, _ := json.Marshal(map[string]string{"clusterArn": clusterArn + cluster})
+		return worldapi.Event{Version: "0", ID: "x", Source: source, DetailType: detailType, Account: "123456789012", Region: "us-west-2", Resources: []string{}, Detail: d}
+	}
+	bus.Publish(ev("aws.ecs", "ECS Task State Change", "demo"))
+	bus.Publish(ev("aws.ecs", "ECS Task State Change", "other")) // another cluster's: dropped by the pattern
+	bus.Publish(ev("aws.ecs", "ECS Container Instance State Change", "demo"))
+	bus.Publish(ev("aws.ec2", "EBS Volume Notification", ""))
+	w.Queues["RetryQueue"].Send(`{"tether":"retry"}`, eventbus.SendOptions{})
+	if err := bus.FireSchedule("SweepFunction.Sweep"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range w.Queues {
+		if err := q.WaitEmpty(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := <-swept; e.DetailType != "Scheduled Event" {
+		t.Fatalf("sweep got %+v", e)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got["taskstate"])
+	if !slices.Equal(got["taskstate"], []string{"EBS Volume Notification", "ECS Task State Change", "retry"}) ||
+		!slices.Equal(got["drain"], []string{"ECS Container Instance State Change"}) {
+		t.Fatalf("functions got %v", got)
+	}
+}
+
+func TestReservedConcurrencyThrottles(t *testing.T) {
+	bus := eventbus.New(eventbus.Options{Seed: 4})
+	defer bus.Close()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	inv := eventbus.Reserved(bus.Function("f", func(context.Context, json.RawMessage) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}), 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := inv.Invoke(context.Background(), []byte(`{}`))
+		done <- err
+	}()
+	<-started
+	if _, err := inv.Invoke(context.Background(), []byte(`{}`)); err != eventbus.ErrThrottled {
+		t.Fatalf("second concurrent invocation: %v, want ErrThrottled", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
