@@ -49,8 +49,11 @@ chaos:
 bench:
 	@echo "make bench: not there yet (issue: End to end)."; exit 2
 
+## bench-agent: first-use format of a blank 1 TiB device, data path through tether vs a direct
+## mount, container start with a tether volume vs the local driver (ratios from one run)
 bench-agent:
-	@echo "make bench-agent: not there yet."; exit 2
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 5x ./agent/cmd/tether-agent/
+	$(GO) test -count=1 -run '^$$' -bench ContainerStart -benchtime 30x ./agent/driver/
 
 clean:
 	rm -rf $(BIN)
