@@ -128,7 +128,8 @@ func (s *Server) snapshotLocked(clusterName string) Snapshot {
 
 // WaitFor blocks until cond holds for the cluster's state, checked after
 // every change, or ctx ends; the error then says what was awaited and shows
-// the tasks as they were.
+// the tasks as they were. When it returns nil, the events of the state cond
+// saw have been handed to the Publisher.
 func (s *Server) WaitFor(ctx context.Context, clusterName, what string, cond func(Snapshot) bool) error {
 	for {
 		s.mu.Lock()
@@ -136,6 +137,7 @@ func (s *Server) WaitFor(ctx context.Context, clusterName, what string, cond fun
 		changed := s.changed
 		s.mu.Unlock()
 		if cond(sn) {
+			s.afterChange() // the events of what cond saw are published on return
 			return nil
 		}
 		select {

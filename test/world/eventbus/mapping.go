@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,23 +21,35 @@ type Invoker interface {
 }
 
 // InProcess wraps an in-process handler so it sees what Lambda gives a
-// function: a lambdacontext with a request id and the function ARN.
+// function: a lambdacontext with a request id and the function ARN. The
+// handler is one execution environment: invocations take turns, as
+// lambda.NewHandler's result (which reuses its output buffer) requires.
+// Bus.Function gives each invocation its own environment instead.
 func (b *Bus) InProcess(functionName string, h Invoker) Invoker {
-	return inProcess{bus: b, name: functionName, h: h}
+	return &inProcess{bus: b, name: functionName, h: h}
 }
 
 type inProcess struct {
-	bus  *Bus
-	name string
-	h    Invoker
+	bus     *Bus
+	name    string
+	mu      sync.Mutex
+	h       Invoker
+	factory func() Invoker // a fresh environment per invocation, when set
 }
 
-func (p inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+func (p *inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	lc := &lambdacontext.LambdaContext{
 		AwsRequestID:       p.bus.newUUID(),
 		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", p.bus.opts.Region, p.bus.opts.Account, p.name),
 	}
-	return p.h.Invoke(lambdacontext.NewContext(ctx, lc), payload)
+	ctx = lambdacontext.NewContext(ctx, lc)
+	if p.factory != nil {
+		return p.factory().Invoke(ctx, payload)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out, err := p.h.Invoke(ctx, payload)
+	return bytes.Clone(out), err
 }
 
 // ErrThrottled is Lambda's TooManyRequestsException: the function's

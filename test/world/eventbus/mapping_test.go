@@ -124,7 +124,7 @@ func TestMappingConcurrencyLimit(t *testing.T) {
 	q := mustQueue(t, b, "TaskQueue", QueueOptions{})
 	var running, peak atomic.Int32
 	release := make(chan struct{})
-	handler := lambda.NewHandler(func(ctx context.Context, ev events.SQSEvent) error {
+	handler := func(ctx context.Context, ev events.SQSEvent) error {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -135,11 +135,12 @@ func TestMappingConcurrencyLimit(t *testing.T) {
 		<-release
 		running.Add(-1)
 		return nil
-	})
+	}
 	for range 6 {
 		q.Send("x", SendOptions{})
 	}
-	m, err := b.StartMapping(q, b.InProcess("drain", handler), MappingOptions{BatchSize: 1, MaxConcurrency: 2, PollWait: 10 * time.Millisecond})
+	// Function: an environment per invocation (InProcess would be one).
+	m, err := b.StartMapping(q, b.Function("drain", handler), MappingOptions{BatchSize: 1, MaxConcurrency: 2, PollWait: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

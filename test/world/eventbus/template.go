@@ -15,9 +15,11 @@ import (
 )
 
 // Function wraps an in-process handler with aws-lambda-go's signature
-// (anything lambda.Start accepts) as an Invoker named like the function.
+// (anything lambda.Start accepts) as an Invoker named like the function;
+// each invocation gets its own environment, so they may run concurrently
+// (bound them with mappings' MaxConcurrency or Reserved).
 func (b *Bus) Function(name string, handler any) Invoker {
-	return b.InProcess(name, lambda.NewHandler(handler))
+	return &inProcess{bus: b, name: name, factory: func() Invoker { return lambda.NewHandler(handler) }}
 }
 
 // TemplateOptions say how to read a SAM template.
