@@ -96,3 +96,38 @@ func TestStartTaskOnANamedInstance(t *testing.T) {
 		t.Fatalf("FARGATE launch type: %v", err)
 	}
 }
+
+// With timed steps (a thousandth of the realistic profile) the lifecycle
+// goes through the same states, driven by the scheduler's timer.
+func TestTimedLifecycle(t *testing.T) {
+	w := newWorld(t, ecssim.RealisticTiming().Scaled(0.001))
+	w.cluster(t)
+	ctx := ctxT(t)
+	w.addHost(t, fakehost.Options{InstanceID: "i-0aaaaaaaaaaaaaaa1", AZ: "us-west-2a"})
+	w.addHost(t, fakehost.Options{InstanceID: "i-0bbbbbbbbbbbbbbb2", AZ: "us-west-2a"})
+	startHandoff(t, w)
+	w.seedService(t, w.registerSeedTaskDef(t, "us-west-2a"))
+	var first ecssim.TaskInfo
+	if err := w.srv.WaitFor(ctx, testCluster, "mysql RUNNING", func(sn ecssim.Snapshot) bool {
+		var ok bool
+		first, ok = liveServiceTask(sn, "mysql-svc")
+		return ok && first.LastStatus == "RUNNING"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(testCluster), Task: aws.String(first.Arn)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.srv.WaitFor(ctx, testCluster, "a replacement RUNNING", func(sn ecssim.Snapshot) bool {
+		t2, ok := liveServiceTask(sn, "mysql-svc")
+		return ok && t2.Arn != first.Arn && t2.LastStatus == "RUNNING"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := statuses(w.events.taskEvents(t, first.Arn))
+	want := []string{"PROVISIONING/RUNNING", "PENDING/RUNNING", "ACTIVATING/RUNNING", "RUNNING/RUNNING", "RUNNING/STOPPED",
+		"DEACTIVATING/STOPPED", "STOPPING/STOPPED", "DEPROVISIONING/STOPPED", "STOPPED/STOPPED"}
+	if !subsequence(want, got) {
+		t.Fatalf("lifecycle %v, want in order %v", got, want)
+	}
+}

@@ -48,6 +48,15 @@ func RealisticTiming() Timing {
 	}
 }
 
+// Scaled multiplies every duration by f (the benchmarks' realistic*0.1).
+func (t Timing) Scaled(f float64) Timing {
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	return Timing{
+		Provision: scale(t.Provision), Activate: scale(t.Activate), Deactivate: scale(t.Deactivate),
+		Deprovision: scale(t.Deprovision), RetryBase: scale(t.RetryBase), RetryMax: scale(t.RetryMax),
+	}
+}
+
 // Options configure a Server.
 type Options struct {
 	Region    string // default us-west-2

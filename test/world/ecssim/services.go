@@ -169,7 +169,9 @@ func checkDeploymentConfig(dc *deploymentConfigurationJSON, minHealthy, maxPerce
 	if *minHealthy < 0 || *minHealthy > 100 {
 		return invalidParameter("minimumHealthyPercent must be between 0 and 100.")
 	}
-	if *maxPercent < 100 || *maxPercent > 200*10 {
+	if *maxPercent < 100 {
+		// ECS lets a replica service go under 100 only with daemon or
+		// external deployments; tether's services never do.
 		return invalidParameter("maximumPercent must be at least 100.")
 	}
 	return nil
