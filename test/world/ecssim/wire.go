@@ -65,7 +65,7 @@ func decode(body []byte, v any) error {
 			return awsproto.BadRequest("SerializationException", "malformed JSON: %v", err)
 		case errors.As(err, &typ):
 			return awsproto.BadRequest("SerializationException", "field %s: expected %s, got %s", typ.Field, typ.Type, typ.Value)
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
+		case strings.HasPrefix(err.Error(), "json: unknown field"): // encoding/json has no typed error for this
 			field := strings.TrimPrefix(err.Error(), "json: unknown field ")
 			return invalidParameter("parameter %s is not supported by the local ECS world", field)
 		}

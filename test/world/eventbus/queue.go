@@ -248,15 +248,15 @@ func (q *Queue) Delete(handle string) error {
 		if q.bus.knownReceipt(q.name, handle) {
 			return nil
 		}
-		return ErrReceiptHandleIsInvalid(handle)
+		return receiptInvalid(handle)
 	}
 	q.dropLocked(m)
 	q.stats.Deleted++
 	return nil
 }
 
-// ErrReceiptHandleIsInvalid wraps ErrReceiptHandleInvalid with the handle.
-func ErrReceiptHandleIsInvalid(handle string) error {
+// receiptInvalid wraps ErrReceiptHandleInvalid with the handle.
+func receiptInvalid(handle string) error {
 	return fmt.Errorf("%w: %q", ErrReceiptHandleInvalid, handle)
 }
 
@@ -269,7 +269,7 @@ func (q *Queue) ChangeVisibility(handle string, d time.Duration) error {
 	case !ok && q.bus.knownReceipt(q.name, handle):
 		return fmt.Errorf("%w: receipt handle %q is no longer current", ErrMessageNotInflight, handle)
 	case !ok:
-		return ErrReceiptHandleIsInvalid(handle)
+		return receiptInvalid(handle)
 	case !m.visibleAt.After(time.Now()):
 		return fmt.Errorf("%w: message %s", ErrMessageNotInflight, m.id)
 	}

@@ -55,7 +55,7 @@ func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if strings.HasPrefix(err.Error(), "json: unknown field") {
+		if strings.HasPrefix(err.Error(), "json: unknown field") { // encoding/json has no typed error for this
 			return invalidValue("parameter %s is not supported by the local SQS world", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		}
 		return awsproto.BadRequest("SerializationException", "%v", err)
