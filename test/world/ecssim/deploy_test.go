@@ -131,3 +131,19 @@ func TestTimedLifecycle(t *testing.T) {
 		t.Fatalf("lifecycle %v, want in order %v", got, want)
 	}
 }
+
+func TestInjectedThrottling(t *testing.T) {
+	w := newWorld(t, ecssim.Timing{})
+	w.cluster(t)
+	w.srv.Gate().ThrottleNext("DescribeTasks", 1)
+	_, err := w.ecs.DescribeTasks(ctxT(t), &ecs.DescribeTasksInput{Cluster: aws.String(testCluster), Tasks: []string{"x"}})
+	if apiCode(err) != "ThrottlingException" {
+		t.Fatalf("scripted throttle: %v", err)
+	}
+	if _, err := w.ecs.DescribeTasks(ctxT(t), &ecs.DescribeTasksInput{Cluster: aws.String(testCluster), Tasks: []string{"x"}}); err != nil {
+		t.Fatalf("after the scripted throttle: %v", err)
+	}
+	if c := w.srv.Gate().Counts(); c.Calls["DescribeTasks"] != 2 || c.Throttled["DescribeTasks"] != 1 {
+		t.Fatalf("gate counts %+v", c)
+	}
+}

@@ -67,6 +67,10 @@ type Options struct {
 	Logger    *slog.Logger
 	// HostTimeout bounds each call into a Host (default 5 minutes).
 	HostTimeout time.Duration
+	// Limits are request-rate token buckets by action (ThrottlingException
+	// past them). ECS publishes its buckets per action category in the API
+	// reference ("Request throttling"); none are applied unless given.
+	Limits map[string]awsproto.Bucket
 }
 
 // Server is one region's ECS.
@@ -82,6 +86,8 @@ type Server struct {
 	changed  chan struct{}         // closed and replaced on every change
 	pending  []worldapi.Event      // to publish, in order
 	closed   bool
+
+	gate *awsproto.Gate
 
 	pubMu  sync.Mutex
 	kick   chan struct{}
@@ -119,8 +125,10 @@ func New(opts Options) *Server {
 		taskDefs: map[string][]*taskDef{},
 		changed:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		ctx:      ctx,
-		cancel:   cancel,
+		gate: awsproto.NewGate(awsproto.GateConfig{Limits: opts.Limits, Seed: uint64(opts.Seed),
+			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }}),
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	s.wg.Add(1)
 	go s.run()
@@ -180,10 +188,17 @@ func (s *Server) Handle(ctx context.Context, name string, body []byte) (any, err
 	if !ok {
 		return nil, awsproto.BadRequest(codeUnknownOperation, "Operation %s is not supported by the local ECS world.", name)
 	}
+	if e := s.gate.Admit(name, name); e != nil {
+		return nil, e
+	}
 	out, err := a(s, ctx, body)
 	s.afterChange()
 	return out, err
 }
+
+// Gate is the API's front door for faults: ThrottleNext, FailNext,
+// SetErrorRate, SetThrottling and per-action call counts.
+func (s *Server) Gate() *awsproto.Gate { return s.gate }
 
 // changedLocked wakes waiters and the scheduler; callers hold mu.
 func (s *Server) changedLocked() {
