@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
@@ -56,6 +57,8 @@ type Bus struct {
 	receipts  int64
 	closed    bool
 
+	sqsGate *awsproto.Gate
+
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -84,6 +87,8 @@ func New(opts Options) *Bus {
 		opts: opts, log: opts.Logger.With("component", "eventbus"),
 		rng: rand.New(rand.NewSource(opts.Seed)), faultRng: rand.New(rand.NewSource(opts.Seed ^ 0x5eed)), schedules: map[string]*schedule{},
 		queues: map[string]*Queue{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+		sqsGate: awsproto.NewGate(awsproto.GateConfig{Seed: uint64(opts.Seed),
+			Throttle: func() *awsproto.Error { return awsproto.BadRequest("RequestThrottled", "Request is throttled.") }}),
 		ctx: ctx, cancel: cancel,
 	}
 	b.wg.Add(1)

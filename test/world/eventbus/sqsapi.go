@@ -17,6 +17,10 @@ import (
 // (application/x-amz-json-1.0, used by aws-sdk-go-v2's sqs since 2023).
 const SQSTarget = "AmazonSQS"
 
+// SQSGate is the SQS API's front door for faults (FailNext, ThrottleNext,
+// SetErrorRate) and call counts; no rate limits unless set.
+func (b *Bus) SQSGate() *awsproto.Gate { return b.sqsGate }
+
 // RegisterSQS serves SQS's JSON API on the world's router.
 func (b *Bus) RegisterSQS(r *awsproto.Router) {
 	r.HandleJSON("sqs", SQSTarget, "com.amazonaws.sqs", "1.0", b.HandleSQS)
@@ -39,6 +43,9 @@ func (b *Bus) HandleSQS(ctx context.Context, action string, body []byte) (any, e
 	a, ok := sqsActions[action]
 	if !ok {
 		return nil, awsproto.BadRequest("UnsupportedOperation", "Operation %s is not supported by the local SQS world.", action)
+	}
+	if e := b.sqsGate.Admit(action, action); e != nil {
+		return nil, e
 	}
 	return a(b, ctx, body)
 }

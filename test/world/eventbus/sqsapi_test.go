@@ -118,6 +118,12 @@ func TestSQSThroughTheSDK(t *testing.T) {
 		t.Fatalf("MaxNumberOfMessages 11: %v", err)
 	}
 
+	// Injected faults reach the SDK as SQS errors.
+	bus.SQSGate().FailNext("SendMessage", 1, awsproto.Errorf(500, "InternalError", "injected"))
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: url.QueueUrl, MessageBody: aws.String("x")}); !errors.As(err, &ae) || ae.ErrorCode() != "InternalError" {
+		t.Fatalf("injected SendMessage failure: %v", err)
+	}
+
 	// DLQ depth for the alarm.
 	bus.Queue("TaskDLQ").Send("dead", eventbus.SendOptions{})
 	dlqURL, _ := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("TaskDLQ")})
