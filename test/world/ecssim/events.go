@@ -98,7 +98,7 @@ func (s *Server) envelope(detailType, resource string, at time.Time, detail any)
 
 func (s *Server) taskEvent(t *task) worldapi.Event {
 	d := TaskDetail{
-		Attachments: t.attachments("eni"),
+		Attachments: t.attachments("eni", s.opts.Region),
 		Attributes:  []attributeJSON{{Name: "ecs.cpu-architecture", Value: ptr("x86_64")}},
 		ClusterArn:  t.cluster.arn, CPU: itoa(t.cpu), Memory: itoa(t.mem),
 		CreatedAt: eventTime(t.createdAt), DesiredStatus: t.desired,

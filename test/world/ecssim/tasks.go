@@ -77,7 +77,7 @@ type taskJSON struct {
 	Version              int64            `json:"version"`
 }
 
-func (t *task) attachments(eniType string) []attachmentJSON {
+func (t *task) attachments(eniType, region string) []attachmentJSON {
 	if !t.awsvpc() {
 		return []attachmentJSON{}
 	}
@@ -87,7 +87,7 @@ func (t *task) attachments(eniType string) []attachmentJSON {
 			{Name: "subnetId", Value: t.eni.subnet},
 			{Name: "networkInterfaceId", Value: t.eni.eniID},
 			{Name: "macAddress", Value: t.eni.mac},
-			{Name: "privateDnsName", Value: "ip-" + dashed(t.eni.ip) + "." + "compute.internal"},
+			{Name: "privateDnsName", Value: "ip-" + dashed(t.eni.ip) + "." + region + ".compute.internal"},
 			{Name: "privateIPv4Address", Value: t.eni.ip},
 		},
 	}}
@@ -126,9 +126,9 @@ func (t *task) containersOut() []containerJSON {
 	return out
 }
 
-func (t *task) out() taskJSON {
+func (t *task) out(region string) taskJSON {
 	o := taskJSON{
-		Attachments: t.attachments("ElasticNetworkInterface"),
+		Attachments: t.attachments("ElasticNetworkInterface", region),
 		Attributes:  []attributeJSON{{Name: "ecs.cpu-architecture", Value: ptr("x86_64")}},
 		ClusterArn:  t.cluster.arn, Containers: t.containersOut(),
 		CPU: strconv.Itoa(int(t.cpu)), Memory: strconv.Itoa(int(t.mem)),
@@ -354,7 +354,7 @@ func (s *Server) launch(req runTaskRequest, explicit bool) (any, error) {
 				failures = append(failures, failureJSON{Arn: ci.arn, Reason: why})
 				continue
 			}
-			tasks = append(tasks, s.newTaskLocked(c, d, ci, nil, req.StartedBy, group, req.NetworkConfiguration).out())
+			tasks = append(tasks, s.newTaskLocked(c, d, ci, nil, req.StartedBy, group, req.NetworkConfiguration).out(s.opts.Region))
 		}
 		return map[string]any{"tasks": tasks, "failures": failures}, nil
 	}
@@ -368,7 +368,7 @@ func (s *Server) launch(req runTaskRequest, explicit bool) (any, error) {
 			failures = append(failures, why...)
 			break
 		}
-		tasks = append(tasks, s.newTaskLocked(c, d, ci, nil, req.StartedBy, group, req.NetworkConfiguration).out())
+		tasks = append(tasks, s.newTaskLocked(c, d, ci, nil, req.StartedBy, group, req.NetworkConfiguration).out(s.opts.Region))
 	}
 	return map[string]any{"tasks": tasks, "failures": failures}, nil
 }
@@ -402,7 +402,7 @@ func (s *Server) stopTask(_ context.Context, body []byte) (any, error) {
 		reason = "Task stopped by user"
 	}
 	s.requestStopLocked(t, StopUserInitiated, reason)
-	return map[string]any{"task": t.out()}, nil
+	return map[string]any{"task": t.out(s.opts.Region)}, nil
 }
 
 type listTasksRequest struct {
@@ -502,7 +502,7 @@ func (s *Server) describeTasks(_ context.Context, body []byte) (any, error) {
 	out, failures := []taskJSON{}, []failureJSON{}
 	for _, ref := range req.Tasks {
 		if t := c.findTask(s, ref); t != nil {
-			out = append(out, t.out())
+			out = append(out, t.out(s.opts.Region))
 		} else {
 			failures = append(failures, failureJSON{Arn: s.refArn("task", c.name, ref), Reason: "MISSING"})
 		}
