@@ -1,0 +1,376 @@
+// Package samlocal deploys tether's SAM template (template.yaml) into the
+// local AWS world the way `sam deploy` would put it into an account: the
+// SSM documents (through ssmsim.LoadTemplate), the queues with their
+// dead-letter queues, the EventBridge rules, the functions' SQS event source
+// mappings and schedules (through eventbus.LoadTemplate), and the functions
+// themselves, each bound by logical id to a Runtime (in-process handlers or
+// real bootstraps under the Lambda runtime interface emulator) with its
+// environment resolved and pointed at the world (AWS_ENDPOINT_URL,
+// TETHER_RETRY_QUEUE_URL = the world's retry queue).
+//
+// What the template declares and the world cannot do (IAM, alarms, log
+// groups, queue policies, encryption at rest...) is listed in
+// Deployment.Ignored with the reason; anything else unknown (a resource
+// type, a property, an event type, an intrinsic) is an error wrapping
+// ErrUnsupported, never silently skipped.
+package samlocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tether-ecs/tether/test/world/eventbus"
+	"github.com/tether-ecs/tether/test/world/ssmsim"
+)
+
+// Config says where and how to deploy.
+type Config struct {
+	Template   string            // path of template.yaml
+	StackName  string            // default "tether"
+	Parameters map[string]string // template parameters; the others take their Default
+	Region     string            // AWS::Region, default us-west-2
+	Account    string            // AWS::AccountId, default 123456789012
+	// Endpoint is the world's AWS endpoint, given to every function as
+	// AWS_ENDPOINT_URL.
+	Endpoint string
+	Bus      *eventbus.Bus
+	SSM      *ssmsim.Server
+	// Runtime runs the functions; nil deploys everything but the functions
+	// (their events stay unwired, see Deployment.Unwired).
+	Runtime Runtime
+	Logger  *slog.Logger
+}
+
+// Function is one AWS::Serverless::Function as deployed.
+type Function struct {
+	LogicalID string
+	Name      string // physical name: <stack>-<logical id>
+	ARN       string
+	// Package is the Go package under CodeUri that `sam build` builds for
+	// it (the Makefile's build-<logical id> target).
+	Package string
+	CodeDir string
+	// Env is the function's environment: the template's variables
+	// (Globals merged) resolved, plus AWS_ENDPOINT_URL.
+	Env                 map[string]string
+	Timeout             time.Duration
+	MemoryMB            int
+	ReservedConcurrency int // 0: unreserved
+}
+
+// Deployment is a deployed template. Stop stops its functions and
+// mappings; the rules and queues go with the bus.
+type Deployment struct {
+	StackName string
+	Functions map[string]Function        // by logical id
+	Queues    map[string]*eventbus.Queue // by logical id
+	Rules     []string                   // EventBridge rules on the bus (logical ids)
+	Schedules []string                   // "<function>.<event>"
+	Documents map[string]string          // logical id -> SSM document name
+	Outputs   map[string]string          // the stack's outputs, resolved
+	Ignored   []Ignored
+	Unwired   []string // events without a running function
+
+	mu      sync.Mutex
+	wiring  *eventbus.Wiring
+	late    map[string]*lateInvoker
+	running map[string]Running
+	stopped bool
+}
+
+// Deploy creates in the world what the template declares. On error nothing
+// it started keeps running.
+func Deploy(ctx context.Context, cfg Config) (*Deployment, error) {
+	if cfg.Bus == nil || cfg.SSM == nil || cfg.Template == "" {
+		return nil, errors.New("samlocal: Config needs Template, Bus and SSM")
+	}
+	if cfg.StackName == "" {
+		cfg.StackName = "tether"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-west-2"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "123456789012"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	t, err := Load(cfg.Template)
+	if err != nil {
+		return nil, err
+	}
+	params, err := t.parameterValues(cfg.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	d := &Deployment{
+		StackName: cfg.StackName, Functions: map[string]Function{}, Documents: map[string]string{},
+		Outputs: map[string]string{}, Ignored: t.Ignored(), late: map[string]*lateInvoker{}, running: map[string]Running{},
+	}
+	if err := d.deploy(ctx, cfg, t, params); err != nil {
+		return nil, errors.Join(err, d.Stop())
+	}
+	for _, ig := range d.Ignored {
+		cfg.Logger.Info("template: not deployed in the world", "resource", ig.LogicalID, "type", ig.Type, "property", ig.Property, "reason", ig.Reason)
+	}
+	cfg.Logger.Info("template deployed", "stack", cfg.StackName, "functions", slices.Sorted(maps.Keys(d.Functions)),
+		"queues", len(d.Queues), "rules", d.Rules, "schedules", d.Schedules, "unwired", d.Unwired)
+	return d, nil
+}
+
+func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params map[string]string) error {
+	r := &resolver{values: map[string]string{}, resources: map[string]deployed{}, ignored: map[string]string{}}
+	maps.Copy(r.values, params)
+	maps.Copy(r.values, map[string]string{
+		"AWS::StackName": cfg.StackName, "AWS::Region": cfg.Region, "AWS::AccountId": cfg.Account,
+		"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": "",
+		"AWS::StackId": fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/local", cfg.Region, cfg.Account, cfg.StackName),
+	})
+	for _, ig := range d.Ignored {
+		if ig.Property == "" {
+			r.ignored[ig.LogicalID] = ig.Type
+		}
+	}
+
+	docs, err := cfg.SSM.LoadTemplate(t.Path, cfg.StackName)
+	if err != nil {
+		return err
+	}
+	var functions []resource
+	for _, res := range t.resources {
+		switch res.typ {
+		case "AWS::SSM::Document":
+			name, ok := docs[res.id]
+			if !ok {
+				return fmt.Errorf("samlocal: %s: only Command documents can be run by the world's SSM: %w", res.id, ErrUnsupported)
+			}
+			d.Documents[res.id] = name
+			r.resources[res.id] = deployed{ref: name, attrs: map[string]string{}}
+		case "AWS::Serverless::Function":
+			functions = append(functions, res)
+			fn := Function{LogicalID: res.id, Name: cfg.StackName + "-" + res.id}
+			fn.ARN = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", cfg.Region, cfg.Account, fn.Name)
+			d.Functions[res.id] = fn
+			r.resources[res.id] = deployed{ref: fn.Name, attrs: map[string]string{"Arn": fn.ARN}}
+		}
+	}
+
+	// Queues, rules, mappings and schedules: the bus's own loader. Functions
+	// are bound late, once their environment (which names the queues) is
+	// known.
+	invokers := map[string]eventbus.Invoker{}
+	if cfg.Runtime != nil {
+		for id := range d.Functions {
+			l := newLateInvoker(id)
+			d.late[id] = l
+			invokers[id] = l
+		}
+	}
+	w, err := cfg.Bus.LoadTemplate(t.Path, eventbus.TemplateOptions{StackName: cfg.StackName, Params: params, Functions: invokers})
+	d.mu.Lock()
+	d.wiring = w
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("samlocal: %w", err)
+	}
+	d.Queues, d.Rules, d.Schedules, d.Unwired = w.Queues, w.Rules, w.Schedules, w.Unwired
+	for id, q := range w.Queues {
+		r.resources[id] = deployed{ref: q.URL(), attrs: map[string]string{"Arn": q.ARN(), "QueueName": q.Name(), "QueueUrl": q.URL()}}
+	}
+	for _, id := range w.Rules {
+		r.resources[id] = deployed{ref: id, attrs: map[string]string{"Arn": fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", cfg.Region, cfg.Account, id)}}
+	}
+
+	for _, res := range functions {
+		fn, err := d.function(cfg, t, r, res)
+		if err != nil {
+			return err
+		}
+		d.Functions[res.id] = fn
+	}
+	if cfg.Runtime != nil {
+		ids := slices.Sorted(maps.Keys(d.Functions))
+		for _, id := range ids {
+			run, err := cfg.Runtime.Start(ctx, d.Functions[id])
+			if err != nil {
+				return err
+			}
+			d.mu.Lock()
+			d.running[id] = run
+			d.mu.Unlock()
+			d.late[id].bind(run)
+		}
+	}
+	return d.outputs(t, r)
+}
+
+// function resolves one function's configuration.
+func (d *Deployment) function(cfg Config, t *Template, r *resolver, res resource) (Function, error) {
+	fn := d.Functions[res.id]
+	props := mergeGlobals(t.globals, res.props)
+	var err error
+	timeout, err := r.resolveInt(child(props, "Timeout"), 3)
+	if err != nil {
+		return fn, fmt.Errorf("samlocal: %s.Timeout: %w", res.id, err)
+	}
+	fn.Timeout = time.Duration(timeout) * time.Second
+	if fn.MemoryMB, err = r.resolveInt(child(props, "MemorySize"), 128); err != nil {
+		return fn, fmt.Errorf("samlocal: %s.MemorySize: %w", res.id, err)
+	}
+	if fn.ReservedConcurrency, err = r.resolveInt(child(props, "ReservedConcurrentExecutions"), 0); err != nil {
+		return fn, fmt.Errorf("samlocal: %s.ReservedConcurrentExecutions: %w", res.id, err)
+	}
+	fn.Env = map[string]string{}
+	if vars := child(child(props, "Environment"), "Variables"); vars != nil {
+		for i := 0; i+1 < len(vars.Content); i += 2 {
+			v, err := r.resolveString(vars.Content[i+1])
+			if err != nil {
+				return fn, fmt.Errorf("samlocal: %s.Environment.Variables.%s: %w", res.id, vars.Content[i].Value, err)
+			}
+			fn.Env[vars.Content[i].Value] = v
+		}
+	}
+	if cfg.Endpoint != "" {
+		fn.Env["AWS_ENDPOINT_URL"] = cfg.Endpoint
+	}
+	codeURI, err := r.resolveString(orEmpty(child(props, "CodeUri")))
+	if err != nil {
+		return fn, fmt.Errorf("samlocal: %s.CodeUri: %w", res.id, err)
+	}
+	fn.CodeDir = filepath.Join(filepath.Dir(t.Path), codeURI)
+	method := ""
+	if m := child(res.metadata, "BuildMethod"); m != nil {
+		method = m.Value
+	}
+	if method != "makefile" {
+		return fn, fmt.Errorf("samlocal: %s: BuildMethod %q: %w (makefile only)", res.id, method, ErrUnsupported)
+	}
+	if fn.Package, err = buildTarget(filepath.Join(fn.CodeDir, "Makefile"), res.id); err != nil {
+		return fn, fmt.Errorf("samlocal: %s: %w", res.id, err)
+	}
+	return fn, nil
+}
+
+func (d *Deployment) outputs(t *Template, r *resolver) error {
+	if t.outputs == nil {
+		return nil
+	}
+	for i := 0; i+1 < len(t.outputs.Content); i += 2 {
+		name := t.outputs.Content[i].Value
+		v, err := r.resolveString(orEmpty(child(t.outputs.Content[i+1], "Value")))
+		if err != nil {
+			return fmt.Errorf("samlocal: output %s: %w", name, err)
+		}
+		d.Outputs[name] = v
+	}
+	return nil
+}
+
+// Output returns what function logicalID has written so far ("" when it
+// does not run).
+func (d *Deployment) Output(logicalID string) string {
+	d.mu.Lock()
+	run := d.running[logicalID]
+	d.mu.Unlock()
+	if run == nil {
+		return ""
+	}
+	return run.Output()
+}
+
+// Mappings returns the SQS event source mappings by "<function>.<event>".
+func (d *Deployment) Mappings() map[string]*eventbus.Mapping {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.wiring == nil {
+		return nil
+	}
+	return maps.Clone(d.wiring.Mappings)
+}
+
+// Stop stops the event source mappings (waiting for invocations in flight)
+// and the functions; schedules and rules that still fire find the functions
+// gone. Idempotent.
+func (d *Deployment) Stop() error {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
+	d.stopped = true
+	w, running := d.wiring, maps.Clone(d.running)
+	d.mu.Unlock()
+	for _, l := range d.late {
+		l.stop()
+	}
+	if w != nil {
+		names := slices.Collect(maps.Keys(w.Mappings))
+		sort.Strings(names)
+		for _, n := range names {
+			w.Mappings[n].Stop()
+		}
+	}
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(running)) {
+		if err := running[id].Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("samlocal: stop %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func orEmpty(n *yaml.Node) *yaml.Node {
+	if n == nil {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str"}
+	}
+	return n
+}
+
+// lateInvoker stands for a function the bus is wired to before it runs:
+// invocations wait (bounded by their context) until it is bound; once the
+// deployment stops, they fail.
+type lateInvoker struct {
+	id      string
+	once    sync.Once
+	ready   chan struct{}
+	inv     eventbus.Invoker
+	stopped atomic.Bool
+}
+
+func newLateInvoker(id string) *lateInvoker { return &lateInvoker{id: id, ready: make(chan struct{})} }
+
+func (l *lateInvoker) bind(inv eventbus.Invoker) {
+	l.once.Do(func() {
+		l.inv = inv
+		close(l.ready)
+	})
+}
+
+func (l *lateInvoker) stop() {
+	l.stopped.Store(true)
+	l.bind(nil)
+}
+
+func (l *lateInvoker) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("samlocal: %s not started yet: %w", l.id, ctx.Err())
+	}
+	if l.inv == nil || l.stopped.Load() {
+		return nil, fmt.Errorf("samlocal: %s is not running (deployment stopped)", l.id)
+	}
+	return l.inv.Invoke(ctx, payload)
+}

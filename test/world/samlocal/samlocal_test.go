@@ -1,0 +1,382 @@
+package samlocal_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/tether-ecs/tether/test/world/eventbus"
+	"github.com/tether-ecs/tether/test/world/samlocal"
+	"github.com/tether-ecs/tether/test/world/ssmsim"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+const (
+	repoTemplate = "../../../template.yaml"
+	endpoint     = "http://127.0.0.1:4566"
+	clusterArn   = "arn:aws:ecs:us-west-2:123456789012:cluster/default"
+)
+
+// recorder is a Runtime whose functions record what they are invoked with
+// and answer an empty partial batch response.
+type recorder struct {
+	mu      sync.Mutex
+	started []samlocal.Function
+	calls   map[string][][]byte // function logical id -> payloads
+	changed chan struct{}
+	failOn  string // logical id whose Start fails
+}
+
+func newRecorder() *recorder {
+	return &recorder{calls: map[string][][]byte{}, changed: make(chan struct{}, 1)}
+}
+
+func (r *recorder) Start(_ context.Context, fn samlocal.Function) (samlocal.Running, error) {
+	if fn.LogicalID == r.failOn {
+		return nil, errors.New("bootstrap crashed at init")
+	}
+	r.mu.Lock()
+	r.started = append(r.started, fn)
+	r.mu.Unlock()
+	return &recorded{r: r, id: fn.LogicalID}, nil
+}
+
+func (r *recorder) payloads(id string) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls[id])
+}
+
+// wait blocks until cond holds for the recorded calls (bounded).
+func (r *recorder) wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for !cond() {
+		select {
+		case <-r.changed:
+		case <-deadline:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("waited 20s for %s; calls so far: %d taskstate, %d drain, %d sweep", what,
+				len(r.calls["TaskStateFunction"]), len(r.calls["DrainFunction"]), len(r.calls["SweepFunction"]))
+		}
+	}
+}
+
+type recorded struct {
+	r       *recorder
+	id      string
+	stopped bool
+}
+
+func (f *recorded) Invoke(_ context.Context, payload []byte) ([]byte, error) {
+	f.r.mu.Lock()
+	f.r.calls[f.id] = append(f.r.calls[f.id], payload)
+	f.r.mu.Unlock()
+	select {
+	case f.r.changed <- struct{}{}:
+	default:
+	}
+	return []byte(`{"batchItemFailures":[]}`), nil
+}
+func (f *recorded) Output() string { return "" }
+func (f *recorded) Stop() error    { f.stopped = true; return nil }
+
+type env struct {
+	bus *eventbus.Bus
+	ssm *ssmsim.Server
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	bus := eventbus.New(eventbus.Options{Seed: 1, TimeScale: 0.01, QueueURLBase: endpoint})
+	t.Cleanup(func() { _ = bus.Close() })
+	ssm := ssmsim.New(ssmsim.Config{Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = ssm.Close() })
+	return env{bus: bus, ssm: ssm}
+}
+
+func deploy(t *testing.T, e env, rt samlocal.Runtime, template string, params map[string]string) (*samlocal.Deployment, error) {
+	t.Helper()
+	d, err := samlocal.Deploy(context.Background(), samlocal.Config{
+		Template: template, StackName: "tether", Parameters: params, Endpoint: endpoint,
+		Bus: e.bus, SSM: e.ssm, Runtime: rt,
+	})
+	if d != nil {
+		t.Cleanup(func() {
+			if err := d.Stop(); err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		})
+	}
+	return d, err
+}
+
+func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
+	e := newEnv(t)
+	rec := newRecorder()
+	d, err := deploy(t, e, rec, repoTemplate, map[string]string{"ClusterName": "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Functions: names, code, limits and an environment pointing at the world.
+	want := map[string]struct {
+		pkg      string
+		reserved int
+	}{"TaskStateFunction": {"taskstate", 10}, "DrainFunction": {"drain", 3}, "SweepFunction": {"sweep", 1}}
+	if len(d.Functions) != len(want) || len(rec.started) != len(want) {
+		t.Fatalf("functions %v, started %d; want %d", d.Functions, len(rec.started), len(want))
+	}
+	retry := d.Queues["RetryQueue"]
+	if retry == nil {
+		t.Fatalf("no RetryQueue among %v", d.Queues)
+	}
+	for id, w := range want {
+		fn := d.Functions[id]
+		if fn.Name != "tether-"+id || fn.Package != w.pkg || fn.ReservedConcurrency != w.reserved ||
+			fn.Timeout != 60*time.Second || fn.MemoryMB != 256 || fn.ARN != "arn:aws:lambda:us-west-2:123456789012:function:tether-"+id {
+			t.Errorf("%s = %+v", id, fn)
+		}
+		for k, v := range map[string]string{
+			"TETHER_CLUSTER": "default", "TETHER_MOUNT_DOCUMENT": "tether-mount", "TETHER_UNMOUNT_DOCUMENT": "tether-unmount",
+			"TETHER_STATUS_DOCUMENT": "tether-status", "TETHER_RETRY_QUEUE_URL": retry.URL(), "TETHER_LOG_LEVEL": "info",
+			"AWS_ENDPOINT_URL": endpoint,
+		} {
+			if fn.Env[k] != v {
+				t.Errorf("%s env %s = %q, want %q", id, k, fn.Env[k], v)
+			}
+		}
+	}
+	if !strings.HasPrefix(retry.URL(), endpoint+"/") {
+		t.Errorf("retry queue URL %s is not on the world's endpoint", retry.URL())
+	}
+
+	// Queues and their dead-letter queues.
+	if len(d.Queues) != 8 {
+		t.Errorf("%d queues, want 8 (4 + 4 dead-letter)", len(d.Queues))
+	}
+	for _, id := range []string{"TaskQueue", "InstanceQueue", "VolumeQueue", "RetryQueue"} {
+		q := d.Queues[id]
+		dlq := d.Queues[strings.TrimSuffix(id, "Queue")+"DeadLetterQueue"]
+		if q == nil || dlq == nil {
+			t.Fatalf("%s or its dead-letter queue missing", id)
+		}
+		o := q.Options()
+		if o.VisibilityTimeout != 120*time.Second || o.DeadLetter != dlq || o.MaxReceiveCount != 5 || q.Name() != "tether-"+id {
+			t.Errorf("%s: name %s, options %+v", id, q.Name(), o)
+		}
+	}
+	if got := e.ssm.Documents(); !slices.Equal(got, []string{"tether-mount", "tether-status", "tether-unmount"}) {
+		t.Errorf("SSM documents %v", got)
+	}
+
+	// Everything not deployed is listed with a reason.
+	ignored := map[string]bool{}
+	for _, ig := range d.Ignored {
+		if ig.Reason == "" {
+			t.Errorf("ignored without a reason: %+v", ig)
+		}
+		ignored[ig.LogicalID+"."+ig.Property] = true
+	}
+	for _, k := range []string{"ReconcilerPolicy.", "TaskDeadLetterAlarm.", "HandoffDurationAlarm.", "TaskStateLogGroup.",
+		"TaskQueuePolicy.", "TaskQueue.MessageRetentionPeriod", "TaskQueue.SqsManagedSseEnabled",
+		"TaskStateFunction.Policies", "SweepFunction.EventInvokeConfig", "DrainFunction.Architectures", "MountDocument.UpdateMethod"} {
+		if !ignored[k] {
+			t.Errorf("%s not listed as ignored; ignored: %v", k, d.Ignored)
+		}
+	}
+	if len(d.Unwired) != 0 {
+		t.Errorf("unwired events: %v", d.Unwired)
+	}
+
+	// Outputs resolve to the world's resources.
+	for k, v := range map[string]string{
+		"TaskQueueUrl": d.Queues["TaskQueue"].URL(), "RetryQueueUrl": retry.URL(), "MountDocumentName": "tether-mount",
+		"StatusDocumentName": "tether-status", "SweepFunctionName": "tether-SweepFunction",
+	} {
+		if d.Outputs[k] != v {
+			t.Errorf("output %s = %q, want %q", k, d.Outputs[k], v)
+		}
+	}
+
+	// Routing as contracts.md says: task and EBS events and retries to
+	// taskstate, instance events to drain, the schedule to sweep; another
+	// cluster's events to nobody.
+	publish := func(source, detailType, detail string) {
+		e.bus.Publish(worldapi.Event{Version: "0", ID: detailType + detail, Source: source, DetailType: detailType,
+			Account: "123456789012", Region: "us-west-2", Time: "2024-01-01T00:00:00Z", Detail: json.RawMessage(detail)})
+	}
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"arn:aws:ecs:us-west-2:123456789012:cluster/other","lastStatus":"RUNNING"}`)
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","lastStatus":"RUNNING"}`)
+	publish("aws.ec2", "EBS Volume Notification", `{"event":"attachVolume","result":"attached"}`)
+	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"DRAINING"}`)
+	retry.Send(`{"tether":"retry","key":{"cluster":"default","volume":"v"}}`, eventbus.SendOptions{})
+	if err := e.bus.FireSchedule("SweepFunction.Sweep"); err != nil {
+		t.Fatal(err)
+	}
+	bodies := func(id string) []string {
+		var out []string
+		for _, p := range rec.payloads(id) {
+			var batch events.SQSEvent
+			if err := json.Unmarshal(p, &batch); err != nil || len(batch.Records) == 0 {
+				out = append(out, "direct:"+string(p))
+				continue
+			}
+			for _, r := range batch.Records {
+				out = append(out, r.Body)
+			}
+		}
+		return out
+	}
+	rec.wait(t, "taskstate to get 3 messages, drain 1, sweep 1", func() bool {
+		return len(bodies("TaskStateFunction")) >= 3 && len(bodies("DrainFunction")) >= 1 && len(bodies("SweepFunction")) >= 1
+	})
+	ts := strings.Join(bodies("TaskStateFunction"), "\n")
+	for _, want := range []string{`"lastStatus":"RUNNING"`, `"attachVolume"`, `"tether":"retry"`} {
+		if !strings.Contains(ts, want) {
+			t.Errorf("taskstate did not get %s:\n%s", want, ts)
+		}
+	}
+	if strings.Contains(ts, "cluster/other") {
+		t.Errorf("taskstate got another cluster's event:\n%s", ts)
+	}
+	if got := bodies("DrainFunction"); len(got) != 1 || !strings.Contains(got[0], `"DRAINING"`) {
+		t.Errorf("drain got %v", got)
+	}
+	if got := bodies("SweepFunction"); len(got) != 1 || !strings.Contains(got[0], `"Scheduled Event"`) || !strings.HasPrefix(got[0], "direct:") {
+		t.Errorf("sweep got %v, want one Scheduled Event invoked directly", got)
+	}
+}
+
+// writeTemplate writes the repository template with old replaced by new.
+func writeTemplate(t *testing.T, old, new string) string {
+	t.Helper()
+	raw, err := os.ReadFile(repoTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), old) {
+		t.Fatalf("template.yaml no longer contains %q", old)
+	}
+	dir := t.TempDir()
+	// The functions' CodeUri (functions/) must resolve next to the copy.
+	if err := os.Symlink(mustAbs(t, "../../../functions"), filepath.Join(dir, "functions")); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "template.yaml")
+	if err := os.WriteFile(p, []byte(strings.Replace(string(raw), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+func TestWhatTheWorldCannotDoIsAnError(t *testing.T) {
+	const anchor = "  # ------------------------------------------------------------------- queues\n"
+	cases := []struct {
+		name, old, new string
+	}{
+		{"unknown resource type", anchor, anchor + "  Bucket:\n    Type: AWS::S3::Bucket\n"},
+		{"unknown queue property", "      VisibilityTimeout: 120\n", "      VisibilityTimeout: 120\n      FifoQueue: true\n"},
+		{"unknown event type", "          Type: Schedule\n", "          Type: Api\n"},
+		{"unknown SQS event property", "            BatchSize: 10\n", "            BatchSize: 10\n            FilterCriteria: {Filters: []}\n"},
+		{"unsupported intrinsic", "TETHER_LOG_LEVEL: !Ref LogLevel", "TETHER_LOG_LEVEL: !Select [0, [a, b]]"},
+		{"reference to an ignored resource", "TETHER_LOG_LEVEL: !Ref LogLevel", "TETHER_LOG_LEVEL: !Ref ReconcilerPolicy"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			rec := newRecorder()
+			_, err := deploy(t, e, rec, writeTemplate(t, c.old, c.new), map[string]string{"ClusterName": "default"})
+			if !errors.Is(err, samlocal.ErrUnsupported) {
+				t.Fatalf("err = %v, want ErrUnsupported", err)
+			}
+			t.Logf("refused as expected: %v", err)
+		})
+	}
+}
+
+func TestParametersAreCheckedAsCloudFormationDoes(t *testing.T) {
+	for name, params := range map[string]map[string]string{
+		"ClusterName has no default": nil,
+		"pattern":                    {"ClusterName": "not a name!"},
+		"allowed values":             {"ClusterName": "default", "LogLevel": "loud"},
+		"min value":                  {"ClusterName": "default", "QueueConcurrency": "1"},
+		"unknown parameter":          {"ClusterName": "default", "Nope": "x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			if _, err := deploy(t, e, newRecorder(), repoTemplate, params); err == nil {
+				t.Fatal("deployed with bad parameters")
+			} else {
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestAFunctionThatCannotStartFailsTheDeployAndStopsTheOthers(t *testing.T) {
+	e := newEnv(t)
+	rec := newRecorder()
+	rec.failOn = "SweepFunction" // started after DrainFunction (logical id order)
+	d, err := deploy(t, e, rec, repoTemplate, map[string]string{"ClusterName": "default"})
+	if err == nil || d != nil {
+		t.Fatalf("deploy = %v, %v; want an error", d, err)
+	}
+	if len(rec.started) != 1 || rec.started[0].LogicalID != "DrainFunction" {
+		t.Fatalf("started %v", rec.started)
+	}
+	// The drain function's mapping is stopped: a message stays queued.
+	q := e.bus.Queue("tether-InstanceQueue")
+	q.Send(`{}`, eventbus.SendOptions{})
+	time.Sleep(50 * time.Millisecond) // give a (wrongly) running poller the chance to take it
+	if got := rec.payloads("DrainFunction"); len(got) != 0 {
+		t.Fatalf("drain invoked after the failed deploy: %s", got)
+	}
+	if st := q.Stats(); st.Visible != 1 {
+		t.Fatalf("instance queue %+v, want the message still visible", st)
+	}
+}
+
+func TestWithoutARuntimeTheFunctionsEventsAreUnwired(t *testing.T) {
+	e := newEnv(t)
+	d, err := deploy(t, e, nil, repoTemplate, map[string]string{"ClusterName": "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Unwired) != 5 { // 3 taskstate queues, 1 drain queue, 1 schedule
+		t.Errorf("unwired %v, want the five function events", d.Unwired)
+	}
+	if len(d.Queues) != 8 || len(d.Rules) != 3 || len(d.Documents) != 3 {
+		t.Errorf("queues %d, rules %v, documents %v", len(d.Queues), d.Rules, d.Documents)
+	}
+	if d.Functions["TaskStateFunction"].Env["TETHER_RETRY_QUEUE_URL"] != d.Queues["RetryQueue"].URL() {
+		t.Errorf("environment not resolved without a runtime: %v", d.Functions["TaskStateFunction"].Env)
+	}
+}
+
+func TestEmulatorNamesAMissingBootstrap(t *testing.T) {
+	_, err := samlocal.Emulator{Bootstraps: t.TempDir()}.Start(context.Background(), samlocal.Function{LogicalID: "SweepFunction", Package: "sweep"})
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "bootstraps OUT=") {
+		t.Fatalf("err = %v, want not-exist with the make command", err)
+	}
+}
