@@ -186,11 +186,20 @@ func printResult(stdout *bytes.Buffer, asJSON bool, v any, human string) int {
 	return ExitOK
 }
 
+// unmountResult and statusVolume mirror agent/hostops' JSON.
 type unmountResult struct {
 	VolumeID   string `json:"volumeId"`
 	Name       string `json:"name"`
 	Mountpoint string `json:"mountpoint"`
-	Unmounted  bool   `json:"unmounted"`
+	Device     string `json:"device,omitempty"`
+	WasMounted bool   `json:"wasMounted"`
+	Detached   bool   `json:"detached,omitempty"`
+	Users      []user `json:"users,omitempty"`
+}
+
+type user struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 func (h *Host) unmountCmd(args []string, stdout, stderr *bytes.Buffer) int {
@@ -227,23 +236,25 @@ func (h *Host) unmountCmd(args []string, stdout, stderr *bytes.Buffer) int {
 		fmt.Fprintf(stderr, "tether-agent: %s is in use by a running container\n", res.Mountpoint)
 		return ExitBusy
 	}
-	if h.inUseLocked(*name) {
+	res.Device, res.WasMounted = m.device, true
+	if res.Users = h.usersLocked(*name); len(res.Users) > 0 {
 		h.forcedUnmount++
+		res.Detached = true
 	}
 	delete(h.mounts, *name)
 	h.changedLocked()
-	res.Unmounted = true
 	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force)
 	return printResult(stdout, *asJSON, res, "unmounted")
 }
 
 type statusVolume struct {
 	Name       string `json:"name"`
-	VolumeID   string `json:"volumeId"`
-	Device     string `json:"device"`
-	FSType     string `json:"fstype"`
+	VolumeID   string `json:"volumeId,omitempty"`
+	Mounted    bool   `json:"mounted"`
+	Device     string `json:"device,omitempty"`
 	Mountpoint string `json:"mountpoint"`
-	InUse      bool   `json:"inUse"`
+	FSType     string `json:"fstype,omitempty"`
+	Users      []user `json:"users"`
 }
 
 func (h *Host) statusCmd(args []string, stdout, stderr *bytes.Buffer) int {
@@ -257,9 +268,15 @@ func (h *Host) statusCmd(args []string, stdout, stderr *bytes.Buffer) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	vols := []statusVolume{}
-	for _, n := range h.sortedMountNames() {
-		m := h.mounts[n]
-		vols = append(vols, statusVolume{Name: n, VolumeID: m.volumeID, Device: m.device, FSType: m.fsType, Mountpoint: path.Join(*root, "volumes", n), InUse: h.inUseLocked(n)})
+	for _, n := range h.knownNamesLocked() {
+		v := statusVolume{Name: n, VolumeID: h.bindings[n], Mountpoint: path.Join(*root, "volumes", n), Users: h.usersLocked(n)}
+		if m := h.mounts[n]; m != nil {
+			v.VolumeID, v.Mounted, v.Device, v.FSType = m.volumeID, true, m.device, m.fsType
+		}
+		if v.Users == nil {
+			v.Users = []user{}
+		}
+		vols = append(vols, v)
 	}
 	return printResult(stdout, *asJSON, map[string]any{"volumes": vols}, fmt.Sprintf("%d volumes", len(vols)))
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,12 +101,24 @@ func TestTemplateDocumentsRunOnTheFakeHost(t *testing.T) {
 			break
 		}
 	}
+	var st struct {
+		Volumes []struct {
+			Name, VolumeID string
+			Mounted        bool
+			Users          []struct{ ID, Name string }
+		}
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(run("StatusDocument", nil).StandardOutputContent)), &st); err != nil ||
+		len(st.Volumes) != 1 || !st.Volumes[0].Mounted || st.Volumes[0].VolumeID != vol || len(st.Volumes[0].Users) != 1 {
+		t.Fatalf("status while a container uses the volume: %+v %v", st, err)
+	}
 	busy := run("UnmountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Force": {"false"}})
 	if busy.Status != types.CommandInvocationStatusFailed || busy.ResponseCode != fakehost.ExitBusy {
 		t.Fatalf("unmount under a container: %s %d", busy.Status, busy.ResponseCode)
 	}
 	forced := run("UnmountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Force": {"true"}})
-	if forced.Status != types.CommandInvocationStatusSuccess || host.State().ForcedUnmount != 1 {
+	if forced.Status != types.CommandInvocationStatusSuccess || host.State().ForcedUnmount != 1 ||
+		!strings.Contains(aws.ToString(forced.StandardOutputContent), `"detached":true`) {
 		t.Fatalf("forced unmount: %s %q", forced.Status, aws.ToString(forced.StandardErrorContent))
 	}
 }

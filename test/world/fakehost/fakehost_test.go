@@ -66,7 +66,7 @@ func TestMountFormatsOnceAndReportsTheContractJSON(t *testing.T) {
 		t.Fatalf("second mount: %s", again.Stdout)
 	}
 	// On another host the filesystem is found, not made again.
-	if res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol --json"); res.ExitCode != 0 || !strings.Contains(res.Stdout, `"unmounted":true`) {
+	if res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol --json"); res.ExitCode != 0 || !strings.Contains(res.Stdout, `"wasMounted":true`) {
 		t.Fatalf("unmount: %+v", res)
 	}
 	if err := h.DetachDevice(ctx(t), vol, false); err != nil {

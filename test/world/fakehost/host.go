@@ -281,9 +281,17 @@ func (h *Host) Scripts() []string {
 	return append([]string(nil), h.scripts...)
 }
 
-func (h *Host) sortedMountNames() []string {
-	names := make([]string, 0, len(h.mounts))
+// knownNamesLocked lists every tether name with a binding or a mount.
+func (h *Host) knownNamesLocked() []string {
+	seen := map[string]bool{}
 	for n := range h.mounts {
+		seen[n] = true
+	}
+	for n := range h.bindings {
+		seen[n] = true
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
 		names = append(names, n)
 	}
 	sort.Strings(names)

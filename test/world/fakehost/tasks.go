@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -262,11 +263,21 @@ func (h *Host) ExitTask(taskArn string, code int) error {
 }
 
 // inUseLocked reports whether a running container uses the tether volume.
-func (h *Host) inUseLocked(name string) bool {
+func (h *Host) inUseLocked(name string) bool { return len(h.usersLocked(name)) > 0 }
+
+// usersLocked names the running containers that use the tether volume, as
+// Docker would (ECS agent container names), sorted.
+func (h *Host) usersLocked(name string) []user {
+	var out []user
 	for _, t := range h.tasks {
-		if t.status == "RUNNING" && slices.Contains(t.names, name) {
-			return true
+		if t.status != "RUNNING" || !slices.Contains(t.names, name) {
+			continue
+		}
+		for _, c := range t.spec.Containers {
+			rid := t.runtime[c.Name]
+			out = append(out, user{ID: rid, Name: fmt.Sprintf("ecs-%s-%d-%s-%s", t.spec.Family, t.spec.Revision, c.Name, rid[:20])})
 		}
 	}
-	return false
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
