@@ -20,6 +20,9 @@ type Options struct {
 	MaxBackoff time.Duration
 	// Backoff replaces the SDK's jittered exponential backoff (tests).
 	Backoff retry.BackoffDelayer
+	// RetryMode: adaptive (default: client-side rate limiting once
+	// throttled) or standard (tests that count attempts without waiting).
+	RetryMode aws.RetryMode
 	// BatchWindow is how long a DescribeVolumes waits for concurrent
 	// lookups to join it (default 20ms; negative: no batching).
 	BatchWindow time.Duration
@@ -52,6 +55,9 @@ func (o Options) withDefaults() Options {
 	if o.Stats == nil {
 		o.Stats = NewStats()
 	}
+	if o.RetryMode == "" {
+		o.RetryMode = aws.RetryModeAdaptive
+	}
 	return o
 }
 
@@ -68,6 +74,9 @@ type AWS struct {
 
 	taskDefsMu sync.Mutex
 	taskDefs   map[string]TaskDefinition // immutable revisions: kept for the process
+
+	identMu sync.Mutex
+	ident   map[string]Volume // volume id -> what never changes about it
 }
 
 var _ Cloud = (*AWS)(nil)
@@ -88,7 +97,7 @@ func New(cfg aws.Config, o Options) *AWS {
 // NewWithClients wraps given clients (real ones, or fakes in tests).
 func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	o = o.withDefaults()
-	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}}
+	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0
@@ -100,3 +109,34 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 
 // Stats returns the process-wide request counters.
 func (a *AWS) Stats() *Stats { return a.opts.Stats }
+
+// maxIdentities bounds the process-lifetime volume identity cache.
+const maxIdentities = 8192
+
+// learn keeps the identity of volumes seen in an answer.
+func (a *AWS) learn(vols ...Volume) {
+	a.identMu.Lock()
+	defer a.identMu.Unlock()
+	if len(a.ident)+len(vols) > maxIdentities {
+		a.ident = map[string]Volume{}
+	}
+	for _, v := range vols {
+		if v.ID == "" {
+			continue
+		}
+		tags := make(map[string]string, len(v.Tags))
+		for k, t := range v.Tags {
+			tags[k] = t
+		}
+		a.ident[v.ID] = Volume{ID: v.ID, AZ: v.AZ, CreateTime: v.CreateTime, SizeGiB: v.SizeGiB, Type: v.Type,
+			Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID, Tags: tags}
+	}
+}
+
+// KnownVolume implements Cloud.
+func (a *AWS) KnownVolume(id string) (Volume, bool) {
+	a.identMu.Lock()
+	defer a.identMu.Unlock()
+	v, ok := a.ident[id]
+	return v, ok
+}

@@ -31,6 +31,7 @@ func (a *AWS) describe(ctx context.Context, filters ...ec2types.Filter) ([]Volum
 			out = append(out, fromEC2Volume(v))
 		}
 		if aws.ToString(page.NextToken) == "" {
+			a.learn(out...)
 			return out, nil
 		}
 		in.NextToken = page.NextToken
@@ -318,6 +319,7 @@ func (a *AWS) CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume
 	if len(v.Tags) == 0 {
 		v.Tags = req.Tags
 	}
+	a.learn(v)
 	return v, nil
 }
 

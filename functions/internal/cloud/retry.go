@@ -32,14 +32,18 @@ func newRetryers(o Options) *retryers {
 // bounded attempts and backoff: a Lambda pass must end well within its
 // timeout; work that cannot finish goes back to the queue instead.
 func newRetryer(o Options) aws.Retryer {
+	std := func(so *retry.StandardOptions) {
+		so.MaxAttempts = o.MaxAttempts
+		so.MaxBackoff = o.MaxBackoff
+		if o.Backoff != nil {
+			so.Backoff = o.Backoff
+		}
+	}
+	if o.RetryMode == aws.RetryModeStandard {
+		return retry.NewStandard(std)
+	}
 	return retry.NewAdaptiveMode(func(ao *retry.AdaptiveModeOptions) {
-		ao.StandardOptions = append(ao.StandardOptions, func(so *retry.StandardOptions) {
-			so.MaxAttempts = o.MaxAttempts
-			so.MaxBackoff = o.MaxBackoff
-			if o.Backoff != nil {
-				so.Backoff = o.Backoff
-			}
-		})
+		ao.StandardOptions = append(ao.StandardOptions, std)
 	})
 }
 

@@ -201,6 +201,11 @@ type Cloud interface {
 	ContainerInstances(ctx context.Context, cluster string) ([]ContainerInstance, error)
 	StopTask(ctx context.Context, cluster, taskARN, reason string) error
 
+	// KnownVolume returns what never changes about a volume this process
+	// has seen (id, AZ, creation time, tags), without asking EC2; State and
+	// Attachments are empty.
+	KnownVolume(id string) (Volume, bool)
+
 	SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error)
 	Command(ctx context.Context, commandID, instanceID string) (Command, error)
 	// Commands: a document's commands on an instance requested after a time,

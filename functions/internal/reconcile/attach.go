@@ -63,6 +63,7 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		err := p.r.cloud.AttachVolume(ctx, v.ID, inst, dev)
 		switch {
 		case err == nil:
+			p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, Device: dev, State: cloud.AttachAttaching, AttachTime: p.now})
 			since := p.handoffStart(w)
 			p.r.startInflight(v.ID, stepAttach, p.now)
 			log.Info("attaching", "device", dev)
@@ -113,7 +114,13 @@ func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a clou
 			h = hint{Step: stepAttach, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime)}
 		}
 		return p.retry(p.r.t.AttachWait, h, "attaching %s to %s", v.ID, a.InstanceID), nil
-	case cloud.AttachDetaching, cloud.AttachBusy:
+	case cloud.AttachBusy:
+		// A detach raced a mount here: EC2 waits for the guest to let go.
+		// No task here has started with it (else the fast path), so
+		// unmount; the detach ends and the volume is attached again.
+		log.Warn("detach busy where the volume is needed; unmounting so it can finish and attach again")
+		return p.unmountBusyDetach(ctx, v, a, t.ci, true)
+	case cloud.AttachDetaching:
 		log.Info("a detach is in progress where the volume is needed; will attach again after it", "state", a.State)
 		return p.retry(p.r.t.DetachWait, hint{}, "detach of %s from %s in progress", v.ID, a.InstanceID), nil
 	}
@@ -201,6 +208,9 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 		return Result{}, err
 	}
 	p.r.startInflight(v.ID, step, p.now)
+	if step == stepMount {
+		p.r.noteMountSent(v.ID, a.InstanceID, p.now)
+	}
 	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1)
 	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since, Unreach: p.hint.Unreach}
 	return p.retry(p.r.t.CommandWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
@@ -279,4 +289,55 @@ func (p *pass) failedCommands(ctx context.Context, doc, volumeID string, a cloud
 		}
 	}
 	return n, nil
+}
+
+// continueFromEvent acts on an EBS notification of this invocation without
+// reading EC2 first, when the volume's identity is known: after
+// "detached" or "available" it attaches the volume where it is needed, after
+// "attached" it mounts it there. Both are safe on a stale event: EC2
+// refuses to attach a volume that is not available (the pass then looks
+// again), and tether-agent mounts only a device attached to its instance.
+func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, error) {
+	p.inv.mu.Lock()
+	ev, ok := p.inv.volumeEvents[p.key]
+	p.inv.mu.Unlock()
+	if !ok || len(w.needers) == 0 {
+		return Result{}, false, nil
+	}
+	v, known := p.r.cloud.KnownVolume(ev.VolumeID)
+	if !known || v.Tags[cloud.TagCluster] != p.key.Cluster || v.Tags[cloud.TagVolume] != p.key.Volume {
+		return Result{}, false, nil
+	}
+	t, _ := p.target(w, nil)
+	switch {
+	case ev.Event == "attachVolume" && ev.Result == "attached":
+		a, ok := p.r.attachmentOf(v.ID)
+		if !ok || a.InstanceID != t.instance() {
+			return Result{}, false, nil
+		}
+		a.State = cloud.AttachAttached
+		res, err := p.mount(ctx, w, v, a, t)
+		return res, true, err
+	case ev.Event == "createVolume" && ev.Result == "failed":
+		// EC2 gave up creating the volume (an unusable KMS key is the usual
+		// cause): the create path must see it as vanished, hint or not.
+		if p.hint.Step != stepCreate || p.hint.Volume != v.ID {
+			p.hint = hint{Step: stepCreate, Volume: v.ID, At: ms(v.CreateTime.Add(-p.r.t.CreateSettle))}
+		}
+		return Result{}, false, nil
+	case ev.Event == "detachVolume" && ev.Result == "detached", ev.Event == "createVolume" && ev.Result == "available":
+		if a, ok := p.r.attachmentOf(v.ID); ok && a.InstanceID == t.instance() && a.State != cloud.AttachDetached {
+			// This process attached the volume there after the detach this
+			// event reports: a late or repeated event. The attach's own
+			// chain of passes goes on.
+			p.log.Debug("EBS event older than this process's attach: nothing to do", "volumeId", v.ID, "event", ev.Event)
+			return done("event older than the attach to " + a.InstanceID), true, nil
+		}
+		if t.az() != "" && t.az() != v.AZ {
+			return Result{}, false, nil // the full pass reports the wrong AZ
+		}
+		res, err := p.attach(ctx, w, v, t)
+		return res, true, err
+	}
+	return Result{}, false, nil
 }

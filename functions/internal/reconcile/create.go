@@ -132,7 +132,7 @@ func (p *pass) vanished(ctx context.Context, id string) bool {
 // twice fails the tasks with the likely cause.
 func (p *pass) vanishedVolume(ctx context.Context, w want, h hint, opts volspec.Options) (Result, error) {
 	log := p.log.With("volumeId", h.Volume, "generation", h.Gen)
-	h.Vanished++
+	h.Vanished = p.r.vanish(p.key, h.Vanished)
 	if h.Vanished >= 2 {
 		key := opts.KMSKeyID
 		if key == "" {

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -54,7 +55,8 @@ type harness struct {
 	metrics *bytes.Buffer
 	queue   []msg
 	events  []fakeaws.Event
-	failed  int // passes that returned an error
+	failed  int            // passes that returned an error
+	cost    map[string]int // EC2 calls by the kind of trigger that caused them
 	results map[reconcile.Key][]reconcile.Result
 }
 
@@ -62,7 +64,7 @@ type option func(*reconcile.Config)
 
 func newHarness(t tb, opts ...option) *harness {
 	w := fakeaws.New(start)
-	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}}
+	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}, cost: map[string]int{}}
 	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
 	cfg := reconcile.Config{
 		Cloud: h.c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
@@ -89,6 +91,13 @@ func newHarness(t tb, opts ...option) *harness {
 		if t.Failed() {
 			t.Logf("reconciler log (last 60 lines):\n%s", tail(h.logs.String(), 60))
 			t.Logf("world journal:\n%s", strings.Join(h.w.Journal(), "\n"))
+			for _, task := range h.w.Tasks() {
+				t.Logf("task %s on %s: last %s desired %s created %s started %s stopped %s reason %q", task.ARN, task.CI, task.LastStatus, task.DesiredStatus,
+					task.Created.Format(time.TimeOnly), task.Started.Format(time.TimeOnly), task.Stopped.Format(time.TimeOnly), task.StoppedReason)
+			}
+			for _, v := range h.w.Volumes() {
+				t.Logf("volume %+v att %+v", v, v.Att)
+			}
 		}
 	})
 	return h
@@ -122,6 +131,23 @@ func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
 func (h *harness) invoke(triggers ...reconcile.Trigger) {
 	h.t.Helper()
 	ctx := h.r.Invocation(context.Background())
+	before := h.w.EC2Calls()
+	defer func() {
+		kind := fmt.Sprintf("%T", triggers[0])
+		if r, ok := triggers[0].(reconcile.Retry); ok {
+			var hint struct {
+				S string `json:"s"`
+			}
+			_ = json.Unmarshal([]byte(r.Hint), &hint)
+			kind += "/" + hint.S
+		}
+		if tc, ok := triggers[0].(reconcile.TaskChanged); ok {
+			kind += "/" + tc.DesiredStatus + "/" + tc.LastStatus
+		}
+		h.mu.Lock()
+		h.cost[kind] += h.w.EC2Calls() - before
+		h.mu.Unlock()
+	}()
 	var keys []reconcile.Key
 	seen := map[reconcile.Key]bool{}
 	for i, tr := range triggers {

@@ -32,6 +32,7 @@ type hint struct {
 	Vanished int    `json:"x,omitempty"` // volumes EC2 deleted right after creating them
 	Unreach  int64  `json:"u,omitempty"` // when Instance's agent was first found unreachable
 	Busy     int64  `json:"y,omitempty"` // when unmount on Instance first answered busy
+	Pass     int64  `json:"n,omitempty"` // when the pass that handed the key back ran
 	Poison   string `json:"p,omitempty"` // device name that got stuck on Instance
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/internal/volspec"
@@ -35,8 +36,13 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 			r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
 			return nil, nil
 		}
+		h := parseHint(t.Hint)
+		if r.superseded(t.Key, h) {
+			r.log.Debug("retry superseded by a later pass of the same key: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
+			return nil, nil
+		}
 		if t.Hint != "" {
-			r.keepHint(inv, t.Key, parseHint(t.Hint))
+			r.keepHint(inv, t.Key, h)
 		}
 		keys = []Key{t.Key}
 	default:
@@ -63,6 +69,14 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 	if seen, ok := r.versions[t.TaskArn]; ok && t.Version > 0 && t.Version < seen {
 		r.mu.Unlock()
 		log.Debug("stale task event: skipped", "version", t.Version, "seen", seen)
+		return nil, nil
+	}
+	// The same version again, after a pass of each of its keys succeeded:
+	// a duplicate delivery. (Not after a failed pass: that redelivery is
+	// the retry.)
+	if done, ok := r.processed[t.TaskArn]; ok && t.Version > 0 && t.Version <= done {
+		r.mu.Unlock()
+		log.Debug("duplicate task event: skipped", "version", t.Version)
 		return nil, nil
 	}
 	if len(r.versions) >= maxVersions {
@@ -105,6 +119,14 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 	if len(keys) > 0 && inv != nil {
 		inv.mu.Lock()
 		inv.named[t.TaskArn] = true
+		n := inv.versions[t.TaskArn]
+		if n == nil || t.Version > n.version {
+			n = &taskNote{version: t.Version, pending: map[Key]bool{}}
+			inv.versions[t.TaskArn] = n
+		}
+		for _, k := range keys {
+			n.pending[k] = true
+		}
 		inv.mu.Unlock()
 	}
 	return keys, nil
@@ -140,6 +162,11 @@ func (r *Reconciler) volumeKeys(ctx context.Context, t VolumeChanged) ([]Key, er
 		r.log.Warn("volume event with an invalid volume id: ignored", "volumeId", t.VolumeID)
 		return nil, nil
 	}
+	if v, ok := r.cloud.KnownVolume(t.VolumeID); ok {
+		keys := r.keysFromVolumes(r.cluster, []cloud.Volume{v})
+		r.noteVolumeEvent(invocationFrom(ctx), keys, t)
+		return keys, nil
+	}
 	v, err := r.cloud.VolumeByID(ctx, t.VolumeID)
 	if errors.Is(err, cloud.ErrNotFound) {
 		// Deleted (or never created): a pass that waits for it has its own retry.
@@ -152,7 +179,22 @@ func (r *Reconciler) volumeKeys(ctx context.Context, t VolumeChanged) ([]Key, er
 	if t.Result == "failed" {
 		r.log.Warn("EBS reports a failed volume operation", "volumeId", t.VolumeID, "event", t.Event, "cause", t.Cause)
 	}
-	return r.keysFromVolumes(r.cluster, []cloud.Volume{v}), nil
+	keys := r.keysFromVolumes(r.cluster, []cloud.Volume{v})
+	r.noteVolumeEvent(invocationFrom(ctx), keys, t)
+	return keys, nil
+}
+
+// noteVolumeEvent lets the keys' passes act on a completed attach, detach
+// or create without reading EC2 first (see continueFromEvent).
+func (r *Reconciler) noteVolumeEvent(inv *invocation, keys []Key, t VolumeChanged) {
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, k := range keys {
+		inv.volumeEvents[k] = t
+	}
 }
 
 func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, error) {
@@ -247,4 +289,77 @@ func (r *Reconciler) takeHint(k Key) hint {
 	h := r.hints[k]
 	delete(r.hints, k)
 	return h
+}
+
+// handedBack remembers the latest pass of a key that handed it back.
+func (r *Reconciler) handedBack(k Key, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lastBack) >= maxMemory {
+		r.lastBack = map[Key]time.Time{}
+	}
+	if at.After(r.lastBack[k]) {
+		r.lastBack[k] = at
+	}
+}
+
+// superseded: a later pass of the same key handed it back after this retry
+// was scheduled, so a newer retry of the key is already queued; two chains
+// of retries for one key (from duplicate events) collapse into one.
+func (r *Reconciler) superseded(k Key, h hint) bool {
+	// Only chains that carry nothing but optimisations are dropped; one
+	// that counts something (client token generations, unreachable or busy
+	// since) keeps going.
+	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last, ok := r.lastBack[k]
+	return ok && last.After(fromMS(h.Pass))
+}
+
+// taskNote: a task event's version and the keys still to reconcile for it
+// in this invocation.
+type taskNote struct {
+	version int64
+	pending map[Key]bool
+	failed  bool
+}
+
+// reconciled marks k done for the task events that named it; an event
+// whose keys all succeeded is processed, and its duplicates are skipped.
+func (r *Reconciler) reconciled(inv *invocation, k Key, ok bool) {
+	inv.mu.Lock()
+	var done []struct {
+		task    string
+		version int64
+	}
+	for task, n := range inv.versions {
+		if !n.pending[k] {
+			continue
+		}
+		delete(n.pending, k)
+		n.failed = n.failed || !ok
+		if len(n.pending) == 0 && !n.failed {
+			done = append(done, struct {
+				task    string
+				version int64
+			}{task, n.version})
+		}
+	}
+	inv.mu.Unlock()
+	if len(done) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.processed) >= maxVersions {
+		r.processed = map[string]int64{}
+	}
+	for _, d := range done {
+		if d.version > r.processed[d.task] {
+			r.processed[d.task] = d.version
+		}
+	}
 }

@@ -54,6 +54,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	if res.RetryAfter > r.t.MaxRetryAfter {
 		res.RetryAfter = r.t.MaxRetryAfter
 	}
+	if err == nil && !res.Done() {
+		h := parseHint(res.Hint)
+		h.Pass = ms(p.now)
+		res.Hint = h.String()
+		r.handedBack(key, p.now)
+	}
+	r.reconciled(inv, key, err == nil)
 	p.finish(res, err)
 	return res, err
 }
@@ -75,6 +82,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	if res, ok, err := p.continueStep(ctx, w); ok || err != nil {
+		return res, err
+	}
+	if res, ok, err := p.continueFromEvent(ctx, w); ok || err != nil {
 		return res, err
 	}
 	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
@@ -103,7 +113,11 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 		}
 	}
 	if holder == nil {
-		return Result{}, false, nil
+		h, err := p.rememberedHolder(ctx, w)
+		if err != nil || h == nil {
+			return Result{}, false, err
+		}
+		holder = h
 	}
 	var here, elsewhere []need
 	for _, n := range w.needers {
@@ -128,6 +142,33 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 	}
 	log.Info("handoff waits for the holding task to stop", "waiting", elsewhere[0].task.ARN)
 	return p.retry(p.r.t.HolderWait, hint{}, "handoff waits for %s to stop", holder.ARN), true, nil
+}
+
+// rememberedHolder looks for a started, stopping task that uses the
+// volume on the instance this process last attached it to. Memory only
+// says where to look; the conclusion comes from ECS, as in fastPath.
+func (p *pass) rememberedHolder(ctx context.Context, w want) (*cloud.Task, error) {
+	vols, _ := p.r.knownVolumesOf(p.key)
+	for _, id := range vols {
+		a, ok := p.r.attachmentOf(id)
+		if !ok || a.State == cloud.AttachDetached {
+			continue
+		}
+		ci, known, err := p.containerInstanceOf(ctx, w, a.InstanceID)
+		if err != nil || !known {
+			return nil, err
+		}
+		users, err := p.usersOn(ctx, w, ci)
+		if err != nil {
+			return nil, err
+		}
+		for i, t := range users {
+			if !t.StartedAt.IsZero() || t.LastStatus == "RUNNING" {
+				return &users[i], nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // conflict: a shared volume is held by a running task on one instance while
@@ -205,7 +246,11 @@ func (p *pass) converge(ctx context.Context, w want, vols []cloud.Volume) (Resul
 		}
 		return done("volume in state error"), nil
 	}
+	p.r.createdFine(p.key)
 	p.noteProgress(w, v)
+	for _, a := range v.Attachments {
+		p.r.noteAttachment(v.ID, a)
+	}
 	if len(v.Attachments) == 0 {
 		return p.placeAvailable(ctx, w, v)
 	}

@@ -91,12 +91,18 @@ type Reconciler struct {
 	t                     Timing
 	mountAttempts, maxGen int
 
-	mu       sync.Mutex
-	versions map[string]int64           // task ARN -> newest event version seen
-	poisoned map[string]map[string]bool // instance -> device names that got stuck
-	released map[Key]time.Time          // when a holder let go (handoff start), this process
-	inflight map[string]time.Time       // step/volume id -> when tether started it
-	hints    map[Key]hint               // Retry hints when the caller keeps no invocation
+	mu        sync.Mutex
+	versions  map[string]int64            // task ARN -> newest event version seen
+	processed map[string]int64            // task ARN -> newest event version whose keys all converged or were handed back
+	poisoned  map[string]map[string]bool  // instance -> device names that got stuck
+	released  map[Key]time.Time           // when a holder let go (handoff start), this process
+	inflight  map[string]time.Time        // step/volume id -> when tether started it
+	hints     map[Key]hint                // Retry hints when the caller keeps no invocation
+	lastBack  map[Key]time.Time           // latest pass that handed a key back
+	attached  map[string]cloud.Attachment // volume id -> its latest attachment seen or made
+	vanishes  map[Key]int                 // volumes EC2 deleted right after creating them, per key
+	volumesOf map[Key]string              // key -> volume id this process last attached or detached
+	mountSent map[string]cloud.Attachment // volume id -> instance and time of the last mount sent
 }
 
 // New checks cfg and returns a Reconciler.
@@ -133,8 +139,8 @@ func New(cfg Config) (*Reconciler, error) {
 		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
-		versions: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
-		inflight: map[string]time.Time{}, hints: map[Key]hint{},
+		versions: map[string]int64{}, processed: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
+		inflight: map[string]time.Time{}, hints: map[Key]hint{}, lastBack: map[Key]time.Time{}, attached: map[string]cloud.Attachment{}, vanishes: map[Key]int{}, volumesOf: map[Key]string{}, mountSent: map[string]cloud.Attachment{},
 	}, nil
 }
 
@@ -181,12 +187,14 @@ func NewFromEnv(ctx context.Context, getenv func(string) string, logs, metrics i
 
 // invocation is what one Lambda invocation learnt from its triggers.
 type invocation struct {
-	mu     sync.Mutex
-	hints  map[Key]hint
-	events map[Key][]string
-	named  map[string]bool       // task ARNs triggers named (their state is read fresh once)
-	tasks  map[string]cloud.Task // those tasks, once described
-	read   bool
+	mu           sync.Mutex
+	hints        map[Key]hint
+	events       map[Key][]string
+	named        map[string]bool       // task ARNs triggers named (their state is read fresh once)
+	versions     map[string]*taskNote  // task events of this invocation and their keys
+	tasks        map[string]cloud.Task // those tasks, once described
+	read         bool
+	volumeEvents map[Key]VolumeChanged // the latest EBS notification per key
 }
 
 type invocationKey struct{}
@@ -202,6 +210,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	ctx = cloud.NewSession(ctx)
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
+		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
 	})
 }
 

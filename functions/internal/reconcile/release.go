@@ -142,9 +142,11 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 	}
 	// Failed: exit 3 means a container still uses the volume.
 	if cmd.ExitCode == 3 {
+		// Busy counts from the first refusal this chain of passes saw: an
+		// old refusal (a task started there since, and stopped) does not.
 		busySince := fromMS(p.hint.Busy)
 		if p.hint.Step != stepUnmount || busySince.IsZero() {
-			busySince = cmd.Requested
+			busySince = p.now
 		}
 		if p.now.Sub(busySince) >= p.r.t.BusyDeadline {
 			return Result{}, fmt.Errorf("unmount of %q on %q refused as busy for %s although ECS runs no task using it there", v.ID, inst, p.now.Sub(busySince).Round(time.Second))
@@ -193,6 +195,7 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 	}
 	since := p.releaseStart(w, ciARN)
 	p.r.noteReleased(p.key, since)
+	p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, State: cloud.AttachDetached, AttachTime: p.now})
 	p.r.startInflight(v.ID, stepDetach, p.now)
 	log.Info("detaching")
 	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)},
@@ -209,6 +212,7 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 		return Result{}, err
 	}
 	p.r.poison(a.InstanceID, a.Device)
+	p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: a.InstanceID, State: cloud.AttachDetached, AttachTime: p.now})
 	since := p.releaseStart(w, "")
 	p.r.noteReleased(p.key, since)
 	log.Warn("force-detached", "why", why, "device", a.Device)
@@ -246,6 +250,16 @@ func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error)
 // to a full pass.
 func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 	h := p.hint
+	// The fallback retry after an attach or detach, when this process has
+	// since moved on (the EBS event came first): the newer chain goes on.
+	switch {
+	case h.Step == stepAttach && h.Volume != "" && p.r.mountSentAfter(h.Volume, h.Instance, fromMS(h.At)):
+		return done("superseded: mount already sent on " + h.Instance), true, nil
+	case h.Step == stepDetach && h.Volume != "":
+		if a, ok := p.r.attachmentOf(h.Volume); ok && a.State != cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
+		}
+	}
 	if h.Command == "" || h.Volume == "" || h.Instance == "" || h.CI == "" {
 		return Result{}, false, nil
 	}

@@ -232,3 +232,75 @@ func (r *Reconciler) takeInflight(volumeID, step string) (time.Time, bool) {
 	delete(r.inflight, k)
 	return t, ok
 }
+
+func (r *Reconciler) noteAttachment(volumeID string, a cloud.Attachment) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.cloud.KnownVolume(volumeID); ok {
+		k := Key{Cluster: v.Tags[cloud.TagCluster], Volume: v.Tags[cloud.TagVolume]}
+		if len(r.volumesOf) >= maxMemory {
+			r.volumesOf = map[Key]string{}
+		}
+		r.volumesOf[k] = volumeID
+	}
+	if len(r.attached) >= maxMemory {
+		r.attached = map[string]cloud.Attachment{}
+	}
+	if old, ok := r.attached[volumeID]; !ok || !a.AttachTime.Before(old.AttachTime) {
+		r.attached[volumeID] = a
+	}
+}
+
+func (r *Reconciler) attachmentOf(volumeID string) (cloud.Attachment, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.attached[volumeID]
+	return a, ok
+}
+
+// vanish counts volumes of a key EC2 deleted right after creating them:
+// the most of the hint's count and this process's, plus this one.
+func (r *Reconciler) vanish(k Key, fromHint int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.vanishes) >= maxMemory {
+		r.vanishes = map[Key]int{}
+	}
+	n := max(fromHint, r.vanishes[k]) + 1
+	r.vanishes[k] = n
+	return n
+}
+
+// createdFine forgets vanished volumes of a key once one lives.
+func (r *Reconciler) createdFine(k Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.vanishes, k)
+}
+
+// knownVolumesOf: the volume this process last attached or detached for k.
+func (r *Reconciler) knownVolumesOf(k Key) ([]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.volumesOf[k]
+	if !ok {
+		return nil, false
+	}
+	return []string{id}, true
+}
+
+func (r *Reconciler) noteMountSent(volumeID, instance string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.mountSent) >= maxMemory {
+		r.mountSent = map[string]cloud.Attachment{}
+	}
+	r.mountSent[volumeID] = cloud.Attachment{InstanceID: instance, AttachTime: at}
+}
+
+func (r *Reconciler) mountSentAfter(volumeID, instance string, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.mountSent[volumeID]
+	return ok && m.InstanceID == instance && !m.AttachTime.Before(t)
+}

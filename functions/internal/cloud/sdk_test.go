@@ -1,0 +1,383 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+)
+
+// endpoint is a scripted AWS endpoint: the real SDK clients talk to it over
+// HTTP, so the wire format, the retryer and the error decoding are the SDK's
+// own (the SDK is the oracle).
+type endpoint struct {
+	t  *testing.T
+	mu sync.Mutex
+	// requests in order: "EC2:DescribeVolumes", "SSM:GetCommandInvocation"...
+	requests []string
+	forms    []url.Values
+	// answer returns status and body for a request (call is 1-based per action).
+	answer func(action string, form url.Values, body string, call int) (int, string)
+	calls  map[string]int
+}
+
+func newEndpoint(t *testing.T, answer func(action string, form url.Values, body string, call int) (int, string)) (*endpoint, string) {
+	e := &endpoint{t: t, answer: answer, calls: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(e.serve))
+	t.Cleanup(srv.Close)
+	return e, srv.URL
+}
+
+func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(r.Body)
+	var action string
+	var form url.Values
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		svc := "ECS"
+		if strings.HasPrefix(target, "AmazonSSM.") {
+			svc = "SSM"
+		}
+		action = svc + ":" + target[strings.IndexByte(target, '.')+1:]
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	} else {
+		form, _ = url.ParseQuery(string(raw))
+		action = "EC2:" + form.Get("Action")
+		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	}
+	e.mu.Lock()
+	e.requests = append(e.requests, action)
+	e.forms = append(e.forms, form)
+	e.calls[action]++
+	call := e.calls[action]
+	e.mu.Unlock()
+	status, body := e.answer(action, form, string(raw), call)
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func (e *endpoint) count(action string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls[action]
+}
+
+func ec2Error(code string) string {
+	return `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>` + code +
+		`</Code><Message>scripted</Message></Error></Errors><RequestID>r-1</RequestID></Response>`
+}
+
+func volumeXML(id, name, state string, attachedTo string) string {
+	att := ""
+	if attachedTo != "" {
+		att = `<item><volumeId>` + id + `</volumeId><instanceId>` + attachedTo + `</instanceId><device>/dev/xvdf</device><status>attached</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></item>`
+	}
+	return `<item><volumeId>` + id + `</volumeId><size>5</size><availabilityZone>us-east-1a</availabilityZone><status>` + state +
+		`</status><createTime>2024-05-01T12:00:00.000Z</createTime><volumeType>gp2</volumeType><encrypted>true</encrypted>` +
+		`<attachmentSet>` + att + `</attachmentSet><tagSet><item><key>tether:cluster</key><value>c</value></item>` +
+		`<item><key>tether:volume</key><value>` + name + `</value></item><item><key>Name</key><value>` + name + `</value></item></tagSet></item>`
+}
+
+func describeVolumesXML(items ...string) string {
+	return `<DescribeVolumesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><volumeSet>` +
+		strings.Join(items, "") + `</volumeSet></DescribeVolumesResponse>`
+}
+
+const attachOK = `<AttachVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>vol-0123456789abcdef0</volumeId><instanceId>i-b</instanceId><device>/dev/xvdf</device><status>attaching</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></AttachVolumeResponse>`
+
+// newTestCloud loads the SDK config as a Lambda would, with the endpoint
+// given only through AWS_ENDPOINT_URL.
+func newTestCloud(t *testing.T, base string, o Options) *AWS {
+	t.Setenv("AWS_ENDPOINT_URL", base)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Backoff == nil {
+		o.Backoff = NoBackoff()
+	}
+	return New(cfg, o)
+}
+
+func TestEndpointFromEnvironmentAndDescribeByID(t *testing.T) {
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		if action != "EC2:DescribeVolumes" {
+			return 400, ec2Error("InvalidAction")
+		}
+		return 200, describeVolumesXML(volumeXML("vol-0123456789abcdef0", "rexray-vol", "in-use", "i-a"))
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	ctx := NewSession(context.Background())
+	v, err := c.VolumeByID(ctx, "vol-0123456789abcdef0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.State != VolumeInUse || v.AZ != "us-east-1a" || v.Tags[TagVolume] != "rexray-vol" || len(v.Attachments) != 1 ||
+		v.Attachments[0].InstanceID != "i-a" || v.Attachments[0].State != AttachAttached || v.Attachments[0].AttachTime.IsZero() {
+		t.Fatalf("decoded volume: %+v", v)
+	}
+	f := e.forms[0]
+	if f.Get("Filter.1.Name") != "volume-id" || f.Get("Filter.1.Value.1") != "vol-0123456789abcdef0" || f.Get("VolumeId.1") != "" {
+		t.Fatalf("want the volume-id filter (not VolumeIds): %v", f)
+	}
+	// Known in this session: no second request. Unknown in a new one.
+	if _, err := c.VolumeByID(ctx, "vol-0123456789abcdef0"); err != nil || e.count("EC2:DescribeVolumes") != 1 {
+		t.Fatalf("asked again within the session: %d requests, %v", e.count("EC2:DescribeVolumes"), err)
+	}
+	if _, err := c.VolumeByID(NewSession(context.Background()), "vol-0123456789abcdef0"); err != nil || e.count("EC2:DescribeVolumes") != 2 {
+		t.Fatalf("new session must ask EC2: %d requests", e.count("EC2:DescribeVolumes"))
+	}
+	if kv, ok := c.KnownVolume("vol-0123456789abcdef0"); !ok || kv.AZ != "us-east-1a" || kv.State != "" {
+		t.Fatalf("identity not kept: %+v %v", kv, ok)
+	}
+	snap := c.Stats().Snapshot()
+	if snap.Calls["EC2:DescribeVolumes"] != 2 {
+		t.Fatalf("request counter: %v", snap.Calls)
+	}
+}
+
+func TestVolumeNotFoundIsErrNotFound(t *testing.T) {
+	_, base := newEndpoint(t, func(string, url.Values, string, int) (int, string) { return 200, describeVolumesXML() })
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	_, err := c.VolumeByID(context.Background(), "vol-0123456789abcdef0")
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("want ErrNotFound, got %v", err)
+	}
+}
+
+// Throttled answers are retried by the SDK with the per-action retryer; the
+// counters see every attempt; past MaxAttempts the error is ErrThrottled.
+func TestThrottlingIsRetriedAndCounted(t *testing.T) {
+	e, base := newEndpoint(t, func(action string, _ url.Values, _ string, call int) (int, string) {
+		if call <= 2 {
+			return 503, ec2Error("RequestLimitExceeded")
+		}
+		return 200, attachOK
+	})
+	c := newTestCloud(t, base, Options{MaxAttempts: 5, RetryMode: aws.RetryModeStandard})
+	if err := c.AttachVolume(context.Background(), "vol-0123456789abcdef0", "i-b", "/dev/xvdf"); err != nil {
+		t.Fatalf("want success after two throttles: %v", err)
+	}
+	if n := e.count("EC2:AttachVolume"); n != 3 {
+		t.Fatalf("want 3 attempts, got %d", n)
+	}
+	snap := c.Stats().Snapshot()
+	if snap.Throttles["EC2:AttachVolume"] != 2 || snap.Calls["EC2:AttachVolume"] != 3 {
+		t.Fatalf("counters: %+v", snap)
+	}
+
+	e2, base2 := newEndpoint(t, func(string, url.Values, string, int) (int, string) { return 503, ec2Error("RequestLimitExceeded") })
+	c2 := newTestCloud(t, base2, Options{MaxAttempts: 2, RetryMode: aws.RetryModeStandard})
+	err := c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", "i-a", false)
+	if !errors.Is(err, ErrThrottled) {
+		t.Fatalf("want ErrThrottled after the attempts, got %v", err)
+	}
+	if n := e2.count("EC2:DetachVolume"); n != 2 {
+		t.Fatalf("want exactly MaxAttempts=2 requests, got %d", n)
+	}
+}
+
+func TestEC2ErrorCodesThroughTheSDK(t *testing.T) {
+	codes := map[string]string{
+		"EC2:DetachVolume": "IncorrectState",
+		"EC2:AttachVolume": "InvalidParameterValue",
+		"EC2:CreateVolume": "IdempotentParameterMismatch",
+		"EC2:DeleteVolume": "InvalidVolume.NotFound",
+	}
+	_, base := newEndpoint(t, func(action string, _ url.Values, _ string, _ int) (int, string) {
+		return 400, ec2Error(codes[action])
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	ctx := context.Background()
+	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", "i-a", false); !IsDone(err) {
+		t.Errorf("detach IncorrectState: want done, got %v", err)
+	}
+	if err := c.AttachVolume(ctx, "vol-0123456789abcdef0", "i-a", "/dev/xvdf"); !errors.Is(err, ErrDeviceName) {
+		t.Errorf("attach InvalidParameterValue: want ErrDeviceName, got %v", err)
+	}
+	if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Token: "t", AZ: "us-east-1a", SizeGiB: 1, Type: "gp3", Tags: map[string]string{TagVolume: "v"}}); !errors.Is(err, ErrTokenMismatch) {
+		t.Errorf("create IdempotentParameterMismatch: want ErrTokenMismatch, got %v", err)
+	}
+	if err := c.DeleteVolume(ctx, "vol-0123456789abcdef0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete NotFound: want ErrNotFound, got %v", err)
+	}
+}
+
+func TestCreateVolumeRequestOnTheWire(t *testing.T) {
+	e, base := newEndpoint(t, func(string, url.Values, string, int) (int, string) {
+		return 200, `<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>vol-0123456789abcdef0</volumeId><size>5</size><availabilityZone>us-east-1a</availabilityZone><status>creating</status><createTime>2024-05-01T12:00:00.000Z</createTime><volumeType>gp3</volumeType><encrypted>true</encrypted></CreateVolumeResponse>`
+	})
+	c := newTestCloud(t, base, Options{})
+	v, err := c.CreateVolume(context.Background(), CreateVolumeRequest{
+		Token: "tether-abc", AZ: "us-east-1a", SizeGiB: 5, Type: "gp3", IOPS: 4000, Throughput: 250, Encrypted: true,
+		KMSKeyID: "alias/k", Tags: map[string]string{TagName: "db", TagCluster: "c", TagVolume: "db", TagScope: ScopeShared},
+	})
+	if err != nil || v.ID != "vol-0123456789abcdef0" || v.State != VolumeCreating || v.Tags[TagVolume] != "db" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	f := e.forms[0]
+	want := map[string]string{
+		"ClientToken": "tether-abc", "AvailabilityZone": "us-east-1a", "Size": "5", "VolumeType": "gp3", "Iops": "4000",
+		"Throughput": "250", "Encrypted": "true", "KmsKeyId": "alias/k", "TagSpecification.1.ResourceType": "volume",
+	}
+	for k, v := range want {
+		if f.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, f.Get(k), v)
+		}
+	}
+	var tags []string
+	for i := 1; f.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", i)) != ""; i++ {
+		tags = append(tags, f.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", i))+"="+f.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Value", i)))
+	}
+	sort.Strings(tags)
+	if strings.Join(tags, ",") != "Name=db,tether:cluster=c,tether:scope=shared,tether:volume=db" {
+		t.Errorf("tags on the wire: %v", tags)
+	}
+}
+
+// Concurrent lookups of several keys of one cluster become one
+// DescribeVolumes with all the names as values of one tag filter.
+func TestConcurrentKeyLookupsShareOneDescribeVolumes(t *testing.T) {
+	names := []string{"a", "b", "c", "d"}
+	e, base := newEndpoint(t, func(string, url.Values, string, int) (int, string) {
+		return 200, describeVolumesXML(volumeXML("vol-0000000000000000a", "a", "available", ""), volumeXML("vol-0000000000000000c", "c", "in-use", "i-a"))
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: time.Hour, BatchMax: len(names)}) // closes when full
+	ctx := NewSession(context.Background())
+	got := make([][]Volume, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vs, err := c.VolumesByKey(ctx, "c", n)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = vs
+		}()
+	}
+	wg.Wait()
+	if n := e.count("EC2:DescribeVolumes"); n != 1 {
+		t.Fatalf("want one DescribeVolumes for %d concurrent keys, got %d", len(names), n)
+	}
+	f := e.forms[0]
+	var values []string
+	for i := 1; f.Get(fmt.Sprintf("Filter.2.Value.%d", i)) != ""; i++ {
+		values = append(values, f.Get(fmt.Sprintf("Filter.2.Value.%d", i)))
+	}
+	sort.Strings(values)
+	if f.Get("Filter.1.Name") != "tag:tether:cluster" || f.Get("Filter.2.Name") != "tag:tether:volume" || strings.Join(values, ",") != "a,b,c,d" {
+		t.Fatalf("batched filters: %v", f)
+	}
+	for i, n := range names {
+		want := 0
+		if n == "a" || n == "c" {
+			want = 1
+		}
+		if len(got[i]) != want || (want == 1 && got[i][0].Tags[TagVolume] != n) {
+			t.Errorf("%s: got %+v", n, got[i])
+		}
+	}
+	// All four answers are known to the session now, "b" and "d" as none.
+	if _, err := c.VolumesByKey(ctx, "c", "b"); err != nil || e.count("EC2:DescribeVolumes") != 1 {
+		t.Fatalf("asked again: %d", e.count("EC2:DescribeVolumes"))
+	}
+	// A write to a volume drops what the session knew about it.
+	_ = c.DetachVolume(ctx, "vol-0000000000000000c", "i-a", false)             // the scripted answer does not matter here
+	unbatched := NewWithClients(c.ec2, c.ecs, c.ssm, Options{BatchWindow: -1}) // same session, no window to wait for
+	if _, err := unbatched.VolumesByKey(ctx, "c", "c"); err != nil || e.count("EC2:DescribeVolumes") != 2 {
+		t.Fatalf("after a write the key must be read again: %d", e.count("EC2:DescribeVolumes"))
+	}
+}
+
+func TestSSMCommandOutcomes(t *testing.T) {
+	answers := map[string]string{
+		"cmd-ok":      `{"Status":"Success","StatusDetails":"Success","ResponseCode":0}`,
+		"cmd-busy":    `{"Status":"Failed","StatusDetails":"Failed","ResponseCode":3}`,
+		"cmd-lost":    `{"Status":"Failed","StatusDetails":"Undeliverable","ResponseCode":-1}`,
+		"cmd-late":    `{"Status":"TimedOut","StatusDetails":"Delivery Timed Out","ResponseCode":-1}`,
+		"cmd-slow":    `{"Status":"TimedOut","StatusDetails":"Execution Timed Out","ResponseCode":-1}`,
+		"cmd-running": `{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1}`,
+	}
+	_, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
+		for id, a := range answers {
+			if strings.Contains(body, `"`+id+`"`) {
+				return 200, a
+			}
+		}
+		return 400, `{"__type":"InvocationDoesNotExist","message":""}`
+	})
+	c := newTestCloud(t, base, Options{})
+	want := map[string]struct {
+		s    CommandStatus
+		exit int
+	}{
+		"cmd-ok": {CommandSucceeded, 0}, "cmd-busy": {CommandFailed, 3}, "cmd-lost": {CommandUnreachable, -1},
+		"cmd-late": {CommandUnreachable, -1}, "cmd-slow": {CommandFailed, -1}, "cmd-running": {CommandPending, -1},
+	}
+	for id, w := range want {
+		got, err := c.Command(context.Background(), id, "i-a")
+		if err != nil || got.Status != w.s || (w.s != CommandPending && got.ExitCode != w.exit) {
+			t.Errorf("%s: got %+v %v, want %v exit %d", id, got, err, w.s, w.exit)
+		}
+	}
+	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown command: want ErrNotFound, got %v", err)
+	}
+}
+
+func TestTaskDefinitionsAreCachedForTheProcess(t *testing.T) {
+	e, base := newEndpoint(t, func(string, url.Values, string, int) (int, string) {
+		return 200, `{"taskDefinition":{"taskDefinitionArn":"arn:td:1","volumes":[{"name":"rexray-vol","dockerVolumeConfiguration":{"scope":"shared","autoprovision":true,"driver":"tether","driverOpts":{"size":"5"}}},{"name":"host","host":{"sourcePath":"/tmp"}}]}}`
+	})
+	c := newTestCloud(t, base, Options{})
+	for range 3 {
+		td, err := c.TaskDefinition(NewSession(context.Background()), "arn:td:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(td.Volumes) != 1 || td.Volumes[0].Driver != "tether" || td.Volumes[0].Scope != "shared" || !td.Volumes[0].Autoprovision || td.Volumes[0].DriverOpts["size"] != "5" {
+			t.Fatalf("decoded: %+v", td)
+		}
+	}
+	if n := e.count("ECS:DescribeTaskDefinition"); n != 1 {
+		t.Fatalf("want one DescribeTaskDefinition for the process, got %d", n)
+	}
+}
+
+func TestMutatingActionsEachHaveTheirOwnAdaptiveRetryer(t *testing.T) {
+	r := newRetryers(Options{}.withDefaults())
+	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.stopTask, r.sendCommand}
+	for i, a := range all {
+		if _, ok := a.(*retry.AdaptiveMode); !ok {
+			t.Fatalf("retryer %d is %T, want adaptive", i, a)
+		}
+		if a.MaxAttempts() != 5 {
+			t.Fatalf("retryer %d: %d attempts", i, a.MaxAttempts())
+		}
+		for j := range i {
+			if all[j] == a {
+				t.Fatalf("retryers %d and %d are shared", j, i)
+			}
+		}
+	}
+}
