@@ -391,6 +391,24 @@ func (w *World) checkRunningLocked() {
 	}
 }
 
+// CompleteOverdue runs the SSM commands pending longer than age, as a live
+// agent would have by then (tests that jump the clock use it so that only
+// the order of results, not a hung agent, is random).
+func (w *World) CompleteOverdue(age time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.commands))
+	for id, c := range w.commands {
+		if c.Status == "Pending" && w.now.Sub(c.Requested) >= age {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		w.runCommand(id)
+	}
+}
+
 // Quiet reports whether nothing is in flight.
 func (w *World) Quiet() bool { return len(w.Pending()) == 0 }
 

@@ -1,3 +1,29 @@
+// Package reconcile is tether's reconciler core: level-triggered, with no
+// Lambda types. The function layer turns each event into a Trigger, asks
+// Keys which keys it names, and calls Reconcile once per key:
+//
+//	r, err := reconcile.NewFromEnv(ctx, os.Getenv, os.Stderr, os.Stdout)
+//	...
+//	ctx = r.Invocation(ctx)                 // once per Lambda invocation
+//	keys, err := r.Keys(reconcile.WithEventID(ctx, eventID), trigger)
+//	res, err := r.Reconcile(ctx, key)       // each distinct key once
+//
+// Keys: an error means the trigger could not be resolved now (AWS failed):
+// redeliver its message. No keys and no error: nothing of tether's (another
+// cluster, a Fargate task, a stale or duplicate event, a superseded retry).
+//
+// Reconcile: Result.Done() means converged (or only a new event can move
+// the key on); RetryAfter > 0 means hand the key back as a Retry{Key, Hint}
+// after that delay (at most 15 minutes, SQS's limit). An error means the
+// pass could not decide (AWS failed after the SDK's retries): redeliver the
+// messages that named the key. Throttling is never an error but a
+// RetryAfter. A key that is invalid or not this deployment's is Done with a
+// reason, never an error.
+//
+// Invocation (optional but expected): the invocation's AWS answers are
+// shared by its passes, Retry hints reach Reconcile, and the tasks named by
+// task events are read once. Without it every call stands alone (hints are
+// then kept in the process), which is correct but costs more AWS calls.
 package reconcile
 
 import "time"

@@ -144,6 +144,17 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 	}
 	switch cmd.Status {
 	case cloud.CommandPending:
+		if age := p.now.Sub(cmd.Requested); age >= p.r.t.CommandDeadline {
+			// tether-agent mount waits at most a minute for the device; a
+			// command this old will not help the task (its plugin Mount
+			// has given up too).
+			reason := fmt.Sprintf("mounting volume %s (%s) on %s did not finish within %s", p.key.Volume, v.ID, inst, age.Round(time.Second))
+			log.Error("mount command did not finish", "command", cmd.ID, "age", age.String())
+			if err := p.failNeeders(ctx, here, reason); err != nil {
+				return Result{}, err
+			}
+			return done("mount did not finish"), nil
+		}
 		return p.retry(p.r.t.CommandWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
 		p.mounted(w, v, inst, cmd)
@@ -309,6 +320,7 @@ func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, err
 		return Result{}, false, nil
 	}
 	t, _ := p.target(w, nil)
+	p.observedEvent(v, ev)
 	switch {
 	case ev.Event == "attachVolume" && ev.Result == "attached":
 		a, ok := p.r.attachmentOf(v.ID)

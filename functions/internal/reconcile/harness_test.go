@@ -57,6 +57,7 @@ type harness struct {
 	events  []fakeaws.Event
 	failed  int            // passes that returned an error
 	cost    map[string]int // EC2 calls by the kind of trigger that caused them
+	plain   bool           // call Keys and Reconcile without an Invocation
 	results map[reconcile.Key][]reconcile.Result
 }
 
@@ -130,7 +131,10 @@ func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
 // handler does: keys deduplicated, each reconciled, results queued.
 func (h *harness) invoke(triggers ...reconcile.Trigger) {
 	h.t.Helper()
-	ctx := h.r.Invocation(context.Background())
+	ctx := context.Background()
+	if !h.plain {
+		ctx = h.r.Invocation(ctx)
+	}
 	before := h.w.EC2Calls()
 	defer func() {
 		kind := fmt.Sprintf("%T", triggers[0])

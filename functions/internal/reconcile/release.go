@@ -110,6 +110,11 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 				log.Warn("unmount never ran and the instance is gone; force-detaching", "why", why)
 				return p.forceDetach(ctx, w, v, a, why)
 			}
+			if age := p.now.Sub(cmd.Requested); age >= p.r.t.ForceDetachAfter {
+				why := fmt.Sprintf("unmount did not finish within %s: the agent does not answer", age.Round(time.Second))
+				log.Warn("force-detaching", "why", why, "command", cmd.ID)
+				return p.forceDetach(ctx, w, v, a, why)
+			}
 		}
 		return p.retry(p.r.t.CommandWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:

@@ -112,6 +112,51 @@ func (p *pass) noteProgress(w want, v cloud.Volume) {
 	}
 }
 
+// observedEvent emits the duration of an attach or detach this process
+// started, when its EBS notification arrives.
+func (p *pass) observedEvent(v cloud.Volume, ev VolumeChanged) {
+	var step, name string
+	switch {
+	case ev.Event == "attachVolume" && ev.Result == "attached":
+		step, name = stepAttach, "AttachDuration"
+	case ev.Event == "detachVolume" && ev.Result == "detached":
+		step, name = stepDetach, "DetachDuration"
+	default:
+		return
+	}
+	if at, ok := p.r.takeInflight(v.ID, step); ok {
+		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID},
+			emf.Metric{Name: name, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
+	}
+}
+
+// startedWithVolume: a task that needed the volume has started, so the
+// mount it waited for is done: emit the mount and handoff durations, ended
+// at the task's start, if this process sent that mount.
+func (p *pass) startedWithVolume(w want, t cloud.Task) {
+	ids, ok := p.r.knownVolumesOf(p.key)
+	if !ok || t.StartedAt.IsZero() {
+		return
+	}
+	ci := w.ciByARN[t.ContainerInstanceARN]
+	vid := ids[0]
+	if !p.r.mountSentAfter(vid, ci.EC2InstanceID, time.Time{}) {
+		return
+	}
+	at, sent := p.r.takeInflight(vid, stepMount)
+	if !sent {
+		return
+	}
+	end := t.StartedAt
+	ms := []emf.Metric{{Name: "MountDuration", Value: msf(max(end.Sub(at), 0)), Unit: emf.Milliseconds}}
+	start := p.handoffStart(w)
+	if p.r.forgetReleased(p.key) || p.hint.Since != 0 {
+		ms = append(ms, emf.Metric{Name: "HandoffDuration", Value: msf(max(end.Sub(start), 0)), Unit: emf.Milliseconds})
+		p.log.Info("handoff done: the task started with its volume", "task", t.ARN, "instance", ci.EC2InstanceID, "handoff", end.Sub(start).String())
+	}
+	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": vid, "instance": ci.EC2InstanceID, "task": t.ARN}, ms...)
+}
+
 // finish logs the pass's outcome and emits its counters.
 func (p *pass) finish(res Result, err error) {
 	snap := p.stats.Snapshot()

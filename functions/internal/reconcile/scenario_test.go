@@ -1,10 +1,9 @@
 package reconcile_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
 )
 
 // The seed's walkthrough: MySQL on A, A drained, MySQL moves to B with its
@@ -84,4 +83,58 @@ func TestTaskScopedVolumeDeletedWhenTaskStops(t *testing.T) {
 	}
 }
 
-var _ = fakeaws.Op{}
+// The handoff's metrics: one EMF line per pass, and the durations of the
+// attach, detach, mount and the whole handoff.
+func TestHandoffEmitsMetrics(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.metrics.Reset()
+	h.w.StopTask(t1, "drain")
+	h.w.PlaceTask(tdShared, "i-b")
+	h.settle(400)
+	seen := map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(h.metrics.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %s", line)
+		}
+		aws, ok := m["_aws"].(map[string]any)
+		if !ok || m["Cluster"] != cluster {
+			t.Fatalf("not an EMF line with the Cluster dimension: %s", line)
+		}
+		for _, d := range aws["CloudWatchMetrics"].([]any) {
+			for _, metric := range d.(map[string]any)["Metrics"].([]any) {
+				name := metric.(map[string]any)["Name"].(string)
+				seen[name] += m[name].(float64)
+			}
+		}
+	}
+	for _, name := range []string{"Passes", "Retries", "EC2Requests", "Throttles", "AttachDuration", "DetachDuration", "MountDuration", "HandoffDuration"} {
+		if _, ok := seen[name]; !ok {
+			t.Errorf("metric %s not emitted; got %v", name, seen)
+		}
+	}
+	if seen["HandoffDuration"] <= 0 {
+		t.Errorf("handoff duration %v", seen["HandoffDuration"])
+	}
+}
+
+// The function layer may call Keys and Reconcile without an Invocation:
+// caches are then per call and Retry hints are kept in the process, and the
+// handoff still completes.
+func TestWorksWithoutInvocation(t *testing.T) {
+	h := newHarness(t)
+	h.plain = true
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, _ := runningShared(t, h)
+	h.w.StopTask(t1, "drain")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(400)
+	h.noViolations()
+	h.wantRunning(t2)
+	h.oneVolume(volName)
+}
