@@ -117,6 +117,10 @@ func (a *AWS) StoppingTasks(ctx context.Context, cluster, containerInstanceARN s
 		Cluster: aws.String(cluster), ContainerInstance: aws.String(containerInstanceARN),
 		DesiredStatus: ecstypes.DesiredStatusStopped, MaxResults: aws.Int32(100),
 	})
+	if apiCode(err) == codeECSInvalidParameter {
+		// ECS no longer knows the container instance (deregistered).
+		return nil, fmt.Errorf("%w: container instance %q: %w", ErrNotFound, containerInstanceARN, err)
+	}
 	if err != nil {
 		return nil, err
 	}

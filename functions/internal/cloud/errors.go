@@ -38,6 +38,7 @@ const (
 	codeSSMNoInvocation     = "InvocationDoesNotExist"
 	codeSSMInvalidCommandID = "InvalidCommandId"
 	codeECSClient           = "ClientException"
+	codeECSInvalidParameter = "InvalidParameterException"
 )
 
 func apiCode(err error) string {

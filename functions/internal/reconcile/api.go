@@ -20,6 +20,10 @@
 // RetryAfter. A key that is invalid or not this deployment's is Done with a
 // reason, never an error.
 //
+// HandBackFailed(ctx, key): call it when a RetryAfter could not be
+// requeued (the messages that named the key go back to SQS instead), so
+// their redelivery is not taken for a duplicate.
+//
 // Invocation (optional but expected): the invocation's AWS answers are
 // shared by its passes, Retry hints reach Reconcile, and the tasks named by
 // task events are read once. Without it every call stands alone (hints are

@@ -198,6 +198,9 @@ func (p *pass) usersOn(ctx context.Context, w want, ci cloud.ContainerInstance) 
 		}
 	}
 	stopping, err := p.r.cloud.StoppingTasks(ctx, p.key.Cluster, ci.ARN)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return out, nil // deregistered: ECS runs nothing there any more
+	}
 	if err != nil {
 		return nil, err
 	}

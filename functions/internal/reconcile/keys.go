@@ -121,11 +121,11 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 		inv.named[t.TaskArn] = true
 		n := inv.versions[t.TaskArn]
 		if n == nil || t.Version > n.version {
-			n = &taskNote{version: t.Version, pending: map[Key]bool{}}
+			n = &taskNote{version: t.Version, keys: map[Key]bool{}, pending: map[Key]bool{}}
 			inv.versions[t.TaskArn] = n
 		}
 		for _, k := range keys {
-			n.pending[k] = true
+			n.keys[k], n.pending[k] = true, true
 		}
 		inv.mu.Unlock()
 	}
@@ -323,7 +323,8 @@ func (r *Reconciler) superseded(k Key, h hint) bool {
 // in this invocation.
 type taskNote struct {
 	version int64
-	pending map[Key]bool
+	keys    map[Key]bool // every key the event named
+	pending map[Key]bool // those not reconciled yet
 	failed  bool
 }
 
@@ -362,4 +363,31 @@ func (r *Reconciler) reconciled(inv *invocation, k Key, ok bool) {
 			r.processed[d.task] = d.version
 		}
 	}
+}
+
+// HandBackFailed tells the reconciler that a key it handed back (RetryAfter)
+// could not be requeued: the function layer will have the messages that
+// named the key delivered again instead. The reconciler then forgets that a
+// chain of retries exists for the key, so that redelivery is not skipped
+// as a duplicate or superseded. (Without this call such a key waits for the
+// next sweep.)
+func (r *Reconciler) HandBackFailed(ctx context.Context, k Key) {
+	inv := invocationFrom(ctx)
+	var tasks []string
+	if inv != nil {
+		inv.mu.Lock()
+		for task, n := range inv.versions {
+			if n.keys[k] {
+				tasks = append(tasks, task)
+			}
+		}
+		inv.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.lastBack, k)
+	for _, t := range tasks {
+		delete(r.processed, t)
+	}
+	r.log.Warn("key could not be handed back; its messages will be delivered again", "cluster", k.Cluster, "volume", k.Volume)
 }

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -137,4 +138,33 @@ func TestWorksWithoutInvocation(t *testing.T) {
 	h.noViolations()
 	h.wantRunning(t2)
 	h.oneVolume(volName)
+}
+
+// A task event delivered again after its keys were handed back is a
+// duplicate and skipped, unless the hand-back failed (then the redelivery
+// is the retry and must be reconciled).
+func TestDuplicateEventSkippedUnlessHandBackFailed(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.PlaceTask(tdShared, "i-a")
+	h.collect()
+	ev := h.trigger(h.events[0])
+	ctx := h.r.Invocation(context.Background())
+	keys, err := h.r.Keys(ctx, ev)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+	res, err := h.r.Reconcile(ctx, keys[0])
+	if err != nil || res.Done() {
+		t.Fatalf("want the key handed back after the create: %+v %v", res, err)
+	}
+	again, err := h.r.Keys(h.r.Invocation(context.Background()), ev)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("duplicate not skipped: %v %v", again, err)
+	}
+	h.r.HandBackFailed(ctx, keys[0])
+	again, err = h.r.Keys(h.r.Invocation(context.Background()), ev)
+	if err != nil || len(again) != 1 || again[0] != keys[0] {
+		t.Fatalf("redelivery after a failed hand-back skipped: %v %v", again, err)
+	}
 }
