@@ -1,0 +1,276 @@
+package world
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/tether-ecs/tether/test/world/ec2sim"
+	"github.com/tether-ecs/tether/test/world/ecssim"
+	"github.com/tether-ecs/tether/test/world/fakehost"
+	"github.com/tether-ecs/tether/test/world/hosts"
+	"github.com/tether-ecs/tether/test/world/worldapi"
+)
+
+// Instance is one EC2 instance of the world and the ECS container instance
+// it runs.
+type Instance struct {
+	ID                   string // i-...
+	AZ                   string
+	Cluster              string
+	ContainerInstanceArn string
+	Host                 worldapi.Host // *hosts.Instance or *fakehost.Host
+}
+
+// LaunchOptions describe one instance.
+type LaunchOptions struct {
+	// AZ is one of the world's zones; default: the next in turn.
+	AZ string
+	// Cluster it registers with; default the world's cluster.
+	Cluster string
+	// NoPlugin: tether-agent does not serve, so the instance does not
+	// advertise ecs.capability.docker-plugin.tether (a host without tether).
+	NoPlugin bool
+}
+
+// ErrNoInstance: the world has no instance with that id.
+var ErrNoInstance = errors.New("no such instance")
+
+func (w *World) launchInitial(ctx context.Context) error {
+	// Hosts boot concurrently (a real one starts a dockerd); they register
+	// with EC2, SSM and ECS in order, so ids and ARNs follow the seed.
+	n := w.opts.Instances
+	specs := make([]launchSpec, n)
+	for i := range specs {
+		specs[i] = w.nextSpec(LaunchOptions{})
+	}
+	made := make([]worldapi.Host, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range specs {
+		wg.Go(func() { made[i], errs[i] = w.boot(ctx, specs[i]) })
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	for i, h := range made {
+		if h == nil {
+			continue
+		}
+		if err != nil {
+			// Hosts that did boot are closed with the world.
+			w.mu.Lock()
+			w.instances = append(w.instances, &Instance{ID: specs[i].id, AZ: specs[i].az, Cluster: specs[i].cluster, Host: h})
+			w.mu.Unlock()
+			continue
+		}
+		if _, rerr := w.register(ctx, specs[i], h); rerr != nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// LaunchInstance starts one more instance and registers it everywhere:
+// EC2 (running, in its AZ), SSM (managed, online) and then ECS, once
+// tether-agent serves, as the ECS agent registers after it
+// (Before=ecs.service).
+func (w *World) LaunchInstance(ctx context.Context, o LaunchOptions) (*Instance, error) {
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		return nil, errors.New("world: launch: the world is closed")
+	}
+	if o.AZ != "" && !slices.Contains(w.opts.azs(), o.AZ) {
+		return nil, fmt.Errorf("world: launch: AZ %q is not one of %v", o.AZ, w.opts.azs())
+	}
+	spec := w.nextSpec(o)
+	h, err := w.boot(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("world: launch %s: %w", spec.id, err)
+	}
+	return w.register(ctx, spec, h)
+}
+
+type launchSpec struct {
+	id, az, cluster string
+	noPlugin        bool
+}
+
+func (w *World) nextSpec(o LaunchOptions) launchSpec {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	azs := w.opts.azs()
+	s := launchSpec{id: fmt.Sprintf("i-0%016x", w.rng.Uint64()), az: o.AZ, cluster: o.Cluster, noPlugin: o.NoPlugin}
+	if s.az == "" {
+		s.az = azs[w.launched%len(azs)]
+	}
+	if s.cluster == "" {
+		s.cluster = w.opts.Cluster
+	}
+	w.launched++
+	return s
+}
+
+// boot starts the guest.
+func (w *World) boot(ctx context.Context, s launchSpec) (worldapi.Host, error) {
+	log := w.log.With("instance", s.id, "az", s.az)
+	if w.opts.Hosts == FakeHosts {
+		return fakehost.New(fakehost.Options{InstanceID: s.id, AZ: s.az, Disks: w.disks, Seed: int64(w.opts.Seed),
+			PluginWait: w.opts.PluginWait, NoPlugin: s.noPlugin, Logger: log}), nil
+	}
+	agent := w.opts.AgentBinary
+	if s.noPlugin {
+		agent = ""
+	}
+	in, err := hosts.Launch(ctx, hosts.Config{InstanceID: s.id, AvailabilityZone: s.az, AgentBinary: agent,
+		AgentArgs: w.opts.AgentArgs, Images: w.opts.Images, Dir: w.dir, CacheDir: w.opts.CacheDir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// register makes the booted guest an EC2, SSM and ECS instance. The world
+// owns the host from here: a failure leaves it for Close.
+func (w *World) register(ctx context.Context, s launchSpec, h worldapi.Host) (*Instance, error) {
+	in := &Instance{ID: s.id, AZ: s.az, Cluster: s.cluster, Host: h}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, errors.Join(errors.New("world: closed"), h.Close())
+	}
+	w.instances = append(w.instances, in)
+	w.mu.Unlock()
+	if err := w.ec2.AddInstance(ec2sim.InstanceSpec{ID: s.id, AZ: s.az, Host: h}); err != nil {
+		return nil, fmt.Errorf("world: ec2 instance %s: %w", s.id, err)
+	}
+	if err := w.ssm.AddInstance(s.id, h); err != nil {
+		return nil, fmt.Errorf("world: ssm instance %s: %w", s.id, err)
+	}
+	arn, err := w.ecs.RegisterInstance(ctx, ecssim.InstanceRegistration{Cluster: s.cluster, EC2InstanceID: s.id, AZ: s.az, Host: h})
+	if err != nil {
+		return nil, fmt.Errorf("world: ecs registration of %s: %w", s.id, err)
+	}
+	w.mu.Lock()
+	in.ContainerInstanceArn = arn
+	w.mu.Unlock()
+	w.log.Info("instance launched", "instance", s.id, "az", s.az, "cluster", s.cluster, "containerInstance", arn, "plugin", !s.noPlugin)
+	return in, nil
+}
+
+// Instances lists the world's instances in launch order (killed ones too).
+func (w *World) Instances() []Instance {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Instance, len(w.instances))
+	for i, in := range w.instances {
+		out[i] = *in
+	}
+	return out
+}
+
+// Instance returns one instance by EC2 instance id.
+func (w *World) Instance(id string) (Instance, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, in := range w.instances {
+		if in.ID == id {
+			return *in, nil
+		}
+	}
+	return Instance{}, fmt.Errorf("world: %s: %w", id, ErrNoInstance)
+}
+
+// RealHost returns the instance's real host (false for a fake one).
+func (w *World) RealHost(id string) (*hosts.Instance, bool) {
+	in, err := w.Instance(id)
+	if err != nil {
+		return nil, false
+	}
+	h, ok := in.Host.(*hosts.Instance)
+	return h, ok
+}
+
+// FakeHost returns the instance's fake host (false for a real one).
+func (w *World) FakeHost(id string) (*fakehost.Host, bool) {
+	in, err := w.Instance(id)
+	if err != nil {
+		return nil, false
+	}
+	h, ok := in.Host.(*fakehost.Host)
+	return h, ok
+}
+
+// KillInstance ends an instance abruptly, as a power loss or termination:
+// the host dies (its processes and devices go), its SSM agent stops
+// answering, EC2 terminates it (its volumes detach; DeleteOnTermination
+// ones are deleted) and ECS loses it (tasks STOPPED, container instance
+// INACTIVE).
+func (w *World) KillInstance(ctx context.Context, id string) error {
+	in, err := w.Instance(id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if err := in.Host.Kill(); err != nil {
+		errs = append(errs, fmt.Errorf("host: %w", err))
+	}
+	if err := w.ssm.SetOnline(id, false); err != nil {
+		errs = append(errs, fmt.Errorf("ssm: %w", err))
+	}
+	if err := w.ec2.TerminateInstance(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("ec2: %w", err))
+	}
+	if err := w.ecs.KillInstance(id); err != nil {
+		errs = append(errs, fmt.Errorf("ecs: %w", err))
+	}
+	w.log.Info("instance killed", "instance", id, "az", in.AZ)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("world: kill %s: %w", id, err)
+	}
+	return nil
+}
+
+// RestartAgent restarts tether-agent serve on the instance, as systemd
+// would (the ECS agent's registered attributes do not change).
+func (w *World) RestartAgent(ctx context.Context, id string) error {
+	in, err := w.Instance(id)
+	if err != nil {
+		return err
+	}
+	if err := in.Host.RestartAgent(ctx); err != nil {
+		return fmt.Errorf("world: restart agent on %s: %w", id, err)
+	}
+	w.log.Info("tether-agent restarted", "instance", id)
+	return nil
+}
+
+// DrainInstance sets the instance's container instance DRAINING, as the
+// seed's drain-instance.sh does with update-container-instances-state.
+func (w *World) DrainInstance(ctx context.Context, id string) error {
+	in, err := w.Instance(id)
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf(`{"cluster":%q,"containerInstances":[%q],"status":"DRAINING"}`, in.Cluster, in.ContainerInstanceArn)
+	if _, err := w.ecs.Handle(ctx, "UpdateContainerInstancesState", []byte(body)); err != nil {
+		return fmt.Errorf("world: drain %s: %w", id, err)
+	}
+	w.log.Info("instance draining", "instance", id, "containerInstance", in.ContainerInstanceArn)
+	return nil
+}
+
+// AgentLogs returns the path of each real host's tether-agent log, by
+// instance id.
+func (w *World) AgentLogs() map[string]string {
+	out := map[string]string{}
+	for _, in := range w.Instances() {
+		if h, ok := in.Host.(*hosts.Instance); ok {
+			out[in.ID] = h.AgentLog()
+		}
+	}
+	return out
+}
