@@ -163,6 +163,12 @@ func TestHandleSQSRequeueFailureReturnsTheMessage(t *testing.T) {
 	if got := failures(resp); !reflect.DeepEqual(got, want) {
 		t.Errorf("batchItemFailures = %v, want %v", got, want)
 	}
+	// The core is told, so the redelivered messages are worked again.
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !reflect.DeepEqual(rec.handBackFailed, []reconcile.Key{rexray}) {
+		t.Errorf("HandBackFailed calls = %v, want [%v]", rec.handBackFailed, rexray)
+	}
 }
 
 // Poison is acknowledged and never reaches the core: malformed JSON,

@@ -30,6 +30,15 @@ type recorder struct {
 
 	keysFor   func(reconcile.Trigger) ([]reconcile.Key, error)
 	resultFor func(ctx context.Context, k reconcile.Key) (reconcile.Result, error)
+
+	handBackFailed []reconcile.Key
+}
+
+// HandBackFailed records the keys dispatch could not hand back.
+func (r *recorder) HandBackFailed(ctx context.Context, k reconcile.Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handBackFailed = append(r.handBackFailed, k)
 }
 
 func (r *recorder) Keys(ctx context.Context, t reconcile.Trigger) ([]reconcile.Key, error) {

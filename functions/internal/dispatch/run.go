@@ -46,6 +46,14 @@ type invocationScoper interface {
 	Invocation(ctx context.Context) context.Context
 }
 
+// handBackNotifier is implemented by a core that remembers which events it
+// has handled (reconcile.Reconciler.HandBackFailed): told that a key could
+// not be handed back, it forgets them, so the redelivered message is worked
+// again instead of being taken for a duplicate.
+type handBackNotifier interface {
+	HandBackFailed(ctx context.Context, k reconcile.Key)
+}
+
 // keyOutcome is what one Reconcile (and its requeue) gave.
 type keyOutcome struct {
 	result     reconcile.Result
@@ -280,6 +288,9 @@ func (d *Dispatcher) reconcileKey(ctx context.Context, k reconcile.Key) (o keyOu
 	o.result, o.err = d.rec.Reconcile(ctx, k)
 	if o.err == nil && !o.result.Done() {
 		o.requeueErr = d.requeue.Requeue(ctx, k, o.result.Hint, o.result.RetryAfter)
+		if n, ok := d.rec.(handBackNotifier); ok && o.requeueErr != nil {
+			n.HandBackFailed(ctx, k)
+		}
 	}
 	return o
 }
