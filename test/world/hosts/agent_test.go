@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/test/sandbox"
-	"github.com/tether-ecs/tether/test/testenv"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/hosts/engine"
 	"github.com/tether-ecs/tether/test/world/worldapi"
@@ -156,17 +155,14 @@ func TestTetherVolumeFollowsTheTask(t *testing.T) {
 func TestTaskWhoseVolumeNeverMountsStopsWithThePluginError(t *testing.T) {
 	requirePrereqs(t)
 	agent := tetherAgent(t)
-	if testenv.Short() {
-		t.Skip("waits out tether-agent's Mount wait (90 s)")
-	}
-	in := launch(t, "i-00000000000000010", agent)
+	in := launchWith(t, "i-00000000000000010", agent, "--mount-wait", "3s")
 	r := newReports()
 	spec := busyboxTask(taskArn+"c", []string{"exec sleep 1000"},
 		tetherVolume("never"), []worldapi.MountPoint{{SourceVolume: "never", ContainerPath: "/data"}})
 	if err := in.StartTask(context.Background(), spec, r.add); err != nil {
 		t.Fatal(err)
 	}
-	u := r.waitStatus(t, hosts.StatusStopped, 3*time.Minute)
+	u := r.waitStatus(t, hosts.StatusStopped, time.Minute)
 	if !strings.HasPrefix(u.StoppedReason, "CannotStartContainerError: Error response from daemon: ") ||
 		!strings.Contains(u.StoppedReason, "VolumeDriver.Mount: ") || !strings.Contains(u.StoppedReason, "never") {
 		t.Errorf("stopped reason %q, want dockerd's CannotStartContainerError carrying the plugin's Mount error", u.StoppedReason)
