@@ -117,12 +117,15 @@ func TestOptionsAreChecked(t *testing.T) {
 		"account":          {Account: "42"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if w, err := world.Start(context.Background(), o); err == nil {
+			w, err := world.Start(context.Background(), o)
+			if err == nil {
 				_ = w.Close()
 				t.Fatal("started")
-			} else {
-				t.Log(err)
 			}
+			if !errors.Is(err, world.ErrBadOptions) {
+				t.Fatalf("err = %v, want ErrBadOptions", err)
+			}
+			t.Log(err)
 		})
 	}
 	if _, err := world.Start(context.Background(), world.Options{Functions: world.InProcessFunctions}); !errors.Is(err, world.ErrNoInProcess) {

@@ -49,7 +49,7 @@ func (w *World) deployTemplate(ctx context.Context) error {
 			}
 		}
 		rt = samlocal.Emulator{Bootstraps: o.Bootstraps, RIE: rie, Region: o.Region, Environments: o.Environments,
-			Logger: w.log.With("component", "lambda")}
+			Logger: w.log}
 	case InProcessFunctions:
 		rt = samlocal.InProcess{Bus: w.bus, Handler: o.InProcess, AWS: w.AWSConfig()}
 	}

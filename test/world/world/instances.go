@@ -116,7 +116,7 @@ func (w *World) nextSpec(o LaunchOptions) launchSpec {
 
 // boot starts the guest.
 func (w *World) boot(ctx context.Context, s launchSpec) (worldapi.Host, error) {
-	log := w.log.With("instance", s.id, "az", s.az)
+	log := w.log.With("component", "host")
 	if w.opts.Hosts == FakeHosts {
 		return fakehost.New(fakehost.Options{InstanceID: s.id, AZ: s.az, Disks: w.disks, Seed: int64(w.opts.Seed),
 			PluginWait: w.opts.PluginWait, NoPlugin: s.noPlugin, Logger: log}), nil

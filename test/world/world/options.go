@@ -159,6 +159,9 @@ func (o *Options) defaults() error {
 	return errors.Join(errs...)
 }
 
+// ErrBadOptions marks a Start refused for its Options.
+var ErrBadOptions = errors.New("bad options")
+
 // ErrNoInProcess: in-process functions were asked for without
 // Options.InProcess. The world cannot build them itself: tether's function
 // code is under functions/internal, which Go lets only functions/ import.

@@ -70,7 +70,7 @@ type World struct {
 // down and the error says what failed.
 func Start(ctx context.Context, o Options) (*World, error) {
 	if err := o.defaults(); err != nil {
-		return nil, fmt.Errorf("world: options: %w", err)
+		return nil, fmt.Errorf("world: %w: %w", ErrBadOptions, err)
 	}
 	w := &World{opts: o, log: o.Logger, rng: rand.New(rand.NewPCG(o.Seed, 0x7e7e7)), disks: fakehost.NewDisks()}
 	if err := w.start(ctx); err != nil {
@@ -101,17 +101,17 @@ func (w *World) start(ctx context.Context) error {
 	w.endpoint = "http://" + ln.Addr().String()
 	w.router = awsproto.NewRouter()
 	w.bus = eventbus.New(eventbus.Options{Region: o.Region, Account: o.Account, Seed: int64(o.Seed), TimeScale: o.timeScale(),
-		QueueURLBase: w.endpoint, Logger: w.log.With("component", "eventbus")})
+		QueueURLBase: w.endpoint, Logger: w.log})
 	w.ec2, err = ec2sim.New(ec2sim.Config{Region: o.Region, Account: o.Account, AZs: o.azs(), Profile: profile, Seed: o.Seed,
-		Dir: filepath.Join(dir, "ebs"), Publisher: w.bus, Logger: w.log.With("component", "ec2")})
+		Dir: filepath.Join(dir, "ebs"), Publisher: w.bus, Logger: w.log})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	w.ssm = ssmsim.New(ssmsim.Config{Region: o.Region, Account: o.Account, Profile: profile, Seed: o.Seed, Logger: w.log.With("component", "ssm")})
+	w.ssm = ssmsim.New(ssmsim.Config{Region: o.Region, Account: o.Account, Profile: profile, Seed: o.Seed, Logger: w.log})
 	w.ecs = ecssim.New(ecssim.Options{Region: o.Region, Account: o.Account, Seed: int64(o.Seed), Publisher: w.bus,
-		Timing: o.ecsTiming(), Logger: w.log.With("component", "ecs")})
-	w.cfn = cfnsim.New(cfnsim.Config{Region: o.Region, Account: o.Account, Logger: w.log.With("component", "cloudformation")})
+		Timing: o.ecsTiming(), Logger: w.log})
+	w.cfn = cfnsim.New(cfnsim.Config{Region: o.Region, Account: o.Account, Logger: w.log})
 	w.ec2.Register(w.router)
 	w.ecs.Register(w.router)
 	w.ssm.Register(w.router)
