@@ -136,7 +136,7 @@ func (w *World) start(ctx context.Context) error {
 	if err := w.writeAWSConfig(); err != nil {
 		return err
 	}
-	if o.Hosts == RealHosts && o.AgentBinary == "" && o.Instances > 0 {
+	if o.Hosts == RealHosts && o.AgentBinary == "" {
 		if o.AgentBinary, err = BuildAgent(ctx, filepath.Join(dir, "bin")); err != nil {
 			return err
 		}
