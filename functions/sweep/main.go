@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"github.com/tether-ecs/tether/functions/internal/boot"
+	"github.com/tether-ecs/tether/functions/boot"
 )
 
-func main() { os.Exit(boot.Main("sweep", boot.DirectEvent)) }
+func main() { os.Exit(boot.Main("sweep")) }

@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"github.com/tether-ecs/tether/functions/internal/boot"
+	"github.com/tether-ecs/tether/functions/boot"
 )
 
-func main() { os.Exit(boot.Main("taskstate", boot.SQSBatch)) }
+func main() { os.Exit(boot.Main("taskstate")) }

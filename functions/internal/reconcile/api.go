@@ -2,7 +2,7 @@
 // Lambda types. The function layer turns each event into a Trigger, asks
 // Keys which keys it names, and calls Reconcile once per key:
 //
-//	r, err := reconcile.NewFromEnv(ctx, os.Getenv, os.Stderr, os.Stdout)
+//	r, err := reconcile.NewFromEnv(ctx, os.Getenv, awsCfg, os.Stderr, os.Stdout)
 //	...
 //	ctx = r.Invocation(ctx)                 // once per Lambda invocation
 //	keys, err := r.Keys(reconcile.WithEventID(ctx, eventID), trigger)

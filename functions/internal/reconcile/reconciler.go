@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/emf"
@@ -155,15 +155,12 @@ const (
 	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE"  // optional Go duration
 )
 
-// NewFromEnv builds the AWS clients (config.LoadDefaultConfig: region,
-// credentials and AWS_ENDPOINT_URL) and a Reconciler configured from the
-// environment, logging JSON to logs and metrics (EMF) to metrics. For the
-// Lambda mains: logs = os.Stderr, metrics = os.Stdout.
-func NewFromEnv(ctx context.Context, getenv func(string) string, logs, metrics io.Writer) (*Reconciler, error) {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: load AWS config: %w", err)
-	}
+// NewFromEnv builds the AWS clients from awsCfg (in a Lambda main,
+// config.LoadDefaultConfig: region, credentials and AWS_ENDPOINT_URL; in the
+// local world, the world's endpoint) and a Reconciler configured from the
+// environment, logging JSON to logs and metrics (EMF) to metrics.
+func NewFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Config, logs, metrics io.Writer) (*Reconciler, error) {
+	var err error
 	var t Timing
 	for _, d := range []struct {
 		env string

@@ -247,7 +247,6 @@ func TestBadUsageExits2(t *testing.T) {
 	for _, args := range [][]string{
 		{"--hosts", "vm"},
 		{"--log", "xml"},
-		{"--functions", "inprocess", "--hosts", "fake"},
 		{"--instances", "-1", "--hosts", "fake"},
 		{"--nope"},
 		{"--hosts", "fake", "extra"},

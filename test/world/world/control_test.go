@@ -107,14 +107,13 @@ func TestEnvFile(t *testing.T) {
 
 func TestOptionsAreChecked(t *testing.T) {
 	for name, o := range map[string]world.Options{
-		"hosts":            {Hosts: "vm"},
-		"functions":        {Functions: "lambda"},
-		"in-process needs": {Functions: world.InProcessFunctions},
-		"profile":          {Profile: "slow"},
-		"region":           {Region: "mars"},
-		"azs":              {AZs: 9},
-		"instances":        {Instances: -1},
-		"account":          {Account: "42"},
+		"hosts":     {Hosts: "vm"},
+		"functions": {Functions: "lambda"},
+		"profile":   {Profile: "slow"},
+		"region":    {Region: "mars"},
+		"azs":       {AZs: 9},
+		"instances": {Instances: -1},
+		"account":   {Account: "42"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w, err := world.Start(context.Background(), o)
@@ -127,8 +126,5 @@ func TestOptionsAreChecked(t *testing.T) {
 			}
 			t.Log(err)
 		})
-	}
-	if _, err := world.Start(context.Background(), world.Options{Functions: world.InProcessFunctions}); !errors.Is(err, world.ErrNoInProcess) {
-		t.Errorf("in-process without a handler: %v, want ErrNoInProcess", err)
 	}
 }

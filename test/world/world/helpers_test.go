@@ -12,16 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/functions/boot"
 	"github.com/tether-ecs/tether/test/testenv"
 	"github.com/tether-ecs/tether/test/world/lambdarun"
-	"github.com/tether-ecs/tether/test/world/samlocal"
 	"github.com/tether-ecs/tether/test/world/world"
 )
-
-// inProcessFunctions builds tether's functions in this process. It stays
-// nil until a package under functions/ exports one (Go's internal rule
-// keeps functions/internal out of reach from here); see world.ErrNoInProcess.
-var inProcessFunctions samlocal.HandlerFunc
 
 // artifacts are built once per test binary and removed by TestMain.
 var artifacts struct {
@@ -109,10 +104,7 @@ func withFunctions(t *testing.T, o world.Options, mode world.FunctionsMode) worl
 	case world.EmulatedFunctions:
 		o.Bootstraps = bootstraps(t)
 	case world.InProcessFunctions:
-		if inProcessFunctions == nil {
-			testenv.Missing(t, world.ErrNoInProcess.Error()+": no package under functions/ exports one yet")
-		}
-		o.InProcess = inProcessFunctions
+		o.InProcess = boot.Handler
 	}
 	return o
 }

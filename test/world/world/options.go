@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-ecs/tether/functions/boot"
 	"github.com/tether-ecs/tether/test/world/ecssim"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/latency"
@@ -84,8 +85,8 @@ type Options struct {
 	// Environments caps execution environments per emulated function
 	// (default 2; never more than its reserved concurrency).
 	Environments int
-	// InProcess builds tether's functions in this process; required for
-	// InProcessFunctions (Go's internal rule puts it under functions/).
+	// InProcess builds tether's functions in this process for
+	// InProcessFunctions (default boot.Handler, the mains' own wiring).
 	InProcess samlocal.HandlerFunc
 
 	// StackOutputs add to or replace the outputs of the seed's stack
@@ -145,7 +146,7 @@ func (o *Options) defaults() error {
 	case NoFunctions, EmulatedFunctions:
 	case InProcessFunctions:
 		if o.InProcess == nil {
-			errs = append(errs, ErrNoInProcess)
+			o.InProcess = boot.Handler
 		}
 	default:
 		errs = append(errs, fmt.Errorf("Functions %q: want none, inprocess or rie", o.Functions))
@@ -161,11 +162,6 @@ func (o *Options) defaults() error {
 
 // ErrBadOptions marks a Start refused for its Options.
 var ErrBadOptions = errors.New("bad options")
-
-// ErrNoInProcess: in-process functions were asked for without
-// Options.InProcess. The world cannot build them itself: tether's function
-// code is under functions/internal, which Go lets only functions/ import.
-var ErrNoInProcess = errors.New("in-process functions need Options.InProcess (a samlocal.HandlerFunc from a package under functions/)")
 
 // profileScale is the factor of a scaled profile name ("realistic*0.1"),
 // 1 when unscaled.

@@ -3,6 +3,10 @@
 // configuration (config.LoadDefaultConfig, so AWS_ENDPOINT_URL points every
 // client at the local world), the reconciler core, the retry queue and the
 // dispatcher, then lambda.Start. A main is one call to Main.
+//
+// Handler builds the same handler without lambda.Start, for the local AWS
+// world to run the functions in-process (it is outside functions/internal so
+// test/ may import it).
 package boot
 
 import (
@@ -16,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -73,12 +78,12 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	return env, errors.Join(errs...)
 }
 
-// NewCore builds the reconciler core from the environment; logs and metrics
-// are where it writes JSON logs and EMF lines.
-type NewCore func(ctx context.Context, getenv func(string) string, logs, metrics io.Writer) (dispatch.Reconciler, error)
+// NewCore builds the reconciler core from the environment and the AWS
+// configuration; logs and metrics are where it writes JSON logs and EMF lines.
+type NewCore func(ctx context.Context, getenv func(string) string, awsCfg aws.Config, logs, metrics io.Writer) (dispatch.Reconciler, error)
 
-// Setup builds the dispatcher a function serves with.
-func Setup(ctx context.Context, function string, getenv func(string) string, stdout io.Writer, newCore NewCore) (*dispatch.Dispatcher, error) {
+// Setup builds the dispatcher a function serves with; every AWS client uses awsCfg.
+func Setup(ctx context.Context, function string, getenv func(string) string, awsCfg aws.Config, stdout io.Writer, newCore NewCore) (*dispatch.Dispatcher, error) {
 	env, err := LoadEnv(getenv)
 	if err != nil {
 		return nil, err
@@ -88,15 +93,11 @@ func Setup(ctx context.Context, function string, getenv func(string) string, std
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvCluster, err)
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
-	}
 	requeue, err := dispatch.NewSQSRequeuer(sqs.NewFromConfig(awsCfg), env.RetryQueueURL)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvRetryQueueURL, err)
 	}
-	core, err := newCore(ctx, getenv, stdout, stdout)
+	core, err := newCore(ctx, getenv, awsCfg, stdout, stdout)
 	if err != nil {
 		return nil, err
 	}
@@ -113,32 +114,54 @@ const (
 	DirectEvent
 )
 
+// Inputs says how each of tether's functions is invoked, by its package
+// name under functions/.
+var Inputs = map[string]Input{
+	"taskstate": SQSBatch,
+	"drain":     SQSBatch,
+	"sweep":     DirectEvent,
+}
+
 // CoreFromEnv is the real core: reconcile.NewFromEnv.
-func CoreFromEnv(ctx context.Context, getenv func(string) string, logs, metrics io.Writer) (dispatch.Reconciler, error) {
-	core, err := reconcile.NewFromEnv(ctx, getenv, logs, metrics)
+func CoreFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Config, logs, metrics io.Writer) (dispatch.Reconciler, error) {
+	core, err := reconcile.NewFromEnv(ctx, getenv, awsCfg, logs, metrics)
 	if err != nil {
 		return nil, err
 	}
 	return core, nil
 }
 
+// Handler builds function's Lambda handler (a func lambda.Start accepts):
+// the environment from getenv, every AWS client on awsCfg, logs and EMF to
+// out. function is the package name under functions/ (see Inputs).
+func Handler(ctx context.Context, function string, getenv func(string) string, awsCfg aws.Config, out io.Writer) (any, error) {
+	in, ok := Inputs[function]
+	if !ok {
+		return nil, fmt.Errorf("unknown function %q (want taskstate, drain or sweep)", function)
+	}
+	d, err := Setup(ctx, function, getenv, awsCfg, out, CoreFromEnv)
+	if err != nil {
+		return nil, err
+	}
+	if in == DirectEvent {
+		return d.HandleEvent, nil
+	}
+	return d.HandleSQS, nil
+}
+
 // Main sets the function up and serves invocations until the runtime ends
 // it. It returns only on a setup error: the main exits with its result, so
 // Lambda reports the init failure with the message on stderr.
-func Main(function string, in Input) int {
-	d, err := Setup(context.Background(), function, os.Getenv, os.Stdout, CoreFromEnv)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tether %s: configuration: %v\n", function, err)
-		return 1
+func Main(function string) int {
+	ctx := context.Background()
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err == nil {
+		var h any
+		if h, err = Handler(ctx, function, os.Getenv, awsCfg, os.Stdout); err == nil {
+			lambda.Start(h)
+			return 0
+		}
 	}
-	switch in {
-	case SQSBatch:
-		lambda.Start(d.HandleSQS)
-	case DirectEvent:
-		lambda.Start(d.HandleEvent)
-	default:
-		fmt.Fprintf(os.Stderr, "tether %s: unknown input kind %d\n", function, in)
-		return 1
-	}
-	return 0
+	fmt.Fprintf(os.Stderr, "tether %s: configuration: %v\n", function, err)
+	return 1
 }

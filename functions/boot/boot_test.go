@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tether-ecs/tether/functions/internal/dispatch"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
@@ -56,13 +58,13 @@ func (fakeCore) Reconcile(ctx context.Context, k reconcile.Key) (reconcile.Resul
 	return reconcile.Result{}, nil
 }
 
-func fake(ctx context.Context, getenv func(string) string, logs, metrics io.Writer) (dispatch.Reconciler, error) {
+func fake(ctx context.Context, getenv func(string) string, awsCfg aws.Config, logs, metrics io.Writer) (dispatch.Reconciler, error) {
 	return fakeCore{}, nil
 }
 
 func TestSetup(t *testing.T) {
 	var out bytes.Buffer
-	d, err := Setup(context.Background(), "taskstate", envOf(goodEnv()), &out, fake)
+	d, err := Setup(context.Background(), "taskstate", envOf(goodEnv()), aws.Config{Region: "us-east-1"}, &out, fake)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,16 +88,38 @@ func TestSetupRefusesBadConfiguration(t *testing.T) {
 		{EnvCluster: "tether-demo", EnvRetryQueueURL: "tether-demo-RetryQueue"},
 	}
 	for _, e := range bad {
-		if _, err := Setup(context.Background(), "drain", envOf(e), io.Discard, fake); err == nil {
+		if _, err := Setup(context.Background(), "drain", envOf(e), aws.Config{Region: "us-east-1"}, io.Discard, fake); err == nil {
 			t.Errorf("Setup accepted %v", e)
 		}
 	}
 	boom := errors.New("core: TETHER_MOUNT_DOCUMENT is not set")
-	_, err := Setup(context.Background(), "drain", envOf(goodEnv()), io.Discard,
-		func(context.Context, func(string) string, io.Writer, io.Writer) (dispatch.Reconciler, error) {
+	_, err := Setup(context.Background(), "drain", envOf(goodEnv()), aws.Config{Region: "us-east-1"}, io.Discard,
+		func(context.Context, func(string) string, aws.Config, io.Writer, io.Writer) (dispatch.Reconciler, error) {
 			return nil, boom
 		})
 	if !errors.Is(err, boom) {
 		t.Errorf("core error lost: %v", err)
+	}
+}
+
+func TestHandlerKinds(t *testing.T) {
+	cfg := aws.Config{Region: "us-east-1"}
+	env := goodEnv()
+	env["TETHER_MOUNT_DOCUMENT"], env["TETHER_UNMOUNT_DOCUMENT"] = "tether-mount", "tether-unmount"
+	for function, want := range map[string]string{
+		"taskstate": "func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)",
+		"drain":     "func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)",
+		"sweep":     "func(context.Context, json.RawMessage) error",
+	} {
+		h, err := Handler(context.Background(), function, envOf(env), cfg, io.Discard)
+		if err != nil {
+			t.Fatalf("Handler(%s): %v", function, err)
+		}
+		if got := fmt.Sprintf("%T", h); got != want {
+			t.Errorf("Handler(%s) is %s, want %s", function, got, want)
+		}
+	}
+	if _, err := Handler(context.Background(), "../evil", envOf(env), cfg, io.Discard); err == nil {
+		t.Error("Handler accepted an unknown function")
 	}
 }
