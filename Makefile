@@ -40,8 +40,13 @@ vet:
 demo:
 	@echo "make demo: the end-to-end walkthrough is not there yet (issue: End to end)."; exit 2
 
+## world: a local AWS world to drive with the aws CLI (root; Ctrl-C tears it down). It prints
+## AWS_ENDPOINT_URL=... and TETHER_WORLD_ENV=<file>: `source $$TETHER_WORLD_ENV`, then type the seed's steps.
+WORLD_FLAGS ?= --instances 2 --azs 1 --profile realistic --hosts real --functions rie
 world:
-	@echo "make world: not there yet (issue: The local AWS world)."; exit 2
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/tetherworld ./test/cmd/tetherworld
+	$(BIN)/tetherworld $(WORLD_FLAGS)
 
 chaos:
 	@echo "make chaos: not there yet (issue: End to end)."; exit 2
