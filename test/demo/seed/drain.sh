@@ -1,0 +1,2 @@
+chmod +x drain-instance.sh
+./drain-instance.sh

@@ -1,0 +1,2 @@
+chmod +x get-outputs.sh
+./get-outputs.sh && source <(./get-outputs.sh)

@@ -1,0 +1,3 @@
+TaskDefinitionArn=$(aws ecs register-task-definition \
+--cli-input-json 'file://mysql-taskdef.json' \
+| jq -r .taskDefinition.taskDefinitionArn)

@@ -1,0 +1,2 @@
+USE rexraydb;
+SELECT * FROM pets;
