@@ -1,0 +1,89 @@
+package samlocal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tether-ecs/tether/test/world/eventbus"
+	"github.com/tether-ecs/tether/test/world/ssmsim"
+)
+
+func dumpTemplate(t *Template) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(t.params)) {
+		p := t.params[name]
+		fmt.Fprintf(&b, "parameter %s: type %s default %q (%v) pattern %q allowed %v min %v max %v\n",
+			name, p.typ, p.def, p.hasDefault, p.pattern, p.allowed, deref(p.minValue), deref(p.maxValue))
+	}
+	for _, r := range t.resources {
+		fmt.Fprintf(&b, "resource %s: %s\n", r.id, r.typ)
+	}
+	for _, ig := range t.Ignored() {
+		fmt.Fprintf(&b, "ignored %s\n", ig)
+	}
+	return b.String()
+}
+
+func dumpDeployment(d *Deployment) string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(d.Functions)) {
+		fn := d.Functions[id]
+		fmt.Fprintf(&b, "function %s: %s %s package %s code %s timeout %s memory %d reserved %d\n",
+			id, fn.Name, fn.ARN, fn.Package, fn.CodeDir, fn.Timeout, fn.MemoryMB, fn.ReservedConcurrency)
+		for _, k := range slices.Sorted(maps.Keys(fn.Env)) {
+			fmt.Fprintf(&b, "  env %s=%s\n", k, fn.Env[k])
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.Queues)) {
+		fmt.Fprintf(&b, "queue %s: %s\n", id, d.Queues[id].URL())
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.Documents)) {
+		fmt.Fprintf(&b, "document %s: %s\n", id, d.Documents[id])
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.Outputs)) {
+		fmt.Fprintf(&b, "output %s: %s\n", k, d.Outputs[k])
+	}
+	fmt.Fprintf(&b, "rules %v\nschedules %v\nunwired %v\nignored %d\n", d.Rules, d.Schedules, d.Unwired, len(d.Ignored))
+	return b.String()
+}
+
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("got\n%s\nwant (%s)\n%s", got, golden, want)
+	}
+}
+
+// What Load and Deploy make of the repository's template.yaml, pinned so a
+// change of the template reader shows here.
+func TestRepositoryTemplatePinned(t *testing.T) {
+	tpl, err := Load("../../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "testdata/repo-template.load", dumpTemplate(tpl))
+
+	bus := eventbus.New(eventbus.Options{Seed: 1, QueueURLBase: "http://127.0.0.1:4566"})
+	defer bus.Close()
+	ssm := ssmsim.New(ssmsim.Config{Logger: slog.New(slog.DiscardHandler)})
+	defer ssm.Close()
+	d, err := Deploy(context.Background(), Config{
+		Template: "../../../template.yaml", Parameters: map[string]string{"ClusterName": "demo", "LogLevel": "debug"},
+		Endpoint: "http://127.0.0.1:4566", Bus: bus, SSM: ssm, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	checkGolden(t, "testdata/repo-template.deploy", dumpDeployment(d))
+}

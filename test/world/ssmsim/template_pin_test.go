@@ -1,0 +1,55 @@
+package ssmsim
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// dumpDocuments describes every document the server holds, in name order,
+// as the tests below pin it.
+func dumpDocuments(s *Server, ids map[string]string) string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		d := s.documents[ids[id]]
+		fmt.Fprintf(&b, "%s -> %s: step %s, timeout %d, description %q\n", id, d.name, d.step, d.timeout, d.description)
+		for _, p := range d.order {
+			q := d.params[p]
+			fmt.Fprintf(&b, "  param %s: type %s, default %v (%v), pattern %q, allowed %v\n", p, q.Type, q.Default, q.hasDefault, q.AllowedPattern, q.AllowedValues)
+		}
+		for _, line := range d.runCommand {
+			fmt.Fprintf(&b, "  run %s\n", line)
+		}
+		fmt.Fprintf(&b, "  raw %s\n", d.raw)
+	}
+	return b.String()
+}
+
+// What LoadTemplate makes of the repository's template.yaml and of the
+// test template, pinned so a change of the template reader shows here.
+func TestLoadTemplatePinned(t *testing.T) {
+	for _, c := range []struct{ path, stack, golden string }{
+		{"../../../template.yaml", "tether", "testdata/repo-template.documents"},
+		{"testdata/template.yaml", "teststack", "testdata/template.documents"},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			s := New(Config{Logger: slog.New(slog.DiscardHandler)})
+			defer s.Close()
+			ids, err := s.LoadTemplate(c.path, c.stack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(c.golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dumpDocuments(s, ids); got != string(want) {
+				t.Errorf("LoadTemplate(%s) made\n%s\nwant (%s)\n%s", c.path, got, c.golden, want)
+			}
+		})
+	}
+}
