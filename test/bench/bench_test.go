@@ -1,0 +1,322 @@
+package bench
+
+import (
+	"encoding/json"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/awsproto"
+	"github.com/tether-ecs/tether/test/world/latency"
+	"github.com/tether-ecs/tether/test/world/world"
+)
+
+// The JSON `make bench` writes has exactly the documented keys, measured
+// or not (null).
+func TestResultsJSONHasExactlyTheKeys(t *testing.T) {
+	full := Results{
+		HandoffRatio1: Ptr(1.1), HandoffRatio200: Ptr(1.2), FailedHandoffs: Ptr(0), EC2CallsPerHandoff: Ptr(4.5),
+		ThrottledCalls: Ptr(3), MountOverheadRatio: Ptr(1.01), DataPathRatio: Ptr(0.99), Format1TiBSeconds: Ptr(0.4),
+		BootstrapBytes: Ptr(int64(9 << 20)), ColdInitMs: Ptr(20.5),
+	}
+	for name, r := range map[string]Results{"measured": full, "nothing measured": {}} {
+		path := filepath.Join(t.TempDir(), "bench.json")
+		if err := r.WriteJSON(path); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, raw)
+		}
+		var keys []string
+		for k, v := range got {
+			keys = append(keys, k)
+			if name == "measured" && v == nil {
+				t.Errorf("%s: %s is null", name, k)
+			}
+			if name == "nothing measured" && v != nil {
+				t.Errorf("%s: %s = %v, want null", name, k, v)
+			}
+		}
+		slices.Sort(keys)
+		want := slices.Sorted(slices.Values(Keys))
+		if !slices.Equal(keys, want) {
+			t.Errorf("%s: keys %v, want exactly %v", name, keys, want)
+		}
+	}
+	raw, _ := json.Marshal(full)
+	if !strings.Contains(string(raw), `"handoff_ratio_1":1.1`) || !strings.Contains(string(raw), `"bootstrap_bytes":9437184`) {
+		t.Errorf("values not written as given: %s", raw)
+	}
+}
+
+// The floor is detach + attach + one SSM command (delivery + completion)
+// + the measured container start, each the profile's mean: a log-normal's
+// mean is median * exp(sigma^2/2), sigma = ln(p99/median)/z99.
+func TestFloorIsTheSumOfTheProfilesMeans(t *testing.T) {
+	p := latency.Realistic()
+	mean := func(op latency.Op) float64 {
+		d := p.Dists[op]
+		sigma := math.Log(float64(d.P99)/float64(d.Median)) / 2.3263478740408408
+		return float64(d.Median) * math.Exp(sigma*sigma/2)
+	}
+	const start = 300 * time.Millisecond
+	f := NewFloor(p, start, "test")
+	want := mean(latency.DetachVolume) + mean(latency.AttachVolume) + mean(latency.SSMDelivery) + mean(latency.SSMCompletion) + float64(start)
+	if got := float64(f.Total()); math.Abs(got-want) > float64(time.Millisecond) {
+		t.Fatalf("floor %v, want %v (%s)", f.Total(), time.Duration(want), f.Parts())
+	}
+	// The realistic profile's published means: detach ~8 s, attach ~3.8 s.
+	if f.Detach < 7500*time.Millisecond || f.Detach > 8500*time.Millisecond || f.Attach < 3500*time.Millisecond || f.Attach > 4100*time.Millisecond {
+		t.Errorf("detach %v, attach %v: not the profile's documented means", f.Detach, f.Attach)
+	}
+	if f.ContainerStart != start || f.SSMCommand != p.Mean(latency.SSMDelivery)+p.Mean(latency.SSMCompletion) {
+		t.Errorf("parts: %s", f.Parts())
+	}
+	if r := f.Ratio(2 * f.Total()); r != 2 {
+		t.Errorf("ratio of twice the floor = %v, want 2", r)
+	}
+	if r := (Floor{}).Ratio(time.Second); r != 0 {
+		t.Errorf("ratio over a zero floor = %v, want 0", r)
+	}
+	if !strings.Contains(f.Parts(), "detach 7.") || !strings.HasSuffix(f.Parts(), "= "+secs(f.Total())) {
+		t.Errorf("parts printed as %q", f.Parts())
+	}
+}
+
+// Under the buckets, handoffs within every bucket's burst take the plain
+// floor; later ones wait for tokens at the refill rate.
+func TestBucketBound(t *testing.T) {
+	f := Floor{Detach: 8 * time.Second, Attach: 4 * time.Second, SSMCommand: time.Second, ContainerStart: time.Second}
+	b := awsproto.Bucket{Size: 50, Refill: 5}
+	got := BucketBound(f, Limits{Detach: b, Attach: b, SendCommand: b}, 200)
+	if len(got) != 200 {
+		t.Fatalf("%d finish times, want 200", len(got))
+	}
+	for i := range 50 {
+		if got[i] != f.Total() {
+			t.Fatalf("handoff %d: %v, want the floor %v", i, got[i], f.Total())
+		}
+	}
+	// The 51st detach waits 0.2 s for a token, the 200th 30 s; later
+	// buckets have refilled by then, so nothing else waits.
+	if want := f.Total() + 200*time.Millisecond; absDiff(got[50], want) > time.Millisecond {
+		t.Errorf("handoff 51: %v, want %v", got[50], want)
+	}
+	if want := f.Total() + 30*time.Second; absDiff(got[199], want) > time.Millisecond {
+		t.Errorf("handoff 200: %v, want %v", got[199], want)
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("finish times out of order")
+	}
+	// No limits: everyone takes the floor.
+	for i, d := range BucketBound(f, Limits{}, 10) {
+		if d != f.Total() {
+			t.Errorf("unlimited handoff %d: %v", i, d)
+		}
+	}
+	if l := DefaultLimits(); l.Detach.Size != 50 || l.Attach.Refill != 5 || l.SendCommand.Size != 50 {
+		t.Errorf("world's documented limits read as %+v", l)
+	}
+}
+
+func absDiff(a, b time.Duration) time.Duration {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+func TestParseBenchOutput(t *testing.T) {
+	out := `goos: linux
+goarch: amd64
+pkg: github.com/tether-ecs/tether/agent/driver
+BenchmarkContainerStart/attached-2         	      30	 512345678 ns/op	       301.2 local-ms	       310.5 tether-ms	         1.031 ratio	         8.100 paired-delta-ms	         1.020 min-ratio	        12.00 Mount-ms
+BenchmarkFirstUseFormat/ext4/1TiB-2   	       5	 412345678 ns/op	         0.4123 s/first-mount
+--- SKIP: BenchmarkSomething
+PASS
+`
+	got, err := ParseBenchOutput(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := got["BenchmarkContainerStart/attached"]
+	if a["ratio"] != 1.031 || a["min-ratio"] != 1.020 || a["Mount-ms"] != 12 || a["ns/op"] != 512345678 {
+		t.Errorf("attached: %v", a)
+	}
+	if got["BenchmarkFirstUseFormat/ext4/1TiB"]["s/first-mount"] != 0.4123 {
+		t.Errorf("format: %v", got)
+	}
+	if len(got) != 2 {
+		t.Errorf("parsed %d benchmarks, want 2: %v", len(got), got)
+	}
+	if _, err := ParseBenchOutput(strings.NewReader("BenchmarkX-2 5 abc ns/op\n")); err == nil {
+		t.Error("a result line with a non-number value was accepted")
+	}
+}
+
+func TestAgentRows(t *testing.T) {
+	var r Report
+	AgentRows(&r, AgentFigures{
+		Format: map[string]float64{"ext4": 0.4, "xfs": 0.7}, Write: 0.98, Read: 1.01,
+		Start: map[string]Metrics{"attached": {"ratio": 1.04, "tether-ms": 300, "local-ms": 290}},
+	})
+	if *r.Results.MountOverheadRatio != 1.04 || *r.Results.DataPathRatio != 0.98 || *r.Results.Format1TiBSeconds != 0.7 {
+		t.Errorf("results %+v", r.Results)
+	}
+	var empty Report
+	AgentRows(&empty, AgentFigures{})
+	if empty.Results.MountOverheadRatio != nil || empty.Results.DataPathRatio != nil || empty.Results.Format1TiBSeconds != nil || len(empty.Rows) != 3 {
+		t.Errorf("nothing measured gave %+v, rows %v", empty.Results, empty.Rows)
+	}
+}
+
+// A handoff's marks come from the world's own log lines: ECS's by task,
+// EC2's by volume, SSM's by command (mapped to the volume).
+func TestBuildTimeline(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	h := Handoff{VolumeID: "vol-1", OldTask: "task/old", OldInstance: "i-a", NewTask: "task/new", NewInstance: "i-b",
+		Drained: t0, Running: at(20)}
+	e := func(s float64, msg string, kv ...string) Entry {
+		a := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			a[kv[i]] = kv[i+1]
+		}
+		return Entry{Time: at(s), Msg: msg, Attrs: a}
+	}
+	entries := []Entry{
+		e(-5, msgDetaching, "volume", "vol-1"), // before the drain: ignored
+		e(0.01, msgStopRequested, "task", "task/old"),
+		e(0.2, msgTaskStopped, "task", "task/old"),
+		e(0.3, msgTaskStopped, "task", "task/other"),
+		e(1, msgCommandSent, "command", "c-un", "document", "tether-unmount", "instances", "i-a"),
+		e(1.1, msgCommandSent, "command", "c-x", "document", "tether-unmount", "instances", "i-c"), // another volume
+		e(2.5, msgCommandFinished, "command", "c-un", "status", "Success"),
+		e(4, msgDetaching, "volume", "vol-1", "instance", "i-a"),
+		e(4.5, msgDetachWaiting, "volume", "vol-1"),
+		e(12, msgDetached, "volume", "vol-1", "instance", "i-a"),
+		e(13, msgAttaching, "volume", "vol-1", "instance", "i-b"),
+		e(17, msgAttached, "volume", "vol-1", "instance", "i-b"),
+		e(18, msgCommandSent, "command", "c-m", "document", "tether-mount", "instances", "i-b"),
+		e(20.5, msgCommandFinished, "command", "c-m", "status", "Success"), // after RUNNING: still the mount's end
+		e(25, msgDetaching, "volume", "vol-1", "instance", "i-b"),          // later business
+	}
+	tl := BuildTimeline(h, entries, map[string]string{"c-un": "vol-1", "c-m": "vol-1", "c-x": "vol-2"}, Documents{Mount: "tether-mount", Unmount: "tether-unmount"})
+	want := map[Mark]float64{MarkStopRequested: 0.01, MarkOldStopped: 0.2, MarkUnmountSent: 1, MarkUnmountDone: 2.5, MarkDetachCalled: 4,
+		MarkDetached: 12, MarkAttachCalled: 13, MarkAttached: 17, MarkMountSent: 18, MarkMountDone: 20.5, MarkRunning: 20}
+	for m, s := range want {
+		if d, ok := tl.Offset(m); !ok || absDiff(d, time.Duration(s*float64(time.Second))) > time.Microsecond {
+			t.Errorf("%s at %v (seen %v), want %vs", m, d, ok, s)
+		}
+	}
+	if tl.UnmountCommands != 1 || tl.MountCommands != 1 || tl.DetachCalls != 1 || tl.AttachCalls != 1 || tl.BusyDetach != 1 {
+		t.Errorf("counts %+v", tl)
+	}
+	gaps := tl.Gaps()
+	if len(gaps) != 11 || gaps[0].From != MarkDrain || gaps[len(gaps)-1].To != MarkRunning || gaps[len(gaps)-1].Took != -500*time.Millisecond {
+		t.Errorf("gaps %+v", gaps)
+	}
+	s := Summarize([]Timeline{tl, tl, tl})
+	if s.N != 3 || s.Offsets[MarkDetached] != 12*time.Second || s.Gaps[MarkDetached] != 8*time.Second || s.Seen[MarkRunning] != 3 {
+		t.Errorf("summary %+v", s)
+	}
+	if out := s.Format(""); !strings.Contains(out, "detached") || !strings.Contains(out, "world: detach (floor)") {
+		t.Errorf("summary printed as\n%s", out)
+	}
+	// The drawn floor: this handoff's detach (8 s), attach (4 s) and mount
+	// command (2.5 s) plus the container start.
+	if d, ok := drawnFloor(tl, time.Second, 300*time.Millisecond); !ok || d != 14800*time.Millisecond {
+		t.Errorf("drawn floor %v %v, want 14.8s", d, ok)
+	}
+}
+
+// The journal keeps the world's marks with the logger's attributes, the
+// SSM "instances" list flattened.
+func TestJournalFromWorldLogs(t *testing.T) {
+	j := NewJournal()
+	log := slog.New(j.Handler()).With("component", "ssm")
+	log.Info("command sent", "command", "c-1", "document", "tether-mount", "instances", []string{"i-b"})
+	log.Info("something else", "volume", "vol-1")
+	slog.New(j.Handler()).With("component", "ec2").Info("volume detached", "volume", "vol-1", "instance", "i-a")
+	got := j.Entries(time.Time{})
+	if len(got) != 2 {
+		t.Fatalf("%d entries, want 2: %+v", len(got), got)
+	}
+	if got[0].Msg != msgCommandSent || got[0].Attrs["instances"] != "i-b" || got[0].Attrs["component"] != "ssm" || got[0].Attrs["command"] != "c-1" {
+		t.Errorf("first entry %+v", got[0])
+	}
+	if got[1].Attrs["volume"] != "vol-1" || got[1].Time.Before(got[0].Time) {
+		t.Errorf("second entry %+v", got[1])
+	}
+	if n := len(j.Entries(time.Now().Add(time.Hour))); n != 0 {
+		t.Errorf("entries after the future: %d", n)
+	}
+}
+
+func TestChooseHosts(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	if k, d := ChooseHosts(ms(300, 280, 320), ms(2300, 2000, 2500)); k != world.FakeHosts || d < 7 {
+		t.Errorf("8x slower concurrent starts chose %s (%.2f)", k, d)
+	}
+	if k, _ := ChooseHosts(ms(300), ms(330, 310, 350)); k != world.RealHosts {
+		t.Errorf("barely slower concurrent starts chose %s", k)
+	}
+	if k, _ := ChooseHosts(nil, nil); k != world.FakeHosts {
+		t.Errorf("nothing measured chose %s", k)
+	}
+}
+
+func TestFunctionFindings(t *testing.T) {
+	since := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	out := map[string]string{
+		"TaskStateFunction": `--- environment 0
+{"time":"2026-01-01T00:00:05Z","level":"WARN","msg":"too early"}
+{"time":"2026-01-01T00:00:11Z","level":"WARN","msg":"device name refused; trying another"}
+{"time":"2026-01-01T00:00:12Z","level":"WARN","msg":"device name refused; trying another"}
+{"time":"2026-01-01T00:00:12Z","level":"INFO","msg":"attaching"}
+{"time":"2026-01-01T00:00:13Z","level":"ERROR","msg":"key failed"}
+`,
+	}
+	fs := FunctionFindings(out, since)
+	if len(fs) != 2 || fs[0].Msg != "device name refused; trying another" || fs[0].Count != 2 || fs[1].Level != "ERROR" {
+		t.Fatalf("findings %+v", fs)
+	}
+	if s := FormatFindings(fs, 1, ""); !strings.Contains(s, "2 WARN  TaskStateFunction: device name refused") || !strings.Contains(s, "(1 more kinds)") {
+		t.Errorf("printed as %q", s)
+	}
+}
+
+func TestMedianAndQuantile(t *testing.T) {
+	d := []time.Duration{4, 1, 3, 2}
+	if m := Median(d); m != 2 { // (2+3)/2 in integer nanoseconds
+		t.Errorf("median %v", m)
+	}
+	if m := Median(d[:3]); m != 3 {
+		t.Errorf("odd median %v", m)
+	}
+	if Median(nil) != 0 || Quantile(nil, 0.5) != 0 {
+		t.Error("empty")
+	}
+	if q := Quantile(d, 0.9); q != 4 {
+		t.Errorf("p90 %v", q)
+	}
+	if !slices.Equal(d, []time.Duration{4, 1, 3, 2}) {
+		t.Error("Median sorted its input")
+	}
+}

@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/tether-ecs/tether/test/world/ecssim"
+	"github.com/tether-ecs/tether/test/world/world"
+)
+
+// Fleet drives the benchmark's services on a running world through the
+// real ECS and EC2 clients, as an operator with the aws CLI would.
+type Fleet struct {
+	W   *world.World
+	ECS *ecs.Client
+	EC2 *ec2.Client
+	Log *slog.Logger
+}
+
+// NewFleet makes the clients for w.
+func NewFleet(w *world.World, log *slog.Logger) *Fleet {
+	cfg := w.AWSConfig()
+	return &Fleet{W: w, ECS: ecs.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), Log: log}
+}
+
+// Service is one benchmark service: one task with its own shared tether
+// volume, moved by draining its instance.
+type Service struct {
+	Name       string
+	VolumeName string
+	VolumeID   string
+	Task       string // the running task's ARN
+	Instance   string // its EC2 instance
+}
+
+// containerCommand keeps the container up and lets it stop at once on
+// SIGTERM (sh as PID 1 ignores signals it does not trap), so the old
+// task's stop costs no stop timeout.
+const containerCommand = "trap 'exit 0' TERM; sleep 2147483647 & wait"
+
+// CreateServices registers n task definitions, each with its own shared
+// tether volume, and one service of one task each (maximumPercent 100,
+// minimumHealthyPercent 0, as the seed's MySQL service: the old task
+// stops before its replacement starts); it waits until every task runs.
+func (f *Fleet) CreateServices(ctx context.Context, prefix string, n int) ([]*Service, error) {
+	cluster := f.W.Options().Cluster
+	svcs := make([]*Service, n)
+	for i := range svcs {
+		s := &Service{Name: fmt.Sprintf("%s-%03d", prefix, i), VolumeName: fmt.Sprintf("%s-vol-%03d", prefix, i)}
+		svcs[i] = s
+		td, err := f.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+			Family:                  aws.String(s.Name),
+			NetworkMode:             ecstypes.NetworkModeBridge,
+			RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
+			ContainerDefinitions: []ecstypes.ContainerDefinition{{
+				Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
+				Cpu: 64, Memory: aws.Int32(64),
+				EntryPoint:  []string{"sh", "-c"},
+				Command:     []string{containerCommand},
+				MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(s.VolumeName), ContainerPath: aws.String("/data")}},
+			}},
+			Volumes: []ecstypes.Volume{{
+				Name: aws.String(s.VolumeName),
+				DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
+					Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
+					DriverOpts: map[string]string{"size": "1", "volumetype": "gp3"},
+				},
+			}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
+		}
+		if _, err := f.ECS.CreateService(ctx, &ecs.CreateServiceInput{
+			Cluster: aws.String(cluster), ServiceName: aws.String(s.Name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
+			DesiredCount: aws.Int32(1), LaunchType: ecstypes.LaunchTypeEc2,
+			DeploymentConfiguration: &ecstypes.DeploymentConfiguration{MaximumPercent: aws.Int32(100), MinimumHealthyPercent: aws.Int32(0)},
+		}); err != nil {
+			return nil, fmt.Errorf("bench: create service %s: %w", s.Name, err)
+		}
+	}
+	f.Log.Info("services created, waiting for their tasks", "services", n)
+	byName := map[string]*Service{}
+	for _, s := range svcs {
+		byName[s.Name] = s
+	}
+	err := f.W.ECS().WaitFor(ctx, cluster, fmt.Sprintf("%d services RUNNING", n), func(sn ecssim.Snapshot) bool {
+		running := 0
+		for _, t := range sn.Tasks {
+			if s := byName[t.Service]; s != nil && t.LastStatus == "RUNNING" && t.DesiredStatus == "RUNNING" {
+				s.Task, s.Instance = t.Arn, t.EC2InstanceID
+				running++
+			}
+		}
+		return running == n
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return svcs, f.lookUpVolumes(ctx, svcs)
+}
+
+// lookUpVolumes finds each service's EBS volume by its Name tag.
+func (f *Fleet) lookUpVolumes(ctx context.Context, svcs []*Service) error {
+	byVolume := map[string]*Service{}
+	var names []string
+	for _, s := range svcs {
+		byVolume[s.VolumeName] = s
+		names = append(names, s.VolumeName)
+	}
+	for chunk := range slices.Chunk(names, 100) {
+		p := ec2.NewDescribeVolumesPaginator(f.EC2, &ec2.DescribeVolumesInput{
+			Filters: []ec2types.Filter{{Name: aws.String("tag:Name"), Values: chunk}},
+		})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("bench: describe volumes: %w", err)
+			}
+			for _, v := range page.Volumes {
+				for _, t := range v.Tags {
+					if aws.ToString(t.Key) == "Name" && byVolume[aws.ToString(t.Value)] != nil {
+						byVolume[aws.ToString(t.Value)].VolumeID = aws.ToString(v.VolumeId)
+					}
+				}
+			}
+		}
+	}
+	var missing []string
+	for _, s := range svcs {
+		if s.VolumeID == "" {
+			missing = append(missing, s.VolumeName)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("bench: no EBS volume tagged Name=%s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// SetState sets container instances ACTIVE or DRAINING in one call.
+func (f *Fleet) SetState(ctx context.Context, status ecstypes.ContainerInstanceStatus, instanceIDs ...string) error {
+	var arns []string
+	for _, id := range instanceIDs {
+		in, err := f.W.Instance(id)
+		if err != nil {
+			return err
+		}
+		arns = append(arns, in.ContainerInstanceArn)
+	}
+	_, err := f.ECS.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{
+		Cluster: aws.String(f.W.Options().Cluster), ContainerInstances: arns, Status: status,
+	})
+	if err != nil {
+		return fmt.Errorf("bench: set %v %s: %w", instanceIDs, status, err)
+	}
+	return nil
+}
+
+// Drain drains the instances at once and waits until every service whose
+// task ran there has a replacement RUNNING elsewhere, or ctx ends. Each
+// Handoff says when its replacement ran (zero: it did not). The services
+// are updated to their new task and instance.
+func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...string) ([]Handoff, error) {
+	cluster := f.W.Options().Cluster
+	var moving []*Service
+	for _, s := range svcs {
+		if slices.Contains(instanceIDs, s.Instance) {
+			moving = append(moving, s)
+		}
+	}
+	handoffs := make([]Handoff, len(moving))
+	idx := map[string]int{}
+	for i, s := range moving {
+		idx[s.Name] = i
+		handoffs[i] = Handoff{Service: s.Name, VolumeName: s.VolumeName, VolumeID: s.VolumeID, OldTask: s.Task, OldInstance: s.Instance}
+	}
+	start := time.Now()
+	if err := f.SetState(ctx, ecstypes.ContainerInstanceStatusDraining, instanceIDs...); err != nil {
+		return nil, err
+	}
+	for i := range handoffs {
+		handoffs[i].Drained = start
+	}
+	done := 0
+	err := f.W.ECS().WaitFor(ctx, cluster, fmt.Sprintf("%d replacements RUNNING", len(moving)), func(sn ecssim.Snapshot) bool {
+		now := time.Now()
+		for _, t := range sn.Tasks {
+			i, ok := idx[t.Service]
+			if !ok || t.Arn == handoffs[i].OldTask || !handoffs[i].Running.IsZero() {
+				continue
+			}
+			if t.LastStatus == "RUNNING" {
+				handoffs[i].Running, handoffs[i].NewTask, handoffs[i].NewInstance = now, t.Arn, t.EC2InstanceID
+				done++
+			} else if t.LastStatus == "STOPPED" && handoffs[i].Failure == "" {
+				// ECS will try again; remember why this one failed.
+				handoffs[i].Failure = "a replacement stopped: " + t.StoppedReason
+			}
+		}
+		return done == len(moving)
+	})
+	for i := range handoffs {
+		h := &handoffs[i]
+		if !h.Running.IsZero() {
+			h.Failure = "" // a later replacement made it
+			s := moving[i]
+			s.Task, s.Instance = h.NewTask, h.NewInstance
+		} else if h.Failure == "" {
+			h.Failure = "no replacement RUNNING before the deadline"
+		}
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return handoffs, err
+	}
+	return handoffs, nil
+}
