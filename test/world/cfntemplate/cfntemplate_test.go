@@ -1,0 +1,222 @@
+package cfntemplate
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func mustParse(t *testing.T, src string) *Template {
+	t.Helper()
+	tpl, err := parse("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
+}
+
+func TestTheRepositoryTemplate(t *testing.T) {
+	tpl, err := Load("../../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params []string
+	for _, p := range tpl.Parameters {
+		params = append(params, p.Name)
+	}
+	if want := []string{"ClusterName", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic", "HandoffAlarmMilliseconds", "LogRetentionDays", "LogLevel"}; !slices.Equal(params, want) {
+		t.Errorf("parameters %v, want %v", params, want)
+	}
+	if n := len(tpl.OfType("AWS::SQS::Queue")); n != 8 {
+		t.Errorf("%d queues, want 8", n)
+	}
+	sweep, ok := tpl.Resource("SweepFunction")
+	if !ok || sweep.Type != "AWS::Serverless::Function" {
+		t.Fatalf("SweepFunction = %+v, %v", sweep, ok)
+	}
+	// Globals.Function applies under the function's own properties.
+	props := tpl.FunctionProperties(sweep)
+	r := &Resolver{Values: map[string]string{"ClusterName": "demo", "LogLevel": "info"},
+		Resources: map[string]Deployed{"MountDocument": {Ref: "m"}, "UnmountDocument": {Ref: "u"}, "StatusDocument": {Ref: "s"}, "RetryQueue": {Ref: "q"}}}
+	if n, err := r.Int(Child(props, "Timeout"), 3); err != nil || n != 60 {
+		t.Errorf("Timeout %d, %v; want the global 60", n, err)
+	}
+	if n, err := r.Int(Child(props, "ReservedConcurrentExecutions"), 0); err != nil || n != 1 {
+		t.Errorf("ReservedConcurrentExecutions %d, %v; want the function's 1", n, err)
+	}
+	env, err := r.Resolve(Child(props, "Environment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vars := env.(map[string]any)["Variables"].(map[string]any); vars["TETHER_CLUSTER"] != "demo" || vars["TETHER_RETRY_QUEUE_URL"] != "q" {
+		t.Errorf("environment %v", vars)
+	}
+	if len(tpl.Outputs) != 10 || tpl.Outputs[0].Name != "TaskQueueUrl" {
+		t.Errorf("outputs %+v", tpl.Outputs)
+	}
+}
+
+func TestGlobalsMerge(t *testing.T) {
+	tpl := mustParse(t, `
+Globals:
+  Function:
+    Timeout: 10
+    Layers: [a]
+    Environment:
+      Variables: {A: "1", B: "2"}
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Layers: [b]
+      Environment:
+        Variables: {B: "3"}
+      MemorySize: 512
+`)
+	f, _ := tpl.Resource("F")
+	got, err := (&Resolver{}).Resolve(tpl.FunctionProperties(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := got.(map[string]any)
+	vars := m["Environment"].(map[string]any)["Variables"].(map[string]any)
+	if m["Timeout"] != 10 || m["MemorySize"] != 512 || !slices.Equal(m["Layers"].([]any), []any{"a", "b"}) || vars["A"] != "1" || vars["B"] != "3" {
+		t.Errorf("merged %v", m)
+	}
+}
+
+func TestResolver(t *testing.T) {
+	r := &Resolver{
+		Values:      PseudoParameters("st", "eu-west-1", "111122223333"),
+		Resources:   map[string]Deployed{"Q": {Ref: "https://q", Attributes: map[string]string{"Arn": "arn:q"}}},
+		NotDeployed: map[string]string{"Role": "AWS::IAM::Role"},
+	}
+	r.Values["Name"] = "n"
+	for src, want := range map[string]any{
+		`!Ref Name`:                          "n",
+		`{Ref: AWS::Region}`:                 "eu-west-1",
+		`!Ref Q`:                             "https://q",
+		`!GetAtt Q.Arn`:                      "arn:q",
+		`{"Fn::GetAtt": [Q, Arn]}`:           "arn:q",
+		`!Sub "${AWS::StackName}-${Q.Arn}"`:  "st-arn:q",
+		`!Sub "${!Literal} ${Name}"`:         "${Literal} n",
+		`!Sub ["${x}/${Name}", {x: !Ref Q}]`: "https://q/n",
+		`{"Fn::Sub": "${AWS::AccountId}"}`:   "111122223333",
+		`!Join [":", [a, !Ref Name, 3]]`:     "a:n:3",
+		`7`:                                  7,
+		`[x, {y: !Ref Name}]`:                []any{"x", map[string]any{"y": "n"}},
+	} {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Resolve(n.Content[0])
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		if gs, ws := yamlString(t, got), yamlString(t, want); gs != ws {
+			t.Errorf("%s = %s, want %s", src, gs, ws)
+		}
+	}
+	for src, unsupported := range map[string]bool{
+		`!Ref Role`:               true, // declared, not deployed
+		`!GetAtt Role.Arn`:        true,
+		`!GetAtt Q.QueueName`:     true, // an attribute the world does not give
+		`!Select [0, [a]]`:        true,
+		`{"Fn::If": [c, a, b]}`:   true,
+		`!Ref Nothing`:            false, // a mistake, not a limit of the world
+		`!Sub "${Nothing}"`:       false,
+		`!GetAtt NoDot`:           false,
+		`!Join [",", notalist]`:   false,
+		`!Join [",", [[nested]]]`: false,
+	} {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.Resolve(n.Content[0])
+		if err == nil || errors.Is(err, ErrUnsupported) != unsupported {
+			t.Errorf("%s: err = %v, want an error (ErrUnsupported: %v)", src, err, unsupported)
+		}
+	}
+	if s, err := r.String(nil); s != "" || err != nil {
+		t.Errorf("String(nil) = %q, %v", s, err)
+	}
+	if v, err := r.Int(nil, 42); v != 42 || err != nil {
+		t.Errorf("Int(nil, 42) = %d, %v", v, err)
+	}
+}
+
+func yamlString(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestReference(t *testing.T) {
+	for src, want := range map[string]string{
+		`!GetAtt Q.Arn`:               "Q.Arn",
+		`{"Fn::GetAtt": [Q, Arn]}`:    "Q.Arn",
+		`{"Fn::GetAtt": "Q.Arn"}`:     "Q.Arn",
+		`!Ref Q`:                      "Q.",
+		`{Ref: Q}`:                    "Q.",
+		`arn:aws:sqs:::elsewhere`:     "error",
+		`!Sub "${Q.Arn}"`:             "error",
+		`{Ref: Q, Other: x}`:          "error",
+		`{"Fn::GetAtt": [Q, Arn, x]}`: "error",
+	} {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+			t.Fatal(err)
+		}
+		id, attr, err := Reference(n.Content[0])
+		got := id + "." + attr
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("Reference(%s) = %s (%v), want %s", src, got, err, want)
+		}
+	}
+}
+
+func TestParameterValues(t *testing.T) {
+	tpl := mustParse(t, `
+Parameters:
+  Name: {Type: String, AllowedPattern: "[a-z]+"}
+  Level: {Type: String, Default: info, AllowedValues: [info, debug]}
+  Count: {Type: Number, Default: 3, MinValue: 2, MaxValue: 10}
+Resources: {}
+`)
+	got, err := tpl.ParameterValues(map[string]string{"Name": "abc", "Count": "5"})
+	if err != nil || got["Name"] != "abc" || got["Level"] != "info" || got["Count"] != "5" {
+		t.Errorf("values %v, %v", got, err)
+	}
+	if d := tpl.Defaults(); len(d) != 2 || d["Count"] != "3" {
+		t.Errorf("defaults %v", d)
+	}
+	_, err = tpl.ParameterValues(map[string]string{"Level": "loud", "Count": "11", "Other": "x"})
+	for _, want := range []string{"Name has no Default", "Level=\"loud\": not one of", "Count=\"11\": outside [2, 10]", "Other is not in the template"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+	if _, err := tpl.ParameterValues(map[string]string{"Name": "ABC"}); err == nil {
+		t.Error("a value outside AllowedPattern was accepted")
+	}
+}
+
+func TestNotATemplate(t *testing.T) {
+	for _, src := range []string{"", "- a list", "Parameters: {}\n", "Resources: [a]\n"} {
+		if _, err := parse("x.yaml", []byte(src)); err == nil {
+			t.Errorf("%q parsed as a template", src)
+		}
+	}
+}

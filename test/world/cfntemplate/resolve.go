@@ -1,0 +1,283 @@
+package cfntemplate
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Deployed is what a deployed resource answers to Ref and Fn::GetAtt.
+type Deployed struct {
+	Ref        string
+	Attributes map[string]string
+}
+
+// Resolver evaluates Ref, Fn::Sub, Fn::GetAtt and Fn::Join, in the short
+// (!Sub) and long ({"Fn::Sub": ...}) forms, over what the caller supplies.
+// A name it does not know, a reference to a resource left out, or any
+// other intrinsic is an error: nothing is ever resolved to a guess. The
+// maps may grow between calls as the caller deploys resources.
+type Resolver struct {
+	Values    map[string]string   // parameters and pseudo parameters
+	Resources map[string]Deployed // deployed resources by logical id
+	// NotDeployed maps the logical ids of resources the template declares
+	// and the world leaves out to their type: a reference to one wraps
+	// ErrUnsupported.
+	NotDeployed map[string]string
+}
+
+// PseudoParameters are CloudFormation's AWS::* values for a stack in the
+// local world. AWS::NoValue is "" (the world does not remove properties).
+func PseudoParameters(stackName, region, account string) map[string]string {
+	return map[string]string{
+		"AWS::StackName": stackName, "AWS::Region": region, "AWS::AccountId": account,
+		"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": "",
+		"AWS::StackId": fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/local", region, account, stackName),
+	}
+}
+
+func (r *Resolver) ref(name string) (string, error) {
+	if v, ok := r.Values[name]; ok {
+		return v, nil
+	}
+	if d, ok := r.Resources[name]; ok {
+		return d.Ref, nil
+	}
+	if typ, ok := r.NotDeployed[name]; ok {
+		return "", fmt.Errorf("!Ref %s: %s is not deployed in the world (%s is ignored): %w", name, name, typ, ErrUnsupported)
+	}
+	return "", fmt.Errorf("!Ref %s: no such parameter or resource", name)
+}
+
+func (r *Resolver) getAtt(id, attr string) (string, error) {
+	d, ok := r.Resources[id]
+	if !ok {
+		if typ, left := r.NotDeployed[id]; left {
+			return "", fmt.Errorf("!GetAtt %s.%s: %s is not deployed in the world (%s is ignored): %w", id, attr, id, typ, ErrUnsupported)
+		}
+		return "", fmt.Errorf("!GetAtt %s.%s: no such resource", id, attr)
+	}
+	v, ok := d.Attributes[attr]
+	if !ok {
+		return "", fmt.Errorf("!GetAtt %s.%s: attribute %w", id, attr, ErrUnsupported)
+	}
+	return v, nil
+}
+
+var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
+
+func (r *Resolver) sub(text string, vars map[string]string) (string, error) {
+	var firstErr error
+	out := subVar.ReplaceAllStringFunc(text, func(m string) string {
+		name := m[2 : len(m)-1]
+		if strings.HasPrefix(name, "!") {
+			return "${" + name[1:] + "}" // ${!Literal}
+		}
+		if v, ok := vars[name]; ok {
+			return v
+		}
+		var v string
+		var err error
+		if id, attr, ok := strings.Cut(name, "."); ok && !strings.Contains(id, "::") {
+			v, err = r.getAtt(id, attr)
+		} else {
+			v, err = r.ref(name)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("!Sub ${%s}: %w", name, err)
+		}
+		return v
+	})
+	return out, firstErr
+}
+
+// intrinsic returns the name and argument of an intrinsic function call in
+// either form ("Ref", "Fn::Sub"...), or ok false for a plain value.
+func intrinsic(n *yaml.Node) (name string, arg *yaml.Node, ok bool) {
+	if isIntrinsic(n) {
+		name = strings.TrimPrefix(n.Tag, "!")
+		if name != "Ref" {
+			name = "Fn::" + name
+		}
+		return name, n, true
+	}
+	if n.Kind == yaml.MappingNode && len(n.Content) == 2 {
+		if k := n.Content[0].Value; k == "Ref" || strings.HasPrefix(k, "Fn::") {
+			return k, n.Content[1], true
+		}
+	}
+	return "", nil, false
+}
+
+// Resolve turns a YAML value into plain Go values (string, int, float64,
+// bool, nil, []any, map[string]any) with every intrinsic evaluated. A nil
+// node is nil.
+func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
+	if n == nil {
+		return nil, nil
+	}
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if name, arg, ok := intrinsic(n); ok {
+		switch name {
+		case "Ref":
+			return r.ref(arg.Value)
+		case "Fn::Sub":
+			return r.fnSub(arg)
+		case "Fn::GetAtt":
+			return r.fnGetAtt(arg)
+		case "Fn::Join":
+			return r.fnJoin(arg)
+		}
+		return nil, fmt.Errorf("line %d: intrinsic %s: %w", n.Line, name, ErrUnsupported)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		out := map[string]any{}
+		for k, v := range Pairs(n) {
+			val, err := r.Resolve(v)
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = val
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := r.Resolve(c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return v, nil
+}
+
+func (r *Resolver) fnSub(n *yaml.Node) (any, error) {
+	if n.Kind == yaml.ScalarNode {
+		return r.sub(n.Value, nil)
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 2 || n.Content[0].Kind != yaml.ScalarNode {
+		return nil, fmt.Errorf("line %d: Fn::Sub takes a string or [string, {vars}]", n.Line)
+	}
+	vars := map[string]string{}
+	for k, v := range Pairs(n.Content[1]) {
+		s, err := r.String(v)
+		if err != nil {
+			return nil, fmt.Errorf("Fn::Sub variable %s: %w", k.Value, err)
+		}
+		vars[k.Value] = s
+	}
+	return r.sub(n.Content[0].Value, vars)
+}
+
+func (r *Resolver) fnGetAtt(n *yaml.Node) (any, error) {
+	id, attr, err := getAttArgs(n)
+	if err != nil {
+		return nil, err
+	}
+	return r.getAtt(id, attr)
+}
+
+func getAttArgs(n *yaml.Node) (id, attr string, err error) {
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		if id, attr, ok := strings.Cut(n.Value, "."); ok {
+			return id, attr, nil
+		}
+	case n.Kind == yaml.SequenceNode && len(n.Content) == 2:
+		return n.Content[0].Value, n.Content[1].Value, nil
+	}
+	return "", "", fmt.Errorf("line %d: Fn::GetAtt takes Resource.Attribute or [Resource, Attribute]", n.Line)
+}
+
+func (r *Resolver) fnJoin(n *yaml.Node) (any, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 2 {
+		return nil, fmt.Errorf("line %d: Fn::Join takes [delimiter, [values]]", n.Line)
+	}
+	list, err := r.Resolve(n.Content[1])
+	if err != nil {
+		return nil, err
+	}
+	items, ok := list.([]any)
+	if !ok {
+		return nil, fmt.Errorf("line %d: Fn::Join: the values are not a list", n.Line)
+	}
+	parts := make([]string, len(items))
+	for i, it := range items {
+		s, err := scalarString(it)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: Fn::Join item %d: %w", n.Line, i, err)
+		}
+		parts[i] = s
+	}
+	return strings.Join(parts, n.Content[0].Value), nil
+}
+
+// String resolves a value that must be a scalar; a nil node is "".
+func (r *Resolver) String(n *yaml.Node) (string, error) {
+	if n == nil {
+		return "", nil
+	}
+	v, err := r.Resolve(n)
+	if err != nil {
+		return "", err
+	}
+	return scalarString(v)
+}
+
+// Int resolves a whole number (a Number parameter arrives as a string);
+// def when n is nil.
+func (r *Resolver) Int(n *yaml.Node, def int) (int, error) {
+	if n == nil {
+		return def, nil
+	}
+	s, err := r.String(n)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("line %d: %q is not a whole number", n.Line, s)
+	}
+	return v, nil
+}
+
+func scalarString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int, int64, float64, bool:
+		return fmt.Sprint(x), nil
+	}
+	return "", fmt.Errorf("%v is not a scalar", v)
+}
+
+// Reference reads which resource a property points to, without resolving
+// it: a Ref or Fn::GetAtt (either form) of a logical id. Wiring code needs
+// the resource itself (a rule's target queue, a dead-letter queue), not
+// its ARN. attribute is "" for a Ref.
+func Reference(n *yaml.Node) (logicalID, attribute string, err error) {
+	if n == nil {
+		return "", "", fmt.Errorf("want a Ref or Fn::GetAtt of a resource, found nothing")
+	}
+	name, arg, ok := intrinsic(n)
+	switch {
+	case ok && name == "Ref" && arg.Kind == yaml.ScalarNode:
+		return arg.Value, "", nil
+	case ok && name == "Fn::GetAtt":
+		return getAttArgs(arg)
+	}
+	return "", "", fmt.Errorf("line %d: want a Ref or Fn::GetAtt of a resource", n.Line)
+}
