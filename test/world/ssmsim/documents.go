@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"maps"
 	"regexp"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tether-ecs/tether/test/world/cfntemplate"
 )
 
 // document is one Command document (schema 2.2, one aws:runShellScript
@@ -207,84 +209,52 @@ func (d *document) resolve(given map[string][]string) (script string, params map
 // parameters with defaults, pseudo parameters). It returns logical id ->
 // document name.
 func (s *Server) LoadTemplate(path, stackName string) (map[string]string, error) {
-	raw, err := os.ReadFile(path)
+	t, err := cfntemplate.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("ssmsim: %w", err)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return nil, fmt.Errorf("ssmsim: %s: %w", path, err)
-	}
-	if len(root.Content) == 0 {
-		return nil, fmt.Errorf("ssmsim: %s is empty", path)
-	}
-	r := &cfnResolver{pseudo: map[string]string{
-		"AWS::StackName": stackName, "AWS::Region": s.cfg.Region, "AWS::AccountId": s.cfg.Account,
-		"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
-		"AWS::StackId": "arn:aws:cloudformation:" + s.cfg.Region + ":" + s.cfg.Account + ":stack/" + stackName + "/local",
-	}}
-	top := root.Content[0]
-	r.parameters(mapGet(top, "Parameters"))
-	resources := mapGet(top, "Resources")
-	if resources == nil || resources.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("ssmsim: %s has no Resources", path)
-	}
+	return s.AddTemplateDocuments(t, stackName, nil)
+}
+
+// AddTemplateDocuments is LoadTemplate for a template already read, with
+// params as the template's parameter values (those not given take their
+// Default).
+func (s *Server) AddTemplateDocuments(t *cfntemplate.Template, stackName string, params map[string]string) (map[string]string, error) {
+	r := &cfntemplate.Resolver{Values: cfntemplate.PseudoParameters(stackName, s.cfg.Region, s.cfg.Account)}
+	maps.Copy(r.Values, t.Defaults())
+	maps.Copy(r.Values, params)
 	out := map[string]string{}
-	for i := 0; i+1 < len(resources.Content); i += 2 {
-		logical, res := resources.Content[i].Value, resources.Content[i+1]
-		if t := mapGet(res, "Type"); t == nil || t.Value != "AWS::SSM::Document" {
+	for _, res := range t.OfType("AWS::SSM::Document") {
+		if dt := res.Property("DocumentType"); dt != nil && dt.Value != "Command" {
 			continue
 		}
-		props := mapGet(res, "Properties")
-		if dt := mapGet(props, "DocumentType"); dt != nil && dt.Value != "Command" {
-			continue
-		}
-		name := stackName + "-" + logical
-		if n := mapGet(props, "Name"); n != nil {
-			v, err := r.resolve(n)
-			if err != nil {
-				return nil, fmt.Errorf("ssmsim: %s: %s.Name: %w", path, logical, err)
+		name := stackName + "-" + res.LogicalID
+		if n := res.Property("Name"); n != nil {
+			var err error
+			if name, err = r.String(n); err != nil {
+				return nil, fmt.Errorf("ssmsim: %s: %s.Name: %w", t.Path, res.LogicalID, err)
 			}
-			str, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("ssmsim: %s: %s.Name is not a string", path, logical)
-			}
-			name = str
 		}
-		contentNode := mapGet(props, "Content")
+		contentNode := res.Property("Content")
 		if contentNode == nil {
-			return nil, fmt.Errorf("ssmsim: %s: %s has no Content", path, logical)
+			return nil, fmt.Errorf("ssmsim: %s: %s has no Content", t.Path, res.LogicalID)
 		}
-		content, err := r.resolve(contentNode)
+		content, err := r.Resolve(contentNode)
 		if err != nil {
-			return nil, fmt.Errorf("ssmsim: %s: %s.Content: %w", path, logical, err)
+			return nil, fmt.Errorf("ssmsim: %s: %s.Content: %w", t.Path, res.LogicalID, err)
 		}
-		var text string
-		if str, ok := content.(string); ok {
-			text = str
-		} else {
+		text, ok := content.(string)
+		if !ok {
 			buf, err := json.Marshal(content)
 			if err != nil {
-				return nil, fmt.Errorf("ssmsim: %s: %s.Content: %w", path, logical, err)
+				return nil, fmt.Errorf("ssmsim: %s: %s.Content: %w", t.Path, res.LogicalID, err)
 			}
 			text = string(buf)
 		}
 		if err := s.AddDocument(name, text); err != nil {
-			return nil, fmt.Errorf("ssmsim: %s: %s: %w", path, logical, err)
+			return nil, fmt.Errorf("ssmsim: %s: %s: %w", t.Path, res.LogicalID, err)
 		}
-		out[logical] = name
+		out[res.LogicalID] = name
 	}
 	return out, nil
-}
-
-func mapGet(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }
