@@ -3,15 +3,15 @@ package eventbus
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"regexp"
-	"sort"
-	"strconv"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tether-ecs/tether/test/world/cfntemplate"
 )
 
 // Function wraps an in-process handler with aws-lambda-go's signature
@@ -37,177 +37,92 @@ type Wiring struct {
 	Queues    map[string]*Queue   // by logical id
 	Rules     []string            // EventBridge rules (logical ids)
 	Mappings  map[string]*Mapping // "<function>.<event>"
-	Schedules []string            // "<function>.<event>"
+	Schedules []string            // "<function>.<event>", or a scheduled rule's logical id
 	Unwired   []string            // events of functions not in Functions
 }
 
 // LoadTemplate wires the bus as a SAM template deploys it: every
 // AWS::SQS::Queue (VisibilityTimeout, DelaySeconds,
 // ReceiveMessageWaitTimeSeconds, RedrivePolicy), every AWS::Events::Rule
-// with an EventPattern and queue or function targets, and each function's
-// SQS events (BatchSize, MaximumBatchingWindowInSeconds,
-// FunctionResponseTypes, ScalingConfig.MaximumConcurrency, the function's
-// Timeout and ReservedConcurrentExecutions) and Schedule events. Intrinsics understood: !Ref, !Sub, !GetAtt
-// X.Arn; any other in those places is an error.
+// with queue or function targets and an EventPattern or a
+// ScheduleExpression, and each function's SQS events (BatchSize,
+// MaximumBatchingWindowInSeconds, FunctionResponseTypes,
+// ScalingConfig.MaximumConcurrency, the function's Timeout and
+// ReservedConcurrentExecutions, Globals.Function applied) and Schedule
+// events. Queues, targets and dead-letter queues are named by !GetAtt X.Arn;
+// values may use !Ref, !Sub and !Join of parameters and pseudo parameters.
+// Anything else in those places is an error.
 func (b *Bus) LoadTemplate(path string, o TemplateOptions) (*Wiring, error) {
-	raw, err := os.ReadFile(path)
+	t, err := cfntemplate.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("eventbus: %w", err)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil || len(root.Content) == 0 {
-		return nil, fmt.Errorf("eventbus: %s: not a YAML template: %v", path, err)
-	}
-	top := root.Content[0]
-	t := &template{bus: b, opts: o, params: map[string]string{}, w: &Wiring{Queues: map[string]*Queue{}, Mappings: map[string]*Mapping{}}}
-	t.readParams(child(top, "Parameters"))
-	if t.globalTimeout, err = t.int(child(child(child(top, "Globals"), "Function"), "Timeout"), 3); err != nil {
-		return nil, err
-	}
-	resources := child(top, "Resources")
-	if resources == nil {
-		return nil, fmt.Errorf("eventbus: %s has no Resources", path)
-	}
-	byType := map[string][]string{}
-	t.resources = map[string]*yaml.Node{}
-	for i := 0; i+1 < len(resources.Content); i += 2 {
-		id, res := resources.Content[i].Value, resources.Content[i+1]
-		t.resources[id] = res
-		if typ := child(res, "Type"); typ != nil {
-			byType[typ.Value] = append(byType[typ.Value], id)
-		}
-	}
-	for _, ids := range byType {
-		sort.Strings(ids)
-	}
-	for _, id := range byType["AWS::SQS::Queue"] {
-		if _, err := t.queue(id, 0); err != nil {
-			return nil, err
-		}
-	}
-	for _, id := range byType["AWS::Events::Rule"] {
-		if err := t.rule(id); err != nil {
-			return nil, err
-		}
-	}
-	for _, id := range byType["AWS::Serverless::Function"] {
-		if err := t.function(id); err != nil {
-			return nil, err
-		}
-	}
-	return t.w, nil
+	return b.WireTemplate(t, o)
 }
 
-type template struct {
-	bus           *Bus
-	opts          TemplateOptions
-	params        map[string]string
-	resources     map[string]*yaml.Node
-	globalTimeout int
-	w             *Wiring
-}
-
-func child(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func (t *template) readParams(n *yaml.Node) {
-	if n == nil {
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		name := n.Content[i].Value
-		if d := child(n.Content[i+1], "Default"); d != nil {
-			t.params[name] = d.Value
-		}
-	}
-	for k, v := range t.opts.Params {
-		t.params[k] = v
-	}
-	t.params["AWS::Region"] = t.bus.opts.Region
-	t.params["AWS::AccountId"] = t.bus.opts.Account
-	t.params["AWS::Partition"] = "aws"
-	t.params["AWS::StackName"] = t.opts.StackName
-	t.params["AWS::URLSuffix"] = "amazonaws.com"
-}
-
-var subVar = regexp.MustCompile(`\$\{([A-Za-z0-9_:.]+)\}`)
-
-// scalar resolves a value to a string: plain, !Ref of a parameter, !Sub.
-func (t *template) scalar(n *yaml.Node) (string, error) {
-	if n == nil {
-		return "", nil
-	}
-	switch n.Tag {
-	case "!Ref":
-		v, ok := t.params[n.Value]
-		if !ok {
-			return "", fmt.Errorf("eventbus: !Ref %s: not a parameter with a value", n.Value)
-		}
-		return v, nil
-	case "!Sub":
-		var err error
-		out := subVar.ReplaceAllStringFunc(n.Value, func(m string) string {
-			name := m[2 : len(m)-1]
-			v, ok := t.params[name]
-			if !ok {
-				err = fmt.Errorf("eventbus: !Sub %q: ${%s} is not a parameter", n.Value, name)
+// WireTemplate is LoadTemplate for a template already read.
+func (b *Bus) WireTemplate(t *cfntemplate.Template, o TemplateOptions) (*Wiring, error) {
+	values := cfntemplate.PseudoParameters(o.StackName, b.opts.Region, b.opts.Account)
+	maps.Copy(values, t.Defaults())
+	maps.Copy(values, o.Params)
+	w := &wiring{bus: b, tpl: t, opts: o, r: &cfntemplate.Resolver{Values: values},
+		w: &Wiring{Queues: map[string]*Queue{}, Mappings: map[string]*Mapping{}}}
+	for _, step := range []struct {
+		typ  string
+		wire func(cfntemplate.Resource) error
+	}{
+		{"AWS::SQS::Queue", func(r cfntemplate.Resource) error { _, err := w.queue(r.LogicalID, 0); return err }},
+		{"AWS::Events::Rule", w.rule},
+		{"AWS::Serverless::Function", w.function},
+	} {
+		resources := t.OfType(step.typ)
+		slices.SortFunc(resources, func(a, b cfntemplate.Resource) int { return strings.Compare(a.LogicalID, b.LogicalID) })
+		for _, r := range resources {
+			if err := step.wire(r); err != nil {
+				return nil, err
 			}
-			return v
-		})
-		return out, err
-	case "", "!!str", "!!int", "!!bool", "!!float":
-		if n.Kind != yaml.ScalarNode {
-			return "", fmt.Errorf("eventbus: line %d: want a value", n.Line)
 		}
-		return n.Value, nil
 	}
-	return "", fmt.Errorf("eventbus: line %d: intrinsic %s is not supported here", n.Line, n.Tag)
+	return w.w, nil
 }
 
-func (t *template) int(n *yaml.Node, def int) (int, error) {
-	if n == nil {
-		return def, nil
-	}
-	s, err := t.scalar(n)
+// wiring is one WireTemplate call's work.
+type wiring struct {
+	bus  *Bus
+	tpl  *cfntemplate.Template
+	opts TemplateOptions
+	r    *cfntemplate.Resolver
+	w    *Wiring
+}
+
+func (w *wiring) int(n *yaml.Node, def int) (int, error) {
+	v, err := w.r.Int(n, def)
 	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("eventbus: line %d: %q is not a number", n.Line, s)
+		return 0, fmt.Errorf("eventbus: %w", err)
 	}
 	return v, nil
 }
 
-// getAtt reads `!GetAtt X.Arn` and returns X.
-func getAtt(n *yaml.Node) (string, error) {
-	if n == nil || n.Tag != "!GetAtt" || !strings.HasSuffix(n.Value, ".Arn") {
+// arnOf reads `!GetAtt X.Arn` (either form) and returns X.
+func arnOf(n *yaml.Node) (string, error) {
+	id, attr, err := cfntemplate.Reference(n)
+	if err != nil || attr != "Arn" {
 		return "", fmt.Errorf("eventbus: want !GetAtt <logical id>.Arn")
 	}
-	return strings.TrimSuffix(n.Value, ".Arn"), nil
+	return id, nil
 }
 
-func (t *template) queue(id string, depth int) (*Queue, error) {
-	if q := t.w.Queues[id]; q != nil {
+func (w *wiring) queue(id string, depth int) (*Queue, error) {
+	if q := w.w.Queues[id]; q != nil {
 		return q, nil
 	}
-	res := t.resources[id]
-	if typ := child(res, "Type"); typ == nil || typ.Value != "AWS::SQS::Queue" || depth > 1 {
+	res, ok := w.tpl.Resource(id)
+	if !ok || res.Type != "AWS::SQS::Queue" || depth > 1 {
 		return nil, fmt.Errorf("eventbus: %s is not a queue this loader can make", id)
 	}
-	props := child(res, "Properties")
 	var o QueueOptions
 	for field, dst := range map[string]*time.Duration{"VisibilityTimeout": &o.VisibilityTimeout, "DelaySeconds": &o.DelaySeconds, "ReceiveMessageWaitTimeSeconds": &o.ReceiveWaitTime} {
-		secs, err := t.int(child(props, field), -1)
+		secs, err := w.int(res.Property(field), -1)
 		if err != nil {
 			return nil, err
 		}
@@ -215,169 +130,157 @@ func (t *template) queue(id string, depth int) (*Queue, error) {
 			*dst = time.Duration(secs) * time.Second
 		}
 	}
-	if rp := child(props, "RedrivePolicy"); rp != nil {
-		dlqID, err := getAtt(child(rp, "deadLetterTargetArn"))
+	if rp := res.Property("RedrivePolicy"); rp != nil {
+		dlqID, err := arnOf(cfntemplate.Child(rp, "deadLetterTargetArn"))
 		if err != nil {
 			return nil, fmt.Errorf("%w (queue %s RedrivePolicy)", err, id)
 		}
-		if o.DeadLetter, err = t.queue(dlqID, depth+1); err != nil {
+		if o.DeadLetter, err = w.queue(dlqID, depth+1); err != nil {
 			return nil, err
 		}
-		if o.MaxReceiveCount, err = t.int(child(rp, "maxReceiveCount"), 0); err != nil {
+		if o.MaxReceiveCount, err = w.int(cfntemplate.Child(rp, "maxReceiveCount"), 0); err != nil {
 			return nil, err
 		}
 	}
-	q, err := t.bus.CreateQueue(t.opts.StackName+"-"+id, o)
+	q, err := w.bus.CreateQueue(w.opts.StackName+"-"+id, o)
 	if err != nil {
 		return nil, err
 	}
-	t.w.Queues[id] = q
+	w.w.Queues[id] = q
 	return q, nil
 }
 
-func (t *template) rule(id string) error {
-	props := child(t.resources[id], "Properties")
-	pattern := child(props, "EventPattern")
-	if pattern == nil {
-		return fmt.Errorf("eventbus: rule %s has no EventPattern (schedules belong to the functions' Schedule events)", id)
+// rule wires an EventBridge rule: an event pattern, or a schedule (then
+// listed in Schedules too, fired by its logical id).
+func (w *wiring) rule(res cfntemplate.Resource) error {
+	id := res.LogicalID
+	pattern, schedule := res.Property("EventPattern"), res.Property("ScheduleExpression")
+	if (pattern == nil) == (schedule == nil) {
+		return fmt.Errorf("eventbus: rule %s needs an EventPattern or a ScheduleExpression (one of them)", id)
 	}
-	doc, err := t.plain(pattern)
-	if err != nil {
-		return fmt.Errorf("%w (rule %s)", err, id)
+	var expr, js string
+	if schedule != nil {
+		var err error
+		if expr, err = w.r.String(schedule); err != nil {
+			return fmt.Errorf("eventbus: rule %s ScheduleExpression: %w", id, err)
+		}
+	} else {
+		doc, err := w.r.Resolve(pattern)
+		if err != nil {
+			return fmt.Errorf("eventbus: rule %s EventPattern: %w", id, err)
+		}
+		buf, err := json.Marshal(doc)
+		if err != nil {
+			return fmt.Errorf("eventbus: rule %s EventPattern: %w", id, err)
+		}
+		js = string(buf)
 	}
-	js, _ := json.Marshal(doc)
 	var targets []Target
-	tn := child(props, "Targets")
+	tn := res.Property("Targets")
 	if tn == nil || tn.Kind != yaml.SequenceNode {
 		return fmt.Errorf("eventbus: rule %s has no Targets", id)
 	}
 	for _, tgt := range tn.Content {
-		ref, err := getAtt(child(tgt, "Arn"))
+		ref, err := arnOf(cfntemplate.Child(tgt, "Arn"))
 		if err != nil {
 			return fmt.Errorf("%w (rule %s target)", err, id)
 		}
-		if q := t.w.Queues[ref]; q != nil {
+		if q := w.w.Queues[ref]; q != nil {
 			targets = append(targets, QueueTarget{Queue: q})
-		} else if inv := t.opts.Functions[ref]; inv != nil {
+		} else if inv := w.opts.Functions[ref]; inv != nil {
 			targets = append(targets, InvokerTarget{Name: ref, Invoker: inv})
 		} else {
-			t.w.Unwired = append(t.w.Unwired, id+"->"+ref)
+			w.w.Unwired = append(w.w.Unwired, id+"->"+ref)
 		}
 	}
 	if len(targets) == 0 {
 		return nil
 	}
-	if err := t.bus.PutRule(id, string(js), targets...); err != nil {
+	if schedule != nil {
+		if err := w.bus.PutSchedule(id, expr, targets...); err != nil {
+			return err
+		}
+		w.w.Schedules = append(w.w.Schedules, id)
+	} else if err := w.bus.PutRule(id, js, targets...); err != nil {
 		return err
 	}
-	t.w.Rules = append(t.w.Rules, id)
+	w.w.Rules = append(w.w.Rules, id)
 	return nil
 }
 
-// plain turns a YAML tree into JSON-able values, resolving !Sub and !Ref.
-func (t *template) plain(n *yaml.Node) (any, error) {
-	switch n.Kind {
-	case yaml.MappingNode:
-		out := map[string]any{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			v, err := t.plain(n.Content[i+1])
-			if err != nil {
-				return nil, err
-			}
-			out[n.Content[i].Value] = v
-		}
-		return out, nil
-	case yaml.SequenceNode:
-		out := []any{}
-		for _, c := range n.Content {
-			v, err := t.plain(c)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	}
-	if n.Tag == "!!int" || n.Tag == "!!float" {
-		return json.Number(n.Value), nil
-	}
-	if n.Tag == "!!bool" {
-		return n.Value == "true", nil
-	}
-	if n.Tag == "!!null" {
-		return nil, nil
-	}
-	return t.scalar(n)
-}
-
-func (t *template) function(id string) error {
-	props := child(t.resources[id], "Properties")
-	timeout, err := t.int(child(props, "Timeout"), t.globalTimeout)
+func (w *wiring) function(res cfntemplate.Resource) error {
+	id := res.LogicalID
+	props := w.tpl.FunctionProperties(res)
+	timeout, err := w.int(cfntemplate.Child(props, "Timeout"), 3)
 	if err != nil {
 		return err
 	}
-	events := child(props, "Events")
+	events := cfntemplate.Child(props, "Events")
 	if events == nil {
 		return nil
 	}
-	inv := t.opts.Functions[id]
-	reserved, err := t.int(child(props, "ReservedConcurrentExecutions"), 0)
+	inv := w.opts.Functions[id]
+	reserved, err := w.int(cfntemplate.Child(props, "ReservedConcurrentExecutions"), 0)
 	if err != nil {
 		return err
 	}
 	if inv != nil && reserved > 0 {
 		inv = Reserved(inv, reserved)
 	}
-	for i := 0; i+1 < len(events.Content); i += 2 {
-		name, ev := id+"."+events.Content[i].Value, events.Content[i+1]
+	for key, ev := range cfntemplate.Pairs(events) {
+		name := id + "." + key.Value
 		if inv == nil {
-			t.w.Unwired = append(t.w.Unwired, name)
+			w.w.Unwired = append(w.w.Unwired, name)
 			continue
 		}
-		ep := child(ev, "Properties")
-		switch typ := child(ev, "Type"); typ.Value {
+		ep := cfntemplate.Child(ev, "Properties")
+		typ, err := w.r.String(cfntemplate.Child(ev, "Type"))
+		if err != nil {
+			return fmt.Errorf("eventbus: %s: %w", name, err)
+		}
+		switch typ {
 		case "SQS":
-			if err := t.mapping(name, ep, inv, timeout); err != nil {
+			if err := w.mapping(name, ep, inv, timeout); err != nil {
 				return err
 			}
 		case "Schedule":
-			expr, err := t.scalar(child(ep, "Schedule"))
+			expr, err := w.r.String(cfntemplate.Child(ep, "Schedule"))
 			if err != nil {
+				return fmt.Errorf("eventbus: %s: %w", name, err)
+			}
+			if err := w.bus.PutSchedule(name, expr, InvokerTarget{Name: id, Invoker: inv}); err != nil {
 				return err
 			}
-			if err := t.bus.PutSchedule(name, expr, InvokerTarget{Name: id, Invoker: inv}); err != nil {
-				return err
-			}
-			t.w.Schedules = append(t.w.Schedules, name)
+			w.w.Schedules = append(w.w.Schedules, name)
 		default:
-			return fmt.Errorf("eventbus: %s: event type %s is not supported (SQS, Schedule)", name, typ.Value)
+			return fmt.Errorf("eventbus: %s: event type %s is not supported (SQS, Schedule)", name, typ)
 		}
 	}
 	return nil
 }
 
-func (t *template) mapping(name string, ep *yaml.Node, inv Invoker, timeout int) error {
-	qid, err := getAtt(child(ep, "Queue"))
+func (w *wiring) mapping(name string, ep *yaml.Node, inv Invoker, timeout int) error {
+	qid, err := arnOf(cfntemplate.Child(ep, "Queue"))
 	if err != nil {
 		return fmt.Errorf("%w (%s Queue)", err, name)
 	}
-	q := t.w.Queues[qid]
+	q := w.w.Queues[qid]
 	if q == nil {
 		return fmt.Errorf("eventbus: %s: no queue %s", name, qid)
 	}
 	o := MappingOptions{FunctionTimeout: time.Duration(timeout) * time.Second}
-	if o.BatchSize, err = t.int(child(ep, "BatchSize"), 10); err != nil {
+	if o.BatchSize, err = w.int(cfntemplate.Child(ep, "BatchSize"), 10); err != nil {
 		return err
 	}
-	window, err := t.int(child(ep, "MaximumBatchingWindowInSeconds"), 0)
+	window, err := w.int(cfntemplate.Child(ep, "MaximumBatchingWindowInSeconds"), 0)
 	if err != nil {
 		return err
 	}
 	o.MaxBatchingWindow = time.Duration(window) * time.Second
-	if o.MaxConcurrency, err = t.int(child(child(ep, "ScalingConfig"), "MaximumConcurrency"), 2); err != nil {
+	if o.MaxConcurrency, err = w.int(cfntemplate.Child(cfntemplate.Child(ep, "ScalingConfig"), "MaximumConcurrency"), 2); err != nil {
 		return err
 	}
-	if frt := child(ep, "FunctionResponseTypes"); frt != nil {
+	if frt := cfntemplate.Child(ep, "FunctionResponseTypes"); frt != nil {
 		for _, v := range frt.Content {
 			if v.Value != "ReportBatchItemFailures" {
 				return fmt.Errorf("eventbus: %s: FunctionResponseTypes %s", name, v.Value)
@@ -385,10 +288,10 @@ func (t *template) mapping(name string, ep *yaml.Node, inv Invoker, timeout int)
 			o.ReportBatchItemFailures = true
 		}
 	}
-	m, err := t.bus.StartMapping(q, inv, o)
+	m, err := w.bus.StartMapping(q, inv, o)
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, name)
 	}
-	t.w.Mappings[name] = m
+	w.w.Mappings[name] = m
 	return nil
 }

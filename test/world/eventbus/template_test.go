@@ -3,7 +3,11 @@ package eventbus_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,5 +127,91 @@ func TestReservedConcurrencyThrottles(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func writeTemplate(t *testing.T, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "template.yaml")
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// An AWS::Events::Rule with a ScheduleExpression is a schedule named by
+// its logical id, delivering to its targets (queues and functions).
+func TestScheduledRule(t *testing.T) {
+	bus := eventbus.New(eventbus.Options{Seed: 4}) // unscaled: the 5-minute ticker never fires on its own here
+	defer bus.Close()
+	path := writeTemplate(t, `
+Parameters:
+  Every: {Type: String, Default: "rate(5 minutes)"}
+Resources:
+  Ticks:
+    Type: AWS::SQS::Queue
+  Tick:
+    Type: AWS::Events::Rule
+    Properties:
+      ScheduleExpression: !Ref Every
+      Targets:
+        - {Id: q, Arn: !GetAtt Ticks.Arn}
+        - {Id: f, Arn: {"Fn::GetAtt": [Ticker, Arn]}}
+  Ticker:
+    Type: AWS::Serverless::Function
+    Properties: {Handler: bootstrap}
+`)
+	got := make(chan worldapi.Event, 1)
+	w, err := bus.LoadTemplate(path, eventbus.TemplateOptions{StackName: "s", Functions: map[string]eventbus.Invoker{
+		"Ticker": bus.Function("ticker", func(_ context.Context, e worldapi.Event) error { got <- e; return nil }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(w.Rules, []string{"Tick"}) || !slices.Equal(w.Schedules, []string{"Tick"}) || len(w.Unwired) != 0 {
+		t.Fatalf("wiring: rules %v, schedules %v, unwired %v", w.Rules, w.Schedules, w.Unwired)
+	}
+	if err := bus.FireSchedule("Tick"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if e.DetailType != "Scheduled Event" || e.Source != "aws.events" || !slices.Equal(e.Resources, []string{"arn:aws:events:us-west-2:123456789012:rule/Tick"}) {
+			t.Errorf("the function got %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("the function was not invoked")
+	}
+	msgs, err := w.Queues["Ticks"].Receive(ctx, eventbus.ReceiveOptions{Max: 10})
+	if err != nil || len(msgs) != 1 || !strings.Contains(msgs[0].Body, `"detail-type":"Scheduled Event"`) {
+		t.Errorf("queue got %v, %v", msgs, err)
+	}
+}
+
+func TestARuleNeedsAPatternOrASchedule(t *testing.T) {
+	const rule = `
+Resources:
+  Q: {Type: AWS::SQS::Queue}
+  R:
+    Type: AWS::Events::Rule
+    Properties:
+%s      Targets: [{Id: q, Arn: !GetAtt Q.Arn}]
+`
+	for name, props := range map[string]string{
+		"neither": "",
+		"both":    "      ScheduleExpression: rate(1 minute)\n      EventPattern: {source: [x]}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			bus := eventbus.New(eventbus.Options{Seed: 1})
+			defer bus.Close()
+			if _, err := bus.LoadTemplate(writeTemplate(t, fmt.Sprintf(rule, props)), eventbus.TemplateOptions{StackName: "s"}); err == nil {
+				t.Fatal("loaded")
+			}
+		})
 	}
 }
