@@ -30,6 +30,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tether-ecs/tether/test/world/cfntemplate"
 	"github.com/tether-ecs/tether/test/world/eventbus"
 	"github.com/tether-ecs/tether/test/world/ssmsim"
 )
@@ -131,39 +132,37 @@ func Deploy(ctx context.Context, cfg Config) (*Deployment, error) {
 }
 
 func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params map[string]string) error {
-	r := &resolver{values: map[string]string{}, resources: map[string]deployed{}, ignored: map[string]string{}}
-	maps.Copy(r.values, params)
-	maps.Copy(r.values, map[string]string{
-		"AWS::StackName": cfg.StackName, "AWS::Region": cfg.Region, "AWS::AccountId": cfg.Account,
-		"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": "",
-		"AWS::StackId": fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/local", cfg.Region, cfg.Account, cfg.StackName),
-	})
+	r := &cfntemplate.Resolver{
+		Values:    cfntemplate.PseudoParameters(cfg.StackName, cfg.Region, cfg.Account),
+		Resources: map[string]cfntemplate.Deployed{}, NotDeployed: map[string]string{},
+	}
+	maps.Copy(r.Values, params)
 	for _, ig := range d.Ignored {
 		if ig.Property == "" {
-			r.ignored[ig.LogicalID] = ig.Type
+			r.NotDeployed[ig.LogicalID] = ig.Type
 		}
 	}
 
-	docs, err := cfg.SSM.LoadTemplate(t.Path, cfg.StackName)
+	docs, err := cfg.SSM.AddTemplateDocuments(t.cfn, cfg.StackName, params)
 	if err != nil {
 		return err
 	}
-	var functions []resource
-	for _, res := range t.resources {
-		switch res.typ {
+	var functions []cfntemplate.Resource
+	for _, res := range t.cfn.Resources {
+		switch res.Type {
 		case "AWS::SSM::Document":
-			name, ok := docs[res.id]
+			name, ok := docs[res.LogicalID]
 			if !ok {
-				return fmt.Errorf("samlocal: %s: only Command documents can be run by the world's SSM: %w", res.id, ErrUnsupported)
+				return fmt.Errorf("samlocal: %s: only Command documents can be run by the world's SSM: %w", res.LogicalID, ErrUnsupported)
 			}
-			d.Documents[res.id] = name
-			r.resources[res.id] = deployed{ref: name, attrs: map[string]string{}}
+			d.Documents[res.LogicalID] = name
+			r.Resources[res.LogicalID] = cfntemplate.Deployed{Ref: name}
 		case "AWS::Serverless::Function":
 			functions = append(functions, res)
-			fn := Function{LogicalID: res.id, Name: cfg.StackName + "-" + res.id}
+			fn := Function{LogicalID: res.LogicalID, Name: cfg.StackName + "-" + res.LogicalID}
 			fn.ARN = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", cfg.Region, cfg.Account, fn.Name)
-			d.Functions[res.id] = fn
-			r.resources[res.id] = deployed{ref: fn.Name, attrs: map[string]string{"Arn": fn.ARN}}
+			d.Functions[res.LogicalID] = fn
+			r.Resources[res.LogicalID] = cfntemplate.Deployed{Ref: fn.Name, Attributes: map[string]string{"Arn": fn.ARN}}
 		}
 	}
 
@@ -178,7 +177,7 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 			invokers[id] = l
 		}
 	}
-	w, err := cfg.Bus.LoadTemplate(t.Path, eventbus.TemplateOptions{StackName: cfg.StackName, Params: params, Functions: invokers})
+	w, err := cfg.Bus.WireTemplate(t.cfn, eventbus.TemplateOptions{StackName: cfg.StackName, Params: params, Functions: invokers})
 	d.mu.Lock()
 	d.wiring = w
 	d.mu.Unlock()
@@ -187,10 +186,10 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 	}
 	d.Queues, d.Rules, d.Schedules, d.Unwired = w.Queues, w.Rules, w.Schedules, w.Unwired
 	for id, q := range w.Queues {
-		r.resources[id] = deployed{ref: q.URL(), attrs: map[string]string{"Arn": q.ARN(), "QueueName": q.Name(), "QueueUrl": q.URL()}}
+		r.Resources[id] = cfntemplate.Deployed{Ref: q.URL(), Attributes: map[string]string{"Arn": q.ARN(), "QueueName": q.Name(), "QueueUrl": q.URL()}}
 	}
 	for _, id := range w.Rules {
-		r.resources[id] = deployed{ref: id, attrs: map[string]string{"Arn": fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", cfg.Region, cfg.Account, id)}}
+		r.Resources[id] = cfntemplate.Deployed{Ref: id, Attributes: map[string]string{"Arn": fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", cfg.Region, cfg.Account, id)}}
 	}
 
 	for _, res := range functions {
@@ -198,7 +197,7 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 		if err != nil {
 			return err
 		}
-		d.Functions[res.id] = fn
+		d.Functions[res.LogicalID] = fn
 	}
 	if cfg.Runtime != nil {
 		ids := slices.Sorted(maps.Keys(d.Functions))
@@ -217,63 +216,57 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 }
 
 // function resolves one function's configuration.
-func (d *Deployment) function(cfg Config, t *Template, r *resolver, res resource) (Function, error) {
-	fn := d.Functions[res.id]
-	props := mergeGlobals(t.globals, res.props)
-	var err error
-	timeout, err := r.resolveInt(child(props, "Timeout"), 3)
+func (d *Deployment) function(cfg Config, t *Template, r *cfntemplate.Resolver, res cfntemplate.Resource) (Function, error) {
+	fn := d.Functions[res.LogicalID]
+	props := t.cfn.FunctionProperties(res)
+	prop := func(name string) *yaml.Node { return cfntemplate.Child(props, name) }
+	timeout, err := r.Int(prop("Timeout"), 3)
 	if err != nil {
-		return fn, fmt.Errorf("samlocal: %s.Timeout: %w", res.id, err)
+		return fn, fmt.Errorf("samlocal: %s.Timeout: %w", res.LogicalID, err)
 	}
 	fn.Timeout = time.Duration(timeout) * time.Second
-	if fn.MemoryMB, err = r.resolveInt(child(props, "MemorySize"), 128); err != nil {
-		return fn, fmt.Errorf("samlocal: %s.MemorySize: %w", res.id, err)
+	if fn.MemoryMB, err = r.Int(prop("MemorySize"), 128); err != nil {
+		return fn, fmt.Errorf("samlocal: %s.MemorySize: %w", res.LogicalID, err)
 	}
-	if fn.ReservedConcurrency, err = r.resolveInt(child(props, "ReservedConcurrentExecutions"), 0); err != nil {
-		return fn, fmt.Errorf("samlocal: %s.ReservedConcurrentExecutions: %w", res.id, err)
+	if fn.ReservedConcurrency, err = r.Int(prop("ReservedConcurrentExecutions"), 0); err != nil {
+		return fn, fmt.Errorf("samlocal: %s.ReservedConcurrentExecutions: %w", res.LogicalID, err)
 	}
 	fn.Env = map[string]string{}
-	if vars := child(child(props, "Environment"), "Variables"); vars != nil {
-		for i := 0; i+1 < len(vars.Content); i += 2 {
-			v, err := r.resolveString(vars.Content[i+1])
-			if err != nil {
-				return fn, fmt.Errorf("samlocal: %s.Environment.Variables.%s: %w", res.id, vars.Content[i].Value, err)
-			}
-			fn.Env[vars.Content[i].Value] = v
+	for key, val := range cfntemplate.Pairs(cfntemplate.Child(prop("Environment"), "Variables")) {
+		v, err := r.String(val)
+		if err != nil {
+			return fn, fmt.Errorf("samlocal: %s.Environment.Variables.%s: %w", res.LogicalID, key.Value, err)
 		}
+		fn.Env[key.Value] = v
 	}
 	if cfg.Endpoint != "" {
 		fn.Env["AWS_ENDPOINT_URL"] = cfg.Endpoint
 	}
-	codeURI, err := r.resolveString(orEmpty(child(props, "CodeUri")))
+	codeURI, err := r.String(prop("CodeUri"))
 	if err != nil {
-		return fn, fmt.Errorf("samlocal: %s.CodeUri: %w", res.id, err)
+		return fn, fmt.Errorf("samlocal: %s.CodeUri: %w", res.LogicalID, err)
 	}
 	fn.CodeDir = filepath.Join(filepath.Dir(t.Path), codeURI)
 	method := ""
-	if m := child(res.metadata, "BuildMethod"); m != nil {
+	if m := cfntemplate.Child(res.Metadata, "BuildMethod"); m != nil {
 		method = m.Value
 	}
 	if method != "makefile" {
-		return fn, fmt.Errorf("samlocal: %s: BuildMethod %q: %w (makefile only)", res.id, method, ErrUnsupported)
+		return fn, fmt.Errorf("samlocal: %s: BuildMethod %q: %w (makefile only)", res.LogicalID, method, ErrUnsupported)
 	}
-	if fn.Package, err = buildTarget(filepath.Join(fn.CodeDir, "Makefile"), res.id); err != nil {
-		return fn, fmt.Errorf("samlocal: %s: %w", res.id, err)
+	if fn.Package, err = buildTarget(filepath.Join(fn.CodeDir, "Makefile"), res.LogicalID); err != nil {
+		return fn, fmt.Errorf("samlocal: %s: %w", res.LogicalID, err)
 	}
 	return fn, nil
 }
 
-func (d *Deployment) outputs(t *Template, r *resolver) error {
-	if t.outputs == nil {
-		return nil
-	}
-	for i := 0; i+1 < len(t.outputs.Content); i += 2 {
-		name := t.outputs.Content[i].Value
-		v, err := r.resolveString(orEmpty(child(t.outputs.Content[i+1], "Value")))
+func (d *Deployment) outputs(t *Template, r *cfntemplate.Resolver) error {
+	for _, o := range t.cfn.Outputs {
+		v, err := r.String(o.Value)
 		if err != nil {
-			return fmt.Errorf("samlocal: output %s: %w", name, err)
+			return fmt.Errorf("samlocal: output %s: %w", o.Name, err)
 		}
-		d.Outputs[name] = v
+		d.Outputs[o.Name] = v
 	}
 	return nil
 }
@@ -329,13 +322,6 @@ func (d *Deployment) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func orEmpty(n *yaml.Node) *yaml.Node {
-	if n == nil {
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str"}
-	}
-	return n
 }
 
 // lateInvoker stands for a function the bus is wired to before it runs:

@@ -10,24 +10,32 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tether-ecs/tether/test/world/cfntemplate"
 	"github.com/tether-ecs/tether/test/world/eventbus"
 	"github.com/tether-ecs/tether/test/world/ssmsim"
 )
 
 func dumpTemplate(t *Template) string {
 	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(t.params)) {
-		p := t.params[name]
+	params := slices.SortedFunc(slices.Values(t.cfn.Parameters), func(a, b cfntemplate.Parameter) int { return strings.Compare(a.Name, b.Name) })
+	for _, p := range params {
 		fmt.Fprintf(&b, "parameter %s: type %s default %q (%v) pattern %q allowed %v min %v max %v\n",
-			name, p.typ, p.def, p.hasDefault, p.pattern, p.allowed, deref(p.minValue), deref(p.maxValue))
+			p.Name, p.Type, p.Default, p.HasDefault, p.AllowedPattern, p.AllowedValues, orDash(p.MinValue), orDash(p.MaxValue))
 	}
-	for _, r := range t.resources {
-		fmt.Fprintf(&b, "resource %s: %s\n", r.id, r.typ)
+	for _, r := range t.cfn.Resources {
+		fmt.Fprintf(&b, "resource %s: %s\n", r.LogicalID, r.Type)
 	}
 	for _, ig := range t.Ignored() {
 		fmt.Fprintf(&b, "ignored %s\n", ig)
 	}
 	return b.String()
+}
+
+func orDash(f *float64) any {
+	if f == nil {
+		return "-"
+	}
+	return *f
 }
 
 func dumpDeployment(d *Deployment) string {
