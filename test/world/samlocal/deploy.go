@@ -1,8 +1,8 @@
 // Package samlocal deploys tether's SAM template (template.yaml) into the
 // local AWS world the way `sam deploy` would put it into an account: the
-// SSM documents (through ssmsim.LoadTemplate), the queues with their
+// SSM documents (through ssmsim.AddTemplateDocuments), the queues with their
 // dead-letter queues, the EventBridge rules, the functions' SQS event source
-// mappings and schedules (through eventbus.LoadTemplate), and the functions
+// mappings and schedules (through eventbus.WireTemplate), and the functions
 // themselves, each bound by logical id to a Runtime (in-process handlers or
 // real bootstraps under the Lambda runtime interface emulator) with its
 // environment resolved and pointed at the world (AWS_ENDPOINT_URL,

@@ -46,8 +46,8 @@ var ignoredTypes = map[string]string{
 	"AWS::CloudWatch::Dashboard": "the world has no CloudWatch",
 }
 
-// Properties of deployed types: handled (by eventbus.LoadTemplate,
-// ssmsim.LoadTemplate or this package), inert (documentation only), or
+// Properties of deployed types: handled (by eventbus.WireTemplate,
+// ssmsim.AddTemplateDocuments or this package), inert (documentation only), or
 // ignored with a reason. Anything else is ErrUnsupported.
 type propertyRules struct {
 	handled []string
@@ -89,7 +89,7 @@ var deployedTypes = map[string]propertyRules{
 	},
 }
 
-// Event properties eventbus.LoadTemplate applies, per event type.
+// Event properties eventbus.WireTemplate applies, per event type.
 var eventProperties = map[string]propertyRules{
 	"SQS":      {handled: []string{"Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig"}},
 	"Schedule": {handled: []string{"Schedule"}, inert: []string{"Description"}},
