@@ -53,7 +53,7 @@ func (t Task) String() string {
 		s += " on " + t.InstanceID
 	}
 	if t.LastStatus == "STOPPED" && t.StoppedReason != "" {
-		s += " (" + truncate(t.StoppedReason, 160) + ")"
+		s += " (" + truncate(t.StoppedReason, 300) + ")"
 	}
 	return s
 }
