@@ -26,11 +26,8 @@ type clusterJSON struct {
 func (s *Server) clusterOut(c *cluster) clusterJSON {
 	out := clusterJSON{
 		ClusterArn: c.arn, ClusterName: c.name, Status: c.status,
-		Statistics: []keyValue{}, Tags: c.tags, Settings: c.settings,
+		Statistics: []keyValue{}, Tags: nonNil(c.tags), Settings: c.settings,
 		CapacityProviders: []string{}, DefaultCapacityProviderStrategy: []struct{}{},
-	}
-	if out.Tags == nil {
-		out.Tags = []tagJSON{}
 	}
 	for _, ci := range c.instances {
 		if ci.status != statusInactive {
@@ -121,14 +118,6 @@ func (s *Server) listClusters(_ context.Context, body []byte) (any, error) {
 	return listOut("clusterArns", items, next), nil
 }
 
-func listOut(key string, items []string, next string) map[string]any {
-	out := map[string]any{key: items}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	return out
-}
-
 type describeClustersRequest struct {
 	Clusters []string `json:"clusters"`
 	Include  []string `json:"include"`
@@ -139,10 +128,8 @@ func (s *Server) describeClusters(_ context.Context, body []byte) (any, error) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	for _, inc := range req.Include {
-		if !slices.Contains([]string{"ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"}, inc) {
-			return nil, invalidParameter("Invalid include value %s.", inc)
-		}
+	if err := checkInclude(req.Include, "ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"); err != nil {
+		return nil, err
 	}
 	if len(req.Clusters) == 0 {
 		req.Clusters = []string{"default"}

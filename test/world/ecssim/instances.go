@@ -299,10 +299,8 @@ func (s *Server) describeContainerInstances(_ context.Context, body []byte) (any
 	if len(req.ContainerInstances) == 0 || len(req.ContainerInstances) > 100 {
 		return nil, invalidParameter("containerInstances must have between 1 and 100 elements.")
 	}
-	for _, inc := range req.Include {
-		if inc != "TAGS" && inc != "CONTAINER_INSTANCE_HEALTH" {
-			return nil, invalidParameter("Invalid include value %s.", inc)
-		}
+	if err := checkInclude(req.Include, "TAGS", "CONTAINER_INSTANCE_HEALTH"); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -310,14 +308,8 @@ func (s *Server) describeContainerInstances(_ context.Context, body []byte) (any
 	if err != nil {
 		return nil, err
 	}
-	out, failures := []instanceJSON{}, []failureJSON{}
-	for _, ref := range req.ContainerInstances {
-		if ci := c.findInstance(s, ref); ci != nil {
-			out = append(out, ci.out())
-		} else {
-			failures = append(failures, failureJSON{Arn: s.refArn("container-instance", c.name, ref), Reason: "MISSING"})
-		}
-	}
+	out, failures := describeEach(s, c, "container-instance", req.ContainerInstances,
+		func(ref string) *instance { return c.findInstance(s, ref) }, (*instance).out)
 	return map[string]any{"containerInstances": out, "failures": failures}, nil
 }
 
@@ -356,7 +348,7 @@ func (s *Server) updateContainerInstancesState(_ context.Context, body []byte) (
 	for _, ref := range req.ContainerInstances {
 		ci := c.findInstance(s, ref)
 		if ci == nil || ci.status == statusInactive {
-			failures = append(failures, failureJSON{Arn: s.refArn("container-instance", c.name, ref), Reason: "MISSING"})
+			failures = append(failures, s.missing("container-instance", c.name, ref))
 			continue
 		}
 		if ci.status != req.Status {
@@ -476,9 +468,5 @@ func (s *Server) listAttributes(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"attributes": items}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	return out, nil
+	return listOut("attributes", items, next), nil
 }

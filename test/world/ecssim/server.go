@@ -256,28 +256,59 @@ func (s *Server) lookupCluster(ref string) (*cluster, error) {
 	return c, nil
 }
 
-func (c *cluster) findInstance(s *Server, ref string) *instance {
-	cl, id, ok := s.resourceID("container-instance", ref)
+// findIn resolves a short id (a name for services) or an ARN of one kind
+// of resource of c; nil when the reference names another cluster or nothing.
+func findIn[T any](s *Server, c *cluster, resource, ref string, byID map[string]*T) *T {
+	cl, id, ok := s.resourceID(resource, ref)
 	if !ok || (cl != "" && cl != c.name) {
 		return nil
 	}
-	return c.instances[id]
+	return byID[id]
 }
 
-func (c *cluster) findTask(s *Server, ref string) *task {
-	cl, id, ok := s.resourceID("task", ref)
-	if !ok || (cl != "" && cl != c.name) {
-		return nil
-	}
-	return c.tasks[id]
+func (c *cluster) findInstance(s *Server, ref string) *instance {
+	return findIn(s, c, "container-instance", ref, c.instances)
 }
+
+func (c *cluster) findTask(s *Server, ref string) *task { return findIn(s, c, "task", ref, c.tasks) }
 
 func (c *cluster) findService(s *Server, ref string) *service {
-	cl, name, ok := s.resourceID("service", ref)
-	if !ok || (cl != "" && cl != c.name) {
-		return nil
+	return findIn(s, c, "service", ref, c.services)
+}
+
+// activeService finds a service of c that is ACTIVE, or answers as ECS
+// does when it is missing or deleted.
+func (c *cluster) activeService(s *Server, ref string) (*service, error) {
+	sv := c.findService(s, ref)
+	if sv == nil {
+		return nil, serviceNotFound()
 	}
-	return c.services[name]
+	if sv.status != statusActive {
+		return nil, serviceNotActive()
+	}
+	return sv, nil
+}
+
+// activeTaskDef finds a task definition new tasks may use.
+func (s *Server) activeTaskDef(ref string) (*taskDef, error) {
+	d, err := s.findTaskDef(ref)
+	if err != nil {
+		return nil, err
+	}
+	if d.status != statusActive {
+		return nil, clientError("TaskDefinition is inactive")
+	}
+	return d, nil
+}
+
+// launchableTaskDef is activeTaskDef with the network configuration tasks
+// of it would start with checked.
+func (s *Server) launchableTaskDef(ref string, network *networkConfigurationJSON) (*taskDef, error) {
+	d, err := s.activeTaskDef(ref)
+	if err != nil {
+		return nil, err
+	}
+	return d, checkNetwork(d, network)
 }
 
 func (s *Server) String() string { return fmt.Sprintf("ecssim(%s)", s.opts.Region) }

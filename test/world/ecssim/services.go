@@ -86,7 +86,7 @@ func (s *Server) serviceOut(sv *service, withTags bool) serviceJSON {
 	}
 	out := serviceJSON{
 		ServiceArn: sv.arn, ServiceName: sv.name, ClusterArn: sv.cluster.arn,
-		LoadBalancers: sv.loadBalancers, ServiceRegistries: []struct{}{}, Status: sv.status,
+		LoadBalancers: nonNil(sv.loadBalancers), ServiceRegistries: []struct{}{}, Status: sv.status,
 		DesiredCount: sv.desired, RunningCount: running, PendingCount: pending, LaunchType: "EC2",
 		TaskDefinition: sv.def.arn,
 		DeploymentConfiguration: deploymentConfigurationJSON{
@@ -98,29 +98,14 @@ func (s *Server) serviceOut(sv *service, withTags bool) serviceJSON {
 			UpdatedAt: epochPtr(sv.updatedAt), LaunchType: "EC2", NetworkConfiguration: sv.network,
 			RolloutState: rollout,
 		}},
-		Events: sv.events, CreatedAt: epochPtr(sv.createdAt), PlacementConstraints: sv.constraints,
-		PlacementStrategy: sv.strategy, NetworkConfiguration: sv.network,
+		Events: nonNil(sv.events), CreatedAt: epochPtr(sv.createdAt), PlacementConstraints: nonNil(sv.constraints),
+		PlacementStrategy: nonNil(sv.strategy), NetworkConfiguration: sv.network,
 		HealthCheckGracePeriodSeconds: sv.graceSeconds, SchedulingStrategy: "REPLICA",
 		DeploymentController: map[string]string{"type": "ECS"},
 		CreatedBy:            "arn:aws:iam::" + s.opts.Account + ":root", PropagateTags: "NONE",
 	}
-	if out.LoadBalancers == nil {
-		out.LoadBalancers = []loadBalancerJSON{}
-	}
-	if out.Events == nil {
-		out.Events = []serviceEventJSON{}
-	}
-	if out.PlacementConstraints == nil {
-		out.PlacementConstraints = []placementConstraintJSON{}
-	}
-	if out.PlacementStrategy == nil {
-		out.PlacementStrategy = []placementStrategyJSON{}
-	}
 	if withTags {
-		out.Tags = sv.tags
-		if out.Tags == nil {
-			out.Tags = []tagJSON{}
-		}
+		out.Tags = nonNil(sv.tags)
 	}
 	return out
 }
@@ -214,13 +199,7 @@ func (s *Server) createService(_ context.Context, body []byte) (any, error) {
 	if err := checkDeploymentConfig(req.DeploymentConfiguration, &minHealthy, &maxPercent); err != nil {
 		return nil, err
 	}
-	if err := checkLaunchType(req.LaunchType); err != nil {
-		return nil, err
-	}
-	if err := checkStrategy(req.PlacementStrategy); err != nil {
-		return nil, err
-	}
-	exprs, distinct, err := compileConstraints(req.PlacementConstraints)
+	exprs, distinct, err := checkPlacement(req.LaunchType, req.PlacementStrategy, req.PlacementConstraints)
 	if err != nil {
 		return nil, err
 	}
@@ -233,14 +212,8 @@ func (s *Server) createService(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.findTaskDef(req.TaskDefinition)
+	d, err := s.launchableTaskDef(req.TaskDefinition, req.NetworkConfiguration)
 	if err != nil {
-		return nil, err
-	}
-	if d.status != statusActive {
-		return nil, clientError("TaskDefinition is inactive")
-	}
-	if err := checkNetwork(d, req.NetworkConfiguration); err != nil {
 		return nil, err
 	}
 	if err := checkLoadBalancers(d, req.LoadBalancers); err != nil {
@@ -306,12 +279,9 @@ func (s *Server) updateService(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv := c.findService(s, req.Service)
-	if sv == nil {
-		return nil, serviceNotFound()
-	}
-	if sv.status != statusActive {
-		return nil, serviceNotActive()
+	sv, err := c.activeService(s, req.Service)
+	if err != nil {
+		return nil, err
 	}
 	minHealthy, maxPercent := sv.minHealthy, sv.maxPercent
 	if err := checkDeploymentConfig(req.DeploymentConfiguration, &minHealthy, &maxPercent); err != nil {
@@ -319,11 +289,8 @@ func (s *Server) updateService(_ context.Context, body []byte) (any, error) {
 	}
 	def, network := sv.def, sv.network
 	if req.TaskDefinition != "" {
-		if def, err = s.findTaskDef(req.TaskDefinition); err != nil {
+		if def, err = s.activeTaskDef(req.TaskDefinition); err != nil {
 			return nil, err
-		}
-		if def.status != statusActive {
-			return nil, clientError("TaskDefinition is inactive")
 		}
 	}
 	if req.NetworkConfiguration != nil {
@@ -382,12 +349,9 @@ func (s *Server) deleteService(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv := c.findService(s, req.Service)
-	if sv == nil {
-		return nil, serviceNotFound()
-	}
-	if sv.status != statusActive {
-		return nil, serviceNotActive()
+	sv, err := c.activeService(s, req.Service)
+	if err != nil {
+		return nil, err
 	}
 	force := req.Force != nil && *req.Force
 	if sv.desired > 0 && !force {
@@ -415,10 +379,8 @@ func (s *Server) describeServices(_ context.Context, body []byte) (any, error) {
 	if len(req.Services) == 0 || len(req.Services) > 10 {
 		return nil, invalidParameter("services must have between 1 and 10 elements.")
 	}
-	for _, inc := range req.Include {
-		if inc != "TAGS" {
-			return nil, invalidParameter("Invalid include value %s.", inc)
-		}
+	if err := checkInclude(req.Include, "TAGS"); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -426,14 +388,10 @@ func (s *Server) describeServices(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, failures := []serviceJSON{}, []failureJSON{}
-	for _, ref := range req.Services {
-		if sv := c.findService(s, ref); sv != nil {
-			out = append(out, s.serviceOut(sv, slices.Contains(req.Include, "TAGS")))
-		} else {
-			failures = append(failures, failureJSON{Arn: s.refArn("service", c.name, ref), Reason: "MISSING"})
-		}
-	}
+	tags := slices.Contains(req.Include, "TAGS")
+	out, failures := describeEach(s, c, "service", req.Services,
+		func(ref string) *service { return c.findService(s, ref) },
+		func(sv *service) serviceJSON { return s.serviceOut(sv, tags) })
 	return map[string]any{"services": out, "failures": failures}, nil
 }
 

@@ -2,6 +2,7 @@ package ecssim
 
 import (
 	"context"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -187,12 +188,8 @@ func (s *Server) registerTaskDefinition(_ context.Context, body []byte) (any, er
 	d.status = statusActive
 	d.registered = s.now()
 	s.taskDefs[req.Family] = append(revs, d)
-	tags := req.Tags
-	if tags == nil {
-		tags = []tagJSON{}
-	}
 	s.log.Info("task definition registered", "taskDefinition", d.arn)
-	return map[string]any{"taskDefinition": s.taskDefOut(d), "tags": tags}, nil
+	return map[string]any{"taskDefinition": s.taskDefOut(d), "tags": nonNil(req.Tags)}, nil
 }
 
 // validateTaskDef checks a registration as ECS's control plane does and
@@ -229,9 +226,7 @@ func (s *Server) validateTaskDef(req *registerTaskDefinitionRequest) (*taskDef, 
 	if d.mem, err = parseMemory(req.Memory); err != nil {
 		return nil, err
 	}
-	if req.Volumes == nil {
-		req.Volumes = []volumeJSON{}
-	}
+	req.Volumes = nonNil(req.Volumes)
 	volumes := map[string]bool{}
 	for i := range req.Volumes {
 		v := &req.Volumes[i]
@@ -277,9 +272,7 @@ func (s *Server) validateTaskDef(req *registerTaskDefinitionRequest) (*taskDef, 
 	if d.mem == 0 {
 		d.mem = sumMem
 	}
-	if req.PlacementConstraints == nil {
-		req.PlacementConstraints = []placementConstraintJSON{}
-	}
+	req.PlacementConstraints = nonNil(req.PlacementConstraints)
 	if len(req.PlacementConstraints) > 10 {
 		return nil, clientError("Too many placement constraints: at most 10.")
 	}
@@ -372,9 +365,7 @@ func validateContainer(c *containerDefinitionJSON, networkMode string, volumes m
 			pm.HostPort = pm.ContainerPort
 		}
 	}
-	if c.PortMappings == nil {
-		c.PortMappings = []portMappingJSON{}
-	}
+	c.PortMappings = nonNil(c.PortMappings)
 	for _, mp := range c.MountPoints {
 		if !volumes[mp.SourceVolume] {
 			return clientError("Unknown volume '%s'.", mp.SourceVolume)
@@ -383,18 +374,8 @@ func validateContainer(c *containerDefinitionJSON, networkMode string, volumes m
 			return clientError("Container %s: mountPoints.containerPath should not be null or empty.", c.Name)
 		}
 	}
-	if c.MountPoints == nil {
-		c.MountPoints = []mountPointJSON{}
-	}
-	if c.Environment == nil {
-		c.Environment = []keyValue{}
-	}
-	if c.VolumesFrom == nil {
-		c.VolumesFrom = []volumeFromJSON{}
-	}
-	if c.SystemControls == nil {
-		c.SystemControls = []keyValue{}
-	}
+	c.MountPoints, c.Environment = nonNil(c.MountPoints), nonNil(c.Environment)
+	c.VolumesFrom, c.SystemControls = nonNil(c.VolumesFrom), nonNil(c.SystemControls)
 	if lc := c.LogConfiguration; lc != nil && lc.LogDriver == "" {
 		return clientError("Container %s: logConfiguration.logDriver should not be null or empty.", c.Name)
 	}
@@ -402,41 +383,28 @@ func validateContainer(c *containerDefinitionJSON, networkMode string, volumes m
 }
 
 // parseCPU reads a task-level cpu: units ("512") or vCPUs ("1 vCPU").
-func parseCPU(v string) (int32, error) {
-	if v == "" {
-		return 0, nil
-	}
-	s := strings.ToLower(strings.TrimSpace(v))
-	if n, ok := strings.CutSuffix(s, "vcpu"); ok {
-		f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-		if err != nil || f <= 0 {
-			return 0, clientError("Invalid 'cpu' setting for task: %s.", v)
-		}
-		return int32(f * 1024), nil
-	}
-	n, err := strconv.ParseInt(s, 10, 32)
-	if err != nil || n < 128 || n > 196608 {
-		return 0, clientError("Invalid 'cpu' setting for task: %s.", v)
-	}
-	return int32(n), nil
-}
+func parseCPU(v string) (int32, error) { return parseSize(v, "cpu", "vcpu", 128, 196608) }
 
 // parseMemory reads a task-level memory: MiB ("512") or GB ("1 GB").
-func parseMemory(v string) (int32, error) {
+func parseMemory(v string) (int32, error) { return parseSize(v, "memory", "gb", 6, math.MaxInt32) }
+
+// parseSize reads a task-level size: whole units within [least, most], or
+// a positive number of 1024-unit ones ("1 vCPU", "0.5 GB"); "" is 0.
+func parseSize(v, setting, bigUnit string, least, most int64) (int32, error) {
 	if v == "" {
 		return 0, nil
 	}
 	s := strings.ToLower(strings.TrimSpace(v))
-	if n, ok := strings.CutSuffix(s, "gb"); ok {
+	if n, ok := strings.CutSuffix(s, bigUnit); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
 		if err != nil || f <= 0 {
-			return 0, clientError("Invalid 'memory' setting for task: %s.", v)
+			return 0, clientError("Invalid '%s' setting for task: %s.", setting, v)
 		}
 		return int32(f * 1024), nil
 	}
 	n, err := strconv.ParseInt(s, 10, 32)
-	if err != nil || n < 6 {
-		return 0, clientError("Invalid 'memory' setting for task: %s.", v)
+	if err != nil || n < least || n > most {
+		return 0, clientError("Invalid '%s' setting for task: %s.", setting, v)
 	}
 	return int32(n), nil
 }
@@ -473,10 +441,8 @@ func (s *Server) describeTaskDefinition(_ context.Context, body []byte) (any, er
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	for _, inc := range req.Include {
-		if inc != "TAGS" {
-			return nil, invalidParameter("Invalid include value %s.", inc)
-		}
+	if err := checkInclude(req.Include, "TAGS"); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -486,11 +452,7 @@ func (s *Server) describeTaskDefinition(_ context.Context, body []byte) (any, er
 	}
 	out := map[string]any{"taskDefinition": s.taskDefOut(d)}
 	if slices.Contains(req.Include, "TAGS") {
-		tags := d.req.Tags
-		if tags == nil {
-			tags = []tagJSON{}
-		}
-		out["tags"] = tags
+		out["tags"] = nonNil(d.req.Tags)
 	}
 	return out, nil
 }

@@ -249,6 +249,18 @@ func checkStrategy(ps []placementStrategyJSON) error {
 	return nil
 }
 
+// checkPlacement checks what RunTask and CreateService say about where
+// tasks go and compiles the constraints.
+func checkPlacement(launchType string, strategy []placementStrategyJSON, constraints []placementConstraintJSON) ([]*constraintExpr, bool, error) {
+	if err := checkLaunchType(launchType); err != nil {
+		return nil, false, err
+	}
+	if err := checkStrategy(strategy); err != nil {
+		return nil, false, err
+	}
+	return compileConstraints(constraints)
+}
+
 func compileConstraints(pcs []placementConstraintJSON) (exprs []*constraintExpr, distinct bool, err error) {
 	if len(pcs) > 10 {
 		return nil, false, invalidParameter("Too many placement constraints: at most 10.")
@@ -311,13 +323,7 @@ func (s *Server) launch(req runTaskRequest, explicit bool) (any, error) {
 	if len(req.StartedBy) > 128 {
 		return nil, invalidParameter("startedBy can be up to 128 characters.")
 	}
-	if err := checkLaunchType(req.LaunchType); err != nil {
-		return nil, err
-	}
-	if err := checkStrategy(req.PlacementStrategy); err != nil {
-		return nil, err
-	}
-	exprs, distinct, err := compileConstraints(req.PlacementConstraints)
+	exprs, distinct, err := checkPlacement(req.LaunchType, req.PlacementStrategy, req.PlacementConstraints)
 	if err != nil {
 		return nil, err
 	}
@@ -327,14 +333,8 @@ func (s *Server) launch(req runTaskRequest, explicit bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.findTaskDef(req.TaskDefinition)
+	d, err := s.launchableTaskDef(req.TaskDefinition, req.NetworkConfiguration)
 	if err != nil {
-		return nil, err
-	}
-	if d.status != statusActive {
-		return nil, clientError("TaskDefinition is inactive")
-	}
-	if err := checkNetwork(d, req.NetworkConfiguration); err != nil {
 		return nil, err
 	}
 	group := req.Group
@@ -346,7 +346,7 @@ func (s *Server) launch(req runTaskRequest, explicit bool) (any, error) {
 		for _, ref := range req.ContainerInstances {
 			ci := c.findInstance(s, ref)
 			if ci == nil || ci.status == statusInactive {
-				failures = append(failures, failureJSON{Arn: s.refArn("container-instance", c.name, ref), Reason: "MISSING"})
+				failures = append(failures, s.missing("container-instance", c.name, ref))
 				continue
 			}
 			p := placement{def: &taskDef{cpu: d.cpu, mem: d.mem, requires: d.requires}}
@@ -488,10 +488,8 @@ func (s *Server) describeTasks(_ context.Context, body []byte) (any, error) {
 	if len(req.Tasks) > 100 {
 		return nil, invalidParameter("Tasks cannot have more than 100 elements.")
 	}
-	for _, inc := range req.Include {
-		if inc != "TAGS" {
-			return nil, invalidParameter("Invalid include value %s.", inc)
-		}
+	if err := checkInclude(req.Include, "TAGS"); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -499,13 +497,8 @@ func (s *Server) describeTasks(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, failures := []taskJSON{}, []failureJSON{}
-	for _, ref := range req.Tasks {
-		if t := c.findTask(s, ref); t != nil {
-			out = append(out, t.out(s.opts.Region))
-		} else {
-			failures = append(failures, failureJSON{Arn: s.refArn("task", c.name, ref), Reason: "MISSING"})
-		}
-	}
+	out, failures := describeEach(s, c, "task", req.Tasks,
+		func(ref string) *task { return c.findTask(s, ref) },
+		func(t *task) taskJSON { return t.out(s.opts.Region) })
 	return map[string]any{"tasks": out, "failures": failures}, nil
 }

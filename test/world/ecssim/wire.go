@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,4 +201,52 @@ func pageSized[T any](items []T, nextToken string, maxResults *int32, defaultSiz
 		return items[start:], "", nil
 	}
 	return items[start:end], "tok-" + strconv.Itoa(end), nil
+}
+
+// nonNil returns s, or an empty list where ECS answers [] rather than
+// leaving the member out.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// checkInclude refuses an include value the action does not know.
+func checkInclude(include []string, known ...string) error {
+	for _, inc := range include {
+		if !slices.Contains(known, inc) {
+			return invalidParameter("Invalid include value %s.", inc)
+		}
+	}
+	return nil
+}
+
+// missing is the failure ECS answers for a reference it cannot find: the
+// reference spelt as the long ARN.
+func (s *Server) missing(resource, clusterName, ref string) failureJSON {
+	return failureJSON{Arn: s.refArn(resource, clusterName, ref), Reason: "MISSING"}
+}
+
+// describeEach serves DescribeX of one kind of resource of a cluster: each
+// reference found is described, each other one is a MISSING failure.
+func describeEach[T, J any](s *Server, c *cluster, resource string, refs []string, find func(ref string) *T, out func(*T) J) ([]J, []failureJSON) {
+	found, failures := []J{}, []failureJSON{}
+	for _, ref := range refs {
+		if r := find(ref); r != nil {
+			found = append(found, out(r))
+		} else {
+			failures = append(failures, s.missing(resource, c.name, ref))
+		}
+	}
+	return found, failures
+}
+
+// listOut is a ListX answer: the page, and nextToken when there is more.
+func listOut[T any](key string, items []T, next string) map[string]any {
+	out := map[string]any{key: items}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	return out
 }
