@@ -103,14 +103,7 @@ func TestSeedWalkthroughWithTheAWSCLI(t *testing.T) {
 	if svcArn != "arn:aws:ecs:us-west-2:123456789012:service/"+testCluster+"/mysql-svc" || created.Service.Status != "ACTIVE" {
 		t.Fatalf("create-service: %+v", created)
 	}
-	var first ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "mysql RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		first, ok = liveServiceTask(sn, "mysql-svc")
-		return ok && first.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	first := w.waitLive(ctx, t, "mysql-svc", "mysql RUNNING", isRunning)
 
 	// Step 6: drain-instance.sh, verbatim, with AWS_ENDPOINT_URL pointing the
 	// CLI at the world.
@@ -128,12 +121,9 @@ func TestSeedWalkthroughWithTheAWSCLI(t *testing.T) {
 			t.Fatalf("drain-instance.sh output lacks %q:\n%s", want, text)
 		}
 	}
-	if err := w.srv.WaitFor(ctx, testCluster, "the replacement RUNNING on the other instance", func(sn ecssim.Snapshot) bool {
-		t2, ok := liveServiceTask(sn, "mysql-svc")
-		return ok && t2.Arn != first.Arn && t2.LastStatus == "RUNNING" && t2.EC2InstanceID != first.EC2InstanceID
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.waitLive(ctx, t, "mysql-svc", "the replacement RUNNING on the other instance", func(ti ecssim.TaskInfo) bool {
+		return replaces(first)(ti) && ti.EC2InstanceID != first.EC2InstanceID
+	})
 	if got := strings.Fields(c.run("ecs", "list-tasks", "--cluster", testCluster, "--query", "taskArns", "--output", "text")); len(got) != 1 || got[0] == first.Arn {
 		t.Fatalf("list-tasks after the drain: %v", got)
 	}

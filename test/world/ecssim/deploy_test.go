@@ -107,23 +107,11 @@ func TestTimedLifecycle(t *testing.T) {
 	w.addHost(t, fakehost.Options{InstanceID: "i-0bbbbbbbbbbbbbbb2", AZ: "us-west-2a"})
 	startHandoff(t, w)
 	w.seedService(t, w.registerSeedTaskDef(t, "us-west-2a"))
-	var first ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "mysql RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		first, ok = liveServiceTask(sn, "mysql-svc")
-		return ok && first.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	first := w.waitLive(ctx, t, "mysql-svc", "mysql RUNNING", isRunning)
 	if _, err := w.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(testCluster), Task: aws.String(first.Arn)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.srv.WaitFor(ctx, testCluster, "a replacement RUNNING", func(sn ecssim.Snapshot) bool {
-		t2, ok := liveServiceTask(sn, "mysql-svc")
-		return ok && t2.Arn != first.Arn && t2.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.waitLive(ctx, t, "mysql-svc", "a replacement RUNNING", replaces(first))
 	got := statuses(w.events.taskEvents(t, first.Arn))
 	want := []string{"PROVISIONING/RUNNING", "PENDING/RUNNING", "ACTIVATING/RUNNING", "RUNNING/RUNNING", "RUNNING/STOPPED",
 		"DEACTIVATING/STOPPED", "STOPPING/STOPPED", "DEPROVISIONING/STOPPED", "STOPPED/STOPPED"}

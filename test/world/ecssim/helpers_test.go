@@ -172,6 +172,28 @@ func liveServiceTask(sn ecssim.Snapshot, service string) (ecssim.TaskInfo, bool)
 	return ecssim.TaskInfo{}, false
 }
 
+// waitLive waits (bounded by ctx) until the service's live task satisfies
+// ok, and returns it.
+func (w *world) waitLive(ctx context.Context, t *testing.T, service, what string, ok func(ecssim.TaskInfo) bool) ecssim.TaskInfo {
+	t.Helper()
+	var got ecssim.TaskInfo
+	if err := w.srv.WaitFor(ctx, testCluster, what, func(sn ecssim.Snapshot) bool {
+		live, found := liveServiceTask(sn, service)
+		got = live
+		return found && ok(live)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func isRunning(ti ecssim.TaskInfo) bool { return ti.LastStatus == "RUNNING" }
+
+// replaces is a waitLive condition: a task other than old, RUNNING.
+func replaces(old ecssim.TaskInfo) func(ecssim.TaskInfo) bool {
+	return func(ti ecssim.TaskInfo) bool { return ti.Arn != old.Arn && isRunning(ti) }
+}
+
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)
 }

@@ -1,6 +1,7 @@
 package ecssim_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,14 +31,9 @@ func TestManyHandoffs(t *testing.T) {
 	w.seedService(t, w.registerSeedTaskDef(t, "us-west-2a"))
 	var order []string
 	for i := 0; i <= handoffs; i++ {
-		var cur ecssim.TaskInfo
-		if err := w.srv.WaitFor(ctx, testCluster, "mysql RUNNING after handoff", func(sn ecssim.Snapshot) bool {
-			var ok bool
-			cur, ok = liveServiceTask(sn, "mysql-svc")
-			return ok && cur.LastStatus == "RUNNING" && (len(order) == 0 || cur.Arn != order[len(order)-1])
-		}); err != nil {
-			t.Fatalf("handoff %d: %v", i, err)
-		}
+		cur := w.waitLive(ctx, t, "mysql-svc", fmt.Sprintf("mysql RUNNING after handoff %d", i), func(ti ecssim.TaskInfo) bool {
+			return isRunning(ti) && (len(order) == 0 || ti.Arn != order[len(order)-1])
+		})
 		order = append(order, cur.Arn)
 		if i == handoffs {
 			break

@@ -130,14 +130,7 @@ func TestSeedDrainStopsOldBeforePlacingNew(t *testing.T) {
 	startHandoff(t, w)
 	w.seedService(t, w.registerSeedTaskDef(t, "us-west-2a"))
 
-	var first ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "the first mysql task RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		first, ok = liveServiceTask(sn, "mysql-svc")
-		return ok && first.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	first := w.waitLive(ctx, t, "mysql-svc", "the first mysql task RUNNING", isRunning)
 	if first.AZ != "us-west-2a" || !strings.HasPrefix(first.StartedBy, "ecs-svc/") || first.Group != "service:mysql-svc" {
 		t.Fatalf("first task: %+v", first)
 	}
@@ -146,14 +139,7 @@ func TestSeedDrainStopsOldBeforePlacingNew(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var second ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "the replacement RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		second, ok = liveServiceTask(sn, "mysql-svc")
-		return ok && second.Arn != first.Arn && second.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	second := w.waitLive(ctx, t, "mysql-svc", "the replacement RUNNING", replaces(first))
 	if second.EC2InstanceID == first.EC2InstanceID || second.AZ != "us-west-2a" {
 		t.Fatalf("replacement on %s (%s), want the other us-west-2a instance", second.EC2InstanceID, second.AZ)
 	}
@@ -295,14 +281,7 @@ func TestInstanceDeathStopsTasksAndReplaces(t *testing.T) {
 	w.addHost(t, fakehost.Options{InstanceID: "i-0bbbbbbbbbbbbbbb2", AZ: "us-west-2a"})
 	startHandoff(t, w)
 	w.seedService(t, w.registerSeedTaskDef(t, "us-west-2a"))
-	var first ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "mysql RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		first, ok = liveServiceTask(sn, "mysql-svc")
-		return ok && first.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	first := w.waitLive(ctx, t, "mysql-svc", "mysql RUNNING", isRunning)
 	if err := w.hosts[first.EC2InstanceID].Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -322,12 +301,9 @@ func TestInstanceDeathStopsTasksAndReplaces(t *testing.T) {
 	if inst.AgentConnected || inst.Status != "INACTIVE" {
 		t.Fatalf("dead container instance: %+v", inst)
 	}
-	if err := w.srv.WaitFor(ctx, testCluster, "the replacement RUNNING", func(sn ecssim.Snapshot) bool {
-		t2, ok := liveServiceTask(sn, "mysql-svc")
-		return ok && t2.Arn != first.Arn && t2.LastStatus == "RUNNING" && t2.EC2InstanceID != first.EC2InstanceID
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.waitLive(ctx, t, "mysql-svc", "the replacement RUNNING", func(ti ecssim.TaskInfo) bool {
+		return replaces(first)(ti) && ti.EC2InstanceID != first.EC2InstanceID
+	})
 	disk, _ := w.disks.Volume("vol-0123456789abcdef0")
 	if disk.Unclean != 1 || disk.Formats != 1 || len(disk.Writes) != 2 {
 		t.Fatalf("volume after the instance died under it: %+v", disk)
@@ -388,14 +364,7 @@ func TestDrainWithMinimum100StartsReplacementFirst(t *testing.T) {
 		DeploymentConfiguration: &types.DeploymentConfiguration{MinimumHealthyPercent: aws.Int32(100), MaximumPercent: aws.Int32(200)}}); err != nil {
 		t.Fatal(err)
 	}
-	var first ecssim.TaskInfo
-	if err := w.srv.WaitFor(ctx, testCluster, "web RUNNING", func(sn ecssim.Snapshot) bool {
-		var ok bool
-		first, ok = liveServiceTask(sn, "web")
-		return ok && first.LastStatus == "RUNNING"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	first := w.waitLive(ctx, t, "web", "web RUNNING", isRunning)
 	if _, err := w.ecs.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String(testCluster), ContainerInstances: []string{first.ContainerInstanceArn}, Status: types.ContainerInstanceStatusDraining}); err != nil {
 		t.Fatal(err)
 	}
