@@ -207,3 +207,35 @@ func (g *Gate) Counts() GateCounts {
 	}
 	return GateCounts{Calls: cp(g.counts.Calls), Throttled: cp(g.counts.Throttled), Injected: cp(g.counts.Injected)}
 }
+
+// Controls are the test controls a simulator offers over its Gate. A
+// Server embeds them, so a test calls srv.FailNext(...) or srv.Counts()
+// directly.
+type Controls struct{ gate *Gate }
+
+// ControlsOf returns the controls of g.
+func ControlsOf(g *Gate) Controls { return Controls{gate: g} }
+
+// Gate is the gate itself (limits, and what Controls do not forward).
+func (c Controls) Gate() *Gate { return c.gate }
+
+// Counts returns calls, throttled calls and injected errors per action.
+func (c Controls) Counts() GateCounts { return c.gate.Counts() }
+
+// SetThrottling turns the service's request-rate limits on (the default)
+// or off.
+func (c Controls) SetThrottling(on bool) { c.gate.SetThrottling(on) }
+
+// FailNext answers the next n calls of action with err (code and message
+// as the caller gives them).
+func (c Controls) FailNext(action string, n int, err *Error) { c.gate.FailNext(action, n, err) }
+
+// ThrottleNext answers the next n calls of action with the service's
+// throttling error (EC2: RequestLimitExceeded, SSM: ThrottlingException).
+func (c Controls) ThrottleNext(action string, n int) { c.gate.ThrottleNext(action, n) }
+
+// SetErrorRate answers each call of action with err with probability p,
+// drawn from the gate's seeded source (chaos runs); p <= 0 removes it.
+func (c Controls) SetErrorRate(action string, p float64, err *Error) {
+	c.gate.SetErrorRate(action, p, err)
+}

@@ -63,3 +63,32 @@ func TestGateScriptedFaults(t *testing.T) {
 		t.Errorf("rate removed: %v", err)
 	}
 }
+
+// Controls forward to the gate a simulator admits its calls through.
+func TestControlsDriveTheGate(t *testing.T) {
+	now := time.Unix(1000, 0)
+	g := NewGate(GateConfig{Limits: map[string]Bucket{"Op": {Size: 1, Refill: 0}}, Now: func() time.Time { return now }})
+	c := ControlsOf(g)
+	if c.Gate() != g {
+		t.Fatal("Gate() is not the gate")
+	}
+	c.FailNext("Op", 1, BadRequest("Boom", "injected"))
+	c.ThrottleNext("Op", 1)
+	c.SetErrorRate("Other", 1, BadRequest("Flaky", "injected"))
+	c.SetThrottling(false)
+	for i, want := range []string{"Boom", "RequestLimitExceeded", "", ""} {
+		got := ""
+		if err := g.Admit("Op", "Op"); err != nil {
+			got = err.Code
+		}
+		if got != want {
+			t.Errorf("Op call %d: %q, want %q", i, got, want)
+		}
+	}
+	if err := g.Admit("Other", "Other"); err == nil || err.Code != "Flaky" {
+		t.Errorf("Other: %v, want Flaky", err)
+	}
+	if n := c.Counts(); n.Calls["Op"] != 4 || n.Injected["Op"] != 1 || n.Throttled["Op"] != 1 || n.Injected["Other"] != 1 {
+		t.Errorf("counts %+v", n)
+	}
+}
