@@ -46,4 +46,8 @@ mv "$a/config.json" "$a/$config_id.json"
 printf '%s' '[{"Config":"'"$config_id"'.json","RepoTags":["mysql:latest"],"Layers":["'"$diff_id"'/layer.tar"]}]' >"$a/manifest.json"
 tar -C "$a" -cf "$image.tmp" manifest.json "$config_id.json" "$diff_id"
 mv "$image.tmp" "$image"
+# Earlier recipes' images (~300 MB each) are of no further use.
+for old in "$cache"/mariadb-rootfs-v*.tar "$cache"/mysql-image-v*.tar; do
+    if [ -e "$old" ] && [ "$old" != "$image" ]; then rm -f "$old"; fi
+done
 echo "$image"
