@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/tether-ecs/tether/test/world/awsproto"
 )
 
 // Test control: the quirks of EC2 that operators meet, switched on one at
@@ -26,19 +24,6 @@ func (f *faults) takeCreateFailure() string {
 	c := f.createFailures[0]
 	f.createFailures = f.createFailures[1:]
 	return c
-}
-
-// FailNext answers the next n calls of action with err (code and message
-// as the caller gives them).
-func (s *Server) FailNext(action string, n int, err *awsproto.Error) { s.gate.FailNext(action, n, err) }
-
-// ThrottleNext answers the next n calls of action with RequestLimitExceeded.
-func (s *Server) ThrottleNext(action string, n int) { s.gate.ThrottleNext(action, n) }
-
-// SetErrorRate answers each call of action with err with probability p,
-// drawn from the seeded source (chaos runs).
-func (s *Server) SetErrorRate(action string, p float64, err *awsproto.Error) {
-	s.gate.SetErrorRate(action, p, err)
 }
 
 // FailNextCreates makes the next n CreateVolume calls return a volume id

@@ -57,10 +57,13 @@ type Config struct {
 // Server is the simulated EC2 of one account and Region. All state is
 // behind mu; host calls and file copies happen outside it.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	lat      *latency.Sampler
-	gate     *awsproto.Gate
+	cfg Config
+	log *slog.Logger
+	lat *latency.Sampler
+	// Controls: the gate every call passes (throttling, scripted faults,
+	// counts) and its test controls (FailNext, ThrottleNext, SetErrorRate,
+	// SetThrottling, Counts, Gate).
+	awsproto.Controls
 	handlers map[string]action
 
 	ctx    context.Context
@@ -120,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("service", "ec2"),
 		lat:       latency.NewSampler(cfg.Profile, cfg.Seed),
-		gate:      awsproto.NewGate(awsproto.GateConfig{Limits: DefaultLimits(), Throttle: awsproto.Throttled, Seed: cfg.Seed + 1}),
+		Controls:  awsproto.ControlsOf(awsproto.NewGate(awsproto.GateConfig{Limits: DefaultLimits(), Throttle: awsproto.Throttled, Seed: cfg.Seed + 1})),
 		ctx:       ctx,
 		cancel:    cancel,
 		rng:       rand.New(rand.NewPCG(cfg.Seed, 0xec2)),
@@ -166,7 +169,7 @@ func (s *Server) Handle(ctx context.Context, name string, form url.Values) (any,
 	if err := checkParams(form, a.params); err != nil {
 		return nil, err
 	}
-	if e := s.gate.Admit(name, bucketFor(name, form)); e != nil {
+	if e := s.Gate().Admit(name, bucketFor(name, form)); e != nil {
 		return nil, e
 	}
 	if form.Get("DryRun") == "true" {
@@ -253,15 +256,6 @@ func (s *Server) hasAZ(az string) bool {
 	}
 	return false
 }
-
-// Gate exposes the throttling and call counters (tests, benchmarks).
-func (s *Server) Gate() *awsproto.Gate { return s.gate }
-
-// Counts returns calls, throttled calls and injected errors per action.
-func (s *Server) Counts() awsproto.GateCounts { return s.gate.Counts() }
-
-// SetThrottling turns EC2's request-rate limits on (the default) or off.
-func (s *Server) SetThrottling(on bool) { s.gate.SetThrottling(on) }
 
 // DefaultLimits are EC2's documented request-rate buckets (Amazon EC2
 // developer guide, "Request throttling for the Amazon EC2 API"):

@@ -37,10 +37,13 @@ type Config struct {
 
 // Server is the simulated SSM of one account and Region.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	lat      *latency.Sampler
-	gate     *awsproto.Gate
+	cfg Config
+	log *slog.Logger
+	lat *latency.Sampler
+	// Controls: the gate every call passes (throttling, scripted faults,
+	// counts) and its test controls (FailNext, ThrottleNext, SetErrorRate,
+	// SetThrottling, Counts, Gate).
+	awsproto.Controls
 	handlers map[string]func(ctx context.Context, body []byte) (any, error)
 
 	ctx    context.Context
@@ -81,8 +84,8 @@ func New(cfg Config) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("service", "ssm"), lat: latency.NewSampler(cfg.Profile, cfg.Seed),
-		gate: awsproto.NewGate(awsproto.GateConfig{Limits: DefaultLimits(), Seed: cfg.Seed + 1,
-			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }}),
+		Controls: awsproto.ControlsOf(awsproto.NewGate(awsproto.GateConfig{Limits: DefaultLimits(), Seed: cfg.Seed + 1,
+			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }})),
 		ctx: ctx, cancel: cancel, rng: rand.New(rand.NewPCG(cfg.Seed, 0x55a)),
 		documents: map[string]*document{}, instances: map[string]*managedInstance{}, commands: map[string]*command{},
 		changed: make(chan struct{}),
@@ -122,7 +125,7 @@ func (s *Server) Handle(ctx context.Context, action string, body []byte) (any, e
 	if !ok {
 		return nil, awsproto.BadRequest("UnknownOperationException", "Unknown operation %s", action)
 	}
-	if e := s.gate.Admit(action, action); e != nil {
+	if e := s.Gate().Admit(action, action); e != nil {
 		return nil, e
 	}
 	return h(ctx, body)
@@ -212,27 +215,6 @@ func (s *Server) SetOnline(id string, online bool) error {
 func (s *Server) signalLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
-}
-
-// Gate exposes throttling and counters; Counts and SetThrottling are the
-// usual shortcuts.
-func (s *Server) Gate() *awsproto.Gate { return s.gate }
-
-// Counts returns calls, throttled calls and injected errors per action.
-func (s *Server) Counts() awsproto.GateCounts { return s.gate.Counts() }
-
-// SetThrottling turns the request-rate limits on (default) or off.
-func (s *Server) SetThrottling(on bool) { s.gate.SetThrottling(on) }
-
-// FailNext answers the next n calls of action with err.
-func (s *Server) FailNext(action string, n int, err *awsproto.Error) { s.gate.FailNext(action, n, err) }
-
-// ThrottleNext answers the next n calls of action with ThrottlingException.
-func (s *Server) ThrottleNext(action string, n int) { s.gate.ThrottleNext(action, n) }
-
-// SetErrorRate answers each call of action with err with probability p.
-func (s *Server) SetErrorRate(action string, p float64, err *awsproto.Error) {
-	s.gate.SetErrorRate(action, p, err)
 }
 
 func (s *Server) describeInstanceInformation(_ context.Context, body []byte) (any, error) {
