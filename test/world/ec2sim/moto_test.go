@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"os/exec"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,52 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/tether-ecs/tether/test/testenv"
+	"github.com/tether-ecs/tether/test/world/motoserver"
 )
 
 // Contract tests: the same scenarios against this EC2 and against moto
 // (server mode), asserting the same shapes, error codes and states. Where
 // moto is wrong or silent, the comment says so and ours is checked against
 // the EC2 API reference instead.
-
-// startMoto runs moto's server on a free loopback port for the test.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	testenv.RequireCommands(t, "python3")
-	if err := exec.Command("python3", "-c", "import moto.server").Run(); err != nil {
-		testenv.Missing(t, "python3 module moto (server mode) not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto did not answer on %s within 60s: %v\n%s", url, err, log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // target is one EC2 under contract: a client and a way to launch an
 // instance in an AZ.
@@ -74,6 +31,19 @@ type target struct {
 	// settle waits until a volume has left a transitional state; moto has
 	// none, ours passes through them.
 	settle func(t *testing.T, volumeID, state string)
+}
+
+// availableVolume creates a 1 GiB volume in azA and waits until it is
+// available.
+func (tg target) availableVolume(t *testing.T) string {
+	t.Helper()
+	out, err := tg.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatalf("%s: %v", tg.name, err)
+	}
+	vol := aws.ToString(out.VolumeId)
+	tg.settle(t, vol, "available")
+	return vol
 }
 
 func targets(t *testing.T) []target {
@@ -96,7 +66,7 @@ func targets(t *testing.T) []target {
 			})
 		},
 	}
-	motoClient := newClient(startMoto(t))
+	motoClient := newClient(motoserver.Start(t))
 	moto := target{name: "moto", ec2: motoClient,
 		launch: func(t *testing.T, az string) string {
 			out, err := motoClient.RunInstances(context.Background(), &ec2.RunInstancesInput{ImageId: aws.String("ami-12345678"),
@@ -217,12 +187,7 @@ func TestContractWithMoto(t *testing.T) {
 	t.Run("attach detach delete", func(t *testing.T) {
 		both(t, tgts, func(t *testing.T, tg target) []string {
 			inst := tg.launch(t, azA)
-			out, err := tg.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			vol := aws.ToString(out.VolumeId)
-			tg.settle(t, vol, "available")
+			vol := tg.availableVolume(t)
 			var obs []string
 			att, err := tg.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: aws.String(vol), InstanceId: aws.String(inst), Device: aws.String("/dev/xvdf")})
 			obs = append(obs, "attach "+errCode(err))
@@ -277,14 +242,9 @@ func TestContractWithMoto(t *testing.T) {
 
 	t.Run("tags", func(t *testing.T) {
 		both(t, tgts, func(t *testing.T, tg target) []string {
-			out, err := tg.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			vol := aws.ToString(out.VolumeId)
-			tg.settle(t, vol, "available")
+			vol := tg.availableVolume(t)
 			var obs []string
-			_, err = tg.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{vol}, Tags: []types.Tag{
+			_, err := tg.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{vol}, Tags: []types.Tag{
 				{Key: aws.String("a"), Value: aws.String("1")}, {Key: aws.String("b"), Value: aws.String("2")}, {Key: aws.String("c"), Value: aws.String("3")}}})
 			obs = append(obs, "create tags: "+errCode(err))
 			_, err = tg.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{vol}, Tags: []types.Tag{
@@ -305,12 +265,7 @@ func TestContractWithMoto(t *testing.T) {
 
 	t.Run("snapshots", func(t *testing.T) {
 		both(t, tgts, func(t *testing.T, tg target) []string {
-			out, err := tg.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			vol := aws.ToString(out.VolumeId)
-			tg.settle(t, vol, "available")
+			vol := tg.availableVolume(t)
 			snap, err := tg.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: vol2ptr(vol), Description: aws.String("contract")})
 			if err != nil {
 				t.Fatal(err)
@@ -345,12 +300,7 @@ func TestContractWithMoto(t *testing.T) {
 
 	t.Run("modify", func(t *testing.T) {
 		both(t, tgts, func(t *testing.T, tg target) []string {
-			out, err := tg.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			vol := aws.ToString(out.VolumeId)
-			tg.settle(t, vol, "available")
+			vol := tg.availableVolume(t)
 			m, err := tg.ec2.ModifyVolume(ctx, &ec2.ModifyVolumeInput{VolumeId: aws.String(vol), Size: aws.Int32(2)})
 			if err != nil {
 				t.Fatal(err)

@@ -2,72 +2,17 @@ package ecssim_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os/exec"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/tether-ecs/tether/test/testenv"
 	"github.com/tether-ecs/tether/test/world/ecssim"
+	"github.com/tether-ecs/tether/test/world/motoserver"
 )
-
-// startMoto runs `python3 -m moto.server` on a free port for the test.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	testenv.RequireCommands(t, "python3")
-	if err := exec.Command("python3", "-c", "import moto.server").Run(); err != nil {
-		testenv.Missing(t, "python3 module moto (with its server extra) is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/moto-api/", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			return url
-		}
-		select {
-		case <-done:
-			t.Fatalf("moto server exited:\n%s", out.String())
-		case <-ctx.Done():
-			t.Fatalf("moto server not ready on %s:\n%s", url, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
 
 type reply struct {
 	status int
@@ -139,7 +84,7 @@ var motoOnly = map[string]string{
 }
 
 func TestContractWithMoto(t *testing.T) {
-	moto := startMoto(t)
+	moto := motoserver.Start(t)
 	w := newWorld(t, ecssim.Timing{})
 	taskDef := map[string]any{}
 	if err := json.Unmarshal([]byte(seedTaskDef(t, "us-west-2a")), &taskDef); err != nil {
