@@ -28,9 +28,9 @@ const (
 // documents produce, through the small shell in shell.go.
 func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
 	h.mu.Lock()
-	if h.down {
+	if err := h.aliveLocked(); err != nil {
 		h.mu.Unlock()
-		return worldapi.CommandResult{}, worldapi.ErrHostDown
+		return worldapi.CommandResult{}, err
 	}
 	h.scripts = append(h.scripts, script)
 	h.mu.Unlock()

@@ -279,3 +279,34 @@ func TestKillAndAttributes(t *testing.T) {
 		t.Fatalf("a host died with the volume mounted: unclean %d", d.Unclean)
 	}
 }
+
+// Once killed or closed, every worldapi.Host method answers ErrHostDown.
+func TestEveryMethodAnswersHostDownAfterKillOrClose(t *testing.T) {
+	for name, end := range map[string]func(*Host) error{"Kill": (*Host).Kill, "Close": (*Host).Close} {
+		t.Run(name, func(t *testing.T) {
+			h := testHost(t, Options{AZ: "us-west-2a"})
+			if err := end(h); err != nil {
+				t.Fatal(err)
+			}
+			c := ctx(t)
+			for method, call := range map[string]func() error{
+				"Attributes":   func() error { _, err := h.Attributes(c); return err },
+				"AttachDevice": func() error { return h.AttachDevice(c, worldapi.Attachment{VolumeID: vol}) },
+				"DetachDevice": func() error { return h.DetachDevice(c, vol, true) },
+				"RunShellScript": func() error {
+					_, err := h.RunShellScript(c, "tether-agent status --json", time.Second)
+					return err
+				},
+				"RestartAgent": func() error { return h.RestartAgent(c) },
+				"StartTask": func() error {
+					return h.StartTask(c, worldapi.TaskSpec{TaskArn: "arn:aws:ecs:us-west-2:123456789012:task/c/1"}, func(worldapi.TaskUpdate) {})
+				},
+				"StopTask": func() error { return h.StopTask(c, "arn:aws:ecs:us-west-2:123456789012:task/c/1") },
+			} {
+				if err := call(); !errors.Is(err, worldapi.ErrHostDown) {
+					t.Errorf("%s after %s: err = %v, want ErrHostDown", method, name, err)
+				}
+			}
+		})
+	}
+}

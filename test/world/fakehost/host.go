@@ -101,6 +101,15 @@ func (h *Host) InstanceID() string { return h.opts.InstanceID }
 // Disks returns the storage this host writes to.
 func (h *Host) Disks() *Disks { return h.opts.Disks }
 
+// aliveLocked answers ErrHostDown once the host is killed or closed, as
+// every worldapi.Host method must from then on.
+func (h *Host) aliveLocked() error {
+	if h.down || h.closed {
+		return worldapi.ErrHostDown
+	}
+	return nil
+}
+
 func (h *Host) changedLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
@@ -111,8 +120,8 @@ func (h *Host) changedLocked() {
 func (h *Host) AttachDevice(_ context.Context, a worldapi.Attachment) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down {
-		return worldapi.ErrHostDown
+	if err := h.aliveLocked(); err != nil {
+		return err
 	}
 	if dev, ok := h.devices[a.VolumeID]; ok {
 		return fmt.Errorf("fakehost %s: %s already attached as %s", h.opts.InstanceID, a.VolumeID, dev)
@@ -130,8 +139,8 @@ func (h *Host) AttachDevice(_ context.Context, a worldapi.Attachment) error {
 func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down {
-		return worldapi.ErrHostDown
+	if err := h.aliveLocked(); err != nil {
+		return err
 	}
 	if _, ok := h.devices[volumeID]; !ok {
 		return nil
@@ -157,8 +166,8 @@ func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) erro
 func (h *Host) Attributes(_ context.Context) (map[string]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down {
-		return nil, worldapi.ErrHostDown
+	if err := h.aliveLocked(); err != nil {
+		return nil, err
 	}
 	attrs := map[string]string{
 		"ecs.availability-zone":              "",
@@ -220,8 +229,8 @@ func (h *Host) Kill() error {
 func (h *Host) RestartAgent(_ context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down {
-		return worldapi.ErrHostDown
+	if err := h.aliveLocked(); err != nil {
+		return err
 	}
 	h.agentRestarts++
 	h.changedLocked()

@@ -75,9 +75,9 @@ func (h *Host) hexLocked(n int) string {
 // plugin's error after PluginWait.
 func (h *Host) StartTask(_ context.Context, spec worldapi.TaskSpec, report func(worldapi.TaskUpdate)) error {
 	h.mu.Lock()
-	if h.down || h.closed {
+	if err := h.aliveLocked(); err != nil {
 		h.mu.Unlock()
-		return worldapi.ErrHostDown
+		return err
 	}
 	if _, dup := h.tasks[spec.TaskArn]; dup {
 		h.mu.Unlock()
@@ -228,10 +228,10 @@ func (h *Host) finish(t *fakeTask, reason string, exit *int) {
 func (h *Host) StopTask(_ context.Context, taskArn string) error {
 	h.mu.Lock()
 	t, ok := h.tasks[taskArn]
-	switch {
-	case h.down || h.closed:
+	switch err := h.aliveLocked(); {
+	case err != nil:
 		h.mu.Unlock()
-		return worldapi.ErrHostDown
+		return err
 	case !ok:
 		h.mu.Unlock()
 		return fmt.Errorf("fakehost %s: no task %s", h.opts.InstanceID, taskArn)
