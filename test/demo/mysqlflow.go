@@ -90,6 +90,7 @@ func (wt *Walkthrough) RunMySQL(ctx context.Context) (Result, error) {
 	r.FirstAnswering = time.Since(created)
 
 	p.Step("Seed step 5: create the database and the table, insert a row (mariadb client, 127.0.0.1:3306)")
+	p.Say("$ mariadb --host=127.0.0.1 --port=3306 --user=root --table --verbose < step5.sql   # the seed's statements; MYSQL_PWD from %s", TaskDefFile)
 	out, err := db.Run(ctx, string(Seed("step5.sql")), "--table", "--verbose")
 	p.Say("%s", indent(out))
 	if err != nil {
@@ -130,6 +131,7 @@ func (wt *Walkthrough) RunMySQL(ctx context.Context) (Result, error) {
 	}
 
 	p.Step("Seed step 7: reconnect and select (mariadb client)")
+	p.Say("$ mariadb --host=127.0.0.1 --port=3306 --user=root --table --verbose < step7.sql   # USE rexraydb; SELECT * FROM pets;")
 	out, err = db.Run(ctx, string(Seed("step7.sql")), "--table", "--verbose")
 	p.Say("%s", indent(out))
 	if err != nil {
