@@ -1,7 +1,6 @@
 package ecssim
 
 import (
-	"context"
 	"regexp"
 	"slices"
 )
@@ -56,11 +55,7 @@ type createClusterRequest struct {
 	Settings    []keyValue `json:"settings"`
 }
 
-func (s *Server) createCluster(_ context.Context, body []byte) (any, error) {
-	var req createClusterRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) createCluster(req createClusterRequest) (any, error) {
 	if req.ClusterName == "" {
 		req.ClusterName = "default"
 	}
@@ -93,16 +88,7 @@ func (s *Server) createCluster(_ context.Context, body []byte) (any, error) {
 	return map[string]any{"cluster": s.clusterOut(c)}, nil
 }
 
-type listRequest struct {
-	NextToken  string `json:"nextToken"`
-	MaxResults *int32 `json:"maxResults"`
-}
-
-func (s *Server) listClusters(_ context.Context, body []byte) (any, error) {
-	var req listRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) listClusters(req paging) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	arns := []string{}
@@ -111,11 +97,7 @@ func (s *Server) listClusters(_ context.Context, body []byte) (any, error) {
 			arns = append(arns, c.arn)
 		}
 	}
-	items, next, err := page(arns, req.NextToken, req.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
-	return listOut("clusterArns", items, next), nil
+	return listPage("clusterArns", arns, req, 100, 100)
 }
 
 type describeClustersRequest struct {
@@ -123,11 +105,7 @@ type describeClustersRequest struct {
 	Include  []string `json:"include"`
 }
 
-func (s *Server) describeClusters(_ context.Context, body []byte) (any, error) {
-	var req describeClustersRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) describeClusters(req describeClustersRequest) (any, error) {
 	if err := checkInclude(req.Include, "ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"); err != nil {
 		return nil, err
 	}

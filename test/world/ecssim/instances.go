@@ -245,18 +245,13 @@ func (ci *instance) out() instanceJSON {
 }
 
 type listContainerInstancesRequest struct {
-	Cluster    string `json:"cluster"`
-	Filter     string `json:"filter"`
-	Status     string `json:"status"`
-	NextToken  string `json:"nextToken"`
-	MaxResults *int32 `json:"maxResults"`
+	Cluster string `json:"cluster"`
+	Filter  string `json:"filter"`
+	Status  string `json:"status"`
+	paging
 }
 
-func (s *Server) listContainerInstances(_ context.Context, body []byte) (any, error) {
-	var req listContainerInstancesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) listContainerInstances(req listContainerInstancesRequest) (any, error) {
 	if req.Filter != "" {
 		return nil, invalidParameter("parameter filter (cluster query language) is not supported by the local ECS world")
 	}
@@ -278,11 +273,7 @@ func (s *Server) listContainerInstances(_ context.Context, body []byte) (any, er
 			arns = append(arns, ci.arn)
 		}
 	}
-	items, next, err := page(arns, req.NextToken, req.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
-	return listOut("containerInstanceArns", items, next), nil
+	return listPage("containerInstanceArns", arns, req.paging, 100, 100)
 }
 
 type describeContainerInstancesRequest struct {
@@ -291,11 +282,7 @@ type describeContainerInstancesRequest struct {
 	Include            []string `json:"include"`
 }
 
-func (s *Server) describeContainerInstances(_ context.Context, body []byte) (any, error) {
-	var req describeContainerInstancesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) describeContainerInstances(req describeContainerInstancesRequest) (any, error) {
 	if len(req.ContainerInstances) == 0 || len(req.ContainerInstances) > 100 {
 		return nil, invalidParameter("containerInstances must have between 1 and 100 elements.")
 	}
@@ -327,11 +314,7 @@ type updateInstancesStateRequest struct {
 	Status             string   `json:"status"`
 }
 
-func (s *Server) updateContainerInstancesState(_ context.Context, body []byte) (any, error) {
-	var req updateInstancesStateRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) updateContainerInstancesState(req updateInstancesStateRequest) (any, error) {
 	if req.Status != statusActive && req.Status != statusDraining {
 		return nil, invalidParameter("Container instance status must be ACTIVE or DRAINING.")
 	}
@@ -369,11 +352,7 @@ type putAttributesRequest struct {
 	Attributes []attributeJSON `json:"attributes"`
 }
 
-func (s *Server) putAttributes(_ context.Context, body []byte) (any, error) {
-	var req putAttributesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) putAttributes(req putAttributesRequest) (any, error) {
 	if len(req.Attributes) == 0 {
 		return nil, invalidParameter("Attributes cannot be empty.")
 	}
@@ -426,15 +405,10 @@ type listAttributesRequest struct {
 	TargetType     string `json:"targetType"`
 	AttributeName  string `json:"attributeName"`
 	AttributeValue string `json:"attributeValue"`
-	NextToken      string `json:"nextToken"`
-	MaxResults     *int32 `json:"maxResults"`
+	paging
 }
 
-func (s *Server) listAttributes(_ context.Context, body []byte) (any, error) {
-	var req listAttributesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) listAttributes(req listAttributesRequest) (any, error) {
 	if req.TargetType != "container-instance" {
 		return nil, invalidParameter("targetType must be container-instance.")
 	}
@@ -464,9 +438,5 @@ func (s *Server) listAttributes(_ context.Context, body []byte) (any, error) {
 			all = append(all, a)
 		}
 	}
-	items, next, err := page(all, req.NextToken, req.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
-	return listOut("attributes", items, next), nil
+	return listPage("attributes", all, req.paging, 100, 100)
 }

@@ -155,35 +155,47 @@ func (s *Server) Register(r *awsproto.Router) {
 	r.HandleJSON("ecs", Target, "com.amazonaws.ecs", "1.1", s.Handle)
 }
 
-type action func(s *Server, ctx context.Context, body []byte) (any, error)
+type action func(s *Server, body []byte) (any, error)
+
+// decoded makes an action of a handler of one request type: the body is
+// decoded strictly (decode) before the handler runs.
+func decoded[R any](h func(s *Server, req R) (any, error)) action {
+	return func(s *Server, body []byte) (any, error) {
+		var req R
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return h(s, req)
+	}
+}
 
 // actions is the flat table of what this ECS answers.
 var actions = map[string]action{
-	"CreateCluster":                 (*Server).createCluster,
-	"ListClusters":                  (*Server).listClusters,
-	"DescribeClusters":              (*Server).describeClusters,
-	"RegisterTaskDefinition":        (*Server).registerTaskDefinition,
-	"DescribeTaskDefinition":        (*Server).describeTaskDefinition,
-	"DeregisterTaskDefinition":      (*Server).deregisterTaskDefinition,
-	"CreateService":                 (*Server).createService,
-	"UpdateService":                 (*Server).updateService,
-	"DeleteService":                 (*Server).deleteService,
-	"DescribeServices":              (*Server).describeServices,
-	"ListServices":                  (*Server).listServices,
-	"RunTask":                       (*Server).runTask,
-	"StartTask":                     (*Server).startTask,
-	"StopTask":                      (*Server).stopTask,
-	"ListTasks":                     (*Server).listTasks,
-	"DescribeTasks":                 (*Server).describeTasks,
-	"ListContainerInstances":        (*Server).listContainerInstances,
-	"DescribeContainerInstances":    (*Server).describeContainerInstances,
-	"UpdateContainerInstancesState": (*Server).updateContainerInstancesState,
-	"PutAttributes":                 (*Server).putAttributes,
-	"ListAttributes":                (*Server).listAttributes,
+	"CreateCluster":                 decoded((*Server).createCluster),
+	"ListClusters":                  decoded((*Server).listClusters),
+	"DescribeClusters":              decoded((*Server).describeClusters),
+	"RegisterTaskDefinition":        decoded((*Server).registerTaskDefinition),
+	"DescribeTaskDefinition":        decoded((*Server).describeTaskDefinition),
+	"DeregisterTaskDefinition":      decoded((*Server).deregisterTaskDefinition),
+	"CreateService":                 decoded((*Server).createService),
+	"UpdateService":                 decoded((*Server).updateService),
+	"DeleteService":                 decoded((*Server).deleteService),
+	"DescribeServices":              decoded((*Server).describeServices),
+	"ListServices":                  decoded((*Server).listServices),
+	"RunTask":                       decoded((*Server).runTask),
+	"StartTask":                     decoded((*Server).startTask),
+	"StopTask":                      decoded((*Server).stopTask),
+	"ListTasks":                     decoded((*Server).listTasks),
+	"DescribeTasks":                 decoded((*Server).describeTasks),
+	"ListContainerInstances":        decoded((*Server).listContainerInstances),
+	"DescribeContainerInstances":    decoded((*Server).describeContainerInstances),
+	"UpdateContainerInstancesState": decoded((*Server).updateContainerInstancesState),
+	"PutAttributes":                 decoded((*Server).putAttributes),
+	"ListAttributes":                decoded((*Server).listAttributes),
 }
 
 // Handle answers one ECS action (the awsproto.JSONHandler).
-func (s *Server) Handle(ctx context.Context, name string, body []byte) (any, error) {
+func (s *Server) Handle(_ context.Context, name string, body []byte) (any, error) {
 	a, ok := actions[name]
 	if !ok {
 		return nil, awsproto.BadRequest(codeUnknownOperation, "Operation %s is not supported by the local ECS world.", name)
@@ -191,7 +203,7 @@ func (s *Server) Handle(ctx context.Context, name string, body []byte) (any, err
 	if e := s.gate.Admit(name, name); e != nil {
 		return nil, e
 	}
-	out, err := a(s, ctx, body)
+	out, err := a(s, body)
 	s.afterChange()
 	return out, err
 }

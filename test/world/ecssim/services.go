@@ -1,7 +1,6 @@
 package ecssim
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -178,11 +177,7 @@ func checkLoadBalancers(d *taskDef, lbs []loadBalancerJSON) error {
 	return nil
 }
 
-func (s *Server) createService(_ context.Context, body []byte) (any, error) {
-	var req createServiceRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) createService(req createServiceRequest) (any, error) {
 	if !serviceNamePattern.MatchString(req.ServiceName) {
 		return nil, invalidParameter("Service name can have up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens.")
 	}
@@ -265,11 +260,7 @@ type updateServiceRequest struct {
 	ForceNewDeployment            *bool                        `json:"forceNewDeployment"`
 }
 
-func (s *Server) updateService(_ context.Context, body []byte) (any, error) {
-	var req updateServiceRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) updateService(req updateServiceRequest) (any, error) {
 	if req.DesiredCount != nil && *req.DesiredCount < 0 {
 		return nil, invalidParameter("desiredCount must be 0 or more.")
 	}
@@ -338,11 +329,7 @@ type deleteServiceRequest struct {
 	Force   *bool  `json:"force"`
 }
 
-func (s *Server) deleteService(_ context.Context, body []byte) (any, error) {
-	var req deleteServiceRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) deleteService(req deleteServiceRequest) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.lookupCluster(req.Cluster)
@@ -371,11 +358,7 @@ type describeServicesRequest struct {
 	Include  []string `json:"include"`
 }
 
-func (s *Server) describeServices(_ context.Context, body []byte) (any, error) {
-	var req describeServicesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) describeServices(req describeServicesRequest) (any, error) {
 	if len(req.Services) == 0 || len(req.Services) > 10 {
 		return nil, invalidParameter("services must have between 1 and 10 elements.")
 	}
@@ -399,15 +382,10 @@ type listServicesRequest struct {
 	Cluster            string `json:"cluster"`
 	LaunchType         string `json:"launchType"`
 	SchedulingStrategy string `json:"schedulingStrategy"`
-	NextToken          string `json:"nextToken"`
-	MaxResults         *int32 `json:"maxResults"`
+	paging
 }
 
-func (s *Server) listServices(_ context.Context, body []byte) (any, error) {
-	var req listServicesRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) listServices(req listServicesRequest) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.lookupCluster(req.Cluster)
@@ -425,9 +403,5 @@ func (s *Server) listServices(_ context.Context, body []byte) (any, error) {
 			arns = append(arns, sv.arn)
 		}
 	}
-	items, next, err := pageSized(arns, req.NextToken, req.MaxResults, 10, 100)
-	if err != nil {
-		return nil, err
-	}
-	return listOut("serviceArns", items, next), nil
+	return listPage("serviceArns", arns, req.paging, 10, 100)
 }

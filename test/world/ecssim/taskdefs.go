@@ -1,7 +1,6 @@
 package ecssim
 
 import (
-	"context"
 	"math"
 	"regexp"
 	"slices"
@@ -171,11 +170,7 @@ const (
 	attrDockerPluginPfx = "ecs.capability.docker-plugin."
 )
 
-func (s *Server) registerTaskDefinition(_ context.Context, body []byte) (any, error) {
-	var req registerTaskDefinitionRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) registerTaskDefinition(req registerTaskDefinitionRequest) (any, error) {
 	d, err := s.validateTaskDef(&req)
 	if err != nil {
 		return nil, err
@@ -436,11 +431,7 @@ func (s *Server) findTaskDef(ref string) (*taskDef, error) {
 	return revs[rev-1], nil
 }
 
-func (s *Server) describeTaskDefinition(_ context.Context, body []byte) (any, error) {
-	var req taskDefRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) describeTaskDefinition(req taskDefRequest) (any, error) {
 	if err := checkInclude(req.Include, "TAGS"); err != nil {
 		return nil, err
 	}
@@ -457,11 +448,7 @@ func (s *Server) describeTaskDefinition(_ context.Context, body []byte) (any, er
 	return out, nil
 }
 
-func (s *Server) deregisterTaskDefinition(_ context.Context, body []byte) (any, error) {
-	var req taskDefRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) deregisterTaskDefinition(req taskDefRequest) (any, error) {
 	if len(req.Include) > 0 {
 		return nil, invalidParameter("parameter include is not supported by DeregisterTaskDefinition")
 	}

@@ -1,7 +1,6 @@
 package ecssim
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -285,22 +284,14 @@ func compileConstraints(pcs []placementConstraintJSON) (exprs []*constraintExpr,
 	return exprs, distinct, nil
 }
 
-func (s *Server) runTask(_ context.Context, body []byte) (any, error) {
-	var req runTaskRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) runTask(req runTaskRequest) (any, error) {
 	if req.ContainerInstances != nil {
 		return nil, invalidParameter("parameter containerInstances is not supported by RunTask")
 	}
 	return s.launch(req, false)
 }
 
-func (s *Server) startTask(_ context.Context, body []byte) (any, error) {
-	var req runTaskRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) startTask(req runTaskRequest) (any, error) {
 	if req.Count != nil || req.LaunchType != "" || req.PlacementConstraints != nil || req.PlacementStrategy != nil || req.ClientToken != "" {
 		return nil, invalidParameter("StartTask takes containerInstances, not count, launchType or placement")
 	}
@@ -379,11 +370,7 @@ type stopTaskRequest struct {
 	Reason  string `json:"reason"`
 }
 
-func (s *Server) stopTask(_ context.Context, body []byte) (any, error) {
-	var req stopTaskRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) stopTask(req stopTaskRequest) (any, error) {
 	if len(req.Reason) > 255 {
 		return nil, invalidParameter("reason can be up to 255 characters.")
 	}
@@ -413,15 +400,10 @@ type listTasksRequest struct {
 	StartedBy         string `json:"startedBy"`
 	DesiredStatus     string `json:"desiredStatus"`
 	LaunchType        string `json:"launchType"`
-	NextToken         string `json:"nextToken"`
-	MaxResults        *int32 `json:"maxResults"`
+	paging
 }
 
-func (s *Server) listTasks(_ context.Context, body []byte) (any, error) {
-	var req listTasksRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) listTasks(req listTasksRequest) (any, error) {
 	if req.DesiredStatus == "" {
 		req.DesiredStatus = statusRunning
 	}
@@ -464,11 +446,7 @@ func (s *Server) listTasks(_ context.Context, body []byte) (any, error) {
 			arns = append(arns, t.arn)
 		}
 	}
-	items, next, err := page(arns, req.NextToken, req.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
-	return listOut("taskArns", items, next), nil
+	return listPage("taskArns", arns, req.paging, 100, 100)
 }
 
 type describeTasksRequest struct {
@@ -477,11 +455,7 @@ type describeTasksRequest struct {
 	Include []string `json:"include"`
 }
 
-func (s *Server) describeTasks(_ context.Context, body []byte) (any, error) {
-	var req describeTasksRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) describeTasks(req describeTasksRequest) (any, error) {
 	if len(req.Tasks) == 0 {
 		return nil, invalidParameter("Tasks cannot be empty.")
 	}

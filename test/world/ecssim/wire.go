@@ -172,35 +172,37 @@ type loadBalancerJSON struct {
 	ContainerPort    int32  `json:"containerPort,omitempty"`
 }
 
-// page cuts a list for ListX calls. The token is the offset, opaque to
-// clients as ECS's are.
-// limit is both the default page size and the largest maxResults allowed,
-// except where pageSized says otherwise.
-func page[T any](items []T, nextToken string, maxResults *int32, limit int32) ([]T, string, error) {
-	return pageSized(items, nextToken, maxResults, limit, limit)
+// paging is what every ListX request says about pages.
+type paging struct {
+	NextToken  string `json:"nextToken"`
+	MaxResults *int32 `json:"maxResults"`
 }
 
-func pageSized[T any](items []T, nextToken string, maxResults *int32, defaultSize, limit int32) ([]T, string, error) {
+// listPage answers a ListX call: one page of items under key, and
+// nextToken when more follow. A page is pageSize long unless maxResults
+// asks otherwise (1 to limit). The token is the offset, opaque to clients
+// as ECS's are.
+func listPage[T any](key string, items []T, p paging, pageSize, limit int32) (any, error) {
 	start := 0
-	if nextToken != "" {
-		n, err := strconv.Atoi(strings.TrimPrefix(nextToken, "tok-"))
-		if err != nil || n < 0 || n > len(items) || !strings.HasPrefix(nextToken, "tok-") {
-			return nil, "", invalidParameter("Invalid nextToken.")
+	if p.NextToken != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(p.NextToken, "tok-"))
+		if err != nil || n < 0 || n > len(items) || !strings.HasPrefix(p.NextToken, "tok-") {
+			return nil, invalidParameter("Invalid nextToken.")
 		}
 		start = n
 	}
-	size := defaultSize
-	if maxResults != nil {
-		if *maxResults < 1 || *maxResults > limit {
-			return nil, "", invalidParameter("maxResults must be between 1 and %d.", limit)
+	size := pageSize
+	if p.MaxResults != nil {
+		if *p.MaxResults < 1 || *p.MaxResults > limit {
+			return nil, invalidParameter("maxResults must be between 1 and %d.", limit)
 		}
-		size = *maxResults
+		size = *p.MaxResults
 	}
-	end := start + int(size)
-	if end >= len(items) {
-		return items[start:], "", nil
+	out := map[string]any{key: items[start:]}
+	if end := start + int(size); end < len(items) {
+		out[key], out["nextToken"] = items[start:end], "tok-"+strconv.Itoa(end)
 	}
-	return items[start:end], "tok-" + strconv.Itoa(end), nil
+	return out, nil
 }
 
 // nonNil returns s, or an empty list where ECS answers [] rather than
@@ -240,13 +242,4 @@ func describeEach[T, J any](s *Server, c *cluster, resource string, refs []strin
 		}
 	}
 	return found, failures
-}
-
-// listOut is a ListX answer: the page, and nextToken when there is more.
-func listOut[T any](key string, items []T, next string) map[string]any {
-	out := map[string]any{key: items}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	return out
 }
