@@ -101,15 +101,15 @@ func (s *Server) completeAttach(ctx context.Context, v *volume, a *attachment, g
 	if err != nil {
 		v.att, v.state = nil, stateAvailable
 		delete(inst.devices, a.device)
+		s.volumeEventLocked(v.id, "attachVolume", "failed", err.Error(), reqID)
 		s.mu.Unlock()
 		s.log.Warn("attach failed on host", "volume", v.id, "instance", instID, "err", err)
-		s.volumeEvent(v.id, "attachVolume", "failed", err.Error(), reqID)
 		return
 	}
 	a.state = attAttached
+	s.volumeEventLocked(v.id, "attachVolume", "attached", "", reqID)
 	s.mu.Unlock()
 	s.log.Info("volume attached", "volume", v.id, "instance", instID, "device", spec.DeviceName)
-	s.volumeEvent(v.id, "attachVolume", "attached", "", reqID)
 }
 
 func (s *Server) detachVolume(ctx context.Context, form url.Values) (any, error) {
@@ -239,7 +239,7 @@ func (s *Server) finishDetach(v *volume, a *attachment) {
 			s.log.Warn("device name left unusable until reboot", "instance", a.instanceID, "device", a.device)
 		}
 	}
+	s.volumeEventLocked(v.id, "detachVolume", "detached", "", reqID)
 	s.mu.Unlock()
 	s.log.Info("volume detached", "volume", v.id, "instance", instID, "device", device, "force", force)
-	s.volumeEvent(v.id, "detachVolume", "detached", "", reqID)
 }

@@ -59,14 +59,18 @@ func (s *Server) publish(detailType string, resources []string, detail any) {
 	})
 }
 
-// volumeEvent sends one EBS Volume Notification. Call without s.mu held.
-func (s *Server) volumeEvent(volumeID, event, result, cause, requestID string) {
+// volumeEventLocked sends one EBS Volume Notification. The caller holds
+// s.mu and has just made the change the event reports, so events leave in
+// the order of the changes (an attach never overtakes the create it
+// follows). Publisher.Publish only queues, so holding the lock is cheap.
+func (s *Server) volumeEventLocked(volumeID, event, result, cause, requestID string) {
 	s.log.Info("ebs event", "volume", volumeID, "event", event, "result", result, "cause", cause)
 	s.publish(detailVolume, []string{s.arn("volume", volumeID)},
 		VolumeNotification{Event: event, Result: result, Cause: cause, RequestID: requestID})
 }
 
-func (s *Server) snapshotEvent(sn snapshot, result, cause string) {
+// snapshotEventLocked is volumeEventLocked for snapshots.
+func (s *Server) snapshotEventLocked(sn snapshot, result, cause string) {
 	arn := "arn:aws:ec2:" + s.cfg.Region + "::snapshot/" + sn.id
 	s.publish(detailSnapshot, []string{arn}, snapshotNotification{
 		Event: "createSnapshot", Result: result, Cause: cause, SnapshotID: arn,

@@ -117,9 +117,9 @@ func (s *Server) optimize(v *volume, m *modification, reqID string) {
 	if err := growSparse(v.backing, int64(m.targetSize)*gib); err != nil {
 		s.mu.Lock()
 		m.state, m.end = "failed", time.Now()
+		s.volumeEventLocked(v.id, "modifyVolume", "failed", err.Error(), reqID)
 		s.mu.Unlock()
 		s.log.Error("growing backing file", "volume", v.id, "err", err)
-		s.volumeEvent(v.id, "modifyVolume", "failed", err.Error(), reqID)
 		return
 	}
 	s.mu.Lock()
@@ -136,11 +136,11 @@ func (s *Server) optimize(v *volume, m *modification, reqID string) {
 			return
 		}
 		m.state, m.progress, m.end = "completed", 100, time.Now()
+		s.volumeEventLocked(v.id, "modifyVolume", "completed", "", reqID)
 		s.mu.Unlock()
-		s.volumeEvent(v.id, "modifyVolume", "completed", "", reqID)
 	})
+	s.volumeEventLocked(v.id, "modifyVolume", "optimizing", "", reqID)
 	s.mu.Unlock()
-	s.volumeEvent(v.id, "modifyVolume", "optimizing", "", reqID)
 }
 
 func modificationFilters() map[string]bool {

@@ -67,9 +67,8 @@ func (s *Server) createSnapshot(_ context.Context, form url.Values) (any, error)
 			return
 		}
 		sn.state, sn.completed = "completed", time.Now()
-		done := *sn
+		s.snapshotEventLocked(*sn, "succeeded", "")
 		s.mu.Unlock()
-		s.snapshotEvent(done, "succeeded", "")
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -213,15 +213,15 @@ func (s *Server) finishCreate(id, snapPath string) {
 		if t := s.tokens[v.clientToken]; t != nil && v.clientToken != "" {
 			t.failed = true
 		}
+		s.volumeEventLocked(id, "createVolume", "failed", cause, reqID)
 		s.mu.Unlock()
 		os.Remove(backing)
 		s.log.Warn("volume create failed", "volume", id, "cause", cause)
-		s.volumeEvent(id, "createVolume", "failed", cause, reqID)
 		return
 	}
 	v.state = stateAvailable
+	s.volumeEventLocked(id, "createVolume", "available", "", reqID)
 	s.mu.Unlock()
-	s.volumeEvent(id, "createVolume", "available", "", reqID)
 }
 
 func volumeFilters() map[string]bool {
@@ -341,11 +341,11 @@ func (s *Server) finishDelete(id, reqID string) {
 	if t := s.tokens[v.clientToken]; t != nil && v.clientToken != "" {
 		t.last = v.xml()
 	}
+	s.volumeEventLocked(id, "deleteVolume", "deleted", "", reqID)
 	s.mu.Unlock()
 	if err := os.Remove(v.backing); err != nil && !os.IsNotExist(err) {
 		s.log.Warn("removing backing file", "volume", id, "err", err)
 	}
-	s.volumeEvent(id, "deleteVolume", "deleted", "", reqID)
 }
 
 func volumePager() pager { return pager{minMax: 5, capMax: 500, idParam: "volumeSet"} }
