@@ -69,62 +69,6 @@ func TestDescribeStacksWithSDK(t *testing.T) {
 	}
 }
 
-// getOutputs is the seed's get-outputs.sh, verbatim.
-const getOutputs = `#!/bin/bash
-function usage {
-  echo "usage: source <(./get-outputs.sh <stackname-or-stackid> <region>)"
-  echo "stack name or ID must be provided or exported as the CloudFormationStack environment variable"
-  echo "region must be provided or set with aws configure"
-}
-
-function main {
-    #Get stack
-    if [ -z "$1" ]; then
-        if [ -z "$CloudFormationStack" ]; then
-            echo "please provide stack name or ID"
-            usage
-            exit 1
-        fi
-    else
-        CloudFormationStack="$1"
-    fi
-    #Get region
-    if [ -z "$2" ]; then
-        region=$(aws configure get region)
-        if [ -z $region ]; then
-            echo "please provide region"
-            usage
-            exit 1
-        fi
-    else
-        region="$2"
-    fi
-    
-    echo "#Region: $region"
-    echo "#Stack: $CloudFormationStack"
-    echo "#---"
-    
-    echo "#Checking if stack exists..."
-    aws cloudformation wait stack-exists \
-    --region $region \
-    --stack-name $CloudFormationStack
-    
-    echo "#Checking if stack creation is complete..."
-    aws cloudformation wait stack-create-complete \
-    --region $region \
-    --stack-name $CloudFormationStack
-     
-    echo "#Getting output keys and values..."
-    echo "#---"
-    aws cloudformation describe-stacks \
-    --region $region \
-    --stack-name $CloudFormationStack \
-    --query 'Stacks[].Outputs[].[OutputKey, OutputValue]' \
-    --output text | awk '{print "export", $1"="$2}'
-}
-main "$@"
-`
-
 // TestSeedGetOutputsWithAWSCLI runs the seed's script with the real aws
 // CLI, pointed at the world by AWS_ENDPOINT_URL (the script itself
 // passes no --endpoint-url).
@@ -135,7 +79,11 @@ func TestSeedGetOutputsWithAWSCLI(t *testing.T) {
 		"TaskRoleArn": "arn:aws:iam::123456789012:role/rexray-task"})
 	dir := t.TempDir()
 	script := filepath.Join(dir, "get-outputs.sh")
-	if err := os.WriteFile(script, []byte(getOutputs), 0o755); err != nil {
+	getOutputs, err := os.ReadFile("../../demo/seed/get-outputs.sh") // the seed's, verbatim
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, getOutputs, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(script, "rexray-demo", "us-west-2")

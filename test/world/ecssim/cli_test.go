@@ -107,7 +107,7 @@ func TestSeedWalkthroughWithTheAWSCLI(t *testing.T) {
 
 	// Step 6: drain-instance.sh, verbatim, with AWS_ENDPOINT_URL pointing the
 	// CLI at the world.
-	script := exec.Command("bash", "testdata/drain-instance.sh")
+	script := exec.Command("bash", "../../demo/seed/drain-instance.sh") // the seed's, verbatim
 	script.Env = append(c.env, "AWS_ENDPOINT_URL="+w.url, "AWSRegion=us-west-2", "ECSClusterName="+testCluster, "TaskDefinitionArn="+taskDefArn)
 	var stderr bytes.Buffer
 	script.Stderr = &stderr

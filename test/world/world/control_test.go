@@ -85,7 +85,7 @@ func TestEnvFile(t *testing.T) {
 	if err := w.WriteEnvFile(envFile); err != nil {
 		t.Fatal(err)
 	}
-	sh.copyTestdata("get-outputs.sh", 0o755)
+	sh.copySeed("get-outputs.sh", 0o755)
 	out := sh.run(". ./world.env && ./get-outputs.sh && aws ecs list-container-instances --cluster \"$ECSClusterName\" --query 'length(containerInstanceArns)'")
 	if !strings.Contains(out, "export ECSClusterName=default\n") || !strings.HasSuffix(strings.TrimSpace(out), "1") {
 		t.Fatalf("with the env file sourced:\n%s", out)

@@ -166,10 +166,14 @@ func (s *shell) try(script string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-// copyTestdata puts a testdata file into the shell's directory.
-func (s *shell) copyTestdata(name string, mode os.FileMode) {
+// seedDir holds the seed walkthrough's scripts verbatim (one copy for the
+// whole repository).
+const seedDir = "../../demo/seed"
+
+// copySeed puts one of the seed's scripts into the shell's directory.
+func (s *shell) copySeed(name string, mode os.FileMode) {
 	s.t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
+	raw, err := os.ReadFile(filepath.Join(seedDir, name))
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -65,8 +65,8 @@ func seedWalkthrough(t *testing.T, w *world.World) {
 		delete(env, k)
 	}
 	sh := newShell(t, env)
-	sh.copyTestdata("get-outputs.sh", 0o755)
-	sh.copyTestdata("drain-instance.sh", 0o755)
+	sh.copySeed("get-outputs.sh", 0o755)
+	sh.copySeed("drain-instance.sh", 0o755)
 
 	// Step 2: export the stack's outputs.
 	out := sh.run("./get-outputs.sh && source <(./get-outputs.sh) && echo \"#cluster is $ECSClusterName\"")
