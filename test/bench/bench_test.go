@@ -238,6 +238,16 @@ func TestBuildTimeline(t *testing.T) {
 	if d, ok := drawnFloor(tl, time.Second, 300*time.Millisecond); !ok || d != 14800*time.Millisecond {
 		t.Errorf("drawn floor %v %v, want 14.8s", d, ok)
 	}
+	// 20 s in all: 14.8 s the world's draws, 0.2 s ECS's stop, 5 s tether.
+	h.Verified = true
+	f := Floor{SSMCommand: time.Second, ContainerStart: 300 * time.Millisecond}
+	if w, e, tt, ok := split(h, tl, f); !ok || w != 14800*time.Millisecond || e != 200*time.Millisecond || tt != 5*time.Second {
+		t.Errorf("split %v %v %v %v, want 14.8s 0.2s 5s", w, e, tt, ok)
+	}
+	h.Verified = false
+	if _, _, _, ok := split(h, tl, f); ok {
+		t.Error("a handoff without its data verified was split")
+	}
 }
 
 // The journal keeps the world's marks with the logger's attributes, the

@@ -49,65 +49,103 @@ type Service struct {
 // task's stop costs no stop timeout.
 const containerCommand = "trap 'exit 0' TERM; sleep 2147483647 & wait"
 
+// taskCPU is each task's CPU units: with ECS's default 2048 registered per
+// instance, at most 20 of them fit on one instance, so placement cannot
+// pile more volumes on an instance than the run means to.
+const taskCPU = 100
+
 // CreateServices registers n task definitions, each with its own shared
 // tether volume, and one service of one task each (maximumPercent 100,
 // minimumHealthyPercent 0, as the seed's MySQL service: the old task
-// stops before its replacement starts); it waits until every task runs.
-func (f *Fleet) CreateServices(ctx context.Context, prefix string, n int) ([]*Service, error) {
-	cluster := f.W.Options().Cluster
+// stops before its replacement starts). It creates them batch at a time
+// and waits, at most wait per batch, until each batch runs: the steady
+// state before the drain is set up, not measured.
+func (f *Fleet) CreateServices(ctx context.Context, prefix string, n, batch int, wait time.Duration) ([]*Service, error) {
 	svcs := make([]*Service, n)
 	for i := range svcs {
-		s := &Service{Name: fmt.Sprintf("%s-%03d", prefix, i), VolumeName: fmt.Sprintf("%s-vol-%03d", prefix, i)}
-		svcs[i] = s
-		td, err := f.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-			Family:                  aws.String(s.Name),
-			NetworkMode:             ecstypes.NetworkModeBridge,
-			RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
-			ContainerDefinitions: []ecstypes.ContainerDefinition{{
-				Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
-				Cpu: 64, Memory: aws.Int32(64),
-				EntryPoint:  []string{"sh", "-c"},
-				Command:     []string{containerCommand},
-				MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(s.VolumeName), ContainerPath: aws.String("/data")}},
-			}},
-			Volumes: []ecstypes.Volume{{
-				Name: aws.String(s.VolumeName),
-				DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
-					Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
-					DriverOpts: map[string]string{"size": "1", "volumetype": "gp3"},
-				},
-			}},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
-		}
-		if _, err := f.ECS.CreateService(ctx, &ecs.CreateServiceInput{
-			Cluster: aws.String(cluster), ServiceName: aws.String(s.Name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
-			DesiredCount: aws.Int32(1), LaunchType: ecstypes.LaunchTypeEc2,
-			DeploymentConfiguration: &ecstypes.DeploymentConfiguration{MaximumPercent: aws.Int32(100), MinimumHealthyPercent: aws.Int32(0)},
-		}); err != nil {
-			return nil, fmt.Errorf("bench: create service %s: %w", s.Name, err)
-		}
+		svcs[i] = &Service{Name: fmt.Sprintf("%s-%03d", prefix, i), VolumeName: fmt.Sprintf("%s-vol-%03d", prefix, i)}
 	}
-	f.Log.Info("services created, waiting for their tasks", "services", n)
+	for chunk := range slices.Chunk(svcs, max(batch, 1)) {
+		for _, s := range chunk {
+			if err := f.createService(ctx, s); err != nil {
+				return nil, err
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := f.waitRunning(wctx, chunk)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		f.Log.Info("services running", "services", chunk[len(chunk)-1].Name)
+	}
+	return svcs, f.lookUpVolumes(ctx, svcs)
+}
+
+func (f *Fleet) createService(ctx context.Context, s *Service) error {
+	td, err := f.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family:                  aws.String(s.Name),
+		NetworkMode:             ecstypes.NetworkModeBridge,
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
+			Cpu: taskCPU, Memory: aws.Int32(64),
+			EntryPoint:  []string{"sh", "-c"},
+			Command:     []string{containerCommand},
+			MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(s.VolumeName), ContainerPath: aws.String("/data")}},
+		}},
+		Volumes: []ecstypes.Volume{{
+			Name: aws.String(s.VolumeName),
+			DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
+				Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
+				DriverOpts: map[string]string{"size": "1", "volumetype": "gp3"},
+			},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
+	}
+	if _, err := f.ECS.CreateService(ctx, &ecs.CreateServiceInput{
+		Cluster: aws.String(f.W.Options().Cluster), ServiceName: aws.String(s.Name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
+		DesiredCount: aws.Int32(1), LaunchType: ecstypes.LaunchTypeEc2,
+		DeploymentConfiguration: &ecstypes.DeploymentConfiguration{MaximumPercent: aws.Int32(100), MinimumHealthyPercent: aws.Int32(0)},
+	}); err != nil {
+		return fmt.Errorf("bench: create service %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// waitRunning waits until every service has its task RUNNING and notes
+// task and instance; the error says how far it got.
+func (f *Fleet) waitRunning(ctx context.Context, svcs []*Service) error {
+	cluster := f.W.Options().Cluster
 	byName := map[string]*Service{}
 	for _, s := range svcs {
 		byName[s.Name] = s
 	}
-	err := f.W.ECS().WaitFor(ctx, cluster, fmt.Sprintf("%d services RUNNING", n), func(sn ecssim.Snapshot) bool {
-		running := 0
+	var running, failed int
+	var reason string
+	err := f.W.ECS().WaitFor(ctx, cluster, fmt.Sprintf("%d services RUNNING", len(svcs)), func(sn ecssim.Snapshot) bool {
+		running, failed = 0, 0
 		for _, t := range sn.Tasks {
-			if s := byName[t.Service]; s != nil && t.LastStatus == "RUNNING" && t.DesiredStatus == "RUNNING" {
+			s := byName[t.Service]
+			switch {
+			case s == nil:
+			case t.LastStatus == "RUNNING" && t.DesiredStatus == "RUNNING":
 				s.Task, s.Instance = t.Arn, t.EC2InstanceID
 				running++
+			case t.LastStatus == "STOPPED":
+				failed++
+				reason = t.StoppedReason
 			}
 		}
-		return running == n
+		return running == len(svcs)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %d of %d services RUNNING (%d tasks failed to start, the last: %.300q): %w",
+			running, len(svcs), failed, reason, ctx.Err())
 	}
-	return svcs, f.lookUpVolumes(ctx, svcs)
+	return nil
 }
 
 // lookUpVolumes finds each service's EBS volume by its Name tag.
@@ -221,7 +259,8 @@ func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...strin
 		}
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return handoffs, err
+		// The world's error lists every task; the cause is enough here.
+		return handoffs, fmt.Errorf("bench: waiting for %d replacements (%d RUNNING): %w", len(moving), done, ctx.Err())
 	}
 	return handoffs, nil
 }

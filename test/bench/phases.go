@@ -71,16 +71,16 @@ func (m Mark) String() string { return markNames[m] }
 // the application's stop), or tether.
 var whose = [numMarks]string{
 	MarkStopRequested: "ECS",
-	MarkOldStopped:    "ECS + container stop",
-	MarkUnmountSent:   "tether: event delivery + reconciler",
-	MarkUnmountDone:   "tether: extra SSM round trip (unmount)",
-	MarkDetachCalled:  "tether: SSM result poll + reconciler",
+	MarkOldStopped:    "ECS + the old container's stop",
+	MarkUnmountSent:   "tether: STOPPED event delivery (SQS batching, pollers) + pass [template.yaml, dispatch, reconcile]",
+	MarkUnmountDone:   "tether: the unmount's SSM round trip before the detach [reconcile]",
+	MarkDetachCalled:  "tether: learning the unmount ended (retry-after poll) [reconcile]",
 	MarkDetached:      "world: detach (floor)",
-	MarkAttachCalled:  "tether: detach event delivery + reconciler",
+	MarkAttachCalled:  "tether: detach notification delivery + pass [dispatch, reconcile]",
 	MarkAttached:      "world: attach (floor)",
-	MarkMountSent:     "tether: attach event delivery + reconciler",
+	MarkMountSent:     "tether: attach notification delivery + pass [dispatch, reconcile]",
 	MarkMountDone:     "world: SSM command (floor) + tether-agent mount",
-	MarkRunning:       "world: container start (floor) + plugin wait",
+	MarkRunning:       "world: container start (floor) + the plugin's wait [agent/driver]",
 }
 
 // Timeline is when each mark of one handoff happened (zero: not seen), and

@@ -56,6 +56,33 @@ func drawnFloor(tl Timeline, ssm, containerStart time.Duration) (time.Duration, 
 	return d + a + m + containerStart, true
 }
 
+// split divides a handoff's time into the world's draws on the critical
+// path (the drawn floor), ECS's own steps before the old task stopped, and
+// the rest: tether's overhead.
+func split(h Handoff, tl Timeline, f Floor) (world, ecs, tether time.Duration, ok bool) {
+	world, ok = drawnFloor(tl, f.SSMCommand, f.ContainerStart)
+	stopped, seen := tl.Offset(MarkOldStopped)
+	if !ok || !seen || !h.OK() {
+		return 0, 0, 0, false
+	}
+	return world, stopped, h.Duration() - world - stopped, true
+}
+
+// splitRow adds the median split of the handoffs' time.
+func splitRow(r *Report, run RunResult, f Floor) {
+	var worlds, ecss, tethers []time.Duration
+	for i, tl := range run.Timelines {
+		if w, e, t, ok := split(run.Handoffs[i], tl, f); ok {
+			worlds, ecss, tethers = append(worlds, w), append(ecss, e), append(tethers, t)
+		}
+	}
+	if len(worlds) == 0 {
+		return
+	}
+	r.Add("  where the time goes", secs(Median(tethers)), "", fmt.Sprintf("median tether overhead per handoff; the world's own draws on the path %s, ECS stopping the old task %s (medians of %d)",
+		secs(Median(worlds)), secs(Median(ecss)), len(worlds)))
+}
+
 func durations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
@@ -87,6 +114,7 @@ func HandoffRows(r *Report, run RunResult, floor Floor) {
 		slices.Sort(drawn)
 		r.Add("  vs this run's draws", Ratio(drawn[len(drawn)/2]), "", "median of handoff / (the detach, attach and mount command the world drew for it + container start)")
 	}
+	splitRow(r, run, floor)
 	var each strings.Builder
 	for i, tl := range run.Timelines {
 		fmt.Fprintf(&each, "  #%d %s: %s\n", i+1, secs(run.Handoffs[i].Duration()), tl.Line())
@@ -113,6 +141,7 @@ func ConcurrentRows(r *Report, run RunResult, floor Floor, instances int) {
 			fmt.Sprintf("the floor's steps for %d handoffs at once through EC2's and SSM's documented token buckets (Detach, Attach, SendCommand 50 + 5/s): median %s, last %s",
 				len(run.Handoffs), secs(boundMed), secs(bound[len(bound)-1])))
 	}
+	splitRow(r, run, floor)
 	// The slowest handoffs show what the median hides.
 	order := make([]int, len(run.Handoffs))
 	for i := range order {

@@ -184,7 +184,7 @@ func RunSingle(ctx context.Context, e Env, n, k int) (SingleResult, error) {
 		}
 	}()
 	fleet := NewFleet(w, e.Log)
-	svcs, err := fleet.CreateServices(ctx, "single", 1)
+	svcs, err := fleet.CreateServices(ctx, "single", 1, 1, 3*time.Minute)
 	if err != nil {
 		return res, err
 	}
@@ -263,6 +263,12 @@ func RunSingle(ctx context.Context, e Env, n, k int) (SingleResult, error) {
 	return res, nil
 }
 
+// setupBatch is how many services the many-handoffs run starts at once
+// before the drain: the steady state it moves is set up gently (the
+// reconciler's device-name choice does not cope with 20 concurrent
+// attaches to one instance), the drain itself is not.
+const setupBatch = 20
+
 // ConcurrentConfig describes the many-handoffs run.
 type ConcurrentConfig struct {
 	Handoffs  int            // services moved at once (200)
@@ -291,7 +297,7 @@ func RunConcurrent(ctx context.Context, e Env, c ConcurrentConfig) (RunResult, e
 		}
 	}()
 	fleet := NewFleet(w, e.Log)
-	svcs, err := fleet.CreateServices(ctx, "fleet", c.Handoffs)
+	svcs, err := fleet.CreateServices(ctx, "fleet", c.Handoffs, setupBatch, 4*time.Minute)
 	if err != nil {
 		return res, err
 	}
