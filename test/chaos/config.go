@@ -1,0 +1,268 @@
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/latency"
+	"github.com/tether-ecs/tether/test/world/world"
+)
+
+// OpKind names one kind of operation the schedule performs.
+type OpKind string
+
+// The operations. Each is something an operator or the cloud does to a
+// running cluster; activate, scale-up, recreate, launch, reconnect and
+// online undo an earlier drain, scale-down, delete, kill, disconnect or
+// offline a few operations later.
+const (
+	OpDrain        OpKind = "drain"          // container instance DRAINING
+	OpActivate     OpKind = "activate"       // and ACTIVE again
+	OpStopTask     OpKind = "stop-task"      // StopTask on a service's task
+	OpTaskExit     OpKind = "task-exit"      // the task's essential container exits by itself
+	OpScaleDown    OpKind = "scale-down"     // desiredCount 1 -> 0
+	OpScaleUp      OpKind = "scale-up"       // desiredCount 0 -> 1
+	OpDeleteSvc    OpKind = "delete-svc"     // DeleteService (force)
+	OpRecreateSvc  OpKind = "recreate-svc"   // CreateService again, same name and volume
+	OpKill         OpKind = "kill"           // the EC2 instance dies
+	OpLaunch       OpKind = "launch"         // a new instance in the dead one's AZ
+	OpAgentRestart OpKind = "agent-restart"  // tether-agent serve restarts
+	OpThrottle     OpKind = "throttle"       // a burst of RequestLimitExceeded on one EC2 action
+	OpDelayAttach  OpKind = "delay-attach"   // the next attachment of a volume takes seconds
+	OpFailCreate   OpKind = "fail-create"    // the next CreateVolume fails asynchronously (KMS)
+	OpStickAttach  OpKind = "stick-attach"   // the next attachment of a volume stays "attaching"
+	OpDisconnect   OpKind = "ecs-disconnect" // the ECS agent loses its connection (restarts)
+	OpReconnect    OpKind = "ecs-reconnect"  // and is back
+	OpSSMOffline   OpKind = "ssm-offline"    // the SSM agent stops answering
+	OpSSMOnline    OpKind = "ssm-online"     // and answers again
+)
+
+// chosenKinds are the kinds the schedule draws from, with their weights;
+// the undo kinds (activate, scale-up, recreate, launch) follow the others.
+var chosenKinds = []struct {
+	kind   OpKind
+	weight int
+}{
+	{OpDrain, 34}, {OpStopTask, 14}, {OpTaskExit, 6}, {OpScaleDown, 6}, {OpDeleteSvc, 3},
+	{OpKill, 3}, {OpAgentRestart, 4}, {OpDisconnect, 3}, {OpSSMOffline, 2}, {OpThrottle, 4}, {OpDelayAttach, 4},
+	{OpFailCreate, 1}, {OpStickAttach, 1},
+}
+
+// AllKinds lists every kind, for CHAOS_KINDS.
+func AllKinds() []OpKind {
+	out := []OpKind{OpActivate, OpScaleUp, OpRecreateSvc, OpLaunch, OpReconnect, OpSSMOnline}
+	for _, k := range chosenKinds {
+		out = append(out, k.kind)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Config is one chaos run. Zero fields take the defaults (the make chaos
+// run); the same Config gives the same schedule of operations and faults.
+type Config struct {
+	Seed uint64
+	// Handoffs: operations stop once this many handoffs have completed
+	// (default 1000).
+	Handoffs int
+	// Instances at start (default 6), spread over AZs zones (default 3).
+	Instances, AZs int
+	// SharedServices have a shared-scope tether volume and an AZ placement
+	// constraint (default 24); every fifth also has a task-scope scratch
+	// volume. TaskServices have only a task-scope volume and no constraint
+	// (default 4).
+	SharedServices, TaskServices int
+	// OpInterval is the mean wall time between operations (default 250ms
+	// with the instant profile, longer with slower ones: see pace).
+	OpInterval time.Duration
+	// Kinds restricts the operations drawn (default: every kind). Undo
+	// kinds always follow the kinds they undo.
+	Kinds []OpKind
+	// NoFaults turns off event, EC2, SSM and ECS fault injection.
+	NoFaults bool
+	// Profile is the world's latency profile (default instant).
+	Profile string
+	// Functions: how tether's functions run (default in this process,
+	// functions/boot.Handler, fed by the world's queues and rules as
+	// template.yaml wires them; world.EmulatedFunctions runs the real
+	// bootstraps under the Lambda runtime interface emulator).
+	Functions world.FunctionsMode
+	// PluginWait bounds a fake host's plugin Mount wait, in wall time
+	// (default 20s: the real plugin's 90 s, scaled like the world's SQS
+	// clock, with room for the SDK's unscaled retry backoff).
+	PluginWait time.Duration
+	// MaxRun bounds the operations phase in wall time (default 17m).
+	MaxRun time.Duration
+	// Settle bounds the phase after the operations (default 3m).
+	Settle time.Duration
+	// KeepGoing: do not stop the operations at the first violation.
+	KeepGoing bool
+	// Dir is where the world's directory goes (default os.TempDir()).
+	Dir string
+	// Progress gets one line now and then (nil: none).
+	Progress io.Writer
+	// WorldLog gets the world's JSON log (nil: discarded).
+	WorldLog io.Writer
+	// FunctionLog gets what tether's functions wrote, at the end (nil: dropped).
+	FunctionLog io.Writer
+}
+
+// pace is the default mean time between operations: 250ms plus as much
+// again per half second that EC2 and SSM take for one handoff in the
+// profile, so drains do not come faster than handoffs can finish.
+func pace(p latency.Profile) time.Duration {
+	m := p.Means()
+	floor := m[latency.AttachVolume] + m[latency.DetachVolume] + 2*(m[latency.SSMVisible]+m[latency.SSMDelivery]+m[latency.SSMCompletion])
+	return 250*time.Millisecond + time.Duration(float64(250*time.Millisecond)*float64(floor)/float64(500*time.Millisecond))
+}
+
+// timeScale is the world's SQS and schedule clock for the instant profile:
+// world time is wall time divided by it.
+const timeScale = 0.1
+
+func (c *Config) defaults() error {
+	var errs []error
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Handoffs, 1000)
+	def(&c.Instances, 6)
+	def(&c.AZs, 3)
+	def(&c.SharedServices, 24)
+	def(&c.TaskServices, 4)
+	if c.Profile == "" {
+		c.Profile = "instant"
+	}
+	profile, err := latency.Parse(c.Profile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.OpInterval == 0 {
+		c.OpInterval = pace(profile)
+	}
+	if c.Functions == "" {
+		c.Functions = world.InProcessFunctions
+	}
+	if c.PluginWait == 0 {
+		c.PluginWait = 20 * time.Second
+	}
+	if c.MaxRun == 0 {
+		c.MaxRun = 17 * time.Minute
+	}
+	if c.Settle == 0 {
+		c.Settle = 3 * time.Minute
+	}
+	if c.Handoffs < 1 {
+		errs = append(errs, fmt.Errorf("Handoffs %d: want at least 1", c.Handoffs))
+	}
+	if c.AZs < 1 || c.AZs > 6 {
+		errs = append(errs, fmt.Errorf("AZs %d: want 1 to 6", c.AZs))
+	}
+	if c.Instances < 2*c.AZs {
+		errs = append(errs, fmt.Errorf("Instances %d: want at least two per AZ (%d) so a drain has somewhere to go", c.Instances, 2*c.AZs))
+	}
+	if c.SharedServices < 1 || c.SharedServices > 99 || c.TaskServices < 0 || c.TaskServices > 99 {
+		errs = append(errs, fmt.Errorf("SharedServices %d, TaskServices %d: want 1-99 and 0-99", c.SharedServices, c.TaskServices))
+	}
+	for _, k := range c.Kinds {
+		if !slices.Contains(AllKinds(), k) {
+			errs = append(errs, fmt.Errorf("unknown operation kind %q (known: %v)", k, AllKinds()))
+		}
+	}
+	if c.Functions == world.NoFunctions {
+		errs = append(errs, errors.New("Functions none: chaos needs tether's functions"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) allowed(k OpKind) bool { return len(c.Kinds) == 0 || slices.Contains(c.Kinds, k) }
+
+// Environment variables ConfigFromEnv reads (make chaos passes them on).
+const (
+	EnvSeed     = "CHAOS_SEED"       // a number; "random" or empty: drawn and printed
+	EnvHandoffs = "CHAOS_HANDOFFS"   // handoffs to complete (default 1000)
+	EnvKinds    = "CHAOS_KINDS"      // comma-separated operation kinds (default all)
+	EnvFaults   = "CHAOS_FAULTS"     // "off": no fault injection
+	EnvInterval = "CHAOS_INTERVAL"   // mean time between operations, e.g. 250ms
+	EnvProfile  = "CHAOS_PROFILE"    // the world's latency profile (default instant)
+	EnvKeep     = "CHAOS_KEEP_GOING" // "1": operations go on after a violation
+)
+
+// ConfigFromEnv reads a Config from CHAOS_* variables; a missing seed is
+// drawn at random (the report prints it).
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	var errs []error
+	switch s := getenv(EnvSeed); s {
+	case "", "random":
+		c.Seed = rand.Uint64() % 1_000_000_000
+	default:
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number", EnvSeed, s))
+		}
+		c.Seed = v
+	}
+	if s := getenv(EnvHandoffs); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number of at least 1", EnvHandoffs, s))
+		}
+		c.Handoffs = v
+	}
+	if s := getenv(EnvKinds); s != "" {
+		for _, k := range strings.Split(s, ",") {
+			c.Kinds = append(c.Kinds, OpKind(strings.TrimSpace(k)))
+		}
+	}
+	switch s := getenv(EnvFaults); s {
+	case "", "on":
+	case "off":
+		c.NoFaults = true
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want on or off", EnvFaults, s))
+	}
+	if s := getenv(EnvInterval); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 250ms", EnvInterval, s))
+		}
+		c.OpInterval = d
+	}
+	c.Profile = getenv(EnvProfile)
+	c.KeepGoing = getenv(EnvKeep) == "1"
+	return c, errors.Join(errs...)
+}
+
+// ReplayCommand is the command line that runs the same schedule again,
+// stopping after handoffs handoffs.
+func (c Config) ReplayCommand(handoffs int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s=%d %s=%d", EnvSeed, c.Seed, EnvHandoffs, max(handoffs, 1))
+	if len(c.Kinds) > 0 {
+		ks := make([]string, len(c.Kinds))
+		for i, k := range c.Kinds {
+			ks[i] = string(k)
+		}
+		fmt.Fprintf(&b, " %s=%s", EnvKinds, strings.Join(ks, ","))
+	}
+	if c.NoFaults {
+		fmt.Fprintf(&b, " %s=off", EnvFaults)
+	}
+	if p, err := latency.Parse(c.Profile); c.OpInterval != 0 && (err != nil || c.OpInterval != pace(p)) {
+		fmt.Fprintf(&b, " %s=%s", EnvInterval, c.OpInterval)
+	}
+	if c.Profile != "" && c.Profile != "instant" {
+		fmt.Fprintf(&b, " %s=%s", EnvProfile, c.Profile)
+	}
+	b.WriteString(" make chaos")
+	return b.String()
+}

@@ -1,0 +1,181 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/test/world/fakehost"
+)
+
+// The invariant checks on synthetic observations: each broken invariant
+// is reported once, and a healthy history is not.
+
+func newTestWatcher() *watcher {
+	return newWatcher(nil, "default", "tether-mount", nil, nil)
+}
+
+func disk(writes ...string) fakehost.DiskState {
+	return fakehost.DiskState{FSType: "ext4", Formats: 1, Writes: writes, Checksum: chain(writes)}
+}
+
+func kinds(vs []Violation) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Kind)
+	}
+	return out
+}
+
+func TestHistoryMayOnlyGrow(t *testing.T) {
+	wt := newTestWatcher()
+	wt.checkDiskLocked("vol-1", disk("t1"), nil)
+	wt.checkDiskLocked("vol-1", disk("t1", "t2"), nil)
+	wt.checkDiskLocked("vol-1", disk("t1", "t2"), nil) // seen again: nothing new
+	if len(wt.violations) != 0 {
+		t.Fatalf("a growing history was reported: %v", wt.violations)
+	}
+	if got := wt.vols["vol-1"].writes; len(got) != 2 || wt.writers["t2"][0] != "vol-1" {
+		t.Fatalf("verified history %v, writers %v", got, wt.writers)
+	}
+	wt.checkDiskLocked("vol-1", disk("t1"), nil) // t2's generation vanished
+	wt.checkDiskLocked("vol-1", disk("t1"), nil) // the same condition: reported once
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "lost-write" {
+		t.Fatalf("rolled-back history: violations %v, want one lost-write", wt.violations)
+	}
+}
+
+func TestAReplacedHistoryIsALostWrite(t *testing.T) {
+	wt := newTestWatcher()
+	wt.checkDiskLocked("vol-1", disk("t1", "t2"), nil)
+	wt.checkDiskLocked("vol-1", disk("t1", "t3"), nil)
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "lost-write" {
+		t.Fatalf("violations %v, want one lost-write", wt.violations)
+	}
+}
+
+func TestSecondFormatAndBadChecksum(t *testing.T) {
+	wt := newTestWatcher()
+	ds := disk("t1")
+	wt.checkDiskLocked("vol-1", ds, nil)
+	ds.Formats = 2
+	ds.Checksum = "0000"
+	wt.checkDiskLocked("vol-1", ds, nil)
+	got := strings.Join(kinds(wt.violations), ",")
+	if got != "reformat,checksum" {
+		t.Fatalf("violations %s, want reformat,checksum", got)
+	}
+}
+
+func TestUncleanDetachUnlessAnInstanceDied(t *testing.T) {
+	wt := newTestWatcher()
+	ds := disk("t1")
+	wt.checkDiskLocked("vol-1", ds, nil)
+	wt.vols["vol-1"].unclean = 1 // what kill accounts for
+	ds.Unclean = 1
+	wt.checkDiskLocked("vol-1", ds, nil)
+	if len(wt.violations) != 0 {
+		t.Fatalf("an instance death's unclean detach was reported: %v", wt.violations)
+	}
+	ds.Unclean = 2
+	wt.checkDiskLocked("vol-1", ds, []string{"i-1"})
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "unclean-detach" {
+		t.Fatalf("violations %v, want one unclean-detach", wt.violations)
+	}
+}
+
+// task records a task the way the watcher's event handler does.
+func (wt *watcher) task(arn, instance string, def *serviceDef, running, stopped time.Time) {
+	wt.tasks[arn] = &taskObs{arn: arn, instance: instance, def: def, seenAt: running.Add(-time.Second), runningAt: running, stoppedAt: stopped}
+}
+
+func TestHandoffsAreGenerationsWrittenFromAnotherInstance(t *testing.T) {
+	wt := newTestWatcher()
+	svc := &serviceDef{name: "svc-00", volumes: []volumeDef{{name: "data-00", shared: true}}}
+	now := time.Now().Add(-time.Minute) // the tasks ran before the watcher saw their generations
+	wt.task("a/t1", "i-1", svc, now, now.Add(time.Second))
+	wt.task("a/t2", "i-1", svc, now.Add(2*time.Second), now.Add(3*time.Second)) // same instance: a restart, not a handoff
+	wt.task("a/t3", "i-2", svc, now.Add(5*time.Second), time.Time{})
+	wt.checkDiskLocked("vol-1", disk("a/t1", "a/t2", "a/t3"), nil)
+	wt.vols["vol-1"].name = "data-00"
+	wt.classifyLocked()
+	if wt.handoffs != 1 || len(wt.durations) != 1 {
+		t.Fatalf("%d handoffs (%v), want 1", wt.handoffs, wt.durations)
+	}
+	// t2 STOPPED at +3s; t3 was placed at +4s (after it) and ran at +5s.
+	if d := wt.durations[0]; d != time.Second {
+		t.Fatalf("handoff took %s, want 1s (t3 placed to t3 RUNNING)", d)
+	}
+	if wt.byName["data-00"] != "vol-1" {
+		t.Fatalf("data-00 held by %q", wt.byName["data-00"])
+	}
+	// The same name's data on a second volume is split data.
+	wt.task("a/t4", "i-1", svc, now.Add(9*time.Second), time.Time{})
+	wt.checkDiskLocked("vol-2", disk("a/t4"), nil)
+	wt.vols["vol-2"].name = "data-00"
+	wt.classifyLocked()
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "split-data" {
+		t.Fatalf("violations %v, want one split-data", wt.violations)
+	}
+}
+
+func TestTaskScopedVolumesMakeNoHandoffs(t *testing.T) {
+	wt := newTestWatcher()
+	svc := &serviceDef{name: "job-00", volumes: []volumeDef{{name: "scratch"}}}
+	now := time.Now()
+	wt.task("a/t1", "i-1", svc, now, now.Add(time.Second))
+	wt.task("a/t2", "i-2", svc, now.Add(2*time.Second), time.Time{})
+	wt.checkDiskLocked("vol-1", disk("a/t1", "a/t2"), nil)
+	wt.vols["vol-1"].name = "task-t1-scratch"
+	wt.classifyLocked()
+	if wt.handoffs != 0 {
+		t.Fatalf("%d handoffs counted on a task-scoped volume", wt.handoffs)
+	}
+}
+
+func TestRunningTaskMustHaveWrittenItsGeneration(t *testing.T) {
+	wt := newTestWatcher()
+	svc := &serviceDef{name: "svc-04", volumes: []volumeDef{{name: "data-04", shared: true}, {name: "scratch"}}}
+	now := time.Now()
+	arn := "arn:aws:ecs:us-west-2:123456789012:task/default/abc"
+	wt.task(arn, "i-1", svc, now, time.Time{})
+	wt.pending[arn] = now.Add(10 * time.Second)
+	wt.checkDiskLocked("vol-1", disk(arn), nil)
+	wt.vols["vol-1"].name = "data-04"
+	wt.verifyRunningLocked(now)
+	if _, waiting := wt.pending[arn]; !waiting {
+		t.Fatal("verified with its scratch volume's generation missing")
+	}
+	wt.verifyRunningLocked(now.Add(11 * time.Second))
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "no-data" || !strings.Contains(wt.violations[0].Detail, "task-abc-scratch") {
+		t.Fatalf("violations %v, want no-data naming task-abc-scratch", wt.violations)
+	}
+
+	wt2 := newTestWatcher()
+	wt2.task(arn, "i-1", svc, now, time.Time{})
+	wt2.pending[arn] = now.Add(10 * time.Second)
+	wt2.checkDiskLocked("vol-1", disk(arn), nil)
+	wt2.checkDiskLocked("vol-2", disk(arn), nil)
+	wt2.vols["vol-1"].name, wt2.vols["vol-2"].name = "data-04", "task-abc-scratch"
+	wt2.verifyRunningLocked(now)
+	if len(wt2.pending) != 0 || len(wt2.violations) != 0 || !wt2.tasks[arn].verified {
+		t.Fatalf("pending %v, violations %v", wt2.pending, wt2.violations)
+	}
+}
+
+func TestReplayCommand(t *testing.T) {
+	got := Config{Seed: 42, Kinds: []OpKind{OpDrain, OpKill}, NoFaults: true}.ReplayCommand(17)
+	want := "CHAOS_SEED=42 CHAOS_HANDOFFS=17 CHAOS_KINDS=drain,kill CHAOS_FAULTS=off make chaos"
+	if got != want {
+		t.Fatalf("replay command %q, want %q", got, want)
+	}
+	c, err := ConfigFromEnv(func(k string) string {
+		return map[string]string{EnvSeed: "42", EnvHandoffs: "17", EnvKinds: "drain,kill", EnvFaults: "off"}[k]
+	})
+	if err != nil || c.Seed != 42 || c.Handoffs != 17 || len(c.Kinds) != 2 || !c.NoFaults {
+		t.Fatalf("ConfigFromEnv: %+v, %v", c, err)
+	}
+	if _, err := ConfigFromEnv(func(k string) string { return map[string]string{EnvSeed: "x"}[k] }); err == nil {
+		t.Fatal("a bad seed was accepted")
+	}
+}

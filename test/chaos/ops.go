@@ -1,0 +1,453 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/tether-ecs/tether/test/world/ecssim"
+	"github.com/tether-ecs/tether/test/world/world"
+)
+
+// Instance states in the schedule's model.
+const (
+	instActive   = "active"
+	instDraining = "draining"
+	instDead     = "dead"
+)
+
+type instModel struct {
+	id, az, arn, state string
+	disconnected       bool // ECS agent
+	offline            bool // SSM agent
+}
+
+type svcModel struct {
+	def     *serviceDef
+	desired int32
+	exists  bool
+}
+
+// undoOp is an operation that undoes an earlier one once the schedule has
+// drawn due operations.
+type undoOp struct {
+	due    int
+	kind   OpKind
+	target string // instance id, AZ (launch) or service name
+}
+
+// schedule draws and performs the operations. Its choices depend only on
+// the seed and on its own model of what it did (instances drained, killed,
+// services scaled or deleted), so a seed always gives the same sequence;
+// only which task an operation meets depends on how the world got there.
+type schedule struct {
+	cfg   Config
+	w     *world.World
+	ecs   ecsAPI
+	watch *watcher
+	rng   *rand.Rand
+	inst  []*instModel
+	svc   []*svcModel
+	undo  []undoOp
+	// requeued: undo operations that could not happen yet, for the next step
+	requeued []undoOp
+	n        int
+	stuckAt  int // the last stick-attach
+	done     map[OpKind]int
+	skipped  map[OpKind]int
+	failed   map[OpKind]int
+	log      io.Writer
+}
+
+func newSchedule(cfg Config, w *world.World, api ecsAPI, watch *watcher, services []*serviceDef, log io.Writer) *schedule {
+	s := &schedule{cfg: cfg, w: w, ecs: api, watch: watch, rng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)),
+		done: map[OpKind]int{}, skipped: map[OpKind]int{}, failed: map[OpKind]int{}, log: log}
+	for _, in := range w.Instances() {
+		s.inst = append(s.inst, &instModel{id: in.ID, az: in.AZ, arn: in.ContainerInstanceArn, state: instActive})
+	}
+	for _, d := range services {
+		s.svc = append(s.svc, &svcModel{def: d, desired: 1, exists: true})
+	}
+	return s
+}
+
+// pause is the wait before the next operation: exponential, mean OpInterval.
+func (s *schedule) pause() time.Duration {
+	return time.Duration(s.rng.ExpFloat64() * float64(s.cfg.OpInterval))
+}
+
+// step performs the undo operations that are due, then one drawn
+// operation.
+func (s *schedule) step(ctx context.Context) {
+	s.n++
+	var later []undoOp
+	for _, u := range s.undo {
+		if u.due > s.n {
+			later = append(later, u)
+			continue
+		}
+		s.perform(ctx, u.kind, func() error { return s.doUndo(ctx, u) })
+	}
+	s.undo = append(later, s.requeued...)
+	s.requeued = nil
+	total := 0
+	for _, k := range chosenKinds {
+		if s.cfg.allowed(k.kind) {
+			total += k.weight
+		}
+	}
+	if total == 0 {
+		return
+	}
+	for range 4 { // a kind without a candidate now: draw again
+		x := s.rng.IntN(total)
+		var kind OpKind
+		for _, k := range chosenKinds {
+			if !s.cfg.allowed(k.kind) {
+				continue
+			}
+			if x < k.weight {
+				kind = k.kind
+				break
+			}
+			x -= k.weight
+		}
+		if op := s.choose(ctx, kind); op != nil {
+			s.perform(ctx, kind, op)
+			return
+		}
+		s.skipped[kind]++
+	}
+}
+
+func (s *schedule) perform(ctx context.Context, kind OpKind, op func() error) {
+	err := op()
+	if errors.Is(err, errNotYet) {
+		s.skipped[kind]++
+		return
+	}
+	if err != nil {
+		s.failed[kind]++
+		fmt.Fprintf(s.log, "operation %s failed: %v\n", kind, err)
+		return
+	}
+	s.done[kind]++
+}
+
+// later queues an undo operation after 1+lo..hi more operations.
+func (s *schedule) later(kind OpKind, target string, lo, hi int) {
+	s.undo = append(s.undo, undoOp{due: s.n + lo + s.rng.IntN(hi-lo+1), kind: kind, target: target})
+}
+
+// choose picks the operation's target; nil when none fits now.
+func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
+	switch kind {
+	case OpDrain:
+		in := s.pickInstance(func(in *instModel) bool { return in.state == instActive && s.inAZ(in.az, instActive) >= 2 })
+		if in == nil {
+			return nil
+		}
+		return func() error {
+			if err := s.w.DrainInstance(ctx, in.id); err != nil {
+				return err
+			}
+			in.state = instDraining
+			s.later(OpActivate, in.id, 4, 16)
+			return nil
+		}
+	case OpKill:
+		in := s.pickInstance(func(in *instModel) bool {
+			return in.state != instDead && s.inAZ(in.az, instActive) >= 1+b2i(in.state == instActive) && s.inAZ(in.az, "") >= 2
+		})
+		if in == nil {
+			return nil
+		}
+		return func() error {
+			in.state = instDead
+			s.later(OpLaunch, in.az, 2, 6)
+			return s.watch.kill(ctx, in.id)
+		}
+	case OpAgentRestart:
+		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead })
+		if in == nil {
+			return nil
+		}
+		return func() error { return s.w.RestartAgent(ctx, in.id) }
+	case OpDisconnect:
+		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead && !in.disconnected })
+		if in == nil {
+			return nil
+		}
+		return func() error {
+			if err := s.w.ECS().DisconnectAgent(in.id); err != nil {
+				return err
+			}
+			in.disconnected = true
+			s.later(OpReconnect, in.id, 1, 4)
+			return nil
+		}
+	case OpSSMOffline:
+		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead && !in.offline })
+		if in == nil {
+			return nil
+		}
+		return func() error {
+			if err := s.w.SSM().SetOnline(in.id, false); err != nil {
+				return err
+			}
+			in.offline = true
+			s.later(OpSSMOnline, in.id, 1, 6)
+			return nil
+		}
+	case OpStopTask, OpTaskExit:
+		sv := s.pickService(func(m *svcModel) bool { return m.exists && m.desired > 0 })
+		if sv == nil {
+			return nil
+		}
+		return func() error { return s.stopTask(ctx, sv, kind == OpTaskExit) }
+	case OpScaleDown:
+		sv := s.pickService(func(m *svcModel) bool { return m.exists && m.desired > 0 })
+		if sv == nil {
+			return nil
+		}
+		return func() error {
+			if err := s.scale(ctx, sv, 0); err != nil {
+				return err
+			}
+			s.later(OpScaleUp, sv.def.name, 4, 12)
+			return nil
+		}
+	case OpDeleteSvc:
+		deleted := 0
+		for _, m := range s.svc {
+			if !m.exists {
+				deleted++
+			}
+		}
+		sv := s.pickService(func(m *svcModel) bool { return m.exists })
+		if sv == nil || deleted >= 3 {
+			return nil
+		}
+		return func() error {
+			err := retrying(ctx, "delete service "+sv.def.name, func(ctx context.Context) error {
+				_, err := s.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Cluster: aws.String(s.watch.cluster), Service: aws.String(sv.def.name), Force: aws.Bool(true)})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			sv.exists, sv.desired = false, 0
+			s.later(OpRecreateSvc, sv.def.name, 6, 16)
+			return nil
+		}
+	case OpThrottle:
+		actions := []string{"AttachVolume", "DetachVolume", "DescribeVolumes", "CreateVolume", "DeleteVolume"}
+		a, n := actions[s.rng.IntN(len(actions))], 1+s.rng.IntN(10)
+		return func() error { s.w.EC2().ThrottleNext(a, n); return nil }
+	case OpFailCreate:
+		return func() error {
+			s.w.EC2().FailNextCreates(1, "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state")
+			return nil
+		}
+	case OpDelayAttach, OpStickAttach:
+		// A stuck attachment holds its service for tether's 90 s (wall)
+		// before it is forced: one now and then.
+		if kind == OpStickAttach && s.stuckAt > 0 && s.n-s.stuckAt < 300 {
+			return nil
+		}
+		sv := s.pickService(func(m *svcModel) bool { _, ok := m.def.sharedVolume(); return ok })
+		if sv == nil {
+			return nil
+		}
+		d := time.Duration(200+s.rng.IntN(2800)) * time.Millisecond
+		return func() error {
+			vd, _ := sv.def.sharedVolume()
+			id, ok := s.watch.volumeOf(vd.name)
+			if !ok {
+				return errNotYet
+			}
+			if kind == OpStickAttach {
+				s.stuckAt = s.n
+				return s.w.EC2().StickAttach(id)
+			}
+			return s.w.EC2().DelayAttach(id, d)
+		}
+	}
+	return nil
+}
+
+// errNotYet: the operation's target does not exist yet (a volume not
+// created); counted as skipped.
+var errNotYet = errors.New("target not there yet")
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// inAZ counts the instances of an AZ in a state ("" for every live one).
+func (s *schedule) inAZ(az, state string) int {
+	n := 0
+	for _, in := range s.inst {
+		if in.az == az && (in.state == state || state == "" && in.state != instDead) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *schedule) pickInstance(ok func(*instModel) bool) *instModel {
+	var c []*instModel
+	for _, in := range s.inst {
+		if ok(in) {
+			c = append(c, in)
+		}
+	}
+	if len(c) == 0 {
+		return nil
+	}
+	return c[s.rng.IntN(len(c))]
+}
+
+func (s *schedule) pickService(ok func(*svcModel) bool) *svcModel {
+	var c []*svcModel
+	for _, m := range s.svc {
+		if ok(m) {
+			c = append(c, m)
+		}
+	}
+	if len(c) == 0 {
+		return nil
+	}
+	return c[s.rng.IntN(len(c))]
+}
+
+func (s *schedule) service(name string) *svcModel {
+	for _, m := range s.svc {
+		if m.def.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *schedule) scale(ctx context.Context, sv *svcModel, desired int32) error {
+	err := retrying(ctx, "scale "+sv.def.name, func(ctx context.Context) error {
+		_, err := s.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String(s.watch.cluster), Service: aws.String(sv.def.name), DesiredCount: aws.Int32(desired)})
+		return err
+	})
+	if err == nil {
+		sv.desired = desired
+	}
+	return err
+}
+
+// stopTask stops the service's live task: through ECS (an operator's
+// StopTask) or by its container exiting.
+func (s *schedule) stopTask(ctx context.Context, sv *svcModel, exit bool) error {
+	var target *ecssim.TaskInfo
+	for _, t := range s.w.ECS().Snapshot(s.watch.cluster).ServiceTasks(sv.def.name) {
+		if t.DesiredStatus == "RUNNING" && (!exit || t.LastStatus == "RUNNING") {
+			target = &t
+		}
+	}
+	if target == nil {
+		return errNotYet
+	}
+	if exit {
+		h, ok := s.w.FakeHost(target.EC2InstanceID)
+		if !ok {
+			return errNotYet
+		}
+		return h.ExitTask(target.Arn, 1)
+	}
+	return retrying(ctx, "stop task", func(ctx context.Context) error {
+		_, err := s.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(s.watch.cluster), Task: aws.String(target.Arn), Reason: aws.String("chaos: stop-task")})
+		return err
+	})
+}
+
+// doUndo performs an undo operation; one that cannot happen yet (a
+// service still draining) is queued again.
+func (s *schedule) doUndo(ctx context.Context, u undoOp) error {
+	switch u.kind {
+	case OpActivate:
+		for _, in := range s.inst {
+			if in.id != u.target || in.state != instDraining {
+				continue
+			}
+			err := retrying(ctx, "activate "+in.id, func(ctx context.Context) error {
+				_, err := s.ecs.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{
+					Cluster: aws.String(s.watch.cluster), ContainerInstances: []string{in.arn}, Status: types.ContainerInstanceStatusActive})
+				return err
+			})
+			if err == nil {
+				in.state = instActive
+			}
+			return err
+		}
+		return nil // killed meanwhile
+	case OpReconnect, OpSSMOnline:
+		for _, in := range s.inst {
+			if in.id != u.target || in.state == instDead {
+				continue
+			}
+			if u.kind == OpReconnect {
+				in.disconnected = false
+				return s.w.ECS().ReconnectAgent(in.id)
+			}
+			in.offline = false
+			return s.w.SSM().SetOnline(in.id, true)
+		}
+		return nil
+	case OpLaunch:
+		in, err := s.w.LaunchInstance(ctx, world.LaunchOptions{AZ: u.target})
+		if err != nil {
+			return err
+		}
+		s.inst = append(s.inst, &instModel{id: in.ID, az: in.AZ, arn: in.ContainerInstanceArn, state: instActive})
+		return nil
+	case OpScaleUp:
+		if sv := s.service(u.target); sv != nil && sv.exists {
+			return s.scale(ctx, sv, 1)
+		}
+		return nil
+	case OpRecreateSvc:
+		sv := s.service(u.target)
+		err := sv.def.create(ctx, s.ecs, s.watch.cluster, 1)
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidParameterException" {
+			// The deleted service is still DRAINING its task.
+			s.requeued = append(s.requeued, undoOp{due: s.n + 1, kind: u.kind, target: u.target})
+			return nil
+		}
+		if err == nil {
+			sv.exists, sv.desired = true, 1
+		}
+		return err
+	}
+	return fmt.Errorf("unknown undo operation %s", u.kind)
+}
+
+// restore undoes every pending drain, kill and scale-down at once (deleted
+// services stay deleted), so the cluster can settle at full strength.
+func (s *schedule) restore(ctx context.Context) {
+	pending := s.undo
+	s.undo = nil
+	for _, u := range pending {
+		if u.kind == OpRecreateSvc {
+			continue
+		}
+		s.perform(ctx, u.kind, func() error { return s.doUndo(ctx, u) })
+	}
+}

@@ -1,0 +1,57 @@
+// Command tetherchaos is `make chaos`: one seeded chaos run of tether in
+// the local AWS world (test/chaos), configured by CHAOS_SEED,
+// CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_FAULTS and CHAOS_INTERVAL (CHAOS_LOG:
+// where the world's JSON log and then the functions' output go, kept; by default it is kept only when
+// the run fails). It prints
+// the run's tables and exits 1 on any violation (with the seed and the
+// command that replays it), 2 when the run could not be carried out.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/tether-ecs/tether/test/chaos"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	cfg, err := chaos.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherchaos: %v\n", err)
+		return 2
+	}
+	logPath, keep := os.Getenv("CHAOS_LOG"), true
+	if logPath == "" {
+		logPath, keep = filepath.Join(os.TempDir(), fmt.Sprintf("tetherchaos-%d.log", cfg.Seed)), false
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherchaos: world log: %v\n", err)
+		return 2
+	}
+	defer logFile.Close()
+	cfg.Progress, cfg.WorldLog, cfg.FunctionLog = os.Stderr, logFile, logFile
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := chaos.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherchaos: %v (world log: %s)\n", err, logPath)
+		return 2
+	}
+	rep.Print(os.Stdout)
+	if rep.Broken() {
+		fmt.Printf("\nFAILED: %d violations; world log: %s\n", len(rep.Violations), logPath)
+		return 1
+	}
+	if !keep {
+		logFile.Close()
+		os.Remove(logPath)
+	}
+	return 0
+}
