@@ -222,7 +222,8 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	if len(runs) > 0 {
 		bench.CallRows(rep, runs...)
 		rep.Note("handoffs: services of one busybox task (bridge network, no load balancer, so ECS adds no ENI or target-group steps) with a shared tether volume, maximumPercent 100 / minimumHealthyPercent 0 as the seed's MySQL service; timed from the drain call to ECS reporting the replacement RUNNING; the data (a mark written before the drain) is checked on the new host afterwards, outside the time")
-		rep.Note("ec2_calls_per_handoff: every EC2 call (throttled ones included) from the first drain to the last handoff settled, over all handoffs of all runs; the sweep's calls in that time count too")
+		rep.Note("single handoffs: each to a real instance launched for it (never held the volume, so the mount goes through the reconciler's SSM command; a host that held it before mounts it by itself from its binding, about a second sooner)")
+		rep.Note("ec2_calls_per_handoff: every EC2 call (throttled ones included) from the drain until tether's queues are empty again (each single handoff its own window, the 200 one window), over all handoffs of all runs; the sweep's calls in those windows count too")
 		rep.Note("floor: the world's own means on the critical path (realistic profile); ECS stopping the old task, the unmount before the detach, event delivery and reconciler passes are above it, see the phases")
 	}
 
