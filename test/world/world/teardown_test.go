@@ -117,6 +117,38 @@ type worldTrace struct {
 	processes  []proc
 	namespaces map[string]bool // mnt:[...] of the hosts
 	children   map[proc]string // the test's children before the world
+	// closing is when Close began, in seconds since boot: the kernel reuses
+	// a dead namespace's id, so a process in a traced namespace counts as
+	// left only if it started before then (not another world's, born after).
+	closing float64
+}
+
+// markClosing records when Close begins.
+func (tr *worldTrace) markClosing(t *testing.T) {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up float64
+	if _, err := fmt.Sscan(string(raw), &up); err != nil {
+		t.Fatalf("/proc/uptime: %v", err)
+	}
+	tr.closing = up
+}
+
+// startedBefore reports whether pid started before seconds since boot
+// (start ticks at USER_HZ, 100 on Linux).
+func startedBefore(pid int, seconds float64) bool {
+	s, ok := procStart(pid)
+	if !ok {
+		return false
+	}
+	var ticks float64
+	if _, err := fmt.Sscan(s, &ticks); err != nil {
+		return true // cannot tell: count it
+	}
+	return ticks/100 <= seconds
 }
 
 // traceHosts records every process of the world's real hosts.
@@ -179,7 +211,7 @@ func (tr *worldTrace) check(t *testing.T, before box) {
 		}
 	}
 	for _, pid := range allPids() {
-		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && tr.namespaces[ns] {
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && tr.namespaces[ns] && (tr.closing == 0 || startedBefore(pid, tr.closing)) {
 			t.Errorf("process left in a host's mount namespace %s: pid %d: %s", ns, pid, cmdline(pid))
 		}
 	}
@@ -228,6 +260,7 @@ func TestCloseLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("traced %d processes in %d namespaces; want the hosts' dockerd and friends", len(tr.processes), len(tr.namespaces))
 	}
 	closed = true
+	tr.markClosing(t)
 	if err := w.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
