@@ -6,23 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/tether-ecs/tether/test/testenv"
-	"github.com/tether-ecs/tether/test/world/world"
 )
 
-// seedPage is the seed walkthrough's text: shared/seed beside the
-// repository (as laid out for developers and CI).
+// seedPage is the seed walkthrough's text, kept in the repository
+// (seed/walkthrough.txt: the AWS Compute Blog post, as the product's seed).
 func seedPage(t *testing.T) string {
 	t.Helper()
-	root, err := world.RepoRoot()
+	raw, err := os.ReadFile(filepath.Join("seed", "walkthrough.txt"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	path := filepath.Join(filepath.Dir(root), "shared", "seed", "000_20d288d2abb29b49.txt")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		testenv.Missing(t, "the seed walkthrough beside the repository: "+err.Error())
 	}
 	// The page's non-breaking spaces, as a browser's copy gives them.
 	return strings.ReplaceAll(string(raw), "\u00a0", " ")
@@ -42,7 +34,7 @@ func TestSeedFilesAreTheWalkthroughsText(t *testing.T) {
 		text := string(Seed(name))
 		want := text
 		switch name {
-		case "README.md":
+		case "README.md", "walkthrough.txt":
 			continue
 		case "get-outputs.sh", "drain-instance.sh":
 			// What the seed's `cat > NAME << 'EOF'` writes.
