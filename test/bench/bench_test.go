@@ -330,3 +330,25 @@ func TestMedianAndQuantile(t *testing.T) {
 		t.Error("Median sorted its input")
 	}
 }
+
+// A failed handoff counts in the median as one that never finished.
+func TestRunMedianCountsFailures(t *testing.T) {
+	t0 := time.Now()
+	ok := func(s int) Handoff {
+		return Handoff{Drained: t0, Running: t0.Add(time.Duration(s) * time.Second), Verified: true}
+	}
+	failed := Handoff{Drained: t0, Failure: "no replacement RUNNING before the deadline"}
+	unverified := ok(1)
+	unverified.Verified = false
+	r := RunResult{Handoffs: []Handoff{ok(10), ok(20), ok(30), failed, unverified}}
+	if m, good := r.Median(); !good || m != 30*time.Second {
+		t.Errorf("median %v %v, want 30s (10, 20, 30 and two that never finished)", m, good)
+	}
+	if r.Failed() != 2 || len(r.Durations()) != 3 {
+		t.Errorf("failed %d, durations %v", r.Failed(), r.Durations())
+	}
+	r = RunResult{Handoffs: []Handoff{ok(10), failed}}
+	if _, good := r.Median(); good {
+		t.Error("a median with half the handoffs failed")
+	}
+}

@@ -83,6 +83,14 @@ func splitRow(r *Report, run RunResult, f Floor) {
 		secs(Median(worlds)), secs(Median(ecss)), len(worlds)))
 }
 
+// failedNote says how failed handoffs entered the median.
+func failedNote(run RunResult) string {
+	if n := run.Failed(); n > 0 {
+		return fmt.Sprintf("; %d failed, counted as never finishing", n)
+	}
+	return ""
+}
+
 func durations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
@@ -94,14 +102,13 @@ func durations(ds []time.Duration) string {
 // HandoffRows adds the single-handoff figures.
 func HandoffRows(r *Report, run RunResult, floor Floor) {
 	ds := run.Durations()
-	if len(ds) == 0 {
-		r.Add("handoff_ratio_1", "n/a", HandoffGoal, "no handoff finished")
+	if med, ok := run.Median(); !ok {
+		r.Add("handoff_ratio_1", "n/a", HandoffGoal, fmt.Sprintf("%d of %d handoffs finished", len(ds), len(run.Handoffs)))
 	} else {
-		med := Median(ds)
 		ratio := floor.Ratio(med)
 		r.Results.HandoffRatio1 = Ptr(ratio)
-		r.Add("handoff_ratio_1", Ratio(ratio), HandoffGoal, fmt.Sprintf("median %s of %d handoffs (%s) / floor %s",
-			secs(med), len(ds), durations(ds), secs(floor.Total())))
+		r.Add("handoff_ratio_1", Ratio(ratio), HandoffGoal, fmt.Sprintf("median %s of %d handoffs (%s%s) / floor %s",
+			secs(med), len(run.Handoffs), durations(ds), failedNote(run), secs(floor.Total())))
 	}
 	r.Add("  floor", secs(floor.Total()), "", floor.Parts())
 	var drawn []float64
@@ -128,15 +135,14 @@ func ConcurrentRows(r *Report, run RunResult, floor Floor, instances int) {
 	ds := run.Durations()
 	bound := BucketBound(floor, DefaultLimits(), len(run.Handoffs))
 	boundMed := Median(bound)
-	if len(ds) == 0 {
-		r.Add("handoff_ratio_200", "n/a", HandoffGoal, "no handoff finished")
+	if med, ok := run.Median(); !ok {
+		r.Add("handoff_ratio_200", "n/a", HandoffGoal, fmt.Sprintf("%d of %d handoffs finished", len(ds), len(run.Handoffs)))
 	} else {
-		med := Median(ds)
 		ratio := floor.Ratio(med)
 		r.Results.HandoffRatio200 = Ptr(ratio)
 		slices.Sort(ds)
-		r.Add("handoff_ratio_200", Ratio(ratio), HandoffGoal, fmt.Sprintf("median %s of %d concurrent handoffs on %d %s instances (min %s, max %s) / floor %s",
-			secs(med), len(ds), instances, run.Hosts, secs(ds[0]), secs(ds[len(ds)-1]), secs(floor.Total())))
+		r.Add("handoff_ratio_200", Ratio(ratio), HandoffGoal, fmt.Sprintf("median %s of %d concurrent handoffs on %d %s instances (finished: min %s, max %s%s) / floor %s",
+			secs(med), len(run.Handoffs), instances, run.Hosts, secs(ds[0]), secs(ds[len(ds)-1]), failedNote(run), secs(floor.Total())))
 		r.Add("  vs bucket-bound floor", Ratio(float64(med)/float64(boundMed)), "",
 			fmt.Sprintf("the floor's steps for %d handoffs at once through EC2's and SSM's documented token buckets (Detach, Attach, SendCommand 50 + 5/s): median %s, last %s",
 				len(run.Handoffs), secs(boundMed), secs(bound[len(bound)-1])))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,22 @@ func (r RunResult) Durations() []time.Duration {
 		}
 	}
 	return out
+}
+
+// Median is the median handoff time with every failed handoff counted as
+// never finishing (slower than any that did); false when half or more
+// failed, so the median is not a time.
+func (r RunResult) Median() (time.Duration, bool) {
+	ds := r.Durations()
+	failed := len(r.Handoffs) - len(ds)
+	if len(ds) == 0 || failed*2 >= len(r.Handoffs) {
+		return 0, false
+	}
+	never := slices.Max(ds) + time.Hour
+	for range failed {
+		ds = append(ds, never)
+	}
+	return Median(ds), true
 }
 
 // Failed counts handoffs that did not finish with their data.

@@ -148,6 +148,22 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		bench.FunctionRows(rep, sizes, nil)
 	}
 
+	if !o.skip["agent"] {
+		// First: they are short and load the machine (mkfs, dd), which the
+		// handoffs that follow should not share.
+		log.Info("agent benchmarks (go test -bench)")
+		logFile, err := os.Create(filepath.Join(dir, "agent-bench.log"))
+		if err != nil {
+			return rep, err
+		}
+		fig, err := bench.RunAgentBenchmarks(ctx, root, logFile)
+		logFile.Close()
+		if err != nil {
+			fail("agent benchmarks", err)
+		}
+		bench.AgentRows(rep, fig)
+	}
+
 	env := bench.Env{Dir: dir, Seed: o.seed, Log: log}
 	needWorld := !o.skip["single"] || !o.skip["concurrent"]
 	if needWorld {
@@ -168,7 +184,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	hosts := world.HostKind(o.hosts)
 	concurrentPerHost := o.concurrent / (o.instances / 2)
 	if !o.skip["single"] {
-		log.Info("single handoffs on two real instances", "handoffs", o.handoffs)
+		log.Info("single handoffs, each to a fresh real instance", "handoffs", o.handoffs)
 		single, err := bench.RunSingle(ctx, env, o.handoffs, concurrentPerHost)
 		if err != nil {
 			fail("single handoffs", err)
@@ -227,19 +243,6 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		rep.Note("floor: the world's own means on the critical path (realistic profile); ECS stopping the old task, the unmount before the detach, event delivery and reconciler passes are above it, see the phases")
 	}
 
-	if !o.skip["agent"] {
-		log.Info("agent benchmarks (go test -bench)")
-		logFile, err := os.Create(filepath.Join(dir, "agent-bench.log"))
-		if err != nil {
-			return rep, err
-		}
-		fig, err := bench.RunAgentBenchmarks(ctx, root, logFile)
-		logFile.Close()
-		if err != nil {
-			fail("agent benchmarks", err)
-		}
-		bench.AgentRows(rep, fig)
-	}
 	rep.Note("whole run took %s", time.Since(start).Round(time.Second))
 	return rep, errors.Join(errs...)
 }
