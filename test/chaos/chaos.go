@@ -69,6 +69,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	r := &run{cfg: cfg, w: w, cluster: w.Options().Cluster, log: progress}
 	rep, err := r.do(ctx)
+	if cfg.FunctionLog != nil { // also after an interrupted run: what the functions did is the evidence
+		out := w.FunctionOutput()
+		for _, id := range slices.Sorted(maps.Keys(out)) {
+			fmt.Fprintf(cfg.FunctionLog, "=== %s\n%s\n", id, out[id])
+		}
+	}
 	if rep != nil {
 		rep.Elapsed = time.Since(began)
 	}
@@ -137,12 +143,6 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	rep.OpsPhase, rep.Settled = opsTook, settled
 	r.finalChecks(ctx, rep)
 	r.watch.fill(rep)
-	if cfg.FunctionLog != nil {
-		out := r.w.FunctionOutput()
-		for _, id := range slices.Sorted(maps.Keys(out)) {
-			fmt.Fprintf(cfg.FunctionLog, "=== %s\n%s\n", id, out[id])
-		}
-	}
 	return rep, nil
 }
 

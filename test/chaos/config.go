@@ -76,7 +76,7 @@ type Config struct {
 	// SharedServices have a shared-scope tether volume and an AZ placement
 	// constraint (default 24); every fifth also has a task-scope scratch
 	// volume. TaskServices have only a task-scope volume and no constraint
-	// (default 4).
+	// (default 4; -1 for none).
 	SharedServices, TaskServices int
 	// OpInterval is the mean wall time between operations (default 250ms
 	// with the instant profile, longer with slower ones: see pace).
@@ -138,6 +138,7 @@ func (c *Config) defaults() error {
 	def(&c.AZs, 3)
 	def(&c.SharedServices, 24)
 	def(&c.TaskServices, 4)
+	c.TaskServices = max(c.TaskServices, 0)
 	if c.Profile == "" {
 		c.Profile = "instant"
 	}
@@ -189,12 +190,23 @@ func (c *Config) allowed(k OpKind) bool { return len(c.Kinds) == 0 || slices.Con
 const (
 	EnvSeed     = "CHAOS_SEED"       // a number; "random" or empty: drawn and printed
 	EnvHandoffs = "CHAOS_HANDOFFS"   // handoffs to complete (default 1000)
-	EnvKinds    = "CHAOS_KINDS"      // comma-separated operation kinds (default all)
+	EnvKinds    = "CHAOS_KINDS"      // comma-separated operation kinds, or -kind,... for all but those (default all)
 	EnvFaults   = "CHAOS_FAULTS"     // "off": no fault injection
 	EnvInterval = "CHAOS_INTERVAL"   // mean time between operations, e.g. 250ms
 	EnvProfile  = "CHAOS_PROFILE"    // the world's latency profile (default instant)
 	EnvKeep     = "CHAOS_KEEP_GOING" // "1": operations go on after a violation
+	// EnvShape: instances,AZs,shared-scope services,task-scope services
+	// (default 6,3,24,4); smaller shapes help minimise a failing seed.
+	EnvShape = "CHAOS_SHAPE"
+	// EnvMaxRun bounds the operations phase (default 17m).
+	EnvMaxRun = "CHAOS_MAX_RUN"
 )
+
+const defaultShape = "6,3,24,4"
+
+func (c Config) shape() string {
+	return fmt.Sprintf("%d,%d,%d,%d", c.Instances, c.AZs, c.SharedServices, c.TaskServices)
+}
 
 // ConfigFromEnv reads a Config from CHAOS_* variables; a missing seed is
 // drawn at random (the report prints it).
@@ -219,9 +231,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.Handoffs = v
 	}
 	if s := getenv(EnvKinds); s != "" {
-		for _, k := range strings.Split(s, ",") {
-			c.Kinds = append(c.Kinds, OpKind(strings.TrimSpace(k)))
-		}
+		c.Kinds = parseKinds(s)
 	}
 	switch s := getenv(EnvFaults); s {
 	case "", "on":
@@ -239,6 +249,29 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.Profile = getenv(EnvProfile)
 	c.KeepGoing = getenv(EnvKeep) == "1"
+	if s := getenv(EnvMaxRun); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 5m", EnvMaxRun, s))
+		}
+		c.MaxRun = d
+	}
+	if s := getenv(EnvShape); s != "" {
+		var n [4]int
+		parts := strings.Split(s, ",")
+		ok := len(parts) == 4
+		for i := 0; ok && i < 4; i++ {
+			v, err := strconv.Atoi(strings.TrimSpace(parts[i]))
+			n[i], ok = v, err == nil && v >= 0
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s=%q: want instances,AZs,shared services,task services such as %s", EnvShape, s, defaultShape))
+		}
+		c.Instances, c.AZs, c.SharedServices, c.TaskServices = n[0], n[1], n[2], n[3]
+		if c.TaskServices == 0 {
+			c.TaskServices = -1 // none, not the default
+		}
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -248,11 +281,7 @@ func (c Config) ReplayCommand(handoffs int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s=%d %s=%d", EnvSeed, c.Seed, EnvHandoffs, max(handoffs, 1))
 	if len(c.Kinds) > 0 {
-		ks := make([]string, len(c.Kinds))
-		for i, k := range c.Kinds {
-			ks[i] = string(k)
-		}
-		fmt.Fprintf(&b, " %s=%s", EnvKinds, strings.Join(ks, ","))
+		fmt.Fprintf(&b, " %s=%s", EnvKinds, formatKinds(c.Kinds))
 	}
 	if c.NoFaults {
 		fmt.Fprintf(&b, " %s=off", EnvFaults)
@@ -263,6 +292,55 @@ func (c Config) ReplayCommand(handoffs int) string {
 	if c.Profile != "" && c.Profile != "instant" {
 		fmt.Fprintf(&b, " %s=%s", EnvProfile, c.Profile)
 	}
+	if sh := c.shape(); sh != defaultShape && sh != "0,0,0,0" {
+		fmt.Fprintf(&b, " %s=%s", EnvShape, sh)
+	}
 	b.WriteString(" make chaos")
 	return b.String()
+}
+
+// parseKinds reads CHAOS_KINDS: "drain,kill" (only those) or
+// "-stick-attach" (every kind but those).
+func parseKinds(s string) []OpKind {
+	var in, out []OpKind
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if rest, ok := strings.CutPrefix(k, "-"); ok {
+			out = append(out, OpKind(rest))
+		} else if k != "" {
+			in = append(in, OpKind(k))
+		}
+	}
+	if len(out) == 0 {
+		return in
+	}
+	for _, k := range AllKinds() {
+		if !slices.Contains(out, k) {
+			in = append(in, k)
+		}
+	}
+	return in
+}
+
+// formatKinds writes kinds the short way: the list, or the kinds left out
+// when that is shorter.
+func formatKinds(kinds []OpKind) string {
+	var in, out []string
+	for _, k := range AllKinds() {
+		if slices.Contains(kinds, k) {
+			in = append(in, string(k))
+		} else {
+			out = append(out, "-"+string(k))
+		}
+	}
+	for _, k := range kinds {
+		if !slices.Contains(AllKinds(), k) {
+			in = append(in, string(k)) // unknown: defaults() reports it
+			out = nil
+		}
+	}
+	if out != nil && len(out) < len(in) {
+		return strings.Join(out, ",")
+	}
+	return strings.Join(in, ",")
 }

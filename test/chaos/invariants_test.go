@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,13 @@ func TestReplayCommand(t *testing.T) {
 	}
 	if _, err := ConfigFromEnv(func(k string) string { return map[string]string{EnvSeed: "x"}[k] }); err == nil {
 		t.Fatal("a bad seed was accepted")
+	}
+	all := parseKinds("-stick-attach")
+	if len(all) != len(AllKinds())-1 || slices.Contains(all, OpStickAttach) || formatKinds(all) != "-stick-attach" {
+		t.Fatalf("all but stick-attach: %v, written %q", all, formatKinds(all))
+	}
+	c = Config{Seed: 1, Instances: 2, AZs: 1, SharedServices: 5}
+	if got := c.ReplayCommand(3); got != "CHAOS_SEED=1 CHAOS_HANDOFFS=3 CHAOS_SHAPE=2,1,5,0 make chaos" {
+		t.Fatalf("replay command with a shape: %q", got)
 	}
 }
