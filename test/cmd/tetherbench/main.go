@@ -132,6 +132,14 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		return rep, err
 	}
 	rep.Note("logs (worlds, functions, go test output) are in %s", dir)
+	// The builds are large and rebuilt every run; only the logs stay.
+	defer func() {
+		for _, sub := range []string{"bin", "bootstraps", "sam-build"} {
+			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+				log.Warn("removing a build", "dir", sub, "err", err)
+			}
+		}
+	}()
 	var errs []error
 	fail := func(part string, err error) {
 		log.Error("part failed", "part", part, "err", err)
