@@ -53,8 +53,11 @@ world:
 chaos:
 	@echo "make chaos: not there yet (issue: End to end)."; exit 2
 
+## bench: tether's handoffs on the realistic local world (one at a time on real hosts, 200 at
+## once under EC2's throttling), the agent benchmarks, bootstrap size and cold init; the table
+## on stdout, the figures as JSON in $(BENCH_OUT) when set (root, as make test)
 bench:
-	@echo "make bench: not there yet (issue: End to end)."; exit 2
+	$(GO) run ./test/cmd/tetherbench -out "$(BENCH_OUT)"
 
 ## bench-agent: first-use format of a blank 1 TiB device, data path through tether vs a direct
 ## mount, container start with a tether volume vs the local driver (ratios from one run)
