@@ -188,6 +188,24 @@ func (r *run) operate(ctx context.Context) {
 			return
 		case <-time.After(r.sched.pause()):
 		}
+		r.backpressure(ctx)
 		r.sched.step(ctx)
+	}
+}
+
+// backpressure holds the next operation, for at most a few seconds, while
+// more than a quarter of the services wait for their volume: drains that
+// come faster than handoffs can finish only stop tasks that are still
+// waiting, and the run makes no handoffs. The schedule's draws do not
+// depend on it; only its timing does.
+func (r *run) backpressure(ctx context.Context) {
+	limit := max(3, len(r.sched.svc)/4)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.watch.waiting() > limit && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

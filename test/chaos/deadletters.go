@@ -62,16 +62,28 @@ func drain(q *eventbus.Queue) []eventbus.Message {
 }
 
 // explain finds the last warning or error a function logged about the
-// message.
+// message. A message the functions handled every time without one went
+// to the dead-letter queue because it came back while its batch still
+// ran (the invocation outlived the visibility timeout): that is said, with
+// the longest invocation that handled it.
 func explain(outputs []string, messageID string) string {
-	why := ""
+	why, handled, longest := "", 0, 0.0
 	for _, out := range outputs {
 		for _, line := range strings.Split(out, "\n") {
 			if !strings.Contains(line, messageID) {
 				continue
 			}
 			var l map[string]any
-			if json.Unmarshal([]byte(line), &l) != nil || (l["level"] != "WARN" && l["level"] != "ERROR") {
+			if json.Unmarshal([]byte(line), &l) != nil {
+				continue
+			}
+			if l["level"] != "WARN" && l["level"] != "ERROR" {
+				if m := fmt.Sprint(l["msg"]); m == "key handed back" || m == "key converged" {
+					handled++
+					if ms, ok := l["tookMs"].(float64); ok && ms > longest {
+						longest = ms
+					}
+				}
 				continue
 			}
 			why = fmt.Sprint(l["msg"])
@@ -81,6 +93,10 @@ func explain(outputs []string, messageID string) string {
 				}
 			}
 		}
+	}
+	if why == "" && handled > 0 {
+		why = fmt.Sprintf("handled without error %d times (a pass took up to %s): redelivered while its batch still ran, the invocation outliving the queue's visibility timeout",
+			handled, time.Duration(longest)*time.Millisecond)
 	}
 	return why
 }

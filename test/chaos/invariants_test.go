@@ -188,3 +188,23 @@ func TestReplayCommand(t *testing.T) {
 		t.Fatalf("replay command with a shape: %q", got)
 	}
 }
+
+func TestDeadLetterExplanations(t *testing.T) {
+	outputs := []string{
+		`{"level":"INFO","msg":"key handed back","messageId":"m1","tookMs":14029}` + "\n" +
+			`{"level":"INFO","msg":"key converged","messageId":"m1","tookMs":9}` + "\n" +
+			`{"level":"WARN","msg":"message goes back to the queue","messageId":"m2","why":"keys not known"}`,
+	}
+	if got := explain(outputs, "m2"); got != "message goes back to the queue: keys not known" {
+		t.Errorf("m2: %q", got)
+	}
+	if got := explain(outputs, "m1"); !strings.Contains(got, "handled without error 2 times") || !strings.Contains(got, "14.029s") {
+		t.Errorf("m1: %q", got)
+	}
+	if got := explain(outputs, "m3"); got != "" {
+		t.Errorf("a message no log names was explained: %q", got)
+	}
+	if got := failureKind("tether: volume data-07 (vol-0abc) on i-0123 failed after 2.5s"); got != "tether: volume NAME (vol-X) on i-X failed after Ns" {
+		t.Errorf("failureKind: %q", got)
+	}
+}

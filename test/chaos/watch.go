@@ -413,3 +413,26 @@ func (wt *watcher) stillOnAll(vol string, on []string) bool {
 	}
 	return true
 }
+
+// waiting counts the services whose newest task is placed but not yet
+// RUNNING (it waits for its volumes).
+func (wt *watcher) waiting() int {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	newest := map[string]*taskObs{}
+	for _, t := range wt.tasks {
+		if t.service == "" || t.desired != "RUNNING" {
+			continue
+		}
+		if n := newest[t.service]; n == nil || t.seenAt.After(n.seenAt) {
+			newest[t.service] = t
+		}
+	}
+	n := 0
+	for _, t := range newest {
+		if t.runningAt.IsZero() && t.stoppedAt.IsZero() {
+			n++
+		}
+	}
+	return n
+}
