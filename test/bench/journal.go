@@ -113,34 +113,3 @@ func (h journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 // WithGroup keeps the handler flat: the world's loggers use no groups for
 // the keys read here.
 func (h journalHandler) WithGroup(string) slog.Handler { return h }
-
-// teeHandler sends every record to two handlers.
-type teeHandler struct{ a, b slog.Handler }
-
-// Tee returns a handler that writes every record to both a and b.
-func Tee(a, b slog.Handler) slog.Handler { return teeHandler{a, b} }
-
-func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
-}
-
-func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
-	var err error
-	if h.a.Enabled(ctx, r.Level) {
-		err = h.a.Handle(ctx, r.Clone())
-	}
-	if h.b.Enabled(ctx, r.Level) {
-		if e := h.b.Handle(ctx, r.Clone()); err == nil {
-			err = e
-		}
-	}
-	return err
-}
-
-func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
-}
-
-func (h teeHandler) WithGroup(name string) slog.Handler {
-	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
-}

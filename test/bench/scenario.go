@@ -103,7 +103,7 @@ func (e Env) startWorld(ctx context.Context, name string, o world.Options) (*wor
 	// would scale to them.
 	o.Environments = 16
 	o.Dir = e.Dir
-	o.Logger = slog.New(Tee(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}), j.Handler()))
+	o.Logger = slog.New(slog.NewMultiHandler(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}), j.Handler()))
 	w, err := world.Start(ctx, o)
 	if err != nil {
 		f.Close()

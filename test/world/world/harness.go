@@ -22,7 +22,7 @@ func StartT(t testing.TB, o Options) *World {
 	logs := &syncBuffer{}
 	h := slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
 	if o.Logger != nil {
-		o.Logger = slog.New(teeHandler{h, o.Logger.Handler()})
+		o.Logger = slog.New(slog.NewMultiHandler(h, o.Logger.Handler()))
 	} else {
 		o.Logger = slog.New(h)
 	}
@@ -83,32 +83,4 @@ func tailLines(s string, n int) string {
 		lines = append([]string{"..."}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
-}
-
-// teeHandler sends every record to two handlers.
-type teeHandler struct{ a, b slog.Handler }
-
-func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
-}
-
-func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
-	var err error
-	if h.a.Enabled(ctx, r.Level) {
-		err = h.a.Handle(ctx, r.Clone())
-	}
-	if h.b.Enabled(ctx, r.Level) {
-		if e := h.b.Handle(ctx, r.Clone()); err == nil {
-			err = e
-		}
-	}
-	return err
-}
-
-func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
-}
-
-func (h teeHandler) WithGroup(name string) slog.Handler {
-	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
 }
