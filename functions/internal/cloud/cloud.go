@@ -34,6 +34,11 @@ type Options struct {
 	CommandDeliveryTimeout time.Duration
 	// Stats receives the request counters (default: a new one).
 	Stats *Stats
+	// MaxAge bounds how long an invocation's session keeps AWS's answers
+	// (default 3s): passes started later read afresh.
+	MaxAge time.Duration
+	// Now is the clock sessions are aged by (default time.Now).
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -58,6 +63,12 @@ func (o Options) withDefaults() Options {
 	if o.RetryMode == "" {
 		o.RetryMode = aws.RetryModeAdaptive
 	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 3 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return o
 }
 
@@ -77,6 +88,9 @@ type AWS struct {
 
 	identMu sync.Mutex
 	ident   map[string]Volume // volume id -> what never changes about it
+
+	finishedMu sync.Mutex
+	finished   map[string]Command // "command id/instance id" -> its final answer
 }
 
 var _ Cloud = (*AWS)(nil)
@@ -97,7 +111,7 @@ func New(cfg aws.Config, o Options) *AWS {
 // NewWithClients wraps given clients (real ones, or fakes in tests).
 func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	o = o.withDefaults()
-	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}}
+	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}, finished: map[string]Command{}}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0

@@ -85,7 +85,7 @@ func (a *AWS) describeByIDs(ctx context.Context, ids []string) (map[string]Volum
 
 // VolumesByKey implements Cloud.
 func (a *AWS) VolumesByKey(ctx context.Context, cluster, name string) ([]Volume, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		ids, ok := s.byKey[volKey(cluster, name)]
@@ -133,7 +133,7 @@ func ids(vols []Volume) []string {
 
 // VolumeByID implements Cloud.
 func (a *AWS) VolumeByID(ctx context.Context, id string) (Volume, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		v, ok := s.volumes[id]
@@ -171,7 +171,7 @@ func (a *AWS) VolumesByName(ctx context.Context, name string) ([]Volume, error) 
 	if err != nil {
 		return nil, err
 	}
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		s.remember(vols)
 		s.mu.Unlock()
@@ -186,7 +186,7 @@ func (a *AWS) ClusterVolumes(ctx context.Context, cluster string) ([]Volume, err
 	if err != nil {
 		return nil, err
 	}
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		s.remember(vols)
 		for k := range s.byKey {
@@ -206,7 +206,7 @@ func (a *AWS) ClusterVolumes(ctx context.Context, cluster string) ([]Volume, err
 
 // InstanceVolumes implements Cloud.
 func (a *AWS) InstanceVolumes(ctx context.Context, cluster, instanceID string) ([]Volume, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	k := volKey(cluster, instanceID)
 	if s != nil {
 		s.mu.Lock()
@@ -232,7 +232,7 @@ func (a *AWS) InstanceVolumes(ctx context.Context, cluster, instanceID string) (
 
 // Instance implements Cloud.
 func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		in, ok := s.instances[id]
@@ -299,7 +299,7 @@ func (a *AWS) CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume
 		in.SnapshotId = aws.String(req.SnapshotID)
 	}
 	out, err := a.ec2.CreateVolume(ctx, in, ec2Retryer(a.retry.create))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		s.forget(Volume{Tags: req.Tags})
 		s.mu.Unlock()
@@ -340,7 +340,7 @@ func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device str
 	_, err := a.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{
 		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Device: aws.String(device),
 	}, ec2Retryer(a.retry.attach))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, instanceID)
 	}
 	if err == nil {
@@ -359,7 +359,7 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, for
 	_, err := a.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{
 		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Force: aws.Bool(force),
 	}, ec2Retryer(a.retry.detach))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, instanceID)
 	}
 	return classify(err, fmt.Sprintf("ec2 DetachVolume %q from %q (force=%t)", volumeID, instanceID, force))
@@ -368,7 +368,7 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, for
 // DeleteVolume implements Cloud.
 func (a *AWS) DeleteVolume(ctx context.Context, volumeID string) error {
 	_, err := a.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(volumeID)}, ec2Retryer(a.retry.delete))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
 	return classify(err, fmt.Sprintf("ec2 DeleteVolume %q", volumeID))
@@ -377,7 +377,7 @@ func (a *AWS) DeleteVolume(ctx context.Context, volumeID string) error {
 // TagVolume implements Cloud.
 func (a *AWS) TagVolume(ctx context.Context, volumeID string, tags map[string]string) error {
 	_, err := a.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{volumeID}, Tags: toEC2Tags(tags)}, ec2Retryer(a.retry.tags))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
 	return classify(err, fmt.Sprintf("ec2 CreateTags %q", volumeID))

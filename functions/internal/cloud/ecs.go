@@ -72,7 +72,7 @@ func (a *AWS) listTasks(ctx context.Context, in *ecs.ListTasksInput) ([]string, 
 
 // LiveTasks implements Cloud.
 func (a *AWS) LiveTasks(ctx context.Context, cluster string) ([]Task, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		ts, ok := s.live[cluster]
@@ -103,7 +103,7 @@ func (a *AWS) liveTasks(ctx context.Context, cluster string) ([]Task, error) {
 
 // StoppingTasks implements Cloud.
 func (a *AWS) StoppingTasks(ctx context.Context, cluster, containerInstanceARN string) ([]Task, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	k := cluster + "/" + containerInstanceARN
 	if s != nil {
 		s.mu.Lock()
@@ -177,7 +177,7 @@ func fromECSTask(t ecstypes.Task) Task {
 
 // ContainerInstance implements Cloud.
 func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (ContainerInstance, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		ci, ok := s.cis[arn]
@@ -198,7 +198,7 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 
 // ContainerInstances implements Cloud.
 func (a *AWS) ContainerInstances(ctx context.Context, cluster string) ([]ContainerInstance, error) {
-	s := sessionFrom(ctx)
+	s := a.sessionOf(ctx)
 	if s != nil {
 		s.mu.Lock()
 		cis, ok := s.cisListed[cluster]
@@ -254,7 +254,7 @@ func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, ar
 		}
 		arns = arns[n:]
 	}
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		for _, ci := range out {
 			s.cis[ci.ARN] = ci
@@ -269,7 +269,7 @@ func (a *AWS) StopTask(ctx context.Context, cluster, taskARN, reason string) err
 	_, err := a.ecs.StopTask(ctx, &ecs.StopTaskInput{
 		Cluster: aws.String(cluster), Task: aws.String(taskARN), Reason: aws.String(TruncateReason(reason)),
 	}, ecsRetryer(a.retry.stopTask))
-	if s := sessionFrom(ctx); s != nil {
+	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		delete(s.live, cluster)
 		s.stopping = map[string][]Task{}

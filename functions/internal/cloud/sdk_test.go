@@ -381,3 +381,51 @@ func TestMutatingActionsEachHaveTheirOwnAdaptiveRetryer(t *testing.T) {
 		}
 	}
 }
+
+// An invocation keeps AWS's answers only for MaxAge: a pass that starts
+// later (a long sweep, a slow batch) reads afresh.
+func TestSessionAnswersAgeOut(t *testing.T) {
+	e, base := newEndpoint(t, func(string, url.Values, string, int) (int, string) {
+		return 200, describeVolumesXML(volumeXML("vol-0123456789abcdef0", "rexray-vol", "in-use", "i-a"))
+	})
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := newTestCloud(t, base, Options{BatchWindow: -1, MaxAge: 3 * time.Second, Now: func() time.Time { return now }})
+	ctx := NewSession(context.Background())
+	for _, step := range []struct {
+		after time.Duration
+		want  int
+	}{{0, 1}, {2 * time.Second, 1}, {time.Second, 1}, {time.Millisecond, 2}, {time.Second, 2}} {
+		now = now.Add(step.after)
+		if _, err := c.VolumesByKey(ctx, "c", "rexray-vol"); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.count("EC2:DescribeVolumes"); n != step.want {
+			t.Fatalf("after %s more: %d DescribeVolumes, want %d", step.after, n, step.want)
+		}
+	}
+}
+
+// A finished command invocation never changes: it is asked for once per
+// process, with the times it ran; one still running is asked every time.
+func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
+	e, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
+		if strings.Contains(body, `"cmd-running"`) {
+			return 200, `{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1,"ExecutionStartDateTime":"2024-05-01T12:00:01.250Z"}`
+		}
+		return 200, `{"Status":"Success","StatusDetails":"Success","ResponseCode":0,"ExecutionStartDateTime":"2024-05-01T12:00:01.250Z","ExecutionEndDateTime":"2024-05-01T12:00:02.500Z"}`
+	})
+	c := newTestCloud(t, base, Options{})
+	for range 2 {
+		got, err := c.Command(context.Background(), "cmd-ok", "i-a")
+		if err != nil || got.Status != CommandSucceeded ||
+			!got.Started.Equal(time.Date(2024, 5, 1, 12, 0, 1, 250e6, time.UTC)) || !got.Ended.Equal(time.Date(2024, 5, 1, 12, 0, 2, 500e6, time.UTC)) {
+			t.Fatalf("finished command: %+v %v", got, err)
+		}
+		if got, err := c.Command(context.Background(), "cmd-running", "i-a"); err != nil || got.Status != CommandPending || !got.Ended.IsZero() {
+			t.Fatalf("running command: %+v %v", got, err)
+		}
+	}
+	if n := e.count("SSM:GetCommandInvocation"); n != 3 {
+		t.Fatalf("%d GetCommandInvocation, want 3 (the finished one once, the running one twice)", n)
+	}
+}

@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 )
@@ -16,6 +17,7 @@ type session struct {
 	stats  *Stats
 
 	mu         sync.Mutex
+	born       time.Time           // when the answers below began to be kept
 	volumes    map[string]Volume   // by id
 	missing    map[string]bool     // ids EC2 does not know
 	byKey      map[string][]string // cluster/name -> ids (complete answers)
@@ -34,19 +36,45 @@ type sessionKey struct{}
 // made with a context without a session are never cached (only task
 // definitions are, for the process lifetime: revisions are immutable).
 func NewSession(ctx context.Context) context.Context {
-	return context.WithValue(ctx, sessionKey{}, &session{
-		stats:      NewStats(),
-		volumes:    map[string]Volume{},
-		missing:    map[string]bool{},
-		byKey:      map[string][]string{},
-		listed:     map[string]bool{},
-		byInstance: map[string][]string{},
-		instances:  map[string]Instance{},
-		live:       map[string][]Task{},
-		stopping:   map[string][]Task{},
-		cis:        map[string]ContainerInstance{},
-		cisListed:  map[string][]ContainerInstance{},
-	})
+	s := &session{stats: NewStats()}
+	s.reset()
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// reset drops every answer kept (not the counters).
+func (s *session) reset() {
+	s.volumes = map[string]Volume{}
+	s.missing = map[string]bool{}
+	s.byKey = map[string][]string{}
+	s.listed = map[string]bool{}
+	s.byInstance = map[string][]string{}
+	s.instances = map[string]Instance{}
+	s.live = map[string][]Task{}
+	s.stopping = map[string][]Task{}
+	s.cis = map[string]ContainerInstance{}
+	s.cisListed = map[string][]ContainerInstance{}
+	s.born = time.Time{}
+}
+
+// sessionOf returns ctx's session (nil without one), after dropping its
+// answers if they are older than MaxAge: an invocation that runs long (a
+// sweep of many keys, a batch slowed by throttling) must not decide with
+// what it read a minute ago. Within MaxAge, concurrent passes share reads.
+func (a *AWS) sessionOf(ctx context.Context) *session {
+	s := sessionFrom(ctx)
+	if s == nil {
+		return nil
+	}
+	now := a.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.born.IsZero() && now.Sub(s.born) > a.opts.MaxAge {
+		s.reset()
+	}
+	if s.born.IsZero() {
+		s.born = now
+	}
+	return s
 }
 
 // SessionStats returns the counters of the session's AWS requests (nil

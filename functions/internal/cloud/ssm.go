@@ -40,9 +40,33 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 	return aws.ToString(out.Command.CommandId), nil
 }
 
+// maxFinished bounds the process-lifetime cache of finished commands.
+const maxFinished = 4096
+
 // Command implements Cloud. ErrNotFound right after SendCommand is SSM's
-// eventual consistency; the caller decides how long that may last.
+// eventual consistency; the caller decides how long that may last. A
+// finished invocation never changes, so its answer is kept for the process.
 func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Command, error) {
+	k := commandID + "/" + instanceID
+	a.finishedMu.Lock()
+	c, ok := a.finished[k]
+	a.finishedMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := a.command(ctx, commandID, instanceID)
+	if err == nil && c.Finished() {
+		a.finishedMu.Lock()
+		if len(a.finished) >= maxFinished {
+			a.finished = map[string]Command{}
+		}
+		a.finished[k] = c
+		a.finishedMu.Unlock()
+	}
+	return c, err
+}
+
+func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Command, error) {
 	out, err := a.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
 		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID),
 	})
@@ -52,6 +76,7 @@ func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Comman
 	c := Command{
 		ID: commandID, InstanceID: instanceID, Document: aws.ToString(out.DocumentName),
 		ExitCode: int(out.ResponseCode), Detail: aws.ToString(out.StatusDetails),
+		Started: isoTime(out.ExecutionStartDateTime), Ended: isoTime(out.ExecutionEndDateTime),
 	}
 	switch {
 	case c.Detail == detailUndeliverable || c.Detail == detailDeliveryTimedOut:
@@ -70,6 +95,16 @@ func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Comman
 		c.Detail = string(out.Status)
 	}
 	return c, nil
+}
+
+// isoTime reads SSM's ISO 8601 execution times ("2024-07-07T10:00:00.123Z");
+// zero when absent or unreadable (callers treat zero as unknown).
+func isoTime(s *string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, aws.ToString(s))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // Commands implements Cloud.

@@ -166,7 +166,13 @@ type Command struct {
 	Status     CommandStatus
 	ExitCode   int // meaningful when Status is CommandFailed; -1 when unknown
 	Detail     string
+	// Started and Ended: when the instance ran it (zero when unknown:
+	// not yet, never, or not asked; Commands leaves them zero).
+	Started, Ended time.Time
 }
+
+// Finished reports whether the command will not change any more.
+func (c Command) Finished() bool { return c.Status != CommandPending }
 
 // Cloud is everything the reconciler asks of AWS. Lookups that find nothing
 // return ErrNotFound; every error wraps one of this package's sentinels when

@@ -30,7 +30,7 @@ func (w *World) Pending() []Op {
 			ops = append(ops, Op{"delete", v.ID})
 		case v.Att != nil && v.Att.State == "attaching" && !w.stuck[v.Att.Instance+"/"+v.Att.Device]:
 			ops = append(ops, Op{"attach", v.ID})
-		case v.Att != nil && v.Att.State == "detaching":
+		case v.Att != nil && v.Att.State == "detaching" && !v.Att.Blocked:
 			ops = append(ops, Op{"detach", v.ID})
 		}
 	}
@@ -110,9 +110,10 @@ func (w *World) completeCreate(id string) {
 	w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "createVolume", Result: "available"})
 }
 
-// completeDetach: a detach stays "busy" while the guest has the volume
+// completeDetach: a detach cannot finish while the guest has the volume
 // mounted, unless forced (then the guest loses it, as with a real force
-// detach).
+// detach). It stays blocked, shown as BlockedDetachShows says, until the
+// guest unmounts.
 func (w *World) completeDetach(id string) {
 	v := w.volumes[id]
 	if v == nil || v.Att == nil || v.Att.State != "detaching" {
@@ -120,7 +121,8 @@ func (w *World) completeDetach(id string) {
 	}
 	inst := w.instances[v.Att.Instance]
 	if _, mounted := inst.Mounted[id]; mounted && !v.Att.Force {
-		v.Att.State = "busy" // as EC2 shows it while the guest holds the device
+		v.Att.Blocked = true
+		v.Att.State = w.blockedState
 		return
 	}
 	if v.Att.Force {
@@ -134,7 +136,8 @@ func (w *World) completeDetach(id string) {
 	w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "detachVolume", Result: "detached"})
 }
 
-// runCommand plays tether-agent: mount needs the device attached here;
+// runCommand plays tether-agent: mount needs the device on the instance
+// (attached, or detaching: it is there until the detach ends);
 // unmount refuses (exit 3) while a running container uses the volume.
 func (w *World) runCommand(id string) {
 	c := w.commands[id]
@@ -148,6 +151,7 @@ func (w *World) runCommand(id string) {
 		w.note("%s %s %s undeliverable", c.Document, vid, inst.ID)
 		return
 	}
+	c.Started, c.Ended = w.now, w.now
 	exit := int32(0)
 	switch {
 	case c.Unmount:
@@ -164,7 +168,9 @@ func (w *World) runCommand(id string) {
 		if codes := w.mountExits[vid]; len(codes) > 0 {
 			exit = int32(codes[0])
 			w.mountExits[vid] = codes[1:]
-		} else if v == nil || v.Att == nil || v.Att.Instance != inst.ID || v.Att.State != "attached" {
+		} else if v == nil || v.Att == nil || v.Att.Instance != inst.ID || v.Att.State == "attaching" {
+			// The device is there from attached until the detach ends:
+			// a mount that comes while a detach waits can mount it.
 			exit = 4
 		} else {
 			inst.Mounted[vid] = name
@@ -188,8 +194,8 @@ func (w *World) runCommand(id string) {
 // because of it proceeds.
 func (w *World) unmountLocked(inst *Instance, vid string) {
 	delete(inst.Mounted, vid)
-	if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.State == "busy" {
-		v.Att.State = "detaching"
+	if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.Blocked {
+		v.Att.State, v.Att.Blocked = "detaching", false
 	}
 }
 

@@ -126,6 +126,7 @@ func contains(xs []string, x string) bool {
 // failed asynchronously, gets IdempotentParameterMismatch.
 func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...func(*ec2.Options)) (out *ec2.CreateVolumeOutput, err error) {
 	w := c.w
+	w.wait("EC2:CreateVolume", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer func() { w.note("CreateVolume %s %s", aws.ToString(in.ClientToken), outcome(err)) }()
@@ -183,6 +184,7 @@ func createOutput(v *Volume, id string, in *ec2.CreateVolumeInput) *ec2.CreateVo
 // AttachVolume implements cloud.EC2API.
 func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...func(*ec2.Options)) (out *ec2.AttachVolumeOutput, err error) {
 	w := c.w
+	w.wait("EC2:AttachVolume", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer func() {
@@ -234,6 +236,7 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 // container on the instance uses is recorded as a violation.
 func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (out *ec2.DetachVolumeOutput, err error) {
 	w := c.w
+	w.wait("EC2:DetachVolume", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer func() {
@@ -268,6 +271,7 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 // DeleteVolume implements cloud.EC2API.
 func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (out *ec2.DeleteVolumeOutput, err error) {
 	w := c.w
+	w.wait("EC2:DeleteVolume", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer func() { w.note("DeleteVolume %s %s", aws.ToString(in.VolumeId), outcome(err)) }()
@@ -292,6 +296,7 @@ func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...fu
 // CreateTags implements cloud.EC2API (volumes only).
 func (c *EC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
 	w := c.w
+	w.wait("EC2:CreateTags", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.call("EC2:CreateTags"); err != nil {

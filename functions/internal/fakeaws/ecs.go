@@ -167,6 +167,7 @@ func (c *ECS) DescribeContainerInstances(_ context.Context, in *ecs.DescribeCont
 // reason; the agent stops the containers when the driver says so.
 func (c *ECS) StopTask(_ context.Context, in *ecs.StopTaskInput, _ ...func(*ecs.Options)) (*ecs.StopTaskOutput, error) {
 	w := c.w
+	w.wait("ECS:StopTask", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.call("ECS:StopTask"); err != nil {

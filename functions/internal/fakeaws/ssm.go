@@ -25,6 +25,7 @@ func (w *World) SSM(mountDoc, unmountDoc string) *SSM {
 // SendCommand implements cloud.SSMAPI (one instance).
 func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
 	w := c.w
+	w.wait("SSM:SendCommand", aws.ToString(in.DocumentName))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.call("SSM:SendCommand"); err != nil {
@@ -68,10 +69,15 @@ func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocati
 	if details == "" {
 		details = cmd.Status
 	}
-	return &ssm.GetCommandInvocationOutput{
+	out := &ssm.GetCommandInvocationOutput{
 		CommandId: aws.String(cmd.ID), InstanceId: aws.String(cmd.Instance), DocumentName: aws.String(cmd.Document),
 		Status: ssmtypes.CommandInvocationStatus(cmd.Status), StatusDetails: aws.String(details), ResponseCode: cmd.Exit,
-	}, nil
+	}
+	if !cmd.Started.IsZero() { // ISO 8601 with milliseconds, as SSM writes them
+		out.ExecutionStartDateTime = aws.String(cmd.Started.UTC().Format("2006-01-02T15:04:05.000Z"))
+		out.ExecutionEndDateTime = aws.String(cmd.Ended.UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	return out, nil
 }
 
 // ListCommands implements cloud.SSMAPI (InstanceId; filters DocumentName, InvokedAfter).

@@ -45,6 +45,10 @@ type World struct {
 	journal     []string         // mutating calls and agent results, in order
 	stickNext   map[string]bool  // instance: its next attach gets stuck
 	failCreates int              // the next creates fail asynchronously
+
+	blockedState string           // how a detach the guest holds up shows: busy or detaching
+	holds        map[string]*Hold // "Service:Operation[/document]" -> the next call to hold
+	slow         map[string]time.Duration
 }
 
 // New returns an empty world whose clock starts at start.
@@ -54,7 +58,7 @@ func New(start time.Time) *World {
 		cis: map[string]*ContainerInstance{}, taskDefs: map[string]TaskDef{}, tasks: map[string]*Task{},
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
-		stickNext: map[string]bool{},
+		stickNext: map[string]bool{}, blockedState: "detaching", holds: map[string]*Hold{}, slow: map[string]time.Duration{},
 	}
 }
 
@@ -77,6 +81,7 @@ type Attachment struct {
 	Instance, Device, State string
 	Time                    time.Time
 	Force                   bool
+	Blocked                 bool // a detach the guest holds up (the filesystem is mounted)
 }
 
 type token struct {
@@ -128,7 +133,8 @@ type Command struct {
 	ID, Document, Instance string
 	Params                 map[string]string
 	Requested              time.Time
-	Status                 string // Pending, Success, Failed, TimedOut
+	Started, Ended         time.Time // when the agent ran it (zero until then; never for an undeliverable one)
+	Status                 string    // Pending, Success, Failed, TimedOut
 	Details                string
 	Exit                   int32
 	Unmount                bool // runs tether-agent unmount (else mount)
@@ -170,6 +176,10 @@ func (w *World) id(prefix string) string {
 
 func (w *World) call(op string) error {
 	w.calls[op]++
+	if d := w.slow[op]; d > 0 {
+		delete(w.slow, op)
+		w.now = w.now.Add(d)
+	}
 	if w.throttle[op] > 0 {
 		w.throttle[op]--
 		return &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
@@ -245,6 +255,10 @@ func (w *World) TakeEvents() []Event {
 // RequestLimitExceeded.
 func (w *World) Throttle(op string, n int) { w.mu.Lock(); w.throttle[op] += n; w.mu.Unlock() }
 
+// SlowNext makes the next call of op take d of the world's clock (a call
+// the SDK retried for a while, throttled), whatever it answers.
+func (w *World) SlowNext(op string, d time.Duration) { w.mu.Lock(); w.slow[op] = d; w.mu.Unlock() }
+
 // BadKMSKey makes creates with key vanish when they complete.
 func (w *World) BadKMSKey(key string) { w.mu.Lock(); w.badKMSKeys[key] = true; w.mu.Unlock() }
 
@@ -286,6 +300,21 @@ func (w *World) MountExits(volumeID string, codes ...int) {
 	w.mu.Lock()
 	w.mountExits[volumeID] = append(w.mountExits[volumeID], codes...)
 	w.mu.Unlock()
+}
+
+// BlockedDetachShows sets how DescribeVolumes shows a detach the guest
+// holds up by keeping the filesystem mounted: "detaching" (the default;
+// what DescribeVolumes shows in practice, and the local world too: the
+// detach just never ends) or "busy" (the state EC2's API reference names).
+func (w *World) BlockedDetachShows(state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.blockedState = state
+	for _, v := range w.volumes {
+		if v.Att != nil && v.Att.Blocked {
+			v.Att.State = state
+		}
+	}
 }
 
 // SetSSMDown makes an instance's SSM agent (un)reachable.

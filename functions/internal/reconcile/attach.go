@@ -56,6 +56,9 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if p.hint.Poison != "" && p.hint.Instance == inst {
 		skip[p.hint.Poison] = true
 	}
+	if err := p.fresh("attach"); err != nil {
+		return Result{}, err
+	}
 	refused, described := 0, false
 	for cands := deviceOrder(v.ID, skip); len(cands) > 0; {
 		dev := cands[0]
@@ -114,15 +117,13 @@ func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a clou
 			h = hint{Step: stepAttach, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime)}
 		}
 		return p.retry(p.r.t.AttachWait, h, "attaching %s to %s", v.ID, a.InstanceID), nil
-	case cloud.AttachBusy:
-		// A detach raced a mount here: EC2 waits for the guest to let go.
-		// No task here has started with it (else the fast path), so
-		// unmount; the detach ends and the volume is attached again.
-		log.Warn("detach busy where the volume is needed; unmounting so it can finish and attach again")
-		return p.unmountBusyDetach(ctx, v, a, t.ci, true)
-	case cloud.AttachDetaching:
+	case cloud.AttachBusy, cloud.AttachDetaching:
+		// A detach raced a mount here. It cannot be undone: let it finish
+		// (no task here has started with the volume, else the fast path;
+		// if the mount holds the detach up, it is unmounted again), then
+		// the volume is attached again.
 		log.Info("a detach is in progress where the volume is needed; will attach again after it", "state", a.State)
-		return p.retry(p.r.t.DetachWait, hint{}, "detach of %s from %s in progress", v.ID, a.InstanceID), nil
+		return p.detaching(ctx, w, v, a, t.ci, true)
 	}
 	return p.mount(ctx, w, v, a, t)
 }
@@ -206,6 +207,9 @@ func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.At
 // with the command as hint.
 func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a cloud.Attachment, ciARN string, params map[string]string, attempt int) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "document", doc)
+	if err := p.fresh(step); err != nil {
+		return Result{}, err
+	}
 	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params)
 	if errors.Is(err, cloud.ErrUnreachable) {
 		h := p.hint

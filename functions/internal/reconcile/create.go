@@ -69,6 +69,9 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 			return p.vanishedVolume(ctx, w, h, opts)
 		}
 	}
+	if err := p.fresh("create"); err != nil {
+		return Result{}, err
+	}
 	for gen := 0; gen < p.r.maxGen; gen++ {
 		req.Token = clientToken(p.key, taskARN, gen)
 		log := p.log.With("task", t.task.ARN, "instance", t.instance(), "generation", gen)
@@ -193,6 +196,9 @@ func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
 				return Result{}, err
 			}
 			return done("volume owned by another cluster"), nil
+		}
+		if err := p.fresh("adopt"); err != nil {
+			return Result{}, err
 		}
 		p.log.Info("adopting the existing volume", "volumeId", v.ID)
 		if err := p.r.cloud.TagVolume(ctx, v.ID, p.tags("")); err != nil {

@@ -44,14 +44,15 @@ func (w want) byInstance() map[string][]need {
 	return out
 }
 
-// namedTasks describes, once per invocation, the tasks the triggers named:
-// tasks that stopped or are stopping are not in LiveTasks, and a task just
-// placed may not be listed yet.
+// namedTasks describes the tasks the triggers named (tasks that stopped or
+// are stopping are not in LiveTasks, and a task just placed may not be
+// listed yet): once per invocation, again when that answer is older than
+// Timing.Fresh (an invocation may run for a minute).
 func (p *pass) namedTasks(ctx context.Context) ([]cloud.Task, error) {
 	inv := p.inv
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if !inv.read {
+	if now := p.r.now(); inv.readAt.IsZero() || now.Sub(inv.readAt) > p.r.t.Fresh {
 		arns := make([]string, 0, len(inv.named))
 		for a := range inv.named {
 			arns = append(arns, a)
@@ -66,7 +67,7 @@ func (p *pass) namedTasks(ctx context.Context) ([]cloud.Task, error) {
 				inv.tasks[t.ARN] = t
 			}
 		}
-		inv.read = true
+		inv.readAt = now
 	}
 	out := make([]cloud.Task, 0, len(inv.tasks))
 	for _, t := range inv.tasks {

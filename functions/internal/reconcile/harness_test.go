@@ -320,3 +320,88 @@ func (h *harness) commandsOf(doc string) []fakeaws.Command {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// held is an invocation running in its own goroutine, possibly stopped at a
+// fakeaws.Hold: a pass that decided and has not taken its step yet.
+type held struct {
+	hold *fakeaws.Hold
+	done chan struct{}
+}
+
+// invokeHeld starts an invocation and returns once it has finished or has
+// reached hold. The caller touches the harness again only after either, so
+// the invocation never races the test for its state.
+func (h *harness) invokeHeld(hold *fakeaws.Hold, triggers ...reconcile.Trigger) *held {
+	a := &held{hold: hold, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		h.invoke(triggers...)
+	}()
+	select {
+	case <-hold.Reached():
+	case <-a.done:
+	}
+	return a
+}
+
+// stopped reports whether the invocation waits at its hold.
+func (a *held) stopped() bool {
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// release lets the held step go on and waits for the invocation to end.
+func (a *held) release() {
+	a.hold.Release()
+	<-a.done
+}
+
+// runUntilHeld runs the default schedule (as settle) with every
+// invocation able to stop at hold, and returns the one that did.
+func (h *harness) runUntilHeld(hold *fakeaws.Hold, maxSteps int) *held {
+	h.t.Helper()
+	for step := 0; step < maxSteps; step++ {
+		h.collect()
+		var tr reconcile.Trigger
+		switch {
+		case len(h.events) > 0:
+			tr = h.trigger(h.events[0])
+			h.events = h.events[1:]
+		case len(h.w.Pending()) > 0:
+			h.w.Advance(time.Second)
+			h.w.Complete(h.w.Pending()[0])
+			continue
+		case len(h.queue) > 0:
+			i := h.earliestRetry()
+			m := h.queue[i]
+			h.queue = append(h.queue[:i], h.queue[i+1:]...)
+			if d := m.due.Sub(h.w.Now()); d > 0 {
+				h.w.Advance(d)
+			}
+			tr = reconcile.Retry{Key: m.key, Hint: m.hint}
+		default:
+			h.t.Fatalf("settled without reaching the hold")
+		}
+		if a := h.invokeHeld(hold, tr); a.stopped() {
+			return a
+		}
+	}
+	h.t.Fatalf("hold not reached in %d steps", maxSteps)
+	return nil
+}
+
+// completeCommand runs the pending SSM command of doc on instance.
+func (h *harness) completeCommand(doc, instance string) {
+	h.t.Helper()
+	for _, c := range h.w.Commands() {
+		if c.Document == doc && c.Instance == instance && c.Status == "Pending" {
+			h.w.Complete(fakeaws.Op{Kind: "command", ID: c.ID})
+			return
+		}
+	}
+	h.t.Fatalf("no pending %s command on %s", doc, instance)
+}

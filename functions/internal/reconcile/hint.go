@@ -34,6 +34,9 @@ type hint struct {
 	Busy     int64  `json:"y,omitempty"` // when unmount on Instance first answered busy
 	Pass     int64  `json:"n,omitempty"` // when the pass that handed the key back ran
 	Poison   string `json:"p,omitempty"` // device name that got stuck on Instance
+	// Detaching: when the detach of Volume from Instance was first seen in
+	// progress (unix ms); kept while unmounts are sent to let it finish.
+	Detaching int64 `json:"d,omitempty"`
 }
 
 func parseHint(s string) hint {

@@ -47,9 +47,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
 
 	res, err := p.run(ctx)
-	if errors.Is(err, cloud.ErrThrottled) {
+	switch {
+	case errors.Is(err, cloud.ErrThrottled):
 		p.log.Warn("AWS throttled this pass; handing the key back", "error", err)
 		res, err = Result{RetryAfter: r.t.ThrottleWait, Reason: "throttled by AWS", Hint: p.hint.String()}, nil
+	case errors.Is(err, errStale):
+		p.log.Warn("pass too old to act on what it read; handing the key back to look again", "error", err)
+		res, err = Result{RetryAfter: time.Second, Reason: err.Error(), Hint: p.hint.String()}, nil
 	}
 	if res.RetryAfter > r.t.MaxRetryAfter {
 		res.RetryAfter = r.t.MaxRetryAfter
@@ -95,6 +99,23 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 }
 
 func done(reason string) Result { return Result{Reason: reason} }
+
+// errStale: a pass took so long (throttled calls, a slow invocation) that
+// the state it decided on may have changed since; it takes no step.
+var errStale = errors.New("decision too old")
+
+// fresh guards every step that changes something (AWS writes, SSM
+// commands, stopping tasks): a pass must not act on a decision older than
+// Timing.StaleDecision. Two passes of one key may always run at once (in
+// two functions); what keeps them from undoing each other is that each
+// acts only on what it has just read, and that every step is safe to
+// repeat or to follow by the other's.
+func (p *pass) fresh(step string) error {
+	if age := p.r.now().Sub(p.now); age > p.r.t.StaleDecision {
+		return fmt.Errorf("%w: %s decided %s ago", errStale, step, age.Round(time.Millisecond))
+	}
+	return nil
+}
 
 func (p *pass) retry(d time.Duration, h hint, reason string, args ...any) Result {
 	return Result{RetryAfter: d, Hint: h.String(), Reason: fmt.Sprintf(reason, args...)}

@@ -37,6 +37,17 @@ type Timing struct {
 	BurnConfirm      time.Duration // a refused client token counts as spent after this (default 5s)
 	CreateSettle     time.Duration // a created volume EC2 does not list after this is gone (default 10s)
 	MaxRetryAfter    time.Duration // SQS DelaySeconds cap (default 15m)
+	// DetachStuck: a detach still in progress after this, with no live task
+	// on the instance, is taken to be held up by a filesystem mounted again
+	// (a mount that ran after the unmount): unmount again (default 30s).
+	DetachStuck time.Duration
+	// StaleDecision: a pass that began longer ago than this takes no step
+	// (it hands the key back to be looked at afresh): what it read may no
+	// longer be true (default 10s).
+	StaleDecision time.Duration
+	// Fresh: how long an invocation reuses the tasks its triggers named
+	// before reading them again (default 3s).
+	Fresh time.Duration
 }
 
 func (t Timing) withDefaults() Timing {
@@ -61,6 +72,9 @@ func (t Timing) withDefaults() Timing {
 	def(&t.BurnConfirm, 5*time.Second)
 	def(&t.CreateSettle, 10*time.Second)
 	def(&t.MaxRetryAfter, 15*time.Minute)
+	def(&t.DetachStuck, 30*time.Second)
+	def(&t.StaleDecision, 10*time.Second)
+	def(&t.Fresh, 3*time.Second)
 	return t
 }
 
@@ -192,7 +206,7 @@ type invocation struct {
 	named        map[string]bool       // task ARNs triggers named (their state is read fresh once)
 	versions     map[string]*taskNote  // task events of this invocation and their keys
 	tasks        map[string]cloud.Task // those tasks, once described
-	read         bool
+	readAt       time.Time             // when (zero: not yet); read again after Timing.Fresh
 	volumeEvents map[Key]VolumeChanged // the latest EBS notification per key
 }
 

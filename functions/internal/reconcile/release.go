@@ -37,29 +37,85 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 		}
 		return p.retry(p.r.t.AttachWait, hint{}, "attach of %s to %s in progress; will release after", v.ID, inst), nil
 	case cloud.AttachDetaching, cloud.AttachBusy:
-		if a.State == cloud.AttachBusy {
-			// EC2 waits for the guest to let go of the device: a mount
-			// raced the unmount. Unmount again (nothing live uses it).
-			return p.unmountBusyDetach(ctx, v, a, ci, known)
-		}
-		h := p.hint
-		if h.Step == stepDetach && h.Volume == v.ID && h.Instance == inst && p.now.Sub(fromMS(h.At)) >= p.r.t.ForceDetachAfter {
-			gone, why, err := p.instanceGone(ctx, inst)
-			if err != nil {
-				return Result{}, err
-			}
-			if gone {
-				log.Warn("detach stuck and the instance is gone; force-detaching", "why", why)
-				return p.forceDetach(ctx, w, v, a, why)
-			}
-			log.Warn("detach still in progress", "state", a.State, "since", fromMS(h.At))
-		}
-		if h.Step != stepDetach || h.Volume != v.ID {
-			h = hint{Step: stepDetach, Volume: v.ID, Instance: inst, At: ms(p.now)}
-		}
-		return p.retry(p.r.t.DetachWait, h, "detaching %s from %s", v.ID, inst), nil
+		return p.detaching(ctx, w, v, a, ci, known)
 	}
 	return p.unmountAndDetach(ctx, w, v, a, ci, known)
+}
+
+// detaching: a detach from a.InstanceID is in progress and no live task
+// there uses the volume. EC2 finishes it once the guest lets go of the
+// device; if the filesystem was mounted again after the unmount (a mount
+// that raced it, sent by a pass that decided earlier), it never does. EC2
+// shows that as "busy" by its API reference, but as "detaching" in
+// practice (the local world too): so a detach that lasts DetachStuck is
+// treated like a busy one, and the volume is unmounted again. An unmount
+// of what is not mounted does nothing, and one of what a container uses
+// is refused by tether-agent, so this is safe whatever the cause.
+func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
+	inst := a.InstanceID
+	log := p.log.With("volumeId", v.ID, "instance", inst)
+	since := p.detachingSince(v.ID, inst)
+	if p.now.Sub(since) >= p.r.t.ForceDetachAfter {
+		gone, why, err := p.instanceGone(ctx, inst)
+		if err != nil {
+			return Result{}, err
+		}
+		if gone {
+			log.Warn("detach stuck and the instance is gone; force-detaching", "why", why)
+			return p.forceDetach(ctx, w, v, a, why)
+		}
+		log.Warn("detach still in progress", "state", a.State, "since", since)
+	}
+	if a.State == cloud.AttachBusy || p.now.Sub(since) >= p.r.t.DetachStuck {
+		spacing := p.r.t.DetachStuck
+		if a.State == cloud.AttachBusy {
+			spacing = p.r.t.BusyWait
+		}
+		res, err := p.unmountBusyDetach(ctx, v, a, ci, known, spacing)
+		return p.keepDetaching(res, v.ID, inst, since), err
+	}
+	h := hint{Step: stepDetach, Volume: v.ID, Instance: inst, At: ms(since)}
+	if p.hint.Step == stepDetach && p.hint.Volume == v.ID && p.hint.Instance == inst {
+		h = p.hint
+		h.At = ms(since)
+	}
+	return p.retry(min(p.r.t.DetachWait, max(since.Add(p.r.t.DetachStuck).Sub(p.now), time.Second)), h,
+		"detaching %s from %s", v.ID, inst), nil
+}
+
+// detachingSince: when the detach from inst began, as far as this chain of
+// passes (its hint) or this process knows; else now.
+func (p *pass) detachingSince(volumeID, inst string) time.Time {
+	h := p.hint
+	if h.Volume == volumeID && h.Instance == inst {
+		if h.Detaching != 0 {
+			return fromMS(h.Detaching)
+		}
+		if h.Step == stepDetach && h.At != 0 {
+			return fromMS(h.At)
+		}
+	}
+	if a, ok := p.r.attachmentOf(volumeID); ok && a.State == cloud.AttachDetached && a.InstanceID == inst && !a.AttachTime.IsZero() {
+		return a.AttachTime // this process asked for the detach then
+	}
+	return p.now
+}
+
+// keepDetaching carries when the detach began in res's hint, so the chain
+// keeps counting through the unmounts it sends meanwhile.
+func (p *pass) keepDetaching(res Result, volumeID, inst string, since time.Time) Result {
+	if res.Done() {
+		return res
+	}
+	h := parseHint(res.Hint)
+	if h.Volume == "" {
+		h.Volume, h.Instance = volumeID, inst
+	}
+	if h.Volume == volumeID && h.Instance == inst {
+		h.Detaching = ms(since)
+	}
+	res.Hint = h.String()
+	return res
 }
 
 // instanceGone: EC2 says the instance is stopped or terminated (or no
@@ -190,6 +246,9 @@ func (p *pass) sendUnmount(ctx context.Context, v cloud.Volume, a cloud.Attachme
 // detach: the volume is unmounted on inst and no live task there uses it.
 func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN string) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", inst)
+	if err := p.fresh("detach"); err != nil {
+		return Result{}, err
+	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
 	if cloud.IsDone(err) {
 		log.Info("already detached (or detaching)", "error", err)
@@ -212,6 +271,9 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 // unusable on that instance (a force-detached Xen name can stay poisoned).
 func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, why string) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID)
+	if err := p.fresh("force detach"); err != nil {
+		return Result{}, err
+	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
 	if err != nil && !cloud.IsDone(err) {
 		return Result{}, err
@@ -234,6 +296,9 @@ func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error)
 	if v.Tags[cloud.TagScope] != cloud.ScopeTask || taskID(v.Tags[cloud.TagTask]) != id {
 		log.Error("refusing to delete: the volume's tags do not say it belongs to this task", "tags", v.Tags)
 		return done("not deleted: tags do not match the task"), nil
+	}
+	if err := p.fresh("delete"); err != nil {
+		return Result{}, err
 	}
 	err := p.r.cloud.DeleteVolume(ctx, v.ID)
 	if errors.Is(err, cloud.ErrNotFound) {
@@ -346,7 +411,23 @@ func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachme
 			p.log.Info("a mount command still runs where the volume is being released; waiting for it", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
 			return p.retry(p.r.t.CommandWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), true, nil
 		case m.Requested.After(unmount.Requested):
-			p.log.Info("a mount ran after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
+			p.log.Info("a mount was sent after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
+			res, err := p.sendUnmount(ctx, v, a, ci, 0)
+			return res, true, err
+		case m.Status != cloud.CommandSucceeded || unmount.Requested.Sub(m.Requested) > mountRaceWindow:
+			continue
+		}
+		// Sent before the unmount, it may still have run after it: SSM
+		// does not order commands. Its end says.
+		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID)
+		if errors.Is(err, cloud.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Result{}, false, err
+		}
+		if d.Status == cloud.CommandSucceeded && (d.Ended.IsZero() || !d.Ended.Before(unmount.Requested)) {
+			p.log.Info("a mount sent before the unmount ran after it; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID, "mountEnded", d.Ended)
 			res, err := p.sendUnmount(ctx, v, a, ci, 0)
 			return res, true, err
 		}
@@ -354,9 +435,15 @@ func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachme
 	return Result{}, false, nil
 }
 
-// unmountBusyDetach: the detach is "busy" because the guest still has the
-// filesystem mounted; no live task there uses it, so unmount (again).
-func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
+// mountRaceWindow: a mount command requested this long before an unmount
+// cannot have run after it (the 60 s delivery timeout tether gives SSM
+// commands plus the mount document's 180 s execution timeout, rounded up).
+const mountRaceWindow = 5 * time.Minute
+
+// unmountBusyDetach: the detach waits because the guest still has the
+// filesystem mounted; no live task there uses it, so unmount (again), at
+// most once per spacing.
+func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool, spacing time.Duration) (Result, error) {
 	unmounts, err := p.commandsFor(ctx, p.r.unmountDoc, v.ID, a)
 	if err != nil {
 		return Result{}, err
@@ -364,8 +451,8 @@ func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.At
 	if len(unmounts) > 0 && unmounts[0].Status == cloud.CommandPending {
 		return p.retry(p.r.t.CommandWait, hint{}, "unmount of busy %s on %s running", v.ID, a.InstanceID), nil
 	}
-	if len(unmounts) > 0 && p.now.Sub(unmounts[0].Requested) < p.r.t.BusyWait {
-		return p.retry(p.r.t.BusyWait, hint{}, "detach of %s from %s busy", v.ID, a.InstanceID), nil
+	if len(unmounts) > 0 && p.now.Sub(unmounts[0].Requested) < spacing {
+		return p.retry(spacing-p.now.Sub(unmounts[0].Requested), hint{}, "detach of %s from %s waits for the guest", v.ID, a.InstanceID), nil
 	}
 	if !known || ci.Gone() {
 		if gone, why, err := p.instanceGone(ctx, a.InstanceID); err != nil || gone {
@@ -375,6 +462,6 @@ func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.At
 			return p.forceDetach(ctx, want{}, v, a, why)
 		}
 	}
-	p.log.Warn("detach busy: the filesystem is still mounted on the instance; unmounting again", "volumeId", v.ID, "instance", a.InstanceID)
+	p.log.Warn("detach held up: the filesystem is still mounted on the instance; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "state", a.State)
 	return p.sendUnmount(ctx, v, a, ci, 0)
 }

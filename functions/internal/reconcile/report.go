@@ -25,6 +25,9 @@ func (p *pass) failNeeders(ctx context.Context, ns []need, reason string) error 
 // "waited for the mount" message.
 func (p *pass) failTasks(ctx context.Context, ts []cloud.Task, reason string) error {
 	reason = cloud.TruncateReason("tether: " + reason)
+	if err := p.fresh("stop task"); err != nil {
+		return err
+	}
 	for _, t := range ts {
 		log := p.log.With("task", t.ARN, "containerInstance", t.ContainerInstanceARN)
 		if t.DesiredStatus != "RUNNING" || t.LastStatus == "RUNNING" || !t.StartedAt.IsZero() {

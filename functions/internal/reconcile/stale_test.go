@@ -1,0 +1,123 @@
+package reconcile_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+// staleMount sets up the benchmark's stuck handoff (fleet-vol-178): T1 on
+// i-a is drained and T2 placed on i-b; a pass decides to mount the volume
+// on i-b for T2 and is slow to do it (held before its SendCommand). It
+// returns that pass, T2 and the volume.
+func staleMount(t *testing.T, h *harness, shows string) (*held, string, fakeaws.Volume) {
+	t.Helper()
+	h.w.BlockedDetachShows(shows)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.StopTask(t1, "drain")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	return h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", mountDoc), 400), t2, v
+}
+
+// failToStart: T2 gives up waiting for its volume (its plugin Mount timed
+// out) and ECS stops it; the triggers of its events are returned.
+func failToStart(h *harness, task string) []reconcile.Trigger {
+	h.w.StopTask(task, "CannotStartContainerError: volume not mounted in time")
+	h.w.Complete(fakeaws.Op{Kind: "stop", ID: task})
+	h.collect()
+	var triggers []reconcile.Trigger
+	for _, ev := range h.events {
+		triggers = append(triggers, h.trigger(ev))
+	}
+	h.events = nil
+	return triggers
+}
+
+// A stale mount on the instance the volume was moving to, which runs after
+// the volume was released there, must not leave the detach waiting for the
+// guest forever: tether unmounts again and the detach ends. Two orders:
+// the stale mount sent just before the unmount but run just after it (SSM
+// does not order commands), and sent after the DetachVolume (the device is
+// still there while EC2 detaches it). And two ways EC2 shows the held-up
+// detach: "detaching" (in practice, and in the local world) or "busy".
+func TestStaleMountAfterTheReleaseDoesNotStickTheDetach(t *testing.T) {
+	for _, order := range []string{"sent before the unmount, run after it", "sent after the detach"} {
+		for _, shows := range []string{"detaching", "busy"} {
+			t.Run(order+"/"+shows, func(t *testing.T) {
+				h := newHarness(t)
+				stale, t2, v := staleMount(t, h, shows)
+				triggers := failToStart(h, t2)
+				if order == "sent before the unmount, run after it" {
+					fresh := h.invokeHeld(h.w.HoldNext("SSM:SendCommand", unmountDoc), triggers...)
+					if !fresh.stopped() {
+						t.Fatalf("no pass unmounted the volume on i-b after its task stopped")
+					}
+					stale.release() // the mount goes out first...
+					h.w.Advance(time.Second)
+					fresh.release() // ...then the unmount,
+					h.completeCommand(unmountDoc, "i-b")
+					h.completeCommand(mountDoc, "i-b") // which runs first.
+				} else {
+					h.invoke(triggers...)
+					h.completeCommand(unmountDoc, "i-b")
+					for i := 0; i < 10 && len(h.queue) > 0 && journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-b") == 0; i++ {
+						h.deliverRetry(h.earliestRetry())
+					}
+					if journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-b force=false ok") != 1 {
+						t.Fatalf("no detach from i-b after the unmount: %v", h.w.Journal())
+					}
+					stale.release()
+					h.completeCommand(mountDoc, "i-b")
+				}
+				if in := h.w.InstanceState("i-b"); in.Mounted[v.ID] == "" {
+					t.Fatalf("scenario not reproduced: the stale mount did not mount %s on i-b", v.ID)
+				}
+
+				h.settle(400)
+				h.noViolations()
+				after := h.oneVolume(volName)
+				if after.Att != nil || after.State != "available" {
+					t.Fatalf("volume not released: %+v attachment %+v", after, after.Att)
+				}
+				if in := h.w.InstanceState("i-b"); len(in.Mounted) != 0 {
+					t.Fatalf("still mounted on i-b: %v", in.Mounted)
+				}
+				if h.failed != 0 {
+					t.Fatalf("%d passes failed", h.failed)
+				}
+			})
+		}
+	}
+}
+
+// A pass whose reads took longer than Timing.StaleDecision (here: one
+// SSM call slowed by 15 s, as throttled retries can) takes no step: what it
+// read may be untrue by now. It hands the key back, a fresh pass takes the
+// step, and the handoff completes with one unmount and one mount.
+func TestPassTooOldToActTakesNoStep(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, _ := runningShared(t, h)
+	unmounts := len(h.commandsOf(unmountDoc))
+	h.w.SlowNext("SSM:ListCommands", 15*time.Second)
+	h.w.StopTask(t1, "drain")
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(400)
+	h.noViolations()
+	h.wantRunning(t2)
+	if !strings.Contains(h.logs.String(), "pass too old to act on what it read") {
+		t.Fatalf("no pass refused to act on an old decision")
+	}
+	if n := len(h.commandsOf(unmountDoc)) - unmounts; n != 1 {
+		t.Fatalf("%d unmount commands for one handoff, want 1", n)
+	}
+	if n := len(h.commandsOf(mountDoc)); n != 2 {
+		t.Fatalf("%d mount commands for two placements, want 2", n)
+	}
+}
