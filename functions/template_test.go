@@ -376,6 +376,7 @@ var routes = []route{
 	{"TaskStateRule", "aws.ecs", "ECS Task State Change", "TaskQueue", "TaskStateFunction"},
 	{"InstanceStateRule", "aws.ecs", "ECS Container Instance State Change", "InstanceQueue", "DrainFunction"},
 	{"VolumeRule", "aws.ec2", "EBS Volume Notification", "VolumeQueue", "TaskStateFunction"},
+	{"CommandRule", "aws.ssm", "EC2 Command Invocation Status-change Notification", "VolumeQueue", "TaskStateFunction"},
 }
 
 func TestEventRoutingMatchesContract(t *testing.T) {
@@ -391,6 +392,24 @@ func TestEventRoutingMatchesContract(t *testing.T) {
 		}
 		if got := scalars(get(pat, "detail-type")); !slices.Equal(got, []string{r.detailType}) {
 			t.Errorf("%s detail-type %v, want [%s]", r.rule, got, r.detailType)
+		}
+		if r.source == "aws.ssm" {
+			// Only tether's own documents (their Name), only commands that ended.
+			var docs []string
+			for _, d := range get(pat, "detail", "document-name").Content {
+				docs = append(docs, d.Tag+" "+d.Value)
+			}
+			if !slices.Equal(docs, []string{"!Sub ${AWS::StackName}-mount", "!Sub ${AWS::StackName}-unmount"}) {
+				t.Errorf("%s document-name %v, want the mount and unmount documents' names", r.rule, docs)
+			}
+			for _, d := range []string{"MountDocument", "UnmountDocument"} {
+				if n := get(tp.resource(t, d), "Properties", "Name"); n == nil || n.Tag != "!Sub" || !slices.Contains(docs, "!Sub "+n.Value) {
+					t.Errorf("%s is not named as %s matches it: %v", d, r.rule, n)
+				}
+			}
+			if got := scalars(get(pat, "detail", "status")); !slices.Equal(got, []string{"Success", "Failed", "TimedOut", "Cancelled"}) {
+				t.Errorf("%s status %v, want the final ones", r.rule, got)
+			}
 		}
 		if r.source == "aws.ecs" {
 			arn := get(pat, "detail", "clusterArn", "0")
@@ -421,8 +440,16 @@ func TestEventRoutingMatchesContract(t *testing.T) {
 			if get(s, "Principal", "Service").Value != "events.amazonaws.com" || get(s, "Action").Value != "sqs:SendMessage" {
 				t.Errorf("%s does not admit exactly events.amazonaws.com SendMessage", id)
 			}
-			if src := get(s, "Condition", "ArnEquals", "aws:SourceArn"); src == nil || src.Value != r.rule+".Arn" {
-				t.Errorf("%s: aws:SourceArn %v, want %s.Arn", id, src, r.rule)
+			// The rules that route to this queue, and only they.
+			var want []string
+			for _, o := range routes {
+				if o.queue == r.queue {
+					want = append(want, o.rule+".Arn")
+				}
+			}
+			got := scalars(get(s, "Condition", "ArnEquals", "aws:SourceArn"))
+			if slices.Sort(got); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+				t.Errorf("%s: aws:SourceArn %v, want %v", id, got, want)
 			}
 		}
 		if !found {

@@ -117,11 +117,34 @@ func (a *AWS) Commands(ctx context.Context, document, instanceID string, after t
 		},
 		MaxResults: aws.Int32(50),
 	}
+	out, err := a.listCommands(ctx, in, instanceID)
+	if err != nil {
+		return nil, classify(err, fmt.Sprintf("ssm ListCommands %q on %q", document, instanceID))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Requested.After(out[j].Requested) })
+	return out, nil
+}
+
+// CommandByID implements Cloud: one ListCommands by command id, for its
+// document and parameters (GetCommandInvocation has neither).
+func (a *AWS) CommandByID(ctx context.Context, commandID, instanceID string) (Command, error) {
+	out, err := a.listCommands(ctx, &ssm.ListCommandsInput{CommandId: aws.String(commandID)}, instanceID)
+	if err != nil {
+		return Command{}, classify(err, fmt.Sprintf("ssm ListCommands %q", commandID))
+	}
+	if len(out) == 0 {
+		return Command{}, fmt.Errorf("%w: ssm command %q", ErrNotFound, commandID)
+	}
+	return out[0], nil
+}
+
+// listCommands pages through ListCommands; Status is the command's summary.
+func (a *AWS) listCommands(ctx context.Context, in *ssm.ListCommandsInput, instanceID string) ([]Command, error) {
 	var out []Command
 	for {
 		page, err := a.ssm.ListCommands(ctx, in)
 		if err != nil {
-			return nil, classify(err, fmt.Sprintf("ssm ListCommands %q on %q", document, instanceID))
+			return nil, err
 		}
 		for _, c := range page.Commands {
 			cmd := Command{
@@ -145,10 +168,8 @@ func (a *AWS) Commands(ctx context.Context, document, instanceID string, after t
 			out = append(out, cmd)
 		}
 		if aws.ToString(page.NextToken) == "" {
-			break
+			return out, nil
 		}
 		in.NextToken = page.NextToken
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Requested.After(out[j].Requested) })
-	return out, nil
 }

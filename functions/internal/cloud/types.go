@@ -217,4 +217,7 @@ type Cloud interface {
 	// Commands: a document's commands on an instance requested after a time,
 	// newest first; Status is the summary (ExitCode -1 until asked by Command).
 	Commands(ctx context.Context, document, instanceID string, after time.Time) ([]Command, error)
+	// CommandByID: a command's document, parameters and request time
+	// (instanceID is only copied into the answer).
+	CommandByID(ctx context.Context, commandID, instanceID string) (Command, error)
 }

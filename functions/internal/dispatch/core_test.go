@@ -109,6 +109,11 @@ func (p *pump) eventBridge(ev fakeaws.Event) string {
 			"clusterArn": clusterArn, "containerInstanceArn": ev.Instance, "ec2InstanceId": ev.EC2ID,
 			"status": ev.Status, "agentConnected": ev.AgentConnected, "version": ev.Version, "attributes": []any{},
 		}
+	case "command":
+		env["source"], env["detail-type"] = "aws.ssm", "EC2 Command Invocation Status-change Notification"
+		env["resources"] = []string{"arn:aws:ec2:us-east-1:111122223333:instance/" + ev.EC2ID}
+		env["detail"] = map[string]any{"command-id": ev.Command, "document-name": ev.Document, "instance-id": ev.EC2ID,
+			"requested-date-time": p.w.Now().UTC().Format("2006-01-02T15:04:05.000Z"), "status": ev.Status}
 	default:
 		p.t.Fatalf("unknown fake event %+v", ev)
 	}

@@ -41,6 +41,9 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 	vol := func(name string, f func(ev, d map[string]any)) tc {
 		return tc{name: "volume/" + name, body: mutate(t, "volume-detached.json", f)}
 	}
+	cmd := func(name string, f func(ev, d map[string]any)) tc {
+		return tc{name: "command/" + name, body: mutate(t, "command-unmount-succeeded.json", f)}
+	}
 	cases := []tc{
 		{name: "empty", body: []byte("")},
 		{name: "spaces", body: []byte("  \n")},
@@ -124,6 +127,18 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		vol("unknown event", func(ev, d map[string]any) { d["event"] = "createSnapshot" }),
 		vol("event case", func(ev, d map[string]any) { d["event"] = "DetachVolume" }),
 		vol("result hostile", func(ev, d map[string]any) { d["result"] = "detached\"; rm" }),
+
+		cmd("other detail-type", func(ev, d map[string]any) { ev["detail-type"] = "EC2 Command Status-change Notification" }),
+		cmd("command-id hostile", func(ev, d map[string]any) { d["command-id"] = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f;x" }),
+		cmd("command-id upper case", func(ev, d map[string]any) { d["command-id"] = "8C1D2E3F-4A5B-4C6D-8E7F-9A0B1C2D3E4F" }),
+		cmd("command-id missing", func(ev, d map[string]any) { delete(d, "command-id") }),
+		cmd("instance-id hostile", func(ev, d map[string]any) { d["instance-id"] = "i-0a1b2c3d4e5f60718 x" }),
+		cmd("managed node", func(ev, d map[string]any) { d["instance-id"] = "mi-0123456789abcdef0" }),
+		cmd("document-name hostile", func(ev, d map[string]any) { d["document-name"] = "tether-demo-unmount'; reboot" }),
+		cmd("document-name missing", func(ev, d map[string]any) { delete(d, "document-name") }),
+		cmd("status lower case", func(ev, d map[string]any) { d["status"] = "success" }),
+		cmd("status unknown", func(ev, d map[string]any) { d["status"] = "Done" }),
+		cmd("status not a string", func(ev, d map[string]any) { d["status"] = 0 }),
 	}
 	// Quiet skips: expected, not tether's business.
 	cases = append(cases,

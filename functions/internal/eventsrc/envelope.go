@@ -1,7 +1,7 @@
 // Package eventsrc decodes what reaches tether's functions into
 // reconcile.Trigger values: EventBridge events (ECS task and container
-// instance state changes, EBS volume notifications, the sweep schedule) and
-// tether's own retry messages.
+// instance state changes, EBS volume notifications, SSM command status
+// changes, the sweep schedule) and tether's own retry messages.
 //
 // The EventBridge envelope is decoded once; Decode routes on source and
 // detail-type, and each event kind has its own file with a real sample, the
@@ -25,11 +25,13 @@ const (
 	SourceECS    = "aws.ecs"
 	SourceEC2    = "aws.ec2"
 	SourceEvents = "aws.events"
+	SourceSSM    = "aws.ssm"
 
 	DetailTaskStateChange     = "ECS Task State Change"
 	DetailInstanceStateChange = "ECS Container Instance State Change"
 	DetailVolumeNotification  = "EBS Volume Notification"
 	DetailScheduledEvent      = "Scheduled Event"
+	DetailCommandInvocation   = "EC2 Command Invocation Status-change Notification"
 )
 
 // Kinds of decoded input, used in logs.
@@ -39,6 +41,7 @@ const (
 	KindVolume   = "volume"
 	KindSchedule = "schedule"
 	KindRetry    = "retry"
+	KindCommand  = "command"
 )
 
 // MaxMessageBytes bounds what Decode reads: EventBridge events are at most
@@ -137,6 +140,13 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch env.DetailType {
 		case DetailVolumeNotification:
 			ev, err = d.volumeNotification(env)
+		default:
+			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
+		}
+	case SourceSSM:
+		switch env.DetailType {
+		case DetailCommandInvocation:
+			ev, err = d.commandInvocationChange(env)
 		default:
 			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
 		}

@@ -61,6 +61,9 @@ func TestDecodeEventSamples(t *testing.T) {
 			Event: "detachVolume", Result: "detached"}},
 		"volume-attached.json": {kind: KindVolume, trigger: reconcile.VolumeChanged{VolumeID: "vol-0c8f3e2a1b4d5e6f7",
 			Event: "attachVolume", Result: "attached"}},
+		"command-unmount-succeeded.json": {kind: KindCommand, trigger: reconcile.CommandChanged{
+			CommandID: "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", InstanceID: "i-0a1b2c3d4e5f60718",
+			Document: "tether-demo-unmount", Status: "Success"}},
 		"scheduled.json":             {kind: KindSchedule, trigger: reconcile.SweepRequested{Cluster: demo}},
 		"retry.json":                 {kind: KindRetry, trigger: reconcile.Retry{Key: reconcile.Key{Cluster: demo, Volume: "rexray-vol"}}},
 		"foreign-fargate-task.json":  {skip: true, quiet: true},
@@ -152,7 +155,8 @@ func TestSQSSamplesWrapTheEventBridgeSamples(t *testing.T) {
 	for _, f := range plain {
 		samples[filepath.Base(f)] = readFile(t, f)
 	}
-	queueFor := map[string]string{KindTask: "TaskQueue", KindInstance: "InstanceQueue", KindVolume: "VolumeQueue", KindRetry: "RetryQueue"}
+	queueFor := map[string]string{KindTask: "TaskQueue", KindInstance: "InstanceQueue", KindVolume: "VolumeQueue", KindRetry: "RetryQueue",
+		KindCommand: "VolumeQueue"}
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {

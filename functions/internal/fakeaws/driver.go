@@ -146,6 +146,9 @@ func (w *World) runCommand(id string) {
 	}
 	inst := w.instances[c.Instance]
 	vid, name := c.Params["VolumeId"], c.Params["VolumeName"]
+	defer func() {
+		w.events = append(w.events, Event{Kind: "command", Command: c.ID, Document: c.Document, EC2ID: c.Instance, Status: c.Status})
+	}()
 	if inst.SSMDown || inst.State != "running" {
 		c.Status, c.Details, c.Exit = "Failed", "Undeliverable", -1
 		w.note("%s %s %s undeliverable", c.Document, vid, inst.ID)

@@ -48,7 +48,7 @@ func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func
 			params[k] = v[0]
 		}
 	}
-	cmd := &Command{ID: w.id("cmd-"), Document: doc, Instance: inst.ID, Params: params, Requested: w.now, Status: "Pending", Exit: -1, Unmount: doc == c.unmountDoc}
+	cmd := &Command{ID: w.commandID(), Document: doc, Instance: inst.ID, Params: params, Requested: w.now, Status: "Pending", Exit: -1, Unmount: doc == c.unmountDoc}
 	w.commands[cmd.ID] = cmd
 	return &ssm.SendCommandOutput{Command: &ssmtypes.Command{CommandId: aws.String(cmd.ID)}}, nil
 }
@@ -80,7 +80,7 @@ func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocati
 	return out, nil
 }
 
-// ListCommands implements cloud.SSMAPI (InstanceId; filters DocumentName, InvokedAfter).
+// ListCommands implements cloud.SSMAPI (InstanceId, CommandId; filters DocumentName, InvokedAfter).
 func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...func(*ssm.Options)) (*ssm.ListCommandsOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -112,7 +112,8 @@ func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...fu
 	sort.Strings(ids)
 	for _, id := range ids {
 		cmd := w.commands[id]
-		if (in.InstanceId != nil && cmd.Instance != aws.ToString(in.InstanceId)) || (doc != "" && cmd.Document != doc) || cmd.Requested.Before(after) {
+		if (in.InstanceId != nil && cmd.Instance != aws.ToString(in.InstanceId)) || (in.CommandId != nil && cmd.ID != aws.ToString(in.CommandId)) ||
+			(doc != "" && cmd.Document != doc) || cmd.Requested.Before(after) {
 			continue
 		}
 		p := map[string][]string{}

@@ -142,7 +142,7 @@ type Command struct {
 
 // Event is what EventBridge would deliver, with the state at emission.
 type Event struct {
-	Kind string // task, volume, instance
+	Kind string // task, volume, instance, command
 
 	Task                      string // task events
 	Version                   int64
@@ -151,8 +151,10 @@ type Event struct {
 
 	Volume, Action, Result string // volume events: createVolume/attachVolume/...
 
-	Instance, EC2ID, Status string // instance events (container instance ARN)
+	Instance, EC2ID, Status string // instance events (container instance ARN); command events: EC2ID, Status
 	AgentConnected          bool
+
+	Command, Document string // command events (SSM's, when an invocation ends)
 }
 
 // Now is the world's clock.
@@ -172,6 +174,12 @@ func (w *World) Advance(d time.Duration) {
 func (w *World) id(prefix string) string {
 	w.seq++
 	return fmt.Sprintf("%s%017x", prefix, w.seq)
+}
+
+// commandID is shaped as SSM's: a UUID.
+func (w *World) commandID() string {
+	w.seq++
+	return fmt.Sprintf("00000000-0000-4000-8000-%012x", w.seq)
 }
 
 func (w *World) call(op string) error {

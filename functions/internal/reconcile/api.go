@@ -88,6 +88,15 @@ type VolumeChanged struct {
 	Cause    string
 }
 
+// CommandChanged: an SSM "EC2 Command Invocation Status-change
+// Notification": one of tether's commands on one instance changed status.
+type CommandChanged struct {
+	CommandID  string
+	InstanceID string
+	Document   string // document name
+	Status     string // Pending, InProgress, Delayed, Success, Failed, TimedOut, Cancelled, Cancelling
+}
+
 // SweepRequested: the schedule; every tether volume of the cluster.
 type SweepRequested struct {
 	Cluster string
@@ -102,5 +111,6 @@ type Retry struct {
 func (TaskChanged) trigger()     {}
 func (InstanceChanged) trigger() {}
 func (VolumeChanged) trigger()   {}
+func (CommandChanged) trigger()  {}
 func (SweepRequested) trigger()  {}
 func (Retry) trigger()           {}

@@ -156,7 +156,7 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 			}
 			return done("mount did not finish"), nil
 		}
-		return p.retry(p.r.t.CommandWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
+		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
 		p.mounted(w, v, inst, cmd)
 		return done(fmt.Sprintf("mounted on %s", inst)), nil
@@ -228,7 +228,8 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 	}
 	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1)
 	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since, Unreach: p.hint.Unreach}
-	return p.retry(p.r.t.CommandWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
+	p.r.noteSent(id, p.key, h)
+	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
 }
 
 func (p *pass) cmdHint(step, volumeID, inst, ciARN string, c cloud.Command) hint {

@@ -122,6 +122,8 @@ func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
 	case "instance":
 		return reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: ev.Instance, EC2InstanceID: ev.EC2ID,
 			Status: ev.Status, AgentConnected: ev.AgentConnected}
+	case "command":
+		return reconcile.CommandChanged{CommandID: ev.Command, InstanceID: ev.EC2ID, Document: ev.Document, Status: ev.Status}
 	}
 	h.t.Fatalf("unknown event %+v", ev)
 	return nil
@@ -203,6 +205,8 @@ func eventOf(tr reconcile.Trigger) fakeaws.Event {
 		return fakeaws.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
 	case reconcile.InstanceChanged:
 		return fakeaws.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
+	case reconcile.CommandChanged:
+		return fakeaws.Event{Kind: "command", Command: t.CommandID, EC2ID: t.InstanceID, Document: t.Document, Status: t.Status}
 	case reconcile.SweepRequested:
 		return fakeaws.Event{Kind: "sweep"}
 	}

@@ -29,6 +29,8 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		keys, err = r.instanceKeys(ctx, t)
 	case VolumeChanged:
 		keys, err = r.volumeKeys(ctx, t)
+	case CommandChanged:
+		keys, err = r.commandKeys(ctx, inv, t)
 	case SweepRequested:
 		keys, err = r.sweepKeys(ctx, t)
 	case Retry:
@@ -182,6 +184,55 @@ func (r *Reconciler) volumeKeys(ctx context.Context, t VolumeChanged) ([]Key, er
 	keys := r.keysFromVolumes(r.cluster, []cloud.Volume{v})
 	r.noteVolumeEvent(invocationFrom(ctx), keys, t)
 	return keys, nil
+}
+
+// finishedStatus: the statuses with which an SSM command invocation ends.
+var finishedStatus = map[string]bool{"Success": true, "Failed": true, "TimedOut": true, "Cancelled": true}
+
+// commandKeys names the key one of tether's SSM commands works for, when
+// the command has finished (the news that moves the key on: an unmount's
+// end allows the detach, a mount's end completes the handoff). This
+// process remembers the commands it sent, with the hint of the pass that
+// sent it, so the woken pass goes on from there; otherwise one
+// ListCommands gives the command's parameters.
+func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t CommandChanged) ([]Key, error) {
+	log := r.log.With("command", t.CommandID, "instance", t.InstanceID, "document", t.Document, "status", t.Status)
+	step := ""
+	switch t.Document {
+	case r.mountDoc:
+		step = stepMount
+	case r.unmountDoc:
+		step = stepUnmount
+	default:
+		log.Debug("SSM event of a document that is not tether's mount or unmount: ignored")
+		return nil, nil
+	}
+	if !finishedStatus[t.Status] {
+		log.Debug("SSM command still running: nothing to do yet")
+		return nil, nil
+	}
+	if s, ok := r.sentCommandOf(t.CommandID); ok {
+		r.keepHint(inv, s.key, s.hint)
+		return []Key{s.key}, nil
+	}
+	c, err := r.cloud.CommandByID(ctx, t.CommandID, t.InstanceID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		log.Debug("SSM event of a command SSM no longer lists: ignored")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	name := c.Params["VolumeName"]
+	if err := volspec.ValidateName(name); err != nil || c.Document != t.Document {
+		log.Warn("SSM command without a valid tether volume: ignored", "error", err, "listedDocument", c.Document)
+		return nil, nil
+	}
+	k := Key{Cluster: r.cluster, Volume: name}
+	if vid := c.Params["VolumeId"]; volspec.ValidateVolumeID(vid) == nil {
+		r.keepHint(inv, k, hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)})
+	}
+	return []Key{k}, nil
 }
 
 // noteVolumeEvent lets the keys' passes act on a completed attach, detach

@@ -20,14 +20,17 @@ import (
 // the defaults (numbers from the field: EBS create ~1.5 s median, attach ~4 s,
 // detach ~8 s, stuck attach 90 s).
 type Timing struct {
-	CreateWait   time.Duration // look again after CreateVolume (default 3s)
-	AttachWait   time.Duration // after AttachVolume, if no EBS event comes first (default 15s)
-	DetachWait   time.Duration // after DetachVolume, likewise (default 20s)
-	CommandWait  time.Duration // while an SSM mount/unmount runs (default 3s)
-	HolderWait   time.Duration // while a stopping task still holds the volume (default 30s)
-	BusyWait     time.Duration // after unmount answered "busy" (default 10s)
-	ConflictWait time.Duration // while a running task elsewhere holds a shared volume (default 15s)
-	ThrottleWait time.Duration // after AWS throttled a pass (default 10s)
+	CreateWait  time.Duration // look again after CreateVolume (default 3s)
+	AttachWait  time.Duration // after AttachVolume, if no EBS event comes first (default 15s)
+	DetachWait  time.Duration // after DetachVolume, likewise (default 20s)
+	CommandWait time.Duration // look again soon after a race or a refusal (default 3s)
+	// CommandEventWait: after sending an SSM command, and while it runs,
+	// if SSM's status-change event does not wake the key first (default 20s).
+	CommandEventWait time.Duration
+	HolderWait       time.Duration // while a stopping task still holds the volume (default 30s)
+	BusyWait         time.Duration // after unmount answered "busy" (default 10s)
+	ConflictWait     time.Duration // while a running task elsewhere holds a shared volume (default 15s)
+	ThrottleWait     time.Duration // after AWS throttled a pass (default 10s)
 
 	StuckAttach      time.Duration // "attaching" longer than this: force detach, retry (default 90s)
 	ForceDetachAfter time.Duration // agent unreachable this long: force detach (default 2m)
@@ -60,6 +63,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.AttachWait, 15*time.Second)
 	def(&t.DetachWait, 20*time.Second)
 	def(&t.CommandWait, 3*time.Second)
+	def(&t.CommandEventWait, 20*time.Second)
 	def(&t.HolderWait, 30*time.Second)
 	def(&t.BusyWait, 10*time.Second)
 	def(&t.ConflictWait, 15*time.Second)
@@ -119,6 +123,7 @@ type Reconciler struct {
 	vanishes  map[Key]int                 // volumes EC2 deleted right after creating them, per key
 	volumesOf map[Key]string              // key -> volume id this process last attached or detached
 	mountSent map[string]cloud.Attachment // volume id -> instance and time of the last mount sent
+	sent      map[string]sentCommand      // SSM command id -> the key and hint of the pass that sent it
 }
 
 // New checks cfg and returns a Reconciler.
@@ -157,6 +162,7 @@ func New(cfg Config) (*Reconciler, error) {
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
 		versions: map[string]int64{}, processed: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
 		inflight: map[string]time.Time{}, hints: map[Key]hint{}, lastBack: map[Key]time.Time{}, attached: map[string]cloud.Attachment{}, vanishes: map[Key]int{}, volumesOf: map[Key]string{}, mountSent: map[string]cloud.Attachment{},
+		sent: map[string]sentCommand{},
 	}, nil
 }
 

@@ -172,7 +172,7 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 				return p.forceDetach(ctx, w, v, a, why)
 			}
 		}
-		return p.retry(p.r.t.CommandWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
+		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
 		if res, wait, err := p.mountRacing(ctx, v, a, ci, cmd); wait || err != nil {
 			return res, err
@@ -329,6 +329,12 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 		if a, ok := p.r.attachmentOf(h.Volume); ok && a.State != cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
+	case h.Step == stepUnmount && h.Volume != "":
+		// A repeated SSM event of an unmount whose detach this process
+		// already asked for: the detach's own chain goes on.
+		if a, ok := p.r.attachmentOf(h.Volume); ok && a.InstanceID == h.Instance && a.State == cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+			return done("superseded: detach from " + h.Instance + " already asked"), true, nil
+		}
 	}
 	if h.Command == "" || h.Volume == "" || h.Instance == "" || h.CI == "" {
 		return Result{}, false, nil
@@ -354,7 +360,7 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 			if p.now.Sub(fromMS(h.At)) > 30*time.Second {
 				return Result{}, false, nil // let the full pass check the instance
 			}
-			return p.retry(p.r.t.CommandWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
+			return p.retry(p.r.t.CommandEventWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
 		case cloud.CommandSucceeded:
 			a := cloud.Attachment{InstanceID: h.Instance}
 			c.Requested = fromMS(h.At)
@@ -377,7 +383,7 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 		}
 		c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
 		if errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second {
-			return p.retry(p.r.t.CommandWait, h, "mount of %s on %s sent", h.Volume, h.Instance), true, nil
+			return p.retry(p.r.t.CommandEventWait, h, "mount of %s on %s sent", h.Volume, h.Instance), true, nil
 		}
 		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
 			return Result{}, false, err
@@ -385,7 +391,7 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 		if err == nil {
 			switch c.Status {
 			case cloud.CommandPending:
-				return p.retry(p.r.t.CommandWait, h, "mount of %s on %s running", h.Volume, h.Instance), true, nil
+				return p.retry(p.r.t.CommandEventWait, h, "mount of %s on %s running", h.Volume, h.Instance), true, nil
 			case cloud.CommandSucceeded:
 				p.mounted(w, cloud.Volume{ID: h.Volume}, h.Instance, c)
 				return done("mounted on " + h.Instance), true, nil
@@ -409,7 +415,7 @@ func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachme
 		switch {
 		case m.Status == cloud.CommandPending:
 			p.log.Info("a mount command still runs where the volume is being released; waiting for it", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
-			return p.retry(p.r.t.CommandWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), true, nil
+			return p.retry(p.r.t.CommandEventWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), true, nil
 		case m.Requested.After(unmount.Requested):
 			p.log.Info("a mount was sent after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
 			res, err := p.sendUnmount(ctx, v, a, ci, 0)
@@ -449,7 +455,7 @@ func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.At
 		return Result{}, err
 	}
 	if len(unmounts) > 0 && unmounts[0].Status == cloud.CommandPending {
-		return p.retry(p.r.t.CommandWait, hint{}, "unmount of busy %s on %s running", v.ID, a.InstanceID), nil
+		return p.retry(p.r.t.CommandEventWait, hint{}, "unmount of busy %s on %s running", v.ID, a.InstanceID), nil
 	}
 	if len(unmounts) > 0 && p.now.Sub(unmounts[0].Requested) < spacing {
 		return p.retry(spacing-p.now.Sub(unmounts[0].Requested), hint{}, "detach of %s from %s waits for the guest", v.ID, a.InstanceID), nil

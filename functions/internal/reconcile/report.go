@@ -352,3 +352,26 @@ func (r *Reconciler) mountSentAfter(volumeID, instance string, t time.Time) bool
 	m, ok := r.mountSent[volumeID]
 	return ok && m.InstanceID == instance && !m.AttachTime.Before(t)
 }
+
+// sentCommand is what the pass that sent an SSM command knew: its key, and
+// the hint it handed the key back with, for the pass SSM's event wakes.
+type sentCommand struct {
+	key  Key
+	hint hint
+}
+
+func (r *Reconciler) noteSent(commandID string, k Key, h hint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sent) >= maxMemory {
+		r.sent = map[string]sentCommand{}
+	}
+	r.sent[commandID] = sentCommand{key: k, hint: h}
+}
+
+func (r *Reconciler) sentCommandOf(commandID string) (sentCommand, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sent[commandID]
+	return s, ok
+}

@@ -26,6 +26,12 @@ type command struct {
 	seq                    int64
 }
 
+// StatusDetails of invocations that timed out, as Run Command spells them.
+const (
+	detailDeliveryTimedOut  = "Delivery Timed Out"
+	detailExecutionTimedOut = "Execution Timed Out"
+)
+
 type invocation struct {
 	cmd             *command
 	instanceID      string
@@ -65,7 +71,7 @@ func (c *command) status() (status, details string, completed, errs, deliveryTim
 		case "TimedOut":
 			timedOut++
 			errs++
-			if inv.details == "DeliveryTimedOut" {
+			if inv.details == detailDeliveryTimedOut {
 				deliveryTimedOut++
 			}
 		}
@@ -220,6 +226,7 @@ func (s *Server) run(inv *invocation) {
 		host = in.host
 		if online {
 			inv.status, inv.details, inv.started = "InProgress", "InProgress", time.Now()
+			s.invocationEventLocked(inv)
 			s.mu.Unlock()
 			break
 		}
@@ -232,7 +239,7 @@ func (s *Server) run(inv *invocation) {
 		case <-changed:
 			t.Stop()
 		case <-t.C:
-			s.finish(inv, "TimedOut", "DeliveryTimedOut", -1, "", "")
+			s.finish(inv, "TimedOut", detailDeliveryTimedOut, -1, "", "")
 			return
 		}
 	}
@@ -266,7 +273,7 @@ func (s *Server) run(inv *invocation) {
 		s.mu.Unlock()
 		s.finish(inv, "Failed", "Undeliverable", -1, "", "")
 	case errors.Is(err, context.DeadlineExceeded):
-		s.finish(inv, "TimedOut", "ExecutionTimedOut", -1, res.Stdout, res.Stderr)
+		s.finish(inv, "TimedOut", detailExecutionTimedOut, -1, res.Stdout, res.Stderr)
 	default:
 		s.finish(inv, "Failed", "Failed", -1, res.Stdout, res.Stderr+err.Error())
 	}
@@ -276,6 +283,7 @@ func (s *Server) finish(inv *invocation, status, details string, code int, stdou
 	s.mu.Lock()
 	inv.status, inv.details, inv.code, inv.stdout, inv.stderr = status, details, code, stdout, stderr
 	inv.ended = time.Now()
+	s.invocationEventLocked(inv)
 	s.mu.Unlock()
 	s.log.Info("command finished", "command", inv.cmd.id, "instance", inv.instanceID, "status", status,
 		"details", details, "exitCode", code)

@@ -33,6 +33,10 @@ type Config struct {
 	Profile latency.Profile
 	Seed    uint64 // command ids, latencies, random faults
 	Logger  *slog.Logger
+	// Publisher receives Run Command's EventBridge events (nil: none are
+	// sent): one "EC2 Command Invocation Status-change Notification" per
+	// status an invocation takes after Pending.
+	Publisher worldapi.Publisher
 }
 
 // Server is the simulated SSM of one account and Region.

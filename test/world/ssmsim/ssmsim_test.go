@@ -2,6 +2,7 @@ package ssmsim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -379,7 +380,7 @@ func TestDeliveryTimeout(t *testing.T) {
 	w.srv.signalLocked() // wake the delivery worker so it sees the deadline
 	w.srv.mu.Unlock()
 	got := w.waitInvocation(t, *out.Command.CommandId, instA)
-	if got.Status != types.CommandInvocationStatusTimedOut || aws.ToString(got.StatusDetails) != "DeliveryTimedOut" {
+	if got.Status != types.CommandInvocationStatusTimedOut || aws.ToString(got.StatusDetails) != "Delivery Timed Out" {
 		t.Errorf("undelivered command: %+v", got)
 	}
 }
@@ -429,5 +430,75 @@ func TestDocumentChecks(t *testing.T) {
 	}
 	if err := s.AddDocument("ok", "schemaVersion: '2.2'\nmainSteps:\n- action: aws:runShellScript\n  name: x\n  inputs:\n    runCommand: [echo hi]\n"); err != nil {
 		t.Errorf("YAML document: %v", err)
+	}
+}
+
+// events collects what a Server publishes.
+type events struct {
+	mu  sync.Mutex
+	got []worldapi.Event
+}
+
+func (e *events) Publish(ev worldapi.Event) { e.mu.Lock(); e.got = append(e.got, ev); e.mu.Unlock() }
+
+func (e *events) all() []worldapi.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]worldapi.Event(nil), e.got...)
+}
+
+// Each status an invocation takes after Pending is published as Run
+// Command's "EC2 Command Invocation Status-change Notification", in order,
+// with the detail fields AWS documents; the final one is published once
+// GetCommandInvocation shows it.
+func TestInvocationStatusChangesArePublished(t *testing.T) {
+	pub := &events{}
+	srv := New(Config{Seed: 3, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Publisher: pub})
+	t.Cleanup(func() { srv.Close() })
+	if _, err := srv.LoadTemplate("testdata/template.yaml", stack); err != nil {
+		t.Fatal(err)
+	}
+	host := &scriptHost{id: instA}
+	host.set(worldapi.CommandResult{ExitCode: 3, Stderr: "busy"}, nil)
+	if err := srv.AddInstance(instA, host); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"DocumentName":"` + stack + `-unmount","InstanceIds":["` + instA + `"],"Parameters":{"VolumeId":["vol-0123456789abcdef0"],"VolumeName":["rexray-vol"]}}`
+	out, err := srv.Handle(context.Background(), "SendCommand", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.(*struct{ Command wireCommand }).Command.CommandId
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.all()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got := pub.all()
+	if len(got) != 2 {
+		t.Fatalf("%d events, want InProgress and Failed: %+v", len(got), got)
+	}
+	inv, err := srv.Handle(context.Background(), "GetCommandInvocation", []byte(`{"CommandId":"`+id+`","InstanceId":"`+instA+`"}`))
+	if err != nil || inv.(*wireGetInvocation).Status != "Failed" {
+		t.Fatalf("invocation after its last event: %+v %v", inv, err)
+	}
+	for i, status := range []string{"InProgress", "Failed"} {
+		ev := got[i]
+		if ev.Source != "aws.ssm" || ev.DetailType != "EC2 Command Invocation Status-change Notification" || ev.Version != "0" ||
+			ev.Account != "123456789012" || ev.Region != "us-west-2" || len(ev.ID) != 36 ||
+			len(ev.Resources) != 1 || ev.Resources[0] != "arn:aws:ec2:us-west-2:123456789012:instance/"+instA {
+			t.Errorf("event %d envelope: %+v", i, ev)
+		}
+		if _, err := time.Parse(time.RFC3339, ev.Time); err != nil {
+			t.Errorf("event %d time %q: %v", i, ev.Time, err)
+		}
+		var d map[string]string
+		if err := json.Unmarshal(ev.Detail, &d); err != nil {
+			t.Fatal(err)
+		}
+		req, err := time.Parse("2006-01-02T15:04:05.000Z", d["requested-date-time"])
+		if len(d) != 5 || d["command-id"] != id || d["document-name"] != stack+"-unmount" || d["instance-id"] != instA ||
+			d["status"] != status || err != nil || time.Since(req) > time.Minute {
+			t.Errorf("event %d detail: %s", i, ev.Detail)
+		}
 	}
 }

@@ -1,0 +1,94 @@
+package reconcile_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+// SSM's event for the end of tether's unmount wakes the key at once, in the
+// process that sent it (from memory, no SSM call to find the key) or in
+// another one (one ListCommands), and the pass goes on to the detach
+// without reading EC2. Events of other documents, of commands still running
+// and of commands SSM does not know name no key.
+func TestCommandEventWakesTheKey(t *testing.T) {
+	for _, elsewhere := range []bool{false, true} {
+		name := "same process"
+		if elsewhere {
+			name = "another process"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.w.AddInstance("i-a", "us-east-1a")
+			h.w.AddInstance("i-b", "us-east-1a")
+			t1, v := runningShared(t, h)
+			h.w.StopTask(t1, "drain")
+			h.w.Complete(fakeaws.Op{Kind: "stop", ID: t1})
+			h.collect()
+			for len(h.events) > 0 {
+				h.deliverEvent(0)
+			}
+			unmounts := h.commandsOf(unmountDoc)
+			if len(unmounts) != 1 || unmounts[0].Status != "Pending" {
+				t.Fatalf("want one unmount sent: %+v", unmounts)
+			}
+			h.completeCommand(unmountDoc, "i-a")
+			h.collect()
+			var ev reconcile.CommandChanged
+			for _, e := range h.events {
+				if e.Kind == "command" {
+					ev = h.trigger(e).(reconcile.CommandChanged)
+				}
+			}
+			if ev.CommandID != unmounts[0].ID || ev.Status != "Success" || ev.InstanceID != "i-a" || ev.Document != unmountDoc {
+				t.Fatalf("command event %+v", ev)
+			}
+
+			r := h.r
+			if elsewhere {
+				c := cloud.NewWithClients(h.w.EC2(), h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
+				var err error
+				r, err = reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
+					Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls := h.w.Calls()
+			ctx := r.Invocation(context.Background())
+			keys, err := r.Keys(ctx, ev)
+			if err != nil || len(keys) != 1 || keys[0] != (reconcile.Key{Cluster: cluster, Volume: volName}) {
+				t.Fatalf("keys %v %v", keys, err)
+			}
+			if lists := h.w.Calls()["SSM:ListCommands"] - calls["SSM:ListCommands"]; (lists == 1) != elsewhere {
+				t.Errorf("%d ListCommands to find the key", lists)
+			}
+			res, err := r.Reconcile(ctx, keys[0])
+			if err != nil || res.Done() {
+				t.Fatalf("pass after the unmount: %+v %v", res, err)
+			}
+			if journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-a force=false ok") != 1 {
+				t.Fatalf("no detach after the unmount's event: %v", h.w.Journal())
+			}
+			after := h.w.Calls()
+			if !elsewhere && after["EC2:DescribeVolumes"] != calls["EC2:DescribeVolumes"] {
+				t.Errorf("the woken pass read EC2 (%d DescribeVolumes) although its hint said where it was",
+					after["EC2:DescribeVolumes"]-calls["EC2:DescribeVolumes"])
+			}
+
+			for _, other := range []reconcile.CommandChanged{
+				{CommandID: ev.CommandID, InstanceID: "i-a", Document: "someone-elses-document", Status: "Success"},
+				{CommandID: ev.CommandID, InstanceID: "i-a", Document: unmountDoc, Status: "InProgress"},
+				{CommandID: "00000000-0000-4000-8000-0000000fffff", InstanceID: "i-a", Document: unmountDoc, Status: "Success"},
+			} {
+				if keys, err := r.Keys(r.Invocation(context.Background()), other); err != nil || len(keys) != 0 {
+					t.Errorf("%+v named %v %v, want nothing", other, keys, err)
+				}
+			}
+		})
+	}
+}
