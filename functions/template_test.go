@@ -465,6 +465,50 @@ func TestEventRoutingMatchesContract(t *testing.T) {
 	}
 }
 
+// Every queue is on a handoff's path: its events are worked as soon as a
+// poller has them (no batching window), in batches Lambda allows without
+// one (at most 10); the taskstate function's reserved concurrency covers
+// its three queues' pollers.
+func TestQueuesDoNotWaitToBatch(t *testing.T) {
+	tp := loadTemplate(t)
+	n := 0
+	for _, fn := range tp.resources("AWS::Serverless::Function") {
+		evs := get(tp.resource(t, fn), "Properties", "Events")
+		for _, name := range keys(evs) {
+			ev := get(evs, name)
+			if get(ev, "Type").Value != "SQS" {
+				continue
+			}
+			n++
+			props := get(ev, "Properties")
+			if w := get(props, "MaximumBatchingWindowInSeconds"); w == nil || w.Value != "0" {
+				t.Errorf("%s.%s: batching window %v, want 0", fn, name, w)
+			}
+			if b := get(props, "BatchSize"); b == nil {
+				t.Errorf("%s.%s: no BatchSize (Lambda's default, 10, is fine, but say it)", fn, name)
+			} else if n, err := strconv.Atoi(b.Value); err != nil || n < 1 || n > 10 {
+				t.Errorf("%s.%s: BatchSize %q, want 1 to 10", fn, name, b.Value)
+			}
+			if c := get(props, "ScalingConfig", "MaximumConcurrency"); c == nil || c.Tag != "!Ref" || c.Value != "QueueConcurrency" {
+				t.Errorf("%s.%s: MaximumConcurrency %v, want !Ref QueueConcurrency", fn, name, c)
+			}
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d SQS events, want 4", n)
+	}
+	def := func(p string) int {
+		v, err := strconv.Atoi(get(tp.root, "Parameters", p, "Default").Value)
+		if err != nil {
+			t.Fatalf("%s default: %v", p, err)
+		}
+		return v
+	}
+	if r, q := def("ReservedConcurrency"), def("QueueConcurrency"); r < 3*q {
+		t.Errorf("ReservedConcurrency default %d < 3 x QueueConcurrency default %d: the taskstate pollers would be throttled", r, q)
+	}
+}
+
 // sqsEventOf reports whether function has an SQS event on queue, and checks
 // that every SQS event answers with partial batch responses.
 func sqsEventOf(tp template, t *testing.T, function, queue string) bool {
