@@ -214,6 +214,10 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	if v.AZ != inst.AZ {
 		return nil, apiErr("InvalidVolume.ZoneMismatch", "The volume '%s' is not in the same availability zone as instance '%s'", vid, iid)
 	}
+	if w.poisonNext[iid] > 0 {
+		w.poisonNext[iid]--
+		inst.Poisoned[dev] = true
+	}
 	if inst.Poisoned[dev] {
 		return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
 	}

@@ -49,6 +49,7 @@ type World struct {
 	blockedState string           // how a detach the guest holds up shows: busy or detaching
 	holds        map[string]*Hold // "Service:Operation[/document]" -> the next call to hold
 	slow         map[string]time.Duration
+	poisonNext   map[string]int // instance: the next attaches' names are poisoned
 }
 
 // New returns an empty world whose clock starts at start.
@@ -58,7 +59,7 @@ func New(start time.Time) *World {
 		cis: map[string]*ContainerInstance{}, taskDefs: map[string]TaskDef{}, tasks: map[string]*Task{},
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
-		stickNext: map[string]bool{}, blockedState: "detaching", holds: map[string]*Hold{}, slow: map[string]time.Duration{},
+		stickNext: map[string]bool{}, blockedState: "detaching", holds: map[string]*Hold{}, slow: map[string]time.Duration{}, poisonNext: map[string]int{},
 	}
 }
 
@@ -294,6 +295,14 @@ func (w *World) PoisonDevice(instance, device string) {
 	w.mu.Lock()
 	w.instances[instance].Poisoned[device] = true
 	w.mu.Unlock()
+}
+
+// PoisonNextAttachNames makes the next n AttachVolume calls to instance
+// find their device name poisoned (refused now and from then on).
+func (w *World) PoisonNextAttachNames(instance string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.poisonNext[instance] += n
 }
 
 // BusyUnmount makes the next n unmounts of volume answer busy (exit 3).

@@ -46,47 +46,62 @@ func onInstance(ns []need, instance string) []need {
 	return out
 }
 
-// attach picks a device name and attaches. Names EC2 refuses (in use, or
-// left unusable by a force detach) are remembered and skipped; after three
-// refusals the instance's block device mappings are read once.
+// attach picks a device name and attaches. Names are allocated per
+// instance (see pickDevice): a name this process knows to be taken is never
+// tried. EC2 refuses a name another attachment uses (another process's, or
+// one this process has not seen) or one a force detach left unusable; the
+// former is only skipped by this pass, the latter remembered: after three
+// refusals the instance's block device mappings say which is which.
 func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
 	inst := t.instance()
 	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
-	skip := p.r.poisonedOn(inst)
 	if p.hint.Poison != "" && p.hint.Instance == inst {
-		skip[p.hint.Poison] = true
+		p.r.poison(inst, p.hint.Poison)
 	}
 	if err := p.fresh("attach"); err != nil {
 		return Result{}, err
 	}
-	refused, described := 0, false
-	for cands := deviceOrder(v.ID, skip); len(cands) > 0; {
-		dev := cands[0]
-		cands = cands[1:]
+	refusedNow := map[string]bool{}
+	var mapped map[string]bool // the instance's block device mappings, once read
+	for len(refusedNow) < maxDeviceRefusals {
+		dev, ok := p.r.pickDevice(inst, v.ID, refusedNow)
+		if !ok {
+			break
+		}
 		err := p.r.cloud.AttachVolume(ctx, v.ID, inst, dev)
+		if err == nil {
+			p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, Device: dev, State: cloud.AttachAttaching, AttachTime: p.now})
+		}
+		p.r.releaseDevice(inst, dev)
 		switch {
 		case err == nil:
-			p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, Device: dev, State: cloud.AttachAttaching, AttachTime: p.now})
 			since := p.handoffStart(w)
 			p.r.startInflight(v.ID, stepAttach, p.now)
 			log.Info("attaching", "device", dev)
 			return p.retry(p.r.t.AttachWait, hint{Step: stepAttach, Volume: v.ID, Instance: inst, CI: t.ci.ARN, At: ms(p.now), Since: ms(since)},
 				"attaching %s to %s as %s", v.ID, inst, dev), nil
 		case errors.Is(err, cloud.ErrDeviceName):
-			log.Warn("device name refused; trying another", "device", dev, "error", err)
-			p.r.poison(inst, dev)
-			skip[dev] = true
-			refused++
-			if refused == 3 && !described {
+			refusedNow[dev] = true
+			if mapped == nil && len(refusedNow) < 3 {
+				log.Info("device name taken on the instance; trying another", "device", dev)
+				continue
+			}
+			if mapped == nil {
 				in, err := p.r.cloud.Instance(ctx, inst)
 				if err != nil {
 					return Result{}, err
 				}
-				described = true
+				mapped = map[string]bool{}
 				for _, d := range in.Devices {
-					skip[d] = true
+					mapped[d] = true
+					refusedNow[d] = true
 				}
-				cands = deviceOrder(v.ID, skip)
+			}
+			for d := range refusedNow {
+				if !mapped[d] {
+					log.Warn("device name refused although no attachment uses it: not used again on this instance", "device", d)
+					p.r.poison(inst, d)
+				}
 			}
 		case errors.Is(err, cloud.ErrZoneMismatch):
 			return p.wrongAZ(ctx, w, v, t)
@@ -96,12 +111,12 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		default:
 			return Result{}, err
 		}
-		if refused >= 6 {
-			break
-		}
 	}
-	return Result{}, fmt.Errorf("attach %q to %q: EC2 refused every device name tried (%d)", v.ID, inst, refused)
+	return Result{}, fmt.Errorf("attach %q to %q: EC2 refused every device name tried (%d)", v.ID, inst, len(refusedNow))
 }
+
+// maxDeviceRefusals bounds the names one pass tries.
+const maxDeviceRefusals = 8
 
 // serveAttached: the volume is attached (or attaching) where it is needed.
 func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {

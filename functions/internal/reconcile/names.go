@@ -94,28 +94,38 @@ func clientToken(key Key, taskARN string, gen int) string {
 	return "tether-" + hex.EncodeToString(h[:])[:48]
 }
 
-// deviceNames are the names tether attaches volumes as (EC2's recommended
-// range for EBS data volumes on Linux).
+// deviceNames are the names tether attaches volumes as: EC2's recommended
+// range for EBS data volumes on Linux (xvdf to xvdz), then the two-letter
+// names xvdba to xvdzz (671 in all; volspec and tether-agent accept them).
+// On Nitro instances the name is only a label; on Xen ones it is the
+// device, so the single letters come first in each volume's order.
 func deviceNames() []string {
-	out := make([]string, 0, 21)
+	out := make([]string, 0, 21+25*26)
 	for c := 'f'; c <= 'z'; c++ {
 		out = append(out, "/dev/xvd"+string(c))
+	}
+	for c := 'b'; c <= 'z'; c++ {
+		for d := 'a'; d <= 'z'; d++ {
+			out = append(out, "/dev/xvd"+string(c)+string(d))
+		}
 	}
 	return out
 }
 
-// deviceOrder lists candidate device names for a volume, starting at a
-// place derived from the volume id, so concurrent attaches of different
-// volumes to one instance rarely try the same name first.
+// deviceOrder lists the candidate device names for a volume: the single
+// letters from a place derived from the volume id, then the two-letter
+// names likewise, so concurrent attaches of different volumes to one
+// instance from different processes rarely try the same name first.
 func deviceOrder(volumeID string, skip map[string]bool) []string {
 	names := deviceNames()
 	h := sha256.Sum256([]byte(volumeID))
-	start := int(h[0]) % len(names)
 	out := make([]string, 0, len(names))
-	for i := range names {
-		n := names[(start+i)%len(names)]
-		if !skip[n] {
-			out = append(out, n)
+	for _, part := range [][]string{names[:21], names[21:]} {
+		start := int(h[0])<<8 | int(h[1])
+		for i := range part {
+			if n := part[(start+i)%len(part)]; !skip[n] {
+				out = append(out, n)
+			}
 		}
 	}
 	return out

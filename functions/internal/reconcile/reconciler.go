@@ -112,18 +112,19 @@ type Reconciler struct {
 	mountAttempts, maxGen int
 
 	mu        sync.Mutex
-	versions  map[string]int64            // task ARN -> newest event version seen
-	processed map[string]int64            // task ARN -> newest event version whose keys all converged or were handed back
-	poisoned  map[string]map[string]bool  // instance -> device names that got stuck
-	released  map[Key]time.Time           // when a holder let go (handoff start), this process
-	inflight  map[string]time.Time        // step/volume id -> when tether started it
-	hints     map[Key]hint                // Retry hints when the caller keeps no invocation
-	lastBack  map[Key]time.Time           // latest pass that handed a key back
-	attached  map[string]cloud.Attachment // volume id -> its latest attachment seen or made
-	vanishes  map[Key]int                 // volumes EC2 deleted right after creating them, per key
-	volumesOf map[Key]string              // key -> volume id this process last attached or detached
-	mountSent map[string]cloud.Attachment // volume id -> instance and time of the last mount sent
-	sent      map[string]sentCommand      // SSM command id -> the key and hint of the pass that sent it
+	versions  map[string]int64             // task ARN -> newest event version seen
+	processed map[string]int64             // task ARN -> newest event version whose keys all converged or were handed back
+	poisoned  map[string]map[string]bool   // instance -> device names that got stuck
+	attaching map[string]map[string]string // instance -> device name -> volume id an attach is being tried with now
+	released  map[Key]time.Time            // when a holder let go (handoff start), this process
+	inflight  map[string]time.Time         // step/volume id -> when tether started it
+	hints     map[Key]hint                 // Retry hints when the caller keeps no invocation
+	lastBack  map[Key]time.Time            // latest pass that handed a key back
+	attached  map[string]cloud.Attachment  // volume id -> its latest attachment seen or made
+	vanishes  map[Key]int                  // volumes EC2 deleted right after creating them, per key
+	volumesOf map[Key]string               // key -> volume id this process last attached or detached
+	mountSent map[string]cloud.Attachment  // volume id -> instance and time of the last mount sent
+	sent      map[string]sentCommand       // SSM command id -> the key and hint of the pass that sent it
 }
 
 // New checks cfg and returns a Reconciler.
@@ -160,7 +161,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
-		versions: map[string]int64{}, processed: map[string]int64{}, poisoned: map[string]map[string]bool{}, released: map[Key]time.Time{},
+		versions: map[string]int64{}, processed: map[string]int64{}, poisoned: map[string]map[string]bool{}, attaching: map[string]map[string]string{}, released: map[Key]time.Time{},
 		inflight: map[string]time.Time{}, hints: map[Key]hint{}, lastBack: map[Key]time.Time{}, attached: map[string]cloud.Attachment{}, vanishes: map[Key]int{}, volumesOf: map[Key]string{}, mountSent: map[string]cloud.Attachment{},
 		sent: map[string]sentCommand{},
 	}, nil

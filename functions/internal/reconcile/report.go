@@ -224,14 +224,49 @@ func (r *Reconciler) poison(instance, device string) {
 	r.poisoned[instance][device] = true
 }
 
-func (r *Reconciler) poisonedOn(instance string) map[string]bool {
+// pickDevice allocates a device name on instance for volumeID: the first
+// of the volume's candidates that is not refused (this pass), poisoned,
+// used by an attachment this process knows of, or being attached by
+// another pass of this process now. The name stays reserved until
+// releaseDevice.
+func (r *Reconciler) pickDevice(instance, volumeID string, refused map[string]bool) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]bool{}
-	for d := range r.poisoned[instance] {
-		out[d] = true
+	taken := map[string]bool{}
+	for d := range refused {
+		taken[d] = true
 	}
-	return out
+	for d := range r.poisoned[instance] {
+		taken[d] = true
+	}
+	for d := range r.attaching[instance] {
+		taken[d] = true
+	}
+	for vid, a := range r.attached {
+		if vid != volumeID && a.InstanceID == instance && a.State != cloud.AttachDetached && a.Device != "" {
+			taken[a.Device] = true
+		}
+	}
+	cands := deviceOrder(volumeID, taken)
+	if len(cands) == 0 {
+		return "", false
+	}
+	if r.attaching[instance] == nil {
+		r.attaching[instance] = map[string]string{}
+	}
+	r.attaching[instance][cands[0]] = volumeID
+	return cands[0], true
+}
+
+// releaseDevice ends the reservation pickDevice made (an attachment made
+// with the name is known from noteAttachment by then).
+func (r *Reconciler) releaseDevice(instance, device string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.attaching[instance], device)
+	if len(r.attaching[instance]) == 0 {
+		delete(r.attaching, instance)
+	}
 }
 
 func (r *Reconciler) noteReleased(k Key, at time.Time) {
