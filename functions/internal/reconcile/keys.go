@@ -367,7 +367,9 @@ func (r *Reconciler) superseded(k Key, h hint) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	last, ok := r.lastBack[k]
-	return ok && last.After(fromMS(h.Pass))
+	// In whole milliseconds, as the hint carries it: the pass that handed
+	// this very retry back must not count as a later one.
+	return ok && ms(last) > h.Pass
 }
 
 // taskNote: a task event's version and the keys still to reconcile for it

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
 // The seed's walkthrough: MySQL on A, A drained, MySQL moves to B with its
@@ -166,5 +169,32 @@ func TestDuplicateEventSkippedUnlessHandBackFailed(t *testing.T) {
 	again, err = h.r.Keys(h.r.Invocation(context.Background()), ev)
 	if err != nil || len(again) != 1 || again[0] != keys[0] {
 		t.Fatalf("redelivery after a failed hand-back skipped: %v %v", again, err)
+	}
+}
+
+// A retry is dropped as superseded only if a later pass of its key handed
+// the key back; the pass that handed this very retry back does not count,
+// whatever the sub-millisecond part of its clock (hints carry whole
+// milliseconds). Before, a chain died whenever its retry came back to the
+// process that had sent it.
+func TestOwnRetryIsNotSuperseded(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.Advance(123456789 * time.Nanosecond)
+	h.w.PlaceTask(tdShared, "i-a")
+	h.collect()
+	ctx := h.r.Invocation(context.Background())
+	keys, err := h.r.Keys(ctx, h.trigger(h.events[0]))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+	res, err := h.r.Reconcile(ctx, keys[0])
+	if err != nil || res.Done() {
+		t.Fatalf("want the key handed back: %+v %v", res, err)
+	}
+	h.w.Advance(res.RetryAfter)
+	again, err := h.r.Keys(h.r.Invocation(context.Background()), reconcile.Retry{Key: keys[0], Hint: res.Hint})
+	if err != nil || len(again) != 1 {
+		t.Fatalf("the key's own retry was dropped: %v %v", again, err)
 	}
 }
