@@ -208,6 +208,33 @@ func (m *Mapping) gather(ctx context.Context) []Message {
 	return batch
 }
 
+// hideWhileRunning keeps a batch's messages invisible while its invocation
+// runs, until stop is closed. Lambda refuses a mapping whose queue hides
+// messages for less than the function's timeout, so on AWS a batch is never
+// redelivered while its invocation still runs. Under a TimeScale the
+// queue's visibility shrinks but an invocation does not get faster (its AWS
+// calls take wall time), so the mapping renews the batch's visibility until
+// the invocation returns; failed messages then come back after the queue's
+// (scaled) visibility, as before.
+func (m *Mapping) hideWhileRunning(batch []Message, stop <-chan struct{}) {
+	if m.bus.opts.TimeScale == 1 {
+		return // as configured: the template keeps visibility above the timeout
+	}
+	vis := m.queue.Options().VisibilityTimeout
+	tick := time.NewTicker(max(m.bus.scaled(vis)/2, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			for _, msg := range batch {
+				_ = m.queue.ChangeVisibility(msg.ReceiptHandle, vis) // gone or deleted: nothing to hide
+			}
+		}
+	}
+}
+
 // unscaled converts a real wait back into the queue's scaled units.
 func (m *Mapping) unscaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / m.bus.opts.TimeScale)
@@ -225,7 +252,12 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 		return
 	}
 	callCtx, cancel := context.WithTimeout(ctx, m.opts.FunctionTimeout)
+	running := make(chan struct{})
+	hidden := make(chan struct{})
+	go func() { defer close(hidden); m.hideWhileRunning(batch, running) }()
 	out, err := m.inv.Invoke(callCtx, payload)
+	close(running)
+	<-hidden
 	cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()

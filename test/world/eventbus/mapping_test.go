@@ -157,3 +157,34 @@ func TestMappingConcurrencyLimit(t *testing.T) {
 		t.Fatalf("peak concurrency %d, want 2", peak.Load())
 	}
 }
+
+// Under a TimeScale the queue's visibility shrinks but an invocation does
+// not get faster: a batch must not come back while its invocation still
+// runs (Lambda refuses mappings whose visibility is under the function's
+// timeout), and must not reach the dead-letter queue for being slow.
+func TestMappingHidesABatchWhileItsInvocationRuns(t *testing.T) {
+	b := testBus(t, Options{Seed: 1, TimeScale: 0.001}) // 30 s of visibility is 30 ms
+	dlq := mustQueue(t, b, "SlowDLQ", QueueOptions{})
+	q := mustQueue(t, b, "SlowQueue", QueueOptions{DeadLetter: dlq, MaxReceiveCount: 2})
+	var calls atomic.Int32
+	handler := lambda.NewHandler(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		calls.Add(int32(len(ev.Records)))
+		time.Sleep(300 * time.Millisecond) // ten visibility timeouts, in wall time
+		return events.SQSEventResponse{}, nil
+	})
+	m, err := b.StartMapping(q, b.InProcess("slow", handler), MappingOptions{BatchSize: 1, ReportBatchItemFailures: true, PollWait: 5 * time.Millisecond, MaxConcurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Send("slow-1", SendOptions{})
+	if err := q.WaitEmpty(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the message was delivered %d times, want once", n)
+	}
+	if st := dlq.Stats(); st.Visible != 0 {
+		t.Errorf("dead-letter queue holds %d messages, want none", st.Visible)
+	}
+}
