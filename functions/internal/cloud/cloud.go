@@ -37,8 +37,15 @@ type Options struct {
 	// MaxAge bounds how long an invocation's session keeps AWS's answers
 	// (default 3s): passes started later read afresh.
 	MaxAge time.Duration
-	// Now is the clock sessions are aged by (default time.Now).
+	// Now is the clock sessions are aged and writes paced by (default time.Now).
 	Now func() time.Time
+	// Limits pace writes per action on the client side (see pacer). New
+	// uses DocumentedLimits when it is nil; NewWithClients paces only
+	// what it is given.
+	Limits map[string]Limit
+	// MaxPaceWait: a write that would wait longer for its token is refused
+	// as ErrThrottled without calling AWS (default 3s).
+	MaxPaceWait time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -69,6 +76,9 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxPaceWait <= 0 {
+		o.MaxPaceWait = 3 * time.Second
+	}
 	return o
 }
 
@@ -79,6 +89,7 @@ type AWS struct {
 	ssm   SSMAPI
 	opts  Options
 	retry *retryers
+	pace  *pacer
 
 	byTag *batcher[tagQuery, []Volume]
 	byID  *batcher[string, Volume]
@@ -99,19 +110,23 @@ var _ Cloud = (*AWS)(nil)
 // config.LoadDefaultConfig reads AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2
 // etc.), so the same binary talks to the local world or to AWS.
 func New(cfg aws.Config, o Options) *AWS {
+	if o.Limits == nil {
+		o.Limits = DocumentedLimits()
+	}
 	o = o.withDefaults()
 	count := countRequests(o.Stats)
 	return NewWithClients(
-		ec2.NewFromConfig(cfg, func(eo *ec2.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o) }),
-		ecs.NewFromConfig(cfg, func(eo *ecs.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o) }),
-		ssm.NewFromConfig(cfg, func(so *ssm.Options) { so.APIOptions = append(so.APIOptions, count); so.Retryer = newRetryer(o) }),
+		ec2.NewFromConfig(cfg, func(eo *ec2.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o, false) }),
+		ecs.NewFromConfig(cfg, func(eo *ecs.Options) { eo.APIOptions = append(eo.APIOptions, count); eo.Retryer = newRetryer(o, false) }),
+		ssm.NewFromConfig(cfg, func(so *ssm.Options) { so.APIOptions = append(so.APIOptions, count); so.Retryer = newRetryer(o, false) }),
 		o)
 }
 
 // NewWithClients wraps given clients (real ones, or fakes in tests).
 func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	o = o.withDefaults()
-	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}, finished: map[string]Command{}}
+	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), pace: newPacer(o.Limits, o.Now, o.MaxPaceWait),
+		taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}, finished: map[string]Command{}}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0

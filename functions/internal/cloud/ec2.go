@@ -298,7 +298,11 @@ func (a *AWS) CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume
 	if req.SnapshotID != "" {
 		in.SnapshotId = aws.String(req.SnapshotID)
 	}
+	if err := a.pace.take(ctx, "CreateVolume"); err != nil {
+		return Volume{}, err
+	}
 	out, err := a.ec2.CreateVolume(ctx, in, ec2Retryer(a.retry.create))
+	a.paced("CreateVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		s.forget(Volume{Tags: req.Tags})
@@ -337,9 +341,13 @@ func isInvalidCreate(err error) bool {
 // the device name (in use, or poisoned by an earlier force detach):
 // ErrDeviceName tells the caller to pick another.
 func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device string) error {
+	if err := a.pace.take(ctx, "AttachVolume"); err != nil {
+		return err
+	}
 	_, err := a.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{
 		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Device: aws.String(device),
 	}, ec2Retryer(a.retry.attach))
+	a.paced("AttachVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, instanceID)
 	}
@@ -356,9 +364,13 @@ func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device str
 // DetachVolume implements Cloud. The instance is always named, so a detach
 // can only ever undo the attachment the caller checked.
 func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, force bool) error {
+	if err := a.pace.take(ctx, "DetachVolume"); err != nil {
+		return err
+	}
 	_, err := a.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{
 		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Force: aws.Bool(force),
 	}, ec2Retryer(a.retry.detach))
+	a.paced("DetachVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, instanceID)
 	}
@@ -367,7 +379,11 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, for
 
 // DeleteVolume implements Cloud.
 func (a *AWS) DeleteVolume(ctx context.Context, volumeID string) error {
+	if err := a.pace.take(ctx, "DeleteVolume"); err != nil {
+		return err
+	}
 	_, err := a.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(volumeID)}, ec2Retryer(a.retry.delete))
+	a.paced("DeleteVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
@@ -376,7 +392,11 @@ func (a *AWS) DeleteVolume(ctx context.Context, volumeID string) error {
 
 // TagVolume implements Cloud.
 func (a *AWS) TagVolume(ctx context.Context, volumeID string, tags map[string]string) error {
+	if err := a.pace.take(ctx, "CreateTags"); err != nil {
+		return err
+	}
 	_, err := a.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{volumeID}, Tags: toEC2Tags(tags)}, ec2Retryer(a.retry.tags))
+	a.paced("CreateTags", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
@@ -420,6 +440,13 @@ func fromEC2Tags(tags []ec2types.Tag) map[string]string {
 		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return out
+}
+
+// paced tells the pacer about AWS's answer to a paced call.
+func (a *AWS) paced(action string, err error) {
+	if isThrottle(err) {
+		a.pace.throttled(action)
+	}
 }
 
 // IsDone reports whether a detach or delete error means there was nothing

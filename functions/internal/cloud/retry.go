@@ -21,22 +21,34 @@ type retryers struct {
 }
 
 func newRetryers(o Options) *retryers {
-	n := func() aws.Retryer { return newRetryer(o) }
+	n := func() aws.Retryer { return newRetryer(o, false) }
+	// Paced writes are not retried when AWS throttles them: the pacer has
+	// emptied its bucket, and the pass hands its key back, rather than
+	// spending the account's next tokens on retries.
+	paced := func() aws.Retryer { return newRetryer(o, true) }
 	return &retryers{
-		create: n(), attach: n(), detach: n(), delete: n(), tags: n(),
-		stopTask: n(), sendCommand: n(),
+		create: paced(), attach: paced(), detach: paced(), delete: paced(), tags: paced(),
+		stopTask: n(), sendCommand: paced(),
 	}
 }
 
 // newRetryer is adaptive (client-side rate limiting after throttles) with
 // bounded attempts and backoff: a Lambda pass must end well within its
 // timeout; work that cannot finish goes back to the queue instead.
-func newRetryer(o Options) aws.Retryer {
+func newRetryer(o Options, noThrottleRetry bool) aws.Retryer {
 	std := func(so *retry.StandardOptions) {
 		so.MaxAttempts = o.MaxAttempts
 		so.MaxBackoff = o.MaxBackoff
 		if o.Backoff != nil {
 			so.Backoff = o.Backoff
+		}
+		if noThrottleRetry {
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				if isThrottle(err) {
+					return aws.FalseTernary
+				}
+				return aws.UnknownTernary
+			})}, so.Retryables...)
 		}
 	}
 	if o.RetryMode == aws.RetryModeStandard {

@@ -163,35 +163,53 @@ func TestVolumeNotFoundIsErrNotFound(t *testing.T) {
 	}
 }
 
-// Throttled answers are retried by the SDK with the per-action retryer; the
-// counters see every attempt; past MaxAttempts the error is ErrThrottled.
+// Throttled reads are retried by the SDK; the counters see every attempt;
+// past MaxAttempts the error is ErrThrottled. A throttled write is not
+// retried: its bucket here is emptied (the next write waits, or is refused
+// without calling AWS if that would take too long), and the error is
+// ErrThrottled at once. Other transient errors of writes are retried.
 func TestThrottlingIsRetriedAndCounted(t *testing.T) {
 	e, base := newEndpoint(t, func(action string, _ url.Values, _ string, call int) (int, string) {
 		if call <= 2 {
 			return 503, ec2Error("RequestLimitExceeded")
 		}
-		return 200, attachOK
+		return 200, describeVolumesXML(volumeXML("vol-0123456789abcdef0", "rexray-vol", "in-use", "i-a"))
 	})
-	c := newTestCloud(t, base, Options{MaxAttempts: 5, RetryMode: aws.RetryModeStandard})
-	if err := c.AttachVolume(context.Background(), "vol-0123456789abcdef0", "i-b", "/dev/xvdf"); err != nil {
+	c := newTestCloud(t, base, Options{MaxAttempts: 5, RetryMode: aws.RetryModeStandard, BatchWindow: -1})
+	if _, err := c.VolumeByID(context.Background(), "vol-0123456789abcdef0"); err != nil {
 		t.Fatalf("want success after two throttles: %v", err)
 	}
-	if n := e.count("EC2:AttachVolume"); n != 3 {
+	if n := e.count("EC2:DescribeVolumes"); n != 3 {
 		t.Fatalf("want 3 attempts, got %d", n)
 	}
 	snap := c.Stats().Snapshot()
-	if snap.Throttles["EC2:AttachVolume"] != 2 || snap.Calls["EC2:AttachVolume"] != 3 {
+	if snap.Throttles["EC2:DescribeVolumes"] != 2 || snap.Calls["EC2:DescribeVolumes"] != 3 {
 		t.Fatalf("counters: %+v", snap)
 	}
 
-	e2, base2 := newEndpoint(t, func(string, url.Values, string, int) (int, string) { return 503, ec2Error("RequestLimitExceeded") })
-	c2 := newTestCloud(t, base2, Options{MaxAttempts: 2, RetryMode: aws.RetryModeStandard})
+	e2, base2 := newEndpoint(t, func(action string, _ url.Values, _ string, call int) (int, string) {
+		if action == "EC2:AttachVolume" && call == 1 {
+			return 500, ec2Error("InternalError")
+		}
+		if action == "EC2:AttachVolume" {
+			return 200, attachOK
+		}
+		return 503, ec2Error("RequestLimitExceeded")
+	})
+	c2 := newTestCloud(t, base2, Options{MaxAttempts: 3, RetryMode: aws.RetryModeStandard, MaxPaceWait: 100 * time.Millisecond})
 	err := c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", "i-a", false)
 	if !errors.Is(err, ErrThrottled) {
-		t.Fatalf("want ErrThrottled after the attempts, got %v", err)
+		t.Fatalf("want ErrThrottled, got %v", err)
 	}
-	if n := e2.count("EC2:DetachVolume"); n != 2 {
-		t.Fatalf("want exactly MaxAttempts=2 requests, got %d", n)
+	if n := e2.count("EC2:DetachVolume"); n != 1 {
+		t.Fatalf("a throttled write was retried: %d requests", n)
+	}
+	err = c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", "i-a", false)
+	if !errors.Is(err, ErrThrottled) || e2.count("EC2:DetachVolume") != 1 {
+		t.Fatalf("the next write right after a throttle: %v, %d requests (want refused here, 1)", err, e2.count("EC2:DetachVolume"))
+	}
+	if err := c2.AttachVolume(context.Background(), "vol-0123456789abcdef0", "i-b", "/dev/xvdf"); err != nil || e2.count("EC2:AttachVolume") != 2 {
+		t.Fatalf("a write failing with a 500 is retried: %v, %d requests", err, e2.count("EC2:AttachVolume"))
 	}
 }
 

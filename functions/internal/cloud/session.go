@@ -77,6 +77,13 @@ func (a *AWS) sessionOf(ctx context.Context) *session {
 	return s
 }
 
+// Uncached returns ctx without its session: calls made with it read AWS
+// afresh (and what they read is not kept). For the one read right before
+// a step that must not act on anything older.
+func Uncached(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sessionKey{}, (*session)(nil))
+}
+
 // SessionStats returns the counters of the session's AWS requests (nil
 // without a session).
 func SessionStats(ctx context.Context) *Stats {

@@ -24,6 +24,9 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 	for k, v := range params {
 		p[k] = []string{v}
 	}
+	if err := a.pace.take(ctx, "SendCommand"); err != nil {
+		return "", err
+	}
 	out, err := a.ssm.SendCommand(ctx, &ssm.SendCommandInput{
 		DocumentName:   aws.String(document),
 		InstanceIds:    []string{instanceID},
@@ -31,6 +34,7 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
 		Comment:        aws.String("tether " + params["VolumeName"]),
 	}, ssmRetryer(a.retry.sendCommand))
+	a.paced("SendCommand", err)
 	if err != nil {
 		return "", classify(err, fmt.Sprintf("ssm SendCommand %q to %q", document, instanceID))
 	}

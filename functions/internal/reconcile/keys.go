@@ -88,6 +88,14 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 		r.versions[t.TaskArn] = t.Version
 	}
 	r.mu.Unlock()
+	if t.DesiredStatus == "STOPPED" && t.LastStatus != "STOPPED" {
+		// Stopping: its containers may still use the volumes, so nothing
+		// can be released yet; its STOPPED event (or the sweep, should
+		// that be lost) starts the release. A pass now would only read
+		// EC2 to learn that.
+		log.Debug("task stopping: its STOPPED event will release its volumes", "lastStatus", t.LastStatus)
+		return nil, nil
+	}
 
 	tdARN := t.TaskDefinitionArn
 	if tdARN == "" {
@@ -138,6 +146,11 @@ func (r *Reconciler) instanceKeys(ctx context.Context, t InstanceChanged) ([]Key
 	if t.Cluster != r.cluster {
 		return nil, nil
 	}
+	// A live instance's events say nothing about its volumes. A draining
+	// one's do: every volume on it that no live task needs is released
+	// (its tasks' STOPPED events release theirs too; the passes coincide
+	// on one key). An instance whose agent or self is gone may never send
+	// its tasks' STOPPED events, so its volumes are looked at as well.
 	if (t.Status == "ACTIVE" || t.Status == "REGISTERING") && t.AgentConnected {
 		return nil, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"time"
@@ -50,7 +51,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	switch {
 	case errors.Is(err, cloud.ErrThrottled):
 		p.log.Warn("AWS throttled this pass; handing the key back", "error", err)
-		res, err = Result{RetryAfter: r.t.ThrottleWait, Reason: "throttled by AWS", Hint: p.hint.String()}, nil
+		res, err = Result{RetryAfter: spread(key, p.now, r.t.ThrottleWait), Reason: "throttled by AWS", Hint: p.hint.String()}, nil
 	case errors.Is(err, errStale):
 		p.log.Warn("pass too old to act on what it read; handing the key back to look again", "error", err)
 		res, err = Result{RetryAfter: time.Second, Reason: err.Error(), Hint: p.hint.String()}, nil
@@ -99,6 +100,14 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 }
 
 func done(reason string) Result { return Result{Reason: reason} }
+
+// spread returns a wait between d/2 and 3d/2, different per key and pass:
+// keys throttled together do not all come back together.
+func spread(k Key, at time.Time, d time.Duration) time.Duration {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%s/%d", k.Cluster, k.Volume, at.UnixNano())
+	return d/2 + time.Duration(h.Sum64()%uint64(d+1))
+}
 
 // errStale: a pass took so long (throttled calls, a slow invocation) that
 // the state it decided on may have changed since; it takes no step.

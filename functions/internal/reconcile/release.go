@@ -274,7 +274,25 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 	if err := p.fresh("force detach"); err != nil {
 		return Result{}, err
 	}
-	err := p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
+	// EC2 has no conditional detach, and a force detach under a running
+	// task loses its writes: read the attachment once more, past the
+	// invocation's cache, and force only if it is still the one judged.
+	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), v.ID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return done("volume gone"), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	same := false
+	for _, c := range cur.Attachments {
+		same = same || c.InstanceID == a.InstanceID && c.State == a.State && c.AttachTime.Equal(a.AttachTime)
+	}
+	if !same {
+		log.Info("attachment changed since this pass judged it; not forcing", "was", a.State, "now", cur.Attachments)
+		return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", v.ID, a.InstanceID), nil
+	}
+	err = p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
 	if err != nil && !cloud.IsDone(err) {
 		return Result{}, err
 	}
@@ -336,13 +354,23 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 			return done("superseded: detach from " + h.Instance + " already asked"), true, nil
 		}
 	}
-	if h.Command == "" || h.Volume == "" || h.Instance == "" || h.CI == "" {
+	if h.Command == "" || h.Volume == "" || h.Instance == "" {
 		return Result{}, false, nil
 	}
 	switch h.Step {
 	case stepUnmount:
 		if len(onInstance(w.needers, h.Instance)) > 0 {
 			return Result{}, false, nil
+		}
+		if h.CI == "" {
+			// A hint made from the command alone (SSM's event reached
+			// another process): ECS says which container instance it is.
+			ci, known, err := p.containerInstanceOf(ctx, w, h.Instance)
+			if err != nil || !known {
+				return Result{}, false, err
+			}
+			h.CI = ci.ARN
+			p.hint.CI = ci.ARN
 		}
 		users, err := p.usersOn(ctx, w, cloud.ContainerInstance{ARN: h.CI, EC2InstanceID: h.Instance})
 		if err != nil || len(users) > 0 {

@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -51,6 +52,10 @@ func dumpWiring(b *Bus, w *Wiring) string {
 	return out.String()
 }
 
+// -update rewrites the pinned wirings from what LoadTemplate makes now
+// (after a deliberate change of template.yaml; review the diff).
+var update = flag.Bool("update", false, "rewrite testdata/*.wiring")
+
 // What LoadTemplate makes of the repository's template.yaml, pinned so a
 // change of the template reader shows here.
 func TestLoadTemplatePinned(t *testing.T) {
@@ -76,6 +81,11 @@ func TestLoadTemplatePinned(t *testing.T) {
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(c.golden, []byte(dumpWiring(b, w)), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			want, err := os.ReadFile(c.golden)
 			if err != nil {

@@ -66,7 +66,7 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 	if o := w.Queues["TaskQueue"].Options(); o.VisibilityTimeout != 120*time.Second || o.MaxReceiveCount != 5 || o.DeadLetter != w.Queues["TaskDeadLetterQueue"] {
 		t.Fatalf("TaskQueue options: %+v", o)
 	}
-	if !slices.Equal(w.Rules, []string{"InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
+	if !slices.Equal(w.Rules, []string{"CommandRule", "InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
 		t.Fatalf("wiring: rules %v, mappings %d, schedules %v", w.Rules, len(w.Mappings), w.Schedules)
 	}
 

@@ -134,7 +134,7 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	want := map[string]struct {
 		pkg      string
 		reserved int
-	}{"TaskStateFunction": {"taskstate", 10}, "DrainFunction": {"drain", 3}, "SweepFunction": {"sweep", 1}}
+	}{"TaskStateFunction": {"taskstate", 20}, "DrainFunction": {"drain", 5}, "SweepFunction": {"sweep", 1}}
 	if len(d.Functions) != len(want) || len(rec.started) != len(want) {
 		t.Fatalf("functions %v, started %d; want %d", d.Functions, len(rec.started), len(want))
 	}
@@ -366,7 +366,7 @@ func TestWithoutARuntimeTheFunctionsEventsAreUnwired(t *testing.T) {
 	if len(d.Unwired) != 5 { // 3 taskstate queues, 1 drain queue, 1 schedule
 		t.Errorf("unwired %v, want the five function events", d.Unwired)
 	}
-	if len(d.Queues) != 8 || len(d.Rules) != 3 || len(d.Documents) != 3 {
+	if len(d.Queues) != 8 || len(d.Rules) != 4 || len(d.Documents) != 3 {
 		t.Errorf("queues %d, rules %v, documents %v", len(d.Queues), d.Rules, d.Documents)
 	}
 	if d.Functions["TaskStateFunction"].Env["TETHER_RETRY_QUEUE_URL"] != d.Queues["RetryQueue"].URL() {

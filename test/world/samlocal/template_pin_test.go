@@ -2,6 +2,7 @@ package samlocal
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -61,8 +62,17 @@ func dumpDeployment(d *Deployment) string {
 	return b.String()
 }
 
+// -update rewrites the pinned files from what Load and Deploy make now
+// (after a deliberate change of template.yaml; review the diff).
+var update = flag.Bool("update", false, "rewrite testdata/repo-template.*")
+
 func checkGolden(t *testing.T, golden, got string) {
 	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
 		t.Fatal(err)
