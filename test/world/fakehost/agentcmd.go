@@ -233,7 +233,7 @@ func (h *Host) unmountCmd(args []string, stdout, stderr *bytes.Buffer) int {
 		fmt.Fprintf(stderr, "tether-agent: %s is mounted from %s, not %s\n", res.Mountpoint, m.volumeID, *volumeID)
 		return ExitFailed
 	case h.inUseLocked(*name) && !*force:
-		fmt.Fprintf(stderr, "tether-agent: %s is in use by a running container\n", res.Mountpoint)
+		fmt.Fprintf(stderr, "tether-agent: %s is in use by a container (running, or starting with its Mount answered)\n", res.Mountpoint)
 		return ExitBusy
 	}
 	res.Device, res.WasMounted = m.device, true

@@ -310,3 +310,49 @@ func TestEveryMethodAnswersHostDownAfterKillOrClose(t *testing.T) {
 		})
 	}
 }
+
+// A container that starts holds the volumes whose Mount the plugin has
+// answered, while it waits for its others: an unmount then is busy (the
+// chaos finding: a stale unmount left it to start on an empty directory).
+func TestUnmountIsBusyWhileAContainerStartsWithTheMountAnswered(t *testing.T) {
+	h := testHost(t, Options{})
+	const vol2 = "vol-0123456789abcdef2"
+	spec := seedSpec("0123456789abcdef0123456789abcdef", "shared")
+	second := spec.Volumes[0]
+	second.Name = "second"
+	spec.Volumes = append(spec.Volumes, second)
+	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol")
+	rec := newRecorder()
+	if err := h.StartTask(ctx(t), spec, rec.report); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, "PENDING")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		held := h.inUseLocked("rexray-vol")
+		h.mu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the starting task never held rexray-vol")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol --json")
+	if res.ExitCode != ExitBusy || !strings.Contains(res.Stderr, "starting") {
+		t.Fatalf("unmount while the task starts: exit %d %s; want busy", res.ExitCode, res.Stderr)
+	}
+	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol2}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, h, "tether-agent mount --volume-id "+vol2+" --name second")
+	rec.next(t, "RUNNING")
+	if d, _ := h.Disks().Volume(vol); len(d.Writes) != 1 || d.Writes[0] != spec.TaskArn {
+		t.Fatalf("the task did not write on its volume: %+v", d)
+	}
+}

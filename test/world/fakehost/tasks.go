@@ -22,7 +22,11 @@ type fakeTask struct {
 	names   []string          // tether volume names it mounts
 	docker  map[string]string // tether name -> Docker volume name
 	runtime map[string]string // container name -> runtime id
-	cancel  context.CancelFunc
+	// held: the tether volumes whose plugin Mount this task's container
+	// got an answer for while it starts; the plugin counts it as a user
+	// from then on, as the agent does by mount ID.
+	held   map[string]bool
+	cancel context.CancelFunc
 }
 
 // tetherVolume is one of the task's volumes served by tether.
@@ -84,7 +88,7 @@ func (h *Host) StartTask(_ context.Context, spec worldapi.TaskSpec, report func(
 		return fmt.Errorf("fakehost %s: task %s already started", h.opts.InstanceID, spec.TaskArn)
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	t := &fakeTask{spec: spec, report: report, status: "PENDING", docker: map[string]string{}, runtime: map[string]string{}, cancel: cancel}
+	t := &fakeTask{spec: spec, report: report, status: "PENDING", docker: map[string]string{}, runtime: map[string]string{}, held: map[string]bool{}, cancel: cancel}
 	vols, failure := h.tetherVolumes(spec)
 	for _, v := range vols {
 		t.names = append(t.names, v.name)
@@ -151,6 +155,7 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 			return fmt.Sprintf("CannotCreateContainerError: Error response from daemon: create %s: error looking up volume plugin %s: plugin %q not found", t.docker[name], Driver, Driver)
 		}
 		if _, ok := h.mounts[name]; ok {
+			t.held[name] = true
 			h.mu.Unlock()
 			return ""
 		}
@@ -158,6 +163,7 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 			if dev, attached := h.devices[vol]; attached {
 				if fsType, sig := h.opts.Disks.probe(vol); fsType != "" && sig == "" {
 					h.mounts[name] = &mount{volumeID: vol, device: dev, fsType: fsType}
+					t.held[name] = true
 					h.changedLocked()
 					h.mu.Unlock()
 					return ""
@@ -262,15 +268,17 @@ func (h *Host) ExitTask(taskArn string, code int) error {
 	return nil
 }
 
-// inUseLocked reports whether a running container uses the tether volume.
+// inUseLocked reports whether a container uses the tether volume: a
+// running one, or one still starting whose Mount the plugin answered.
 func (h *Host) inUseLocked(name string) bool { return len(h.usersLocked(name)) > 0 }
 
-// usersLocked names the running containers that use the tether volume, as
-// Docker would (ECS agent container names), sorted.
+// usersLocked names the containers that hold the tether volume (running,
+// or starting with the plugin's Mount answered), as Docker would (ECS agent
+// container names), sorted.
 func (h *Host) usersLocked(name string) []user {
 	var out []user
 	for _, t := range h.tasks {
-		if t.status != "RUNNING" || !slices.Contains(t.names, name) {
+		if !slices.Contains(t.names, name) || !(t.status == "RUNNING" || t.status == "PENDING" && t.held[name]) {
 			continue
 		}
 		for _, c := range t.spec.Containers {
