@@ -82,11 +82,13 @@ type Mount struct {
 
 // Container is one entry of GET /containers/json.
 type Container struct {
-	ID     string            `json:"Id"`
-	Names  []string          `json:"Names"`
-	State  string            `json:"State"` // created, running, paused, restarting, exited, ...
-	Labels map[string]string `json:"Labels"`
-	Mounts []Mount           `json:"Mounts"`
+	ID    string   `json:"Id"`
+	Names []string `json:"Names"`
+	State string   `json:"State"` // created, running, paused, restarting, exited, ...
+	// Created is when the container was created, in Unix seconds.
+	Created int64             `json:"Created"`
+	Labels  map[string]string `json:"Labels"`
+	Mounts  []Mount           `json:"Mounts"`
 }
 
 // Name is the container's name without Docker's leading slash.

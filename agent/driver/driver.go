@@ -68,6 +68,9 @@ type Driver struct {
 	wait time.Duration
 	poll time.Duration
 	log  *slog.Logger
+	// started is when this driver began counting Mounts: those answered
+	// before (by a previous process) it knows only through adoption.
+	started time.Time
 
 	recordsMu sync.Mutex // serialises Create and Remove of records
 
@@ -75,6 +78,7 @@ type Driver struct {
 	locks   map[string]chan struct{} // tether name -> in-process lock
 	volumes map[string]*volumeState  // tether name -> state (under its lock)
 	aliases map[string]string        // task-scoped docker name -> tether name
+	pending map[string]int           // tether name -> Mounts in progress
 }
 
 var _ plugin.Driver = (*Driver)(nil)
@@ -103,9 +107,11 @@ func New(c Config) (*Driver, error) {
 		wait:    c.MountWait,
 		poll:    c.PollInterval,
 		log:     c.Logger,
+		started: time.Now(),
 		locks:   map[string]chan struct{}{},
 		volumes: map[string]*volumeState{},
 		aliases: map[string]string{},
+		pending: map[string]int{},
 	}, nil
 }
 

@@ -219,8 +219,9 @@ func (m *machine) tetherMount(volumeID, name string) {
 	}
 }
 
-// attach makes an "EBS volume" of 256 MiB attached to the machine.
-func (m *machine) attach(volumeID string) {
+// attach makes an "EBS volume" of 256 MiB attached to the machine and
+// returns its backing file (to attach it again after a detach).
+func (m *machine) attach(volumeID string) string {
 	m.t.Helper()
 	f, err := os.CreateTemp(m.Dir(), volumeID+"-*.img")
 	if err != nil {
@@ -231,6 +232,7 @@ func (m *machine) attach(volumeID string) {
 	}
 	f.Close()
 	m.AttachLoopT(m.t, f.Name(), volumeID)
+	return f.Name()
 }
 
 // mountCount is how many filesystems are mounted at the volume's mount

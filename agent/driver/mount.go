@@ -88,6 +88,7 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 		return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
 	}
 	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+	defer d.mountInProgress(name)()
 	start := time.Now()
 	deadline := start.Add(d.wait)
 	lastProgress := start
@@ -124,6 +125,21 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: stopped waiting for it to be mounted after %s: %w",
 				name, time.Since(start).Round(time.Millisecond), ctx.Err())
 		case <-timer.C:
+		}
+	}
+}
+
+// mountInProgress counts a Mount of name until the returned func is called
+// (Holders reports it: a container about to hold the volume).
+func (d *Driver) mountInProgress(name string) (done func()) {
+	d.mu.Lock()
+	d.pending[name]++
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.pending[name]--; d.pending[name] <= 0 {
+			delete(d.pending, name)
 		}
 	}
 }
@@ -183,8 +199,7 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		// never Unmount this ID, so it must not be counted.
 		return false, look{}, fmt.Errorf("tether: volume %q: mounted, but the caller is gone: %w", name, err)
 	}
-	st.add(req.ID)
-	log.Info("volume in use", "users", st.total())
+	log.Info("volume in use", "users", st.addUse(req.ID))
 	return true, look{}, nil
 }
 
@@ -210,12 +225,12 @@ func (d *Driver) Unmount(ctx context.Context, req plugin.UnmountRequest) (plugin
 	if err != nil {
 		return plugin.UnmountResponse{}, fmt.Errorf("tether: %w", err)
 	}
-	how := st.release(req.ID)
+	how, left := st.releaseUse(req.ID)
 	if how == releasedNothing {
-		log.Warn("unmount ignored", "match", how, "users", st.total())
+		log.Warn("unmount ignored", "match", how, "users", left)
 		return plugin.UnmountResponse{}, nil
 	}
-	if n := st.total(); n > 0 {
+	if n := left; n > 0 {
 		log.Info("volume still in use", "match", how, "users", n)
 		return plugin.UnmountResponse{}, nil
 	}
@@ -235,12 +250,12 @@ func (d *Driver) Unmount(ctx context.Context, req plugin.UnmountRequest) (plugin
 	}
 	if len(uses) > 1 {
 		// dockerd still lists the stopping container; more means others.
+		others := -1 // the stopping container
 		for _, u := range uses {
-			st.adopted += u.Mounts
+			others += u.Mounts
 		}
-		st.adopted--
 		log.Warn("dockerd lists other containers using the volume; keeping it mounted and adopting them",
-			"match", how, "containers", len(uses), "users", st.total())
+			"match", how, "containers", len(uses), "users", st.adopt(others))
 		return plugin.UnmountResponse{}, nil
 	}
 	hostCtx, cancel := hostContext(ctx)

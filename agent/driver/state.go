@@ -2,9 +2,12 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tether-ecs/tether/internal/volspec"
 )
@@ -83,10 +86,54 @@ func (u *users) release(id string) string {
 	return releasedNothing
 }
 
-// volumeState is what the driver knows of one tether volume; it is guarded
-// by that volume's lock.
+// volumeState is what the driver knows of one tether volume. It changes
+// only under that volume's lock; mu also lets Holders read it without the
+// lock (which the asking unmount command holds).
 type volumeState struct {
-	users
+	mu sync.Mutex
+	u  users
+}
+
+// addUse counts a Mount of id and returns the uses now.
+func (s *volumeState) addUse(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.u.add(id)
+	return s.u.total()
+}
+
+// releaseUse releases an Unmount of id: how it matched, and the uses left.
+func (s *volumeState) releaseUse(id string) (how string, left int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	how = s.u.release(id)
+	return how, s.u.total()
+}
+
+// adopt changes the adopted uses by n and returns the uses now.
+func (s *volumeState) adopt(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.u.adopted += n
+	return s.u.total()
+}
+
+func (s *volumeState) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.u.total()
+}
+
+// holders are the mount IDs in use (sorted) and the adopted uses.
+func (s *volumeState) holders() ([]string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.u.byID))
+	for id := range s.u.byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, s.u.adopted
 }
 
 // lockVolume serialises work on one tether volume: first among the
@@ -130,28 +177,48 @@ func (d *Driver) stateLocked(ctx context.Context, log *slog.Logger, name, docker
 	if ok {
 		return st, nil
 	}
-	st = &volumeState{}
-	_, mounted, err := d.host.IsMounted(name)
+	mounted, adopted, err := d.usesAtStart(ctx, name, dockerName)
+	if err != nil && !errors.Is(err, errContainersUnknown) {
+		return nil, err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("volume %q: reading the mount table: %w", name, err)
+		// Counted short; the check before the last unmount corrects it.
+		log.Error("mounted volume found, but dockerd cannot say which containers use it; they will be found before it is unmounted",
+			"error", err.Error())
 	}
 	if mounted {
-		uses, err := d.host.ContainersUsing(ctx, dockerName)
-		if err != nil {
-			// Counted short; the check before the last unmount corrects it.
-			log.Error("mounted volume found, but dockerd cannot say which containers use it; they will be found before it is unmounted",
-				"error", err.Error())
-		}
-		for _, u := range uses {
-			st.adopted += u.Mounts
-		}
-		log.Info("volume state rebuilt from the mount table and dockerd", "mounted", true,
-			"adoptedMounts", st.adopted, "containers", len(uses))
+		log.Info("volume state rebuilt from the mount table and dockerd", "mounted", true, "adoptedMounts", adopted)
 	}
+	st = &volumeState{u: users{adopted: adopted}}
 	d.mu.Lock()
 	d.volumes[name] = st
 	d.mu.Unlock()
 	return st, nil
+}
+
+// errContainersUnknown marks a rebuild that found the volume mounted but
+// could not ask dockerd who uses it.
+var errContainersUnknown = errors.New("dockerd cannot say which containers use the volume")
+
+// usesAtStart is what a rebuild adopts: nothing when the volume is not
+// mounted, else the mount points of dockerd's running containers that use
+// it (see users). It changes nothing.
+func (d *Driver) usesAtStart(ctx context.Context, name, dockerName string) (mounted bool, adopted int, err error) {
+	_, mounted, err = d.host.IsMounted(name)
+	if err != nil {
+		return false, 0, fmt.Errorf("volume %q: reading the mount table: %w", name, err)
+	}
+	if !mounted {
+		return false, 0, nil
+	}
+	uses, err := d.host.ContainersUsing(ctx, dockerName)
+	if err != nil {
+		return true, 0, fmt.Errorf("volume %q: %w: %w", name, errContainersUnknown, err)
+	}
+	for _, u := range uses {
+		adopted += u.Mounts
+	}
+	return true, adopted, nil
 }
 
 // taskVolumePrefix starts every Docker name the ECS agent gives a

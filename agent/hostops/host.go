@@ -48,6 +48,9 @@ type Config struct {
 	Finder blockdev.Finder // blockdev.Host() on a real host
 	Runner fsys.Runner     // fsys.ExecRunner{} on a real host
 	Docker Containers
+	// Plugin is asked who holds a volume before the unmount command
+	// unmounts it; nil (or not answering) means dockerd alone decides.
+	Plugin PluginHolders
 	Logger *slog.Logger
 	// LockWait bounds MountVolume's and UnmountVolume's wait for the
 	// volume's lock; default DefaultLockWait.
@@ -61,6 +64,7 @@ type Host struct {
 	finder   blockdev.Finder
 	runner   fsys.Runner
 	docker   Containers
+	plugin   PluginHolders
 	log      *slog.Logger
 	lockWait time.Duration
 }
@@ -92,7 +96,7 @@ func New(cfg Config) (*Host, error) {
 	if cfg.LockWait <= 0 {
 		cfg.LockWait = DefaultLockWait
 	}
-	return &Host{root: root, finder: cfg.Finder, runner: cfg.Runner, docker: cfg.Docker, log: cfg.Logger, lockWait: cfg.LockWait}, nil
+	return &Host{root: root, finder: cfg.Finder, runner: cfg.Runner, docker: cfg.Docker, plugin: cfg.Plugin, log: cfg.Logger, lockWait: cfg.LockWait}, nil
 }
 
 // Root is the resolved root directory.

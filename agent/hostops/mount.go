@@ -158,12 +158,12 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	if err := os.MkdirAll(filepath.Dir(mp), 0o700); err != nil {
 		return res, err
 	}
-	if err := os.Mkdir(mp, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Mkdir(mp, 0); err != nil && !errors.Is(err, os.ErrExist) {
 		return res, err
 	}
-	if err := os.Chmod(mp, 0o700); err != nil { // nothing is mounted on it yet
-		return res, err
-	}
+	// Nothing is mounted on it yet: sealed, it stays unusable if this mount
+	// is undone behind tether's back (umount by hand).
+	h.sealIfUnmounted(log, name)
 	if err := mounts.Mount(devPath, mp, prep.FSType); err != nil {
 		return res, err
 	}

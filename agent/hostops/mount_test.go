@@ -72,6 +72,9 @@ func TestMountAttachedNeverFormats(t *testing.T) {
 		if _, ok, _ := mounts.At(h.Mountpoint("data")); ok {
 			_ = mounts.Detach(h.Mountpoint("data"))
 		}
+		if err := unsealMountpoint(h.Mountpoint("data")); err != nil {
+			t.Errorf("unseal for cleanup: %v", err)
+		}
 	})
 	ctx := context.Background()
 
@@ -94,6 +97,7 @@ func TestMountAttachedNeverFormats(t *testing.T) {
 	if _, ok, _ := h.IsMounted("data"); ok {
 		t.Fatal("mounted after Unmount")
 	}
+	wantSealed(t, h.Mountpoint("data"))
 	if err := h.Unmount(ctx, "data"); err != nil {
 		t.Fatalf("second Unmount = %v; want nothing to do", err)
 	}

@@ -32,28 +32,54 @@ type UnmountResult struct {
 	Users    []User `json:"users,omitempty"` // forced past these
 }
 
-// User is a container using a volume.
+// User is a container using a volume (or, for the unmount command, one
+// that may be about to).
 type User struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state,omitempty"` // dockerd's: created, running, ...
 }
 
-// ErrBusy marks a volume that running containers (or, for the kernel,
-// processes) still use.
+// ErrBusy marks a volume that containers (starting or running, or, for
+// the kernel, processes) still use.
 var ErrBusy = errors.New("volume in use")
 
-// BusyError names the containers that use a volume.
+// BusyError names who holds a volume: containers, and the plugin's counts.
 type BusyError struct {
-	Name  string
-	Users []User
+	Name     string
+	Users    []User
+	MountIDs []string // the plugin's answered Mounts not yet unmounted
+	Adopted  int      // the plugin's uses from before its start
+	Pending  int      // the plugin's Mounts in progress
 }
 
 func (e *BusyError) Error() string {
-	names := make([]string, 0, len(e.Users))
-	for _, u := range e.Users {
-		names = append(names, u.Name+" ("+shortID(u.ID)+")")
+	var parts []string
+	if len(e.Users) > 0 {
+		names := make([]string, 0, len(e.Users))
+		for _, u := range e.Users {
+			n := u.Name + " (" + shortID(u.ID)
+			if u.State != "" {
+				n += ", " + u.State
+			}
+			names = append(names, n+")")
+		}
+		parts = append(parts, "containers "+strings.Join(names, ", "))
 	}
-	return fmt.Sprintf("volume %s is used by running containers: %s", e.Name, strings.Join(names, ", "))
+	if len(e.MountIDs) > 0 {
+		ids := make([]string, 0, len(e.MountIDs))
+		for _, id := range e.MountIDs {
+			ids = append(ids, shortID(id))
+		}
+		parts = append(parts, "plugin mount IDs "+strings.Join(ids, ", ")+" (answered Mounts dockerd has not unmounted: containers starting or running)")
+	}
+	if e.Adopted > 0 {
+		parts = append(parts, fmt.Sprintf("%d use(s) the plugin found at its start", e.Adopted))
+	}
+	if e.Pending > 0 {
+		parts = append(parts, fmt.Sprintf("%d plugin Mount(s) in progress", e.Pending))
+	}
+	return fmt.Sprintf("volume %s is held (containers starting or running): %s", e.Name, strings.Join(parts, "; "))
 }
 
 // Is makes errors.Is(err, ErrBusy) true.
@@ -71,8 +97,10 @@ func shortID(id string) string {
 var ErrWrongVolume = errors.New("another volume is mounted under this name")
 
 // UnmountVolume flushes and unmounts NAME, refusing (BusyError) while a
-// running container uses it unless req.Force. Not mounted is a success. It
-// holds the volume's lock throughout.
+// container holds it or may be about to (see holding) unless req.Force.
+// Not mounted is a success. It holds the volume's lock throughout, so that
+// no plugin Mount is answered between the check and the unmount, and
+// leaves the mount point sealed (see sealMountpoint).
 func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountResult, error) {
 	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
 		return UnmountResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
@@ -91,6 +119,7 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountRe
 	}
 	if !mounted {
 		log.Info("not mounted; nothing to do", "mountpoint", res.Mountpoint)
+		h.sealIfUnmounted(log, req.Name)
 		return res, nil
 	}
 	res.WasMounted, res.Device = true, current.Source
@@ -106,17 +135,18 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (UnmountRe
 		return res, fmt.Errorf("%w: %s holds %s, not %s", ErrWrongVolume, res.Mountpoint, bound, req.VolumeID)
 	}
 
-	users, err := h.users(ctx, log, req.Name)
+	hd, err := h.holding(ctx, log, req.Name)
 	switch {
 	case err != nil && !req.Force:
 		return res, fmt.Errorf("cannot tell whether containers use %s (unmount --force skips this check): %w", req.Name, err)
 	case err != nil:
 		log.Warn("cannot ask dockerd about containers; unmounting anyway (--force)", "error", err.Error())
-	case len(users) > 0 && !req.Force:
-		return res, &BusyError{Name: req.Name, Users: users}
-	case len(users) > 0:
-		log.Warn("unmounting a volume running containers use (--force)", "users", users)
-		res.Users = users
+	case hd.busy() && !req.Force:
+		return res, &BusyError{Name: req.Name, Users: hd.users, MountIDs: hd.mountIDs, Adopted: hd.adopted, Pending: hd.pending}
+	case hd.busy():
+		log.Warn("unmounting a volume containers hold or may be about to (--force)", "users", hd.users,
+			"mountIds", hd.mountIDs, "adopted", hd.adopted, "pending", hd.pending)
+		res.Users = hd.users
 	}
 	res.Detached, err = h.unmount(log, req.Name, current, req.Force)
 	return res, err
@@ -153,6 +183,7 @@ func (h *Host) unmount(log *slog.Logger, name string, current mounts.Entry, forc
 		if err := mounts.Detach(mp); err != nil {
 			return false, err
 		}
+		h.sealIfUnmounted(log, name)
 		return true, nil
 	}
 	if err != nil {
@@ -162,6 +193,7 @@ func (h *Host) unmount(log *slog.Logger, name string, current mounts.Entry, forc
 		log.Warn("could not flush the device's buffers after unmount", "device", current.Source, "error", err.Error())
 	}
 	log.Info("unmounted and flushed", "device", current.Source, "mountpoint", mp)
+	h.sealIfUnmounted(log, name)
 	return false, nil
 }
 
@@ -190,14 +222,10 @@ func (h *Host) runningContainers(ctx context.Context, log *slog.Logger) ([]docke
 
 // usersIn picks NAME's users from a container list.
 func (h *Host) usersIn(list []dockerapi.Container, name string) []User {
-	mp := h.Mountpoint(name)
 	var users []User
 	for _, c := range list {
-		for _, m := range c.Mounts {
-			if m.Name == name || m.Source == mp || strings.HasPrefix(m.Source, mp+"/") {
-				users = append(users, User{ID: c.ID, Name: c.Name()})
-				break
-			}
+		if h.references(c, name) {
+			users = append(users, User{ID: c.ID, Name: c.Name()})
 		}
 	}
 	return users

@@ -165,3 +165,39 @@ func (r PathRequest) volume() string     { return r.Name }
 func (r GetRequest) volume() string      { return r.Name }
 func (r MountRequest) mountID() string   { return r.ID }
 func (r UnmountRequest) mountID() string { return r.ID }
+
+// HolderMethod is tether's own endpoint on the plugin socket (dockerd never
+// calls it): the unmount command asks the running plugin who holds a
+// volume, under the volume's lock, before it unmounts.
+const HolderMethod = "Tether.Holders"
+
+// Holders is implemented by a driver that can say who holds a volume; the
+// handler serves HolderMethod for it.
+type Holders interface {
+	Holders(context.Context, HoldersRequest) (HoldersResponse, error)
+}
+
+// HoldersRequest names a tether volume (not a Docker name).
+type HoldersRequest struct {
+	Name string
+}
+
+// HoldersResponse is who holds the volume as the plugin counts them.
+type HoldersResponse struct {
+	// Holders are the mount IDs dockerd got a Mount answer for and has not
+	// unmounted yet (a container starting or running).
+	Holders []string
+	// Adopted is how many uses the plugin found at its start (from the
+	// mount table and dockerd's running containers), IDs unknowable.
+	Adopted int
+	// Pending is how many Mounts of the volume are in progress (waiting
+	// for its lock or its device): containers about to hold it.
+	Pending int
+	// Since is when this plugin process started counting (RFC 3339): a
+	// container created before it may hold a Mount answered by a previous
+	// one, which it cannot know.
+	Since string `json:",omitempty"`
+	Err   string
+}
+
+func (r HoldersRequest) volume() string { return r.Name }

@@ -77,10 +77,11 @@ func Serve(ctx context.Context, l net.Listener, d Driver, opts ...Option) error 
 	return nil
 }
 
-// NewHandler answers the plugin protocol for d; Serve uses it, and it can
+// NewHandler answers the plugin protocol for d (and HolderMethod when d
+// implements Holders); Serve uses it, and it can
 // be mounted in any HTTP server.
 func NewHandler(d Driver, log *slog.Logger) http.Handler {
-	return &handler{
+	h := &handler{
 		log: log,
 		endpoints: map[string]endpoint{
 			"Plugin.Activate":           handle(activate),
@@ -94,6 +95,10 @@ func NewHandler(d Driver, log *slog.Logger) http.Handler {
 			"VolumeDriver.Capabilities": handle(d.Capabilities),
 		},
 	}
+	if hd, ok := d.(Holders); ok {
+		h.endpoints[HolderMethod] = handle(hd.Holders)
+	}
+	return h
 }
 
 func activate(context.Context, ActivateRequest) (ActivateResponse, error) {

@@ -117,6 +117,7 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 
 type testServer struct {
 	client *http.Client
+	sock   string
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -133,6 +134,7 @@ func startServer(t *testing.T, d Driver) *testServer {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{
+		sock:   sock,
 		logs:   logs,
 		cancel: cancel,
 		done:   make(chan error, 1),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -60,7 +61,9 @@ func fail(log *slog.Logger, what string, err error) int {
 	return exitCode(err)
 }
 
-func newHost(root string, log *slog.Logger) (*hostops.Host, error) {
+// newHost is the host for a command; plugin is asked who holds a volume
+// (the unmount command's), nil for the others.
+func newHost(root string, log *slog.Logger, plugin hostops.PluginHolders) (*hostops.Host, error) {
 	docker, err := dockerapi.FromEnv()
 	if err != nil {
 		return nil, badInput{err}
@@ -70,6 +73,7 @@ func newHost(root string, log *slog.Logger) (*hostops.Host, error) {
 		Finder: blockdev.Host(),
 		Runner: fsys.ExecRunner{},
 		Docker: docker,
+		Plugin: plugin,
 		Logger: log,
 	})
 }
@@ -100,7 +104,7 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 	if err := hostops.ValidateMountRequest(req); err != nil {
 		return fail(log, "bad input", err)
 	}
-	host, err := newHost(*root, log)
+	host, err := newHost(*root, log, nil)
 	if err != nil {
 		return fail(log, "mount failed", err)
 	}
@@ -127,6 +131,7 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	fs.StringVar(&req.Name, "name", "", "tether volume name")
 	fs.BoolVar(&req.Force, "force", false, "unmount even while containers use the volume")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
+	socket := fs.String("socket", DefaultSocket, "the plugin's socket, asked which containers hold the volume")
 	asJSON := fs.Bool("json", false, "print the result as one JSON line")
 	if err := parse(fs, args); err != nil {
 		return fail(log, "bad input", err)
@@ -135,7 +140,10 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
 		return fail(log, "bad input", badInput{err})
 	}
-	host, err := newHost(*root, log)
+	if !filepath.IsAbs(*socket) {
+		return fail(log, "bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
+	}
+	host, err := newHost(*root, log, hostops.PluginSocket(*socket))
 	if err != nil {
 		return fail(log, "unmount failed", err)
 	}
@@ -163,7 +171,7 @@ func runStatus(ctx context.Context, log *slog.Logger, args []string, stdout io.W
 	if err := parse(fs, args); err != nil {
 		return fail(log, "bad input", err)
 	}
-	host, err := newHost(*root, log)
+	host, err := newHost(*root, log, nil)
 	if err != nil {
 		return fail(log, "status failed", err)
 	}

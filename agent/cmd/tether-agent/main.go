@@ -36,7 +36,8 @@ Usage:
   tether-agent serve   [--socket /run/docker/plugins/tether.sock] [--root /var/lib/tether] [--mount-wait 90s]
   tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--device /dev/xvdf]
                        [--root /var/lib/tether] [--wait 60s] [--json]
-  tether-agent unmount --volume-id vol-... --name NAME [--force] [--root /var/lib/tether] [--json]
+  tether-agent unmount --volume-id vol-... --name NAME [--force] [--root /var/lib/tether]
+                       [--socket /run/docker/plugins/tether.sock] [--json]
   tether-agent status  [--root /var/lib/tether] [--json]
   tether-agent help
 
@@ -44,8 +45,9 @@ Commands:
   serve    answer dockerd as the "tether" volume plugin on a unix socket
   mount    find the volume's device, make a filesystem if it is blank, mount it
            under <root>/volumes/NAME (and grow it if the device grew)
-  unmount  flush and unmount NAME (refused while a running container uses it,
-           unless --force)
+  unmount  flush and unmount NAME (refused while a container that is starting
+           or running holds it, as the plugin counts them and dockerd lists
+           them, unless --force)
   status   list every tether volume on this host
 
 Exit codes: 0 done, 1 failed, 2 bad input, 3 busy, 4 device not found,

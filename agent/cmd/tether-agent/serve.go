@@ -35,7 +35,7 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 	if !filepath.IsAbs(*socket) {
 		return fail(log, "bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
 	}
-	host, err := newHost(*root, log)
+	host, err := newHost(*root, log, nil)
 	if err != nil {
 		return fail(log, "serve failed", err)
 	}
