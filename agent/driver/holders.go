@@ -36,6 +36,9 @@ func (d *Driver) Holders(ctx context.Context, req plugin.HoldersRequest) (plugin
 	}
 	d.mu.Unlock()
 	log := d.log.With("volume", req.Name, "dockerVolume", dockerName)
+	if id, bound, err := d.host.Binding(req.Name); err == nil && bound {
+		log = log.With("volumeId", id)
+	}
 	if ok {
 		resp.Holders, resp.Adopted = st.holders()
 		log.Info("holders counted", "mountIds", resp.Holders, "adopted", resp.Adopted, "pending", resp.Pending)
