@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,5 +100,44 @@ func TestHoldersRejectsBadNames(t *testing.T) {
 	f := newFixture(t)
 	if _, err := f.d.Holders(context.Background(), plugin.HoldersRequest{Name: "../etc"}); err == nil {
 		t.Error("Holders(../etc): no error")
+	}
+}
+
+func TestHoldersWhileMountsAndUnmountsRun(t *testing.T) {
+	f := newFixture(t)
+	f.host.set(func(h *fakeHost) { h.mounted["data"] = true })
+	f.mount(t, "data", "keeper") // keeps the volume mounted throughout
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			r := f.holders(t, "data")
+			if !slices.Contains(r.Holders, "keeper") {
+				t.Errorf("holders %+v lost the keeper", r)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				if _, err := f.d.Mount(context.Background(), plugin.MountRequest{Name: "data", ID: id}); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := f.d.Unmount(context.Background(), plugin.UnmountRequest{Name: "data", ID: id}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(fmt.Sprintf("c%d", i))
+	}
+	wg.Wait()
+	<-done
+	if r := f.holders(t, "data"); !slices.Equal(r.Holders, []string{"keeper"}) || r.Pending != 0 {
+		t.Errorf("holders after the churn = %+v; want the keeper alone", r)
 	}
 }

@@ -180,3 +180,24 @@ func TestSealRefusesAMountedFilesystem(t *testing.T) {
 		t.Errorf("the mounted filesystem's root changed: mode %o, %v", st.Mode&0o777, err)
 	}
 }
+
+func TestSealUnmountedMountpointsSealsOnlyUnmountedOnes(t *testing.T) {
+	testenv.RequireRoot(t)
+	h := newTestHost(t, &fakeDocker{})
+	old, mounted := h.Mountpoint("old"), h.Mountpoint("busy")
+	for _, dir := range []string{old, mounted} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unsealMountpoint(dir) })
+	}
+	if err := unix.Mount("tmpfs", mounted, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mounted, unix.MNT_DETACH) })
+	h.SealUnmountedMountpoints()
+	wantSealed(t, old)
+	if err := os.WriteFile(filepath.Join(mounted, "f"), nil, 0o600); err != nil {
+		t.Errorf("the mounted filesystem was sealed: %v", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tether-ecs/tether/agent/mounts"
 )
 
 // A mount point with nothing mounted on it is sealed: mode 000 and
@@ -33,13 +35,44 @@ var errMounted = errors.New("a filesystem is mounted on it")
 // The caller holds the volume's lock.
 func (h *Host) sealIfUnmounted(log *slog.Logger, name string) {
 	mp := h.Mountpoint(name)
-	err := sealMountpoint(log, mp)
+	// The mount table first (a bind of the same filesystem keeps the device
+	// number), then the device number of what was opened (race-free: an fd
+	// opened before a mount is still the mount point's own directory).
+	_, mounted, err := mounts.At(mp)
+	if err == nil && mounted {
+		err = fmt.Errorf("seal %s: %w", mp, errMounted)
+	}
+	if err == nil {
+		err = sealMountpoint(log, mp)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case errors.Is(err, errMounted):
 		log.Info("mount point not sealed: still a mount on it", "mountpoint", mp)
 	case err != nil:
 		log.Warn("could not seal the unmounted mount point", "mountpoint", mp, "error", err.Error())
+	}
+}
+
+// SealUnmountedMountpoints seals every mount point under <root>/volumes
+// that nothing is mounted on (those left mode 0700 by an older agent);
+// serve runs it at start. Failures are logged.
+func (h *Host) SealUnmountedMountpoints() {
+	entries, err := os.ReadDir(filepath.Join(h.root, "volumes"))
+	if err != nil {
+		h.log.Warn("cannot list the mount points to seal them", "error", err.Error())
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || checkName(name) != nil {
+			continue
+		}
+		log := h.log.With("volume", name)
+		if id, ok, _ := h.Binding(name); ok {
+			log = log.With("volumeId", id)
+		}
+		h.sealIfUnmounted(log, name)
 	}
 }
 

@@ -402,6 +402,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"mount", "--volume-id", vol, "--name", "data", "extra"},
 		{"unmount", "--volume-id", vol},
 		{"unmount", "--volume-id", vol, "--name", "-rf"},
+		{"unmount", "--volume-id", vol, "--name", "data", "--socket", "relative.sock"},
 		{"status", "--bogus"},
 		{"serve", "--socket", "relative.sock"},
 		{"serve", "--mount-wait", "0s"},

@@ -39,6 +39,7 @@ func runServe(ctx context.Context, log *slog.Logger, args []string) int {
 	if err != nil {
 		return fail(log, "serve failed", err)
 	}
+	host.SealUnmountedMountpoints()
 	drv, err := driver.New(driver.Config{Root: host.Root(), Host: host, Logger: log, MountWait: *mountWait})
 	if err != nil {
 		return fail(log, "serve failed", err)
