@@ -85,7 +85,7 @@ func TestUnit(t *testing.T) {
 		}
 	}
 	caps := words(svc["CapabilityBoundingSet"])
-	for _, want := range []string{"CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"} {
+	for _, want := range []string{"CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_LINUX_IMMUTABLE"} {
 		if !slices.Contains(caps, want) {
 			t.Errorf("CapabilityBoundingSet %v lacks %s", caps, want)
 		}
