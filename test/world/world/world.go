@@ -108,7 +108,7 @@ func (w *World) start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	w.ssm = ssmsim.New(ssmsim.Config{Region: o.Region, Account: o.Account, Profile: profile, Seed: o.Seed, Logger: w.log})
+	w.ssm = ssmsim.New(ssmsim.Config{Region: o.Region, Account: o.Account, Profile: profile, Seed: o.Seed, Publisher: w.bus, Logger: w.log})
 	w.ecs = ecssim.New(ecssim.Options{Region: o.Region, Account: o.Account, Seed: int64(o.Seed), Publisher: w.bus,
 		Timing: o.ecsTiming(), Logger: w.log})
 	w.cfn = cfnsim.New(cfnsim.Config{Region: o.Region, Account: o.Account, Logger: w.log})
