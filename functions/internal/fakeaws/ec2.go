@@ -322,6 +322,7 @@ func (c *EC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*
 // DescribeInstances implements cloud.EC2API (InstanceIds only).
 func (c *EC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
 	w := c.w
+	w.wait("EC2:DescribeInstances", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.call("EC2:DescribeInstances"); err != nil {

@@ -129,6 +129,9 @@ func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a clou
 		}
 		h := p.hint
 		if h.Step != stepAttach || h.Volume != v.ID {
+			if r, ok := p.observed("attach of %s to %s", v.ID, a.InstanceID); ok {
+				return r, nil
+			}
 			h = hint{Step: stepAttach, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime)}
 		}
 		return p.retry(p.r.t.AttachWait, h, "attaching %s to %s", v.ID, a.InstanceID), nil
@@ -170,6 +173,11 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 				return Result{}, err
 			}
 			return done("mount did not finish"), nil
+		}
+		if p.hint.Command != cmd.ID {
+			if r, ok := p.observed("mount %s of %s on %s", cmd.ID, v.ID, inst); ok {
+				return r, nil
+			}
 		}
 		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
@@ -245,6 +253,21 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since, Unreach: p.hint.Unreach}
 	p.r.noteSent(id, p.key, h)
 	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
+}
+
+// observed: this pass found a step in flight that another pass took (it
+// did not inherit that pass's hint). The pass that took it keeps a retry
+// of its own, and the step's EC2 or SSM event wakes the key sooner (the
+// sweep, should both be lost): a second chain of retries would only read
+// AWS again. Only a pass that carries nothing a chain must keep counting
+// ends here; the rest hand back as before.
+func (p *pass) observed(what string, args ...any) (Result, bool) {
+	h := p.hint
+	if h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Poison != "" {
+		return Result{}, false
+	}
+	p.log.Debug("step in flight, taken by another pass; its events and retry go on", "step", fmt.Sprintf(what, args...))
+	return done(fmt.Sprintf(what, args...) + " in flight (another pass's)"), true
 }
 
 func (p *pass) cmdHint(step, volumeID, inst, ciARN string, c cloud.Command) hint {

@@ -466,3 +466,36 @@ func TestMountRefusedFailsTheTaskAndDeviceNotFoundIsRetried(t *testing.T) {
 
 // invokeConcurrent is invoke, safe to run from several goroutines.
 func (h *harness) invokeConcurrent(tr reconcile.Trigger) { h.invoke(tr) }
+
+// A force detach is decided on tasks read at the start of the pass; a task
+// ECS placed on the instance since, whose plugin remounted the volume by
+// itself (its device was still attached) and which started, must be spared:
+// the tasks are read afresh right before the force.
+func TestForceDetachSparesATaskThatStartedSinceThePassRead(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.SetSSMDown("i-a", true)
+	h.w.StopTask(t1, "scaled in")
+	h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", unmountDoc), 200).release()
+	h.w.Advance(5 * time.Minute) // past ForceDetachAfter: the agent does not answer
+
+	a := h.runUntilHeld(h.w.HoldNext("EC2:DescribeInstances", ""), 200)
+	t2 := h.w.PlaceTask(tdShared, "i-a")
+	for _, op := range h.w.Pending() {
+		if op.Kind == "start" && op.ID == t2 {
+			h.w.Complete(op)
+		}
+	}
+	h.wantRunning(t2)
+	a.release()
+
+	if n := journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-a force=true"); n != 0 {
+		t.Fatalf("force-detached under a started task: %v", h.w.Journal())
+	}
+	h.noViolations()
+	h.w.SetSSMDown("i-a", false)
+	h.settle(400)
+	h.noViolations()
+	h.wantRunning(t2)
+}

@@ -53,8 +53,11 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	ic, isInstance := t.(InstanceChanged)
+	drainOnly := isInstance && ic.Status == "DRAINING" && ic.AgentConnected
 	for _, k := range keys {
 		inv.note(ctx, k)
+		inv.noteOrigin(k, drainOnly)
 	}
 	return keys, nil
 }

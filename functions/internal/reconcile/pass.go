@@ -164,6 +164,9 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 			log.Debug("served: a started task holds the volume where every task that needs it runs")
 			return done("in use by started task " + holder.ARN), true, nil
 		}
+		if r, ok := p.drainOnlyHeld(log, *holder); ok {
+			return r, true, nil
+		}
 		log.Info("waiting for the stopping task that holds the volume to stop")
 		return p.retry(p.r.t.HolderWait, hint{}, "held by stopping task %s", holder.ARN), true, nil
 	}
@@ -171,8 +174,23 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 		res, err := p.conflict(ctx, elsewhere, *holder)
 		return res, true, err
 	}
+	if r, ok := p.drainOnlyHeld(log, *holder); ok {
+		return r, true, nil
+	}
 	log.Info("handoff waits for the holding task to stop", "waiting", elsewhere[0].task.ARN)
 	return p.retry(p.r.t.HolderWait, hint{}, "handoff waits for %s to stop", holder.ARN), true, nil
+}
+
+// drainOnlyHeld: a pass that only a live draining instance's event asked
+// for, finding a stopping task there still holding the volume, ends: the
+// task's STOPPED event names the key again (the sweep, should that event
+// be lost), so coming back on its own would only cost AWS calls.
+func (p *pass) drainOnlyHeld(log *slog.Logger, holder cloud.Task) (Result, bool) {
+	if !p.inv.isDrainOnly(p.key) {
+		return Result{}, false
+	}
+	log.Info("draining instance: a stopping task there still holds the volume; its STOPPED event will move it on")
+	return done("held by stopping task " + holder.ARN + " on a draining instance"), true
 }
 
 // rememberedHolder looks for a started, stopping task that uses the

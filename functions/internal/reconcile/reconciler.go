@@ -215,6 +215,12 @@ type invocation struct {
 	tasks        map[string]cloud.Task // those tasks, once described
 	readAt       time.Time             // when (zero: not yet); read again after Timing.Fresh
 	volumeEvents map[Key]VolumeChanged // the latest EBS notification per key
+	// drainOnly: keys only a live draining instance's events named in this
+	// invocation. Their tasks' STOPPED events name them again, so a pass
+	// that finds a live task still holding the volume ends there instead
+	// of coming back (the sweep repairs a lost STOPPED event).
+	drainOnly  map[Key]bool
+	namedOther map[Key]bool // keys other triggers named
 }
 
 type invocationKey struct{}
@@ -231,6 +237,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
+		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{},
 	})
 }
 
@@ -243,6 +250,31 @@ func WithEventID(ctx context.Context, id string) context.Context {
 func invocationFrom(ctx context.Context) *invocation {
 	inv, _ := ctx.Value(invocationKey{}).(*invocation)
 	return inv
+}
+
+// noteOrigin remembers whether k was named only by a live draining
+// instance's events so far in this invocation.
+func (inv *invocation) noteOrigin(k Key, drainOnly bool) {
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !drainOnly {
+		inv.namedOther[k] = true
+		delete(inv.drainOnly, k)
+	} else if !inv.namedOther[k] {
+		inv.drainOnly[k] = true
+	}
+}
+
+func (inv *invocation) isDrainOnly(k Key) bool {
+	if inv == nil {
+		return false
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.drainOnly[k]
 }
 
 func (inv *invocation) note(ctx context.Context, k Key) {

@@ -25,6 +25,11 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 			return Result{}, err
 		}
 		if len(users) > 0 {
+			if r, ok := p.drainOnlyHeld(log.With("task", users[0].ARN, "lastStatus", users[0].LastStatus), users[0]); ok {
+				return r, nil
+			}
+		}
+		if len(users) > 0 {
 			log.Info("a task on the instance still uses the volume; waiting for it to stop", "task", users[0].ARN, "lastStatus", users[0].LastStatus)
 			return p.retry(p.r.t.HolderWait, hint{}, "held by %s on %s", users[0].ARN, inst), nil
 		}
@@ -172,6 +177,11 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 				return p.forceDetach(ctx, w, v, a, why)
 			}
 		}
+		if p.hint.Command != cmd.ID {
+			if r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, inst); ok {
+				return r, nil
+			}
+		}
 		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
 		if res, wait, err := p.mountRacing(ctx, v, a, ci, cmd); wait || err != nil {
@@ -251,8 +261,10 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
 	if cloud.IsDone(err) {
-		log.Info("already detached (or detaching)", "error", err)
-		return p.retry(p.r.t.CommandWait, hint{}, "%s already detached from %s", v.ID, inst), nil
+		// Another pass asked for this detach: its chain (the detach
+		// event, or its own fallback retry) goes on from here.
+		log.Info("already detached (or detaching): the pass that asked goes on", "error", err)
+		return done(fmt.Sprintf("%s already detached (or detaching) from %s", v.ID, inst)), nil
 	}
 	if err != nil {
 		return Result{}, err
@@ -292,6 +304,23 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 		log.Info("attachment changed since this pass judged it; not forcing", "was", a.State, "now", cur.Attachments)
 		return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", v.ID, a.InstanceID), nil
 	}
+	// And the tasks: ECS may have placed one there since this pass read
+	// them, whose plugin remounted the volume by itself (its device is
+	// still attached). A living instance's users are read afresh.
+	gone, _, err := p.instanceGone(ctx, a.InstanceID)
+	if err != nil {
+		return Result{}, err
+	}
+	if !gone {
+		users, err := p.usersNow(ctx, a.InstanceID)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(users) > 0 {
+			log.Warn("not forcing: a started task on the instance uses the volume now", "task", users[0].ARN, "lastStatus", users[0].LastStatus, "why", why)
+			return p.retry(p.r.t.HolderWait, hint{}, "%s on %s used by %s; not forcing", v.ID, a.InstanceID, users[0].ARN), nil
+		}
+	}
 	err = p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
 	if err != nil && !cloud.IsDone(err) {
 		return Result{}, err
@@ -304,6 +333,45 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID, "why": why}, metricForceDetaches(1))
 	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: a.InstanceID, At: ms(p.now), Since: ms(since), Poison: a.Device},
 		"force-detaching %s from %s (%s)", v.ID, a.InstanceID, why), nil
+}
+
+// usersNow lists the started tasks ECS has on the instance that use the
+// volume and may still run, read afresh past every cache: the last look
+// before a force detach, which EC2 cannot make conditional.
+func (p *pass) usersNow(ctx context.Context, inst string) ([]cloud.Task, error) {
+	ctx = cloud.Uncached(ctx)
+	ci, known, err := p.containerInstanceOf(ctx, want{}, inst)
+	if err != nil || !known {
+		return nil, err
+	}
+	var candidates []cloud.Task
+	if id, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped {
+		candidates, err = p.r.cloud.Tasks(ctx, p.key.Cluster, []string{id})
+	} else {
+		candidates, err = p.r.cloud.LiveTasks(ctx, p.key.Cluster)
+	}
+	if err != nil {
+		return nil, err
+	}
+	stopping, err := p.r.cloud.StoppingTasks(ctx, p.key.Cluster, ci.ARN)
+	if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+		return nil, err
+	}
+	var out []cloud.Task
+	for _, t := range append(candidates, stopping...) {
+		// Started ones: a task still PENDING there has run nothing on the
+		// volume yet (and one whose attachment is stuck waits for this).
+		started := !t.StartedAt.IsZero() || t.LastStatus == "RUNNING"
+		if t.ContainerInstanceARN != ci.ARN || !t.Live() || !started {
+			continue
+		}
+		if _, ok, err := p.uses(ctx, t); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // deleteVolume: a task-scoped volume whose task stopped, now detached.
@@ -390,6 +458,12 @@ func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
 			}
 			return p.retry(p.r.t.CommandEventWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
 		case cloud.CommandSucceeded:
+			if !c.Ended.IsZero() && p.now.Sub(c.Ended) > p.r.t.CommandEventWait/2 {
+				// Long since over: this is the fallback retry, and SSM's
+				// event has most likely moved the key on already. The full
+				// pass reads where the volume is instead of detaching blind.
+				return Result{}, false, nil
+			}
 			a := cloud.Attachment{InstanceID: h.Instance}
 			c.Requested = fromMS(h.At)
 			if res, wait, err := p.mountRacing(ctx, cloud.Volume{ID: h.Volume}, a, cloud.ContainerInstance{ARN: h.CI}, c); wait || err != nil {

@@ -198,3 +198,34 @@ func TestOwnRetryIsNotSuperseded(t *testing.T) {
 		t.Fatalf("the key's own retry was dropped: %v %v", again, err)
 	}
 }
+
+// A live draining instance's event names its volumes; a pass for one that
+// a task there still uses ends (the task's STOPPED event names the key
+// again) instead of coming back on its own. Named by another trigger in
+// the same invocation too, the key keeps its own retry.
+func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	draining := reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
+		Status: "DRAINING", AgentConnected: true}
+
+	h.w.StopTask(t1, "drain") // ECS asked the task to stop; its container still runs
+	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
+
+	h.invoke(draining)
+	if res := last(); !res.Done() || !strings.Contains(res.Reason, "draining") {
+		t.Fatalf("pass of the draining instance's event: %+v; want done, naming the draining instance", res)
+	}
+
+	h.invoke(draining, reconcile.Retry{Key: key})
+	if res := last(); res.Done() || res.RetryAfter <= 0 {
+		t.Fatalf("pass named by a retry too: %+v; want it to come back while the task holds the volume", res)
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-a" {
+		t.Fatalf("volume moved while its task runs: %+v", v.Att)
+	}
+}
