@@ -365,6 +365,19 @@ func (w *World) AddVolume(az string, tags map[string]string) string {
 	return v.ID
 }
 
+// AttachForeign attaches a new volume that is not tether's (no tags) to
+// instance as each of devices: names other software took, which this
+// process knows nothing of.
+func (w *World) AttachForeign(instance string, devices ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range devices {
+		v := &Volume{ID: w.id("vol-"), AZ: w.instances[instance].AZ, State: "in-use", Size: 8, Type: "gp3", Created: w.now,
+			Att: &Attachment{Instance: instance, Device: d, State: "attached", Time: w.now}}
+		w.volumes[v.ID] = v
+	}
+}
+
 // Snapshots for assertions.
 
 // Volumes returns copies of the volumes that exist (not deleted).

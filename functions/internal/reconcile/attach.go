@@ -61,10 +61,11 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if err := p.fresh("attach"); err != nil {
 		return Result{}, err
 	}
-	refusedNow := map[string]bool{}
-	var mapped map[string]bool // the instance's block device mappings, once read
+	refusedNow := map[string]bool{} // names EC2 refused in this pass
+	avoid := map[string]bool{}      // those, and the instance's mapped names once read
+	var mapped map[string]bool      // the instance's block device mappings, once read
 	for len(refusedNow) < maxDeviceRefusals {
-		dev, ok := p.r.pickDevice(inst, v.ID, refusedNow)
+		dev, ok := p.r.pickDevice(inst, v.ID, avoid)
 		if !ok {
 			break
 		}
@@ -81,7 +82,7 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 			return p.retry(p.r.t.AttachWait, hint{Step: stepAttach, Volume: v.ID, Instance: inst, CI: t.ci.ARN, At: ms(p.now), Since: ms(since)},
 				"attaching %s to %s as %s", v.ID, inst, dev), nil
 		case errors.Is(err, cloud.ErrDeviceName):
-			refusedNow[dev] = true
+			refusedNow[dev], avoid[dev] = true, true
 			if mapped == nil && len(refusedNow) < 3 {
 				log.Info("device name taken on the instance; trying another", "device", dev)
 				continue
@@ -93,8 +94,7 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 				}
 				mapped = map[string]bool{}
 				for _, d := range in.Devices {
-					mapped[d] = true
-					refusedNow[d] = true
+					mapped[d], avoid[d] = true, true
 				}
 			}
 			for d := range refusedNow {

@@ -499,3 +499,30 @@ func TestForceDetachSparesATaskThatStartedSinceThePassRead(t *testing.T) {
 	h.noViolations()
 	h.wantRunning(t2)
 }
+
+// Every name of the first range is taken on the instance by volumes this
+// process knows nothing of (another process attached them): after three
+// refusals the pass reads the instance's mappings, avoids them all, and
+// attaches under a free name of the second range. Mapped names are not
+// refusals: they must not use up the pass's tries (the benchmark's 200
+// handoffs failed "EC2 refused every device name tried (12)").
+func TestMappedNamesDoNotCountAsRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	var first []string
+	for c := 'f'; c <= 'z'; c++ {
+		first = append(first, "/dev/xvd"+string(c))
+	}
+	h.w.AttachForeign("i-a", first...)
+	task, v := runningShared(t, h)
+	h.wantRunning(task)
+	if len(v.Att.Device) != len("/dev/xvdfa") {
+		t.Fatalf("attached as %s, want a name of the second range", v.Att.Device)
+	}
+	if n := len(refusedNames(h.w.Journal())); n > 3 {
+		t.Fatalf("%d names refused; want at most 3 before the mappings are read: %v", n, h.w.Journal())
+	}
+	if h.failed != 0 {
+		t.Fatalf("%d passes failed", h.failed)
+	}
+}
