@@ -279,18 +279,7 @@ func (m *machine) waitUnmounted(name string) {
 // given Docker volume name, from the serve log.
 func (m *machine) pluginReplies(method, volume string) int {
 	m.t.Helper()
-	b, err := os.ReadFile(m.agent.log)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	n := 0
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var l struct{ Msg, Method, Volume string }
-		if json.Unmarshal(line, &l) == nil && l.Msg == "plugin reply" && l.Method == method && l.Volume == volume {
-			n++
-		}
-	}
-	return n
+	return m.pluginLog("plugin reply", method, volume, false)
 }
 
 type pluginCall struct {
