@@ -24,9 +24,11 @@ func ValidateVolumeID(id string) error {
 	return nil
 }
 
-// MaxNameLength keeps <root>/volumes/NAME within one path component (255
-// bytes) and an EC2 tag value (256 characters).
-const MaxNameLength = 255
+// MaxNameLength keeps every file tether-agent writes for NAME (NAME.json
+// and its temporary siblings under <root>/plugin, the lock, the binding)
+// within one path component (255 bytes), with room for their suffixes, and
+// NAME within an EC2 tag value (256 characters).
+const MaxNameLength = 200
 
 // namePattern is Docker's own rule for volume names ([a-zA-Z0-9][a-zA-Z0-9_.-]),
 // which already excludes "/", whitespace and shell metacharacters.
@@ -48,17 +50,53 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// devicePattern is the Xen-style names EC2 attaches data volumes under.
-// The first letter skips "a" (the root device, /dev/xvda or /dev/sda).
-var devicePattern = regexp.MustCompile(`^/dev/(sd|xvd)[b-z][a-z]?$`)
+// devicePattern is the set of device names EC2 accepts for an EBS data
+// volume on a Linux instance: /dev/sd[b-z], /dev/xvd[b-z], /dev/xvd[a-c][a-z]
+// and /dev/xvdd[a-x] (EC2 User Guide, "Device names on Linux instances";
+// aws-ebs-csi-driver's device allocator stops at xvddx likewise). The root
+// device (/dev/sda1, /dev/xvda) is never one of them.
+var devicePattern = regexp.MustCompile(`^/dev/(sd[b-z]|xvd[b-z]|xvd[a-c][a-z]|xvdd[a-x])$`)
 
-// ValidateDeviceName accepts an attachment device name (/dev/sdf,
-// /dev/xvdf, /dev/xvdba), never the root device's.
+// ValidateDeviceName accepts a device name EC2 accepts for an EBS data
+// volume (/dev/sdf, /dev/xvdf, /dev/xvdba, /dev/xvddx), never the root
+// device's, nor names past /dev/xvddx.
 func ValidateDeviceName(name string) error {
 	if !devicePattern.MatchString(name) {
-		return fmt.Errorf("invalid device name %q: want /dev/sd or /dev/xvd, a letter b-z and at most one more letter", name)
+		return fmt.Errorf("invalid device name %q: EC2 takes /dev/sd[b-z], /dev/xvd[b-z], /dev/xvd[a-c][a-z] or /dev/xvdd[a-x]", name)
 	}
 	return nil
+}
+
+// TaskVolumePrefix starts the tether name of every task-scoped volume.
+const TaskVolumePrefix = "task-"
+
+// taskNamePattern is the tether name of a task-scoped volume:
+// task-<task id>-<volume>. Task ids are 32 hex digits (new ARN format) or a
+// UUID (old format). Shared volumes may not use names of this form, so a
+// name's scope is known from the name alone.
+var taskNamePattern = regexp.MustCompile(`^task-([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(.+)$`)
+
+// TaskID is the last path segment of a task ARN (or the id itself).
+func TaskID(taskARN string) string {
+	if i := strings.LastIndexByte(taskARN, '/'); i >= 0 {
+		return taskARN[i+1:]
+	}
+	return taskARN
+}
+
+// TaskVolumeName is the tether name of task-scoped volume vol of a task
+// (the ECS agent's own Docker name for it has a random suffix tether cannot
+// know: ecs-<family>-<revision>-<volume>-<hex>).
+func TaskVolumeName(taskARN, vol string) string { return TaskVolumePrefix + TaskID(taskARN) + "-" + vol }
+
+// ParseTaskVolumeName splits a task-scoped tether name; ok is false for a
+// shared volume's name.
+func ParseTaskVolumeName(name string) (taskID, vol string, ok bool) {
+	m := taskNamePattern.FindStringSubmatch(name)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
 }
 
 // Filesystem types tether makes on a blank device.

@@ -95,14 +95,33 @@ func TestParseDriverOptsErrorsNameTheOption(t *testing.T) {
 }
 
 func TestValidateDeviceName(t *testing.T) {
-	for _, ok := range []string{"/dev/xvdf", "/dev/sdf", "/dev/xvdba", "/dev/xvdz"} {
+	for _, ok := range []string{"/dev/xvdf", "/dev/sdf", "/dev/xvdba", "/dev/xvdz", "/dev/xvdaa", "/dev/xvdcz", "/dev/xvdda", "/dev/xvddx", "/dev/sdb", "/dev/sdz"} {
 		if err := ValidateDeviceName(ok); err != nil {
 			t.Errorf("ValidateDeviceName(%q) = %v, want nil", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "/dev/xvda", "/dev/sda", "/dev/sda1", "/dev/nvme1n1", "/dev/xvdf;id", "xvdf", "/dev/xvdabc", "/dev/../xvdf"} {
+	for _, bad := range []string{"", "/dev/xvda", "/dev/sda", "/dev/sda1", "/dev/nvme1n1", "/dev/xvdf;id", "xvdf", "/dev/xvdabc", "/dev/../xvdf",
+		// EC2 refuses two-letter names past xvddx, and two-letter sd names.
+		"/dev/xvddy", "/dev/xvdza", "/dev/xvdea", "/dev/sdba"} {
 		if err := ValidateDeviceName(bad); err == nil {
 			t.Errorf("ValidateDeviceName(%q) = nil, want error", bad)
+		}
+	}
+}
+
+func TestTaskVolumeNames(t *testing.T) {
+	arn := "arn:aws:ecs:us-east-1:123456789012:task/c1/0123456789abcdef0123456789abcdef"
+	name := TaskVolumeName(arn, "scratch")
+	if name != "task-0123456789abcdef0123456789abcdef-scratch" {
+		t.Fatalf("TaskVolumeName = %q", name)
+	}
+	id, vol, ok := ParseTaskVolumeName(name)
+	if !ok || id != "0123456789abcdef0123456789abcdef" || vol != "scratch" {
+		t.Fatalf("ParseTaskVolumeName(%q) = %q, %q, %v", name, id, vol, ok)
+	}
+	for _, shared := range []string{"rexray-vol", "task-x-y", "task-0123-scratch"} {
+		if _, _, ok := ParseTaskVolumeName(shared); ok {
+			t.Errorf("ParseTaskVolumeName(%q) took a shared name for a task-scoped one", shared)
 		}
 	}
 }

@@ -1,0 +1,234 @@
+// Package agentproto is the contract between tether's reconciler and
+// tether-agent's commands, which the reconciler runs through tether's SSM
+// documents: the exit codes, the parameters, and the one JSON line each
+// command prints on stdout. The agent, the reconciler and the local world's
+// fake host all import it, so a drift between them is a compile error
+// (docs/contracts.md explains each rule in words).
+package agentproto
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Exit codes of tether-agent's commands. SSM reports them as the
+// invocation's ResponseCode; the class decides what the reconciler does.
+const (
+	// ExitOK: done, also when there was nothing to do.
+	ExitOK = 0
+	// ExitFailed: failed for a reason no other code names (an unexpected
+	// I/O or tool error). The reconciler retries a bounded number of times.
+	ExitFailed = 1
+	// ExitBadInput: usage or validation error; nothing was changed. Permanent.
+	ExitBadInput = 2
+	// ExitBusy: something on the host still holds the volume: a container
+	// (running, or starting with its Mount answered), a process with files
+	// open in it, another mount namespace where it is mounted, a kernel
+	// holder of the device. Output names the holders. Retry once they let go.
+	ExitBusy = 3
+	// ExitNoDevice: the volume's device did not appear within the wait (it
+	// is not attached to this host, or not yet visible).
+	ExitNoDevice = 4
+	// ExitRefused: the device holds something tether must not touch
+	// (partition table, LVM, RAID, LUKS, swap, an unsupported filesystem,
+	// contradicting signatures). Permanent until an operator acts.
+	ExitRefused = 5
+	// ExitNotFormatted: the device has no filesystem tether can mount, and
+	// mount either had no format grant (--format-if-blank) or could not
+	// prove the device blank (raw data, a lost primary superblock, a read
+	// error). Nothing was written. An operator decides (docs/contracts.md).
+	ExitNotFormatted = 6
+	// ExitNeedsRepair: the filesystem is damaged beyond what a safe check
+	// repairs (fsck exit 4 or worse). Nothing was mounted. Operator repair.
+	ExitNeedsRepair = 7
+	// ExitConflict: the host's state contradicts the request: another
+	// volume is mounted under the name, the device is mounted elsewhere,
+	// the device found is not the volume (identity or size mismatch).
+	ExitConflict = 8
+	// ExitRetryable: a transient condition (the volume's lock was held past
+	// the command's wait, the device is still settling): retry soon.
+	ExitRetryable = 9
+)
+
+// Class is the name of an exit code's class, as the JSON output spells it.
+type Class string
+
+// Classes, one per exit code.
+const (
+	ClassOK           Class = "ok"
+	ClassFailed       Class = "failed"
+	ClassBadInput     Class = "bad-input"
+	ClassBusy         Class = "busy"
+	ClassNoDevice     Class = "no-device"
+	ClassRefused      Class = "refused"
+	ClassNotFormatted Class = "not-formatted"
+	ClassNeedsRepair  Class = "needs-repair"
+	ClassConflict     Class = "conflict"
+	ClassRetryable    Class = "retryable"
+)
+
+var classByCode = map[int]Class{
+	ExitOK: ClassOK, ExitFailed: ClassFailed, ExitBadInput: ClassBadInput, ExitBusy: ClassBusy,
+	ExitNoDevice: ClassNoDevice, ExitRefused: ClassRefused, ExitNotFormatted: ClassNotFormatted,
+	ExitNeedsRepair: ClassNeedsRepair, ExitConflict: ClassConflict, ExitRetryable: ClassRetryable,
+}
+
+// ClassOf names an exit code's class; unknown codes (a shell's 126/127, a
+// signal's 128+n, SSM's -1) are ClassFailed.
+func ClassOf(code int) Class {
+	if c, ok := classByCode[code]; ok {
+		return c
+	}
+	return ClassFailed
+}
+
+// Permanent reports whether retrying the same command cannot help: only a
+// person (or a changed request) can.
+func Permanent(code int) bool {
+	switch code {
+	case ExitBadInput, ExitRefused, ExitNotFormatted, ExitNeedsRepair, ExitConflict:
+		return true
+	}
+	return false
+}
+
+// SSM document parameters (template.yaml's documents pass them to the
+// agent's flags; every value is validated by the document's allowedPattern
+// and again by the agent).
+const (
+	ParamVolumeID      = "VolumeId"      // --volume-id
+	ParamVolumeName    = "VolumeName"    // --name
+	ParamFSType        = "FsType"        // --fstype (mount)
+	ParamDevice        = "Device"        // --device (mount): the attachment's device name, "" if unknown
+	ParamFormatIfBlank = "FormatIfBlank" // --format-if-blank (mount): "true" or "false"
+	ParamSizeGiB       = "SizeGiB"       // --size-gib (mount): the volume's size, to confirm a device found by name
+	ParamAttachment    = "Attachment"    // --attachment (mount, unmount): the attachment the command is for
+	ParamForce         = "Force"         // --force (unmount): "true" or "false"
+)
+
+// attachmentPattern: an attachment token is opaque to the agent; the
+// reconciler makes it from the instance and EC2's attach time.
+var attachmentPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// ValidateAttachment accepts "" (not given) or an attachment token.
+func ValidateAttachment(s string) error {
+	if s != "" && !attachmentPattern.MatchString(s) {
+		return fmt.Errorf("invalid attachment %q: want 1 to 64 of A-Z a-z 0-9 . _ : -", s)
+	}
+	return nil
+}
+
+// AttachmentToken names one attachment of a volume: the instance and the
+// time EC2 reports the attach began (unix milliseconds). A volume detached
+// and attached again to the same instance gets a new token.
+func AttachmentToken(instanceID string, attachTimeMS int64) string {
+	return fmt.Sprintf("%s:%d", instanceID, attachTimeMS)
+}
+
+// MountResult is what `tether-agent mount --json` prints on success.
+type MountResult struct {
+	VolumeID       string `json:"volumeId"`
+	Name           string `json:"name"`
+	Device         string `json:"device"`
+	FSType         string `json:"fstype"`
+	Formatted      bool   `json:"formatted"`
+	Grown          bool   `json:"grown"`
+	Mountpoint     string `json:"mountpoint"`
+	AlreadyMounted bool   `json:"alreadyMounted"`
+	// Checked: the filesystem was checked (fsck) before this mount because
+	// it was not cleanly unmounted.
+	Checked bool `json:"checked,omitempty"`
+	// Attachment echoes --attachment.
+	Attachment string `json:"attachment,omitempty"`
+	// Generation counts the mounts of NAME on this host: each mount that
+	// was not already in place adds one. An unmount result counts only for
+	// the generation it released.
+	Generation int64 `json:"generation"`
+}
+
+// UnmountResult is what `tether-agent unmount --json` prints on success:
+// the kernel agrees nothing on the host holds the device any more (it is
+// mounted in no mount namespace, has no holders, and opened O_EXCL).
+type UnmountResult struct {
+	VolumeID   string `json:"volumeId"`
+	Name       string `json:"name"`
+	Mountpoint string `json:"mountpoint"`
+	Device     string `json:"device,omitempty"`
+	WasMounted bool   `json:"wasMounted"`
+	// Released: the binding is marked released; the plugin will not mount
+	// the volume again by itself until the next mount command.
+	Released bool `json:"released"`
+	// Generation is the mount generation this unmount released.
+	Generation int64  `json:"generation"`
+	Attachment string `json:"attachment,omitempty"`
+	// Users: the containers --force went past, if any.
+	Users []Holder `json:"users,omitempty"`
+}
+
+// Holder is one thing that holds a volume or its device.
+type Holder struct {
+	Kind        string `json:"kind"` // container, process, namespace, device, plugin
+	ID          string `json:"id,omitempty"`
+	Name        string `json:"name,omitempty"`
+	State       string `json:"state,omitempty"` // a container's dockerd state
+	PID         int    `json:"pid,omitempty"`
+	Command     string `json:"command,omitempty"`
+	ContainerID string `json:"containerId,omitempty"` // from the process's cgroup
+}
+
+// Failure is what a command prints on stdout (with --json) when it fails:
+// {"error":{...}}. Message says what was found and how to proceed.
+type Failure struct {
+	ExitCode int      `json:"exitCode"`
+	Class    Class    `json:"class"`
+	Message  string   `json:"message"`
+	Found    string   `json:"found,omitempty"` // what the device holds (refused, not-formatted)
+	Holders  []Holder `json:"holders,omitempty"`
+}
+
+// Output is one command's JSON line, success or failure.
+type Output struct {
+	Error *Failure `json:"error,omitempty"`
+	// Raw is the line itself, for the result types above.
+	Raw json.RawMessage `json:"-"`
+}
+
+// ParseOutput finds the last JSON object line in a command's stdout (the
+// document's shell may print lines of its own; SSM keeps the first 24,000
+// characters, far more than one line). ok is false when there is none.
+func ParseOutput(stdout string) (out Output, ok bool) {
+	var last string
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "{") && strings.HasSuffix(line, "}") {
+			last = line
+		}
+	}
+	if last == "" || json.Unmarshal([]byte(last), &out) != nil {
+		return Output{}, false
+	}
+	out.Raw = json.RawMessage(last)
+	return out, true
+}
+
+// Mount decodes a successful mount's line.
+func (o Output) Mount() (MountResult, bool) {
+	var m MountResult
+	if o.Error != nil || json.Unmarshal(o.Raw, &m) != nil || m.VolumeID == "" {
+		return MountResult{}, false
+	}
+	return m, true
+}
+
+// Unmount decodes a successful unmount's line.
+func (o Output) Unmount() (UnmountResult, bool) {
+	var u UnmountResult
+	if o.Error != nil || json.Unmarshal(o.Raw, &u) != nil || u.VolumeID == "" {
+		return UnmountResult{}, false
+	}
+	return u, true
+}
