@@ -14,6 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/world"
 )
 
@@ -27,7 +31,7 @@ const (
 // Walkthrough is the seed's walkthrough against one world: the seed's
 // snippets in a Session, the waits between them watched through the SDK.
 type Walkthrough struct {
-	World    *world.World
+	Target   Target
 	Session  *Session
 	Watch    *Watcher
 	Progress Progress
@@ -40,15 +44,66 @@ var (
 	VolumeLimit = 3 * time.Minute // the volume to be detached once its service is gone
 )
 
-// New starts a walkthrough in dir (its shell's working directory). The
-// shell gets the world's endpoint, region, dummy credentials, CLI config
-// and CloudFormationStack, and not the stack's outputs: get-outputs.sh
-// gives those, as in the seed. Everything shown goes to out.
-func New(w *world.World, dir string, out io.Writer) (*Walkthrough, error) {
+// Target is the world a walkthrough runs against, as its shell and its
+// watcher reach it.
+type Target struct {
+	// Env is the shell's environment: the endpoint, region, dummy
+	// credentials, CLI config and CloudFormationStack.
+	Env     map[string]string
+	AWS     aws.Config // the watcher's SDK config (the same endpoint)
+	Cluster string
+	// Journal, when set, is the endpoint's record of calls (it dates the
+	// drain exactly); without it the drain is dated by the script's start.
+	Journal func() []awsproto.Call
+}
+
+// WorldTarget is a world of this process. The shell does not get the
+// stack's outputs: get-outputs.sh gives those, as in the seed.
+func WorldTarget(w *world.World) Target {
 	env := w.Env()
 	for k := range w.StackOutputs() {
 		delete(env, k)
 	}
+	return Target{Env: env, AWS: w.AWSConfig(), Cluster: w.Options().Cluster, Journal: w.Router().Journal}
+}
+
+// EnvFileTarget is a world another process runs (`make world`), as a
+// person reaches it: the export lines of its TETHER_WORLD_ENV file (which
+// also name the seed stack's outputs, ECSClusterName among them).
+func EnvFileTarget(path string) (Target, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Target{}, fmt.Errorf("demo: %w", err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		kv, ok := strings.CutPrefix(strings.TrimSpace(line), "export ")
+		if !ok {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return Target{}, fmt.Errorf("demo: %s: unreadable line %q", path, line)
+		}
+		env[k] = strings.ReplaceAll(strings.Trim(v, "'"), `'\''`, "'")
+	}
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECSClusterName"} {
+		if env[k] == "" {
+			return Target{}, fmt.Errorf("demo: %s sets no %s", path, k)
+		}
+	}
+	cfg := aws.Config{
+		Region:       env["AWS_REGION"],
+		BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL"]),
+		Credentials:  credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
+	}
+	return Target{Env: env, AWS: cfg, Cluster: env["ECSClusterName"]}, nil
+}
+
+// New starts a walkthrough in dir (its shell's working directory) against
+// t. Everything shown goes to out.
+func New(t Target, dir string, out io.Writer) (*Walkthrough, error) {
+	env := maps.Clone(t.Env)
 	env["PATH"] = os.Getenv("PATH")
 	env["HOME"] = filepath.Join(dir, ".tether", "home")
 	env["LANG"] = "C.UTF-8"
@@ -63,7 +118,7 @@ func New(w *world.World, dir string, out io.Writer) (*Walkthrough, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Walkthrough{World: w, Session: s, Watch: NewWatcher(w.AWSConfig(), w.Options().Cluster), Progress: Progress{Out: out}}, nil
+	return &Walkthrough{Target: t, Session: s, Watch: NewWatcher(t.AWS, t.Cluster), Progress: Progress{Out: out}}, nil
 }
 
 // ErrSeedOutput: a seed snippet ran but did not set what the walkthrough
@@ -178,7 +233,10 @@ func (wt *Walkthrough) Drain(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	drained := start
-	for _, c := range wt.World.Router().Journal() {
+	if wt.Target.Journal == nil {
+		return drained, nil
+	}
+	for _, c := range wt.Target.Journal() {
 		if c.Service == "ecs" && c.Action == "UpdateContainerInstancesState" && c.ErrorCode == "" && !c.Time.Before(start) {
 			drained = c.Time
 		}

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tether-ecs/tether/test/demo"
+	"github.com/tether-ecs/tether/test/images"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/world"
 )
@@ -25,7 +24,7 @@ func TestSeedWalkthroughBusybox(t *testing.T) {
 	requireWorld(t)
 	w := startWorld(t, world.Options{})
 	ctx := ctxFor(t)
-	wt, err := demo.New(w, t.TempDir(), &logWriter{t: t})
+	wt, err := demo.New(demo.WorldTarget(w), t.TempDir(), &logWriter{t: t})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,14 +147,12 @@ func TestSeedWalkthroughMariaDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("bash", filepath.Join(root, "test/images/mariadb/build.sh"))
-	build.Stderr = &logWriter{t: t}
-	out, err := build.Output()
+	img, err := images.MySQL(ctxFor(t), root, "", &logWriter{t: t}, 0)
 	if err != nil {
-		t.Fatalf("test/images/mariadb/build.sh: %v", err)
+		t.Fatal(err)
 	}
-	w := startWorld(t, world.Options{Images: []hosts.Image{{Tar: strings.TrimSpace(string(out))}}})
-	wt, err := demo.New(w, t.TempDir(), &logWriter{t: t})
+	w := startWorld(t, world.Options{Images: []hosts.Image{{Tar: img.Path}}})
+	wt, err := demo.New(demo.WorldTarget(w), t.TempDir(), &logWriter{t: t})
 	if err != nil {
 		t.Fatal(err)
 	}

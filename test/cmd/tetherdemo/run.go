@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/test/demo"
+	"github.com/tether-ecs/tether/test/images"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/lambdarun"
 	"github.com/tether-ecs/tether/test/world/world"
@@ -89,7 +89,7 @@ func (d *demoRun) run(ctx context.Context) error {
 		return &demo.StepError{Step: "world start", Err: err}
 	}
 
-	wt, err := demo.New(d.w, filepath.Join(d.runDir, "walkthrough"), d.out)
+	wt, err := demo.New(demo.WorldTarget(d.w), filepath.Join(d.runDir, "walkthrough"), d.out)
 	if err != nil {
 		return &demo.StepError{Step: "setup", Err: err}
 	}
@@ -156,39 +156,18 @@ func (d *demoRun) image(ctx context.Context, root string) (string, error) {
 		d.p.Say("image: %s", d.opts.image)
 		return d.opts.image, nil
 	}
-	start := time.Now()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "test/images/mariadb/build.sh"))
-	cmd.Stdout = &stdout
-	cmd.Stderr = io.MultiWriter(&stderr, &lineIndent{w: d.out})
-	done := make(chan struct{})
-	go func() {
-		// A cold build takes about a minute: say that it is still going.
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintf(d.out, "    … building the mysql image (%s)\n", time.Since(start).Round(time.Second))
-			}
-		}
-	}()
-	err := cmd.Run()
-	close(done)
+	// A cold build takes about a minute: say that it is still going.
+	a, err := images.MySQL(ctx, root, "", &lineIndent{w: d.out}, 10*time.Second)
 	if err != nil {
-		return "", fmt.Errorf("build.sh: %w", err)
+		return "", err
 	}
-	path := strings.TrimSpace(stdout.String())
 	d.imageHow = "cached"
-	if stderr.Len() > 0 {
+	if a.Built {
 		d.imageHow = "built"
 	}
-	took := time.Since(start)
-	d.timed("image ("+d.imageHow+")", took)
-	d.p.Say("image %s (%s, %.1fs): %s", "mysql:latest", d.imageHow, took.Seconds(), path)
-	return path, nil
+	d.timed("image ("+d.imageHow+")", a.Took)
+	d.p.Say("image %s (%s, %.1fs): %s", images.MySQLRef, d.imageHow, a.Took.Seconds(), a.Path)
+	return a.Path, nil
 }
 
 func (d *demoRun) startWorld(ctx context.Context, agent, boots, rie, image string) error {

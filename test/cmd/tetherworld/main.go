@@ -3,6 +3,11 @@
 //
 //	tetherworld --instances N --azs K --profile instant|realistic --hosts real|fake
 //	            --functions inprocess|rie|none [--seed S] [--env-file F] [--log json|text]
+//	            [--mysql auto|off|ARCHIVE] [--image REF=TAR ...]
+//
+// Real hosts get the image the seed walkthrough runs, mysql:latest (MariaDB
+// from Debian, test/images/mariadb/build.sh, built once and cached), so the
+// seed's steps typed by hand start their task; --mysql off leaves it out.
 //
 // It builds what it needs (tether-agent with `go build` for real hosts, the
 // functions' bootstraps with functions/Makefile for rie), starts the world,
@@ -29,7 +34,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
+	seedimages "github.com/tether-ecs/tether/test/images"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/world"
 )
@@ -64,7 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	envFile := fs.String("env-file", "", "where to write the export lines (default: in the world's directory)")
 	logFormat := fs.String("log", "text", "log format on stderr: json or text")
 	dir := fs.String("dir", "", "parent of the world's directory (default: the system's temporary directory)")
-	cacheDir := fs.String("cache-dir", "", "busybox image cache (default ~/.cache/tether)")
+	cacheDir := fs.String("cache-dir", "", "image cache: the busybox rootfs and the mysql archive (default ~/.cache/tether)")
+	mysql := fs.String("mysql", "auto", "the seed's mysql image on real hosts: auto (build once, cached), off, or a docker-load ARCHIVE")
 	var imgs images
 	fs.Var(&imgs, "image", "extra image for real hosts, REF=ROOTFS.tar or =SAVED.tar (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -116,6 +124,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	if *hostKind == string(world.RealHosts) && *mysql != "off" {
+		archive, err := mysqlImage(ctx, *mysql, *cacheDir, log)
+		if err != nil {
+			log.Error("the seed's mysql image", "err", err)
+			return 1
+		}
+		opts.Images = append(opts.Images, hosts.Image{Tar: archive})
+	}
 	w, err := world.Start(ctx, opts)
 	if err != nil {
 		log.Error("the world did not start", "err", err)
@@ -149,6 +165,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// mysqlImage is --mysql's archive: given, or built (cached) by test/images.
+func mysqlImage(ctx context.Context, flag, cacheDir string, log *slog.Logger) (string, error) {
+	if flag != "auto" {
+		if _, err := os.Stat(flag); err != nil {
+			return "", fmt.Errorf("--mysql %q: %w", flag, err)
+		}
+		return flag, nil
+	}
+	root, err := world.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	log.Info("finding or building the seed's mysql image (the first build takes about a minute)")
+	a, err := seedimages.MySQL(ctx, root, cacheDir, logLines{log}, 15*time.Second)
+	if err != nil {
+		return "", err
+	}
+	log.Info("mysql image ready", "archive", a.Path, "built", a.Built, "took", a.Took.Round(time.Millisecond).String())
+	return a.Path, nil
+}
+
+// logLines logs each line written to it.
+type logLines struct{ log *slog.Logger }
+
+func (l logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		if line != "" {
+			l.log.Info(line)
+		}
+	}
+	return len(p), nil
 }
 
 func closeWorld(log *slog.Logger, w *world.World, code int) int {

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/test/demo"
+	"github.com/tether-ecs/tether/test/images"
 	"github.com/tether-ecs/tether/test/testenv"
 	"github.com/tether-ecs/tether/test/world/lambdarun"
 )
@@ -278,4 +282,60 @@ func envValue(t *testing.T, path, key string) string {
 	}
 	t.Fatalf("%s not in %s", key, path)
 	return ""
+}
+
+// The seed's steps 2–7 and its cleanup, typed by hand against what `make
+// world` starts (README: "source $TETHER_WORLD_ENV and the seed's steps work
+// as written"): tetherworld with real hosts, the real bootstraps and its
+// default --mysql auto, so the seed's MySQL task finds its image. Opt-in
+// like the e2e MariaDB walkthrough (CI sets TETHER_E2E_MARIADB=1): the
+// image's first build runs debootstrap.
+func TestSeedTypedByHandAgainstMakeWorld(t *testing.T) {
+	if os.Getenv("TETHER_E2E_MARIADB") != "1" {
+		t.Skip("set TETHER_E2E_MARIADB=1 to run the seed's MySQL steps against tetherworld")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nsenter", "losetup", "dockerd", "busybox", "make", "go", "debootstrap", "mariadb", "jq")
+	if _, err := lambdarun.FindRIE(); err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	// What `make world` builds on first use, built here first so that the
+	// world's readiness wait below is the world's alone.
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := images.MySQL(ctx, root, "", testWriter{t}, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "--instances", "2", "--azs", "1", "--profile", "instant", "--hosts", "real", "--functions", "rie", "--dir", t.TempDir())
+	target, err := demo.EnvFileTarget(r.envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := demo.New(target, t.TempDir(), testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := wt.RunMySQL(ctx)
+	if err != nil {
+		t.Fatalf("the seed typed by hand against make world: %v", err)
+	}
+	if !slices.Equal(res.Rows, []string{demo.PetRow}) || res.VolumeAfter.ID != res.VolumeBefore.ID ||
+		res.Second.InstanceID == res.First.InstanceID || !res.CleanedUp {
+		t.Fatalf("walkthrough result %+v", res)
+	}
+	if code := r.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT\n%s", code, r.stderr.String())
+	}
+}
+
+// testWriter logs what the walkthrough shows.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -17,6 +17,7 @@ if [ -s "$image" ]; then echo "$image"; exit 0; fi
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/mariadb-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT # so the EXIT trap runs when the build is cancelled
 echo "building the mysql image (debootstrap of mariadb-server from Debian bookworm, about a minute)..." >&2
 debootstrap --variant=minbase --include=mariadb-server bookworm "$work/rootfs" "$mirror" >"$work/log" 2>&1 || {
     tail -20 "$work/log" >&2; exit 1; }
