@@ -31,7 +31,9 @@ type Options struct {
 	Seed    int64  // fault injection and ids
 	// TimeScale multiplies every SQS and schedule duration (visibility
 	// timeouts, delays, long-poll waits, rates): 0.01 makes a 30 s
-	// visibility timeout 300 ms. Default 1.
+	// visibility timeout 300 ms. Default 1. A batch an event source mapping
+	// hands a function stays hidden while the invocation runs, whatever the
+	// scale (see Mapping.invoke).
 	TimeScale float64
 	// QueueURLBase prefixes queue URLs (the world's endpoint); default
 	// https://sqs.<region>.amazonaws.com.

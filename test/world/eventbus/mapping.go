@@ -138,6 +138,14 @@ func (b *Bus) StartMapping(q *Queue, inv Invoker, opts MappingOptions) (*Mapping
 	if opts.PollWait == 0 {
 		opts.PollWait = 20 * time.Second
 	}
+	// CreateEventSourceMapping refuses a queue that hides a message for less
+	// than the function may run ("InvalidParameterValueException: Queue
+	// visibility timeout: 30 seconds is less than Function timeout: 60
+	// seconds"), so on AWS a batch is not redelivered while it runs.
+	if vis := q.Options().VisibilityTimeout; vis < opts.FunctionTimeout {
+		return nil, fmt.Errorf("eventbus: InvalidParameterValueException: Queue visibility timeout: %d seconds is less than Function timeout: %d seconds",
+			int(vis/time.Second), int(opts.FunctionTimeout/time.Second))
+	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	m := &Mapping{bus: b, queue: q, inv: inv, opts: opts, cancel: cancel}
 	b.mu.Lock()
@@ -163,6 +171,9 @@ func (m *Mapping) Stop() {
 	m.cancel()
 	m.wg.Wait()
 }
+
+// Options returns the mapping's settings, defaults applied.
+func (m *Mapping) Options() MappingOptions { return m.opts }
 
 // Stats returns the mapping's counters.
 func (m *Mapping) Stats() MappingStats {
@@ -196,7 +207,7 @@ func (m *Mapping) gather(ctx context.Context) []Message {
 				break
 			}
 		}
-		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait)})
+		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait), hold: true})
 		if err != nil {
 			break
 		}
@@ -208,39 +219,26 @@ func (m *Mapping) gather(ctx context.Context) []Message {
 	return batch
 }
 
-// hideWhileRunning keeps a batch's messages invisible while its invocation
-// runs, until stop is closed. Lambda refuses a mapping whose queue hides
-// messages for less than the function's timeout, so on AWS a batch is never
-// redelivered while its invocation still runs. Under a TimeScale the
-// queue's visibility shrinks but an invocation does not get faster (its AWS
-// calls take wall time), so the mapping renews the batch's visibility until
-// the invocation returns; failed messages then come back after the queue's
-// (scaled) visibility, as before.
-func (m *Mapping) hideWhileRunning(batch []Message, stop <-chan struct{}) {
-	if m.bus.opts.TimeScale == 1 {
-		return // as configured: the template keeps visibility above the timeout
-	}
-	vis := m.queue.Options().VisibilityTimeout
-	tick := time.NewTicker(max(m.bus.scaled(vis)/2, time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			for _, msg := range batch {
-				_ = m.queue.ChangeVisibility(msg.ReceiptHandle, vis) // gone or deleted: nothing to hide
-			}
-		}
-	}
-}
-
 // unscaled converts a real wait back into the queue's scaled units.
 func (m *Mapping) unscaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / m.bus.opts.TimeScale)
 }
 
+// invoke runs the function on one batch. The batch's messages were
+// received held (gather): they stay hidden until the invocation returns,
+// however long the world takes. On AWS that is guaranteed by the queue's
+// visibility timeout being at least the function's timeout (StartMapping
+// refuses less) and by Lambda ending an invocation at its timeout; in the
+// world an invocation's wall time depends on the machine's load and on
+// TimeScale (which shrinks the queue's timeouts but not the function's
+// work), so a timer would redeliver batches AWS would not. Failed messages
+// come back one visibility timeout after the invocation ends (release).
 func (m *Mapping) invoke(ctx context.Context, batch []Message) {
+	defer func() {
+		for _, msg := range batch {
+			m.queue.release(msg.ReceiptHandle) // no-op for the deleted
+		}
+	}()
 	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(batch))}
 	inBatch := map[string]string{} // message id -> receipt handle
 	for _, msg := range batch {
@@ -252,12 +250,7 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 		return
 	}
 	callCtx, cancel := context.WithTimeout(ctx, m.opts.FunctionTimeout)
-	running := make(chan struct{})
-	hidden := make(chan struct{})
-	go func() { defer close(hidden); m.hideWhileRunning(batch, running) }()
 	out, err := m.inv.Invoke(callCtx, payload)
-	close(running)
-	<-hidden
 	cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()

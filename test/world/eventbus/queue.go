@@ -58,6 +58,11 @@ type message struct {
 	receiveCount int
 	receipt      string // current receipt handle ("" while visible)
 	seq          int64
+	// held: received by an event source mapping whose invocation still
+	// runs; hidden whatever visibleAt says until released, then visible
+	// after resume (see Mapping).
+	held   bool
+	resume time.Duration
 }
 
 // QueueStats counts a queue's messages.
@@ -125,6 +130,9 @@ type ReceiveOptions struct {
 	Max        int            // 1-10 (default 1)
 	Wait       time.Duration  // long polling; 0 = short poll
 	Visibility *time.Duration // overrides the queue's VisibilityTimeout
+	// hold: an event source mapping's receive; the messages stay hidden
+	// until release.
+	hold bool
 }
 
 // Receive returns up to Max visible messages, waiting up to Wait for one.
@@ -173,6 +181,9 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].seq < ms[j].seq })
 	for _, m := range ms {
+		if m.held {
+			continue // its invocation runs: release makes it visible again
+		}
 		if m.visibleAt.After(now) {
 			if next.IsZero() || m.visibleAt.Before(next) {
 				next = m.visibleAt
@@ -196,6 +207,7 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 			m.firstRecv = now
 		}
 		m.visibleAt = now.Add(q.bus.scaled(visibility))
+		m.held, m.resume = o.hold, visibility
 		m.receipt = q.bus.newReceipt(q.name, m.id)
 		q.byHandle[m.receipt] = m
 		q.stats.Received++
@@ -270,12 +282,33 @@ func (q *Queue) ChangeVisibility(handle string, d time.Duration) error {
 		return fmt.Errorf("%w: receipt handle %q is no longer current", ErrMessageNotInflight, handle)
 	case !ok:
 		return receiptInvalid(handle)
+	case m.held:
+		m.resume = d // applies from the end of the invocation that holds it
+		return nil
 	case !m.visibleAt.After(time.Now()):
 		return fmt.Errorf("%w: message %s", ErrMessageNotInflight, m.id)
 	}
 	m.visibleAt = time.Now().Add(q.bus.scaled(d))
 	q.changedLocked()
 	return nil
+}
+
+// release ends the hold of the message last received with handle (a
+// mapping's invocation returned without deleting it): it becomes visible
+// after its visibility timeout, counted from now. Lambda lets a batch come
+// back only after the queue's visibility timeout, which it keeps at or
+// above the function's timeout (StartMapping); counting it from the end of
+// the invocation never returns a message sooner than AWS would.
+func (q *Queue) release(handle string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, ok := q.byHandle[handle]
+	if !ok || !m.held {
+		return // deleted, or moved on
+	}
+	m.held = false
+	m.visibleAt = time.Now().Add(q.bus.scaled(m.resume))
+	q.changedLocked()
 }
 
 // Stats returns the queue's counts now.
@@ -286,6 +319,8 @@ func (q *Queue) Stats() QueueStats {
 	now := time.Now()
 	for _, m := range q.msgs {
 		switch {
+		case m.held:
+			st.InFlight++
 		case !m.visibleAt.After(now):
 			st.Visible++
 		case m.receiveCount > 0:
