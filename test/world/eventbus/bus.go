@@ -58,6 +58,9 @@ type Bus struct {
 	changed   chan struct{}
 	receipts  int64
 	closed    bool
+	// recursionDrops counts invocations Lambda's recursive loop detection
+	// stopped, over every mapping (see RecursionLimit).
+	recursionDrops int
 
 	sqsGate *awsproto.Gate
 
@@ -132,13 +135,41 @@ func (b *Bus) newUUID() string {
 }
 
 func (b *Bus) uuidLocked() string {
+	h := b.hexLocked(32)
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}
+
+// invocationTrace is the trace header of an invocation caused by an event
+// of chain from (see trace.go): a new root for a new chain.
+func (b *Bus) invocationTrace(from traceHeader, function string) traceHeader {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return invocationTrace(from, xrayRoot(time.Now().Unix(), b.hexLocked(24)), b.hexLocked(16), function)
+}
+
+func (b *Bus) hexLocked(n int) string {
 	const hex = "0123456789abcdef"
-	buf := make([]byte, 32)
+	buf := make([]byte, n)
 	for i := range buf {
 		buf[i] = hex[b.rng.Intn(16)]
 	}
-	h := string(buf)
-	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+	return string(buf)
+}
+
+func (b *Bus) recursionStopped() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recursionDrops++
+}
+
+// RecursiveInvocationsDropped is Lambda's metric of that name summed over
+// the bus's event source mappings: invocations stopped because their chain
+// had already invoked functions RecursionLimit times. Zero means no loop
+// was cut; a function with RecursiveLoop: Allow never adds to it.
+func (b *Bus) RecursiveInvocationsDropped() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.recursionDrops
 }
 
 // Receipt handles carry their queue and message, so an old handle can be

@@ -43,6 +43,12 @@ func (p *inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", p.bus.opts.Region, p.bus.opts.Account, p.name),
 	}
 	ctx = lambdacontext.NewContext(ctx, lc)
+	// The invocation's trace header where aws-lambda-go's runtime loop puts
+	// it (lambda/invoke_loop.go: context.WithValue(ctx, "x-amzn-trace-id",
+	// ...)), so in-process code finds it as under Lambda. The process-wide
+	// _X_AMZN_TRACE_ID that the runtime also sets cannot serve concurrent
+	// in-process invocations.
+	ctx = context.WithValue(ctx, lambdaTraceIDKey, TraceHeader(ctx)) //nolint:staticcheck // aws-lambda-go's key
 	if p.factory != nil {
 		return p.factory().Invoke(ctx, payload)
 	}
@@ -51,6 +57,10 @@ func (p *inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 	out, err := p.h.Invoke(ctx, payload)
 	return bytes.Clone(out), err
 }
+
+// lambdaTraceIDKey is aws-lambda-go's context key for the trace header (a
+// plain string: its runtime loop uses it so).
+const lambdaTraceIDKey = "x-amzn-trace-id"
 
 // ErrThrottled is Lambda's TooManyRequestsException: the function's
 // reserved concurrency is in use.
@@ -92,6 +102,12 @@ type MappingOptions struct {
 	// PollWait is the pollers' long-poll wait (default 20s, unscaled as it
 	// only bounds idle polls).
 	PollWait time.Duration
+	// Function names the function (logs, its lineage hash); default the
+	// queue's name.
+	Function string
+	// RecursiveLoop is the function's recursive loop detection; default
+	// Terminate, as in Lambda.
+	RecursiveLoop RecursiveLoop
 }
 
 // MappingStats counts a mapping's work.
@@ -103,6 +119,10 @@ type MappingStats struct {
 	Messages         int // messages handed to the function
 	Deleted          int // messages deleted after success
 	ItemFailures     int // messages reported in batchItemFailures
+	// RecursiveInvocationsDropped counts deliveries Lambda stopped: a
+	// message whose chain had already invoked functions RecursionLimit
+	// times (Lambda's CloudWatch metric of that name).
+	RecursiveInvocationsDropped int
 }
 
 // Mapping polls one queue and invokes one function.
@@ -137,6 +157,15 @@ func (b *Bus) StartMapping(q *Queue, inv Invoker, opts MappingOptions) (*Mapping
 	}
 	if opts.PollWait == 0 {
 		opts.PollWait = 20 * time.Second
+	}
+	if opts.Function == "" {
+		opts.Function = q.name
+	}
+	if opts.RecursiveLoop == "" {
+		opts.RecursiveLoop = RecursiveLoopTerminate
+	}
+	if !opts.RecursiveLoop.valid() {
+		return nil, fmt.Errorf("eventbus: RecursiveLoop %q: want Allow or Terminate", opts.RecursiveLoop)
 	}
 	// CreateEventSourceMapping refuses a queue that hides a message for less
 	// than the function may run ("InvalidParameterValueException: Queue
@@ -239,9 +268,13 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 			m.queue.release(msg.ReceiptHandle) // no-op for the deleted
 		}
 	}()
-	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(batch))}
+	run, from := m.stopRecursion(batch)
+	if len(run) == 0 {
+		return
+	}
+	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(run))}
 	inBatch := map[string]string{} // message id -> receipt handle
-	for _, msg := range batch {
+	for _, msg := range run {
 		ev.Records = append(ev.Records, m.record(msg))
 		inBatch[msg.MessageID] = msg.ReceiptHandle
 	}
@@ -249,21 +282,21 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 	if err != nil {
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, m.opts.FunctionTimeout)
+	callCtx, cancel := context.WithTimeout(WithTraceHeader(ctx, m.bus.invocationTrace(from, m.opts.Function).String()), m.opts.FunctionTimeout)
 	out, err := m.inv.Invoke(callCtx, payload)
 	cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats.Invocations++
-	m.stats.Messages += len(batch)
+	m.stats.Messages += len(run)
 	if errors.Is(err, ErrThrottled) {
 		m.stats.Throttled++
-		m.bus.log.Warn("function throttled: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch))
+		m.bus.log.Warn("function throttled: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(run))
 		return
 	}
 	if err != nil {
 		m.stats.FunctionErrors++
-		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch), "err", err)
+		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(run), "err", err)
 		return
 	}
 	failed := map[string]bool{}
@@ -284,6 +317,34 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 			m.stats.Deleted++
 		}
 	}
+}
+
+// stopRecursion takes out of a batch the messages whose chain has invoked
+// functions RecursionLimit times already, unless the function allows
+// recursion: Lambda stops their invocation, so they return after the
+// visibility timeout with one more receive, until the queue's redrive
+// policy moves them to its dead-letter queue. from is the chain the
+// invocation continues: Lambda does not document how it traces a batch of
+// several chains; the world takes the longest (the stricter choice).
+func (m *Mapping) stopRecursion(batch []Message) (run []Message, from traceHeader) {
+	for _, msg := range batch {
+		h, _ := parseTraceHeader(msg.Attributes["AWSTraceHeader"])
+		if h.hops >= RecursionLimit && m.opts.RecursiveLoop == RecursiveLoopTerminate {
+			m.mu.Lock()
+			m.stats.RecursiveInvocationsDropped++
+			m.mu.Unlock()
+			m.bus.recursionStopped()
+			m.bus.log.Warn("recursive loop detected: Lambda stopped the invocation (RecursiveInvocationsDropped)",
+				"function", m.opts.Function, "queue", m.queue.name, "messageId", msg.MessageID, "hops", h.hops,
+				"receiveCount", msg.Attributes["ApproximateReceiveCount"])
+			continue
+		}
+		if h.hops > from.hops || from.root == "" {
+			from = h
+		}
+		run = append(run, msg)
+	}
+	return run, from
 }
 
 // parseBatchResponse reads events.SQSEventResponse. Lambda treats an

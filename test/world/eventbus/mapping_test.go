@@ -265,8 +265,8 @@ func TestMappingReturnsAFailedMessageAfterItsVisibilityTimeout(t *testing.T) {
 	}
 }
 
-// CreateEventSourceMapping's check: a queue that hides messages for less
-// than the function may run.
+// CreateEventSourceMapping's checks: a queue that hides messages for less
+// than the function may run, and an unknown recursive loop setting.
 func TestStartMappingRefusesWhatLambdaRefuses(t *testing.T) {
 	b := testBus(t, Options{Seed: 1})
 	q := mustQueue(t, b, "TaskQueue", QueueOptions{VisibilityTimeout: 30 * time.Second})
@@ -274,6 +274,9 @@ func TestStartMappingRefusesWhatLambdaRefuses(t *testing.T) {
 	_, err := b.StartMapping(q, nop, MappingOptions{FunctionTimeout: 60 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds") {
 		t.Fatalf("visibility under the function timeout: %v", err)
+	}
+	if _, err := b.StartMapping(q, nop, MappingOptions{RecursiveLoop: "Ignore"}); err == nil {
+		t.Fatal("RecursiveLoop Ignore accepted")
 	}
 	m, err := b.StartMapping(q, nop, MappingOptions{FunctionTimeout: 30 * time.Second})
 	if err != nil {

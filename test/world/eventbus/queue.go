@@ -52,6 +52,7 @@ type message struct {
 	id           string
 	body         string
 	attrs        map[string]MessageAttribute
+	trace        string // the AWSTraceHeader system attribute
 	sentAt       time.Time
 	visibleAt    time.Time
 	firstRecv    time.Time
@@ -106,6 +107,9 @@ func (q *Queue) changedLocked() {
 type SendOptions struct {
 	Delay      *time.Duration // overrides the queue's DelaySeconds
 	Attributes map[string]MessageAttribute
+	// TraceHeader is the message's X-Ray trace header (the AWSTraceHeader
+	// system attribute), which carries its chain's lineage.
+	TraceHeader string
 }
 
 // Send enqueues a message and returns its id.
@@ -118,7 +122,7 @@ func (q *Queue) Send(body string, opts SendOptions) string {
 		delay = *opts.Delay
 	}
 	q.seq++
-	m := &message{id: q.bus.newUUID(), body: body, attrs: opts.Attributes, sentAt: now, visibleAt: now.Add(q.bus.scaled(delay)), seq: q.seq}
+	m := &message{id: q.bus.newUUID(), body: body, attrs: opts.Attributes, trace: opts.TraceHeader, sentAt: now, visibleAt: now.Add(q.bus.scaled(delay)), seq: q.seq}
 	q.msgs[m.id] = m
 	q.stats.Sent++
 	q.changedLocked()
@@ -217,7 +221,7 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 }
 
 func (m *message) out() Message {
-	return Message{
+	out := Message{
 		MessageID: m.id, ReceiptHandle: m.receipt, Body: m.body, MD5OfBody: md5Hex([]byte(m.body)),
 		Attributes: map[string]string{
 			"ApproximateReceiveCount":          strconv.Itoa(m.receiveCount),
@@ -227,6 +231,10 @@ func (m *message) out() Message {
 		},
 		MessageAttrs: m.attrs, MD5OfAttrs: md5OfAttributes(m.attrs),
 	}
+	if m.trace != "" {
+		out.Attributes["AWSTraceHeader"] = m.trace
+	}
+	return out
 }
 
 // redrive takes a message from a source queue, keeping its id, body and
@@ -235,7 +243,7 @@ func (q *Queue) redrive(m *message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.seq++
-	moved := &message{id: m.id, body: m.body, attrs: m.attrs, sentAt: m.sentAt, visibleAt: time.Now(), seq: q.seq}
+	moved := &message{id: m.id, body: m.body, attrs: m.attrs, trace: m.trace, sentAt: m.sentAt, visibleAt: time.Now(), seq: q.seq}
 	q.msgs[moved.id] = moved
 	q.stats.Sent++
 	q.changedLocked()
