@@ -59,8 +59,10 @@ type Bus struct {
 	receipts  int64
 	closed    bool
 	// recursionDrops counts invocations Lambda's recursive loop detection
-	// stopped, over every mapping (see RecursionLimit).
+	// stopped, over every mapping (see RecursionLimit); longestChain is the
+	// most hops a mapping's invocation continued.
 	recursionDrops int
+	longestChain   int
 
 	sqsGate *awsproto.Gate
 
@@ -144,7 +146,9 @@ func (b *Bus) uuidLocked() string {
 func (b *Bus) invocationTrace(from traceHeader, function string) traceHeader {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return invocationTrace(from, xrayRoot(time.Now().Unix(), b.hexLocked(24)), b.hexLocked(16), function)
+	t := invocationTrace(from, xrayRoot(time.Now().Unix(), b.hexLocked(24)), b.hexLocked(16), function)
+	b.longestChain = max(b.longestChain, t.hops)
+	return t
 }
 
 func (b *Bus) hexLocked(n int) string {
@@ -170,6 +174,16 @@ func (b *Bus) RecursiveInvocationsDropped() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.recursionDrops
+}
+
+// LongestChain is the most invocations one chain of events reached through
+// the bus's event source mappings (1: no function's message caused another
+// invocation). Lambda stops a chain's invocation past RecursionLimit unless
+// the function allows recursion: this says how close a run came.
+func (b *Bus) LongestChain() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.longestChain
 }
 
 // Receipt handles carry their queue and message, so an old handle can be

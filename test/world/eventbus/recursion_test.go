@@ -108,9 +108,10 @@ func TestRecursiveLoopInProcess(t *testing.T) {
 			}
 			m.Stop()
 			st := m.Stats()
-			if st.Invocations != c.invocations || len(fn.ran) != c.invocations || st.RecursiveInvocationsDropped != c.dropped || bus.RecursiveInvocationsDropped() != c.dropped {
-				t.Fatalf("ran %d (mapping %+v, bus drops %d); want %d invocations, %d dropped",
-					len(fn.ran), st, bus.RecursiveInvocationsDropped(), c.invocations, c.dropped)
+			if st.Invocations != c.invocations || len(fn.ran) != c.invocations || st.RecursiveInvocationsDropped != c.dropped ||
+				bus.RecursiveInvocationsDropped() != c.dropped || bus.LongestChain() != c.invocations {
+				t.Fatalf("ran %d (mapping %+v, bus drops %d, longest chain %d); want %d invocations in one chain, %d dropped",
+					len(fn.ran), st, bus.RecursiveInvocationsDropped(), bus.LongestChain(), c.invocations, c.dropped)
 			}
 			// Each message carries the lineage of the invocation that sent it.
 			for i, trace := range fn.traces[1:] {

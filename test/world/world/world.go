@@ -249,6 +249,11 @@ func (w *World) Bus() *eventbus.Bus { return w.bus }
 // invocations ran past the limit in a function without RecursiveLoop: Allow.
 func (w *World) RecursiveInvocationsDropped() int { return w.bus.RecursiveInvocationsDropped() }
 
+// LongestChain is the most invocations one chain of SQS messages and
+// function invocations reached (how close a run came to
+// eventbus.RecursionLimit).
+func (w *World) LongestChain() int { return w.bus.LongestChain() }
+
 // Router is the endpoint's router (Journal of every call).
 func (w *World) Router() *awsproto.Router { return w.router }
 
