@@ -262,6 +262,10 @@ func (m *Mapping) unscaled(d time.Duration) time.Duration {
 // TimeScale (which shrinks the queue's timeouts but not the function's
 // work), so a timer would redeliver batches AWS would not. Failed messages
 // come back one visibility timeout after the invocation ends (release).
+// One case where AWS can redeliver a running batch is not modelled: a
+// MaximumBatchingWindow eating the margin between the visibility timeout
+// and the function's timeout (AWS recommends six times the function timeout
+// plus the window; tether's template has no window).
 func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 	defer func() {
 		for _, msg := range batch {

@@ -291,7 +291,11 @@ func (q *Queue) ChangeVisibility(handle string, d time.Duration) error {
 	case !ok:
 		return receiptInvalid(handle)
 	case m.held:
-		m.resume = d // applies from the end of the invocation that holds it
+		// Applies from the end of the invocation that holds it. On AWS a
+		// timeout shorter than the invocation's rest could let the message
+		// come back while it runs; the world does not model that (tether's
+		// functions never change a batch's visibility).
+		m.resume = d
 		return nil
 	case !m.visibleAt.After(time.Now()):
 		return fmt.Errorf("%w: message %s", ErrMessageNotInflight, m.id)
