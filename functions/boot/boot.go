@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/tether-ecs/tether/functions/internal/dispatch"
 	"github.com/tether-ecs/tether/functions/internal/eventsrc"
@@ -82,12 +85,14 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 // configuration; logs and metrics are where it writes JSON logs and EMF lines.
 type NewCore func(ctx context.Context, getenv func(string) string, awsCfg aws.Config, logs, metrics io.Writer) (dispatch.Reconciler, error)
 
-// Setup builds the dispatcher a function serves with; every AWS client uses awsCfg.
+// Setup builds the dispatcher a function serves with; every AWS client uses
+// awsCfg, with PropagateTrace added.
 func Setup(ctx context.Context, function string, getenv func(string) string, awsCfg aws.Config, stdout io.Writer, newCore NewCore) (*dispatch.Dispatcher, error) {
 	env, err := LoadEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
+	awsCfg.APIOptions = append(slices.Clip(awsCfg.APIOptions), PropagateTrace)
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: env.LogLevel})).With("function", function)
 	decoder, err := eventsrc.NewDecoder(env.Cluster)
 	if err != nil {
@@ -102,6 +107,43 @@ func Setup(ctx context.Context, function string, getenv func(string) string, aws
 		return nil, err
 	}
 	return dispatch.New(decoder, core, requeue, log, dispatch.Config{Concurrency: env.Concurrency}), nil
+}
+
+// TraceHeader is the HTTP header that carries the invocation's X-Ray trace
+// to AWS APIs.
+const TraceHeader = "X-Amzn-Trace-Id"
+
+// lambdaTraceKey is where aws-lambda-go's runtime loop puts the invocation's
+// trace header in the handler's context (lambda/invoke_loop.go,
+// context.WithValue(ctx, "x-amzn-trace-id", ...)); the local world's
+// in-process functions get it there too.
+const lambdaTraceKey = "x-amzn-trace-id"
+
+// PropagateTrace makes a request sent during an invocation carry the
+// invocation's trace header (X-Amzn-Trace-Id). Lambda's recursive loop
+// detection follows an event's chain through it (SQS keeps it with each
+// message sent as the AWSTraceHeader attribute), so the retry queue's
+// messages continue the chain of the event that caused them.
+//
+// aws-sdk-go-v2 does this itself in a Lambda execution environment
+// (aws/middleware.RecursionDetection, on every client: when
+// AWS_LAMBDA_FUNCTION_NAME is set it copies _X_AMZN_TRACE_ID, which
+// aws-lambda-go sets for each invocation). That variable is process-wide:
+// aws-lambda-go leaves it unset when one environment runs invocations
+// concurrently, and the local world runs functions in one process. So this
+// middleware, placed after the SDK's, fills the header from the context
+// when the SDK's did not.
+func PropagateTrace(stack *middleware.Stack) error {
+	return stack.Build.Add(middleware.BuildMiddlewareFunc("TetherPropagateTrace", func(
+		ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler,
+	) (middleware.BuildOutput, middleware.Metadata, error) {
+		if req, ok := in.Request.(*smithyhttp.Request); ok && req.Header.Get(TraceHeader) == "" {
+			if trace, _ := ctx.Value(lambdaTraceKey).(string); trace != "" {
+				req.Header.Set(TraceHeader, trace)
+			}
+		}
+		return next.HandleBuild(ctx, in)
+	}), middleware.After)
 }
 
 // Input is what invokes a function.

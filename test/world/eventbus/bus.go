@@ -31,7 +31,9 @@ type Options struct {
 	Seed    int64  // fault injection and ids
 	// TimeScale multiplies every SQS and schedule duration (visibility
 	// timeouts, delays, long-poll waits, rates): 0.01 makes a 30 s
-	// visibility timeout 300 ms. Default 1.
+	// visibility timeout 300 ms. Default 1. A batch an event source mapping
+	// hands a function stays hidden while the invocation runs, whatever the
+	// scale (see Mapping.invoke).
 	TimeScale float64
 	// QueueURLBase prefixes queue URLs (the world's endpoint); default
 	// https://sqs.<region>.amazonaws.com.
@@ -56,6 +58,11 @@ type Bus struct {
 	changed   chan struct{}
 	receipts  int64
 	closed    bool
+	// recursionDrops counts invocations Lambda's recursive loop detection
+	// stopped, over every mapping (see RecursionLimit); longestChain is the
+	// most hops a mapping's invocation continued.
+	recursionDrops int
+	longestChain   int
 
 	sqsGate *awsproto.Gate
 
@@ -130,13 +137,53 @@ func (b *Bus) newUUID() string {
 }
 
 func (b *Bus) uuidLocked() string {
+	h := b.hexLocked(32)
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}
+
+// invocationTrace is the trace header of an invocation caused by an event
+// of chain from (see trace.go): a new root for a new chain.
+func (b *Bus) invocationTrace(from traceHeader, function string) traceHeader {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := invocationTrace(from, xrayRoot(time.Now().Unix(), b.hexLocked(24)), b.hexLocked(16), function)
+	b.longestChain = max(b.longestChain, t.hops)
+	return t
+}
+
+func (b *Bus) hexLocked(n int) string {
 	const hex = "0123456789abcdef"
-	buf := make([]byte, 32)
+	buf := make([]byte, n)
 	for i := range buf {
 		buf[i] = hex[b.rng.Intn(16)]
 	}
-	h := string(buf)
-	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+	return string(buf)
+}
+
+func (b *Bus) recursionStopped() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recursionDrops++
+}
+
+// RecursiveInvocationsDropped is Lambda's metric of that name summed over
+// the bus's event source mappings: invocations stopped because their chain
+// had already invoked functions RecursionLimit times. Zero means no loop
+// was cut; a function with RecursiveLoop: Allow never adds to it.
+func (b *Bus) RecursiveInvocationsDropped() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.recursionDrops
+}
+
+// LongestChain is the most invocations one chain of events reached through
+// the bus's event source mappings (1: no function's message caused another
+// invocation). Lambda stops a chain's invocation past RecursionLimit unless
+// the function allows recursion: this says how close a run came.
+func (b *Bus) LongestChain() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.longestChain
 }
 
 // Receipt handles carry their queue and message, so an old handle can be

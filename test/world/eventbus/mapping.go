@@ -43,6 +43,12 @@ func (p *inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", p.bus.opts.Region, p.bus.opts.Account, p.name),
 	}
 	ctx = lambdacontext.NewContext(ctx, lc)
+	// The invocation's trace header where aws-lambda-go's runtime loop puts
+	// it (lambda/invoke_loop.go: context.WithValue(ctx, "x-amzn-trace-id",
+	// ...)), so in-process code finds it as under Lambda. The process-wide
+	// _X_AMZN_TRACE_ID that the runtime also sets cannot serve concurrent
+	// in-process invocations.
+	ctx = context.WithValue(ctx, lambdaTraceIDKey, TraceHeader(ctx)) //nolint:staticcheck // aws-lambda-go's key
 	if p.factory != nil {
 		return p.factory().Invoke(ctx, payload)
 	}
@@ -51,6 +57,10 @@ func (p *inProcess) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 	out, err := p.h.Invoke(ctx, payload)
 	return bytes.Clone(out), err
 }
+
+// lambdaTraceIDKey is aws-lambda-go's context key for the trace header (a
+// plain string: its runtime loop uses it so).
+const lambdaTraceIDKey = "x-amzn-trace-id"
 
 // ErrThrottled is Lambda's TooManyRequestsException: the function's
 // reserved concurrency is in use.
@@ -92,6 +102,12 @@ type MappingOptions struct {
 	// PollWait is the pollers' long-poll wait (default 20s, unscaled as it
 	// only bounds idle polls).
 	PollWait time.Duration
+	// Function names the function (logs, its lineage hash); default the
+	// queue's name.
+	Function string
+	// RecursiveLoop is the function's recursive loop detection; default
+	// Terminate, as in Lambda.
+	RecursiveLoop RecursiveLoop
 }
 
 // MappingStats counts a mapping's work.
@@ -103,6 +119,10 @@ type MappingStats struct {
 	Messages         int // messages handed to the function
 	Deleted          int // messages deleted after success
 	ItemFailures     int // messages reported in batchItemFailures
+	// RecursiveInvocationsDropped counts deliveries Lambda stopped: a
+	// message whose chain had already invoked functions RecursionLimit
+	// times (Lambda's CloudWatch metric of that name).
+	RecursiveInvocationsDropped int
 }
 
 // Mapping polls one queue and invokes one function.
@@ -138,6 +158,23 @@ func (b *Bus) StartMapping(q *Queue, inv Invoker, opts MappingOptions) (*Mapping
 	if opts.PollWait == 0 {
 		opts.PollWait = 20 * time.Second
 	}
+	if opts.Function == "" {
+		opts.Function = q.name
+	}
+	if opts.RecursiveLoop == "" {
+		opts.RecursiveLoop = RecursiveLoopTerminate
+	}
+	if !opts.RecursiveLoop.valid() {
+		return nil, fmt.Errorf("eventbus: RecursiveLoop %q: want Allow or Terminate", opts.RecursiveLoop)
+	}
+	// CreateEventSourceMapping refuses a queue that hides a message for less
+	// than the function may run ("InvalidParameterValueException: Queue
+	// visibility timeout: 30 seconds is less than Function timeout: 60
+	// seconds"), so on AWS a batch is not redelivered while it runs.
+	if vis := q.Options().VisibilityTimeout; vis < opts.FunctionTimeout {
+		return nil, fmt.Errorf("eventbus: InvalidParameterValueException: Queue visibility timeout: %d seconds is less than Function timeout: %d seconds",
+			int(vis/time.Second), int(opts.FunctionTimeout/time.Second))
+	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	m := &Mapping{bus: b, queue: q, inv: inv, opts: opts, cancel: cancel}
 	b.mu.Lock()
@@ -163,6 +200,9 @@ func (m *Mapping) Stop() {
 	m.cancel()
 	m.wg.Wait()
 }
+
+// Options returns the mapping's settings, defaults applied.
+func (m *Mapping) Options() MappingOptions { return m.opts }
 
 // Stats returns the mapping's counters.
 func (m *Mapping) Stats() MappingStats {
@@ -196,7 +236,7 @@ func (m *Mapping) gather(ctx context.Context) []Message {
 				break
 			}
 		}
-		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait)})
+		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait), hold: true})
 		if err != nil {
 			break
 		}
@@ -208,42 +248,37 @@ func (m *Mapping) gather(ctx context.Context) []Message {
 	return batch
 }
 
-// hideWhileRunning keeps a batch's messages invisible while its invocation
-// runs, until stop is closed. Lambda refuses a mapping whose queue hides
-// messages for less than the function's timeout, so on AWS a batch is never
-// redelivered while its invocation still runs. Under a TimeScale the
-// queue's visibility shrinks but an invocation does not get faster (its AWS
-// calls take wall time), so the mapping renews the batch's visibility until
-// the invocation returns; failed messages then come back after the queue's
-// (scaled) visibility, as before.
-func (m *Mapping) hideWhileRunning(batch []Message, stop <-chan struct{}) {
-	if m.bus.opts.TimeScale == 1 {
-		return // as configured: the template keeps visibility above the timeout
-	}
-	vis := m.queue.Options().VisibilityTimeout
-	tick := time.NewTicker(max(m.bus.scaled(vis)/2, time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			for _, msg := range batch {
-				_ = m.queue.ChangeVisibility(msg.ReceiptHandle, vis) // gone or deleted: nothing to hide
-			}
-		}
-	}
-}
-
 // unscaled converts a real wait back into the queue's scaled units.
 func (m *Mapping) unscaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / m.bus.opts.TimeScale)
 }
 
+// invoke runs the function on one batch. The batch's messages were
+// received held (gather): they stay hidden until the invocation returns,
+// however long the world takes. On AWS that is guaranteed by the queue's
+// visibility timeout being at least the function's timeout (StartMapping
+// refuses less) and by Lambda ending an invocation at its timeout; in the
+// world an invocation's wall time depends on the machine's load and on
+// TimeScale (which shrinks the queue's timeouts but not the function's
+// work), so a timer would redeliver batches AWS would not. Failed messages
+// come back one visibility timeout after the invocation ends (release).
+// One case where AWS can redeliver a running batch is not modelled: a
+// MaximumBatchingWindow eating the margin between the visibility timeout
+// and the function's timeout (AWS recommends six times the function timeout
+// plus the window; tether's template has no window).
 func (m *Mapping) invoke(ctx context.Context, batch []Message) {
-	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(batch))}
+	defer func() {
+		for _, msg := range batch {
+			m.queue.release(msg.ReceiptHandle) // no-op for the deleted
+		}
+	}()
+	run, from := m.stopRecursion(batch)
+	if len(run) == 0 {
+		return
+	}
+	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(run))}
 	inBatch := map[string]string{} // message id -> receipt handle
-	for _, msg := range batch {
+	for _, msg := range run {
 		ev.Records = append(ev.Records, m.record(msg))
 		inBatch[msg.MessageID] = msg.ReceiptHandle
 	}
@@ -251,26 +286,21 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 	if err != nil {
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, m.opts.FunctionTimeout)
-	running := make(chan struct{})
-	hidden := make(chan struct{})
-	go func() { defer close(hidden); m.hideWhileRunning(batch, running) }()
+	callCtx, cancel := context.WithTimeout(WithTraceHeader(ctx, m.bus.invocationTrace(from, m.opts.Function).String()), m.opts.FunctionTimeout)
 	out, err := m.inv.Invoke(callCtx, payload)
-	close(running)
-	<-hidden
 	cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats.Invocations++
-	m.stats.Messages += len(batch)
+	m.stats.Messages += len(run)
 	if errors.Is(err, ErrThrottled) {
 		m.stats.Throttled++
-		m.bus.log.Warn("function throttled: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch))
+		m.bus.log.Warn("function throttled: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(run))
 		return
 	}
 	if err != nil {
 		m.stats.FunctionErrors++
-		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(batch), "err", err)
+		m.bus.log.Warn("function failed: the batch returns after its visibility timeout", "queue", m.queue.name, "messages", len(run), "err", err)
 		return
 	}
 	failed := map[string]bool{}
@@ -291,6 +321,34 @@ func (m *Mapping) invoke(ctx context.Context, batch []Message) {
 			m.stats.Deleted++
 		}
 	}
+}
+
+// stopRecursion takes out of a batch the messages whose chain has invoked
+// functions RecursionLimit times already, unless the function allows
+// recursion: Lambda stops their invocation, so they return after the
+// visibility timeout with one more receive, until the queue's redrive
+// policy moves them to its dead-letter queue. from is the chain the
+// invocation continues: Lambda does not document how it traces a batch of
+// several chains; the world takes the longest (the stricter choice).
+func (m *Mapping) stopRecursion(batch []Message) (run []Message, from traceHeader) {
+	for _, msg := range batch {
+		h, _ := parseTraceHeader(msg.Attributes["AWSTraceHeader"])
+		if h.hops >= RecursionLimit && m.opts.RecursiveLoop == RecursiveLoopTerminate {
+			m.mu.Lock()
+			m.stats.RecursiveInvocationsDropped++
+			m.mu.Unlock()
+			m.bus.recursionStopped()
+			m.bus.log.Warn("recursive loop detected: Lambda stopped the invocation (RecursiveInvocationsDropped)",
+				"function", m.opts.Function, "queue", m.queue.name, "messageId", msg.MessageID, "hops", h.hops,
+				"receiveCount", msg.Attributes["ApproximateReceiveCount"])
+			continue
+		}
+		if h.hops > from.hops || from.root == "" {
+			from = h
+		}
+		run = append(run, msg)
+	}
+	return run, from
 }
 
 // parseBatchResponse reads events.SQSEventResponse. Lambda treats an

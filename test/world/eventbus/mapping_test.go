@@ -3,6 +3,7 @@ package eventbus
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,33 +159,128 @@ func TestMappingConcurrencyLimit(t *testing.T) {
 	}
 }
 
-// Under a TimeScale the queue's visibility shrinks but an invocation does
-// not get faster: a batch must not come back while its invocation still
-// runs (Lambda refuses mappings whose visibility is under the function's
-// timeout), and must not reach the dead-letter queue for being slow.
+// A batch stays hidden while its invocation runs, however long that takes
+// in wall time (a loaded machine; a TimeScale, which shrinks the queue's
+// timeouts but not the function's work): on AWS the queue's visibility
+// timeout is at least the function's timeout, so a running batch never
+// comes back, nor reaches the dead-letter queue for being slow. Conditions,
+// not durations: the invocation runs until the test has seen the visibility
+// timeout pass and another poller take a later message.
 func TestMappingHidesABatchWhileItsInvocationRuns(t *testing.T) {
 	b := testBus(t, Options{Seed: 1, TimeScale: 0.001}) // 30 s of visibility is 30 ms
 	dlq := mustQueue(t, b, "SlowDLQ", QueueOptions{})
 	q := mustQueue(t, b, "SlowQueue", QueueOptions{DeadLetter: dlq, MaxReceiveCount: 2})
-	var calls atomic.Int32
-	handler := lambda.NewHandler(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		calls.Add(int32(len(ev.Records)))
-		time.Sleep(300 * time.Millisecond) // ten visibility timeouts, in wall time
+	var mu sync.Mutex
+	calls := map[string]int{}
+	received := make(chan time.Time, 1) // when slow-1 was first received
+	probed := make(chan struct{}, 1)
+	release := make(chan struct{})
+	handler := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		for _, r := range ev.Records {
+			mu.Lock()
+			calls[r.Body]++
+			mu.Unlock()
+			switch r.Body {
+			case "slow-1":
+				ms, _ := strconv.ParseInt(r.Attributes["ApproximateFirstReceiveTimestamp"], 10, 64)
+				select {
+				case received <- time.UnixMilli(ms):
+				default:
+				}
+				<-release
+			case "probe":
+				probed <- struct{}{}
+			}
+		}
 		return events.SQSEventResponse{}, nil
-	})
-	m, err := b.StartMapping(q, b.InProcess("slow", handler), MappingOptions{BatchSize: 1, ReportBatchItemFailures: true, PollWait: 5 * time.Millisecond, MaxConcurrency: 4})
+	}
+	// Function: an environment per invocation, so the probe's invocation
+	// runs beside the held one.
+	m, err := b.StartMapping(q, b.Function("slow", handler), MappingOptions{BatchSize: 1, ReportBatchItemFailures: true, PollWait: 5 * time.Millisecond, MaxConcurrency: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m.Stop()
+	ctx := testCtx(t)
 	q.Send("slow-1", SendOptions{})
-	if err := q.WaitEmpty(testCtx(t)); err != nil {
+	var first time.Time
+	select {
+	case first = <-received:
+	case <-ctx.Done():
+		t.Fatal("slow-1 was not delivered")
+	}
+	// The visibility timeout is over (a lower bound: a slow machine only
+	// waits longer), so without the hold slow-1 would be visible again...
+	time.Sleep(time.Until(first.Add(time.Millisecond + b.scaled(q.Options().VisibilityTimeout))))
+	// ...and pollers take the oldest visible message first: the poller
+	// that takes the probe would have taken slow-1.
+	q.Send("probe", SendOptions{})
+	select {
+	case <-probed:
+	case <-ctx.Done():
+		t.Fatal("the probe was not delivered")
+	}
+	if st := q.Stats(); st.InFlight != 1 || st.Visible != 0 || st.MovedToDLQ != 0 {
+		t.Errorf("while slow-1 runs: %+v, want it in flight", st)
+	}
+	close(release)
+	if err := q.WaitEmpty(ctx); err != nil {
 		t.Fatal(err)
 	}
 	m.Stop()
-	if n := calls.Load(); n != 1 {
-		t.Errorf("the message was delivered %d times, want once", n)
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["slow-1"] != 1 || calls["probe"] != 1 {
+		t.Errorf("deliveries %v, want each message once", calls)
 	}
 	if st := dlq.Stats(); st.Visible != 0 {
 		t.Errorf("dead-letter queue holds %d messages, want none", st.Visible)
 	}
+}
+
+// A message its function fails comes back one visibility timeout after the
+// invocation ends, never sooner (on AWS: one visibility timeout after it
+// was received, with the invocation inside it).
+func TestMappingReturnsAFailedMessageAfterItsVisibilityTimeout(t *testing.T) {
+	b := testBus(t, Options{Seed: 1}) // unscaled: an hour of visibility cannot pass during the test
+	q := mustQueue(t, b, "TaskQueue", QueueOptions{VisibilityTimeout: time.Hour})
+	done := make(chan struct{})
+	handler := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		defer close(done)
+		return events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{{ItemIdentifier: ev.Records[0].MessageId}}}, nil
+	}
+	m, err := b.StartMapping(q, b.Function("f", handler), MappingOptions{ReportBatchItemFailures: true, PollWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	q.Send("fails", SendOptions{})
+	<-done
+	m.Stop() // the invocation's end is handled
+	if st := q.Stats(); st.InFlight != 1 || st.Visible != 0 {
+		t.Fatalf("after the failed invocation: %+v, want the message hidden for its visibility timeout", st)
+	}
+	if msgs, _ := q.Receive(testCtx(t), ReceiveOptions{Max: 10}); len(msgs) != 0 {
+		t.Fatal("the failed message came back before its visibility timeout")
+	}
+}
+
+// CreateEventSourceMapping's checks: a queue that hides messages for less
+// than the function may run, and an unknown recursive loop setting.
+func TestStartMappingRefusesWhatLambdaRefuses(t *testing.T) {
+	b := testBus(t, Options{Seed: 1})
+	q := mustQueue(t, b, "TaskQueue", QueueOptions{VisibilityTimeout: 30 * time.Second})
+	nop := b.Function("f", func(context.Context, events.SQSEvent) error { return nil })
+	_, err := b.StartMapping(q, nop, MappingOptions{FunctionTimeout: 60 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds") {
+		t.Fatalf("visibility under the function timeout: %v", err)
+	}
+	if _, err := b.StartMapping(q, nop, MappingOptions{RecursiveLoop: "Ignore"}); err == nil {
+		t.Fatal("RecursiveLoop Ignore accepted")
+	}
+	m, err := b.StartMapping(q, nop, MappingOptions{FunctionTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("visibility equal to the function timeout: %v", err)
+	}
+	m.Stop()
 }

@@ -52,12 +52,18 @@ type message struct {
 	id           string
 	body         string
 	attrs        map[string]MessageAttribute
+	trace        string // the AWSTraceHeader system attribute
 	sentAt       time.Time
 	visibleAt    time.Time
 	firstRecv    time.Time
 	receiveCount int
 	receipt      string // current receipt handle ("" while visible)
 	seq          int64
+	// held: received by an event source mapping whose invocation still
+	// runs; hidden whatever visibleAt says until released, then visible
+	// after resume (see Mapping).
+	held   bool
+	resume time.Duration
 }
 
 // QueueStats counts a queue's messages.
@@ -101,6 +107,9 @@ func (q *Queue) changedLocked() {
 type SendOptions struct {
 	Delay      *time.Duration // overrides the queue's DelaySeconds
 	Attributes map[string]MessageAttribute
+	// TraceHeader is the message's X-Ray trace header (the AWSTraceHeader
+	// system attribute), which carries its chain's lineage.
+	TraceHeader string
 }
 
 // Send enqueues a message and returns its id.
@@ -113,7 +122,7 @@ func (q *Queue) Send(body string, opts SendOptions) string {
 		delay = *opts.Delay
 	}
 	q.seq++
-	m := &message{id: q.bus.newUUID(), body: body, attrs: opts.Attributes, sentAt: now, visibleAt: now.Add(q.bus.scaled(delay)), seq: q.seq}
+	m := &message{id: q.bus.newUUID(), body: body, attrs: opts.Attributes, trace: opts.TraceHeader, sentAt: now, visibleAt: now.Add(q.bus.scaled(delay)), seq: q.seq}
 	q.msgs[m.id] = m
 	q.stats.Sent++
 	q.changedLocked()
@@ -125,6 +134,9 @@ type ReceiveOptions struct {
 	Max        int            // 1-10 (default 1)
 	Wait       time.Duration  // long polling; 0 = short poll
 	Visibility *time.Duration // overrides the queue's VisibilityTimeout
+	// hold: an event source mapping's receive; the messages stay hidden
+	// until release.
+	hold bool
 }
 
 // Receive returns up to Max visible messages, waiting up to Wait for one.
@@ -173,6 +185,9 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].seq < ms[j].seq })
 	for _, m := range ms {
+		if m.held {
+			continue // its invocation runs: release makes it visible again
+		}
 		if m.visibleAt.After(now) {
 			if next.IsZero() || m.visibleAt.Before(next) {
 				next = m.visibleAt
@@ -196,6 +211,7 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 			m.firstRecv = now
 		}
 		m.visibleAt = now.Add(q.bus.scaled(visibility))
+		m.held, m.resume = o.hold, visibility
 		m.receipt = q.bus.newReceipt(q.name, m.id)
 		q.byHandle[m.receipt] = m
 		q.stats.Received++
@@ -205,7 +221,7 @@ func (q *Queue) takeLocked(o ReceiveOptions) (out []Message, next time.Time) {
 }
 
 func (m *message) out() Message {
-	return Message{
+	out := Message{
 		MessageID: m.id, ReceiptHandle: m.receipt, Body: m.body, MD5OfBody: md5Hex([]byte(m.body)),
 		Attributes: map[string]string{
 			"ApproximateReceiveCount":          strconv.Itoa(m.receiveCount),
@@ -215,6 +231,10 @@ func (m *message) out() Message {
 		},
 		MessageAttrs: m.attrs, MD5OfAttrs: md5OfAttributes(m.attrs),
 	}
+	if m.trace != "" {
+		out.Attributes["AWSTraceHeader"] = m.trace
+	}
+	return out
 }
 
 // redrive takes a message from a source queue, keeping its id, body and
@@ -223,7 +243,7 @@ func (q *Queue) redrive(m *message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.seq++
-	moved := &message{id: m.id, body: m.body, attrs: m.attrs, sentAt: m.sentAt, visibleAt: time.Now(), seq: q.seq}
+	moved := &message{id: m.id, body: m.body, attrs: m.attrs, trace: m.trace, sentAt: m.sentAt, visibleAt: time.Now(), seq: q.seq}
 	q.msgs[moved.id] = moved
 	q.stats.Sent++
 	q.changedLocked()
@@ -270,12 +290,37 @@ func (q *Queue) ChangeVisibility(handle string, d time.Duration) error {
 		return fmt.Errorf("%w: receipt handle %q is no longer current", ErrMessageNotInflight, handle)
 	case !ok:
 		return receiptInvalid(handle)
+	case m.held:
+		// Applies from the end of the invocation that holds it. On AWS a
+		// timeout shorter than the invocation's rest could let the message
+		// come back while it runs; the world does not model that (tether's
+		// functions never change a batch's visibility).
+		m.resume = d
+		return nil
 	case !m.visibleAt.After(time.Now()):
 		return fmt.Errorf("%w: message %s", ErrMessageNotInflight, m.id)
 	}
 	m.visibleAt = time.Now().Add(q.bus.scaled(d))
 	q.changedLocked()
 	return nil
+}
+
+// release ends the hold of the message last received with handle (a
+// mapping's invocation returned without deleting it): it becomes visible
+// after its visibility timeout, counted from now. Lambda lets a batch come
+// back only after the queue's visibility timeout, which it keeps at or
+// above the function's timeout (StartMapping); counting it from the end of
+// the invocation never returns a message sooner than AWS would.
+func (q *Queue) release(handle string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, ok := q.byHandle[handle]
+	if !ok || !m.held {
+		return // deleted, or moved on
+	}
+	m.held = false
+	m.visibleAt = time.Now().Add(q.bus.scaled(m.resume))
+	q.changedLocked()
 }
 
 // Stats returns the queue's counts now.
@@ -286,6 +331,8 @@ func (q *Queue) Stats() QueueStats {
 	now := time.Now()
 	for _, m := range q.msgs {
 		switch {
+		case m.held:
+			st.InFlight++
 		case !m.visibleAt.After(now):
 			st.Visible++
 		case m.receiveCount > 0:

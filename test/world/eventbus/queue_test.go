@@ -110,9 +110,10 @@ func TestRedriveToDeadLetterQueue(t *testing.T) {
 }
 
 func TestDelayAndLongPolling(t *testing.T) {
-	b := testBus(t, Options{Seed: 1, TimeScale: 0.001}) // 1 s of SQS time is 1 ms
+	// Not before the delay: unscaled, 15 minutes cannot pass during the test.
+	b := testBus(t, Options{Seed: 1})
 	q := mustQueue(t, b, "retry", QueueOptions{})
-	d := 30 * time.Second
+	d := 15 * time.Minute
 	q.Send("later", SendOptions{Delay: &d})
 	if st := q.Stats(); st.Delayed != 1 {
 		t.Fatalf("a delayed message: %+v", st)
@@ -120,9 +121,15 @@ func TestDelayAndLongPolling(t *testing.T) {
 	if msgs, _ := q.Receive(testCtx(t), ReceiveOptions{}); len(msgs) != 0 {
 		t.Fatal("a delayed message was received before its delay")
 	}
+
+	// After it: scaled, 30 s of delay is 30 ms; poll until it shows up.
+	scaled := testBus(t, Options{Seed: 1, TimeScale: 0.001})
+	sq := mustQueue(t, scaled, "retry", QueueOptions{})
+	d = 30 * time.Second
+	sq.Send("later", SendOptions{Delay: &d})
 	var msgs []Message
 	for ctx := testCtx(t); len(msgs) == 0 && ctx.Err() == nil; {
-		msgs, _ = q.Receive(ctx, ReceiveOptions{Wait: 20 * time.Second}) // polls again until the delay ends
+		msgs, _ = sq.Receive(ctx, ReceiveOptions{Wait: 20 * time.Second}) // polls again until the delay ends
 	}
 	if len(msgs) != 1 || msgs[0].Body != "later" {
 		t.Fatalf("after the delay: %+v", msgs)

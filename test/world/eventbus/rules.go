@@ -2,6 +2,8 @@ package eventbus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,8 +60,21 @@ func (t InvokerTarget) Deliver(ctx context.Context, e worldapi.Event) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.Invoker.Invoke(ctx, body)
+	_, err = t.Invoker.Invoke(WithTraceHeader(ctx, eventTrace(e, t.Name).String()), body)
 	return err
+}
+
+// eventTrace is the trace of a function invoked by an EventBridge event: a
+// new chain (EventBridge is not among the services Lambda's recursive loop
+// detection follows), whose first invocation this is. Its ids derive from
+// the event's, so a run is reproducible.
+func eventTrace(e worldapi.Event, function string) traceHeader {
+	sum := sha256.Sum256([]byte(e.ID))
+	epoch := time.Now().Unix()
+	if t, err := time.Parse(time.RFC3339, e.Time); err == nil {
+		epoch = t.Unix()
+	}
+	return invocationTrace(traceHeader{}, xrayRoot(epoch, hex.EncodeToString(sum[:12])), hex.EncodeToString(sum[12:20]), function)
 }
 func (t InvokerTarget) String() string { return "lambda:" + t.Name }
 

@@ -129,20 +129,52 @@ func delayOption(d *int32) (*time.Duration, error) {
 }
 
 type sendMessageRequest struct {
-	QueueURL          string                        `json:"QueueUrl"`
-	MessageBody       *string                       `json:"MessageBody"`
-	DelaySeconds      *int32                        `json:"DelaySeconds"`
-	MessageAttributes map[string]attributeValueJSON `json:"MessageAttributes"`
+	QueueURL                string                        `json:"QueueUrl"`
+	MessageBody             *string                       `json:"MessageBody"`
+	DelaySeconds            *int32                        `json:"DelaySeconds"`
+	MessageAttributes       map[string]attributeValueJSON `json:"MessageAttributes"`
+	MessageSystemAttributes map[string]attributeValueJSON `json:"MessageSystemAttributes"`
 }
 
 type sendResult struct {
-	ID                     string `json:"Id,omitempty"`
-	MessageID              string `json:"MessageId"`
-	MD5OfMessageBody       string `json:"MD5OfMessageBody"`
-	MD5OfMessageAttributes string `json:"MD5OfMessageAttributes,omitempty"`
+	ID                           string `json:"Id,omitempty"`
+	MessageID                    string `json:"MessageId"`
+	MD5OfMessageBody             string `json:"MD5OfMessageBody"`
+	MD5OfMessageAttributes       string `json:"MD5OfMessageAttributes,omitempty"`
+	MD5OfMessageSystemAttributes string `json:"MD5OfMessageSystemAttributes,omitempty"`
 }
 
-func (b *Bus) send(q *Queue, req sendMessageRequest) (sendResult, error) {
+// traceOf is the trace header a sent message keeps (AWSTraceHeader):
+// "Currently, the only supported message system attribute is
+// AWSTraceHeader. Its type must be String and its value must be a
+// correctly formatted X-Ray trace header string" (SendMessage's
+// MessageSystemAttributes, botocore's sqs model); without it, the request's
+// X-Amzn-Trace-Id, which "corresponds to all messages included in a
+// SendMessage or SendMessageBatch request", and "if both header
+// instrumentations are set, the message system attribute overrides the
+// HTTP trace header" (X-Ray Developer Guide, "Amazon SQS and AWS X-Ray").
+func traceOf(ctx context.Context, system map[string]attributeValueJSON) (string, error) {
+	for name, v := range system {
+		if name != "AWSTraceHeader" {
+			return "", invalidValue("Message system attribute name '%s' is invalid.", name)
+		}
+		if v.DataType != "String" || v.StringValue == nil || v.BinaryValue != nil || len(v.StringListValues)+len(v.BinaryListValues) > 0 {
+			return "", invalidValue("The message system attribute 'AWSTraceHeader' must be of type String.")
+		}
+		if _, ok := parseTraceHeader(*v.StringValue); !ok {
+			return "", invalidValue("The message system attribute 'AWSTraceHeader' is not a valid X-Ray trace header: %q.", *v.StringValue)
+		}
+		return *v.StringValue, nil
+	}
+	if h := TraceHeader(ctx); h != "" {
+		if _, ok := parseTraceHeader(h); ok {
+			return h, nil
+		}
+	}
+	return "", nil
+}
+
+func (b *Bus) send(ctx context.Context, q *Queue, req sendMessageRequest) (sendResult, error) {
 	if req.MessageBody == nil || *req.MessageBody == "" {
 		return sendResult{}, sqsError("MissingParameter", "The request must contain the parameter MessageBody.")
 	}
@@ -157,11 +189,19 @@ func (b *Bus) send(q *Queue, req sendMessageRequest) (sendResult, error) {
 	if err != nil {
 		return sendResult{}, err
 	}
-	id := q.Send(*req.MessageBody, SendOptions{Delay: delay, Attributes: attrs})
-	return sendResult{MessageID: id, MD5OfMessageBody: md5Hex([]byte(*req.MessageBody)), MD5OfMessageAttributes: md5OfAttributes(attrs)}, nil
+	trace, err := traceOf(ctx, req.MessageSystemAttributes)
+	if err != nil {
+		return sendResult{}, err
+	}
+	id := q.Send(*req.MessageBody, SendOptions{Delay: delay, Attributes: attrs, TraceHeader: trace})
+	res := sendResult{MessageID: id, MD5OfMessageBody: md5Hex([]byte(*req.MessageBody)), MD5OfMessageAttributes: md5OfAttributes(attrs)}
+	if len(req.MessageSystemAttributes) > 0 {
+		res.MD5OfMessageSystemAttributes = md5OfAttributes(map[string]MessageAttribute{"AWSTraceHeader": {DataType: "String", StringValue: trace}})
+	}
+	return res, nil
 }
 
-func (b *Bus) sendMessage(_ context.Context, body []byte) (any, error) {
+func (b *Bus) sendMessage(ctx context.Context, body []byte) (any, error) {
 	var req sendMessageRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
@@ -170,14 +210,15 @@ func (b *Bus) sendMessage(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.send(q, req)
+	return b.send(ctx, q, req)
 }
 
 type batchEntry struct {
-	ID                string                        `json:"Id"`
-	MessageBody       *string                       `json:"MessageBody"`
-	DelaySeconds      *int32                        `json:"DelaySeconds"`
-	MessageAttributes map[string]attributeValueJSON `json:"MessageAttributes"`
+	ID                      string                        `json:"Id"`
+	MessageBody             *string                       `json:"MessageBody"`
+	DelaySeconds            *int32                        `json:"DelaySeconds"`
+	MessageAttributes       map[string]attributeValueJSON `json:"MessageAttributes"`
+	MessageSystemAttributes map[string]attributeValueJSON `json:"MessageSystemAttributes"`
 }
 
 type batchFailure struct {
@@ -187,7 +228,7 @@ type batchFailure struct {
 	Message     string `json:"Message"`
 }
 
-func (b *Bus) sendMessageBatch(_ context.Context, body []byte) (any, error) {
+func (b *Bus) sendMessageBatch(ctx context.Context, body []byte) (any, error) {
 	var req struct {
 		QueueURL string       `json:"QueueUrl"`
 		Entries  []batchEntry `json:"Entries"`
@@ -214,7 +255,8 @@ func (b *Bus) sendMessageBatch(_ context.Context, body []byte) (any, error) {
 	}
 	ok, failed := []sendResult{}, []batchFailure{}
 	for _, e := range req.Entries {
-		res, err := b.send(q, sendMessageRequest{MessageBody: e.MessageBody, DelaySeconds: e.DelaySeconds, MessageAttributes: e.MessageAttributes})
+		res, err := b.send(ctx, q, sendMessageRequest{MessageBody: e.MessageBody, DelaySeconds: e.DelaySeconds,
+			MessageAttributes: e.MessageAttributes, MessageSystemAttributes: e.MessageSystemAttributes})
 		var ae *awsproto.Error
 		if errors.As(err, &ae) {
 			failed = append(failed, batchFailure{ID: e.ID, SenderFault: true, Code: ae.Code, Message: ae.Message})

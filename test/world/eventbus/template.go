@@ -47,8 +47,8 @@ type Wiring struct {
 // with queue or function targets and an EventPattern or a
 // ScheduleExpression, and each function's SQS events (BatchSize,
 // MaximumBatchingWindowInSeconds, FunctionResponseTypes,
-// ScalingConfig.MaximumConcurrency, the function's Timeout and
-// ReservedConcurrentExecutions, Globals.Function applied) and Schedule
+// ScalingConfig.MaximumConcurrency, the function's Timeout,
+// ReservedConcurrentExecutions and RecursiveLoop, Globals.Function applied) and Schedule
 // events. Queues, targets and dead-letter queues are named by !GetAtt X.Arn;
 // values may use !Ref, !Sub and !Join of parameters and pseudo parameters.
 // Anything else in those places is an error.
@@ -220,6 +220,18 @@ func (w *wiring) function(res cfntemplate.Resource) error {
 		return nil
 	}
 	inv := w.opts.Functions[id]
+	// RecursiveLoop (AWS::Lambda::Function, passed through by SAM and
+	// settable in Globals.Function): Allow or Terminate, default Terminate.
+	recursion := RecursiveLoopTerminate
+	if n := cfntemplate.Child(props, "RecursiveLoop"); n != nil {
+		v, err := w.r.String(n)
+		if err != nil {
+			return fmt.Errorf("eventbus: %s.RecursiveLoop: %w", id, err)
+		}
+		if recursion = RecursiveLoop(v); !recursion.valid() {
+			return fmt.Errorf("eventbus: %s.RecursiveLoop %q: want Allow or Terminate", id, v)
+		}
+	}
 	reserved, err := w.int(cfntemplate.Child(props, "ReservedConcurrentExecutions"), 0)
 	if err != nil {
 		return err
@@ -240,7 +252,7 @@ func (w *wiring) function(res cfntemplate.Resource) error {
 		}
 		switch typ {
 		case "SQS":
-			if err := w.mapping(name, ep, inv, timeout); err != nil {
+			if err := w.mapping(name, ep, inv, MappingOptions{FunctionTimeout: time.Duration(timeout) * time.Second, Function: id, RecursiveLoop: recursion}); err != nil {
 				return err
 			}
 		case "Schedule":
@@ -259,7 +271,8 @@ func (w *wiring) function(res cfntemplate.Resource) error {
 	return nil
 }
 
-func (w *wiring) mapping(name string, ep *yaml.Node, inv Invoker, timeout int) error {
+// mapping wires one SQS event of a function; o has the function's settings.
+func (w *wiring) mapping(name string, ep *yaml.Node, inv Invoker, o MappingOptions) error {
 	qid, err := arnOf(cfntemplate.Child(ep, "Queue"))
 	if err != nil {
 		return fmt.Errorf("%w (%s Queue)", err, name)
@@ -268,7 +281,6 @@ func (w *wiring) mapping(name string, ep *yaml.Node, inv Invoker, timeout int) e
 	if q == nil {
 		return fmt.Errorf("eventbus: %s: no queue %s", name, qid)
 	}
-	o := MappingOptions{FunctionTimeout: time.Duration(timeout) * time.Second}
 	if o.BatchSize, err = w.int(cfntemplate.Child(ep, "BatchSize"), 10); err != nil {
 		return err
 	}

@@ -215,3 +215,58 @@ Resources:
 		})
 	}
 }
+
+// RecursiveLoop (Allow or Terminate, default Terminate) from a function's
+// properties or Globals.Function reaches its event source mappings.
+func TestTemplateRecursiveLoop(t *testing.T) {
+	const src = `
+Globals:
+  Function:
+    Timeout: 30
+%s
+Resources:
+  Q: {Type: AWS::SQS::Queue}
+  R: {Type: AWS::SQS::Queue}
+  Looping:
+    Type: AWS::Serverless::Function
+    Properties:
+%s      Events:
+        E: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn}}
+  Plain:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        E: {Type: SQS, Properties: {Queue: !GetAtt R.Arn}}
+`
+	nop := func(context.Context, events.SQSEvent) error { return nil }
+	for _, c := range []struct {
+		name, globals, own   string
+		looping, plain, fail string
+	}{
+		{"default", "", "", "Terminate", "Terminate", ""},
+		{"own", "", "      RecursiveLoop: Allow\n", "Allow", "Terminate", ""},
+		{"globals", "    RecursiveLoop: Allow", "      RecursiveLoop: Terminate\n", "Terminate", "Allow", ""},
+		{"invalid", "", "      RecursiveLoop: allow\n", "", "", `RecursiveLoop "allow"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bus := eventbus.New(eventbus.Options{Seed: 1})
+			defer bus.Close()
+			w, err := bus.LoadTemplate(writeTemplate(t, fmt.Sprintf(src, c.globals, c.own)), eventbus.TemplateOptions{StackName: "s",
+				Functions: map[string]eventbus.Invoker{"Looping": bus.Function("looping", nop), "Plain": bus.Function("plain", nop)}})
+			if c.fail != "" {
+				if err == nil || !strings.Contains(err.Error(), c.fail) {
+					t.Fatalf("loaded (%v); want an error naming %s", err, c.fail)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range map[string]string{"Looping.E": c.looping, "Plain.E": c.plain} {
+				if o := w.Mappings[id].Options(); string(o.RecursiveLoop) != want || o.Function != strings.TrimSuffix(id, ".E") {
+					t.Errorf("%s: RecursiveLoop %q, function %q; want %q", id, o.RecursiveLoop, o.Function, want)
+				}
+			}
+		})
+	}
+}

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tether-ecs/tether/test/world/eventbus"
 )
 
 // RIEModule is the emulator's module and version the world uses:
@@ -99,6 +101,7 @@ type Function struct {
 
 	invokeMu sync.Mutex
 	client   *http.Client
+	relay    *traceRelay // the bootstrap's runtime API, with the trace header
 
 	mu       sync.Mutex
 	output   bytes.Buffer
@@ -135,15 +138,27 @@ func Start(ctx context.Context, cfg Config) (*Function, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Function{cfg: cfg, url: "http://" + rieAddr, done: make(chan struct{}), client: &http.Client{},
+	envCmd, err := exec.LookPath("env")
+	if err != nil {
+		return nil, fmt.Errorf("lambdarun: env(1), to point the bootstrap at the trace relay: %w", err)
+	}
+	relay, err := startTraceRelay(apiAddr)
+	if err != nil {
+		return nil, fmt.Errorf("lambdarun: runtime API relay: %w", err)
+	}
+	f := &Function{cfg: cfg, url: "http://" + rieAddr, done: make(chan struct{}), client: &http.Client{}, relay: relay,
 		log: cfg.Logger.With("component", "lambdarun", "function", cfg.FunctionName)}
-	f.cmd = exec.Command(cfg.RIE, "--runtime-interface-emulator-address", rieAddr, "--runtime-api-address", apiAddr, boot)
+	// The emulator sets AWS_LAMBDA_RUNTIME_API to its own runtime API for
+	// the bootstrap; env(1) points the bootstrap at the relay instead.
+	f.cmd = exec.Command(cfg.RIE, "--runtime-interface-emulator-address", rieAddr, "--runtime-api-address", apiAddr,
+		envCmd, "AWS_LAMBDA_RUNTIME_API="+relay.Addr(), boot)
 	f.cmd.Dir = filepath.Dir(boot)
 	f.cmd.Env = f.environ()
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the bootstrap is its child: stop both
 	pr, pw := io.Pipe()
 	f.cmd.Stdout, f.cmd.Stderr = pw, pw
 	if err := f.cmd.Start(); err != nil {
+		_ = relay.Close()
 		return nil, fmt.Errorf("lambdarun: starting %s: %w", cfg.RIE, err)
 	}
 	go f.collect(pr)
@@ -273,6 +288,17 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// The invocation's X-Ray trace (an event source mapping's, with the
+	// chain's lineage), as Lambda's Invoke takes it; the runtime gets it as
+	// Lambda-Runtime-Trace-Id (through the relay: see traceRelay),
+	// aws-lambda-go sets _X_AMZN_TRACE_ID from it, and aws-sdk-go-v2 sends
+	// that with the function's requests.
+	if trace := eventbus.TraceHeader(ctx); trace != "" {
+		req.Header.Set(eventbus.TraceIDHeader, trace)
+		id, done := f.relay.expect(trace)
+		defer done()
+		req.Header.Set(invokeRequestID, id)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("lambdarun: invoking %s: %w", f.cfg.FunctionName, err)
@@ -361,6 +387,7 @@ func (f *Function) Stop() error {
 	}
 	// The runtime may outlive the emulator in its group: make sure it is gone.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = f.relay.Close()
 	f.log.Info("emulator stopped", "pid", pgid)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,17 +14,18 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/tether-ecs/tether/test/testenv"
+	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/eventbus"
 	"github.com/tether-ecs/tether/test/world/lambdarun"
 )
 
-// buildBootstrap compiles testdata/sqsfn as a provided.al2023-style
+// buildBootstrap compiles testdata/<fn> as a provided.al2023-style
 // bootstrap.
-func buildBootstrap(t *testing.T) string {
+func buildBootstrap(t *testing.T, fn string) string {
 	t.Helper()
 	testenv.RequireCommands(t, "go")
 	out := filepath.Join(t.TempDir(), "bootstrap")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/sqsfn")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+fn)
 	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the test bootstrap: %v\n%s", err, b)
@@ -33,16 +35,19 @@ func buildBootstrap(t *testing.T) string {
 
 func startFunction(t *testing.T) *lambdarun.Function {
 	t.Helper()
+	return startBootstrap(t, "sqsfn", "taskstate", map[string]string{"TETHER_CLUSTER": "tether-test", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+}
+
+// startBootstrap runs testdata/<fn> under the emulator as function name.
+func startBootstrap(t *testing.T, fn, name string, env map[string]string) *lambdarun.Function {
+	t.Helper()
 	rie, err := lambdarun.FindRIE()
 	if err != nil {
 		testenv.Missing(t, err.Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	t.Cleanup(cancel)
-	f, err := lambdarun.Start(ctx, lambdarun.Config{
-		Bootstrap: buildBootstrap(t), RIE: rie, FunctionName: "taskstate",
-		Env: map[string]string{"TETHER_CLUSTER": "tether-test", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
-	})
+	f, err := lambdarun.Start(ctx, lambdarun.Config{Bootstrap: buildBootstrap(t, fn), RIE: rie, FunctionName: name, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +128,84 @@ func TestMappingDrivesTheRealBootstrap(t *testing.T) {
 	}
 	if dlq.Stats().Visible != 1 {
 		t.Fatalf("the failing message should be in the DLQ: %+v", dlq.Stats())
+	}
+}
+
+// sqsWorld serves the bus's SQS API over HTTP as the world does: requests'
+// X-Amzn-Trace-Id reach the API (eventbus.CarryTraceHeader).
+func sqsWorld(t *testing.T) (*eventbus.Bus, string) {
+	t.Helper()
+	router := awsproto.NewRouter()
+	hs := httptest.NewServer(eventbus.CarryTraceHeader(router))
+	t.Cleanup(hs.Close)
+	bus := eventbus.New(eventbus.Options{Seed: 1, TimeScale: 0.001, QueueURLBase: hs.URL})
+	t.Cleanup(func() { _ = bus.Close() })
+	bus.RegisterSQS(router)
+	return bus, hs.URL
+}
+
+// Lambda's recursive loop detection over a real bootstrap: the invocation's
+// trace goes to the emulator as X-Amzn-Trace-Id, to the runtime as
+// Lambda-Runtime-Trace-Id (added by lambdarun's relay, as the emulator drops
+// it), to the function's environment as _X_AMZN_TRACE_ID (aws-lambda-go),
+// and back to SQS as X-Amzn-Trace-Id (aws-sdk-go-v2's own recursion
+// detection: testdata/loopfn has no tether code), lineage intact. A function
+// that re-sends its message runs 16 times; the 17th invocation is stopped at
+// each of the message's receives until the queue's redrive policy moves it to
+// the dead-letter queue. With RecursiveLoop: Allow the chain runs on.
+func TestRecursiveLoopThroughTheRealBootstrap(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		loop          eventbus.RecursiveLoop
+		body          string
+		invocations   int
+		dropped       int
+		deadLetter    string // the body that ends in the dead-letter queue, if any
+		lineageOfLast string
+	}{
+		{"terminate", eventbus.RecursiveLoopTerminate, "0/100", eventbus.RecursionLimit, 3, "16/100", "Lineage=16:"},
+		{"allow", eventbus.RecursiveLoopAllow, "0/20", 21, 0, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bus, endpoint := sqsWorld(t)
+			dlq, err := bus.CreateQueue("LoopDLQ", eventbus.QueueOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := bus.CreateQueue("LoopQueue", eventbus.QueueOptions{DeadLetter: dlq, MaxReceiveCount: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := startBootstrap(t, "loopfn", "loop", map[string]string{"AWS_ENDPOINT_URL": endpoint, "LOOP_QUEUE_URL": q.URL()})
+			m, err := bus.StartMapping(q, f, eventbus.MappingOptions{BatchSize: 1, PollWait: 20 * time.Millisecond, Function: "loop", RecursiveLoop: c.loop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q.Send(c.body, eventbus.SendOptions{})
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			if err := q.WaitEmpty(ctx); err != nil { // a sent message exists before its cause is deleted: empty = the chain ended
+				t.Fatal(err)
+			}
+			m.Stop()
+			st := m.Stats()
+			if f.Invocations() != c.invocations || st.Invocations != c.invocations || st.RecursiveInvocationsDropped != c.dropped || bus.RecursiveInvocationsDropped() != c.dropped {
+				t.Fatalf("%d invocations (mapping: %+v), bus drops %d; want %d invocations, %d dropped",
+					f.Invocations(), st, bus.RecursiveInvocationsDropped(), c.invocations, c.dropped)
+			}
+			if c.deadLetter == "" {
+				if n := dlq.Stats().Visible; n != 0 {
+					t.Fatalf("dead-letter queue holds %d messages, want none", n)
+				}
+				if !strings.Contains(f.Output(), `"messageTrace":"Root=`) || !strings.Contains(f.Output(), `Lineage=20:`) {
+					t.Fatalf("the function never saw a lineage of 20 hops:\n%s", f.Output())
+				}
+				return
+			}
+			dead, err := dlq.Receive(ctx, eventbus.ReceiveOptions{Max: 10})
+			if err != nil || len(dead) != 1 || dead[0].Body != c.deadLetter || !strings.Contains(dead[0].Attributes["AWSTraceHeader"], c.lineageOfLast) {
+				t.Fatalf("dead-letter queue: %+v, %v; want %q with %s", dead, err, c.deadLetter, c.lineageOfLast)
+			}
+		})
 	}
 }

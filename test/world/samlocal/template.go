@@ -77,7 +77,7 @@ var deployedTypes = map[string]propertyRules{
 		},
 	},
 	"AWS::Serverless::Function": {
-		handled: []string{"Events", "Timeout", "ReservedConcurrentExecutions", "Environment", "MemorySize", "CodeUri", "Handler", "Runtime"},
+		handled: []string{"Events", "Timeout", "ReservedConcurrentExecutions", "RecursiveLoop", "Environment", "MemorySize", "CodeUri", "Handler", "Runtime"},
 		inert:   []string{"Description"},
 		ignored: map[string]string{
 			"Policies":          "the world does not enforce IAM",

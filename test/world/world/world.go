@@ -117,7 +117,9 @@ func (w *World) start(ctx context.Context) error {
 	w.ssm.Register(w.router)
 	w.cfn.Register(w.router)
 	w.bus.RegisterSQS(w.router)
-	w.srv = &http.Server{Handler: w.router, ReadHeaderTimeout: 10 * time.Second}
+	// Requests' X-Amzn-Trace-Id reach the SQS API, which keeps it with the
+	// messages sent (Lambda's recursive loop detection follows it).
+	w.srv = &http.Server{Handler: eventbus.CarryTraceHeader(w.router), ReadHeaderTimeout: 10 * time.Second}
 	w.served = make(chan struct{})
 	go func() {
 		defer close(w.served)
@@ -240,6 +242,17 @@ func (w *World) CloudFormation() *cfnsim.Server { return w.cfn }
 
 // Bus is the world's EventBridge and SQS (SetFaults, Settle, Queue...).
 func (w *World) Bus() *eventbus.Bus { return w.bus }
+
+// RecursiveInvocationsDropped is Lambda's metric of that name over every
+// function of the world: invocations its recursive loop detection stopped
+// (eventbus.RecursionLimit). Zero when no chain of SQS messages and
+// invocations ran past the limit in a function without RecursiveLoop: Allow.
+func (w *World) RecursiveInvocationsDropped() int { return w.bus.RecursiveInvocationsDropped() }
+
+// LongestChain is the most invocations one chain of SQS messages and
+// function invocations reached (how close a run came to
+// eventbus.RecursionLimit).
+func (w *World) LongestChain() int { return w.bus.LongestChain() }
 
 // Router is the endpoint's router (Journal of every call).
 func (w *World) Router() *awsproto.Router { return w.router }
