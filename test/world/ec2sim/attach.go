@@ -259,6 +259,7 @@ func (s *Server) tryDetach(ctx context.Context, v *volume, a *attachment, gen ui
 		s.mu.Unlock()
 		return true, nil
 	}
+	a.detachTries++
 	inst := s.instances[a.instanceID]
 	force, onHost := a.force, a.onHost && !inst.guestGone
 	if a.stuck && !force {

@@ -34,6 +34,7 @@ type fakeHost struct {
 	attachCalls int
 	detaches    int
 	forced      int
+	killed      bool
 }
 
 func newFakeHost(id string) *fakeHost {
@@ -46,6 +47,9 @@ func (h *fakeHost) AttachDevice(_ context.Context, a worldapi.Attachment) error 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.attachCalls++
+	if h.killed {
+		return worldapi.ErrHostDown
+	}
 	if h.attachErr != nil {
 		return h.attachErr
 	}
@@ -56,6 +60,9 @@ func (h *fakeHost) AttachDevice(_ context.Context, a worldapi.Attachment) error 
 func (h *fakeHost) DetachDevice(_ context.Context, volumeID string, force bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.killed {
+		return worldapi.ErrHostDown
+	}
 	h.detaches++
 	if h.busy && !force {
 		return worldapi.ErrDeviceBusy
@@ -94,9 +101,15 @@ func (h *fakeHost) StartTask(context.Context, worldapi.TaskSpec, func(worldapi.T
 	return errors.New("not used by ec2sim")
 }
 func (h *fakeHost) StopTask(context.Context, string) error { return errors.New("not used by ec2sim") }
-func (h *fakeHost) Kill() error                            { return nil }
-func (h *fakeHost) RestartAgent(context.Context) error     { return nil }
-func (h *fakeHost) Close() error                           { return nil }
+func (h *fakeHost) Kill() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.killed = true
+	h.attached = map[string]worldapi.Attachment{}
+	return nil
+}
+func (h *fakeHost) RestartAgent(context.Context) error { return nil }
+func (h *fakeHost) Close() error                       { return nil }
 
 // events records what EC2 published.
 type events struct {

@@ -90,8 +90,16 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 		shape.size = size
 	}
 	shape.iops, shape.hasIops = iops, hasIops
-	if !hasIops && (shape.typ == "io1" || shape.typ == "io2" || (shape.typ == "gp3" && v.typ == "gp3")) && v.iops > 0 {
-		shape.iops, shape.hasIops = v.iops, true // keep the provisioned IOPS
+	// EC2 API reference, ModifyVolume, Iops: "The existing value is
+	// retained if you keep the same volume type. If you change the volume
+	// type to io1, io2, or gp3, the default is 3,000."
+	if !hasIops {
+		switch {
+		case shape.typ == v.typ && (v.typ == "io1" || v.typ == "io2" || v.typ == "gp3"):
+			shape.iops, shape.hasIops = v.iops, true
+		case shape.typ != v.typ && (shape.typ == "io1" || shape.typ == "io2" || shape.typ == "gp3"):
+			shape.iops, shape.hasIops = 3000, true
+		}
 	}
 	shape.throughput, shape.hasThroughput = thr, hasThr
 	if !hasThr && shape.typ == "gp3" && v.typ == "gp3" {

@@ -98,10 +98,11 @@ type resourceBuckets struct {
 	mu      sync.Mutex
 	enabled bool
 	limits  map[string]*rate.Limiter
+	now     func() time.Time // the clock the buckets refill by
 }
 
 func newResourceBuckets() *resourceBuckets {
-	r := &resourceBuckets{enabled: true}
+	r := &resourceBuckets{enabled: true, now: time.Now}
 	r.reset()
 	return r
 }
@@ -118,7 +119,7 @@ func (r *resourceBuckets) take(action string, n int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.limits[action]
-	if !r.enabled || l == nil || l.AllowN(time.Now(), n) {
+	if !r.enabled || l == nil || l.AllowN(r.now(), n) {
 		return nil
 	}
 	return awsproto.Throttled()

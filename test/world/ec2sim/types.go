@@ -58,6 +58,7 @@ type attachment struct {
 	stuckAttach               bool
 	wake                      chan struct{} // nudges a waiting detach (force)
 	requestID                 string
+	detachTries               int // detach attempts so far (tests watch it)
 }
 
 type modification struct {
