@@ -125,3 +125,41 @@ func TestDetachEventsOption(t *testing.T) {
 		}
 	}
 }
+
+// TestReattachAfterMaintenance: a reattach with the key usable is silent;
+// with the key disabled a reattachVolume failure event names the key and
+// the guest loses the device.
+func TestReattachAfterMaintenance(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	host := w.addInstance(t, instA, azA)
+	keyARN := w.srv.AddKMSKey("11111111-2222-4333-8444-555555555555")
+	vol := w.createVolume(t, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1), Encrypted: aws.Bool(true), KmsKeyId: aws.String(keyARN)})
+	if err := attach(t, w, vol, instA, "/dev/xvdf"); err != nil {
+		t.Fatal(err)
+	}
+	w.waitState(t, vol, "in-use", "attached")
+	if err := w.srv.ReattachAfterMaintenance(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := host.has(vol); !ok || len(eventKinds(w, vol)) != 1 {
+		t.Fatalf("a reattach with a usable key: device %v, events %v", ok, eventKinds(w, vol))
+	}
+	if err := w.srv.DisableKMSKey(keyARN); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.srv.ReattachAfterMaintenance(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := host.has(vol); ok {
+		t.Error("the guest still has the device after a failed reattach")
+	}
+	if !hasEvent(w, vol, "reattachVolume", "failed", keyARN+" is disabled.") {
+		t.Errorf("events %v, want reattachVolume/failed", eventKinds(w, vol))
+	}
+	for _, e := range w.events.list() {
+		if strings.Contains(string(e.Detail), "reattachVolume") && (len(e.Resources) != 2 || e.Resources[1] != keyARN) {
+			t.Errorf("reattachVolume resources %v", e.Resources)
+		}
+	}
+}

@@ -1,9 +1,13 @@
 package ec2sim
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
 // Test control: the quirks of EC2 that operators meet, switched on one at
@@ -188,4 +192,42 @@ func keyUnusable(k *kmsKey) string {
 		return ""
 	}
 	return k.arn + " is " + k.state + "."
+}
+
+// ReattachAfterMaintenance is EBS reattaching the volume to its instance
+// after routine server maintenance (EBS user guide, "Amazon EventBridge for
+// Amazon EBS": "AWS may attempt to reattach to a volume following routine
+// server maintenance"). With the volume's KMS key usable nothing is seen.
+// With the key unusable the reattach fails: a reattachVolume event says why
+// (the key's ARN in resources[1]) and the guest loses the device, while EC2
+// still lists the attachment (what EC2 then shows is not documented; the
+// world keeps the attachment, the stricter case for a client).
+func (s *Server) ReattachAfterMaintenance(ctx context.Context, volumeID string) error {
+	s.mu.Lock()
+	v := s.volumes[volumeID]
+	if v == nil || v.att == nil || v.att.state != attAttached {
+		s.mu.Unlock()
+		return fmt.Errorf("ec2sim: volume %s is not attached", volumeID)
+	}
+	cause := ""
+	if v.encrypted {
+		cause = s.keyCauseLocked(v.kmsKey)
+	}
+	if cause == "" {
+		s.mu.Unlock()
+		return nil
+	}
+	a := v.att
+	host, onHost := s.instances[a.instanceID].host, a.onHost
+	a.onHost = false
+	s.attachFailedEventLocked(v.id, "reattachVolume", v.kmsKey, cause)
+	s.mu.Unlock()
+	if onHost && host != nil {
+		v.hostMu.Lock()
+		defer v.hostMu.Unlock()
+		if err := host.DetachDevice(ctx, v.id, true); err != nil && !errors.Is(err, worldapi.ErrHostDown) {
+			return fmt.Errorf("ec2sim: reattach of %s: the guest kept the device: %w", volumeID, err)
+		}
+	}
+	return nil
 }

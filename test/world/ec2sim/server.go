@@ -7,11 +7,19 @@
 // Volumes have EC2's state machines (creating -> available -> in-use ->
 // deleting; attachments attaching -> attached -> detaching -> detached),
 // timed by a latency profile; their bytes are sparse files that the
-// instance's worldapi.Host turns into block devices. EC2's request-rate
-// throttling, EBS notifications (EventBridge) and the quirks operators meet
-// (stuck attachments, busy detaches, asynchronous create failures,
-// unusable device names after a force detach) are all here, the quirks
-// switched on by the test-control methods in faults.go.
+// instance's worldapi.Host turns into block devices. Instances pass
+// through stopping and shutting-down (lifecycle.go) and have status checks
+// (status.go).
+//
+// It is never kinder than EC2: it refuses what EC2 refuses with EC2's
+// codes (volume-type limits in rules.go, device names and instance states
+// in attach.go, attachment limits in limits.go), throttles with EC2's
+// documented token buckets, reads included (throttle.go), and sends only
+// the events AWS documents (events.go). Each rule names its source. The
+// quirks operators meet (stuck attachments, busy detaches, asynchronous
+// create failures, unusable device names after a force detach, unusable
+// KMS keys, hung guests) are switched on by test-control methods
+// (faults.go, status.go).
 package ec2sim
 
 import (
