@@ -15,6 +15,7 @@ require (
 	github.com/moby/sys/mountinfo v0.7.3
 	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 	pgregory.net/rapid v1.3.0
 )

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"github.com/tether-ecs/tether/test/testenv"
 )
 
@@ -84,5 +87,30 @@ aws ec2 delete-volume --volume-id $rexrayVolumeID`)
 	out, err = runCLI(t, w, `aws ec2 describe-volumes --filters Name=tag:Name,Values=rexray-vol --query "Volumes[].VolumeId" --output text`)
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("describe after delete: %v %q", err, out)
+	}
+}
+
+// TestStrictRulesWithAWSCLI: what a user typing the aws CLI meets: EC2's
+// refusals (a 16,385 GiB gp2 volume, a device name past /dev/xvddx) with
+// EC2's codes and words, and an instance stopped through stopping.
+func TestStrictRulesWithAWSCLI(t *testing.T) {
+	testenv.RequireCommands(t, "aws", "bash")
+	w := newWorld(t)
+	w.addInstance(t, instA, azA)
+	vol := w.createVolume(t, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(azA), Size: aws.Int32(1)})
+
+	out, err := runCLI(t, w, `aws ec2 create-volume --size 16385 --volume-type gp2 --availability-zone $AZ`)
+	if err == nil || !strings.Contains(out, "(InvalidParameterValue)") || !strings.Contains(out, "Volume of 16385GiB is too large for volume type gp2; maximum is 16384GiB") {
+		t.Errorf("create-volume 16385 GiB gp2: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, w, `aws ec2 attach-volume --volume-id `+vol+` --instance-id `+instA+` --device /dev/xvdza`)
+	if err == nil || !strings.Contains(out, "(InvalidParameterValue)") || !strings.Contains(out, "/dev/xvdza is not a valid EBS device name.") {
+		t.Errorf("attach-volume --device /dev/xvdza: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, w, `aws ec2 stop-instances --instance-ids `+instA+` --query 'StoppingInstances[0].[PreviousState.Name,CurrentState.Name]' --output text &&
+aws ec2 wait instance-stopped --instance-ids `+instA+` &&
+aws ec2 describe-instance-status --instance-ids `+instA+` --include-all-instances --query 'InstanceStatuses[0].[InstanceState.Name,InstanceStatus.Status]' --output text`)
+	if err != nil || strings.Fields(out)[0] != "running" || strings.Join(strings.Fields(out)[1:], " ") != "stopping stopped not-applicable" {
+		t.Errorf("stop, wait, status: %v\n%q", err, out)
 	}
 }

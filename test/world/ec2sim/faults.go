@@ -1,9 +1,13 @@
 package ec2sim
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
 // Test control: the quirks of EC2 that operators meet, switched on one at
@@ -107,26 +111,28 @@ func (s *Server) BackingFile(id string) (string, error) {
 }
 
 // The account's KMS keys. The default EBS key (alias/aws/ebs) exists and is
-// usable; AddKMSKey adds more; DisableKMSKey makes one unusable. A create
-// with a key that is unknown or disabled is accepted and then fails
-// asynchronously, as EBS does.
+// enabled; AddKMSKey adds more; DisableKMSKey and ScheduleKMSKeyDeletion
+// make one unusable. A create with a key that is unknown or unusable is
+// accepted and then fails asynchronously, as EBS does; an attach of a
+// volume whose key has become unusable fails with an attachVolume event
+// (EBS user guide, "Amazon EventBridge for Amazon EBS").
 
 func (s *Server) keyARN(keyID string) string {
 	return "arn:aws:kms:" + s.cfg.Region + ":" + s.cfg.Account + ":key/" + keyID
 }
 
 func (s *Server) addDefaultKMSKey() {
-	k := &kmsKey{arn: s.keyARN(fmt.Sprintf("%08x-0000-4000-8000-%012x", s.rng.Uint32(), s.rng.Uint64()&0xffffffffffff)), usable: true}
+	k := &kmsKey{arn: s.keyARN(fmt.Sprintf("%08x-0000-4000-8000-%012x", s.rng.Uint32(), s.rng.Uint64()&0xffffffffffff))}
 	s.kms[k.arn], s.kms["alias/aws/ebs"] = k, k
 	s.kms[strings.TrimPrefix(k.arn, s.keyARN(""))] = k
 }
 
-// AddKMSKey registers a usable key with id keyID (a UUID) and aliases
+// AddKMSKey registers an enabled key with id keyID (a UUID) and aliases
 // ("alias/name"); it returns the key's ARN.
 func (s *Server) AddKMSKey(keyID string, aliases ...string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := &kmsKey{arn: s.keyARN(keyID), usable: true}
+	k := &kmsKey{arn: s.keyARN(keyID)}
 	s.kms[k.arn], s.kms[keyID] = k, k
 	for _, a := range aliases {
 		s.kms[a] = k
@@ -135,20 +141,28 @@ func (s *Server) AddKMSKey(keyID string, aliases ...string) string {
 	return k.arn
 }
 
-// DisableKMSKey makes the key (by id, ARN or alias) unusable.
-func (s *Server) DisableKMSKey(key string) error {
+// DisableKMSKey disables the key (by id, ARN or alias).
+func (s *Server) DisableKMSKey(key string) error { return s.setKeyState(key, "disabled") }
+
+// ScheduleKMSKeyDeletion puts the key in "pending deletion".
+func (s *Server) ScheduleKMSKeyDeletion(key string) error {
+	return s.setKeyState(key, "pending deletion")
+}
+
+func (s *Server) setKeyState(key, state string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := s.kms[key]
 	if k == nil {
 		return fmt.Errorf("ec2sim: no KMS key %q", key)
 	}
-	k.usable = false
+	k.state = state
 	return nil
 }
 
 // resolveKMSKey maps a KmsKeyId to the ARN EC2 reports, and says why a
-// create with it will fail ("" if it will not). Caller holds s.mu.
+// create with it will fail ("" if it will not), in the words of the EBS
+// guide's samples ("<key ARN> is disabled."). Caller holds s.mu.
 func (s *Server) resolveKMSKey(id string) (arn, failCause string) {
 	if id == "" {
 		id = "alias/aws/ebs"
@@ -160,8 +174,60 @@ func (s *Server) resolveKMSKey(id string) (arn, failCause string) {
 		}
 		return s.keyARN(id), s.keyARN(id) + " does not exist."
 	}
-	if !k.usable {
-		return k.arn, k.arn + " is disabled."
+	return k.arn, keyUnusable(k)
+}
+
+// keyCauseLocked says why the key (by ARN) cannot be used now, "" if it can.
+// Caller holds s.mu.
+func (s *Server) keyCauseLocked(arn string) string {
+	k := s.kms[arn]
+	if k == nil {
+		return arn + " does not exist."
 	}
-	return k.arn, ""
+	return keyUnusable(k)
+}
+
+func keyUnusable(k *kmsKey) string {
+	if k.state == "" {
+		return ""
+	}
+	return k.arn + " is " + k.state + "."
+}
+
+// ReattachAfterMaintenance is EBS reattaching the volume to its instance
+// after routine server maintenance (EBS user guide, "Amazon EventBridge for
+// Amazon EBS": "AWS may attempt to reattach to a volume following routine
+// server maintenance"). With the volume's KMS key usable nothing is seen.
+// With the key unusable the reattach fails: a reattachVolume event says why
+// (the key's ARN in resources[1]) and the guest loses the device, while EC2
+// still lists the attachment (what EC2 then shows is not documented; the
+// world keeps the attachment, the stricter case for a client).
+func (s *Server) ReattachAfterMaintenance(ctx context.Context, volumeID string) error {
+	s.mu.Lock()
+	v := s.volumes[volumeID]
+	if v == nil || v.att == nil || v.att.state != attAttached {
+		s.mu.Unlock()
+		return fmt.Errorf("ec2sim: volume %s is not attached", volumeID)
+	}
+	cause := ""
+	if v.encrypted {
+		cause = s.keyCauseLocked(v.kmsKey)
+	}
+	if cause == "" {
+		s.mu.Unlock()
+		return nil
+	}
+	a := v.att
+	host, onHost := s.instances[a.instanceID].host, a.onHost
+	a.onHost = false
+	s.attachFailedEventLocked(v.id, "reattachVolume", v.kmsKey, cause)
+	s.mu.Unlock()
+	if onHost && host != nil {
+		v.hostMu.Lock()
+		defer v.hostMu.Unlock()
+		if err := host.DetachDevice(ctx, v.id, true); err != nil && !errors.Is(err, worldapi.ErrHostDown) {
+			return fmt.Errorf("ec2sim: reattach of %s: the guest kept the device: %w", volumeID, err)
+		}
+	}
+	return nil
 }

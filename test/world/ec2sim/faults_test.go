@@ -2,7 +2,6 @@ package ec2sim
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -234,15 +233,4 @@ func TestErrorRateIsSeeded(t *testing.T) {
 	if a != b || !strings.Contains(a, "x") || !strings.Contains(a, ".") {
 		t.Errorf("seeded error pattern %q vs %q", a, b)
 	}
-}
-
-func hasEvent(w *world, volumeID, event, result, cause string) bool {
-	for _, e := range w.events.list() {
-		var d VolumeNotification
-		_ = json.Unmarshal(e.Detail, &d)
-		if strings.HasSuffix(e.Resources[0], "/"+volumeID) && d.Event == event && d.Result == result && strings.Contains(d.Cause, cause) {
-			return true
-		}
-	}
-	return false
 }

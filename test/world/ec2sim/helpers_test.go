@@ -2,10 +2,12 @@ package ec2sim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,12 +27,14 @@ import (
 type fakeHost struct {
 	id string
 
-	mu        sync.Mutex
-	attached  map[string]worldapi.Attachment
-	busy      bool
-	attachErr error
-	detaches  int
-	forced    int
+	mu          sync.Mutex
+	attached    map[string]worldapi.Attachment
+	busy        bool
+	attachErr   error
+	attachCalls int
+	detaches    int
+	forced      int
+	killed      bool
 }
 
 func newFakeHost(id string) *fakeHost {
@@ -42,6 +46,10 @@ func (h *fakeHost) InstanceID() string { return h.id }
 func (h *fakeHost) AttachDevice(_ context.Context, a worldapi.Attachment) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.attachCalls++
+	if h.killed {
+		return worldapi.ErrHostDown
+	}
 	if h.attachErr != nil {
 		return h.attachErr
 	}
@@ -52,6 +60,9 @@ func (h *fakeHost) AttachDevice(_ context.Context, a worldapi.Attachment) error 
 func (h *fakeHost) DetachDevice(_ context.Context, volumeID string, force bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.killed {
+		return worldapi.ErrHostDown
+	}
 	h.detaches++
 	if h.busy && !force {
 		return worldapi.ErrDeviceBusy
@@ -90,9 +101,15 @@ func (h *fakeHost) StartTask(context.Context, worldapi.TaskSpec, func(worldapi.T
 	return errors.New("not used by ec2sim")
 }
 func (h *fakeHost) StopTask(context.Context, string) error { return errors.New("not used by ec2sim") }
-func (h *fakeHost) Kill() error                            { return nil }
-func (h *fakeHost) RestartAgent(context.Context) error     { return nil }
-func (h *fakeHost) Close() error                           { return nil }
+func (h *fakeHost) Kill() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.killed = true
+	h.attached = map[string]worldapi.Attachment{}
+	return nil
+}
+func (h *fakeHost) RestartAgent(context.Context) error { return nil }
+func (h *fakeHost) Close() error                       { return nil }
 
 // events records what EC2 published.
 type events struct {
@@ -217,4 +234,56 @@ func (w *world) createVolume(t *testing.T, in *ec2.CreateVolumeInput) string {
 	}
 	w.waitState(t, *out.VolumeId, "available", "")
 	return *out.VolumeId
+}
+
+// volumeEvents are the EBS Volume Notifications published for volumeID.
+func volumeEvents(w *world, volumeID string) []VolumeNotification {
+	var out []VolumeNotification
+	for _, e := range w.events.list() {
+		if e.DetailType != detailVolume || len(e.Resources) == 0 || !strings.HasSuffix(e.Resources[0], ":volume/"+volumeID) {
+			continue
+		}
+		var d VolumeNotification
+		if err := json.Unmarshal(e.Detail, &d); err != nil {
+			panic(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// eventKinds lists the volume's events as "event/result".
+func eventKinds(w *world, volumeID string) []string {
+	var out []string
+	for _, d := range volumeEvents(w, volumeID) {
+		out = append(out, d.Event+"/"+d.Result)
+	}
+	return out
+}
+
+func hasEvent(w *world, volumeID, event, result, cause string) bool {
+	for _, d := range volumeEvents(w, volumeID) {
+		if d.Event == event && d.Result == result && strings.Contains(d.Cause, cause) {
+			return true
+		}
+	}
+	return false
+}
+
+// instanceStates lists the states published for instanceID, in order.
+func instanceStates(w *world, instanceID string) []string {
+	var out []string
+	for _, e := range w.events.list() {
+		if e.DetailType != detailInstance {
+			continue
+		}
+		var d InstanceStateChange
+		if err := json.Unmarshal(e.Detail, &d); err != nil {
+			panic(err)
+		}
+		if d.InstanceID == instanceID {
+			out = append(out, d.State)
+		}
+	}
+	return out
 }

@@ -2,12 +2,12 @@ package ec2sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +19,7 @@ import (
 type InstanceSpec struct {
 	ID         string        // i-...; required
 	AZ         string        // one of Config.AZs; required
-	Type       string        // default m5.large
+	Type       string        // default t3.medium (the hosts' ecs.instance-type); one of limits.go's types
 	Host       worldapi.Host // the guest; nil: attachments complete without a device
 	ImageID    string        // default ami-0123456789abcdef0
 	RootDevice string        // default /dev/xvda
@@ -29,6 +29,10 @@ type InstanceSpec struct {
 	RootVolumeGiB int32
 	PrivateIP     string
 	Tags          map[string]string
+	// NetworkInterfaces attached at launch, the primary one included
+	// (default 1); they share the instance's attachment limit with its EBS
+	// volumes on most Nitro types (limits.go).
+	NetworkInterfaces int
 }
 
 // validInstanceID accepts EC2's i- followed by 8 or 17 hex digits.
@@ -45,7 +49,8 @@ func validInstanceID(id string) bool {
 	return true
 }
 
-// AddInstance launches an instance: it is running at once.
+// AddInstance launches an instance: it is running at once (its pending and
+// running state changes are published together).
 func (s *Server) AddInstance(spec InstanceSpec) error {
 	if !validInstanceID(spec.ID) {
 		return fmt.Errorf("ec2sim: instance id %q: want i- and 8 or 17 hex digits", spec.ID)
@@ -54,7 +59,13 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 		return fmt.Errorf("ec2sim: instance %s: availability zone %q is not one of %v", spec.ID, spec.AZ, s.cfg.AZs)
 	}
 	if spec.Type == "" {
-		spec.Type = "m5.large"
+		spec.Type = "t3.medium"
+	}
+	if _, ok := instanceTypes[spec.Type]; !ok {
+		return fmt.Errorf("ec2sim: instance %s: type %q has no documented attachment limit here (known: %s)", spec.ID, spec.Type, knownInstanceTypes())
+	}
+	if spec.NetworkInterfaces <= 0 {
+		spec.NetworkInterfaces = 1
 	}
 	if spec.ImageID == "" {
 		spec.ImageID = "ami-0123456789abcdef0"
@@ -76,15 +87,16 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 	}
 	in := &instance{
 		id: spec.ID, az: spec.AZ, typ: spec.Type, image: spec.ImageID, rootDevice: spec.RootDevice,
-		privateIP: spec.PrivateIP, host: spec.Host, state: "running", launched: time.Now(), seq: s.nextSeq(),
+		privateIP: spec.PrivateIP, host: spec.Host, state: "pending", launched: time.Now(), seq: s.nextSeq(),
 		reservation: s.newID("r", func(string) bool { return false }), tags: tags,
-		devices: map[string]string{}, poisoned: map[string]bool{},
+		devices: map[string]string{}, poisoned: map[string]bool{}, networkInterfaces: spec.NetworkInterfaces,
+		settled: make(chan struct{}),
 	}
 	root := &volume{id: s.newID("vol", func(id string) bool { return s.volumes[id] != nil }), az: spec.AZ, typ: "gp3",
 		size: spec.RootVolumeGiB, iops: 3000, throughput: 125, snapshotID: "snap-0123456789abcdef0", state: stateInUse,
 		created: in.launched, seq: s.nextSeq()}
 	root.backing = filepath.Join(s.cfg.Dir, root.id+".img")
-	if err := createSparse(root.backing, int64(root.size)*gib); err != nil {
+	if _, err := createSparse(root.backing, int64(root.size)*gib); err != nil {
 		return fmt.Errorf("ec2sim: root volume of %s: %w", spec.ID, err)
 	}
 	root.att = &attachment{instanceID: spec.ID, device: spec.RootDevice, state: attAttached, at: in.launched,
@@ -92,8 +104,22 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 	s.volumes[root.id] = root
 	in.devices[spec.RootDevice] = root.id
 	s.instances[spec.ID] = in
-	s.log.Info("instance running", "instance", spec.ID, "az", spec.AZ)
+	s.instanceEventLocked(in)
+	in.state = "running"
+	s.instanceEventLocked(in)
 	return nil
+}
+
+// SetNetworkInterfaces sets how many network interfaces the instance has
+// attached, the primary one included (an awsvpc task's ENI is one more).
+func (s *Server) SetNetworkInterfaces(id string, n int) error {
+	return s.withInstance(id, func(in *instance) error {
+		if n < 1 {
+			return fmt.Errorf("ec2sim: %d network interfaces: every instance has its primary one", n)
+		}
+		in.networkInterfaces = n
+		return nil
+	})
 }
 
 // InstanceState returns the instance's state name (running, terminated...).
@@ -105,65 +131,6 @@ func (s *Server) InstanceState(id string) (string, error) {
 		return "", fmt.Errorf("ec2sim: %w", errInstanceNotFound(id))
 	}
 	return in.state, nil
-}
-
-// TerminateInstance ends an instance as EC2 does: its volumes detach (the
-// host is told, best effort; a dead host is fine), volumes attached with
-// DeleteOnTermination are deleted, the others become available, and the
-// instance stays visible as terminated. It returns when that is done.
-func (s *Server) TerminateInstance(ctx context.Context, id string) error {
-	s.mu.Lock()
-	in := s.instances[id]
-	if in == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("ec2sim: %w", errInstanceNotFound(id))
-	}
-	if in.state == "terminated" || in.state == "shutting-down" {
-		s.mu.Unlock()
-		return nil
-	}
-	in.state = "shutting-down"
-	var vols []*volume
-	for _, vid := range in.devices {
-		if v := s.volumes[vid]; v != nil && v.att != nil {
-			vols = append(vols, v)
-		}
-	}
-	s.mu.Unlock()
-	s.log.Info("instance shutting down", "instance", id, "volumes", len(vols))
-	for _, v := range vols {
-		v.hostMu.Lock()
-		s.mu.Lock()
-		a := v.att
-		if a == nil || a.instanceID != id {
-			s.mu.Unlock()
-			v.hostMu.Unlock()
-			continue
-		}
-		a.gen++ // stop any attach or detach worker
-		onHost, del := a.onHost, a.deleteOnTermination
-		s.mu.Unlock()
-		if onHost && in.host != nil {
-			if err := in.host.DetachDevice(ctx, v.id, true); err != nil && !errors.Is(err, worldapi.ErrHostDown) {
-				s.log.Warn("terminate: host did not release device", "instance", id, "volume", v.id, "err", err)
-			}
-		}
-		s.finishDetach(v, a)
-		v.hostMu.Unlock()
-		if del {
-			s.mu.Lock()
-			if v.state == stateAvailable {
-				v.state = stateDeleting
-				s.afterLocked(0, func(context.Context) { s.finishDelete(v.id, "") })
-			}
-			s.mu.Unlock()
-		}
-	}
-	s.mu.Lock()
-	in.state = "terminated"
-	s.mu.Unlock()
-	s.log.Info("instance terminated", "instance", id)
-	return nil
 }
 
 // RebootInstance frees device names a force detach left unusable.
@@ -191,25 +158,9 @@ func (s *Server) SetDeleteOnTermination(volumeID string, on bool) error {
 	return nil
 }
 
-func instanceStateCode(name string) int32 {
-	switch name {
-	case "running":
-		return 16
-	case "shutting-down":
-		return 32
-	case "terminated":
-		return 48
-	case "stopping":
-		return 64
-	case "stopped":
-		return 80
-	}
-	return 0 // pending
-}
-
 func instanceFilters() map[string]bool {
 	return map[string]bool{
-		"instance-id": true, "instance-state-name": true, "availability-zone": true, "instance-type": true,
+		"instance-id": true, "instance-state-name": true, "instance-state-code": true, "availability-zone": true, "instance-type": true,
 		"block-device-mapping.volume-id": true, "tag-key": true, "tag-value": true,
 	}
 }
@@ -222,8 +173,9 @@ func (s *Server) instanceXML(in *instance) xmlInstance {
 		Hypervisor: "nitro"}
 	x.Placement.AvailabilityZone, x.Placement.Tenancy = in.az, "default"
 	x.Monitoring.State = "disabled"
-	if in.state == "terminated" {
-		x.Reason = "User initiated"
+	if in.stateReason != "" {
+		x.Reason = in.stateReason
+		x.StateReason = &xmlStateReason{Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown"}
 	}
 	devs := make([]string, 0, len(in.devices))
 	for d := range in.devices {
@@ -269,6 +221,8 @@ func (s *Server) describeInstances(_ context.Context, form url.Values) (any, err
 				return []string{in.id}
 			case "instance-state-name":
 				return []string{in.state}
+			case "instance-state-code":
+				return []string{strconv.Itoa(int(instanceStateCode(in.state)))}
 			case "availability-zone":
 				return []string{in.az}
 			case "instance-type":

@@ -23,6 +23,7 @@ func (m *modification) xml(volumeID string) xmlModification {
 		VolumeID: volumeID, ModificationState: m.state, TargetSize: m.targetSize, TargetIops: ptr(m.targetIops),
 		TargetVolumeType: m.targetType, TargetThroughput: ptr(m.targetThrput), OriginalSize: m.origSize,
 		OriginalIops: ptr(m.origIops), OriginalVolumeType: m.origType, OriginalThroughput: ptr(m.origThroughput),
+		OriginalMultiAttachEnabled: m.origMulti, TargetMultiAttachEnabled: m.targetMulti,
 		Progress: m.progress, StartTime: ts(m.start),
 	}
 	if !m.end.IsZero() {
@@ -51,14 +52,13 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if multi, _, err := optBool(form, "MultiAttachEnabled"); err != nil {
+	multi, hasMulti, err := optBool(form, "MultiAttachEnabled")
+	if err != nil {
 		return nil, err
-	} else if multi {
-		return nil, awsproto.BadRequest("UnsupportedOperation", "Multi-Attach is not supported by this EC2")
 	}
 	typ := form.Get("VolumeType")
-	if !hasSize && !hasIops && !hasThr && typ == "" {
-		return nil, errMissing("Size, VolumeType, Iops or Throughput")
+	if !hasSize && !hasIops && !hasThr && typ == "" && !hasMulti {
+		return nil, errMissing("Size, VolumeType, Iops, Throughput or MultiAttachEnabled")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +76,10 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 		return nil, awsproto.BadRequest("VolumeModificationRateExceeded",
 			"You've reached the maximum modification rate per volume limit. Wait at least %v between modifications per EBS volume.", s.cfg.ModifyCooldown)
 	}
-	shape := volumeShape{typ: v.typ, size: v.size}
+	shape := volumeShape{typ: v.typ, size: v.size, multiAttach: v.multiAttach}
+	if hasMulti {
+		shape.multiAttach = multi
+	}
 	if typ != "" {
 		shape.typ = typ
 	}
@@ -87,8 +90,16 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 		shape.size = size
 	}
 	shape.iops, shape.hasIops = iops, hasIops
-	if !hasIops && (shape.typ == "io1" || shape.typ == "io2" || (shape.typ == "gp3" && v.typ == "gp3")) && v.iops > 0 {
-		shape.iops, shape.hasIops = v.iops, true // keep the provisioned IOPS
+	// EC2 API reference, ModifyVolume, Iops: "The existing value is
+	// retained if you keep the same volume type. If you change the volume
+	// type to io1, io2, or gp3, the default is 3,000."
+	if !hasIops {
+		switch {
+		case shape.typ == v.typ && (v.typ == "io1" || v.typ == "io2" || v.typ == "gp3"):
+			shape.iops, shape.hasIops = v.iops, true
+		case shape.typ != v.typ && (shape.typ == "io1" || shape.typ == "io2" || shape.typ == "gp3"):
+			shape.iops, shape.hasIops = 3000, true
+		}
 	}
 	shape.throughput, shape.hasThroughput = thr, hasThr
 	if !hasThr && shape.typ == "gp3" && v.typ == "gp3" {
@@ -98,13 +109,18 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if shape.size == v.size && shape.typ == v.typ && newIops == v.iops && newThr == v.throughput {
+	if shape.multiAttach != v.multiAttach && v.att != nil {
+		// EBS user guide, "Amazon EBS Multi-Attach": Multi-Attach can be
+		// turned on or off only while the volume is detached.
+		return nil, errIncorrectState("Volume '%s' must be detached to change its Multi-Attach setting.", id)
+	}
+	if shape.size == v.size && shape.typ == v.typ && newIops == v.iops && newThr == v.throughput && shape.multiAttach == v.multiAttach {
 		return nil, errInvalidValue("New size, type, IOPS or throughput must differ from the volume's current configuration.")
 	}
 	now := time.Now()
 	v.mod = &modification{state: "modifying", start: now, origSize: v.size, targetSize: shape.size,
 		origType: v.typ, targetType: shape.typ, origIops: v.iops, targetIops: newIops,
-		origThroughput: v.throughput, targetThrput: newThr}
+		origThroughput: v.throughput, targetThrput: newThr, origMulti: v.multiAttach, targetMulti: shape.multiAttach}
 	v.lastModStart = now
 	s.log.Info("volume modifying", "volume", id, "fromGiB", v.size, "toGiB", shape.size, "fromType", v.typ, "toType", shape.typ)
 	reqID := awsproto.RequestID(ctx)
@@ -113,11 +129,16 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 	return &modifyVolumeResponse{Modification: mod.xml(id)}, nil
 }
 
+// optimize puts the modification in force. EBS's guide documents one
+// modifyVolume event, with result "optimizing" ("Amazon EventBridge for
+// Amazon EBS", EBS volume modification events); reaching "completed" (or
+// "failed") sends nothing.
 func (s *Server) optimize(v *volume, m *modification, reqID string) {
-	if err := growSparse(v.backing, int64(m.targetSize)*gib); err != nil {
+	got, err := growSparse(v.backing, int64(m.targetSize)*gib)
+	s.warnCapped(v.id, int64(m.targetSize)*gib, got)
+	if err != nil {
 		s.mu.Lock()
 		m.state, m.end = "failed", time.Now()
-		s.volumeEventLocked(v.id, "modifyVolume", "failed", err.Error(), reqID)
 		s.mu.Unlock()
 		s.log.Error("growing backing file", "volume", v.id, "err", err)
 		return
@@ -127,7 +148,7 @@ func (s *Server) optimize(v *volume, m *modification, reqID string) {
 		s.mu.Unlock()
 		return
 	}
-	v.size, v.typ, v.iops, v.throughput = m.targetSize, m.targetType, m.targetIops, m.targetThrput
+	v.size, v.typ, v.iops, v.throughput, v.multiAttach = m.targetSize, m.targetType, m.targetIops, m.targetThrput, m.targetMulti
 	m.state, m.progress = "optimizing", 50
 	s.afterLocked(s.lat.Sample(latency.OptimizeVolume), func(context.Context) {
 		s.mu.Lock()
@@ -136,7 +157,6 @@ func (s *Server) optimize(v *volume, m *modification, reqID string) {
 			return
 		}
 		m.state, m.progress, m.end = "completed", 100, time.Now()
-		s.volumeEventLocked(v.id, "modifyVolume", "completed", "", reqID)
 		s.mu.Unlock()
 	})
 	s.volumeEventLocked(v.id, "modifyVolume", "optimizing", "", reqID)

@@ -42,6 +42,18 @@ func errVolumeInUse(format string, args ...any) error {
 	return awsproto.BadRequest("VolumeInUse", format, args...)
 }
 
+func errIncorrectInstanceState(format string, args ...any) error {
+	return awsproto.BadRequest("IncorrectInstanceState", format, args...)
+}
+
+// errAttachmentLimit: the error codes page describes AttachmentLimitExceeded
+// as the limit on EBS volumes or network interfaces attached to one
+// instance being reached; its message is that description.
+func errAttachmentLimit() error {
+	return awsproto.BadRequest("AttachmentLimitExceeded",
+		"You've reached the limit on the number of Amazon EBS volumes or network interfaces that can be attached to a single instance.")
+}
+
 // optInt32 reads an optional integer parameter; ok is false when absent.
 func optInt32(form url.Values, name string) (v int32, ok bool, err error) {
 	s, present := form[name]

@@ -2,6 +2,7 @@ package ec2sim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -156,8 +157,9 @@ func TestModifyVolumeGrowsBackingFile(t *testing.T) {
 	if aws.ToInt32(d.Volumes[0].Size) != 4 || d.Volumes[0].VolumeType != types.VolumeTypeGp3 {
 		t.Errorf("after modification: %+v", d.Volumes[0])
 	}
-	if !hasEvent(w, vol, "modifyVolume", "optimizing", "") || !hasEvent(w, vol, "modifyVolume", "completed", "") {
-		t.Error("modifyVolume events missing")
+	// The EBS guide documents one modifyVolume event, "optimizing".
+	if !hasEvent(w, vol, "modifyVolume", "optimizing", "") || hasEvent(w, vol, "modifyVolume", "completed", "") {
+		t.Errorf("modifyVolume events: want optimizing only: %v", eventKinds(w, vol))
 	}
 	if _, err := w.ec2.ModifyVolume(ctx, &ec2.ModifyVolumeInput{VolumeId: aws.String(vol), Size: aws.Int32(8)}); code(t, err) != "VolumeModificationRateExceeded" {
 		t.Errorf("second modification within the cooldown: %v", err)
@@ -256,5 +258,46 @@ func TestDescribeInstancesAndZones(t *testing.T) {
 	}
 	if _, err := w.ec2.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{ZoneNames: []string{"us-west-2z"}}); code(t, err) != "InvalidParameterValue" {
 		t.Errorf("unknown zone: %v", err)
+	}
+}
+
+// TestDescribeInstancesPagination: MaxResults 5-1000 (larger is capped),
+// never with InstanceIds (EC2 API reference, DescribeInstances), pages
+// joined by NextToken.
+func TestDescribeInstancesPagination(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	for i := range 7 {
+		w.addInstance(t, fmt.Sprintf("i-0%016x", i+1), azA)
+	}
+	p := ec2.NewDescribeInstancesPaginator(w.ec2, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5)})
+	pages, seen := 0, 0
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		seen += len(out.Reservations)
+	}
+	if pages != 2 || seen != 7 {
+		t.Errorf("%d pages, %d instances; want 2 and 7", pages, seen)
+	}
+	for name, c := range map[string]struct {
+		in   *ec2.DescribeInstancesInput
+		want string
+	}{
+		"max 4":       {&ec2.DescribeInstancesInput{MaxResults: aws.Int32(4)}, "InvalidParameterValue"},
+		"ids and max": {&ec2.DescribeInstancesInput{MaxResults: aws.Int32(5), InstanceIds: []string{instA}}, "InvalidParameterCombination"},
+		"bogus token": {&ec2.DescribeInstancesInput{NextToken: aws.String("nope")}, "InvalidPaginationToken"},
+	} {
+		_, err := w.ec2.DescribeInstances(ctx, c.in)
+		if got := code(t, err); got != c.want {
+			t.Errorf("%s: %q, want %s", name, got, c.want)
+		}
+	}
+	out, err := w.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5000)})
+	if err != nil || len(out.Reservations) != 7 || out.NextToken != nil {
+		t.Errorf("MaxResults over 1000 is capped, not refused: %v %v", out, err)
 	}
 }

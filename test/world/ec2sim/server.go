@@ -7,11 +7,19 @@
 // Volumes have EC2's state machines (creating -> available -> in-use ->
 // deleting; attachments attaching -> attached -> detaching -> detached),
 // timed by a latency profile; their bytes are sparse files that the
-// instance's worldapi.Host turns into block devices. EC2's request-rate
-// throttling, EBS notifications (EventBridge) and the quirks operators meet
-// (stuck attachments, busy detaches, asynchronous create failures,
-// unusable device names after a force detach) are all here, the quirks
-// switched on by the test-control methods in faults.go.
+// instance's worldapi.Host turns into block devices. Instances pass
+// through stopping and shutting-down (lifecycle.go) and have status checks
+// (status.go).
+//
+// It is never kinder than EC2: it refuses what EC2 refuses with EC2's
+// codes (volume-type limits in rules.go, device names and instance states
+// in attach.go, attachment limits in limits.go), throttles with EC2's
+// documented token buckets, reads included (throttle.go), and sends only
+// the events AWS documents (events.go). Each rule names its source. The
+// quirks operators meet (stuck attachments, busy detaches, asynchronous
+// create failures, unusable device names after a force detach, unusable
+// KMS keys, hung guests) are switched on by test-control methods
+// (faults.go, status.go).
 package ec2sim
 
 import (
@@ -52,6 +60,16 @@ type Config struct {
 	// ModifyCooldown is EC2's minimum time between two modifications of a
 	// volume (default 6h, as AWS documents; tests may shorten it).
 	ModifyCooldown time.Duration
+	// DetachEvents sends an EBS detachVolume event (result "detached") when
+	// a detach completes. Off by default: the EBS guide lists the event but
+	// tether must not depend on it (see events.go).
+	DetachEvents bool
+	// InstanceStateChanged, if set, is told of every state an instance
+	// enters (pending, running, stopping, stopped, shutting-down,
+	// terminated), in order, on one goroutine, outside the server's lock.
+	// The world uses it to take a stopped or terminated instance's SSM and
+	// ECS agents away, whoever stopped it.
+	InstanceStateChanged func(instanceID, state string)
 }
 
 // Server is the simulated EC2 of one account and Region. All state is
@@ -80,6 +98,8 @@ type Server struct {
 	tokens    map[string]*clientToken
 	kms       map[string]*kmsKey // by every name a key answers to
 	faults    faults
+	notes     *notifier
+	resources *resourceBuckets
 }
 
 // action is one row of the dispatch table: the handler and the top-level
@@ -133,7 +153,10 @@ func New(cfg Config) (*Server, error) {
 		tokens:    map[string]*clientToken{},
 		kms:       map[string]*kmsKey{},
 		faults:    newFaults(),
+		notes:     newNotifier(),
+		resources: newResourceBuckets(),
 	}
+	s.wg.Go(func() { s.notes.run(ctx, cfg.InstanceStateChanged) })
 	s.addDefaultKMSKey()
 	common := []string{"DryRun"}
 	filtered := append([]string{"Filter", "MaxResults", "NextToken"}, common...)
@@ -152,6 +175,9 @@ func New(cfg Config) (*Server, error) {
 		"CreateTags":                   {s.createTags, append([]string{"ResourceId", "Tag"}, common...)},
 		"DeleteTags":                   {s.deleteTags, append([]string{"ResourceId", "Tag"}, common...)},
 		"DescribeInstances":            {s.describeInstances, append([]string{"InstanceId"}, filtered...)},
+		"DescribeInstanceStatus":       {s.describeInstanceStatus, append([]string{"InstanceId", "IncludeAllInstances"}, filtered...)},
+		"StopInstances":                {s.stopInstances, append([]string{"InstanceId", "Force", "Hibernate", "SkipOsShutdown"}, common...)},
+		"TerminateInstances":           {s.terminateInstances, append([]string{"InstanceId", "Force", "SkipOsShutdown"}, common...)},
 		"DescribeAvailabilityZones":    {s.describeAvailabilityZones, append([]string{"ZoneName", "ZoneId", "Filter", "AllAvailabilityZones"}, common...)},
 	}
 	return s, nil
@@ -255,51 +281,4 @@ func (s *Server) hasAZ(az string) bool {
 		}
 	}
 	return false
-}
-
-// DefaultLimits are EC2's documented request-rate buckets (Amazon EC2
-// developer guide, "Request throttling for the Amazon EC2 API"):
-// CreateVolume and DeleteVolume 100 / 5 per s; CreateSnapshot 100 / 5;
-// CreateTags 100 / 10; other mutating actions 50 / 5; non-mutating
-// (Describe*) 100 / 20 when filtered or paginated and 50 / 10 when
-// neither (the "unfiltered" buckets).
-func DefaultLimits() map[string]awsproto.Bucket {
-	mutating := awsproto.Bucket{Size: 50, Refill: 5}
-	describe := awsproto.Bucket{Size: 100, Refill: 20}
-	unfiltered := awsproto.Bucket{Size: 50, Refill: 10}
-	m := map[string]awsproto.Bucket{
-		"CreateVolume":   {Size: 100, Refill: 5},
-		"DeleteVolume":   {Size: 100, Refill: 5},
-		"CreateSnapshot": {Size: 100, Refill: 5},
-		"CreateTags":     {Size: 100, Refill: 10},
-		"AttachVolume":   mutating,
-		"DetachVolume":   mutating,
-		"ModifyVolume":   mutating,
-		"DeleteSnapshot": mutating,
-		"DeleteTags":     mutating,
-	}
-	for _, d := range []string{"DescribeVolumes", "DescribeVolumesModifications", "DescribeSnapshots",
-		"DescribeInstances", "DescribeAvailabilityZones"} {
-		m[d] = describe
-		m[d+unfilteredSuffix] = unfiltered
-	}
-	return m
-}
-
-const unfilteredSuffix = ":unfiltered"
-
-// bucketFor picks the bucket a call draws from: Describe* calls with no
-// filter, ids or pagination use the smaller unfiltered bucket.
-func bucketFor(name string, form url.Values) string {
-	if !strings.HasPrefix(name, "Describe") {
-		return name
-	}
-	for k := range form {
-		top, _, _ := strings.Cut(k, ".")
-		switch top {
-		case "Filter", "MaxResults", "NextToken", "VolumeId", "SnapshotId", "InstanceId", "ZoneName", "ZoneId":
-			return name
-		}
-	}
-	return name + unfilteredSuffix
 }

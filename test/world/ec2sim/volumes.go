@@ -20,7 +20,7 @@ func (v *volume) xml() xmlVolume {
 	out := xmlVolume{
 		VolumeID: v.id, Size: v.size, SnapshotID: v.snapshotID, AvailabilityZone: v.az, Status: v.state,
 		CreateTime: ts(v.created), Tags: tagSet(v.tags), VolumeType: v.typ, Encrypted: v.encrypted,
-		KmsKeyID: v.kmsKey,
+		KmsKeyID: v.kmsKey, MultiAttachEnabled: v.multiAttach,
 	}
 	if v.iops > 0 {
 		iops := v.iops
@@ -67,10 +67,8 @@ func (s *Server) createVolume(ctx context.Context, form url.Values) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if multi, _, err := optBool(form, "MultiAttachEnabled"); err != nil {
+	if shape.multiAttach, _, err = optBool(form, "MultiAttachEnabled"); err != nil {
 		return nil, err
-	} else if multi {
-		return nil, awsproto.BadRequest("UnsupportedOperation", "Multi-Attach is not supported by this EC2 (tether attaches a volume to one instance)")
 	}
 	keyID := form.Get("KmsKeyId")
 	if keyID != "" && !encrypted {
@@ -145,13 +143,15 @@ func (s *Server) createVolume(ctx context.Context, form url.Values) (any, error)
 		id: s.newID("vol", func(id string) bool { return s.volumes[id] != nil }), az: az, typ: shape.typ, size: size,
 		iops: iops, throughput: throughput, encrypted: encrypted, kmsKey: keyID, snapshotID: snapID,
 		state: stateCreating, created: time.Now(), seq: s.nextSeq(), tags: tags, clientToken: token,
-		requestID: awsproto.RequestID(ctx), failCause: failCause,
+		requestID: awsproto.RequestID(ctx), failCause: failCause, multiAttach: shape.multiAttach,
 	}
 	v.backing = filepath.Join(s.cfg.Dir, v.id+".img")
 	if snap == nil {
-		if err := createSparse(v.backing, int64(size)*gib); err != nil {
+		got, err := createSparse(v.backing, int64(size)*gib)
+		if err != nil {
 			return nil, awsproto.Errorf(500, "InternalError", "%v", err)
 		}
+		s.warnCapped(v.id, int64(size)*gib, got)
 	}
 	s.volumes[v.id] = v
 	if token != "" {
@@ -186,8 +186,8 @@ func fingerprint(az string, sh volumeShape, encrypted bool, key, snap string, ta
 		keys = append(keys, k+"="+v)
 	}
 	sort.Strings(keys)
-	return fmt.Sprintf("%s|%s|%d|%d/%t|%d/%t|%t|%s|%s|%s", az, sh.typ, sh.size, sh.iops, sh.hasIops,
-		sh.throughput, sh.hasThroughput, encrypted, key, snap, strings.Join(keys, ","))
+	return fmt.Sprintf("%s|%s|%d|%d/%t|%d/%t|%t|%t|%s|%s|%s", az, sh.typ, sh.size, sh.iops, sh.hasIops,
+		sh.throughput, sh.hasThroughput, sh.multiAttach, encrypted, key, snap, strings.Join(keys, ","))
 }
 
 // finishCreate ends a volume's "creating": available, or, for a create
@@ -229,6 +229,7 @@ func volumeFilters() map[string]bool {
 		"attachment.instance-id": true, "attachment.status": true, "attachment.device": true,
 		"attachment.delete-on-termination": true, "status": true, "availability-zone": true, "volume-id": true,
 		"volume-type": true, "size": true, "snapshot-id": true, "encrypted": true, "tag-key": true, "tag-value": true,
+		"multi-attach-enabled": true,
 	}
 }
 
@@ -248,6 +249,8 @@ func (v *volume) field(name string) []string {
 		return []string{v.snapshotID}
 	case "encrypted":
 		return []string{strconv.FormatBool(v.encrypted)}
+	case "multi-attach-enabled":
+		return []string{strconv.FormatBool(v.multiAttach)}
 	}
 	if v.att == nil {
 		return nil
@@ -345,6 +348,14 @@ func (s *Server) finishDelete(id, reqID string) {
 	s.mu.Unlock()
 	if err := os.Remove(v.backing); err != nil && !os.IsNotExist(err) {
 		s.log.Warn("removing backing file", "volume", id, "err", err)
+	}
+}
+
+// warnCapped logs a backing file smaller than its volume (see backing.go).
+func (s *Server) warnCapped(volumeID string, want, got int64) {
+	if got < want {
+		s.log.Warn("backing file capped by the file system: the guest sees a smaller device than EC2 reports",
+			"volume", volumeID, "sizeBytes", want, "backingBytes", got)
 	}
 }
 

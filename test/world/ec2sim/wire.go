@@ -182,6 +182,7 @@ type xmlInstance struct {
 	PrivateDNSName string           `xml:"privateDnsName"`
 	DNSName        string           `xml:"dnsName"`
 	Reason         string           `xml:"reason"`
+	StateReason    *xmlStateReason  `xml:"stateReason,omitempty"`
 	AmiLaunchIndex int32            `xml:"amiLaunchIndex"`
 	InstanceType   string           `xml:"instanceType"`
 	LaunchTime     string           `xml:"launchTime"`
@@ -244,4 +245,59 @@ type describeZonesResponse struct {
 	Zones struct {
 		Items []xmlZone `xml:"item"`
 	} `xml:"availabilityZoneInfo"`
+}
+
+type xmlStateReason struct {
+	Code    string `xml:"code"`
+	Message string `xml:"message"`
+}
+
+type xmlStatusDetail struct {
+	ImpairedSince string `xml:"impairedSince,omitempty"`
+	Name          string `xml:"name"`
+	Status        string `xml:"status"`
+}
+
+// xmlStatusSummary has no details when the check does not apply (the
+// instance is not running).
+type xmlStatusSummary struct {
+	Details *xmlStatusDetails `xml:"details,omitempty"`
+	Status  string            `xml:"status"`
+}
+
+type xmlStatusDetails struct {
+	Items []xmlStatusDetail `xml:"item"`
+}
+
+type xmlInstanceStatus struct {
+	AvailabilityZone string `xml:"availabilityZone"`
+	Events           struct {
+		Items []struct{} `xml:"item"`
+	} `xml:"eventsSet"`
+	InstanceID     string           `xml:"instanceId"`
+	InstanceState  xmlInstanceState `xml:"instanceState"`
+	InstanceStatus xmlStatusSummary `xml:"instanceStatus"`
+	SystemStatus   xmlStatusSummary `xml:"systemStatus"`
+	EBSStatus      xmlStatusSummary `xml:"attachedEbsStatus"`
+}
+
+type describeInstanceStatusResponse struct {
+	awsproto.EC2Metadata
+	Statuses struct {
+		Items []xmlInstanceStatus `xml:"item"`
+	} `xml:"instanceStatusSet"`
+	NextToken string `xml:"nextToken,omitempty"`
+}
+
+type xmlStateChange struct {
+	InstanceID    string           `xml:"instanceId"`
+	CurrentState  xmlInstanceState `xml:"currentState"`
+	PreviousState xmlInstanceState `xml:"previousState"`
+}
+
+type instanceStateChangeResponse struct {
+	awsproto.EC2Metadata
+	Instances struct {
+		Items []xmlStateChange `xml:"item"`
+	} `xml:"instancesSet"`
 }

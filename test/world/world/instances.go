@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tether-ecs/tether/test/world/ec2sim"
 	"github.com/tether-ecs/tether/test/world/ecssim"
@@ -205,10 +206,11 @@ func (w *World) FakeHost(id string) (*fakehost.Host, bool) {
 }
 
 // KillInstance ends an instance abruptly, as a power loss or termination:
-// the host dies (its processes and devices go), its SSM agent stops
-// answering, EC2 terminates it (its volumes detach; DeleteOnTermination
-// ones are deleted) and ECS loses it (tasks STOPPED, container instance
-// INACTIVE).
+// the host dies (its processes and devices go), its SSM and ECS agents stop
+// answering, EC2 terminates it (shutting-down for the profile's time, then
+// its volumes detach; DeleteOnTermination ones are deleted) and ECS loses
+// it (tasks STOPPED, container instance INACTIVE). It returns once EC2 has
+// released the volumes and ECS knows.
 func (w *World) KillInstance(ctx context.Context, id string) error {
 	in, err := w.Instance(id)
 	if err != nil {
@@ -221,10 +223,13 @@ func (w *World) KillInstance(ctx context.Context, id string) error {
 	if err := w.ssm.SetOnline(id, false); err != nil {
 		errs = append(errs, fmt.Errorf("ssm: %w", err))
 	}
+	if err := w.ecs.DisconnectAgent(id); err != nil {
+		w.log.Warn("ecs agent disconnect", "instance", id, "err", err)
+	}
 	if err := w.ec2.TerminateInstance(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("ec2: %w", err))
 	}
-	if err := w.ecs.KillInstance(id); err != nil {
+	if err := w.terminatedInECS(id); err != nil {
 		errs = append(errs, fmt.Errorf("ecs: %w", err))
 	}
 	w.log.Info("instance killed", "instance", id, "az", in.AZ)
@@ -232,6 +237,75 @@ func (w *World) KillInstance(ctx context.Context, id string) error {
 		return fmt.Errorf("world: kill %s: %w", id, err)
 	}
 	return nil
+}
+
+// StopInstance stops the instance as EC2's StopInstances does (force ends
+// the stopping at once) and returns once EC2 says stopped: its volumes stay
+// attached, its guest is gone, its SSM and ECS agents are disconnected.
+func (w *World) StopInstance(ctx context.Context, id string, force bool) error {
+	if _, err := w.Instance(id); err != nil {
+		return err
+	}
+	if err := w.ec2.StopInstance(ctx, id, force); err != nil {
+		return fmt.Errorf("world: stop %s: %w", id, err)
+	}
+	w.agentsGone(id)
+	return nil
+}
+
+// HangInstance makes the instance hang as a host does when its kernel
+// locks up: EC2 still says running, its SSM and ECS agents stop answering,
+// its guest releases no device, and EC2's instance status check reports
+// impaired impairAfter from now.
+func (w *World) HangInstance(ctx context.Context, id string, impairAfter time.Duration) error {
+	if _, err := w.Instance(id); err != nil {
+		return err
+	}
+	if err := w.ec2.HangInstance(id, impairAfter); err != nil {
+		return fmt.Errorf("world: hang %s: %w", id, err)
+	}
+	w.agentsGone(id)
+	w.log.Info("instance hung", "instance", id, "impairedAfter", impairAfter)
+	return nil
+}
+
+// onInstanceState keeps SSM and ECS in step with EC2, whoever changed the
+// instance (a control method, or a StopInstances or TerminateInstances
+// call): a stopped instance's agents are disconnected (the world never
+// starts it again), a terminated one's container instance is deregistered.
+func (w *World) onInstanceState(id, state string) {
+	switch state {
+	case "stopped":
+		w.agentsGone(id)
+	case "terminated":
+		w.agentsGone(id)
+		if err := w.terminatedInECS(id); err != nil {
+			w.log.Warn("ecs: terminated instance", "instance", id, "err", err)
+		}
+	}
+}
+
+// agentsGone marks the instance's SSM agent offline and its ECS agent
+// disconnected (idempotent).
+func (w *World) agentsGone(id string) {
+	if err := w.ssm.SetOnline(id, false); err != nil {
+		w.log.Warn("ssm offline", "instance", id, "err", err)
+	}
+	if err := w.ecs.DisconnectAgent(id); err != nil {
+		w.log.Debug("ecs agent disconnect", "instance", id, "err", err)
+	}
+}
+
+// terminatedInECS tells ECS the instance is terminated, once.
+func (w *World) terminatedInECS(id string) error {
+	w.mu.Lock()
+	done := w.ecsGone[id]
+	w.ecsGone[id] = true
+	w.mu.Unlock()
+	if done {
+		return nil
+	}
+	return w.ecs.KillInstance(id)
 }
 
 // RestartAgent restarts tether-agent serve on the instance, as systemd

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/boot"
+	"github.com/tether-ecs/tether/test/world/ec2sim"
 	"github.com/tether-ecs/tether/test/world/ecssim"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/latency"
@@ -55,9 +57,12 @@ type Options struct {
 	// timeouts, retry delays, the sweep's rate). Default: 0.1 for instant,
 	// the profile's factor otherwise (1 for realistic).
 	TimeScale float64
-	Seed      uint64
-	Cluster   string   // the cluster tether serves and the seed's ECSClusterName; default "default"
-	Clusters  []string // further clusters to create
+	// DetachEvents makes EC2 send EBS detachVolume events. Off by default:
+	// the EBS guide lists the event, but tether must work without it.
+	DetachEvents bool
+	Seed         uint64
+	Cluster      string   // the cluster tether serves and the seed's ECSClusterName; default "default"
+	Clusters     []string // further clusters to create
 
 	Hosts HostKind // default FakeHosts
 	// AgentBinary is tether-agent for real hosts; empty: built with
@@ -203,6 +208,23 @@ func (o *Options) azs() []string {
 	out := make([]string, o.AZs)
 	for i := range out {
 		out[i] = o.Region + string(rune('a'+i))
+	}
+	return out
+}
+
+// ec2Profile is EC2's profile: the world's, plus (unless instant) the
+// instance stop and termination times, scaled like the rest.
+func (o *Options) ec2Profile(p latency.Profile) latency.Profile {
+	out := latency.Profile{Name: p.Name, Dists: maps.Clone(p.Dists)}
+	if o.instant() {
+		return out
+	}
+	f := profileScale(o.Profile)
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	for op, d := range ec2sim.RealisticInstanceDists() {
+		if _, ok := out.Dists[op]; !ok {
+			out.Dists[op] = latency.Dist{Median: scale(d.Median), P99: scale(d.P99), Max: scale(d.Max)}
+		}
 	}
 	return out
 }

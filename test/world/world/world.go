@@ -62,7 +62,8 @@ type World struct {
 	mu        sync.Mutex
 	rng       *rand.Rand
 	instances []*Instance
-	launched  int // for round-robin AZs
+	ecsGone   map[string]bool // instances ECS has been told are terminated
+	launched  int             // for round-robin AZs
 	closed    bool
 }
 
@@ -72,7 +73,7 @@ func Start(ctx context.Context, o Options) (*World, error) {
 	if err := o.defaults(); err != nil {
 		return nil, fmt.Errorf("world: %w: %w", ErrBadOptions, err)
 	}
-	w := &World{opts: o, log: o.Logger, rng: rand.New(rand.NewPCG(o.Seed, 0x7e7e7)), disks: fakehost.NewDisks()}
+	w := &World{opts: o, log: o.Logger, rng: rand.New(rand.NewPCG(o.Seed, 0x7e7e7)), disks: fakehost.NewDisks(), ecsGone: map[string]bool{}}
 	if err := w.start(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("world: start: %w", err), w.Close())
 	}
@@ -102,8 +103,9 @@ func (w *World) start(ctx context.Context) error {
 	w.router = awsproto.NewRouter()
 	w.bus = eventbus.New(eventbus.Options{Region: o.Region, Account: o.Account, Seed: int64(o.Seed), TimeScale: o.timeScale(),
 		QueueURLBase: w.endpoint, Logger: w.log})
-	w.ec2, err = ec2sim.New(ec2sim.Config{Region: o.Region, Account: o.Account, AZs: o.azs(), Profile: profile, Seed: o.Seed,
-		Dir: filepath.Join(dir, "ebs"), Publisher: w.bus, Logger: w.log})
+	w.ec2, err = ec2sim.New(ec2sim.Config{Region: o.Region, Account: o.Account, AZs: o.azs(), Profile: o.ec2Profile(profile), Seed: o.Seed,
+		Dir: filepath.Join(dir, "ebs"), Publisher: w.bus, Logger: w.log, DetachEvents: o.DetachEvents,
+		InstanceStateChanged: w.onInstanceState})
 	if err != nil {
 		ln.Close()
 		return err
