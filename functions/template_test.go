@@ -173,15 +173,15 @@ type docSpec struct {
 }
 
 var documents = []docSpec{
-	{"MountDocument", "-mount", "mount", "mount",
+	{"MountDocument", "-mount", agentproto.StepMount, "mount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamFSType, agentproto.ParamDevice,
 			agentproto.ParamFormatIfBlank, agentproto.ParamSizeGiB, agentproto.ParamAttachment},
 		map[string]string{agentproto.ParamFSType: volspec.FSExt4, agentproto.ParamDevice: "", agentproto.ParamFormatIfBlank: "false",
 			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: ""}},
-	{"UnmountDocument", "-unmount", "unmount", "unmount",
+	{"UnmountDocument", "-unmount", agentproto.StepUnmount, "unmount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamForce, agentproto.ParamAttachment},
 		map[string]string{agentproto.ParamForce: "false", agentproto.ParamAttachment: ""}},
-	{"StatusDocument", "-status", "status", "status", nil, nil},
+	{"StatusDocument", "-status", agentproto.StepStatus, "status", nil, nil},
 }
 
 // agentPath is where the hosts install tether-agent; the documents call it
