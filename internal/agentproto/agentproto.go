@@ -109,6 +109,15 @@ const (
 	ParamForce         = "Force"         // --force (unmount): "true" or "false"
 )
 
+// Names of the step of tether's SSM documents that runs tether-agent (on
+// Linux; earlier steps refuse other platforms). A document of several steps
+// answers GetCommandInvocation only for a named step: pass it as PluginName.
+const (
+	StepMount   = "mount"
+	StepUnmount = "unmount"
+	StepStatus  = "status"
+)
+
 // attachmentPattern: an attachment token is opaque to the agent; the
 // reconciler makes it from the instance and EC2's attach time.
 var attachmentPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)

@@ -2,6 +2,7 @@ package cfntemplate
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -27,11 +28,13 @@ func TestTheRepositoryTemplate(t *testing.T) {
 	for _, p := range tpl.Parameters {
 		params = append(params, p.Name)
 	}
-	if want := []string{"ClusterName", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic", "HandoffAlarmMilliseconds", "LogRetentionDays", "LogLevel"}; !slices.Equal(params, want) {
+	if want := []string{"ClusterName", "InstanceTagKey", "InstanceTagValue", "DefaultVolumeType", "DefaultSizeGiB", "ExtraVolumeTags",
+		"KmsKeyArns", "DefaultKmsKeyId", "PermissionsBoundary", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic",
+		"HandoffAlarmMilliseconds", "QueueAgeAlarmSeconds", "LogRetentionDays", "LogLevel"}; !slices.Equal(params, want) {
 		t.Errorf("parameters %v, want %v", params, want)
 	}
-	if n := len(tpl.OfType("AWS::SQS::Queue")); n != 8 {
-		t.Errorf("%d queues, want 8", n)
+	if n := len(tpl.OfType("AWS::SQS::Queue")); n != 9 {
+		t.Errorf("%d queues, want 9", n)
 	}
 	sweep, ok := tpl.Resource("SweepFunction")
 	if !ok || sweep.Type != "AWS::Serverless::Function" {
@@ -39,13 +42,21 @@ func TestTheRepositoryTemplate(t *testing.T) {
 	}
 	// Globals.Function applies under the function's own properties.
 	props := tpl.FunctionProperties(sweep)
-	r := &Resolver{Values: map[string]string{"ClusterName": "demo", "LogLevel": "info"},
+	values := tpl.Defaults()
+	values["ClusterName"] = "demo"
+	r := &Resolver{Values: values,
 		Resources: map[string]Deployed{"MountDocument": {Ref: "m"}, "UnmountDocument": {Ref: "u"}, "StatusDocument": {Ref: "s"}, "RetryQueue": {Ref: "q"}}}
 	if n, err := r.Int(Child(props, "Timeout"), 3); err != nil || n != 60 {
 		t.Errorf("Timeout %d, %v; want the global 60", n, err)
 	}
+	// No reservation by default (the property is AWS::NoValue); 1 for the
+	// sweep once ReservedConcurrency asks for reservations.
+	if n, err := r.Int(Child(props, "ReservedConcurrentExecutions"), 0); err != nil || n != 0 {
+		t.Errorf("ReservedConcurrentExecutions %d, %v; want none (0) by default", n, err)
+	}
+	values["ReservedConcurrency"] = "30"
 	if n, err := r.Int(Child(props, "ReservedConcurrentExecutions"), 0); err != nil || n != 1 {
-		t.Errorf("ReservedConcurrentExecutions %d, %v; want the function's 1", n, err)
+		t.Errorf("ReservedConcurrentExecutions %d, %v; want the sweep's 1 with ReservedConcurrency=30", n, err)
 	}
 	env, err := r.Resolve(Child(props, "Environment"))
 	if err != nil {
@@ -54,8 +65,70 @@ func TestTheRepositoryTemplate(t *testing.T) {
 	if vars := env.(map[string]any)["Variables"].(map[string]any); vars["TETHER_CLUSTER"] != "demo" || vars["TETHER_RETRY_QUEUE_URL"] != "q" {
 		t.Errorf("environment %v", vars)
 	}
-	if len(tpl.Outputs) != 10 || tpl.Outputs[0].Name != "TaskQueueUrl" {
+	if len(tpl.Outputs) != 22 || tpl.Outputs[0].Name != "DashboardUrl" {
 		t.Errorf("outputs %+v", tpl.Outputs)
+	}
+	if _, ok := tpl.Conditions["HasReservedConcurrency"]; !ok {
+		t.Errorf("conditions %v", tpl.Conditions)
+	}
+}
+
+// Conditions are bound into the Fn::If calls that name them, so a Resolver
+// with parameter values alone evaluates them; AWS::NoValue removes what it
+// stands for.
+func TestConditions(t *testing.T) {
+	tpl := mustParse(t, `
+Parameters:
+  Count: {Type: Number, Default: 0}
+  Key: {Type: String, Default: ""}
+Conditions:
+  HasCount: !Not [!Equals [!Ref Count, "0"]]
+  HasKey: !Not [{"Fn::Equals": [!Ref Key, ""]}]
+  Both: !And [{Condition: HasCount}, {Condition: HasKey}]
+  Either: {"Fn::Or": [{Condition: HasCount}, {Condition: HasKey}]}
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Condition: HasKey
+    Properties:
+      Reserved: !If [HasCount, !Ref Count, !Ref AWS::NoValue]
+      Both: !If [Both, yes, no]
+      Either: {"Fn::If": [Either, yes, no]}
+      List: [a, !If [HasKey, !Ref Key, !Ref AWS::NoValue], b]
+`)
+	f, _ := tpl.Resource("F")
+	for _, c := range []struct {
+		count, key                 string
+		reserved                   int
+		both, either, list, absent string
+	}{
+		{"0", "", 7, "no", "no", "[a b]", "Reserved"},
+		{"3", "", 3, "no", "yes", "[a b]", ""},
+		{"3", "k", 3, "yes", "yes", "[a k b]", ""},
+	} {
+		r := &Resolver{Values: map[string]string{"Count": c.count, "Key": c.key}}
+		if n, err := r.Int(f.Property("Reserved"), 7); err != nil || n != c.reserved {
+			t.Errorf("%+v: Reserved = %d, %v", c, n, err)
+		}
+		got, err := r.Resolve(f.Properties)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		m := got.(map[string]any)
+		if m["Both"] != c.both || m["Either"] != c.either || fmt.Sprint(m["List"]) != c.list {
+			t.Errorf("%+v: resolved %v", c, m)
+		}
+		if _, present := m["Reserved"]; c.absent == "Reserved" && present {
+			t.Errorf("%+v: AWS::NoValue left Reserved in %v", c, m)
+		}
+	}
+	for src, want := range map[string]string{
+		"Conditions: {A: {Condition: B}, B: {Condition: A}}\nResources: {}\n": "refers to itself",
+		"Conditions: {A: {Condition: Nope}}\nResources: {}\n":                 "Nope is not defined",
+	} {
+		if _, err := parse("x.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", src, err, want)
+		}
 	}
 }
 
@@ -127,7 +200,8 @@ func TestResolver(t *testing.T) {
 		`!GetAtt Role.Arn`:        true,
 		`!GetAtt Q.QueueName`:     true, // an attribute the world does not give
 		`!Select [0, [a]]`:        true,
-		`{"Fn::If": [c, a, b]}`:   true,
+		`{"Fn::If": [c, a, b]}`:   false, // a condition no template defines: a mistake
+		`!If [c, a]`:              false,
 		`!Ref Nothing`:            false, // a mistake, not a limit of the world
 		`!Sub "${Nothing}"`:       false,
 		`!GetAtt NoDot`:           false,

@@ -15,11 +15,14 @@ type Deployed struct {
 	Attributes map[string]string
 }
 
-// Resolver evaluates Ref, Fn::Sub, Fn::GetAtt and Fn::Join, in the short
-// (!Sub) and long ({"Fn::Sub": ...}) forms, over what the caller supplies.
-// A name it does not know, a reference to a resource left out, or any
-// other intrinsic is an error: nothing is ever resolved to a guess. The
-// maps may grow between calls as the caller deploys resources.
+// Resolver evaluates Ref, Fn::Sub, Fn::GetAtt, Fn::Join and Fn::If (over
+// the conditions Load bound into it: Fn::Equals, Fn::Not, Fn::And, Fn::Or),
+// in the short (!Sub) and long ({"Fn::Sub": ...}) forms, over what the
+// caller supplies. Ref AWS::NoValue removes the property, list item or
+// value it stands for, as in CloudFormation. A name it does not know, a
+// reference to a resource left out, or any other intrinsic is an error:
+// nothing is ever resolved to a guess. The maps may grow between calls as
+// the caller deploys resources.
 type Resolver struct {
 	Values    map[string]string   // parameters and pseudo parameters
 	Resources map[string]Deployed // deployed resources by logical id
@@ -38,6 +41,10 @@ func PseudoParameters(stackName, region, account string) map[string]string {
 		"AWS::StackId": fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/local", region, account, stackName),
 	}
 }
+
+// noValue is what Ref AWS::NoValue resolves to: mappings and lists drop it,
+// String makes it "" and Int its default.
+type noValue struct{}
 
 func (r *Resolver) ref(name string) (string, error) {
 	if v, ok := r.Values[name]; ok {
@@ -125,6 +132,9 @@ func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
 	if name, arg, ok := intrinsic(n); ok {
 		switch name {
 		case "Ref":
+			if arg.Value == "AWS::NoValue" {
+				return noValue{}, nil
+			}
 			return r.ref(arg.Value)
 		case "Fn::Sub":
 			return r.fnSub(arg)
@@ -132,6 +142,8 @@ func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
 			return r.fnGetAtt(arg)
 		case "Fn::Join":
 			return r.fnJoin(arg)
+		case "Fn::If":
+			return r.fnIf(arg)
 		}
 		return nil, fmt.Errorf("line %d: intrinsic %s: %w", n.Line, name, ErrUnsupported)
 	}
@@ -143,7 +155,9 @@ func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[k.Value] = val
+			if val != (noValue{}) {
+				out[k.Value] = val
+			}
 		}
 		return out, nil
 	case yaml.SequenceNode:
@@ -153,7 +167,9 @@ func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, v)
+			if v != (noValue{}) {
+				out = append(out, v)
+			}
 		}
 		return out, nil
 	}
@@ -225,7 +241,76 @@ func (r *Resolver) fnJoin(n *yaml.Node) (any, error) {
 	return strings.Join(parts, n.Content[0].Value), nil
 }
 
-// String resolves a value that must be a scalar; a nil node is "".
+// fnIf evaluates [condition, then, else]; Load has put the condition's
+// expression in place of its name.
+func (r *Resolver) fnIf(n *yaml.Node) (any, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 3 {
+		return nil, fmt.Errorf("line %d: Fn::If takes [condition, value if true, value if false]", n.Line)
+	}
+	ok, err := r.condition(n.Content[0])
+	if err != nil {
+		return nil, fmt.Errorf("line %d: Fn::If: %w", n.Line, err)
+	}
+	if ok {
+		return r.Resolve(n.Content[1])
+	}
+	return r.Resolve(n.Content[2])
+}
+
+// condition evaluates a condition expression (Fn::Equals, Fn::Not, Fn::And,
+// Fn::Or over values the Resolver resolves).
+func (r *Resolver) condition(n *yaml.Node) (bool, error) {
+	name, arg, ok := intrinsic(n)
+	if !ok {
+		if n.Kind == yaml.ScalarNode {
+			return false, fmt.Errorf("condition %q is not defined in the template", n.Value)
+		}
+		return false, fmt.Errorf("line %d: not a condition", n.Line)
+	}
+	if arg.Kind != yaml.SequenceNode {
+		return false, fmt.Errorf("line %d: %s takes a list", n.Line, name)
+	}
+	args := arg.Content
+	switch name {
+	case "Fn::Equals":
+		if len(args) != 2 {
+			return false, fmt.Errorf("line %d: Fn::Equals takes two values", n.Line)
+		}
+		a, err := r.String(args[0])
+		if err != nil {
+			return false, err
+		}
+		b, err := r.String(args[1])
+		if err != nil {
+			return false, err
+		}
+		return a == b, nil
+	case "Fn::Not":
+		if len(args) != 1 {
+			return false, fmt.Errorf("line %d: Fn::Not takes one condition", n.Line)
+		}
+		v, err := r.condition(args[0])
+		return !v, err
+	case "Fn::And", "Fn::Or":
+		if len(args) < 2 || len(args) > 10 {
+			return false, fmt.Errorf("line %d: %s takes 2 to 10 conditions", n.Line, name)
+		}
+		for _, c := range args {
+			v, err := r.condition(c)
+			if err != nil {
+				return false, err
+			}
+			if v == (name == "Fn::Or") {
+				return v, nil
+			}
+		}
+		return name == "Fn::And", nil
+	}
+	return false, fmt.Errorf("line %d: condition function %s: %w", n.Line, name, ErrUnsupported)
+}
+
+// String resolves a value that must be a scalar; a nil node (or one that
+// resolves to AWS::NoValue) is "".
 func (r *Resolver) String(n *yaml.Node) (string, error) {
 	if n == nil {
 		return "", nil
@@ -234,16 +319,26 @@ func (r *Resolver) String(n *yaml.Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if v == (noValue{}) {
+		return "", nil
+	}
 	return scalarString(v)
 }
 
 // Int resolves a whole number (a Number parameter arrives as a string);
-// def when n is nil.
+// def when n is nil or resolves to AWS::NoValue (the property is absent).
 func (r *Resolver) Int(n *yaml.Node, def int) (int, error) {
 	if n == nil {
 		return def, nil
 	}
-	s, err := r.String(n)
+	resolved, err := r.Resolve(n)
+	if err != nil {
+		return 0, err
+	}
+	if resolved == (noValue{}) {
+		return def, nil
+	}
+	s, err := scalarString(resolved)
 	if err != nil {
 		return 0, err
 	}

@@ -4,6 +4,8 @@
 // accessors. Resolver evaluates the intrinsics the world understands over
 // values the caller supplies (parameters, pseudo parameters, the resources
 // it has deployed); Reference reads which resource a property points to.
+// Conditions are bound into the Fn::If calls that name them when the
+// template is read, so any Resolver evaluates them from parameter values.
 //
 // ssmsim (documents), eventbus (queues, rules, event source mappings) and
 // samlocal (the whole stack) all read template.yaml through this package.
@@ -36,6 +38,9 @@ type Template struct {
 	FunctionGlobals *yaml.Node
 	Resources       []Resource // in template order
 	Outputs         []Output   // in template order
+	// Conditions are the template's conditions by name, each with the
+	// conditions it names put in place (see bindConditions).
+	Conditions map[string]*yaml.Node
 }
 
 // Parameter is one template parameter with its CloudFormation constraints.
@@ -91,6 +96,9 @@ func parse(path string, raw []byte) (*Template, error) {
 	if res == nil || res.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s has no Resources", path)
 	}
+	if err := t.bindConditions(Child(top, "Conditions"), res, Child(top, "Outputs"), Child(top, "Globals")); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	for key, n := range Pairs(res) {
 		r := Resource{LogicalID: key.Value, Properties: Child(n, "Properties"), Metadata: Child(n, "Metadata")}
 		if typ := Child(n, "Type"); typ != nil {
@@ -102,6 +110,79 @@ func parse(path string, raw []byte) (*Template, error) {
 		t.Outputs = append(t.Outputs, Output{Name: key.Value, Value: Child(n, "Value")})
 	}
 	return t, nil
+}
+
+// bindConditions reads the Conditions section and puts each condition's
+// expression in place of its name in every Fn::If of the given sections
+// (and of a `Condition: Name` inside another condition), so a Resolver,
+// which knows parameter values and not the template, can evaluate them. An
+// Fn::If naming no condition of the template is left for the Resolver to
+// refuse.
+func (t *Template) bindConditions(conditions *yaml.Node, sections ...*yaml.Node) error {
+	defs := map[string]*yaml.Node{}
+	for k, v := range Pairs(conditions) {
+		defs[k.Value] = v
+	}
+	t.Conditions = map[string]*yaml.Node{}
+	var expand func(name string, path []string) (*yaml.Node, error)
+	var bind func(n *yaml.Node, path []string) (*yaml.Node, error)
+	expand = func(name string, path []string) (*yaml.Node, error) {
+		if c, ok := t.Conditions[name]; ok {
+			return c, nil
+		}
+		if slices.Contains(path, name) {
+			return nil, fmt.Errorf("condition %s refers to itself (%s)", name, strings.Join(append(path, name), " -> "))
+		}
+		def, ok := defs[name]
+		if !ok {
+			return nil, fmt.Errorf("condition %s is not defined", name)
+		}
+		c, err := bind(def, append(path, name))
+		if err != nil {
+			return nil, err
+		}
+		t.Conditions[name] = c
+		return c, nil
+	}
+	// bind returns n with the conditions it names bound: a `Condition: X`
+	// mapping inside a condition becomes X's expression, the first
+	// argument of an Fn::If becomes its condition's expression.
+	bind = func(n *yaml.Node, path []string) (*yaml.Node, error) {
+		if n == nil {
+			return nil, nil
+		}
+		if len(path) > 0 && n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "Condition" && n.Content[1].Kind == yaml.ScalarNode {
+			return expand(n.Content[1].Value, path)
+		}
+		if name, arg, ok := intrinsic(n); ok && name == "Fn::If" && arg.Kind == yaml.SequenceNode && len(arg.Content) == 3 && arg.Content[0].Kind == yaml.ScalarNode {
+			if _, defined := defs[arg.Content[0].Value]; defined {
+				c, err := expand(arg.Content[0].Value, path)
+				if err != nil {
+					return nil, err
+				}
+				arg.Content[0] = c
+			}
+		}
+		for i, c := range n.Content {
+			b, err := bind(c, path)
+			if err != nil {
+				return nil, err
+			}
+			n.Content[i] = b
+		}
+		return n, nil
+	}
+	for name := range defs {
+		if _, err := expand(name, nil); err != nil {
+			return err
+		}
+	}
+	for _, s := range sections {
+		if _, err := bind(s, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Resource returns the resource with that logical id.

@@ -63,16 +63,18 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 			t.Fatalf("queue %s not made (have %v)", id, w.Queues)
 		}
 	}
-	if o := w.Queues["TaskQueue"].Options(); o.VisibilityTimeout != 120*time.Second || o.MaxReceiveCount != 5 || o.DeadLetter != w.Queues["TaskDeadLetterQueue"] {
+	if o := w.Queues["TaskQueue"].Options(); o.VisibilityTimeout != 360*time.Second || o.MaxReceiveCount != 5 || o.DeadLetter != w.Queues["TaskDeadLetterQueue"] {
 		t.Fatalf("TaskQueue options: %+v", o)
 	}
-	if !slices.Equal(w.Rules, []string{"CommandRule", "InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
+	if !slices.Equal(w.Rules, []string{"CommandRule", "InstanceDisconnectedRule", "InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
 		t.Fatalf("wiring: rules %v, mappings %d, schedules %v", w.Rules, len(w.Mappings), w.Schedules)
 	}
 
 	clusterArn := "arn:aws:ecs:us-west-2:123456789012:cluster/"
 	ev := func(source, detailType, cluster string) worldapi.Event {
-		d, _ := json.Marshal(map[string]string{"clusterArn": clusterArn + cluster})
+		// The fields the template's rules filter on besides the cluster: an
+		// EC2 task, an instance being drained.
+		d, _ := json.Marshal(map[string]string{"clusterArn": clusterArn + cluster, "launchType": "EC2", "status": "DRAINING"})
 		return worldapi.Event{Version: "0", ID: "x", Source: source, DetailType: detailType, Account: "123456789012", Region: "us-west-2", Resources: []string{}, Detail: d}
 	}
 	bus.Publish(ev("aws.ecs", "ECS Task State Change", "demo"))

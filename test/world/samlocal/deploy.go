@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -143,7 +144,7 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 		}
 	}
 
-	docs, err := cfg.SSM.AddTemplateDocuments(t.cfn, cfg.StackName, params)
+	docs, err := cfg.SSM.AddTemplateDocuments(t.documents, cfg.StackName, params)
 	if err != nil {
 		return err
 	}
@@ -260,8 +261,16 @@ func (d *Deployment) function(cfg Config, t *Template, r *cfntemplate.Resolver, 
 	return fn, nil
 }
 
+// outputs resolves the stack's outputs. One that names a resource the
+// world leaves out (a role's ARN, the dashboard) has no value here: it is
+// listed in Ignored.
 func (d *Deployment) outputs(t *Template, r *cfntemplate.Resolver) error {
 	for _, o := range t.cfn.Outputs {
+		if id, typ, ok := notDeployedIn(o.Value, r.NotDeployed); ok {
+			d.Ignored = append(d.Ignored, Ignored{LogicalID: o.Name, Type: "Output",
+				Reason: fmt.Sprintf("names %s (%s), which the world does not deploy", id, typ)})
+			continue
+		}
 		v, err := r.String(o.Value)
 		if err != nil {
 			return fmt.Errorf("samlocal: output %s: %w", o.Name, err)
@@ -270,6 +279,46 @@ func (d *Deployment) outputs(t *Template, r *cfntemplate.Resolver) error {
 	}
 	return nil
 }
+
+// notDeployedIn finds a Ref, Fn::GetAtt or Fn::Sub variable in n that names
+// a resource of notDeployed.
+func notDeployedIn(n *yaml.Node, notDeployed map[string]string) (id, typ string, ok bool) {
+	if n == nil {
+		return "", "", false
+	}
+	var names []string
+	if ref, _, err := cfntemplate.Reference(n); err == nil {
+		names = append(names, ref)
+	}
+	sub := n
+	if k := cfntemplate.Child(n, "Fn::Sub"); k != nil {
+		sub = k
+	} else if n.Tag != "!Sub" {
+		sub = nil
+	}
+	if sub != nil && sub.Kind == yaml.SequenceNode && len(sub.Content) > 0 {
+		sub = sub.Content[0]
+	}
+	if sub != nil && sub.Kind == yaml.ScalarNode {
+		for _, m := range subVariable.FindAllStringSubmatch(sub.Value, -1) {
+			names = append(names, m[1])
+		}
+	}
+	for _, name := range names {
+		if typ, ok := notDeployed[name]; ok {
+			return name, typ, true
+		}
+	}
+	for _, c := range n.Content {
+		if id, typ, ok := notDeployedIn(c, notDeployed); ok {
+			return id, typ, true
+		}
+	}
+	return "", "", false
+}
+
+// subVariable is a ${Name} or ${Name.Attribute} of Fn::Sub (not ${!Literal}).
+var subVariable = regexp.MustCompile(`\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}`)
 
 // Output returns what function logicalID has written so far ("" when it
 // does not run).

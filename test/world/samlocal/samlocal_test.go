@@ -130,11 +130,12 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Functions: names, code, limits and an environment pointing at the world.
+	// Functions: names, code, limits (no reserved concurrency by default)
+	// and an environment pointing at the world.
 	want := map[string]struct {
 		pkg      string
 		reserved int
-	}{"TaskStateFunction": {"taskstate", 20}, "DrainFunction": {"drain", 5}, "SweepFunction": {"sweep", 1}}
+	}{"TaskStateFunction": {"taskstate", 0}, "DrainFunction": {"drain", 0}, "SweepFunction": {"sweep", 0}}
 	if len(d.Functions) != len(want) || len(rec.started) != len(want) {
 		t.Fatalf("functions %v, started %d; want %d", d.Functions, len(rec.started), len(want))
 	}
@@ -149,10 +150,14 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 			t.Errorf("%s = %+v", id, fn)
 		}
 		for k, v := range map[string]string{
-			"TETHER_CLUSTER": "default", "TETHER_MOUNT_DOCUMENT": "tether-mount", "TETHER_UNMOUNT_DOCUMENT": "tether-unmount",
-			"TETHER_STATUS_DOCUMENT": "tether-status", "TETHER_RETRY_QUEUE_URL": retry.URL(), "TETHER_LOG_LEVEL": "info",
+			"TETHER_CLUSTER": "default", "TETHER_MOUNT_DOCUMENT": "tether-tether-mount", "TETHER_UNMOUNT_DOCUMENT": "tether-tether-unmount",
+			"TETHER_STATUS_DOCUMENT": "tether-tether-status", "TETHER_RETRY_QUEUE_URL": retry.URL(), "TETHER_LOG_LEVEL": "info",
+			"TETHER_DEFAULT_VOLUME_TYPE": "gp3", "TETHER_DEFAULT_SIZE_GIB": "16", "TETHER_EXTRA_TAGS": "{}", "TETHER_KMS_KEY_ID": "",
 			"AWS_ENDPOINT_URL": endpoint,
 		} {
+			if _, ok := fn.Env[k]; !ok {
+				t.Errorf("%s env has no %s", id, k)
+			}
 			if fn.Env[k] != v {
 				t.Errorf("%s env %s = %q, want %q", id, k, fn.Env[k], v)
 			}
@@ -162,9 +167,9 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 		t.Errorf("retry queue URL %s is not on the world's endpoint", retry.URL())
 	}
 
-	// Queues and their dead-letter queues.
-	if len(d.Queues) != 8 {
-		t.Errorf("%d queues, want 8 (4 + 4 dead-letter)", len(d.Queues))
+	// Queues and their dead-letter queues (and the rules' one).
+	if len(d.Queues) != 9 || d.Queues["RuleDeadLetterQueue"] == nil {
+		t.Errorf("%d queues, want 9 (4 + 4 dead-letter + the rules' dead-letter queue)", len(d.Queues))
 	}
 	for _, id := range []string{"TaskQueue", "InstanceQueue", "VolumeQueue", "RetryQueue"} {
 		q := d.Queues[id]
@@ -173,11 +178,11 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 			t.Fatalf("%s or its dead-letter queue missing", id)
 		}
 		o := q.Options()
-		if o.VisibilityTimeout != 120*time.Second || o.DeadLetter != dlq || o.MaxReceiveCount != 5 || q.Name() != "tether-"+id {
+		if o.VisibilityTimeout != 360*time.Second || o.DeadLetter != dlq || o.MaxReceiveCount != 5 || q.Name() != "tether-"+id {
 			t.Errorf("%s: name %s, options %+v", id, q.Name(), o)
 		}
 	}
-	if got := e.ssm.Documents(); !slices.Equal(got, []string{"tether-mount", "tether-status", "tether-unmount"}) {
+	if got := e.ssm.Documents(); !slices.Equal(got, []string{"tether-tether-mount", "tether-tether-status", "tether-tether-unmount"}) {
 		t.Errorf("SSM documents %v", got)
 	}
 
@@ -189,9 +194,13 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 		}
 		ignored[ig.LogicalID+"."+ig.Property] = true
 	}
-	for _, k := range []string{"ReconcilerPolicy.", "TaskDeadLetterAlarm.", "HandoffDurationAlarm.", "TaskStateLogGroup.",
-		"TaskQueuePolicy.", "TaskQueue.MessageRetentionPeriod", "TaskQueue.SqsManagedSseEnabled",
-		"TaskStateFunction.Policies", "SweepFunction.EventInvokeConfig", "DrainFunction.Architectures", "MountDocument.UpdateMethod"} {
+	for _, k := range []string{"ReconcilerPolicy.", "TaskStateRole.", "TaskDeadLetterAlarm.", "HandoffDurationAlarm.", "TaskStateLogGroup.",
+		"Dashboard.", "TaskQueuePolicy.", "TaskQueue.MessageRetentionPeriod", "TaskQueue.SqsManagedSseEnabled",
+		"TaskStateFunction.Role", "TaskStateFunction.LoggingConfig",
+		"SweepFunction.EventInvokeConfig", "SweepFunction.Events.Sweep.DeadLetterConfig", "DrainFunction.Architectures",
+		"TaskStateRule.Targets.TaskQueue.DeadLetterConfig", "MountDocument.UpdateMethod",
+		"MountDocument.Content.mainSteps.refuseWindows", "MountDocument.Content.mainSteps.refuseMacOS",
+		"MountDocument.Content.parameters.*.interpolationType", "DashboardUrl.", "TaskStateRoleArn."} {
 		if !ignored[k] {
 			t.Errorf("%s not listed as ignored; ignored: %v", k, d.Ignored)
 		}
@@ -202,25 +211,30 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 
 	// Outputs resolve to the world's resources.
 	for k, v := range map[string]string{
-		"TaskQueueUrl": d.Queues["TaskQueue"].URL(), "RetryQueueUrl": retry.URL(), "MountDocumentName": "tether-mount",
-		"StatusDocumentName": "tether-status", "SweepFunctionName": "tether-SweepFunction",
+		"TaskQueueUrl": d.Queues["TaskQueue"].URL(), "RetryQueueUrl": retry.URL(), "MountDocumentName": "tether-tether-mount",
+		"StatusDocumentName": "tether-tether-status", "SweepFunctionName": "tether-SweepFunction",
+		"RuleDeadLetterQueueUrl": d.Queues["RuleDeadLetterQueue"].URL(),
 	} {
 		if d.Outputs[k] != v {
 			t.Errorf("output %s = %q, want %q", k, d.Outputs[k], v)
 		}
 	}
 
-	// Routing as contracts.md says: task and EBS events and retries to
-	// taskstate, instance events to drain, the schedule to sweep; another
-	// cluster's events to nobody.
+	// Routing as contracts.md says: the cluster's EC2 task events, EBS
+	// events and retries to taskstate, instance events that release
+	// volumes to drain, the schedule to sweep; another cluster's events,
+	// Fargate tasks and live instances' changes to nobody.
 	publish := func(source, detailType, detail string) {
 		e.bus.Publish(worldapi.Event{Version: "0", ID: detailType + detail, Source: source, DetailType: detailType,
 			Account: "123456789012", Region: "us-west-2", Time: "2024-01-01T00:00:00Z", Detail: json.RawMessage(detail)})
 	}
-	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"arn:aws:ecs:us-west-2:123456789012:cluster/other","lastStatus":"RUNNING"}`)
-	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","lastStatus":"RUNNING"}`)
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"arn:aws:ecs:us-west-2:123456789012:cluster/other","launchType":"EC2","lastStatus":"RUNNING"}`)
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"FARGATE","lastStatus":"PENDING"}`)
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"EC2","lastStatus":"RUNNING"}`)
 	publish("aws.ec2", "EBS Volume Notification", `{"event":"attachVolume","result":"attached"}`)
-	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"DRAINING"}`)
+	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"ACTIVE","agentConnected":true,"version":7}`)
+	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"DRAINING","agentConnected":true}`)
+	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"ACTIVE","agentConnected":false}`)
 	retry.Send(`{"tether":"retry","key":{"cluster":"default","volume":"v"}}`, eventbus.SendOptions{})
 	if err := e.bus.FireSchedule("SweepFunction.Sweep"); err != nil {
 		t.Fatal(err)
@@ -239,8 +253,8 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 		}
 		return out
 	}
-	rec.wait(t, "taskstate to get 3 messages, drain 1, sweep 1", func() bool {
-		return len(bodies("TaskStateFunction")) >= 3 && len(bodies("DrainFunction")) >= 1 && len(bodies("SweepFunction")) >= 1
+	rec.wait(t, "taskstate to get 3 messages, drain 2, sweep 1", func() bool {
+		return len(bodies("TaskStateFunction")) >= 3 && len(bodies("DrainFunction")) >= 2 && len(bodies("SweepFunction")) >= 1
 	})
 	ts := strings.Join(bodies("TaskStateFunction"), "\n")
 	for _, want := range []string{`"lastStatus":"RUNNING"`, `"attachVolume"`, `"tether":"retry"`} {
@@ -248,14 +262,31 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 			t.Errorf("taskstate did not get %s:\n%s", want, ts)
 		}
 	}
-	if strings.Contains(ts, "cluster/other") {
-		t.Errorf("taskstate got another cluster's event:\n%s", ts)
+	if strings.Contains(ts, "cluster/other") || strings.Contains(ts, "FARGATE") {
+		t.Errorf("taskstate got another cluster's or a Fargate task's event:\n%s", ts)
 	}
-	if got := bodies("DrainFunction"); len(got) != 1 || !strings.Contains(got[0], `"DRAINING"`) {
-		t.Errorf("drain got %v", got)
+	drain := bodies("DrainFunction")
+	slices.Sort(drain)
+	if len(drain) != 2 || !strings.Contains(drain[0], `"agentConnected":false`) || !strings.Contains(drain[1], `"DRAINING"`) {
+		t.Errorf("drain got %v, want the DRAINING and the disconnected instance's events", drain)
 	}
 	if got := bodies("SweepFunction"); len(got) != 1 || !strings.Contains(got[0], `"Scheduled Event"`) || !strings.HasPrefix(got[0], "direct:") {
 		t.Errorf("sweep got %v, want one Scheduled Event invoked directly", got)
+	}
+}
+
+// Reserved concurrency is the operator's choice: with ReservedConcurrency
+// set, taskstate reserves it, drain one poller's worth and sweep one.
+func TestReservedConcurrencyIsOptIn(t *testing.T) {
+	e := newEnv(t)
+	d, err := deploy(t, e, nil, repoTemplate, map[string]string{"ClusterName": "default", "ReservedConcurrency": "30"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int{"TaskStateFunction": 30, "DrainFunction": 5, "SweepFunction": 1} {
+		if got := d.Functions[id].ReservedConcurrency; got != want {
+			t.Errorf("%s reserves %d, want %d", id, got, want)
+		}
 	}
 }
 
@@ -296,7 +327,10 @@ func TestWhatTheWorldCannotDoIsAnError(t *testing.T) {
 		name, old, new string
 	}{
 		{"unknown resource type", anchor, anchor + "  Bucket:\n    Type: AWS::S3::Bucket\n"},
-		{"unknown queue property", "      VisibilityTimeout: 120\n", "      VisibilityTimeout: 120\n      FifoQueue: true\n"},
+		{"unknown queue property", "      VisibilityTimeout: 360\n", "      VisibilityTimeout: 360\n      FifoQueue: true\n"},
+		{"unknown rule target property", "          Arn: !GetAtt TaskQueue.Arn\n", "          Arn: !GetAtt TaskQueue.Arn\n          InputPath: $.detail\n"},
+		{"unknown schedule property", "            Schedule: rate(1 minute)\n", "            Schedule: rate(1 minute)\n            Input: '{}'\n"},
+		{"a step precondition other than the platform", "              StringEquals: [platformType, MacOS]\n", "              StringEquals: [platformVersion, \"14\"]\n"},
 		{"unknown event type", "          Type: Schedule\n", "          Type: Api\n"},
 		{"unknown SQS event property", "            BatchSize: 10\n", "            BatchSize: 10\n            FilterCriteria: {Filters: []}\n"},
 		{"unsupported intrinsic", "TETHER_LOG_LEVEL: !Ref LogLevel", "TETHER_LOG_LEVEL: !Select [0, [a, b]]"},
@@ -321,6 +355,8 @@ func TestParametersAreCheckedAsCloudFormationDoes(t *testing.T) {
 		"pattern":                    {"ClusterName": "not a name!"},
 		"allowed values":             {"ClusterName": "default", "LogLevel": "loud"},
 		"min value":                  {"ClusterName": "default", "QueueConcurrency": "1"},
+		"extra tags not an object":   {"ClusterName": "default", "ExtraVolumeTags": `["a"]`},
+		"a quote in a tag key":       {"ClusterName": "default", "InstanceTagKey": `a"b`},
 		"unknown parameter":          {"ClusterName": "default", "Nope": "x"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -366,7 +402,7 @@ func TestWithoutARuntimeTheFunctionsEventsAreUnwired(t *testing.T) {
 	if len(d.Unwired) != 5 { // 3 taskstate queues, 1 drain queue, 1 schedule
 		t.Errorf("unwired %v, want the five function events", d.Unwired)
 	}
-	if len(d.Queues) != 8 || len(d.Rules) != 4 || len(d.Documents) != 3 {
+	if len(d.Queues) != 9 || len(d.Rules) != 5 || len(d.Documents) != 3 {
 		t.Errorf("queues %d, rules %v, documents %v", len(d.Queues), d.Rules, d.Documents)
 	}
 	if d.Functions["TaskStateFunction"].Env["TETHER_RETRY_QUEUE_URL"] != d.Queues["RetryQueue"].URL() {

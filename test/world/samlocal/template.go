@@ -3,6 +3,7 @@ package samlocal
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"gopkg.in/yaml.v3"
 
@@ -66,7 +67,7 @@ var deployedTypes = map[string]propertyRules{
 		},
 	},
 	"AWS::Events::Rule": {
-		handled: []string{"EventPattern", "ScheduleExpression", "Targets"},
+		handled: []string{"EventPattern", "ScheduleExpression", "Targets"}, // Targets: see targetRules
 		inert:   []string{"Description"},
 	},
 	"AWS::SSM::Document": {
@@ -85,14 +86,28 @@ var deployedTypes = map[string]propertyRules{
 			"Architectures":     "bootstraps run natively on this machine (the template's architecture is for AWS)",
 			"EventInvokeConfig": "the world's schedules invoke once and never retry, whatever the asynchronous-invoke settings say",
 			"Tags":              "the world's functions carry no tags",
+			"LoggingConfig":     "the world has no CloudWatch Logs: function output stays with the world",
 		},
+	},
+}
+
+// targetRules are the keys of an EventBridge rule's target the world reads
+// (Id, Arn: eventbus.WireTemplate) or leaves out.
+var targetRules = propertyRules{
+	handled: []string{"Id", "Arn"},
+	ignored: map[string]string{
+		"DeadLetterConfig": "the world's EventBridge delivers every matched event to its target (a queue or a function), so nothing goes to a target's dead-letter queue",
+		"RetryPolicy":      "the world's EventBridge delivers every matched event to its target at once, so it never retries",
 	},
 }
 
 // Event properties eventbus.WireTemplate applies, per event type.
 var eventProperties = map[string]propertyRules{
-	"SQS":      {handled: []string{"Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig"}},
-	"Schedule": {handled: []string{"Schedule"}, inert: []string{"Description"}},
+	"SQS": {handled: []string{"Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig"}},
+	"Schedule": {handled: []string{"Schedule"}, inert: []string{"Description"}, ignored: map[string]string{
+		"DeadLetterConfig": "the world's schedules invoke the function directly and never fail to deliver, so nothing goes to a dead-letter queue",
+		"RetryPolicy":      "the world's schedules invoke once and never retry",
+	}},
 }
 
 // Template is a parsed SAM template.
@@ -100,6 +115,9 @@ type Template struct {
 	Path    string
 	cfn     *cfntemplate.Template
 	ignored []Ignored
+	// documents is cfn with each SSM document as the world's (Linux)
+	// instances run it: see linuxSteps.
+	documents *cfntemplate.Template
 }
 
 // Load reads a template and checks that the world can deploy what it
@@ -115,6 +133,9 @@ func Load(path string) (*Template, error) {
 		if err := t.check(r); err != nil {
 			return nil, fmt.Errorf("samlocal: %s: %w", path, err)
 		}
+	}
+	if t.documents, err = t.linuxDocuments(); err != nil {
+		return nil, fmt.Errorf("samlocal: %s: %w", path, err)
 	}
 	return t, nil
 }
@@ -139,8 +160,21 @@ func (t *Template) check(r cfntemplate.Resource) error {
 	if err := t.checkProperties(r, "", props, rules); err != nil {
 		return err
 	}
-	if r.Type == "AWS::Serverless::Function" {
+	switch r.Type {
+	case "AWS::Serverless::Function":
 		return t.checkEvents(r, cfntemplate.Child(props, "Events"))
+	case "AWS::Events::Rule":
+		if targets := r.Property("Targets"); targets != nil {
+			for i, tgt := range targets.Content {
+				id := strconv.Itoa(i)
+				if n := cfntemplate.Child(tgt, "Id"); n != nil {
+					id = n.Value
+				}
+				if err := t.checkProperties(r, "Targets."+id+".", tgt, targetRules); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }

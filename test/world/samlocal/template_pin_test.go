@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/tether-ecs/tether/test/world/cfntemplate"
 	"github.com/tether-ecs/tether/test/world/eventbus"
 	"github.com/tether-ecs/tether/test/world/ssmsim"
@@ -29,7 +31,29 @@ func dumpTemplate(t *Template) string {
 	for _, ig := range t.Ignored() {
 		fmt.Fprintf(&b, "ignored %s\n", ig)
 	}
+	// The documents as the world's SSM gets them (steps for other
+	// platforms left out).
+	for _, r := range t.documents.OfType("AWS::SSM::Document") {
+		content := r.Property("Content")
+		for key, p := range cfntemplate.Pairs(cfntemplate.Child(content, "parameters")) {
+			fmt.Fprintf(&b, "document %s parameter %s: default %q pattern %q\n", r.LogicalID, key.Value,
+				value(cfntemplate.Child(p, "default")), value(cfntemplate.Child(p, "allowedPattern")))
+		}
+		for _, step := range cfntemplate.Child(content, "mainSteps").Content {
+			fmt.Fprintf(&b, "document %s step %s (%s)\n", r.LogicalID, value(cfntemplate.Child(step, "name")), value(cfntemplate.Child(step, "action")))
+			for _, line := range cfntemplate.Child(cfntemplate.Child(step, "inputs"), "runCommand").Content {
+				fmt.Fprintf(&b, "  run %s\n", line.Value)
+			}
+		}
+	}
 	return b.String()
+}
+
+func value(n *yaml.Node) string {
+	if n == nil {
+		return "-"
+	}
+	return n.Value
 }
 
 func orDash(f *float64) any {

@@ -29,11 +29,14 @@ func dumpDocuments(s *Server, ids map[string]string) string {
 	return b.String()
 }
 
-// What LoadTemplate makes of the repository's template.yaml and of the
-// test template, pinned so a change of the template reader shows here.
+// What LoadTemplate makes of the test template, pinned so a change of the
+// template reader shows here. The repository's template.yaml is not loaded
+// here: its documents refuse Windows and macOS in steps of their own, which
+// the world's Linux instances skip, and samlocal hands this server each
+// document without them (samlocal's testdata/repo-template.load pins what
+// it hands over).
 func TestLoadTemplatePinned(t *testing.T) {
 	for _, c := range []struct{ path, stack, golden string }{
-		{"../../../template.yaml", "tether", "testdata/repo-template.documents"},
 		{"testdata/template.yaml", "teststack", "testdata/template.documents"},
 	} {
 		t.Run(c.path, func(t *testing.T) {
