@@ -92,12 +92,20 @@ func EnvFileTarget(path string) (Target, error) {
 			return Target{}, fmt.Errorf("demo: %s sets no %s", path, k)
 		}
 	}
+	cluster := env["ECSClusterName"]
+	// The shell starts like WorldTarget's: the stack's outputs come from
+	// seed step 2 (get-outputs.sh), which checks that they are set.
+	for k := range env {
+		if !strings.HasPrefix(k, "AWS_") && k != "CloudFormationStack" {
+			delete(env, k)
+		}
+	}
 	cfg := aws.Config{
 		Region:       env["AWS_REGION"],
 		BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL"]),
 		Credentials:  credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
 	}
-	return Target{Env: env, AWS: cfg, Cluster: env["ECSClusterName"]}, nil
+	return Target{Env: env, AWS: cfg, Cluster: cluster}, nil
 }
 
 // New starts a walkthrough in dir (its shell's working directory) against
