@@ -87,7 +87,9 @@ func TaskID(taskARN string) string {
 // TaskVolumeName is the tether name of task-scoped volume vol of a task
 // (the ECS agent's own Docker name for it has a random suffix tether cannot
 // know: ecs-<family>-<revision>-<volume>-<hex>).
-func TaskVolumeName(taskARN, vol string) string { return TaskVolumePrefix + TaskID(taskARN) + "-" + vol }
+func TaskVolumeName(taskARN, vol string) string {
+	return TaskVolumePrefix + TaskID(taskARN) + "-" + vol
+}
 
 // ParseTaskVolumeName splits a task-scoped tether name; ok is false for a
 // shared volume's name.

@@ -286,4 +286,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
