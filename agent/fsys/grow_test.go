@@ -60,8 +60,8 @@ func TestGrowOnline(t *testing.T) {
 			if fstype == "ext4" && !hasCapability(t, unix.CAP_SYS_RESOURCE) {
 				// The kernel allows an online ext4 resize only with
 				// CAP_SYS_RESOURCE; without it the failure must be
-				// reported, not hidden. (tether grows ext offline before
-				// mounting, which needs no such capability.)
+				// reported, not hidden (the unit grants the capability;
+				// tether grows only online).
 				if !errors.Is(err, ErrGrowFailed) || grown {
 					t.Fatalf("GrowOnline(ext4) without CAP_SYS_RESOURCE = %v, %v; want ErrGrowFailed", grown, err)
 				}

@@ -129,6 +129,15 @@ func newHost(root string, log *slog.Logger, plugin hostops.PluginHolders, lockWa
 	})
 }
 
+// withVolume adds the volume's keys to a command's log lines.
+func withVolume(log *slog.Logger, volumeID, name, attachment string) *slog.Logger {
+	log = log.With("volumeId", volumeID, "volume", name)
+	if attachment != "" {
+		log = log.With("attachment", attachment)
+	}
+	return log
+}
+
 func printJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -163,7 +172,7 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 	if err := c.parse(args); err != nil {
 		return c.fail("bad input", err)
 	}
-	c.log = c.log.With("volumeId", req.VolumeID, "volume", req.Name, "attachment", req.Attachment)
+	c.log = withVolume(c.log, req.VolumeID, req.Name, req.Attachment)
 	if err := hostops.ValidateMountRequest(req); err != nil {
 		return c.fail("bad input", err)
 	}
@@ -196,7 +205,7 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	if err := c.parse(args); err != nil {
 		return c.fail("bad input", err)
 	}
-	c.log = c.log.With("volumeId", req.VolumeID, "volume", req.Name, "attachment", req.Attachment)
+	c.log = withVolume(c.log, req.VolumeID, req.Name, req.Attachment)
 	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), agentproto.ValidateAttachment(req.Attachment)); err != nil {
 		return c.fail("bad input", badInput{err})
 	}
