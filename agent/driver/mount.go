@@ -46,6 +46,12 @@ func (e *MountTimeoutError) Unwrap() []error {
 	return []error{ErrNotMountedHere, e.LastLook}
 }
 
+// hostAnswerMin is the least time an attempt waits for the host's mount
+// before answering dockerd, even at the wait's end (so a look that finds
+// the device absent is never taken for a slow mount). The answer comes at
+// most the wait plus this (110 s + 5 s, within dockerd's 2 minutes).
+const hostAnswerMin = 5 * time.Second
+
 // hostOpLimit bounds a mount (fsck included) or unmount the driver starts.
 const hostOpLimit = 5 * time.Minute
 
@@ -185,7 +191,9 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		hostCtx, cancelHost := hostContext(ctx)
 		done := make(chan error, 1)
 		go func() { done <- d.host.MountAttached(hostCtx, name) }()
-		answerBy := time.NewTimer(time.Until(deadline))
+		// A look that finds the device absent answers at once; a mount
+		// (fsck, grow) gets until the deadline, and at least hostAnswerMin.
+		answerBy := time.NewTimer(max(time.Until(deadline), hostAnswerMin))
 		defer answerBy.Stop()
 		select {
 		case err = <-done:
@@ -193,7 +201,14 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		case <-answerBy.C:
 			return false, look{}, d.handOver(log, name, volumeID, done, cancelHost, &unlock)
 		case <-ctx.Done():
-			return false, look{}, d.handOver(log, name, volumeID, done, cancelHost, &unlock)
+			// The caller is gone: nothing to answer; the mount finishes
+			// (never cut short) before the lock is let go.
+			err = <-done
+			cancelHost()
+			if err == nil {
+				err = ctx.Err()
+			}
+			return false, look{}, fmt.Errorf("tether: volume %q: the caller is gone: %w", name, errors.Join(ctx.Err(), err))
 		}
 		if errors.Is(err, ErrNotAttached) {
 			return false, look{volumeID: volumeID, err: err}, nil

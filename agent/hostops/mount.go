@@ -141,8 +141,8 @@ func (h *Host) MountAttached(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: volume %s has no binding (%s): it was never mounted on this host", driver.ErrNotAttached, name, h.bindingPath(name))
 	}
 	if b.Released {
-		return fmt.Errorf("%w: %w: EBS volume %s (generation %d) was unmounted by the reconciler and may be detaching; only its next mount command mounts it here again",
-			driver.ErrNotAttached, ErrReleased, b.VolumeID, b.Generation)
+		return fmt.Errorf("%w: %w: EBS volume %s (generation %d, device %s) was unmounted by the reconciler and may be detaching; only its next mount command mounts it here again",
+			driver.ErrNotAttached, ErrReleased, b.VolumeID, b.Generation, h.finder.ByIDLink(b.VolumeID))
 	}
 	log := h.log.With("volume", name, "volumeId", b.VolumeID)
 	unlock, err := h.lockVolumeID(ctx, b.VolumeID)
