@@ -247,7 +247,7 @@ func (m *machine) startT3UntilHalfMounted(vols map[string]*taskVolume) (held, wa
 	return held, waiting, running
 }
 
-// finishT3 attaches the waiting volume: the plugin remounts it, dockerd
+// finishT3 attaches the waiting volume and mounts it (the reconciler), dockerd
 // starts the container, which must see the previous task's data.
 func (m *machine) finishT3(waiting *taskVolume, running <-chan error) {
 	m.t.Helper()
