@@ -271,3 +271,29 @@ func TestValidateMountRequest(t *testing.T) {
 		}
 	}
 }
+
+// One bad binding does not break status: that volume carries its error,
+// the others are listed with their generation, release and seal state.
+func TestStatusListsPerVolumeErrors(t *testing.T) {
+	h := newTestHost(t, &fakeDocker{})
+	if err := h.writeBinding("good", binding{VolumeID: "vol-0123456789abcdef0", Generation: 2, Released: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Root(), "bindings", "bad"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.Status(context.Background())
+	if err != nil {
+		t.Fatalf("Status = %v; one bad binding must not break it", err)
+	}
+	if len(st.Volumes) != 2 || st.Volumes[0].Name != "bad" || st.Volumes[0].Error == "" {
+		t.Fatalf("volumes = %+v; want bad with its error", st.Volumes)
+	}
+	good := st.Volumes[1]
+	if good.VolumeID != "vol-0123456789abcdef0" || good.Generation != 2 || !good.Released || good.Seal != "absent" || good.Error != "" {
+		t.Fatalf("good = %+v", good)
+	}
+	if st.Unbound == nil {
+		t.Error("unbound is nil; want a list (empty)")
+	}
+}
