@@ -29,6 +29,9 @@ import (
 var agentBin string // the built binary
 
 func TestMain(m *testing.M) {
+	// The machines' loop devices stand for EBS volumes, as in the local
+	// world: every agent these tests and benchmarks run inherits it.
+	os.Setenv("TETHER_LOOP_DEVICES", "1")
 	dir, err := os.MkdirTemp("", "tether-agent-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
