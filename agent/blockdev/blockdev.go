@@ -14,7 +14,14 @@
 //  3. The Xen device name from the attachment (--device /dev/xvdf), or its
 //     twin (/dev/sdf for /dev/xvdf and the other way round). When the name
 //     is a link to an NVMe or loop device, that device must prove its
-//     identity as in 1; a real Xen device has no serial to check.
+//     identity as in 1; a real Xen device has no serial to check: it is
+//     reported unconfirmed (Device.Confirmed false), and its user must
+//     confirm it otherwise (by size) and never format it.
+//
+// Loop devices stand for EBS volumes only in tether's local world: they are
+// accepted only when the environment says so (TETHER_LOOP_DEVICES=1, which
+// the world's hosts and the tests set). On EC2 a loop device is never an
+// EBS volume.
 package blockdev
 
 import (
@@ -42,15 +49,27 @@ const ByIDPrefix = "nvme-Amazon_Elastic_Block_Store_"
 type Finder struct {
 	DevDir string
 	SysDir string
+	// AllowLoop accepts loop devices whose backing file names the volume
+	// (the local world's volumes); false on EC2.
+	AllowLoop bool
 }
 
+// LoopDevicesEnv is the environment variable that lets the agent take a
+// loop device for an EBS volume: "1" only in tether's local world.
+const LoopDevicesEnv = "TETHER_LOOP_DEVICES"
+
 // Host is the Finder of the machine it runs on.
-func Host() Finder { return Finder{DevDir: "/dev", SysDir: "/sys"} }
+func Host() Finder {
+	return Finder{DevDir: "/dev", SysDir: "/sys", AllowLoop: os.Getenv(LoopDevicesEnv) == "1"}
+}
 
 // Device is a volume's block device and how it was found.
 type Device struct {
 	Path string // e.g. /dev/nvme1n1, /dev/loop3, /dev/xvdf
 	How  string // "by-id", "nvme-serial" or "device-name"
+	// Confirmed: the device proved to be the volume (NVMe serial, loop
+	// backing file). A Xen device found by its name alone is not.
+	Confirmed bool
 }
 
 // serialOf is the NVMe serial EBS gives a volume: its id without the dash.
@@ -74,11 +93,11 @@ func (f Finder) Find(log *slog.Logger, volumeID, hint string) (Device, error) {
 		log.Warn("ignoring a stale by-id link", "link", link, "target", target, "reason", err.Error())
 		tried = append(tried, fmt.Sprintf("%s (stale: %v)", link, err))
 	} else {
-		return Device{Path: target, How: "by-id"}, nil
+		return Device{Path: target, How: "by-id", Confirmed: true}, nil
 	}
 
 	if dev, ok := f.scanNVMe(volumeID); ok {
-		return Device{Path: dev, How: "nvme-serial"}, nil
+		return Device{Path: dev, How: "nvme-serial", Confirmed: true}, nil
 	}
 	tried = append(tried, "NVMe serial "+serialOf(volumeID))
 
@@ -90,13 +109,14 @@ func (f Finder) Find(log *slog.Logger, volumeID, hint string) (Device, error) {
 				tried = append(tried, name)
 				continue
 			}
-			if kind := kindOf(filepath.Base(target)); kind != "" {
+			kind := kindOf(filepath.Base(target))
+			if kind != "" {
 				if err := f.confirm(target, volumeID); err != nil {
 					tried = append(tried, fmt.Sprintf("%s (%v)", name, err))
 					continue
 				}
 			}
-			return Device{Path: target, How: "device-name"}, nil
+			return Device{Path: target, How: "device-name", Confirmed: kind != ""}, nil
 		}
 	}
 	return Device{}, fmt.Errorf("%w: volume %s: looked for %s", ErrNotFound, volumeID, strings.Join(tried, ", "))
@@ -192,6 +212,9 @@ func (f Finder) VolumeIDOf(path string) (string, error) {
 		}
 		return "vol-" + strings.TrimPrefix(s, "vol"), nil
 	case "loop":
+		if !f.AllowLoop {
+			return "", fmt.Errorf("%w: %s is a loop device; loop devices stand for EBS volumes only in tether's local world (%s=1)", errIdentity, path, LoopDevicesEnv)
+		}
 		backing, err := os.ReadFile(filepath.Join(f.SysDir, "class", "block", name, "loop", "backing_file"))
 		if err != nil {
 			return "", fmt.Errorf("%w: backing file of %s: %w", errIdentity, path, err)
@@ -233,3 +256,42 @@ func (f Finder) scanNVMe(volumeID string) (string, bool) {
 // under (/dev/sdf, /dev/xvdf, /dev/xvdba); the rule is volspec's, shared
 // with the reconciler and the SSM document's allowedPattern.
 func ValidateDeviceName(name string) error { return volspec.ValidateDeviceName(name) }
+
+// Attached is an EBS volume's device this host has.
+type Attached struct {
+	VolumeID string
+	Path     string
+}
+
+// List finds every EBS volume attached to this host that proves its
+// identity: by-id links whose device is the volume, and NVMe namespaces
+// with an EBS serial (loop devices with a by-id link in the local world).
+func (f Finder) List() []Attached {
+	seen := map[string]bool{}
+	var out []Attached
+	links, _ := filepath.Glob(filepath.Join(f.DevDir, "disk", "by-id", ByIDPrefix+"vol*"))
+	for _, link := range links {
+		target, err := filepath.EvalSymlinks(link)
+		if err != nil {
+			continue
+		}
+		id, err := f.VolumeIDOf(target)
+		if err != nil || seen[target] {
+			continue
+		}
+		seen[target] = true
+		out = append(out, Attached{VolumeID: id, Path: target})
+	}
+	entries, _ := os.ReadDir(filepath.Join(f.SysDir, "class", "block"))
+	for _, e := range entries {
+		dev := filepath.Join(f.DevDir, e.Name())
+		if !nvmeNamespace.MatchString(e.Name()) || seen[dev] {
+			continue
+		}
+		if id, err := f.VolumeIDOf(dev); err == nil {
+			seen[dev] = true
+			out = append(out, Attached{VolumeID: id, Path: dev})
+		}
+	}
+	return out
+}

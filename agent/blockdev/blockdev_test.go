@@ -20,7 +20,7 @@ type tree struct {
 
 func newTree(t *testing.T) tree {
 	dir := t.TempDir()
-	f := Finder{DevDir: filepath.Join(dir, "dev"), SysDir: filepath.Join(dir, "sys")}
+	f := Finder{DevDir: filepath.Join(dir, "dev"), SysDir: filepath.Join(dir, "sys"), AllowLoop: true}
 	for _, d := range []string{filepath.Join(f.DevDir, "disk", "by-id"), filepath.Join(f.SysDir, "class", "block")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -154,6 +154,10 @@ func TestFind(t *testing.T) {
 			if got.Path != want || got.How != tc.wantHow {
 				t.Errorf("Find = %+v, want %s by %s", got, want, tc.wantHow)
 			}
+			// Only a Xen device found by its name is unconfirmed.
+			if xen := !strings.Contains(got.Path, "nvme") && !strings.Contains(got.Path, "loop"); got.Confirmed == xen {
+				t.Errorf("Find = %+v: Confirmed %v for %s", got, got.Confirmed, got.Path)
+			}
 		})
 	}
 }
@@ -265,5 +269,26 @@ func TestValidateDeviceName(t *testing.T) {
 		if err := ValidateDeviceName(bad); err == nil {
 			t.Errorf("ValidateDeviceName(%q) accepted", bad)
 		}
+	}
+}
+
+// Outside the local world a loop device is never an EBS volume, whatever
+// its backing file is called.
+func TestLoopDevicesOnlyInTheLocalWorld(t *testing.T) {
+	tr := newTree(t)
+	tr.AllowLoop = false
+	dev := tr.loop("loop3", "/var/lib/world/volumes/"+vol+".img")
+	tr.link(tr.ByIDLink(vol), dev)
+	_, err := tr.Find(quiet(), vol, "")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), LoopDevicesEnv) {
+		t.Fatalf("Find of a loop device without %s=1 = %v; want not found, naming the variable", LoopDevicesEnv, err)
+	}
+	t.Setenv(LoopDevicesEnv, "1")
+	if !Host().AllowLoop {
+		t.Fatalf("Host() with %s=1 does not allow loop devices", LoopDevicesEnv)
+	}
+	t.Setenv(LoopDevicesEnv, "")
+	if Host().AllowLoop {
+		t.Fatalf("Host() without %s allows loop devices", LoopDevicesEnv)
 	}
 }

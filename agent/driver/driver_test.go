@@ -538,3 +538,47 @@ func TestRestoreRebuildsMountedRecordedVolumes(t *testing.T) {
 	f.unmount(t, "a", "y")
 	f.wantMounted(t, "a", false)
 }
+
+// A remount that takes longer than the Mount may take (an fsck) is not cut
+// short: the Mount answers by its deadline saying so, the mount finishes in
+// the background holding the lock, and the next Mount finds it mounted.
+func TestSlowRemountAnswersInTimeAndFinishesInTheBackground(t *testing.T) {
+	release := make(chan struct{})
+	f := newFixture(t, func(c *Config) { c.MountWait = time.Millisecond })
+	f.host.set(func(h *fakeHost) {
+		h.bindings["data"] = "vol-0123456789abcdef0"
+		h.attached["vol-0123456789abcdef0"] = true
+		h.onMountAttached = func() { <-release } // the fsck runs until released
+	})
+	_, err := f.d.Mount(context.Background(), plugin.MountRequest{Name: "data", ID: "c1"})
+	if err == nil || !strings.Contains(err.Error(), "takes longer than the plugin may take to answer") {
+		t.Fatalf("Mount during a slow remount = %v; want an answer that says it goes on", err)
+	}
+	if f.host.isMounted("data") {
+		t.Fatal("mounted before the slow mount finished")
+	}
+	close(release)
+	f.host.set(func(h *fakeHost) { h.onMountAttached = nil })
+	f.d.wait = time.Minute
+	if mp := f.mount(t, "data", "c2"); mp != f.d.MountPath("data") {
+		t.Fatalf("next Mount = %q", mp)
+	}
+	if f.host.mountCtxErr != nil {
+		t.Errorf("the slow mount was cancelled: %v", f.host.mountCtxErr)
+	}
+}
+
+// Something else mounted at the mount point is not the volume: the Mount
+// fails naming it instead of handing dockerd the wrong filesystem.
+func TestMountRefusesAnotherDeviceAtTheMountPoint(t *testing.T) {
+	f := newFixture(t)
+	f.host.set(func(h *fakeHost) {
+		h.bindings["data"] = "vol-0123456789abcdef0"
+		h.mounted["data"] = true
+		h.wrongDevice["data"] = true
+	})
+	_, err := f.d.Mount(context.Background(), plugin.MountRequest{Name: "data", ID: "c1"})
+	if err == nil || !strings.Contains(err.Error(), "another device is mounted") {
+		t.Fatalf("Mount over another device = %v", err)
+	}
+}

@@ -9,12 +9,13 @@ import (
 // fakeHost is an in-memory Host: a mount table, bindings, attached devices
 // and dockerd's containers. Tests change it through its fields under mu.
 type fakeHost struct {
-	mu         sync.Mutex
-	mounted    map[string]bool           // tether name -> mounted
-	bindings   map[string]string         // tether name -> volume id
-	attached   map[string]bool           // volume id -> attached here
-	containers map[string][]ContainerUse // docker name -> running users
-	tasks      map[string]string         // task docker name -> tether name
+	mu          sync.Mutex
+	mounted     map[string]bool           // tether name -> mounted
+	wrongDevice map[string]bool           // tether name -> another device is mounted there
+	bindings    map[string]string         // tether name -> volume id
+	attached    map[string]bool           // volume id -> attached here
+	containers  map[string][]ContainerUse // docker name -> running users
+	tasks       map[string]string         // task docker name -> tether name
 
 	containersErr    error // ContainersUsing fails with it
 	mountAttachedErr error // MountAttached fails with it (not ErrNotAttached)
@@ -37,13 +38,14 @@ type fakeHost struct {
 
 func newFakeHost() *fakeHost {
 	return &fakeHost{
-		mounted:    map[string]bool{},
-		bindings:   map[string]string{},
-		attached:   map[string]bool{},
-		containers: map[string][]ContainerUse{},
-		tasks:      map[string]string{},
-		calls:      map[string]int{},
-		lockHeld:   map[string]bool{},
+		mounted:     map[string]bool{},
+		wrongDevice: map[string]bool{},
+		bindings:    map[string]string{},
+		attached:    map[string]bool{},
+		containers:  map[string][]ContainerUse{},
+		tasks:       map[string]string{},
+		calls:       map[string]int{},
+		lockHeld:    map[string]bool{},
 	}
 }
 
@@ -89,6 +91,18 @@ func (h *fakeHost) IsMounted(name string) (string, bool, error) {
 		return "/dev/loop7", true, nil
 	}
 	return "", false, nil
+}
+
+// MountedVolume: mounted[name], unless wrongDevice[name] (something
+// else is mounted there).
+func (h *fakeHost) MountedVolume(name string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls["MountedVolume"]++
+	if h.wrongDevice[name] {
+		return false, fmt.Errorf("another device is mounted at the volume's mount point: /dev/loop9, not %s's device", h.bindings[name])
+	}
+	return h.mounted[name], nil
 }
 
 func (h *fakeHost) Binding(name string) (string, bool, error) {

@@ -232,7 +232,10 @@ func (m *machine) startT3UntilHalfMounted(vols map[string]*taskVolume) (held, wa
 		}
 	}
 	m.t.Logf("dockerd mounts %s first: it is held, %s waits", held.docker, waiting.docker)
+	// The reconciler attaches it and runs its mount command (the unmount
+	// command released it: the plugin does not mount it by itself).
 	m.AttachLoopT(m.t, held.backing, held.volumeID)
+	m.tetherMount(held.volumeID, held.tether)
 	waitFor(m.t, "the plugin to answer the Mount of "+held.docker, 60*time.Second, func() (bool, string) {
 		n := m.pluginLog("plugin reply", "VolumeDriver.Mount", held.docker, true)
 		return n == 1, fmt.Sprintf("%d ok replies", n)
@@ -244,11 +247,12 @@ func (m *machine) startT3UntilHalfMounted(vols map[string]*taskVolume) (held, wa
 	return held, waiting, running
 }
 
-// finishT3 attaches the waiting volume: the plugin remounts it, dockerd
+// finishT3 attaches the waiting volume and mounts it (the reconciler), dockerd
 // starts the container, which must see the previous task's data.
 func (m *machine) finishT3(waiting *taskVolume, running <-chan error) {
 	m.t.Helper()
 	m.AttachLoopT(m.t, waiting.backing, waiting.volumeID)
+	m.tetherMount(waiting.volumeID, waiting.tether)
 	select {
 	case err := <-running:
 		if err != nil {
@@ -402,6 +406,7 @@ func TestHoldersAfterARestart(t *testing.T) {
 		// dockerd either re-sends the waiting Mount to the new plugin (t3
 		// starts) or gives up on t3's start; never may t3 run without data.
 		m.AttachLoopT(t, waiting.backing, waiting.volumeID)
+		m.tetherMount(waiting.volumeID, waiting.tether)
 		select {
 		case err := <-running:
 			t.Logf("docker run t3 after the plugin's restart: %v", err)

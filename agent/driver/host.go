@@ -27,6 +27,11 @@ type Host interface {
 	// which device.
 	IsMounted(name string) (device string, mounted bool, err error)
 
+	// MountedVolume reports whether the bound volume's device is what is
+	// mounted at <root>/volumes/NAME (device numbers compared); an error
+	// when something else is mounted there.
+	MountedVolume(name string) (bool, error)
+
 	// Binding is the EBS volume id last mounted under NAME
 	// (<root>/bindings/NAME); ok is false when there is none.
 	Binding(name string) (volumeID string, ok bool, err error)
@@ -35,7 +40,9 @@ type Host interface {
 	// device is attached to this host (after the same checks as the mount
 	// command: identity, fsck, never a format). It returns an error wrapping
 	// ErrNotAttached, saying which device it looked for, when the device is
-	// not there, and nil when the volume is already mounted.
+	// not there or the unmount command released the volume (only the
+	// reconciler's next mount may mount it again), and nil when the volume
+	// is already mounted.
 	MountAttached(ctx context.Context, name string) error
 
 	// Unmount flushes and unmounts <root>/volumes/NAME; the device stays

@@ -40,6 +40,9 @@ var agentBinary struct {
 }
 
 func TestMain(m *testing.M) {
+	// The machines' loop devices stand for EBS volumes, as in the local
+	// world: the agents these tests run inherit it.
+	os.Setenv("TETHER_LOOP_DEVICES", "1")
 	code := m.Run()
 	if agentBinary.dir != "" {
 		os.RemoveAll(agentBinary.dir)
@@ -213,7 +216,7 @@ func (m *machine) mustDocker(args ...string) string {
 func (m *machine) tetherMount(volumeID, name string) {
 	m.t.Helper()
 	out, err := m.Command(context.Background(), m.bin, "mount", "--volume-id", volumeID, "--name", name,
-		"--root", agentRoot, "--wait", "10s", "--json").CombinedOutput()
+		"--root", agentRoot, "--wait", "10s", "--json", "--format-if-blank").CombinedOutput()
 	if err != nil {
 		m.t.Fatalf("machine %s: tether-agent mount %s %s: %v\n%s", m.ID(), volumeID, name, err, out)
 	}

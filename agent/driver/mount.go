@@ -46,6 +46,12 @@ func (e *MountTimeoutError) Unwrap() []error {
 	return []error{ErrNotMountedHere, e.LastLook}
 }
 
+// hostAnswerMin is the least time an attempt waits for the host's mount
+// before answering dockerd, even at the wait's end (so a look that finds
+// the device absent is never taken for a slow mount). The answer comes at
+// most the wait plus this (110 s + 5 s, within dockerd's 2 minutes).
+const hostAnswerMin = 5 * time.Second
+
 // hostOpLimit bounds a mount (fsck included) or unmount the driver starts.
 const hostOpLimit = 5 * time.Minute
 
@@ -145,7 +151,10 @@ func (d *Driver) mountInProgress(name string) (done func()) {
 }
 
 // tryMount is one attempt, under the volume's lock: count the ID if the
-// filesystem is mounted, or mount it if its device is attached.
+// volume's device is mounted, or mount it if its device is attached. The
+// whole attempt answers by the deadline: a mount that takes longer (an
+// fsck) goes on in the background with the lock, and this Mount fails with
+// a message saying so; it is never cut short (hostContext).
 func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, req plugin.MountRequest, deadline time.Time) (bool, look, error) {
 	// Taking the lock may wait for a mount command in progress (mkfs), but
 	// not past the deadline.
@@ -158,14 +167,18 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		}
 		return false, look{}, fmt.Errorf("tether: %w", err)
 	}
-	defer unlock()
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
 	st, err := d.stateLocked(ctx, log, name, req.Name)
 	if err != nil {
 		return false, look{}, fmt.Errorf("tether: %w", err)
 	}
-	_, mounted, err := d.host.IsMounted(name)
+	mounted, err := d.host.MountedVolume(name)
 	if err != nil {
-		return false, look{}, fmt.Errorf("tether: volume %q: reading the mount table: %w", name, err)
+		return false, look{}, fmt.Errorf("tether: volume %q: %w", name, err)
 	}
 	if !mounted {
 		volumeID, bound, err := d.host.Binding(name)
@@ -175,9 +188,28 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 		if !bound {
 			return false, look{}, nil
 		}
-		hostCtx, cancel := hostContext(ctx)
-		err = d.host.MountAttached(hostCtx, name)
-		cancel()
+		hostCtx, cancelHost := hostContext(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.host.MountAttached(hostCtx, name) }()
+		// A look that finds the device absent answers at once; a mount
+		// (fsck, grow) gets until the deadline, and at least hostAnswerMin.
+		answerBy := time.NewTimer(max(time.Until(deadline), hostAnswerMin))
+		defer answerBy.Stop()
+		select {
+		case err = <-done:
+			cancelHost()
+		case <-answerBy.C:
+			return false, look{}, d.handOver(log, name, volumeID, done, cancelHost, &unlock)
+		case <-ctx.Done():
+			// The caller is gone: nothing to answer; the mount finishes
+			// (never cut short) before the lock is let go.
+			err = <-done
+			cancelHost()
+			if err == nil {
+				err = ctx.Err()
+			}
+			return false, look{}, fmt.Errorf("tether: volume %q: the caller is gone: %w", name, errors.Join(ctx.Err(), err))
+		}
 		if errors.Is(err, ErrNotAttached) {
 			return false, look{volumeID: volumeID, err: err}, nil
 		}
@@ -185,8 +217,8 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 			return false, look{}, fmt.Errorf("tether: volume %q: mounting EBS volume %s: %w", name, volumeID, err)
 		}
 		// Fail closed: trust the mount table, not the call that said it worked.
-		if _, mounted, err = d.host.IsMounted(name); err != nil {
-			return false, look{}, fmt.Errorf("tether: volume %q: reading the mount table: %w", name, err)
+		if mounted, err = d.host.MountedVolume(name); err != nil {
+			return false, look{}, fmt.Errorf("tether: volume %q: %w", name, err)
 		}
 		if !mounted {
 			return false, look{}, fmt.Errorf("tether: volume %q: mounting EBS volume %s reported success but nothing is mounted at %s",
@@ -201,6 +233,22 @@ func (d *Driver) tryMount(ctx context.Context, log *slog.Logger, name string, re
 	}
 	log.Info("volume in use", "users", st.addUse(req.ID))
 	return true, look{}, nil
+}
+
+// handOver leaves a mount still running to finish on its own, holding the
+// volume's lock until it does, and is the Mount's answer meanwhile.
+func (d *Driver) handOver(log *slog.Logger, name, volumeID string, done <-chan error, cancelHost context.CancelFunc, unlock *func()) error {
+	handed := *unlock
+	*unlock = nil
+	go func() {
+		err := <-done
+		cancelHost()
+		handed()
+		log.Info("the mount that outlived its Mount call finished", "volumeId", volumeID, "error", fmt.Sprint(err))
+	}()
+	log.Warn("mounting takes longer than the plugin may answer; it goes on in the background", "volumeId", volumeID)
+	return fmt.Errorf("tether: volume %q: mounting EBS volume %s on this instance takes longer than the plugin may take to answer dockerd (a filesystem check or a slow device); it goes on, and the container's next start finds it mounted",
+		name, volumeID)
 }
 
 // Unmount releases the use named by the mount ID; when the last use is

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // Result is what one program run produced. A non-zero ExitCode is data,
@@ -35,7 +36,10 @@ type Runner interface {
 var ErrToolMissing = errors.New("program not found")
 
 // ExecRunner runs programs with os/exec. Stdin is /dev/null, so a tool that
-// would ask a question gets no answer.
+// would ask a question gets no answer. A program is never killed mid-run:
+// when ctx ends it gets SIGTERM (mkfs, e2fsck and resize2fs stop at a safe
+// point on it) and Run waits for it to exit; SIGKILL could leave a
+// half-written filesystem.
 type ExecRunner struct{}
 
 // Run implements Runner.
@@ -45,6 +49,8 @@ func (ExecRunner) Run(ctx context.Context, name string, args ...string) (Result,
 		return Result{}, fmt.Errorf("%w: %s: %w", ErrToolMissing, name, err)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 0 // wait for the program, however long it takes after SIGTERM
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()

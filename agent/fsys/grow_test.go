@@ -37,64 +37,6 @@ func enlarge(t *testing.T, img, loop string, size int64) {
 	run(t, "", "losetup", "-c", loop)
 }
 
-func TestGrowOffline(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "losetup", "mkfs.ext4", "e2fsck", "resize2fs")
-	ctx := context.Background()
-	img := sparseImage(t, smallSize)
-	loop := loopDevice(t, img)
-	if err := MakeFilesystem(ctx, ExecRunner{}, loop, "ext4"); err != nil {
-		t.Fatal(err)
-	}
-	// Mounted once, with data, as a volume that served a task.
-	mp := t.TempDir()
-	if err := unix.Mount(loop, mp, "ext4", 0, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(mp+"/data", []byte("kept"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Unmount(mp, 0); err != nil {
-		t.Fatal(err)
-	}
-
-	grown, err := GrowOffline(ctx, ExecRunner{}, quiet(), loop, "ext4")
-	if err != nil || grown {
-		t.Fatalf("GrowOffline on a device of the filesystem's size = %v, %v; want false, nil", grown, err)
-	}
-	enlarge(t, img, loop, 2*smallSize)
-	grown, err = GrowOffline(ctx, ExecRunner{}, quiet(), loop, "ext4")
-	if err != nil || !grown {
-		t.Fatalf("GrowOffline after the device doubled = %v, %v; want true, nil", grown, err)
-	}
-	size, err := ExtSize(loop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if size.Bytes() != 2*smallSize {
-		t.Errorf("filesystem is %d bytes, want %d", size.Bytes(), 2*smallSize)
-	}
-	run(t, "", "e2fsck", "-f", "-n", loop)
-	data := mountForTest(t, loop, "ext4")
-	if got, err := os.ReadFile(data + "/data"); err != nil || string(got) != "kept" {
-		t.Errorf("data after growing = %q, %v; want \"kept\"", got, err)
-	}
-	if grown, err := GrowOffline(ctx, ExecRunner{}, quiet(), "/dev/null", "xfs"); err != nil || grown {
-		t.Errorf("GrowOffline(xfs) = %v, %v; want false, nil (xfs grows mounted)", grown, err)
-	}
-}
-
-// hasCapability reports whether this process holds capability bit cap.
-func hasCapability(t *testing.T, cap uint) bool {
-	t.Helper()
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		t.Fatal(err)
-	}
-	return data[cap/32].Effective&(1<<(cap%32)) != 0
-}
-
 func TestGrowOnline(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "losetup", "mkfs.ext4", "mkfs.xfs", "resize2fs", "xfs_growfs")
@@ -118,8 +60,8 @@ func TestGrowOnline(t *testing.T) {
 			if fstype == "ext4" && !hasCapability(t, unix.CAP_SYS_RESOURCE) {
 				// The kernel allows an online ext4 resize only with
 				// CAP_SYS_RESOURCE; without it the failure must be
-				// reported, not hidden. (tether grows ext offline before
-				// mounting, which needs no such capability.)
+				// reported, not hidden (the unit grants the capability;
+				// tether grows only online).
 				if !errors.Is(err, ErrGrowFailed) || grown {
 					t.Fatalf("GrowOnline(ext4) without CAP_SYS_RESOURCE = %v, %v; want ErrGrowFailed", grown, err)
 				}
@@ -172,4 +114,15 @@ func TestXFSSizeMatchesXFSInfo(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("xfs_db says %q, XFSSize says %q", out, want)
 	}
+}
+
+// hasCapability reports whether this process holds capability bit cap.
+func hasCapability(t *testing.T, cap uint) bool {
+	t.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	return data[cap/32].Effective&(1<<(cap%32)) != 0
 }

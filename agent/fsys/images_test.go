@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tether-ecs/tether/test/testenv"
 )
@@ -147,7 +150,7 @@ func TestPrepareRealImages(t *testing.T) {
 			uuidBefore := blkidValue(t, img, "UUID")
 			before := fileHash(t, img)
 
-			got, err := Prepare(context.Background(), ExecRunner{}, quiet(), img, tc.requested)
+			got, err := Prepare(context.Background(), ExecRunner{}, Disk{}, quiet(), img, PrepareOptions{FSType: tc.requested, FormatIfBlank: true})
 
 			if tc.refused != "" {
 				if !errors.Is(err, ErrRefused) {
@@ -192,7 +195,7 @@ func TestPrepareRefusesLVM(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("pvremove", "-q", "-y", "-ff", loop).Run() })
 	before := fileHash(t, img)
 
-	_, err := Prepare(context.Background(), ExecRunner{}, quiet(), loop, "ext4")
+	_, err := Prepare(context.Background(), ExecRunner{}, Disk{}, quiet(), loop, PrepareOptions{FSType: "ext4", FormatIfBlank: true})
 
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "LVM2_member") {
 		t.Fatalf("err = %v, want a refusal naming LVM2_member", err)
@@ -205,7 +208,7 @@ func TestPrepareRefusesLVM(t *testing.T) {
 func TestBlankTerabyteFormatsWithoutWritingItAll(t *testing.T) {
 	testenv.RequireCommands(t, "blkid", "mkfs.ext4")
 	img := sparseImage(t, 1<<40)
-	got, err := Prepare(context.Background(), ExecRunner{}, quiet(), img, "ext4")
+	got, err := Prepare(context.Background(), ExecRunner{}, Disk{}, quiet(), img, PrepareOptions{FSType: "ext4", FormatIfBlank: true})
 	if err != nil || !got.Formatted {
 		t.Fatalf("Prepare = %+v, %v", got, err)
 	}
@@ -223,5 +226,138 @@ func TestBlankTerabyteFormatsWithoutWritingItAll(t *testing.T) {
 	}
 	if size.Bytes() != 1<<40 {
 		t.Errorf("ext4 size %d, want the whole 1 TiB device", size.Bytes())
+	}
+}
+
+// writeAt writes b into the file or device at off.
+func writeAt(t *testing.T, path string, b []byte, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Regression (issue "Fence by facts", finding 1): blkid exits 2 both for a
+// blank device and for an ext4 whose primary superblock was lost (its
+// backups intact) or raw data without a signature, and the agent formatted
+// them. Neither may ever be formatted, with or without the grant; the torn
+// ext4 stays recoverable with e2fsck -b.
+func TestNeverFormatsATornSuperblockOrRawData(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "losetup", "blkid", "mkfs.ext4", "e2fsck")
+	const size = 256 * mib
+	cases := []struct {
+		name string
+		make func(t *testing.T, loop string)
+		// after checks the device after Prepare refused it.
+		after func(t *testing.T, loop string)
+	}{
+		{
+			name: "ext4 without its primary superblock",
+			make: func(t *testing.T, loop string) {
+				run(t, "", "mkfs.ext4", "-q", "-b", "4096", loop)
+				mp := t.TempDir()
+				if err := unix.Mount(loop, mp, "ext4", 0, ""); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(mp+"/orders", []byte("42 rows"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Unmount(mp, 0); err != nil {
+					t.Fatal(err)
+				}
+				writeAt(t, loop, make([]byte, 1024), 1024) // the primary superblock, torn
+			},
+			after: func(t *testing.T, loop string) {
+				// The backups are intact: the operator's recovery works.
+				cmd := exec.Command("e2fsck", "-y", "-b", "32768", "-B", "4096", loop)
+				out, err := cmd.CombinedOutput()
+				if code := cmd.ProcessState.ExitCode(); code > 1 && code != 3 {
+					t.Fatalf("e2fsck -b 32768: %v (exit %d)\n%s", err, code, out)
+				}
+				mp := t.TempDir()
+				if err := unix.Mount(loop, mp, "ext4", unix.MS_RDONLY, ""); err != nil {
+					t.Fatalf("mount after recovery: %v", err)
+				}
+				defer unix.Unmount(mp, 0)
+				if b, err := os.ReadFile(mp + "/orders"); err != nil || string(b) != "42 rows" {
+					t.Fatalf("data after recovery = %q, %v", b, err)
+				}
+			},
+		},
+		{
+			name: "raw data at the start, no signature",
+			make: func(t *testing.T, loop string) {
+				writeAt(t, loop, bytes.Repeat([]byte("raw database page "), 4096), 0)
+			},
+		},
+		{
+			name: "raw data only in the middle",
+			make: func(t *testing.T, loop string) {
+				writeAt(t, loop, bytes.Repeat([]byte{0xa5}, 64*mib), 96*mib)
+			},
+		},
+	}
+	for _, tc := range cases {
+		for _, grant := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/grant=%v", tc.name, grant), func(t *testing.T) {
+				img := sparseImage(t, size)
+				loop := loopDevice(t, img)
+				tc.make(t, loop)
+				if fs := blkidValue(t, loop, "TYPE"); fs != "" {
+					t.Fatalf("setup: blkid sees %q; the case needs a device with no signature", fs)
+				}
+				before := fileHash(t, img)
+				got, err := Prepare(context.Background(), ExecRunner{}, Disk{}, quiet(), loop, PrepareOptions{FSType: "ext4", FormatIfBlank: grant})
+				var nf *NotFormattedError
+				if !errors.As(err, &nf) || !nf.Damaged {
+					t.Fatalf("Prepare = %+v, %v; want a *NotFormattedError for a damaged device", got, err)
+				}
+				if !strings.Contains(err.Error(), "non-zero data") {
+					t.Errorf("message %q does not say data was found", err)
+				}
+				if fileHash(t, img) != before {
+					t.Fatalf("the device changed: it was written to")
+				}
+				if tc.after != nil {
+					tc.after(t, loop)
+				}
+			})
+		}
+	}
+}
+
+// A device that cannot be read is not blank: the proof fails with
+// ErrUnreadable (a path that cannot be opened stands for an I/O error).
+func TestProveBlankRefusesWhatItCannotRead(t *testing.T) {
+	_, err := Disk{}.ProveBlank(filepath.Join(t.TempDir(), "no-such-device"))
+	if !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("ProveBlank of a missing device = %v; want ErrUnreadable", err)
+	}
+}
+
+// The proof reads the first and last MiB and spread blocks, with O_DIRECT:
+// a blank device is blank, one byte in the last MiB is found.
+func TestProveBlankReadsTheEdges(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "losetup")
+	img := sparseImage(t, smallSize)
+	loop := loopDevice(t, img)
+	p, err := Disk{}.ProveBlank(loop)
+	if err != nil || !p.Blank || p.NonZeroAt != -1 || p.BytesRead < 2*mib {
+		t.Fatalf("ProveBlank of a blank device = %+v, %v", p, err)
+	}
+	writeAt(t, loop, []byte{1}, smallSize-100)
+	p, err = Disk{}.ProveBlank(loop)
+	if err != nil || p.Blank || p.NonZeroAt != smallSize-100 {
+		t.Fatalf("ProveBlank with a byte near the end = %+v, %v; want non-zero at %d", p, err, smallSize-100)
 	}
 }

@@ -68,6 +68,12 @@ func Probe(ctx context.Context, r Runner, dev string) (Signature, error) {
 		}
 		return sig, nil
 	case blkidNothingFound:
+		// blkid also exits 2 when it cannot open or read the device
+		// (libblkid reports no signature for what it could not read), and
+		// says why on stderr: only a silent exit 2 means "no signature".
+		if msg := strings.TrimSpace(string(res.Stderr)); msg != "" {
+			return Signature{}, fmt.Errorf("%w: probe %s: %w", ErrUnreadable, dev, commandError("blkid", args, res))
+		}
 		return Signature{}, nil
 	case blkidAmbivalent:
 		sig := parseExport(res.Stdout)
@@ -103,7 +109,8 @@ func parseExport(out []byte) Signature {
 type Action int
 
 const (
-	// Format: the device is blank; make the requested filesystem.
+	// Format: the device has no signature; make the requested filesystem
+	// if the caller holds a grant and the device proves blank.
 	Format Action = iota + 1
 	// MountExisting: the device holds a filesystem tether mounts as it is.
 	MountExisting
@@ -135,7 +142,7 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("refusing to use %s: it holds %s; tether formats only blank devices and mounts only ext2, ext3, ext4 or xfs filesystems", e.Device, e.Found)
+	return fmt.Sprintf("refusing to use %s: it holds %s; tether formats only blank devices and mounts only ext2, ext3, ext4 or xfs filesystems; an operator must move what is on it away (tether never touches it)", e.Device, e.Found)
 }
 
 // Is makes errors.Is(err, ErrRefused) true.
@@ -144,20 +151,14 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 // mountable are the filesystems tether mounts as they are (and can grow).
 var mountable = map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true}
 
-// ErrUnformatted marks a blank device where a filesystem was expected
-// (the caller asked for no format).
-var ErrUnformatted = errors.New("device has no filesystem")
-
-// Decide picks what to do with dev given its signature. A blank device gets
-// the requested filesystem (requested "" means never format: a blank device
-// is then ErrUnformatted); a supported filesystem is mounted as it is,
-// whatever was requested (never reformatted); anything else (partition
-// table, LVM, RAID, LUKS, swap, another filesystem, contradicting
-// signatures) is refused with a *RefusedError.
+// Decide picks what to do with dev given its signature: no signature means
+// Format (which Prepare still has to justify: a grant and a blank proof); a
+// supported filesystem is mounted as it is, whatever was requested (never
+// reformatted); anything else (partition table, LVM, RAID, LUKS, swap,
+// another filesystem, contradicting signatures) is refused with a
+// *RefusedError.
 func Decide(dev string, sig Signature, requested string) (Decision, error) {
 	switch {
-	case sig.Blank() && requested == "":
-		return Decision{}, fmt.Errorf("%w: %s is blank", ErrUnformatted, dev)
 	case sig.Blank():
 		return Decision{Action: Format, FSType: requested}, nil
 	case sig.PTType == "" && !sig.Ambivalent && mountable[sig.Type]:

@@ -15,6 +15,7 @@ import (
 	"github.com/tether-ecs/tether/agent/dockerapi"
 	"github.com/tether-ecs/tether/agent/driver"
 	"github.com/tether-ecs/tether/agent/fsys"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // fakeDocker answers ListContainers from a fixed list, applying the options
@@ -203,8 +204,18 @@ func TestCommandsBoundTheirLockWait(t *testing.T) {
 	}
 	defer unlock()
 	_, err = h.UnmountVolume(context.Background(), UnmountRequest{VolumeID: "vol-0123456789abcdef0", Name: "data"})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("UnmountVolume while the lock is held = %v; want a bounded wait", err)
+	if !errors.Is(err, ErrLockTimeout) || ExitCode(err) != agentproto.ExitRetryable {
+		t.Errorf("UnmountVolume while the lock is held = %v (exit %d); want a bounded wait, retryable", err, ExitCode(err))
+	}
+	// The volume id's lock too: another name for the same volume waits.
+	unlockID, err := h.lockVolumeID(context.Background(), "vol-0123456789abcdef1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlockID()
+	_, err = h.UnmountVolume(context.Background(), UnmountRequest{VolumeID: "vol-0123456789abcdef1", Name: "other-name"})
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Errorf("UnmountVolume while its volume id's lock is held = %v; want a bounded wait", err)
 	}
 }
 
@@ -213,11 +224,21 @@ func TestBinding(t *testing.T) {
 	if _, ok, err := h.Binding("data"); ok || err != nil {
 		t.Fatalf("Binding before any mount = %v, %v", ok, err)
 	}
-	if err := h.writeBinding("data", "vol-0123456789abcdef0"); err != nil {
+	if err := h.writeBinding("data", binding{VolumeID: "vol-0123456789abcdef0", Generation: 3, Released: true}); err != nil {
 		t.Fatal(err)
 	}
 	if id, ok, err := h.Binding("data"); !ok || err != nil || id != "vol-0123456789abcdef0" {
 		t.Fatalf("Binding = %q, %v, %v", id, ok, err)
+	}
+	if b, _, _ := h.readBinding("data"); b.Generation != 3 || !b.Released {
+		t.Fatalf("binding = %+v; want generation 3, released", b)
+	}
+	// An older agent's binding: the bare volume id.
+	if err := os.WriteFile(filepath.Join(h.Root(), "bindings", "old"), []byte("vol-0123456789abcdef0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok, err := h.readBinding("old"); !ok || err != nil || b.VolumeID != "vol-0123456789abcdef0" || b.Generation != 0 || b.Released {
+		t.Fatalf("old binding = %+v, %v, %v", b, ok, err)
 	}
 	if err := os.WriteFile(filepath.Join(h.Root(), "bindings", "evil"), []byte("vol-1; rm -rf /\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -239,6 +260,8 @@ func TestValidateMountRequest(t *testing.T) {
 		func(r *MountRequest) { r.FSType = "btrfs" },
 		func(r *MountRequest) { r.DeviceName = "/dev/sda; reboot" },
 		func(r *MountRequest) { r.Wait = -time.Second },
+		func(r *MountRequest) { r.Attachment = "i-1;reboot" },
+		func(r *MountRequest) { r.SizeGiB = -1 },
 	}
 	for i, mutate := range bad {
 		r := good
@@ -246,5 +269,31 @@ func TestValidateMountRequest(t *testing.T) {
 		if err := ValidateMountRequest(r); !errors.Is(err, ErrBadInput) {
 			t.Errorf("bad request %d (%+v) = %v; want ErrBadInput", i, r, err)
 		}
+	}
+}
+
+// One bad binding does not break status: that volume carries its error,
+// the others are listed with their generation, release and seal state.
+func TestStatusListsPerVolumeErrors(t *testing.T) {
+	h := newTestHost(t, &fakeDocker{})
+	if err := h.writeBinding("good", binding{VolumeID: "vol-0123456789abcdef0", Generation: 2, Released: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Root(), "bindings", "bad"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.Status(context.Background())
+	if err != nil {
+		t.Fatalf("Status = %v; one bad binding must not break it", err)
+	}
+	if len(st.Volumes) != 2 || st.Volumes[0].Name != "bad" || st.Volumes[0].Error == "" {
+		t.Fatalf("volumes = %+v; want bad with its error", st.Volumes)
+	}
+	good := st.Volumes[1]
+	if good.VolumeID != "vol-0123456789abcdef0" || good.Generation != 2 || !good.Released || good.Seal != "absent" || good.Error != "" {
+		t.Fatalf("good = %+v", good)
+	}
+	if st.Unbound == nil {
+		t.Error("unbound is nil; want a list (empty)")
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tether-ecs/tether/agent/blockdev"
 	"github.com/tether-ecs/tether/agent/driver"
 	"github.com/tether-ecs/tether/agent/fsys"
 	"github.com/tether-ecs/tether/agent/mounts"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
 
@@ -23,64 +26,100 @@ type MountRequest struct {
 	FSType     string        // for a blank device; "" = volspec.DefaultFSType
 	DeviceName string        // Xen device name from the attachment, or ""
 	Wait       time.Duration // how long to wait for the device to appear
-}
-
-// MountResult is the mount command's output (docs/contracts.md).
-type MountResult struct {
-	VolumeID       string `json:"volumeId"`
-	Name           string `json:"name"`
-	Device         string `json:"device"`
-	FSType         string `json:"fstype"`
-	Formatted      bool   `json:"formatted"`
-	Grown          bool   `json:"grown"`
-	Mountpoint     string `json:"mountpoint"`
-	AlreadyMounted bool   `json:"alreadyMounted"`
+	// FormatIfBlank is the reconciler's grant to format a device that
+	// proves blank (a volume it created empty and never saw formatted).
+	FormatIfBlank bool
+	// SizeGiB is the volume's size: a device found only by its Xen name
+	// must have exactly this size. 0: unknown.
+	SizeGiB int
+	// Attachment is the attachment token the command is for (echoed).
+	Attachment string
+	// DevSuid mounts without nosuid,nodev (the volume's driverOpt).
+	DevSuid bool
 }
 
 // ErrInUse marks a mount that conflicts with what the host already has
 // mounted: NAME from another device, or the device somewhere else.
-var ErrInUse = errors.New("conflicting mount")
+var ErrInUse = fmt.Errorf("%w: conflicting mount", ErrConflict)
 
-// MountVolume finds the volume's device (waiting up to req.Wait), and
-// mounts it at <root>/volumes/NAME: a blank device gets req.FSType, a
-// supported filesystem is mounted as it is and grown to the device, anything
-// else is refused (fsys.ErrRefused). Mounting what is already mounted is a
-// success with AlreadyMounted set. It holds the volume's lock throughout.
-func (h *Host) MountVolume(ctx context.Context, req MountRequest) (MountResult, error) {
+// ErrNotTheVolume marks a device that is not provably the volume: a Xen
+// device whose size is not the volume's.
+var ErrNotTheVolume = fmt.Errorf("%w: device is not the volume", ErrConflict)
+
+// ErrReleased marks a binding the unmount command released: the plugin
+// waits for the reconciler's next mount instead of mounting it itself.
+var ErrReleased = errors.New("volume released by the unmount command")
+
+// MountVolume finds the volume's device (waiting up to req.Wait) and
+// mounts it at <root>/volumes/NAME: a supported filesystem is mounted as
+// it is (checked first if it was not left cleanly) and grown online; a
+// device without a signature gets req.FSType only with req.FormatIfBlank
+// and only once it proves blank (fsys.Prepare); anything else is refused.
+// Mounting what is already mounted is a success with AlreadyMounted set.
+// It holds the volume's locks (name, then volume id) throughout, writes
+// the binding (next generation, not released) before it mounts.
+func (h *Host) MountVolume(ctx context.Context, req MountRequest) (agentproto.MountResult, error) {
 	if req.FSType == "" {
 		req.FSType = volspec.DefaultFSType
 	}
 	if err := ValidateMountRequest(req); err != nil {
-		return MountResult{}, err
+		return agentproto.MountResult{}, err
 	}
 	log := h.log.With("volumeId", req.VolumeID, "volume", req.Name)
 	// Wait for the device without the lock: the plugin may need it meanwhile.
 	if _, err := h.finder.Wait(ctx, log, req.VolumeID, req.DeviceName, req.Wait); err != nil {
-		return MountResult{}, err
+		return agentproto.MountResult{}, err
 	}
-	unlock, err := h.lockBounded(ctx, req.Name)
+	unlock, err := h.lockVolume(ctx, req.Name, req.VolumeID)
 	if err != nil {
-		return MountResult{}, err
+		return agentproto.MountResult{}, err
 	}
 	defer unlock()
 	// Look again under the lock: the device may have gone or changed.
 	dev, err := h.finder.Find(log, req.VolumeID, req.DeviceName)
 	if err != nil {
-		return MountResult{}, err
+		return agentproto.MountResult{}, err
 	}
-	log.Info("found the volume's device", "device", dev.Path, "how", dev.How)
-	return h.mountDevice(ctx, log, req.Name, req.VolumeID, dev.Path, req.FSType)
+	log.Info("found the volume's device", "device", dev.Path, "how", dev.How, "confirmed", dev.Confirmed)
+	opts := mountOptions{fsType: req.FSType, grant: req.FormatIfBlank, attachment: req.Attachment, devSuid: req.DevSuid, command: true}
+	if !dev.Confirmed {
+		if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
+			return agentproto.MountResult{}, err
+		}
+		opts.neverFormat = fmt.Sprintf("%s was found by its device name %s only (a Xen device has no serial that proves it is %s), so tether never formats it", dev.Path, req.DeviceName, req.VolumeID)
+	}
+	return h.mountDevice(ctx, log, req.Name, req.VolumeID, dev.Path, opts)
+}
+
+// confirmBySize checks a device found by its Xen name: its size must be
+// the volume's exactly (EBS sizes are whole GiB).
+func confirmBySize(dev, volumeID string, sizeGiB int) error {
+	if sizeGiB <= 0 {
+		return fmt.Errorf("%w: %s was found by its device name only and --size-gib was not given, so it cannot be confirmed as %s", ErrNotTheVolume, dev, volumeID)
+	}
+	size, err := fsys.DeviceSize(dev)
+	if err != nil {
+		return err
+	}
+	if want := int64(sizeGiB) << 30; size != want {
+		return fmt.Errorf("%w: %s (found by its device name) has %d bytes, not %d GiB: it is not %s", ErrNotTheVolume, dev, size, sizeGiB, volumeID)
+	}
+	return nil
 }
 
 // ValidateMountRequest checks every field with volspec (and the device
 // name's shape); the error wraps ErrBadInput.
 func ValidateMountRequest(req MountRequest) error {
-	errs := []error{volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), volspec.ValidateFSType(req.FSType)}
+	errs := []error{volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), volspec.ValidateFSType(req.FSType),
+		agentproto.ValidateAttachment(req.Attachment)}
 	if req.DeviceName != "" {
 		errs = append(errs, blockdev.ValidateDeviceName(req.DeviceName))
 	}
 	if req.Wait < 0 {
 		errs = append(errs, fmt.Errorf("invalid wait %s: negative", req.Wait))
+	}
+	if req.SizeGiB < 0 || req.SizeGiB > 65536 {
+		errs = append(errs, fmt.Errorf("invalid size %d GiB: want 1 to 65536 (0: unknown)", req.SizeGiB))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
@@ -89,36 +128,64 @@ func ValidateMountRequest(req MountRequest) error {
 }
 
 // MountAttached mounts NAME's bound volume if its device is attached to
-// this host (driver.Host). Never formats: a blank device is an error. The
-// caller holds the volume's lock.
+// this host (driver.Host). Never formats; a released binding is not
+// mounted (ErrReleased, wrapping driver.ErrNotAttached: the plugin waits
+// for the reconciler). The caller holds NAME's lock; this takes the volume
+// id's.
 func (h *Host) MountAttached(ctx context.Context, name string) error {
-	volumeID, ok, err := h.Binding(name)
+	b, ok, err := h.readBinding(name)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return fmt.Errorf("%w: volume %s has no binding (%s): it was never mounted on this host", driver.ErrNotAttached, name, h.bindingPath(name))
 	}
-	log := h.log.With("volumeId", volumeID, "volume", name)
-	dev, err := h.finder.Find(log, volumeID, "")
+	if b.Released {
+		return fmt.Errorf("%w: %w: EBS volume %s (generation %d, device %s) was unmounted by the reconciler and may be detaching; only its next mount command mounts it here again",
+			driver.ErrNotAttached, ErrReleased, b.VolumeID, b.Generation, h.finder.ByIDLink(b.VolumeID))
+	}
+	log := h.log.With("volume", name, "volumeId", b.VolumeID)
+	unlock, err := h.lockVolumeID(ctx, b.VolumeID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	dev, err := h.finder.Find(log, b.VolumeID, "")
 	if errors.Is(err, blockdev.ErrNotFound) {
 		return fmt.Errorf("%w: %w", driver.ErrNotAttached, err)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = h.mountDevice(ctx, log, name, volumeID, dev.Path, "")
+	_, err = h.mountDevice(ctx, log, name, b.VolumeID, dev.Path, mountOptions{attachment: b.Attachment, devSuid: b.DevSuid})
 	return err
 }
 
+// mountOptions say how mountDevice may treat the device.
+type mountOptions struct {
+	fsType      string // made on a proven-blank device with grant
+	grant       bool
+	neverFormat string // why the device may never be formatted, "" if it may
+	attachment  string
+	devSuid     bool
+	command     bool // the mount command (it clears a release); else the plugin
+}
+
 // mountDevice mounts devPath (volumeID's device) at NAME's mount point.
-// fstype "" means the device must already hold a filesystem.
-func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID, devPath, fstype string) (MountResult, error) {
+// The caller holds the volume's locks.
+func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID, devPath string, o mountOptions) (agentproto.MountResult, error) {
 	mp := h.Mountpoint(name)
-	res := MountResult{VolumeID: volumeID, Name: name, Device: devPath, Mountpoint: mp}
+	res := agentproto.MountResult{VolumeID: volumeID, Name: name, Device: devPath, Mountpoint: mp, Attachment: o.attachment}
 	devNum, err := mounts.DeviceNumber(devPath)
 	if err != nil {
 		return res, err
+	}
+	old, bound, err := h.readBinding(name)
+	if err != nil {
+		return res, err
+	}
+	if bound && old.VolumeID != volumeID {
+		old = binding{} // another volume's generations are not this one's
 	}
 
 	current, mounted, err := mounts.At(mp)
@@ -130,10 +197,15 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 			return res, fmt.Errorf("%w: %s is already mounted at %s from %s (%s), not from %s's device %s (%s)",
 				ErrInUse, name, mp, current.Source, current.Dev, volumeID, devPath, devNum)
 		}
-		log.Info("already mounted", "device", devPath, "mountpoint", mp, "fstype", current.FSType)
-		res.AlreadyMounted, res.FSType = true, current.FSType
+		log.Info("already mounted", "device", devPath, "mountpoint", mp, "fstype", current.FSType, "generation", old.Generation)
+		res.AlreadyMounted, res.FSType, res.Generation = true, current.FSType, old.Generation
 		res.Grown = h.growOnline(ctx, log, devPath, mp, current.FSType)
-		return res, h.writeBinding(name, volumeID)
+		if o.command && (old.Released || old.Attachment != o.attachment || old.VolumeID == "") {
+			b := old
+			b.VolumeID, b.Released, b.Attachment, b.DevSuid = volumeID, false, o.attachment, o.devSuid
+			return res, h.writeBinding(name, b)
+		}
+		return res, nil
 	}
 	elsewhere, err := mounts.OfDevice(devNum)
 	if err != nil {
@@ -143,18 +215,11 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 		return res, fmt.Errorf("%w: %s's device %s is already mounted at %s", ErrInUse, volumeID, devPath, elsewhere[0].Mountpoint)
 	}
 
-	prep, err := fsys.Prepare(ctx, h.runner, log, devPath, fstype)
+	prep, err := fsys.Prepare(ctx, h.runner, h.inspector, log, devPath, fsys.PrepareOptions{FSType: o.fsType, FormatIfBlank: o.grant, NeverFormat: o.neverFormat})
 	if err != nil {
 		return res, err
 	}
-	res.FSType, res.Formatted = prep.FSType, prep.Formatted
-	if !prep.Formatted {
-		grown, err := fsys.GrowOffline(ctx, h.runner, log, devPath, prep.FSType)
-		if err != nil {
-			return res, err
-		}
-		res.Grown = grown
-	}
+	res.FSType, res.Formatted, res.Checked = prep.FSType, prep.Formatted, prep.Checked
 	if err := os.MkdirAll(filepath.Dir(mp), 0o700); err != nil {
 		return res, err
 	}
@@ -164,14 +229,29 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	// Nothing is mounted on it yet: sealed, it stays unusable if this mount
 	// is undone behind tether's back (umount by hand).
 	h.sealIfUnmounted(log, name)
-	if err := mounts.Mount(devPath, mp, prep.FSType); err != nil {
+	// The binding first: whatever happens next, the host knows which
+	// volume and which generation NAME is about.
+	next := binding{VolumeID: volumeID, Generation: old.Generation + 1, Attachment: o.attachment, DevSuid: o.devSuid}
+	if err := h.writeBinding(name, next); err != nil {
 		return res, err
 	}
-	log.Info("mounted", "device", devPath, "mountpoint", mp, "fstype", prep.FSType, "formatted", prep.Formatted)
-	if !prep.Formatted && !res.Grown {
+	res.Generation = next.Generation
+	if err := mounts.Mount(devPath, mp, prep.FSType, mounts.Flags(o.devSuid)); err != nil {
+		if errors.Is(err, unix.EUCLEAN) || errors.Is(err, unix.EBADMSG) {
+			report := ""
+			if prep.FSType == volspec.FSXFS {
+				report = "; " + fsys.ReportXFS(ctx, h.runner, devPath)
+			}
+			return res, fmt.Errorf("%w: the kernel found the filesystem corrupt: %w%s", fsys.ErrFilesystemErrors, err, report)
+		}
+		return res, err
+	}
+	log.Info("mounted", "device", devPath, "mountpoint", mp, "fstype", prep.FSType, "formatted", prep.Formatted,
+		"checked", prep.Checked, "generation", next.Generation, "nosuidNodev", !o.devSuid)
+	if !prep.Formatted {
 		res.Grown = h.growOnline(ctx, log, devPath, mp, prep.FSType)
 	}
-	return res, h.writeBinding(name, volumeID)
+	return res, nil
 }
 
 // growOnline grows a mounted filesystem to its device. A failure is logged,

@@ -45,7 +45,7 @@ func attach(t *testing.T, volumeID string, size int64) attached {
 			t.Errorf("losetup -d %s: %v %s", dev, err, out)
 		}
 	})
-	f := blockdev.Finder{DevDir: filepath.Join(dir, "dev"), SysDir: "/sys"}
+	f := blockdev.Finder{DevDir: filepath.Join(dir, "dev"), SysDir: "/sys", AllowLoop: true}
 	link := f.ByIDLink(volumeID)
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestMountAttachedNeverFormats(t *testing.T) {
 	if err := h.MountAttached(ctx, "data"); !errors.Is(err, driver.ErrNotAttached) {
 		t.Fatalf("MountAttached without a binding = %v; want ErrNotAttached", err)
 	}
-	res, err := h.MountVolume(ctx, MountRequest{VolumeID: vol, Name: "data", Wait: time.Second})
+	res, err := h.MountVolume(ctx, MountRequest{VolumeID: vol, Name: "data", Wait: time.Second, FormatIfBlank: true})
 	if err != nil || !res.Formatted {
 		t.Fatalf("MountVolume = %+v, %v", res, err)
 	}
@@ -134,8 +134,8 @@ func TestMountAttachedNeverFormats(t *testing.T) {
 	if out, err := exec.Command("wipefs", "-a", a.dev).CombinedOutput(); err != nil {
 		t.Fatalf("wipefs: %v %s", err, out)
 	}
-	if err := h.MountAttached(ctx, "data"); !errors.Is(err, fsys.ErrUnformatted) {
-		t.Fatalf("MountAttached on a blank device = %v; want ErrUnformatted", err)
+	if err := h.MountAttached(ctx, "data"); !errors.Is(err, fsys.ErrNotFormatted) {
+		t.Fatalf("MountAttached on a blank device = %v; want ErrNotFormatted", err)
 	}
 	if fs, _ := exec.Command("blkid", "-p", "-o", "value", "-s", "TYPE", a.dev).Output(); len(bytes.TrimSpace(fs)) != 0 {
 		t.Errorf("the blank device got %s", fs)

@@ -106,9 +106,21 @@ func Options(fstype string) string {
 	return ""
 }
 
-// Mount mounts the block device dev (fstype) on target, read-write.
-func Mount(dev, target, fstype string) error {
-	if err := unix.Mount(dev, target, fstype, 0, Options(fstype)); err != nil {
+// Flags are the mount(2) flags tether mounts a volume with: nosuid and
+// nodev unless devSuid (a driverOpt asks for set-user-ID programs and
+// device nodes on the volume). A data volume needs neither, and a
+// filesystem that moved between hosts should not bring them along.
+func Flags(devSuid bool) uintptr {
+	if devSuid {
+		return 0
+	}
+	return unix.MS_NOSUID | unix.MS_NODEV
+}
+
+// Mount mounts the block device dev (fstype) on target, read-write, with
+// flags (Flags).
+func Mount(dev, target, fstype string, flags uintptr) error {
+	if err := unix.Mount(dev, target, fstype, flags, Options(fstype)); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, target, err)
 	}
 	return nil

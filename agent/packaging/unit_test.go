@@ -71,8 +71,16 @@ func TestUnit(t *testing.T) {
 		}
 	}
 	exec := words(svc["ExecStart"])
-	if len(exec) < 2 || !strings.HasSuffix(exec[0], "/tether-agent") || exec[1] != "serve" {
-		t.Errorf("ExecStart=%v, want tether-agent serve", exec)
+	if len(exec) < 2 || exec[0] != "/usr/local/bin/tether-agent" || exec[1] != "serve" {
+		t.Errorf("ExecStart=%v, want /usr/local/bin/tether-agent serve (where the SSM documents call it)", exec)
+	}
+	// A watchdog (serve pings it), and no start limit: a host without the
+	// plugin can start no tether task.
+	if got := svc["WatchdogSec"]; len(got) != 1 || got[0] == "0" {
+		t.Errorf("WatchdogSec=%v, want a watchdog", got)
+	}
+	if got := u["Unit"]["StartLimitIntervalSec"]; len(got) != 1 || got[0] != "0" {
+		t.Errorf("StartLimitIntervalSec=%v in [Unit], want 0 (unlimited restarts)", got)
 	}
 	// Any of these gives the service its own mount namespace: its mounts
 	// would be invisible to dockerd.

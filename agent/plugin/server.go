@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +18,16 @@ import (
 // a handful of options.
 const maxRequestBytes = 1 << 20
 
-// DefaultShutdownGrace is how long Serve waits for calls in flight to answer
-// after its context ends. Their contexts are cancelled first, so a Mount that
-// is only waiting answers at once; this bounds one that is mid-mount.
+// DefaultShutdownGrace is how long calls in flight go on after Serve's
+// context ends (SIGTERM): a Mount waiting for the reconciler may still get
+// its volume and answer with it, instead of failing the container's start
+// at once. Then their contexts are cancelled and they answer with an Err
+// (a mount already running finishes in the background, see driver).
 const DefaultShutdownGrace = 30 * time.Second
+
+// answerWait bounds how long Serve waits, after the grace, for the
+// cancelled calls to write their answers.
+const answerWait = 5 * time.Second
 
 // Option changes how Serve runs.
 type Option func(*settings)
@@ -37,9 +44,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } 
 func WithShutdownGrace(d time.Duration) Option { return func(s *settings) { s.grace = d } }
 
 // Serve answers dockerd's plugin calls on l with d until ctx ends or the
-// listener fails. When ctx ends it stops accepting, cancels the contexts of
-// calls in flight (a waiting Mount then answers with an Err), waits for them
-// to answer (bounded by the shutdown grace) and returns nil. Serve closes l.
+// listener fails. When ctx ends it stops accepting and lets the calls in
+// flight go on for the shutdown grace (a waiting Mount may still be
+// answered with its volume); then it cancels their contexts (they answer
+// with an Err), waits a little for the answers and returns. Serve closes l.
 func Serve(ctx context.Context, l net.Listener, d Driver, opts ...Option) error {
 	s := settings{log: slog.Default(), grace: DefaultShutdownGrace}
 	for _, o := range opts {
@@ -64,15 +72,30 @@ func Serve(ctx context.Context, l net.Listener, d Driver, opts ...Option) error 
 		return fmt.Errorf("plugin server on %s: %w", l.Addr(), err)
 	case <-ctx.Done():
 	}
-	s.log.Info("plugin shutting down", "address", l.Addr().String(), "grace", s.grace.String())
-	cancelCalls()
-	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.grace)
-	defer cancel()
-	err := srv.Shutdown(graceCtx)
+	s.log.Info("plugin shutting down: no new calls; calls in flight may finish", "address", l.Addr().String(), "grace", s.grace.String())
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.WithoutCancel(ctx)) }()
+	grace := time.NewTimer(s.grace)
+	defer grace.Stop()
+	var err error
+	select {
+	case err = <-shut:
+	case <-grace.C:
+		s.log.Warn("shutdown grace over; answering the calls still in flight with an error", "grace", s.grace.String())
+		cancelCalls()
+		select {
+		case err = <-shut:
+		case <-time.After(answerWait):
+			srv.Close()
+			err = <-shut
+			if err == nil {
+				err = errors.New("calls did not answer")
+			}
+		}
+	}
 	<-served // http.ErrServerClosed once Shutdown has begun
 	if err != nil {
-		srv.Close()
-		return fmt.Errorf("plugin shutdown: calls still in flight after %s: %w", s.grace, err)
+		return fmt.Errorf("plugin shutdown: calls still in flight after %s: %w", s.grace+answerWait, err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeDriver records what it was asked and answers from its fields.
@@ -23,7 +24,8 @@ type fakeDriver struct {
 	err   error // returned by every call when set
 
 	mountStarted chan struct{} // closed when Mount runs, if set
-	mountBlocks  bool          // Mount waits for its context to end
+	mountBlocks  bool          // Mount waits for its context to end (or mountRelease)
+	mountRelease chan struct{} // closing it lets a blocked Mount answer with its volume
 }
 
 func (f *fakeDriver) record(req any) error {
@@ -58,8 +60,11 @@ func (f *fakeDriver) Mount(ctx context.Context, r MountRequest) (MountResponse, 
 		close(f.mountStarted)
 	}
 	if f.mountBlocks {
-		<-ctx.Done()
-		return MountResponse{}, errors.New("gave up waiting: " + ctx.Err().Error())
+		select {
+		case <-ctx.Done():
+			return MountResponse{}, errors.New("gave up waiting: " + ctx.Err().Error())
+		case <-f.mountRelease: // nil: never
+		}
 	}
 	return MountResponse{Mountpoint: "/var/lib/tether/volumes/" + r.Name}, nil
 }
@@ -97,6 +102,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
 	b.mu.Lock()
@@ -124,7 +135,7 @@ type testServer struct {
 }
 
 // startServer serves d on a fresh unix socket, as dockerd would reach it.
-func startServer(t *testing.T, d Driver) *testServer {
+func startServer(t *testing.T, d Driver, opts ...Option) *testServer {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "tether.sock")
 	l, err := net.Listen("unix", sock)
@@ -145,7 +156,7 @@ func startServer(t *testing.T, d Driver) *testServer {
 		}},
 	}
 	go func() {
-		ts.done <- Serve(ctx, l, d, WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+		ts.done <- Serve(ctx, l, d, append([]Option{WithLogger(slog.New(slog.NewJSONHandler(logs, nil)))}, opts...)...)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -302,9 +313,40 @@ func TestRequestLogNamesVolumeAndMountID(t *testing.T) {
 	}
 }
 
-func TestShutdownEndsWaitingCallsWithErr(t *testing.T) {
+// On SIGTERM a waiting Mount is not cancelled: within the grace it may
+// still get its volume and answer with it.
+func TestShutdownLetsWaitingCallsFinishWithinTheGrace(t *testing.T) {
+	d := &fakeDriver{mountStarted: make(chan struct{}), mountBlocks: true, mountRelease: make(chan struct{})}
+	ts := startServer(t, d, WithShutdownGrace(time.Hour))
+	answered := make(chan int, 1)
+	go func() {
+		status, _, _ := ts.post(t, "VolumeDriver.Mount", `{"Name":"data","ID":"m1"}`)
+		answered <- status
+	}()
+	<-d.mountStarted
+	ts.cancel()
+	waitForLog(t, ts, "plugin shutting down")
+	select {
+	case status := <-answered:
+		t.Fatalf("the waiting Mount was answered (%d) before its volume came, during the grace", status)
+	case err := <-ts.done:
+		t.Fatalf("Serve returned (%v) with a call in flight, during the grace", err)
+	default:
+	}
+	close(d.mountRelease) // the reconciler's mount arrives
+	if status := <-answered; status != http.StatusOK {
+		t.Errorf("the Mount answered %d, want 200 with its volume", status)
+	}
+	if err := <-ts.done; err != nil {
+		t.Errorf("Serve = %v, want nil after a graceful shutdown", err)
+	}
+	ts.done <- nil // for the cleanup
+}
+
+// After the grace, the calls still waiting are answered with an Err.
+func TestShutdownEndsWaitingCallsWithErrAfterTheGrace(t *testing.T) {
 	d := &fakeDriver{mountStarted: make(chan struct{}), mountBlocks: true}
-	ts := startServer(t, d)
+	ts := startServer(t, d, WithShutdownGrace(time.Millisecond))
 	type answer struct {
 		status int
 		body   string
@@ -324,4 +366,16 @@ func TestShutdownEndsWaitingCallsWithErr(t *testing.T) {
 		t.Errorf("Serve = %v, want nil after a graceful shutdown", err)
 	}
 	ts.done <- nil // for the cleanup
+}
+
+// waitForLog waits (bounded) for a log line containing msg.
+func waitForLog(t *testing.T, ts *testServer, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(ts.logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q within 30s", msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

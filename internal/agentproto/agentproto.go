@@ -14,6 +14,19 @@ import (
 	"strings"
 )
 
+// Protocol is the version of this contract (the commands' flags, exit
+// codes and JSON): `tether-agent version --json` reports it, and the
+// reconciler refuses an agent that speaks another. Protocol 2 is the
+// grant to format, the release marker, mount generations and attachment
+// tokens.
+const Protocol = 2
+
+// VersionResult is what `tether-agent version --json` prints.
+type VersionResult struct {
+	Version  string `json:"version"`  // the release, stamped at build (-ldflags -X main.version=...)
+	Protocol int    `json:"protocol"` // Protocol
+}
+
 // Exit codes of tether-agent's commands. SSM reports them as the
 // invocation's ResponseCode; the class decides what the reconciler does.
 const (
@@ -107,6 +120,7 @@ const (
 	ParamSizeGiB       = "SizeGiB"       // --size-gib (mount): the volume's size, to confirm a device found by name
 	ParamAttachment    = "Attachment"    // --attachment (mount, unmount): the attachment the command is for
 	ParamForce         = "Force"         // --force (unmount): "true" or "false"
+	ParamDevSuid       = "DevSuid"       // --dev-suid (mount): "true" for a volume whose driverOpts has devsuid=true
 )
 
 // Names of the step of tether's SSM documents that runs tether-agent (on
@@ -231,6 +245,15 @@ func (o Output) Mount() (MountResult, bool) {
 		return MountResult{}, false
 	}
 	return m, true
+}
+
+// Version decodes `tether-agent version --json`.
+func (o Output) Version() (VersionResult, bool) {
+	var v VersionResult
+	if o.Error != nil || json.Unmarshal(o.Raw, &v) != nil || v.Protocol == 0 {
+		return VersionResult{}, false
+	}
+	return v, true
 }
 
 // Unmount decodes a successful unmount's line.

@@ -134,6 +134,9 @@ type Options struct {
 	KMSKeyID   string // kmskeyid: key id, alias or ARN; implies encrypted
 	FSType     string // fstype: what a blank device gets (never applied to a formatted one)
 	SnapshotID string // snapshotid: create the volume from this snapshot
+	// DevSuid (devsuid): mount without nosuid,nodev, so set-user-ID
+	// programs and device nodes on the volume work. Default false.
+	DevSuid bool
 }
 
 // Option names as a task definition's driverOpts spell them. Keys are matched
@@ -147,6 +150,7 @@ const (
 	OptKMSKeyID   = "kmskeyid"
 	OptFSType     = "fstype"
 	OptSnapshotID = "snapshotid"
+	OptDevSuid    = "devsuid"
 )
 
 // aliases are REX-Ray/libStorage spellings accepted for compatibility.
@@ -225,13 +229,15 @@ func ParseDriverOpts(opts map[string]string) (Options, error) {
 		case OptFSType:
 			o.FSType = strings.ToLower(value)
 			err = ValidateFSType(o.FSType)
+		case OptDevSuid:
+			o.DevSuid, err = strconv.ParseBool(value)
 		case OptSnapshotID:
 			o.SnapshotID = value
 			if !snapshotIDPattern.MatchString(value) {
 				err = fmt.Errorf("want snap- followed by 8 to 17 lowercase hex digits")
 			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)

@@ -48,7 +48,7 @@ func BenchmarkFirstUseFormat(b *testing.B) {
 					b.Fatal(err)
 				}
 				cmd := m.Command(context.Background(), agentBin, "mount", "--volume-id", vol, "--name", "bench",
-					"--fstype", fstype, "--json")
+					"--fstype", fstype, "--format-if-blank", "--json")
 				b.StartTimer()
 				start := time.Now()
 				out, err := cmd.CombinedOutput()
@@ -108,7 +108,7 @@ func BenchmarkThroughput(b *testing.B) {
 		return fileMiB / w.Seconds(), fileMiB / r.Seconds()
 	}
 	// tether formats the volume once; both sides then use that filesystem.
-	agentRun("mount", "--volume-id", vol, "--name", "bench", "--json")
+	agentRun("mount", "--volume-id", vol, "--name", "bench", "--format-if-blank", "--json")
 	agentRun("unmount", "--volume-id", vol, "--name", "bench")
 
 	var tw, tr, dw, dr float64

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -16,66 +17,125 @@ import (
 	"github.com/tether-ecs/tether/agent/dockerapi"
 	"github.com/tether-ecs/tether/agent/fsys"
 	"github.com/tether-ecs/tether/agent/hostops"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
+
+// Defaults of the commands' waits. The SSM documents give mount 180 s and
+// unmount 120 s (template.yaml): the device wait and the lock wait of a
+// mount (60 s + 60 s) leave a minute for mkfs or fsck; the lock wait of an
+// unmount (60 s) leaves a minute for its flush.
+const (
+	defaultDeviceWait = 60 * time.Second
+	defaultLockWait   = 60 * time.Second
+)
+
+// errHelp is -h: print the command's help and exit 0.
+var errHelp = flag.ErrHelp
 
 // badInput is a usage or validation error: exit 2, nothing changed.
 type badInput struct{ err error }
 
 func (b badInput) Error() string { return b.err.Error() }
 func (b badInput) Unwrap() error { return b.err }
+func (b badInput) Is(target error) bool {
+	return target == hostops.ErrBadInput
+}
 
-// parse parses a command's flags; positional arguments are bad input.
-func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+// command is one command's flags and how it reports.
+type command struct {
+	name, synopsis string
+	flags          *flag.FlagSet
+	asJSON         bool
+	stdout         io.Writer
+	log            *slog.Logger
+}
+
+func newCommand(name, synopsis string, stdout io.Writer, log *slog.Logger) *command {
+	c := &command{name: name, synopsis: synopsis, flags: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout, log: log}
+	c.flags.SetOutput(io.Discard)
+	c.flags.BoolVar(&c.asJSON, "json", false, "print the result (or the failure) as one JSON line")
+	return c
+}
+
+// parse parses the flags; positional arguments are bad input; -h is errHelp.
+func (c *command) parse(args []string) error {
+	if err := c.flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return badInput{err}
 	}
-	if fs.NArg() > 0 {
-		return badInput{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if c.flags.NArg() > 0 {
+		return badInput{fmt.Errorf("unexpected argument %q", c.flags.Arg(0))}
 	}
 	return nil
 }
 
-// exitCode maps an error to the contract's exit codes.
-func exitCode(err error) int {
-	var bad badInput
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &bad), errors.Is(err, hostops.ErrBadInput):
-		return exitBadInput
-	case errors.Is(err, hostops.ErrBusy):
-		return exitBusy
-	case errors.Is(err, blockdev.ErrNotFound):
-		return exitNoDevice
-	case errors.Is(err, fsys.ErrRefused):
-		return exitRefused
-	}
-	return exitFailed
+// help prints the command's synopsis and flags on stdout.
+func (c *command) help() int {
+	fmt.Fprintf(c.stdout, "Usage: tether-agent %s [flags]\n\n%s\n\nFlags:\n", c.name, c.synopsis)
+	c.flags.SetOutput(c.stdout)
+	c.flags.PrintDefaults()
+	return agentproto.ExitOK
 }
 
-// fail logs err and returns its exit code.
-func fail(log *slog.Logger, what string, err error) int {
-	log.Error(what, "error", err.Error(), "exitCode", exitCode(err))
-	return exitCode(err)
+// fail logs err, prints the failure line with --json, and returns its exit
+// code.
+func (c *command) fail(what string, err error) int {
+	if errors.Is(err, errHelp) {
+		return c.help()
+	}
+	f := hostops.FailureOf(err)
+	c.log.Error(what, "error", err.Error(), "exitCode", f.ExitCode, "class", string(f.Class))
+	if c.asJSON {
+		_ = printJSON(c.stdout, struct {
+			Error agentproto.Failure `json:"error"`
+		}{f})
+	}
+	return f.ExitCode
+}
+
+// done prints the result: one JSON line, or text.
+func (c *command) done(v any, text string) int {
+	var err error
+	if c.asJSON {
+		err = printJSON(c.stdout, v)
+	} else {
+		_, err = fmt.Fprintln(c.stdout, text)
+	}
+	if err != nil {
+		c.log.Error("printing the result", "error", err.Error())
+		return agentproto.ExitFailed
+	}
+	return agentproto.ExitOK
 }
 
 // newHost is the host for a command; plugin is asked who holds a volume
 // (the unmount command's), nil for the others.
-func newHost(root string, log *slog.Logger, plugin hostops.PluginHolders) (*hostops.Host, error) {
+func newHost(root string, log *slog.Logger, plugin hostops.PluginHolders, lockWait time.Duration) (*hostops.Host, error) {
 	docker, err := dockerapi.FromEnv()
 	if err != nil {
 		return nil, badInput{err}
 	}
 	return hostops.New(hostops.Config{
-		Root:   root,
-		Finder: blockdev.Host(),
-		Runner: fsys.ExecRunner{},
-		Docker: docker,
-		Plugin: plugin,
-		Logger: log,
+		Root:     root,
+		Finder:   blockdev.Host(),
+		Runner:   fsys.ExecRunner{},
+		Docker:   docker,
+		Plugin:   plugin,
+		Logger:   log,
+		LockWait: lockWait,
 	})
+}
+
+// withVolume adds the volume's keys to a command's log lines.
+func withVolume(log *slog.Logger, volumeID, name, attachment string) *slog.Logger {
+	log = log.With("volumeId", volumeID, "volume", name)
+	if attachment != "" {
+		log = log.With("attachment", attachment)
+	}
+	return log
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -87,124 +147,144 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
+func checkLockWait(d time.Duration) error {
+	if d <= 0 || d > 10*time.Minute {
+		return badInput{fmt.Errorf("--lock-wait %s: want more than 0 and at most 10m", d)}
+	}
+	return nil
+}
+
 func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {
-	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+	c := newCommand("mount", "Find the volume's device and mount it under <root>/volumes/NAME. A device without a\nfilesystem is formatted only with --format-if-blank, and only once it proves blank.", stdout, log)
+	fs := c.flags
 	var req hostops.MountRequest
 	fs.StringVar(&req.VolumeID, "volume-id", "", "EBS volume id (vol-...)")
 	fs.StringVar(&req.Name, "name", "", "tether volume name")
 	fs.StringVar(&req.FSType, "fstype", volspec.DefaultFSType, "filesystem for a blank device: ext4 or xfs")
 	fs.StringVar(&req.DeviceName, "device", "", "device name given to AttachVolume (/dev/xvdf)")
-	fs.DurationVar(&req.Wait, "wait", 60*time.Second, "how long to wait for the device")
+	fs.DurationVar(&req.Wait, "wait", defaultDeviceWait, "how long to wait for the device")
+	fs.BoolVar(&req.FormatIfBlank, "format-if-blank", false, "the grant to format: make --fstype on a device that proves blank")
+	fs.IntVar(&req.SizeGiB, "size-gib", 0, "the volume's size in GiB (confirms a device found by its Xen name)")
+	fs.StringVar(&req.Attachment, "attachment", "", "the attachment this command is for (echoed in the result)")
+	fs.BoolVar(&req.DevSuid, "dev-suid", false, "mount without nosuid,nodev (the volume's driverOpt devsuid=true)")
+	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for the volume's locks (exit 9 when it runs out)")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
-	asJSON := fs.Bool("json", false, "print the result as one JSON line")
-	if err := parse(fs, args); err != nil {
-		return fail(log, "bad input", err)
+	if err := c.parse(args); err != nil {
+		return c.fail("bad input", err)
 	}
-	log = log.With("volumeId", req.VolumeID, "volume", req.Name)
+	c.log = withVolume(c.log, req.VolumeID, req.Name, req.Attachment)
 	if err := hostops.ValidateMountRequest(req); err != nil {
-		return fail(log, "bad input", err)
+		return c.fail("bad input", err)
 	}
-	host, err := newHost(*root, log, nil)
+	if err := checkLockWait(*lockWait); err != nil {
+		return c.fail("bad input", err)
+	}
+	host, err := newHost(*root, c.log, nil, *lockWait)
 	if err != nil {
-		return fail(log, "mount failed", err)
+		return c.fail("mount failed", err)
 	}
 	res, err := host.MountVolume(ctx, req)
 	if err != nil {
-		return fail(log, "mount failed", err)
+		return c.fail("mount failed", err)
 	}
-	if *asJSON {
-		err = printJSON(stdout, res)
-	} else {
-		_, err = fmt.Fprintf(stdout, "%s (%s) mounted at %s from %s, %s (formatted %v, grown %v, already mounted %v)\n",
-			res.Name, res.VolumeID, res.Mountpoint, res.Device, res.FSType, res.Formatted, res.Grown, res.AlreadyMounted)
-	}
-	if err != nil {
-		return fail(log, "printing the result", err)
-	}
-	return exitOK
+	return c.done(res, fmt.Sprintf("%s (%s) mounted at %s from %s, %s (formatted %v, checked %v, grown %v, already mounted %v, generation %d)",
+		res.Name, res.VolumeID, res.Mountpoint, res.Device, res.FSType, res.Formatted, res.Checked, res.Grown, res.AlreadyMounted, res.Generation))
 }
 
 func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {
-	fs := flag.NewFlagSet("unmount", flag.ContinueOnError)
+	c := newCommand("unmount", "Flush and unmount NAME. Succeeds only when the kernel holds the device nowhere on this host;\nrefused while containers hold it unless --force (which still needs the kernel's agreement).", stdout, log)
+	fs := c.flags
 	var req hostops.UnmountRequest
 	fs.StringVar(&req.VolumeID, "volume-id", "", "EBS volume id (vol-...)")
 	fs.StringVar(&req.Name, "name", "", "tether volume name")
-	fs.BoolVar(&req.Force, "force", false, "unmount even while containers use the volume")
+	fs.BoolVar(&req.Force, "force", false, "go past containers that hold the volume (only when their tasks are gone)")
+	fs.StringVar(&req.Attachment, "attachment", "", "the attachment this command is for (echoed in the result)")
+	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for the volume's locks (exit 9 when it runs out)")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
 	socket := fs.String("socket", DefaultSocket, "the plugin's socket, asked which containers hold the volume")
-	asJSON := fs.Bool("json", false, "print the result as one JSON line")
-	if err := parse(fs, args); err != nil {
-		return fail(log, "bad input", err)
+	if err := c.parse(args); err != nil {
+		return c.fail("bad input", err)
 	}
-	log = log.With("volumeId", req.VolumeID, "volume", req.Name)
-	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name)); err != nil {
-		return fail(log, "bad input", badInput{err})
+	c.log = withVolume(c.log, req.VolumeID, req.Name, req.Attachment)
+	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), agentproto.ValidateAttachment(req.Attachment)); err != nil {
+		return c.fail("bad input", badInput{err})
 	}
 	if !filepath.IsAbs(*socket) {
-		return fail(log, "bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
+		return c.fail("bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
 	}
-	host, err := newHost(*root, log, hostops.PluginSocket(*socket))
+	if err := checkLockWait(*lockWait); err != nil {
+		return c.fail("bad input", err)
+	}
+	host, err := newHost(*root, c.log, hostops.PluginSocket(*socket), *lockWait)
 	if err != nil {
-		return fail(log, "unmount failed", err)
+		return c.fail("unmount failed", err)
 	}
 	res, err := host.UnmountVolume(ctx, req)
 	if err != nil {
-		return fail(log, "unmount failed", err)
+		return c.fail("unmount failed", err)
 	}
-	if *asJSON {
-		err = printJSON(stdout, res)
-	} else if res.WasMounted {
-		_, err = fmt.Fprintf(stdout, "%s (%s) unmounted from %s\n", res.Name, res.VolumeID, res.Mountpoint)
-	} else {
-		_, err = fmt.Fprintf(stdout, "%s (%s) was not mounted\n", res.Name, res.VolumeID)
+	text := fmt.Sprintf("%s (%s) unmounted from %s; released (generation %d)", res.Name, res.VolumeID, res.Mountpoint, res.Generation)
+	if !res.WasMounted {
+		text = fmt.Sprintf("%s (%s) was not mounted; released", res.Name, res.VolumeID)
 	}
-	if err != nil {
-		return fail(log, "printing the result", err)
-	}
-	return exitOK
+	return c.done(res, text)
 }
 
 func runStatus(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
-	asJSON := fs.Bool("json", false, "print the result as one JSON line")
-	if err := parse(fs, args); err != nil {
-		return fail(log, "bad input", err)
+	c := newCommand("status", "List every tether volume on this host (binding, generation, release, mount, seal, users,\nholders, errors) and the attached EBS devices no binding names.", stdout, log)
+	root := c.flags.String("root", hostops.DefaultRoot, "tether's host state directory")
+	if err := c.parse(args); err != nil {
+		return c.fail("bad input", err)
 	}
-	host, err := newHost(*root, log, nil)
+	host, err := newHost(*root, c.log, nil, defaultLockWait)
 	if err != nil {
-		return fail(log, "status failed", err)
+		return c.fail("status failed", err)
 	}
-	vols, err := host.Status(ctx)
+	st, err := host.Status(ctx)
 	if err != nil {
-		return fail(log, "status failed", err)
+		return c.fail("status failed", err)
 	}
-	if *asJSON {
-		err = printJSON(stdout, struct {
-			Volumes []hostops.VolumeStatus `json:"volumes"`
-		}{vols})
-	} else {
-		err = printStatusTable(stdout, vols)
+	if c.asJSON {
+		return c.done(st, "")
 	}
-	if err != nil {
-		return fail(log, "printing the result", err)
+	if err := printStatusTable(c.stdout, st); err != nil {
+		return c.fail("printing the result", err)
 	}
-	return exitOK
+	return agentproto.ExitOK
 }
 
-func printStatusTable(w io.Writer, vols []hostops.VolumeStatus) error {
+func runVersion(log *slog.Logger, args []string, stdout io.Writer) int {
+	c := newCommand("version", "Print the agent's version and the protocol of its commands (internal/agentproto).", stdout, log)
+	if err := c.parse(args); err != nil {
+		return c.fail("bad input", err)
+	}
+	v := agentproto.VersionResult{Version: version, Protocol: agentproto.Protocol}
+	return c.done(v, fmt.Sprintf("tether-agent %s (protocol %d, %s, %s/%s)", v.Version, v.Protocol, runtime.Version(), runtime.GOOS, runtime.GOARCH))
+}
+
+func printStatusTable(w io.Writer, st hostops.HostStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVOLUME\tDEVICE\tFSTYPE\tSIZE\tUSERS\tMOUNTPOINT")
-	for _, v := range vols {
+	fmt.Fprintln(tw, "NAME\tVOLUME\tGEN\tSTATE\tDEVICE\tFSTYPE\tSIZE\tUSERS\tHOLDERS\tMOUNTPOINT")
+	for _, v := range st.Volumes {
 		device, size := "-", "-"
 		if v.Mounted {
 			device, size = v.Device, fmt.Sprintf("%.1fG", float64(v.SizeBytes)/(1<<30))
+		}
+		state := v.Seal
+		if v.Released {
+			state += ",released"
+		}
+		if v.Error != "" {
+			state = "error: " + v.Error
 		}
 		users := fmt.Sprint(len(v.Users))
 		if v.UsersError != "" {
 			users = "?"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, orDash(v.VolumeID), device, orDash(v.FSType), size, users, v.Mountpoint)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, orDash(v.VolumeID), v.Generation, state, device, orDash(v.FSType), size, users, len(v.Holders), v.Mountpoint)
+	}
+	for _, u := range st.Unbound {
+		fmt.Fprintf(tw, "-\t%s\t-\tattached, no binding\t%s\t-\t-\t-\t-\t-\n", u.VolumeID, u.Device)
 	}
 	return tw.Flush()
 }

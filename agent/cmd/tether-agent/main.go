@@ -11,72 +11,79 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tether-ecs/tether/agent/agentlog"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
+
+// version is the release, stamped at build: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	log := slog.New(agentlog.ForStderr(os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, log)
 	stop()
 	os.Exit(code)
 }
 
-// Exit codes (docs/contracts.md).
-const (
-	exitOK       = 0
-	exitFailed   = 1
-	exitBadInput = 2
-	exitBusy     = 3
-	exitNoDevice = 4
-	exitRefused  = 5
-)
-
 const usage = `tether-agent: persistent EBS volumes for Amazon ECS tasks
 
 Usage:
-  tether-agent serve   [--socket /run/docker/plugins/tether.sock] [--root /var/lib/tether] [--mount-wait 90s]
-  tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--device /dev/xvdf]
-                       [--root /var/lib/tether] [--wait 60s] [--json]
-  tether-agent unmount --volume-id vol-... --name NAME [--force] [--root /var/lib/tether]
+  tether-agent serve   [--socket /run/docker/plugins/tether.sock] [--root /var/lib/tether]
+                       [--mount-wait 90s] [--shutdown-grace 30s]
+  tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--format-if-blank]
+                       [--device /dev/xvdf] [--size-gib N] [--attachment TOKEN] [--dev-suid]
+                       [--wait 60s] [--lock-wait 60s] [--root /var/lib/tether] [--json]
+  tether-agent unmount --volume-id vol-... --name NAME [--force] [--attachment TOKEN]
+                       [--lock-wait 60s] [--root /var/lib/tether]
                        [--socket /run/docker/plugins/tether.sock] [--json]
   tether-agent status  [--root /var/lib/tether] [--json]
-  tether-agent help
+  tether-agent version [--json]
+  tether-agent help | COMMAND -h
 
 Commands:
   serve    answer dockerd as the "tether" volume plugin on a unix socket
-  mount    find the volume's device, make a filesystem if it is blank, mount it
-           under <root>/volumes/NAME (and grow it if the device grew)
-  unmount  flush and unmount NAME (refused while a container that is starting
-           or running holds it, as the plugin counts them and dockerd lists
-           them, unless --force)
-  status   list every tether volume on this host
+  mount    find the volume's device and mount it under <root>/volumes/NAME;
+           a device without a filesystem is formatted only with
+           --format-if-blank and only once it proves blank
+  unmount  flush and unmount NAME; succeeds only when the kernel holds the
+           device nowhere on this host (refused while containers hold it,
+           unless --force, which still needs the kernel's agreement)
+  status   list every tether volume on this host, and EBS devices no volume names
+  version  print the agent's version and the protocol of its commands
 
 Exit codes: 0 done, 1 failed, 2 bad input, 3 busy, 4 device not found,
-5 refused (the device holds something tether must not touch).
-Logs are JSON lines on stderr; results on stdout.
+5 refused (the device holds something tether must not touch), 6 not formatted
+(no filesystem, and no grant or no proof of blank), 7 needs repair,
+8 conflict, 9 retryable (a lock was held past --lock-wait).
+Logs are JSON lines on stderr; with --json a command prints exactly one JSON
+line on stdout: its result, or {"error":{...}}.
 `
 
 // run runs one command and returns its exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) int {
 	if len(args) == 0 {
 		log.Error("no command given; run tether-agent help")
-		return exitBadInput
+		return agentproto.ExitBadInput
 	}
 	cmd, rest := args[0], args[1:]
 	log = log.With("command", cmd)
 	switch cmd {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return exitOK
+		return agentproto.ExitOK
 	case "mount":
 		return runMount(ctx, log, rest, stdout)
 	case "unmount":
 		return runUnmount(ctx, log, rest, stdout)
 	case "status":
 		return runStatus(ctx, log, rest, stdout)
+	case "version":
+		return runVersion(log, rest, stdout)
 	case "serve":
-		return runServe(ctx, log, rest)
+		return runServe(ctx, log, rest, stdout)
 	}
 	log.Error(fmt.Sprintf("unknown command %q; run tether-agent help", cmd))
-	return exitBadInput
+	return agentproto.ExitBadInput
 }

@@ -3,64 +3,157 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tether-ecs/tether/agent/driver"
+	"github.com/tether-ecs/tether/agent/fsys"
 	"github.com/tether-ecs/tether/agent/hostops"
 	"github.com/tether-ecs/tether/agent/plugin"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // DefaultSocket is where dockerd (and the ECS agent) look for the legacy
 // plugin named "tether".
 const DefaultSocket = "/run/docker/plugins/tether.sock"
 
-func runServe(ctx context.Context, log *slog.Logger, args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func runServe(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {
+	c := newCommand("serve", "Answer dockerd as the \"tether\" volume plugin on a unix socket (run by systemd).", stdout, log)
+	fs := c.flags
 	socket := fs.String("socket", DefaultSocket, "unix socket to serve the plugin on")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
-	mountWait := fs.Duration("mount-wait", driver.DefaultMountWait, "how long a plugin Mount waits for the volume to be attached and mounted (at most "+maxMountWait.String()+")")
-	if err := parse(fs, args); err != nil {
-		return fail(log, "bad input", err)
+	mountWait := fs.Duration("mount-wait", driver.DefaultMountWait, "how long a plugin Mount may take in all, waiting for the volume included (at most "+maxMountWait.String()+")")
+	grace := fs.Duration("shutdown-grace", plugin.DefaultShutdownGrace, "on SIGTERM, how long calls in flight (waiting Mounts) may go on before they are answered with an error")
+	if err := c.parse(args); err != nil {
+		return c.fail("bad input", err)
 	}
 	if *mountWait <= 0 || *mountWait > maxMountWait {
-		return fail(log, "bad input", badInput{fmt.Errorf("--mount-wait %s: want more than 0 and at most %s (dockerd gives a plugin Mount 2 minutes)", *mountWait, maxMountWait)})
+		return c.fail("bad input", badInput{fmt.Errorf("--mount-wait %s: want more than 0 and at most %s (dockerd gives a plugin Mount 2 minutes)", *mountWait, maxMountWait)})
+	}
+	if *grace < 0 || *grace > maxShutdownGrace {
+		return c.fail("bad input", badInput{fmt.Errorf("--shutdown-grace %s: want 0 to %s (the unit's TimeoutStopSec must cover it)", *grace, maxShutdownGrace)})
 	}
 	if !filepath.IsAbs(*socket) {
-		return fail(log, "bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
+		return c.fail("bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
 	}
-	host, err := newHost(*root, log, nil)
+	if err := checkTools(); err != nil {
+		return c.fail("serve cannot start", err)
+	}
+	host, err := newHost(*root, log, nil, defaultLockWait)
 	if err != nil {
-		return fail(log, "serve failed", err)
+		return c.fail("serve failed", err)
 	}
 	host.SealUnmountedMountpoints()
 	drv, err := driver.New(driver.Config{Root: host.Root(), Host: host, Logger: log, MountWait: *mountWait})
 	if err != nil {
-		return fail(log, "serve failed", err)
+		return c.fail("serve failed", err)
 	}
 	l, err := listen(*socket)
 	if err != nil {
-		return fail(log, "serve failed", err)
+		return c.fail("serve failed", err)
 	}
-	log.Info("tether-agent serving", "socket", *socket, "root", host.Root())
+	log.Info("tether-agent serving", "socket", *socket, "root", host.Root(), "version", version, "protocol", agentproto.Protocol)
 	// The socket listens (connections queue until Serve accepts them): tell
 	// systemd, so ecs.service starts only now.
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("could not notify systemd", "error", err.Error())
 	}
-	err = plugin.Serve(ctx, l, drv, plugin.WithLogger(log))
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchdog(watchCtx, log, *socket)
+	err = plugin.Serve(ctx, l, drv, plugin.WithLogger(log), plugin.WithShutdownGrace(*grace))
 	_ = sdNotify("STOPPING=1")
 	if err != nil {
-		return fail(log, "serve failed", err)
+		return c.fail("serve failed", err)
 	}
 	log.Info("tether-agent stopped", "socket", *socket)
-	return exitOK
+	return agentproto.ExitOK
+}
+
+// maxShutdownGrace keeps the stop within the unit's TimeoutStopSec (45 s),
+// with room for the answers to be written.
+const maxShutdownGrace = 35 * time.Second
+
+// requiredTools are the programs the agent runs; serve refuses to start
+// without them (a host that cannot mount must not advertise the plugin).
+var requiredTools = []string{"blkid", "mkfs.ext4", "mkfs.xfs", "e2fsck", "resize2fs", "xfs_growfs", "xfs_repair"}
+
+func checkTools() error {
+	var missing []string
+	for _, t := range requiredTools {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s not on PATH (install e2fsprogs, xfsprogs and util-linux)", fsys.ErrToolMissing, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// watchdog pings systemd's watchdog (WATCHDOG_USEC, WatchdogSec= in the
+// unit) at half its interval, each time only after the plugin answered a
+// Plugin.Activate on its own socket: a wedged server is restarted.
+func watchdog(ctx context.Context, log *slog.Logger, socket string) {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return
+	}
+	every := time.Duration(usec) * time.Microsecond / 2
+	log.Info("systemd watchdog on", "every", every.String())
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		askCtx, cancel := context.WithTimeout(ctx, every)
+		err := selfActivate(askCtx, socket)
+		cancel()
+		if err == nil {
+			_ = sdNotify("WATCHDOG=1")
+		} else if ctx.Err() == nil {
+			log.Error("the plugin did not answer on its own socket; not telling the watchdog", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// selfActivate makes dockerd's first call on the plugin's socket.
+func selfActivate(ctx context.Context, socket string) error {
+	client := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/Plugin.Activate", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("Plugin.Activate: %s", resp.Status)
+	}
+	return nil
 }
 
 // maxMountWait keeps a plugin Mount's wait under dockerd's 2-minute timeout

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/sandbox"
 	"github.com/tether-ecs/tether/test/testenv"
 )
@@ -32,7 +33,7 @@ type serving struct {
 func startServe(t *testing.T, m *sandbox.Machine, env ...string) *serving {
 	t.Helper()
 	cmd := m.Command(context.Background(), agentBin, "serve")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "TETHER_LOOP_DEVICES=1"), env...)
 	s := &serving{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
@@ -176,7 +177,7 @@ func TestUnmountRefusedWhileAContainerUsesTheVolume(t *testing.T) {
 	m.StartDockerdT(t, sandbox.DockerdOptions{})
 	m.ImportBusyboxT(t)
 
-	mount(t, m, vol, "data")
+	mount(t, m, vol, "data", "--format-if-blank")
 	if _, err := docker(t, m, "volume", "create", "-d", "tether", "data"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,13 +206,19 @@ func TestUnmountRefusedWhileAContainerUsesTheVolume(t *testing.T) {
 		t.Errorf("status does not list the users: %s", st.stdout)
 	}
 
-	// --force unmounts anyway (the containers keep their own view).
+	// --force goes past the containers, but they keep the filesystem
+	// mounted in their own mount namespaces: the kernel does not let go,
+	// so the unmount is not "safe to detach" (regression: it said so).
 	forced := unmount(t, m, vol, "data", "--force")
-	if forced.code != 0 || !strings.Contains(forced.stdout, `"wasMounted":true`) || !strings.Contains(forced.stdout, `"name":"db"`) {
-		t.Fatalf("unmount --force: exit %d, %s; want success naming the users it forced past", forced.code, forced.stdout)
+	if forced.code != agentproto.ExitBusy {
+		t.Fatalf("unmount --force under running containers: exit %d, %s; want 3: their mount namespaces still hold the filesystem", forced.code, forced.stdout)
+	}
+	f := failure(t, forced)
+	if len(f.Holders) == 0 || !strings.Contains(f.Message, "another mount namespace") || !strings.Contains(f.Message, id[:12]) {
+		t.Errorf("the busy failure does not name the containers' namespaces: %+v", f)
 	}
 	if _, ok := mountedAt(t, m, "/var/lib/tether/volumes/data"); ok {
-		t.Fatalf("still mounted after unmount --force")
+		t.Fatalf("still mounted at the mount point after unmount --force")
 	}
 	if _, err := docker(t, m, "rm", "-f", "bind"); err != nil {
 		t.Fatal(err)
@@ -219,11 +226,12 @@ func TestUnmountRefusedWhileAContainerUsesTheVolume(t *testing.T) {
 	if _, err := docker(t, m, "rm", "-f", "db"); err != nil {
 		t.Fatal(err)
 	}
-	if r := unmount(t, m, vol, "data"); r.code != 0 || !strings.Contains(r.stdout, `"wasMounted":false`) {
-		t.Fatalf("unmount after the containers stopped: exit %d, %s; want nothing to do", r.code, r.stdout)
+	r = unmount(t, m, vol, "data")
+	if r.code != 0 || !strings.Contains(r.stdout, `"wasMounted":false`) || !strings.Contains(r.stdout, `"released":true`) {
+		t.Fatalf("unmount after the containers stopped: exit %d, %s; want safe to detach, released", r.code, r.stdout)
 	}
 	// Mounted again, the data the container wrote is there.
-	if again := mount(t, m, vol, "data"); again.Formatted || again.AlreadyMounted {
+	if again := mount(t, m, vol, "data", "--format-if-blank"); again.Formatted || again.AlreadyMounted || again.Generation != 2 {
 		t.Errorf("remount = %+v", again)
 	}
 	eventuallyFile(t, m.Path("/var/lib/tether/volumes/data/proof"), "from-container\n")

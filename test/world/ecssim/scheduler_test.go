@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/world/ecssim"
 	"github.com/tether-ecs/tether/test/world/fakehost"
 	"github.com/tether-ecs/tether/test/world/worldapi"
@@ -26,7 +27,11 @@ type handoff struct {
 	w        *world
 	volumeID string
 	holder   string // EC2 instance id the volume is attached to
-	errs     chan error
+	// formatted: a mount reported the filesystem made; until then the
+	// volume is one this handoff created empty, and mount gets the grant
+	// (as the reconciler gives it).
+	formatted bool
+	errs      chan error
 }
 
 func startHandoff(t *testing.T, w *world) *handoff {
@@ -105,9 +110,17 @@ func (h *handoff) step(ctx context.Context, sn ecssim.Snapshot) error {
 		return err
 	}
 	h.holder = target.EC2InstanceID
-	res, err := host.RunShellScript(ctx, "tether-agent mount --volume-id '"+h.volumeID+"' --name 'rexray-vol' --fstype ext4 --json", time.Minute)
+	script := "tether-agent mount --volume-id '" + h.volumeID + "' --name 'rexray-vol' --fstype ext4 --json"
+	if !h.formatted {
+		script += " --format-if-blank"
+	}
+	res, err := host.RunShellScript(ctx, script, time.Minute)
 	if err != nil || res.ExitCode != 0 {
 		return fmt.Errorf("mount on %s: %v exit %d: %s", h.holder, err, res.ExitCode, res.Stderr)
+	}
+	out, _ := agentproto.ParseOutput(res.Stdout)
+	if m, ok := out.Mount(); ok && m.Formatted {
+		h.formatted = true
 	}
 	return nil
 }

@@ -4,25 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"path"
 	"strings"
 	"time"
 
+	"github.com/tether-ecs/tether/agent/hostops"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
-// Exit codes of tether-agent (docs/contracts.md).
-const (
-	ExitOK       = 0
-	ExitFailed   = 1
-	ExitBadInput = 2
-	ExitBusy     = 3
-	ExitNoDevice = 4
-	ExitRefused  = 5
-)
+// Version is what the fake agent's `version` reports.
+const Version = "fakehost"
 
 // RunShellScript implements worldapi.Host for the scripts tether's SSM
 // documents produce, through the small shell in shell.go.
@@ -50,107 +46,175 @@ func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.D
 // agent runs one tether-agent command line and returns its exit code.
 func (h *Host) agent(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: tether-agent serve|mount|unmount|status [options]")
-		return ExitBadInput
+		fmt.Fprintln(stderr, "usage: tether-agent serve|mount|unmount|status|version [options]")
+		return agentproto.ExitBadInput
 	}
+	c := &cmd{h: h, stdout: stdout, stderr: stderr}
 	switch args[0] {
 	case "mount":
-		return h.mountCmd(ctx, args[1:], stdout, stderr)
+		return c.mount(ctx, args[1:])
 	case "unmount":
-		return h.unmountCmd(args[1:], stdout, stderr)
+		return c.unmount(ctx, args[1:])
 	case "status":
-		return h.statusCmd(args[1:], stdout, stderr)
+		return c.status(args[1:])
+	case "version":
+		return c.version(args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "tether-agent (fakehost): mount, unmount, status, version")
+		return agentproto.ExitOK
 	}
 	fmt.Fprintf(stderr, "tether-agent: unknown command %q\n", args[0])
-	return ExitBadInput
+	return agentproto.ExitBadInput
 }
 
-type mountResult struct {
-	VolumeID       string `json:"volumeId"`
-	Name           string `json:"name"`
-	Device         string `json:"device"`
-	FSType         string `json:"fstype"`
-	Formatted      bool   `json:"formatted"`
-	Grown          bool   `json:"grown"`
-	Mountpoint     string `json:"mountpoint"`
-	AlreadyMounted bool   `json:"alreadyMounted"`
+// cmd is one fake agent command: its output streams and --json.
+type cmd struct {
+	h              *Host
+	stdout, stderr *bytes.Buffer
+	asJSON         bool
 }
 
-func badInput(stderr *bytes.Buffer, format string, args ...any) int {
-	fmt.Fprintf(stderr, "tether-agent: "+format+"\n", args...)
-	return ExitBadInput
+// fail reports a failure as the real agent does: a line on stderr and,
+// with --json, agentproto.Failure on stdout.
+func (c *cmd) fail(code int, found string, holders []agentproto.Holder, format string, args ...any) int {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(c.stderr, "tether-agent: %s\n", msg)
+	if c.asJSON {
+		f := agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Found: found, Holders: holders}
+		b, _ := json.Marshal(struct {
+			Error agentproto.Failure `json:"error"`
+		}{f})
+		c.stdout.Write(append(b, '\n'))
+	}
+	return code
 }
 
-func (h *Host) mountCmd(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) int {
+func (c *cmd) bad(format string, args ...any) int {
+	return c.fail(agentproto.ExitBadInput, "", nil, format, args...)
+}
+
+func (c *cmd) done(v any, human string) int {
+	if c.asJSON {
+		b, _ := json.Marshal(v)
+		c.stdout.Write(append(b, '\n'))
+		return agentproto.ExitOK
+	}
+	fmt.Fprintln(c.stdout, human)
+	return agentproto.ExitOK
+}
+
+// flags makes a command's flag set with --json; -h prints help (exit 0).
+func (c *cmd) parse(fs *flag.FlagSet, args []string) (int, bool) {
+	fs.SetOutput(c.stderr)
+	fs.BoolVar(&c.asJSON, "json", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(c.stdout, "Usage: tether-agent %s [flags]\n", fs.Name())
+			return agentproto.ExitOK, false
+		}
+		return c.bad("%s: bad arguments %q", fs.Name(), args), false
+	}
+	if fs.NArg() > 0 {
+		return c.bad("%s: unexpected argument %q", fs.Name(), fs.Arg(0)), false
+	}
+	return 0, true
+}
+
+func (c *cmd) mount(ctx context.Context, args []string) int {
+	h := c.h
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	volumeID := fs.String("volume-id", "", "")
 	name := fs.String("name", "", "")
 	fsType := fs.String("fstype", volspec.DefaultFSType, "")
 	device := fs.String("device", "", "")
 	root := fs.String("root", h.opts.Root, "")
 	wait := fs.Duration("wait", 60*time.Second, "")
-	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		return badInput(stderr, "mount: bad arguments %q", args)
+	lockWait := fs.Duration("lock-wait", 60*time.Second, "")
+	grant := fs.Bool("format-if-blank", false, "")
+	sizeGiB := fs.Int("size-gib", 0, "")
+	attachment := fs.String("attachment", "", "")
+	fs.Bool("dev-suid", false, "")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
 	}
-	if err := volspec.ValidateVolumeID(*volumeID); err != nil {
-		return badInput(stderr, "%v", err)
+	switch {
+	case volspec.ValidateVolumeID(*volumeID) != nil:
+		return c.bad("%v", volspec.ValidateVolumeID(*volumeID))
+	case volspec.ValidateName(*name) != nil:
+		return c.bad("%v", volspec.ValidateName(*name))
+	case volspec.ValidateFSType(*fsType) != nil:
+		return c.bad("%v", volspec.ValidateFSType(*fsType))
+	case *device != "" && volspec.ValidateDeviceName(*device) != nil:
+		return c.bad("%v", volspec.ValidateDeviceName(*device))
+	case agentproto.ValidateAttachment(*attachment) != nil:
+		return c.bad("%v", agentproto.ValidateAttachment(*attachment))
+	case *wait < 0 || *lockWait <= 0 || *sizeGiB < 0 || !path.IsAbs(*root):
+		return c.bad("invalid --wait, --lock-wait, --size-gib or --root")
 	}
-	if err := volspec.ValidateName(*name); err != nil {
-		return badInput(stderr, "%v", err)
-	}
-	if err := volspec.ValidateFSType(*fsType); err != nil {
-		return badInput(stderr, "%v", err)
-	}
-	if *device != "" && (!strings.HasPrefix(*device, "/dev/") || strings.Contains(*device, "..")) {
-		return badInput(stderr, "invalid device %q: want a path under /dev", *device)
-	}
-	if *wait <= 0 || !path.IsAbs(*root) {
-		return badInput(stderr, "invalid --wait or --root")
-	}
-	res := mountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name)}
-	dev, code := h.waitDevice(ctx, *volumeID, *wait, stderr)
-	if code != ExitOK {
+	res := agentproto.MountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment}
+	dev, code := c.waitDevice(ctx, *volumeID, *wait)
+	if code != agentproto.ExitOK {
 		return code
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
-		return ExitFailed
+		return agentproto.ExitFailed
+	}
+	b := h.bindings[*name]
+	if b != nil && b.volumeID != *volumeID {
+		b = nil // another volume's generations are not this one's
 	}
 	for n, m := range h.mounts {
 		switch {
 		case n == *name && m.volumeID == *volumeID:
 			res.Device, res.FSType, res.AlreadyMounted = m.device, m.fsType, true
-			return printResult(stdout, *asJSON, res, "already mounted")
+			if b != nil {
+				res.Generation = b.generation
+				b.released, b.attachment = false, *attachment
+			}
+			return c.done(res, "already mounted")
 		case n == *name:
-			fmt.Fprintf(stderr, "tether-agent: %s is mounted from %s, not %s\n", res.Mountpoint, m.volumeID, *volumeID)
-			return ExitFailed
+			return c.fail(agentproto.ExitConflict, "", nil, "%s is already mounted at %s from %s, not from %s", n, res.Mountpoint, m.volumeID, *volumeID)
 		case m.volumeID == *volumeID:
-			fmt.Fprintf(stderr, "tether-agent: %s is already mounted as %s\n", *volumeID, n)
-			return ExitFailed
+			return c.fail(agentproto.ExitConflict, "", nil, "%s's device %s is already mounted at %s", *volumeID, dev, path.Join(*root, "volumes", n))
 		}
 	}
-	existing, signature := h.opts.Disks.probe(*volumeID)
-	if signature != "" {
-		fmt.Fprintf(stderr, "tether-agent: refusing %s (%s): it has a %s signature\n", dev, *volumeID, signature)
-		return ExitRefused
+	disk := h.opts.Disks.read(*volumeID)
+	switch {
+	case disk.signature != "":
+		return c.fail(agentproto.ExitRefused, "a "+disk.signature+" signature", nil, "refusing to use %s (%s): it holds a %s signature", dev, *volumeID, disk.signature)
+	case disk.fsType == "" && disk.damaged:
+		found := "no filesystem signature (blkid -p found nothing) and non-zero data at byte 0"
+		return c.fail(agentproto.ExitNotFormatted, found, nil, "not formatting %s: it has %s; data without a signature is a damaged filesystem (a lost primary superblock) or raw data, not a blank device. Nothing was written. Inspect it (ext4: `e2fsck -n -b 32768 %s`); tether never formats a device that holds data, with or without a grant", dev, found, dev)
+	case disk.fsType == "" && !*grant:
+		found := "no filesystem signature (blkid -p found nothing) and zeros wherever read"
+		return c.fail(agentproto.ExitNotFormatted, found, nil, "not formatting %s: it has %s; mount was not given the grant to format (--format-if-blank). Nothing was written", dev, found)
 	}
-	res.Device, res.FSType = dev, existing
-	if existing == "" {
-		h.opts.Disks.format(*volumeID, *fsType)
+	res.Device, res.FSType = dev, disk.fsType
+	if disk.fsType == "" {
+		h.opts.Disks.format(*volumeID, *fsType, h.opts.InstanceID, *grant)
 		res.FSType, res.Formatted = *fsType, true
+	} else if disk.dirty {
+		h.opts.Disks.checked(*volumeID)
+		res.Checked = true
 	}
+	next := &binding{volumeID: *volumeID, attachment: *attachment}
+	if b != nil {
+		next.generation = b.generation
+	}
+	next.generation++
+	h.bindings[*name] = next // written before the mount, as the agent does
 	h.mounts[*name] = &mount{volumeID: *volumeID, device: dev, fsType: res.FSType}
-	h.bindings[*name] = *volumeID
+	res.Generation = next.generation
 	h.changedLocked()
-	h.log.Info("volume mounted", "volume", *volumeID, "name", *name, "device", dev, "formatted", res.Formatted)
-	return printResult(stdout, *asJSON, res, "mounted")
+	h.log.Info("volume mounted", "volume", *volumeID, "name", *name, "device", dev, "formatted", res.Formatted, "generation", res.Generation)
+	return c.done(res, "mounted")
 }
 
 // waitDevice waits, bounded, for the volume's device to appear.
-func (h *Host) waitDevice(ctx context.Context, volumeID string, wait time.Duration, stderr *bytes.Buffer) (string, int) {
+func (c *cmd) waitDevice(ctx context.Context, volumeID string, wait time.Duration) (string, int) {
+	h := c.h
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -160,123 +224,178 @@ func (h *Host) waitDevice(ctx context.Context, volumeID string, wait time.Durati
 		h.mu.Unlock()
 		switch {
 		case down:
-			return "", ExitFailed
+			return "", agentproto.ExitFailed
 		case ok:
-			return dev, ExitOK
+			return dev, agentproto.ExitOK
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			fmt.Fprintf(stderr, "tether-agent: device for %s not found after %s (looked for /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_%s)\n", volumeID, wait, strings.ReplaceAll(volumeID, "-", ""))
-			return "", ExitNoDevice
+			return "", c.fail(agentproto.ExitNoDevice, "", nil, "device not found: volume %s: looked for /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_%s (waited %s)", volumeID, strings.ReplaceAll(volumeID, "-", ""), wait)
 		case <-ctx.Done():
-			fmt.Fprintf(stderr, "tether-agent: waiting for the device of %s: %v\n", volumeID, ctx.Err())
-			return "", ExitFailed
+			return "", c.fail(agentproto.ExitFailed, "", nil, "waiting for the device of %s: %v", volumeID, ctx.Err())
 		}
 	}
 }
 
-func printResult(stdout *bytes.Buffer, asJSON bool, v any, human string) int {
-	if asJSON {
-		b, _ := json.Marshal(v)
-		stdout.Write(append(b, '\n'))
-		return ExitOK
-	}
-	fmt.Fprintln(stdout, human)
-	return ExitOK
-}
-
-// unmountResult and statusVolume mirror agent/hostops' JSON.
-type unmountResult struct {
-	VolumeID   string `json:"volumeId"`
-	Name       string `json:"name"`
-	Mountpoint string `json:"mountpoint"`
-	Device     string `json:"device,omitempty"`
-	WasMounted bool   `json:"wasMounted"`
-	Detached   bool   `json:"detached,omitempty"`
-	Users      []user `json:"users,omitempty"`
-}
-
-type user struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-func (h *Host) unmountCmd(args []string, stdout, stderr *bytes.Buffer) int {
+func (c *cmd) unmount(ctx context.Context, args []string) int {
+	h := c.h
 	fs := flag.NewFlagSet("unmount", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	volumeID := fs.String("volume-id", "", "")
 	name := fs.String("name", "", "")
 	force := fs.Bool("force", false, "")
 	root := fs.String("root", h.opts.Root, "")
-	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		return badInput(stderr, "unmount: bad arguments %q", args)
+	attachment := fs.String("attachment", "", "")
+	lockWait := fs.Duration("lock-wait", 60*time.Second, "")
+	fs.String("socket", "/run/docker/plugins/tether.sock", "")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
 	}
-	if err := volspec.ValidateVolumeID(*volumeID); err != nil {
-		return badInput(stderr, "%v", err)
+	switch {
+	case volspec.ValidateVolumeID(*volumeID) != nil:
+		return c.bad("%v", volspec.ValidateVolumeID(*volumeID))
+	case volspec.ValidateName(*name) != nil:
+		return c.bad("%v", volspec.ValidateName(*name))
+	case agentproto.ValidateAttachment(*attachment) != nil:
+		return c.bad("%v", agentproto.ValidateAttachment(*attachment))
+	case *lockWait <= 0 || !path.IsAbs(*root):
+		return c.bad("invalid --lock-wait or --root")
 	}
-	if err := volspec.ValidateName(*name); err != nil {
-		return badInput(stderr, "%v", err)
+	res := agentproto.UnmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment}
+	h.mu.Lock()
+	m, mounted := h.mounts[*name]
+	if mounted {
+		switch users := h.usersLocked(*name); {
+		case m.volumeID != *volumeID:
+			h.mu.Unlock()
+			return c.fail(agentproto.ExitConflict, "", nil, "%s holds %s, not %s", res.Mountpoint, m.volumeID, *volumeID)
+		case len(users) > 0 && !*force:
+			h.mu.Unlock()
+			return c.fail(agentproto.ExitBusy, "", containerHolders(users), "volume %s is held (containers starting or running): containers %s", *name, userNames(users))
+		case len(users) > 0:
+			// --force goes past them; their mount namespaces keep the
+			// filesystem (the mount point's own mount goes lazily).
+			h.forcedUnmount++
+			res.Users = containerHolders(users)
+			if h.lazy[*volumeID] == nil {
+				h.lazy[*volumeID] = map[string]bool{}
+			}
+			for _, t := range h.tasks {
+				if t.holdsLocked(*name) {
+					h.lazy[*volumeID][t.spec.TaskArn] = true
+				}
+			}
+			delete(h.mounts, *name)
+			h.changedLocked()
+		}
+		res.WasMounted, res.Device = true, m.device
+		if gate, slow := h.slowFlush[*volumeID]; slow && h.mounts[*name] != nil {
+			h.mu.Unlock()
+			select { // the flush runs past every timer; still mounted meanwhile
+			case <-gate:
+			case <-ctx.Done():
+				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: flushing %s was cut short: %v (the flush goes on; still mounted)", *name, m.device, ctx.Err())
+			}
+			h.mu.Lock()
+			if h.mounts[*name] != m {
+				h.mu.Unlock()
+				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: the mount changed during the flush", *name)
+			}
+		}
+		delete(h.mounts, *name)
+		h.changedLocked()
+	} else if dev, ok := h.devices[*volumeID]; ok {
+		res.Device = dev
+	}
+	if holders := h.holdersLocked(*volumeID); len(holders) > 0 {
+		h.mu.Unlock()
+		what := "is still held on this host: the kernel does not let go of it, so it is not safe to detach"
+		if *force {
+			what += " (--force went past the containers; a lazy unmount is not an unmount)"
+		}
+		return c.fail(agentproto.ExitBusy, "", holders, "volume %s %s: %s", *name, what, holderNames(holders))
+	}
+	res.Released = true
+	if b := h.bindings[*name]; b != nil && b.volumeID == *volumeID {
+		b.released, b.attachment = true, *attachment
+		res.Generation = b.generation
+	}
+	hook := h.unmountHook
+	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force, "generation", res.Generation)
+	h.mu.Unlock()
+	if hook != nil {
+		hook(*volumeID, *name)
+	}
+	return c.done(res, "unmounted")
+}
+
+func containerHolders(users []hostops.User) []agentproto.Holder {
+	out := make([]agentproto.Holder, 0, len(users))
+	for _, u := range users {
+		out = append(out, agentproto.Holder{Kind: "container", ID: u.ID, Name: u.Name, State: u.State})
+	}
+	return out
+}
+
+func userNames(users []hostops.User) string {
+	names := make([]string, 0, len(users))
+	for _, u := range users {
+		names = append(names, fmt.Sprintf("%s (%s, %s)", u.Name, u.ID[:12], u.State))
+	}
+	return strings.Join(names, ", ")
+}
+
+func holderNames(hs []agentproto.Holder) string {
+	names := make([]string, 0, len(hs))
+	for _, k := range hs {
+		names = append(names, fmt.Sprintf("%s %s (pid %d %s, container %s)", k.Kind, k.Name, k.PID, k.Command, k.ContainerID))
+	}
+	return strings.Join(names, "; ")
+}
+
+func (c *cmd) status(args []string) int {
+	h := c.h
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	root := fs.String("root", h.opts.Root, "")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
 	}
 	if !path.IsAbs(*root) {
-		return badInput(stderr, "invalid --root")
-	}
-	res := unmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m, ok := h.mounts[*name]
-	switch {
-	case !ok:
-		return printResult(stdout, *asJSON, res, "not mounted")
-	case m.volumeID != *volumeID:
-		fmt.Fprintf(stderr, "tether-agent: %s is mounted from %s, not %s\n", res.Mountpoint, m.volumeID, *volumeID)
-		return ExitFailed
-	case h.inUseLocked(*name) && !*force:
-		fmt.Fprintf(stderr, "tether-agent: %s is in use by a container (running, or starting with its Mount answered)\n", res.Mountpoint)
-		return ExitBusy
-	}
-	res.Device, res.WasMounted = m.device, true
-	if res.Users = h.usersLocked(*name); len(res.Users) > 0 {
-		h.forcedUnmount++
-		res.Detached = true
-	}
-	delete(h.mounts, *name)
-	h.changedLocked()
-	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force)
-	return printResult(stdout, *asJSON, res, "unmounted")
-}
-
-type statusVolume struct {
-	Name       string `json:"name"`
-	VolumeID   string `json:"volumeId,omitempty"`
-	Mounted    bool   `json:"mounted"`
-	Device     string `json:"device,omitempty"`
-	Mountpoint string `json:"mountpoint"`
-	FSType     string `json:"fstype,omitempty"`
-	Users      []user `json:"users"`
-}
-
-func (h *Host) statusCmd(args []string, stdout, stderr *bytes.Buffer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	root := fs.String("root", h.opts.Root, "")
-	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || !path.IsAbs(*root) {
-		return badInput(stderr, "status: bad arguments %q", args)
+		return c.bad("status: invalid --root")
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	vols := []statusVolume{}
+	st := hostops.HostStatus{Volumes: []hostops.VolumeStatus{}, Unbound: []hostops.UnboundDevice{}}
+	bound := map[string]bool{}
 	for _, n := range h.knownNamesLocked() {
-		v := statusVolume{Name: n, VolumeID: h.bindings[n], Mountpoint: path.Join(*root, "volumes", n), Users: h.usersLocked(n)}
+		v := hostops.VolumeStatus{Name: n, Mountpoint: path.Join(*root, "volumes", n), Users: h.usersLocked(n), Seal: "sealed"}
+		if b := h.bindings[n]; b != nil {
+			v.VolumeID, v.Generation, v.Released, v.Attachment = b.volumeID, b.generation, b.released, b.attachment
+		}
 		if m := h.mounts[n]; m != nil {
-			v.VolumeID, v.Mounted, v.Device, v.FSType = m.volumeID, true, m.device, m.fsType
+			v.VolumeID, v.Mounted, v.Device, v.FSType, v.Seal = m.volumeID, true, m.device, m.fsType, "mounted"
+		}
+		if v.VolumeID != "" {
+			bound[v.VolumeID] = true
+			v.Holders = h.holdersLocked(v.VolumeID)
 		}
 		if v.Users == nil {
-			v.Users = []user{}
+			v.Users = []hostops.User{}
 		}
-		vols = append(vols, v)
+		st.Volumes = append(st.Volumes, v)
 	}
-	return printResult(stdout, *asJSON, map[string]any{"volumes": vols}, fmt.Sprintf("%d volumes", len(vols)))
+	for vol, dev := range h.devices {
+		if !bound[vol] {
+			st.Unbound = append(st.Unbound, hostops.UnboundDevice{VolumeID: vol, Device: dev})
+		}
+	}
+	return c.done(st, fmt.Sprintf("%d volumes", len(st.Volumes)))
+}
+
+func (c *cmd) version(args []string) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	return c.done(agentproto.VersionResult{Version: Version, Protocol: agentproto.Protocol}, "tether-agent "+Version)
 }

@@ -4,19 +4,30 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
+	"time"
 )
 
 // Disks is what each EBS volume holds, shared by every fake host of one
 // world so that data follows a volume from instance to instance, as the
-// backing file does for real hosts.
+// backing file does for real hosts. A disk's contents are modelled as the
+// facts tether-agent reads: a filesystem, a foreign signature, or no
+// signature at all with either zeros (blank) or data (a torn superblock,
+// raw data), which the agent tells apart by reading the device.
 type Disks struct {
 	mu   sync.Mutex
 	vols map[string]*disk
+	// tearOnForce: a volume detached by force (or lost with its host)
+	// while mounted loses its primary superblock.
+	tearOnForce bool
+	mkfs        []Mkfs
 }
 
 type disk struct {
-	fsType          string // "" while blank
+	fsType          string // "" while no filesystem signature
 	signature       string // a signature tether must not touch (partition table, LVM...)
+	torn            bool   // a filesystem whose primary superblock was lost: no signature, data
+	raw             bool   // raw data without a signature
+	dirty           bool   // not cleanly unmounted: the next mount checks it
 	formats         int
 	writes          []string
 	checksum        string
@@ -25,12 +36,26 @@ type disk struct {
 
 // DiskState is a test's view of one volume's contents.
 type DiskState struct {
-	FSType    string   // "" while blank
+	FSType    string   // "" while no filesystem signature
 	Formats   int      // times a filesystem was made on it (more than 1 is data loss)
 	Writes    []string // task ARNs that ran with it mounted, in order
 	Checksum  string   // hash chain over Writes
 	Unclean   int      // detaches or host deaths while it was mounted
 	Signature string
+	Torn      bool // the primary superblock is lost (data without a signature)
+	Raw       bool // raw data without a signature
+}
+
+// Mkfs is one filesystem made by a fake agent.
+type Mkfs struct {
+	VolumeID string
+	Instance string
+	FSType   string
+	// Granted: the mount command had --format-if-blank (the fake agent,
+	// like the real one, never formats without it: a record with Granted
+	// false is a bug in the fake).
+	Granted bool
+	At      time.Time
 }
 
 // NewDisks returns empty storage.
@@ -55,8 +80,16 @@ func (d *Disks) Volume(volumeID string) (DiskState, bool) {
 	}
 	return DiskState{
 		FSType: v.fsType, Formats: v.formats, Writes: append([]string(nil), v.writes...),
-		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature,
+		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature, Torn: v.torn, Raw: v.raw,
 	}, true
+}
+
+// Mkfs lists every filesystem a fake agent made, in order (chaos checks
+// "no mkfs without a grant" and "no mkfs of a volume that had data").
+func (d *Disks) Mkfs() []Mkfs {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Mkfs(nil), d.mkfs...)
 }
 
 // SetSignature gives a volume a foreign signature (e.g. "gpt", "LVM2_member"):
@@ -65,6 +98,34 @@ func (d *Disks) SetSignature(volumeID, signature string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.get(volumeID).signature = signature
+}
+
+// TearSuperblock makes a volume's filesystem lose its primary superblock
+// (its data and backup superblocks intact): blkid finds nothing, the
+// device is not blank. tether-agent mount must refuse it (exit 6), grant
+// or not.
+func (d *Disks) TearSuperblock(volumeID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := d.get(volumeID)
+	v.fsType, v.torn = "", true
+}
+
+// SetRawData puts data without any signature on a volume (exit 6, grant
+// or not).
+func (d *Disks) SetRawData(volumeID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.get(volumeID).raw = true
+}
+
+// TearOnForceDetach makes every later force detach (or host death) of a
+// mounted volume tear its superblock (chaos's "torn superblock after a
+// force detach").
+func (d *Disks) TearOnForceDetach(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tearOnForce = on
 }
 
 // write records that a task ran with the volume mounted: the data the
@@ -78,25 +139,47 @@ func (d *Disks) write(volumeID, taskArn string) {
 	v.checksum = hex.EncodeToString(sum[:])
 }
 
-// format makes a filesystem; it refuses a device that has any signature.
-func (d *Disks) probe(volumeID string) (fsType, signature string) {
+// contents is what the agent's probe and blank proof read.
+type contents struct {
+	fsType    string // a mountable filesystem
+	signature string // refused
+	damaged   bool   // no signature, data: torn superblock or raw
+	dirty     bool
+}
+
+func (d *Disks) read(volumeID string) contents {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := d.get(volumeID)
-	return v.fsType, v.signature
+	return contents{fsType: v.fsType, signature: v.signature, damaged: v.torn || v.raw || (v.fsType == "" && len(v.writes) > 0), dirty: v.dirty}
 }
 
-func (d *Disks) format(volumeID, fsType string) {
+// format makes a filesystem (the caller proved the grant and the blank).
+func (d *Disks) format(volumeID, fsType, instance string, granted bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := d.get(volumeID)
 	v.fsType = fsType
 	v.formats++
-	v.writes, v.checksum = nil, ""
+	v.writes, v.checksum, v.dirty = nil, "", false
+	d.mkfs = append(d.mkfs, Mkfs{VolumeID: volumeID, Instance: instance, FSType: fsType, Granted: granted, At: time.Now()})
 }
 
+// checked clears the dirty state (the mount's fsck ran).
+func (d *Disks) checked(volumeID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.get(volumeID).dirty = false
+}
+
+// unclean records a detach or host death with the volume mounted.
 func (d *Disks) unclean(volumeID string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.get(volumeID).uncleanDetaches++
+	v := d.get(volumeID)
+	v.uncleanDetaches++
+	v.dirty = true
+	if d.tearOnForce && v.fsType != "" {
+		v.fsType, v.torn = "", true
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/fakehost"
 	"github.com/tether-ecs/tether/test/world/ssmsim"
@@ -67,16 +68,17 @@ func TestTemplateDocumentsRunOnTheFakeHost(t *testing.T) {
 		return inv
 	}
 
-	mount := run("MountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}})
+	// The reconciler's parameters of protocol 2: the grant, the size, the
+	// attachment token (template.yaml passes them to the agent's flags).
+	mount := run("MountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"},
+		agentproto.ParamFormatIfBlank: {"true"}, agentproto.ParamSizeGiB: {"5"}, agentproto.ParamAttachment: {"i-0aaaaaaaaaaaaaaa1:1700000000000"}})
 	if mount.Status != types.CommandInvocationStatusSuccess {
 		t.Fatalf("mount: %s %d %q", mount.Status, mount.ResponseCode, aws.ToString(mount.StandardErrorContent))
 	}
-	var res struct {
-		VolumeID, Name, Mountpoint string
-		Formatted                  bool
-	}
-	if err := json.Unmarshal([]byte(aws.ToString(mount.StandardOutputContent)), &res); err != nil || res.VolumeID != vol || !res.Formatted || res.Mountpoint != "/var/lib/tether/volumes/rexray-vol" {
-		t.Fatalf("mount output %q: %v", aws.ToString(mount.StandardOutputContent), err)
+	out, _ := agentproto.ParseOutput(aws.ToString(mount.StandardOutputContent))
+	if res, ok := out.Mount(); !ok || res.VolumeID != vol || !res.Formatted || res.Mountpoint != "/var/lib/tether/volumes/rexray-vol" ||
+		res.Generation != 1 || res.Attachment != "i-0aaaaaaaaaaaaaaa1:1700000000000" {
+		t.Fatalf("mount output %q", aws.ToString(mount.StandardOutputContent))
 	}
 	withDevice := run("MountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Device": {"/dev/xvdf"}})
 	if withDevice.Status != types.CommandInvocationStatusSuccess {
@@ -113,12 +115,31 @@ func TestTemplateDocumentsRunOnTheFakeHost(t *testing.T) {
 		t.Fatalf("status while a container uses the volume: %+v %v", st, err)
 	}
 	busy := run("UnmountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Force": {"false"}})
-	if busy.Status != types.CommandInvocationStatusFailed || busy.ResponseCode != fakehost.ExitBusy {
+	if busy.Status != types.CommandInvocationStatusFailed || busy.ResponseCode != agentproto.ExitBusy {
 		t.Fatalf("unmount under a container: %s %d", busy.Status, busy.ResponseCode)
 	}
+	// --force goes past the container, whose mount namespace keeps the
+	// filesystem: still busy, naming it (a lazy unmount is no unmount).
 	forced := run("UnmountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Force": {"true"}})
-	if forced.Status != types.CommandInvocationStatusSuccess || host.State().ForcedUnmount != 1 ||
-		!strings.Contains(aws.ToString(forced.StandardOutputContent), `"detached":true`) {
-		t.Fatalf("forced unmount: %s %q", forced.Status, aws.ToString(forced.StandardErrorContent))
+	fout, _ := agentproto.ParseOutput(aws.ToString(forced.StandardOutputContent))
+	if forced.ResponseCode != agentproto.ExitBusy || host.State().ForcedUnmount != 1 || fout.Error == nil || len(fout.Error.Holders) == 0 {
+		t.Fatalf("forced unmount under a running container: %s %d %q", forced.Status, forced.ResponseCode, aws.ToString(forced.StandardOutputContent))
+	}
+	if err := host.StopTask(ctx, spec.TaskArn); err != nil {
+		t.Fatal(err)
+	}
+	for u := range report {
+		if u.Status == "STOPPED" {
+			break
+		}
+	}
+	done := run("UnmountDocument", map[string][]string{"VolumeId": {vol}, "VolumeName": {"rexray-vol"}, "Force": {"false"},
+		agentproto.ParamAttachment: {"i-0aaaaaaaaaaaaaaa1:1700000000000"}})
+	dout, _ := agentproto.ParseOutput(aws.ToString(done.StandardOutputContent))
+	if u, ok := dout.Unmount(); done.Status != types.CommandInvocationStatusSuccess || !ok || !u.Released || u.Generation != 1 {
+		t.Fatalf("unmount once the task stopped: %s %q", done.Status, aws.ToString(done.StandardOutputContent))
+	}
+	if !strings.Contains(host.Scripts()[0], "/usr/local/bin/tether-agent") {
+		t.Errorf("the mount document does not call the agent by its absolute path: %q", host.Scripts()[0])
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
@@ -46,16 +47,17 @@ func TestMountFormatsOnceAndReportsTheContractJSON(t *testing.T) {
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol, DeviceName: "/dev/xvdf"}); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/bash\nset -euo pipefail\n# mount\ntether-agent mount --volume-id '" + vol + "' --name \"rexray-vol\" --fstype xfs --json\n"
+	script := "#!/bin/bash\nset -euo pipefail\n# mount\n/usr/local/bin/tether-agent mount --volume-id '" + vol + "' --name \"rexray-vol\" --fstype xfs --format-if-blank --attachment i-1:5 --json\n"
 	res := run(t, h, script)
-	if res.ExitCode != ExitOK {
+	if res.ExitCode != agentproto.ExitOK {
 		t.Fatalf("mount: exit %d: %s", res.ExitCode, res.Stderr)
 	}
 	var got map[string]any
 	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil {
 		t.Fatalf("mount --json output %q: %v", res.Stdout, err)
 	}
-	want := map[string]any{"volumeId": vol, "name": "rexray-vol", "device": "/dev/nvme1n1", "fstype": "xfs", "formatted": true, "grown": false, "mountpoint": "/var/lib/tether/volumes/rexray-vol", "alreadyMounted": false}
+	want := map[string]any{"volumeId": vol, "name": "rexray-vol", "device": "/dev/nvme1n1", "fstype": "xfs", "formatted": true, "grown": false,
+		"mountpoint": "/var/lib/tether/volumes/rexray-vol", "alreadyMounted": false, "generation": float64(1), "attachment": "i-1:5"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("mount --json %s = %v, want %v", k, got[k], v)
@@ -76,12 +78,15 @@ func TestMountFormatsOnceAndReportsTheContractJSON(t *testing.T) {
 	if err := h2.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	res2 := run(t, h2, "tether-agent mount --volume-id "+vol+" --name rexray-vol --json")
+	res2 := run(t, h2, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank --json")
 	if res2.ExitCode != 0 || !strings.Contains(res2.Stdout, `"formatted":false`) || !strings.Contains(res2.Stdout, `"fstype":"xfs"`) {
 		t.Fatalf("mount on the second host: %+v", res2)
 	}
 	if d, _ := disks.Volume(vol); d.Formats != 1 {
 		t.Fatalf("formatted %d times", d.Formats)
+	}
+	if m := disks.Mkfs(); len(m) != 1 || !m[0].Granted || m[0].VolumeID != vol || m[0].Instance != "i-0aaaaaaaaaaaaaaa1" {
+		t.Fatalf("mkfs records = %+v", m)
 	}
 }
 
@@ -92,21 +97,21 @@ func TestExitCodesAsTheContractSays(t *testing.T) {
 		script string
 		code   int
 	}{
-		{"tether-agent mount --volume-id vol-xyz --name a --json", ExitBadInput},
-		{"tether-agent mount --volume-id " + vol + " --name ../etc --json", ExitBadInput},
-		{"tether-agent mount --volume-id " + vol + " --name a --fstype btrfs", ExitBadInput},
-		{"tether-agent mount --volume-id " + vol + " --name a --bogus", ExitBadInput},
-		{"tether-agent frobnicate", ExitBadInput},
-		{"tether-agent mount --volume-id " + vol + " --name a $(reboot)", ExitBadInput},
+		{"tether-agent mount --volume-id vol-xyz --name a --json", agentproto.ExitBadInput},
+		{"tether-agent mount --volume-id " + vol + " --name ../etc --json", agentproto.ExitBadInput},
+		{"tether-agent mount --volume-id " + vol + " --name a --fstype btrfs", agentproto.ExitBadInput},
+		{"tether-agent mount --volume-id " + vol + " --name a --bogus", agentproto.ExitBadInput},
+		{"tether-agent frobnicate", agentproto.ExitBadInput},
+		{"tether-agent mount --volume-id " + vol + " --name a $(reboot)", agentproto.ExitBadInput},
 		{"tether-agent status; rm -rf /", 127},
-		{"tether-agent status > /etc/passwd", ExitBadInput},
+		{"tether-agent status > /etc/passwd", agentproto.ExitBadInput},
 		{"if [ -n 'x' ]; then reboot; fi", 127},
-		{"if [ 'x' = x ]; then tether-agent status --json; fi", ExitOK},
-		{"for i in 1; do tether-agent status; done", ExitBadInput},
+		{"if [ 'x' = x ]; then tether-agent status --json; fi", agentproto.ExitOK},
+		{"for i in 1; do tether-agent status; done", agentproto.ExitBadInput},
 		{"rm -rf /", 127},
-		{"tether-agent mount --volume-id " + vol + " --name a --wait 10ms", ExitNoDevice},
-		{"tether-agent unmount --volume-id " + vol + " --name a --json", ExitOK}, // nothing to do
-		{"tether-agent status --json", ExitOK},
+		{"tether-agent mount --volume-id " + vol + " --name a --wait 10ms", agentproto.ExitNoDevice},
+		{"tether-agent unmount --volume-id " + vol + " --name a --json", agentproto.ExitOK}, // nothing to do
+		{"tether-agent status --json", agentproto.ExitOK},
 	}
 	for _, c := range cases {
 		if res := run(t, h, c.script); res.ExitCode != c.code {
@@ -117,7 +122,7 @@ func TestExitCodesAsTheContractSays(t *testing.T) {
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name a"); res.ExitCode != ExitRefused {
+	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name a --format-if-blank"); res.ExitCode != agentproto.ExitRefused {
 		t.Fatalf("a device with a partition table: exit %d", res.ExitCode)
 	}
 	if d, _ := disks.Volume(vol); d.Formats != 0 {
@@ -174,7 +179,7 @@ func TestTaskStartsOnlyOnceItsVolumeIsMountedAndHoldsIt(t *testing.T) {
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --json"); res.ExitCode != 0 {
+	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank --json"); res.ExitCode != 0 {
 		t.Fatal(res.Stderr)
 	}
 	if u := rec.next(t, "RUNNING"); u.Containers[0].RuntimeID == "" {
@@ -183,7 +188,7 @@ func TestTaskStartsOnlyOnceItsVolumeIsMountedAndHoldsIt(t *testing.T) {
 	if err := h.DetachDevice(ctx(t), vol, false); !errors.Is(err, worldapi.ErrDeviceBusy) {
 		t.Fatalf("detach while mounted: %v", err)
 	}
-	if res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol"); res.ExitCode != ExitBusy {
+	if res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol"); res.ExitCode != agentproto.ExitBusy {
 		t.Fatalf("unmount under a running container: exit %d", res.ExitCode)
 	}
 	if err := h.StopTask(ctx(t), spec.TaskArn); err != nil {
@@ -233,19 +238,74 @@ func TestPluginWaitEndsWithAnErrorThatSaysWhat(t *testing.T) {
 	}
 }
 
-func TestPluginRemountsAKnownBindingItself(t *testing.T) {
+// The plugin remounts a bound volume attached here by itself after its own
+// unmount (the last container went), but not after the unmount command
+// released it: then it waits for the reconciler's next mount.
+func TestPluginRemountsABindingUnlessReleased(t *testing.T) {
 	h := testHost(t, Options{})
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol")
-	run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol")
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank")
+	first := seedSpec("0123456789abcdef0123456789abcdef", "shared")
 	rec := newRecorder()
-	if err := h.StartTask(ctx(t), seedSpec("0123456789abcdef0123456789abcdef", "shared"), rec.report); err != nil {
+	if err := h.StartTask(ctx(t), first, rec.report); err != nil {
 		t.Fatal(err)
 	}
 	rec.next(t, "PENDING")
-	rec.next(t, "RUNNING") // no reconciler needed: binding known, device attached
+	rec.next(t, "RUNNING")
+	if err := h.StopTask(ctx(t), first.TaskArn); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, "STOPPED") // the plugin unmounted: not released
+	second := seedSpec("1123456789abcdef0123456789abcdef", "shared")
+	rec2 := newRecorder()
+	if err := h.StartTask(ctx(t), second, rec2.report); err != nil {
+		t.Fatal(err)
+	}
+	rec2.next(t, "PENDING")
+	rec2.next(t, "RUNNING") // no reconciler needed: binding known, device attached
+	if st := h.State(); st.Bindings["rexray-vol"].Generation != 2 {
+		t.Fatalf("bindings = %+v; the plugin's remount is generation 2", st.Bindings)
+	}
+	if err := h.StopTask(ctx(t), second.TaskArn); err != nil {
+		t.Fatal(err)
+	}
+	rec2.next(t, "STOPPED")
+
+	res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol --attachment i-1:7 --json")
+	out, _ := agentproto.ParseOutput(res.Stdout)
+	if u, ok := out.Unmount(); res.ExitCode != 0 || !ok || !u.Released || u.Generation != 2 || u.Attachment != "i-1:7" {
+		t.Fatalf("unmount: exit %d %s", res.ExitCode, res.Stdout)
+	}
+	third := seedSpec("2123456789abcdef0123456789abcdef", "shared")
+	rec3 := newRecorder()
+	if err := h.StartTask(ctx(t), third, rec3.report); err != nil {
+		t.Fatal(err)
+	}
+	rec3.next(t, "PENDING")
+	waitState(t, h, "the released volume stays unmounted while the task waits", func(st State) bool {
+		return st.Tasks[third.TaskArn] == "PENDING" && st.Mounts["rexray-vol"] == "" && st.Bindings["rexray-vol"].Released
+	})
+	res = run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --json")
+	if out, _ := agentproto.ParseOutput(res.Stdout); res.ExitCode != 0 {
+		t.Fatalf("mount: %+v", out)
+	} else if m, _ := out.Mount(); m.Generation != 3 || m.Formatted {
+		t.Fatalf("mount after the release = %+v; want generation 3", m)
+	}
+	rec3.next(t, "RUNNING")
+}
+
+// waitState polls the host's state (bounded) until cond holds.
+func waitState(t *testing.T, h *Host, what string, cond func(State) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond(h.State()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s; state %+v", what, h.State())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestKillAndAttributes(t *testing.T) {
@@ -265,7 +325,7 @@ func TestKillAndAttributes(t *testing.T) {
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol")
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank")
 	if err := h.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +384,7 @@ func TestUnmountIsBusyWhileAContainerStartsWithTheMountAnswered(t *testing.T) {
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol")
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank")
 	rec := newRecorder()
 	if err := h.StartTask(ctx(t), spec, rec.report); err != nil {
 		t.Fatal(err)
@@ -344,13 +404,13 @@ func TestUnmountIsBusyWhileAContainerStartsWithTheMountAnswered(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	res := run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol --json")
-	if res.ExitCode != ExitBusy || !strings.Contains(res.Stderr, "starting") {
+	if res.ExitCode != agentproto.ExitBusy || !strings.Contains(res.Stderr, "starting") {
 		t.Fatalf("unmount while the task starts: exit %d %s; want busy", res.ExitCode, res.Stderr)
 	}
 	if err := h.AttachDevice(ctx(t), worldapi.Attachment{VolumeID: vol2}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, h, "tether-agent mount --volume-id "+vol2+" --name second")
+	run(t, h, "tether-agent mount --volume-id "+vol2+" --name second --format-if-blank")
 	rec.next(t, "RUNNING")
 	if d, _ := h.Disks().Volume(vol); len(d.Writes) != 1 || d.Writes[0] != spec.TaskArn {
 		t.Fatalf("the task did not write on its volume: %+v", d)

@@ -1,12 +1,19 @@
 // Package fakehost is an in-memory worldapi.Host: a guest that models what
 // tether cares about — attached devices by volume id, a filesystem and data
-// per volume (Disks, shared by all hosts), mounts made by a simulated
-// `tether-agent mount`/`unmount`/`status` run through RunShellScript,
-// DetachDevice busy while mounted, and tasks whose containers start only
-// once their tether volumes are mounted (the plugin's bounded wait, then
-// STOPPED with a plugin-like reason). It is for fast tests of the
-// simulators and of the reconciler at scale; test/world/hosts has the real
-// thing.
+// per volume (Disks, shared by all hosts: blank, formatted, foreign, torn
+// superblock, raw data), mounts made by a simulated `tether-agent
+// mount`/`unmount`/`status`/`version` run through RunShellScript under the
+// same contract as the real agent (internal/agentproto: the format grant
+// and blank proof, exit codes, JSON results and failures, mount
+// generations, attachment tokens, the release marker, the kernel's holders
+// of a device), DetachDevice busy while anything holds the device, and
+// tasks whose containers start only once their tether volumes are mounted
+// (the plugin's bounded wait, then STOPPED with a plugin-like reason; the
+// plugin never remounts a released volume). Test controls inject chaos's
+// faults: a slow flush, a torn superblock after a force detach, a hook to
+// race the plugin against a detach, kernel holders. It is for fast tests
+// of the simulators and of the reconciler at scale; test/world/hosts has
+// the real thing.
 package fakehost
 
 import (
@@ -18,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
@@ -50,8 +58,12 @@ type Host struct {
 	changed       chan struct{}
 	devices       map[string]string // volume id -> device path
 	nextNVMe      int
-	mounts        map[string]*mount // by tether name
-	bindings      map[string]string // tether name -> volume id
+	mounts        map[string]*mount              // by tether name
+	bindings      map[string]*binding            // by tether name
+	kernel        map[string][]agentproto.Holder // volume id -> what else holds its device (test control)
+	lazy          map[string]map[string]bool     // volume id -> task ARNs whose containers keep it mounted after a forced unmount
+	slowFlush     map[string]chan struct{}       // volume id -> the next unmount's flush ends when closed
+	unmountHook   func(volumeID, name string)
 	tasks         map[string]*fakeTask
 	agentRestarts int
 	forcedUnmount int
@@ -64,6 +76,15 @@ type Host struct {
 
 type mount struct {
 	volumeID, device, fsType string
+}
+
+// binding is <root>/bindings/NAME: the volume last mounted under NAME, its
+// mount generation, the release marker and the attachment token.
+type binding struct {
+	volumeID   string
+	generation int64
+	released   bool
+	attachment string
 }
 
 var _ worldapi.Host = (*Host)(nil)
@@ -90,7 +111,8 @@ func New(opts Options) *Host {
 		opts: opts, log: opts.Logger.With("component", "fakehost", "instance", opts.InstanceID),
 		rng: rand.New(rand.NewSource(opts.Seed)), changed: make(chan struct{}),
 		devices: map[string]string{}, nextNVMe: 1, mounts: map[string]*mount{},
-		bindings: map[string]string{}, tasks: map[string]*fakeTask{},
+		bindings: map[string]*binding{}, tasks: map[string]*fakeTask{},
+		kernel: map[string][]agentproto.Holder{}, lazy: map[string]map[string]bool{}, slowFlush: map[string]chan struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
 }
@@ -134,8 +156,10 @@ func (h *Host) AttachDevice(_ context.Context, a worldapi.Attachment) error {
 	return nil
 }
 
-// DetachDevice implements worldapi.Host: busy while mounted unless forced;
-// a forced detach of a mounted volume counts as unclean.
+// DetachDevice implements worldapi.Host: busy while the guest holds the
+// device (mounted, kept by containers' namespaces after a forced unmount,
+// or a kernel holder) unless forced; a forced detach of a held volume
+// counts as unclean (and tears its superblock under TearOnForceDetach).
 func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -145,6 +169,7 @@ func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) erro
 	if _, ok := h.devices[volumeID]; !ok {
 		return nil
 	}
+	held := false
 	for name, m := range h.mounts {
 		if m.volumeID != volumeID {
 			continue
@@ -153,8 +178,19 @@ func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) erro
 			return fmt.Errorf("fakehost %s: %s mounted as %s: %w", h.opts.InstanceID, volumeID, name, worldapi.ErrDeviceBusy)
 		}
 		delete(h.mounts, name)
-		h.opts.Disks.unclean(volumeID)
+		held = true
 		h.log.Warn("forced detach of a mounted volume", "volume", volumeID, "name", name)
+	}
+	if holders := h.holdersLocked(volumeID); len(holders) > 0 {
+		if !force {
+			return fmt.Errorf("fakehost %s: %s held (%s): %w", h.opts.InstanceID, volumeID, holders[0].Name, worldapi.ErrDeviceBusy)
+		}
+		held = true
+		delete(h.lazy, volumeID)
+		delete(h.kernel, volumeID)
+	}
+	if held {
+		h.opts.Disks.unclean(volumeID)
 	}
 	delete(h.devices, volumeID)
 	h.changedLocked()
@@ -214,7 +250,11 @@ func (h *Host) Kill() error {
 	for _, m := range h.mounts {
 		h.opts.Disks.unclean(m.volumeID)
 	}
+	for vol := range h.lazy {
+		h.opts.Disks.unclean(vol)
+	}
 	h.mounts = map[string]*mount{}
+	h.lazy, h.kernel = map[string]map[string]bool{}, map[string][]agentproto.Holder{}
 	h.devices = map[string]string{}
 	h.changedLocked()
 	h.mu.Unlock()
@@ -261,6 +301,16 @@ type State struct {
 	AgentRestarts int
 	ForcedUnmount int
 	Scripts       int // RunShellScript calls
+	// Bindings: tether name -> the binding (volume, generation, release).
+	Bindings map[string]BindingState
+}
+
+// BindingState is a test's view of <root>/bindings/NAME.
+type BindingState struct {
+	VolumeID   string
+	Generation int64
+	Released   bool
+	Attachment string
 }
 
 // State returns a copy of the guest's state.
@@ -270,6 +320,10 @@ func (h *Host) State() State {
 	st := State{
 		Down: h.down, Devices: map[string]string{}, Mounts: map[string]string{}, Tasks: map[string]string{},
 		AgentRestarts: h.agentRestarts, ForcedUnmount: h.forcedUnmount, Scripts: len(h.scripts),
+		Bindings: map[string]BindingState{},
+	}
+	for n, b := range h.bindings {
+		st.Bindings[n] = BindingState{VolumeID: b.volumeID, Generation: b.generation, Released: b.released, Attachment: b.attachment}
 	}
 	for v, d := range h.devices {
 		st.Devices[v] = d
@@ -288,6 +342,77 @@ func (h *Host) Scripts() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.scripts...)
+}
+
+// HoldDevice makes something else on the host hold the volume's device (a
+// process in another mount namespace, a stacked device): unmount is busy
+// naming it, and DetachDevice busy, until ReleaseDevice.
+func (h *Host) HoldDevice(volumeID string, holder agentproto.Holder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.kernel[volumeID] = append(h.kernel[volumeID], holder)
+	h.changedLocked()
+}
+
+// ReleaseDevice drops the holders HoldDevice added.
+func (h *Host) ReleaseDevice(volumeID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.kernel, volumeID)
+	h.changedLocked()
+}
+
+// SlowFlush makes the next unmount of the volume flush until FinishFlush
+// (or until its script's timeout ends it, the flush still running: the
+// volume stays mounted): an unmount that runs past every timer.
+func (h *Host) SlowFlush(volumeID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.slowFlush[volumeID]; !ok {
+		h.slowFlush[volumeID] = make(chan struct{})
+	}
+}
+
+// FinishFlush ends a SlowFlush.
+func (h *Host) FinishFlush(volumeID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch, ok := h.slowFlush[volumeID]; ok {
+		close(ch)
+		delete(h.slowFlush, volumeID)
+	}
+}
+
+// OnUnmount sets a hook run (without the host's lock) right after each
+// successful unmount command, before it answers: a test starts a task
+// there to race the plugin against the reconciler's detach on this host.
+func (h *Host) OnUnmount(hook func(volumeID, name string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unmountHook = hook
+}
+
+// holdersLocked is what holds the volume's device besides a mount at its
+// mount point: containers' namespaces after a forced unmount, and test
+// holders.
+func (h *Host) holdersLocked(volumeID string) []agentproto.Holder {
+	var out []agentproto.Holder
+	arns := make([]string, 0, len(h.lazy[volumeID]))
+	for arn := range h.lazy[volumeID] {
+		arns = append(arns, arn)
+	}
+	sort.Strings(arns)
+	for _, arn := range arns {
+		t := h.tasks[arn]
+		if t == nil {
+			continue
+		}
+		for _, c := range t.spec.Containers {
+			out = append(out, agentproto.Holder{Kind: "namespace", Name: "/var/lib/tether/volumes/...", ID: "mnt:[" + t.runtime[c.Name][:8] + "]",
+				Command: c.Name, ContainerID: t.runtime[c.Name]})
+		}
+	}
+	return append(out, h.kernel[volumeID]...)
 }
 
 // knownNamesLocked lists every tether name with a binding or a mount.

@@ -34,6 +34,9 @@ type word struct {
 
 var errUnsupported = errors.New("unsupported shell syntax")
 
+// shellSyntaxError is what sh exits with on a syntax error.
+const shellSyntaxError = 2
+
 // shellKeywords are control flow the fake shell refuses rather than calls
 // "command not found".
 var shellKeywords = map[string]bool{
@@ -47,7 +50,7 @@ func (sh *shell) script(script string) int {
 		cmds, err := lexLine(line)
 		if err != nil {
 			fmt.Fprintf(sh.stderr, "sh: line %d: %v\n", n+1, err)
-			return ExitBadInput
+			return shellSyntaxError
 		}
 		code, exit := sh.line(cmds, n+1)
 		if code != 0 || exit {
@@ -74,17 +77,17 @@ func (sh *shell) line(cmds [][]word, n int) (code int, exit bool) {
 func (sh *shell) ifThen(cmds [][]word, n int) (int, bool) {
 	if len(cmds) != 3 || len(cmds[1]) < 2 || cmds[1][0].text != "then" || len(cmds[2]) != 1 || cmds[2][0].text != "fi" {
 		fmt.Fprintf(sh.stderr, "sh: line %d: %v: only `if [ TEST ]; then COMMAND; fi`\n", n, errUnsupported)
-		return ExitBadInput, true
+		return shellSyntaxError, true
 	}
 	test := sh.expand(cmds[0][1:])
 	if len(test) < 2 || test[0] != "[" || test[len(test)-1] != "]" {
 		fmt.Fprintf(sh.stderr, "sh: line %d: %v: the condition must be [ … ]\n", n, errUnsupported)
-		return ExitBadInput, true
+		return shellSyntaxError, true
 	}
 	ok, err := evalTest(test[1 : len(test)-1])
 	if err != nil {
 		fmt.Fprintf(sh.stderr, "sh: line %d: [: %v\n", n, err)
-		return ExitBadInput, true
+		return shellSyntaxError, true
 	}
 	if !ok {
 		return 0, false
@@ -137,13 +140,13 @@ func (sh *shell) command(argv []string, n int) (int, bool) {
 		for _, opt := range argv[1:] {
 			if !strings.HasPrefix(opt, "-") && !strings.HasPrefix(opt, "+") && opt != "pipefail" {
 				fmt.Fprintf(sh.stderr, "sh: line %d: set: %v: %q\n", n, errUnsupported, opt)
-				return ExitBadInput, true
+				return shellSyntaxError, true
 			}
 		}
 		return 0, false
 	case shellKeywords[argv[0]]:
 		fmt.Fprintf(sh.stderr, "sh: line %d: %v: %s\n", n, errUnsupported, argv[0])
-		return ExitBadInput, true
+		return shellSyntaxError, true
 	case argv[0] == "true" || argv[0] == ":":
 		return 0, exec
 	case path.Base(argv[0]) == "tether-agent" && (argv[0] == "tether-agent" || path.IsAbs(argv[0])):

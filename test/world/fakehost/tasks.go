@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-ecs/tether/agent/hostops"
 	"github.com/tether-ecs/tether/internal/volspec"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
@@ -159,10 +160,18 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 			h.mu.Unlock()
 			return ""
 		}
-		if vol, ok := h.bindings[name]; ok {
-			if dev, attached := h.devices[vol]; attached {
-				if fsType, sig := h.opts.Disks.probe(vol); fsType != "" && sig == "" {
-					h.mounts[name] = &mount{volumeID: vol, device: dev, fsType: fsType}
+		// The plugin remounts a bound volume attached here by itself,
+		// unless the unmount command released it (only the reconciler's
+		// next mount may mount it again): never formats, never mounts what
+		// is not a clean-enough filesystem.
+		if b := h.bindings[name]; b != nil && !b.released {
+			if dev, attached := h.devices[b.volumeID]; attached {
+				if d := h.opts.Disks.read(b.volumeID); d.fsType != "" && d.signature == "" && len(h.holdersLocked(b.volumeID)) == 0 {
+					if d.dirty {
+						h.opts.Disks.checked(b.volumeID)
+					}
+					b.generation++
+					h.mounts[name] = &mount{volumeID: b.volumeID, device: dev, fsType: d.fsType}
 					t.held[name] = true
 					h.changedLocked()
 					h.mu.Unlock()
@@ -171,8 +180,11 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 			}
 		}
 		looked := "no device known yet (waiting for the reconciler to attach and mount it)"
-		if vol, ok := h.bindings[name]; ok {
-			looked = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + strings.ReplaceAll(vol, "-", "")
+		if b := h.bindings[name]; b != nil {
+			looked = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + strings.ReplaceAll(b.volumeID, "-", "")
+			if b.released {
+				looked += " (released by the unmount command: waiting for the reconciler's mount)"
+			}
 		}
 		changed := h.changed
 		h.mu.Unlock()
@@ -218,6 +230,12 @@ func (h *Host) finish(t *fakeTask, reason string, exit *int) {
 		return
 	}
 	t.status = "STOPPED"
+	for vol, arns := range h.lazy { // its containers' namespaces go with them
+		delete(arns, t.spec.TaskArn)
+		if len(arns) == 0 {
+			delete(h.lazy, vol)
+		}
+	}
 	for _, name := range t.names {
 		if m := h.mounts[name]; m != nil && !h.inUseLocked(name) {
 			delete(h.mounts, name)
@@ -272,18 +290,28 @@ func (h *Host) ExitTask(taskArn string, code int) error {
 // running one, or one still starting whose Mount the plugin answered.
 func (h *Host) inUseLocked(name string) bool { return len(h.usersLocked(name)) > 0 }
 
+// holdsLocked: the task's containers hold the tether volume (running, or
+// starting with the plugin's Mount answered).
+func (t *fakeTask) holdsLocked(name string) bool {
+	return slices.Contains(t.names, name) && (t.status == "RUNNING" || t.status == "PENDING" && t.held[name])
+}
+
 // usersLocked names the containers that hold the tether volume (running,
 // or starting with the plugin's Mount answered), as Docker would (ECS agent
-// container names), sorted.
-func (h *Host) usersLocked(name string) []user {
-	var out []user
+// container names, dockerd's state), sorted.
+func (h *Host) usersLocked(name string) []hostops.User {
+	var out []hostops.User
 	for _, t := range h.tasks {
-		if !slices.Contains(t.names, name) || !(t.status == "RUNNING" || t.status == "PENDING" && t.held[name]) {
+		if !t.holdsLocked(name) {
 			continue
+		}
+		state := "running"
+		if t.status == "PENDING" {
+			state = "created"
 		}
 		for _, c := range t.spec.Containers {
 			rid := t.runtime[c.Name]
-			out = append(out, user{ID: rid, Name: fmt.Sprintf("ecs-%s-%d-%s-%s", t.spec.Family, t.spec.Revision, c.Name, rid[:20])})
+			out = append(out, hostops.User{ID: rid, Name: fmt.Sprintf("ecs-%s-%d-%s-%s", t.spec.Family, t.spec.Revision, c.Name, rid[:20]), State: state})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

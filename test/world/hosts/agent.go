@@ -35,7 +35,7 @@ func (in *Instance) startAgent(ctx context.Context) error {
 	}
 	defer logFile.Close()
 	args := append([]string{"serve"}, in.cfg.AgentArgs...)
-	cmd := in.m.Command(context.Background(), in.cfg.AgentBinary, args...)
+	cmd := in.m.Command(context.Background(), AgentPath, args...)
 	cmd.Env = in.env()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -132,9 +132,36 @@ func (in *Instance) StopAgent() error {
 	return a.stop(10 * time.Second)
 }
 
-// env is the environment of programs the instance runs for us.
+// AgentPath is where tether-agent is installed inside an instance, as on a
+// real host (README's install line); the SSM documents call it there.
+const AgentPath = "/usr/local/bin/tether-agent"
+
+// installAgent makes the agent binary /usr/local/bin/tether-agent inside
+// the instance only: a read-only overlay of the box's /usr/local/bin with a
+// layer holding the agent on top, mounted in the instance's namespace (the
+// box's own /usr/local/bin, and the other instances', stay as they are).
+func (in *Instance) installAgent(ctx context.Context) error {
+	layer := filepath.Join(in.m.Dir(), "usr-local-bin")
+	if err := os.MkdirAll(layer, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(in.cfg.AgentBinary, filepath.Join(layer, filepath.Base(AgentPath))); err != nil {
+		return fmt.Errorf("install tether-agent: %w", err)
+	}
+	dir := filepath.Dir(AgentPath)
+	out, err := in.m.Command(ctx, "mount", "-t", "overlay", "overlay", "-o", "lowerdir="+layer+":"+dir, dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("install tether-agent as %s: mount overlay: %w: %s", AgentPath, err, bytes.TrimSpace(out))
+	}
+	in.log.Info("tether-agent installed", "path", AgentPath, "binary", in.cfg.AgentBinary)
+	return nil
+}
+
+// env is the environment of programs the instance runs for us. The
+// instance's loop devices stand for EBS volumes: the agent accepts them
+// only with TETHER_LOOP_DEVICES=1, which only the local world sets.
 func (in *Instance) env() []string {
-	return []string{"PATH=" + in.path, "HOME=/root", "LANG=C.UTF-8"}
+	return []string{"PATH=" + in.path, "HOME=/root", "LANG=C.UTF-8", "TETHER_LOOP_DEVICES=1"}
 }
 
 // activate asks the plugin on socket (a path reachable from the box) to

@@ -3,11 +3,13 @@ package hosts_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/sandbox"
 	"github.com/tether-ecs/tether/test/world/hosts"
 	"github.com/tether-ecs/tether/test/world/hosts/engine"
@@ -71,6 +73,22 @@ func TestPluginCapabilityFollowsTheAgent(t *testing.T) {
 	}
 }
 
+// The agent is /usr/local/bin/tether-agent inside each instance, where
+// the SSM documents call it, and nowhere on the box.
+func TestAgentIsInstalledWhereTheDocumentsCallIt(t *testing.T) {
+	requirePrereqs(t)
+	in := launch(t, "i-00000000000000011", tetherAgent(t))
+	out := sh(t, in, hosts.AgentPath+" version --json")
+	if o, ok := agentproto.ParseOutput(out); !ok {
+		t.Fatalf("version --json printed %q", out)
+	} else if v, ok := o.Version(); !ok || v.Protocol != agentproto.Protocol {
+		t.Fatalf("version = %+v", v)
+	}
+	if _, err := os.Stat(hosts.AgentPath); err == nil {
+		t.Errorf("%s exists on the box too: the install leaked out of the instance", hosts.AgentPath)
+	}
+}
+
 func TestTetherVolumeFollowsTheTask(t *testing.T) {
 	requirePrereqs(t)
 	testenvCommands(t, "mkfs.ext4", "blkid")
@@ -80,8 +98,9 @@ func TestTetherVolumeFollowsTheTask(t *testing.T) {
 	b := launch(t, "i-0000000000000000f", agent)
 	const vol = "vol-0123456789abcdef0"
 	backing := sparseFile(t, vol, 256<<20)
-	mount := "tether-agent mount --volume-id " + vol + " --name data --json"
-	unmount := "tether-agent unmount --volume-id " + vol + " --name data --json"
+	// As the SSM documents call it: by its absolute path, with the grant.
+	mount := hosts.AgentPath + " mount --volume-id " + vol + " --name data --format-if-blank --json"
+	unmount := hosts.AgentPath + " unmount --volume-id " + vol + " --name data --json"
 
 	// On A: the container waits for the volume, then writes to it.
 	arn1 := taskArn + "a"

@@ -44,9 +44,10 @@ type Config struct {
 	InstanceType     string // ecs.instance-type; default t3.medium
 	AMIID            string // ecs.ami-id; omitted when empty
 
-	// AgentBinary is tether-agent on the box (its directory goes first on
-	// the instance's PATH). Empty: the instance runs no agent, as a host
-	// without tether installed.
+	// AgentBinary is tether-agent on the box. Inside the instance it is
+	// /usr/local/bin/tether-agent, where the SSM documents call it (and its
+	// directory goes first on the instance's PATH). Empty: the instance
+	// runs no agent, as a host without tether installed.
 	AgentBinary string
 	// AgentArgs are extra arguments to `tether-agent serve`.
 	AgentArgs []string
@@ -149,6 +150,9 @@ func (in *Instance) boot(ctx context.Context) error {
 	}
 	if in.cfg.AgentBinary == "" {
 		return nil
+	}
+	if err := in.installAgent(ctx); err != nil {
+		return err
 	}
 	return in.startAgent(ctx)
 }
