@@ -190,3 +190,48 @@ func motoRunInstance(t *testing.T, url string) string {
 	}
 	return string(m[1])
 }
+
+// An EC2 stop: ECS moves the instance's tasks to STOPPED and its agent
+// disconnects, but the container instance stays registered (ACTIVE); the
+// service replaces the task elsewhere, and the instance takes tasks again
+// once it starts.
+func TestStoppedInstanceStaysRegistered(t *testing.T) {
+	w := newWorld(t, ecssim.Timing{})
+	w.cluster(t)
+	ctx := ctxT(t)
+	w.addHost(t, fakehost.Options{InstanceID: "i-0aaaaaaaaaaaaaaa1", AZ: "us-west-2a"})
+	w.addHost(t, fakehost.Options{InstanceID: "i-0bbbbbbbbbbbbbbb2", AZ: "us-west-2a"})
+	def := w.plainTaskDef(t, "app")
+	if _, err := w.ecs.CreateService(ctx, &ecs.CreateServiceInput{Cluster: aws.String(testCluster), ServiceName: aws.String("web"),
+		TaskDefinition: aws.String(def), DesiredCount: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	first := w.waitLive(ctx, t, "web", "web RUNNING", isRunning)
+	if err := w.srv.StopInstance(first.EC2InstanceID); err != nil {
+		t.Fatal(err)
+	}
+	stopped, _ := w.srv.Snapshot(testCluster).Task(first.Arn)
+	if stopped.LastStatus != "STOPPED" || stopped.StopCode != ecssim.StopTerminationNotice || stopped.StoppedReason != "Host EC2 (instance "+first.EC2InstanceID+") stopped." || stopped.Orphaned {
+		t.Fatalf("task of the stopped instance: %+v", stopped)
+	}
+	var inst ecssim.InstanceInfo
+	for _, in := range w.srv.Snapshot(testCluster).Instances {
+		if in.EC2InstanceID == first.EC2InstanceID {
+			inst = in
+		}
+	}
+	if inst.Status != "ACTIVE" || inst.AgentConnected {
+		t.Fatalf("stopped container instance: %+v", inst)
+	}
+	second := w.waitLive(ctx, t, "web", "the replacement RUNNING", replaces(first))
+	if second.EC2InstanceID == first.EC2InstanceID {
+		t.Fatalf("replacement placed on the stopped instance")
+	}
+	if err := w.srv.StartInstance(first.EC2InstanceID); err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.ecs.StartTask(ctx, &ecs.StartTaskInput{Cluster: aws.String(testCluster), TaskDefinition: aws.String("app"), ContainerInstances: []string{inst.Arn}})
+	if err != nil || len(out.Tasks) != 1 {
+		t.Fatalf("StartTask on the started instance: %+v %v", out, err)
+	}
+}

@@ -135,6 +135,43 @@ func (s *Server) KillInstance(ec2InstanceID string) error {
 	return nil
 }
 
+// StopInstance is the EC2 instance stopping (a stop, or the stop of a Spot
+// interruption): "When you stop a container instance, the tasks that are
+// running on it are transitioned to the STOPPED status" ("Amazon ECS
+// events"), and its agent disconnects; the container instance stays
+// registered ("stopped container instances ... aren't automatically
+// deregistered", DeregisterContainerInstance), so ECS places nothing there
+// until StartInstance. ECS does not document the stop code; the world uses
+// TerminationNotice with the reason "Host EC2 (instance <id>) stopped.".
+func (s *Server) StopInstance(ec2InstanceID string) error {
+	s.mu.Lock()
+	ci := s.instanceByEC2(ec2InstanceID)
+	if ci == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
+	}
+	reason := fmt.Sprintf("Host EC2 (instance %s) stopped.", ec2InstanceID)
+	for _, t := range ci.cluster.liveTasks() {
+		if t.instance == ci {
+			s.stopDeadLocked(t, StopTerminationNotice, reason)
+		}
+	}
+	if ci.agentConnected {
+		ci.agentConnected = false
+		s.instanceChangedLocked(ci)
+	}
+	s.log.Info("container instance stopped", "cluster", ci.cluster.name, "instance", ec2InstanceID, "containerInstance", ci.arn)
+	s.mu.Unlock()
+	s.afterChange()
+	return nil
+}
+
+// StartInstance is a stopped instance starting again: its agent
+// reconnects (the container instance was never deregistered).
+func (s *Server) StartInstance(ec2InstanceID string) error {
+	return s.setAgentConnected(ec2InstanceID, true)
+}
+
 // DisconnectAgent is the ECS agent losing its connection while the
 // instance lives on: ECS keeps the tasks as they were and places nothing
 // new there until ReconnectAgent.
