@@ -63,7 +63,7 @@ func TestAWSRunShellScriptWithTheAWSCLI(t *testing.T) {
 	}
 
 	sent := mustCLI(t, w.url, "ssm", "send-command", "--document-name", "AWS-RunShellScript",
-		"--parameters", `commands=["echo HelloWorld"]`, "--targets", "Key=InstanceIds,Values="+instA, "--comment", "echo HelloWorld")
+		"--parameters", `commands=["echo HelloWorld"]`, "--targets", "Key=instanceids,Values="+instA, "--comment", "echo HelloWorld") // the key as the aws CLI's own example spells it
 	cmd, _ := sent["Command"].(map[string]any)
 	id, _ := cmd["CommandId"].(string)
 	if cmd["Status"] != "Pending" || cmd["StatusDetails"] != "Pending" || cmd["Comment"] != "echo HelloWorld" || len(id) != 36 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/test/world/awsproto"
@@ -150,7 +151,9 @@ func (s *Server) sendCommand(_ context.Context, body []byte) (any, error) {
 			return nil, awsproto.BadRequest("ValidationException", "InstanceIds and Targets cannot be used together")
 		}
 		for _, t := range req.Targets {
-			if t.Key != "InstanceIds" {
+			// "Key=instanceids" in the aws CLI's own send-command example:
+			// SSM reads the key without case.
+			if !strings.EqualFold(t.Key, "InstanceIds") {
 				return nil, awsproto.BadRequest("ValidationException", "target key %q is not supported by this SSM (InstanceIds only)", t.Key)
 			}
 			ids = append(ids, t.Values...)
