@@ -321,13 +321,13 @@ func (s *Server) awaitAgent(ctx context.Context, inv *invocation) (*managedInsta
 	for {
 		s.mu.Lock()
 		in, changed := s.instances[inv.instanceID], s.changed
-		up := in.agentUp
+		up, expires := in.agentUp, inv.cmd.expires()
 		inv.awaitingAgent = !up
 		s.mu.Unlock()
 		if up {
 			return in, true
 		}
-		t := time.NewTimer(time.Until(inv.cmd.expires()))
+		t := time.NewTimer(time.Until(expires))
 		select {
 		case <-ctx.Done():
 			t.Stop()
