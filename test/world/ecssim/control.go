@@ -21,6 +21,10 @@ type TaskInfo struct {
 	StoppedReason        string
 	Version              int64
 	Containers           []ContainerInfo
+	// Orphaned: ECS stopped the task when its container instance was
+	// deregistered with force; its containers were never asked to stop
+	// and may still run on the host.
+	Orphaned bool
 }
 
 // ContainerInfo is a test's view of one container.
@@ -94,7 +98,7 @@ func (s *Server) snapshotLocked(clusterName string) Snapshot {
 			TaskDefinitionArn: t.def.arn, ContainerInstanceArn: t.instance.arn,
 			EC2InstanceID: t.instance.ec2InstanceID, AZ: t.instance.az,
 			LastStatus: t.lastStatus, DesiredStatus: t.desired, StopCode: t.stopCode,
-			StoppedReason: t.stopReason, Version: t.version,
+			StoppedReason: t.stopReason, Version: t.version, Orphaned: t.orphaned,
 		}
 		if t.service != nil {
 			ti.Service = t.service.name

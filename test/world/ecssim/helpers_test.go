@@ -73,6 +73,7 @@ func newWorld(t *testing.T, timing ecssim.Timing) *world {
 	ev := &events{}
 	srv := ecssim.New(ecssim.Options{Seed: 7, Publisher: ev, Timing: timing})
 	t.Cleanup(func() { _ = srv.Close() })
+	srv.SetThrottling(false) // tests call fast with one attempt; limits_test.go turns it on
 	router := awsproto.NewRouter()
 	srv.Register(router)
 	hs := httptest.NewServer(router)

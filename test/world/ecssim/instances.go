@@ -105,11 +105,18 @@ func (s *Server) instanceChangedLocked(ci *instance) {
 // loss): the agent disconnects, every task on it is STOPPED with the reason
 // ECS gives, and the container instance is deregistered (INACTIVE), as ECS
 // does for a terminated instance. The Host itself is the world's to kill.
+//
+// An instance ECS already forgot (deregistered, INACTIVE) has nothing left
+// to stop in ECS: its orphaned tasks die with the host, unseen by ECS.
 func (s *Server) KillInstance(ec2InstanceID string) error {
 	s.mu.Lock()
 	ci := s.instanceByEC2(ec2InstanceID)
 	if ci == nil {
+		known := s.deregisteredByEC2(ec2InstanceID)
 		s.mu.Unlock()
+		if known {
+			return nil
+		}
 		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
 	}
 	reason := fmt.Sprintf("Host EC2 (instance %s) terminated.", ec2InstanceID)
@@ -126,6 +133,43 @@ func (s *Server) KillInstance(ec2InstanceID string) error {
 	s.mu.Unlock()
 	s.afterChange()
 	return nil
+}
+
+// StopInstance is the EC2 instance stopping (a stop, or the stop of a Spot
+// interruption): "When you stop a container instance, the tasks that are
+// running on it are transitioned to the STOPPED status" ("Amazon ECS
+// events"), and its agent disconnects; the container instance stays
+// registered ("stopped container instances ... aren't automatically
+// deregistered", DeregisterContainerInstance), so ECS places nothing there
+// until StartInstance. ECS does not document the stop code; the world uses
+// TerminationNotice with the reason "Host EC2 (instance <id>) stopped.".
+func (s *Server) StopInstance(ec2InstanceID string) error {
+	s.mu.Lock()
+	ci := s.instanceByEC2(ec2InstanceID)
+	if ci == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("ecssim: no registered container instance for %s", ec2InstanceID)
+	}
+	reason := fmt.Sprintf("Host EC2 (instance %s) stopped.", ec2InstanceID)
+	for _, t := range ci.cluster.liveTasks() {
+		if t.instance == ci {
+			s.stopDeadLocked(t, StopTerminationNotice, reason)
+		}
+	}
+	if ci.agentConnected {
+		ci.agentConnected = false
+		s.instanceChangedLocked(ci)
+	}
+	s.log.Info("container instance stopped", "cluster", ci.cluster.name, "instance", ec2InstanceID, "containerInstance", ci.arn)
+	s.mu.Unlock()
+	s.afterChange()
+	return nil
+}
+
+// StartInstance is a stopped instance starting again: its agent
+// reconnects (the container instance was never deregistered).
+func (s *Server) StartInstance(ec2InstanceID string) error {
+	return s.setAgentConnected(ec2InstanceID, true)
 }
 
 // DisconnectAgent is the ECS agent losing its connection while the
@@ -154,6 +198,20 @@ func (s *Server) setAgentConnected(ec2InstanceID string, connected bool) error {
 	s.mu.Unlock()
 	s.afterChange()
 	return nil
+}
+
+// deregisteredByEC2 reports whether ECS has an INACTIVE container instance
+// for the EC2 instance.
+func (s *Server) deregisteredByEC2(ec2InstanceID string) bool {
+	for _, name := range s.order {
+		c := s.clusters[name]
+		for _, id := range c.instanceOrder {
+			if ci := c.instances[id]; ci.ec2InstanceID == ec2InstanceID && ci.status == statusInactive {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) instanceByEC2(ec2InstanceID string) *instance {
@@ -342,6 +400,66 @@ func (s *Server) updateContainerInstancesState(req updateInstancesStateRequest) 
 		out = append(out, ci.out())
 	}
 	return map[string]any{"containerInstances": out, "failures": failures}, nil
+}
+
+type deregisterInstanceRequest struct {
+	Cluster           string `json:"cluster"`
+	ContainerInstance string `json:"containerInstance"`
+	Force             *bool  `json:"force"`
+}
+
+// Stop code and reason of a task orphaned by a forced deregistration. ECS's
+// guides say such tasks are stopped in ECS ("This stops all tasks on the
+// instance", "Amazon ECS events") while their containers keep running on the
+// host, "no longer monitored or accounted for by Amazon ECS"
+// (DeregisterContainerInstance, force); they do not give the stop code or
+// reason, so these are the world's words.
+const (
+	stopCodeOrphaned   = StopUserInitiated
+	stopReasonOrphaned = "Container instance deregistered with force: the task is orphaned on its host"
+)
+
+// deregisterContainerInstance is DeregisterContainerInstance. Without force
+// ECS refuses while tasks run there ("the API won't let you succeed unless
+// you have done so or use the force flag", ECS agent maintainers,
+// aws/amazon-ecs-agent#125; the message is moto's). With force, every task
+// there is STOPPED in ECS at once (one Task State Change each) but nothing
+// is asked of the host: its containers keep running, orphaned; a service
+// replaces its tasks elsewhere. The container instance becomes INACTIVE with
+// its agent disconnected (one Container Instance State Change).
+func (s *Server) deregisterContainerInstance(req deregisterInstanceRequest) (any, error) {
+	if req.ContainerInstance == "" {
+		return nil, invalidParameter("containerInstance can not be blank.")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.lookupCluster(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	ci := c.findInstance(s, req.ContainerInstance)
+	if ci == nil || ci.status == statusInactive {
+		return nil, invalidParameter("Container instance %s not found.", req.ContainerInstance)
+	}
+	var running []*task
+	for _, t := range c.liveTasks() {
+		if t.instance == ci {
+			running = append(running, t)
+		}
+	}
+	force := req.Force != nil && *req.Force
+	if len(running) > 0 && !force {
+		return nil, invalidParameter("Found running tasks on the instance.")
+	}
+	for _, t := range running {
+		t.orphaned = true
+		s.stopDeadLocked(t, stopCodeOrphaned, stopReasonOrphaned)
+	}
+	ci.status, ci.agentConnected = statusInactive, false
+	s.instanceChangedLocked(ci)
+	s.log.Info("container instance deregistered", "cluster", c.name, "instance", ci.ec2InstanceID,
+		"containerInstance", ci.arn, "force", force, "orphanedTasks", len(running))
+	return map[string]any{"containerInstance": ci.out()}, nil
 }
 
 var attributeNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,127}$`)

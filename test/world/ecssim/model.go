@@ -116,6 +116,7 @@ type task struct {
 	hasLB        bool
 	cpu, mem     int32
 	everRunning  bool
+	orphaned     bool // STOPPED in ECS by a forced deregistration; its containers were never stopped
 	createdAt    time.Time
 	updatedAt    time.Time
 	pullStarted  time.Time

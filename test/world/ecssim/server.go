@@ -68,8 +68,7 @@ type Options struct {
 	// HostTimeout bounds each call into a Host (default 5 minutes).
 	HostTimeout time.Duration
 	// Limits are request-rate token buckets by action (ThrottlingException
-	// past them). ECS publishes its buckets per action category in the API
-	// reference ("Request throttling"); none are applied unless given.
+	// past them); nil means DefaultLimits, ECS's own.
 	Limits map[string]awsproto.Bucket
 }
 
@@ -87,7 +86,10 @@ type Server struct {
 	pending  []worldapi.Event      // to publish, in order
 	closed   bool
 
-	gate *awsproto.Gate
+	// Controls: the gate every call passes (ECS's request-rate buckets,
+	// scripted faults, counts) and its test controls (ThrottleNext,
+	// FailNext, SetErrorRate, SetThrottling, Counts, Gate).
+	awsproto.Controls
 
 	pubMu  sync.Mutex
 	kick   chan struct{}
@@ -116,6 +118,9 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Limits == nil {
+		opts.Limits = DefaultLimits()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		opts:     opts,
@@ -125,8 +130,8 @@ func New(opts Options) *Server {
 		taskDefs: map[string][]*taskDef{},
 		changed:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		gate: awsproto.NewGate(awsproto.GateConfig{Limits: opts.Limits, Seed: uint64(opts.Seed),
-			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }}),
+		Controls: awsproto.ControlsOf(awsproto.NewGate(awsproto.GateConfig{Limits: opts.Limits, Seed: uint64(opts.Seed),
+			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }})),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -190,6 +195,7 @@ var actions = map[string]action{
 	"ListContainerInstances":        decoded((*Server).listContainerInstances),
 	"DescribeContainerInstances":    decoded((*Server).describeContainerInstances),
 	"UpdateContainerInstancesState": decoded((*Server).updateContainerInstancesState),
+	"DeregisterContainerInstance":   decoded((*Server).deregisterContainerInstance),
 	"PutAttributes":                 decoded((*Server).putAttributes),
 	"ListAttributes":                decoded((*Server).listAttributes),
 }
@@ -200,17 +206,13 @@ func (s *Server) Handle(_ context.Context, name string, body []byte) (any, error
 	if !ok {
 		return nil, awsproto.BadRequest(codeUnknownOperation, "Operation %s is not supported by the local ECS world.", name)
 	}
-	if e := s.gate.Admit(name, name); e != nil {
+	if e := s.Gate().Admit(name, name); e != nil {
 		return nil, e
 	}
 	out, err := a(s, body)
 	s.afterChange()
 	return out, err
 }
-
-// Gate is the API's front door for faults: ThrottleNext, FailNext,
-// SetErrorRate, SetThrottling and per-action call counts.
-func (s *Server) Gate() *awsproto.Gate { return s.gate }
 
 // changedLocked wakes waiters and the scheduler; callers hold mu.
 func (s *Server) changedLocked() {

@@ -404,6 +404,13 @@ type listTasksRequest struct {
 }
 
 func (s *Server) listTasks(req listTasksRequest) (any, error) {
+	// "When you specify startedBy as the filter, it must be the only filter
+	// that you use." (ListTasks, ECS API Reference). desiredStatus and
+	// launchType count as filters here too: the stricter reading.
+	if req.StartedBy != "" && (req.ContainerInstance != "" || req.Family != "" || req.ServiceName != "" ||
+		req.DesiredStatus != "" || req.LaunchType != "") {
+		return nil, invalidParameter("startedBy must be the only filter of ListTasks.")
+	}
 	if req.DesiredStatus == "" {
 		req.DesiredStatus = statusRunning
 	}

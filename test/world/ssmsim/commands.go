@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/test/world/awsproto"
@@ -14,27 +16,43 @@ import (
 
 type command struct {
 	id, document, comment  string
+	docVersion             string // as requested ("" when not given)
+	doc                    *document
 	params                 map[string][]string
 	instanceIDs            []string
 	targets                []wireTarget
 	requested              time.Time
 	deliveryTimeout        int // SendCommand TimeoutSeconds
-	executionTimeout       int // the step's timeoutSeconds
+	executionTimeout       int // the step's timeoutSeconds, resolved
 	script, plugin         string
 	maxConcurrency, maxErr string
 	invocations            []*invocation
 	seq                    int64
+	published              string // the last status published in a command event
 }
 
-// StatusDetails of invocations that timed out, as Run Command spells them.
+// expires is ExpiresAfter: "calculated based on the total timeout for the
+// overall command" (Command, SSM API reference), the delivery timeout plus
+// the execution timeout ("Understanding command timeout values"). Then
+// every invocation still Pending or InProgress becomes Delivery Timed Out.
+func (c *command) expires() time.Time {
+	return c.requested.Add(time.Duration(c.deliveryTimeout+c.executionTimeout) * time.Second)
+}
+
+// StatusDetails as Run Command spells them (SSM API reference,
+// CommandInvocation.StatusDetails).
 const (
+	detailPending           = "Pending"
+	detailInProgress        = "In Progress"
 	detailDeliveryTimedOut  = "Delivery Timed Out"
 	detailExecutionTimedOut = "Execution Timed Out"
+	detailUndeliverable     = "Undeliverable"
 )
 
 type invocation struct {
 	cmd             *command
 	instanceID      string
+	awaitingAgent   bool // held for the node's agent (to deliver it, or to hear its result)
 	status, details string
 	visibleAt       time.Time
 	started, ended  time.Time
@@ -51,10 +69,11 @@ func (inv *invocation) done() bool {
 }
 
 // status is the command's overall status from its invocations, as Run
-// Command reports it.
+// Command reports it (Command.StatusDetails): ErrorCount counts Failed and
+// Execution Timed Out, DeliveryTimedOutCount the undelivered.
 func (c *command) status() (status, details string, completed, errs, deliveryTimedOut int) {
 	pending, running := 0, 0
-	failed, timedOut := 0, 0
+	failed, execTimedOut := 0, 0
 	for _, inv := range c.invocations {
 		switch {
 		case inv.status == "Pending":
@@ -64,35 +83,36 @@ func (c *command) status() (status, details string, completed, errs, deliveryTim
 		default:
 			completed++
 		}
-		switch inv.status {
-		case "Failed":
+		switch {
+		case inv.status == "Failed":
 			failed++
 			errs++
-		case "TimedOut":
-			timedOut++
+		case inv.status == "TimedOut" && inv.details == detailDeliveryTimedOut:
+			deliveryTimedOut++
+		case inv.status == "TimedOut":
+			execTimedOut++
 			errs++
-			if inv.details == detailDeliveryTimedOut {
-				deliveryTimedOut++
-			}
 		}
 	}
 	switch {
 	case pending == len(c.invocations):
-		return "Pending", "Pending", completed, errs, deliveryTimedOut
+		return "Pending", detailPending, completed, errs, deliveryTimedOut
 	case pending+running > 0:
-		return "InProgress", "InProgress", completed, errs, deliveryTimedOut
+		return "InProgress", detailInProgress, completed, errs, deliveryTimedOut
 	case failed > 0:
 		return "Failed", "Failed", completed, errs, deliveryTimedOut
-	case timedOut > 0:
-		return "TimedOut", "TimedOut", completed, errs, deliveryTimedOut
+	case execTimedOut > 0:
+		return "TimedOut", detailExecutionTimedOut, completed, errs, deliveryTimedOut
+	case deliveryTimedOut > 0:
+		return "TimedOut", detailDeliveryTimedOut, completed, errs, deliveryTimedOut
 	}
 	return "Success", "Success", completed, errs, deliveryTimedOut
 }
 
 func (c *command) wire() wireCommand {
 	st, det, done, errs, dto := c.status()
-	w := wireCommand{CommandId: c.id, DocumentName: c.document, DocumentVersion: "$DEFAULT", Comment: c.comment,
-		ExpiresAfter: epochOf(c.requested.Add(time.Duration(c.deliveryTimeout) * time.Second)), Parameters: c.params,
+	w := wireCommand{CommandId: c.id, DocumentName: c.document, DocumentVersion: c.docVersion, Comment: c.comment,
+		ExpiresAfter: epochOf(c.expires()), Parameters: c.params,
 		InstanceIds: c.instanceIDs, Targets: c.targets, RequestedDateTime: epochOf(c.requested), Status: st,
 		StatusDetails: det, MaxConcurrency: c.maxConcurrency, MaxErrors: c.maxErr, TargetCount: len(c.invocations),
 		CompletedCount: done, ErrorCount: errs, DeliveryTimedOutCount: dto, TimeoutSeconds: c.deliveryTimeout}
@@ -131,7 +151,9 @@ func (s *Server) sendCommand(_ context.Context, body []byte) (any, error) {
 			return nil, awsproto.BadRequest("ValidationException", "InstanceIds and Targets cannot be used together")
 		}
 		for _, t := range req.Targets {
-			if t.Key != "InstanceIds" {
+			// "Key=instanceids" in the aws CLI's own send-command example:
+			// SSM reads the key without case.
+			if !strings.EqualFold(t.Key, "InstanceIds") {
 				return nil, awsproto.BadRequest("ValidationException", "target key %q is not supported by this SSM (InstanceIds only)", t.Key)
 			}
 			ids = append(ids, t.Values...)
@@ -167,23 +189,33 @@ func (s *Server) sendCommand(_ context.Context, body []byte) (any, error) {
 	if doc == nil {
 		return nil, awsproto.BadRequest("InvalidDocument", "Document with name %s does not exist.", req.DocumentName)
 	}
+	now := time.Now()
 	for _, id := range ids {
-		if s.instances[id] == nil {
+		// InvalidInstanceId: the node is not registered with SSM, or "SSM
+		// Agent isn't running" (SendCommand's errors, SSM API reference):
+		// SSM knows that once it shows the node ConnectionLost.
+		in := s.instances[id]
+		if in == nil || s.pingStatusLocked(in, now) != "Online" {
 			return nil, awsproto.BadRequest("InvalidInstanceId", "Instances [[%s]] not in a valid state for account %s", id, s.cfg.Account)
 		}
+		// "The document doesn't support the platform type of the given
+		// managed node IDs." (UnsupportedPlatformType)
+		if !slices.Contains(doc.platforms(), in.platform.Type) {
+			return nil, awsproto.BadRequest("UnsupportedPlatformType", "The document %s does not support the platform type %s of instance %s.", doc.name, in.platform.Type, id)
+		}
 	}
-	script, params, err := doc.resolve(req.Parameters)
+	res, err := doc.resolve(req.Parameters)
 	if err != nil {
 		return nil, awsproto.BadRequest("InvalidParameters", "%v", err)
 	}
 	s.seq++
-	c := &command{id: s.newCommandID(), document: doc.name, comment: req.Comment, params: params, instanceIDs: ids,
-		targets: req.Targets, requested: time.Now(), deliveryTimeout: timeout, executionTimeout: doc.timeout,
-		script: script, plugin: doc.step, maxConcurrency: orDefault(req.MaxConcurrency, "50"),
-		maxErr: orDefault(req.MaxErrors, "0"), seq: s.seq}
+	c := &command{id: s.newCommandID(), document: doc.name, docVersion: req.DocumentVersion, doc: doc, comment: req.Comment,
+		params: res.params, instanceIDs: ids, targets: req.Targets, requested: now, deliveryTimeout: timeout,
+		executionTimeout: res.timeout, script: res.script, plugin: doc.step.name,
+		maxConcurrency: orDefault(req.MaxConcurrency, "50"), maxErr: orDefault(req.MaxErrors, "0"), seq: s.seq}
 	for _, id := range ids {
-		inv := &invocation{cmd: c, instanceID: id, status: "Pending", details: "Pending", code: -1,
-			visibleAt: c.requested.Add(s.lat.Sample(latency.SSMVisible))}
+		inv := &invocation{cmd: c, instanceID: id, status: "Pending", details: detailPending, code: -1,
+			visibleAt: c.requested.Add(max(s.lat.Sample(latency.SSMVisible), s.cfg.Invisible))}
 		c.invocations = append(c.invocations, inv)
 		if !s.closed {
 			s.wg.Add(1)
@@ -207,43 +239,36 @@ func (s *Server) newCommandID() string {
 	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xfff, (b>>48)&0x3fff|0x8000, b&0xffffffffffff)
 }
 
-// run delivers one invocation and runs it: Pending until the agent is
-// online (or the delivery timeout passes: TimedOut/DeliveryTimedOut),
-// InProgress while the host runs the script, then Success or Failed with
-// the exit code, after the profile's completion delay.
+// run delivers one invocation and runs it: Pending until the node's agent
+// runs (or the command expires: TimedOut, Delivery Timed Out), InProgress
+// while the host runs the script, then Success or Failed with the exit
+// code once the agent reports it, after the profile's completion delay. An
+// agent that is down when the script ends reports it when it is back, or
+// never: the invocation then expires like an undelivered one.
 func (s *Server) run(inv *invocation) {
 	defer s.wg.Done()
 	ctx := s.ctx
 	if !sleep(ctx, s.lat.Sample(latency.SSMDelivery)) {
 		return
 	}
-	var host worldapi.Host
-	for {
-		s.mu.Lock()
-		deadline := inv.cmd.requested.Add(time.Duration(inv.cmd.deliveryTimeout) * time.Second)
-		in := s.instances[inv.instanceID]
-		online, changed := in.online, s.changed
-		host = in.host
-		if online {
-			inv.status, inv.details, inv.started = "InProgress", "InProgress", time.Now()
-			s.invocationEventLocked(inv)
-			s.mu.Unlock()
-			break
-		}
-		s.mu.Unlock()
-		t := time.NewTimer(time.Until(deadline))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-changed:
-			t.Stop()
-		case <-t.C:
-			s.finish(inv, "TimedOut", detailDeliveryTimedOut, -1, "", "")
-			return
-		}
-	}
 	c := inv.cmd
+	in, ok := s.awaitAgent(ctx, inv)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	inv.status, inv.details, inv.started = "InProgress", detailInProgress, time.Now()
+	host, skip := in.host, c.doc.skipReason(in.platform.Type)
+	s.invocationEventLocked(inv)
+	s.mu.Unlock()
+	if skip != "" {
+		// The agent skips the step and reports success (amazon-ssm-agent:
+		// a skipped plugin's status is Skipped, code 0, its output the
+		// reason; Run Command shows Success).
+		s.log.Info("command step skipped", "command", c.id, "instance", inv.instanceID, "document", c.document, "reason", skip)
+		s.finish(inv, "Success", "Success", 0, skip, "")
+		return
+	}
 	s.log.Info("command running", "command", c.id, "instance", inv.instanceID, "document", c.document)
 	execTimeout := time.Duration(c.executionTimeout) * time.Second
 	runCtx, cancel := context.WithTimeout(ctx, execTimeout+5*time.Second)
@@ -257,6 +282,18 @@ func (s *Server) run(inv *invocation) {
 	if ctx.Err() != nil {
 		return
 	}
+	if errors.Is(err, worldapi.ErrHostDown) {
+		// The host is gone, its agent with it: Run Command never hears
+		// back from it.
+		s.mu.Lock()
+		s.setAgentLocked(in, false)
+		s.mu.Unlock()
+		s.finish(inv, "Failed", detailUndeliverable, -1, "", "")
+		return
+	}
+	if _, ok := s.awaitAgent(ctx, inv); !ok {
+		return
+	}
 	if !sleep(ctx, s.lat.Sample(latency.SSMCompletion)) {
 		return
 	}
@@ -265,17 +302,42 @@ func (s *Server) run(inv *invocation) {
 		s.finish(inv, "Success", "Success", 0, res.Stdout, res.Stderr)
 	case err == nil:
 		s.finish(inv, "Failed", "Failed", res.ExitCode, res.Stdout, res.Stderr)
-	case errors.Is(err, worldapi.ErrHostDown):
-		// The agent is gone: Run Command never hears back from it.
-		s.mu.Lock()
-		s.instances[inv.instanceID].online = false
-		s.signalLocked()
-		s.mu.Unlock()
-		s.finish(inv, "Failed", "Undeliverable", -1, "", "")
 	case errors.Is(err, context.DeadlineExceeded):
 		s.finish(inv, "TimedOut", detailExecutionTimedOut, -1, res.Stdout, res.Stderr)
 	default:
 		s.finish(inv, "Failed", "Failed", -1, res.Stdout, res.Stderr+err.Error())
+	}
+}
+
+// awaitAgent waits until the invocation's node has its agent running; at
+// the command's expiry it ends the invocation Delivery Timed Out and
+// answers false (as it does when the server closes).
+func (s *Server) awaitAgent(ctx context.Context, inv *invocation) (*managedInstance, bool) {
+	defer func() {
+		s.mu.Lock()
+		inv.awaitingAgent = false
+		s.mu.Unlock()
+	}()
+	for {
+		s.mu.Lock()
+		in, changed := s.instances[inv.instanceID], s.changed
+		up, expires := in.agentUp, inv.cmd.expires()
+		inv.awaitingAgent = !up
+		s.mu.Unlock()
+		if up {
+			return in, true
+		}
+		t := time.NewTimer(time.Until(expires))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-changed:
+			t.Stop()
+		case <-t.C:
+			s.finish(inv, "TimedOut", detailDeliveryTimedOut, -1, "", "")
+			return nil, false
+		}
 	}
 }
 
@@ -323,11 +385,18 @@ func (s *Server) getCommandInvocation(_ context.Context, body []byte) (any, erro
 	if req.PluginName != "" && req.PluginName != inv.cmd.plugin {
 		return nil, awsproto.BadRequest("InvalidPluginName", "Plugin %s is not part of document %s", req.PluginName, inv.cmd.document)
 	}
+	// StandardOutputContent and StandardErrorContent stay empty until the
+	// command has finished ("If the command hasn't finished running, then
+	// this string is empty"), then hold the first 24,000 and 8,000
+	// characters (GetCommandInvocation).
+	stdout, stderr := "", ""
+	if inv.done() {
+		stdout, stderr = truncate(inv.stdout, maxStdout), truncate(inv.stderr, maxStderr)
+	}
 	out := &wireGetInvocation{CommandId: inv.cmd.id, InstanceId: inv.instanceID, Comment: inv.cmd.comment,
-		DocumentName: inv.cmd.document, DocumentVersion: "1", PluginName: inv.cmd.plugin, ResponseCode: inv.code,
+		DocumentName: inv.cmd.document, DocumentVersion: inv.cmd.docVersion, PluginName: inv.cmd.plugin, ResponseCode: inv.code,
 		ExecutionStartDateTime: isoOf(inv.started), ExecutionEndDateTime: isoOf(inv.ended), Status: inv.status,
-		StatusDetails: inv.details, StandardOutputContent: truncate(inv.stdout, maxStdout),
-		StandardErrorContent: truncate(inv.stderr, maxStderr)}
+		StatusDetails: inv.details, StandardOutputContent: stdout, StandardErrorContent: stderr}
 	if !inv.started.IsZero() && !inv.ended.IsZero() {
 		d := inv.ended.Sub(inv.started)
 		out.ExecutionElapsedTime = fmt.Sprintf("PT%.3fS", d.Seconds())
@@ -491,7 +560,7 @@ func (s *Server) listCommandInvocations(_ context.Context, body []byte) (any, er
 				continue
 			}
 			w := wireInvocation{CommandId: c.id, InstanceId: inv.instanceID, Comment: c.comment, DocumentName: c.document,
-				DocumentVersion: "1", RequestedDateTime: epochOf(c.requested), Status: inv.status,
+				DocumentVersion: c.docVersion, RequestedDateTime: epochOf(c.requested), Status: inv.status,
 				StatusDetails: inv.details, CommandPlugins: []wirePlugin{}}
 			if req.Details {
 				w.CommandPlugins = append(w.CommandPlugins, wirePlugin{Name: c.plugin, Status: pluginStatus(inv.status),
@@ -526,6 +595,9 @@ type Invocation struct {
 	Stdout, Stderr                  string
 	Script                          string
 	Parameters                      map[string][]string
+	// AwaitingAgent: held because the node's agent is stopped, either
+	// before delivery or with a result the agent has yet to report.
+	AwaitingAgent bool
 }
 
 // Invocations lists every invocation so far, oldest command first.
@@ -539,7 +611,7 @@ func (s *Server) Invocations() []Invocation {
 		for _, inv := range c.invocations {
 			out = append(out, Invocation{CommandID: c.id, InstanceID: inv.instanceID, Document: c.document,
 				Status: inv.status, StatusDetails: inv.details, ExitCode: inv.code, Stdout: inv.stdout,
-				Stderr: inv.stderr, Script: c.script, Parameters: c.params})
+				Stderr: inv.stderr, Script: c.script, Parameters: c.params, AwaitingAgent: inv.awaitingAgent})
 		}
 	}
 	return out

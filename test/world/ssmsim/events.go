@@ -9,9 +9,9 @@ import (
 )
 
 // Run Command sends its events to EventBridge with source aws.ssm (Systems
-// Manager user guide, "Monitoring Systems Manager events with Amazon
-// EventBridge"). Per invocation, "EC2 Command Invocation Status-change
-// Notification" with the instance's ARN in resources:
+// Manager user guide, "Amazon EventBridge event examples for Systems
+// Manager", Run Command). Per invocation, "EC2 Command Invocation
+// Status-change Notification" with the instance's ARN in resources:
 //
 //	"detail": {
 //	  "command-id": "e8d3c0e4-71f7-4491-898f-c9b35bee5f3b",
@@ -20,10 +20,37 @@ import (
 //	  "requested-date-time": "2016-07-10T21:51:30.049Z",
 //	  "status": "Success"
 //	}
+//
+// and per command, "EC2 Command Status-change Notification" with every
+// target instance's ARN in resources:
+//
+//	"detail": {
+//	  "command-id": "e8d3c0e4-71f7-4491-898f-c9b35bee5f3b",
+//	  "document-name": "AWS-RunPowerShellScript",
+//	  "expire-after": "2016-07-14T22:01:30.049Z",
+//	  "parameters": {"executionTimeout": ["3600"], "commands": ["date"]},
+//	  "requested-date-time": "2016-07-10T21:51:30.049Z",
+//	  "status": "Success"
+//	}
+//
+// Statuses are the API's Status values (Success, Failed, TimedOut,
+// Cancelled, InProgress), one event per change after Pending.
 const (
 	sourceSSM              = "aws.ssm"
 	detailInvocationChange = "EC2 Command Invocation Status-change Notification"
+	detailCommandChange    = "EC2 Command Status-change Notification"
 )
+
+// CommandNotification is the detail of an "EC2 Command Status-change
+// Notification".
+type CommandNotification struct {
+	CommandID         string              `json:"command-id"`
+	DocumentName      string              `json:"document-name"`
+	ExpireAfter       string              `json:"expire-after"`
+	Parameters        map[string][]string `json:"parameters"`
+	RequestedDateTime string              `json:"requested-date-time"`
+	Status            string              `json:"status"`
+}
 
 // InvocationNotification is the detail of an "EC2 Command Invocation
 // Status-change Notification".
@@ -35,31 +62,54 @@ type InvocationNotification struct {
 	Status            string `json:"status"`
 }
 
-// invocationEventLocked publishes inv's current status. The caller holds
-// s.mu and has just changed the status, so an invocation's events leave in
-// the order of its changes, and a function woken by one reads that status
-// or a later one. Publisher.Publish only queues.
+// invocationEventLocked publishes inv's current status, then its command's
+// if that changed too. The caller holds s.mu and has just changed the
+// status, so events leave in the order of the changes, and a function
+// woken by one reads that status or a later one. Publisher.Publish only
+// queues.
 func (s *Server) invocationEventLocked(inv *invocation) {
 	if s.cfg.Publisher == nil {
 		return
 	}
-	detail, err := json.Marshal(InvocationNotification{
-		CommandID: inv.cmd.id, DocumentName: inv.cmd.document, InstanceID: inv.instanceID,
-		RequestedDateTime: isoOf(inv.cmd.requested), Status: inv.status,
+	c := inv.cmd
+	s.publish(detailInvocationChange, []string{s.instanceARN(inv.instanceID)}, InvocationNotification{
+		CommandID: c.id, DocumentName: c.document, InstanceID: inv.instanceID,
+		RequestedDateTime: isoOf(c.requested), Status: inv.status,
 	})
+	status, _, _, _, _ := c.status()
+	if status == "Pending" || status == c.published {
+		return
+	}
+	c.published = status
+	arns := make([]string, 0, len(c.instanceIDs))
+	for _, id := range c.instanceIDs {
+		arns = append(arns, s.instanceARN(id))
+	}
+	s.publish(detailCommandChange, arns, CommandNotification{
+		CommandID: c.id, DocumentName: c.document, ExpireAfter: isoOf(c.expires()), Parameters: c.params,
+		RequestedDateTime: isoOf(c.requested), Status: status,
+	})
+}
+
+func (s *Server) instanceARN(id string) string {
+	return "arn:aws:ec2:" + s.cfg.Region + ":" + s.cfg.Account + ":instance/" + id
+}
+
+func (s *Server) publish(detailType string, resources []string, detail any) {
+	raw, err := json.Marshal(detail)
 	if err != nil {
-		s.log.Error("encoding event detail", "detailType", detailInvocationChange, "err", err)
+		s.log.Error("encoding event detail", "detailType", detailType, "err", err)
 		return
 	}
 	s.cfg.Publisher.Publish(worldapi.Event{
 		Version:    "0",
 		ID:         awsproto.NewRequestID(),
-		DetailType: detailInvocationChange,
+		DetailType: detailType,
 		Source:     sourceSSM,
 		Account:    s.cfg.Account,
 		Time:       time.Now().UTC().Format(time.RFC3339),
 		Region:     s.cfg.Region,
-		Resources:  []string{"arn:aws:ec2:" + s.cfg.Region + ":" + s.cfg.Account + ":instance/" + inv.instanceID},
-		Detail:     detail,
+		Resources:  resources,
+		Detail:     raw,
 	})
 }

@@ -1,18 +1,21 @@
 // Package ssmsim is the local world's AWS Systems Manager: Run Command over
 // SSM's JSON 1.1 protocol (X-Amz-Target AmazonSSM.*), so aws-sdk-go-v2 and
-// the aws CLI work against it unchanged. Documents come from the project's
-// SAM template (LoadTemplate) or from tests (AddDocument); SendCommand
-// validates parameters against each document's allowedPattern, fills in
-// defaults, substitutes {{ Name }} and runs the aws:runShellScript step in
-// the instance through worldapi.Host, with Run Command's statuses and its
-// delivery and completion delays from a latency profile.
+// the aws CLI work against it unchanged. Documents are AWS's (the
+// AWS-RunShellScript a user reaches for), the project's SAM template's
+// (LoadTemplate) or a test's (AddDocument); ListDocuments, DescribeDocument
+// and GetDocument show them. SendCommand validates parameters against each
+// document's allowedPattern, fills in defaults, substitutes {{ Name }} and
+// runs the aws:runShellScript step in the instance through worldapi.Host,
+// with Run Command's statuses, its delivery and completion delays from a
+// latency profile, its EventBridge events, and its request-rate limits.
+// Each managed instance has a platform and an SSM agent that can stop
+// while the host lives (StopAgent).
 package ssmsim
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
@@ -35,9 +38,27 @@ type Config struct {
 	Logger  *slog.Logger
 	// Publisher receives Run Command's EventBridge events (nil: none are
 	// sent): one "EC2 Command Invocation Status-change Notification" per
-	// status an invocation takes after Pending.
+	// status an invocation takes after Pending, one "EC2 Command
+	// Status-change Notification" per status its command takes.
 	Publisher worldapi.Publisher
+	// ConnectionLostAfter is how long after an instance's SSM agent stops
+	// SSM shows it ConnectionLost and refuses commands for it
+	// (InvalidInstanceId); commands sent before then wait, Pending, for the
+	// agent. AWS publishes no figure (the agent's health ping is periodic);
+	// 0 means at once.
+	ConnectionLostAfter time.Duration
+	// Invisible is the shortest time after SendCommand during which
+	// GetCommandInvocation answers InvocationDoesNotExist ("The Run Command
+	// API follows an eventual consistency model", GetCommandInvocation);
+	// the profile's SSMVisible may make it longer. Default
+	// DefaultInvisible; negative: no floor.
+	Invisible time.Duration
 }
+
+// DefaultInvisible is Config.Invisible's default: a short window, so a
+// caller that reads an invocation right after sending it meets SSM's
+// eventual consistency in every profile.
+const DefaultInvisible = 100 * time.Millisecond
 
 // Server is the simulated SSM of one account and Region.
 type Server struct {
@@ -54,6 +75,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	started time.Time
+
 	mu        sync.Mutex
 	closed    bool
 	rng       *rand.Rand
@@ -64,14 +87,8 @@ type Server struct {
 	changed   chan struct{} // closed and replaced when an instance's ping status changes
 }
 
-type managedInstance struct {
-	id       string
-	host     worldapi.Host
-	online   bool
-	lastPing time.Time
-}
-
-// New makes a Server with no documents and no instances.
+// New makes a Server with AWS's documents, none of the account's, and no
+// instances.
 func New(cfg Config) *Server {
 	if cfg.Region == "" {
 		cfg.Region = "us-west-2"
@@ -85,6 +102,12 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	switch {
+	case cfg.Invisible == 0:
+		cfg.Invisible = DefaultInvisible
+	case cfg.Invisible < 0:
+		cfg.Invisible = 0
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("service", "ssm"), lat: latency.NewSampler(cfg.Profile, cfg.Seed),
@@ -92,7 +115,7 @@ func New(cfg Config) *Server {
 			Throttle: func() *awsproto.Error { return awsproto.BadRequest("ThrottlingException", "Rate exceeded") }})),
 		ctx: ctx, cancel: cancel, rng: rand.New(rand.NewPCG(cfg.Seed, 0x55a)),
 		documents: map[string]*document{}, instances: map[string]*managedInstance{}, commands: map[string]*command{},
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), started: time.Now(),
 	}
 	s.handlers = map[string]func(context.Context, []byte) (any, error){
 		"SendCommand":                 s.sendCommand,
@@ -100,22 +123,14 @@ func New(cfg Config) *Server {
 		"ListCommands":                s.listCommands,
 		"ListCommandInvocations":      s.listCommandInvocations,
 		"DescribeInstanceInformation": s.describeInstanceInformation,
+		"ListDocuments":               s.listDocuments,
+		"DescribeDocument":            s.describeDocument,
+		"GetDocument":                 s.getDocument,
+	}
+	if err := s.addManagedDocuments(); err != nil { // the package's own files: TestAWSRunShellScript covers them
+		s.log.Error("AWS documents not loaded", "err", err)
 	}
 	return s
-}
-
-// DefaultLimits are the request-rate buckets. AWS publishes no per-action
-// token buckets for Run Command; these assume EC2's shape (mutating 50 /
-// 5 per s, reads 100 / 20 per s), which is generous for tether's use.
-func DefaultLimits() map[string]awsproto.Bucket {
-	read := awsproto.Bucket{Size: 100, Refill: 20}
-	return map[string]awsproto.Bucket{
-		"SendCommand":                 {Size: 50, Refill: 5},
-		"GetCommandInvocation":        read,
-		"ListCommands":                read,
-		"ListCommandInvocations":      read,
-		"DescribeInstanceInformation": read,
-	}
 }
 
 // Register puts the server on the router (X-Amz-Target AmazonSSM.*).
@@ -156,13 +171,18 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// AddDocument adds (or replaces) a Command document; content is the
-// document as JSON or YAML.
+// AddDocument adds (or replaces) a Command document of the account, as
+// CreateDocument (or CloudFormation's AWS::SSM::Document) would: the name
+// must not start with a prefix AWS keeps; content is JSON or YAML.
 func (s *Server) AddDocument(name, content string) error {
+	if err := checkAccountDocumentName(name); err != nil {
+		return err
+	}
 	d, err := parseDocument(name, content)
 	if err != nil {
 		return err
 	}
+	d.owner, d.created = s.cfg.Account, time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.documents[name] = d
@@ -170,50 +190,18 @@ func (s *Server) AddDocument(name, content string) error {
 	return nil
 }
 
-// Documents lists the documents' names.
+// Documents lists the names of the account's documents (not AWS's).
 func (s *Server) Documents() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]string, 0, len(s.documents))
-	for n := range s.documents {
-		out = append(out, n)
+	for n, d := range s.documents {
+		if d.owner != ownerAmazon {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out
-}
-
-// AddInstance registers a managed instance (its agent Online).
-func (s *Server) AddInstance(id string, host worldapi.Host) error {
-	if !instanceIDPattern.MatchString(id) {
-		return fmt.Errorf("ssmsim: instance id %q: want i- and 8 or 17 characters", id)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.instances[id] != nil {
-		return fmt.Errorf("ssmsim: instance %s already registered", id)
-	}
-	s.instances[id] = &managedInstance{id: id, host: host, online: true, lastPing: time.Now()}
-	s.signalLocked()
-	return nil
-}
-
-// SetOnline sets the instance's agent Online or ConnectionLost. Commands
-// for an instance whose agent is not online stay Pending until it comes
-// back or their delivery timeout passes.
-func (s *Server) SetOnline(id string, online bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in := s.instances[id]
-	if in == nil {
-		return fmt.Errorf("ssmsim: instance %s is not registered", id)
-	}
-	in.online = online
-	if online {
-		in.lastPing = time.Now()
-	}
-	s.signalLocked()
-	s.log.Info("instance ping status", "instance", id, "online", online)
-	return nil
 }
 
 func (s *Server) signalLocked() {
@@ -259,15 +247,13 @@ func (s *Server) describeInstanceInformation(_ context.Context, body []byte) (an
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	now := time.Now()
 	list := []wireInstanceInfo{}
 	for _, id := range ids {
 		in := s.instances[id]
-		info := wireInstanceInfo{InstanceID: id, PingStatus: "ConnectionLost", LastPingDateTime: epochOf(in.lastPing),
-			AgentVersion: "3.3.1142.0", PlatformType: "Linux", PlatformName: "Amazon Linux", PlatformVersion: "2023",
+		info := wireInstanceInfo{InstanceID: id, PingStatus: s.pingStatusLocked(in, now), LastPingDateTime: epochOf(in.lastPing(now)),
+			AgentVersion: "3.3.1142.0", PlatformType: in.platform.Type, PlatformName: in.platform.Name, PlatformVersion: in.platform.Version,
 			ResourceType: "EC2Instance", ComputerName: id + ".local"}
-		if in.online {
-			info.PingStatus = "Online"
-		}
 		if !matchAny(want["InstanceIds"], id) || !matchAny(want["PingStatus"], info.PingStatus) ||
 			!matchAny(want["ResourceType"], info.ResourceType) || !matchAny(want["PlatformTypes"], info.PlatformType) {
 			continue

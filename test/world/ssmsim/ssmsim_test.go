@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +92,15 @@ type world struct {
 
 func newWorld(t *testing.T, profile latency.Profile) *world {
 	t.Helper()
-	srv := New(Config{Seed: 3, Profile: profile, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	return newWorldWith(t, Config{Profile: profile})
+}
+
+// newWorldWith is newWorld with more of the Config (Seed and Logger are
+// the tests').
+func newWorldWith(t *testing.T, cfg Config) *world {
+	t.Helper()
+	cfg.Seed, cfg.Logger = 3, slog.New(slog.NewJSONHandler(io.Discard, nil))
+	srv := New(cfg)
 	docs, err := srv.LoadTemplate("testdata/template.yaml", stack)
 	if err != nil {
 		t.Fatal(err)
@@ -318,73 +327,6 @@ func TestInvocationInvisibleRightAfterSend(t *testing.T) {
 	}
 }
 
-func TestOfflineAgentAndDeadHost(t *testing.T) {
-	w := newWorld(t, latency.Instant())
-	ctx := context.Background()
-	if err := w.srv.SetOnline(instA, false); err != nil {
-		t.Fatal(err)
-	}
-	di, err := w.ssm.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
-		Filters: []types.InstanceInformationStringFilter{{Key: aws.String("PingStatus"), Values: []string{"ConnectionLost"}}}})
-	if err != nil || len(di.InstanceInformationList) != 1 || aws.ToString(di.InstanceInformationList[0].InstanceId) != instA {
-		t.Fatalf("ConnectionLost instances: %+v %v", di, err)
-	}
-	out, err := w.ssm.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(stack + "-status"), InstanceIds: []string{instA}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := out.Command.CommandId
-	time.Sleep(20 * time.Millisecond) // an instant profile would have delivered it by now
-	inv, err := w.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: id, InstanceId: aws.String(instA)})
-	if err != nil || inv.Status != types.CommandInvocationStatusPending || inv.ResponseCode != -1 || w.a.lastScript() != "" {
-		t.Fatalf("command for an offline agent: %+v %v", inv, err)
-	}
-	if err := w.srv.SetOnline(instA, true); err != nil {
-		t.Fatal(err)
-	}
-	if got := w.waitInvocation(t, *id, instA); got.Status != types.CommandInvocationStatusSuccess {
-		t.Errorf("after the agent came back: %+v", got)
-	}
-
-	// A host that is gone: the invocation fails Undeliverable and the
-	// instance's agent shows ConnectionLost.
-	w.b.set(worldapi.CommandResult{}, worldapi.ErrHostDown)
-	out, err = w.ssm.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(stack + "-status"), InstanceIds: []string{instB}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := w.waitInvocation(t, *out.Command.CommandId, instB)
-	if got.Status != types.CommandInvocationStatusFailed || aws.ToString(got.StatusDetails) != "Undeliverable" {
-		t.Errorf("dead host: %+v", got)
-	}
-	di, err = w.ssm.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
-		InstanceInformationFilterList: []types.InstanceInformationFilter{{Key: types.InstanceInformationFilterKeyInstanceIds, ValueSet: []string{instB}}}})
-	if err != nil || di.InstanceInformationList[0].PingStatus != types.PingStatusConnectionLost {
-		t.Errorf("dead host's ping status: %+v %v", di, err)
-	}
-}
-
-func TestDeliveryTimeout(t *testing.T) {
-	w := newWorld(t, latency.Instant())
-	if err := w.srv.SetOnline(instA, false); err != nil {
-		t.Fatal(err)
-	}
-	// The shortest delivery timeout SSM accepts is 30 s; move the command's
-	// request time back instead of waiting.
-	out, err := w.ssm.SendCommand(context.Background(), &ssm.SendCommandInput{DocumentName: aws.String(stack + "-status"), InstanceIds: []string{instA}, TimeoutSeconds: aws.Int32(30)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.srv.mu.Lock()
-	w.srv.commands[*out.Command.CommandId].requested = time.Now().Add(-31 * time.Second)
-	w.srv.signalLocked() // wake the delivery worker so it sees the deadline
-	w.srv.mu.Unlock()
-	got := w.waitInvocation(t, *out.Command.CommandId, instA)
-	if got.Status != types.CommandInvocationStatusTimedOut || aws.ToString(got.StatusDetails) != "Delivery Timed Out" {
-		t.Errorf("undelivered command: %+v", got)
-	}
-}
-
 func TestThrottlingAndFaults(t *testing.T) {
 	w := newWorld(t, latency.Instant())
 	ctx := context.Background()
@@ -417,19 +359,34 @@ func TestDocumentChecks(t *testing.T) {
 	s := New(Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	defer s.Close()
 	for name, content := range map[string]string{
-		"schema 1.2":        `{"schemaVersion":"1.2","runtimeConfig":{}}`,
-		"undeclared":        `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{ Nope }}"]}}]}`,
-		"other action":      `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runPowerShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
-		"bad pattern":       `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","allowedPattern":"("}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
-		"default mismatch":  `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","default":"x","allowedPattern":"^y$"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
-		"unsupported input": `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"workingDirectory":"/tmp"}}]}`,
+		"schema 1.2, no plugin": `{"schemaVersion":"1.2","runtimeConfig":{}}`,
+		"schema 2.0":            `{"schemaVersion":"2.0","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
+		"undeclared":            `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{ Nope }}"]}}]}`,
+		"undeclared directory":  `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"workingDirectory":"{{ Dir }}"}}]}`,
+		"other action":          `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runPowerShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
+		"two steps":             `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}},{"action":"aws:runShellScript","name":"y","inputs":{"runCommand":["echo"]}}]}`,
+		"bad pattern":           `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","allowedPattern":"("}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
+		"default mismatch":      `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","default":"x","allowedPattern":"^y$"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
+		"unknown precondition":  `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","precondition":{"StringEquals":["platformType","Solaris"]},"inputs":{"runCommand":["echo"]}}]}`,
+		"timeout past 48 h":     `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"timeoutSeconds":172801}}]}`,
 	} {
-		if err := s.AddDocument("d", content); err == nil {
+		if err := s.AddDocument("doc-x", content); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if err := s.AddDocument("ok", "schemaVersion: '2.2'\nmainSteps:\n- action: aws:runShellScript\n  name: x\n  inputs:\n    runCommand: [echo hi]\n"); err != nil {
+	good := "schemaVersion: '2.2'\nmainSteps:\n- action: aws:runShellScript\n  name: x\n  inputs:\n    runCommand: [echo hi]\n    workingDirectory: /tmp\n"
+	if err := s.AddDocument("ok-doc", good); err != nil {
 		t.Errorf("YAML document: %v", err)
+	}
+	// Names CreateDocument refuses: AWS's prefixes, whatever their case,
+	// and names outside DocumentName's pattern.
+	for _, name := range []string{"AWS-RunShellScript", "aws-mine", "Amazon-x", "amzn.tools", "AWSSupport-x", "ab", "has space"} {
+		if err := s.AddDocument(name, good); err == nil {
+			t.Errorf("document named %q accepted", name)
+		}
+	}
+	if got := s.Documents(); !slices.Equal(got, []string{"ok-doc"}) {
+		t.Errorf("the account's documents: %v", got)
 	}
 }
 
@@ -449,11 +406,12 @@ func (e *events) all() []worldapi.Event {
 
 // Each status an invocation takes after Pending is published as Run
 // Command's "EC2 Command Invocation Status-change Notification", in order,
-// with the detail fields AWS documents; the final one is published once
-// GetCommandInvocation shows it.
+// with the detail fields AWS documents, and each status its command takes
+// as an "EC2 Command Status-change Notification"; the final one is
+// published once GetCommandInvocation shows it.
 func TestInvocationStatusChangesArePublished(t *testing.T) {
 	pub := &events{}
-	srv := New(Config{Seed: 3, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Publisher: pub})
+	srv := New(Config{Seed: 3, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Publisher: pub, Invisible: -1})
 	t.Cleanup(func() { srv.Close() })
 	if _, err := srv.LoadTemplate("testdata/template.yaml", stack); err != nil {
 		t.Fatal(err)
@@ -468,22 +426,29 @@ func TestInvocationStatusChangesArePublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := out.(*struct{ Command wireCommand }).Command.CommandId
+	sent := out.(*struct{ Command wireCommand }).Command
+	id := sent.CommandId
 	deadline := time.Now().Add(10 * time.Second)
-	for len(pub.all()) < 2 && time.Now().Before(deadline) {
+	for len(pub.all()) < 4 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	got := pub.all()
-	if len(got) != 2 {
-		t.Fatalf("%d events, want InProgress and Failed: %+v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("%d events, want InProgress and Failed for the invocation and its command: %+v", len(got), got)
 	}
 	inv, err := srv.Handle(context.Background(), "GetCommandInvocation", []byte(`{"CommandId":"`+id+`","InstanceId":"`+instA+`"}`))
 	if err != nil || inv.(*wireGetInvocation).Status != "Failed" {
 		t.Fatalf("invocation after its last event: %+v %v", inv, err)
 	}
-	for i, status := range []string{"InProgress", "Failed"} {
+	want := []struct{ detailType, status string }{
+		{"EC2 Command Invocation Status-change Notification", "InProgress"},
+		{"EC2 Command Status-change Notification", "InProgress"},
+		{"EC2 Command Invocation Status-change Notification", "Failed"},
+		{"EC2 Command Status-change Notification", "Failed"},
+	}
+	for i, w := range want {
 		ev := got[i]
-		if ev.Source != "aws.ssm" || ev.DetailType != "EC2 Command Invocation Status-change Notification" || ev.Version != "0" ||
+		if ev.Source != "aws.ssm" || ev.DetailType != w.detailType || ev.Version != "0" ||
 			ev.Account != "123456789012" || ev.Region != "us-west-2" || len(ev.ID) != 36 ||
 			len(ev.Resources) != 1 || ev.Resources[0] != "arn:aws:ec2:us-west-2:123456789012:instance/"+instA {
 			t.Errorf("event %d envelope: %+v", i, ev)
@@ -491,14 +456,26 @@ func TestInvocationStatusChangesArePublished(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339, ev.Time); err != nil {
 			t.Errorf("event %d time %q: %v", i, ev.Time, err)
 		}
-		var d map[string]string
+		var d map[string]any
 		if err := json.Unmarshal(ev.Detail, &d); err != nil {
 			t.Fatal(err)
 		}
-		req, err := time.Parse("2006-01-02T15:04:05.000Z", d["requested-date-time"])
-		if len(d) != 5 || d["command-id"] != id || d["document-name"] != stack+"-unmount" || d["instance-id"] != instA ||
-			d["status"] != status || err != nil || time.Since(req) > time.Minute {
+		req, err := time.Parse("2006-01-02T15:04:05.000Z", d["requested-date-time"].(string))
+		if d["command-id"] != id || d["document-name"] != stack+"-unmount" || d["status"] != w.status || err != nil || time.Since(req) > time.Minute {
 			t.Errorf("event %d detail: %s", i, ev.Detail)
+		}
+		switch w.detailType {
+		case "EC2 Command Invocation Status-change Notification":
+			if len(d) != 5 || d["instance-id"] != instA {
+				t.Errorf("event %d: invocation detail %s", i, ev.Detail)
+			}
+		default:
+			exp, err := time.Parse("2006-01-02T15:04:05.000Z", d["expire-after"].(string))
+			params, _ := json.Marshal(d["parameters"])
+			if len(d) != 6 || err != nil || !exp.Equal(time.Time(*sent.ExpiresAfter).Truncate(time.Millisecond)) ||
+				string(params) != `{"Force":["false"],"VolumeId":["vol-0123456789abcdef0"],"VolumeName":["rexray-vol"]}` {
+				t.Errorf("event %d: command detail %s (expires %v)", i, ev.Detail, time.Time(*sent.ExpiresAfter))
+			}
 		}
 	}
 }

@@ -16,12 +16,16 @@ func dumpDocuments(s *Server, ids map[string]string) string {
 	var b strings.Builder
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		d := s.documents[ids[id]]
-		fmt.Fprintf(&b, "%s -> %s: step %s, timeout %d, description %q\n", id, d.name, d.step, d.timeout, d.description)
+		timeout := d.step.timeout
+		if timeout == "" {
+			timeout = fmt.Sprint(defaultExecutionTimeout)
+		}
+		fmt.Fprintf(&b, "%s -> %s: step %s, timeout %s, description %q\n", id, d.name, d.step.name, timeout, d.description)
 		for _, p := range d.order {
 			q := d.params[p]
 			fmt.Fprintf(&b, "  param %s: type %s, default %v (%v), pattern %q, allowed %v\n", p, q.Type, q.Default, q.hasDefault, q.AllowedPattern, q.AllowedValues)
 		}
-		for _, line := range d.runCommand {
+		for _, line := range d.step.runCommand {
 			fmt.Fprintf(&b, "  run %s\n", line)
 		}
 		fmt.Fprintf(&b, "  raw %s\n", d.raw)

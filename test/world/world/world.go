@@ -269,15 +269,15 @@ func (w *World) Deployment() *samlocal.Deployment { return w.deploy }
 type Counts struct {
 	Calls     map[string]int // "service:Action" -> calls the endpoint answered
 	Errors    map[string]int // error code -> answers with it
-	Throttled map[string]int // "ec2:Action", "ssm:Action" -> refused by a rate limit
-	Injected  map[string]int // "ec2:Action", "ssm:Action" -> answered by a scripted fault
+	Throttled map[string]int // "ec2:Action", "ecs:Action", "ssm:Action" -> refused by a rate limit
+	Injected  map[string]int // "ec2:Action", "ecs:Action", "ssm:Action" -> answered by a scripted fault
 }
 
 // Counts returns the call counters so far.
 func (w *World) Counts() Counts {
 	c := Counts{Throttled: map[string]int{}, Injected: map[string]int{}}
 	c.Calls, c.Errors = w.router.Counts()
-	for svc, g := range map[string]awsproto.GateCounts{"ec2": w.ec2.Counts(), "ssm": w.ssm.Counts()} {
+	for svc, g := range map[string]awsproto.GateCounts{"ec2": w.ec2.Counts(), "ecs": w.ecs.Counts(), "ssm": w.ssm.Counts()} {
 		for a, n := range g.Throttled {
 			c.Throttled[svc+":"+a] = n
 		}
