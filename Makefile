@@ -7,9 +7,10 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO      ?= go
 BIN     ?= $(CURDIR)/bin
 GOFLAGS_STATIC := CGO_ENABLED=0
-LDFLAGS := -s -w
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build agent bootstraps test unit lint fmt-check vet demo world chaos bench bench-agent clean
+.PHONY: all build agent bootstraps release test unit lint fmt-check vet demo world chaos bench bench-agent clean
 
 all: build
 
@@ -19,6 +20,11 @@ build: agent bootstraps
 agent:
 	@mkdir -p $(BIN)
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/tether-agent ./agent/cmd/tether-agent
+
+## release: tether-agent for linux/amd64 and linux/arm64 (static, stripped, VERSION stamped), each
+## archive with the systemd unit and install.sh, plus SHA256SUMS, in $(BIN)/release
+release:
+	bash agent/packaging/release.sh "$(VERSION)" "$(BIN)/release"
 
 ## bootstraps: the Lambda functions, built natively for the local world
 bootstraps:
