@@ -146,7 +146,7 @@ func TestJSONCoral(t *testing.T) {
 		{name: "enum", service: "ssm", op: "SendCommand", body: `{"DocumentName":"AWS-RunShellScript","DocumentHashType":"md5"}`, code: "ValidationException",
 			message: "1 validation error detected: Value 'md5' at 'documentHashType' failed to satisfy constraint: Member must satisfy enum value set: [Sha256, Sha1]"},
 		{name: "nested structure", service: "ssm", op: "SendCommand", body: `{"DocumentName":"AWS-RunShellScript","CloudWatchOutputConfig":{"CloudWatchLogGroupName":""}}`,
-			code: "ValidationException",
+			code:    "ValidationException",
 			message: "1 validation error detected: Value '' at 'cloudWatchOutputConfig.cloudWatchLogGroupName' failed to satisfy constraint: Member must have length greater than or equal to 1"},
 		{name: "nested list of structures", service: "ssm", op: "ListCommands", body: `{"Filters":[{"key":"Status","value":"Success"},{"key":"Colour","value":""}]}`,
 			code: "ValidationException",
@@ -228,7 +228,7 @@ func TestAWSQuery(t *testing.T) {
 		{name: "unknown", service: "cloudformation", op: "DescribeStacks", form: form("StackNames", "s"),
 			code: "ValidationError", message: "The parameter StackNames is not recognized"},
 		{name: "nested path", service: "cloudformation", op: "CreateStack", form: form("StackName", "s", "Tags.member.1.Key", "k", "Tags.member.1.Value", ""),
-			code: "ValidationError",
+			code:    "ValidationError",
 			message: "1 validation error detected: Value '' at 'tags.1.member.value' failed to satisfy constraint: Member must have length greater than or equal to 1"},
 		{name: "enum list", service: "cloudformation", op: "CreateStack", form: form("StackName", "s", "Capabilities.member.1", "CAPABILITY_ALL"),
 			code: "ValidationError", message: "1 validation error detected: Value '[CAPABILITY_ALL]' at 'capabilities' failed to satisfy constraint: " +
