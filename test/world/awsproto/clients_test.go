@@ -245,8 +245,8 @@ func TestRefusedThroughTheAWSCLI(t *testing.T) {
 			message: "1 validation error detected: Value '" + comment101 + "' at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100",
 			refused: true},
 		{name: "ec2 attach-volume without a device", config: noClientCheck,
-			line:    `aws ec2 attach-volume --cli-input-json '{"VolumeId":"vol-0123456789abcdef0","InstanceId":"i-0123456789abcdef0"}'`,
-			code:    "MissingParameter", message: "The request must contain the parameter Device", refused: true},
+			line: `aws ec2 attach-volume --cli-input-json '{"VolumeId":"vol-0123456789abcdef0","InstanceId":"i-0123456789abcdef0"}'`,
+			code: "MissingParameter", message: "The request must contain the parameter Device", refused: true},
 		{name: "ec2 create-volume of an unknown type",
 			line: `aws ec2 create-volume --availability-zone us-west-2a --size 1 --volume-type gp9`,
 			code: "InvalidParameterValue", message: "Value (gp9) for parameter volumeType is invalid", refused: true},
@@ -261,8 +261,8 @@ func TestRefusedThroughTheAWSCLI(t *testing.T) {
 		// given (awscli/customizations/overridesslcommonname.py ignores
 		// AWS_ENDPOINT_URL).
 		{name: "sqs send-message without a body", config: noClientCheck,
-			line:    `aws sqs send-message --endpoint-url "$AWS_ENDPOINT_URL" --cli-input-json '{"QueueUrl":"` + url + `/123456789012/q"}'`,
-			code:    "MissingParameter", message: "The request must contain the parameter MessageBody.", refused: true},
+			line: `aws sqs send-message --endpoint-url "$AWS_ENDPOINT_URL" --cli-input-json '{"QueueUrl":"` + url + `/123456789012/q"}'`,
+			code: "MissingParameter", message: "The request must contain the parameter MessageBody.", refused: true},
 		{name: "cloudformation describe-stacks with a long token",
 			line: `aws cloudformation describe-stacks --next-token ` + strings.Repeat("t", 1025), code: "ValidationError",
 			message: "Member must have length less than or equal to 1024", refused: true},
