@@ -63,7 +63,10 @@ type shape struct {
 	re2       string // its RE2 translation, anchored
 	noRE2     string // why pattern has no RE2 translation
 	sensitive bool
-	union     bool
+	// union: exactly one member may be set. Not checked: the only union
+	// in these models is SSM's ExecutionInputs, which has one member, and
+	// AWS's wording for a broken union is not documented.
+	union bool
 
 	re *regexp.Regexp // compiled re2 or the exception's equivalent
 }
