@@ -6,6 +6,11 @@
 // Each service registers one handler; the Router checks the protocol, picks
 // the handler from a flat table, and owns encoding, request ids and the
 // journal of every call. Handlers return a value or an *Error.
+//
+// Every service is registered with its published model (package awsmodel):
+// each request is checked against the operation's input shape before its
+// handler runs, and refused as AWS refuses it. Registering a service that
+// has no model is a startup error.
 package awsproto
 
 import (
@@ -25,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tether-ecs/tether/test/world/awsmodel"
 )
 
 // Error is an AWS error as the wire carries it. Status is the HTTP status;
@@ -34,6 +41,10 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// JSONType, when set, is the "__type" of a JSON error from an
+	// awsQueryCompatible service (SQS): Code then also travels in the
+	// x-amzn-query-error header, which SDKs read as the error code.
+	JSONType string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -76,13 +87,18 @@ type Call struct {
 	Service   string // ec2, ecs, ssm, sqs, cloudformation
 	Action    string
 	ErrorCode string // "" on success
-	Duration  time.Duration
+	// Refused: the service's model refused the request (unknown operation,
+	// unknown parameter, wrong type, broken constraint); the handler did
+	// not run.
+	Refused  bool
+	Duration time.Duration
 }
 
 type jsonService struct {
 	name      string
 	namespace string // for "__type": com.amazonaws.ecs
 	version   string // x-amz-json-1.0 or 1.1
+	model     *awsmodel.Service
 	handler   JSONHandler
 }
 
@@ -90,6 +106,7 @@ type queryService struct {
 	name    string
 	xmlns   string
 	ec2     bool // EC2 dialect (Response/Errors, requestId) vs awsQuery
+	model   *awsmodel.Service
 	handler QueryHandler
 }
 
@@ -106,29 +123,90 @@ func NewRouter() *Router {
 	return &Router{json: map[string]jsonService{}, query: map[string]queryService{}}
 }
 
-// HandleJSON registers a JSON-protocol service: targetPrefix is the part of
-// X-Amz-Target before the dot (AmazonEC2ContainerServiceV20141113, AmazonSSM,
-// AmazonSQS), namespace prefixes error types (com.amazonaws.ecs), jsonVersion
-// is "1.0" or "1.1".
+// HandleJSON registers a JSON-protocol service: name is its model's name
+// (awsmodel: ecs, ssm, sqs), targetPrefix the part of X-Amz-Target before
+// the dot (AmazonEC2ContainerServiceV20141113, AmazonSSM, AmazonSQS),
+// namespace prefixes error types (com.amazonaws.ecs), jsonVersion is "1.0"
+// or "1.1". Like http.ServeMux.Handle it panics on a registration that
+// cannot work (here: no model, or one that disagrees), so a world never
+// starts with a service whose requests go unchecked; AddJSON returns the
+// error instead.
 func (r *Router) HandleJSON(name, targetPrefix, namespace, jsonVersion string, h JSONHandler) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.json[targetPrefix] = jsonService{name: name, namespace: namespace, version: "application/x-amz-json-" + jsonVersion, handler: h}
+	must(r.AddJSON(name, targetPrefix, namespace, jsonVersion, h))
 }
 
-// HandleEC2 registers EC2 (query protocol, API version 2016-11-15).
-func (r *Router) HandleEC2(h QueryHandler) {
+// AddJSON is HandleJSON returning its error.
+func (r *Router) AddJSON(name, targetPrefix, namespace, jsonVersion string, h JSONHandler) error {
+	m, err := modelFor(name, awsmodel.ProtocolJSON)
+	if err != nil {
+		return err
+	}
+	if m.TargetPrefix() != targetPrefix || m.JSONVersion() != jsonVersion {
+		return fmt.Errorf("awsproto: %s registered as %s (JSON %s), its model (%s) says %s (JSON %s)",
+			name, targetPrefix, jsonVersion, m.Source(), m.TargetPrefix(), m.JSONVersion())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.query["2016-11-15"] = queryService{name: "ec2", xmlns: "http://ec2.amazonaws.com/doc/2016-11-15/", ec2: true, handler: h}
+	r.json[targetPrefix] = jsonService{name: name, namespace: namespace, version: "application/x-amz-json-" + jsonVersion, model: m, handler: h}
+	return nil
 }
 
-// HandleQuery registers an awsQuery-protocol service by its API version
-// (CloudFormation: "2010-05-15", xmlns http://cloudformation.amazonaws.com/doc/2010-05-15/).
+// HandleEC2 registers EC2 (query protocol, API version 2016-11-15). It
+// panics if EC2's model is missing (see HandleJSON); AddEC2 returns the
+// error instead.
+func (r *Router) HandleEC2(h QueryHandler) { must(r.AddEC2(h)) }
+
+// AddEC2 is HandleEC2 returning its error.
+func (r *Router) AddEC2(h QueryHandler) error {
+	m, err := modelFor("ec2", awsmodel.ProtocolEC2)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.query[m.APIVersion()] = queryService{name: "ec2", xmlns: "http://ec2.amazonaws.com/doc/" + m.APIVersion() + "/", ec2: true, model: m, handler: h}
+	return nil
+}
+
+// HandleQuery registers an awsQuery-protocol service by its model's name
+// and API version (CloudFormation: "cloudformation", "2010-05-15", xmlns
+// http://cloudformation.amazonaws.com/doc/2010-05-15/). It panics on a
+// registration that cannot work (see HandleJSON); AddQuery returns the
+// error instead.
 func (r *Router) HandleQuery(name, version, xmlns string, h QueryHandler) {
+	must(r.AddQuery(name, version, xmlns, h))
+}
+
+// AddQuery is HandleQuery returning its error.
+func (r *Router) AddQuery(name, version, xmlns string, h QueryHandler) error {
+	m, err := modelFor(name, awsmodel.ProtocolQuery)
+	if err != nil {
+		return err
+	}
+	if m.APIVersion() != version {
+		return fmt.Errorf("awsproto: %s registered for API version %s, its model (%s) is %s", name, version, m.Source(), m.APIVersion())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.query[version] = queryService{name: name, xmlns: xmlns, handler: h}
+	r.query[version] = queryService{name: name, xmlns: xmlns, model: m, handler: h}
+	return nil
+}
+
+func modelFor(name string, p awsmodel.Protocol) (*awsmodel.Service, error) {
+	m, err := awsmodel.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("awsproto: service %q cannot be registered: %w", name, err)
+	}
+	if m.Protocol() != p {
+		return nil, fmt.Errorf("awsproto: service %q registered as %s, its model (%s) speaks %s", name, p, m.Source(), m.Protocol())
+	}
+	return m, nil
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
 }
 
 // Journal returns a copy of every call answered so far.
@@ -196,8 +274,11 @@ func (r *Router) serveJSON(w http.ResponseWriter, req *http.Request, reqID, targ
 		writeJSONError(w, reqID, "application/x-amz-json-1.1", "", BadRequest("UnknownOperationException", "unknown target %q", target))
 		return
 	}
-	if len(body) == 0 {
-		body = []byte("{}")
+	if refusal := svc.model.CheckJSON(action, body); refusal != nil {
+		e := fromRefusal(refusal)
+		r.record(Call{Time: start, Service: svc.name, Action: action, ErrorCode: e.Code, Refused: true, Duration: time.Since(start)})
+		writeJSONError(w, reqID, svc.version, svc.namespace, e)
+		return
 	}
 	ctx := WithRequestID(req.Context(), reqID)
 	out, err := svc.handler(ctx, action, body)
@@ -241,6 +322,12 @@ func (r *Router) serveQuery(w http.ResponseWriter, req *http.Request, reqID stri
 	r.mu.Unlock()
 	if action == "" || !known {
 		writeQueryError(w, reqID, true, BadRequest("InvalidAction", "The action %s is not valid for this web service (Version %q).", action, version))
+		return
+	}
+	if refusal := svc.model.CheckQuery(action, form); refusal != nil {
+		e := fromRefusal(refusal)
+		r.record(Call{Time: start, Service: svc.name, Action: action, ErrorCode: e.Code, Refused: true, Duration: time.Since(start)})
+		writeQueryError(w, reqID, svc.ec2, e)
 		return
 	}
 	ctx := WithRequestID(req.Context(), reqID)
@@ -307,15 +394,32 @@ func asError(err error) *Error {
 	return Errorf(500, "InternalFailure", "%v", err)
 }
 
+func fromRefusal(r *awsmodel.Refusal) *Error {
+	return &Error{Status: r.Status, Code: r.Code, Message: r.Message, JSONType: r.JSONType}
+}
+
 func writeJSONError(w http.ResponseWriter, reqID, contentType, namespace string, e *Error) {
-	typ := e.Code
-	if namespace != "" {
-		typ = namespace + "#" + e.Code
+	base := e.Code
+	if e.JSONType != "" {
+		base = e.JSONType
+		fault := "Sender"
+		if e.Status >= 500 {
+			fault = "Receiver"
+		}
+		w.Header().Set("X-Amzn-Query-Error", e.Code+";"+fault)
 	}
-	buf, _ := json.Marshal(map[string]string{"__type": typ, "message": e.Message})
+	typ := base
+	if namespace != "" {
+		typ = namespace + "#" + base
+	}
+	body := map[string]string{"__type": typ}
+	if e.Message != "" { // AWS sends some errors without one (UnknownOperationException)
+		body["message"] = e.Message
+	}
+	buf, _ := json.Marshal(body)
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Amzn-RequestId", reqID)
-	w.Header().Set("X-Amzn-ErrorType", e.Code)
+	w.Header().Set("X-Amzn-ErrorType", base)
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(buf)
 }

@@ -191,7 +191,13 @@ func rawCall(t *testing.T, url, target, body string) (int, map[string]any) {
 
 func TestUnknownAndUnsupported(t *testing.T) {
 	w := newWorld(t, ecssim.Timing{})
+	// AWS refuses an empty TagResource before anything else (its model
+	// requires resourceArn and tags); ECS says so with ClientException.
 	code, out := rawCall(t, w.url, ecssim.Target+".TagResource", `{}`)
+	if code != 400 || out["__type"] != "com.amazonaws.ecs#ClientException" || !strings.HasPrefix(out["message"].(string), "2 validation errors detected") {
+		t.Fatalf("TagResource without its required members: %d %v", code, out)
+	}
+	code, out = rawCall(t, w.url, ecssim.Target+".TagResource", `{"resourceArn":"arn:aws:ecs:us-west-2:123456789012:cluster/x","tags":[{"key":"k","value":"v"}]}`)
 	if code != 400 || out["__type"] != "com.amazonaws.ecs#UnknownOperationException" {
 		t.Fatalf("unknown operation: %d %v", code, out)
 	}

@@ -241,7 +241,7 @@ func TestSendCommandRunsDocumentWithParameters(t *testing.T) {
 	if err != nil || len(lc.Commands) != 2 || aws.ToString(lc.Commands[0].CommandId) != *out3.Command.CommandId || lc.Commands[0].Status != types.CommandStatusFailed {
 		t.Errorf("ListCommands by instance: %+v %v", lc, err)
 	}
-	if _, err := w.ssm.ListCommands(ctx, &ssm.ListCommandsInput{Filters: []types.CommandFilter{{Key: "Color", Value: aws.String("x")}}}); code(t, err) != "InvalidFilterKey" {
+	if _, err := w.ssm.ListCommands(ctx, &ssm.ListCommandsInput{Filters: []types.CommandFilter{{Key: "Color", Value: aws.String("x")}}}); code(t, err) != "ValidationException" { // not in the model's enum of filter keys
 		t.Errorf("unknown filter: %v", err)
 	}
 	li, err := w.ssm.ListCommandInvocations(ctx, &ssm.ListCommandInvocationsInput{CommandId: out3.Command.CommandId, Details: true})
@@ -289,7 +289,7 @@ func TestSendCommandValidation(t *testing.T) {
 		"two values":        {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{instA}, Parameters: with("VolumeName", "a")}, ""},
 		"no document":       {&ssm.SendCommandInput{DocumentName: aws.String("nope"), InstanceIds: []string{instA}}, "InvalidDocument"},
 		"unknown instance":  {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{"i-0ffffffffffffffff"}, Parameters: good}, "InvalidInstanceId"},
-		"malformed id":      {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{"host-1"}, Parameters: good}, "InvalidInstanceId"},
+		"malformed id":      {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{"host-1"}, Parameters: good}, "ValidationException"}, // the model's InstanceId pattern
 		"duplicate":         {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{instA, instA}, Parameters: good}, "DuplicateInstanceId"},
 		"short timeout":     {&ssm.SendCommandInput{DocumentName: mount, InstanceIds: []string{instA}, Parameters: good, TimeoutSeconds: aws.Int32(5)}, "ValidationException"},
 		"tag target":        {&ssm.SendCommandInput{DocumentName: mount, Targets: []types.Target{{Key: aws.String("tag:role"), Values: []string{"x"}}}, Parameters: good}, "ValidationException"},
