@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -27,7 +27,7 @@ func TestCommandEventWakesTheKey(t *testing.T) {
 			h.w.AddInstance("i-b", "us-east-1a")
 			t1, v := runningShared(t, h)
 			h.w.StopTask(t1, "drain")
-			h.w.Complete(fakeaws.Op{Kind: "stop", ID: t1})
+			h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
 			h.collect()
 			for len(h.events) > 0 {
 				h.deliverEvent(0)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
@@ -34,7 +34,7 @@ func indexOf(j []string, pred func(string) bool) int {
 }
 
 // runningShared starts the shared-volume task on i-a and lets it settle.
-func runningShared(t *testing.T, h *harness) (task string, v fakeaws.Volume) {
+func runningShared(t *testing.T, h *harness) (task string, v cloudtest.Volume) {
 	t.Helper()
 	task = h.w.PlaceTask(tdShared, "i-a")
 	h.settle(300)
@@ -163,7 +163,7 @@ func TestUnusableKMSKeyFailsTheTaskClearly(t *testing.T) {
 	h := newHarness(t)
 	h.w.AddInstance("i-a", "us-east-1a")
 	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/kms:1"
-	h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{{
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
 		Name: "secret", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"kmskeyid": "alias/gone"},
 	}}})
 	h.w.BadKMSKey("alias/gone")
@@ -193,7 +193,7 @@ func TestPoisonedDeviceNamesAreSkipped(t *testing.T) {
 		t.Fatalf("refused names %v, want the 5 poisoned ones", refused)
 	}
 	// A second volume on the same instance tries none of them again.
-	h.w.AddTaskDef(fakeaws.TaskDef{ARN: tdOther, Volumes: []fakeaws.DockerVolume{{Name: "other-vol", Driver: "tether", Scope: "shared", Autoprovision: true}}})
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: tdOther, Volumes: []cloudtest.DockerVolume{{Name: "other-vol", Driver: "tether", Scope: "shared", Autoprovision: true}}})
 	other := h.w.PlaceTask(tdOther, "i-a")
 	h.settle(300)
 	h.noViolations()
@@ -234,7 +234,7 @@ func TestConcurrentAttachesToOneInstanceShareNoName(t *testing.T) {
 	var tasks []string
 	for i := range 20 {
 		td := fmt.Sprintf("arn:aws:ecs:us-east-1:111122223333:task-definition/fleet-%02d:1", i)
-		h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{{Name: fmt.Sprintf("fleet-vol-%02d", i), Driver: "tether", Scope: "shared", Autoprovision: true}}})
+		h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{Name: fmt.Sprintf("fleet-vol-%02d", i), Driver: "tether", Scope: "shared", Autoprovision: true}}})
 		tasks = append(tasks, h.w.PlaceTask(td, "i-a"))
 	}
 	h.collect()
@@ -324,7 +324,7 @@ func TestAutoprovisionFalse(t *testing.T) {
 	h := newHarness(t)
 	h.w.AddInstance("i-a", "us-east-1a")
 	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pre:1"
-	h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{{Name: "premade", Driver: "tether", Scope: "shared"}}})
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{Name: "premade", Driver: "tether", Scope: "shared"}}})
 
 	missing := h.w.PlaceTask(td, "i-a")
 	h.settle(200)
@@ -349,18 +349,18 @@ func TestHostileDriverOptsAndNamesCreateNothing(t *testing.T) {
 	h.w.AddInstance("i-a", "us-east-1a")
 	cases := []struct {
 		name, reason string
-		vol          fakeaws.DockerVolume
+		vol          cloudtest.DockerVolume
 	}{
-		{"shell in size", "driverOpts", fakeaws.DockerVolume{Name: "data", DriverOpts: map[string]string{"size": "5; rm -rf /"}}},
-		{"unknown option", "unknown option", fakeaws.DockerVolume{Name: "data2", DriverOpts: map[string]string{"mountopts": "exec"}}},
-		{"path in name", "invalid volume name", fakeaws.DockerVolume{Name: "../../etc"}},
-		{"shell in name", "invalid volume name", fakeaws.DockerVolume{Name: "x$(reboot)"}},
-		{"reserved name", "reserved", fakeaws.DockerVolume{Name: "task-0123456789abcdef0123456789abcdef-x"}},
+		{"shell in size", "driverOpts", cloudtest.DockerVolume{Name: "data", DriverOpts: map[string]string{"size": "5; rm -rf /"}}},
+		{"unknown option", "unknown option", cloudtest.DockerVolume{Name: "data2", DriverOpts: map[string]string{"mountopts": "exec"}}},
+		{"path in name", "invalid volume name", cloudtest.DockerVolume{Name: "../../etc"}},
+		{"shell in name", "invalid volume name", cloudtest.DockerVolume{Name: "x$(reboot)"}},
+		{"reserved name", "reserved", cloudtest.DockerVolume{Name: "task-0123456789abcdef0123456789abcdef-x"}},
 	}
 	for i, c := range cases {
 		c.vol.Driver, c.vol.Scope, c.vol.Autoprovision = "tether", "shared", true
 		td := "arn:aws:ecs:us-east-1:111122223333:task-definition/hostile:" + string(rune('1'+i))
-		h.w.AddTaskDef(fakeaws.TaskDef{ARN: td, Volumes: []fakeaws.DockerVolume{c.vol}})
+		h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{c.vol}})
 		task := h.w.PlaceTask(td, "i-a")
 		h.settle(200)
 		h.wantStoppedBecause(task, c.reason)

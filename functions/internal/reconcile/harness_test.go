@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/emf"
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -48,13 +48,13 @@ type tb interface {
 type harness struct {
 	mu      sync.Mutex // guards queue, events, failed and results during concurrent invokes
 	t       tb
-	w       *fakeaws.World
+	w       *cloudtest.World
 	c       *cloud.AWS
 	r       *reconcile.Reconciler
 	logs    *bytes.Buffer
 	metrics *bytes.Buffer
 	queue   []msg
-	events  []fakeaws.Event
+	events  []cloudtest.Event
 	failed  int            // passes that returned an error
 	cost    map[string]int // EC2 calls by the kind of trigger that caused them
 	plain   bool           // call Keys and Reconcile without an Invocation
@@ -64,7 +64,7 @@ type harness struct {
 type option func(*reconcile.Config)
 
 func newHarness(t tb, opts ...option) *harness {
-	w := fakeaws.New(start)
+	w := cloudtest.New(start)
 	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}, cost: map[string]int{}}
 	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
 	cfg := reconcile.Config{
@@ -81,11 +81,11 @@ func newHarness(t tb, opts ...option) *harness {
 		t.Fatalf("%v", err)
 	}
 	h.r = r
-	w.AddTaskDef(fakeaws.TaskDef{ARN: tdShared, Volumes: []fakeaws.DockerVolume{{
+	w.AddTaskDef(cloudtest.TaskDef{ARN: tdShared, Volumes: []cloudtest.DockerVolume{{
 		Name: volName, Driver: "tether", Scope: "shared", Autoprovision: true,
 		DriverOpts: map[string]string{"volumetype": "gp2", "size": "5"},
 	}}})
-	w.AddTaskDef(fakeaws.TaskDef{ARN: tdScratch, Volumes: []fakeaws.DockerVolume{{
+	w.AddTaskDef(cloudtest.TaskDef{ARN: tdScratch, Volumes: []cloudtest.DockerVolume{{
 		Name: "scratch", Driver: "tether", Scope: "task", DriverOpts: map[string]string{"size": "1"},
 	}}})
 	t.Cleanup(func() {
@@ -112,7 +112,7 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
+func (h *harness) trigger(ev cloudtest.Event) reconcile.Trigger {
 	switch ev.Kind {
 	case "task":
 		return reconcile.TaskChanged{Cluster: cluster, TaskArn: ev.Task, TaskDefinitionArn: ev.TaskDef,
@@ -197,20 +197,20 @@ func (h *harness) requeueTrigger(tr reconcile.Trigger) {
 	h.events = append(h.events, eventOf(tr))
 }
 
-func eventOf(tr reconcile.Trigger) fakeaws.Event {
+func eventOf(tr reconcile.Trigger) cloudtest.Event {
 	switch t := tr.(type) {
 	case reconcile.TaskChanged:
-		return fakeaws.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus}
+		return cloudtest.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus}
 	case reconcile.VolumeChanged:
-		return fakeaws.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
+		return cloudtest.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
 	case reconcile.InstanceChanged:
-		return fakeaws.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
+		return cloudtest.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
 	case reconcile.CommandChanged:
-		return fakeaws.Event{Kind: "command", Command: t.CommandID, EC2ID: t.InstanceID, Document: t.Document, Status: t.Status}
+		return cloudtest.Event{Kind: "command", Command: t.CommandID, EC2ID: t.InstanceID, Document: t.Document, Status: t.Status}
 	case reconcile.SweepRequested:
-		return fakeaws.Event{Kind: "sweep"}
+		return cloudtest.Event{Kind: "sweep"}
 	}
-	return fakeaws.Event{}
+	return cloudtest.Event{}
 }
 
 func (h *harness) collect() { h.events = append(h.events, h.w.TakeEvents()...) }
@@ -277,8 +277,8 @@ func (h *harness) noViolations() {
 }
 
 // keyVolumes lists the existing volumes tagged for a tether name.
-func (h *harness) keyVolumes(name string) []fakeaws.Volume {
-	var out []fakeaws.Volume
+func (h *harness) keyVolumes(name string) []cloudtest.Volume {
+	var out []cloudtest.Volume
 	for _, v := range h.w.Volumes() {
 		if v.Tags["tether:volume"] == name && v.Tags["tether:cluster"] == cluster {
 			out = append(out, v)
@@ -287,7 +287,7 @@ func (h *harness) keyVolumes(name string) []fakeaws.Volume {
 	return out
 }
 
-func (h *harness) oneVolume(name string) fakeaws.Volume {
+func (h *harness) oneVolume(name string) cloudtest.Volume {
 	h.t.Helper()
 	vs := h.keyVolumes(name)
 	if len(vs) != 1 {
@@ -314,8 +314,8 @@ func (h *harness) wantStoppedBecause(task, contains string) {
 	}
 }
 
-func (h *harness) commandsOf(doc string) []fakeaws.Command {
-	var out []fakeaws.Command
+func (h *harness) commandsOf(doc string) []cloudtest.Command {
+	var out []cloudtest.Command
 	for _, c := range h.w.Commands() {
 		if c.Document == doc {
 			out = append(out, c)
@@ -326,16 +326,16 @@ func (h *harness) commandsOf(doc string) []fakeaws.Command {
 }
 
 // held is an invocation running in its own goroutine, possibly stopped at a
-// fakeaws.Hold: a pass that decided and has not taken its step yet.
+// cloudtest.Hold: a pass that decided and has not taken its step yet.
 type held struct {
-	hold *fakeaws.Hold
+	hold *cloudtest.Hold
 	done chan struct{}
 }
 
 // invokeHeld starts an invocation and returns once it has finished or has
 // reached hold. The caller touches the harness again only after either, so
 // the invocation never races the test for its state.
-func (h *harness) invokeHeld(hold *fakeaws.Hold, triggers ...reconcile.Trigger) *held {
+func (h *harness) invokeHeld(hold *cloudtest.Hold, triggers ...reconcile.Trigger) *held {
 	a := &held{hold: hold, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -366,7 +366,7 @@ func (a *held) release() {
 
 // runUntilHeld runs the default schedule (as settle) with every
 // invocation able to stop at hold, and returns the one that did.
-func (h *harness) runUntilHeld(hold *fakeaws.Hold, maxSteps int) *held {
+func (h *harness) runUntilHeld(hold *cloudtest.Hold, maxSteps int) *held {
 	h.t.Helper()
 	for step := 0; step < maxSteps; step++ {
 		h.collect()
@@ -403,7 +403,7 @@ func (h *harness) completeCommand(doc, instance string) {
 	h.t.Helper()
 	for _, c := range h.w.Commands() {
 		if c.Document == doc && c.Instance == instance && c.Status == "Pending" {
-			h.w.Complete(fakeaws.Op{Kind: "command", ID: c.ID})
+			h.w.Complete(cloudtest.Op{Kind: "command", ID: c.ID})
 			return
 		}
 	}

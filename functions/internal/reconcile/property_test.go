@@ -12,7 +12,7 @@ import (
 
 	"pgregory.net/rapid"
 
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -41,7 +41,7 @@ type model struct {
 	h          *harness
 	shared     string   // the service's desired-RUNNING task, "" if none
 	scratch    []string // desired-RUNNING scratch tasks
-	history    []fakeaws.Event
+	history    []cloudtest.Event
 	lostAny    bool
 	concurrent bool
 	stale      *held // a pass stopped before its step, while the world moves on

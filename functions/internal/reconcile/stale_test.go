@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -13,7 +13,7 @@ import (
 // i-a is drained and T2 placed on i-b; a pass decides to mount the volume
 // on i-b for T2 and is slow to do it (held before its SendCommand). It
 // returns that pass, T2 and the volume.
-func staleMount(t *testing.T, h *harness, shows string) (*held, string, fakeaws.Volume) {
+func staleMount(t *testing.T, h *harness, shows string) (*held, string, cloudtest.Volume) {
 	t.Helper()
 	h.w.BlockedDetachShows(shows)
 	h.w.AddInstance("i-a", "us-east-1a")
@@ -28,7 +28,7 @@ func staleMount(t *testing.T, h *harness, shows string) (*held, string, fakeaws.
 // out) and ECS stops it; the triggers of its events are returned.
 func failToStart(h *harness, task string) []reconcile.Trigger {
 	h.w.StopTask(task, "CannotStartContainerError: volume not mounted in time")
-	h.w.Complete(fakeaws.Op{Kind: "stop", ID: task})
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: task})
 	h.collect()
 	var triggers []reconcile.Trigger
 	for _, ev := range h.events {

@@ -1,4 +1,4 @@
-// Package fakeaws is an in-memory EC2, ECS and SSM with real state, behind
+// Package cloudtest is an in-memory EC2, ECS and SSM with real state, behind
 // the narrow SDK interfaces of package cloud, for fast tests of the
 // reconciler's logic. Nothing completes by itself: attaches, detaches,
 // creates, deletes, SSM commands and task starts stay "in flight" until the
@@ -7,7 +7,7 @@
 // which volume), so tests can check tether's safety rules against it.
 //
 // It is not the local AWS world (test/world): no HTTP, no real devices.
-package fakeaws
+package cloudtest
 
 import (
 	"fmt"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
 )
 
 // World is the whole fake cloud. Its methods are safe for concurrent use.
@@ -444,3 +446,10 @@ func copyMap(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// The fake clients satisfy the seam's narrow SDK interfaces.
+var (
+	_ cloud.EC2API = (*EC2)(nil)
+	_ cloud.ECSAPI = (*ECS)(nil)
+	_ cloud.SSMAPI = (*SSM)(nil)
+)
