@@ -116,7 +116,8 @@ func (h *harness) trigger(ev cloudtest.Event) reconcile.Trigger {
 	switch ev.Kind {
 	case "task":
 		return reconcile.TaskChanged{Cluster: cluster, TaskArn: ev.Task, TaskDefinitionArn: ev.TaskDef,
-			ContainerInstanceArn: ev.CI, LastStatus: ev.LastStatus, DesiredStatus: ev.DesiredStatus, Version: ev.Version}
+			ContainerInstanceArn: ev.CI, LastStatus: ev.LastStatus, DesiredStatus: ev.DesiredStatus, Version: ev.Version,
+			CreatedAt: ev.Created, StartedAt: ev.Started, StoppedAt: ev.Stopped, Group: ev.Group, AZ: ev.AZ}
 	case "volume":
 		return reconcile.VolumeChanged{VolumeID: ev.Volume, Event: ev.Action, Result: ev.Result}
 	case "instance":
@@ -200,7 +201,8 @@ func (h *harness) requeueTrigger(tr reconcile.Trigger) {
 func eventOf(tr reconcile.Trigger) cloudtest.Event {
 	switch t := tr.(type) {
 	case reconcile.TaskChanged:
-		return cloudtest.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus}
+		return cloudtest.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus,
+			Created: t.CreatedAt, Started: t.StartedAt, Stopped: t.StoppedAt, Group: t.Group, AZ: t.AZ}
 	case reconcile.VolumeChanged:
 		return cloudtest.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
 	case reconcile.InstanceChanged:
@@ -408,4 +410,23 @@ func (h *harness) completeCommand(doc, instance string) {
 		}
 	}
 	h.t.Fatalf("no pending %s command on %s", doc, instance)
+}
+
+// metricSum adds up an EMF metric over every line written so far.
+func metricSum(t tb, h *harness, name string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, line := range strings.Split(strings.TrimSpace(h.metrics.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics line not JSON: %s", line)
+		}
+		if v, ok := m[name].(float64); ok {
+			sum += v
+		}
+	}
+	return sum
 }

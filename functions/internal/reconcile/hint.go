@@ -37,6 +37,8 @@ type hint struct {
 	// Detaching: when the detach of Volume from Instance was first seen in
 	// progress (unix ms); kept while unmounts are sent to let it finish.
 	Detaching int64 `json:"d,omitempty"`
+	// Attempt: commands of Step sent for this attachment by this chain.
+	Attempt int `json:"a,omitempty"`
 }
 
 func parseHint(s string) hint {

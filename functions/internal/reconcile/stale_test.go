@@ -10,9 +10,9 @@ import (
 )
 
 // staleMount sets up the benchmark's stuck handoff (fleet-vol-178): T1 on
-// i-a is drained and T2 placed on i-b; a pass decides to mount the volume
-// on i-b for T2 and is slow to do it (held before its SendCommand). It
-// returns that pass, T2 and the volume.
+// i-a is drained and T2 placed on i-b; a pass attaches the volume to i-b
+// for T2 and is slow to send the mount that follows (held before its
+// SendCommand) while the attach ends. It returns that pass, T2 and the volume.
 func staleMount(t *testing.T, h *harness, shows string) (*held, string, cloudtest.Volume) {
 	t.Helper()
 	h.w.BlockedDetachShows(shows)
@@ -21,7 +21,13 @@ func staleMount(t *testing.T, h *harness, shows string) (*held, string, cloudtes
 	t1, v := runningShared(t, h)
 	h.w.StopTask(t1, "drain")
 	t2 := h.w.PlaceTask(tdShared, "i-b")
-	return h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", mountDoc), 400), t2, v
+	held := h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", mountDoc), 400)
+	for _, op := range h.w.Pending() { // the attach the held pass made ends meanwhile
+		if op.Kind == "attach" {
+			h.w.Complete(op)
+		}
+	}
+	return held, t2, v
 }
 
 // failToStart: T2 gives up waiting for its volume (its plugin Mount timed
