@@ -96,9 +96,9 @@ type AWS struct {
 	byID  *batcher[string, Volume]
 
 	// Process-lifetime answers that never change, each bounded (LRU).
-	taskDefs *lru.Cache[string, TaskDefinition]   // immutable revisions
-	ident    *lru.Cache[string, Volume]           // volume id -> what never changes about it
-	finished *lru.Cache[string, Command]          // "command id/instance id" -> its final answer
+	taskDefs *lru.Cache[string, TaskDefinition]    // immutable revisions
+	ident    *lru.Cache[string, Volume]            // volume id -> what never changes about it
+	finished *lru.Cache[string, Command]           // "command id/instance id" -> its final answer
 	ciOfEC2  *lru.Cache[string, ContainerInstance] // "cluster/i-…" -> its registration (ARN, AZ)
 }
 
