@@ -533,6 +533,9 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		if err != nil {
 			return Result{}, false, err
 		}
+		if here, err := p.neededOn(ctx, h.CI); err != nil || here {
+			return Result{}, false, err // a task wants it there now: the full pass serves it
+		}
 		for _, a := range cur.Attachments {
 			if a.InstanceID != h.Instance || token(a) != u.Attachment || a.State != cloud.AttachAttached {
 				continue
@@ -568,6 +571,35 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		return done("mounted on " + h.Instance), true, nil
 	}
 	return Result{}, false, nil
+}
+
+// neededOn: a task that wants the key's volume runs, or is placed, on the
+// container instance (one listing of the key's families, shared by the
+// invocation). Without a known family or instance it says yes: the full
+// pass reads what it needs.
+func (p *pass) neededOn(ctx context.Context, ciARN string) (bool, error) {
+	fams := p.r.mem.familiesOf(p.key)
+	if ciARN == "" || len(fams) == 0 {
+		return true, nil
+	}
+	if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped {
+		return false, nil // its one task stopped, or it would not be released
+	}
+	for _, f := range fams {
+		ts, err := p.r.cloud.TasksOf(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
+		if err != nil {
+			return false, err
+		}
+		for _, t := range ts {
+			if t.ContainerInstanceARN != ciARN || !t.Live() {
+				continue
+			}
+			if _, uses, err := p.uses(ctx, t); err != nil || uses {
+				return uses, err
+			}
+		}
+	}
+	return false, nil
 }
 
 // pollDetach looks at a detach this chain asked for, in EC2 alone: still

@@ -303,6 +303,11 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 	if inst := w.instances[v.Att.Instance]; aws.ToBool(in.Force) && inst.State != "stopped" && inst.State != "terminated" && !w.liveForceOK {
 		w.violate("force detach of %s from live instance %s (%s)", vid, inst.ID, inst.State)
 	}
+	if _, mounted := w.instances[v.Att.Instance].Mounted[vid]; mounted && !aws.ToBool(in.Force) {
+		// EC2 waits (busy) for the guest; tether asked while the kernel
+		// still held the device.
+		w.whileMounted = append(w.whileMounted, fmt.Sprintf("%s from %s", vid, v.Att.Instance))
+	}
 	v.Att.State = "detaching"
 	v.Att.Force = aws.ToBool(in.Force)
 	return &ec2.DetachVolumeOutput{VolumeId: in.VolumeId, State: ec2types.VolumeAttachmentStateDetaching}, nil

@@ -60,6 +60,7 @@ type World struct {
 	detachEvents bool // EBS detachVolume events are sent (an option in the world too)
 	liveForceOK  bool // a force detach of a running instance is an operator's, not a violation
 	mkfs         []string
+	whileMounted []string // DetachVolume calls made while the guest had the filesystem mounted
 }
 
 // Service is an ECS service's deployment settings (DescribeServices).
@@ -430,6 +431,14 @@ func (w *World) AddService(name string, desired, minHealthy, maxPct int32) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.services[name] = &Service{Name: name, Desired: desired, MinimumHealthy: minHealthy, MaximumPct: maxPct}
+}
+
+// DetachedWhileMounted lists the (non-force) DetachVolume calls made while
+// the guest still had the volume's filesystem mounted.
+func (w *World) DetachedWhileMounted() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.whileMounted...)
 }
 
 // Mkfs lists the formats the agent made: "vol-… i-… grant=true".
