@@ -100,6 +100,13 @@ type AWS struct {
 	ident    *lru.Cache[string, Volume]            // volume id -> what never changes about it
 	finished *lru.Cache[string, Command]           // "command id/instance id" -> its final answer
 	ciOfEC2  *lru.Cache[string, ContainerInstance] // "cluster/i-…" -> its registration (ARN, AZ)
+	stopped  *lru.Cache[string, Task]              // task ARN -> its final state (a STOPPED task never changes)
+	// ciHome: which EC2 instance and AZ a container instance is (never
+	// changes); its Status is left empty (unknown).
+	ciHome *lru.Cache[string, ContainerInstance]
+	// taskHome: what never changes about a task (definition, container
+	// instance, creation, group); its statuses are left empty (unknown).
+	taskHome *lru.Cache[string, Task]
 }
 
 var _ Cloud = (*AWS)(nil)
@@ -125,7 +132,9 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	o = o.withDefaults()
 	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), pace: newPacer(o.Limits, o.Now, o.MaxPaceWait),
 		taskDefs: newLRU[string, TaskDefinition](maxTaskDefs), ident: newLRU[string, Volume](maxIdentities),
-		finished: newLRU[string, Command](maxFinished), ciOfEC2: newLRU[string, ContainerInstance](maxIdentities)}
+		finished: newLRU[string, Command](maxFinished), ciOfEC2: newLRU[string, ContainerInstance](maxIdentities),
+		stopped: newLRU[string, Task](maxIdentities), ciHome: newLRU[string, ContainerInstance](maxIdentities),
+		taskHome: newLRU[string, Task](maxIdentities)}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0

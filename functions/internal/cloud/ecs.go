@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -99,11 +98,18 @@ func (a *AWS) liveTasks(ctx context.Context, cluster string) ([]Task, error) {
 // invocation's passes), then DescribeTasks for the tasks the invocation has
 // not described yet.
 func (a *AWS) TasksOf(ctx context.Context, cluster string, q TaskQuery) ([]Task, error) {
+	arns, err := a.taskARNs(ctx, cluster, q)
+	if err != nil {
+		return nil, err
+	}
+	return a.Tasks(ctx, cluster, arns)
+}
+
+func (a *AWS) taskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error) {
 	if q.Desired == "" {
 		q.Desired = string(ecstypes.DesiredStatusRunning)
 	}
 	k := fmt.Sprintf("%s|%s|%s|%s", cluster, q.Family, q.ContainerInstance, q.Desired)
-	s := a.sessionOf(ctx)
 	list := func() (any, error) {
 		in := &ecs.ListTasksInput{Cluster: aws.String(cluster), DesiredStatus: ecstypes.DesiredStatus(q.Desired), MaxResults: aws.Int32(100)}
 		if q.Family != "" {
@@ -119,31 +125,28 @@ func (a *AWS) TasksOf(ctx context.Context, cluster string, q TaskQuery) ([]Task,
 		}
 		return arns, classify(err, fmt.Sprintf("ecs ListTasks %s in %q", k, cluster))
 	}
-	var arns []string
+	s := a.sessionOf(ctx)
 	if s == nil {
 		v, err := list()
 		if err != nil {
 			return nil, err
 		}
-		arns = v.([]string)
-	} else {
-		s.mu.Lock()
-		cached, ok := s.listed[k]
-		s.mu.Unlock()
-		if ok {
-			arns = cached
-		} else {
-			v, err, _ := s.flight.Do("list/"+k, list)
-			if err != nil {
-				return nil, err
-			}
-			arns = v.([]string)
-			s.mu.Lock()
-			s.listed[k] = arns
-			s.mu.Unlock()
-		}
+		return v.([]string), nil
 	}
-	return a.Tasks(ctx, cluster, arns)
+	s.mu.Lock()
+	cached, ok := s.listed[k]
+	s.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	v, err, _ := s.flight.Do("list/"+k, list)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.listed[k] = v.([]string)
+	s.mu.Unlock()
+	return v.([]string), nil
 }
 
 // Tasks implements Cloud. Within an invocation a task is described once
@@ -158,6 +161,8 @@ func (a *AWS) Tasks(ctx context.Context, cluster string, ids []string) ([]Task, 
 	s.mu.Lock()
 	for _, id := range ids {
 		if t, ok := s.tasks[id]; ok {
+			out = append(out, t)
+		} else if t, ok := a.stopped.Get(id); ok {
 			out = append(out, t)
 		} else {
 			ask = append(ask, id)
@@ -198,12 +203,46 @@ func (a *AWS) describeTasks(ctx context.Context, cluster string, ids []string) (
 			return nil, classify(err, fmt.Sprintf("ecs DescribeTasks in %q", cluster))
 		}
 		for _, t := range resp.Tasks {
-			out = append(out, fromECSTask(t))
+			task := fromECSTask(t)
+			if task.LastStatus == "STOPPED" {
+				a.stopped.Add(task.ARN, task)
+			}
+			a.taskHome.Add(task.ARN, Task{ARN: task.ARN, TaskDefinitionARN: task.TaskDefinitionARN,
+				ContainerInstanceARN: task.ContainerInstanceARN, AZ: task.AZ, CreatedAt: task.CreatedAt, Group: task.Group})
+			out = append(out, task)
 		}
 		ids = ids[n:]
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
 	return out, nil
+}
+
+// TaskHomes implements Cloud: what never changes about the tasks, from the
+// process's memory of earlier answers, describing only those it lacks.
+func (a *AWS) TaskHomes(ctx context.Context, cluster string, ids []string) ([]Task, error) {
+	var out []Task
+	var ask []string
+	for _, id := range ids {
+		if t, ok := a.taskHome.Get(id); ok {
+			out = append(out, t)
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) > 0 {
+		got, err := a.Tasks(ctx, cluster, ask)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// ListTaskARNs implements Cloud: the scoped ListTasks alone (shared by
+// the invocation), for callers that know some of the tasks already.
+func (a *AWS) ListTaskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error) {
+	return a.taskARNs(ctx, cluster, q)
 }
 
 func fromECSTask(t ecstypes.Task) Task {
@@ -214,6 +253,14 @@ func fromECSTask(t ecstypes.Task) Task {
 		CreatedAt: aws.ToTime(t.CreatedAt), StartedAt: aws.ToTime(t.StartedAt), StoppedAt: aws.ToTime(t.StoppedAt),
 		Version: t.Version, Group: aws.ToString(t.Group),
 	}
+}
+
+// ContainerInstanceHome implements Cloud.
+func (a *AWS) ContainerInstanceHome(ctx context.Context, cluster, arn string) (ContainerInstance, error) {
+	if ci, ok := a.ciHome.Get(arn); ok {
+		return ci, nil
+	}
+	return a.ContainerInstance(ctx, cluster, arn)
 }
 
 // ContainerInstance implements Cloud.
@@ -238,21 +285,25 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 }
 
 // ContainerInstanceOf implements Cloud. Which container instance an EC2
-// instance registered as never changes, so the process keeps it; only an
+// instance registered as never changes, so the process keeps it (its
+// Status then empty: unknown, ContainerInstance reads it); only an
 // instance it has not seen costs a listing of the cluster's container
 // instances (ECS offers no lookup by EC2 instance id that the local world
-// serves). The answer's status is read afresh once per invocation.
+// serves). A registration ECS has forgotten shows when a listing by it
+// answers ErrNotFound.
 func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID string) (ContainerInstance, error) {
 	k := cluster + "/" + ec2InstanceID
 	if ci, ok := a.ciOfEC2.Get(k); ok {
-		cur, err := a.ContainerInstance(ctx, cluster, ci.ARN)
-		if err == nil && cur.EC2InstanceID == ec2InstanceID && cur.Status != "INACTIVE" {
-			return cur, nil
+		if s := a.sessionOf(ctx); s != nil {
+			s.mu.Lock()
+			cur, described := s.cis[ci.ARN]
+			s.mu.Unlock()
+			if described {
+				return cur, nil
+			}
 		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return ContainerInstance{}, err
-		}
-		a.ciOfEC2.Remove(k) // deregistered; perhaps registered again
+		ci.Status, ci.AgentConnected = "", false // unknown: ContainerInstance reads it
+		return ci, nil
 	}
 	in := &ecs.ListContainerInstancesInput{Cluster: aws.String(cluster), MaxResults: aws.Int32(100)}
 	var arns []string
@@ -302,6 +353,9 @@ func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, ar
 		arns = arns[n:]
 	}
 	for _, ci := range out {
+		home := ci
+		home.Status, home.AgentConnected = "", false
+		a.ciHome.Add(ci.ARN, home)
 		if ci.EC2InstanceID != "" && ci.Status != "INACTIVE" {
 			a.ciOfEC2.Add(cluster+"/"+ci.EC2InstanceID, ci)
 		}

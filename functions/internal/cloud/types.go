@@ -276,11 +276,20 @@ type Cloud interface {
 	// instance, desired status), described. ErrNotFound when ECS does not
 	// know the container instance.
 	TasksOf(ctx context.Context, cluster string, q TaskQuery) ([]Task, error)
+	// ListTaskARNs: a scoped listing's task ARNs alone.
+	ListTaskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error)
+	// TaskHomes: what never changes about tasks (definition, container
+	// instance, creation, group), kept by the process; statuses may be empty.
+	TaskHomes(ctx context.Context, cluster string, ids []string) ([]Task, error)
 	// Tasks: by ARN or id; unknown ones are left out.
 	Tasks(ctx context.Context, cluster string, ids []string) ([]Task, error)
 	ContainerInstance(ctx context.Context, cluster, arn string) (ContainerInstance, error)
-	// ContainerInstanceOf: the container instance of an EC2 instance;
-	// ErrNotFound when the cluster has none (deregistered).
+	// ContainerInstanceHome: which EC2 instance and AZ a container instance
+	// is, kept by the process (Status empty: unknown).
+	ContainerInstanceHome(ctx context.Context, cluster, arn string) (ContainerInstance, error)
+	// ContainerInstanceOf: the container instance of an EC2 instance
+	// (Status empty when not read in this invocation); ErrNotFound when the
+	// cluster has none (deregistered).
 	ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID string) (ContainerInstance, error)
 	StopTask(ctx context.Context, cluster, taskARN, reason string) error
 	// Service: a service's deployment settings; ErrNotFound if unknown.

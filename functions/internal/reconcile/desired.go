@@ -116,24 +116,42 @@ func (p *pass) desired(ctx context.Context) (want, error) {
 			candidates = ts
 		}
 	} else {
-		named, err := p.namedTasks(ctx)
+		named0, err := p.namedTasks(ctx)
 		if err != nil {
 			return want{}, err
 		}
-		if w.families, err = p.familiesOf(ctx, named); err != nil {
+		if w.families, err = p.familiesOf(ctx, named0); err != nil {
 			return want{}, err
 		}
 		byARN := map[string]cloud.Task{}
+		named := map[string]cloud.Task{}
+		for _, t := range named0 {
+			named[t.ARN] = t
+		}
 		for _, f := range w.families {
-			ts, err := p.r.cloud.TasksOf(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
+			arns, err := p.r.cloud.ListTaskARNs(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
 			if err != nil {
 				return want{}, err
 			}
-			for _, t := range ts {
-				byARN[t.ARN] = t
+			var ask []string
+			for _, arn := range arns {
+				if t, ok := named[arn]; ok && t.DesiredStatus == "RUNNING" {
+					byARN[arn] = t // this invocation's event says it all
+				} else {
+					ask = append(ask, arn)
+				}
+			}
+			if len(ask) > 0 {
+				ts, err := p.r.cloud.Tasks(ctx, p.key.Cluster, ask)
+				if err != nil {
+					return want{}, err
+				}
+				for _, t := range ts {
+					byARN[t.ARN] = t
+				}
 			}
 		}
-		for _, t := range named { // an event newer than the answer wins
+		for _, t := range named0 { // an event newer than the answer wins
 			if old, ok := byARN[t.ARN]; !ok || t.Version >= old.Version {
 				byARN[t.ARN] = t
 			}
@@ -163,12 +181,15 @@ func (p *pass) desired(ctx context.Context) (want, error) {
 		if t.DesiredStatus != "RUNNING" || t.ContainerInstanceARN == "" {
 			continue
 		}
-		ci, err := p.containerInstance(ctx, t.ContainerInstanceARN)
+		ci, err := p.r.cloud.ContainerInstanceHome(ctx, p.key.Cluster, t.ContainerInstanceARN)
+		if errors.Is(err, cloud.ErrNotFound) {
+			continue // not on an instance ECS still knows
+		}
 		if err != nil {
 			return want{}, err
 		}
 		if ci.EC2InstanceID == "" {
-			continue // not on an instance ECS still knows
+			continue
 		}
 		w.ciByARN[ci.ARN] = ci
 		w.needers = append(w.needers, need{task: t, spec: spec, ci: ci})
@@ -201,8 +222,8 @@ func (p *pass) containerInstance(ctx context.Context, arn string) (cloud.Contain
 // ok false when ECS no longer knows it (deregistered).
 func (p *pass) containerInstanceOf(ctx context.Context, w want, instanceID string) (cloud.ContainerInstance, bool, error) {
 	for _, ci := range w.ciByARN {
-		if ci.EC2InstanceID == instanceID {
-			return ci, true, nil
+		if ci.EC2InstanceID == instanceID && ci.Status != "" {
+			return ci, !ci.Gone(), nil
 		}
 	}
 	ci, err := p.r.cloud.ContainerInstanceOf(ctx, p.key.Cluster, instanceID)
@@ -244,22 +265,27 @@ func (p *pass) usersOn(ctx context.Context, w want, ci cloud.ContainerInstance) 
 		return out, nil
 	}
 	for _, f := range fams {
-		stopping, err := p.r.cloud.TasksOf(ctx, p.key.Cluster, cloud.TaskQuery{Family: f, ContainerInstance: ci.ARN, Desired: "STOPPED"})
+		arns, err := p.r.cloud.ListTaskARNs(ctx, p.key.Cluster, cloud.TaskQuery{Family: f, ContainerInstance: ci.ARN, Desired: "STOPPED"})
 		if errors.Is(err, cloud.ErrNotFound) {
 			return out, nil // deregistered: ECS runs nothing there any more
 		}
 		if err != nil {
 			return nil, err
 		}
+		var ask []string
+		for _, arn := range arns {
+			if n, ok := p.namedTask(arn); ok && n.LastStatus == "STOPPED" {
+				continue // this invocation's event says it stopped: it stays so
+			}
+			ask = append(ask, arn)
+		}
+		stopping, err := p.r.cloud.Tasks(ctx, p.key.Cluster, ask)
+		if err != nil {
+			return nil, err
+		}
 		for _, t := range stopping {
 			if seen[t.ARN] || !t.Live() {
 				continue
-			}
-			if n, ok := p.namedTask(t.ARN); ok && n.Version >= t.Version {
-				t = n
-				if !t.Live() {
-					continue
-				}
 			}
 			if _, ok, err := p.uses(ctx, t); err != nil {
 				return nil, err

@@ -59,6 +59,7 @@ type harness struct {
 	cost    map[string]int // EC2 calls by the kind of trigger that caused them
 	plain   bool           // call Keys and Reconcile without an Invocation
 	results map[reconcile.Key][]reconcile.Result
+	ecsCost map[string]int // ECS calls by trigger, when not nil
 }
 
 type option func(*reconcile.Config)
@@ -139,7 +140,22 @@ func (h *harness) invoke(triggers ...reconcile.Trigger) {
 		ctx = h.r.Invocation(ctx)
 	}
 	before := h.w.EC2Calls()
+	beforeAll := h.w.Calls()
 	defer func() {
+		if h.ecsCost != nil {
+			k := fmt.Sprintf("%T", triggers[0])
+			if r, ok := triggers[0].(reconcile.Retry); ok {
+				k += "/" + r.Hint
+			}
+			if tc, ok := triggers[0].(reconcile.TaskChanged); ok {
+				k += "/" + tc.DesiredStatus + "/" + tc.LastStatus
+			}
+			for op, n := range h.w.Calls() {
+				if strings.HasPrefix(op, "ECS:") && n > beforeAll[op] {
+					h.ecsCost[k+" "+op] += n - beforeAll[op]
+				}
+			}
+		}
 		kind := fmt.Sprintf("%T", triggers[0])
 		if r, ok := triggers[0].(reconcile.Retry); ok {
 			var hint struct {

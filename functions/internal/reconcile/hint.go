@@ -39,6 +39,9 @@ type hint struct {
 	Detaching int64 `json:"d,omitempty"`
 	// Attempt: commands of Step sent for this attachment by this chain.
 	Attempt int `json:"a,omitempty"`
+	// Target: the task the volume is released for (a detach's next step
+	// attaches it there if that task still wants it).
+	Target string `json:"tt,omitempty"`
 }
 
 func parseHint(s string) hint {

@@ -89,6 +89,12 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 		log.Debug("duplicate task event: skipped", "version", t.Version)
 		return nil, nil
 	}
+	if t.DesiredStatus == "RUNNING" && t.LastStatus == "RUNNING" {
+		// Started: tether's plugin let its containers start, so its
+		// volumes are mounted where it runs. Nothing to do.
+		log.Debug("task running: its volumes are in place")
+		return nil, nil
+	}
 	if t.DesiredStatus == "STOPPED" && t.LastStatus != "STOPPED" {
 		// Stopping: its containers may still use the volumes, so nothing
 		// can be released yet; its STOPPED event (or the sweep, should

@@ -274,7 +274,7 @@ func (p *pass) deploymentDeadlock(ctx context.Context, waiting []need, holder cl
 	if len(stuck) == 0 {
 		return Result{}, false, nil
 	}
-	reason := fmt.Sprintf("service %s deploys with minimumHealthyPercent %d / maximumPercent %d: ECS keeps task %s (which holds volume %s) until this one runs, and a tether volume serves one task's instance at a time; deploy with minimumHealthyPercent 0 and maximumPercent 100",
+	reason := fmt.Sprintf("service %s: deploy with minimumHealthyPercent 0 and maximumPercent 100; with %d/%d ECS keeps task %s, which holds volume %s, until this one runs, and a tether volume serves one instance at a time",
 		svc.Name, svc.MinimumHealthyPercent, svc.MaximumPercent, taskID(holder.ARN), p.key.Volume)
 	p.log.Error("deployment settings cannot hand the volume over", "service", svc.Name, "minimumHealthyPercent", svc.MinimumHealthyPercent, "maximumPercent", svc.MaximumPercent)
 	if err := p.failTasks(ctx, stuck, reasonDeploy, reason); err != nil {

@@ -246,6 +246,13 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		if res, ok, err := p.haltedHost(ctx, w, v, a); ok || err != nil {
 			return res, err
 		}
+		if known && ci.Status == "" { // not read yet: does ECS still know it?
+			cur, err := p.containerInstance(ctx, ci.ARN)
+			if err != nil {
+				return Result{}, err
+			}
+			ecsGone = cur.Gone()
+		}
 		what := "its SSM agent does not answer (" + cmd.Detail + ")"
 		if ecsGone {
 			what = "ECS no longer knows it and " + what
@@ -337,8 +344,11 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 	p.r.mem.noteAttachment(p.key, v.ID, cloud.Attachment{InstanceID: inst, State: cloud.AttachDetached, AttachTime: p.now})
 	p.r.mem.startInflight(v.ID, stepDetach, p.now)
 	log.Info("detaching")
-	return p.retry(p.r.t.DetachPoll, hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)},
-		"detaching %s from %s", v.ID, inst), nil
+	h := hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)}
+	if t, ok := p.target(w, nil); ok && t.instance() != inst {
+		h.Target = t.task.ARN
+	}
+	return p.retry(p.r.t.DetachPoll, h, "detaching %s from %s", v.ID, inst), nil
 }
 
 // forceDetach: only when EC2 says the instance is stopped or terminated,
@@ -533,7 +543,8 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		if err != nil {
 			return Result{}, false, err
 		}
-		if here, err := p.neededOn(ctx, h.CI); err != nil || here {
+		here, elsewhere, err := p.neededOn(ctx, h.CI)
+		if err != nil || here {
 			return Result{}, false, err // a task wants it there now: the full pass serves it
 		}
 		for _, a := range cur.Attachments {
@@ -549,6 +560,11 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 				return wait, true, err
 			}
 			res, err := p.detach(ctx, want{}, cur, h.Instance, h.CI)
+			if err == nil && !res.Done() && elsewhere != "" {
+				dh := parseHint(res.Hint)
+				dh.Target = elsewhere
+				res.Hint = dh.String()
+			}
 			return res, true, err
 		}
 	case stepMount:
@@ -575,31 +591,40 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 
 // neededOn: a task that wants the key's volume runs, or is placed, on the
 // container instance (one listing of the key's families, shared by the
-// invocation). Without a known family or instance it says yes: the full
-// pass reads what it needs.
-func (p *pass) neededOn(ctx context.Context, ciARN string) (bool, error) {
+// invocation); elsewhere names one that wants it on another instance.
+// Without a known family or instance it says yes: the full pass reads what
+// it needs.
+func (p *pass) neededOn(ctx context.Context, ciARN string) (here bool, elsewhere string, err error) {
 	fams := p.r.mem.familiesOf(p.key)
 	if ciARN == "" || len(fams) == 0 {
-		return true, nil
+		return true, "", nil
 	}
 	if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped {
-		return false, nil // its one task stopped, or it would not be released
+		return false, "", nil // its one task stopped, or it would not be released
 	}
 	for _, f := range fams {
-		ts, err := p.r.cloud.TasksOf(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
+		arns, err := p.r.cloud.ListTaskARNs(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
 		if err != nil {
-			return false, err
+			return false, "", err
+		}
+		ts, err := p.r.cloud.TaskHomes(ctx, p.key.Cluster, arns) // desired RUNNING, by the listing
+		if err != nil {
+			return false, "", err
 		}
 		for _, t := range ts {
-			if t.ContainerInstanceARN != ciARN || !t.Live() {
-				continue
-			}
-			if _, uses, err := p.uses(ctx, t); err != nil || uses {
-				return uses, err
+			_, uses, err := p.uses(ctx, t)
+			switch {
+			case err != nil:
+				return false, "", err
+			case !uses:
+			case t.ContainerInstanceARN == ciARN:
+				return true, "", nil
+			case elsewhere == "" && t.ContainerInstanceARN != "":
+				elsewhere = t.ARN
 			}
 		}
 	}
-	return false, nil
+	return false, elsewhere, nil
 }
 
 // pollDetach looks at a detach this chain asked for, in EC2 alone: still
@@ -623,7 +648,43 @@ func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 			return p.retry(p.detachPoll(since), h, "detaching %s from %s", h.Volume, h.Instance), true, nil
 		}
 	}
-	return Result{}, false, nil
+	if len(v.Attachments) > 0 || h.Target == "" || v.State != cloud.VolumeAvailable {
+		return Result{}, false, nil
+	}
+	// Detached: attach it where the task it was released for runs, if that
+	// task still wants it (one DescribeTasks); anything else, the full pass.
+	w, ok, err := p.targetOnly(ctx, h.Target)
+	if err != nil || !ok {
+		return Result{}, false, err
+	}
+	p.r.mem.createdFine(p.key)
+	p.noteProgress(w, v)
+	res, err := p.placeAvailable(ctx, w, v)
+	return res, true, err
+}
+
+// targetOnly: the desired state as one named task shows it, when that task
+// still wants the key's volume on an instance ECS knows.
+func (p *pass) targetOnly(ctx context.Context, arn string) (want, bool, error) {
+	ts, err := p.r.cloud.Tasks(ctx, p.key.Cluster, []string{arn})
+	if err != nil || len(ts) != 1 {
+		return want{}, false, err
+	}
+	t := ts[0]
+	if t.DesiredStatus != "RUNNING" || t.LastStatus == "STOPPED" || t.ContainerInstanceARN == "" {
+		return want{}, false, nil
+	}
+	spec, uses, err := p.uses(ctx, t)
+	if err != nil || !uses {
+		return want{}, false, err
+	}
+	ci, err := p.r.cloud.ContainerInstanceHome(ctx, p.key.Cluster, t.ContainerInstanceARN)
+	if err != nil || ci.EC2InstanceID == "" {
+		return want{}, false, nil
+	}
+	w := want{users: []cloud.Task{t}, ciByARN: map[string]cloud.ContainerInstance{ci.ARN: ci},
+		needers: []need{{task: t, spec: spec, ci: ci}}, families: p.r.mem.familiesOf(p.key)}
+	return w, true, nil
 }
 
 // mountRacing: an unmount succeeded, but a mount for the attachment may

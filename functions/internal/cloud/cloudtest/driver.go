@@ -269,23 +269,23 @@ func (w *World) unmountLocked(inst *Instance, vid string) {
 
 // PlaceTask starts a task of td on instance (as the ECS scheduler).
 func (w *World) PlaceTask(td, instance string) string {
+	return w.place(td, instance, "family:"+familyOf(td))
+}
+
+// PlaceServiceTask starts a task of td for service on instance.
+func (w *World) PlaceServiceTask(td, instance, service string) string {
+	return w.place(td, instance, "service:"+service)
+}
+
+func (w *World) place(td, instance, group string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	inst := w.instances[instance]
 	w.seq++
 	arn := fmt.Sprintf("arn:aws:ecs:us-east-1:111122223333:task/c/%032x", w.seq)
-	t := &Task{ARN: arn, TaskDef: td, CI: inst.CI, AZ: inst.AZ, LastStatus: "PENDING", DesiredStatus: "RUNNING", Created: w.now, Group: "family:" + familyOf(td)}
+	t := &Task{ARN: arn, TaskDef: td, CI: inst.CI, AZ: inst.AZ, LastStatus: "PENDING", DesiredStatus: "RUNNING", Created: w.now, Group: group}
 	w.tasks[arn] = t
 	w.taskEventLocked(t)
-	return arn
-}
-
-// PlaceServiceTask starts a task of td for service on instance.
-func (w *World) PlaceServiceTask(td, instance, service string) string {
-	arn := w.PlaceTask(td, instance)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.tasks[arn].Group = "service:" + service
 	return arn
 }
 
