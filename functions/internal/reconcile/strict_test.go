@@ -158,6 +158,30 @@ func TestRefusalsStopTheWaitingTaskWithAReason(t *testing.T) {
 			t.Fatalf("TasksStopped %v", metricSum(t, h, "TasksStopped"))
 		}
 	})
+	t.Run("UnsupportedOperation", func(t *testing.T) {
+		h := newHarness(t)
+		h.w.AddInstance("i-a", "us-east-1a")
+		h.w.RefuseAttaches("i-a", "UnsupportedOperation")
+		task := h.w.PlaceTask(tdShared, "i-a")
+		h.settle(300)
+		h.noViolations()
+		h.wantStoppedBecause(task, "UnsupportedOperation")
+		if h.w.Elapsed(h.w.TaskState(task).Created) >= 75*time.Second {
+			t.Fatalf("a refusal no retry fixes waited for the deadline")
+		}
+	})
+	t.Run("unclassified refusal", func(t *testing.T) {
+		h := newHarness(t)
+		h.w.AddInstance("i-a", "us-east-1a")
+		h.w.RefuseAttaches("i-a", "SomethingNewException")
+		task := h.w.PlaceTask(tdShared, "i-a")
+		h.settle(300)
+		h.noViolations()
+		h.wantStoppedBecause(task, "SomethingNewException")
+		if h.failed != 0 {
+			t.Fatalf("%d passes failed: an unclassified refusal must be bounded, not redelivered forever", h.failed)
+		}
+	})
 	t.Run("InvalidInstanceId", func(t *testing.T) {
 		h := newHarness(t)
 		h.w.AddInstance("i-a", "us-east-1a")

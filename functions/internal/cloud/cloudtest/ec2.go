@@ -225,6 +225,9 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	if inst.State != "running" {
 		return nil, apiErr("IncorrectInstanceState", "The instance '%s' is not 'running'.", iid)
 	}
+	if code := w.refuseAttach[iid]; code != "" {
+		return nil, apiErr(code, "The instance '%s' does not support this attachment.", iid)
+	}
 	if v.Att != nil {
 		return nil, apiErr("VolumeInUse", "%s is already attached to an instance", vid)
 	}

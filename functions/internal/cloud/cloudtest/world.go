@@ -61,6 +61,7 @@ type World struct {
 	liveForceOK  bool // a force detach of a running instance is an operator's, not a violation
 	mkfs         []string
 	whileMounted []string // DetachVolume calls made while the guest had the filesystem mounted
+	refuseAttach map[string]string // instance -> error code every AttachVolume to it gets
 }
 
 // Service is an ECS service's deployment settings (DescribeServices).
@@ -77,7 +78,7 @@ func New(start time.Time) *World {
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
 		stickNext: map[string]bool{}, blockedState: "detaching", holds: map[string]*Hold{}, slow: map[string]time.Duration{}, poisonNext: map[string]int{},
-		services: map[string]*Service{},
+		services: map[string]*Service{}, refuseAttach: map[string]string{},
 	}
 }
 
@@ -394,6 +395,15 @@ func (w *World) SetInstanceState(instance, state string) {
 			w.taskEventLocked(t)
 		}
 	}
+}
+
+// RefuseAttaches makes every AttachVolume to instance fail with code (e.g.
+// UnsupportedOperation, as EC2 answers for an instance type that cannot
+// take the volume).
+func (w *World) RefuseAttaches(instance, code string) {
+	w.mu.Lock()
+	w.refuseAttach[instance] = code
+	w.mu.Unlock()
 }
 
 // SetAttachLimit sets how many EBS attachments (root included) an instance takes.
