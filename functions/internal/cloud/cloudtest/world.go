@@ -60,7 +60,7 @@ type World struct {
 	detachEvents bool // EBS detachVolume events are sent (an option in the world too)
 	liveForceOK  bool // a force detach of a running instance is an operator's, not a violation
 	mkfs         []string
-	whileMounted []string // DetachVolume calls made while the guest had the filesystem mounted
+	whileMounted []string          // DetachVolume calls made while the guest had the filesystem mounted
 	refuseAttach map[string]string // instance -> error code every AttachVolume to it gets
 }
 
