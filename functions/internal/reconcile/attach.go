@@ -72,12 +72,10 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	for _, d := range in.Devices {
 		avoid[d] = true
 	}
-	for _, d := range p.r.mem.attachedOn(inst, v.ID) {
-		avoid[d] = true
-	}
+	attachedOn := func() []string { return p.r.mem.attachedOn(inst, v.ID) }
 	refused := 0
 	for refused < maxDeviceRefusals {
-		dev, ok := p.r.dev.pick(inst, v.ID, avoid)
+		dev, ok := p.r.dev.pick(inst, v.ID, avoid, attachedOn)
 		if !ok {
 			break
 		}

@@ -20,6 +20,9 @@ import (
 // to one instance at once rarely pick the same.
 //
 // Lock discipline: mu guards both maps; every method holds it for its body.
+// pick calls attachedOn (memory's lock) while holding mu, so that a name a
+// concurrent pass of this process has just attached with is seen at once;
+// memory never calls back, so the order devices -> memory is the only one.
 type devices struct {
 	mu        sync.Mutex
 	attaching map[string]map[string]string     // instance -> device -> volume id being attached now
@@ -62,13 +65,14 @@ var deviceNames = func() []string {
 // processes that cannot see each other's attaches collide with probability
 // about n²/(2·123) for n at once, where spreading over the preferred range
 // alone (21 names) would make ten at once collide almost surely (p ≈ 0.9).
-func (d *devices) pick(instance, volumeID string, avoid map[string]bool) (string, bool) {
+func (d *devices) pick(instance, volumeID string, avoid map[string]bool, attachedOn func() []string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	poisoned, _ := d.poisoned.Get(instance)
+	known := attachedOn()
 	var free []string
 	for _, n := range deviceNames {
-		if avoid[n] || d.attaching[instance][n] != "" || contains(poisoned, n) {
+		if avoid[n] || d.attaching[instance][n] != "" || contains(poisoned, n) || contains(known, n) {
 			continue
 		}
 		free = append(free, n)

@@ -295,7 +295,20 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 	}
 	attempt := max(p.hint.Attempt, 1)
 	log.Warn("unmount failed", "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
-	if agentproto.Permanent(code) || attempt >= 3 {
+	if agentproto.Permanent(code) {
+		// Only a person can fix what the agent found: the tasks waiting
+		// elsewhere are told now, with its words; the volume stays.
+		reason := fmt.Sprintf("volume %s cannot leave %s: tether-agent there refused to unmount it: %s", p.key.Volume, inst, msg)
+		var ts []cloud.Task
+		for _, n := range elsewhere(w.needers, inst) {
+			ts = append(ts, n.task)
+		}
+		if err := p.failTasks(ctx, ts, agentReason(code), reason); err != nil {
+			return Result{}, err
+		}
+		return done("unmount refused: " + string(agentproto.ClassOf(code))), nil
+	}
+	if attempt >= 3 {
 		return p.liveWait(ctx, w, v, a, "its unmount failed: "+msg, cmd.Requested, p.r.t.HolderWait, hint{})
 	}
 	p.hint.Attempt = attempt
