@@ -1,8 +1,9 @@
 package cloud
 
 import (
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -94,14 +95,18 @@ type AWS struct {
 	byTag *batcher[tagQuery, []Volume]
 	byID  *batcher[string, Volume]
 
-	taskDefsMu sync.Mutex
-	taskDefs   map[string]TaskDefinition // immutable revisions: kept for the process
-
-	identMu sync.Mutex
-	ident   map[string]Volume // volume id -> what never changes about it
-
-	finishedMu sync.Mutex
-	finished   map[string]Command // "command id/instance id" -> its final answer
+	// Process-lifetime answers that never change, each bounded (LRU).
+	taskDefs *lru.Cache[string, TaskDefinition]    // immutable revisions
+	ident    *lru.Cache[string, Volume]            // volume id -> what never changes about it
+	finished *lru.Cache[string, Command]           // "command id/instance id" -> its final answer
+	ciOfEC2  *lru.Cache[string, ContainerInstance] // "cluster/i-…" -> its registration (ARN, AZ)
+	stopped  *lru.Cache[string, Task]              // task ARN -> its final state (a STOPPED task never changes)
+	// ciHome: which EC2 instance and AZ a container instance is (never
+	// changes); its Status is left empty (unknown).
+	ciHome *lru.Cache[string, ContainerInstance]
+	// taskHome: what never changes about a task (definition, container
+	// instance, creation, group); its statuses are left empty (unknown).
+	taskHome *lru.Cache[string, Task]
 }
 
 var _ Cloud = (*AWS)(nil)
@@ -126,7 +131,10 @@ func New(cfg aws.Config, o Options) *AWS {
 func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	o = o.withDefaults()
 	a := &AWS{ec2: e, ecs: c, ssm: s, opts: o, retry: newRetryers(o), pace: newPacer(o.Limits, o.Now, o.MaxPaceWait),
-		taskDefs: map[string]TaskDefinition{}, ident: map[string]Volume{}, finished: map[string]Command{}}
+		taskDefs: newLRU[string, TaskDefinition](maxTaskDefs), ident: newLRU[string, Volume](maxIdentities),
+		finished: newLRU[string, Command](maxFinished), ciOfEC2: newLRU[string, ContainerInstance](maxIdentities),
+		stopped: newLRU[string, Task](maxIdentities), ciHome: newLRU[string, ContainerInstance](maxIdentities),
+		taskHome: newLRU[string, Task](maxIdentities)}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0
@@ -142,13 +150,17 @@ func (a *AWS) Stats() *Stats { return a.opts.Stats }
 // maxIdentities bounds the process-lifetime volume identity cache.
 const maxIdentities = 8192
 
+// newLRU is the one bounded cache type of the seam.
+func newLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil { // only for a size < 1
+		panic(err)
+	}
+	return c
+}
+
 // learn keeps the identity of volumes seen in an answer.
 func (a *AWS) learn(vols ...Volume) {
-	a.identMu.Lock()
-	defer a.identMu.Unlock()
-	if len(a.ident)+len(vols) > maxIdentities {
-		a.ident = map[string]Volume{}
-	}
 	for _, v := range vols {
 		if v.ID == "" {
 			continue
@@ -157,15 +169,10 @@ func (a *AWS) learn(vols ...Volume) {
 		for k, t := range v.Tags {
 			tags[k] = t
 		}
-		a.ident[v.ID] = Volume{ID: v.ID, AZ: v.AZ, CreateTime: v.CreateTime, SizeGiB: v.SizeGiB, Type: v.Type,
-			Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID, Tags: tags}
+		a.ident.Add(v.ID, Volume{ID: v.ID, AZ: v.AZ, CreateTime: v.CreateTime, SizeGiB: v.SizeGiB, Type: v.Type,
+			Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID, Tags: tags, MultiAttach: v.MultiAttach})
 	}
 }
 
 // KnownVolume implements Cloud.
-func (a *AWS) KnownVolume(id string) (Volume, bool) {
-	a.identMu.Lock()
-	defer a.identMu.Unlock()
-	v, ok := a.ident[id]
-	return v, ok
-}
+func (a *AWS) KnownVolume(id string) (Volume, bool) { return a.ident.Get(id) }

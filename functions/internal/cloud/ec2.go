@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,7 +90,7 @@ func (a *AWS) VolumesByKey(ctx context.Context, cluster, name string) ([]Volume,
 	if s != nil {
 		s.mu.Lock()
 		ids, ok := s.byKey[volKey(cluster, name)]
-		if !ok && s.listed[cluster] {
+		if !ok && s.volsListed[cluster] {
 			ids, ok = nil, true // the cluster listing had none
 		}
 		if ok {
@@ -198,7 +199,7 @@ func (a *AWS) ClusterVolumes(ctx context.Context, cluster string) ([]Volume, err
 			k := volKey(cluster, v.Tags[TagVolume])
 			s.byKey[k] = append(s.byKey[k], v.ID)
 		}
-		s.listed[cluster] = true
+		s.volsListed[cluster] = true
 		s.mu.Unlock()
 	}
 	return vols, nil
@@ -338,27 +339,39 @@ func isInvalidCreate(err error) bool {
 }
 
 // AttachVolume implements Cloud. InvalidParameterValue on attach is about
-// the device name (in use, or poisoned by an earlier force detach):
-// ErrDeviceName tells the caller to pick another.
-func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device string) error {
+// the device name (not one of EC2's, in use, or poisoned by an earlier force
+// detach): ErrDeviceName tells the caller to pick another. The session keeps
+// the instance (its state and mapped names) and adds the name taken, so the
+// invocation's other keys need not read it again.
+func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device string) (Attachment, error) {
 	if err := a.pace.take(ctx, "AttachVolume"); err != nil {
-		return err
+		return Attachment{}, err
 	}
-	_, err := a.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{
+	out, err := a.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{
 		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Device: aws.String(device),
 	}, ec2Retryer(a.retry.attach))
 	a.paced("AttachVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
-		s.forgetVolumeID(volumeID, instanceID)
+		s.forgetVolumeID(volumeID, "")
+		if err == nil {
+			s.mapped(instanceID, device)
+		}
 	}
 	if err == nil {
-		return nil
+		at := Attachment{InstanceID: instanceID, Device: device, State: AttachAttaching}
+		if out != nil {
+			at.AttachTime = aws.ToTime(out.AttachTime)
+			if out.State != "" {
+				at.State = string(out.State)
+			}
+		}
+		return at, nil
 	}
 	what := fmt.Sprintf("ec2 AttachVolume %q to %q as %q", volumeID, instanceID, device)
 	if isInvalidParameterValue(err) {
-		return fmt.Errorf("%w: %s: %w", ErrDeviceName, what, err)
+		return Attachment{}, fmt.Errorf("%w: %s: %w", ErrDeviceName, what, err)
 	}
-	return classify(err, what)
+	return Attachment{}, classify(err, what)
 }
 
 // DetachVolume implements Cloud. The instance is always named, so a detach
@@ -372,7 +385,7 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, for
 	}, ec2Retryer(a.retry.detach))
 	a.paced("DetachVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
-		s.forgetVolumeID(volumeID, instanceID)
+		s.forgetVolumeID(volumeID, "")
 	}
 	return classify(err, fmt.Sprintf("ec2 DetachVolume %q from %q (force=%t)", volumeID, instanceID, force))
 }
@@ -400,6 +413,13 @@ func (a *AWS) TagVolume(ctx context.Context, volumeID string, tags map[string]st
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
+	if err == nil {
+		if v, ok := a.ident.Get(volumeID); ok {
+			v.Tags = maps.Clone(v.Tags)
+			maps.Copy(v.Tags, tags)
+			a.ident.Add(volumeID, v)
+		}
+	}
 	return classify(err, fmt.Sprintf("ec2 CreateTags %q", volumeID))
 }
 
@@ -408,6 +428,7 @@ func fromEC2Volume(v ec2types.Volume) Volume {
 		ID: aws.ToString(v.VolumeId), AZ: aws.ToString(v.AvailabilityZone), State: string(v.State),
 		SizeGiB: aws.ToInt32(v.Size), Type: string(v.VolumeType), Encrypted: aws.ToBool(v.Encrypted),
 		KMSKeyID: aws.ToString(v.KmsKeyId), CreateTime: aws.ToTime(v.CreateTime), Tags: fromEC2Tags(v.Tags),
+		MultiAttach: aws.ToBool(v.MultiAttachEnabled),
 	}
 	for _, at := range v.Attachments {
 		if at.State == ec2types.VolumeAttachmentStateDetached {

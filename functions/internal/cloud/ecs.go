@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,10 +21,7 @@ const MaxStopReason = 255
 // TaskDefinition implements Cloud. Revisions are immutable, so an answer is
 // kept for the life of the process.
 func (a *AWS) TaskDefinition(ctx context.Context, arn string) (TaskDefinition, error) {
-	a.taskDefsMu.Lock()
-	td, ok := a.taskDefs[arn]
-	a.taskDefsMu.Unlock()
-	if ok {
+	if td, ok := a.taskDefs.Get(arn); ok {
 		return td, nil
 	}
 	out, err := a.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(arn)})
@@ -33,7 +31,7 @@ func (a *AWS) TaskDefinition(ctx context.Context, arn string) (TaskDefinition, e
 		}
 		return TaskDefinition{}, classify(err, fmt.Sprintf("ecs DescribeTaskDefinition %q", arn))
 	}
-	td = TaskDefinition{ARN: arn}
+	td := TaskDefinition{ARN: arn}
 	if out.TaskDefinition != nil {
 		for _, v := range out.TaskDefinition.Volumes {
 			d := v.DockerVolumeConfiguration
@@ -46,12 +44,7 @@ func (a *AWS) TaskDefinition(ctx context.Context, arn string) (TaskDefinition, e
 			})
 		}
 	}
-	a.taskDefsMu.Lock()
-	if len(a.taskDefs) >= maxTaskDefs {
-		a.taskDefs = map[string]TaskDefinition{}
-	}
-	a.taskDefs[arn] = td
-	a.taskDefsMu.Unlock()
+	a.taskDefs.Add(arn, td)
 	return td, nil
 }
 
@@ -60,7 +53,7 @@ func (a *AWS) listTasks(ctx context.Context, in *ecs.ListTasksInput) ([]string, 
 	for {
 		out, err := a.ecs.ListTasks(ctx, in)
 		if err != nil {
-			return nil, classify(err, fmt.Sprintf("ecs ListTasks in %q", aws.ToString(in.Cluster)))
+			return nil, err
 		}
 		arns = append(arns, out.TaskArns...)
 		if aws.ToString(out.NextToken) == "" {
@@ -73,79 +66,132 @@ func (a *AWS) listTasks(ctx context.Context, in *ecs.ListTasksInput) ([]string, 
 // LiveTasks implements Cloud.
 func (a *AWS) LiveTasks(ctx context.Context, cluster string) ([]Task, error) {
 	s := a.sessionOf(ctx)
-	if s != nil {
-		s.mu.Lock()
-		ts, ok := s.live[cluster]
-		s.mu.Unlock()
-		if ok {
-			return ts, nil
-		}
-		v, err, _ := s.flight.Do("live/"+cluster, func() (any, error) { return a.liveTasks(ctx, cluster) })
-		if err != nil {
-			return nil, err
-		}
-		ts = v.([]Task)
-		s.mu.Lock()
-		s.live[cluster] = ts
-		s.mu.Unlock()
+	if s == nil {
+		return a.liveTasks(ctx, cluster)
+	}
+	s.mu.Lock()
+	ts, ok := s.live[cluster]
+	s.mu.Unlock()
+	if ok {
 		return ts, nil
 	}
-	return a.liveTasks(ctx, cluster)
+	v, err, _ := s.flight.Do("live/"+cluster, func() (any, error) { return a.liveTasks(ctx, cluster) })
+	if err != nil {
+		return nil, err
+	}
+	ts = v.([]Task)
+	s.mu.Lock()
+	s.live[cluster] = ts
+	s.mu.Unlock()
+	return ts, nil
 }
 
 func (a *AWS) liveTasks(ctx context.Context, cluster string) ([]Task, error) {
 	arns, err := a.listTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String(cluster), DesiredStatus: ecstypes.DesiredStatusRunning, MaxResults: aws.Int32(100)})
 	if err != nil {
-		return nil, err
+		return nil, classify(err, fmt.Sprintf("ecs ListTasks in %q", cluster))
 	}
-	return a.describeTasks(ctx, cluster, arns)
+	return a.Tasks(ctx, cluster, arns)
 }
 
-// StoppingTasks implements Cloud.
-func (a *AWS) StoppingTasks(ctx context.Context, cluster, containerInstanceARN string) ([]Task, error) {
+// TasksOf implements Cloud: one scoped ListTasks (shared by the
+// invocation's passes), then DescribeTasks for the tasks the invocation has
+// not described yet.
+func (a *AWS) TasksOf(ctx context.Context, cluster string, q TaskQuery) ([]Task, error) {
+	arns, err := a.taskARNs(ctx, cluster, q)
+	if err != nil {
+		return nil, err
+	}
+	return a.Tasks(ctx, cluster, arns)
+}
+
+func (a *AWS) taskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error) {
+	if q.Desired == "" {
+		q.Desired = string(ecstypes.DesiredStatusRunning)
+	}
+	k := fmt.Sprintf("%s|%s|%s|%s", cluster, q.Family, q.ContainerInstance, q.Desired)
+	list := func() (any, error) {
+		in := &ecs.ListTasksInput{Cluster: aws.String(cluster), DesiredStatus: ecstypes.DesiredStatus(q.Desired), MaxResults: aws.Int32(100)}
+		if q.Family != "" {
+			in.Family = aws.String(q.Family)
+		}
+		if q.ContainerInstance != "" {
+			in.ContainerInstance = aws.String(q.ContainerInstance)
+		}
+		arns, err := a.listTasks(ctx, in)
+		if apiCode(err) == codeECSInvalidParameter && q.ContainerInstance != "" {
+			// ECS no longer knows the container instance (deregistered).
+			return nil, fmt.Errorf("%w: container instance %q: %w", ErrNotFound, q.ContainerInstance, err)
+		}
+		return arns, classify(err, fmt.Sprintf("ecs ListTasks %s in %q", k, cluster))
+	}
 	s := a.sessionOf(ctx)
-	k := cluster + "/" + containerInstanceARN
-	if s != nil {
-		s.mu.Lock()
-		ts, ok := s.stopping[k]
-		s.mu.Unlock()
-		if ok {
-			return ts, nil
+	if s == nil {
+		v, err := list()
+		if err != nil {
+			return nil, err
 		}
+		return v.([]string), nil
 	}
-	arns, err := a.listTasks(ctx, &ecs.ListTasksInput{
-		Cluster: aws.String(cluster), ContainerInstance: aws.String(containerInstanceARN),
-		DesiredStatus: ecstypes.DesiredStatusStopped, MaxResults: aws.Int32(100),
-	})
-	if apiCode(err) == codeECSInvalidParameter {
-		// ECS no longer knows the container instance (deregistered).
-		return nil, fmt.Errorf("%w: container instance %q: %w", ErrNotFound, containerInstanceARN, err)
+	s.mu.Lock()
+	cached, ok := s.listed[k]
+	s.mu.Unlock()
+	if ok {
+		return cached, nil
 	}
+	v, err, _ := s.flight.Do("list/"+k, list)
 	if err != nil {
 		return nil, err
 	}
-	all, err := a.describeTasks(ctx, cluster, arns)
-	if err != nil {
-		return nil, err
-	}
-	var ts []Task
-	for _, t := range all {
-		if t.LastStatus != "STOPPED" {
-			ts = append(ts, t)
-		}
-	}
-	if s != nil {
-		s.mu.Lock()
-		s.stopping[k] = ts
-		s.mu.Unlock()
-	}
-	return ts, nil
+	s.mu.Lock()
+	s.listed[k] = v.([]string)
+	s.mu.Unlock()
+	return v.([]string), nil
 }
 
-// Tasks implements Cloud. Always asks ECS: callers use it for the tasks an
-// event named, whose state is what they want fresh.
+// Tasks implements Cloud. Within an invocation a task is described once
+// (the session keeps the answer until MaxAge).
 func (a *AWS) Tasks(ctx context.Context, cluster string, ids []string) ([]Task, error) {
-	return a.describeTasks(ctx, cluster, ids)
+	s := a.sessionOf(ctx)
+	if s == nil {
+		return a.describeTasks(ctx, cluster, ids)
+	}
+	var out []Task
+	var ask []string
+	s.mu.Lock()
+	for _, id := range ids {
+		if t, ok := s.tasks[id]; ok {
+			out = append(out, t)
+		} else if t, ok := a.stopped.Get(id); ok {
+			out = append(out, t)
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	s.mu.Unlock()
+	if len(ask) > 0 {
+		got, err := a.describeTasks(ctx, cluster, ask)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		for _, t := range got {
+			s.tasks[t.ARN] = t
+			s.tasks[TaskID(t.ARN)] = t
+		}
+		s.mu.Unlock()
+		out = append(out, got...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
+	return out, nil
+}
+
+// TaskID is the last path segment of a task ARN (or the id itself).
+func TaskID(taskARN string) string {
+	if i := strings.LastIndexByte(taskARN, '/'); i >= 0 {
+		return taskARN[i+1:]
+	}
+	return taskARN
 }
 
 func (a *AWS) describeTasks(ctx context.Context, cluster string, ids []string) ([]Task, error) {
@@ -157,12 +203,46 @@ func (a *AWS) describeTasks(ctx context.Context, cluster string, ids []string) (
 			return nil, classify(err, fmt.Sprintf("ecs DescribeTasks in %q", cluster))
 		}
 		for _, t := range resp.Tasks {
-			out = append(out, fromECSTask(t))
+			task := fromECSTask(t)
+			if task.LastStatus == "STOPPED" {
+				a.stopped.Add(task.ARN, task)
+			}
+			a.taskHome.Add(task.ARN, Task{ARN: task.ARN, TaskDefinitionARN: task.TaskDefinitionARN,
+				ContainerInstanceARN: task.ContainerInstanceARN, AZ: task.AZ, CreatedAt: task.CreatedAt, Group: task.Group})
+			out = append(out, task)
 		}
 		ids = ids[n:]
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
 	return out, nil
+}
+
+// TaskHomes implements Cloud: what never changes about the tasks, from the
+// process's memory of earlier answers, describing only those it lacks.
+func (a *AWS) TaskHomes(ctx context.Context, cluster string, ids []string) ([]Task, error) {
+	var out []Task
+	var ask []string
+	for _, id := range ids {
+		if t, ok := a.taskHome.Get(id); ok {
+			out = append(out, t)
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) > 0 {
+		got, err := a.Tasks(ctx, cluster, ask)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// ListTaskARNs implements Cloud: the scoped ListTasks alone (shared by
+// the invocation), for callers that know some of the tasks already.
+func (a *AWS) ListTaskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error) {
+	return a.taskARNs(ctx, cluster, q)
 }
 
 func fromECSTask(t ecstypes.Task) Task {
@@ -171,8 +251,16 @@ func fromECSTask(t ecstypes.Task) Task {
 		ContainerInstanceARN: aws.ToString(t.ContainerInstanceArn), AZ: aws.ToString(t.AvailabilityZone),
 		LastStatus: aws.ToString(t.LastStatus), DesiredStatus: aws.ToString(t.DesiredStatus),
 		CreatedAt: aws.ToTime(t.CreatedAt), StartedAt: aws.ToTime(t.StartedAt), StoppedAt: aws.ToTime(t.StoppedAt),
-		Version: t.Version,
+		Version: t.Version, Group: aws.ToString(t.Group),
 	}
+}
+
+// ContainerInstanceHome implements Cloud.
+func (a *AWS) ContainerInstanceHome(ctx context.Context, cluster, arn string) (ContainerInstance, error) {
+	if ci, ok := a.ciHome.Get(arn); ok {
+		return ci, nil
+	}
+	return a.ContainerInstance(ctx, cluster, arn)
 }
 
 // ContainerInstance implements Cloud.
@@ -196,23 +284,33 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 	return cis[0], nil
 }
 
-// ContainerInstances implements Cloud.
-func (a *AWS) ContainerInstances(ctx context.Context, cluster string) ([]ContainerInstance, error) {
-	s := a.sessionOf(ctx)
-	if s != nil {
-		s.mu.Lock()
-		cis, ok := s.cisListed[cluster]
-		s.mu.Unlock()
-		if ok {
-			return cis, nil
+// ContainerInstanceOf implements Cloud. Which container instance an EC2
+// instance registered as never changes, so the process keeps it (its
+// Status then empty: unknown, ContainerInstance reads it); only an
+// instance it has not seen costs a listing of the cluster's container
+// instances (ECS offers no lookup by EC2 instance id that the local world
+// serves). A registration ECS has forgotten shows when a listing by it
+// answers ErrNotFound.
+func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID string) (ContainerInstance, error) {
+	k := cluster + "/" + ec2InstanceID
+	if ci, ok := a.ciOfEC2.Get(k); ok {
+		if s := a.sessionOf(ctx); s != nil {
+			s.mu.Lock()
+			cur, described := s.cis[ci.ARN]
+			s.mu.Unlock()
+			if described {
+				return cur, nil
+			}
 		}
+		ci.Status, ci.AgentConnected = "", false // unknown: ContainerInstance reads it
+		return ci, nil
 	}
 	in := &ecs.ListContainerInstancesInput{Cluster: aws.String(cluster), MaxResults: aws.Int32(100)}
 	var arns []string
 	for {
 		out, err := a.ecs.ListContainerInstances(ctx, in)
 		if err != nil {
-			return nil, classify(err, fmt.Sprintf("ecs ListContainerInstances in %q", cluster))
+			return ContainerInstance{}, classify(err, fmt.Sprintf("ecs ListContainerInstances in %q", cluster))
 		}
 		arns = append(arns, out.ContainerInstanceArns...)
 		if aws.ToString(out.NextToken) == "" {
@@ -222,14 +320,14 @@ func (a *AWS) ContainerInstances(ctx context.Context, cluster string) ([]Contain
 	}
 	cis, err := a.describeContainerInstances(ctx, cluster, arns)
 	if err != nil {
-		return nil, err
+		return ContainerInstance{}, err
 	}
-	if s != nil {
-		s.mu.Lock()
-		s.cisListed[cluster] = cis
-		s.mu.Unlock()
+	for _, ci := range cis {
+		if ci.EC2InstanceID == ec2InstanceID {
+			return ci, nil
+		}
 	}
-	return cis, nil
+	return ContainerInstance{}, fmt.Errorf("%w: no container instance of %q in %q", ErrNotFound, ec2InstanceID, cluster)
 }
 
 func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, arns []string) ([]ContainerInstance, error) {
@@ -254,6 +352,14 @@ func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, ar
 		}
 		arns = arns[n:]
 	}
+	for _, ci := range out {
+		home := ci
+		home.Status, home.AgentConnected = "", false
+		a.ciHome.Add(ci.ARN, home)
+		if ci.EC2InstanceID != "" && ci.Status != "INACTIVE" {
+			a.ciOfEC2.Add(cluster+"/"+ci.EC2InstanceID, ci)
+		}
+	}
 	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		for _, ci := range out {
@@ -272,10 +378,53 @@ func (a *AWS) StopTask(ctx context.Context, cluster, taskARN, reason string) err
 	if s := a.sessionOf(ctx); s != nil {
 		s.mu.Lock()
 		delete(s.live, cluster)
-		s.stopping = map[string][]Task{}
+		delete(s.tasks, taskARN)
+		delete(s.tasks, TaskID(taskARN))
 		s.mu.Unlock()
 	}
 	return classify(err, fmt.Sprintf("ecs StopTask %q", taskARN))
+}
+
+// Service implements Cloud (one DescribeServices; the invocation keeps it).
+func (a *AWS) Service(ctx context.Context, cluster, name string) (Service, error) {
+	k := cluster + "/" + name
+	s := a.sessionOf(ctx)
+	if s != nil {
+		s.mu.Lock()
+		sv, ok := s.services[k]
+		s.mu.Unlock()
+		if ok {
+			return sv, nil
+		}
+	}
+	out, err := a.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(cluster), Services: []string{name}})
+	if err != nil {
+		if apiCode(err) == codeECSServiceNotFound {
+			return Service{}, fmt.Errorf("%w: service %q: %w", ErrNotFound, name, err)
+		}
+		return Service{}, classify(err, fmt.Sprintf("ecs DescribeServices %q in %q", name, cluster))
+	}
+	for _, d := range out.Services {
+		if aws.ToString(d.ServiceName) != name {
+			continue
+		}
+		sv := Service{Name: name, DesiredCount: d.DesiredCount, MinimumHealthyPercent: 100, MaximumPercent: 200}
+		if c := d.DeploymentConfiguration; c != nil {
+			if c.MinimumHealthyPercent != nil {
+				sv.MinimumHealthyPercent = *c.MinimumHealthyPercent
+			}
+			if c.MaximumPercent != nil {
+				sv.MaximumPercent = *c.MaximumPercent
+			}
+		}
+		if s != nil {
+			s.mu.Lock()
+			s.services[k] = sv
+			s.mu.Unlock()
+		}
+		return sv, nil
+	}
+	return Service{}, fmt.Errorf("%w: service %q in %q", ErrNotFound, name, cluster)
 }
 
 // TruncateReason cuts s to MaxStopReason bytes on a rune boundary.

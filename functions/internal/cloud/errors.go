@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 )
 
@@ -20,6 +21,15 @@ var (
 	ErrDeviceName     = errors.New("device name refused")
 	ErrUnreachable    = errors.New("instance not reachable through SSM")
 	ErrInvalidRequest = errors.New("request refused as invalid")
+	// ErrAttachmentLimit: the instance has no free EBS attachment slot
+	// (AttachmentLimitExceeded; on Nitro, ENIs share the slots).
+	ErrAttachmentLimit = errors.New("instance attachment limit reached")
+	// ErrUnsupported: EC2 will not do this for this instance or volume
+	// (UnsupportedOperation): retrying cannot help.
+	ErrUnsupported = errors.New("operation not supported for this instance or volume")
+	// ErrRefused: any other refusal of the request itself (a client fault
+	// no sentinel above names). It may need a person; callers bound it.
+	ErrRefused = errors.New("request refused")
 )
 
 // EC2, ECS and SSM error codes tether acts on. The local world must answer
@@ -39,6 +49,9 @@ const (
 	codeSSMInvalidCommandID = "InvalidCommandId"
 	codeECSClient           = "ClientException"
 	codeECSInvalidParameter = "InvalidParameterException"
+	codeAttachmentLimit     = "AttachmentLimitExceeded"
+	codeUnsupported         = "UnsupportedOperation"
+	codeECSServiceNotFound  = "ServiceNotFoundException"
 )
 
 func apiCode(err error) string {
@@ -64,6 +77,18 @@ func isSSMInvalidInstance(err error) bool    { return apiCode(err) == codeSSMInv
 func isSSMNoInvocation(err error) bool {
 	c := apiCode(err)
 	return c == codeSSMNoInvocation || c == codeSSMInvalidCommandID
+}
+
+// isClientFault: AWS refused the request itself (HTTP 4xx), as opposed to
+// failing to serve it (5xx, network): retrying the same request the same
+// way will not help by itself.
+func isClientFault(err error) bool {
+	var resp *awshttp.ResponseError
+	if errors.As(err, &resp) {
+		return resp.HTTPStatusCode() >= 400 && resp.HTTPStatusCode() < 500
+	}
+	var apiErr smithy.APIError // no HTTP answer (fakes): the error's own fault
+	return errors.As(err, &apiErr) && apiErr.ErrorFault() == smithy.FaultClient
 }
 
 // isThrottle uses the SDK's own list (RequestLimitExceeded, Throttling,
@@ -100,6 +125,12 @@ func classify(err error, what string) error {
 		sentinel = ErrZoneMismatch
 	case isSSMInvalidInstance(err):
 		sentinel = ErrUnreachable
+	case apiCode(err) == codeAttachmentLimit:
+		sentinel = ErrAttachmentLimit
+	case apiCode(err) == codeUnsupported:
+		sentinel = ErrUnsupported
+	case isClientFault(err):
+		sentinel = ErrRefused
 	}
 	if sentinel == nil {
 		return fmt.Errorf("%s: %w", what, err)

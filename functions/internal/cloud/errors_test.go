@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/aws/smithy-go"
@@ -24,6 +25,8 @@ func TestClassifyKeepsTheCauseAndNamesTheKind(t *testing.T) {
 		{"RequestLimitExceeded", ErrThrottled},
 		{"ThrottlingException", ErrThrottled},
 		{"InvalidInstanceId", ErrUnreachable},
+		{"AttachmentLimitExceeded", ErrAttachmentLimit},
+		{"UnsupportedOperation", ErrUnsupported},
 	}
 	for _, c := range cases {
 		cause := &smithy.GenericAPIError{Code: c.code, Message: "m"}
@@ -41,6 +44,10 @@ func TestClassifyKeepsTheCauseAndNamesTheKind(t *testing.T) {
 		if errors.Is(other, s) {
 			t.Errorf("unrelated code classified as %v", s)
 		}
+	}
+	refused := classify(&smithy.GenericAPIError{Code: "SomethingNew", Fault: smithy.FaultClient}, "ec2 X")
+	if !errors.Is(refused, ErrRefused) || errors.Is(classify(&smithy.GenericAPIError{Code: "InternalError", Fault: smithy.FaultServer}, "ec2 X"), ErrRefused) {
+		t.Errorf("client faults no sentinel names are ErrRefused, server faults are not: %v", refused)
 	}
 	if classify(nil, "x") != nil {
 		t.Error("nil error classified")
@@ -66,5 +73,41 @@ func TestTruncateReasonKeepsRunesWhole(t *testing.T) {
 	}
 	if TruncateReason("short") != "short" {
 		t.Fatal("short reason changed")
+	}
+}
+
+// SSM's model caps Comment at 100 characters; names go up to 200. The
+// comment keeps the volume id whole and says when the name was cut.
+func TestCommandCommentFitsSSM(t *testing.T) {
+	long := strings.Repeat("n", 200)
+	for _, name := range []string{"rexray-vol", long, strings.Repeat("m", 75), strings.Repeat("m", 76), strings.Repeat("m", 77)} {
+		c := CommandComment("vol-0123456789abcdef0", name)
+		if len(c) > MaxComment {
+			t.Fatalf("comment of %d characters: %q", len(c), c)
+		}
+		id, got, complete := ParseCommandComment(c)
+		if id != "vol-0123456789abcdef0" || !strings.HasPrefix(name, got) || complete != (got == name) {
+			t.Fatalf("%q: parsed %q %q %t", c, id, got, complete)
+		}
+	}
+	if _, _, complete := ParseCommandComment(CommandComment("vol-0123456789abcdef0", long)); complete {
+		t.Fatal("a cut name reads as complete")
+	}
+}
+
+// The seed deploys with minimumHealthyPercent 0 / maximumPercent 100; ECS's
+// defaults (100 / 200) keep the old task until the new one runs.
+func TestServiceKeepsOldTaskDuringDeploy(t *testing.T) {
+	for _, c := range []struct {
+		desired, min, max int32
+		want              bool
+	}{
+		{1, 100, 200, true}, {1, 50, 200, true}, {1, 0, 100, false}, {1, 0, 200, false},
+		{2, 50, 200, false}, {2, 100, 200, true}, {1, 100, 100, false}, {0, 100, 200, false},
+	} {
+		s := Service{DesiredCount: c.desired, MinimumHealthyPercent: c.min, MaximumPercent: c.max}
+		if got := s.KeepsOldTaskDuringDeploy(); got != c.want {
+			t.Errorf("%+v: %t, want %t", s, got, c.want)
+		}
 	}
 }

@@ -3,8 +3,11 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Limit is one action's token bucket: Burst calls at once, refilled at Rate
@@ -29,44 +32,32 @@ func DocumentedLimits() map[string]Limit {
 }
 
 // pacer paces tether's writes on the client side, one token bucket per
-// action, so a process never asks faster than AWS refills: a burst beyond
-// the bucket waits (briefly) here instead of being refused there, and a
-// refusal empties the bucket here too, so the process backs off instead of
-// spending the account's next tokens on retries. AWS's buckets are shared
-// by every process of the account; these are per process, an upper bound.
+// action (golang.org/x/time/rate), so a process never asks faster than AWS
+// refills: a burst beyond the bucket waits (briefly) here instead of being
+// refused there, and a refusal empties the bucket here too, so the process
+// backs off instead of spending the account's next tokens on retries. AWS's
+// buckets are shared by every process of the account; these are per
+// process, an upper bound.
 type pacer struct {
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
 	maxWait time.Duration
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	limit  Limit
-	tokens float64
-	last   time.Time
+	mu      sync.Mutex // a take's reserve-or-cancel and a throttle's draining are one step each
+	buckets map[string]*rate.Limiter
 }
 
 func newPacer(limits map[string]Limit, now func() time.Time, maxWait time.Duration) *pacer {
 	if len(limits) == 0 {
 		return nil
 	}
-	p := &pacer{now: now, sleep: sleepCtx, maxWait: maxWait, buckets: map[string]*bucket{}}
+	p := &pacer{now: now, sleep: sleepCtx, maxWait: maxWait, buckets: map[string]*rate.Limiter{}}
 	for action, l := range limits {
 		if l.Rate > 0 && l.Burst > 0 {
-			p.buckets[action] = &bucket{limit: l, tokens: float64(l.Burst), last: now()}
+			p.buckets[action] = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
 		}
 	}
 	return p
-}
-
-func (b *bucket) refill(now time.Time) {
-	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(float64(b.limit.Burst), b.tokens+dt*b.limit.Rate)
-	}
-	b.last = now
 }
 
 // take gets a token for one call of action, waiting for it if that takes
@@ -76,28 +67,23 @@ func (p *pacer) take(ctx context.Context, action string) error {
 	if p == nil {
 		return nil
 	}
-	p.mu.Lock()
 	b := p.buckets[action]
 	if b == nil {
-		p.mu.Unlock()
 		return nil
 	}
-	b.refill(p.now())
-	wait := time.Duration(0)
-	if b.tokens < 1 {
-		wait = time.Duration((1 - b.tokens) / b.limit.Rate * float64(time.Second))
-	}
+	p.mu.Lock()
+	now := p.now()
+	r := b.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
 	if wait > p.maxWait {
+		r.CancelAt(now)
 		p.mu.Unlock()
 		return fmt.Errorf("%w: %s paced on the client (next token in %s)", ErrThrottled, action, wait.Round(time.Millisecond))
 	}
-	b.tokens-- // reserved now; the wait below only lets the refill catch up
 	p.mu.Unlock()
 	if wait > 0 {
 		if err := p.sleep(ctx, wait); err != nil {
-			p.mu.Lock()
-			b.tokens++
-			p.mu.Unlock()
+			r.CancelAt(p.now())
 			return err
 		}
 	}
@@ -110,11 +96,16 @@ func (p *pacer) throttled(action string) {
 	if p == nil {
 		return
 	}
+	b := p.buckets[action]
+	if b == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if b := p.buckets[action]; b != nil {
-		b.refill(p.now())
-		b.tokens = min(b.tokens, 0) - b.limit.Rate
+	now := p.now()
+	debt := int(math.Ceil(max(b.TokensAt(now), 0))) + int(math.Ceil(float64(b.Limit())))
+	for range debt {
+		b.ReserveN(now, 1) // reservations are never cancelled: tokens owed
 	}
 }
 

@@ -208,8 +208,12 @@ func TestThrottlingIsRetriedAndCounted(t *testing.T) {
 	if !errors.Is(err, ErrThrottled) || e2.count("EC2:DetachVolume") != 1 {
 		t.Fatalf("the next write right after a throttle: %v, %d requests (want refused here, 1)", err, e2.count("EC2:DetachVolume"))
 	}
-	if err := c2.AttachVolume(context.Background(), "vol-0123456789abcdef0", "i-b", "/dev/xvdf"); err != nil || e2.count("EC2:AttachVolume") != 2 {
+	at, err := c2.AttachVolume(context.Background(), "vol-0123456789abcdef0", "i-b", "/dev/xvdf")
+	if err != nil || e2.count("EC2:AttachVolume") != 2 {
 		t.Fatalf("a write failing with a 500 is retried: %v, %d requests", err, e2.count("EC2:AttachVolume"))
+	}
+	if want := time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC); !at.AttachTime.Equal(want) || at.State != AttachAttaching || at.Device != "/dev/xvdf" {
+		t.Fatalf("attachment from the answer: %+v, want attach time %s", at, want)
 	}
 }
 
@@ -228,7 +232,7 @@ func TestEC2ErrorCodesThroughTheSDK(t *testing.T) {
 	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", "i-a", false); !IsDone(err) {
 		t.Errorf("detach IncorrectState: want done, got %v", err)
 	}
-	if err := c.AttachVolume(ctx, "vol-0123456789abcdef0", "i-a", "/dev/xvdf"); !errors.Is(err, ErrDeviceName) {
+	if _, err := c.AttachVolume(ctx, "vol-0123456789abcdef0", "i-a", "/dev/xvdf"); !errors.Is(err, ErrDeviceName) {
 		t.Errorf("attach InvalidParameterValue: want ErrDeviceName, got %v", err)
 	}
 	if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Token: "t", AZ: "us-east-1a", SizeGiB: 1, Type: "gp3", Tags: map[string]string{TagVolume: "v"}}); !errors.Is(err, ErrTokenMismatch) {

@@ -21,13 +21,14 @@ type session struct {
 	volumes    map[string]Volume   // by id
 	missing    map[string]bool     // ids EC2 does not know
 	byKey      map[string][]string // cluster/name -> ids (complete answers)
-	listed     map[string]bool     // cluster -> ClusterVolumes done (byKey complete for it)
+	volsListed map[string]bool     // cluster -> ClusterVolumes done (byKey complete for it)
 	byInstance map[string][]string // cluster/instance -> ids
 	instances  map[string]Instance
-	live       map[string][]Task // cluster -> desired RUNNING tasks
-	stopping   map[string][]Task // cluster/container instance -> stopping tasks
+	live       map[string][]Task   // cluster -> desired RUNNING tasks
+	listed     map[string][]string // TaskQuery listing -> task ARNs
+	tasks      map[string]Task     // task ARN -> as described
 	cis        map[string]ContainerInstance
-	cisListed  map[string][]ContainerInstance // cluster -> all
+	services   map[string]Service // cluster/name
 }
 
 type sessionKey struct{}
@@ -46,13 +47,14 @@ func (s *session) reset() {
 	s.volumes = map[string]Volume{}
 	s.missing = map[string]bool{}
 	s.byKey = map[string][]string{}
-	s.listed = map[string]bool{}
+	s.volsListed = map[string]bool{}
 	s.byInstance = map[string][]string{}
 	s.instances = map[string]Instance{}
 	s.live = map[string][]Task{}
-	s.stopping = map[string][]Task{}
+	s.listed = map[string][]string{}
+	s.tasks = map[string]Task{}
 	s.cis = map[string]ContainerInstance{}
-	s.cisListed = map[string][]ContainerInstance{}
+	s.services = map[string]Service{}
 	s.born = time.Time{}
 }
 
@@ -124,14 +126,22 @@ func (s *session) forget(v Volume) {
 	delete(s.missing, v.ID)
 	if c := v.Tags[TagCluster]; c != "" {
 		delete(s.byKey, volKey(c, v.Tags[TagVolume]))
-		delete(s.listed, c)
+		delete(s.volsListed, c)
 	} else {
 		s.byKey = map[string][]string{}
-		s.listed = map[string]bool{}
+		s.volsListed = map[string]bool{}
 	}
 	s.byInstance = map[string][]string{}
-	for _, a := range v.Attachments {
-		delete(s.instances, a.InstanceID)
+}
+
+// mapped adds a device name tether just attached to the instance it keeps,
+// so the invocation's other keys avoid it without reading the instance again.
+func (s *session) mapped(instanceID, device string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in, ok := s.instances[instanceID]; ok {
+		in.Devices = append(append([]string(nil), in.Devices...), device)
+		s.instances[instanceID] = in
 	}
 }
 

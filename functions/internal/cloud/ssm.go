@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // SSM StatusDetails values that mean the command never reached the agent.
@@ -32,7 +35,7 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		InstanceIds:    []string{instanceID},
 		Parameters:     p,
 		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
-		Comment:        aws.String("tether " + params["VolumeName"]),
+		Comment:        aws.String(CommandComment(params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName])),
 	}, ssmRetryer(a.retry.sendCommand))
 	a.paced("SendCommand", err)
 	if err != nil {
@@ -44,6 +47,36 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 	return aws.ToString(out.Command.CommandId), nil
 }
 
+// MaxComment is the longest Comment SSM's SendCommand accepts (its model:
+// Comment, max 100).
+const MaxComment = 100
+
+// CommandComment is the Comment of tether's commands: "tether", the volume
+// id and as much of the volume's name as fits in MaxComment (names may be
+// 200 characters). SSM returns it with every invocation, so a command's
+// key can be found from GetCommandInvocation alone (ParseCommandComment).
+func CommandComment(volumeID, name string) string {
+	c := "tether " + volumeID + " " + name
+	if len(c) > MaxComment {
+		c = c[:MaxComment-1] + "~"
+	}
+	return c
+}
+
+// ParseCommandComment reads a CommandComment: the volume id, and the name
+// when it was not cut (complete false: only a prefix of it is there).
+func ParseCommandComment(comment string) (volumeID, name string, complete bool) {
+	rest, ok := strings.CutPrefix(comment, "tether ")
+	if !ok {
+		return "", "", false
+	}
+	volumeID, name, _ = strings.Cut(rest, " ")
+	if len(comment) == MaxComment && strings.HasSuffix(name, "~") {
+		return volumeID, strings.TrimSuffix(name, "~"), false
+	}
+	return volumeID, name, name != ""
+}
+
 // maxFinished bounds the process-lifetime cache of finished commands.
 const maxFinished = 4096
 
@@ -52,20 +85,12 @@ const maxFinished = 4096
 // finished invocation never changes, so its answer is kept for the process.
 func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Command, error) {
 	k := commandID + "/" + instanceID
-	a.finishedMu.Lock()
-	c, ok := a.finished[k]
-	a.finishedMu.Unlock()
-	if ok {
+	if c, ok := a.finished.Get(k); ok {
 		return c, nil
 	}
 	c, err := a.command(ctx, commandID, instanceID)
 	if err == nil && c.Finished() {
-		a.finishedMu.Lock()
-		if len(a.finished) >= maxFinished {
-			a.finished = map[string]Command{}
-		}
-		a.finished[k] = c
-		a.finishedMu.Unlock()
+		a.finished.Add(k, c)
 	}
 	return c, err
 }
@@ -81,6 +106,7 @@ func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Comman
 		ID: commandID, InstanceID: instanceID, Document: aws.ToString(out.DocumentName),
 		ExitCode: int(out.ResponseCode), Detail: aws.ToString(out.StatusDetails),
 		Started: isoTime(out.ExecutionStartDateTime), Ended: isoTime(out.ExecutionEndDateTime),
+		Output: aws.ToString(out.StandardOutputContent), Comment: aws.ToString(out.Comment),
 	}
 	switch {
 	case c.Detail == detailUndeliverable || c.Detail == detailDeliveryTimedOut:
@@ -154,7 +180,7 @@ func (a *AWS) listCommands(ctx context.Context, in *ssm.ListCommandsInput, insta
 			cmd := Command{
 				ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
 				Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
-				Params: map[string]string{},
+				Params: map[string]string{}, Comment: aws.ToString(c.Comment),
 			}
 			for k, v := range c.Parameters {
 				if len(v) > 0 {

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -12,6 +13,15 @@ const (
 	TagVolume  = "tether:volume"
 	TagScope   = "tether:scope"
 	TagTask    = "tether:task"
+	// TagBlank: tether created the volume empty (no snapshot): the only
+	// volumes a mount may be granted to format (agentproto.ParamFormatIfBlank).
+	TagBlank = "tether:blank"
+	// TagFormatted: when tether first saw the volume mounted with a
+	// filesystem (RFC 3339). Once set, no mount is granted a format again.
+	TagFormatted = "tether:formatted"
+	// TagFamilies: the task definition families whose tasks used the volume
+	// (comma-separated), so a pass can list just their tasks.
+	TagFamilies = "tether:families"
 
 	ScopeShared = "shared"
 	ScopeTask   = "task"
@@ -45,6 +55,9 @@ type Volume struct {
 	CreateTime  time.Time
 	Tags        map[string]string
 	Attachments []Attachment // current ones; "detached" entries are dropped
+	// MultiAttach: EBS Multi-Attach is enabled (io1/io2). tether serves
+	// single-attach volumes only.
+	MultiAttach bool
 }
 
 // Attachment is one attachment of a volume to an instance.
@@ -77,14 +90,14 @@ type Instance struct {
 	Devices []string // device names in use (block device mappings)
 }
 
-// Gone reports whether the instance can no longer hold a volume in use.
-func (i Instance) Gone() bool {
-	switch i.State {
-	case "shutting-down", "terminated", "stopping", "stopped":
-		return true
-	}
-	return false
-}
+// Halted reports whether EC2 says the instance is stopped or terminated:
+// nothing runs there, so nothing can hold its volumes. The only state in
+// which tether force-detaches without an operator asking.
+func (i Instance) Halted() bool { return i.State == "stopped" || i.State == "terminated" }
+
+// Halting reports whether the instance is on its way down (stopping,
+// shutting-down): its containers may still be flushing after SIGTERM.
+func (i Instance) Halting() bool { return i.State == "stopping" || i.State == "shutting-down" }
 
 // TaskDefinition keeps what tether needs from an ECS task definition.
 type TaskDefinition struct {
@@ -113,6 +126,60 @@ type Task struct {
 	StartedAt            time.Time // zero until RUNNING
 	StoppedAt            time.Time // zero until STOPPED
 	Version              int64
+	// Group: "service:NAME" for a service's tasks, "family:NAME" (or a
+	// user's group) for tasks run alone.
+	Group string
+}
+
+// Family is the task definition family of the task ("" if its definition
+// ARN cannot be read).
+func (t Task) Family() string { return FamilyOf(t.TaskDefinitionARN) }
+
+// Service is the name of the service the task belongs to, if any.
+func (t Task) Service() string {
+	if name, ok := strings.CutPrefix(t.Group, "service:"); ok {
+		return name
+	}
+	return ""
+}
+
+// FamilyOf reads the family from a task definition ARN
+// (arn:…:task-definition/FAMILY:REVISION) or a FAMILY:REVISION reference.
+func FamilyOf(taskDefinition string) string {
+	s := taskDefinition
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		s = s[i+1:]
+	}
+	family, _, _ := strings.Cut(s, ":")
+	return family
+}
+
+// TaskQuery scopes a task listing: every field set narrows it.
+type TaskQuery struct {
+	Family            string // task definition family
+	ContainerInstance string // container instance ARN
+	Desired           string // RUNNING (default) or STOPPED
+}
+
+// Service is an ECS service's deployment settings.
+type Service struct {
+	Name                  string
+	DesiredCount          int32
+	MinimumHealthyPercent int32
+	MaximumPercent        int32
+}
+
+// KeepsOldTaskDuringDeploy: the scheduler starts a replacement before it
+// stops the task it replaces (the default: minimumHealthyPercent 100,
+// maximumPercent 200), so a single-attach volume can never pass from the
+// old task to the new one.
+func (s Service) KeepsOldTaskDuringDeploy() bool {
+	if s.DesiredCount <= 0 || s.MaximumPercent <= 100 {
+		return false
+	}
+	// ECS rounds the minimum number of healthy tasks up.
+	minHealthy := (int64(s.DesiredCount)*int64(s.MinimumHealthyPercent) + 99) / 100
+	return minHealthy >= int64(s.DesiredCount)
 }
 
 // Live reports whether the task may still use its volumes on its instance.
@@ -169,6 +236,11 @@ type Command struct {
 	// Started and Ended: when the instance ran it (zero when unknown:
 	// not yet, never, or not asked; Commands leaves them zero).
 	Started, Ended time.Time
+	// Output is the command's standard output as SSM keeps it (the
+	// agent's JSON line, agentproto.ParseOutput); Command only.
+	Output string
+	// Comment is what SendCommand was given (CommandComment).
+	Comment string
 }
 
 // Finished reports whether the command will not change any more.
@@ -190,29 +262,48 @@ type Cloud interface {
 	InstanceVolumes(ctx context.Context, cluster, instanceID string) ([]Volume, error)
 	Instance(ctx context.Context, id string) (Instance, error)
 	CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume, error)
-	AttachVolume(ctx context.Context, volumeID, instanceID, device string) error
+	// AttachVolume returns the attachment EC2 began (its AttachTime names it).
+	AttachVolume(ctx context.Context, volumeID, instanceID, device string) (Attachment, error)
 	DetachVolume(ctx context.Context, volumeID, instanceID string, force bool) error
 	DeleteVolume(ctx context.Context, volumeID string) error
 	TagVolume(ctx context.Context, volumeID string, tags map[string]string) error
 
 	TaskDefinition(ctx context.Context, arn string) (TaskDefinition, error)
-	// LiveTasks: the cluster's tasks whose desired status is RUNNING.
+	// LiveTasks: every task of the cluster whose desired status is
+	// RUNNING. Its cost grows with the cluster: for the sweep only.
 	LiveTasks(ctx context.Context, cluster string) ([]Task, error)
-	// StoppingTasks: tasks on a container instance whose desired status is
-	// STOPPED but which have not stopped yet.
-	StoppingTasks(ctx context.Context, cluster, containerInstanceARN string) ([]Task, error)
+	// TasksOf: the tasks a scoped listing finds (by family, container
+	// instance, desired status), described. ErrNotFound when ECS does not
+	// know the container instance.
+	TasksOf(ctx context.Context, cluster string, q TaskQuery) ([]Task, error)
+	// ListTaskARNs: a scoped listing's task ARNs alone.
+	ListTaskARNs(ctx context.Context, cluster string, q TaskQuery) ([]string, error)
+	// TaskHomes: what never changes about tasks (definition, container
+	// instance, creation, group), kept by the process; statuses may be empty.
+	TaskHomes(ctx context.Context, cluster string, ids []string) ([]Task, error)
 	// Tasks: by ARN or id; unknown ones are left out.
 	Tasks(ctx context.Context, cluster string, ids []string) ([]Task, error)
 	ContainerInstance(ctx context.Context, cluster, arn string) (ContainerInstance, error)
-	ContainerInstances(ctx context.Context, cluster string) ([]ContainerInstance, error)
+	// ContainerInstanceHome: which EC2 instance and AZ a container instance
+	// is, kept by the process (Status empty: unknown).
+	ContainerInstanceHome(ctx context.Context, cluster, arn string) (ContainerInstance, error)
+	// ContainerInstanceOf: the container instance of an EC2 instance
+	// (Status empty when not read in this invocation); ErrNotFound when the
+	// cluster has none (deregistered).
+	ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID string) (ContainerInstance, error)
 	StopTask(ctx context.Context, cluster, taskARN, reason string) error
+	// Service: a service's deployment settings; ErrNotFound if unknown.
+	Service(ctx context.Context, cluster, name string) (Service, error)
 
 	// KnownVolume returns what never changes about a volume this process
 	// has seen (id, AZ, creation time, tags), without asking EC2; State and
 	// Attachments are empty.
 	KnownVolume(id string) (Volume, bool)
 
+	// SendCommand runs document on one instance; the comment is made from
+	// the parameters (CommandComment), so SSM's events and answers name it.
 	SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error)
+	// Command: one invocation's status, exit code, output and comment.
 	Command(ctx context.Context, commandID, instanceID string) (Command, error)
 	// Commands: a document's commands on an instance requested after a time,
 	// newest first; Status is the summary (ExitCode -1 until asked by Command).

@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/emf"
 	"github.com/tether-ecs/tether/functions/internal/eventsrc"
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -26,7 +26,7 @@ import (
 // walkthrough end to end through the function layer.
 
 const (
-	coreCluster = "c" // fakeaws's cluster
+	coreCluster = "c" // cloudtest's cluster
 	instA       = "i-0a1b2c3d4e5f60718"
 	instB       = "i-0f9e8d7c6b5a40312"
 	tdMySQL     = "arn:aws:ecs:us-east-1:111122223333:task-definition/mysql:1"
@@ -43,7 +43,7 @@ type queued struct {
 
 type pump struct {
 	t        *testing.T
-	w        *fakeaws.World
+	w        *cloudtest.World
 	d        *Dispatcher
 	srv      *sqsServer
 	sentSeen int
@@ -55,7 +55,7 @@ type pump struct {
 }
 
 func newPump(t *testing.T) *pump {
-	w := fakeaws.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	w := cloudtest.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
 	c := cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM("tether-mount", "tether-unmount"), cloud.Options{BatchWindow: -1})
 	core, err := reconcile.New(reconcile.Config{
 		Cloud: c, Cluster: coreCluster, MountDocument: "tether-mount", UnmountDocument: "tether-unmount",
@@ -66,7 +66,7 @@ func newPump(t *testing.T) *pump {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.AddTaskDef(fakeaws.TaskDef{ARN: tdMySQL, Volumes: []fakeaws.DockerVolume{{
+	w.AddTaskDef(cloudtest.TaskDef{ARN: tdMySQL, Volumes: []cloudtest.DockerVolume{{
 		Name: "rexray-vol", Driver: "tether", Scope: "shared", Autoprovision: true,
 		DriverOpts: map[string]string{"volumetype": "gp2", "size": "5"},
 	}}})
@@ -84,7 +84,7 @@ func newPump(t *testing.T) *pump {
 }
 
 // eventBridge writes a fake AWS event as EventBridge delivers it.
-func (p *pump) eventBridge(ev fakeaws.Event) string {
+func (p *pump) eventBridge(ev cloudtest.Event) string {
 	p.seq++
 	env := map[string]any{
 		"version": "0", "id": fmt.Sprintf("00000000-0000-4000-8000-%012d", p.seq),
@@ -220,9 +220,9 @@ func (p *pump) settle(maxSteps int) {
 	p.t.Fatalf("did not settle in %d steps; %d queued, pending %v", maxSteps, len(p.queue), p.w.Pending())
 }
 
-func (p *pump) volume() fakeaws.Volume {
+func (p *pump) volume() cloudtest.Volume {
 	p.t.Helper()
-	var out []fakeaws.Volume
+	var out []cloudtest.Volume
 	for _, v := range p.w.Volumes() {
 		if v.Tags["tether:volume"] == "rexray-vol" && v.Tags["tether:cluster"] == coreCluster {
 			out = append(out, v)

@@ -68,33 +68,53 @@ type summary struct {
 	keys, done, requeued, keyErrors  int
 }
 
-// run decodes, expands and reconciles msgs, setting each message's verdict.
-func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
-	start := time.Now()
+// deadlines are an invocation's three: work (stop starting calls, cancel
+// running ones), hard (answer regardless, so Lambda never times out on
+// it) and last (return whatever happens; hand-backs of keys never reached
+// run between hard and last).
+type deadlines struct {
+	work, hard, last context.Context
+	cancel           func()
+}
+
+func (d *Dispatcher) deadlines(ctx context.Context, start time.Time) deadlines {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = start.Add(d.cfg.Budget)
 	}
-	// work: when dispatch stops starting calls and cancels running ones.
-	// hard: when it answers regardless, so Lambda never times out on it.
+	work, cancelWork := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin))
+	hard, cancelHard := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/2))
+	last, cancelLast := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/4))
+	return deadlines{work: work, hard: hard, last: last, cancel: func() { cancelWork(); cancelHard(); cancelLast() }}
+}
+
+// run decodes, expands and reconciles msgs, setting each message's verdict.
+func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
+	start := time.Now()
 	if scoper, ok := d.rec.(invocationScoper); ok {
 		ctx = scoper.Invocation(ctx)
 	}
-	work, cancelWork := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin))
-	defer cancelWork()
-	hard, cancelHard := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/2))
-	defer cancelHard()
-	// last: when run returns whatever happens (hand-backs of keys never
-	// reached run between hard and last).
-	last, cancelLast := context.WithDeadline(ctx, deadline.Add(-d.cfg.Margin/4))
-	defer cancelLast()
+	dl := d.deadlines(ctx, start)
+	defer dl.cancel()
 
 	for _, m := range msgs {
 		d.decode(m)
 	}
-	d.expand(work, hard, msgs)
+	d.expand(dl.work, dl.hard, msgs)
+	order, byKey := keysOf(msgs)
+	sum := d.reconcileAll(dl, order, byKey)
+	sum.messages = len(msgs)
+	d.settle(msgs, &sum)
+	d.log.Info("invocation done",
+		"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
+		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "keyErrors", sum.keyErrors,
+		"tookMs", time.Since(start).Milliseconds())
+	return sum
+}
 
-	// Every key once per invocation, however many messages name it.
+// keysOf lists every key of the pending messages once, in order, with the
+// messages that name it: each key is reconciled once per invocation.
+func keysOf(msgs []*message) ([]reconcile.Key, map[reconcile.Key][]*message) {
 	var order []reconcile.Key
 	byKey := map[reconcile.Key][]*message{}
 	for _, m := range msgs {
@@ -110,77 +130,91 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 			}
 		}
 	}
+	return order, byKey
+}
 
-	// Keys the deadline keeps from starting (a sweep of a large cluster, a
-	// slow batch) are handed back to the retry queue as soon as it is known,
-	// rather than failing their messages: work already done is not
-	// repeated, and no message creeps towards the dead-letter queue for want
-	// of time.
+// reconcileAll reconciles the keys with bounded concurrency. Keys the
+// deadline keeps from starting (a sweep of a large cluster, a slow batch)
+// are handed back to the retry queue as soon as it is known, rather than
+// failing their messages: work already done is not repeated, and no
+// message creeps towards the dead-letter queue for want of time.
+func (d *Dispatcher) reconcileAll(dl deadlines, order []reconcile.Key, byKey map[reconcile.Key][]*message) summary {
 	outcomes := make([]keyOutcome, len(order))
 	var handBacks []error
 	var sent []bool
-	started, finished := runBounded(work, hard, len(order), d.cfg.Concurrency, func(ctx context.Context, i int) {
+	started, finished := runBounded(dl.work, dl.hard, len(order), d.cfg.Concurrency, func(ctx context.Context, i int) {
 		outcomes[i] = d.reconcileKey(ctx, order[i])
 	}, func(from int) {
 		unreached := order[from:]
 		handBacks = make([]error, len(unreached))
-		_, sent = runBounded(hard, last, len(unreached), d.cfg.Concurrency, func(ctx context.Context, i int) {
+		_, sent = runBounded(dl.hard, dl.last, len(unreached), d.cfg.Concurrency, func(ctx context.Context, i int) {
 			handBacks[i] = d.requeue.Requeue(ctx, unreached[i], "", time.Second)
 		}, nil)
 	})
-
-	sum := summary{messages: len(msgs), keys: len(order)}
+	sum := summary{keys: len(order)}
 	for i, k := range order {
 		ms := byKey[k]
 		log := d.keyLogger(k, ms)
-		if i >= started {
+		switch {
+		case i >= started:
 			j := i - started
-			if sent[j] && handBacks[j] == nil {
-				log.Info("key not reached before the deadline; handed back")
-				sum.requeued++
-				continue
-			}
-			err := handBacks[j]
-			if !sent[j] {
-				err = context.DeadlineExceeded
-			}
-			log.Warn("key not reached before the deadline and not handed back; its messages go back to the queue", "error", err)
-			sum.keyErrors++
-			failAll(ms, fmt.Sprintf("key %s/%s: deadline", k.Cluster, k.Volume))
-			continue
-		}
-		if !finished[i] {
+			d.unreached(log, k, ms, sent[j], handBacks[j], &sum)
+		case !finished[i]:
 			// Its goroutine may still write outcomes[i]: do not read it.
 			log.Warn("key not reconciled before the deadline; its messages go back to the queue")
 			sum.keyErrors++
 			failAll(ms, fmt.Sprintf("key %s/%s: deadline", k.Cluster, k.Volume))
-			continue
-		}
-		o := outcomes[i]
-		switch {
-		case o.err != nil:
-			if s, ok := eventsrc.AsSkip(o.err); ok {
-				logSkip(log, s, "reconcile refused the key")
-				continue
-			}
-			log.Warn("reconcile failed; its messages go back to the queue", "error", o.err, "tookMs", o.took.Milliseconds())
-			sum.keyErrors++
-			failAll(ms, fmt.Sprintf("key %s/%s: %v", k.Cluster, k.Volume, o.err))
-		case o.result.Done():
-			log.Info("key converged", "reason", o.result.Reason, "tookMs", o.took.Milliseconds())
-			sum.done++
-		case o.requeueErr != nil:
-			log.Warn("key not converged and could not be handed back; its messages go back to the queue",
-				"reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(), "error", o.requeueErr)
-			sum.keyErrors++
-			failAll(ms, fmt.Sprintf("key %s/%s: requeue: %v", k.Cluster, k.Volume, o.requeueErr))
 		default:
-			log.Info("key handed back", "reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(),
-				"hint", o.result.Hint, "tookMs", o.took.Milliseconds())
-			sum.requeued++
+			d.outcome(log, k, ms, outcomes[i], &sum)
 		}
 	}
+	return sum
+}
 
+// unreached: a key the deadline kept from starting, handed back or not.
+func (d *Dispatcher) unreached(log *slog.Logger, k reconcile.Key, ms []*message, sent bool, handBack error, sum *summary) {
+	if sent && handBack == nil {
+		log.Info("key not reached before the deadline; handed back")
+		sum.requeued++
+		return
+	}
+	if !sent {
+		handBack = context.DeadlineExceeded
+	}
+	log.Warn("key not reached before the deadline and not handed back; its messages go back to the queue", "error", handBack)
+	sum.keyErrors++
+	failAll(ms, fmt.Sprintf("key %s/%s: deadline", k.Cluster, k.Volume))
+}
+
+// outcome: what one finished Reconcile (and its requeue) means for the
+// messages that named the key.
+func (d *Dispatcher) outcome(log *slog.Logger, k reconcile.Key, ms []*message, o keyOutcome, sum *summary) {
+	switch {
+	case o.err != nil:
+		if s, ok := eventsrc.AsSkip(o.err); ok {
+			logSkip(log, s, "reconcile refused the key")
+			return
+		}
+		log.Warn("reconcile failed; its messages go back to the queue", "error", o.err, "tookMs", o.took.Milliseconds())
+		sum.keyErrors++
+		failAll(ms, fmt.Sprintf("key %s/%s: %v", k.Cluster, k.Volume, o.err))
+	case o.result.Done():
+		log.Info("key converged", "reason", o.result.Reason, "tookMs", o.took.Milliseconds())
+		sum.done++
+	case o.requeueErr != nil:
+		log.Warn("key not converged and could not be handed back; its messages go back to the queue",
+			"reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(), "error", o.requeueErr)
+		sum.keyErrors++
+		failAll(ms, fmt.Sprintf("key %s/%s: requeue: %v", k.Cluster, k.Volume, o.requeueErr))
+	default:
+		log.Info("key handed back", "reason", o.result.Reason, "retryAfter", o.result.RetryAfter.String(),
+			"hint", o.result.Hint, "tookMs", o.took.Milliseconds())
+		sum.requeued++
+	}
+}
+
+// settle acknowledges the messages nothing failed and counts the verdicts.
+func (d *Dispatcher) settle(msgs []*message, sum *summary) {
 	for _, m := range msgs {
 		if m.isPending() {
 			m.ack(fmt.Sprintf("%d key(s) reconciled or handed back", len(m.keys)))
@@ -195,11 +229,6 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 			m.log.Warn("message goes back to the queue", "why", m.why)
 		}
 	}
-	d.log.Info("invocation done",
-		"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
-		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "keyErrors", sum.keyErrors,
-		"tookMs", time.Since(start).Milliseconds())
-	return sum
 }
 
 // decode turns a message body into an event, or drops it.

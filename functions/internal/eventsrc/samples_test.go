@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -43,16 +44,21 @@ type want struct {
 func TestDecodeEventSamples(t *testing.T) {
 	cases := map[string]want{
 		"task-provisioning.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task1,
-			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "PROVISIONING", DesiredStatus: "RUNNING", Version: 1}},
+			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "PROVISIONING", DesiredStatus: "RUNNING", Version: 1,
+			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), Group: "service:mysql-svc", AZ: "us-east-1a"}},
 		"task-running.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task1,
-			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "RUNNING", DesiredStatus: "RUNNING", Version: 4}},
+			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "RUNNING", DesiredStatus: "RUNNING", Version: 4,
+			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), StartedAt: time.Date(2026, 3, 2, 10, 14, 41, 570000000, time.UTC), Group: "service:mysql-svc", AZ: "us-east-1a"}},
 		"task-stopped-drain.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task1,
-			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "STOPPED", DesiredStatus: "STOPPED", Version: 7}},
+			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciA, LastStatus: "STOPPED", DesiredStatus: "STOPPED", Version: 7,
+			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), StartedAt: time.Date(2026, 3, 2, 10, 14, 41, 570000000, time.UTC), StoppedAt: time.Date(2026, 3, 2, 11, 2, 19, 200000000, time.UTC), Group: "service:mysql-svc", AZ: "us-east-1a"}},
 		"task-stopped-failed.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task2,
-			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciB, LastStatus: "STOPPED", DesiredStatus: "STOPPED", Version: 5}},
+			TaskDefinitionArn: mysql1, ContainerInstanceArn: ciB, LastStatus: "STOPPED", DesiredStatus: "STOPPED", Version: 5,
+			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), StoppedAt: time.Date(2026, 3, 2, 11, 5, 2, 418000000, time.UTC), Group: "service:mysql-svc", AZ: "us-east-1a"}},
 		"task-pending-two-volumes.json": {kind: KindTask, trigger: reconcile.TaskChanged{Cluster: demo, TaskArn: task3,
 			TaskDefinitionArn:    "arn:aws:ecs:us-east-1:123456789012:task-definition/mysql-replica:3",
-			ContainerInstanceArn: ciB, LastStatus: "PENDING", DesiredStatus: "RUNNING", Version: 2}},
+			ContainerInstanceArn: ciB, LastStatus: "PENDING", DesiredStatus: "RUNNING", Version: 2,
+			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), Group: "service:mysql-replica-svc", AZ: "us-east-1a"}},
 		"instance-draining.json": {kind: KindInstance, trigger: reconcile.InstanceChanged{Cluster: demo,
 			ContainerInstanceArn: ciA, EC2InstanceID: "i-0a1b2c3d4e5f60718", Status: "DRAINING", AgentConnected: true, Version: 12}},
 		"instance-active.json": {kind: KindInstance, trigger: reconcile.InstanceChanged{Cluster: demo,
@@ -105,7 +111,8 @@ func TestDecodeAWSSamples(t *testing.T) {
 		"docs-2018-task-ec2-running.json": {"default", want{kind: KindTask, trigger: reconcile.TaskChanged{
 			Cluster: "default", TaskArn: "arn:aws:ecs:us-east-1:111122223333:task/b99d40b3-5176-4f71-9a52-9dbd6f1cebef",
 			TaskDefinitionArn: "arn:aws:ecs:us-east-1:111122223333:task-definition/xray:2", ContainerInstanceArn: docsCI,
-			LastStatus: "RUNNING", DesiredStatus: "RUNNING", Version: 4}}},
+			LastStatus: "RUNNING", DesiredStatus: "RUNNING", Version: 4,
+			CreatedAt: time.Date(2016, 12, 6, 16, 41, 5, 702000000, time.UTC), StartedAt: time.Date(2016, 12, 6, 16, 41, 6, 800000000, time.UTC), Group: "task-group"}}},
 		"docs-container-instance-active.json": {"default", want{kind: KindInstance, trigger: reconcile.InstanceChanged{
 			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801}}},
 		"lambdago-container-instance-active.json": {"default", want{kind: KindInstance, trigger: reconcile.InstanceChanged{

@@ -2,6 +2,7 @@ package eventsrc
 
 import (
 	"log/slog"
+	"regexp"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
@@ -43,6 +44,27 @@ type taskStateDetail struct {
 	StopCode             string `json:"stopCode"`
 	UpdatedAt            string `json:"updatedAt"`
 	Version              int64  `json:"version"`
+	// The task's state at Version, which the reconciler uses instead of
+	// describing the task again.
+	CreatedAt        string `json:"createdAt"`
+	StartedAt        string `json:"startedAt"`
+	StoppedAt        string `json:"stoppedAt"`
+	Group            string `json:"group"`
+	AvailabilityZone string `json:"availabilityZone"`
+}
+
+// groupPattern: ECS's task group (service:NAME, family:NAME or a user's
+// group of up to 255 letters, digits, hyphens, underscores and colons).
+var groupPattern = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,255}$`)
+
+// eventTime reads an event's timestamp; zero when absent or unreadable
+// (the reconciler then describes the task).
+func eventTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // taskStatuses is the ECS task lifecycle; compared exactly.
@@ -98,6 +120,14 @@ func (d *Decoder) taskStateChange(env envelope) (Event, error) {
 	if det.Version < 0 {
 		return Event{}, poison(nil, "event %s: negative version %d", env.ID, det.Version)
 	}
+	group := det.Group
+	if group != "" && !groupPattern.MatchString(group) {
+		group = "" // not ECS's: the task is described instead
+	}
+	az := det.AvailabilityZone
+	if !availabilityZone.MatchString(az) {
+		az = ""
+	}
 
 	attrs := []slog.Attr{
 		slog.String("task", det.TaskArn),
@@ -126,6 +156,11 @@ func (d *Decoder) taskStateChange(env envelope) (Event, error) {
 			LastStatus:           det.LastStatus,
 			DesiredStatus:        det.DesiredStatus,
 			Version:              det.Version,
+			CreatedAt:            eventTime(det.CreatedAt),
+			StartedAt:            eventTime(det.StartedAt),
+			StoppedAt:            eventTime(det.StoppedAt),
+			Group:                group,
+			AZ:                   az,
 		},
 		Attrs: attrs,
 	}, nil

@@ -59,7 +59,9 @@ func (r Result) Done() bool { return r.RetryAfter <= 0 }
 // decodes events into triggers; Keys turns a trigger into the keys to look at.
 type Trigger interface{ trigger() }
 
-// TaskChanged: an ECS Task State Change of an EC2-launch-type task.
+// TaskChanged: an ECS Task State Change of an EC2-launch-type task. The
+// event is the task's state at Version: the reconciler uses it instead of
+// describing the task again (the newest version seen wins).
 type TaskChanged struct {
 	Cluster              string // name
 	TaskArn              string
@@ -68,6 +70,10 @@ type TaskChanged struct {
 	LastStatus           string
 	DesiredStatus        string
 	Version              int64
+	// Optional (zero when the event lacks them: the task is then described).
+	CreatedAt, StartedAt, StoppedAt time.Time
+	Group                           string // service:NAME or family:NAME
+	AZ                              string
 }
 
 // InstanceChanged: an ECS Container Instance State Change.
@@ -108,9 +114,24 @@ type Retry struct {
 	Hint string
 }
 
+// Release: an operator asks for a key's volume to be released from the
+// instance that holds it. With Force, a host that does not let go (its
+// unmount runs on, is refused, or its SSM agent is silent) is
+// force-detached: the operator takes responsibility for what the host had
+// not flushed. Without it, the release is the ordinary one (unmount, then
+// detach). Either way a started task using the volume is never detached
+// from. (The entry point of `tether release [--force]`.)
+type Release struct {
+	Key      Key
+	Force    bool
+	Reason   string // logged, and part of the metric's properties
+	Operator string // who asked (logged)
+}
+
 func (TaskChanged) trigger()     {}
 func (InstanceChanged) trigger() {}
 func (VolumeChanged) trigger()   {}
 func (CommandChanged) trigger()  {}
 func (SweepRequested) trigger()  {}
 func (Retry) trigger()           {}
+func (Release) trigger()         {}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
 
@@ -30,7 +32,7 @@ func (p *pass) wrongAZ(ctx context.Context, w want, v cloud.Volume, t need) (Res
 		"task", t.task.ARN, "instance", t.instance(), "instanceAZ", t.az())
 	reason := fmt.Sprintf("volume %s (%s) is in %s but the task was placed on %s in %s; add the placement constraint attribute:ecs.availability-zone == %s",
 		p.key.Volume, v.ID, v.AZ, t.instance(), t.az(), v.AZ)
-	if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reason); err != nil {
+	if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reasonWrongAZ, reason); err != nil {
 		return Result{}, err
 	}
 	return done("wrong availability zone"), nil
@@ -46,61 +48,67 @@ func onInstance(ns []need, instance string) []need {
 	return out
 }
 
-// attach picks a device name and attaches. Names are allocated per
-// instance (see pickDevice): a name this process knows to be taken is never
-// tried. EC2 refuses a name another attachment uses (another process's, or
-// one this process has not seen) or one a force detach left unusable; the
-// former is only skipped by this pass, the latter remembered: after three
-// refusals the instance's block device mappings say which is which.
+// attach picks a device name and attaches, then sends the mount at once:
+// EC2 sends no event for a successful attach, and tether-agent waits for
+// the device to appear (the host sees it before EC2's API says attached).
+// Names: read the instance's mapped names first (shared by the
+// invocation's keys), then devices.pick. EC2 still refuses a name another
+// process took meanwhile (that pass tries the next) or one a force detach
+// left unusable (remembered: not used again on that instance).
 func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
 	inst := t.instance()
 	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
 	if p.hint.Poison != "" && p.hint.Instance == inst {
-		p.r.poison(inst, p.hint.Poison)
+		p.r.dev.poison(inst, p.hint.Poison)
 	}
 	if err := p.fresh("attach"); err != nil {
 		return Result{}, err
 	}
-	refusedNow := map[string]bool{} // names EC2 refused in this pass
-	avoid := map[string]bool{}      // those, and the instance's mapped names once read
-	var mapped map[string]bool      // the instance's block device mappings, once read
-	for len(refusedNow) < maxDeviceRefusals {
-		dev, ok := p.r.pickDevice(inst, v.ID, avoid)
+	in, err := p.r.cloud.Instance(ctx, inst)
+	if err != nil {
+		return Result{}, err
+	}
+	avoid := map[string]bool{}
+	for _, d := range in.Devices {
+		avoid[d] = true
+	}
+	attachedOn := func() []string { return p.r.mem.attachedOn(inst, v.ID) }
+	refused := 0
+	for refused < maxDeviceRefusals {
+		dev, ok := p.r.dev.pick(inst, v.ID, avoid, attachedOn)
 		if !ok {
 			break
 		}
-		err := p.r.cloud.AttachVolume(ctx, v.ID, inst, dev)
+		a, err := p.r.cloud.AttachVolume(ctx, v.ID, inst, dev)
 		if err == nil {
-			p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, Device: dev, State: cloud.AttachAttaching, AttachTime: p.now})
+			p.r.mem.noteAttachment(p.key, v.ID, a)
 		}
-		p.r.releaseDevice(inst, dev)
+		p.r.dev.release(inst, dev)
 		switch {
 		case err == nil:
 			since := p.handoffStart(w)
-			p.r.startInflight(v.ID, stepAttach, p.now)
-			log.Info("attaching", "device", dev)
-			return p.retry(p.r.t.AttachWait, hint{Step: stepAttach, Volume: v.ID, Instance: inst, CI: t.ci.ARN, At: ms(p.now), Since: ms(since)},
-				"attaching %s to %s as %s", v.ID, inst, dev), nil
+			p.r.mem.startInflight(v.ID, stepAttach, p.now)
+			log.Info("attaching; mount sent at once", "device", dev, "attachment", token(a))
+			p.hint = hint{Since: ms(since)}
+			return p.sendMount(ctx, w, v, a, t, 0)
 		case errors.Is(err, cloud.ErrDeviceName):
-			refusedNow[dev], avoid[dev] = true, true
-			if mapped == nil && len(refusedNow) < 3 {
-				log.Info("device name taken on the instance; trying another", "device", dev)
-				continue
-			}
-			if mapped == nil {
-				in, err := p.r.cloud.Instance(ctx, inst)
+			refused++
+			avoid[dev] = true
+			log.Info("device name refused on the instance; trying another", "device", dev, "error", err)
+			if refused >= 2 {
+				// Two refusals of names the mapping said were free: read
+				// the mapping again; a name still unmapped is poisoned.
+				fresh, err := p.r.cloud.Instance(cloud.Uncached(ctx), inst)
 				if err != nil {
 					return Result{}, err
 				}
-				mapped = map[string]bool{}
-				for _, d := range in.Devices {
+				mapped := map[string]bool{}
+				for _, d := range fresh.Devices {
 					mapped[d], avoid[d] = true, true
 				}
-			}
-			for d := range refusedNow {
-				if !mapped[d] {
-					log.Warn("device name refused although no attachment uses it: not used again on this instance", "device", d)
-					p.r.poison(inst, d)
+				if !mapped[dev] {
+					log.Warn("device name refused although no attachment uses it: not used again on this instance", "device", dev)
+					p.r.dev.poison(inst, dev)
 				}
 			}
 		case errors.Is(err, cloud.ErrZoneMismatch):
@@ -108,52 +116,41 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		case errors.Is(err, cloud.ErrIncorrectState), errors.Is(err, cloud.ErrVolumeInUse), errors.Is(err, cloud.ErrNotFound):
 			log.Info("volume changed under this pass; looking again", "error", err)
 			return p.retry(p.r.t.CommandWait, hint{}, "volume %s changed during attach", v.ID), nil
+		case errors.Is(err, cloud.ErrAttachmentLimit), errors.Is(err, cloud.ErrUnsupported), errors.Is(err, cloud.ErrRefused):
+			return p.refusal(ctx, onInstance(w.needers, inst), "attach to "+inst, err)
 		default:
 			return Result{}, err
 		}
 	}
-	return Result{}, fmt.Errorf("attach %q to %q: EC2 refused every device name tried (%d)", v.ID, inst, len(refusedNow))
+	return p.refusal(ctx, onInstance(w.needers, inst), "attach to "+inst,
+		fmt.Errorf("%w: EC2 refused every device name tried (%d)", cloud.ErrRefused, refused))
 }
 
 // maxDeviceRefusals bounds the names one pass tries.
-const maxDeviceRefusals = 8
+const maxDeviceRefusals = 6
 
 // serveAttached: the volume is attached (or attaching) where it is needed.
 func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {
-	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID)
 	switch a.State {
-	case cloud.AttachAttaching:
-		if p.now.Sub(a.AttachTime) >= p.r.t.StuckAttach {
-			log.Warn("attachment stuck in attaching; force-detaching to retry with another device name", "device", a.Device, "since", a.AttachTime)
-			return p.forceDetach(ctx, w, v, a, "stuck attaching")
-		}
-		h := p.hint
-		if h.Step != stepAttach || h.Volume != v.ID {
-			if r, ok := p.observed("attach of %s to %s", v.ID, a.InstanceID); ok {
-				return r, nil
-			}
-			h = hint{Step: stepAttach, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime)}
-		}
-		return p.retry(p.r.t.AttachWait, h, "attaching %s to %s", v.ID, a.InstanceID), nil
 	case cloud.AttachBusy, cloud.AttachDetaching:
 		// A detach raced a mount here. It cannot be undone: let it finish
 		// (no task here has started with the volume, else the fast path;
 		// if the mount holds the detach up, it is unmounted again), then
 		// the volume is attached again.
-		log.Info("a detach is in progress where the volume is needed; will attach again after it", "state", a.State)
+		p.log.Info("a detach is in progress where the volume is needed; will attach again after it", "volumeId", v.ID, "instance", a.InstanceID, "state", a.State)
 		return p.detaching(ctx, w, v, a, t.ci, true)
 	}
 	return p.mount(ctx, w, v, a, t)
 }
 
-// mount makes sure tether-agent mounted the volume on the instance: the
-// instance's last mount command for the volume since the attachment must
-// have succeeded. The pass never waits for a command: it hands the key
-// back with the command id as hint.
+// mount makes sure tether-agent mounted the volume for this attachment:
+// the newest mount command sent for it must have succeeded, and no unmount
+// released it since (generations). The pass never waits for a command: it
+// hands the key back with the command id as hint.
 func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {
 	inst := a.InstanceID
 	here := onInstance(w.needers, inst)
-	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
+	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN, "attachment", token(a))
 	cmd, found, err := p.lastCommand(ctx, p.r.mountDoc, stepMount, v.ID, a)
 	if err != nil {
 		return Result{}, err
@@ -161,6 +158,11 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 	if !found {
 		return p.sendMount(ctx, w, v, a, t, 0)
 	}
+	attempt := max(p.hint.Attempt, 1)
+	if p.hint.Command != cmd.ID {
+		attempt = 1
+	}
+	res := parseResult(cmd)
 	switch cmd.Status {
 	case cloud.CommandPending:
 		if age := p.now.Sub(cmd.Requested); age >= p.r.t.CommandDeadline {
@@ -169,7 +171,7 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 			// has given up too).
 			reason := fmt.Sprintf("mounting volume %s (%s) on %s did not finish within %s", p.key.Volume, v.ID, inst, age.Round(time.Second))
 			log.Error("mount command did not finish", "command", cmd.ID, "age", age.String())
-			if err := p.failNeeders(ctx, here, reason); err != nil {
+			if err := p.failNeeders(ctx, here, reasonMountTimeout, reason); err != nil {
 				return Result{}, err
 			}
 			return done("mount did not finish"), nil
@@ -179,79 +181,195 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 				return r, nil
 			}
 		}
-		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd), "mount of %s on %s running", v.ID, inst), nil
+		h := p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd)
+		h.Attempt = attempt
+		return p.retry(p.r.t.CommandEventWait, h, "mount of %s on %s running", v.ID, inst), nil
 	case cloud.CommandSucceeded:
-		p.mounted(w, v, inst, cmd)
-		return done(fmt.Sprintf("mounted on %s", inst)), nil
-	}
-	attempts, err := p.failedCommands(ctx, p.r.mountDoc, v.ID, a)
-	if err != nil {
-		return Result{}, err
-	}
-	reason := mountFailure(p.key.Volume, v.ID, inst, cmd)
-	permanent := cmd.Status == cloud.CommandFailed && (cmd.ExitCode == 5 || cmd.ExitCode == 2)
-	log.Warn("mount failed", "command", cmd.ID, "status", cmd.Status.String(), "exitCode", cmd.ExitCode, "detail", cmd.Detail, "attempts", attempts)
-	if permanent || attempts >= p.r.mountAttempts {
-		if err := p.failNeeders(ctx, here, reason); err != nil {
+		m, ok := res.out.Mount()
+		if ok && p.hint.Command != cmd.ID {
+			// Found by listing, not by this chain: an unmount another pass
+			// sent since may have released it.
+			if err := p.learnUnmounts(ctx, v, a); err != nil {
+				return Result{}, err
+			}
+		}
+		if ok {
+			p.r.mem.noteMounted(v.ID+"/"+token(a), m.Generation)
+			if g := p.r.mem.generationsOf(v.ID + "/" + token(a)); m.Generation > 0 && g.released >= m.Generation {
+				// An unmount released this generation since: the mount's
+				// result no longer says anything about the host.
+				log.Info("mount result superseded by a later unmount; mounting again", "generation", m.Generation, "released", g.released)
+				return p.sendMount(ctx, w, v, a, t, 0)
+			}
+			if m.Formatted {
+				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount("Formats"))
+			}
+		}
+		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, err
 		}
-		return done("mount failed: " + reason), nil
+		p.mounted(w, v, inst, cmd)
+		return done(fmt.Sprintf("mounted on %s", inst)), nil
+	case cloud.CommandUnreachable:
+		log.Warn("mount not delivered: the instance's SSM agent does not answer", "command", cmd.ID, "detail", cmd.Detail)
+		if p.now.Sub(cmd.Requested) < p.r.t.CommandWait*5 {
+			return p.retry(p.r.t.CommandWait*5-p.now.Sub(cmd.Requested), p.hint, "mount of %s on %s undeliverable; sending again soon", v.ID, inst), nil
+		}
+		res, err := p.sendMount(ctx, w, v, a, t, attempt)
+		if err != nil || res.Done() {
+			return res, err
+		}
+		reason := fmt.Sprintf("volume %s (%s) waits for the SSM agent on %s, which does not answer (%s): start it, or place the task elsewhere", p.key.Volume, v.ID, inst, cmd.Detail)
+		return p.waitOrStop(ctx, here, reasonSSM, reason, res.RetryAfter, parseHint(res.Hint))
 	}
-	return p.sendMount(ctx, w, v, a, t, attempts)
+	code := cmd.ExitCode
+	msg := res.message(cmd)
+	log.Warn("mount failed", "command", cmd.ID, "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
+	switch {
+	case agentproto.Permanent(code):
+		reason := fmt.Sprintf("tether-agent on %s refused to mount volume %s (%s): %s", inst, p.key.Volume, v.ID, msg)
+		if err := p.failNeeders(ctx, here, agentReason(code), reason); err != nil {
+			return Result{}, err
+		}
+		return done("mount refused: " + string(agentproto.ClassOf(code))), nil
+	case code == agentproto.ExitNoDevice && a.State == cloud.AttachAttaching && p.now.Sub(a.AttachTime) >= p.r.t.StuckAttach:
+		return p.stuckAttach(ctx, w, v, a, cmd)
+	case code == agentproto.ExitBusy || code == agentproto.ExitRetryable:
+		h := p.cmdHint(stepMount, v.ID, inst, t.ci.ARN, cmd)
+		h.Attempt = attempt
+		if wait := p.r.t.BusyWait - p.now.Sub(cmd.Requested); wait > 0 && code == agentproto.ExitBusy {
+			return p.retry(wait, h, "mount of %s on %s busy: %s", v.ID, inst, msg), nil
+		}
+		p.hint = h
+		return p.sendMount(ctx, w, v, a, t, attempt)
+	case code == agentproto.ExitNoDevice && attempt < p.r.mountAttempts+2, attempt < p.r.mountAttempts:
+		return p.sendMount(ctx, w, v, a, t, attempt)
+	}
+	reason := fmt.Sprintf("mounting volume %s (%s) on %s failed %d times: %s", p.key.Volume, v.ID, inst, attempt, msg)
+	if err := p.failNeeders(ctx, here, agentReason(code), reason); err != nil {
+		return Result{}, err
+	}
+	return done("mount failed: " + reason), nil
 }
 
-func mountFailure(name, volumeID, inst string, c cloud.Command) string {
-	switch {
-	case c.Status == cloud.CommandUnreachable:
-		return fmt.Sprintf("could not mount volume %s (%s): instance %s did not answer SSM (%s)", name, volumeID, inst, c.Detail)
-	case c.ExitCode == 5:
-		return fmt.Sprintf("refused to mount volume %s (%s) on %s: the device has a partition table or signature tether must not touch", name, volumeID, inst)
-	case c.ExitCode == 4:
-		return fmt.Sprintf("volume %s (%s) did not appear as a device on %s", name, volumeID, inst)
-	case c.ExitCode == 2:
-		return fmt.Sprintf("tether-agent on %s refused the mount of %s (%s) as bad input", inst, name, volumeID)
+// learnUnmounts reads the newest unmount of the attachment, if any, so its
+// released generation is known before a mount result is trusted.
+func (p *pass) learnUnmounts(ctx context.Context, v cloud.Volume, a cloud.Attachment) error {
+	list, err := p.commandsFor(ctx, p.r.unmountDoc, v.ID, a)
+	if err != nil || len(list) == 0 || list[0].Status != cloud.CommandSucceeded {
+		return err
 	}
-	return fmt.Sprintf("mounting volume %s (%s) on %s failed (exit %d, %s)", name, volumeID, inst, c.ExitCode, c.Detail)
+	c, err := p.r.cloud.Command(ctx, list[0].ID, a.InstanceID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if u, ok := parseResult(c).out.Unmount(); ok && u.Released && (u.Attachment == "" || u.Attachment == token(a)) {
+		p.r.mem.noteReleasedGen(v.ID+"/"+token(a), u.Generation)
+	}
+	return nil
+}
+
+// stuckAttach: the attach never ended, and the agent found no device on
+// the host: nothing there can hold the volume. The attachment is undone
+// with a plain detach (never a force on a live host) and the name is
+// remembered as unusable there; the next pass attaches again.
+func (p *pass) stuckAttach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, mount cloud.Command) (Result, error) {
+	p.log.Warn("attach stuck and the agent found no device: detaching to attach again under another name",
+		"volumeId", v.ID, "instance", a.InstanceID, "device", a.Device, "since", a.AttachTime, "mount", mount.ID)
+	p.r.dev.poison(a.InstanceID, a.Device)
+	res, err := p.detach(ctx, w, v, a.InstanceID, "")
+	if err == nil && !res.Done() {
+		h := parseHint(res.Hint)
+		h.Poison = a.Device
+		res.Hint = h.String()
+	}
+	return res, err
+}
+
+// recordFormatted tags the volume tether:formatted the first time a mount
+// succeeds on it: from then on no mount is granted a format.
+func (p *pass) recordFormatted(ctx context.Context, v cloud.Volume) error {
+	tags := v.Tags
+	if known, ok := p.r.cloud.KnownVolume(v.ID); ok && len(known.Tags) > 0 {
+		tags = known.Tags
+	}
+	if tags[cloud.TagFormatted] != "" || tags[cloud.TagCluster] != p.key.Cluster {
+		return nil
+	}
+	err := p.r.cloud.TagVolume(ctx, v.ID, map[string]string{cloud.TagFormatted: p.now.UTC().Format(time.RFC3339)})
+	if errors.Is(err, cloud.ErrThrottled) {
+		return err
+	}
+	if err != nil {
+		p.log.Warn("could not record that the volume is formatted; will try at the next mount", "volumeId", v.ID, "error", err)
+	}
+	return nil
+}
+
+// grant: a mount may format the volume only if tether created it empty
+// (tether:blank) and has never seen it mounted with a filesystem.
+func grant(v cloud.Volume) bool {
+	return v.Tags[cloud.TagBlank] == "true" && v.Tags[cloud.TagFormatted] == ""
 }
 
 func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need, attempt int) (Result, error) {
 	opts, err := volspec.ParseDriverOpts(t.spec.DriverOpts)
 	if err != nil {
-		if err := p.failNeeders(ctx, onInstance(w.needers, a.InstanceID), fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
+		if err := p.failNeeders(ctx, onInstance(w.needers, a.InstanceID), reasonInvalidVolume, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
 			return Result{}, err
 		}
 		return done("invalid driverOpts"), nil
 	}
-	params := map[string]string{"VolumeId": v.ID, "VolumeName": p.key.Volume, "FsType": opts.FSType, "Device": a.Device}
-	return p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
+	if known, ok := p.r.cloud.KnownVolume(v.ID); ok {
+		if v.Tags == nil || known.Tags[cloud.TagFormatted] != "" {
+			v.Tags = known.Tags
+		}
+		if v.SizeGiB == 0 {
+			v.SizeGiB = known.SizeGiB
+		}
+	}
+	formatIfBlank := grant(v)
+	params := map[string]string{
+		agentproto.ParamVolumeID: v.ID, agentproto.ParamVolumeName: p.key.Volume, agentproto.ParamFSType: opts.FSType,
+		agentproto.ParamDevice: a.Device, agentproto.ParamFormatIfBlank: strconv.FormatBool(formatIfBlank),
+		agentproto.ParamAttachment: token(a),
+	}
+	if v.SizeGiB > 0 {
+		params[agentproto.ParamSizeGiB] = strconv.Itoa(int(v.SizeGiB))
+	}
+	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
+	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
+		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount("MkfsGrants"))
+	}
+	if errors.Is(err, cloud.ErrUnreachable) || errors.Is(err, cloud.ErrRefused) {
+		return p.refusal(ctx, onInstance(w.needers, a.InstanceID), "mount on "+a.InstanceID, err)
+	}
+	return res, err
 }
 
 // send runs a document on the attachment's instance and hands the key back
-// with the command as hint.
+// with the command as hint. SSM's refusals (ErrUnreachable: the instance is
+// not registered; ErrRefused) are returned for the caller to weigh.
 func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a cloud.Attachment, ciARN string, params map[string]string, attempt int) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "document", doc)
 	if err := p.fresh(step); err != nil {
 		return Result{}, err
 	}
 	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params)
-	if errors.Is(err, cloud.ErrUnreachable) {
-		h := p.hint
-		if h.Unreach == 0 || h.Instance != a.InstanceID {
-			h = hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Unreach: ms(p.now)}
-		}
-		log.Warn("SSM cannot reach the instance", "error", err, "since", fromMS(h.Unreach))
-		return p.retry(p.r.t.CommandWait*5, h, "%s on %s: instance not reachable through SSM", step, a.InstanceID), nil
-	}
 	if err != nil {
 		return Result{}, err
 	}
-	p.r.startInflight(v.ID, step, p.now)
+	p.r.mem.startInflight(v.ID, step, p.now)
 	if step == stepMount {
-		p.r.noteMountSent(v.ID, a.InstanceID, p.now)
+		p.r.mem.noteMountSent(v.ID, a.InstanceID, p.now)
 	}
-	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1)
-	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since, Unreach: p.hint.Unreach}
-	p.r.noteSent(id, p.key, h)
+	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1, "attachment", params[agentproto.ParamAttachment])
+	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since,
+		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1}
+	p.r.mem.noteSent(id, p.key, h)
 	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
 }
 
@@ -278,73 +396,6 @@ func (p *pass) cmdHint(step, volumeID, inst, ciARN string, c cloud.Command) hint
 	return hint{Step: step, Volume: volumeID, Instance: inst, CI: ciARN, Command: c.ID, At: ms(at), Since: p.hint.Since, Unreach: p.hint.Unreach}
 }
 
-// lastCommand finds the newest command of doc for the volume on the
-// attachment's instance since the attachment began: from the hint when it
-// names one, else from SSM's list. Failed ones are asked for details.
-func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cloud.Attachment) (cloud.Command, bool, error) {
-	h := p.hint
-	if h.Step == step && h.Volume == volumeID && h.Instance == a.InstanceID && h.Command != "" && !fromMS(h.At).Before(a.AttachTime.Truncate(time.Second)) {
-		c, err := p.r.cloud.Command(ctx, h.Command, a.InstanceID)
-		switch {
-		case err == nil:
-			c.Requested = fromMS(h.At)
-			return c, true, nil
-		case errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second:
-			return cloud.Command{ID: h.Command, Status: cloud.CommandPending, Requested: fromMS(h.At)}, true, nil
-		case !errors.Is(err, cloud.ErrNotFound):
-			return cloud.Command{}, false, err
-		}
-	}
-	list, err := p.commandsFor(ctx, doc, volumeID, a)
-	if err != nil || len(list) == 0 {
-		return cloud.Command{}, false, err
-	}
-	c := list[0]
-	if c.Status == cloud.CommandFailed {
-		d, err := p.r.cloud.Command(ctx, c.ID, a.InstanceID)
-		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
-			return cloud.Command{}, false, err
-		}
-		if err == nil {
-			d.Requested, d.Params = c.Requested, c.Params
-			c = d
-		}
-	}
-	return c, true, nil
-}
-
-// commandsFor lists doc's commands for the volume on the instance since
-// the attachment began, newest first.
-func (p *pass) commandsFor(ctx context.Context, doc, volumeID string, a cloud.Attachment) ([]cloud.Command, error) {
-	all, err := p.r.cloud.Commands(ctx, doc, a.InstanceID, a.AttachTime.Add(-time.Second))
-	if err != nil {
-		return nil, err
-	}
-	var out []cloud.Command
-	for _, c := range all {
-		if c.Params["VolumeId"] == volumeID {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-// failedCommands counts the finished, unsuccessful commands of doc for the
-// volume since the attachment began.
-func (p *pass) failedCommands(ctx context.Context, doc, volumeID string, a cloud.Attachment) (int, error) {
-	list, err := p.commandsFor(ctx, doc, volumeID, a)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, c := range list {
-		if c.Status == cloud.CommandFailed || c.Status == cloud.CommandUnreachable {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // continueFromEvent acts on an EBS notification of this invocation without
 // reading EC2 first, when the volume's identity is known: after
 // "detached" or "available" it attaches the volume where it is needed, after
@@ -365,14 +416,6 @@ func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, err
 	t, _ := p.target(w, nil)
 	p.observedEvent(v, ev)
 	switch {
-	case ev.Event == "attachVolume" && ev.Result == "attached":
-		a, ok := p.r.attachmentOf(v.ID)
-		if !ok || a.InstanceID != t.instance() {
-			return Result{}, false, nil
-		}
-		a.State = cloud.AttachAttached
-		res, err := p.mount(ctx, w, v, a, t)
-		return res, true, err
 	case ev.Event == "createVolume" && ev.Result == "failed":
 		// EC2 gave up creating the volume (an unusable KMS key is the usual
 		// cause): the create path must see it as vanished, hint or not.
@@ -381,7 +424,7 @@ func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, err
 		}
 		return Result{}, false, nil
 	case ev.Event == "detachVolume" && ev.Result == "detached", ev.Event == "createVolume" && ev.Result == "available":
-		if a, ok := p.r.attachmentOf(v.ID); ok && a.InstanceID == t.instance() && a.State != cloud.AttachDetached {
+		if a, ok := p.r.mem.attachmentOf(v.ID); ok && a.InstanceID == t.instance() && a.State != cloud.AttachDetached {
 			// This process attached the volume there after the detach this
 			// event reports: a late or repeated event. The attach's own
 			// chain of passes goes on.

@@ -32,7 +32,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 	opts, err := volspec.ParseDriverOpts(spec.DriverOpts)
 	if err != nil {
 		p.log.Error("driverOpts refused; nothing created", "task", t.task.ARN, "error", err)
-		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
+		if err := p.failNeeders(ctx, w.needers, reasonInvalidVolume, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
 			return Result{}, err
 		}
 		return done("invalid driverOpts"), nil
@@ -52,7 +52,11 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 	req := cloud.CreateVolumeRequest{
 		AZ: az, SizeGiB: opts.SizeGiB, Type: opts.VolumeType, IOPS: opts.IOPS, Throughput: opts.Throughput,
 		Encrypted: opts.Encrypted, KMSKeyID: opts.KMSKeyID, SnapshotID: opts.SnapshotID,
-		Tags: p.tags(taskARN),
+		Tags: p.tags(taskARN, t.task.Family()),
+	}
+	if opts.SnapshotID == "" {
+		// Created empty: the first mount may format it (agentproto.ParamFormatIfBlank).
+		req.Tags[cloud.TagBlank] = "true"
 	}
 	h := p.hint
 	if h.Step != stepCreate {
@@ -97,7 +101,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 			return p.retry(p.r.t.BurnConfirm, h, "client token generation %d refused; confirming", gen), nil
 		case errors.Is(err, cloud.ErrInvalidRequest):
 			log.Error("EC2 refused the volume's parameters; nothing created", "error", err)
-			if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: EC2 refused to create it: %v", p.key.Volume, err)); err != nil {
+			if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("volume %s: EC2 refused to create it: %v", p.key.Volume, err)); err != nil {
 				return Result{}, err
 			}
 			return done("create refused"), nil
@@ -115,7 +119,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 			"creating %s", v.ID), nil
 	}
 	p.log.Error("no client token generation left", "generations", p.r.maxGen)
-	if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s: EC2 refused %d create attempts", p.key.Volume, p.r.maxGen)); err != nil {
+	if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("volume %s: EC2 refused %d create attempts", p.key.Volume, p.r.maxGen)); err != nil {
 		return Result{}, err
 	}
 	return done("create attempts exhausted"), nil
@@ -135,14 +139,14 @@ func (p *pass) vanished(ctx context.Context, id string) bool {
 // twice fails the tasks with the likely cause.
 func (p *pass) vanishedVolume(ctx context.Context, w want, h hint, opts volspec.Options) (Result, error) {
 	log := p.log.With("volumeId", h.Volume, "generation", h.Gen)
-	h.Vanished = p.r.vanish(p.key, h.Vanished)
+	h.Vanished = p.r.mem.vanish(p.key, h.Vanished)
 	if h.Vanished >= 2 {
 		key := opts.KMSKeyID
 		if key == "" {
 			key = "the account's default EBS key"
 		}
 		log.Error("EC2 deleted the volume right after creating it, again; failing the tasks", "kmsKeyId", opts.KMSKeyID)
-		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("EC2 deleted volume %s (%s) right after creating it; check that EBS can use KMS key %s", h.Volume, p.key.Volume, key)); err != nil {
+		if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("EC2 deleted volume %s (%s) right after creating it; check that EBS can use KMS key %s", h.Volume, p.key.Volume, key)); err != nil {
 			return Result{}, err
 		}
 		return done("volume vanished after create"), nil
@@ -185,14 +189,25 @@ func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
 	switch len(usable) {
 	case 0:
 		p.log.Error("volume does not exist and autoprovision is false")
-		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s does not exist (no EBS volume tagged Name=%s) and autoprovision is false", p.key.Volume, p.key.Volume)); err != nil {
+		if err := p.failNeeders(ctx, w.needers, reasonMissing, fmt.Sprintf("volume %s does not exist (no EBS volume tagged Name=%s) and autoprovision is false", p.key.Volume, p.key.Volume)); err != nil {
 			return Result{}, err
 		}
 		return done("missing volume, autoprovision false"), nil
 	case 1:
 		v := usable[0]
+		if v.MultiAttach {
+			// tether moves a volume by detaching it from one instance and
+			// attaching it to another; a Multi-Attach volume may be
+			// attached to several at once, which tether's safety rules
+			// (unmounted where it leaves, one host at a time) cannot cover.
+			p.log.Error("refusing a Multi-Attach volume", "volumeId", v.ID, "type", v.Type)
+			if err := p.failNeeders(ctx, w.needers, reasonMultiAttach, fmt.Sprintf("volume %s (%s, %s) has EBS Multi-Attach enabled; tether serves single-attach volumes only: disable Multi-Attach (modify-volume --no-multi-attach-enabled) or use another volume", p.key.Volume, v.ID, v.Type)); err != nil {
+				return Result{}, err
+			}
+			return done("multi-attach volume refused"), nil
+		}
 		if c := v.Tags[cloud.TagCluster]; c != "" && c != p.key.Cluster {
-			if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("volume %s (%s) belongs to tether cluster %s", p.key.Volume, v.ID, c)); err != nil {
+			if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("volume %s (%s) belongs to tether cluster %s", p.key.Volume, v.ID, c)); err != nil {
 				return Result{}, err
 			}
 			return done("volume owned by another cluster"), nil
@@ -201,12 +216,14 @@ func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
 			return Result{}, err
 		}
 		p.log.Info("adopting the existing volume", "volumeId", v.ID)
-		if err := p.r.cloud.TagVolume(ctx, v.ID, p.tags("")); err != nil {
+		tags := p.tags("", w.needers[0].task.Family())
+		// Adopted volumes are never granted a format: tether did not make them empty.
+		if err := p.r.cloud.TagVolume(ctx, v.ID, tags); err != nil {
 			return Result{}, err
 		}
 		return p.retry(p.r.t.CommandWait, hint{}, "adopted %s", v.ID), nil
 	default:
-		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("several EBS volumes are tagged Name=%s (%v); tether will not choose", p.key.Volume, ids(usable))); err != nil {
+		if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("several EBS volumes are tagged Name=%s (%v); tether will not choose", p.key.Volume, ids(usable))); err != nil {
 			return Result{}, err
 		}
 		return done("ambiguous volume name"), nil
@@ -214,12 +231,15 @@ func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
 }
 
 // tags are the tags of the key's volume (docs/contracts.md).
-func (p *pass) tags(taskARN string) map[string]string {
+func (p *pass) tags(taskARN, family string) map[string]string {
 	t := map[string]string{
 		cloud.TagName:    p.key.Volume,
 		cloud.TagCluster: p.key.Cluster,
 		cloud.TagVolume:  p.key.Volume,
 		cloud.TagScope:   cloud.ScopeShared,
+	}
+	if family != "" {
+		t[cloud.TagFamilies] = family
 	}
 	if taskARN != "" {
 		t[cloud.TagScope] = cloud.ScopeTask

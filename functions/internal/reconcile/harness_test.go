@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/emf"
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -48,23 +48,24 @@ type tb interface {
 type harness struct {
 	mu      sync.Mutex // guards queue, events, failed and results during concurrent invokes
 	t       tb
-	w       *fakeaws.World
+	w       *cloudtest.World
 	c       *cloud.AWS
 	r       *reconcile.Reconciler
 	logs    *bytes.Buffer
 	metrics *bytes.Buffer
 	queue   []msg
-	events  []fakeaws.Event
+	events  []cloudtest.Event
 	failed  int            // passes that returned an error
 	cost    map[string]int // EC2 calls by the kind of trigger that caused them
 	plain   bool           // call Keys and Reconcile without an Invocation
 	results map[reconcile.Key][]reconcile.Result
+	ecsCost map[string]int // ECS calls by trigger, when not nil
 }
 
 type option func(*reconcile.Config)
 
 func newHarness(t tb, opts ...option) *harness {
-	w := fakeaws.New(start)
+	w := cloudtest.New(start)
 	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}, cost: map[string]int{}}
 	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
 	cfg := reconcile.Config{
@@ -81,11 +82,11 @@ func newHarness(t tb, opts ...option) *harness {
 		t.Fatalf("%v", err)
 	}
 	h.r = r
-	w.AddTaskDef(fakeaws.TaskDef{ARN: tdShared, Volumes: []fakeaws.DockerVolume{{
+	w.AddTaskDef(cloudtest.TaskDef{ARN: tdShared, Volumes: []cloudtest.DockerVolume{{
 		Name: volName, Driver: "tether", Scope: "shared", Autoprovision: true,
 		DriverOpts: map[string]string{"volumetype": "gp2", "size": "5"},
 	}}})
-	w.AddTaskDef(fakeaws.TaskDef{ARN: tdScratch, Volumes: []fakeaws.DockerVolume{{
+	w.AddTaskDef(cloudtest.TaskDef{ARN: tdScratch, Volumes: []cloudtest.DockerVolume{{
 		Name: "scratch", Driver: "tether", Scope: "task", DriverOpts: map[string]string{"size": "1"},
 	}}})
 	t.Cleanup(func() {
@@ -112,11 +113,12 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (h *harness) trigger(ev fakeaws.Event) reconcile.Trigger {
+func (h *harness) trigger(ev cloudtest.Event) reconcile.Trigger {
 	switch ev.Kind {
 	case "task":
 		return reconcile.TaskChanged{Cluster: cluster, TaskArn: ev.Task, TaskDefinitionArn: ev.TaskDef,
-			ContainerInstanceArn: ev.CI, LastStatus: ev.LastStatus, DesiredStatus: ev.DesiredStatus, Version: ev.Version}
+			ContainerInstanceArn: ev.CI, LastStatus: ev.LastStatus, DesiredStatus: ev.DesiredStatus, Version: ev.Version,
+			CreatedAt: ev.Created, StartedAt: ev.Started, StoppedAt: ev.Stopped, Group: ev.Group, AZ: ev.AZ}
 	case "volume":
 		return reconcile.VolumeChanged{VolumeID: ev.Volume, Event: ev.Action, Result: ev.Result}
 	case "instance":
@@ -138,7 +140,22 @@ func (h *harness) invoke(triggers ...reconcile.Trigger) {
 		ctx = h.r.Invocation(ctx)
 	}
 	before := h.w.EC2Calls()
+	beforeAll := h.w.Calls()
 	defer func() {
+		if h.ecsCost != nil {
+			k := fmt.Sprintf("%T", triggers[0])
+			if r, ok := triggers[0].(reconcile.Retry); ok {
+				k += "/" + r.Hint
+			}
+			if tc, ok := triggers[0].(reconcile.TaskChanged); ok {
+				k += "/" + tc.DesiredStatus + "/" + tc.LastStatus
+			}
+			for op, n := range h.w.Calls() {
+				if strings.HasPrefix(op, "ECS:") && n > beforeAll[op] {
+					h.ecsCost[k+" "+op] += n - beforeAll[op]
+				}
+			}
+		}
 		kind := fmt.Sprintf("%T", triggers[0])
 		if r, ok := triggers[0].(reconcile.Retry); ok {
 			var hint struct {
@@ -197,20 +214,21 @@ func (h *harness) requeueTrigger(tr reconcile.Trigger) {
 	h.events = append(h.events, eventOf(tr))
 }
 
-func eventOf(tr reconcile.Trigger) fakeaws.Event {
+func eventOf(tr reconcile.Trigger) cloudtest.Event {
 	switch t := tr.(type) {
 	case reconcile.TaskChanged:
-		return fakeaws.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus}
+		return cloudtest.Event{Kind: "task", Task: t.TaskArn, Version: t.Version, TaskDef: t.TaskDefinitionArn, CI: t.ContainerInstanceArn, LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus,
+			Created: t.CreatedAt, Started: t.StartedAt, Stopped: t.StoppedAt, Group: t.Group, AZ: t.AZ}
 	case reconcile.VolumeChanged:
-		return fakeaws.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
+		return cloudtest.Event{Kind: "volume", Volume: t.VolumeID, Action: t.Event, Result: t.Result}
 	case reconcile.InstanceChanged:
-		return fakeaws.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
+		return cloudtest.Event{Kind: "instance", Instance: t.ContainerInstanceArn, EC2ID: t.EC2InstanceID, Status: t.Status, AgentConnected: t.AgentConnected}
 	case reconcile.CommandChanged:
-		return fakeaws.Event{Kind: "command", Command: t.CommandID, EC2ID: t.InstanceID, Document: t.Document, Status: t.Status}
+		return cloudtest.Event{Kind: "command", Command: t.CommandID, EC2ID: t.InstanceID, Document: t.Document, Status: t.Status}
 	case reconcile.SweepRequested:
-		return fakeaws.Event{Kind: "sweep"}
+		return cloudtest.Event{Kind: "sweep"}
 	}
-	return fakeaws.Event{}
+	return cloudtest.Event{}
 }
 
 func (h *harness) collect() { h.events = append(h.events, h.w.TakeEvents()...) }
@@ -277,8 +295,8 @@ func (h *harness) noViolations() {
 }
 
 // keyVolumes lists the existing volumes tagged for a tether name.
-func (h *harness) keyVolumes(name string) []fakeaws.Volume {
-	var out []fakeaws.Volume
+func (h *harness) keyVolumes(name string) []cloudtest.Volume {
+	var out []cloudtest.Volume
 	for _, v := range h.w.Volumes() {
 		if v.Tags["tether:volume"] == name && v.Tags["tether:cluster"] == cluster {
 			out = append(out, v)
@@ -287,7 +305,7 @@ func (h *harness) keyVolumes(name string) []fakeaws.Volume {
 	return out
 }
 
-func (h *harness) oneVolume(name string) fakeaws.Volume {
+func (h *harness) oneVolume(name string) cloudtest.Volume {
 	h.t.Helper()
 	vs := h.keyVolumes(name)
 	if len(vs) != 1 {
@@ -314,8 +332,8 @@ func (h *harness) wantStoppedBecause(task, contains string) {
 	}
 }
 
-func (h *harness) commandsOf(doc string) []fakeaws.Command {
-	var out []fakeaws.Command
+func (h *harness) commandsOf(doc string) []cloudtest.Command {
+	var out []cloudtest.Command
 	for _, c := range h.w.Commands() {
 		if c.Document == doc {
 			out = append(out, c)
@@ -326,16 +344,16 @@ func (h *harness) commandsOf(doc string) []fakeaws.Command {
 }
 
 // held is an invocation running in its own goroutine, possibly stopped at a
-// fakeaws.Hold: a pass that decided and has not taken its step yet.
+// cloudtest.Hold: a pass that decided and has not taken its step yet.
 type held struct {
-	hold *fakeaws.Hold
+	hold *cloudtest.Hold
 	done chan struct{}
 }
 
 // invokeHeld starts an invocation and returns once it has finished or has
 // reached hold. The caller touches the harness again only after either, so
 // the invocation never races the test for its state.
-func (h *harness) invokeHeld(hold *fakeaws.Hold, triggers ...reconcile.Trigger) *held {
+func (h *harness) invokeHeld(hold *cloudtest.Hold, triggers ...reconcile.Trigger) *held {
 	a := &held{hold: hold, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -366,7 +384,7 @@ func (a *held) release() {
 
 // runUntilHeld runs the default schedule (as settle) with every
 // invocation able to stop at hold, and returns the one that did.
-func (h *harness) runUntilHeld(hold *fakeaws.Hold, maxSteps int) *held {
+func (h *harness) runUntilHeld(hold *cloudtest.Hold, maxSteps int) *held {
 	h.t.Helper()
 	for step := 0; step < maxSteps; step++ {
 		h.collect()
@@ -403,9 +421,28 @@ func (h *harness) completeCommand(doc, instance string) {
 	h.t.Helper()
 	for _, c := range h.w.Commands() {
 		if c.Document == doc && c.Instance == instance && c.Status == "Pending" {
-			h.w.Complete(fakeaws.Op{Kind: "command", ID: c.ID})
+			h.w.Complete(cloudtest.Op{Kind: "command", ID: c.ID})
 			return
 		}
 	}
 	h.t.Fatalf("no pending %s command on %s", doc, instance)
+}
+
+// metricSum adds up an EMF metric over every line written so far.
+func metricSum(t tb, h *harness, name string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, line := range strings.Split(strings.TrimSpace(h.metrics.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics line not JSON: %s", line)
+		}
+		if v, ok := m[name].(float64); ok {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -37,6 +37,11 @@ type hint struct {
 	// Detaching: when the detach of Volume from Instance was first seen in
 	// progress (unix ms); kept while unmounts are sent to let it finish.
 	Detaching int64 `json:"d,omitempty"`
+	// Attempt: commands of Step sent for this attachment by this chain.
+	Attempt int `json:"a,omitempty"`
+	// Target: the task the volume is released for (a detach's next step
+	// attaches it there if that task still wants it).
+	Target string `json:"tt,omitempty"`
 }
 
 func parseHint(s string) hint {

@@ -5,14 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
-
-// maxVersions bounds the memory of task event versions.
-const maxVersions = 10000
 
 // Keys returns the keys a trigger names. It reads only what naming needs
 // (a task definition, a volume's tags, the volumes of an instance). An error
@@ -33,6 +29,18 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		keys, err = r.commandKeys(ctx, inv, t)
 	case SweepRequested:
 		keys, err = r.sweepKeys(ctx, t)
+	case Release:
+		if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
+			r.log.Warn("release of a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
+			return nil, nil
+		}
+		r.log.Warn("operator asks for a release", "cluster", t.Key.Cluster, "volume", t.Key.Volume, "force", t.Force, "reason", t.Reason, "operator", t.Operator)
+		if inv != nil {
+			inv.mu.Lock()
+			inv.releases[t.Key] = t
+			inv.mu.Unlock()
+		}
+		keys = []Key{t.Key}
 	case Retry:
 		if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
 			r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
@@ -70,27 +78,23 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 	}
 	// A strictly older version of a task's state than one already seen
 	// names the same keys: skip the work (never a correctness decision).
-	r.mu.Lock()
-	if seen, ok := r.versions[t.TaskArn]; ok && t.Version > 0 && t.Version < seen {
-		r.mu.Unlock()
-		log.Debug("stale task event: skipped", "version", t.Version, "seen", seen)
+	// The same version again, after a pass of each of its keys succeeded,
+	// is a duplicate delivery. (Not after a failed pass: that redelivery
+	// is the retry.)
+	switch stale, dup := r.mem.seeVersion(t.TaskArn, t.Version); {
+	case stale:
+		log.Debug("stale task event: skipped", "version", t.Version)
 		return nil, nil
-	}
-	// The same version again, after a pass of each of its keys succeeded:
-	// a duplicate delivery. (Not after a failed pass: that redelivery is
-	// the retry.)
-	if done, ok := r.processed[t.TaskArn]; ok && t.Version > 0 && t.Version <= done {
-		r.mu.Unlock()
+	case dup:
 		log.Debug("duplicate task event: skipped", "version", t.Version)
 		return nil, nil
 	}
-	if len(r.versions) >= maxVersions {
-		r.versions = map[string]int64{}
+	if t.DesiredStatus == "RUNNING" && t.LastStatus == "RUNNING" {
+		// Started: tether's plugin let its containers start, so its
+		// volumes are mounted where it runs. Nothing to do.
+		log.Debug("task running: its volumes are in place")
+		return nil, nil
 	}
-	if t.Version > r.versions[t.TaskArn] {
-		r.versions[t.TaskArn] = t.Version
-	}
-	r.mu.Unlock()
 	if t.DesiredStatus == "STOPPED" && t.LastStatus != "STOPPED" {
 		// Stopping: its containers may still use the volumes, so nothing
 		// can be released yet; its STOPPED event (or the sweep, should
@@ -122,16 +126,25 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 	}
 	keys, refused := keysOf(t.Cluster, t.TaskArn, td)
 	if len(refused) > 0 && t.DesiredStatus == "RUNNING" && t.LastStatus != "RUNNING" && t.LastStatus != "STOPPED" {
-		reason := "tether: " + refused[0]
+		reason := cloud.TruncateReason("tether: " + refused[0])
 		log.Error("task names a volume tether refuses; stopping the task", "reason", reason)
 		if err := r.cloud.StopTask(ctx, t.Cluster, t.TaskArn, reason); err != nil {
 			return nil, err
 		}
-		r.failureMetric(t.Cluster, "refused_volume")
+		r.stoppedMetric(t.Cluster, reasonInvalidVolume, map[string]any{"task": t.TaskArn, "reason": reason})
+	}
+	for _, k := range keys {
+		r.mem.noteFamilies(k, cloud.FamilyOf(tdARN))
 	}
 	if len(keys) > 0 && inv != nil {
 		inv.mu.Lock()
-		inv.named[t.TaskArn] = true
+		if !t.CreatedAt.IsZero() {
+			inv.seen(cloud.Task{ARN: t.TaskArn, TaskDefinitionARN: tdARN, ContainerInstanceARN: t.ContainerInstanceArn, AZ: t.AZ,
+				LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus, CreatedAt: t.CreatedAt, StartedAt: t.StartedAt,
+				StoppedAt: t.StoppedAt, Version: t.Version, Group: t.Group})
+		} else {
+			inv.named[t.TaskArn] = true
+		}
 		n := inv.versions[t.TaskArn]
 		if n == nil || t.Version > n.version {
 			n = &taskNote{version: t.Version, keys: map[Key]bool{}, pending: map[Key]bool{}}
@@ -210,7 +223,8 @@ var finishedStatus = map[string]bool{"Success": true, "Failed": true, "TimedOut"
 // end allows the detach, a mount's end completes the handoff). This
 // process remembers the commands it sent, with the hint of the pass that
 // sent it, so the woken pass goes on from there; otherwise one
-// ListCommands gives the command's parameters.
+// GetCommandInvocation (which the woken pass would make anyway: the session
+// keeps it) gives the command's comment, which names the volume.
 func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t CommandChanged) ([]Key, error) {
 	log := r.log.With("command", t.CommandID, "instance", t.InstanceID, "document", t.Document, "status", t.Status)
 	step := ""
@@ -227,27 +241,44 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		log.Debug("SSM command still running: nothing to do yet")
 		return nil, nil
 	}
-	if s, ok := r.sentCommandOf(t.CommandID); ok {
+	if s, ok := r.mem.sentCommandOf(t.CommandID); ok {
 		r.keepHint(inv, s.key, s.hint)
 		return []Key{s.key}, nil
 	}
-	c, err := r.cloud.CommandByID(ctx, t.CommandID, t.InstanceID)
+	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID)
 	if errors.Is(err, cloud.ErrNotFound) {
-		log.Debug("SSM event of a command SSM no longer lists: ignored")
+		log.Debug("SSM event of a command SSM does not know: ignored")
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	name := c.Params["VolumeName"]
-	if err := volspec.ValidateName(name); err != nil || c.Document != t.Document {
-		log.Warn("SSM command without a valid tether volume: ignored", "error", err, "listedDocument", c.Document)
+	vid, name, complete := cloud.ParseCommandComment(c.Comment)
+	if volspec.ValidateVolumeID(vid) != nil || c.Document != t.Document {
+		log.Warn("SSM command without a tether comment: ignored", "comment", c.Comment, "answeredDocument", c.Document)
+		return nil, nil
+	}
+	if !complete {
+		// The name was cut to fit SSM's 100 characters: the volume's tags say it.
+		v, ok := r.cloud.KnownVolume(vid)
+		if !ok {
+			if v, err = r.cloud.VolumeByID(ctx, vid); errors.Is(err, cloud.ErrNotFound) {
+				return nil, nil
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		if v.Tags[cloud.TagCluster] != r.cluster {
+			return nil, nil
+		}
+		name = v.Tags[cloud.TagVolume]
+	}
+	if err := volspec.ValidateName(name); err != nil {
+		log.Warn("SSM command without a valid tether volume: ignored", "error", err)
 		return nil, nil
 	}
 	k := Key{Cluster: r.cluster, Volume: name}
-	if vid := c.Params["VolumeId"]; volspec.ValidateVolumeID(vid) == nil {
-		r.keepHint(inv, k, hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)})
-	}
+	r.keepHint(inv, k, hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)})
 	return []Key{k}, nil
 }
 
@@ -291,6 +322,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 		keys, _ := keysOf(t.Cluster, task.ARN, td)
 		for _, k := range keys {
 			seen[k] = true
+			r.mem.noteFamilies(k, task.Family())
 		}
 	}
 	keys := make([]Key, 0, len(seen))
@@ -324,49 +356,17 @@ func (r *Reconciler) keysFromVolumes(cluster string, vols []cloud.Volume) []Key 
 	return keys
 }
 
-func (r *Reconciler) failureMetric(cluster, kind string) {
-	r.emit(cluster, map[string]any{"failure": kind}, metricFailures(1))
-}
-
 // keepHint stores a Retry's hint for the key's pass: in the invocation, or
 // (when the caller did not start one) in the process until the pass takes it.
 func (r *Reconciler) keepHint(inv *invocation, k Key, h hint) {
-	if inv != nil {
-		inv.mu.Lock()
-		defer inv.mu.Unlock()
-		if old, ok := inv.hints[k]; !ok || h.At >= old.At {
-			inv.hints[k] = h
-		}
+	if inv == nil {
+		r.mem.keepHint(k, h)
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.hints) >= maxMemory {
-		r.hints = map[Key]hint{}
-	}
-	if old, ok := r.hints[k]; !ok || h.At >= old.At {
-		r.hints[k] = h
-	}
-}
-
-// takeHint returns the hint kept in the process for k, once.
-func (r *Reconciler) takeHint(k Key) hint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	h := r.hints[k]
-	delete(r.hints, k)
-	return h
-}
-
-// handedBack remembers the latest pass of a key that handed it back.
-func (r *Reconciler) handedBack(k Key, at time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.lastBack) >= maxMemory {
-		r.lastBack = map[Key]time.Time{}
-	}
-	if at.After(r.lastBack[k]) {
-		r.lastBack[k] = at
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if old, ok := inv.hints[k]; !ok || h.At >= old.At {
+		inv.hints[k] = h
 	}
 }
 
@@ -375,14 +375,11 @@ func (r *Reconciler) handedBack(k Key, at time.Time) {
 // of retries for one key (from duplicate events) collapse into one.
 func (r *Reconciler) superseded(k Key, h hint) bool {
 	// Only chains that carry nothing but optimisations are dropped; one
-	// that counts something (client token generations, unreachable or busy
-	// since) keeps going.
+	// that counts something (client token generations, busy since) keeps going.
 	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 {
 		return false
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	last, ok := r.lastBack[k]
+	last, ok := r.mem.lastHandBack(k)
 	// In whole milliseconds, as the hint carries it: the pass that handed
 	// this very retry back must not count as a later one.
 	return ok && ms(last) > h.Pass
@@ -419,18 +416,8 @@ func (r *Reconciler) reconciled(inv *invocation, k Key, ok bool) {
 		}
 	}
 	inv.mu.Unlock()
-	if len(done) == 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.processed) >= maxVersions {
-		r.processed = map[string]int64{}
-	}
 	for _, d := range done {
-		if d.version > r.processed[d.task] {
-			r.processed[d.task] = d.version
-		}
+		r.mem.processedUpTo(d.task, d.version)
 	}
 }
 
@@ -452,11 +439,6 @@ func (r *Reconciler) HandBackFailed(ctx context.Context, k Key) {
 		}
 		inv.mu.Unlock()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.lastBack, k)
-	for _, t := range tasks {
-		delete(r.processed, t)
-	}
+	r.mem.handBackFailed(k, tasks)
 	r.log.Warn("key could not be handed back; its messages will be delivered again", "cluster", k.Cluster, "volume", k.Volume)
 }

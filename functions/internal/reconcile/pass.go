@@ -42,7 +42,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	events := append([]string(nil), inv.events[key]...)
 	inv.mu.Unlock()
 	if !ok {
-		h = r.takeHint(key)
+		h = r.mem.takeHint(key)
 	}
 	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
@@ -63,7 +63,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 		h := parseHint(res.Hint)
 		h.Pass = ms(p.now)
 		res.Hint = h.String()
-		r.handedBack(key, p.now)
+		r.mem.handedBack(key, p.now)
 	}
 	r.reconciled(inv, key, err == nil)
 	p.finish(res, err)
@@ -79,14 +79,16 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 		p.log.Error("invalid key: dropped", "error", err)
 		return done("invalid key"), nil
 	}
+	if _, forced := p.operatorForce(); !forced {
+		if res, ok, err := p.continueStep(ctx); ok || err != nil {
+			return res, err
+		}
+	}
 	w, err := p.desired(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	if res, ok, err := p.fastPath(ctx, w); ok || err != nil {
-		return res, err
-	}
-	if res, ok, err := p.continueStep(ctx, w); ok || err != nil {
 		return res, err
 	}
 	if res, ok, err := p.continueFromEvent(ctx, w); ok || err != nil {
@@ -197,11 +199,10 @@ func (p *pass) drainOnlyHeld(log *slog.Logger, holder cloud.Task) (Result, bool)
 // volume on the instance this process last attached it to. Memory only
 // says where to look; the conclusion comes from ECS, as in fastPath.
 func (p *pass) rememberedHolder(ctx context.Context, w want) (*cloud.Task, error) {
-	vols, _ := p.r.knownVolumesOf(p.key)
-	for _, id := range vols {
-		a, ok := p.r.attachmentOf(id)
+	if id, known := p.r.mem.knownVolumeOf(p.key); known {
+		a, ok := p.r.mem.attachmentOf(id)
 		if !ok || a.State == cloud.AttachDetached {
-			continue
+			return nil, nil
 		}
 		ci, known, err := p.containerInstanceOf(ctx, w, a.InstanceID)
 		if err != nil || !known {
@@ -224,6 +225,9 @@ func (p *pass) rememberedHolder(ctx context.Context, w want) (*cloud.Task, error
 // tasks on other instances want it. They wait; past the deadline they fail
 // with a message that says why (never the running holder).
 func (p *pass) conflict(ctx context.Context, waiting []need, holder cloud.Task) (Result, error) {
+	if res, ok, err := p.deploymentDeadlock(ctx, waiting, holder); ok || err != nil {
+		return res, err
+	}
 	var late []cloud.Task
 	for _, n := range waiting {
 		if p.now.Sub(n.task.CreatedAt) >= p.r.t.ConflictDeadline {
@@ -232,7 +236,7 @@ func (p *pass) conflict(ctx context.Context, waiting []need, holder cloud.Task) 
 	}
 	if len(late) > 0 {
 		reason := fmt.Sprintf("shared volume %s is in use by running task %s on another instance; a tether volume serves one instance at a time (place tasks that share it on one instance, or deploy with minimumHealthyPercent 0)", p.key.Volume, taskID(holder.ARN))
-		if err := p.failTasks(ctx, late, reason); err != nil {
+		if err := p.failTasks(ctx, late, reasonHeld, reason); err != nil {
 			return Result{}, err
 		}
 		if len(late) == len(waiting) {
@@ -241,6 +245,45 @@ func (p *pass) conflict(ctx context.Context, waiting []need, holder cloud.Task) 
 	}
 	p.log.Info("volume held by a running task on another instance; waiting", "task", holder.ARN, "waiting", waiting[0].task.ARN)
 	return p.retry(p.r.t.ConflictWait, hint{}, "held by running task %s", holder.ARN), nil
+}
+
+// deploymentDeadlock: a waiting task's service deploys with ECS's defaults
+// (minimumHealthyPercent 100, maximumPercent 200): the scheduler keeps the
+// running holder until the new task is healthy, and the new task cannot
+// start without the volume the holder has. Only looked at here, on the
+// conflict path (one DescribeServices per service and invocation).
+func (p *pass) deploymentDeadlock(ctx context.Context, waiting []need, holder cloud.Task) (Result, bool, error) {
+	var stuck []cloud.Task
+	var svc cloud.Service
+	for _, n := range waiting {
+		name := n.task.Service()
+		if name == "" {
+			continue
+		}
+		s, err := p.r.cloud.Service(ctx, p.key.Cluster, name)
+		if errors.Is(err, cloud.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Result{}, false, err
+		}
+		if s.KeepsOldTaskDuringDeploy() {
+			stuck, svc = append(stuck, n.task), s
+		}
+	}
+	if len(stuck) == 0 {
+		return Result{}, false, nil
+	}
+	reason := fmt.Sprintf("service %s: deploy with minimumHealthyPercent 0 and maximumPercent 100; with %d/%d ECS keeps task %s, which holds volume %s, until this one runs, and a tether volume serves one instance at a time",
+		svc.Name, svc.MinimumHealthyPercent, svc.MaximumPercent, taskID(holder.ARN), p.key.Volume)
+	p.log.Error("deployment settings cannot hand the volume over", "service", svc.Name, "minimumHealthyPercent", svc.MinimumHealthyPercent, "maximumPercent", svc.MaximumPercent)
+	if err := p.failTasks(ctx, stuck, reasonDeploy, reason); err != nil {
+		return Result{}, false, err
+	}
+	if len(stuck) == len(waiting) {
+		return done("waiting tasks stopped: " + reasonDeploy), true, nil
+	}
+	return Result{}, false, nil
 }
 
 // target picks the instance to serve: the one the volume is attached to if
@@ -290,15 +333,22 @@ func (p *pass) converge(ctx context.Context, w want, vols []cloud.Volume) (Resul
 		return p.waitCreating(ctx, w, v)
 	case cloud.VolumeError:
 		log.Error("EC2 reports the volume in state error")
-		if err := p.failNeeders(ctx, w.needers, fmt.Sprintf("EBS volume %s of %s is in state error", v.ID, p.key.Volume)); err != nil {
+		if err := p.failNeeders(ctx, w.needers, reasonVolumeError, fmt.Sprintf("EBS volume %s of %s is in state error", v.ID, p.key.Volume)); err != nil {
 			return Result{}, err
 		}
 		return done("volume in state error"), nil
 	}
-	p.r.createdFine(p.key)
+	p.r.mem.createdFine(p.key)
 	p.noteProgress(w, v)
 	for _, a := range v.Attachments {
-		p.r.noteAttachment(v.ID, a)
+		p.r.mem.noteAttachment(p.key, v.ID, a)
+	}
+	if v.MultiAttach {
+		log.Error("the key's volume has Multi-Attach enabled: tether leaves it alone")
+		if err := p.failNeeders(ctx, w.needers, reasonMultiAttach, fmt.Sprintf("volume %s (%s) has EBS Multi-Attach enabled; tether serves single-attach volumes only", p.key.Volume, v.ID)); err != nil {
+			return Result{}, err
+		}
+		return done("multi-attach volume refused"), nil
 	}
 	if len(v.Attachments) == 0 {
 		return p.placeAvailable(ctx, w, v)

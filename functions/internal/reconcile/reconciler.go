@@ -20,9 +20,14 @@ import (
 // the defaults (numbers from the field: EBS create ~1.5 s median, attach ~4 s,
 // detach ~8 s, stuck attach 90 s).
 type Timing struct {
-	CreateWait  time.Duration // look again after CreateVolume (default 3s)
-	AttachWait  time.Duration // after AttachVolume, if no EBS event comes first (default 15s)
-	DetachWait  time.Duration // after DetachVolume, likewise (default 20s)
+	CreateWait time.Duration // look again after CreateVolume (default 3s)
+	AttachWait time.Duration // while an attach another pass made is in progress (default 15s)
+	DetachWait time.Duration // the longest wait between looks at a detach (default 20s)
+	// DetachPoll: the first look at a detach after DetachVolume; later
+	// looks back off by half of the time waited so far, up to DetachWait
+	// (default 4s: EBS detaches take about 8 s; the detachVolume event,
+	// when EC2 sends it, wakes the key sooner).
+	DetachPoll  time.Duration
 	CommandWait time.Duration // look again soon after a race or a refusal (default 3s)
 	// CommandEventWait: after sending an SSM command, and while it runs,
 	// if SSM's status-change event does not wake the key first (default 20s).
@@ -32,14 +37,24 @@ type Timing struct {
 	ConflictWait     time.Duration // while a running task elsewhere holds a shared volume (default 15s)
 	ThrottleWait     time.Duration // after AWS throttled a pass (default 10s)
 
-	StuckAttach      time.Duration // "attaching" longer than this: force detach, retry (default 90s)
-	ForceDetachAfter time.Duration // agent unreachable this long: force detach (default 2m)
+	// StuckAttach: an attach still "attaching" this long, whose mount found
+	// no device on the host, is undone (unmount, then a plain detach) and
+	// tried again with another name (default 90s). Never a force detach.
+	StuckAttach time.Duration
+	// WaitThreshold: a handoff waiting this long on a live host (its
+	// unmount running, refused as busy, or its SSM agent silent) counts in
+	// the WaitsPastThreshold metric, once (default 2m).
+	WaitThreshold    time.Duration
 	ConflictDeadline time.Duration // a task waiting this long for a volume held elsewhere fails (default 90s)
-	BusyDeadline     time.Duration // unmount busy this long: the pass fails loudly (default 10m)
-	CommandDeadline  time.Duration // a mount command still running this long fails its tasks (default 3m)
-	BurnConfirm      time.Duration // a refused client token counts as spent after this (default 5s)
-	CreateSettle     time.Duration // a created volume EC2 does not list after this is gone (default 10s)
-	MaxRetryAfter    time.Duration // SQS DelaySeconds cap (default 15m)
+	// WaitDeadline: a task waiting this long (from its creation) for a
+	// volume that a live host still holds, or that AWS keeps refusing, is
+	// stopped with a reason that says what it waited for (default 75s,
+	// within the plugin's 90 s Mount wait, so the reason is tether's).
+	WaitDeadline    time.Duration
+	CommandDeadline time.Duration // a mount command still running this long fails its tasks (default 3m)
+	BurnConfirm     time.Duration // a refused client token counts as spent after this (default 5s)
+	CreateSettle    time.Duration // a created volume EC2 does not list after this is gone (default 10s)
+	MaxRetryAfter   time.Duration // SQS DelaySeconds cap (default 15m)
 	// DetachStuck: a detach still in progress after this, with no live task
 	// on the instance, is taken to be held up by a filesystem mounted again
 	// (a mount that ran after the unmount): unmount again (default 30s).
@@ -62,6 +77,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.CreateWait, 3*time.Second)
 	def(&t.AttachWait, 15*time.Second)
 	def(&t.DetachWait, 20*time.Second)
+	def(&t.DetachPoll, 4*time.Second)
 	def(&t.CommandWait, 3*time.Second)
 	def(&t.CommandEventWait, 20*time.Second)
 	def(&t.HolderWait, 30*time.Second)
@@ -69,9 +85,9 @@ func (t Timing) withDefaults() Timing {
 	def(&t.ConflictWait, 15*time.Second)
 	def(&t.ThrottleWait, 10*time.Second)
 	def(&t.StuckAttach, 90*time.Second)
-	def(&t.ForceDetachAfter, 2*time.Minute)
+	def(&t.WaitThreshold, 2*time.Minute)
 	def(&t.ConflictDeadline, 90*time.Second)
-	def(&t.BusyDeadline, 10*time.Minute)
+	def(&t.WaitDeadline, 75*time.Second)
 	def(&t.CommandDeadline, 3*time.Minute)
 	def(&t.BurnConfirm, 5*time.Second)
 	def(&t.CreateSettle, 10*time.Second)
@@ -111,20 +127,8 @@ type Reconciler struct {
 	t                     Timing
 	mountAttempts, maxGen int
 
-	mu        sync.Mutex
-	versions  map[string]int64             // task ARN -> newest event version seen
-	processed map[string]int64             // task ARN -> newest event version whose keys all converged or were handed back
-	poisoned  map[string]map[string]bool   // instance -> device names that got stuck
-	attaching map[string]map[string]string // instance -> device name -> volume id an attach is being tried with now
-	released  map[Key]time.Time            // when a holder let go (handoff start), this process
-	inflight  map[string]time.Time         // step/volume id -> when tether started it
-	hints     map[Key]hint                 // Retry hints when the caller keeps no invocation
-	lastBack  map[Key]time.Time            // latest pass that handed a key back
-	attached  map[string]cloud.Attachment  // volume id -> its latest attachment seen or made
-	vanishes  map[Key]int                  // volumes EC2 deleted right after creating them, per key
-	volumesOf map[Key]string               // key -> volume id this process last attached or detached
-	mountSent map[string]cloud.Attachment  // volume id -> instance and time of the last mount sent
-	sent      map[string]sentCommand       // SSM command id -> the key and hint of the pass that sent it
+	mem *memory  // what this process remembers (memory.go)
+	dev *devices // device names per instance (devices.go)
 }
 
 // New checks cfg and returns a Reconciler.
@@ -161,9 +165,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
-		versions: map[string]int64{}, processed: map[string]int64{}, poisoned: map[string]map[string]bool{}, attaching: map[string]map[string]string{}, released: map[Key]time.Time{},
-		inflight: map[string]time.Time{}, hints: map[Key]hint{}, lastBack: map[Key]time.Time{}, attached: map[string]cloud.Attachment{}, vanishes: map[Key]int{}, volumesOf: map[Key]string{}, mountSent: map[string]cloud.Attachment{},
-		sent: map[string]sentCommand{},
+		mem: newMemory(), dev: newDevices(),
 	}, nil
 }
 
@@ -172,8 +174,8 @@ const (
 	EnvCluster          = "TETHER_CLUSTER"
 	EnvMountDocument    = "TETHER_MOUNT_DOCUMENT"
 	EnvUnmountDocument  = "TETHER_UNMOUNT_DOCUMENT"
-	EnvForceDetachAfter = "TETHER_FORCE_DETACH_AFTER" // optional Go duration, e.g. 2m
-	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE"  // optional Go duration
+	EnvWaitDeadline     = "TETHER_WAIT_DEADLINE"     // optional Go duration, e.g. 75s
+	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE" // optional Go duration
 )
 
 // NewFromEnv builds the AWS clients from awsCfg (in a Lambda main,
@@ -186,7 +188,7 @@ func NewFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Conf
 	for _, d := range []struct {
 		env string
 		dst *time.Duration
-	}{{EnvForceDetachAfter, &t.ForceDetachAfter}, {EnvConflictDeadline, &t.ConflictDeadline}} {
+	}{{EnvWaitDeadline, &t.WaitDeadline}, {EnvConflictDeadline, &t.ConflictDeadline}} {
 		if v := getenv(d.env); v != "" {
 			if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
 				return nil, fmt.Errorf("reconcile: %s=%q: want a positive duration such as 2m", d.env, v)
@@ -215,6 +217,7 @@ type invocation struct {
 	tasks        map[string]cloud.Task // those tasks, once described
 	readAt       time.Time             // when (zero: not yet); read again after Timing.Fresh
 	volumeEvents map[Key]VolumeChanged // the latest EBS notification per key
+	releases     map[Key]Release       // operator releases asked for in this invocation
 	// drainOnly: keys only a live draining instance's events named in this
 	// invocation. Their tasks' STOPPED events name them again, so a pass
 	// that finds a live task still holding the volume ends there instead
@@ -237,7 +240,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
-		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{},
+		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{}, releases: map[Key]Release{},
 	})
 }
 
@@ -250,6 +253,14 @@ func WithEventID(ctx context.Context, id string) context.Context {
 func invocationFrom(ctx context.Context) *invocation {
 	inv, _ := ctx.Value(invocationKey{}).(*invocation)
 	return inv
+}
+
+// seen keeps a task's state from an event of this invocation (the newest
+// version wins). Callers hold inv.mu.
+func (inv *invocation) seen(t cloud.Task) {
+	if old, ok := inv.tasks[t.ARN]; !ok || t.Version >= old.Version {
+		inv.tasks[t.ARN] = t
+	}
 }
 
 // noteOrigin remembers whether k was named only by a live draining

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // release frees an attachment no live task on its instance needs: unmount
-// through SSM, then DetachVolume (no force). Force only when the instance is
-// gone or its agent stays unreachable past the deadline.
+// through SSM, then DetachVolume (no force). Force only on EC2's word that
+// the instance is stopped or terminated, or when an operator asks.
 func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment) (Result, error) {
 	inst := a.InstanceID
 	log := p.log.With("volumeId", v.ID, "instance", inst)
@@ -28,23 +29,89 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 			if r, ok := p.drainOnlyHeld(log.With("task", users[0].ARN, "lastStatus", users[0].LastStatus), users[0]); ok {
 				return r, nil
 			}
-		}
-		if len(users) > 0 {
 			log.Info("a task on the instance still uses the volume; waiting for it to stop", "task", users[0].ARN, "lastStatus", users[0].LastStatus)
 			return p.retry(p.r.t.HolderWait, hint{}, "held by %s on %s", users[0].ARN, inst), nil
 		}
 	}
-	switch a.State {
-	case cloud.AttachAttaching:
-		if p.now.Sub(a.AttachTime) >= p.r.t.StuckAttach {
-			log.Warn("attachment nobody needs is stuck attaching; force-detaching", "device", a.Device)
-			return p.forceDetach(ctx, w, v, a, "stuck attaching")
-		}
-		return p.retry(p.r.t.AttachWait, hint{}, "attach of %s to %s in progress; will release after", v.ID, inst), nil
-	case cloud.AttachDetaching, cloud.AttachBusy:
+	if a.State == cloud.AttachDetaching || a.State == cloud.AttachBusy {
 		return p.detaching(ctx, w, v, a, ci, known)
 	}
+	if ecsGone := !known || ci.Gone(); ecsGone || p.hint.Unreach != 0 {
+		// ECS forgot the instance, or SSM did not reach it: EC2's word on
+		// the instance decides (the unmount's own answer otherwise).
+		if res, ok, err := p.haltedHost(ctx, w, v, a); ok || err != nil {
+			return res, err
+		}
+	}
+	// An attachment still attaching is released like any other: its mount
+	// was sent with it, and the unmount answers for whatever it did.
 	return p.unmountAndDetach(ctx, w, v, a, ci, known)
+}
+
+// haltedHost acts on EC2's word that the host is stopped or terminated
+// (force: nothing there can hold the volume) or on its way there (wait:
+// its containers may still flush after SIGTERM). ok false: it runs.
+func (p *pass) haltedHost(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment) (Result, bool, error) {
+	in, halted, err := p.hostState(ctx, a.InstanceID)
+	switch {
+	case err != nil:
+		return Result{}, true, err
+	case halted:
+		p.log.Warn("the holding instance is stopped or terminated; force-detaching", "volumeId", v.ID, "instance", a.InstanceID, "state", in.State)
+		res, err := p.forceDetach(ctx, w, v, a, "instance "+in.State, false)
+		return res, true, err
+	case in.Halting():
+		p.log.Info("the holding instance is on its way down: waiting for EC2 to say it stopped (its containers may still flush)", "volumeId", v.ID, "instance", a.InstanceID, "state", in.State)
+		res, err := p.waitOrStop(ctx, elsewhere(w.needers, a.InstanceID), reasonLiveHost,
+			fmt.Sprintf("volume %s waits for instance %s to finish %s (tether never force-detaches before EC2 says stopped)", p.key.Volume, a.InstanceID, in.State), p.r.t.CommandWait*2, p.hint)
+		return res, true, err
+	}
+	return Result{}, false, nil
+}
+
+// hostState: EC2's word on the instance. halted: stopped, terminated, or no
+// longer known to EC2 (a terminated instance's record goes after a while).
+func (p *pass) hostState(ctx context.Context, inst string) (cloud.Instance, bool, error) {
+	in, err := p.r.cloud.Instance(ctx, inst)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return cloud.Instance{ID: inst, State: "terminated (unknown to EC2)"}, true, nil
+	}
+	if err != nil {
+		return cloud.Instance{}, false, err
+	}
+	return in, in.Halted(), nil
+}
+
+// operatorForce: an operator asked in this invocation to force the key's release.
+func (p *pass) operatorForce() (Release, bool) {
+	p.inv.mu.Lock()
+	defer p.inv.mu.Unlock()
+	rel, ok := p.inv.releases[p.key]
+	return rel, ok && rel.Force
+}
+
+// liveWait: the host is alive and has not let go. tether waits (never a
+// force on a timer), counts the wait once past the threshold, stops the
+// waiting tasks past their deadline with a reason that says what they
+// waited for, or forces if an operator asked.
+func (p *pass) liveWait(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, what string, since time.Time, retry time.Duration, h hint) (Result, error) {
+	if rel, ok := p.operatorForce(); ok {
+		p.log.Warn("operator asked to force the release", "volumeId", v.ID, "instance", a.InstanceID, "operator", rel.Operator, "reason", rel.Reason, "waitingFor", what)
+		return p.forceDetach(ctx, w, v, a, "operator: "+rel.Reason, true)
+	}
+	p.waitedPast(what, since, map[string]any{"volumeId": v.ID, "instance": a.InstanceID, "waitingFor": what})
+	reason := fmt.Sprintf("volume %s waits for running instance %s, which tether never force-detaches: %s (an operator can release it with force)", p.key.Volume, a.InstanceID, what)
+	return p.waitOrStop(ctx, elsewhere(w.needers, a.InstanceID), reasonLiveHost, reason, retry, h)
+}
+
+func elsewhere(ns []need, instance string) []need {
+	var out []need
+	for _, n := range ns {
+		if n.instance() != instance {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // detaching: a detach from a.InstanceID is in progress and no live task
@@ -58,25 +125,26 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 // is refused by tether-agent, so this is safe whatever the cause.
 func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
 	inst := a.InstanceID
-	log := p.log.With("volumeId", v.ID, "instance", inst)
 	since := p.detachingSince(v.ID, inst)
-	if p.now.Sub(since) >= p.r.t.ForceDetachAfter {
-		gone, why, err := p.instanceGone(ctx, inst)
+	if a.State == cloud.AttachBusy || p.now.Sub(since) >= p.r.t.DetachStuck {
+		in, halted, err := p.hostState(ctx, inst)
 		if err != nil {
 			return Result{}, err
 		}
-		if gone {
-			log.Warn("detach stuck and the instance is gone; force-detaching", "why", why)
-			return p.forceDetach(ctx, w, v, a, why)
+		if halted {
+			// Nothing runs there to hold the device: EC2 ends the detach.
+			return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: inst, At: ms(since)}, "detaching %s from %s (%s)", v.ID, inst, in.State), nil
 		}
-		log.Warn("detach still in progress", "state", a.State, "since", since)
-	}
-	if a.State == cloud.AttachBusy || p.now.Sub(since) >= p.r.t.DetachStuck {
 		spacing := p.r.t.DetachStuck
 		if a.State == cloud.AttachBusy {
 			spacing = p.r.t.BusyWait
 		}
-		res, err := p.unmountBusyDetach(ctx, v, a, ci, known, spacing)
+		h := p.hint
+		if h.Step == stepUnmount && h.Volume == v.ID && h.Instance == inst && h.Command != "" && p.now.Sub(fromMS(h.At)) < spacing {
+			return p.retry(spacing-p.now.Sub(fromMS(h.At)), h, "detach of %s from %s waits for the guest", v.ID, inst), nil
+		}
+		p.log.Warn("detach held up: the filesystem may be mounted again on the instance; unmounting again", "volumeId", v.ID, "instance", inst, "state", a.State)
+		res, err := p.sendUnmount(ctx, w, v, a, ci)
 		return p.keepDetaching(res, v.ID, inst, since), err
 	}
 	h := hint{Step: stepDetach, Volume: v.ID, Instance: inst, At: ms(since)}
@@ -84,8 +152,20 @@ func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.At
 		h = p.hint
 		h.At = ms(since)
 	}
-	return p.retry(min(p.r.t.DetachWait, max(since.Add(p.r.t.DetachStuck).Sub(p.now), time.Second)), h,
+	return p.retry(min(p.detachPoll(since), max(since.Add(p.r.t.DetachStuck).Sub(p.now), time.Second)), h,
 		"detaching %s from %s", v.ID, inst), nil
+}
+
+// detachPoll: when to look at a detach that began at since again: first
+// after Timing.DetachPoll, then after half the time waited so far (at least
+// a second, at most DetachWait). Concurrent passes of one process look in
+// one DescribeVolumes (cloud's batcher).
+func (p *pass) detachPoll(since time.Time) time.Duration {
+	waited := p.now.Sub(since)
+	if waited < p.r.t.DetachPoll/2 {
+		return p.r.t.DetachPoll
+	}
+	return min(max(waited/2, time.Second), p.r.t.DetachWait)
 }
 
 // detachingSince: when the detach from inst began, as far as this chain of
@@ -100,7 +180,7 @@ func (p *pass) detachingSince(volumeID, inst string) time.Time {
 			return fromMS(h.At)
 		}
 	}
-	if a, ok := p.r.attachmentOf(volumeID); ok && a.State == cloud.AttachDetached && a.InstanceID == inst && !a.AttachTime.IsZero() {
+	if a, ok := p.r.mem.attachmentOf(volumeID); ok && a.State == cloud.AttachDetached && a.InstanceID == inst && !a.AttachTime.IsZero() {
 		return a.AttachTime // this process asked for the detach then
 	}
 	return p.now
@@ -123,69 +203,38 @@ func (p *pass) keepDetaching(res Result, volumeID, inst string, since time.Time)
 	return res
 }
 
-// instanceGone: EC2 says the instance is stopped or terminated (or no
-// longer knows it).
-func (p *pass) instanceGone(ctx context.Context, inst string) (bool, string, error) {
-	in, err := p.r.cloud.Instance(ctx, inst)
-	if errors.Is(err, cloud.ErrNotFound) {
-		return true, "instance unknown to EC2", nil
-	}
-	if err != nil {
-		return false, "", err
-	}
-	if in.Gone() {
-		return true, "instance " + in.State, nil
-	}
-	return false, "", nil
-}
-
 func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool) (Result, error) {
 	inst := a.InstanceID
-	log := p.log.With("volumeId", v.ID, "instance", inst)
+	log := p.log.With("volumeId", v.ID, "instance", inst, "attachment", token(a))
 	ecsGone := !known || ci.Gone()
-	if ecsGone {
-		gone, why, err := p.instanceGone(ctx, inst)
-		if err != nil {
-			return Result{}, err
-		}
-		if gone {
-			log.Warn("holding instance is gone; force-detaching", "why", why)
-			return p.forceDetach(ctx, w, v, a, why)
-		}
-	}
 	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
 	if err != nil {
 		return Result{}, err
 	}
 	if !found {
-		return p.sendUnmount(ctx, v, a, ci, 0)
+		return p.sendUnmount(ctx, w, v, a, ci)
 	}
+	res := parseResult(cmd)
 	switch cmd.Status {
 	case cloud.CommandPending:
-		if p.now.Sub(cmd.Requested) > 30*time.Second {
-			gone, why, err := p.instanceGone(ctx, inst)
-			if err != nil {
-				return Result{}, err
-			}
-			if gone {
-				log.Warn("unmount never ran and the instance is gone; force-detaching", "why", why)
-				return p.forceDetach(ctx, w, v, a, why)
-			}
-			if age := p.now.Sub(cmd.Requested); age >= p.r.t.ForceDetachAfter {
-				why := fmt.Sprintf("unmount did not finish within %s: the agent does not answer", age.Round(time.Second))
-				log.Warn("force-detaching", "why", why, "command", cmd.ID)
-				return p.forceDetach(ctx, w, v, a, why)
-			}
-		}
-		if p.hint.Command != cmd.ID {
+		if p.hint.Command != cmd.ID && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait {
 			if r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, inst); ok {
 				return r, nil
 			}
 		}
-		return p.retry(p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd), "unmount of %s on %s running", v.ID, inst), nil
+		what := fmt.Sprintf("its unmount has run for %s (a flush may take long)", p.now.Sub(cmd.Requested).Round(time.Second))
+		return p.liveWait(ctx, w, v, a, what, cmd.Requested, p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd))
 	case cloud.CommandSucceeded:
-		if res, wait, err := p.mountRacing(ctx, v, a, ci, cmd); wait || err != nil {
-			return res, err
+		u, parsed := res.out.Unmount()
+		if parsed {
+			if u.Attachment != "" && u.Attachment != token(a) {
+				log.Info("unmount result of another attachment: unmounting again", "resultAttachment", u.Attachment)
+				return p.sendUnmount(ctx, w, v, a, ci)
+			}
+			p.r.mem.noteReleasedGen(v.ID+"/"+token(a), u.Generation)
+		}
+		if again, wait, err := p.mountRacing(ctx, w, v, a, ci, cmd, u, parsed); again || err != nil {
+			return wait, err
 		}
 		return p.detach(ctx, w, v, inst, ci.ARN)
 	case cloud.CommandUnreachable:
@@ -193,62 +242,97 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		if since.IsZero() || since.After(cmd.Requested) {
 			since = cmd.Requested
 		}
-		gone, why, err := p.instanceGone(ctx, inst)
-		if err != nil {
-			return Result{}, err
+		p.hint.Unreach = ms(since)
+		if res, ok, err := p.haltedHost(ctx, w, v, a); ok || err != nil {
+			return res, err
 		}
-		switch {
-		case gone:
-		case ecsGone:
-			why = "ECS deregistered the instance and its agent does not answer"
-		case p.now.Sub(since) >= p.r.t.ForceDetachAfter:
-			why = fmt.Sprintf("agent unreachable for %s", p.now.Sub(since).Round(time.Second))
-		default:
-			log.Warn("unmount not delivered; trying again", "since", since, "detail", cmd.Detail)
-			p.hint.Unreach = ms(since)
-			return p.sendUnmount(ctx, v, a, ci, 0)
+		if known && ci.Status == "" { // not read yet: does ECS still know it?
+			cur, err := p.containerInstance(ctx, ci.ARN)
+			if err != nil {
+				return Result{}, err
+			}
+			ecsGone = cur.Gone()
 		}
-		log.Warn("force-detaching: the holding instance does not answer", "why", why)
-		return p.forceDetach(ctx, w, v, a, why)
+		what := "its SSM agent does not answer (" + cmd.Detail + ")"
+		if ecsGone {
+			what = "ECS no longer knows it and " + what
+		}
+		log.Warn("unmount not delivered", "since", since, "detail", cmd.Detail, "ecsGone", ecsGone)
+		r, err := p.liveWait(ctx, w, v, a, what, since, p.r.t.CommandWait*5, p.hint)
+		if err != nil || r.Done() || p.now.Sub(cmd.Requested) < p.r.t.CommandWait*5 {
+			return r, err
+		}
+		if _, forced := p.operatorForce(); forced {
+			return r, nil
+		}
+		sent, err := p.sendUnmount(ctx, w, v, a, ci)
+		if err != nil || sent.Done() {
+			return sent, err
+		}
+		return r, nil
 	}
-	// Failed: exit 3 means a container still uses the volume.
-	if cmd.ExitCode == 3 {
+	code := cmd.ExitCode
+	msg := res.message(cmd)
+	if code == agentproto.ExitBusy {
 		// Busy counts from the first refusal this chain of passes saw: an
 		// old refusal (a task started there since, and stopped) does not.
 		busySince := fromMS(p.hint.Busy)
 		if p.hint.Step != stepUnmount || busySince.IsZero() {
 			busySince = p.now
 		}
-		if p.now.Sub(busySince) >= p.r.t.BusyDeadline {
-			return Result{}, fmt.Errorf("unmount of %q on %q refused as busy for %s although ECS runs no task using it there", v.ID, inst, p.now.Sub(busySince).Round(time.Second))
-		}
+		p.hint.Busy = ms(busySince)
+		log.Info("unmount busy: something on the host still holds the volume; asking again later", "since", busySince, "agent", msg)
 		if wait := p.r.t.BusyWait - p.now.Sub(cmd.Requested); wait > 0 {
 			h := p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd)
 			h.Busy = ms(busySince)
-			log.Info("unmount busy: a container still uses the volume; asking again later", "since", busySince)
-			return p.retry(wait, h, "unmount of %s on %s busy", v.ID, inst), nil
+			return p.liveWait(ctx, w, v, a, "the agent says "+msg, busySince, wait, h)
 		}
-		p.hint.Busy = ms(busySince)
-		return p.sendUnmount(ctx, v, a, ci, 0)
+		sent, err := p.sendUnmount(ctx, w, v, a, ci)
+		if err != nil || sent.Done() {
+			return sent, err
+		}
+		return p.liveWait(ctx, w, v, a, "the agent says "+msg, busySince, sent.RetryAfter, parseHint(sent.Hint))
 	}
-	attempts, err := p.failedCommands(ctx, p.r.unmountDoc, v.ID, a)
-	if err != nil {
-		return Result{}, err
+	attempt := max(p.hint.Attempt, 1)
+	log.Warn("unmount failed", "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
+	if agentproto.Permanent(code) {
+		// Only a person can fix what the agent found: the tasks waiting
+		// elsewhere are told now, with its words; the volume stays.
+		reason := fmt.Sprintf("volume %s cannot leave %s: tether-agent there refused to unmount it: %s", p.key.Volume, inst, msg)
+		var ts []cloud.Task
+		for _, n := range elsewhere(w.needers, inst) {
+			ts = append(ts, n.task)
+		}
+		if err := p.failTasks(ctx, ts, agentReason(code), reason); err != nil {
+			return Result{}, err
+		}
+		return done("unmount refused: " + string(agentproto.ClassOf(code))), nil
 	}
-	if attempts >= 3 {
-		return Result{}, fmt.Errorf("unmount of %q on %q failed %d times (last: exit %d, %s)", v.ID, inst, attempts, cmd.ExitCode, cmd.Detail)
+	if attempt >= 3 {
+		return p.liveWait(ctx, w, v, a, "its unmount failed: "+msg, cmd.Requested, p.r.t.HolderWait, hint{})
 	}
-	log.Warn("unmount failed; trying again", "exitCode", cmd.ExitCode, "detail", cmd.Detail, "attempts", attempts)
-	return p.sendUnmount(ctx, v, a, ci, attempts)
+	p.hint.Attempt = attempt
+	return p.sendUnmount(ctx, w, v, a, ci)
 }
 
-func (p *pass) sendUnmount(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, attempt int) (Result, error) {
-	params := map[string]string{"VolumeId": v.ID, "VolumeName": p.key.Volume, "Force": "false"}
-	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, attempt)
-	if err == nil && p.hint.Busy != 0 {
-		h := parseHint(res.Hint)
-		h.Busy = p.hint.Busy
-		res.Hint = h.String()
+func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance) (Result, error) {
+	params := map[string]string{agentproto.ParamVolumeID: v.ID, agentproto.ParamVolumeName: p.key.Volume, agentproto.ParamForce: "false"}
+	if !a.AttachTime.IsZero() {
+		params[agentproto.ParamAttachment] = token(a)
+	}
+	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, p.hint.Attempt)
+	if errors.Is(err, cloud.ErrUnreachable) || errors.Is(err, cloud.ErrRefused) {
+		since := fromMS(p.hint.Unreach)
+		if since.IsZero() {
+			since = p.now
+		}
+		h := hint{Step: stepUnmount, Volume: v.ID, Instance: a.InstanceID, CI: ci.ARN, Unreach: ms(since), Since: p.hint.Since}
+		p.hint = h
+		if res, ok, err := p.haltedHost(ctx, w, v, a); ok || err != nil {
+			return res, err
+		}
+		what := "SSM refuses to run its unmount (" + ssmWhy(err) + ")"
+		return p.liveWait(ctx, w, v, a, what, since, p.r.t.CommandWait*5, h)
 	}
 	return res, err
 }
@@ -261,8 +345,7 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
 	if cloud.IsDone(err) {
-		// Another pass asked for this detach: its chain (the detach
-		// event, or its own fallback retry) goes on from here.
+		// Another pass asked for this detach: its chain goes on from here.
 		log.Info("already detached (or detaching): the pass that asked goes on", "error", err)
 		return done(fmt.Sprintf("%s already detached (or detaching) from %s", v.ID, inst)), nil
 	}
@@ -270,26 +353,30 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 		return Result{}, err
 	}
 	since := p.releaseStart(w, ciARN)
-	p.r.noteReleased(p.key, since)
-	p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: inst, State: cloud.AttachDetached, AttachTime: p.now})
-	p.r.startInflight(v.ID, stepDetach, p.now)
+	p.r.mem.noteReleased(p.key, since)
+	p.r.mem.noteAttachment(p.key, v.ID, cloud.Attachment{InstanceID: inst, State: cloud.AttachDetached, AttachTime: p.now})
+	p.r.mem.startInflight(v.ID, stepDetach, p.now)
 	log.Info("detaching")
-	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)},
-		"detaching %s from %s", v.ID, inst), nil
+	h := hint{Step: stepDetach, Volume: v.ID, Instance: inst, CI: ciARN, At: ms(p.now), Since: ms(since)}
+	if t, ok := p.target(w, nil); ok && t.instance() != inst {
+		h.Target = t.task.ARN
+	}
+	return p.retry(p.r.t.DetachPoll, h, "detaching %s from %s", v.ID, inst), nil
 }
 
-// forceDetach: only for instances that are gone or do not answer, and for
-// attachments stuck in "attaching". The device name is remembered as
-// unusable on that instance (a force-detached Xen name can stay poisoned).
-func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, why string) (Result, error) {
+// forceDetach: only when EC2 says the instance is stopped or terminated,
+// or when an operator asked (operator true). Read again right before,
+// past every cache: the attachment must be the one judged, EC2 must still
+// say halted (unless an operator asked), and no started task may use the
+// volume there. The device name is remembered as unusable on that
+// instance (a force-detached Xen name can stay poisoned).
+func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, why string, operator bool) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID)
 	if err := p.fresh("force detach"); err != nil {
 		return Result{}, err
 	}
-	// EC2 has no conditional detach, and a force detach under a running
-	// task loses its writes: read the attachment once more, past the
-	// invocation's cache, and force only if it is still the one judged.
-	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), v.ID)
+	fresh := cloud.Uncached(ctx)
+	cur, err := p.r.cloud.VolumeByID(fresh, v.ID)
 	if errors.Is(err, cloud.ErrNotFound) {
 		return done("volume gone"), nil
 	}
@@ -304,15 +391,16 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 		log.Info("attachment changed since this pass judged it; not forcing", "was", a.State, "now", cur.Attachments)
 		return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", v.ID, a.InstanceID), nil
 	}
-	// And the tasks: ECS may have placed one there since this pass read
-	// them, whose plugin remounted the volume by itself (its device is
-	// still attached). A living instance's users are read afresh.
-	gone, _, err := p.instanceGone(ctx, a.InstanceID)
+	in, halted, err := p.hostState(fresh, a.InstanceID)
 	if err != nil {
 		return Result{}, err
 	}
-	if !gone {
-		users, err := p.usersNow(ctx, a.InstanceID)
+	if !halted && !operator {
+		log.Warn("not forcing: EC2 no longer says the instance is stopped or terminated", "state", in.State, "why", why)
+		return p.retry(p.r.t.CommandWait, hint{}, "instance %s is %s; not forcing", a.InstanceID, in.State), nil
+	}
+	if !halted {
+		users, err := p.usersNow(ctx, w, a.InstanceID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -325,20 +413,25 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 	if err != nil && !cloud.IsDone(err) {
 		return Result{}, err
 	}
-	p.r.poison(a.InstanceID, a.Device)
-	p.r.noteAttachment(v.ID, cloud.Attachment{InstanceID: a.InstanceID, State: cloud.AttachDetached, AttachTime: p.now})
+	p.r.dev.poison(a.InstanceID, a.Device)
+	p.r.mem.noteAttachment(p.key, v.ID, cloud.Attachment{InstanceID: a.InstanceID, State: cloud.AttachDetached, AttachTime: p.now})
 	since := p.releaseStart(w, "")
-	p.r.noteReleased(p.key, since)
-	log.Warn("force-detached", "why", why, "device", a.Device)
-	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID, "why": why}, metricForceDetaches(1))
-	return p.retry(p.r.t.DetachWait, hint{Step: stepDetach, Volume: v.ID, Instance: a.InstanceID, At: ms(p.now), Since: ms(since), Poison: a.Device},
+	p.r.mem.noteReleased(p.key, since)
+	metric := "ForcedDetachesGone"
+	if !halted {
+		metric = "ForcedDetachesLive"
+	}
+	log.Warn("force-detached", "why", why, "device", a.Device, "instanceState", in.State, "operator", operator)
+	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID, "why": why, "instanceState": in.State},
+		metricCount(metric), metricCount("ForceDetaches"))
+	return p.retry(p.r.t.DetachPoll, hint{Step: stepDetach, Volume: v.ID, Instance: a.InstanceID, At: ms(p.now), Since: ms(since), Poison: a.Device},
 		"force-detaching %s from %s (%s)", v.ID, a.InstanceID, why), nil
 }
 
 // usersNow lists the started tasks ECS has on the instance that use the
 // volume and may still run, read afresh past every cache: the last look
-// before a force detach, which EC2 cannot make conditional.
-func (p *pass) usersNow(ctx context.Context, inst string) ([]cloud.Task, error) {
+// before an operator's force detach, which EC2 cannot make conditional.
+func (p *pass) usersNow(ctx context.Context, w want, inst string) ([]cloud.Task, error) {
 	ctx = cloud.Uncached(ctx)
 	ci, known, err := p.containerInstanceOf(ctx, want{}, inst)
 	if err != nil || !known {
@@ -347,18 +440,26 @@ func (p *pass) usersNow(ctx context.Context, inst string) ([]cloud.Task, error) 
 	var candidates []cloud.Task
 	if id, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped {
 		candidates, err = p.r.cloud.Tasks(ctx, p.key.Cluster, []string{id})
+		if err != nil {
+			return nil, err
+		}
 	} else {
-		candidates, err = p.r.cloud.LiveTasks(ctx, p.key.Cluster)
-	}
-	if err != nil {
-		return nil, err
-	}
-	stopping, err := p.r.cloud.StoppingTasks(ctx, p.key.Cluster, ci.ARN)
-	if err != nil && !errors.Is(err, cloud.ErrNotFound) {
-		return nil, err
+		fams := w.families
+		if len(fams) == 0 {
+			fams = p.r.mem.familiesOf(p.key)
+		}
+		for _, f := range fams {
+			for _, desired := range []string{"RUNNING", "STOPPED"} {
+				ts, err := p.r.cloud.TasksOf(ctx, p.key.Cluster, cloud.TaskQuery{Family: f, ContainerInstance: ci.ARN, Desired: desired})
+				if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+					return nil, err
+				}
+				candidates = append(candidates, ts...)
+			}
+		}
 	}
 	var out []cloud.Task
-	for _, t := range append(candidates, stopping...) {
+	for _, t := range candidates {
 		// Started ones: a task still PENDING there has run nothing on the
 		// volume yet (and one whose attachment is stuck waits for this).
 		started := !t.StartedAt.IsZero() || t.LastStatus == "RUNNING"
@@ -401,146 +502,251 @@ func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error)
 }
 
 // continueStep finishes a step a previous pass started, from its hint,
-// without reading EC2: an unmount that succeeded is followed by the detach,
+// before reading ECS: a detach in progress is looked at in EC2 alone, an
+// unmount whose result releases the attachment is followed by the detach,
 // a mount that succeeded ends the handoff. Anything unexpected falls back
 // to a full pass.
-func (p *pass) continueStep(ctx context.Context, w want) (Result, bool, error) {
+func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	h := p.hint
-	// The fallback retry after an attach or detach, when this process has
-	// since moved on (the EBS event came first): the newer chain goes on.
+	// The fallback retry after a step this process has since moved past
+	// (an event came first): the newer chain goes on.
 	switch {
-	case h.Step == stepAttach && h.Volume != "" && p.r.mountSentAfter(h.Volume, h.Instance, fromMS(h.At)):
-		return done("superseded: mount already sent on " + h.Instance), true, nil
 	case h.Step == stepDetach && h.Volume != "":
-		if a, ok := p.r.attachmentOf(h.Volume); ok && a.State != cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+		if a, ok := p.r.mem.attachmentOf(h.Volume); ok && a.State != cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
+		return p.pollDetach(ctx)
 	case h.Step == stepUnmount && h.Volume != "":
 		// A repeated SSM event of an unmount whose detach this process
 		// already asked for: the detach's own chain goes on.
-		if a, ok := p.r.attachmentOf(h.Volume); ok && a.InstanceID == h.Instance && a.State == cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+		if a, ok := p.r.mem.attachmentOf(h.Volume); ok && a.InstanceID == h.Instance && a.State == cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
 			return done("superseded: detach from " + h.Instance + " already asked"), true, nil
 		}
 	}
 	if h.Command == "" || h.Volume == "" || h.Instance == "" {
 		return Result{}, false, nil
 	}
+	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+	if errors.Is(err, cloud.ErrNotFound) {
+		if p.now.Sub(fromMS(h.At)) < 30*time.Second {
+			return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent", h.Step, h.Volume, h.Instance), true, nil
+		}
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	switch {
+	case c.Status == cloud.CommandPending && p.now.Sub(fromMS(h.At)) < p.r.t.CommandEventWait*3:
+		return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s running", h.Step, h.Volume, h.Instance), true, nil
+	case c.Status != cloud.CommandSucceeded:
+		return Result{}, false, nil // the full pass weighs failures
+	}
+	out, _ := agentproto.ParseOutput(c.Output)
 	switch h.Step {
 	case stepUnmount:
-		if len(onInstance(w.needers, h.Instance)) > 0 {
+		u, ok := out.Unmount()
+		if !ok || !u.Released || u.Attachment == "" {
 			return Result{}, false, nil
 		}
-		if h.CI == "" {
-			// A hint made from the command alone (SSM's event reached
-			// another process): ECS says which container instance it is.
-			ci, known, err := p.containerInstanceOf(ctx, w, h.Instance)
-			if err != nil || !known {
-				return Result{}, false, err
-			}
-			h.CI = ci.ARN
-			p.hint.CI = ci.ARN
-		}
-		users, err := p.usersOn(ctx, w, cloud.ContainerInstance{ARN: h.CI, EC2InstanceID: h.Instance})
-		if err != nil || len(users) > 0 {
-			return Result{}, false, err
-		}
-		c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+		cur, err := p.r.cloud.VolumeByID(ctx, h.Volume)
 		if errors.Is(err, cloud.ErrNotFound) {
-			return Result{}, false, nil
+			return done("volume gone"), true, nil
 		}
 		if err != nil {
 			return Result{}, false, err
 		}
-		switch c.Status {
-		case cloud.CommandPending:
-			if p.now.Sub(fromMS(h.At)) > 30*time.Second {
-				return Result{}, false, nil // let the full pass check the instance
+		here, elsewhere, err := p.neededOn(ctx, h.CI)
+		if err != nil || here {
+			return Result{}, false, err // a task wants it there now: the full pass serves it
+		}
+		for _, a := range cur.Attachments {
+			if a.InstanceID != h.Instance || token(a) != u.Attachment || a.State != cloud.AttachAttached {
+				continue
 			}
-			return p.retry(p.r.t.CommandEventWait, h, "unmount of %s on %s running", h.Volume, h.Instance), true, nil
-		case cloud.CommandSucceeded:
-			if !c.Ended.IsZero() && p.now.Sub(c.Ended) > p.r.t.CommandEventWait/2 {
-				// Long since over: this is the fallback retry, and SSM's
-				// event has most likely moved the key on already. The full
-				// pass reads where the volume is instead of detaching blind.
-				return Result{}, false, nil
+			p.r.mem.noteReleasedGen(h.Volume+"/"+u.Attachment, u.Generation)
+			if g := p.r.mem.generationsOf(h.Volume + "/" + u.Attachment); g.mounted > u.Generation {
+				return Result{}, false, nil // mounted again since: the full pass unmounts again
 			}
-			a := cloud.Attachment{InstanceID: h.Instance}
 			c.Requested = fromMS(h.At)
-			if res, wait, err := p.mountRacing(ctx, cloud.Volume{ID: h.Volume}, a, cloud.ContainerInstance{ARN: h.CI}, c); wait || err != nil {
-				return res, wait, err
+			if again, wait, err := p.mountRacing(ctx, want{}, cur, a, cloud.ContainerInstance{ARN: h.CI}, c, u, true); again || err != nil {
+				return wait, true, err
 			}
-			res, err := p.detach(ctx, w, cloud.Volume{ID: h.Volume}, h.Instance, h.CI)
+			res, err := p.detach(ctx, want{}, cur, h.Instance, h.CI)
+			if err == nil && !res.Done() && elsewhere != "" {
+				dh := parseHint(res.Hint)
+				dh.Target = elsewhere
+				res.Hint = dh.String()
+			}
 			return res, true, err
 		}
 	case stepMount:
-		here := onInstance(w.needers, h.Instance)
-		waited := false
-		for _, n := range here {
-			if !n.task.CreatedAt.After(fromMS(h.At)) {
-				waited = true // the command was sent for a task still waiting
-			}
-		}
-		if !waited {
+		m, ok := out.Mount()
+		if !ok || m.Attachment == "" {
 			return Result{}, false, nil
 		}
-		c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
-		if errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second {
-			return p.retry(p.r.t.CommandEventWait, h, "mount of %s on %s sent", h.Volume, h.Instance), true, nil
+		p.r.mem.noteMounted(h.Volume+"/"+m.Attachment, m.Generation)
+		if g := p.r.mem.generationsOf(h.Volume + "/" + m.Attachment); g.released >= m.Generation {
+			return Result{}, false, nil
 		}
-		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+		v, known := p.r.cloud.KnownVolume(h.Volume)
+		if !known {
+			return Result{}, false, nil
+		}
+		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, false, err
 		}
-		if err == nil {
-			switch c.Status {
-			case cloud.CommandPending:
-				return p.retry(p.r.t.CommandEventWait, h, "mount of %s on %s running", h.Volume, h.Instance), true, nil
-			case cloud.CommandSucceeded:
-				p.mounted(w, cloud.Volume{ID: h.Volume}, h.Instance, c)
-				return done("mounted on " + h.Instance), true, nil
-			}
-		}
+		p.mounted(want{}, v, h.Instance, c)
+		return done("mounted on " + h.Instance), true, nil
 	}
 	return Result{}, false, nil
 }
 
-// mountRacing: an unmount succeeded, but a mount command for the volume on
-// the same instance may still run, or ran after it (SSM does not order
-// commands), and mounted the filesystem again. Then detaching would leave
-// EC2 waiting ("busy") on a mounted device: wait for the mount, unmount
-// again, and only then detach.
-func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, unmount cloud.Command) (Result, bool, error) {
-	mounts, err := p.commandsFor(ctx, p.r.mountDoc, v.ID, a)
+// neededOn: a task that wants the key's volume runs, or is placed, on the
+// container instance (one listing of the key's families, shared by the
+// invocation); elsewhere names one that wants it on another instance.
+// Without a known family or instance it says yes: the full pass reads what
+// it needs.
+func (p *pass) neededOn(ctx context.Context, ciARN string) (here bool, elsewhere string, err error) {
+	fams := p.r.mem.familiesOf(p.key)
+	if ciARN == "" || len(fams) == 0 {
+		return true, "", nil
+	}
+	if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped {
+		return false, "", nil // its one task stopped, or it would not be released
+	}
+	for _, f := range fams {
+		arns, err := p.r.cloud.ListTaskARNs(ctx, p.key.Cluster, cloud.TaskQuery{Family: f})
+		if err != nil {
+			return false, "", err
+		}
+		ts, err := p.r.cloud.TaskHomes(ctx, p.key.Cluster, arns) // desired RUNNING, by the listing
+		if err != nil {
+			return false, "", err
+		}
+		for _, t := range ts {
+			_, uses, err := p.uses(ctx, t)
+			switch {
+			case err != nil:
+				return false, "", err
+			case !uses:
+			case t.ContainerInstanceARN == ciARN:
+				return true, "", nil
+			case elsewhere == "" && t.ContainerInstanceARN != "":
+				elsewhere = t.ARN
+			}
+		}
+	}
+	return false, elsewhere, nil
+}
+
+// pollDetach looks at a detach this chain asked for, in EC2 alone: still
+// going, the key comes back after detachPoll; done (or changed), the full
+// pass takes the next step.
+func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
+	h := p.hint
+	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
 	if err != nil {
+		if errors.Is(err, cloud.ErrNotFound) {
+			return Result{}, false, nil
+		}
 		return Result{}, false, err
 	}
+	for _, a := range v.Attachments {
+		if a.InstanceID == h.Instance && a.State == cloud.AttachDetaching {
+			since := fromMS(h.At)
+			if p.now.Sub(since) >= p.r.t.DetachStuck {
+				return Result{}, false, nil // the full pass decides whether the guest holds it up
+			}
+			return p.retry(p.detachPoll(since), h, "detaching %s from %s", h.Volume, h.Instance), true, nil
+		}
+	}
+	if len(v.Attachments) > 0 || h.Target == "" || v.State != cloud.VolumeAvailable {
+		return Result{}, false, nil
+	}
+	// Detached: attach it where the task it was released for runs, if that
+	// task still wants it (one DescribeTasks); anything else, the full pass.
+	w, ok, err := p.targetOnly(ctx, h.Target)
+	if err != nil || !ok {
+		return Result{}, false, err
+	}
+	p.r.mem.createdFine(p.key)
+	p.noteProgress(w, v)
+	res, err := p.placeAvailable(ctx, w, v)
+	return res, true, err
+}
+
+// targetOnly: the desired state as one named task shows it, when that task
+// still wants the key's volume on an instance ECS knows.
+func (p *pass) targetOnly(ctx context.Context, arn string) (want, bool, error) {
+	ts, err := p.r.cloud.Tasks(ctx, p.key.Cluster, []string{arn})
+	if err != nil || len(ts) != 1 {
+		return want{}, false, err
+	}
+	t := ts[0]
+	if t.DesiredStatus != "RUNNING" || t.LastStatus == "STOPPED" || t.ContainerInstanceARN == "" {
+		return want{}, false, nil
+	}
+	spec, uses, err := p.uses(ctx, t)
+	if err != nil || !uses {
+		return want{}, false, err
+	}
+	ci, err := p.r.cloud.ContainerInstanceHome(ctx, p.key.Cluster, t.ContainerInstanceARN)
+	if err != nil || ci.EC2InstanceID == "" {
+		return want{}, false, nil
+	}
+	w := want{users: []cloud.Task{t}, ciByARN: map[string]cloud.ContainerInstance{ci.ARN: ci},
+		needers: []need{{task: t, spec: spec, ci: ci}}, families: p.r.mem.familiesOf(p.key)}
+	return w, true, nil
+}
+
+// mountRacing: an unmount succeeded, but a mount for the attachment may
+// still run, or have run after it (SSM does not order commands), and
+// mounted the filesystem again. The agent's generations say which: a mount
+// result of a later generation than the unmount released means unmount
+// again; a mount still running means wait. Execution times (the instance's
+// clock) are used only for results without a generation (an older agent).
+func (p *pass) mountRacing(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, unmount cloud.Command, u agentproto.UnmountResult, parsed bool) (bool, Result, error) {
+	if parsed {
+		if g := p.r.mem.generationsOf(v.ID + "/" + token(a)); g.mounted > u.Generation {
+			p.log.Info("mounted again after the unmount (generation); unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "released", u.Generation, "mounted", g.mounted)
+			res, err := p.sendUnmount(ctx, w, v, a, ci)
+			return true, res, err
+		}
+	}
+	mounts, err := p.commandsFor(ctx, p.r.mountDoc, v.ID, a)
+	if err != nil {
+		return false, Result{}, err
+	}
 	for _, m := range mounts {
-		switch {
-		case m.Status == cloud.CommandPending:
+		if m.Status == cloud.CommandPending {
 			p.log.Info("a mount command still runs where the volume is being released; waiting for it", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
-			return p.retry(p.r.t.CommandEventWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), true, nil
-		case m.Requested.After(unmount.Requested):
-			p.log.Info("a mount was sent after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
-			res, err := p.sendUnmount(ctx, v, a, ci, 0)
-			return res, true, err
-		case m.Status != cloud.CommandSucceeded || unmount.Requested.Sub(m.Requested) > mountRaceWindow:
+			return true, p.retry(p.r.t.CommandEventWait, hint{}, "mount %s on %s still running", m.ID, a.InstanceID), nil
+		}
+		if m.Status != cloud.CommandSucceeded || unmount.Requested.Sub(m.Requested) > mountRaceWindow {
 			continue
 		}
-		// Sent before the unmount, it may still have run after it: SSM
-		// does not order commands. Its end says.
 		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID)
 		if errors.Is(err, cloud.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return Result{}, false, err
+			return false, Result{}, err
 		}
-		if d.Status == cloud.CommandSucceeded && (d.Ended.IsZero() || !d.Ended.Before(unmount.Requested)) {
-			p.log.Info("a mount sent before the unmount ran after it; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID, "mountEnded", d.Ended)
-			res, err := p.sendUnmount(ctx, v, a, ci, 0)
-			return res, true, err
+		later := false
+		if mr, ok := parseResult(d).out.Mount(); ok && parsed && mr.Generation > 0 {
+			p.r.mem.noteMounted(v.ID+"/"+token(a), mr.Generation)
+			later = mr.Generation > u.Generation
+		} else {
+			later = m.Requested.After(unmount.Requested) || d.Ended.IsZero() || !d.Ended.Before(unmount.Requested)
+		}
+		if later {
+			p.log.Info("a mount ran after the unmount; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "command", m.ID)
+			res, err := p.sendUnmount(ctx, w, v, a, ci)
+			return true, res, err
 		}
 	}
-	return Result{}, false, nil
+	return false, Result{}, nil
 }
 
 // mountRaceWindow: a mount command requested this long before an unmount
@@ -548,28 +754,10 @@ func (p *pass) mountRacing(ctx context.Context, v cloud.Volume, a cloud.Attachme
 // commands plus the mount document's 180 s execution timeout, rounded up).
 const mountRaceWindow = 5 * time.Minute
 
-// unmountBusyDetach: the detach waits because the guest still has the
-// filesystem mounted; no live task there uses it, so unmount (again), at
-// most once per spacing.
-func (p *pass) unmountBusyDetach(ctx context.Context, v cloud.Volume, a cloud.Attachment, ci cloud.ContainerInstance, known bool, spacing time.Duration) (Result, error) {
-	unmounts, err := p.commandsFor(ctx, p.r.unmountDoc, v.ID, a)
-	if err != nil {
-		return Result{}, err
+// ssmWhy says in a few words why SSM refused a command.
+func ssmWhy(err error) string {
+	if errors.Is(err, cloud.ErrUnreachable) {
+		return "InvalidInstanceId: its SSM agent is not running or not registered"
 	}
-	if len(unmounts) > 0 && unmounts[0].Status == cloud.CommandPending {
-		return p.retry(p.r.t.CommandEventWait, hint{}, "unmount of busy %s on %s running", v.ID, a.InstanceID), nil
-	}
-	if len(unmounts) > 0 && p.now.Sub(unmounts[0].Requested) < spacing {
-		return p.retry(spacing-p.now.Sub(unmounts[0].Requested), hint{}, "detach of %s from %s waits for the guest", v.ID, a.InstanceID), nil
-	}
-	if !known || ci.Gone() {
-		if gone, why, err := p.instanceGone(ctx, a.InstanceID); err != nil || gone {
-			if err != nil {
-				return Result{}, err
-			}
-			return p.forceDetach(ctx, want{}, v, a, why)
-		}
-	}
-	p.log.Warn("detach held up: the filesystem is still mounted on the instance; unmounting again", "volumeId", v.ID, "instance", a.InstanceID, "state", a.State)
-	return p.sendUnmount(ctx, v, a, ci, 0)
+	return err.Error()
 }

@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-ecs/tether/functions/internal/fakeaws"
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
 // staleMount sets up the benchmark's stuck handoff (fleet-vol-178): T1 on
-// i-a is drained and T2 placed on i-b; a pass decides to mount the volume
-// on i-b for T2 and is slow to do it (held before its SendCommand). It
-// returns that pass, T2 and the volume.
-func staleMount(t *testing.T, h *harness, shows string) (*held, string, fakeaws.Volume) {
+// i-a is drained and T2 placed on i-b; a pass attaches the volume to i-b
+// for T2 and is slow to send the mount that follows (held before its
+// SendCommand) while the attach ends. It returns that pass, T2 and the volume.
+func staleMount(t *testing.T, h *harness, shows string) (*held, string, cloudtest.Volume) {
 	t.Helper()
 	h.w.BlockedDetachShows(shows)
 	h.w.AddInstance("i-a", "us-east-1a")
@@ -21,14 +21,20 @@ func staleMount(t *testing.T, h *harness, shows string) (*held, string, fakeaws.
 	t1, v := runningShared(t, h)
 	h.w.StopTask(t1, "drain")
 	t2 := h.w.PlaceTask(tdShared, "i-b")
-	return h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", mountDoc), 400), t2, v
+	held := h.runUntilHeld(h.w.HoldNext("SSM:SendCommand", mountDoc), 400)
+	for _, op := range h.w.Pending() { // the attach the held pass made ends meanwhile
+		if op.Kind == "attach" {
+			h.w.Complete(op)
+		}
+	}
+	return held, t2, v
 }
 
 // failToStart: T2 gives up waiting for its volume (its plugin Mount timed
 // out) and ECS stops it; the triggers of its events are returned.
 func failToStart(h *harness, task string) []reconcile.Trigger {
 	h.w.StopTask(task, "CannotStartContainerError: volume not mounted in time")
-	h.w.Complete(fakeaws.Op{Kind: "stop", ID: task})
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: task})
 	h.collect()
 	var triggers []reconcile.Trigger
 	for _, ev := range h.events {

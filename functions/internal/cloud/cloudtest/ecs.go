@@ -1,7 +1,8 @@
-package fakeaws
+package cloudtest
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -20,7 +21,7 @@ func (t *Task) toECS() ecstypes.Task {
 	out := ecstypes.Task{
 		TaskArn: aws.String(t.ARN), TaskDefinitionArn: aws.String(t.TaskDef), ContainerInstanceArn: aws.String(t.CI),
 		AvailabilityZone: aws.String(t.AZ), LastStatus: aws.String(t.LastStatus), DesiredStatus: aws.String(t.DesiredStatus),
-		CreatedAt: aws.Time(t.Created), Version: t.Version,
+		CreatedAt: aws.Time(t.Created), Version: t.Version, Group: aws.String(t.Group),
 	}
 	if !t.Started.IsZero() {
 		out.StartedAt = aws.Time(t.Started)
@@ -34,7 +35,11 @@ func (t *Task) toECS() ecstypes.Task {
 	return out
 }
 
-// ListTasks implements cloud.ECSAPI (filters: containerInstance, desiredStatus).
+// ListTasks implements cloud.ECSAPI as the ECS API reference describes it:
+// filters cluster, containerInstance (an unknown one is
+// InvalidParameterException), family, serviceName, desiredStatus (default
+// RUNNING), startedBy (then the only filter); maxResults 1 to 100 (default
+// 100), pages by nextToken.
 func (c *ECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func(*ecs.Options)) (*ecs.ListTasksOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -42,21 +47,66 @@ func (c *ECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func(*ec
 	if err := w.call("ECS:ListTasks"); err != nil {
 		return nil, err
 	}
+	if in.StartedBy != nil && (in.Family != nil || in.ContainerInstance != nil || in.ServiceName != nil || in.DesiredStatus != "") {
+		return nil, apiErr("InvalidParameterException", "startedBy must be the only filter.")
+	}
 	desired := string(in.DesiredStatus)
 	if desired == "" {
 		desired = "RUNNING"
 	}
-	out := &ecs.ListTasksOutput{}
-	for _, t := range w.sortedTasksLocked() {
-		if t.DesiredStatus != desired {
-			continue
-		}
-		if ci := aws.ToString(in.ContainerInstance); ci != "" && t.CI != ci {
-			continue
-		}
-		out.TaskArns = append(out.TaskArns, t.ARN)
+	ci := aws.ToString(in.ContainerInstance)
+	if ci != "" && w.cis[ci] == nil {
+		return nil, apiErr("InvalidParameterException", "Container instance can not be found.")
 	}
-	return out, nil
+	if in.StartedBy != nil {
+		return &ecs.ListTasksOutput{}, nil // tether's tasks are not started by anyone the fake knows
+	}
+	var arns []string
+	for _, t := range w.sortedTasksLocked() {
+		switch {
+		case t.DesiredStatus != desired:
+		case ci != "" && t.CI != ci:
+		case in.Family != nil && familyOf(t.TaskDef) != aws.ToString(in.Family):
+		case in.ServiceName != nil && t.Group != "service:"+aws.ToString(in.ServiceName):
+		default:
+			arns = append(arns, t.ARN)
+		}
+	}
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListTasksOutput{TaskArns: page, NextToken: next}, nil
+}
+
+// paginate cuts one page (maxResults 1 to limit, default limit); the token
+// is the index of the next item.
+func paginate(items []string, maxResults *int32, token *string, limit int32) ([]string, *string, error) {
+	n := limit
+	if maxResults != nil {
+		n = aws.ToInt32(maxResults)
+		if n < 1 || n > limit {
+			return nil, nil, apiErr("InvalidParameterException", "maxResults must be between 1 and %d.", limit)
+		}
+	}
+	from := 0
+	if token != nil {
+		if _, err := fmt.Sscanf(aws.ToString(token), "page-%d", &from); err != nil || from < 0 || from > len(items) {
+			return nil, nil, apiErr("InvalidParameterException", "Invalid nextToken.")
+		}
+	}
+	to := min(len(items), from+int(n))
+	var next *string
+	if to < len(items) {
+		next = aws.String(fmt.Sprintf("page-%d", to))
+	}
+	return items[from:to], next, nil
+}
+
+func familyOf(taskDefARN string) string {
+	s := taskDefARN[strings.LastIndexByte(taskDefARN, '/')+1:]
+	family, _, _ := strings.Cut(s, ":")
+	return family
 }
 
 func (w *World) sortedTasksLocked() []*Task {
@@ -87,6 +137,9 @@ func (c *ECS) DescribeTasks(_ context.Context, in *ecs.DescribeTasksInput, _ ...
 	defer w.mu.Unlock()
 	if err := w.call("ECS:DescribeTasks"); err != nil {
 		return nil, err
+	}
+	if len(in.Tasks) == 0 || len(in.Tasks) > 100 {
+		return nil, apiErr("InvalidParameterException", "Tasks must have 1 to 100 elements.")
 	}
 	out := &ecs.DescribeTasksOutput{}
 	for _, ref := range in.Tasks {
@@ -128,14 +181,18 @@ func (c *ECS) ListContainerInstances(_ context.Context, in *ecs.ListContainerIns
 	if err := w.call("ECS:ListContainerInstances"); err != nil {
 		return nil, err
 	}
-	out := &ecs.ListContainerInstancesOutput{}
+	var arns []string
 	for arn, ci := range w.cis {
 		if ci.Status != "INACTIVE" {
-			out.ContainerInstanceArns = append(out.ContainerInstanceArns, arn)
+			arns = append(arns, arn)
 		}
 	}
-	sort.Strings(out.ContainerInstanceArns)
-	return out, nil
+	sort.Strings(arns)
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListContainerInstancesOutput{ContainerInstanceArns: page, NextToken: next}, nil
 }
 
 // DescribeContainerInstances implements cloud.ECSAPI.
@@ -145,6 +202,9 @@ func (c *ECS) DescribeContainerInstances(_ context.Context, in *ecs.DescribeCont
 	defer w.mu.Unlock()
 	if err := w.call("ECS:DescribeContainerInstances"); err != nil {
 		return nil, err
+	}
+	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 100 {
+		return nil, apiErr("InvalidParameterException", "containerInstances must have 1 to 100 elements.")
 	}
 	out := &ecs.DescribeContainerInstancesOutput{}
 	for _, arn := range in.ContainerInstances {
@@ -182,4 +242,29 @@ func (c *ECS) StopTask(_ context.Context, in *ecs.StopTaskInput, _ ...func(*ecs.
 	}
 	w.stopLocked(t, aws.ToString(in.Reason))
 	return &ecs.StopTaskOutput{Task: &ecstypes.Task{TaskArn: aws.String(t.ARN)}}, nil
+}
+
+// DescribeServices implements cloud.ECSAPI (1 to 10 services; unknown ones
+// are failures, as ECS answers them).
+func (c *ECS) DescribeServices(_ context.Context, in *ecs.DescribeServicesInput, _ ...func(*ecs.Options)) (*ecs.DescribeServicesOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("ECS:DescribeServices"); err != nil {
+		return nil, err
+	}
+	if len(in.Services) == 0 || len(in.Services) > 10 {
+		return nil, apiErr("InvalidParameterException", "services must have 1 to 10 elements.")
+	}
+	out := &ecs.DescribeServicesOutput{}
+	for _, name := range in.Services {
+		sv := w.services[name[strings.LastIndexByte(name, '/')+1:]]
+		if sv == nil {
+			out.Failures = append(out.Failures, ecstypes.Failure{Arn: aws.String(name), Reason: aws.String("MISSING")})
+			continue
+		}
+		out.Services = append(out.Services, ecstypes.Service{ServiceName: aws.String(sv.Name), DesiredCount: sv.Desired,
+			DeploymentConfiguration: &ecstypes.DeploymentConfiguration{MinimumHealthyPercent: aws.Int32(sv.MinimumHealthy), MaximumPercent: aws.Int32(sv.MaximumPct)}})
+	}
+	return out, nil
 }

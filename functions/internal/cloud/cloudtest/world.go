@@ -1,13 +1,16 @@
-// Package fakeaws is an in-memory EC2, ECS and SSM with real state, behind
+// Package cloudtest is an in-memory EC2, ECS and SSM with real state, behind
 // the narrow SDK interfaces of package cloud, for fast tests of the
-// reconciler's logic. Nothing completes by itself: attaches, detaches,
+// reconciler's logic. It is never kinder than AWS: it refuses what the
+// local world (test/world) and AWS refuse, and sends only the events AWS
+// documents (no attachVolume event for a successful attach; detachVolume
+// only when SendDetachEvents asks for it). Nothing completes by itself: attaches, detaches,
 // creates, deletes, SSM commands and task starts stay "in flight" until the
 // test driver completes them, in whatever order it likes. The guest side of
 // each instance is modelled too (what is mounted, which containers use
 // which volume), so tests can check tether's safety rules against it.
 //
 // It is not the local AWS world (test/world): no HTTP, no real devices.
-package fakeaws
+package cloudtest
 
 import (
 	"fmt"
@@ -17,6 +20,8 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
 )
 
 // World is the whole fake cloud. Its methods are safe for concurrent use.
@@ -50,6 +55,19 @@ type World struct {
 	holds        map[string]*Hold // "Service:Operation[/document]" -> the next call to hold
 	slow         map[string]time.Duration
 	poisonNext   map[string]int // instance: the next attaches' names are poisoned
+
+	services     map[string]*Service
+	detachEvents bool // EBS detachVolume events are sent (an option in the world too)
+	liveForceOK  bool // a force detach of a running instance is an operator's, not a violation
+	mkfs         []string
+	whileMounted []string          // DetachVolume calls made while the guest had the filesystem mounted
+	refuseAttach map[string]string // instance -> error code every AttachVolume to it gets
+}
+
+// Service is an ECS service's deployment settings (DescribeServices).
+type Service struct {
+	Name                                string
+	Desired, MinimumHealthy, MaximumPct int32
 }
 
 // New returns an empty world whose clock starts at start.
@@ -60,6 +78,7 @@ func New(start time.Time) *World {
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},
 		stickNext: map[string]bool{}, blockedState: "detaching", holds: map[string]*Hold{}, slow: map[string]time.Duration{}, poisonNext: map[string]int{},
+		services: map[string]*Service{}, refuseAttach: map[string]string{},
 	}
 }
 
@@ -73,6 +92,8 @@ type Volume struct {
 	Created       time.Time
 	Tags          map[string]string
 	Att           *Attachment
+	Formatted     bool // holds a filesystem (blank when created without a snapshot)
+	MultiAttach   bool
 	token         string
 	vanishes      bool
 }
@@ -98,7 +119,11 @@ type Instance struct {
 	SSMDown       bool              // SSM agent does not answer
 	Mounted       map[string]string // volume id -> tether name (filesystem mounted by tether)
 	Bindings      map[string]string // tether name -> volume id last mounted (plugin can remount)
+	Released      map[string]bool   // tether name -> released by unmount: the plugin does not remount it
+	Generation    map[string]int64  // tether name -> mounts so far (agentproto.MountResult.Generation)
 	Poisoned      map[string]bool   // device names EC2 refuses on this instance
+	AttachLimit   int               // EBS attachments the instance takes, root included (0: 28, Nitro's)
+	ClockSkew     time.Duration     // the instance's clock minus the world's (SSM execution times)
 }
 
 // ContainerInstance is an ECS container instance.
@@ -127,6 +152,7 @@ type Task struct {
 	Created, Started, Stopped time.Time
 	StoppedReason             string
 	Version                   int64
+	Group                     string // service:NAME or family:NAME
 }
 
 // Command is one SSM command on one instance.
@@ -138,7 +164,9 @@ type Command struct {
 	Status                 string    // Pending, Success, Failed, TimedOut
 	Details                string
 	Exit                   int32
-	Unmount                bool // runs tether-agent unmount (else mount)
+	Unmount                bool   // runs tether-agent unmount (else mount)
+	Comment                string // as sent
+	Output                 string // the agent's JSON line (agentproto)
 }
 
 // Event is what EventBridge would deliver, with the state at emission.
@@ -149,6 +177,8 @@ type Event struct {
 	Version                   int64
 	TaskDef, CI               string
 	LastStatus, DesiredStatus string
+	Created, Started, Stopped time.Time
+	Group, AZ                 string
 
 	Volume, Action, Result string // volume events: createVolume/attachVolume/...
 
@@ -196,8 +226,9 @@ func (w *World) call(op string) error {
 	return nil
 }
 
+// apiErr is a refusal of the request (a client fault, HTTP 400 in AWS).
 func apiErr(code, format string, args ...any) error {
-	return &smithy.GenericAPIError{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &smithy.GenericAPIError{Code: code, Message: fmt.Sprintf(format, args...), Fault: smithy.FaultClient}
 }
 
 func (w *World) violate(format string, args ...any) {
@@ -334,6 +365,99 @@ func (w *World) BlockedDetachShows(state string) {
 	}
 }
 
+// SendDetachEvents turns EBS detachVolume events on (the current EBS guide
+// lists them; the world sends them only behind an option, so tether must
+// not depend on them).
+func (w *World) SendDetachEvents(on bool) { w.mu.Lock(); w.detachEvents = on; w.mu.Unlock() }
+
+// AllowLiveForce makes a force detach of a running instance an operator's
+// (not recorded as a violation).
+func (w *World) AllowLiveForce() { w.mu.Lock(); w.liveForceOK = true; w.mu.Unlock() }
+
+// SetInstanceState moves an instance through EC2's states. "stopping" and
+// "shutting-down" leave its containers running (flushing after SIGTERM);
+// "stopped" and "terminated" end them: its tasks stop, its mounts are gone
+// and ECS's agent there disconnects.
+func (w *World) SetInstanceState(instance, state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	inst := w.instances[instance]
+	inst.State = state
+	if state != "stopped" && state != "terminated" {
+		return
+	}
+	inst.Mounted = map[string]string{}
+	ci := w.cis[inst.CI]
+	ci.AgentConnected = false
+	for _, t := range w.sortedTasksLocked() {
+		if t.CI == ci.ARN && t.LastStatus != "STOPPED" {
+			t.DesiredStatus, t.LastStatus, t.Stopped = "STOPPED", "STOPPED", w.now
+			w.taskEventLocked(t)
+		}
+	}
+}
+
+// RefuseAttaches makes every AttachVolume to instance fail with code (e.g.
+// UnsupportedOperation, as EC2 answers for an instance type that cannot
+// take the volume).
+func (w *World) RefuseAttaches(instance, code string) {
+	w.mu.Lock()
+	w.refuseAttach[instance] = code
+	w.mu.Unlock()
+}
+
+// SetAttachLimit sets how many EBS attachments (root included) an instance takes.
+func (w *World) SetAttachLimit(instance string, n int) {
+	w.mu.Lock()
+	w.instances[instance].AttachLimit = n
+	w.mu.Unlock()
+}
+
+// SetClockSkew makes an instance's clock (SSM's execution times) differ from the world's.
+func (w *World) SetClockSkew(instance string, d time.Duration) {
+	w.mu.Lock()
+	w.instances[instance].ClockSkew = d
+	w.mu.Unlock()
+}
+
+// ForgetInstance: ECS forgets the container instance (deregister --force),
+// its tasks with it; EC2 and the guest go on as they were.
+func (w *World) ForgetInstance(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ci := w.cis[w.instances[instance].CI]
+	ci.Status, ci.AgentConnected = "INACTIVE", false
+	for _, t := range w.sortedTasksLocked() {
+		if t.CI == ci.ARN && t.LastStatus != "STOPPED" {
+			t.DesiredStatus, t.LastStatus, t.Stopped = "STOPPED", "STOPPED", w.now
+			w.taskEventLocked(t)
+		}
+	}
+	w.events = append(w.events, Event{Kind: "instance", Instance: ci.ARN, EC2ID: instance, Status: ci.Status})
+}
+
+// AddService registers a service's deployment settings.
+func (w *World) AddService(name string, desired, minHealthy, maxPct int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.services[name] = &Service{Name: name, Desired: desired, MinimumHealthy: minHealthy, MaximumPct: maxPct}
+}
+
+// DetachedWhileMounted lists the (non-force) DetachVolume calls made while
+// the guest still had the volume's filesystem mounted.
+func (w *World) DetachedWhileMounted() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.whileMounted...)
+}
+
+// Mkfs lists the formats the agent made: "vol-… i-… grant=true".
+func (w *World) Mkfs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.mkfs...)
+}
+
 // SetSSMDown makes an instance's SSM agent (un)reachable.
 func (w *World) SetSSMDown(instance string, down bool) {
 	w.mu.Lock()
@@ -348,7 +472,8 @@ func (w *World) AddInstance(id, az string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ci := "arn:aws:ecs:us-east-1:111122223333:container-instance/c/" + strings.TrimPrefix(id, "i-")
-	w.instances[id] = &Instance{ID: id, AZ: az, State: "running", CI: ci, Mounted: map[string]string{}, Bindings: map[string]string{}, Poisoned: map[string]bool{}}
+	w.instances[id] = &Instance{ID: id, AZ: az, State: "running", CI: ci, Mounted: map[string]string{}, Bindings: map[string]string{},
+		Released: map[string]bool{}, Generation: map[string]int64{}, Poisoned: map[string]bool{}}
 	w.cis[ci] = &ContainerInstance{ARN: ci, EC2ID: id, Status: "ACTIVE", AgentConnected: true}
 	return ci
 }
@@ -356,11 +481,17 @@ func (w *World) AddInstance(id, az string) string {
 // AddTaskDef registers a task definition.
 func (w *World) AddTaskDef(td TaskDef) { w.mu.Lock(); w.taskDefs[td.ARN] = td; w.mu.Unlock() }
 
-// AddVolume makes a volume outside tether (e.g. a user's, for autoprovision false).
+// AddVolume makes a volume outside tether (e.g. a user's, for autoprovision
+// false), holding a filesystem.
 func (w *World) AddVolume(az string, tags map[string]string) string {
+	return w.AddVolumeOf(az, "gp3", false, tags)
+}
+
+// AddVolumeOf makes a volume outside tether of a type, with Multi-Attach on or off.
+func (w *World) AddVolumeOf(az, typ string, multiAttach bool, tags map[string]string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	v := &Volume{ID: w.id("vol-"), AZ: az, State: "available", Size: 8, Type: "gp3", Created: w.now, Tags: tags}
+	v := &Volume{ID: w.id("vol-"), AZ: az, State: "available", Size: 8, Type: typ, Created: w.now, Tags: tags, Formatted: true, MultiAttach: multiAttach}
 	w.volumes[v.ID] = v
 	return v.ID
 }
@@ -422,6 +553,7 @@ func (w *World) InstanceState(id string) Instance {
 	defer w.mu.Unlock()
 	in := *w.instances[id]
 	in.Mounted = copyMap(in.Mounted)
+	in.Bindings = copyMap(in.Bindings)
 	return in
 }
 
@@ -444,3 +576,10 @@ func copyMap(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// The fake clients satisfy the seam's narrow SDK interfaces.
+var (
+	_ cloud.EC2API = (*EC2)(nil)
+	_ cloud.ECSAPI = (*ECS)(nil)
+	_ cloud.SSMAPI = (*SSM)(nil)
+)

@@ -1,4 +1,4 @@
-package fakeaws
+package cloudtest
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // EC2 is the fake EC2 client.
@@ -23,7 +25,7 @@ func (v *Volume) toEC2() ec2types.Volume {
 	out := ec2types.Volume{
 		VolumeId: aws.String(v.ID), AvailabilityZone: aws.String(v.AZ), State: ec2types.VolumeState(v.State),
 		Size: aws.Int32(v.Size), VolumeType: ec2types.VolumeType(v.Type), Encrypted: aws.Bool(v.Encrypted),
-		CreateTime: aws.Time(v.Created),
+		CreateTime: aws.Time(v.Created), MultiAttachEnabled: aws.Bool(v.MultiAttach),
 	}
 	if v.KMSKeyID != "" {
 		out.KmsKeyId = aws.String(v.KMSKeyID)
@@ -80,6 +82,16 @@ func (c *EC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _
 	defer w.mu.Unlock()
 	if err := w.call("EC2:DescribeVolumes"); err != nil {
 		return nil, err
+	}
+	// EC2 API reference, DescribeVolumes: MaxResults 5 to 500, and not
+	// together with VolumeIds.
+	if in.MaxResults != nil {
+		if n := aws.ToInt32(in.MaxResults); n < 5 || n > 500 {
+			return nil, apiErr("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and 500.", n)
+		}
+		if len(in.VolumeIds) > 0 {
+			return nil, apiErr("InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults")
+		}
 	}
 	for _, id := range in.VolumeIds {
 		if _, ok := w.volumes[id]; !ok {
@@ -155,6 +167,10 @@ func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...fu
 	v := &Volume{
 		ID: w.id("vol-"), AZ: az, State: "creating", Size: aws.ToInt32(in.Size), Type: string(in.VolumeType),
 		Encrypted: aws.ToBool(in.Encrypted), KMSKeyID: aws.ToString(in.KmsKeyId), Created: w.now, Tags: tags, token: tok,
+		Formatted: aws.ToString(in.SnapshotId) != "", MultiAttach: aws.ToBool(in.MultiAttachEnabled),
+	}
+	if v.MultiAttach && v.Type != "io1" && v.Type != "io2" {
+		return nil, apiErr("InvalidParameterCombination", "Multi-Attach is supported only for io1 and io2 volumes")
 	}
 	v.vanishes = v.KMSKeyID != "" && w.badKMSKeys[v.KMSKeyID]
 	if w.failCreates > 0 {
@@ -194,6 +210,10 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 		return nil, err
 	}
 	vid, iid, dev := aws.ToString(in.VolumeId), aws.ToString(in.InstanceId), aws.ToString(in.Device)
+	// EC2 User Guide, "Device names on Linux instances" (volspec's set).
+	if err := volspec.ValidateDeviceName(dev); err != nil {
+		return nil, apiErr("InvalidParameterValue", "Value (%s) for parameter device is invalid. %s is not a valid EBS device name.", dev, dev)
+	}
 	v, ok := w.volumes[vid]
 	if !ok {
 		return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", vid)
@@ -204,6 +224,9 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	}
 	if inst.State != "running" {
 		return nil, apiErr("IncorrectInstanceState", "The instance '%s' is not 'running'.", iid)
+	}
+	if code := w.refuseAttach[iid]; code != "" {
+		return nil, apiErr(code, "The instance '%s' does not support this attachment.", iid)
 	}
 	if v.Att != nil {
 		return nil, apiErr("VolumeInUse", "%s is already attached to an instance", vid)
@@ -221,10 +244,23 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	if inst.Poisoned[dev] {
 		return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
 	}
+	attached := 1 // the root volume
 	for _, o := range w.volumes {
-		if o.Att != nil && o.Att.Instance == iid && o.Att.Device == dev {
-			return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
+		if o.Att != nil && o.Att.Instance == iid {
+			attached++
+			if o.Att.Device == dev {
+				return nil, apiErr("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
+			}
 		}
+	}
+	// EC2 User Guide, "Amazon EBS volume limits for Amazon EC2 instances":
+	// most Nitro instances take 28 attachments, shared with ENIs.
+	limit := inst.AttachLimit
+	if limit == 0 {
+		limit = 28
+	}
+	if attached >= limit {
+		return nil, apiErr("AttachmentLimitExceeded", "You have reached the maximum number of attachments for instance %s.", iid)
 	}
 	v.State = "in-use"
 	v.Att = &Attachment{Instance: iid, Device: dev, State: "attaching", Time: w.now}
@@ -266,6 +302,14 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 	}
 	if users := w.usersLocked(v.Att.Instance, vid); len(users) > 0 {
 		w.violate("DetachVolume %s from %s (force=%t) while running task %s uses it", vid, v.Att.Instance, aws.ToBool(in.Force), users[0])
+	}
+	if inst := w.instances[v.Att.Instance]; aws.ToBool(in.Force) && inst.State != "stopped" && inst.State != "terminated" && !w.liveForceOK {
+		w.violate("force detach of %s from live instance %s (%s)", vid, inst.ID, inst.State)
+	}
+	if _, mounted := w.instances[v.Att.Instance].Mounted[vid]; mounted && !aws.ToBool(in.Force) {
+		// EC2 waits (busy) for the guest; tether asked while the kernel
+		// still held the device.
+		w.whileMounted = append(w.whileMounted, fmt.Sprintf("%s from %s", vid, v.Att.Instance))
 	}
 	v.Att.State = "detaching"
 	v.Att.Force = aws.ToBool(in.Force)
@@ -340,7 +384,7 @@ func (c *EC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInpu
 		out := ec2types.Instance{InstanceId: aws.String(id), State: &ec2types.InstanceState{Name: ec2types.InstanceStateName(inst.State)},
 			Placement: &ec2types.Placement{AvailabilityZone: aws.String(inst.AZ)}}
 		out.BlockDeviceMappings = append(out.BlockDeviceMappings, ec2types.InstanceBlockDeviceMapping{DeviceName: aws.String("/dev/xvda")})
-		for _, v := range w.volumes {
+		for _, v := range w.sortedVolumesLocked() { // attaching and detaching ones are mapped too
 			if v.Att != nil && v.Att.Instance == id {
 				out.BlockDeviceMappings = append(out.BlockDeviceMappings, ec2types.InstanceBlockDeviceMapping{DeviceName: aws.String(v.Att.Device)})
 			}
@@ -348,6 +392,15 @@ func (c *EC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInpu
 		res.Instances = append(res.Instances, out)
 	}
 	return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{res}}, nil
+}
+
+func (w *World) sortedVolumesLocked() []*Volume {
+	out := make([]*Volume, 0, len(w.volumes))
+	for _, v := range w.volumes {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func outcome(err error) string {

@@ -1,10 +1,13 @@
-package fakeaws
+package cloudtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // Op is something in flight that the test driver may complete.
@@ -35,7 +38,7 @@ func (w *World) Pending() []Op {
 		}
 	}
 	for _, c := range w.commands {
-		if c.Status == "Pending" {
+		if c.Status == "Pending" && w.runnableLocked(c) {
 			ops = append(ops, Op{"command", c.ID})
 		}
 	}
@@ -68,8 +71,10 @@ func (w *World) Complete(op Op) {
 		if v == nil || v.Att == nil || v.Att.State != "attaching" {
 			return
 		}
+		// The EBS guide sends attachVolume events only when an attach
+		// fails: a successful one is seen in DescribeVolumes, and by the
+		// guest, whose device appears.
 		v.Att.State = "attached"
-		w.events = append(w.events, Event{Kind: "volume", Volume: v.ID, Action: "attachVolume", Result: "attached"})
 	case "detach":
 		w.completeDetach(op.ID)
 	case "delete":
@@ -133,60 +138,118 @@ func (w *World) completeDetach(id string) {
 	}
 	v.Att = nil
 	v.State = "available"
-	w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "detachVolume", Result: "detached"})
+	if w.detachEvents {
+		w.events = append(w.events, Event{Kind: "volume", Volume: id, Action: "detachVolume", Result: "detached"})
+	}
 }
 
-// runCommand plays tether-agent: mount needs the device on the instance
-// (attached, or detaching: it is there until the detach ends);
-// unmount refuses (exit 3) while a running container uses the volume.
+// agentWait is how long tether-agent mount waits for the device to appear
+// (its --wait default).
+const agentWait = 60 * time.Second
+
+// devicePresentLocked: the volume's device is on the instance: from
+// attached until its detach ends.
+func (w *World) devicePresentLocked(vid, instance string) bool {
+	v := w.volumes[vid]
+	return v != nil && v.Att != nil && v.Att.Instance == instance && v.Att.State != "attaching"
+}
+
+// runnableLocked: the agent can finish the command now. A mount waits for
+// its device until agentWait has passed (then it exits no-device); an
+// undeliverable command ends whenever.
+func (w *World) runnableLocked(c *Command) bool {
+	inst := w.instances[c.Instance]
+	if c.Unmount || inst.SSMDown || inst.State != "running" {
+		return true
+	}
+	return w.devicePresentLocked(c.Params[agentproto.ParamVolumeID], c.Instance) || w.now.Sub(c.Requested) >= agentWait
+}
+
+// runCommand plays tether-agent (internal/agentproto's exit codes and JSON
+// line): mount needs the device on the instance, formats only a blank
+// volume and only with the grant, and counts generations; unmount refuses
+// (exit 3, naming the holder) while a running container uses the volume,
+// and marks the name released so the plugin does not remount it by itself.
 func (w *World) runCommand(id string) {
 	c := w.commands[id]
 	if c == nil || c.Status != "Pending" {
 		return
 	}
 	inst := w.instances[c.Instance]
-	vid, name := c.Params["VolumeId"], c.Params["VolumeName"]
+	vid, name := c.Params[agentproto.ParamVolumeID], c.Params[agentproto.ParamVolumeName]
 	defer func() {
 		w.events = append(w.events, Event{Kind: "command", Command: c.ID, Document: c.Document, EC2ID: c.Instance, Status: c.Status})
 	}()
-	if inst.SSMDown || inst.State != "running" {
+	switch {
+	case inst.State != "running":
 		c.Status, c.Details, c.Exit = "Failed", "Undeliverable", -1
+		w.note("%s %s %s undeliverable", c.Document, vid, inst.ID)
+		return
+	case inst.SSMDown:
+		c.Status, c.Details, c.Exit = "TimedOut", "Delivery Timed Out", -1
 		w.note("%s %s %s undeliverable", c.Document, vid, inst.ID)
 		return
 	}
 	c.Started, c.Ended = w.now, w.now
-	exit := int32(0)
-	switch {
-	case c.Unmount:
-		if n := w.busyUnmount[vid]; n > 0 {
-			w.busyUnmount[vid] = n - 1
-			exit = 3
-		} else if len(w.usersLocked(inst.ID, vid)) > 0 {
-			exit = 3
-		} else {
-			w.unmountLocked(inst, vid)
-		}
-	default:
-		v := w.volumes[vid]
-		if codes := w.mountExits[vid]; len(codes) > 0 {
-			exit = int32(codes[0])
-			w.mountExits[vid] = codes[1:]
-		} else if v == nil || v.Att == nil || v.Att.Instance != inst.ID || v.Att.State == "attaching" {
-			// The device is there from attached until the detach ends:
-			// a mount that comes while a detach waits can mount it.
-			exit = 4
-		} else {
-			inst.Mounted[vid] = name
-			inst.Bindings[name] = vid
-		}
+	var out any
+	exit := agentproto.ExitOK
+	fail := func(code int, msg string, holders ...agentproto.Holder) {
+		exit = code
+		out = struct {
+			Error agentproto.Failure `json:"error"`
+		}{agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Holders: holders}}
 	}
-	c.Exit = exit
 	kind := "mount"
 	if c.Unmount {
 		kind = "unmount"
+		users := w.usersLocked(inst.ID, vid)
+		switch n := w.busyUnmount[vid]; {
+		case n > 0:
+			w.busyUnmount[vid] = n - 1
+			fail(agentproto.ExitBusy, "busy: a container holds the volume", agentproto.Holder{Kind: "container", Name: "injected"})
+		case len(users) > 0:
+			fail(agentproto.ExitBusy, "busy: task "+users[0]+" holds the volume", agentproto.Holder{Kind: "container", Name: users[0]})
+		default:
+			_, was := inst.Mounted[vid]
+			w.unmountLocked(inst, vid)
+			inst.Released[name] = true
+			out = agentproto.UnmountResult{VolumeID: vid, Name: name, WasMounted: was, Released: true,
+				Generation: inst.Generation[name], Attachment: c.Params[agentproto.ParamAttachment]}
+		}
+	} else {
+		v := w.volumes[vid]
+		_, mounted := inst.Mounted[vid]
+		switch {
+		case len(w.mountExits[vid]) > 0:
+			code := w.mountExits[vid][0]
+			w.mountExits[vid] = w.mountExits[vid][1:]
+			fail(code, fmt.Sprintf("injected failure (exit %d)", code))
+		case !w.devicePresentLocked(vid, inst.ID):
+			fail(agentproto.ExitNoDevice, fmt.Sprintf("device of %s did not appear within %s", vid, agentWait))
+		case !v.Formatted && c.Params[agentproto.ParamFormatIfBlank] != "true":
+			fail(agentproto.ExitNotFormatted, fmt.Sprintf("%s is blank and mount has no format grant", vid))
+		default:
+			formatted := false
+			if !v.Formatted {
+				v.Formatted, formatted = true, true
+				w.mkfs = append(w.mkfs, fmt.Sprintf("%s %s grant=%s", vid, inst.ID, c.Params[agentproto.ParamFormatIfBlank]))
+			}
+			if !mounted {
+				inst.Generation[name]++
+			}
+			inst.Mounted[vid] = name
+			inst.Bindings[name] = vid
+			delete(inst.Released, name)
+			out = agentproto.MountResult{VolumeID: vid, Name: name, Device: c.Params[agentproto.ParamDevice], FSType: c.Params[agentproto.ParamFSType],
+				Formatted: formatted, AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
+				Mountpoint: "/var/lib/tether/volumes/" + name}
+		}
 	}
+	b, _ := json.Marshal(out)
+	c.Output = string(b) + "\n"
+	c.Exit = int32(exit)
 	w.note("%s %s %s exit=%d", kind, vid, inst.ID, exit)
-	if exit == 0 {
+	if exit == agentproto.ExitOK {
 		c.Status, c.Details = "Success", "Success"
 	} else {
 		c.Status, c.Details = "Failed", "Failed"
@@ -206,12 +269,21 @@ func (w *World) unmountLocked(inst *Instance, vid string) {
 
 // PlaceTask starts a task of td on instance (as the ECS scheduler).
 func (w *World) PlaceTask(td, instance string) string {
+	return w.place(td, instance, "family:"+familyOf(td))
+}
+
+// PlaceServiceTask starts a task of td for service on instance.
+func (w *World) PlaceServiceTask(td, instance, service string) string {
+	return w.place(td, instance, "service:"+service)
+}
+
+func (w *World) place(td, instance, group string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	inst := w.instances[instance]
 	w.seq++
 	arn := fmt.Sprintf("arn:aws:ecs:us-east-1:111122223333:task/c/%032x", w.seq)
-	t := &Task{ARN: arn, TaskDef: td, CI: inst.CI, AZ: inst.AZ, LastStatus: "PENDING", DesiredStatus: "RUNNING", Created: w.now}
+	t := &Task{ARN: arn, TaskDef: td, CI: inst.CI, AZ: inst.AZ, LastStatus: "PENDING", DesiredStatus: "RUNNING", Created: w.now, Group: group}
 	w.tasks[arn] = t
 	w.taskEventLocked(t)
 	return arn
@@ -282,7 +354,8 @@ func (w *World) Terminate(instance string) {
 func (w *World) taskEventLocked(t *Task) {
 	t.Version++
 	w.events = append(w.events, Event{Kind: "task", Task: t.ARN, Version: t.Version, TaskDef: t.TaskDef, CI: t.CI,
-		LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus})
+		LastStatus: t.LastStatus, DesiredStatus: t.DesiredStatus, Created: t.Created, Started: t.Started, Stopped: t.Stopped,
+		Group: t.Group, AZ: t.AZ})
 }
 
 // tetherNamesLocked: the tether names of a task's tether volumes.
@@ -324,7 +397,7 @@ func (w *World) mountedOrMountableLocked(inst *Instance, name string) string {
 			}
 		}
 	}
-	if vid := inst.Bindings[name]; vid != "" {
+	if vid := inst.Bindings[name]; vid != "" && !inst.Released[name] {
 		if v := w.volumes[vid]; v != nil && v.Att != nil && v.Att.Instance == inst.ID && v.Att.State == "attached" {
 			return vid
 		}
@@ -336,6 +409,9 @@ func (w *World) mountForTaskLocked(t *Task) {
 	inst := w.instances[w.cis[t.CI].EC2ID]
 	for _, name := range w.tetherNamesLocked(t) {
 		vid := w.mountedOrMountableLocked(inst, name)
+		if _, ok := inst.Mounted[vid]; !ok {
+			inst.Generation[name]++ // the plugin mounted it by itself
+		}
 		inst.Mounted[vid] = name
 	}
 }

@@ -1,0 +1,329 @@
+package reconcile
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+)
+
+// memory is what one process remembers between passes: never the basis of
+// a decision that changes something (every pass reads AWS first), only
+// where to look, what not to read twice, and what to measure. It is lost
+// with the process, and a pass without it reaches the same end state.
+//
+// Lock discipline: every field is guarded by mu and touched only by the
+// methods below, each of which holds mu for its whole body and calls
+// nothing outside this file while holding it.
+type memory struct {
+	mu sync.Mutex
+
+	versions  *simplelru.LRU[string, int64]            // task ARN -> newest event version seen
+	processed *simplelru.LRU[string, int64]            // task ARN -> newest version whose keys all converged or were handed back
+	hints     *simplelru.LRU[Key, hint]                // Retry hints when the caller keeps no invocation
+	lastBack  *simplelru.LRU[Key, time.Time]           // latest pass that handed a key back
+	released  *simplelru.LRU[Key, time.Time]           // when a holder let go (handoff start)
+	inflight  *simplelru.LRU[string, time.Time]        // step/volume id -> when tether started it
+	attached  *simplelru.LRU[string, cloud.Attachment] // volume id -> its latest attachment seen or made
+	volumeOf  *simplelru.LRU[Key, string]              // key -> volume id last attached or detached
+	vanishes  *simplelru.LRU[Key, int]                 // volumes EC2 deleted right after creating them
+	mountSent *simplelru.LRU[string, cloud.Attachment] // volume id -> instance and time of the last mount sent
+	sent      *simplelru.LRU[string, sentCommand]      // SSM command id -> the key and hint of the pass that sent it
+	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
+	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
+	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
+}
+
+// generations: what the agent's results said about one attachment.
+type generations struct {
+	mounted  int64 // highest generation a successful mount reported
+	released int64 // highest generation a successful unmount released
+}
+
+// maxMemory bounds each of memory's caches.
+const maxMemory = 4096
+
+func newLRU[K comparable, V any]() *simplelru.LRU[K, V] {
+	l, err := simplelru.NewLRU[K, V](maxMemory, nil)
+	if err != nil { // only for a size < 1
+		panic(err)
+	}
+	return l
+}
+
+func newMemory() *memory {
+	return &memory{
+		versions: newLRU[string, int64](), processed: newLRU[string, int64](), hints: newLRU[Key, hint](),
+		lastBack: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
+		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
+		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), families: newLRU[Key, []string](),
+		gens: newLRU[string, generations](), waited: newLRU[string, bool](),
+	}
+}
+
+// sentCommand is what the pass that sent an SSM command knew: its key, and
+// the hint it handed the key back with, for the pass SSM's event wakes.
+type sentCommand struct {
+	key  Key
+	hint hint
+}
+
+// Task event versions.
+
+// seeVersion records a task event's version; stale is true when a newer
+// one was seen already, duplicate when every key of this version converged.
+func (m *memory) seeVersion(task string, v int64) (stale, duplicate bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seen, ok := m.versions.Get(task); ok && v > 0 && v < seen {
+		return true, false
+	}
+	if done, ok := m.processed.Get(task); ok && v > 0 && v <= done {
+		return false, true
+	}
+	if seen, _ := m.versions.Get(task); v > seen {
+		m.versions.Add(task, v)
+	}
+	return false, false
+}
+
+func (m *memory) processedUpTo(task string, v int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, _ := m.processed.Get(task); v > old {
+		m.processed.Add(task, v)
+	}
+}
+
+// Hints and chains of retries.
+
+func (m *memory) keepHint(k Key, h hint) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.hints.Get(k); !ok || h.At >= old.At {
+		m.hints.Add(k, h)
+	}
+}
+
+func (m *memory) takeHint(k Key) hint {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, _ := m.hints.Get(k)
+	m.hints.Remove(k)
+	return h
+}
+
+func (m *memory) handedBack(k Key, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if last, _ := m.lastBack.Get(k); at.After(last) {
+		m.lastBack.Add(k, at)
+	}
+}
+
+// lastHandBack: when the latest pass of k handed it back (ok false: none known).
+func (m *memory) lastHandBack(k Key) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastBack.Get(k)
+}
+
+// handBackFailed forgets that a chain of retries exists for k, and that the
+// task events that named it were processed.
+func (m *memory) handBackFailed(k Key, tasks []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastBack.Remove(k)
+	for _, t := range tasks {
+		m.processed.Remove(t)
+	}
+}
+
+// Handoffs, durations.
+
+func (m *memory) noteReleased(k Key, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.released.Get(k); !ok {
+		m.released.Add(k, at)
+	}
+}
+
+func (m *memory) releasedAt(k Key) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.released.Get(k)
+}
+
+func (m *memory) forgetReleased(k Key) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.released.Remove(k)
+}
+
+func (m *memory) startInflight(volumeID, step string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.inflight.Get(step + "/" + volumeID); !ok {
+		m.inflight.Add(step+"/"+volumeID, at)
+	}
+}
+
+func (m *memory) takeInflight(volumeID, step string) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.inflight.Get(step + "/" + volumeID)
+	m.inflight.Remove(step + "/" + volumeID)
+	return t, ok
+}
+
+// Attachments.
+
+// noteAttachment remembers a's volume's latest attachment (and, when its
+// key is known, which volume the key has).
+func (m *memory) noteAttachment(k Key, volumeID string, a cloud.Attachment) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k != (Key{}) {
+		m.volumeOf.Add(k, volumeID)
+	}
+	if old, ok := m.attached.Get(volumeID); !ok || !a.AttachTime.Before(old.AttachTime) {
+		m.attached.Add(volumeID, a)
+	}
+}
+
+func (m *memory) attachmentOf(volumeID string) (cloud.Attachment, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.attached.Get(volumeID)
+}
+
+// attachedOn lists the device names of attachments this process knows on instance.
+func (m *memory) attachedOn(instance, exceptVolume string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, vid := range m.attached.Keys() {
+		a, _ := m.attached.Peek(vid)
+		if vid != exceptVolume && a.InstanceID == instance && a.State != cloud.AttachDetached && a.Device != "" {
+			out = append(out, a.Device)
+		}
+	}
+	return out
+}
+
+func (m *memory) knownVolumeOf(k Key) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.volumeOf.Get(k)
+}
+
+// vanish counts volumes of a key EC2 deleted right after creating them:
+// the most of the hint's count and this process's, plus this one.
+func (m *memory) vanish(k Key, fromHint int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, _ := m.vanishes.Get(k)
+	n := max(fromHint, old) + 1
+	m.vanishes.Add(k, n)
+	return n
+}
+
+func (m *memory) createdFine(k Key) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.vanishes.Remove(k)
+}
+
+// Commands.
+
+func (m *memory) noteMountSent(volumeID, instance string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mountSent.Add(volumeID, cloud.Attachment{InstanceID: instance, AttachTime: at})
+}
+
+func (m *memory) mountSentAfter(volumeID, instance string, t time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.mountSent.Get(volumeID)
+	return ok && s.InstanceID == instance && !s.AttachTime.Before(t)
+}
+
+func (m *memory) noteSent(commandID string, k Key, h hint) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sent.Add(commandID, sentCommand{key: k, hint: h})
+}
+
+func (m *memory) sentCommandOf(commandID string) (sentCommand, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sent.Get(commandID)
+}
+
+// noteMounted and noteReleasedGen record what the agent's results said about
+// an attachment's mount generations.
+func (m *memory) noteMounted(token string, gen int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, _ := m.gens.Get(token)
+	g.mounted = max(g.mounted, gen)
+	m.gens.Add(token, g)
+}
+
+func (m *memory) noteReleasedGen(token string, gen int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, _ := m.gens.Get(token)
+	g.released = max(g.released, gen)
+	m.gens.Add(token, g)
+}
+
+func (m *memory) generationsOf(token string) generations {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, _ := m.gens.Get(token)
+	return g
+}
+
+// Families.
+
+// noteFamilies adds task definition families that use k's volume; it
+// reports whether any was new.
+func (m *memory) noteFamilies(k Key, fams ...string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, _ := m.families.Get(k)
+	out := slices.Clone(old)
+	for _, f := range fams {
+		if f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	m.families.Add(k, out)
+	return len(out) != len(old)
+}
+
+func (m *memory) familiesOf(k Key) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, _ := m.families.Get(k)
+	return slices.Clone(f)
+}
+
+// firstWait reports whether the wait named by what is counted for the
+// first time (a metric fires once per wait).
+func (m *memory) firstWait(what string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.waited.Get(what); ok {
+		return false
+	}
+	m.waited.Add(what, true)
+	return true
+}
