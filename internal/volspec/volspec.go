@@ -186,10 +186,43 @@ var snapshotIDPattern = regexp.MustCompile(`^snap-[0-9a-f]{8,17}$`)
 // kmsKeyPattern accepts a key id (uuid or mrk-), alias/NAME, or a key or alias ARN.
 var kmsKeyPattern = regexp.MustCompile(`^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[a-zA-Z0-9/_-]+|alias/[a-zA-Z0-9/_-]{1,250}|(mrk-)?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
 
+// Defaults are what a volume gets for the options its driverOpts leave
+// out. A deployment may set its own (template.yaml's DefaultVolumeType,
+// DefaultSizeGiB, DefaultKmsKeyId); Builtin otherwise.
+type Defaults struct {
+	SizeGiB    int32
+	VolumeType string
+	KMSKeyID   string // "" = the account's default EBS key
+}
+
+// Builtin are the defaults without a deployment's: 16 GiB gp3, encrypted
+// with the account's default key.
+func Builtin() Defaults {
+	return Defaults{SizeGiB: DefaultSizeGiB, VolumeType: DefaultVolumeType}
+}
+
+// Validate checks that the defaults alone make a volume EBS accepts.
+func (d Defaults) Validate() error {
+	_, err := ParseDriverOptsWith(nil, d)
+	return err
+}
+
 // ParseDriverOpts validates a task definition's driverOpts and fills in the
-// defaults. An unknown option or a bad value is an error that names it.
+// built-in defaults. An unknown option or a bad value is an error that
+// names it.
 func ParseDriverOpts(opts map[string]string) (Options, error) {
-	o := Options{SizeGiB: DefaultSizeGiB, VolumeType: DefaultVolumeType, Encrypted: true, FSType: DefaultFSType}
+	return ParseDriverOptsWith(opts, Builtin())
+}
+
+// ParseDriverOptsWith is ParseDriverOpts with a deployment's defaults.
+func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
+	if _, known := limitsByType[d.VolumeType]; d.SizeGiB <= 0 || !known {
+		return Options{}, fmt.Errorf("volspec: defaults %+v: want a size and a volume type of gp2, gp3, io1, io2, st1, sc1, standard", d)
+	}
+	if d.KMSKeyID != "" && !kmsKeyPattern.MatchString(d.KMSKeyID) {
+		return Options{}, fmt.Errorf("volspec: default KMS key %q: want a KMS key id, alias/NAME or key ARN", d.KMSKeyID)
+	}
+	o := Options{SizeGiB: d.SizeGiB, VolumeType: d.VolumeType, Encrypted: true, FSType: DefaultFSType}
 	seen := map[string]string{}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {
@@ -242,6 +275,9 @@ func ParseDriverOpts(opts map[string]string) (Options, error) {
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)
 		}
+	}
+	if o.KMSKeyID == "" && o.Encrypted {
+		o.KMSKeyID = d.KMSKeyID
 	}
 	if err := o.checkCombination(seen); err != nil {
 		return Options{}, err

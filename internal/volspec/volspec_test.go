@@ -125,3 +125,36 @@ func TestTaskVolumeNames(t *testing.T) {
 		}
 	}
 }
+
+func TestDeploymentDefaults(t *testing.T) {
+	d := Defaults{SizeGiB: 500, VolumeType: "st1", KMSKeyID: "alias/tether"}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseDriverOptsWith(nil, d)
+	if err != nil || o.SizeGiB != 500 || o.VolumeType != "st1" || o.KMSKeyID != "alias/tether" || !o.Encrypted {
+		t.Fatalf("defaults alone = %+v, %v", o, err)
+	}
+	// What driverOpts say wins; the default key is not used for an
+	// unencrypted volume, nor when driverOpts name a key.
+	o, err = ParseDriverOptsWith(map[string]string{"size": "20", "volumetype": "gp3", "encrypted": "false"}, d)
+	if err != nil || o.SizeGiB != 20 || o.VolumeType != "gp3" || o.KMSKeyID != "" || o.Encrypted {
+		t.Fatalf("driverOpts over defaults = %+v, %v", o, err)
+	}
+	o, err = ParseDriverOptsWith(map[string]string{"kmskeyid": "alias/other", "size": "200"}, d)
+	if err != nil || o.KMSKeyID != "alias/other" {
+		t.Fatalf("driverOpts' key = %+v, %v", o, err)
+	}
+	// A size the default type cannot have is refused, naming the type.
+	if _, err := ParseDriverOptsWith(map[string]string{"size": "16"}, d); err == nil || !strings.Contains(err.Error(), "st1") {
+		t.Fatalf("16 GiB st1 = %v, want a refusal naming st1", err)
+	}
+	for _, bad := range []Defaults{{SizeGiB: 16, VolumeType: "st1"}, {SizeGiB: 0, VolumeType: "gp3"}, {SizeGiB: 16, VolumeType: "gp9"}, {SizeGiB: 16, VolumeType: "gp3", KMSKeyID: "not a key"}} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("defaults %+v accepted", bad)
+		}
+	}
+	if err := Builtin().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -202,7 +202,7 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 				return p.sendMount(ctx, w, v, a, t, 0)
 			}
 			if m.Formatted {
-				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount("Formats"))
+				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount(MetricFormats))
 			}
 		}
 		if err := p.recordFormatted(ctx, v); err != nil {
@@ -316,7 +316,7 @@ func grant(v cloud.Volume) bool {
 }
 
 func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need, attempt int) (Result, error) {
-	opts, err := volspec.ParseDriverOpts(t.spec.DriverOpts)
+	opts, err := volspec.ParseDriverOptsWith(t.spec.DriverOpts, p.r.defaults)
 	if err != nil {
 		if err := p.failNeeders(ctx, onInstance(w.needers, a.InstanceID), reasonInvalidVolume, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
 			return Result{}, err
@@ -342,7 +342,7 @@ func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.At
 	}
 	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
 	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
-		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount("MkfsGrants"))
+		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount(MetricMkfsGrants))
 	}
 	if errors.Is(err, cloud.ErrUnreachable) || errors.Is(err, cloud.ErrRefused) {
 		return p.refusal(ctx, onInstance(w.needers, a.InstanceID), "mount on "+a.InstanceID, err)

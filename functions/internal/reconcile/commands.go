@@ -185,5 +185,5 @@ func (p *pass) waitedPast(what string, since time.Time, props map[string]any) {
 	}
 	props["volume"], props["waited"] = p.key.Volume, p.now.Sub(since).String()
 	p.log.Warn("handoff waits past the threshold", "what", what, "since", since)
-	p.r.emit(p.key.Cluster, props, metricCount("WaitsPastThreshold"))
+	p.r.emit(p.key.Cluster, props, metricCount(MetricWaitsPastThreshold))
 }

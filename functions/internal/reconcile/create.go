@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
@@ -29,7 +30,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 	if !taskScoped && !spec.Autoprovision {
 		return p.adopt(ctx, w)
 	}
-	opts, err := volspec.ParseDriverOpts(spec.DriverOpts)
+	opts, err := volspec.ParseDriverOptsWith(spec.DriverOpts, p.r.defaults)
 	if err != nil {
 		p.log.Error("driverOpts refused; nothing created", "task", t.task.ARN, "error", err)
 		if err := p.failNeeders(ctx, w.needers, reasonInvalidVolume, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
@@ -52,7 +53,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 	req := cloud.CreateVolumeRequest{
 		AZ: az, SizeGiB: opts.SizeGiB, Type: opts.VolumeType, IOPS: opts.IOPS, Throughput: opts.Throughput,
 		Encrypted: opts.Encrypted, KMSKeyID: opts.KMSKeyID, SnapshotID: opts.SnapshotID,
-		Tags: p.tags(taskARN, t.task.Family()),
+		Tags: p.createTags(taskARN, t.task.Family()),
 	}
 	if opts.SnapshotID == "" {
 		// Created empty: the first mount may format it (agentproto.ParamFormatIfBlank).
@@ -228,6 +229,17 @@ func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
 		}
 		return done("ambiguous volume name"), nil
 	}
+}
+
+// createTags are a new volume's tags: the deployment's extra tags
+// (TETHER_EXTRA_TAGS), under tether's own.
+func (p *pass) createTags(taskARN, family string) map[string]string {
+	t := maps.Clone(p.r.extraTags)
+	if t == nil {
+		t = map[string]string{}
+	}
+	maps.Copy(t, p.tags(taskARN, family))
+	return t
 }
 
 // tags are the tags of the key's volume (docs/contracts.md).

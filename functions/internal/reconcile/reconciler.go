@@ -2,11 +2,15 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/emf"
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // Timing holds every wait and deadline of the reconciler; zero fields take
@@ -114,6 +119,12 @@ type Config struct {
 	MountAttempts int
 	// MaxGenerations bounds CreateVolume client-token generations (default 16).
 	MaxGenerations int
+	// Defaults fill in what driverOpts leave out (default volspec.Builtin;
+	// TETHER_DEFAULT_VOLUME_TYPE, TETHER_DEFAULT_SIZE_GIB, TETHER_KMS_KEY_ID).
+	Defaults volspec.Defaults
+	// ExtraTags go on every volume tether creates (TETHER_EXTRA_TAGS):
+	// cost allocation, SCPs that require tags at creation.
+	ExtraTags map[string]string
 }
 
 // Reconciler converges tether volumes. Safe for concurrent use.
@@ -126,6 +137,8 @@ type Reconciler struct {
 	now                   func() time.Time
 	t                     Timing
 	mountAttempts, maxGen int
+	defaults              volspec.Defaults
+	extraTags             map[string]string
 
 	mem *memory  // what this process remembers (memory.go)
 	dev *devices // device names per instance (devices.go)
@@ -149,6 +162,15 @@ func New(cfg Config) (*Reconciler, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("reconcile: config lacks %w", errors.Join(missing...))
 	}
+	if cfg.Defaults == (volspec.Defaults{}) {
+		cfg.Defaults = volspec.Builtin()
+	}
+	if err := cfg.Defaults.Validate(); err != nil {
+		return nil, fmt.Errorf("reconcile: default volume (TETHER_DEFAULT_VOLUME_TYPE, TETHER_DEFAULT_SIZE_GIB, TETHER_KMS_KEY_ID): %w", err)
+	}
+	if err := checkExtraTags(cfg.ExtraTags); err != nil {
+		return nil, fmt.Errorf("reconcile: %s: %w", EnvExtraTags, err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -165,6 +187,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
+		defaults: cfg.Defaults, extraTags: maps.Clone(cfg.ExtraTags),
 		mem: newMemory(), dev: newDevices(),
 	}, nil
 }
@@ -174,8 +197,12 @@ const (
 	EnvCluster          = "TETHER_CLUSTER"
 	EnvMountDocument    = "TETHER_MOUNT_DOCUMENT"
 	EnvUnmountDocument  = "TETHER_UNMOUNT_DOCUMENT"
-	EnvWaitDeadline     = "TETHER_WAIT_DEADLINE"     // optional Go duration, e.g. 75s
-	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE" // optional Go duration
+	EnvWaitDeadline     = "TETHER_WAIT_DEADLINE"       // optional Go duration, e.g. 75s
+	EnvConflictDeadline = "TETHER_CONFLICT_DEADLINE"   // optional Go duration
+	EnvDefaultType      = "TETHER_DEFAULT_VOLUME_TYPE" // optional: gp3, gp2, st1, sc1, standard
+	EnvDefaultSize      = "TETHER_DEFAULT_SIZE_GIB"    // optional: GiB
+	EnvKMSKeyID         = "TETHER_KMS_KEY_ID"          // optional: the default KMS key ("": the account's)
+	EnvExtraTags        = "TETHER_EXTRA_TAGS"          // optional: JSON object of tags for every volume tether creates
 )
 
 // NewFromEnv builds the AWS clients from awsCfg (in a Lambda main,
@@ -195,8 +222,28 @@ func NewFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Conf
 			}
 		}
 	}
+	defaults := volspec.Builtin()
+	if v := getenv(EnvDefaultType); v != "" {
+		defaults.VolumeType = v
+	}
+	if v := getenv(EnvDefaultSize); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("reconcile: %s=%q: want a positive number of GiB", EnvDefaultSize, v)
+		}
+		defaults.SizeGiB = int32(n)
+	}
+	defaults.KMSKeyID = getenv(EnvKMSKeyID)
+	var extra map[string]string
+	if v := getenv(EnvExtraTags); v != "" {
+		if err := json.Unmarshal([]byte(v), &extra); err != nil {
+			return nil, fmt.Errorf("reconcile: %s: want a JSON object of string values: %w", EnvExtraTags, err)
+		}
+	}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	return New(Config{
+		Defaults:        defaults,
+		ExtraTags:       extra,
 		Cloud:           cloud.New(awsCfg, cloud.Options{}),
 		Cluster:         getenv(EnvCluster),
 		MountDocument:   getenv(EnvMountDocument),
@@ -301,4 +348,28 @@ func (inv *invocation) note(ctx context.Context, k Key) {
 		}
 	}
 	inv.events[k] = append(inv.events[k], id)
+}
+
+// checkExtraTags refuses tags EC2 or tether would: keys in EC2's reserved
+// aws: prefix, tether's own keys (tether:*, Name), and EC2's lengths (key
+// 1-128, value 0-256 characters; EC2 User Guide, "Tag restrictions"). At
+// most 40, so tether's own tags fit under EC2's 50 per resource.
+func checkExtraTags(tags map[string]string) error {
+	if len(tags) > 40 {
+		return fmt.Errorf("%d tags: at most 40 (EC2 allows 50 per volume and tether writes up to 8)", len(tags))
+	}
+	for k, v := range tags {
+		lk := strings.ToLower(k)
+		switch {
+		case k == "" || len([]rune(k)) > 128:
+			return fmt.Errorf("tag key %q: want 1 to 128 characters", k)
+		case len([]rune(v)) > 256:
+			return fmt.Errorf("tag %q: value longer than 256 characters", k)
+		case strings.HasPrefix(lk, "aws:"):
+			return fmt.Errorf("tag key %q: the aws: prefix is reserved by AWS", k)
+		case strings.HasPrefix(lk, "tether:") || k == cloud.TagName:
+			return fmt.Errorf("tag key %q: tether sets this tag itself", k)
+		}
+	}
+	return nil
 }

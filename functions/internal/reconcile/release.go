@@ -417,13 +417,13 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 	p.r.mem.noteAttachment(p.key, v.ID, cloud.Attachment{InstanceID: a.InstanceID, State: cloud.AttachDetached, AttachTime: p.now})
 	since := p.releaseStart(w, "")
 	p.r.mem.noteReleased(p.key, since)
-	metric := "ForcedDetachesGone"
+	metric := MetricForcedDetachesGone
 	if !halted {
-		metric = "ForcedDetachesLive"
+		metric = MetricForcedDetachesLive
 	}
 	log.Warn("force-detached", "why", why, "device", a.Device, "instanceState", in.State, "operator", operator)
 	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID, "why": why, "instanceState": in.State},
-		metricCount(metric), metricCount("ForceDetaches"))
+		metricCount(metric), metricCount(MetricForceDetaches))
 	return p.retry(p.r.t.DetachPoll, hint{Step: stepDetach, Volume: v.ID, Instance: a.InstanceID, At: ms(p.now), Since: ms(since), Poison: a.Device},
 		"force-detaching %s from %s (%s)", v.ID, a.InstanceID, why), nil
 }

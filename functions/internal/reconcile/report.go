@@ -82,10 +82,10 @@ func (p *pass) mounted(w want, v cloud.Volume, inst string, c cloud.Command) {
 	props := map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}
 	var ms []emf.Metric
 	if at, ok := p.r.mem.takeInflight(v.ID, stepMount); ok {
-		ms = append(ms, emf.Metric{Name: "MountDuration", Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
+		ms = append(ms, emf.Metric{Name: MetricMountDuration, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
 	}
 	if p.r.mem.forgetReleased(p.key) || p.hint.Since != 0 {
-		ms = append(ms, emf.Metric{Name: "HandoffDuration", Value: msf(p.now.Sub(start)), Unit: emf.Milliseconds})
+		ms = append(ms, emf.Metric{Name: MetricHandoffDuration, Value: msf(p.now.Sub(start)), Unit: emf.Milliseconds})
 		log.Info("handoff done: volume mounted where its task runs", "handoff", p.now.Sub(start).String())
 	} else {
 		log.Info("volume mounted where its task runs")
@@ -104,13 +104,13 @@ func (p *pass) noteProgress(w want, v cloud.Volume) {
 	if attachedTo != "" {
 		if at, ok := p.r.mem.takeInflight(v.ID, stepAttach); ok {
 			p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": attachedTo},
-				emf.Metric{Name: "AttachDuration", Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
+				emf.Metric{Name: MetricAttachDuration, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
 		}
 	}
 	if len(v.Attachments) == 0 {
 		if at, ok := p.r.mem.takeInflight(v.ID, stepDetach); ok {
 			p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID},
-				emf.Metric{Name: "DetachDuration", Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
+				emf.Metric{Name: MetricDetachDuration, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
 		}
 	}
 }
@@ -121,9 +121,9 @@ func (p *pass) observedEvent(v cloud.Volume, ev VolumeChanged) {
 	var step, name string
 	switch {
 	case ev.Event == "attachVolume" && ev.Result == "attached":
-		step, name = stepAttach, "AttachDuration"
+		step, name = stepAttach, MetricAttachDuration
 	case ev.Event == "detachVolume" && ev.Result == "detached":
-		step, name = stepDetach, "DetachDuration"
+		step, name = stepDetach, MetricDetachDuration
 	default:
 		return
 	}
@@ -150,10 +150,10 @@ func (p *pass) startedWithVolume(w want, t cloud.Task) {
 		return
 	}
 	end := t.StartedAt
-	ms := []emf.Metric{{Name: "MountDuration", Value: msf(max(end.Sub(at), 0)), Unit: emf.Milliseconds}}
+	ms := []emf.Metric{{Name: MetricMountDuration, Value: msf(max(end.Sub(at), 0)), Unit: emf.Milliseconds}}
 	start := p.handoffStart(w)
 	if p.r.mem.forgetReleased(p.key) || p.hint.Since != 0 {
-		ms = append(ms, emf.Metric{Name: "HandoffDuration", Value: msf(max(end.Sub(start), 0)), Unit: emf.Milliseconds})
+		ms = append(ms, emf.Metric{Name: MetricHandoffDuration, Value: msf(max(end.Sub(start), 0)), Unit: emf.Milliseconds})
 		p.log.Info("handoff done: the task started with its volume", "task", t.ARN, "instance", ci.EC2InstanceID, "handoff", end.Sub(start).String())
 	}
 	p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": vid, "instance": ci.EC2InstanceID, "task": t.ARN}, ms...)
@@ -173,12 +173,12 @@ func (p *pass) finish(res Result, err error) {
 		p.log.Info("handing the key back", "reason", res.Reason, "retryAfter", res.RetryAfter.String(), "ec2Requests", calls)
 	}
 	metrics := []emf.Metric{
-		{Name: "Passes", Value: 1, Unit: emf.Count},
-		{Name: "EC2Requests", Value: float64(calls), Unit: emf.Count},
-		{Name: "Throttles", Value: float64(throttles), Unit: emf.Count},
+		{Name: MetricPasses, Value: 1, Unit: emf.Count},
+		{Name: MetricEC2Requests, Value: float64(calls), Unit: emf.Count},
+		{Name: MetricThrottles, Value: float64(throttles), Unit: emf.Count},
 	}
 	if res.RetryAfter > 0 {
-		metrics = append(metrics, emf.Metric{Name: "Retries", Value: 1, Unit: emf.Count})
+		metrics = append(metrics, emf.Metric{Name: MetricRetries, Value: 1, Unit: emf.Count})
 	}
 	if err != nil {
 		metrics = append(metrics, metricFailures(1))
@@ -189,7 +189,7 @@ func (p *pass) finish(res Result, err error) {
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func metricFailures(n float64) emf.Metric {
-	return emf.Metric{Name: "Failures", Value: n, Unit: emf.Count}
+	return emf.Metric{Name: MetricFailures, Value: n, Unit: emf.Count}
 }
 
 func metricCount(name string) emf.Metric { return emf.Metric{Name: name, Value: 1, Unit: emf.Count} }
@@ -200,7 +200,7 @@ func (r *Reconciler) stoppedMetric(cluster, class string, props map[string]any) 
 	if r.metrics == nil {
 		return
 	}
-	if err := r.metrics.Emit(map[string]string{"Cluster": cluster, "ReasonClass": class}, props, metricCount("TasksStopped")); err != nil {
+	if err := r.metrics.Emit(map[string]string{"Cluster": cluster, "ReasonClass": class}, props, metricCount(MetricTasksStopped)); err != nil {
 		r.log.Warn("could not write metrics", "error", err)
 	}
 	r.emit(cluster, props, metricFailures(1))
