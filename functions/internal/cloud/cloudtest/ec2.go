@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +32,12 @@ func (v *Volume) toEC2() ec2types.Volume {
 	if v.KMSKeyID != "" {
 		out.KmsKeyId = aws.String(v.KMSKeyID)
 	}
+	if v.IOPS > 0 {
+		out.Iops = aws.Int32(v.IOPS)
+	}
+	if v.Throughput > 0 {
+		out.Throughput = aws.Int32(v.Throughput)
+	}
 	keys := make([]string, 0, len(v.Tags))
 	for k := range v.Tags {
 		keys = append(keys, k)
@@ -47,35 +55,99 @@ func (v *Volume) toEC2() ec2types.Volume {
 	return out
 }
 
-func matches(v *Volume, f ec2types.Filter) (bool, error) {
-	name := aws.ToString(f.Name)
-	var got string
-	switch {
-	case name == "volume-id":
-		got = v.ID
-	case name == "attachment.instance-id":
+// field is what a DescribeVolumes filter compares (EC2 API reference,
+// DescribeVolumes: the filters below and tag:<key>); ok is false for a
+// filter EC2 does not have.
+func (v *Volume) field(name string) (values []string, ok bool) {
+	if key, isTag := strings.CutPrefix(name, "tag:"); isTag {
+		if val, has := v.Tags[key]; has {
+			return []string{val}, true
+		}
+		return nil, true
+	}
+	switch name {
+	case "volume-id":
+		return []string{v.ID}, true
+	case "status":
+		return []string{v.State}, true
+	case "availability-zone":
+		return []string{v.AZ}, true
+	case "volume-type":
+		return []string{v.Type}, true
+	case "size":
+		return []string{strconv.Itoa(int(v.Size))}, true
+	case "encrypted":
+		return []string{strconv.FormatBool(v.Encrypted)}, true
+	case "multi-attach-enabled":
+		return []string{strconv.FormatBool(v.MultiAttach)}, true
+	case "tag-key", "tag-value":
+		for k, val := range v.Tags {
+			if name == "tag-key" {
+				values = append(values, k)
+			} else {
+				values = append(values, val)
+			}
+		}
+		return values, true
+	case "attachment.instance-id", "attachment.status", "attachment.device":
 		if v.Att == nil {
-			return false, nil
+			return nil, true
 		}
-		got = v.Att.Instance
-	case strings.HasPrefix(name, "tag:"):
-		val, ok := v.Tags[strings.TrimPrefix(name, "tag:")]
-		if !ok {
-			return false, nil
-		}
-		got = val
-	default:
-		return false, apiErr("InvalidParameterValue", "The filter '%s' is invalid", name)
+		return []string{map[string]string{"attachment.instance-id": v.Att.Instance, "attachment.status": v.Att.State,
+			"attachment.device": v.Att.Device}[name]}, true
 	}
-	for _, want := range f.Values {
-		if got == want {
-			return true, nil
-		}
-	}
-	return false, nil
+	return nil, false
 }
 
-// DescribeVolumes implements cloud.EC2API (filters: volume-id, tag:*, attachment.instance-id).
+// volumeFilter is one DescribeVolumes filter, its values compiled.
+type volumeFilter struct {
+	name   string
+	values []*regexp.Regexp
+}
+
+// parseFilters refuses a filter EC2 does not have, or one without values.
+func parseFilters(filters []ec2types.Filter) ([]volumeFilter, error) {
+	var out []volumeFilter
+	probe := &Volume{}
+	for _, f := range filters {
+		name := aws.ToString(f.Name)
+		if _, ok := probe.field(name); !ok {
+			return nil, apiErr("InvalidParameterValue", "The filter '%s' is invalid", name)
+		}
+		if len(f.Values) == 0 {
+			return nil, apiErr("InvalidParameterValue", "The filter '%s' has no values", name)
+		}
+		vf := volumeFilter{name: name}
+		for _, val := range f.Values {
+			vf.values = append(vf.values, wildcard(val))
+		}
+		out = append(out, vf)
+	}
+	return out, nil
+}
+
+// matches: every filter matches (AND), each when any of its values matches
+// any of the volume's (OR).
+func (v *Volume) matches(filters []volumeFilter) bool {
+	for _, f := range filters {
+		have, _ := v.field(f.name)
+		hit := false
+		for _, re := range f.values {
+			for _, h := range have {
+				hit = hit || re.MatchString(h)
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
+
+// DescribeVolumes implements cloud.EC2API: VolumeIds or filters (values
+// with EC2's wildcards), pages of MaxResults (5 or more; over 500 means
+// 500, as the EC2 API reference says) with NextToken; neither MaxResults
+// nor NextToken together with VolumeIds.
 func (c *EC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _ ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -83,43 +155,42 @@ func (c *EC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _
 	if err := w.call("EC2:DescribeVolumes"); err != nil {
 		return nil, err
 	}
-	// EC2 API reference, DescribeVolumes: MaxResults 5 to 500, and not
-	// together with VolumeIds.
-	if in.MaxResults != nil {
-		if n := aws.ToInt32(in.MaxResults); n < 5 || n > 500 {
-			return nil, apiErr("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and 500.", n)
-		}
-		if len(in.VolumeIds) > 0 {
-			return nil, apiErr("InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults")
-		}
+	filters, err := parseFilters(in.Filters)
+	if err != nil {
+		return nil, err
+	}
+	if len(in.VolumeIds) > 0 && (in.MaxResults != nil || in.NextToken != nil) {
+		return nil, apiErr("InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults")
 	}
 	for _, id := range in.VolumeIds {
 		if _, ok := w.volumes[id]; !ok {
 			return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 		}
 	}
-	out := &ec2.DescribeVolumesOutput{}
-	ids := make([]string, 0, len(w.volumes))
-	for id := range w.volumes {
-		ids = append(ids, id)
+	var found []ec2types.Volume
+	for _, v := range w.sortedVolumesLocked() {
+		if (len(in.VolumeIds) == 0 || contains(in.VolumeIds, v.ID)) && v.matches(filters) {
+			found = append(found, v.toEC2())
+		}
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		v := w.volumes[id]
-		if len(in.VolumeIds) > 0 && !contains(in.VolumeIds, id) {
-			continue
+	limit := len(found)
+	if in.MaxResults != nil {
+		n := aws.ToInt32(in.MaxResults)
+		if n < 5 {
+			return nil, apiErr("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value greater than 4.", n)
 		}
-		ok := true
-		for _, f := range in.Filters {
-			m, err := matches(v, f)
-			if err != nil {
-				return nil, err
-			}
-			ok = ok && m
+		limit = int(min(n, 500))
+	}
+	from := 0
+	if in.NextToken != nil {
+		if _, err := fmt.Sscanf(aws.ToString(in.NextToken), "page-%d", &from); err != nil || from < 0 || from > len(found) {
+			return nil, apiErr("InvalidPaginationToken", "Invalid pagination token %q", aws.ToString(in.NextToken))
 		}
-		if ok {
-			out.Volumes = append(out.Volumes, v.toEC2())
-		}
+	}
+	to := min(len(found), from+limit)
+	out := &ec2.DescribeVolumesOutput{Volumes: found[from:to]}
+	if to < len(found) {
+		out.NextToken = aws.String(fmt.Sprintf("page-%d", to))
 	}
 	return out, nil
 }
@@ -133,9 +204,10 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// CreateVolume implements cloud.EC2API with ClientToken idempotency: a
-// token replays its first answer; a different request, or a create that
-// failed asynchronously, gets IdempotentParameterMismatch.
+// CreateVolume implements cloud.EC2API with EBS's per-type rules
+// (rules.go) and ClientToken idempotency: a token replays its first
+// answer; a different request, or a create that failed asynchronously,
+// gets IdempotentParameterMismatch.
 func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...func(*ec2.Options)) (out *ec2.CreateVolumeOutput, err error) {
 	w := c.w
 	w.wait("EC2:CreateVolume", "")
@@ -145,32 +217,58 @@ func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...fu
 	if err := w.call("EC2:CreateVolume"); err != nil {
 		return nil, err
 	}
+	az := aws.ToString(in.AvailabilityZone)
+	if az == "" {
+		return nil, apiErr("MissingParameter", "The request must contain the parameter AvailabilityZone")
+	}
+	if in.Size == nil && in.SnapshotId == nil {
+		return nil, apiErr("MissingParameter", "The request must contain the parameter Size")
+	}
+	// EC2 API reference, CreateVolume, KmsKeyId: "If KmsKeyId is
+	// specified, the encrypted state must be true."
+	if aws.ToString(in.KmsKeyId) != "" && !aws.ToBool(in.Encrypted) {
+		return nil, apiErr("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
+	}
 	tags := map[string]string{}
 	for _, ts := range in.TagSpecifications {
+		if ts.ResourceType != ec2types.ResourceTypeVolume {
+			return nil, apiErr("InvalidParameterValue", "'%s' is not a valid taggable resource type for this operation.", ts.ResourceType)
+		}
 		for _, t := range ts.Tags {
+			if err := checkTag(aws.ToString(t.Key), aws.ToString(t.Value)); err != nil {
+				return nil, err
+			}
 			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 		}
 	}
-	params := fmt.Sprintf("%s|%d|%s|%t|%s|%v", aws.ToString(in.AvailabilityZone), aws.ToInt32(in.Size), in.VolumeType,
-		aws.ToBool(in.Encrypted), aws.ToString(in.KmsKeyId), tags)
+	if len(tags) > maxTags {
+		return nil, apiErr("TagLimitExceeded", "The maximum number of tags per resource is %d.", maxTags)
+	}
 	tok := aws.ToString(in.ClientToken)
+	if len(tok) > 64 {
+		return nil, apiErr("InvalidParameterValue", "Value (%s) for parameter clientToken is invalid. The client token must be at most 64 ASCII characters.", tok)
+	}
+	shape := volumeShape{typ: string(in.VolumeType), size: aws.ToInt32(in.Size), iops: in.Iops, throughput: in.Throughput,
+		multiAttach: aws.ToBool(in.MultiAttachEnabled)}
+	if shape.typ == "" {
+		shape.typ = "gp2" // EC2 API reference, CreateVolume, VolumeType: "Default: gp2"
+	}
+	iops, throughput, err := shape.resolve()
+	if err != nil {
+		return nil, err
+	}
+	params := fmt.Sprintf("%s|%s|%d|%s|%s|%t|%t|%s|%s|%v", az, shape.typ, shape.size, fmtPtr(in.Iops), fmtPtr(in.Throughput), shape.multiAttach,
+		aws.ToBool(in.Encrypted), aws.ToString(in.KmsKeyId), aws.ToString(in.SnapshotId), tags)
 	if t, ok := w.tokens[tok]; ok && tok != "" {
 		if t.failed || t.params != params {
 			return nil, apiErr("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or the request parameters differ.")
 		}
 		return createOutput(w.volumes[t.volume], t.volume, in), nil
 	}
-	az := aws.ToString(in.AvailabilityZone)
-	if az == "" {
-		return nil, apiErr("MissingParameter", "The request must contain the parameter AvailabilityZone")
-	}
 	v := &Volume{
-		ID: w.id("vol-"), AZ: az, State: "creating", Size: aws.ToInt32(in.Size), Type: string(in.VolumeType),
+		ID: w.id("vol-"), AZ: az, State: "creating", Size: shape.size, Type: shape.typ, IOPS: iops, Throughput: throughput,
 		Encrypted: aws.ToBool(in.Encrypted), KMSKeyID: aws.ToString(in.KmsKeyId), Created: w.now, Tags: tags, token: tok,
-		Formatted: aws.ToString(in.SnapshotId) != "", MultiAttach: aws.ToBool(in.MultiAttachEnabled),
-	}
-	if v.MultiAttach && v.Type != "io1" && v.Type != "io2" {
-		return nil, apiErr("InvalidParameterCombination", "Multi-Attach is supported only for io1 and io2 volumes")
+		Formatted: aws.ToString(in.SnapshotId) != "", MultiAttach: shape.multiAttach,
 	}
 	v.vanishes = v.KMSKeyID != "" && w.badKMSKeys[v.KMSKeyID]
 	if w.failCreates > 0 {
@@ -183,6 +281,14 @@ func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...fu
 	}
 	w.checkKeysLocked()
 	return createOutput(v, v.ID, in), nil
+}
+
+// fmtPtr spells an optional number for the idempotency fingerprint.
+func fmtPtr(p *int32) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.Itoa(int(*p))
 }
 
 func createOutput(v *Volume, id string, in *ec2.CreateVolumeInput) *ec2.CreateVolumeOutput {
@@ -222,8 +328,15 @@ func (c *EC2) AttachVolume(_ context.Context, in *ec2.AttachVolumeInput, _ ...fu
 	if !ok {
 		return nil, apiErr("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", iid)
 	}
-	if inst.State != "running" {
-		return nil, apiErr("IncorrectInstanceState", "The instance '%s' is not 'running'.", iid)
+	// EC2 API reference, AttachVolume: "to a running or stopped instance".
+	// A pending one answers IncorrectState, the others (stopping,
+	// shutting-down, terminated) IncorrectInstanceState.
+	switch inst.State {
+	case "running", "stopped":
+	case "pending":
+		return nil, apiErr("IncorrectState", "Instance '%s' is not 'running'.", iid)
+	default:
+		return nil, apiErr("IncorrectInstanceState", "Instance '%s' is not 'running'.", iid)
 	}
 	if code := w.refuseAttach[iid]; code != "" {
 		return nil, apiErr(code, "The instance '%s' does not support this attachment.", iid)
@@ -290,8 +403,28 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 	if !ok {
 		return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", vid)
 	}
-	if v.Att == nil || (iid != "" && v.Att.Instance != iid) {
-		return nil, apiErr("InvalidAttachment.NotFound", "Volume '%s' is not attached to '%s'", vid, iid)
+	if iid != "" && w.instances[iid] == nil {
+		return nil, apiErr("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", iid)
+	}
+	// A volume attached nowhere is IncorrectState, whether or not an
+	// instance is named (real answers: "Volume 'vol-…' is in the
+	// 'available' state." in aws-ebs-csi-driver#1801 and
+	// hashicorp/terraform#9023, both with InstanceId); one attached to
+	// another instance is InvalidAttachment.NotFound.
+	if v.Att == nil {
+		return nil, apiErr("IncorrectState", "Volume '%s' is in the '%s' state.", vid, v.State)
+	}
+	if iid != "" && v.Att.Instance != iid {
+		return nil, apiErr("InvalidAttachment.NotFound", "Volume %s can not be detached from %s because it is not attached", vid, iid)
+	}
+	// An instance on its way to stopped or terminated (or not yet running)
+	// keeps its volumes, forced or not. Real answer (hashicorp/terraform#18965):
+	// "IncorrectInstanceState: Unable to detach volume 'vol-x' from instance
+	// 'i-old'. The instance is not in a state in which volumes can be detached."
+	switch st := w.instances[v.Att.Instance].State; st {
+	case "pending", "stopping", "shutting-down":
+		return nil, apiErr("IncorrectInstanceState", "Unable to detach volume '%s' from instance '%s'. The instance is not in a state in which volumes can be detached.",
+			vid, v.Att.Instance)
 	}
 	if v.Att.State == "detaching" || v.Att.State == "busy" {
 		if aws.ToBool(in.Force) {
@@ -341,7 +474,8 @@ func (c *EC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...fu
 	return &ec2.DeleteVolumeOutput{}, nil
 }
 
-// CreateTags implements cloud.EC2API (volumes only).
+// CreateTags implements cloud.EC2API (volumes only): all or nothing, with
+// EC2's tag restrictions.
 func (c *EC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
 	w := c.w
 	w.wait("EC2:CreateTags", "")
@@ -350,10 +484,36 @@ func (c *EC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*
 	if err := w.call("EC2:CreateTags"); err != nil {
 		return nil, err
 	}
+	if len(in.Resources) == 0 {
+		return nil, apiErr("MissingParameter", "The request must contain the parameter ResourceId")
+	}
+	if len(in.Tags) == 0 {
+		return nil, apiErr("MissingParameter", "The request must contain the parameter Tag")
+	}
+	for _, t := range in.Tags {
+		if err := checkTag(aws.ToString(t.Key), aws.ToString(t.Value)); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range in.Resources {
 		v, ok := w.volumes[id]
 		if !ok {
 			return nil, apiErr("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		}
+		n := len(v.Tags)
+		for _, t := range in.Tags {
+			if _, has := v.Tags[aws.ToString(t.Key)]; !has {
+				n++
+			}
+		}
+		if n > maxTags {
+			return nil, apiErr("TagLimitExceeded", "The maximum number of tags per resource is %d.", maxTags)
+		}
+	}
+	for _, id := range in.Resources {
+		v := w.volumes[id]
+		if v.Tags == nil {
+			v.Tags = map[string]string{}
 		}
 		for _, t := range in.Tags {
 			v.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)

@@ -1,11 +1,16 @@
 // Package cloudtest is an in-memory EC2, ECS and SSM with real state, behind
 // the narrow SDK interfaces of package cloud, for fast tests of the
 // reconciler's logic. It is never kinder than AWS: it refuses what the
-// local world (test/world) and AWS refuse, and sends only the events AWS
+// local world (test/world) and AWS refuse (the conformance table,
+// conformance_test.go, asks both every request tether makes and holds
+// them to AWS's documented answers), and sends only the events AWS
 // documents (no attachVolume event for a successful attach; detachVolume
-// only when SendDetachEvents asks for it). Nothing completes by itself: attaches, detaches,
-// creates, deletes, SSM commands and task starts stay "in flight" until the
-// test driver completes them, in whatever order it likes. The guest side of
+// only when SendDetachEvents asks for it). Nothing completes by itself:
+// attaches, detaches, creates, deletes, SSM commands and task starts stay
+// "in flight" until the test driver completes them, in whatever order it
+// likes. SSM's eventual consistency is kept: right after SendCommand,
+// GetCommandInvocation answers InvocationDoesNotExist until the clock has
+// moved on or the command has run. The guest side of
 // each instance is modelled too (what is mounted, which containers use
 // which volume), so tests can check tether's safety rules against it.
 //
@@ -87,6 +92,8 @@ type Volume struct {
 	ID, AZ, State string
 	Size          int32
 	Type          string
+	IOPS          int32 // as DescribeVolumes reports it (gp2's baseline; 0 where the type has none)
+	Throughput    int32 // MiB/s (gp3)
 	Encrypted     bool
 	KMSKeyID      string
 	Created       time.Time
