@@ -37,9 +37,12 @@ func (t *Task) toECS() ecstypes.Task {
 
 // ListTasks implements cloud.ECSAPI as the ECS API reference describes it:
 // filters cluster, containerInstance (an unknown one is
-// InvalidParameterException), family, serviceName, desiredStatus (default
-// RUNNING), startedBy (then the only filter); maxResults 1 to 100 (default
-// 100), pages by nextToken.
+// InvalidParameterException), family, serviceName (an unknown one is
+// ServiceNotFoundException), desiredStatus (default RUNNING; outside the
+// model's enum a ClientException), startedBy (then the only filter:
+// desiredStatus and launchType count as filters too, the stricter
+// reading the local world also takes); maxResults 1 to 100 (default 100),
+// pages by nextToken.
 func (c *ECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func(*ecs.Options)) (*ecs.ListTasksOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -47,7 +50,12 @@ func (c *ECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func(*ec
 	if err := w.call("ECS:ListTasks"); err != nil {
 		return nil, err
 	}
-	if in.StartedBy != nil && (in.Family != nil || in.ContainerInstance != nil || in.ServiceName != nil || in.DesiredStatus != "") {
+	switch in.DesiredStatus {
+	case "", ecstypes.DesiredStatusRunning, ecstypes.DesiredStatusPending, ecstypes.DesiredStatusStopped:
+	default: // botocore's ecs model: DesiredStatus enum; ECS answers a model violation with ClientException
+		return nil, apiErr("ClientException", "1 validation error detected: Value '%s' at 'desiredStatus' failed to satisfy constraint: Member must satisfy enum value set: [RUNNING, PENDING, STOPPED]", in.DesiredStatus)
+	}
+	if in.StartedBy != nil && (in.Family != nil || in.ContainerInstance != nil || in.ServiceName != nil || in.DesiredStatus != "" || in.LaunchType != "") {
 		return nil, apiErr("InvalidParameterException", "startedBy must be the only filter.")
 	}
 	desired := string(in.DesiredStatus)
@@ -57,6 +65,9 @@ func (c *ECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func(*ec
 	ci := aws.ToString(in.ContainerInstance)
 	if ci != "" && w.cis[ci] == nil {
 		return nil, apiErr("InvalidParameterException", "Container instance can not be found.")
+	}
+	if name := aws.ToString(in.ServiceName); name != "" && w.services[name[strings.LastIndexByte(name, '/')+1:]] == nil {
+		return nil, apiErr("ServiceNotFoundException", "Service not found.")
 	}
 	if in.StartedBy != nil {
 		return &ecs.ListTasksOutput{}, nil // tether's tasks are not started by anyone the fake knows
@@ -233,12 +244,13 @@ func (c *ECS) StopTask(_ context.Context, in *ecs.StopTaskInput, _ ...func(*ecs.
 	if err := w.call("ECS:StopTask"); err != nil {
 		return nil, err
 	}
+	// ECS API reference, StopTask, reason: "Up to 255 characters are allowed".
+	if len(aws.ToString(in.Reason)) > 255 {
+		return nil, apiErr("InvalidParameterException", "reason can be up to 255 characters.")
+	}
 	t := w.findTaskLocked(aws.ToString(in.Task))
 	if t == nil {
 		return nil, apiErr("InvalidParameterException", "The referenced task was not found.")
-	}
-	if len(aws.ToString(in.Reason)) > 255 {
-		return nil, apiErr("InvalidParameterException", "reason longer than 255 characters")
 	}
 	w.stopLocked(t, aws.ToString(in.Reason))
 	return &ecs.StopTaskOutput{Task: &ecstypes.Task{TaskArn: aws.String(t.ARN)}}, nil
