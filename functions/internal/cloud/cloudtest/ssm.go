@@ -2,6 +2,8 @@ package cloudtest
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"sort"
 	"time"
 
@@ -24,7 +26,9 @@ func (w *World) SSM(mountDoc, unmountDoc string) *SSM {
 	return &SSM{w: w, mountDoc: mountDoc, unmountDoc: unmountDoc}
 }
 
-// SendCommand implements cloud.SSMAPI (one instance).
+// SendCommand implements cloud.SSMAPI (one instance), checking what SSM
+// checks: the model's limits first, then the document, the instance, and
+// the parameters against the document's declarations.
 func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
 	w := c.w
 	w.wait("SSM:SendCommand", aws.ToString(in.DocumentName))
@@ -33,9 +37,6 @@ func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func
 	if err := w.call("SSM:SendCommand"); err != nil {
 		return nil, err
 	}
-	if len(in.InstanceIds) != 1 {
-		return nil, apiErr("InvalidParameters", "this fake runs commands on one instance")
-	}
 	// botocore's ssm model: Comment max 100; TimeoutSeconds 30 to 2592000.
 	if n := len(aws.ToString(in.Comment)); n > 100 {
 		return nil, apiErr("ValidationException", "1 validation error detected: Value at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100 (got %d)", n)
@@ -43,9 +44,11 @@ func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func
 	if t := in.TimeoutSeconds; t != nil && (*t < 30 || *t > 2592000) {
 		return nil, apiErr("ValidationException", "1 validation error detected: Value '%d' at 'timeoutSeconds' failed to satisfy constraint: Member must have value between 30 and 2592000", *t)
 	}
+	if len(in.InstanceIds) != 1 {
+		return nil, apiErr("InvalidParameters", "this fake runs commands on one instance")
+	}
 	doc := aws.ToString(in.DocumentName)
-	declared, ok := documentParams[doc == c.unmountDoc]
-	if doc != c.mountDoc && doc != c.unmountDoc || !ok {
+	if doc != c.mountDoc && doc != c.unmountDoc {
 		return nil, apiErr("InvalidDocument", "Document with name %s does not exist.", doc)
 	}
 	// SSM API reference, SendCommand InvalidInstanceId: the agent is not
@@ -54,15 +57,9 @@ func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func
 	if !ok || inst.SSMDown || inst.State == "shutting-down" || inst.State == "terminated" {
 		return nil, apiErr("InvalidInstanceId", "Instances [[%s]] not in a valid state for account 111122223333", in.InstanceIds[0])
 	}
-	params := map[string]string{}
-	for k, v := range in.Parameters {
-		if !declared[k] {
-			return nil, apiErr("InvalidParameters", "document %s does not take parameter %s", doc, k)
-		}
-		if len(v) != 1 {
-			return nil, apiErr("InvalidParameters", "parameter %s takes one value", k)
-		}
-		params[k] = v[0]
+	params, err := documentParams[doc == c.unmountDoc].check(doc, in.Parameters)
+	if err != nil {
+		return nil, err
 	}
 	cmd := &Command{ID: w.commandID(), Document: doc, Instance: inst.ID, Params: params, Requested: w.now, Status: "Pending", Exit: -1,
 		Unmount: doc == c.unmountDoc, Comment: aws.ToString(in.Comment)}
@@ -70,13 +67,67 @@ func (c *SSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func
 	return &ssm.SendCommandOutput{Command: &ssmtypes.Command{CommandId: aws.String(cmd.ID)}}, nil
 }
 
-// documentParams are the parameters template.yaml's documents declare
-// (agentproto's names), by "is the unmount document".
-var documentParams = map[bool]map[string]bool{
-	false: {agentproto.ParamVolumeID: true, agentproto.ParamVolumeName: true, agentproto.ParamFSType: true, agentproto.ParamDevice: true,
-		agentproto.ParamFormatIfBlank: true, agentproto.ParamSizeGiB: true, agentproto.ParamAttachment: true},
-	true: {agentproto.ParamVolumeID: true, agentproto.ParamVolumeName: true, agentproto.ParamForce: true, agentproto.ParamAttachment: true},
+// docParam is one parameter a document declares: its allowedPattern, and
+// whether it has a default (one without is required).
+type docParam struct {
+	pattern  *regexp.Regexp
+	optional bool
 }
+
+type docParams map[string]docParam
+
+// documentParams are the parameters template.yaml's documents declare
+// (agentproto's names, the template's allowedPatterns and defaults), by
+// "is the unmount document". TestDocumentParamsAreTheTemplates holds them
+// to template.yaml.
+var documentParams = map[bool]docParams{
+	false: {
+		agentproto.ParamVolumeID:      {pattern: regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)},
+		agentproto.ParamVolumeName:    {pattern: regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-]){0,199}\.?$`)},
+		agentproto.ParamFSType:        {pattern: regexp.MustCompile(`^(ext4|xfs)$`), optional: true},
+		agentproto.ParamDevice:        {pattern: regexp.MustCompile(`^(/dev/(sd[b-z]|xvd[b-z]|xvd[a-c][a-z]|xvdd[a-x]))?$`), optional: true},
+		agentproto.ParamFormatIfBlank: {pattern: regexp.MustCompile(`^(true|false)$`), optional: true},
+		agentproto.ParamSizeGiB: {pattern: regexp.MustCompile(`^(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-6])$`),
+			optional: true},
+		agentproto.ParamAttachment: {pattern: regexp.MustCompile(`^([A-Za-z0-9._:-]{1,64})?$`), optional: true},
+	},
+	true: {
+		agentproto.ParamVolumeID:   {pattern: regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)},
+		agentproto.ParamVolumeName: {pattern: regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-]){0,199}\.?$`)},
+		agentproto.ParamForce:      {pattern: regexp.MustCompile(`^(true|false)$`), optional: true},
+		agentproto.ParamAttachment: {pattern: regexp.MustCompile(`^([A-Za-z0-9._:-]{1,64})?$`), optional: true},
+	},
+}
+
+// check refuses parameters the document does not declare, values outside
+// their allowedPattern and missing required ones, as SSM does
+// (InvalidParameters, SendCommand in the SSM API reference).
+func (d docParams) check(doc string, given map[string][]string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range given {
+		p, ok := d[k]
+		if !ok {
+			return nil, apiErr("InvalidParameters", "document %s does not take parameter %s", doc, k)
+		}
+		if len(v) != 1 {
+			return nil, apiErr("InvalidParameters", "parameter %s takes one value", k)
+		}
+		if !p.pattern.MatchString(v[0]) {
+			return nil, apiErr("InvalidParameters", "Parameter %q value %q does not match the allowed pattern %s", k, v[0], p.pattern)
+		}
+		out[k] = v[0]
+	}
+	for k, p := range d {
+		if _, ok := given[k]; !ok && !p.optional {
+			return nil, apiErr("InvalidParameters", "document %s requires parameter %s", doc, k)
+		}
+	}
+	return out, nil
+}
+
+// commandIDPattern is the model's CommandId (36 characters) as SSM makes
+// them: a UUID.
+var commandIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // GetCommandInvocation implements cloud.SSMAPI.
 func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocationInput, _ ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
@@ -86,8 +137,15 @@ func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocati
 	if err := w.call("SSM:GetCommandInvocation"); err != nil {
 		return nil, err
 	}
+	if !commandIDPattern.MatchString(aws.ToString(in.CommandId)) {
+		return nil, apiErr("InvalidCommandId", "Command id %q is not valid", aws.ToString(in.CommandId))
+	}
 	cmd, ok := w.commands[aws.ToString(in.CommandId)]
-	if !ok || cmd.Instance != aws.ToString(in.InstanceId) {
+	// "The Run Command API follows an eventual consistency model"
+	// (GetCommandInvocation, SSM API reference; aws/aws-sdk#86): right
+	// after SendCommand the invocation is not there yet. Here it appears
+	// once the world's clock has moved on or the agent has run it.
+	if !ok || cmd.Instance != aws.ToString(in.InstanceId) || (cmd.Status == "Pending" && !w.now.After(cmd.Requested)) {
 		return nil, apiErr("InvocationDoesNotExist", "")
 	}
 	details := cmd.Details
@@ -107,7 +165,10 @@ func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocati
 	return out, nil
 }
 
-// ListCommands implements cloud.SSMAPI (InstanceId, CommandId; filters DocumentName, InvokedAfter).
+// ListCommands implements cloud.SSMAPI: InstanceId, CommandId (an
+// unknown one is InvalidCommandId), the filters of the model's
+// CommandFilterKey enum (InvokedAfter, InvokedBefore, DocumentName,
+// Status, ExecutionStage), MaxResults 1 to 50 (default 50) and NextToken.
 func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...func(*ssm.Options)) (*ssm.ListCommandsOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -115,23 +176,35 @@ func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...fu
 	if err := w.call("SSM:ListCommands"); err != nil {
 		return nil, err
 	}
-	var doc string
-	var after time.Time
+	// botocore's ssm model: MaxResults 1 to 50, CommandFilterKey's enum.
+	if n := in.MaxResults; n != nil && (*n < 1 || *n > 50) {
+		return nil, apiErr("ValidationException", "1 validation error detected: Value '%d' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and 50", *n)
+	}
+	match := []func(*Command) bool{}
 	for _, f := range in.Filters {
+		val := aws.ToString(f.Value)
 		switch f.Key {
-		case ssmtypes.CommandFilterKeyDocumentName:
-			doc = aws.ToString(f.Value)
-		case ssmtypes.CommandFilterKeyInvokedAfter:
-			t, err := time.Parse(time.RFC3339, aws.ToString(f.Value))
+		case ssmtypes.CommandFilterKeyInvokedAfter, ssmtypes.CommandFilterKeyInvokedBefore:
+			t, err := time.Parse(time.RFC3339, val)
 			if err != nil {
-				return nil, apiErr("InvalidFilterValue", "%s", aws.ToString(f.Value))
+				return nil, apiErr("ValidationException", "filter %s: %q is not a timestamp like 2024-07-07T00:00:00Z", f.Key, val)
 			}
-			after = t
+			after := f.Key == ssmtypes.CommandFilterKeyInvokedAfter
+			match = append(match, func(c *Command) bool { return c.Requested.Before(t) != after })
+		case ssmtypes.CommandFilterKeyDocumentName:
+			match = append(match, func(c *Command) bool { return c.Document == val })
+		case ssmtypes.CommandFilterKeyStatus:
+			match = append(match, func(c *Command) bool { return c.Status == val })
+		case ssmtypes.CommandFilterKeyExecutionStage:
+			match = append(match, func(c *Command) bool { return (c.Status == "Pending") == (val == "Executing") })
 		default:
-			return nil, apiErr("InvalidFilterKey", "%s", f.Key)
+			return nil, apiErr("ValidationException", "1 validation error detected: Value '%s' at 'filters.1.member.key' failed to satisfy constraint: Member must satisfy enum value set: [DocumentName, ExecutionStage, InvokedAfter, InvokedBefore, Status]", f.Key)
 		}
 	}
-	out := &ssm.ListCommandsOutput{}
+	if id := aws.ToString(in.CommandId); in.CommandId != nil && (!commandIDPattern.MatchString(id) || w.commands[id] == nil) {
+		return nil, apiErr("InvalidCommandId", "Command %s does not exist", id)
+	}
+	var found []ssmtypes.Command
 	ids := make([]string, 0, len(w.commands))
 	for id := range w.commands {
 		ids = append(ids, id)
@@ -139,19 +212,40 @@ func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...fu
 	sort.Strings(ids)
 	for _, id := range ids {
 		cmd := w.commands[id]
-		if (in.InstanceId != nil && cmd.Instance != aws.ToString(in.InstanceId)) || (in.CommandId != nil && cmd.ID != aws.ToString(in.CommandId)) ||
-			(doc != "" && cmd.Document != doc) || cmd.Requested.Before(after) {
+		if (in.InstanceId != nil && cmd.Instance != aws.ToString(in.InstanceId)) || (in.CommandId != nil && cmd.ID != aws.ToString(in.CommandId)) {
+			continue
+		}
+		ok := true
+		for _, m := range match {
+			ok = ok && m(cmd)
+		}
+		if !ok {
 			continue
 		}
 		p := map[string][]string{}
 		for k, v := range cmd.Params {
 			p[k] = []string{v}
 		}
-		out.Commands = append(out.Commands, ssmtypes.Command{
+		found = append(found, ssmtypes.Command{
 			CommandId: aws.String(cmd.ID), DocumentName: aws.String(cmd.Document), InstanceIds: []string{cmd.Instance},
 			Parameters: p, RequestedDateTime: aws.Time(cmd.Requested), Status: ssmtypes.CommandStatus(cmd.Status),
 			Comment: aws.String(cmd.Comment),
 		})
+	}
+	limit := 50
+	if in.MaxResults != nil {
+		limit = int(*in.MaxResults)
+	}
+	from := 0
+	if in.NextToken != nil {
+		if _, err := fmt.Sscanf(aws.ToString(in.NextToken), "page-%d", &from); err != nil || from < 0 || from > len(found) {
+			return nil, apiErr("InvalidNextToken", "The specified token isn't valid.")
+		}
+	}
+	to := min(len(found), from+limit)
+	out := &ssm.ListCommandsOutput{Commands: found[from:to]}
+	if to < len(found) {
+		out.NextToken = aws.String(fmt.Sprintf("page-%d", to))
 	}
 	return out, nil
 }
