@@ -179,12 +179,13 @@ func (s *Server) detachVolume(ctx context.Context, form url.Values) (any, error)
 		return nil, errInstanceNotFound(instID)
 	}
 	a := v.att
-	// Without an instance, detaching a volume that is not attached is
-	// IncorrectState ("Volume 'vol-...' is in the 'available' state.", a
-	// real answer); naming an instance it is not attached to (or a device it
-	// does not use) is InvalidAttachment.NotFound. ebs-csi treats both as
-	// "already detached".
-	if a == nil && instID == "" {
+	// Detaching a volume that is attached nowhere is IncorrectState
+	// ("Volume 'vol-...' is in the 'available' state.", a real answer with
+	// InstanceId given: aws-ebs-csi-driver#1801, hashicorp/terraform#9023);
+	// naming an instance it is not attached to (or a device it does not
+	// use) is InvalidAttachment.NotFound. ebs-csi treats both as "already
+	// detached".
+	if a == nil {
 		return nil, errIncorrectState("Volume '%s' is in the '%s' state.", volID, v.state)
 	}
 	if a == nil || (instID != "" && instID != a.instanceID) || (device != "" && device != a.device) {

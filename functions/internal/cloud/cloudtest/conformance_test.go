@@ -309,8 +309,7 @@ var rows = []row{
 
 	// EC2 DetachVolume (tether always names the instance), DeleteVolume, CreateTags, DescribeInstances.
 	{req: "DetachVolume available from running", want: "IncorrectState", moto: "ok", motoWhy: "moto took every attach above (one attachment per volume, the last wins) and detaches when the named instance has a device of that name",
-		src:   "real answers: aws-ebs-csi-driver#1801, hashicorp/terraform#9023 (\"Volume 'vol-…' is in the 'available' state.\", InstanceId given)",
-		world: "InvalidAttachment.NotFound", worldWhy: "the world answers InvalidAttachment.NotFound when the instance is named (ec2sim attach.go)",
+		src: "real answers: aws-ebs-csi-driver#1801, hashicorp/terraform#9023 (\"Volume 'vol-…' is in the 'available' state.\", InstanceId given)",
 		call: func(ctx context.Context, tg *target) (string, error) {
 			_, err := tg.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(tg.fx.volAvail), InstanceId: aws.String(tg.fx.running)})
 			return "", err
