@@ -33,6 +33,9 @@ type InstanceSpec struct {
 	// (default 1); they share the instance's attachment limit with its EBS
 	// volumes on most Nitro types (limits.go).
 	NetworkInterfaces int
+	// Spot launches a Spot Instance: DescribeInstances says
+	// InstanceLifecycle "spot", and InterruptSpotInstance may reclaim it.
+	Spot bool
 }
 
 // validInstanceID accepts EC2's i- followed by 8 or 17 hex digits.
@@ -90,7 +93,7 @@ func (s *Server) AddInstance(spec InstanceSpec) error {
 		privateIP: spec.PrivateIP, host: spec.Host, state: "pending", launched: time.Now(), seq: s.nextSeq(),
 		reservation: s.newID("r", func(string) bool { return false }), tags: tags,
 		devices: map[string]string{}, poisoned: map[string]bool{}, networkInterfaces: spec.NetworkInterfaces,
-		settled: make(chan struct{}),
+		settled: make(chan struct{}), spot: spec.Spot,
 	}
 	root := &volume{id: s.newID("vol", func(id string) bool { return s.volumes[id] != nil }), az: spec.AZ, typ: "gp3",
 		size: spec.RootVolumeGiB, iops: 3000, throughput: 125, snapshotID: "snap-0123456789abcdef0", state: stateInUse,
@@ -173,9 +176,12 @@ func (s *Server) instanceXML(in *instance) xmlInstance {
 		Hypervisor: "nitro"}
 	x.Placement.AvailabilityZone, x.Placement.Tenancy = in.az, "default"
 	x.Monitoring.State = "disabled"
-	if in.stateReason != "" {
+	if in.spot {
+		x.InstanceLifecycle = "spot"
+	}
+	if in.state == "stopped" || in.state == "terminated" {
 		x.Reason = in.stateReason
-		x.StateReason = &xmlStateReason{Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown"}
+		x.StateReason = stateReasonXML(in.reasonCode)
 	}
 	devs := make([]string, 0, len(in.devices))
 	for d := range in.devices {

@@ -103,7 +103,10 @@ func (s *Server) endTransition(in *instance, gen uint64) {
 		return
 	}
 	s.guestGoneLocked(in)
-	in.stateReason = "User initiated (" + time.Now().UTC().Format("2006-01-02 15:04:05 GMT") + ")"
+	in.stateReason = ""
+	if in.reasonCode == "" {
+		in.stateReason = "User initiated (" + time.Now().UTC().Format("2006-01-02 15:04:05 GMT") + ")"
+	}
 	switch in.state {
 	case "stopping":
 		in.state = "stopped"
@@ -226,6 +229,7 @@ func (s *Server) stopLocked(in *instance, force bool) {
 	switch in.state {
 	case "pending", "running":
 		s.log.Info("instance stopping", "instance", in.id, "force", force)
+		in.reasonCode = ""
 		s.beginLocked(in, "stopping", force)
 	case "stopping":
 		if force {
@@ -243,6 +247,7 @@ func (s *Server) terminateLocked(in *instance) <-chan struct{} {
 	case "shutting-down", "terminated":
 	default:
 		s.log.Info("instance shutting down", "instance", in.id)
+		in.reasonCode = ""
 		s.beginLocked(in, "shutting-down", false)
 	}
 	return in.settled

@@ -100,6 +100,9 @@ type instance struct {
 	transition                                uint64            // bumped on every state change, so stale workers stop
 	settled                                   chan struct{}     // closed when a termination has released the volumes
 	status                                    statusChecks
+	spot                                      bool   // launched as a Spot Instance (InstanceLifecycle "spot")
+	reasonCode                                string // StateReason code of the transition under way or last made ("" = Client.UserInitiatedShutdown)
+	spotDue                                   bool   // a Spot interruption is pending (spot.go)
 }
 
 type clientToken struct {

@@ -185,8 +185,10 @@ type xmlInstance struct {
 	StateReason    *xmlStateReason  `xml:"stateReason,omitempty"`
 	AmiLaunchIndex int32            `xml:"amiLaunchIndex"`
 	InstanceType   string           `xml:"instanceType"`
-	LaunchTime     string           `xml:"launchTime"`
-	Placement      struct {
+	// InstanceLifecycle is "spot" for a Spot Instance, absent otherwise.
+	InstanceLifecycle string `xml:"instanceLifecycle,omitempty"`
+	LaunchTime        string `xml:"launchTime"`
+	Placement         struct {
 		AvailabilityZone string `xml:"availabilityZone"`
 		GroupName        string `xml:"groupName"`
 		Tenancy          string `xml:"tenancy"`

@@ -23,6 +23,7 @@ type Instance struct {
 	Cluster              string
 	ContainerInstanceArn string
 	Host                 worldapi.Host // *hosts.Instance or *fakehost.Host
+	Spot                 bool          // a Spot Instance (SpotInterrupt may reclaim it)
 }
 
 // LaunchOptions describe one instance.
@@ -34,6 +35,11 @@ type LaunchOptions struct {
 	// NoPlugin: tether-agent does not serve, so the instance does not
 	// advertise ecs.capability.docker-plugin.tether (a host without tether).
 	NoPlugin bool
+	// Spot launches a Spot Instance (EC2 InstanceLifecycle "spot").
+	Spot bool
+	// Tags are the EC2 instance's tags (an Auto Scaling group's
+	// aws:autoscaling:groupName and propagated tags).
+	Tags map[string]string
 }
 
 // ErrNoInstance: the world has no instance with that id.
@@ -97,14 +103,15 @@ func (w *World) LaunchInstance(ctx context.Context, o LaunchOptions) (*Instance,
 
 type launchSpec struct {
 	id, az, cluster string
-	noPlugin        bool
+	noPlugin, spot  bool
+	tags            map[string]string
 }
 
 func (w *World) nextSpec(o LaunchOptions) launchSpec {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	azs := w.opts.azs()
-	s := launchSpec{id: fmt.Sprintf("i-0%016x", w.rng.Uint64()), az: o.AZ, cluster: o.Cluster, noPlugin: o.NoPlugin}
+	s := launchSpec{id: fmt.Sprintf("i-0%016x", w.rng.Uint64()), az: o.AZ, cluster: o.Cluster, noPlugin: o.NoPlugin, spot: o.Spot, tags: o.Tags}
 	if s.az == "" {
 		s.az = azs[w.launched%len(azs)]
 	}
@@ -137,7 +144,7 @@ func (w *World) boot(ctx context.Context, s launchSpec) (worldapi.Host, error) {
 // register makes the booted guest an EC2, SSM and ECS instance. The world
 // owns the host from here: a failure leaves it for Close.
 func (w *World) register(ctx context.Context, s launchSpec, h worldapi.Host) (*Instance, error) {
-	in := &Instance{ID: s.id, AZ: s.az, Cluster: s.cluster, Host: h}
+	in := &Instance{ID: s.id, AZ: s.az, Cluster: s.cluster, Host: h, Spot: s.spot}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -145,7 +152,7 @@ func (w *World) register(ctx context.Context, s launchSpec, h worldapi.Host) (*I
 	}
 	w.instances = append(w.instances, in)
 	w.mu.Unlock()
-	if err := w.ec2.AddInstance(ec2sim.InstanceSpec{ID: s.id, AZ: s.az, Host: h}); err != nil {
+	if err := w.ec2.AddInstance(ec2sim.InstanceSpec{ID: s.id, AZ: s.az, Host: h, Spot: s.spot, Tags: s.tags}); err != nil {
 		return nil, fmt.Errorf("world: ec2 instance %s: %w", s.id, err)
 	}
 	if err := w.ssm.AddInstance(s.id, h); err != nil {
@@ -158,7 +165,7 @@ func (w *World) register(ctx context.Context, s launchSpec, h worldapi.Host) (*I
 	w.mu.Lock()
 	in.ContainerInstanceArn = arn
 	w.mu.Unlock()
-	w.log.Info("instance launched", "instance", s.id, "az", s.az, "cluster", s.cluster, "containerInstance", arn, "plugin", !s.noPlugin)
+	w.log.Info("instance launched", "instance", s.id, "az", s.az, "cluster", s.cluster, "containerInstance", arn, "plugin", !s.noPlugin, "spot", s.spot)
 	return in, nil
 }
 
@@ -269,11 +276,17 @@ func (w *World) HangInstance(ctx context.Context, id string, impairAfter time.Du
 	return nil
 }
 
-// onInstanceState keeps SSM and ECS in step with EC2, whoever changed the
-// instance (a control method, or a StopInstances or TerminateInstances
-// call): a stopped instance's agents are disconnected (the world never
-// starts it again), a terminated one's container instance is deregistered.
+// onInstanceState keeps SSM, ECS and Auto Scaling in step with EC2,
+// whoever changed the instance (a control method, a StopInstances or
+// TerminateInstances call, a Spot interruption, Auto Scaling): a stopped
+// instance's agents are disconnected (the world never starts it again), a
+// terminated one's container instance is deregistered.
 func (w *World) onInstanceState(id, state string) {
+	if w.asg != nil {
+		// Auto Scaling's health checks: a member that leaves running is
+		// replaced at once.
+		defer w.asg.InstanceStateChanged(id, state)
+	}
 	switch state {
 	case "stopped":
 		w.agentsGone(id)

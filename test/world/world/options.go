@@ -54,9 +54,15 @@ type Options struct {
 	// steps and, unless TimeScale is set, SQS and schedule time.
 	Profile string
 	// TimeScale multiplies SQS and schedule durations (visibility
-	// timeouts, retry delays, the sweep's rate). Default: 0.1 for instant,
-	// the profile's factor otherwise (1 for realistic).
+	// timeouts, retry delays, the sweep's rate), Auto Scaling's (hook
+	// heartbeat and global timeouts, the status-check grace) and EC2's
+	// Spot two-minute notice: world time. Default: 0.1 for instant, the
+	// profile's factor otherwise (1 for realistic).
 	TimeScale float64
+	// AutoScalingImpairedGrace is how long Auto Scaling lets an instance's
+	// status checks stay impaired before it replaces the instance (world
+	// time; default 5 min, the user guide's "waits a few minutes").
+	AutoScalingImpairedGrace time.Duration
 	// DetachEvents makes EC2 send EBS detachVolume events. Off by default:
 	// the EBS guide lists the event, but tether must work without it.
 	DetachEvents bool
@@ -161,6 +167,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AutoScalingImpairedGrace < 0 {
+		errs = append(errs, fmt.Errorf("AutoScalingImpairedGrace %v: want 0 (default) or more", o.AutoScalingImpairedGrace))
 	}
 	return errors.Join(errs...)
 }

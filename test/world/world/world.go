@@ -1,6 +1,7 @@
 // Package world assembles one running local AWS world: a single HTTP
-// endpoint on 127.0.0.1 speaking EC2, ECS, SSM, SQS and CloudFormation
-// (ec2sim, ecssim, ssmsim, eventbus, cfnsim behind one awsproto.Router), the
+// endpoint on 127.0.0.1 speaking EC2, EC2 Auto Scaling, ECS, SSM, SQS and
+// CloudFormation (ec2sim, autoscalingsim, ecssim, ssmsim, eventbus, cfnsim
+// behind one awsproto.Router), the
 // event bus the simulators publish to, an ECS cluster with N instances
 // (each an EC2 instance, an SSM managed instance and an ECS container
 // instance over one worldapi.Host: a real test/world/hosts instance or a
@@ -9,8 +10,9 @@
 //
 // A World is what tests, the chaos and benchmark suites and tetherworld
 // drive: Env gives the variables that point the aws CLI and the SDK at it,
-// the control methods (LaunchInstance, KillInstance, RestartAgent,
-// DrainInstance) change it, EC2, ECS, SSM and Bus reach each simulator's
+// the control methods (LaunchInstance, KillInstance, StopInstance,
+// HangInstance, RestartAgent, DrainInstance, CreateAutoScalingGroup,
+// ScaleIn, SpotInterrupt) change it, EC2, ECS, SSM and Bus reach each simulator's
 // fault injection, Counts reads the call counters. Close tears everything
 // down, also after a failed Start: no host, loop device, mount namespace,
 // dockerd, emulator or directory is left behind.
@@ -29,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-ecs/tether/test/world/autoscalingsim"
 	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/cfnsim"
 	"github.com/tether-ecs/tether/test/world/ec2sim"
@@ -56,6 +59,7 @@ type World struct {
 	ecs    *ecssim.Server
 	ssm    *ssmsim.Server
 	cfn    *cfnsim.Server
+	asg    *autoscalingsim.Server
 	disks  *fakehost.Disks
 	deploy *samlocal.Deployment
 
@@ -114,7 +118,16 @@ func (w *World) start(ctx context.Context) error {
 	w.ecs = ecssim.New(ecssim.Options{Region: o.Region, Account: o.Account, Seed: int64(o.Seed), Publisher: w.bus,
 		Timing: o.ecsTiming(), Logger: w.log})
 	w.cfn = cfnsim.New(cfnsim.Config{Region: o.Region, Account: o.Account, Logger: w.log})
+	w.outputs = w.seedOutputs()
+	w.asg, err = autoscalingsim.New(autoscalingsim.Config{Region: o.Region, Account: o.Account, AZs: o.azs(),
+		Subnets: map[string]string{o.azs()[0]: w.outputs["SubnetId"]}, EC2: w.ec2, Launcher: autoscalingsim.LauncherFunc(w.launchForGroup),
+		Publisher: w.bus, Logger: w.log, Seed: o.Seed, TimeScale: o.timeScale(), ImpairedGrace: o.AutoScalingImpairedGrace})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	w.ec2.Register(w.router)
+	w.asg.Register(w.router)
 	w.ecs.Register(w.router)
 	w.ssm.Register(w.router)
 	w.cfn.Register(w.router)
@@ -135,7 +148,6 @@ func (w *World) start(ctx context.Context) error {
 			return err
 		}
 	}
-	w.outputs = w.seedOutputs()
 	w.cfn.AddStack(SeedStack, w.outputs)
 	if err := w.writeAWSConfig(); err != nil {
 		return err
@@ -181,6 +193,9 @@ func (w *World) Close() error {
 	}
 	if w.deploy != nil {
 		add("functions", w.deploy.Stop())
+	}
+	if w.asg != nil { // first: no launch or termination starts after this
+		add("autoscaling", w.asg.Close())
 	}
 	if w.ecs != nil {
 		add("ecs", w.ecs.Close())
@@ -239,6 +254,10 @@ func (w *World) ECS() *ecssim.Server { return w.ecs }
 // SSM is the world's Systems Manager (Invocations, SetOnline...).
 func (w *World) SSM() *ssmsim.Server { return w.ssm }
 
+// AutoScaling is the world's EC2 Auto Scaling (Group, Instance, Actions,
+// FailNext...).
+func (w *World) AutoScaling() *autoscalingsim.Server { return w.asg }
+
 // CloudFormation is the world's CloudFormation (AddStack).
 func (w *World) CloudFormation() *cfnsim.Server { return w.cfn }
 
@@ -277,7 +296,7 @@ type Counts struct {
 func (w *World) Counts() Counts {
 	c := Counts{Throttled: map[string]int{}, Injected: map[string]int{}}
 	c.Calls, c.Errors = w.router.Counts()
-	for svc, g := range map[string]awsproto.GateCounts{"ec2": w.ec2.Counts(), "ecs": w.ecs.Counts(), "ssm": w.ssm.Counts()} {
+	for svc, g := range map[string]awsproto.GateCounts{"ec2": w.ec2.Counts(), "ecs": w.ecs.Counts(), "ssm": w.ssm.Counts(), "autoscaling": w.asg.Counts()} {
 		for a, n := range g.Throttled {
 			c.Throttled[svc+":"+a] = n
 		}
