@@ -1,10 +1,8 @@
 package autoscalingsim
 
 import (
-	"encoding/json"
 	"time"
 
-	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
@@ -75,16 +73,12 @@ func (s *Server) publish(detailType string, resources []string, detail any) {
 	if s.cfg.Publisher == nil {
 		return
 	}
-	raw, err := json.Marshal(detail)
+	ev, err := worldapi.NewEvent("aws.autoscaling", s.cfg.Account, s.cfg.Region, detailType, resources, detail)
 	if err != nil {
 		s.log.Error("encoding event detail", "detailType", detailType, "err", err)
 		return
 	}
-	s.cfg.Publisher.Publish(worldapi.Event{
-		Version: "0", ID: awsproto.NewRequestID(), DetailType: detailType, Source: "aws.autoscaling",
-		Account: s.cfg.Account, Time: time.Now().UTC().Format(time.RFC3339), Region: s.cfg.Region,
-		Resources: resources, Detail: raw,
-	})
+	s.cfg.Publisher.Publish(ev)
 }
 
 // lifecycleEventLocked announces an instance entering a wait state for a

@@ -1,10 +1,6 @@
 package ssmsim
 
 import (
-	"encoding/json"
-	"time"
-
-	"github.com/tether-ecs/tether/test/world/awsproto"
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
@@ -96,20 +92,10 @@ func (s *Server) instanceARN(id string) string {
 }
 
 func (s *Server) publish(detailType string, resources []string, detail any) {
-	raw, err := json.Marshal(detail)
+	ev, err := worldapi.NewEvent(sourceSSM, s.cfg.Account, s.cfg.Region, detailType, resources, detail)
 	if err != nil {
 		s.log.Error("encoding event detail", "detailType", detailType, "err", err)
 		return
 	}
-	s.cfg.Publisher.Publish(worldapi.Event{
-		Version:    "0",
-		ID:         awsproto.NewRequestID(),
-		DetailType: detailType,
-		Source:     sourceSSM,
-		Account:    s.cfg.Account,
-		Time:       time.Now().UTC().Format(time.RFC3339),
-		Region:     s.cfg.Region,
-		Resources:  resources,
-		Detail:     raw,
-	})
+	s.cfg.Publisher.Publish(ev)
 }

@@ -7,8 +7,11 @@ package worldapi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -154,4 +157,24 @@ type ContainerUpdate struct {
 	Status    string // PENDING, RUNNING, STOPPED
 	ExitCode  *int
 	Reason    string
+}
+
+// NewEvent builds one event as AWS's services send them: version "0", a
+// fresh UUID as id, the time now in RFC 3339 at seconds precision (UTC),
+// and detail encoded as JSON.
+func NewEvent(source, account, region, detailType string, resources []string, detail any) (Event, error) {
+	raw, err := json.Marshal(detail)
+	if err != nil {
+		return Event{}, fmt.Errorf("worldapi: %s detail: %w", detailType, err)
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	h := hex.EncodeToString(id[:])
+	return Event{
+		Version: "0", ID: h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32],
+		DetailType: detailType, Source: source, Account: account, Region: region,
+		Time: time.Now().UTC().Format(time.RFC3339), Resources: resources, Detail: raw,
+	}, nil
 }
