@@ -23,6 +23,14 @@ const Version = "fakehost"
 // RunShellScript implements worldapi.Host for the scripts tether's SSM
 // documents produce, through the small shell in shell.go.
 func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
+	return h.RunShellScriptEnv(ctx, script, nil, timeout)
+}
+
+var _ worldapi.ScriptEnvRunner = (*Host)(nil)
+
+// RunShellScriptEnv is RunShellScript with env for the script's variables
+// (worldapi.ScriptEnvRunner).
+func (h *Host) RunShellScriptEnv(ctx context.Context, script string, env map[string]string, timeout time.Duration) (worldapi.CommandResult, error) {
 	h.mu.Lock()
 	if err := h.aliveLocked(); err != nil {
 		h.mu.Unlock()
@@ -37,7 +45,7 @@ func (h *Host) RunShellScript(ctx context.Context, script string, timeout time.D
 	}
 	res := worldapi.CommandResult{Started: time.Now()}
 	var stdout, stderr bytes.Buffer
-	sh := &shell{run: func(args []string) int { return h.agent(ctx, args, &stdout, &stderr) }, stderr: &stderr}
+	sh := &shell{run: func(args []string) int { return h.agent(ctx, args, &stdout, &stderr) }, stderr: &stderr, env: env}
 	res.ExitCode = sh.script(script)
 	res.Stdout, res.Stderr, res.Ended = stdout.String(), stderr.String(), time.Now()
 	return res, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 )
 
@@ -16,14 +17,18 @@ import (
 //	if [ TEST ]; then COMMAND; fi            (TEST: -n W, -z W, W = W, W != W)
 //	[exec] tether-agent WORD...              (also by absolute path)
 //
-// Words may be quoted ('…' literally, "…" without expansions) and "$@"
-// expands to the positional parameters. Any other expansion, glob, pipe,
-// redirection or control flow exits 2 with the reason on stderr; any other
-// program exits 127, as a shell would. A failing command ends the script.
+// Words may be quoted ('…' literally, "…" with only $NAME and ${NAME}
+// expanded, from the environment SSM gives the script) and "$@" expands to
+// the positional parameters. An unset variable expands to "", or exits 2
+// after `set -u`, as sh does. Any other expansion, glob, pipe, redirection
+// or control flow exits 2 with the reason on stderr; any other program
+// exits 127, as a shell would. A failing command ends the script.
 type shell struct {
-	run    func(args []string) int // tether-agent's argv after its name
-	stderr *bytes.Buffer
-	params []string
+	run     func(args []string) int // tether-agent's argv after its name
+	stderr  *bytes.Buffer
+	params  []string
+	env     map[string]string // the variables the script may expand
+	nounset bool              // set -u
 }
 
 // word is one shell word; at marks the "$@" word.
@@ -47,7 +52,7 @@ var shellKeywords = map[string]bool{
 func (sh *shell) script(script string) int {
 	script = strings.ReplaceAll(script, "\\\n", "")
 	for n, line := range strings.Split(script, "\n") {
-		cmds, err := lexLine(line)
+		cmds, err := sh.lexLine(line)
 		if err != nil {
 			fmt.Fprintf(sh.stderr, "sh: line %d: %v\n", n+1, err)
 			return shellSyntaxError
@@ -142,6 +147,9 @@ func (sh *shell) command(argv []string, n int) (int, bool) {
 				fmt.Fprintf(sh.stderr, "sh: line %d: set: %v: %q\n", n, errUnsupported, opt)
 				return shellSyntaxError, true
 			}
+			if strings.Contains(opt, "u") {
+				sh.nounset = strings.HasPrefix(opt, "-")
+			}
 		}
 		return 0, false
 	case shellKeywords[argv[0]]:
@@ -157,7 +165,7 @@ func (sh *shell) command(argv []string, n int) (int, bool) {
 }
 
 // lexLine splits a line into commands (separated by ';') of words.
-func lexLine(line string) ([][]word, error) {
+func (sh *shell) lexLine(line string) ([][]word, error) {
 	var cmds [][]word
 	var cur []word
 	var b strings.Builder
@@ -199,10 +207,11 @@ func lexLine(line string) ([][]word, error) {
 				i += end + 1
 				continue
 			}
-			if strings.ContainsAny(inner, "$`\\") {
-				return nil, fmt.Errorf("%w: expansion or escape in %q", errUnsupported, inner)
+			expanded, err := sh.expandVars(inner)
+			if err != nil {
+				return nil, err
 			}
-			b.WriteString(inner)
+			b.WriteString(expanded)
 			i += end + 1
 			inWord = true
 		case strings.IndexByte("$`\\|&<>(){}*?~", c) >= 0:
@@ -217,4 +226,41 @@ func lexLine(line string) ([][]word, error) {
 		cmds = append(cmds, cur)
 	}
 	return cmds, nil
+}
+
+// varName is a shell variable's name.
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*`)
+
+// expandVars expands $NAME and ${NAME} in the text of a double-quoted word
+// from the script's environment; any other expansion or escape is refused.
+func (sh *shell) expandVars(inner string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(inner); i++ {
+		c := inner[i]
+		if c == '`' || c == '\\' {
+			return "", fmt.Errorf("%w: expansion or escape in %q", errUnsupported, inner)
+		}
+		if c != '$' {
+			b.WriteByte(c)
+			continue
+		}
+		rest, braced := inner[i+1:], false
+		if strings.HasPrefix(rest, "{") {
+			rest, braced = rest[1:], true
+		}
+		name := varName.FindString(rest)
+		if name == "" || (braced && !strings.HasPrefix(rest[len(name):], "}")) {
+			return "", fmt.Errorf("%w: expansion in %q", errUnsupported, inner)
+		}
+		v, ok := sh.env[name]
+		if !ok && sh.nounset {
+			return "", fmt.Errorf("%s: parameter not set", name)
+		}
+		b.WriteString(v)
+		i += len(name)
+		if braced {
+			i += 2
+		}
+	}
+	return b.String(), nil
 }

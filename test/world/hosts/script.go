@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,6 +25,14 @@ var ErrScriptTimeout = fmt.Errorf("script timed out: %w", context.DeadlineExceed
 // timeout the script's process group is killed and the error wraps
 // ErrScriptTimeout (ExitCode -1).
 func (in *Instance) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
+	return in.RunShellScriptEnv(ctx, script, nil, timeout)
+}
+
+var _ worldapi.ScriptEnvRunner = (*Instance)(nil)
+
+// RunShellScriptEnv is RunShellScript with env added to the instance's
+// environment (worldapi.ScriptEnvRunner).
+func (in *Instance) RunShellScriptEnv(ctx context.Context, script string, env map[string]string, timeout time.Duration) (worldapi.CommandResult, error) {
 	if err := in.alive(); err != nil {
 		return worldapi.CommandResult{}, err
 	}
@@ -33,6 +43,9 @@ func (in *Instance) RunShellScript(ctx context.Context, script string, timeout t
 	defer cancel()
 	cmd := in.m.Command(context.Background(), "/bin/sh", "-c", script)
 	cmd.Env = in.env()
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
 	cmd.Dir = "/"
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -95,6 +95,15 @@ type Host interface {
 	Close() error
 }
 
+// ScriptEnvRunner is a Host that runs a script with environment variables
+// added to the instance's own, as SSM Agent runs an aws:runShellScript step:
+// its AWS_SSM_* variables and a document's SSM_<Name> parameters
+// (interpolationType ENV_VAR). The world's SSM runs documents only on hosts
+// that implement it.
+type ScriptEnvRunner interface {
+	RunShellScriptEnv(ctx context.Context, script string, env map[string]string, timeout time.Duration) (CommandResult, error)
+}
+
 // TaskSpec is a task as the ECS agent receives it.
 type TaskSpec struct {
 	TaskArn           string
