@@ -2,6 +2,9 @@ package ssmsim
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/test/world/worldapi"
@@ -10,11 +13,42 @@ import (
 // managedInstance is one node registered with SSM: its host, its platform
 // and its SSM agent, which may stop while the host lives.
 type managedInstance struct {
-	id        string
-	host      worldapi.Host
-	platform  Platform
-	agentUp   bool      // the agent runs and polls for commands
-	downSince time.Time // when it stopped (its last ping)
+	id           string
+	host         worldapi.Host
+	platform     Platform
+	agentVersion string
+	agentUp      bool      // the agent runs and polls for commands
+	downSince    time.Time // when it stopped (its last ping)
+}
+
+// DefaultAgentVersion is the SSM Agent a node runs unless SetAgentVersion
+// says otherwise: the release of 2026-05-05 (amazon-ssm-agent 3.3.4364.0),
+// which interpolates ENV_VAR parameters into environment variables.
+const DefaultAgentVersion = "3.3.4364.0"
+
+// interpolation is how the node's agent hands a step its parameters: into
+// environment variables from 3.3.2746.0 on, pasted into the script before.
+func (in *managedInstance) interpolation() interpolation {
+	if versionAtLeast(in.agentVersion, firstEnvVarAgent) {
+		return envVars
+	}
+	return pasteValues
+}
+
+// agentVersionPattern is an SSM Agent version: four dot-separated numbers.
+var agentVersionPattern = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// versionAtLeast compares two agent versions number by number.
+func versionAtLeast(v, min string) bool {
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := range a {
+		x, _ := strconv.Atoi(a[i])
+		y, _ := strconv.Atoi(b[i])
+		if x != y {
+			return x > y
+		}
+	}
+	return true
 }
 
 // Platform is what DescribeInstanceInformation reports of a node
@@ -47,25 +81,30 @@ func (s *Server) pingStatusLocked(in *managedInstance, now time.Time) string {
 	return "ConnectionLost"
 }
 
-// AddInstance registers a managed instance: a Linux node whose agent runs.
+// AddInstance registers a managed instance: a Linux node whose agent
+// (DefaultAgentVersion) runs. The host must run scripts with environment
+// variables (worldapi.ScriptEnvRunner), as SSM Agent does.
 func (s *Server) AddInstance(id string, host worldapi.Host) error {
 	if !instanceIDPattern.MatchString(id) {
 		return fmt.Errorf("ssmsim: instance id %q: want i- and 8 or 17 characters", id)
+	}
+	if _, ok := host.(worldapi.ScriptEnvRunner); host != nil && !ok {
+		return fmt.Errorf("ssmsim: instance %s: its host cannot run a script with environment variables (worldapi.ScriptEnvRunner)", id)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.instances[id] != nil {
 		return fmt.Errorf("ssmsim: instance %s already registered", id)
 	}
-	s.instances[id] = &managedInstance{id: id, host: host, platform: PlatformLinux, agentUp: true}
+	s.instances[id] = &managedInstance{id: id, host: host, platform: PlatformLinux, agentVersion: DefaultAgentVersion, agentUp: true}
 	s.signalLocked()
 	return nil
 }
 
-// SetPlatform changes what the node runs. On a platform a document's
-// plugin does not support, SendCommand answers UnsupportedPlatformType; a
-// step whose precondition the platform does not meet is skipped by the
-// agent, and the invocation reports Success.
+// SetPlatform changes what the node runs. On a platform none of a
+// document's plugins supports, SendCommand answers UnsupportedPlatformType;
+// a step whose plugin the platform lacks, or whose precondition it does not
+// meet, is skipped by the agent and counts as a success (steps.go).
 func (s *Server) SetPlatform(id string, p Platform) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -74,6 +113,24 @@ func (s *Server) SetPlatform(id string, p Platform) error {
 		return fmt.Errorf("ssmsim: instance %s is not registered", id)
 	}
 	in.platform = p
+	return nil
+}
+
+// SetAgentVersion changes the node's SSM Agent version: from 3.3.2746.0
+// on, ENV_VAR parameters reach scripts as SSM_<Name> variables; an older
+// agent pastes every value into the script. DescribeInstanceInformation
+// reports it.
+func (s *Server) SetAgentVersion(id, version string) error {
+	if !agentVersionPattern.MatchString(version) {
+		return fmt.Errorf("ssmsim: agent version %q: want four numbers, like %s", version, DefaultAgentVersion)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[id]
+	if in == nil {
+		return fmt.Errorf("ssmsim: instance %s is not registered", id)
+	}
+	in.agentVersion = version
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -22,9 +23,8 @@ type command struct {
 	instanceIDs            []string
 	targets                []wireTarget
 	requested              time.Time
-	deliveryTimeout        int // SendCommand TimeoutSeconds
-	executionTimeout       int // the step's timeoutSeconds, resolved
-	script, plugin         string
+	deliveryTimeout        int   // SendCommand TimeoutSeconds
+	stepTimeouts           []int // each step's timeoutSeconds, resolved
 	maxConcurrency, maxErr string
 	invocations            []*invocation
 	seq                    int64
@@ -33,10 +33,15 @@ type command struct {
 
 // expires is ExpiresAfter: "calculated based on the total timeout for the
 // overall command" (Command, SSM API reference), the delivery timeout plus
-// the execution timeout ("Understanding command timeout values"). Then
-// every invocation still Pending or InProgress becomes Delivery Timed Out.
+// the execution timeout ("Understanding command timeout values"), here
+// every step's, as the agent gives each step its own. Then every
+// invocation still Pending or InProgress becomes Delivery Timed Out.
 func (c *command) expires() time.Time {
-	return c.requested.Add(time.Duration(c.deliveryTimeout+c.executionTimeout) * time.Second)
+	total := c.deliveryTimeout
+	for _, t := range c.stepTimeouts {
+		total += t
+	}
+	return c.requested.Add(time.Duration(total) * time.Second)
 }
 
 // StatusDetails as Run Command spells them (SSM API reference,
@@ -56,8 +61,7 @@ type invocation struct {
 	status, details string
 	visibleAt       time.Time
 	started, ended  time.Time
-	code            int
-	stdout, stderr  string
+	plugins         []*pluginResult // per step, in document order; nil until the step ended
 }
 
 func (inv *invocation) done() bool {
@@ -211,10 +215,9 @@ func (s *Server) sendCommand(_ context.Context, body []byte) (any, error) {
 	s.seq++
 	c := &command{id: s.newCommandID(), document: doc.name, docVersion: req.DocumentVersion, doc: doc, comment: req.Comment,
 		params: res.params, instanceIDs: ids, targets: req.Targets, requested: now, deliveryTimeout: timeout,
-		executionTimeout: res.timeout, script: res.script, plugin: doc.step.name,
-		maxConcurrency: orDefault(req.MaxConcurrency, "50"), maxErr: orDefault(req.MaxErrors, "0"), seq: s.seq}
+		stepTimeouts: res.timeouts, maxConcurrency: orDefault(req.MaxConcurrency, "50"), maxErr: orDefault(req.MaxErrors, "0"), seq: s.seq}
 	for _, id := range ids {
-		inv := &invocation{cmd: c, instanceID: id, status: "Pending", details: detailPending, code: -1,
+		inv := &invocation{cmd: c, instanceID: id, status: "Pending", details: detailPending, plugins: make([]*pluginResult, len(doc.steps)),
 			visibleAt: c.requested.Add(max(s.lat.Sample(latency.SSMVisible), s.cfg.Invisible))}
 		c.invocations = append(c.invocations, inv)
 		if !s.closed {
@@ -241,10 +244,12 @@ func (s *Server) newCommandID() string {
 
 // run delivers one invocation and runs it: Pending until the node's agent
 // runs (or the command expires: TimedOut, Delivery Timed Out), InProgress
-// while the host runs the script, then Success or Failed with the exit
-// code once the agent reports it, after the profile's completion delay. An
-// agent that is down when the script ends reports it when it is back, or
-// never: the invocation then expires like an undelivered one.
+// while the agent runs the document's steps one by one on the host (see
+// steps.go), then the steps' aggregate status once the agent reports it,
+// after the profile's completion delay. Each step's result reaches SSM
+// when the step ends, if the agent is up. An agent that is down when the
+// steps end reports them when it is back, or never: the invocation then
+// expires like an undelivered one.
 func (s *Server) run(inv *invocation) {
 	defer s.wg.Done()
 	ctx := s.ctx
@@ -258,38 +263,37 @@ func (s *Server) run(inv *invocation) {
 	}
 	s.mu.Lock()
 	inv.status, inv.details, inv.started = "InProgress", detailInProgress, time.Now()
-	host, skip := in.host, c.doc.skipReason(in.platform.Type)
+	host, platform, mode := in.host, in.platform, in.interpolation()
 	s.invocationEventLocked(inv)
 	s.mu.Unlock()
-	if skip != "" {
-		// The agent skips the step and reports success (amazon-ssm-agent:
-		// a skipped plugin's status is Skipped, code 0, its output the
-		// reason; Run Command shows Success).
-		s.log.Info("command step skipped", "command", c.id, "instance", inv.instanceID, "document", c.document, "reason", skip)
-		s.finish(inv, "Success", "Success", 0, skip, "")
-		return
-	}
-	s.log.Info("command running", "command", c.id, "instance", inv.instanceID, "document", c.document)
-	execTimeout := time.Duration(c.executionTimeout) * time.Second
-	runCtx, cancel := context.WithTimeout(ctx, execTimeout+5*time.Second)
-	res, err := worldapi.CommandResult{}, error(nil)
-	if host == nil {
-		err = worldapi.ErrHostDown
-	} else {
-		res, err = host.RunShellScript(runCtx, c.script, execTimeout)
-	}
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
-	if errors.Is(err, worldapi.ErrHostDown) {
-		// The host is gone, its agent with it: Run Command never hears
-		// back from it.
+	s.log.Info("command running", "command", c.id, "instance", inv.instanceID, "document", c.document, "platform", platform.Type)
+	for i, st := range c.doc.steps {
+		done := s.snapshotPlugins(inv)
+		var r *pluginResult
+		switch op, reason := stepOperation(c.doc.steps, i, done, platform.Type); op {
+		case opSkip:
+			s.log.Info("command step skipped", "command", c.id, "instance", inv.instanceID, "step", st.name, "reason", reason)
+			r = skipped(st.name, reason, time.Now())
+		default:
+			var err error
+			r, err = s.runStep(ctx, inv, i, host, platform, mode)
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, worldapi.ErrHostDown) {
+				// The host is gone, its agent with it: Run Command never
+				// hears back from it.
+				s.mu.Lock()
+				s.setAgentLocked(in, false)
+				s.mu.Unlock()
+				s.finish(inv, "Failed", detailUndeliverable)
+				return
+			}
+		}
 		s.mu.Lock()
-		s.setAgentLocked(in, false)
+		inv.plugins[i] = r
+		r.reported = in.agentUp
 		s.mu.Unlock()
-		s.finish(inv, "Failed", detailUndeliverable, -1, "", "")
-		return
 	}
 	if _, ok := s.awaitAgent(ctx, inv); !ok {
 		return
@@ -297,16 +301,68 @@ func (s *Server) run(inv *invocation) {
 	if !sleep(ctx, s.lat.Sample(latency.SSMCompletion)) {
 		return
 	}
-	switch {
-	case err == nil && res.ExitCode == 0:
-		s.finish(inv, "Success", "Success", 0, res.Stdout, res.Stderr)
-	case err == nil:
-		s.finish(inv, "Failed", "Failed", res.ExitCode, res.Stdout, res.Stderr)
-	case errors.Is(err, context.DeadlineExceeded):
-		s.finish(inv, "TimedOut", detailExecutionTimedOut, -1, res.Stdout, res.Stderr)
-	default:
-		s.finish(inv, "Failed", "Failed", -1, res.Stdout, res.Stderr+err.Error())
+	s.mu.Lock()
+	for _, r := range inv.plugins {
+		r.reported = true
 	}
+	status, details := aggregate(inv.plugins)
+	s.mu.Unlock()
+	s.finish(inv, status, details)
+}
+
+// snapshotPlugins copies the invocation's step results so far.
+func (s *Server) snapshotPlugins(inv *invocation) []*pluginResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(inv.plugins)
+}
+
+// runStep runs step i on the host: its script, with the parameters as the
+// node's agent hands them over and the variables the agent sets for every
+// script (AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME, AWS_SSM_PLATFORM_NAME,
+// AWS_SSM_PLATFORM_VERSION: amazon-ssm-agent executers.go
+// prepareEnvironment), within the step's execution timeout. Only
+// worldapi.ErrHostDown is returned as an error; every other outcome is the
+// step's result.
+func (s *Server) runStep(ctx context.Context, inv *invocation, i int, host worldapi.Host, platform Platform, mode interpolation) (*pluginResult, error) {
+	c := inv.cmd
+	st := c.doc.steps[i]
+	r := &pluginResult{name: st.name, started: time.Now()}
+	defer func() { r.ended = time.Now() }()
+	if st.action == actionPowerShell {
+		// The world's hosts are Linux machines without PowerShell (as the
+		// ECS-optimized AMIs are): a PowerShell step that runs fails.
+		r.code, r.stderr = 1, "ssmsim: this world's hosts cannot run aws:runPowerShellScript (no PowerShell)"
+		applyExitRules(st, r)
+		return r, nil
+	}
+	runner, ok := host.(worldapi.ScriptEnvRunner)
+	if host == nil || !ok {
+		return nil, worldapi.ErrHostDown
+	}
+	script, env := c.doc.stepScript(st, c.params, mode)
+	env["AWS_SSM_INSTANCE_ID"], env["AWS_SSM_REGION_NAME"] = inv.instanceID, s.cfg.Region
+	env["AWS_SSM_PLATFORM_NAME"], env["AWS_SSM_PLATFORM_VERSION"] = platform.Name, platform.Version
+	r.script, r.env, r.ran = script, env, true
+	timeout := time.Duration(c.stepTimeouts[i]) * time.Second
+	runCtx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	res, err := runner.RunShellScriptEnv(runCtx, script, env, timeout)
+	cancel()
+	if errors.Is(err, worldapi.ErrHostDown) {
+		return nil, err
+	}
+	r.stdout, r.stderr, r.code = res.Stdout, res.Stderr, res.ExitCode
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded):
+		// The agent kills the script at the step's timeout: exit 137,
+		// TimedOut (executers.go, pluginutil.GetStatus).
+		r.code = exitStoppedByAgent
+	default:
+		r.code, r.stderr = 1, r.stderr+err.Error()
+	}
+	applyExitRules(st, r)
+	return r, nil
 }
 
 // awaitAgent waits until the invocation's node has its agent running; at
@@ -335,20 +391,26 @@ func (s *Server) awaitAgent(ctx context.Context, inv *invocation) (*managedInsta
 		case <-changed:
 			t.Stop()
 		case <-t.C:
-			s.finish(inv, "TimedOut", detailDeliveryTimedOut, -1, "", "")
+			s.finish(inv, "TimedOut", detailDeliveryTimedOut)
 			return nil, false
 		}
 	}
 }
 
-func (s *Server) finish(inv *invocation, status, details string, code int, stdout, stderr string) {
+func (s *Server) finish(inv *invocation, status, details string) {
 	s.mu.Lock()
-	inv.status, inv.details, inv.code, inv.stdout, inv.stderr = status, details, code, stdout, stderr
+	inv.status, inv.details = status, details
 	inv.ended = time.Now()
 	s.invocationEventLocked(inv)
+	var codes []string
+	for _, r := range inv.plugins {
+		if r != nil {
+			codes = append(codes, fmt.Sprintf("%s=%d", r.name, r.code))
+		}
+	}
 	s.mu.Unlock()
 	s.log.Info("command finished", "command", inv.cmd.id, "instance", inv.instanceID, "status", status,
-		"details", details, "exitCode", code)
+		"details", details, "steps", codes)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -382,26 +444,65 @@ func (s *Server) getCommandInvocation(_ context.Context, body []byte) (any, erro
 	if inv == nil || time.Now().Before(inv.visibleAt) {
 		return nil, awsproto.BadRequest("InvocationDoesNotExist", "An error occurred (InvocationDoesNotExist)")
 	}
-	if req.PluginName != "" && req.PluginName != inv.cmd.plugin {
-		return nil, awsproto.BadRequest("InvalidPluginName", "Plugin %s is not part of document %s", req.PluginName, inv.cmd.document)
+	steps := inv.cmd.doc.steps
+	if len(steps) == 1 {
+		if req.PluginName != "" && req.PluginName != steps[0].name {
+			return nil, awsproto.BadRequest("InvalidPluginName", "")
+		}
+		return inv.wireOne(), nil
 	}
-	// StandardOutputContent and StandardErrorContent stay empty until the
-	// command has finished ("If the command hasn't finished running, then
-	// this string is empty"), then hold the first 24,000 and 8,000
-	// characters (GetCommandInvocation).
-	stdout, stderr := "", ""
-	if inv.done() {
-		stdout, stderr = truncate(inv.stdout, maxStdout), truncate(inv.stderr, maxStderr)
+	// "If the document contains more than one step, you must specify the
+	// name of the step" (GetCommandInvocation, PluginName); without it SSM
+	// answers InvalidPluginName, with no message ("An error occurred
+	// (InvalidPluginName) when calling the GetCommandInvocation operation:"
+	// for a document of Windows and Linux steps, awslabs/amazon-eks-ami#541;
+	// boto/boto3#1811). A step SSM has no result for yet is unknown too
+	// (pluginResult.reported).
+	i := slices.IndexFunc(steps, func(st docStep) bool { return st.name == req.PluginName })
+	if req.PluginName == "" || i < 0 || inv.plugins[i] == nil || !inv.plugins[i].reported {
+		return nil, awsproto.BadRequest("InvalidPluginName", "")
 	}
-	out := &wireGetInvocation{CommandId: inv.cmd.id, InstanceId: inv.instanceID, Comment: inv.cmd.comment,
-		DocumentName: inv.cmd.document, DocumentVersion: inv.cmd.docVersion, PluginName: inv.cmd.plugin, ResponseCode: inv.code,
-		ExecutionStartDateTime: isoOf(inv.started), ExecutionEndDateTime: isoOf(inv.ended), Status: inv.status,
-		StatusDetails: inv.details, StandardOutputContent: stdout, StandardErrorContent: stderr}
-	if !inv.started.IsZero() && !inv.ended.IsZero() {
-		d := inv.ended.Sub(inv.started)
-		out.ExecutionElapsedTime = fmt.Sprintf("PT%.3fS", d.Seconds())
+	return inv.wirePlugin(inv.plugins[i]), nil
+}
+
+// wireOne is GetCommandInvocation's answer for a document of one step:
+// the invocation's status with its step's code and output.
+// StandardOutputContent and StandardErrorContent stay empty until the
+// command has finished ("If the command hasn't finished running, then this
+// string is empty"), then hold the first 24,000 and 8,000 characters
+// (GetCommandInvocation).
+func (inv *invocation) wireOne() *wireGetInvocation {
+	out := inv.wireBase(inv.cmd.doc.steps[0].name)
+	out.ResponseCode, out.Status, out.StatusDetails = -1, inv.status, inv.details
+	out.ExecutionStartDateTime, out.ExecutionEndDateTime = isoOf(inv.started), isoOf(inv.ended)
+	if r := inv.plugins[0]; r != nil && inv.done() {
+		out.ResponseCode = r.code
+		out.StandardOutputContent, out.StandardErrorContent = truncate(r.stdout, maxStdout), truncate(r.stderr, maxStderr)
 	}
-	return out, nil
+	return out.withElapsed(inv.started, inv.ended)
+}
+
+// wirePlugin is GetCommandInvocation's answer for one step: "The status of
+// this invocation plugin", its code and output (GetCommandInvocation).
+func (inv *invocation) wirePlugin(r *pluginResult) *wireGetInvocation {
+	out := inv.wireBase(r.name)
+	out.ResponseCode, out.Status, out.StatusDetails = r.code, r.status, r.details
+	out.ExecutionStartDateTime, out.ExecutionEndDateTime = isoOf(r.started), isoOf(r.ended)
+	out.StandardOutputContent, out.StandardErrorContent = truncate(r.stdout, maxStdout), truncate(r.stderr, maxStderr)
+	return out.withElapsed(r.started, r.ended)
+}
+
+func (inv *invocation) wireBase(plugin string) *wireGetInvocation {
+	c := inv.cmd
+	return &wireGetInvocation{CommandId: c.id, InstanceId: inv.instanceID, Comment: c.comment,
+		DocumentName: c.document, DocumentVersion: c.docVersion, PluginName: plugin}
+}
+
+func (w *wireGetInvocation) withElapsed(started, ended time.Time) *wireGetInvocation {
+	if !started.IsZero() && !ended.IsZero() {
+		w.ExecutionElapsedTime = fmt.Sprintf("PT%.3fS", ended.Sub(started).Seconds())
+	}
+	return w
 }
 
 func (s *Server) findInvocation(commandID, instanceID string) *invocation {
@@ -563,9 +664,7 @@ func (s *Server) listCommandInvocations(_ context.Context, body []byte) (any, er
 				DocumentVersion: c.docVersion, RequestedDateTime: epochOf(c.requested), Status: inv.status,
 				StatusDetails: inv.details, CommandPlugins: []wirePlugin{}}
 			if req.Details {
-				w.CommandPlugins = append(w.CommandPlugins, wirePlugin{Name: c.plugin, Status: pluginStatus(inv.status),
-					StatusDetails: inv.details, ResponseCode: inv.code, ResponseStartDateTime: epochOf(inv.started),
-					ResponseFinishDateTime: epochOf(inv.ended), Output: pluginOutput(inv.stdout, inv.stderr)})
+				w.CommandPlugins = inv.wirePlugins()
 			}
 			list = append(list, w)
 		}
@@ -580,6 +679,31 @@ func (s *Server) listCommandInvocations(_ context.Context, body []byte) (any, er
 	}{page, next}, nil
 }
 
+// wirePlugins is ListCommandInvocations' CommandPlugins with Details: a
+// document's one plugin from the start, with the invocation's status; the
+// plugins of a document of several as SSM hears of them, each when its
+// step ended (pluginResult.reported), in the document's order. "The
+// PluginName is the Name attribute of the CommandPlugin object in the
+// CommandPlugins list" (GetCommandInvocation).
+func (inv *invocation) wirePlugins() []wirePlugin {
+	out := []wirePlugin{}
+	if len(inv.plugins) == 1 {
+		p := wirePlugin{Name: inv.cmd.doc.steps[0].name, Status: pluginStatus(inv.status), StatusDetails: inv.details, ResponseCode: -1,
+			ResponseStartDateTime: epochOf(inv.started), ResponseFinishDateTime: epochOf(inv.ended)}
+		if r := inv.plugins[0]; r != nil && inv.done() {
+			p.ResponseCode, p.Output = r.code, r.output
+		}
+		return append(out, p)
+	}
+	for _, r := range inv.plugins {
+		if r != nil && r.reported {
+			out = append(out, wirePlugin{Name: r.name, Status: r.status, StatusDetails: r.details, ResponseCode: r.code,
+				ResponseStartDateTime: epochOf(r.started), ResponseFinishDateTime: epochOf(r.ended), Output: r.output})
+		}
+	}
+	return out
+}
+
 func pluginStatus(s string) string {
 	if s == "Delayed" || s == "Cancelling" {
 		return "InProgress"
@@ -591,13 +715,27 @@ func pluginStatus(s string) string {
 type Invocation struct {
 	CommandID, InstanceID, Document string
 	Status, StatusDetails           string
-	ExitCode                        int
-	Stdout, Stderr                  string
-	Script                          string
 	Parameters                      map[string][]string
+	// Steps are the results of the document's steps that have ended, in
+	// order (skipped ones included).
+	Steps []Step
 	// AwaitingAgent: held because the node's agent is stopped, either
 	// before delivery or with a result the agent has yet to report.
 	AwaitingAgent bool
+}
+
+// Step is a test's view of one step's result on one instance.
+type Step struct {
+	Name, Status, StatusDetails string
+	ExitCode                    int
+	Stdout, Stderr              string
+	Output                      string // CommandPlugin.Output: the skip reason of a skipped step
+	// Ran: the host ran Script with Env (the parameters' SSM_<Name>
+	// variables and the agent's AWS_SSM_* ones); false for a skipped step.
+	Ran      bool
+	Script   string
+	Env      map[string]string
+	Reported bool // SSM has the result (GetCommandInvocation knows the step)
 }
 
 // Invocations lists every invocation so far, oldest command first.
@@ -609,9 +747,16 @@ func (s *Server) Invocations() []Invocation {
 	for i := len(cmds) - 1; i >= 0; i-- {
 		c := cmds[i]
 		for _, inv := range c.invocations {
-			out = append(out, Invocation{CommandID: c.id, InstanceID: inv.instanceID, Document: c.document,
-				Status: inv.status, StatusDetails: inv.details, ExitCode: inv.code, Stdout: inv.stdout,
-				Stderr: inv.stderr, Script: c.script, Parameters: c.params, AwaitingAgent: inv.awaitingAgent})
+			v := Invocation{CommandID: c.id, InstanceID: inv.instanceID, Document: c.document, Status: inv.status,
+				StatusDetails: inv.details, Parameters: c.params, AwaitingAgent: inv.awaitingAgent}
+			for _, r := range inv.plugins {
+				if r != nil {
+					v.Steps = append(v.Steps, Step{Name: r.name, Status: r.status, StatusDetails: r.details, ExitCode: r.code,
+						Stdout: r.stdout, Stderr: r.stderr, Output: r.output, Ran: r.ran, Script: r.script, Env: maps.Clone(r.env),
+						Reported: r.reported})
+				}
+			}
+			out = append(out, v)
 		}
 	}
 	return out

@@ -197,7 +197,8 @@ func platformStrings(ps []types.PlatformType) []string {
 // A node's platform: a document whose plugin the platform does not run is
 // refused at SendCommand (UnsupportedPlatformType); a step whose
 // precondition the platform does not meet is skipped by the agent, and the
-// invocation reports Success with the agent's message, nothing having run.
+// invocation reports Success with the agent's message as the plugin's
+// output, nothing having run.
 func TestPlatforms(t *testing.T) {
 	w := newWorld(t, latency.Instant())
 	ctx := context.Background()
@@ -234,8 +235,15 @@ func TestPlatforms(t *testing.T) {
 	}
 	inv := w.waitInvocation(t, *out.Command.CommandId, instA)
 	want := `Step execution skipped due to unsatisfied preconditions: '"StringEquals": [platformType, Linux]'. Step name: mount`
-	if inv.Status != types.CommandInvocationStatusSuccess || inv.ResponseCode != 0 || aws.ToString(inv.StandardOutputContent) != want || w.a.lastScript() != "" {
+	if inv.Status != types.CommandInvocationStatusSuccess || inv.ResponseCode != 0 || aws.ToString(inv.StandardOutputContent) != "" || w.a.lastScript() != "" {
 		t.Errorf("skipped on macOS: %s %d %q, script %q", inv.Status, inv.ResponseCode, aws.ToString(inv.StandardOutputContent), w.a.lastScript())
+	}
+	// The reason is the plugin's Output (the agent sends it as the
+	// plugin's output, not as standard output).
+	li, err := w.ssm.ListCommandInvocations(ctx, &ssm.ListCommandInvocationsInput{CommandId: out.Command.CommandId, Details: true})
+	if err != nil || len(li.CommandInvocations) != 1 || len(li.CommandInvocations[0].CommandPlugins) != 1 ||
+		aws.ToString(li.CommandInvocations[0].CommandPlugins[0].Output) != want {
+		t.Errorf("skipped on macOS, plugins: %+v %v", li, err)
 	}
 	// On Linux the same document runs.
 	if err := w.srv.SetPlatform(instA, PlatformLinux); err != nil {

@@ -4,12 +4,16 @@
 // AWS-RunShellScript a user reaches for), the project's SAM template's
 // (LoadTemplate) or a test's (AddDocument); ListDocuments, DescribeDocument
 // and GetDocument show them. SendCommand validates parameters against each
-// document's allowedPattern, fills in defaults, substitutes {{ Name }} and
-// runs the aws:runShellScript step in the instance through worldapi.Host,
-// with Run Command's statuses, its delivery and completion delays from a
-// latency profile, its EventBridge events, and its request-rate limits.
-// Each managed instance has a platform and an SSM agent that can stop
-// while the host lives (StopAgent).
+// document's allowedPattern and fills in defaults; the node's SSM Agent
+// then runs the document's steps in order as amazon-ssm-agent does
+// (steps.go): skips those its platform or their precondition rules out,
+// runs each aws:runShellScript step on the host (worldapi.ScriptEnvRunner)
+// with ENV_VAR parameters as SSM_<Name> variables, and reports each step's
+// result (GetCommandInvocation by PluginName, ListCommandInvocations'
+// CommandPlugins), with Run Command's statuses, its delivery and
+// completion delays from a latency profile, its EventBridge events, and
+// its request-rate limits. Each managed instance has a platform, an agent
+// version and an agent that can stop while the host lives (StopAgent).
 package ssmsim
 
 import (
@@ -252,7 +256,7 @@ func (s *Server) describeInstanceInformation(_ context.Context, body []byte) (an
 	for _, id := range ids {
 		in := s.instances[id]
 		info := wireInstanceInfo{InstanceID: id, PingStatus: s.pingStatusLocked(in, now), LastPingDateTime: epochOf(in.lastPing(now)),
-			AgentVersion: "3.3.1142.0", PlatformType: in.platform.Type, PlatformName: in.platform.Name, PlatformVersion: in.platform.Version,
+			AgentVersion: in.agentVersion, PlatformType: in.platform.Type, PlatformName: in.platform.Name, PlatformVersion: in.platform.Version,
 			ResourceType: "EC2Instance", ComputerName: id + ".local"}
 		if !matchAny(want["InstanceIds"], id) || !matchAny(want["PingStatus"], info.PingStatus) ||
 			!matchAny(want["ResourceType"], info.ResourceType) || !matchAny(want["PlatformTypes"], info.PlatformType) {

@@ -25,13 +25,15 @@ import (
 	"github.com/tether-ecs/tether/test/world/worldapi"
 )
 
-// scriptHost runs nothing: it records the scripts and answers with the
-// result (or error) the test set; block holds a script until released.
+// scriptHost runs nothing: it records the scripts (and their environment)
+// and answers with the result (or error) the test set; block holds a
+// script until released.
 type scriptHost struct {
 	id string
 
 	mu      sync.Mutex
 	scripts []string
+	envs    []map[string]string
 	result  worldapi.CommandResult
 	err     error
 	block   chan struct{}
@@ -39,8 +41,11 @@ type scriptHost struct {
 
 func (h *scriptHost) InstanceID() string { return h.id }
 func (h *scriptHost) RunShellScript(ctx context.Context, script string, timeout time.Duration) (worldapi.CommandResult, error) {
+	return h.RunShellScriptEnv(ctx, script, nil, timeout)
+}
+func (h *scriptHost) RunShellScriptEnv(ctx context.Context, script string, env map[string]string, timeout time.Duration) (worldapi.CommandResult, error) {
 	h.mu.Lock()
-	h.scripts = append(h.scripts, script)
+	h.scripts, h.envs = append(h.scripts, script), append(h.envs, env)
 	res, err, block := h.result, h.err, h.block
 	h.mu.Unlock()
 	if block != nil {
@@ -59,6 +64,19 @@ func (h *scriptHost) lastScript() string {
 		return ""
 	}
 	return h.scripts[len(h.scripts)-1]
+}
+func (h *scriptHost) lastEnv() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.envs) == 0 {
+		return nil
+	}
+	return h.envs[len(h.envs)-1]
+}
+func (h *scriptHost) ran() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.scripts)
 }
 func (h *scriptHost) set(res worldapi.CommandResult, err error) {
 	h.mu.Lock()
@@ -117,12 +135,18 @@ func newWorldWith(t *testing.T, cfg Config) *world {
 	if err := srv.AddInstance(instB, w.b); err != nil {
 		t.Fatal(err)
 	}
-	w.ssm = ssm.New(ssm.Options{Region: "us-west-2", BaseEndpoint: aws.String(hs.URL),
+	w.ssm = newClient(hs.URL)
+	return w
+}
+
+// newClient is the real SDK client on the world's endpoint, retrying
+// throttles at once.
+func newClient(url string) *ssm.Client {
+	return ssm.New(ssm.Options{Region: "us-west-2", BaseEndpoint: aws.String(url),
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
 		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
 			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
 		})})
-	return w
 }
 
 func code(t *testing.T, err error) string {
@@ -363,8 +387,15 @@ func TestDocumentChecks(t *testing.T) {
 		"schema 2.0":            `{"schemaVersion":"2.0","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
 		"undeclared":            `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{ Nope }}"]}}]}`,
 		"undeclared directory":  `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"workingDirectory":"{{ Dir }}"}}]}`,
-		"other action":          `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runPowerShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
-		"two steps":             `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}},{"action":"aws:runShellScript","name":"y","inputs":{"runCommand":["echo"]}}]}`,
+		"other action":          `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:downloadContent","name":"x","inputs":{"runCommand":["echo"]}}]}`,
+		"no steps":              `{"schemaVersion":"2.2","mainSteps":[]}`,
+		"two steps, one name":   `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}},{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"]}}]}`,
+		"unknown input":         `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"shell":"bash"}}]}`,
+		"bad onFailure":         `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"onFailure":"retry"}}]}`,
+		"bad onSuccess":         `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"onSuccess":"successAndExit"}}]}`,
+		"bad interpolation":     `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","interpolationType":"SHELL"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
+		"ENV_VAR list":          `{"schemaVersion":"2.2","parameters":{"A":{"type":"StringList","interpolationType":"ENV_VAR"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
+		"ENV_VAR directory":     `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","interpolationType":"ENV_VAR"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo"],"workingDirectory":"{{A}}"}}]}`,
 		"bad pattern":           `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","allowedPattern":"("}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
 		"default mismatch":      `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","default":"x","allowedPattern":"^y$"}},"mainSteps":[{"action":"aws:runShellScript","name":"x","inputs":{"runCommand":["echo {{A}}"]}}]}`,
 		"unknown precondition":  `{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"x","precondition":{"StringEquals":["platformType","Solaris"]},"inputs":{"runCommand":["echo"]}}]}`,
@@ -378,6 +409,14 @@ func TestDocumentChecks(t *testing.T) {
 	if err := s.AddDocument("ok-doc", good); err != nil {
 		t.Errorf("YAML document: %v", err)
 	}
+	// Steps for several platforms, control-flow inputs, ENV_VAR.
+	several := `{"schemaVersion":"2.2","parameters":{"A":{"type":"String","interpolationType":"ENV_VAR","allowedPattern":"^[a-z]*$"}},"mainSteps":[` +
+		`{"action":"aws:runPowerShellScript","name":"win","precondition":{"StringEquals":["platformType","Windows"]},"inputs":{"runCommand":["exit 1"],"onFailure":"exit"}},` +
+		`{"action":"aws:runShellScript","name":"lin","inputs":{"runCommand":["echo \"{{ A }}\""],"onSuccess":"exit","timeoutSeconds":"60"}},` +
+		`{"action":"aws:runShellScript","name":"last","inputs":{"runCommand":["true"],"finallyStep":true}}]}`
+	if err := s.AddDocument("steps-doc", several); err != nil {
+		t.Errorf("document of several steps: %v", err)
+	}
 	// Names CreateDocument refuses: AWS's prefixes, whatever their case,
 	// and names outside DocumentName's pattern.
 	for _, name := range []string{"AWS-RunShellScript", "aws-mine", "Amazon-x", "amzn.tools", "AWSSupport-x", "ab", "has space"} {
@@ -385,7 +424,7 @@ func TestDocumentChecks(t *testing.T) {
 			t.Errorf("document named %q accepted", name)
 		}
 	}
-	if got := s.Documents(); !slices.Equal(got, []string{"ok-doc"}) {
+	if got := s.Documents(); !slices.Equal(got, []string{"ok-doc", "steps-doc"}) {
 		t.Errorf("the account's documents: %v", got)
 	}
 }
