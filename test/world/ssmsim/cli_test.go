@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/test/testenv"
 	"github.com/tether-ecs/tether/test/world/latency"
 	"github.com/tether-ecs/tether/test/world/worldapi"
@@ -91,5 +93,44 @@ func TestAWSRunShellScriptWithTheAWSCLI(t *testing.T) {
 	w.waitInvocation(t, id, instA)
 	if out, err := awsCLI(t, w.url, "ssm", "wait", "command-executed", "--command-id", id, "--instance-id", instA); err != nil {
 		t.Errorf("aws ssm wait command-executed: %v %s", err, out)
+	}
+}
+
+// tether's documents (the repository's template.yaml) with the aws CLI:
+// get-command-invocation needs --plugin-name (InvalidPluginName without,
+// as AWS answers for a document of several steps), list-command-invocations
+// --details lists the steps, and the CLI's waiter works for a named step.
+func TestRepositoryDocumentsWithTheAWSCLI(t *testing.T) {
+	w := newRepoWorld(t)
+	sent := mustCLI(t, w.url, "ssm", "send-command", "--document-name", w.docs["MountDocument"], "--instance-ids", instA,
+		"--parameters", "VolumeId="+testVolume+",VolumeName=rexray-vol,SizeGiB=5")
+	id, _ := sent["Command"].(map[string]any)["CommandId"].(string)
+	w.final(t, id, instA)
+
+	out, err := awsCLI(t, w.url, "ssm", "get-command-invocation", "--command-id", id, "--instance-id", instA)
+	if err == nil || !strings.Contains(out, "An error occurred (InvalidPluginName) when calling the GetCommandInvocation operation") {
+		t.Errorf("get-command-invocation without --plugin-name: %v %s", err, out)
+	}
+	inv := mustCLI(t, w.url, "ssm", "get-command-invocation", "--command-id", id, "--instance-id", instA, "--plugin-name", agentproto.StepMount)
+	if inv["PluginName"] != agentproto.StepMount || inv["Status"] != "Success" || inv["ResponseCode"] != float64(0) ||
+		!strings.HasPrefix(inv["StandardOutputContent"].(string), "mount\n--volume-id\n"+testVolume+"\n") {
+		t.Errorf("get-command-invocation --plugin-name mount: %v", inv)
+	}
+	listed := mustCLI(t, w.url, "ssm", "list-command-invocations", "--command-id", id, "--details")
+	invs, _ := listed["CommandInvocations"].([]any)
+	var names []string
+	if len(invs) == 1 {
+		for _, p := range invs[0].(map[string]any)["CommandPlugins"].([]any) {
+			names = append(names, p.(map[string]any)["Name"].(string))
+		}
+	}
+	if !slices.Equal(names, []string{"refuseWindows", "refuseMacOS", agentproto.StepMount}) {
+		t.Errorf("list-command-invocations --details: %v", listed)
+	}
+	if out, err := awsCLI(t, w.url, "ssm", "wait", "command-executed", "--command-id", id, "--instance-id", instA, "--plugin-name", agentproto.StepMount); err != nil {
+		t.Errorf("aws ssm wait command-executed --plugin-name mount: %v %s", err, out)
+	}
+	if out, err := awsCLI(t, w.url, "ssm", "wait", "command-executed", "--command-id", id, "--instance-id", instA); err == nil || !strings.Contains(out, "InvalidPluginName") {
+		t.Errorf("aws ssm wait command-executed without --plugin-name: %v %s", err, out)
 	}
 }

@@ -118,3 +118,37 @@ func TestDocumentsMatchMoto(t *testing.T) {
 		t.Errorf("world Owner=Self: %v", got)
 	}
 }
+
+// tether's mount document (the repository's template.yaml, as the world
+// holds it: three steps, ENV_VAR parameters) is accepted by moto's
+// CreateDocument and described alike. moto runs no steps (its invocations
+// have one aws:runShellScript plugin, moto/ssm/models.py), so the steps'
+// results are checked against amazon-ssm-agent's source instead
+// (steps_test.go).
+func TestRepositoryDocumentMatchesMoto(t *testing.T) {
+	moto := motoserver.Start(t)
+	w := newRepoWorld(t)
+	name := w.docs["MountDocument"]
+	w.srv.mu.Lock()
+	content := w.srv.documents[name].raw
+	w.srv.mu.Unlock()
+	if r := ssmCall(t, moto, "CreateDocument", map[string]any{"Name": name, "Content": content, "DocumentType": "Command", "DocumentFormat": "JSON"}); r.status != 200 {
+		t.Fatalf("moto CreateDocument: %d %v", r.status, r.doc)
+	}
+	m, wr := ssmCall(t, moto, "DescribeDocument", map[string]any{"Name": name}), ssmCall(t, w.url, "DescribeDocument", map[string]any{"Name": name})
+	if m.status != 200 || wr.status != 200 {
+		t.Fatalf("DescribeDocument: moto %d %v, world %d %v", m.status, m.doc, wr.status, wr.doc)
+	}
+	md, wd := m.doc["Document"].(map[string]any), wr.doc["Document"].(map[string]any)
+	for _, k := range []string{"Name", "Description", "Parameters", "DocumentType", "SchemaVersion", "DocumentFormat", "HashType", "Hash"} {
+		mj, _ := json.Marshal(md[k])
+		wj, _ := json.Marshal(wd[k])
+		if !bytes.Equal(mj, wj) {
+			t.Errorf("DescribeDocument %s: moto %s, world %s", k, mj, wj)
+		}
+	}
+	mg, wg := ssmCall(t, moto, "GetDocument", map[string]any{"Name": name}), ssmCall(t, w.url, "GetDocument", map[string]any{"Name": name})
+	if mg.doc["Content"] != wg.doc["Content"] || wg.doc["Content"] != content {
+		t.Errorf("GetDocument content: moto %v, world %v", mg.doc["Content"], wg.doc["Content"])
+	}
+}

@@ -384,7 +384,8 @@ func TestRepositoryDocumentsOnOtherPlatforms(t *testing.T) {
 
 // A step's result is known to GetCommandInvocation only once the agent has
 // sent it: while the Linux step runs, the skipped steps answer and the
-// running one is InvalidPluginName.
+// running one is InvalidPluginName; if the agent stops meanwhile, the step
+// stays unknown after it ended until the agent is back.
 func TestStepUnknownUntilItEnds(t *testing.T) {
 	w := newRepoWorld(t)
 	release := make(chan struct{})
@@ -406,9 +407,30 @@ func TestStepUnknownUntilItEnds(t *testing.T) {
 		len(li.CommandInvocations[0].CommandPlugins) != 2 {
 		t.Errorf("while running: %+v %v", li, err)
 	}
+	if err := w.srv.StopAgent(instA); err != nil {
+		t.Fatal(err)
+	}
 	close(release)
+	waitUntil(t, "the step's result held for the agent", func() bool {
+		v, _ := w.srvInvocation(id, instA)
+		return v.AwaitingAgent && len(v.Steps) == 3
+	})
+	if v, _ := w.srvInvocation(id, instA); v.Steps[2].Reported || !v.Steps[1].Reported || v.Status != "InProgress" {
+		t.Errorf("held: %+v", v)
+	}
+	_, err = w.ssm.GetCommandInvocation(context.Background(), &ssm.GetCommandInvocationInput{CommandId: aws.String(id),
+		InstanceId: aws.String(instA), PluginName: aws.String(agentproto.StepStatus)})
+	if code(t, err) != "InvalidPluginName" {
+		t.Errorf("the ended step, agent down: %v", err)
+	}
+	if err := w.srv.StartAgent(instA); err != nil {
+		t.Fatal(err)
+	}
 	if inv := w.final(t, id, instA); inv.Status != types.CommandInvocationStatusSuccess || len(inv.CommandPlugins) != 3 {
 		t.Errorf("after: %s, %d plugins", inv.Status, len(inv.CommandPlugins))
+	}
+	if p := w.plugin(t, id, instA, agentproto.StepStatus); p.Status != types.CommandInvocationStatusSuccess {
+		t.Errorf("the status step once the agent is back: %s", p.Status)
 	}
 }
 
