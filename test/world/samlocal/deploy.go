@@ -144,9 +144,12 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 		}
 	}
 
-	docs, err := cfg.SSM.AddTemplateDocuments(t.documents, cfg.StackName, params)
+	// The documents go to the world's SSM whole, every step and parameter
+	// as written: it runs them as SSM Agent does, and refuses what it
+	// cannot run.
+	docs, err := cfg.SSM.AddTemplateDocuments(t.cfn, cfg.StackName, params)
 	if err != nil {
-		return err
+		return fmt.Errorf("samlocal: %w: %w", ErrUnsupported, err)
 	}
 	var functions []cfntemplate.Resource
 	for _, res := range t.cfn.Resources {

@@ -115,9 +115,6 @@ type Template struct {
 	Path    string
 	cfn     *cfntemplate.Template
 	ignored []Ignored
-	// documents is cfn with each SSM document as the world's (Linux)
-	// instances run it: see linuxSteps.
-	documents *cfntemplate.Template
 }
 
 // Load reads a template and checks that the world can deploy what it
@@ -133,9 +130,6 @@ func Load(path string) (*Template, error) {
 		if err := t.check(r); err != nil {
 			return nil, fmt.Errorf("samlocal: %s: %w", path, err)
 		}
-	}
-	if t.documents, err = t.linuxDocuments(); err != nil {
-		return nil, fmt.Errorf("samlocal: %s: %w", path, err)
 	}
 	return t, nil
 }

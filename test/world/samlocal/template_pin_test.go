@@ -31,16 +31,21 @@ func dumpTemplate(t *Template) string {
 	for _, ig := range t.Ignored() {
 		fmt.Fprintf(&b, "ignored %s\n", ig)
 	}
-	// The documents as the world's SSM gets them (steps for other
-	// platforms left out).
-	for _, r := range t.documents.OfType("AWS::SSM::Document") {
+	// The documents as the world's SSM gets them: whole.
+	for _, r := range t.cfn.OfType("AWS::SSM::Document") {
 		content := r.Property("Content")
 		for key, p := range cfntemplate.Pairs(cfntemplate.Child(content, "parameters")) {
-			fmt.Fprintf(&b, "document %s parameter %s: default %q pattern %q\n", r.LogicalID, key.Value,
-				value(cfntemplate.Child(p, "default")), value(cfntemplate.Child(p, "allowedPattern")))
+			fmt.Fprintf(&b, "document %s parameter %s: default %q pattern %q interpolation %q\n", r.LogicalID, key.Value,
+				value(cfntemplate.Child(p, "default")), value(cfntemplate.Child(p, "allowedPattern")), value(cfntemplate.Child(p, "interpolationType")))
 		}
 		for _, step := range cfntemplate.Child(content, "mainSteps").Content {
-			fmt.Fprintf(&b, "document %s step %s (%s)\n", r.LogicalID, value(cfntemplate.Child(step, "name")), value(cfntemplate.Child(step, "action")))
+			var pre []string
+			if eq := cfntemplate.Child(cfntemplate.Child(step, "precondition"), "StringEquals"); eq != nil {
+				for _, a := range eq.Content {
+					pre = append(pre, a.Value)
+				}
+			}
+			fmt.Fprintf(&b, "document %s step %s (%s) precondition %v\n", r.LogicalID, value(cfntemplate.Child(step, "name")), value(cfntemplate.Child(step, "action")), pre)
 			for _, line := range cfntemplate.Child(cfntemplate.Child(step, "inputs"), "runCommand").Content {
 				fmt.Fprintf(&b, "  run %s\n", line.Value)
 			}
