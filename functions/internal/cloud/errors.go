@@ -47,6 +47,7 @@ const (
 	codeSSMInvalidInstance  = "InvalidInstanceId"
 	codeSSMNoInvocation     = "InvocationDoesNotExist"
 	codeSSMInvalidCommandID = "InvalidCommandId"
+	codeSSMInvalidPlugin    = "InvalidPluginName"
 	codeECSClient           = "ClientException"
 	codeECSInvalidParameter = "InvalidParameterException"
 	codeAttachmentLimit     = "AttachmentLimitExceeded"

@@ -331,36 +331,84 @@ func TestConcurrentKeyLookupsShareOneDescribeVolumes(t *testing.T) {
 	}
 }
 
-func TestSSMCommandOutcomes(t *testing.T) {
-	answers := map[string]string{
-		"cmd-ok":      `{"Status":"Success","StatusDetails":"Success","ResponseCode":0}`,
-		"cmd-busy":    `{"Status":"Failed","StatusDetails":"Failed","ResponseCode":3}`,
-		"cmd-lost":    `{"Status":"Failed","StatusDetails":"Undeliverable","ResponseCode":-1}`,
-		"cmd-late":    `{"Status":"TimedOut","StatusDetails":"Delivery Timed Out","ResponseCode":-1}`,
-		"cmd-slow":    `{"Status":"TimedOut","StatusDetails":"Execution Timed Out","ResponseCode":-1}`,
-		"cmd-running": `{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1}`,
-	}
-	_, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
-		for id, a := range answers {
-			if strings.Contains(body, `"`+id+`"`) {
-				return 200, a
+// ssmInvocation answers ListCommandInvocations (Details) and
+// GetCommandInvocation (PluginName) for invocations of tether's documents
+// of three steps, as SSM does (test/world/ssmsim's rules): no plugins
+// before the agent step ended, the agent step's full stdout by its name.
+type ssmInvocation struct {
+	status, details string
+	plugins         string // the CommandPlugins JSON list
+	stdout          string // the agent step's StandardOutputContent
+}
+
+func answerSSM(invs map[string]ssmInvocation) func(string, url.Values, string, int) (int, string) {
+	return func(action string, _ url.Values, body string, _ int) (int, string) {
+		for id, inv := range invs {
+			if !strings.Contains(body, `"`+id+`"`) {
+				continue
+			}
+			switch action {
+			case "SSM:ListCommandInvocations":
+				return 200, fmt.Sprintf(`{"CommandInvocations":[{"CommandId":%q,"InstanceId":"i-a","DocumentName":"tether-tether-mount","Status":%q,"StatusDetails":%q,"CommandPlugins":%s}]}`,
+					id, inv.status, inv.details, inv.plugins)
+			case "SSM:GetCommandInvocation":
+				if !strings.Contains(body, `"PluginName":"mount"`) || inv.stdout == "" && inv.plugins == "[]" {
+					return 400, `{"__type":"InvalidPluginName"}`
+				}
+				return 200, fmt.Sprintf(`{"Status":%q,"StatusDetails":%q,"StandardOutputContent":%q}`, inv.status, inv.details, inv.stdout)
 			}
 		}
+		if action == "SSM:ListCommandInvocations" {
+			return 200, `{"CommandInvocations":[]}`
+		}
 		return 400, `{"__type":"InvocationDoesNotExist","message":""}`
-	})
+	}
+}
+
+const skipped = `{"Name":"refuseWindows","Status":"Success","ResponseCode":0,"Output":"Step execution skipped due to unsatisfied preconditions"},` +
+	`{"Name":"refuseMacOS","Status":"Success","ResponseCode":0,"Output":"Step execution skipped due to unsatisfied preconditions"}`
+
+func mountPlugin(status string, code int) string {
+	return fmt.Sprintf(`[%s,{"Name":"mount","Status":%q,"ResponseCode":%d,"ResponseStartDateTime":1714564801.25,"ResponseFinishDateTime":1714564802.5,"Output":"{\"volumeId\"... (cut)"}]`, skipped, status, code)
+}
+
+func TestSSMCommandOutcomes(t *testing.T) {
+	mounted := `{"volumeId":"vol-0123456789abcdef0","name":"db","generation":1}` + "\n"
+	busy := `{"error":{"exitCode":3,"class":"busy","message":"held"}}` + "\n"
+	_, base := newEndpoint(t, answerSSM(map[string]ssmInvocation{
+		"cmd-ok":      {"Success", "Success", mountPlugin("Success", 0), mounted},
+		"cmd-busy":    {"Failed", "Failed", mountPlugin("Failed", 3), busy},
+		"cmd-lost":    {"Failed", "Undeliverable", "[]", ""},
+		"cmd-late":    {"TimedOut", "Delivery Timed Out", "[]", ""},
+		"cmd-slow":    {"TimedOut", "Execution Timed Out", mountPlugin("TimedOut", 137), ""},
+		"cmd-running": {"InProgress", "InProgress", "[]", ""},
+		// Every step skipped (an unsupported platform): SSM says Success.
+		"cmd-skipped": {"Success", "Success", "[" + skipped + "]", ""},
+		// A Windows node: the refusing step failed, the agent never ran.
+		"cmd-windows": {"Failed", "Failed", `[{"Name":"refuseWindows","Status":"Failed","ResponseCode":1,"Output":"tether runs on Linux"}]`, ""},
+		// Success without the agent's JSON line is no success.
+		"cmd-silent": {"Success", "Success", mountPlugin("Success", 0), "\n"},
+	}))
 	c := newTestCloud(t, base, Options{})
 	want := map[string]struct {
 		s    CommandStatus
 		exit int
 	}{
 		"cmd-ok": {CommandSucceeded, 0}, "cmd-busy": {CommandFailed, 3}, "cmd-lost": {CommandUnreachable, -1},
-		"cmd-late": {CommandUnreachable, -1}, "cmd-slow": {CommandFailed, -1}, "cmd-running": {CommandPending, -1},
+		"cmd-late": {CommandUnreachable, -1}, "cmd-slow": {CommandFailed, 137}, "cmd-running": {CommandPending, -1},
+		"cmd-skipped": {CommandFailed, 1}, "cmd-windows": {CommandFailed, 1}, "cmd-silent": {CommandFailed, 1},
 	}
 	for id, w := range want {
 		got, err := c.Command(context.Background(), id, "i-a")
 		if err != nil || got.Status != w.s || (w.s != CommandPending && got.ExitCode != w.exit) {
 			t.Errorf("%s: got %+v %v, want %v exit %d", id, got, err, w.s, w.exit)
 		}
+	}
+	if got, _ := c.Command(context.Background(), "cmd-ok", "i-a"); got.Output != mounted {
+		t.Errorf("cmd-ok output %q: want the agent step's full stdout", got.Output)
+	}
+	if got, _ := c.Command(context.Background(), "cmd-busy", "i-a"); got.Output != busy {
+		t.Errorf("cmd-busy output %q: want the agent's failure line", got.Output)
 	}
 	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown command: want ErrNotFound, got %v", err)
@@ -430,12 +478,10 @@ func TestSessionAnswersAgeOut(t *testing.T) {
 // A finished command invocation never changes: it is asked for once per
 // process, with the times it ran; one still running is asked every time.
 func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
-	e, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
-		if strings.Contains(body, `"cmd-running"`) {
-			return 200, `{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1,"ExecutionStartDateTime":"2024-05-01T12:00:01.250Z"}`
-		}
-		return 200, `{"Status":"Success","StatusDetails":"Success","ResponseCode":0,"ExecutionStartDateTime":"2024-05-01T12:00:01.250Z","ExecutionEndDateTime":"2024-05-01T12:00:02.500Z"}`
-	})
+	e, base := newEndpoint(t, answerSSM(map[string]ssmInvocation{
+		"cmd-ok":      {"Success", "Success", mountPlugin("Success", 0), `{"volumeId":"vol-0123456789abcdef0","name":"db","generation":1}`},
+		"cmd-running": {"InProgress", "InProgress", "[]", ""},
+	}))
 	c := newTestCloud(t, base, Options{})
 	for range 2 {
 		got, err := c.Command(context.Background(), "cmd-ok", "i-a")
@@ -447,7 +493,7 @@ func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
 			t.Fatalf("running command: %+v %v", got, err)
 		}
 	}
-	if n := e.count("SSM:GetCommandInvocation"); n != 3 {
-		t.Fatalf("%d GetCommandInvocation, want 3 (the finished one once, the running one twice)", n)
+	if n, g := e.count("SSM:ListCommandInvocations"), e.count("SSM:GetCommandInvocation"); n != 3 || g != 1 {
+		t.Fatalf("%d ListCommandInvocations, %d GetCommandInvocation; want 3 and 1 (the finished one once with its output, the running one twice)", n, g)
 	}
 }

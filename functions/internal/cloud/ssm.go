@@ -95,34 +95,90 @@ func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Comman
 	return c, err
 }
 
+// agentSteps are the steps of tether's documents that run tether-agent;
+// the documents' other steps only refuse non-Linux platforms.
+var agentSteps = map[string]bool{agentproto.StepMount: true, agentproto.StepUnmount: true, agentproto.StepStatus: true}
+
+// command reads one invocation of one of tether's documents, which have
+// several steps (template.yaml): its status from ListCommandInvocations
+// (GetCommandInvocation of a document of several plugins needs a
+// PluginName and answers InvalidPluginName until that step has a result,
+// forever when it never ran: SSM API reference, GetCommandInvocation), the
+// agent step's exit code from its CommandPlugin, and, once it ended, the
+// step's full standard output from GetCommandInvocation with its name (a
+// CommandPlugin's Output is cut at 2,500 characters and mixes in stderr,
+// where the agent logs).
 func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Command, error) {
-	out, err := a.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
-		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID),
+	what := fmt.Sprintf("ssm ListCommandInvocations %q on %q", commandID, instanceID)
+	out, err := a.ssm.ListCommandInvocations(ctx, &ssm.ListCommandInvocationsInput{
+		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID), Details: true,
 	})
 	if err != nil {
-		return Command{}, classify(err, fmt.Sprintf("ssm GetCommandInvocation %q on %q", commandID, instanceID))
+		return Command{}, classify(err, what)
 	}
+	if len(out.CommandInvocations) == 0 {
+		return Command{}, fmt.Errorf("%w: %s: not listed yet", ErrNotFound, what)
+	}
+	inv := out.CommandInvocations[0]
 	c := Command{
-		ID: commandID, InstanceID: instanceID, Document: aws.ToString(out.DocumentName),
-		ExitCode: int(out.ResponseCode), Detail: aws.ToString(out.StatusDetails),
-		Started: isoTime(out.ExecutionStartDateTime), Ended: isoTime(out.ExecutionEndDateTime),
-		Output: aws.ToString(out.StandardOutputContent), Comment: aws.ToString(out.Comment),
+		ID: commandID, InstanceID: instanceID, Document: aws.ToString(inv.DocumentName),
+		ExitCode: -1, Detail: aws.ToString(inv.StatusDetails), Comment: aws.ToString(inv.Comment),
+	}
+	var step, failed *ssmtypes.CommandPlugin
+	for i, p := range inv.CommandPlugins {
+		if agentSteps[aws.ToString(p.Name)] {
+			step = &inv.CommandPlugins[i]
+		} else if failed == nil && p.Status == ssmtypes.CommandPluginStatusFailed {
+			failed = &inv.CommandPlugins[i]
+		}
 	}
 	switch {
 	case c.Detail == detailUndeliverable || c.Detail == detailDeliveryTimedOut:
 		c.Status = CommandUnreachable
-	case out.Status == ssmtypes.CommandInvocationStatusSuccess:
-		c.Status, c.ExitCode = CommandSucceeded, 0
-	case out.Status == ssmtypes.CommandInvocationStatusFailed:
+	case inv.Status == ssmtypes.CommandInvocationStatusSuccess:
+		c.Status = CommandSucceeded
+	case inv.Status == ssmtypes.CommandInvocationStatusFailed,
+		inv.Status == ssmtypes.CommandInvocationStatusTimedOut,
+		inv.Status == ssmtypes.CommandInvocationStatusCancelled:
 		c.Status = CommandFailed
-	case out.Status == ssmtypes.CommandInvocationStatusTimedOut,
-		out.Status == ssmtypes.CommandInvocationStatusCancelled:
-		c.Status, c.ExitCode = CommandFailed, -1
 	default: // Pending, InProgress, Delayed, Cancelling
 		c.Status = CommandPending
 	}
 	if c.Detail == "" {
-		c.Detail = string(out.Status)
+		c.Detail = string(inv.Status)
+	}
+	if step != nil {
+		c.Started, c.Ended = aws.ToTime(step.ResponseStartDateTime), aws.ToTime(step.ResponseFinishDateTime)
+	}
+	if !c.Finished() || c.Status == CommandUnreachable {
+		return c, nil
+	}
+	switch {
+	case step != nil:
+		c.ExitCode = int(step.ResponseCode)
+		g, err := a.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
+			CommandId: aws.String(commandID), InstanceId: aws.String(instanceID), PluginName: step.Name,
+		})
+		switch {
+		case err == nil:
+			c.Output = aws.ToString(g.StandardOutputContent)
+		case apiCode(err) != codeSSMInvalidPlugin:
+			return Command{}, classify(err, fmt.Sprintf("ssm GetCommandInvocation %q on %q, step %s", commandID, instanceID, aws.ToString(step.Name)))
+		}
+	case failed != nil:
+		// The platform check refused the node (not Linux): the agent never ran.
+		c.ExitCode = int(failed.ResponseCode)
+		c.Detail = fmt.Sprintf("step %s failed: %s", aws.ToString(failed.Name), strings.TrimSpace(aws.ToString(failed.Output)))
+	}
+	if c.Status == CommandSucceeded {
+		// Success means the agent said so: SSM reports a document whose every
+		// step was skipped (an unsupported platform) as Success too.
+		if _, ok := agentproto.ParseOutput(c.Output); step == nil || !ok {
+			c.Status, c.ExitCode = CommandFailed, agentproto.ExitFailed
+			c.Detail = "SSM reports success, but tether-agent's step did not run or printed no result"
+		} else {
+			c.ExitCode = 0
+		}
 	}
 	return c, nil
 }

@@ -2,14 +2,17 @@ package cloudtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/tether-ecs/tether/internal/agentproto"
 )
@@ -129,7 +132,51 @@ func (d docParams) check(doc string, given map[string][]string) (map[string]stri
 // them: a UUID.
 var commandIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// GetCommandInvocation implements cloud.SSMAPI.
+// Steps of template.yaml's documents: two that refuse non-Linux nodes
+// (skipped on Linux: Success, exit 0, no output), then the one that runs
+// tether-agent.
+var refuseSteps = []string{"refuseWindows", "refuseMacOS"}
+
+// agentStep names the step of a command's document that runs the agent.
+func agentStep(cmd *Command) string {
+	if cmd.Unmount {
+		return agentproto.StepUnmount
+	}
+	return agentproto.StepMount
+}
+
+// invocation finds a command's invocation on an instance as SSM shows it:
+// InvocationDoesNotExist right after SendCommand ("The Run Command API
+// follows an eventual consistency model", GetCommandInvocation, SSM API
+// reference; aws/aws-sdk#86): here it appears once the world's clock has
+// moved on or the agent has run it. The caller holds w.mu.
+func (w *World) invocation(commandID, instanceID string) (*Command, error) {
+	if !commandIDPattern.MatchString(commandID) {
+		return nil, apiErr("InvalidCommandId", "Command id %q is not valid", commandID)
+	}
+	cmd, ok := w.commands[commandID]
+	if !ok || cmd.Instance != instanceID || (cmd.Status == "Pending" && !w.now.After(cmd.Requested)) {
+		return nil, apiErr("InvocationDoesNotExist", "")
+	}
+	return cmd, nil
+}
+
+// stepReported: SSM has the agent step's result once the command ended
+// on the node (never for one that was not delivered).
+func stepReported(cmd *Command) bool {
+	return cmd.Status != "Pending" && !cmd.Started.IsZero()
+}
+
+func (w *World) isoTime(instance string, t time.Time) *string {
+	// ISO 8601 with milliseconds, as SSM writes them, by the instance's clock.
+	return aws.String(t.Add(w.instances[instance].ClockSkew).UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+// GetCommandInvocation implements cloud.SSMAPI. tether's documents have
+// several steps, so a PluginName is required, and a step's result is there
+// only once it ended: InvalidPluginName otherwise (SSM API reference:
+// "PluginName ... Required for commands that run multiple plugins";
+// amazon-eks-ami#541, grapl#902 for the answers).
 func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocationInput, _ ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
 	w := c.w
 	w.mu.Lock()
@@ -137,32 +184,79 @@ func (c *SSM) GetCommandInvocation(_ context.Context, in *ssm.GetCommandInvocati
 	if err := w.call("SSM:GetCommandInvocation"); err != nil {
 		return nil, err
 	}
-	if !commandIDPattern.MatchString(aws.ToString(in.CommandId)) {
-		return nil, apiErr("InvalidCommandId", "Command id %q is not valid", aws.ToString(in.CommandId))
+	cmd, err := w.invocation(aws.ToString(in.CommandId), aws.ToString(in.InstanceId))
+	if err != nil {
+		return nil, err
 	}
-	cmd, ok := w.commands[aws.ToString(in.CommandId)]
-	// "The Run Command API follows an eventual consistency model"
-	// (GetCommandInvocation, SSM API reference; aws/aws-sdk#86): right
-	// after SendCommand the invocation is not there yet. Here it appears
-	// once the world's clock has moved on or the agent has run it.
-	if !ok || cmd.Instance != aws.ToString(in.InstanceId) || (cmd.Status == "Pending" && !w.now.After(cmd.Requested)) {
-		return nil, apiErr("InvocationDoesNotExist", "")
+	plugin := aws.ToString(in.PluginName)
+	known := plugin == agentStep(cmd) || slices.Contains(refuseSteps, plugin)
+	if !known || !stepReported(cmd) {
+		return nil, apiErr("InvalidPluginName", "")
+	}
+	out := &ssm.GetCommandInvocationOutput{
+		CommandId: aws.String(cmd.ID), InstanceId: aws.String(cmd.Instance), DocumentName: aws.String(cmd.Document),
+		Comment: aws.String(cmd.Comment), PluginName: aws.String(plugin),
+		Status: ssmtypes.CommandInvocationStatusSuccess, StatusDetails: aws.String("Success"),
+		StandardOutputContent: aws.String(""),
+	}
+	if plugin == agentStep(cmd) {
+		out.Status, out.StatusDetails = ssmtypes.CommandInvocationStatus(cmd.Status), aws.String(cmd.Status)
+		out.ResponseCode, out.StandardOutputContent = cmd.Exit, aws.String(cmd.Output)
+		out.ExecutionStartDateTime, out.ExecutionEndDateTime = w.isoTime(cmd.Instance, cmd.Started), w.isoTime(cmd.Instance, cmd.Ended)
+	}
+	return out, nil
+}
+
+// ListCommandInvocations implements cloud.SSMAPI for one command on one
+// instance: the invocation's status, and with Details its steps as SSM has
+// heard of them (none before the agent step ended; the two refuse steps,
+// skipped on Linux, and the agent step after).
+func (c *SSM) ListCommandInvocations(_ context.Context, in *ssm.ListCommandInvocationsInput, _ ...func(*ssm.Options)) (*ssm.ListCommandInvocationsOutput, error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.call("SSM:ListCommandInvocations"); err != nil {
+		return nil, err
+	}
+	if in.CommandId == nil || in.InstanceId == nil {
+		return nil, apiErr("ValidationException", "this fake lists the invocation of one command on one instance")
+	}
+	cmd, err := w.invocation(aws.ToString(in.CommandId), aws.ToString(in.InstanceId))
+	var apiError smithy.APIError
+	if errors.As(err, &apiError) && apiError.ErrorCode() == "InvocationDoesNotExist" {
+		return &ssm.ListCommandInvocationsOutput{}, nil // not listed yet
+	}
+	if err != nil {
+		return nil, err
 	}
 	details := cmd.Details
 	if details == "" {
 		details = cmd.Status
 	}
-	out := &ssm.GetCommandInvocationOutput{
+	inv := ssmtypes.CommandInvocation{
 		CommandId: aws.String(cmd.ID), InstanceId: aws.String(cmd.Instance), DocumentName: aws.String(cmd.Document),
-		Status: ssmtypes.CommandInvocationStatus(cmd.Status), StatusDetails: aws.String(details), ResponseCode: cmd.Exit,
-		Comment: aws.String(cmd.Comment), StandardOutputContent: aws.String(cmd.Output),
+		Comment: aws.String(cmd.Comment), Status: ssmtypes.CommandInvocationStatus(cmd.Status), StatusDetails: aws.String(details),
+		RequestedDateTime: aws.Time(cmd.Requested),
 	}
-	if !cmd.Started.IsZero() { // ISO 8601 with milliseconds, as SSM writes them, by the instance's clock
-		skew := w.instances[cmd.Instance].ClockSkew
-		out.ExecutionStartDateTime = aws.String(cmd.Started.Add(skew).UTC().Format("2006-01-02T15:04:05.000Z"))
-		out.ExecutionEndDateTime = aws.String(cmd.Ended.Add(skew).UTC().Format("2006-01-02T15:04:05.000Z"))
+	if in.Details && stepReported(cmd) {
+		for _, name := range refuseSteps {
+			inv.CommandPlugins = append(inv.CommandPlugins, ssmtypes.CommandPlugin{
+				Name: aws.String(name), Status: ssmtypes.CommandPluginStatusSuccess, StatusDetails: aws.String("Success"),
+				Output: aws.String("Step execution skipped due to unsatisfied preconditions. Step name: " + name),
+			})
+		}
+		output := cmd.Output
+		if len(output) > 2500 { // CommandPlugin.Output: the first 2,500 characters
+			output = output[:2500]
+		}
+		inv.CommandPlugins = append(inv.CommandPlugins, ssmtypes.CommandPlugin{
+			Name: aws.String(agentStep(cmd)), Status: ssmtypes.CommandPluginStatus(cmd.Status), StatusDetails: aws.String(details),
+			ResponseCode: cmd.Exit, Output: aws.String(output),
+			ResponseStartDateTime:  aws.Time(cmd.Started.Add(w.instances[cmd.Instance].ClockSkew)),
+			ResponseFinishDateTime: aws.Time(cmd.Ended.Add(w.instances[cmd.Instance].ClockSkew)),
+		})
 	}
-	return out, nil
+	return &ssm.ListCommandInvocationsOutput{CommandInvocations: []ssmtypes.CommandInvocation{inv}}, nil
 }
 
 // ListCommands implements cloud.SSMAPI: InstanceId, CommandId (an
