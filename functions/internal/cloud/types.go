@@ -22,6 +22,9 @@ const (
 	// TagFamilies: the task definition families whose tasks used the volume
 	// (comma-separated), so a pass can list just their tasks.
 	TagFamilies = "tether:families"
+	// TagAdopted: when an operator claimed the volume for tether (`tether
+	// adopt`, RFC 3339): tether did not create it.
+	TagAdopted = "tether:adopted"
 
 	ScopeShared = "shared"
 	ScopeTask   = "task"

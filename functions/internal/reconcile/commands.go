@@ -112,6 +112,8 @@ const (
 	reasonMountTimeout  = "mount-timeout"     // a mount that did not finish
 	reasonVolumeError   = "volume-error"      // EC2 says error
 	reasonStuckAttach   = "stuck-attach"      // an attach that never ended
+	reasonProtocol      = "agent-protocol"    // the instance's tether-agent speaks another protocol
+	reasonAdopt         = "needs-adoption"    // a volume with the name exists that tether does not own
 )
 
 // agentReason is the class of a task stopped for what the agent answered.

@@ -42,6 +42,9 @@ type hint struct {
 	// Target: the task the volume is released for (a detach's next step
 	// attaches it there if that task still wants it).
 	Target string `json:"tt,omitempty"`
+	// Force: an operator asked to force the release from this instance
+	// ("*": from whichever holds it); the chain carries it until done.
+	Force string `json:"f,omitempty"`
 }
 
 func parseHint(s string) hint {

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ type pass struct {
 	now   time.Time
 	log   *slog.Logger
 	stats *cloud.Stats
+	// force: the instance an operator's force applies to ("*": any), from
+	// a Release of this invocation or the chain's hint; "" none.
+	force string
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
@@ -46,6 +50,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
+	p.force = h.Force
+	if rel, ok := p.operatorRelease(); ok && rel.Force {
+		p.force = cmp.Or(rel.Instance, "*")
+	}
 
 	res, err := p.run(ctx)
 	switch {
@@ -62,6 +70,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	if err == nil && !res.Done() {
 		h := parseHint(res.Hint)
 		h.Pass = ms(p.now)
+		if p.force != "" {
+			h.Force = p.force // the operator's force goes on with the chain
+		}
 		res.Hint = h.String()
 		r.mem.handedBack(key, p.now)
 	}
@@ -79,10 +90,8 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 		p.log.Error("invalid key: dropped", "error", err)
 		return done("invalid key"), nil
 	}
-	if _, forced := p.operatorForce(); !forced {
-		if res, ok, err := p.continueStep(ctx); ok || err != nil {
-			return res, err
-		}
+	if res, ok, err := p.continueStep(ctx); ok || err != nil {
+		return res, err
 	}
 	w, err := p.desired(ctx)
 	if err != nil {
