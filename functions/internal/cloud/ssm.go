@@ -155,6 +155,43 @@ func (a *AWS) Commands(ctx context.Context, document, instanceID string, after t
 	return out, nil
 }
 
+// DocumentCommands lists a document's commands on any instance requested
+// after a time, newest first, at most max of them (for operators: which
+// volume moved when). Each command names its one instance (tether's
+// commands target one).
+func (a *AWS) DocumentCommands(ctx context.Context, document string, after time.Time, max int) ([]Command, error) {
+	in := &ssm.ListCommandsInput{
+		Filters: []ssmtypes.CommandFilter{
+			{Key: ssmtypes.CommandFilterKeyDocumentName, Value: aws.String(document)},
+			{Key: ssmtypes.CommandFilterKeyInvokedAfter, Value: aws.String(after.UTC().Format(time.RFC3339))},
+		},
+		MaxResults: aws.Int32(50),
+	}
+	var out []Command
+	for len(out) < max {
+		page, err := a.ssm.ListCommands(ctx, in)
+		if err != nil {
+			return nil, classify(err, fmt.Sprintf("ssm ListCommands %q", document))
+		}
+		for _, c := range page.Commands {
+			cmd := fromListed(c, "")
+			if len(c.InstanceIds) == 1 {
+				cmd.InstanceID = c.InstanceIds[0]
+			}
+			out = append(out, cmd)
+		}
+		if aws.ToString(page.NextToken) == "" {
+			break
+		}
+		in.NextToken = page.NextToken
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Requested.After(out[j].Requested) })
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out, nil
+}
+
 // CommandByID implements Cloud: one ListCommands by command id, for its
 // document and parameters (GetCommandInvocation has neither).
 func (a *AWS) CommandByID(ctx context.Context, commandID, instanceID string) (Command, error) {
@@ -177,29 +214,35 @@ func (a *AWS) listCommands(ctx context.Context, in *ssm.ListCommandsInput, insta
 			return nil, err
 		}
 		for _, c := range page.Commands {
-			cmd := Command{
-				ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
-				Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
-				Params: map[string]string{}, Comment: aws.ToString(c.Comment),
-			}
-			for k, v := range c.Parameters {
-				if len(v) > 0 {
-					cmd.Params[k] = v[0]
-				}
-			}
-			switch c.Status {
-			case ssmtypes.CommandStatusSuccess:
-				cmd.Status, cmd.ExitCode = CommandSucceeded, 0
-			case ssmtypes.CommandStatusFailed, ssmtypes.CommandStatusTimedOut, ssmtypes.CommandStatusCancelled:
-				cmd.Status = CommandFailed // details (unreachable? exit code?) from Command
-			default:
-				cmd.Status = CommandPending
-			}
-			out = append(out, cmd)
+			out = append(out, fromListed(c, instanceID))
 		}
 		if aws.ToString(page.NextToken) == "" {
 			return out, nil
 		}
 		in.NextToken = page.NextToken
 	}
+}
+
+// fromListed reads one command of a ListCommands answer; Status is the
+// command's summary.
+func fromListed(c ssmtypes.Command, instanceID string) Command {
+	cmd := Command{
+		ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
+		Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
+		Params: map[string]string{}, Comment: aws.ToString(c.Comment),
+	}
+	for k, v := range c.Parameters {
+		if len(v) > 0 {
+			cmd.Params[k] = v[0]
+		}
+	}
+	switch c.Status {
+	case ssmtypes.CommandStatusSuccess:
+		cmd.Status, cmd.ExitCode = CommandSucceeded, 0
+	case ssmtypes.CommandStatusFailed, ssmtypes.CommandStatusTimedOut, ssmtypes.CommandStatusCancelled:
+		cmd.Status = CommandFailed // details (unreachable? exit code?) from Command
+	default:
+		cmd.Status = CommandPending
+	}
+	return cmd
 }

@@ -132,6 +132,8 @@ type Task struct {
 	// Group: "service:NAME" for a service's tasks, "family:NAME" (or a
 	// user's group) for tasks run alone.
 	Group string
+	// StoppedReason: why ECS (or tether) stopped it.
+	StoppedReason string
 }
 
 // Family is the task definition family of the task ("" if its definition
