@@ -105,17 +105,17 @@ type IO struct {
 
 // Environment the command reads.
 const (
-	EnvCluster       = "TETHER_CLUSTER"          // default --cluster
-	EnvStack         = "TETHER_STACK"            // default --stack (the SAM stack's name; default "tether")
-	EnvRetryQueueURL = "TETHER_RETRY_QUEUE_URL"  // default --queue-url (else the stack's RetryQueueUrl output)
-	DefaultStack     = "tether"                  // the SAM stack's name when none is given
-	pollEvery        = 2 * time.Second           // looks at a release in progress
-	progressEvery    = 10 * time.Second          // a progress line while nothing changes
-	maxHandoffCmds   = 2000                      // commands read per document for `volumes`' handoffs
-	historyDefault   = 7 * 24 * time.Hour        // how far back `volumes` looks for handoffs
-	recentStopped    = time.Hour                 // stopped tasks `explain` shows
-	waitDefault      = 3 * time.Minute           // how long `release` waits
-	maxWait          = time.Hour                 // the longest --wait
+	EnvCluster       = "TETHER_CLUSTER"         // default --cluster
+	EnvStack         = "TETHER_STACK"           // default --stack (the SAM stack's name; default "tether")
+	EnvRetryQueueURL = "TETHER_RETRY_QUEUE_URL" // default --queue-url (else the stack's RetryQueueUrl output)
+	DefaultStack     = "tether"                 // the SAM stack's name when none is given
+	pollEvery        = 2 * time.Second          // looks at a release in progress
+	progressEvery    = 10 * time.Second         // a progress line while nothing changes
+	maxHandoffCmds   = 2000                     // commands read per document for `volumes`' handoffs
+	historyDefault   = 7 * 24 * time.Hour       // how far back `volumes` looks for handoffs
+	recentStopped    = time.Hour                // stopped tasks `explain` shows
+	waitDefault      = 3 * time.Minute          // how long `release` waits
+	maxWait          = time.Hour                // the longest --wait
 )
 
 // Run runs one command line (without the program name) and returns its
