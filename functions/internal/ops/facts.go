@@ -211,10 +211,10 @@ func (c *cmd) readCommands(ctx context.Context, f *facts, co common) error {
 	if len(v.Attachments) > 0 {
 		a := v.Attachments[0]
 		var err error
-		if f.mount, err = c.newest(ctx, mountDoc, v.ID, a.InstanceID, a.AttachTime.Add(-time.Second), token(a)); err != nil {
+		if f.mount, err = c.newest(ctx, mountDoc, agentproto.StepMount, v.ID, a.InstanceID, a.AttachTime.Add(-time.Second), token(a)); err != nil {
 			return err
 		}
-		if f.unmount, err = c.newest(ctx, unmountDoc, v.ID, a.InstanceID, a.AttachTime.Add(-time.Second), token(a)); err != nil {
+		if f.unmount, err = c.newest(ctx, unmountDoc, agentproto.StepUnmount, v.ID, a.InstanceID, a.AttachTime.Add(-time.Second), token(a)); err != nil {
 			return err
 		}
 	}
@@ -225,7 +225,7 @@ func (c *cmd) readCommands(ctx context.Context, f *facts, co common) error {
 		if t.LastStatus != "STOPPED" || from == "" || t.StoppedAt.IsZero() || (len(v.Attachments) > 0 && v.Attachments[0].InstanceID == from) {
 			continue
 		}
-		cmd, err := c.newest(ctx, unmountDoc, v.ID, from, t.StoppedAt.Add(-time.Minute), "")
+		cmd, err := c.newest(ctx, unmountDoc, agentproto.StepUnmount, v.ID, from, t.StoppedAt.Add(-time.Minute), "")
 		if err != nil {
 			return err
 		}
@@ -237,7 +237,7 @@ func (c *cmd) readCommands(ctx context.Context, f *facts, co common) error {
 
 // newest reads the newest command of doc for volumeID on inst since after
 // (for the attachment tok, when given), in full; nil when there is none.
-func (c *cmd) newest(ctx context.Context, doc, volumeID, inst string, after time.Time, tok string) (*cloud.Command, error) {
+func (c *cmd) newest(ctx context.Context, doc, plugin, volumeID, inst string, after time.Time, tok string) (*cloud.Command, error) {
 	list, err := c.deps.Cloud.Commands(ctx, doc, inst, after)
 	if err != nil {
 		return nil, fmt.Errorf("%s commands on %s: %w", doc, inst, err)
@@ -249,7 +249,7 @@ func (c *cmd) newest(ctx context.Context, doc, volumeID, inst string, after time
 		if at := cmd.Params[agentproto.ParamAttachment]; tok != "" && at != "" && at != tok {
 			continue
 		}
-		full, err := c.deps.Cloud.Command(ctx, cmd.ID, inst)
+		full, err := c.deps.Cloud.Command(ctx, cmd.ID, inst, plugin)
 		if errors.Is(err, cloud.ErrNotFound) {
 			return &cmd, nil // SSM lists it before it answers for it
 		}

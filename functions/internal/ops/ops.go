@@ -60,7 +60,7 @@ type Cloud interface {
 	ContainerInstances(ctx context.Context, cluster string) ([]cloud.ContainerInstance, error)
 
 	Commands(ctx context.Context, document, instanceID string, after time.Time) ([]cloud.Command, error)
-	Command(ctx context.Context, commandID, instanceID string) (cloud.Command, error)
+	Command(ctx context.Context, commandID, instanceID, plugin string) (cloud.Command, error)
 	DocumentCommands(ctx context.Context, document string, after time.Time, max int) ([]cloud.Command, error)
 }
 

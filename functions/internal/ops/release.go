@@ -17,6 +17,7 @@ import (
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/eventsrc"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // ReleaseResult is `tether release`'s answer.
@@ -208,7 +209,7 @@ func (c *cmd) watchRelease(ctx context.Context, key reconcile.Key, co common, v 
 				res.Detail += "; now " + cur.Attachments[0].State + " to " + cur.Attachments[0].InstanceID
 			}
 			if res.Force {
-				u, err := c.newest(ctx, unmountDoc, v.ID, a.InstanceID, res.Sent.Add(-time.Minute), token(a))
+				u, err := c.newest(ctx, unmountDoc, agentproto.StepUnmount, v.ID, a.InstanceID, res.Sent.Add(-time.Minute), token(a))
 				if err != nil {
 					return res, err
 				}

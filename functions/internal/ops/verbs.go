@@ -429,7 +429,7 @@ func (c *cmd) handoffs(ctx context.Context, co common, lines []VolumeLine, histo
 			}
 		}
 		h := &Handoff{To: to.InstanceID, Mounted: to.Requested}
-		if full, err := c.deps.Cloud.Command(ctx, to.ID, to.InstanceID); err == nil && !full.Ended.IsZero() {
+		if full, err := c.deps.Cloud.Command(ctx, to.ID, to.InstanceID, agentproto.StepMount); err == nil && !full.Ended.IsZero() {
 			h.Mounted = full.Ended
 		} else if err != nil && !errors.Is(err, cloud.ErrNotFound) {
 			return err
