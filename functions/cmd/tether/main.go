@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"golang.org/x/sys/unix"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
@@ -38,6 +39,7 @@ func main() {
 		Cloud:    cloud.New(cfg, cloud.Options{}),
 		Queue:    sqs.NewFromConfig(cfg),
 		Stacks:   cloudformation.NewFromConfig(cfg),
+		Pings:    ssm.NewFromConfig(cfg),
 		Terminal: isTerminal(os.Stdin),
 		Operator: operator(),
 	}

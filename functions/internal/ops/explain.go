@@ -270,7 +270,7 @@ func (e *explainer) released() {
 func (e *explainer) commandStep(what string, c *cloud.Command, ok string) {
 	switch c.Status {
 	case cloud.CommandPending:
-		e.step(stepNow, what, fmt.Sprintf("command %s running for %s", c.ID, e.ago(c.Requested)))
+		e.step(stepNow, what, e.pending(c))
 	case cloud.CommandSucceeded:
 		detail := fmt.Sprintf("command %s succeeded", c.ID)
 		if !c.Ended.IsZero() {
@@ -287,6 +287,16 @@ func (e *explainer) commandStep(what string, c *cloud.Command, ok string) {
 	default:
 		e.step(stepFailed, what, fmt.Sprintf("command %s: %s", c.ID, agentWords(c)))
 	}
+}
+
+// pending says how long a command that has not finished has been going,
+// and whether the instance's SSM agent picked it up.
+func (e *explainer) pending(c *cloud.Command) string {
+	switch c.Detail {
+	case "Pending", "Delayed":
+		return fmt.Sprintf("command %s waiting %s for the instance's SSM agent to pick it up", c.ID, e.ago(c.Requested))
+	}
+	return fmt.Sprintf("command %s running for %s", c.ID, e.ago(c.Requested))
 }
 
 // agentWords: the agent's message for a failed command, or SSM's detail.
@@ -351,7 +361,12 @@ func (e *explainer) releaseFrom(v cloud.Volume, a cloud.Attachment) {
 		return
 	}
 	u := f.unmount
+	ping := f.instances[inst].SSM
 	switch {
+	case u == nil && ping != "" && ping != "Online":
+		e.step(stepNow, "unmount on "+inst, "SSM cannot run it there: the instance's SSM agent is "+ping)
+		e.wait("the SSM agent on %s (SSM says %s); tether never force-detaches a running instance%s", inst, ping, halted)
+		e.x.Advice = "start the instance's SSM agent, or stop the instance (tether then force-detaches), or `tether release --force` (data the host did not flush is lost)"
 	case u == nil:
 		e.step(stepNow, "unmount on "+inst, "not sent yet")
 		e.wait("tether to send the unmount of %s to %s%s", v.ID, inst, halted)
@@ -360,7 +375,7 @@ func (e *explainer) releaseFrom(v cloud.Volume, a cloud.Attachment) {
 		}
 	case u.Status == cloud.CommandPending:
 		e.commandStep("unmount on "+inst, u, stepDone)
-		e.wait("the unmount on %s (command %s running for %s)%s", inst, u.ID, e.ago(u.Requested), halted)
+		e.wait("the unmount on %s (%s)%s", inst, e.pending(u), halted)
 	case u.Status == cloud.CommandUnreachable:
 		e.commandStep("unmount on "+inst, u, stepDone)
 		e.wait("the SSM agent on %s, which does not answer%s", inst, halted)
@@ -442,7 +457,7 @@ func (e *explainer) serveOn(v cloud.Volume, a cloud.Attachment) {
 	case m.Status == cloud.CommandPending:
 		e.commandStep("mount on "+inst, m, stepDone)
 		if e.x.WaitingFor == "" || a.State == cloud.AttachAttached {
-			e.wait("the mount on %s (command %s running for %s)", inst, m.ID, e.ago(m.Requested))
+			e.wait("the mount on %s (%s)", inst, e.pending(m))
 		}
 	case m.Status == cloud.CommandSucceeded:
 		e.commandStep("mount on "+inst, m, stepDone)

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,10 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
@@ -44,6 +49,9 @@ type instance struct {
 	AZ             string `json:"az,omitempty"`
 	ECSStatus      string `json:"ecsStatus,omitempty"` // the container instance's; "" not registered
 	AgentConnected bool   `json:"agentConnected"`
+	// SSM: the instance's SSM agent as SSM sees it (PingStatus: Online,
+	// ConnectionLost, Inactive; "not registered"; "" not asked).
+	SSM string `json:"ssm,omitempty"`
 }
 
 func (f *facts) instanceOfTask(t cloud.Task) string { return f.ec2Of[t.ContainerInstanceARN] }
@@ -114,10 +122,52 @@ func (c *cmd) gather(ctx context.Context, key reconcile.Key, co common, vol *clo
 		}
 		f.instances[id] = cur
 	}
+	if err := c.readPings(ctx, f); err != nil {
+		return nil, err
+	}
 	if err := c.readCommands(ctx, f, co); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// readPings asks SSM whether the instances' SSM agents answer (tether
+// reaches the hosts only through them).
+func (c *cmd) readPings(ctx context.Context, f *facts) error {
+	if c.deps.Pings == nil {
+		return nil
+	}
+	var ids []string
+	for id, in := range f.instances {
+		if in.State != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	in := &ssm.DescribeInstanceInformationInput{Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: ids}}}
+	seen := map[string]string{}
+	for {
+		out, err := c.deps.Pings.DescribeInstanceInformation(ctx, in)
+		if err != nil {
+			return fmt.Errorf("ssm DescribeInstanceInformation: %w", err)
+		}
+		for _, ii := range out.InstanceInformationList {
+			seen[aws.ToString(ii.InstanceId)] = string(ii.PingStatus)
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	for _, id := range ids {
+		cur := f.instances[id]
+		cur.SSM = cmp.Or(seen[id], "not registered")
+		f.instances[id] = cur
+	}
+	return nil
 }
 
 // sortPrimary orders a key's volumes as the reconciler chooses among them:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 )
@@ -71,6 +72,12 @@ type Queue interface {
 	SendMessage(ctx context.Context, params *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
+// Pings is the SSM call that says whether an instance's SSM agent answers;
+// *ssm.Client implements it.
+type Pings interface {
+	DescribeInstanceInformation(ctx context.Context, params *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
+}
+
 // Stacks is the CloudFormation call that finds the retry queue from the
 // stack's outputs; *cloudformation.Client implements it.
 type Stacks interface {
@@ -80,6 +87,7 @@ type Stacks interface {
 var (
 	_ Queue  = (*sqs.Client)(nil)
 	_ Stacks = (*cloudformation.Client)(nil)
+	_ Pings  = (*ssm.Client)(nil)
 )
 
 // Deps are the command's AWS clients, clock and terminal.
@@ -87,6 +95,7 @@ type Deps struct {
 	Cloud  Cloud
 	Queue  Queue
 	Stacks Stacks
+	Pings  Pings
 	Now    func() time.Time
 	// Sleep waits between looks while a release goes on (ctx cancels it).
 	Sleep func(ctx context.Context, d time.Duration) error

@@ -107,6 +107,7 @@ func (c *cmd) explain(ctx context.Context, args []string) error {
 	}{Volumes: []Explanation{}}
 	var keys []reconcile.Key
 	var vol *cloud.Volume
+	var task cloud.Task
 	if m := taskARNPattern.FindStringSubmatch(arg); m != nil || taskIDPattern.MatchString(arg) {
 		if m != nil {
 			if co.cluster != "" && co.cluster != m[1] {
@@ -129,8 +130,9 @@ func (c *cmd) explain(ctx context.Context, args []string) error {
 			return err
 		}
 		keys = reconcile.TaskKeys(co.cluster, ts[0].ARN, td)
+		task = ts[0]
 		e := explainer{f: &facts{}}
-		line := e.taskLine(ts[0])
+		line := e.taskLine(task)
 		out.Task = &line
 		if len(keys) == 0 {
 			if c.json {
@@ -156,6 +158,9 @@ func (c *cmd) explain(ctx context.Context, args []string) error {
 			return err
 		}
 		out.Volumes = append(out.Volumes, explain(f))
+		if out.Task != nil && out.Task.Instance == "" {
+			out.Task.Instance = f.instanceOfTask(task)
+		}
 	}
 	if c.json {
 		return c.printJSON(out)
@@ -337,7 +342,10 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 		}
 		last, took := "-", "-"
 		if h := l.LastHandoff; h != nil {
-			last = h.Mounted.UTC().Format(time.RFC3339) + " " + dash(h.From) + "->" + h.To
+			last = h.Mounted.UTC().Format(time.RFC3339) + " " + h.From + "->" + h.To
+			if h.From == "" {
+				last = h.Mounted.UTC().Format(time.RFC3339) + " first mount on " + h.To
+			}
 			if h.Seconds > 0 {
 				took = fmt.Sprintf("%.1fs", h.Seconds)
 			}

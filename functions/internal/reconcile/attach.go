@@ -392,7 +392,7 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 // ends here; the rest hand back as before.
 func (p *pass) observed(what string, args ...any) (Result, bool) {
 	h := p.hint
-	if h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Poison != "" || p.force != "" {
+	if h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Poison != "" || p.op.instance != "" {
 		return Result{}, false
 	}
 	p.log.Debug("step in flight, taken by another pass; its events and retry go on", "step", fmt.Sprintf(what, args...))

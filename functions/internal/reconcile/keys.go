@@ -376,7 +376,7 @@ func (r *Reconciler) keepHint(inv *invocation, k Key, h hint) {
 func (r *Reconciler) superseded(k Key, h hint) bool {
 	// Only chains that carry nothing but optimisations are dropped; one
 	// that counts something (client token generations, busy since) keeps going.
-	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Force != "" {
+	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" {
 		return false
 	}
 	last, ok := r.mem.lastHandBack(k)

@@ -129,3 +129,32 @@ func TestOperatorForceOnlyFromTheInstanceConfirmed(t *testing.T) {
 	}
 	h.noViolations()
 }
+
+// An operator's plain release right after the host refused (a container
+// held the volume; the operator has since stopped it) while nothing waits
+// for the volume: the answer older than the ask does not count; the
+// Release's own pass sends the unmount again (it does not wait out
+// BusyWait), and the volume is detached without force.
+func TestOperatorReleaseAsksTheHostAgain(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.BusyUnmount(v.ID, 2) // the task's STOPPED event and the volume's own pass each unmount once
+	h.w.StopTask(t1, "scaled in")
+	busy := func() bool { return journalHas(h.w.Journal(), "unmount "+v.ID+" i-a exit=3") > 0 }
+	h.settleExcept(func(cloudtest.Op) bool { return false }, 200, busy)
+	if n := journalHas(h.w.Journal(), "DetachVolume "+v.ID); n != 0 {
+		t.Fatalf("detached after a busy unmount: %v", h.w.Journal())
+	}
+	sent := len(h.commandsOf(unmountDoc))
+	h.invoke(reconcile.Release{Key: releaseKey, Instance: "i-a", Reason: "the backup is done", Operator: "test"})
+	if n := len(h.commandsOf(unmountDoc)); n != sent+1 {
+		t.Fatalf("the Release's pass sent %d unmounts; want one at once (the busy answer predates the ask)", n-sent)
+	}
+	h.settle(200)
+	h.noViolations()
+	j := h.w.Journal()
+	if journalHas(j, "unmount "+v.ID+" i-a exit=0") == 0 || journalHas(j, "DetachVolume "+v.ID+" i-a force=false ok") != 1 || journalHas(j, "DetachVolume "+v.ID+" i-a force=true") != 0 {
+		t.Fatalf("want the unmount asked again, then a plain detach: %v", j)
+	}
+}

@@ -23,9 +23,9 @@ type pass struct {
 	now   time.Time
 	log   *slog.Logger
 	stats *cloud.Stats
-	// force: the instance an operator's force applies to ("*": any), from
-	// a Release of this invocation or the chain's hint; "" none.
-	force string
+	// op: an operator's release, from a Release of this invocation or the
+	// chain's hint (zero: none).
+	op operatorAsk
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
@@ -50,9 +50,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
-	p.force = h.Force
-	if rel, ok := p.operatorRelease(); ok && rel.Force {
-		p.force = cmp.Or(rel.Instance, "*")
+	if op := parseOperator(h.Operator, h.Force); p.now.Sub(op.at) < r.t.OperatorWindow {
+		p.op = op
+	}
+	if rel, ok := p.operatorRelease(); ok {
+		p.op = operatorAsk{instance: cmp.Or(rel.Instance, "*"), at: p.now, force: rel.Force}
 	}
 
 	res, err := p.run(ctx)
@@ -70,8 +72,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	if err == nil && !res.Done() {
 		h := parseHint(res.Hint)
 		h.Pass = ms(p.now)
-		if p.force != "" {
-			h.Force = p.force // the operator's force goes on with the chain
+		if p.op.instance != "" {
+			h.Operator, h.Force = p.op.encode(), p.op.force // the operator's release goes on with the chain
 		}
 		res.Hint = h.String()
 		r.mem.handedBack(key, p.now)

@@ -93,9 +93,11 @@ func (p *pass) operatorRelease() (Release, bool) {
 
 // forcing: an operator asked to force the release from inst (in this
 // invocation, or earlier in this chain of passes).
-func (p *pass) forcing(inst string) bool {
-	return p.force != "" && (p.force == "*" || p.force == inst)
-}
+func (p *pass) forcing(inst string) bool { return p.op.force && p.op.covers(inst) }
+
+// releasing: an operator asked (with force or not) to release the volume
+// from inst, in this invocation or earlier in this chain of passes.
+func (p *pass) releasing(inst string) bool { return p.op.covers(inst) }
 
 // operatorWhy: the operator's reason as this process knows it.
 func (p *pass) operatorWhy() string {
@@ -150,6 +152,11 @@ func (p *pass) liveWait(ctx context.Context, w want, v cloud.Volume, a cloud.Att
 		}
 	}
 	p.waitedPast(hu.what, hu.since, map[string]any{"volumeId": v.ID, "instance": a.InstanceID, "waitingFor": hu.what})
+	if p.releasing(a.InstanceID) && len(elsewhere(w.needers, a.InstanceID)) == 0 {
+		// Nothing waits, but an operator asked: the chain goes on (until
+		// the volume left, or Timing.OperatorWindow).
+		return p.retry(retry, h, "operator's release from %s waits: %s", a.InstanceID, hu.what), nil
+	}
 	reason := fmt.Sprintf("volume %s waits for running instance %s, which tether never force-detaches: %s (an operator can release it with force)", p.key.Volume, a.InstanceID, hu.what)
 	return p.waitOrStop(ctx, elsewhere(w.needers, a.InstanceID), reasonLiveHost, reason, retry, h)
 }
@@ -262,6 +269,12 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		return Result{}, err
 	}
 	if !found {
+		return p.sendUnmount(ctx, w, v, a, ci)
+	}
+	if p.releasing(inst) && cmd.Finished() && cmd.Status != cloud.CommandSucceeded && cmd.Requested.Before(p.op.at) {
+		// The host refused before the operator asked (who may have fixed
+		// what held it): ask it again now.
+		log.Info("operator's release: the last unmount's answer predates it; unmounting again", "command", cmd.ID)
 		return p.sendUnmount(ctx, w, v, a, ci)
 	}
 	res := parseResult(cmd)
@@ -585,8 +598,8 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
 		return p.pollDetach(ctx)
-	case h.Step == stepUnmount && p.forcing(h.Instance):
-		// An operator's force: the full pass weighs the running unmount.
+	case h.Step == stepUnmount && p.releasing(h.Instance):
+		// An operator's release: the full pass weighs the unmount.
 		return Result{}, false, nil
 	case h.Step == stepUnmount && h.Volume != "":
 		// A repeated SSM event of an unmount whose detach this process
