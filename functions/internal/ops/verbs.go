@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 	"github.com/tether-ecs/tether/internal/agentproto"
@@ -358,10 +360,19 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 
 func cmpStrings(a, b string) int { return strings.Compare(a, b) }
 
+// clusterGone: ECS does not know the cluster (ClusterNotFoundException).
+func clusterGone(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ClusterNotFoundException"
+}
+
 // tasksOfVolumes names, for the volumes at idx (of one cluster), the task
 // that uses each (started) or else the oldest waiting for it.
 func (c *cmd) tasksOfVolumes(ctx context.Context, cluster string, lines []VolumeLine, idx []int) error {
 	live, err := c.deps.Cloud.LiveTasks(ctx, cluster)
+	if clusterGone(err) {
+		return nil // the volumes of a cluster ECS no longer knows: no task uses them
+	}
 	if err != nil {
 		return err
 	}
