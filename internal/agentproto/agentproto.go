@@ -21,6 +21,22 @@ import (
 // tokens.
 const Protocol = 2
 
+// Agent names the agent that printed a line: every mount and unmount result
+// and every failure carries it, so the reconciler learns an instance's agent
+// from the commands it sends anyway (no extra SSM round trip) and acts on no
+// answer of an agent that speaks another Protocol. Empty (omitted) in lines of an agent older than
+// this field: the reconciler then cannot tell and goes on.
+type Agent struct {
+	AgentVersion string `json:"agentVersion,omitempty"` // the release (VersionResult.Version)
+	Protocol     int    `json:"protocol,omitempty"`     // Protocol
+}
+
+// ThisAgent is the Agent value of an agent of this Protocol at a release.
+func ThisAgent(version string) Agent { return Agent{AgentVersion: version, Protocol: Protocol} }
+
+// Reported: the line named its agent's protocol.
+func (a Agent) Reported() bool { return a.Protocol != 0 }
+
 // VersionResult is what `tether-agent version --json` prints.
 type VersionResult struct {
 	Version  string `json:"version"`  // the release, stamped at build (-ldflags -X main.version=...)
@@ -170,6 +186,7 @@ type MountResult struct {
 	// was not already in place adds one. An unmount result counts only for
 	// the generation it released.
 	Generation int64 `json:"generation"`
+	Agent
 }
 
 // UnmountResult is what `tether-agent unmount --json` prints on success:
@@ -189,6 +206,7 @@ type UnmountResult struct {
 	Attachment string `json:"attachment,omitempty"`
 	// Users: the containers --force went past, if any.
 	Users []Holder `json:"users,omitempty"`
+	Agent
 }
 
 // Holder is one thing that holds a volume or its device.
@@ -210,6 +228,7 @@ type Failure struct {
 	Message  string   `json:"message"`
 	Found    string   `json:"found,omitempty"` // what the device holds (refused, not-formatted)
 	Holders  []Holder `json:"holders,omitempty"`
+	Agent
 }
 
 // Output is one command's JSON line, success or failure.
@@ -245,6 +264,17 @@ func (o Output) Mount() (MountResult, bool) {
 		return MountResult{}, false
 	}
 	return m, true
+}
+
+// AgentOf names the agent that printed the line: a result's or a failure's
+// Agent (zero when the line names none).
+func (o Output) AgentOf() Agent {
+	if o.Error != nil {
+		return o.Error.Agent
+	}
+	var a Agent
+	_ = json.Unmarshal(o.Raw, &a)
+	return a
 }
 
 // Version decodes `tether-agent version --json`.

@@ -1,6 +1,10 @@
 package agentproto
 
-import "testing"
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
 
 func TestParseOutputTakesTheLastJSONLine(t *testing.T) {
 	stdout := "some shell noise\n" +
@@ -55,5 +59,32 @@ func TestClassesAndPermanence(t *testing.T) {
 	}
 	if err := ValidateAttachment("i-1;rm -rf /"); err == nil {
 		t.Fatal("ValidateAttachment took a shell metacharacter")
+	}
+}
+
+// Mount results and failures name their agent, so the reconciler learns an
+// instance's protocol from the mount it sends anyway; lines of an older
+// agent name none.
+func TestOutputNamesItsAgent(t *testing.T) {
+	for line, want := range map[string]Agent{
+		`{"volumeId":"vol-0123456789abcdef0","name":"db","generation":1,"agentVersion":"v0.4.0","protocol":2}`:                                {AgentVersion: "v0.4.0", Protocol: 2},
+		`{"error":{"exitCode":2,"class":"bad-input","message":"flag provided but not defined: -grant","agentVersion":"v0.9.0","protocol":3}}`: {AgentVersion: "v0.9.0", Protocol: 3},
+		`{"volumeId":"vol-0123456789abcdef0","name":"db","generation":1}`:                                                                     {},
+	} {
+		out, ok := ParseOutput(line)
+		if !ok {
+			t.Fatalf("ParseOutput(%s) failed", line)
+		}
+		if got := out.AgentOf(); got != want || got.Reported() != (want.Protocol != 0) {
+			t.Errorf("AgentOf(%s) = %+v, want %+v", line, got, want)
+		}
+	}
+	m := MountResult{VolumeID: "vol-0123456789abcdef0", Name: "db", Agent: ThisAgent("v1.0.0")}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"agentVersion":"v1.0.0","protocol":2`) {
+		t.Fatalf("MountResult's JSON %s lacks the agent's fields at its top level", b)
 	}
 }

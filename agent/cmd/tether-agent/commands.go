@@ -87,6 +87,7 @@ func (c *command) fail(what string, err error) int {
 		return c.help()
 	}
 	f := hostops.FailureOf(err)
+	f.Agent = agentproto.ThisAgent(version) // a failure may be the protocol's: say which agent answered
 	c.log.Error(what, "error", err.Error(), "exitCode", f.ExitCode, "class", string(f.Class))
 	if c.asJSON {
 		_ = printJSON(c.stdout, struct {
@@ -187,6 +188,7 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 	if err != nil {
 		return c.fail("mount failed", err)
 	}
+	res.Agent = agentproto.ThisAgent(version) // the reconciler's protocol check
 	return c.done(res, fmt.Sprintf("%s (%s) mounted at %s from %s, %s (formatted %v, checked %v, grown %v, already mounted %v, generation %d)",
 		res.Name, res.VolumeID, res.Mountpoint, res.Device, res.FSType, res.Formatted, res.Checked, res.Grown, res.AlreadyMounted, res.Generation))
 }
@@ -223,6 +225,7 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	if err != nil {
 		return c.fail("unmount failed", err)
 	}
+	res.Agent = agentproto.ThisAgent(version) // the reconciler trusts only its own protocol's answer
 	text := fmt.Sprintf("%s (%s) unmounted from %s; released (generation %d)", res.Name, res.VolumeID, res.Mountpoint, res.Generation)
 	if !res.WasMounted {
 		text = fmt.Sprintf("%s (%s) was not mounted; released", res.Name, res.VolumeID)

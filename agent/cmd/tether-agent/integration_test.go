@@ -122,12 +122,22 @@ func mount(t *testing.T, m *sandbox.Machine, volumeID, name string, extra ...str
 	if strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("mount --json printed %q; want one line", r.stdout)
 	}
+	if res.Protocol != agentproto.Protocol || res.AgentVersion == "" {
+		t.Errorf("mount --json printed %q; want the agent's version and protocol %d in it", r.stdout, agentproto.Protocol)
+	}
+	res.Agent = agentproto.Agent{} // checked here; the tests compare the rest
 	return res
 }
 
 func unmount(t *testing.T, m *sandbox.Machine, volumeID, name string, extra ...string) result {
 	t.Helper()
-	return agent(t, m, append([]string{"unmount", "--volume-id", volumeID, "--name", name, "--json"}, extra...)...)
+	r := agent(t, m, append([]string{"unmount", "--volume-id", volumeID, "--name", name, "--json"}, extra...)...)
+	if out, ok := agentproto.ParseOutput(r.stdout); ok && r.code == 0 {
+		if u, ok := out.Unmount(); !ok || u.Protocol != agentproto.Protocol || u.AgentVersion == "" {
+			t.Errorf("unmount --json printed %q; want the agent's version and protocol %d in it", r.stdout, agentproto.Protocol)
+		}
+	}
+	return r
 }
 
 // mountedAt reads the machine's mount table for mountpoint.
@@ -177,6 +187,9 @@ func failure(t *testing.T, r result) agentproto.Failure {
 	}
 	if out.Error.ExitCode != r.code {
 		t.Errorf("failure line says exit %d, the process exited %d", out.Error.ExitCode, r.code)
+	}
+	if out.Error.Protocol != agentproto.Protocol || out.Error.AgentVersion == "" {
+		t.Errorf("failure line %q does not name the agent's version and protocol %d", r.stdout, agentproto.Protocol)
 	}
 	return *out.Error
 }

@@ -180,6 +180,12 @@ func (a *AWS) VolumesByName(ctx context.Context, name string) ([]Volume, error) 
 	return vols, nil
 }
 
+// TetherVolumes lists every volume with a tether:cluster tag, whatever
+// the cluster (for operators: `tether volumes` without a cluster).
+func (a *AWS) TetherVolumes(ctx context.Context) ([]Volume, error) {
+	return a.describe(ctx, filter("tag-key", TagCluster))
+}
+
 // ClusterVolumes implements Cloud. The answer also completes the session's
 // per-key knowledge: a key absent from it has no volume.
 func (a *AWS) ClusterVolumes(ctx context.Context, cluster string) ([]Volume, error) {

@@ -251,7 +251,7 @@ func fromECSTask(t ecstypes.Task) Task {
 		ContainerInstanceARN: aws.ToString(t.ContainerInstanceArn), AZ: aws.ToString(t.AvailabilityZone),
 		LastStatus: aws.ToString(t.LastStatus), DesiredStatus: aws.ToString(t.DesiredStatus),
 		CreatedAt: aws.ToTime(t.CreatedAt), StartedAt: aws.ToTime(t.StartedAt), StoppedAt: aws.ToTime(t.StoppedAt),
-		Version: t.Version, Group: aws.ToString(t.Group),
+		Version: t.Version, Group: aws.ToString(t.Group), StoppedReason: aws.ToString(t.StoppedReason),
 	}
 }
 
@@ -305,20 +305,7 @@ func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID st
 		ci.Status, ci.AgentConnected = "", false // unknown: ContainerInstance reads it
 		return ci, nil
 	}
-	in := &ecs.ListContainerInstancesInput{Cluster: aws.String(cluster), MaxResults: aws.Int32(100)}
-	var arns []string
-	for {
-		out, err := a.ecs.ListContainerInstances(ctx, in)
-		if err != nil {
-			return ContainerInstance{}, classify(err, fmt.Sprintf("ecs ListContainerInstances in %q", cluster))
-		}
-		arns = append(arns, out.ContainerInstanceArns...)
-		if aws.ToString(out.NextToken) == "" {
-			break
-		}
-		in.NextToken = out.NextToken
-	}
-	cis, err := a.describeContainerInstances(ctx, cluster, arns)
+	cis, err := a.ContainerInstances(ctx, cluster)
 	if err != nil {
 		return ContainerInstance{}, err
 	}
@@ -328,6 +315,26 @@ func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID st
 		}
 	}
 	return ContainerInstance{}, fmt.Errorf("%w: no container instance of %q in %q", ErrNotFound, ec2InstanceID, cluster)
+}
+
+// ContainerInstances lists and describes every container instance of the
+// cluster. Its cost grows with the cluster: for lookups by EC2 instance
+// and for operators.
+func (a *AWS) ContainerInstances(ctx context.Context, cluster string) ([]ContainerInstance, error) {
+	in := &ecs.ListContainerInstancesInput{Cluster: aws.String(cluster), MaxResults: aws.Int32(100)}
+	var arns []string
+	for {
+		out, err := a.ecs.ListContainerInstances(ctx, in)
+		if err != nil {
+			return nil, classify(err, fmt.Sprintf("ecs ListContainerInstances in %q", cluster))
+		}
+		arns = append(arns, out.ContainerInstanceArns...)
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	return a.describeContainerInstances(ctx, cluster, arns)
 }
 
 func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, arns []string) ([]ContainerInstance, error) {

@@ -399,19 +399,22 @@ func TestSSMCommandOutcomes(t *testing.T) {
 		"cmd-skipped": {CommandFailed, 1}, "cmd-windows": {CommandFailed, 1}, "cmd-silent": {CommandFailed, 1},
 	}
 	for id, w := range want {
-		got, err := c.Command(context.Background(), id, "i-a")
+		got, err := c.Command(context.Background(), id, "i-a", "mount")
 		if err != nil || got.Status != w.s || (w.s != CommandPending && got.ExitCode != w.exit) {
 			t.Errorf("%s: got %+v %v, want %v exit %d", id, got, err, w.s, w.exit)
 		}
 	}
-	if got, _ := c.Command(context.Background(), "cmd-ok", "i-a"); got.Output != mounted {
+	if got, _ := c.Command(context.Background(), "cmd-ok", "i-a", "mount"); got.Output != mounted {
 		t.Errorf("cmd-ok output %q: want the agent step's full stdout", got.Output)
 	}
-	if got, _ := c.Command(context.Background(), "cmd-busy", "i-a"); got.Output != busy {
+	if got, _ := c.Command(context.Background(), "cmd-busy", "i-a", "mount"); got.Output != busy {
 		t.Errorf("cmd-busy output %q: want the agent's failure line", got.Output)
 	}
-	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a", "mount"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown command: want ErrNotFound, got %v", err)
+	}
+	if _, err := c.Command(context.Background(), "cmd-unreported", "i-a", "mount"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a step SSM has no result for yet (InvalidPluginName): want ErrNotFound, got %v", err)
 	}
 }
 
@@ -484,12 +487,12 @@ func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
 	}))
 	c := newTestCloud(t, base, Options{})
 	for range 2 {
-		got, err := c.Command(context.Background(), "cmd-ok", "i-a")
+		got, err := c.Command(context.Background(), "cmd-ok", "i-a", "")
 		if err != nil || got.Status != CommandSucceeded ||
 			!got.Started.Equal(time.Date(2024, 5, 1, 12, 0, 1, 250e6, time.UTC)) || !got.Ended.Equal(time.Date(2024, 5, 1, 12, 0, 2, 500e6, time.UTC)) {
 			t.Fatalf("finished command: %+v %v", got, err)
 		}
-		if got, err := c.Command(context.Background(), "cmd-running", "i-a"); err != nil || got.Status != CommandPending || !got.Ended.IsZero() {
+		if got, err := c.Command(context.Background(), "cmd-running", "i-a", ""); err != nil || got.Status != CommandPending || !got.Ended.IsZero() {
 			t.Fatalf("running command: %+v %v", got, err)
 		}
 	}

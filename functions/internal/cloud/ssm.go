@@ -81,14 +81,16 @@ func ParseCommandComment(comment string) (volumeID, name string, complete bool) 
 const maxFinished = 4096
 
 // Command implements Cloud. ErrNotFound right after SendCommand is SSM's
-// eventual consistency; the caller decides how long that may last. A
+// eventual consistency, and for a step of a document of several steps it
+// lasts until that step's result reached SSM (InvalidPluginName: SSM does
+// not know the step yet); the caller decides how long that may last. A
 // finished invocation never changes, so its answer is kept for the process.
-func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Command, error) {
-	k := commandID + "/" + instanceID
+func (a *AWS) Command(ctx context.Context, commandID, instanceID, plugin string) (Command, error) {
+	k := commandID + "/" + instanceID + "/" + plugin
 	if c, ok := a.finished.Get(k); ok {
 		return c, nil
 	}
-	c, err := a.command(ctx, commandID, instanceID)
+	c, err := a.command(ctx, commandID, instanceID, plugin)
 	if err == nil && c.Finished() {
 		a.finished.Add(k, c)
 	}
@@ -104,11 +106,12 @@ var agentSteps = map[string]bool{agentproto.StepMount: true, agentproto.StepUnmo
 // (GetCommandInvocation of a document of several plugins needs a
 // PluginName and answers InvalidPluginName until that step has a result,
 // forever when it never ran: SSM API reference, GetCommandInvocation), the
-// agent step's exit code from its CommandPlugin, and, once it ended, the
+// agent step's exit code from its CommandPlugin (plugin, when given, names
+// it; else the one of agentproto's step names), and, once it ended, the
 // step's full standard output from GetCommandInvocation with its name (a
 // CommandPlugin's Output is cut at 2,500 characters and mixes in stderr,
 // where the agent logs).
-func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Command, error) {
+func (a *AWS) command(ctx context.Context, commandID, instanceID, plugin string) (Command, error) {
 	what := fmt.Sprintf("ssm ListCommandInvocations %q on %q", commandID, instanceID)
 	out, err := a.ssm.ListCommandInvocations(ctx, &ssm.ListCommandInvocationsInput{
 		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID), Details: true,
@@ -126,7 +129,7 @@ func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Comman
 	}
 	var step, failed *ssmtypes.CommandPlugin
 	for i, p := range inv.CommandPlugins {
-		if agentSteps[aws.ToString(p.Name)] {
+		if name := aws.ToString(p.Name); name == plugin || plugin == "" && agentSteps[name] {
 			step = &inv.CommandPlugins[i]
 		} else if failed == nil && p.Status == ssmtypes.CommandPluginStatusFailed {
 			failed = &inv.CommandPlugins[i]
@@ -211,6 +214,43 @@ func (a *AWS) Commands(ctx context.Context, document, instanceID string, after t
 	return out, nil
 }
 
+// DocumentCommands lists a document's commands on any instance requested
+// after a time, newest first, at most max of them (for operators: which
+// volume moved when). Each command names its one instance (tether's
+// commands target one).
+func (a *AWS) DocumentCommands(ctx context.Context, document string, after time.Time, max int) ([]Command, error) {
+	in := &ssm.ListCommandsInput{
+		Filters: []ssmtypes.CommandFilter{
+			{Key: ssmtypes.CommandFilterKeyDocumentName, Value: aws.String(document)},
+			{Key: ssmtypes.CommandFilterKeyInvokedAfter, Value: aws.String(after.UTC().Format(time.RFC3339))},
+		},
+		MaxResults: aws.Int32(50),
+	}
+	var out []Command
+	for len(out) < max {
+		page, err := a.ssm.ListCommands(ctx, in)
+		if err != nil {
+			return nil, classify(err, fmt.Sprintf("ssm ListCommands %q", document))
+		}
+		for _, c := range page.Commands {
+			cmd := fromListed(c, "")
+			if len(c.InstanceIds) == 1 {
+				cmd.InstanceID = c.InstanceIds[0]
+			}
+			out = append(out, cmd)
+		}
+		if aws.ToString(page.NextToken) == "" {
+			break
+		}
+		in.NextToken = page.NextToken
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Requested.After(out[j].Requested) })
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out, nil
+}
+
 // CommandByID implements Cloud: one ListCommands by command id, for its
 // document and parameters (GetCommandInvocation has neither).
 func (a *AWS) CommandByID(ctx context.Context, commandID, instanceID string) (Command, error) {
@@ -233,29 +273,35 @@ func (a *AWS) listCommands(ctx context.Context, in *ssm.ListCommandsInput, insta
 			return nil, err
 		}
 		for _, c := range page.Commands {
-			cmd := Command{
-				ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
-				Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
-				Params: map[string]string{}, Comment: aws.ToString(c.Comment),
-			}
-			for k, v := range c.Parameters {
-				if len(v) > 0 {
-					cmd.Params[k] = v[0]
-				}
-			}
-			switch c.Status {
-			case ssmtypes.CommandStatusSuccess:
-				cmd.Status, cmd.ExitCode = CommandSucceeded, 0
-			case ssmtypes.CommandStatusFailed, ssmtypes.CommandStatusTimedOut, ssmtypes.CommandStatusCancelled:
-				cmd.Status = CommandFailed // details (unreachable? exit code?) from Command
-			default:
-				cmd.Status = CommandPending
-			}
-			out = append(out, cmd)
+			out = append(out, fromListed(c, instanceID))
 		}
 		if aws.ToString(page.NextToken) == "" {
 			return out, nil
 		}
 		in.NextToken = page.NextToken
 	}
+}
+
+// fromListed reads one command of a ListCommands answer; Status is the
+// command's summary.
+func fromListed(c ssmtypes.Command, instanceID string) Command {
+	cmd := Command{
+		ID: aws.ToString(c.CommandId), Document: aws.ToString(c.DocumentName), InstanceID: instanceID,
+		Requested: aws.ToTime(c.RequestedDateTime), ExitCode: -1, Detail: string(c.Status),
+		Params: map[string]string{}, Comment: aws.ToString(c.Comment),
+	}
+	for k, v := range c.Parameters {
+		if len(v) > 0 {
+			cmd.Params[k] = v[0]
+		}
+	}
+	switch c.Status {
+	case ssmtypes.CommandStatusSuccess:
+		cmd.Status, cmd.ExitCode = CommandSucceeded, 0
+	case ssmtypes.CommandStatusFailed, ssmtypes.CommandStatusTimedOut, ssmtypes.CommandStatusCancelled:
+		cmd.Status = CommandFailed // details (unreachable? exit code?) from Command
+	default:
+		cmd.Status = CommandPending
+	}
+	return cmd
 }

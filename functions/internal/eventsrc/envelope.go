@@ -41,6 +41,7 @@ const (
 	KindVolume   = "volume"
 	KindSchedule = "schedule"
 	KindRetry    = "retry"
+	KindRelease  = "release"
 	KindCommand  = "command"
 )
 
@@ -109,8 +110,17 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 	if err := json.Unmarshal(body, &probe); err != nil {
 		return Event{}, poison(err, "malformed JSON")
 	}
-	if _, ok := probe[retryMarker]; ok {
-		return d.retry(probe)
+	if raw, ok := probe[retryMarker]; ok {
+		var kind string
+		if err := json.Unmarshal(raw, &kind); err != nil {
+			return Event{}, poison(err, "tether message: bad field %q", retryMarker)
+		}
+		switch kind {
+		case releaseValue:
+			return d.release(probe)
+		default:
+			return d.retry(probe)
+		}
 	}
 
 	var env envelope

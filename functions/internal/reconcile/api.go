@@ -115,14 +115,22 @@ type Retry struct {
 }
 
 // Release: an operator asks for a key's volume to be released from the
-// instance that holds it. With Force, a host that does not let go (its
-// unmount runs on, is refused, or its SSM agent is silent) is
-// force-detached: the operator takes responsibility for what the host had
-// not flushed. Without it, the release is the ordinary one (unmount, then
-// detach). Either way a started task using the volume is never detached
-// from. (The entry point of `tether release [--force]`.)
+// instance that holds it (`tether release`, through the retry queue). The
+// release is the ordinary one (unmount through SSM, then detach), and it
+// happens only where no live task needs the volume. With Force, a host that
+// does not let go is force-detached: its SSM agent is silent or SSM refuses
+// the unmount, the unmount fails, or it runs on past Timing.OperatorGrace.
+// A force is never taken while a started task uses the volume on the
+// instance (ECS, read afresh) or while the unmount answers that a container
+// holds it: the operator takes responsibility only for what a host that
+// cannot answer had not flushed. The force holds for the passes that
+// follow (their hints carry it) until the volume has left the instance.
 type Release struct {
-	Key      Key
+	Key Key
+	// Instance: the instance the operator saw the volume attached to and
+	// confirmed forcing; a force applies to an attachment there only.
+	// "": whichever instance holds it.
+	Instance string
 	Force    bool
 	Reason   string // logged, and part of the metric's properties
 	Operator string // who asked (logged)

@@ -61,6 +61,9 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if p.hint.Poison != "" && p.hint.Instance == inst {
 		p.r.dev.poison(inst, p.hint.Poison)
 	}
+	if a, bad := p.knownMismatch(inst); bad {
+		return p.protocolMismatch(ctx, onInstance(w.needers, inst), v, inst, a)
+	}
 	if err := p.fresh("attach"); err != nil {
 		return Result{}, err
 	}
@@ -163,6 +166,11 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 		attempt = 1
 	}
 	res := parseResult(cmd)
+	if cmd.Status == cloud.CommandSucceeded || cmd.Status == cloud.CommandFailed {
+		if a, ok := p.agentAnswered(inst, res); !ok {
+			return p.protocolMismatch(ctx, here, v, inst, a)
+		}
+	}
 	switch cmd.Status {
 	case cloud.CommandPending:
 		if age := p.now.Sub(cmd.Requested); age >= p.r.t.CommandDeadline {
@@ -259,7 +267,7 @@ func (p *pass) learnUnmounts(ctx context.Context, v cloud.Volume, a cloud.Attach
 	if err != nil || len(list) == 0 || list[0].Status != cloud.CommandSucceeded {
 		return err
 	}
-	c, err := p.r.cloud.Command(ctx, list[0].ID, a.InstanceID)
+	c, err := p.r.cloud.Command(ctx, list[0].ID, a.InstanceID, agentproto.StepUnmount)
 	if errors.Is(err, cloud.ErrNotFound) {
 		return nil
 	}
@@ -331,6 +339,9 @@ func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.At
 			v.SizeGiB = known.SizeGiB
 		}
 	}
+	if ag, bad := p.knownMismatch(a.InstanceID); bad {
+		return p.protocolMismatch(ctx, onInstance(w.needers, a.InstanceID), v, a.InstanceID, ag)
+	}
 	formatIfBlank := grant(v)
 	params := map[string]string{
 		agentproto.ParamVolumeID: v.ID, agentproto.ParamVolumeName: p.key.Volume, agentproto.ParamFSType: opts.FSType,
@@ -381,7 +392,7 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 // ends here; the rest hand back as before.
 func (p *pass) observed(what string, args ...any) (Result, bool) {
 	h := p.hint
-	if h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Poison != "" {
+	if h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Poison != "" || p.op.instance != "" {
 		return Result{}, false
 	}
 	p.log.Debug("step in flight, taken by another pass; its events and retry go on", "step", fmt.Sprintf(what, args...))

@@ -27,8 +27,16 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 	t := w.needers[0]
 	spec := t.spec
 	_, _, taskScoped := parseTaskVolumeName(p.key.Volume)
-	if !taskScoped && !spec.Autoprovision {
-		return p.adopt(ctx, w)
+	if !taskScoped && (!spec.Autoprovision || p.hint.Step != stepCreate) {
+		// Before the first CreateVolume (and always without autoprovision):
+		// a volume with the name that tether does not own is the user's
+		// data, never to be shadowed by a new, empty one.
+		if res, ok, err := p.unowned(ctx, w); ok || err != nil {
+			return res, err
+		}
+		if !spec.Autoprovision {
+			return p.missing(ctx, w)
+		}
 	}
 	opts, err := volspec.ParseDriverOptsWith(spec.DriverOpts, p.r.defaults)
 	if err != nil {
@@ -174,61 +182,72 @@ func (p *pass) waitCreating(ctx context.Context, w want, v cloud.Volume) (Result
 	return p.retry(wait, h, "waiting for %s to be created", v.ID), nil
 }
 
-// adopt: autoprovision false. The volume must exist, found by its Name tag
-// (made by the user, or earlier by tether); tether tags it as its own.
-func (p *pass) adopt(ctx context.Context, w want) (Result, error) {
+// unowned: volumes tagged Name=<the key's name> that carry no tether:cluster
+// tag (REX-Ray's, made by hand). tether never claims one itself (its
+// functions may not tag a volume that is not already the cluster's) and
+// never creates a second volume beside it: the tasks that need the name are
+// stopped with a reason that says how an operator claims it (`tether
+// adopt`). ok false: there is none.
+func (p *pass) unowned(ctx context.Context, w want) (Result, bool, error) {
 	vols, err := p.r.cloud.VolumesByName(ctx, p.key.Volume)
 	if err != nil {
+		return Result{}, false, err
+	}
+	var foreign []cloud.Volume
+	for _, v := range vols {
+		if v.State == cloud.VolumeDeleting || v.State == cloud.VolumeDeleted || v.State == cloud.VolumeError || v.Tags[cloud.TagCluster] != "" {
+			continue
+		}
+		foreign = append(foreign, v)
+	}
+	var class, reason string
+	switch {
+	case len(foreign) == 0:
+		return Result{}, false, nil
+	case len(foreign) == 1 && foreign[0].MultiAttach:
+		// tether moves a volume by detaching it from one instance and
+		// attaching it to another; a Multi-Attach volume may be attached
+		// to several at once, which tether's safety rules (unmounted where
+		// it leaves, one host at a time) cannot cover.
+		v := foreign[0]
+		class = reasonMultiAttach
+		reason = fmt.Sprintf("volume %s (%s, %s) has EBS Multi-Attach enabled; tether serves single-attach volumes only: disable Multi-Attach (modify-volume --no-multi-attach-enabled) or use another volume", p.key.Volume, v.ID, v.Type)
+	case len(foreign) == 1:
+		v := foreign[0]
+		class = reasonAdopt
+		reason = fmt.Sprintf("EBS volume %s (%s) is named %s but is not tether's; tether creates no second volume: claim it with `tether adopt %s --name %s --cluster %s`, then start the task again",
+			v.ID, v.AZ, p.key.Volume, v.ID, p.key.Volume, p.key.Cluster)
+	default:
+		class = reasonAdopt
+		reason = fmt.Sprintf("EBS volumes %v are named %s and none is tether's; tether will not choose: claim one with `tether adopt VOLUME-ID --name %s --cluster %s` and rename the others",
+			ids(foreign), p.key.Volume, p.key.Volume, p.key.Cluster)
+	}
+	p.log.Error("a volume with the name exists that tether does not own; tasks stopped", "volumeIds", ids(foreign), "class", class)
+	if err := p.failNeeders(ctx, w.needers, class, reason); err != nil {
+		return Result{}, false, err
+	}
+	return done("volume with the name not tether's: " + class), true, nil
+}
+
+// missing: autoprovision false and the cluster has no volume with the name.
+func (p *pass) missing(ctx context.Context, w want) (Result, error) {
+	reason := fmt.Sprintf("volume %s does not exist (no EBS volume tagged Name=%s in cluster %s) and autoprovision is false", p.key.Volume, p.key.Volume, p.key.Cluster)
+	p.log.Error("volume does not exist and autoprovision is false")
+	if err := p.failNeeders(ctx, w.needers, reasonMissing, reason); err != nil {
 		return Result{}, err
 	}
-	var usable []cloud.Volume
-	for _, v := range vols {
-		if v.State != cloud.VolumeDeleting && v.State != cloud.VolumeDeleted && v.State != cloud.VolumeError {
-			usable = append(usable, v)
-		}
-	}
-	switch len(usable) {
-	case 0:
-		p.log.Error("volume does not exist and autoprovision is false")
-		if err := p.failNeeders(ctx, w.needers, reasonMissing, fmt.Sprintf("volume %s does not exist (no EBS volume tagged Name=%s) and autoprovision is false", p.key.Volume, p.key.Volume)); err != nil {
-			return Result{}, err
-		}
-		return done("missing volume, autoprovision false"), nil
-	case 1:
-		v := usable[0]
-		if v.MultiAttach {
-			// tether moves a volume by detaching it from one instance and
-			// attaching it to another; a Multi-Attach volume may be
-			// attached to several at once, which tether's safety rules
-			// (unmounted where it leaves, one host at a time) cannot cover.
-			p.log.Error("refusing a Multi-Attach volume", "volumeId", v.ID, "type", v.Type)
-			if err := p.failNeeders(ctx, w.needers, reasonMultiAttach, fmt.Sprintf("volume %s (%s, %s) has EBS Multi-Attach enabled; tether serves single-attach volumes only: disable Multi-Attach (modify-volume --no-multi-attach-enabled) or use another volume", p.key.Volume, v.ID, v.Type)); err != nil {
-				return Result{}, err
-			}
-			return done("multi-attach volume refused"), nil
-		}
-		if c := v.Tags[cloud.TagCluster]; c != "" && c != p.key.Cluster {
-			if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("volume %s (%s) belongs to tether cluster %s", p.key.Volume, v.ID, c)); err != nil {
-				return Result{}, err
-			}
-			return done("volume owned by another cluster"), nil
-		}
-		if err := p.fresh("adopt"); err != nil {
-			return Result{}, err
-		}
-		p.log.Info("adopting the existing volume", "volumeId", v.ID)
-		tags := p.tags("", w.needers[0].task.Family())
-		// Adopted volumes are never granted a format: tether did not make them empty.
-		if err := p.r.cloud.TagVolume(ctx, v.ID, tags); err != nil {
-			return Result{}, err
-		}
-		return p.retry(p.r.t.CommandWait, hint{}, "adopted %s", v.ID), nil
-	default:
-		if err := p.failNeeders(ctx, w.needers, reasonCreate, fmt.Sprintf("several EBS volumes are tagged Name=%s (%v); tether will not choose", p.key.Volume, ids(usable))); err != nil {
-			return Result{}, err
-		}
-		return done("ambiguous volume name"), nil
-	}
+	return done("missing volume, autoprovision false"), nil
+}
+
+// AdoptionTags are the tags `tether adopt` gives a volume tether did not
+// create so that the key's tasks get it (docs/contracts.md): the key's,
+// shared scope, and when it was adopted; never tether:blank, so no mount of
+// it is ever granted a format.
+func AdoptionTags(k Key, at time.Time) map[string]string {
+	p := &pass{key: k}
+	t := p.tags("", "")
+	t[cloud.TagAdopted] = at.UTC().Format(time.RFC3339)
+	return t
 }
 
 // createTags are a new volume's tags: the deployment's extra tags

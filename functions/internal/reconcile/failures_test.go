@@ -343,14 +343,23 @@ func TestAutoprovisionFalse(t *testing.T) {
 		t.Fatalf("created a volume although autoprovision is false")
 	}
 
+	// A volume made outside tether is not claimed by the functions: the
+	// task says how an operator claims it.
 	id := h.w.AddVolume("us-east-1a", map[string]string{"Name": "premade"})
+	refused := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.wantStoppedBecause(refused, "tether adopt "+id+" --name premade --cluster "+cluster)
+	if journalHas(h.w.Journal(), "CreateTags") != 0 || journalHas(h.w.Journal(), "AttachVolume "+id) != 0 {
+		t.Fatalf("the functions tagged or attached a volume tether does not own: %v", h.w.Journal())
+	}
+
+	adoptByOperator(t, h, id, "premade")
 	task := h.w.PlaceTask(td, "i-a")
 	h.settle(300)
 	h.noViolations()
 	h.wantRunning(task)
-	v := h.oneVolume("premade")
-	if v.ID != id || v.Tags["tether:cluster"] != cluster {
-		t.Fatalf("existing volume not adopted: %+v", v)
+	if v := h.oneVolume("premade"); v.ID != id {
+		t.Fatalf("the adopted volume is not the one served: %+v", v)
 	}
 }
 

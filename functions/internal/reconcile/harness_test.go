@@ -64,10 +64,17 @@ type harness struct {
 
 type option func(*reconcile.Config)
 
-func newHarness(t tb, opts ...option) *harness {
+func newHarness(t tb, opts ...option) *harness { return newHarnessSSM(t, nil, opts...) }
+
+// newHarnessSSM is newHarness with the fake SSM client wrapped (nil: as it is).
+func newHarnessSSM(t tb, wrap func(cloud.SSMAPI) cloud.SSMAPI, opts ...option) *harness {
 	w := cloudtest.New(start)
 	h := &harness{t: t, w: w, logs: &bytes.Buffer{}, metrics: &bytes.Buffer{}, results: map[reconcile.Key][]reconcile.Result{}, cost: map[string]int{}}
-	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1})
+	var ssmc cloud.SSMAPI = w.SSM(mountDoc, unmountDoc)
+	if wrap != nil {
+		ssmc = wrap(ssmc)
+	}
+	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), ssmc, cloud.Options{BatchWindow: -1})
 	cfg := reconcile.Config{
 		Cloud: h.c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
 		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

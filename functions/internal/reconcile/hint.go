@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,6 +44,40 @@ type hint struct {
 	// Target: the task the volume is released for (a detach's next step
 	// attaches it there if that task still wants it).
 	Target string `json:"tt,omitempty"`
+	// Operator: an operator asked to release the volume from an instance
+	// ("INSTANCE@MS": the instance, "*" for whichever holds it, and when
+	// asked); Force: with force. The chain carries them until it is done
+	// or Timing.OperatorWindow has passed.
+	Operator string `json:"o,omitempty"`
+	Force    bool   `json:"f,omitempty"`
+}
+
+// operatorAsk is an operator's release that a chain of passes carries out.
+type operatorAsk struct {
+	instance string    // the instance to release from ("*": whichever holds it); "" none
+	at       time.Time // when asked
+	force    bool
+}
+
+// covers: the ask is about a release from inst.
+func (o operatorAsk) covers(inst string) bool {
+	return o.instance != "" && (o.instance == "*" || o.instance == inst)
+}
+
+func (o operatorAsk) encode() string {
+	if o.instance == "" {
+		return ""
+	}
+	return o.instance + "@" + strconv.FormatInt(ms(o.at), 10)
+}
+
+func parseOperator(s string, force bool) operatorAsk {
+	inst, at, ok := strings.Cut(s, "@")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || inst == "" {
+		return operatorAsk{}
+	}
+	return operatorAsk{instance: inst, at: fromMS(n), force: force}
 }
 
 func parseHint(s string) hint {

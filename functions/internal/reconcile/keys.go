@@ -34,7 +34,7 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 			r.log.Warn("release of a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
 			return nil, nil
 		}
-		r.log.Warn("operator asks for a release", "cluster", t.Key.Cluster, "volume", t.Key.Volume, "force", t.Force, "reason", t.Reason, "operator", t.Operator)
+		r.log.Warn("operator asks for a release", "cluster", t.Key.Cluster, "volume", t.Key.Volume, "instance", t.Instance, "force", t.Force, "reason", t.Reason, "operator", t.Operator)
 		if inv != nil {
 			inv.mu.Lock()
 			inv.releases[t.Key] = t
@@ -245,7 +245,7 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		r.keepHint(inv, s.key, s.hint)
 		return []Key{s.key}, nil
 	}
-	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID)
+	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID, pluginOf(step))
 	if errors.Is(err, cloud.ErrNotFound) {
 		log.Debug("SSM event of a command SSM does not know: ignored")
 		return nil, nil
@@ -376,7 +376,7 @@ func (r *Reconciler) keepHint(inv *invocation, k Key, h hint) {
 func (r *Reconciler) superseded(k Key, h hint) bool {
 	// Only chains that carry nothing but optimisations are dropped; one
 	// that counts something (client token generations, busy since) keeps going.
-	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 {
+	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" {
 		return false
 	}
 	last, ok := r.mem.lastHandBack(k)

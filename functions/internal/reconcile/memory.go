@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // memory is what one process remembers between passes: never the basis of
@@ -35,6 +36,7 @@ type memory struct {
 	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
+	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
 }
 
 // generations: what the agent's results said about one attachment.
@@ -60,7 +62,7 @@ func newMemory() *memory {
 		lastBack: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), families: newLRU[Key, []string](),
-		gens: newLRU[string, generations](), waited: newLRU[string, bool](),
+		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
 	}
 }
 
@@ -326,4 +328,26 @@ func (m *memory) firstWait(what string) bool {
 	}
 	m.waited.Add(what, true)
 	return true
+}
+
+// Agents.
+
+// noteAgent remembers what inst's agent said at at; it reports whether
+// that differs from what was known (worth a log line).
+func (m *memory) noteAgent(inst string, a agentproto.Agent, at time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.agents.Get(inst)
+	if ok && at.Before(old.at) {
+		return false
+	}
+	m.agents.Add(inst, agentSeen{agent: a, at: at})
+	return !ok || old.agent != a
+}
+
+func (m *memory) agentOf(inst string) (agentproto.Agent, time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.agents.Get(inst)
+	return s.agent, s.at, ok
 }

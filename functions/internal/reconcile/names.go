@@ -72,3 +72,11 @@ func clientToken(key Key, taskARN string, gen int) string {
 	h := sha256.Sum256([]byte(key.Cluster + "\x00" + key.Volume + "\x00" + taskARN + "\x00" + strconv.Itoa(gen)))
 	return "tether-" + hex.EncodeToString(h[:])[:48]
 }
+
+// TaskKeys names the tether volumes a task of definition td uses, as the
+// reconciler does (task scope: task-<task id>-<name>); volumes tether
+// refuses are left out. For the tether command.
+func TaskKeys(cluster, taskARN string, td cloud.TaskDefinition) []Key {
+	keys, _ := keysOf(cluster, taskARN, td)
+	return keys
+}

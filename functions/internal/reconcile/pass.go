@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ type pass struct {
 	now   time.Time
 	log   *slog.Logger
 	stats *cloud.Stats
+	// op: an operator's release, from a Release of this invocation or the
+	// chain's hint (zero: none).
+	op operatorAsk
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
@@ -46,6 +50,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
+	if op := parseOperator(h.Operator, h.Force); p.now.Sub(op.at) < r.t.OperatorWindow {
+		p.op = op
+	}
+	if rel, ok := p.operatorRelease(); ok {
+		p.op = operatorAsk{instance: cmp.Or(rel.Instance, "*"), at: p.now, force: rel.Force}
+	}
 
 	res, err := p.run(ctx)
 	switch {
@@ -62,6 +72,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	if err == nil && !res.Done() {
 		h := parseHint(res.Hint)
 		h.Pass = ms(p.now)
+		if p.op.instance != "" {
+			h.Operator, h.Force = p.op.encode(), p.op.force // the operator's release goes on with the chain
+		}
 		res.Hint = h.String()
 		r.mem.handedBack(key, p.now)
 	}
@@ -79,10 +92,8 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 		p.log.Error("invalid key: dropped", "error", err)
 		return done("invalid key"), nil
 	}
-	if _, forced := p.operatorForce(); !forced {
-		if res, ok, err := p.continueStep(ctx); ok || err != nil {
-			return res, err
-		}
+	if res, ok, err := p.continueStep(ctx); ok || err != nil {
+		return res, err
 	}
 	w, err := p.desired(ctx)
 	if err != nil {

@@ -71,6 +71,17 @@ type Timing struct {
 	// Fresh: how long an invocation reuses the tasks its triggers named
 	// before reading them again (default 3s).
 	Fresh time.Duration
+	// OperatorGrace: with an operator's force, an unmount still running
+	// this long is forced (default 20s); a silent agent, a refused or
+	// failed unmount are forced at once.
+	OperatorGrace time.Duration
+	// OperatorWindow: how long a chain of passes carries out an operator's
+	// release (default 10m); then the ordinary rules alone apply.
+	OperatorWindow time.Duration
+	// AgentRecheck: after an instance's tether-agent was seen to speak
+	// another protocol, nothing is attached or mounted there for this long;
+	// then the next mount asks again (default 10m).
+	AgentRecheck time.Duration
 }
 
 func (t Timing) withDefaults() Timing {
@@ -100,6 +111,9 @@ func (t Timing) withDefaults() Timing {
 	def(&t.DetachStuck, 30*time.Second)
 	def(&t.StaleDecision, 10*time.Second)
 	def(&t.Fresh, 3*time.Second)
+	def(&t.AgentRecheck, 10*time.Minute)
+	def(&t.OperatorGrace, 20*time.Second)
+	def(&t.OperatorWindow, 10*time.Minute)
 	return t
 }
 

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,25 +83,81 @@ func (p *pass) hostState(ctx context.Context, inst string) (cloud.Instance, bool
 	return in, in.Halted(), nil
 }
 
-// operatorForce: an operator asked in this invocation to force the key's release.
-func (p *pass) operatorForce() (Release, bool) {
+// operatorRelease: the Release an operator asked for in this invocation.
+func (p *pass) operatorRelease() (Release, bool) {
 	p.inv.mu.Lock()
 	defer p.inv.mu.Unlock()
 	rel, ok := p.inv.releases[p.key]
-	return rel, ok && rel.Force
+	return rel, ok
+}
+
+// forcing: an operator asked to force the release from inst (in this
+// invocation, or earlier in this chain of passes).
+func (p *pass) forcing(inst string) bool { return p.op.force && p.op.covers(inst) }
+
+// releasing: an operator asked (with force or not) to release the volume
+// from inst, in this invocation or earlier in this chain of passes.
+func (p *pass) releasing(inst string) bool { return p.op.covers(inst) }
+
+// operatorWhy: the operator's reason as this process knows it.
+func (p *pass) operatorWhy() string {
+	if rel, ok := p.operatorRelease(); ok && rel.Force {
+		return fmt.Sprintf("operator %s: %s", rel.Operator, rel.Reason)
+	}
+	return "operator's release (asked earlier in this chain)"
+}
+
+// holdup says why a live host has not let go of the volume.
+type holdup struct {
+	what  string    // in words: logs and the reason a waiting task is stopped with
+	since time.Time // when the wait began
+	// running: its unmount still runs (an operator's force waits
+	// Timing.OperatorGrace for it).
+	running bool
+	// containers: the unmount's answer names containers holding the
+	// volume: an operator's force is refused while they do.
+	containers []agentproto.Holder
+}
+
+// containerHolders: the holders that are containers, or processes and
+// mount namespaces of one.
+func containerHolders(hs []agentproto.Holder) []agentproto.Holder {
+	var out []agentproto.Holder
+	for _, h := range hs {
+		if h.Kind == "container" || h.ContainerID != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // liveWait: the host is alive and has not let go. tether waits (never a
 // force on a timer), counts the wait once past the threshold, stops the
 // waiting tasks past their deadline with a reason that says what they
-// waited for, or forces if an operator asked.
-func (p *pass) liveWait(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, what string, since time.Time, retry time.Duration, h hint) (Result, error) {
-	if rel, ok := p.operatorForce(); ok {
-		p.log.Warn("operator asked to force the release", "volumeId", v.ID, "instance", a.InstanceID, "operator", rel.Operator, "reason", rel.Reason, "waitingFor", what)
-		return p.forceDetach(ctx, w, v, a, "operator: "+rel.Reason, true)
+// waited for, or forces if an operator asked and nothing says a container
+// there still holds the volume.
+func (p *pass) liveWait(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, hu holdup, retry time.Duration, h hint) (Result, error) {
+	if p.forcing(a.InstanceID) {
+		log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "waitingFor", hu.what)
+		switch left := p.r.t.OperatorGrace - p.now.Sub(hu.since); {
+		case len(hu.containers) > 0:
+			log.Warn("operator's force refused: the host answers, and a container there holds the volume; the release goes on without force", "holders", hu.containers)
+		case hu.running && left > 0:
+			// Back when the grace ends, whether or not a task waits.
+			log.Info("operator's force: the unmount runs; giving it its grace first", "grace", left.String())
+			return p.retry(min(retry, left), h, "operator's force on %s waits %s for the running unmount", a.InstanceID, left.Round(time.Second)), nil
+		default:
+			log.Warn("operator asked to force the release", "why", p.operatorWhy())
+			return p.forceDetach(ctx, w, v, a, p.operatorWhy(), true)
+		}
 	}
-	p.waitedPast(what, since, map[string]any{"volumeId": v.ID, "instance": a.InstanceID, "waitingFor": what})
-	reason := fmt.Sprintf("volume %s waits for running instance %s, which tether never force-detaches: %s (an operator can release it with force)", p.key.Volume, a.InstanceID, what)
+	p.waitedPast(hu.what, hu.since, map[string]any{"volumeId": v.ID, "instance": a.InstanceID, "waitingFor": hu.what})
+	if p.releasing(a.InstanceID) && len(elsewhere(w.needers, a.InstanceID)) == 0 {
+		// Nothing waits, but an operator asked: the chain goes on (until
+		// the volume left, or Timing.OperatorWindow).
+		return p.retry(retry, h, "operator's release from %s waits: %s", a.InstanceID, hu.what), nil
+	}
+	reason := fmt.Sprintf("volume %s waits for running instance %s, which tether never force-detaches: %s (an operator can release it with force)", p.key.Volume, a.InstanceID, hu.what)
 	return p.waitOrStop(ctx, elsewhere(w.needers, a.InstanceID), reasonLiveHost, reason, retry, h)
 }
 
@@ -214,7 +271,21 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 	if !found {
 		return p.sendUnmount(ctx, w, v, a, ci)
 	}
+	if p.releasing(inst) && cmd.Finished() && cmd.Status != cloud.CommandSucceeded && cmd.Requested.Before(p.op.at) {
+		// The host refused before the operator asked (who may have fixed
+		// what held it): ask it again now.
+		log.Info("operator's release: the last unmount's answer predates it; unmounting again", "command", cmd.ID)
+		return p.sendUnmount(ctx, w, v, a, ci)
+	}
 	res := parseResult(cmd)
+	if cmd.Status == cloud.CommandSucceeded || cmd.Status == cloud.CommandFailed {
+		if ag, ok := p.agentAnswered(inst, res); !ok {
+			what := fmt.Sprintf("its tether-agent %s speaks protocol %d and these functions protocol %d, so its unmount's answer is not acted on (install the matching tether-agent release there)",
+				cmp.Or(ag.AgentVersion, "(unnamed)"), ag.Protocol, agentproto.Protocol)
+			log.Error("unmount answered by an agent of another protocol: not detaching on its word", "agentVersion", ag.AgentVersion, "protocol", ag.Protocol)
+			return p.liveWait(ctx, w, v, a, holdup{what: what, since: cmd.Requested}, p.r.t.HolderWait, p.hint)
+		}
+	}
 	switch cmd.Status {
 	case cloud.CommandPending:
 		if p.hint.Command != cmd.ID && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait {
@@ -223,7 +294,7 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 			}
 		}
 		what := fmt.Sprintf("its unmount has run for %s (a flush may take long)", p.now.Sub(cmd.Requested).Round(time.Second))
-		return p.liveWait(ctx, w, v, a, what, cmd.Requested, p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd))
+		return p.liveWait(ctx, w, v, a, holdup{what: what, since: cmd.Requested, running: true}, p.r.t.CommandEventWait, p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd))
 	case cloud.CommandSucceeded:
 		u, parsed := res.out.Unmount()
 		if parsed {
@@ -258,12 +329,12 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 			what = "ECS no longer knows it and " + what
 		}
 		log.Warn("unmount not delivered", "since", since, "detail", cmd.Detail, "ecsGone", ecsGone)
-		r, err := p.liveWait(ctx, w, v, a, what, since, p.r.t.CommandWait*5, p.hint)
+		r, err := p.liveWait(ctx, w, v, a, holdup{what: what, since: since}, p.r.t.CommandWait*5, p.hint)
 		if err != nil || r.Done() || p.now.Sub(cmd.Requested) < p.r.t.CommandWait*5 {
 			return r, err
 		}
-		if _, forced := p.operatorForce(); forced {
-			return r, nil
+		if p.forcing(inst) {
+			return r, nil // forced (or refused for a reason a resent unmount does not change)
 		}
 		sent, err := p.sendUnmount(ctx, w, v, a, ci)
 		if err != nil || sent.Done() {
@@ -282,19 +353,30 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		}
 		p.hint.Busy = ms(busySince)
 		log.Info("unmount busy: something on the host still holds the volume; asking again later", "since", busySince, "agent", msg)
+		hu := holdup{what: "the agent says " + msg, since: busySince}
+		if res.parsed && res.out.Error != nil {
+			hu.containers = containerHolders(res.out.Error.Holders)
+		}
 		if wait := p.r.t.BusyWait - p.now.Sub(cmd.Requested); wait > 0 {
 			h := p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd)
 			h.Busy = ms(busySince)
-			return p.liveWait(ctx, w, v, a, "the agent says "+msg, busySince, wait, h)
+			return p.liveWait(ctx, w, v, a, hu, wait, h)
+		}
+		if p.forcing(inst) && len(hu.containers) == 0 {
+			return p.liveWait(ctx, w, v, a, hu, p.r.t.BusyWait, p.hint) // forced: no unmount to send first
 		}
 		sent, err := p.sendUnmount(ctx, w, v, a, ci)
 		if err != nil || sent.Done() {
 			return sent, err
 		}
-		return p.liveWait(ctx, w, v, a, "the agent says "+msg, busySince, sent.RetryAfter, parseHint(sent.Hint))
+		return p.liveWait(ctx, w, v, a, hu, sent.RetryAfter, parseHint(sent.Hint))
 	}
 	attempt := max(p.hint.Attempt, 1)
 	log.Warn("unmount failed", "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
+	if p.forcing(inst) {
+		// The operator asked to force what the host will not release.
+		return p.liveWait(ctx, w, v, a, holdup{what: "its unmount failed: " + msg, since: cmd.Requested}, p.r.t.HolderWait, hint{})
+	}
 	if agentproto.Permanent(code) {
 		// Only a person can fix what the agent found: the tasks waiting
 		// elsewhere are told now, with its words; the volume stays.
@@ -309,7 +391,7 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		return done("unmount refused: " + string(agentproto.ClassOf(code))), nil
 	}
 	if attempt >= 3 {
-		return p.liveWait(ctx, w, v, a, "its unmount failed: "+msg, cmd.Requested, p.r.t.HolderWait, hint{})
+		return p.liveWait(ctx, w, v, a, holdup{what: "its unmount failed: " + msg, since: cmd.Requested}, p.r.t.HolderWait, hint{})
 	}
 	p.hint.Attempt = attempt
 	return p.sendUnmount(ctx, w, v, a, ci)
@@ -332,7 +414,7 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 			return res, err
 		}
 		what := "SSM refuses to run its unmount (" + ssmWhy(err) + ")"
-		return p.liveWait(ctx, w, v, a, what, since, p.r.t.CommandWait*5, h)
+		return p.liveWait(ctx, w, v, a, holdup{what: what, since: since}, p.r.t.CommandWait*5, h)
 	}
 	return res, err
 }
@@ -516,6 +598,9 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
 		return p.pollDetach(ctx)
+	case h.Step == stepUnmount && p.releasing(h.Instance):
+		// An operator's release: the full pass weighs the unmount.
+		return Result{}, false, nil
 	case h.Step == stepUnmount && h.Volume != "":
 		// A repeated SSM event of an unmount whose detach this process
 		// already asked for: the detach's own chain goes on.
@@ -526,7 +611,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	if h.Command == "" || h.Volume == "" || h.Instance == "" {
 		return Result{}, false, nil
 	}
-	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance, pluginOf(h.Step))
 	if errors.Is(err, cloud.ErrNotFound) {
 		if p.now.Sub(fromMS(h.At)) < 30*time.Second {
 			return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent", h.Step, h.Volume, h.Instance), true, nil
@@ -546,7 +631,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	switch h.Step {
 	case stepUnmount:
 		u, ok := out.Unmount()
-		if !ok || !u.Released || u.Attachment == "" {
+		if !ok || !u.Released || u.Attachment == "" || u.Reported() && u.Protocol != agentproto.Protocol {
 			return Result{}, false, nil
 		}
 		cur, err := p.r.cloud.VolumeByID(ctx, h.Volume)
@@ -582,8 +667,8 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		}
 	case stepMount:
 		m, ok := out.Mount()
-		if !ok || m.Attachment == "" {
-			return Result{}, false, nil
+		if !ok || m.Attachment == "" || m.Reported() && m.Protocol != agentproto.Protocol {
+			return Result{}, false, nil // the full pass weighs it (the handshake among others)
 		}
 		p.r.mem.noteMounted(h.Volume+"/"+m.Attachment, m.Generation)
 		if g := p.r.mem.generationsOf(h.Volume + "/" + m.Attachment); g.released >= m.Generation {
@@ -645,6 +730,14 @@ func (p *pass) neededOn(ctx context.Context, ciARN string) (here bool, elsewhere
 // pass takes the next step.
 func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 	h := p.hint
+	if v, ok := p.detachedByEvent(h.Volume); ok {
+		// EC2's detachVolume event of this invocation says it ended: no
+		// look at DescribeVolumes (which may still lag behind the event).
+		if h.Target == "" {
+			return Result{}, false, nil // the full pass (continueFromEvent) serves whoever needs it
+		}
+		return p.attachForTarget(ctx, v)
+	}
 	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
 	if err != nil {
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -664,9 +757,14 @@ func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 	if len(v.Attachments) > 0 || h.Target == "" || v.State != cloud.VolumeAvailable {
 		return Result{}, false, nil
 	}
-	// Detached: attach it where the task it was released for runs, if that
-	// task still wants it (one DescribeTasks); anything else, the full pass.
-	w, ok, err := p.targetOnly(ctx, h.Target)
+	return p.attachForTarget(ctx, v)
+}
+
+// attachForTarget: the volume is detached; attach it where the task it was
+// released for runs, if that task still wants it (one DescribeTasks);
+// anything else, the full pass.
+func (p *pass) attachForTarget(ctx context.Context, v cloud.Volume) (Result, bool, error) {
+	w, ok, err := p.targetOnly(ctx, p.hint.Target)
 	if err != nil || !ok {
 		return Result{}, false, err
 	}
@@ -674,6 +772,27 @@ func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 	p.noteProgress(w, v)
 	res, err := p.placeAvailable(ctx, w, v)
 	return res, true, err
+}
+
+// detachedByEvent: an EBS detachVolume event of this invocation says the
+// key's volume id was detached; the volume as this process knows it
+// (identity, tags), available with no attachment. A stale event is
+// harmless: EC2 refuses to attach a volume that is not available, and the
+// pass then looks again.
+func (p *pass) detachedByEvent(volumeID string) (cloud.Volume, bool) {
+	p.inv.mu.Lock()
+	ev, ok := p.inv.volumeEvents[p.key]
+	p.inv.mu.Unlock()
+	if !ok || ev.VolumeID != volumeID || ev.Event != "detachVolume" || ev.Result != "detached" {
+		return cloud.Volume{}, false
+	}
+	v, known := p.r.cloud.KnownVolume(volumeID)
+	if !known || v.Tags[cloud.TagCluster] != p.key.Cluster || v.Tags[cloud.TagVolume] != p.key.Volume {
+		return cloud.Volume{}, false
+	}
+	p.observedEvent(v, ev)
+	v.State, v.Attachments = cloud.VolumeAvailable, nil
+	return v, true
 }
 
 // targetOnly: the desired state as one named task shows it, when that task
@@ -726,7 +845,7 @@ func (p *pass) mountRacing(ctx context.Context, w want, v cloud.Volume, a cloud.
 		if m.Status != cloud.CommandSucceeded || unmount.Requested.Sub(m.Requested) > mountRaceWindow {
 			continue
 		}
-		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID)
+		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID, agentproto.StepMount)
 		if errors.Is(err, cloud.ErrNotFound) {
 			continue
 		}

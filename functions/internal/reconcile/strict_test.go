@@ -101,7 +101,7 @@ func TestFormatGrantOnlyForAVolumeTetherCreatedEmpty(t *testing.T) {
 
 	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pre:1"
 	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{Name: "premade", Driver: "tether", Scope: "shared"}}})
-	h.w.AddVolume("us-east-1a", map[string]string{"Name": "premade"})
+	adoptByOperator(t, h, h.w.AddVolume("us-east-1a", map[string]string{"Name": "premade"}), "premade")
 	task := h.w.PlaceTask(td, "i-a")
 	h.settle(300)
 	h.wantRunning(task)

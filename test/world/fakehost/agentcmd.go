@@ -88,7 +88,7 @@ func (c *cmd) fail(code int, found string, holders []agentproto.Holder, format s
 	msg := fmt.Sprintf(format, args...)
 	fmt.Fprintf(c.stderr, "tether-agent: %s\n", msg)
 	if c.asJSON {
-		f := agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Found: found, Holders: holders}
+		f := agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Found: found, Holders: holders, Agent: agentproto.ThisAgent(Version)}
 		b, _ := json.Marshal(struct {
 			Error agentproto.Failure `json:"error"`
 		}{f})
@@ -159,7 +159,8 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	case *wait < 0 || *lockWait <= 0 || *sizeGiB < 0 || !path.IsAbs(*root):
 		return c.bad("invalid --wait, --lock-wait, --size-gib or --root")
 	}
-	res := agentproto.MountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment}
+	res := agentproto.MountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment,
+		Agent: agentproto.ThisAgent(Version)}
 	dev, code := c.waitDevice(ctx, *volumeID, *wait)
 	if code != agentproto.ExitOK {
 		return code
@@ -269,7 +270,8 @@ func (c *cmd) unmount(ctx context.Context, args []string) int {
 	case *lockWait <= 0 || !path.IsAbs(*root):
 		return c.bad("invalid --lock-wait or --root")
 	}
-	res := agentproto.UnmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment}
+	res := agentproto.UnmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment,
+		Agent: agentproto.ThisAgent(Version)}
 	h.mu.Lock()
 	m, mounted := h.mounts[*name]
 	if mounted {
