@@ -61,6 +61,9 @@ func (w *World) deployTemplate(ctx context.Context) error {
 		return err
 	}
 	w.deploy = d
+	// tether's own stack, as `sam deploy` leaves it: the tether command
+	// finds its queue and documents in the stack's outputs.
+	w.cfn.AddStack(o.StackName, d.Outputs)
 	return nil
 }
 
