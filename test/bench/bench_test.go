@@ -176,8 +176,12 @@ func TestAgentRows(t *testing.T) {
 	if *r.Results.MountOverheadRatio != 1.04 || *r.Results.DataPathRatio != 0.98 || *r.Results.Format1TiBSeconds != 0.7 {
 		t.Errorf("results %+v", r.Results)
 	}
+	r.Add("handoff_ratio_1", "1.100", HandoffGoal, "")
 	var out strings.Builder
 	r.Print(&out)
+	if i, j := strings.Index(out.String(), "| `handoff_ratio_1` |"), strings.Index(out.String(), "| `mount_overhead_ratio` |"); i < 0 || j < i {
+		t.Errorf("the Markdown rows are not in the keys' order:\n%s", out.String())
+	}
 	if !strings.Contains(out.String(), "| `mount_overhead_ratio` | 1.040 | ≤ 1.05 |") || strings.Contains(out.String(), "| `  ") {
 		t.Errorf("the Markdown table of the figures:\n%s", out.String())
 	}

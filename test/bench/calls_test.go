@@ -243,6 +243,7 @@ func TestCallRows(t *testing.T) {
 	single := run("single", 2, map[string]int{"ec2:AttachVolume": 2, "ec2:DetachVolume": 2, "ec2:DescribeVolumes": 4, "ecs:ListTasks": 6, "ssm:SendCommand": 4}, nil, 0)
 	conc := run("concurrent", 6, map[string]int{"ec2:AttachVolume": 8, "ec2:DetachVolume": 6, "ec2:DescribeVolumes": 10, "ecs:DescribeTasks": 10, "ssm:SendCommand": 12}, map[string]int{"ec2:AttachVolume": 2}, 0)
 	events := run("single-detach-event", 1, map[string]int{"ec2:AttachVolume": 50}, map[string]int{"ecs:ListTasks": 3}, 1)
+	conc.Cut, conc.Windows = 1, []Span{{}}
 	var r Report
 	CallRows(&r, []RunResult{single, conc}, []RunResult{single, conc, events})
 	res := r.Results
@@ -254,8 +255,13 @@ func TestCallRows(t *testing.T) {
 		t.Errorf("per handoff: ec2 %v, mutating %v, ecs %v, ssm %v", *res.EC2CallsPerHandoff, *res.EC2MutatingCallsPerHandoff, *res.ECSCallsPerHandoff, *res.SSMCallsPerHandoff)
 	}
 	var figures []string
+	var details strings.Builder
 	for _, row := range r.Rows {
 		figures = append(figures, row.Figure)
+		details.WriteString(row.Detail)
+	}
+	if !strings.Contains(details.String(), "lower bounds): concurrent 1 of 1") {
+		t.Errorf("a window cut at its bound is not said:\n%s", details.String())
 	}
 	for _, k := range []string{"failed_handoffs", "ec2_calls_per_handoff", "ec2_mutating_calls_per_handoff", "ecs_calls_per_handoff", "ssm_calls_per_handoff", "throttled_calls"} {
 		if !strings.Contains(strings.Join(figures, ","), k) {

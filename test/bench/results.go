@@ -128,6 +128,8 @@ func (r *Report) markdown(w io.Writer) {
 			rows = append(rows, row)
 		}
 	}
+	// In the keys' order, whatever order the parts ran in.
+	slices.SortStableFunc(rows, func(a, b Row) int { return slices.Index(Keys, a.Figure) - slices.Index(Keys, b.Figure) })
 	if len(rows) == 0 {
 		return
 	}
