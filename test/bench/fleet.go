@@ -10,28 +10,74 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"golang.org/x/time/rate"
 
 	"github.com/tether-ecs/tether/test/world/ecssim"
 	"github.com/tether-ecs/tether/test/world/world"
 )
 
 // Fleet drives the benchmark's services on a running world through the
-// real ECS and EC2 clients, as an operator with the aws CLI would.
+// real ECS and EC2 clients, as an operator with the aws CLI would. Its
+// requests go through Meter, so the calls counted for tether leave them
+// out, and are paced below the world's request-rate limits.
 type Fleet struct {
-	W   *world.World
-	ECS *ecs.Client
-	EC2 *ec2.Client
-	Log *slog.Logger
+	W     *world.World
+	ECS   *ecs.Client
+	EC2   *ec2.Client
+	Meter *Meter
+	Log   *slog.Logger
+	pace  map[string]*rate.Limiter // by ECS action
 }
 
-// NewFleet makes the clients for w.
+// pacedActions are the ECS actions the bench calls in bulk while setting
+// up: it paces them below their buckets (ecssim.DefaultLimits:
+// RegisterTaskDefinition 20 refilled at 1/s, so 200 task definitions take
+// over three minutes), rather than raising the world's limits.
+var pacedActions = []string{"RegisterTaskDefinition", "CreateService", "RunTask", "UpdateContainerInstancesState"}
+
+// paceShare is the part of a bucket's burst and refill the bench's pacer
+// uses: the bench's limiter and the world's bucket start full at slightly
+// different moments, so the bench keeps below the bucket, not at it.
+const paceShare = 0.9
+
+// NewFleet makes the clients for w: metered, paced, and retrying a
+// throttled or failed call up to benchAttempts times with backoff and no
+// client-side retry quota (the bench's setup must not fail on a throttle
+// tether's functions caused in the same account).
 func NewFleet(w *world.World, log *slog.Logger) *Fleet {
+	m := NewMeter(nil)
 	cfg := w.AWSConfig()
-	return &Fleet{W: w, ECS: ecs.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), Log: log}
+	cfg.HTTPClient = m.Client()
+	cfg.Retryer = func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts, o.MaxBackoff, o.RateLimiter = benchAttempts, 5*time.Second, ratelimit.None
+		})
+	}
+	f := &Fleet{W: w, ECS: ecs.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), Meter: m, Log: log, pace: map[string]*rate.Limiter{}}
+	limits := w.ECS().Gate().Limits()
+	for _, a := range pacedActions {
+		if b, ok := limits[a]; ok && b.Refill > 0 {
+			f.pace[a] = rate.NewLimiter(rate.Limit(b.Refill*paceShare), max(1, int(b.Size*paceShare)))
+		}
+	}
+	return f
+}
+
+// benchAttempts bounds the attempts of each of the bench's own calls.
+const benchAttempts = 10
+
+// wait takes a token of action's pacer, if it has one.
+func (f *Fleet) wait(ctx context.Context, action string) error {
+	if l := f.pace[action]; l != nil {
+		return l.Wait(ctx)
+	}
+	return nil
 }
 
 // Service is one benchmark service: one task with its own shared tether
@@ -57,23 +103,48 @@ const taskCPU = 100
 // CreateServices registers n task definitions, each with its own shared
 // tether volume, and one service of one task each (maximumPercent 100,
 // minimumHealthyPercent 0, as the seed's MySQL service: the old task
-// stops before its replacement starts). It creates them batch at a time
-// and waits, at most wait per batch, until each batch runs: the steady
-// state before the drain is set up, not measured.
+// stops before its replacement starts). It creates the services batch at
+// a time and waits, at most wait per batch, until each batch runs, while
+// the next batch's task definitions are registered at the pace ECS
+// allows: the steady state before the drain is set up, not measured.
 func (f *Fleet) CreateServices(ctx context.Context, prefix string, n, batch int, wait time.Duration) ([]*Service, error) {
 	svcs := make([]*Service, n)
 	for i := range svcs {
 		svcs[i] = &Service{Name: fmt.Sprintf("%s-%03d", prefix, i), VolumeName: fmt.Sprintf("%s-vol-%03d", prefix, i)}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type registered struct {
+		arn string
+		err error
+	}
+	defs := make(chan registered, n)
+	go func() {
+		defer close(defs)
+		for _, s := range svcs {
+			arn, err := f.registerTaskDefinition(ctx, s)
+			defs <- registered{arn, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for chunk := range slices.Chunk(svcs, max(batch, 1)) {
 		for _, s := range chunk {
-			if err := f.createService(ctx, s); err != nil {
+			d, ok := <-defs
+			if !ok {
+				return nil, ctx.Err()
+			}
+			if d.err != nil {
+				return nil, d.err
+			}
+			if err := f.createService(ctx, s, d.arn); err != nil {
 				return nil, err
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
+		wctx, wcancel := context.WithTimeout(ctx, wait)
 		err := f.waitRunning(wctx, chunk)
-		cancel()
+		wcancel()
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +153,10 @@ func (f *Fleet) CreateServices(ctx context.Context, prefix string, n, batch int,
 	return svcs, f.lookUpVolumes(ctx, svcs)
 }
 
-func (f *Fleet) createService(ctx context.Context, s *Service) error {
+func (f *Fleet) registerTaskDefinition(ctx context.Context, s *Service) (string, error) {
+	if err := f.wait(ctx, "RegisterTaskDefinition"); err != nil {
+		return "", err
+	}
 	td, err := f.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
 		Family:                  aws.String(s.Name),
 		NetworkMode:             ecstypes.NetworkModeBridge,
@@ -103,15 +177,87 @@ func (f *Fleet) createService(ctx context.Context, s *Service) error {
 		}},
 	})
 	if err != nil {
-		return fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
+		return "", fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
+	}
+	return aws.ToString(td.TaskDefinition.TaskDefinitionArn), nil
+}
+
+func (f *Fleet) createService(ctx context.Context, s *Service, taskDefinition string) error {
+	if err := f.wait(ctx, "CreateService"); err != nil {
+		return err
 	}
 	if _, err := f.ECS.CreateService(ctx, &ecs.CreateServiceInput{
-		Cluster: aws.String(f.W.Options().Cluster), ServiceName: aws.String(s.Name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
+		Cluster: aws.String(f.W.Options().Cluster), ServiceName: aws.String(s.Name), TaskDefinition: aws.String(taskDefinition),
 		DesiredCount: aws.Int32(1), LaunchType: ecstypes.LaunchTypeEc2,
 		DeploymentConfiguration: &ecstypes.DeploymentConfiguration{MaximumPercent: aws.Int32(100), MinimumHealthyPercent: aws.Int32(0)},
 	}); err != nil {
 		return fmt.Errorf("bench: create service %s: %w", s.Name, err)
 	}
+	return nil
+}
+
+// unrelatedStartedBy marks the unrelated tasks (RunTask's startedBy).
+const unrelatedStartedBy = "tether-bench-unrelated"
+
+// unrelatedFamily is the unrelated tasks' task definition: no volume.
+const unrelatedFamily = "bench-unrelated"
+
+// RunUnrelated starts add more standalone tasks that have nothing to do
+// with tether (no volume; placed only on hosts without tether's plugin),
+// and waits, at most wait, until total of them run.
+func (f *Fleet) RunUnrelated(ctx context.Context, add, total int, wait time.Duration) error {
+	if err := f.wait(ctx, "RegisterTaskDefinition"); err != nil {
+		return err
+	}
+	// Registering the same family again makes a new revision; any will do.
+	td, err := f.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(unrelatedFamily), NetworkMode: ecstypes.NetworkModeBridge,
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
+			// ECS's minimum container memory is 6 MiB.
+			Memory: aws.Int32(8), EntryPoint: []string{"sh", "-c"}, Command: []string{containerCommand},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("bench: register %s: %w", unrelatedFamily, err)
+	}
+	for add > 0 {
+		n := min(add, 10) // RunTask's count is at most 10
+		if err := f.wait(ctx, "RunTask"); err != nil {
+			return err
+		}
+		out, err := f.ECS.RunTask(ctx, &ecs.RunTaskInput{
+			Cluster: aws.String(f.W.Options().Cluster), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
+			Count: aws.Int32(int32(n)), LaunchType: ecstypes.LaunchTypeEc2, StartedBy: aws.String(unrelatedStartedBy),
+			PlacementConstraints: []ecstypes.PlacementConstraint{{
+				Type: ecstypes.PlacementConstraintTypeMemberOf, Expression: aws.String("attribute:ecs.capability.docker-plugin.tether !exists"),
+			}},
+		})
+		if err != nil {
+			return fmt.Errorf("bench: run %d unrelated tasks: %w", n, err)
+		}
+		if len(out.Failures) > 0 || len(out.Tasks) != n {
+			return fmt.Errorf("bench: run %d unrelated tasks: %d started, failures %+v", n, len(out.Tasks), out.Failures)
+		}
+		add -= n
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	running := 0
+	err = f.W.ECS().WaitFor(wctx, f.W.Options().Cluster, fmt.Sprintf("%d unrelated tasks RUNNING", total), func(sn ecssim.Snapshot) bool {
+		running = 0
+		for _, t := range sn.Tasks {
+			if t.StartedBy == unrelatedStartedBy && t.LastStatus == "RUNNING" && t.DesiredStatus == "RUNNING" {
+				running++
+			}
+		}
+		return running == total
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %d of %d unrelated tasks RUNNING: %w", running, total, wctx.Err())
+	}
+	f.Log.Info("unrelated tasks running", "tasks", total)
 	return nil
 }
 
@@ -195,6 +341,9 @@ func (f *Fleet) SetState(ctx context.Context, status ecstypes.ContainerInstanceS
 			return err
 		}
 		arns = append(arns, in.ContainerInstanceArn)
+	}
+	if err := f.wait(ctx, "UpdateContainerInstancesState"); err != nil {
+		return err
 	}
 	_, err := f.ECS.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{
 		Cluster: aws.String(f.W.Options().Cluster), ContainerInstances: arns, Status: status,

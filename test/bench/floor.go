@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/test/world/awsproto"
@@ -14,8 +15,12 @@ import (
 // path: the detach, the attach, one SSM command (the mount: delivery and
 // completion) and the replacement's container start. Everything a handoff
 // takes above it is tether's overhead (event delivery, queue delays, the
-// unmount's SSM round trip before the detach, reconciler passes) or ECS's
-// own steps, which the phase breakdown shows separately.
+// unmount's SSM round trip before the detach, learning that the detach
+// ended, reconciler passes) or ECS's own steps, which the phase breakdown
+// shows separately. tether sends the mount command as soon as
+// AttachVolume returns (the agent waits for the device), so the command's
+// delivery may overlap the attach: a handoff can take a little less than
+// the floor.
 type Floor struct {
 	Detach         time.Duration // profile mean of DetachVolume
 	Attach         time.Duration // profile mean of AttachVolume
@@ -61,6 +66,14 @@ type Limits struct {
 	Detach, Attach, SendCommand awsproto.Bucket
 }
 
+// String lists the buckets.
+func (l Limits) String() string {
+	b := func(name string, b awsproto.Bucket) string {
+		return fmt.Sprintf("%s %g + %g/s", name, b.Size, b.Refill)
+	}
+	return strings.Join([]string{b("DetachVolume", l.Detach), b("AttachVolume", l.Attach), b("SendCommand", l.SendCommand)}, ", ")
+}
+
 // DefaultLimits are the world's documented buckets (ec2sim, ssmsim).
 func DefaultLimits() Limits {
 	ec2, ssm := ec2sim.DefaultLimits(), ssmsim.DefaultLimits()
@@ -73,7 +86,11 @@ func DefaultLimits() Limits {
 // start, served first come first served). It returns every handoff's
 // finish time from the release, earliest first. Nothing can do better
 // without fewer calls: EC2 has no batched attach or detach, and each mount
-// command carries its own volume's parameters.
+// command carries its own volume's parameters. Left out, so the bound is
+// a floor, not an estimate: the unmount's SendCommand (commands could be
+// batched per instance) and the reads (ECS's DescribeTasks takes 100
+// tasks, EC2's DescribeVolumes many volumes, each from a bucket of its
+// own of 50 or 100 refilled at 20/s).
 func BucketBound(f Floor, l Limits, n int) []time.Duration {
 	detach, attach, send := newBucket(l.Detach), newBucket(l.Attach), newBucket(l.SendCommand)
 	out := make([]time.Duration, n)

@@ -23,7 +23,7 @@ var journalMsgs = map[string]bool{
 	msgStopRequested: true, msgTaskStopped: true, msgTaskPlaced: true,
 	msgCommandSent: true, msgCommandRunning: true, msgCommandFinished: true,
 	msgDetaching: true, msgDetached: true, msgAttaching: true, msgAttached: true,
-	msgDetachWaiting: true,
+	msgDetachWaiting: true, msgDetachForced: true,
 }
 
 const (
@@ -36,6 +36,7 @@ const (
 	msgDetaching       = "volume detaching"
 	msgDetached        = "volume detached"
 	msgDetachWaiting   = "detach waiting for the guest"
+	msgDetachForced    = "detach forced" // a pending detach upgraded to force
 	msgAttaching       = "volume attaching"
 	msgAttached        = "volume attached"
 )

@@ -51,8 +51,8 @@ const (
 	MarkDetachCalled
 	MarkDetached
 	MarkAttachCalled
+	MarkMountSent // sent as soon as AttachVolume returned: the agent waits for the device
 	MarkAttached
-	MarkMountSent
 	MarkMountDone
 	MarkRunning
 	numMarks
@@ -60,8 +60,8 @@ const (
 
 var markNames = [numMarks]string{
 	"drain issued", "old task stop requested", "old task STOPPED", "unmount command sent",
-	"unmount command done", "DetachVolume", "detached", "AttachVolume", "attached",
-	"mount command sent", "mount command done", "new task RUNNING",
+	"unmount command done", "DetachVolume", "detached", "AttachVolume", "mount command sent",
+	"attached", "mount command done", "new task RUNNING",
 }
 
 func (m Mark) String() string { return markNames[m] }
@@ -74,12 +74,12 @@ var whose = [numMarks]string{
 	MarkOldStopped:    "ECS + the old container's stop",
 	MarkUnmountSent:   "tether: STOPPED event delivery (SQS batching, pollers) + pass [template.yaml, dispatch, reconcile]",
 	MarkUnmountDone:   "tether: the unmount's SSM round trip before the detach [reconcile]",
-	MarkDetachCalled:  "tether: learning the unmount ended (retry-after poll) [reconcile]",
+	MarkDetachCalled:  "tether: learning the unmount ended (SSM status event or poll) [reconcile]",
 	MarkDetached:      "world: detach (floor)",
-	MarkAttachCalled:  "tether: detach notification delivery + pass [dispatch, reconcile]",
-	MarkAttached:      "world: attach (floor)",
-	MarkMountSent:     "tether: attach notification delivery + pass [dispatch, reconcile]",
-	MarkMountDone:     "world: SSM command (floor) + tether-agent mount",
+	MarkAttachCalled:  "tether: learning the detach ended (batched DescribeVolumes poll; the detachVolume event where the world sends it) + pass [reconcile]",
+	MarkMountSent:     "tether: the mount command, sent once AttachVolume returned [reconcile]",
+	MarkAttached:      "world: attach (floor); the mount command is delivered meanwhile and waits for the device",
+	MarkMountDone:     "world: SSM command (floor) + tether-agent mount, once the device is there",
 	MarkRunning:       "world: container start (floor) + the plugin's wait [agent/driver]",
 }
 
@@ -293,7 +293,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 var markShort = [numMarks]string{
 	"drain", "stop-req", "stopped", "unmount-sent", "unmount-done", "DetachVolume", "detached",
-	"AttachVolume", "attached", "mount-sent", "mount-done", "RUNNING",
+	"AttachVolume", "mount-sent", "attached", "mount-done", "RUNNING",
 }
 
 // Line is the handoff's marks as offsets from the drain, on one line.

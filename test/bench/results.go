@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -12,21 +13,38 @@ import (
 // Results are the figures `make bench` writes to BENCH_OUT, with exactly
 // these keys. A figure that could not be measured is null.
 type Results struct {
-	HandoffRatio1      *float64 `json:"handoff_ratio_1"`
-	HandoffRatio200    *float64 `json:"handoff_ratio_200"`
-	FailedHandoffs     *int     `json:"failed_handoffs"`
-	EC2CallsPerHandoff *float64 `json:"ec2_calls_per_handoff"`
-	ThrottledCalls     *int     `json:"throttled_calls"`
-	MountOverheadRatio *float64 `json:"mount_overhead_ratio"`
-	DataPathRatio      *float64 `json:"data_path_ratio"`
-	Format1TiBSeconds  *float64 `json:"format_1tib_seconds"`
-	BootstrapBytes     *int64   `json:"bootstrap_bytes"`
-	ColdInitMs         *float64 `json:"cold_init_ms"`
+	HandoffRatio1            *float64 `json:"handoff_ratio_1"`
+	HandoffRatio1DetachEvent *float64 `json:"handoff_ratio_1_detach_event"`
+	HandoffRatio200          *float64 `json:"handoff_ratio_200"`
+	HandoffRatio200Bucket    *float64 `json:"handoff_ratio_200_bucket"`
+	FailedHandoffs           *int     `json:"failed_handoffs"`
+	// Calls per handoff: tether's calls in the handoff windows of the runs
+	// on the strict world without the detachVolume event (single and 200).
+	EC2CallsPerHandoff         *float64 `json:"ec2_calls_per_handoff"`
+	EC2MutatingCallsPerHandoff *float64 `json:"ec2_mutating_calls_per_handoff"`
+	ECSCallsPerHandoff         *float64 `json:"ecs_calls_per_handoff"`
+	SSMCallsPerHandoff         *float64 `json:"ssm_calls_per_handoff"`
+	// The same ECS figure in one world with 10, then 500, unrelated tasks
+	// running in the cluster.
+	ECSCallsPerHandoff10Unrelated  *float64 `json:"ecs_calls_per_handoff_10_unrelated"`
+	ECSCallsPerHandoff500Unrelated *float64 `json:"ecs_calls_per_handoff_500_unrelated"`
+	ThrottledCalls                 *int     `json:"throttled_calls"`
+	RecursiveInvocationsDropped    *int     `json:"recursive_invocations_dropped"`
+	ForcedDetachesLive             *int     `json:"forced_detaches_live"`
+	MkfsWithoutGrant               *int     `json:"mkfs_without_grant"`
+	MountOverheadRatio             *float64 `json:"mount_overhead_ratio"`
+	DataPathRatio                  *float64 `json:"data_path_ratio"`
+	Format1TiBSeconds              *float64 `json:"format_1tib_seconds"`
+	BootstrapBytes                 *int64   `json:"bootstrap_bytes"`
+	ColdInitMs                     *float64 `json:"cold_init_ms"`
 }
 
 // Keys are the JSON keys of Results, in order.
 var Keys = []string{
-	"handoff_ratio_1", "handoff_ratio_200", "failed_handoffs", "ec2_calls_per_handoff", "throttled_calls",
+	"handoff_ratio_1", "handoff_ratio_1_detach_event", "handoff_ratio_200", "handoff_ratio_200_bucket", "failed_handoffs",
+	"ec2_calls_per_handoff", "ec2_mutating_calls_per_handoff", "ecs_calls_per_handoff", "ssm_calls_per_handoff",
+	"ecs_calls_per_handoff_10_unrelated", "ecs_calls_per_handoff_500_unrelated",
+	"throttled_calls", "recursive_invocations_dropped", "forced_detaches_live", "mkfs_without_grant",
 	"mount_overhead_ratio", "data_path_ratio", "format_1tib_seconds", "bootstrap_bytes", "cold_init_ms",
 }
 
@@ -89,6 +107,7 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+	r.markdown(w)
 	if len(r.Notes) > 0 {
 		fmt.Fprintln(w, "\nnotes:")
 		for _, n := range r.Notes {
@@ -99,3 +118,24 @@ func (r *Report) Print(w io.Writer) {
 
 // Ratio formats a ratio.
 func Ratio(v float64) string { return fmt.Sprintf("%.3f", v) }
+
+// markdown writes the rows of the JSON figures as a Markdown table, the
+// shape of README's "Measured here" (figure, value, goal), from this run.
+func (r *Report) markdown(w io.Writer) {
+	var rows []Row
+	for _, row := range r.Rows {
+		if slices.Contains(Keys, row.Figure) {
+			rows = append(rows, row)
+		}
+	}
+	// In the keys' order, whatever order the parts ran in.
+	slices.SortStableFunc(rows, func(a, b Row) int { return slices.Index(Keys, a.Figure) - slices.Index(Keys, b.Figure) })
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nthe figures as a Markdown table (README's \"Measured here\"):")
+	fmt.Fprintln(w, "| figure | value | goal |\n|---|---|---|")
+	for _, row := range rows {
+		fmt.Fprintf(w, "| `%s` | %s | %s |\n", row.Figure, row.Value, row.Goal)
+	}
+}

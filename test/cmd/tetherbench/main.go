@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,15 +34,18 @@ func main() {
 }
 
 type options struct {
-	out        string
-	dir        string
-	handoffs   int
-	concurrent int
-	instances  int
-	hosts      string
-	seed       uint64
-	skip       map[string]bool
-	timeout    time.Duration
+	out             string
+	dir             string
+	handoffs        int
+	eventHandoffs   int
+	concurrent      int
+	instances       int
+	hosts           string
+	scalingHandoffs int
+	unrelated       []int
+	seed            uint64
+	skip            map[string]bool
+	timeout         time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -52,12 +56,15 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", os.Getenv("BENCH_OUT"), "write the figures as JSON here (default $BENCH_OUT; empty: none)")
 	fs.StringVar(&o.dir, "dir", "", "keep the worlds' and functions' logs here (default: a new directory under $TMPDIR)")
 	fs.IntVar(&o.handoffs, "handoffs", 7, "single handoffs, one after the other (the median is reported)")
+	fs.IntVar(&o.eventHandoffs, "event-handoffs", 5, "single handoffs in the world that sends EBS detachVolume events")
+	fs.IntVar(&o.scalingHandoffs, "scaling-handoffs", 3, "handoffs at each cluster size of the ECS scaling check")
 	fs.IntVar(&o.concurrent, "concurrent", 200, "handoffs at once in the many-handoffs run")
 	fs.IntVar(&o.instances, "instances", 20, "instances of the many-handoffs run (half hold the tasks, half take them)")
 	fs.StringVar(&o.hosts, "hosts", "auto", "hosts of the many-handoffs run: real, fake, or auto (decided by measuring concurrent container starts)")
 	fs.Uint64Var(&o.seed, "seed", 1, "the worlds' seed (latency draws, ids)")
-	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, concurrent, agent, functions")
-	fs.DurationVar(&o.timeout, "timeout", 38*time.Minute, "bound on the whole run")
+	unrelated := fs.String("unrelated", "10,500", "unrelated running tasks in the cluster at each size of the ECS scaling check, ascending")
+	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, agent, functions")
+	fs.DurationVar(&o.timeout, "timeout", 50*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -65,19 +72,26 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	for _, p := range strings.Split(skip, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "":
-		case "single", "concurrent", "agent", "functions":
+		case "single", "scaling", "concurrent", "agent", "functions":
 			o.skip[p] = true
 		default:
-			return o, fmt.Errorf("-skip %q: want single, concurrent, agent or functions", p)
+			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, agent or functions", p)
 		}
+	}
+	for _, f := range strings.Split(*unrelated, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || (len(o.unrelated) > 0 && n <= o.unrelated[len(o.unrelated)-1]) {
+			return o, fmt.Errorf("-unrelated %q: want task counts, ascending", *unrelated)
+		}
+		o.unrelated = append(o.unrelated, n)
 	}
 	switch o.hosts {
 	case "auto", string(world.RealHosts), string(world.FakeHosts):
 	default:
 		return o, fmt.Errorf("-hosts %q: want real, fake or auto", o.hosts)
 	}
-	if o.handoffs < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
-		return o, errors.New("-handoffs and -concurrent must be at least 1, -instances even and at least 2")
+	if o.handoffs < 1 || o.eventHandoffs < 1 || o.scalingHandoffs < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
+		return o, errors.New("-handoffs, -event-handoffs, -scaling-handoffs and -concurrent must be at least 1, -instances even and at least 2")
 	}
 	return o, nil
 }
@@ -173,7 +187,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	}
 
 	env := bench.Env{Dir: dir, Seed: o.seed, Log: log}
-	needWorld := !o.skip["single"] || !o.skip["concurrent"]
+	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"]
 	if needWorld {
 		log.Info("building tether-agent and the native bootstraps")
 		if env.AgentBinary, err = world.BuildAgent(ctx, filepath.Join(dir, "bin")); err != nil {
@@ -185,44 +199,86 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		}
 	}
 
-	// The single handoffs come first: they measure the container start
-	// the floor counts and judge real hosts for the many-handoffs run.
-	floor := bench.NewFloor(bench.ProfileLatency(), 0, "not measured (the single run was skipped or failed)")
-	var runs []bench.RunResult
+	// headline: the runs on the strict world without the detachVolume
+	// event, whose calls make the per-handoff figures; all: every run.
+	var headline, all []bench.RunResult
+	var safety bench.Safety
+	worlds := 0
 	hosts := world.HostKind(o.hosts)
 	concurrentPerHost := o.concurrent / (o.instances / 2)
+
+	// The single handoffs come first: they measure the container start
+	// the floor counts and judge real hosts for the many-handoffs run.
+	floor := bench.NewFloor(bench.ProfileLatency(), 0, "not measured (the single runs were skipped or failed)")
+	var singles []bench.SingleResult
 	if !o.skip["single"] {
-		log.Info("single handoffs, each to a fresh real instance", "handoffs", o.handoffs)
-		single, err := bench.RunSingle(ctx, env, o.handoffs, concurrentPerHost)
-		if err != nil {
-			fail("single handoffs", err)
+		for _, c := range []bench.SingleConfig{
+			{Name: "single", Handoffs: o.handoffs, ConcurrentStarts: concurrentPerHost, ColdInits: true},
+			{Name: "single-detach-event", Handoffs: o.eventHandoffs, DetachEvents: true},
+		} {
+			log.Info("single handoffs, each to a fresh real instance", "run", c.Name, "handoffs", c.Handoffs, "detachEvents", c.DetachEvents)
+			single, err := bench.RunSingle(ctx, env, c)
+			if err != nil {
+				fail(c.Name+" handoffs", err)
+			}
+			worlds++
+			safety.Add(single.Safety)
+			singles = append(singles, single)
+			all = append(all, single.RunResult)
+			if !c.DetachEvents {
+				headline = append(headline, single.RunResult)
+			}
 		}
-		runs = append(runs, single.RunResult)
-		cs := bench.Median(single.ContainerStarts)
-		if cs > 0 {
+		var starts []time.Duration
+		for _, s := range singles {
+			starts = append(starts, s.ContainerStarts...)
+		}
+		if cs := bench.Median(starts); cs > 0 {
 			floor = bench.NewFloor(bench.ProfileLatency(), cs, fmt.Sprintf(
-				"median of %d starts of a created busybox container with a local volume (the Docker API call the hosts start task containers with), on the hosts that took the task, between handoffs, in this run",
-				len(single.ContainerStarts)))
+				"median of %d starts of a created busybox container with a local volume (the Docker API call the hosts start task containers with), on the hosts that took the task, between handoffs, in this run's single runs",
+				len(starts)))
 		}
-		if len(single.Handoffs) > 0 {
-			bench.HandoffRows(rep, single.RunResult, floor)
+		for _, s := range singles {
+			key, set := "handoff_ratio_1", &rep.Results.HandoffRatio1
+			if s.DetachEvents {
+				key, set = "handoff_ratio_1_detach_event", &rep.Results.HandoffRatio1DetachEvent
+			}
+			if len(s.Handoffs) > 0 {
+				bench.HandoffRows(rep, key, set, s.RunResult, floor)
+			}
 		}
+		bench.FloorRow(rep, floor)
 		rep.Note("floor's container start: %s", floor.ContainerStartHow)
-		if len(single.Concurrent) > 0 {
-			kind, distortion := bench.ChooseHosts(single.ContainerStarts, single.Concurrent)
+		if s := singles[0]; len(s.Concurrent) > 0 {
+			cs := bench.Median(s.ContainerStarts)
+			kind, distortion := bench.ChooseHosts(s.ContainerStarts, s.Concurrent)
 			rep.Note("hosts for the many-handoffs run: %d container starts at once on one real host (as many as each instance takes in that run) took a median %s, %.2fx one alone (%s); above %.1fx real hosts are judged to distort it (and there %d dockerds would share this machine's %d cores): auto chooses %s hosts",
-				len(single.Concurrent), bench.Median(single.Concurrent).Round(time.Millisecond), distortion, cs.Round(time.Millisecond),
+				len(s.Concurrent), bench.Median(s.Concurrent).Round(time.Millisecond), distortion, cs.Round(time.Millisecond),
 				bench.DistortionLimit, o.instances, runtime.NumCPU(), kind)
 			if hosts == "auto" {
 				hosts = kind
 			}
 		}
-		if single.ColdInits != nil {
-			bench.FunctionRows(rep, nil, single.ColdInits)
+		if singles[0].ColdInits != nil {
+			bench.FunctionRows(rep, nil, singles[0].ColdInits)
 		}
 	}
 	if hosts == "auto" {
 		hosts = world.FakeHosts
+	}
+
+	if !o.skip["scaling"] {
+		log.Info("ECS scaling: handoffs with unrelated tasks in the cluster", "unrelated", o.unrelated, "handoffs", o.scalingHandoffs)
+		sc, err := bench.RunScaling(ctx, env, bench.ScalingConfig{Handoffs: o.scalingHandoffs, Unrelated: o.unrelated})
+		if err != nil {
+			fail("ECS scaling", err)
+		}
+		worlds++
+		safety.Add(sc.Safety)
+		all = append(all, sc.Runs...)
+		bench.ScalingRows(rep, sc, o.unrelated)
+		rep.Note("ECS scaling: one service's volume moved back and forth between two tether hosts (fake: calls are counted, not times), %d handoffs at each size, while %d hosts without tether run the unrelated standalone tasks (RunTask, no volume); the same world, first with %d of them, then with %d",
+			o.scalingHandoffs, bench.Bystanders, o.unrelated[0], o.unrelated[len(o.unrelated)-1])
 	}
 
 	if !o.skip["concurrent"] {
@@ -234,8 +290,11 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		if err != nil {
 			fail("concurrent handoffs", err)
 		}
+		worlds++
+		safety.Add(conc.Safety)
 		if len(conc.Handoffs) > 0 {
-			runs = append(runs, conc)
+			headline = append(headline, conc)
+			all = append(all, conc)
 			bench.ConcurrentRows(rep, conc, floor, o.instances)
 		}
 		if hosts == world.FakeHosts {
@@ -243,12 +302,14 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 				floor.ContainerStart.Round(time.Millisecond))
 		}
 	}
-	if len(runs) > 0 {
-		bench.CallRows(rep, runs...)
+	if len(all) > 0 {
+		bench.CallRows(rep, headline, all)
+		bench.SafetyRows(rep, safety, worlds)
 		rep.Note("handoffs: services of one busybox task (bridge network, no load balancer, so ECS adds no ENI or target-group steps) with a shared tether volume, maximumPercent 100 / minimumHealthyPercent 0 as the seed's MySQL service; timed from the drain call to ECS reporting the replacement RUNNING; the data (a mark written before the drain) is checked on the new host afterwards, outside the time")
 		rep.Note("single handoffs: each to a real instance launched for it (never held the volume, so the mount goes through the reconciler's SSM command; a host that held it before mounts it by itself from its binding, about a second sooner)")
-		rep.Note("ec2_calls_per_handoff: every EC2 call (throttled ones included) from the drain until tether's queues are empty again (each single handoff its own window, the 200 one window), over all handoffs of all runs; the sweep's calls in those windows count too")
-		rep.Note("floor: the world's own means on the critical path (realistic profile); ECS stopping the old task, the unmount before the detach, event delivery and reconciler passes are above it, see the phases")
+		rep.Note("calls per handoff: every EC2, ECS and SSM call tether's functions made (throttled attempts included), from the drain until tether's queues are empty again (each single handoff its own window, the 200 one window), over the runs without the detachVolume event (single and 200); counted from the world's router journal less the bench's own calls in the same windows (the bench's clients count every attempt they send); the sweep's calls in those windows count too")
+		rep.Note("every world ran with its request-rate limits on (EC2, ECS, SSM token buckets) and validated every request against its botocore model; the bench's own setup calls are paced below the buckets (and retried), the world's limits are never raised")
+		rep.Note("floor: the world's own means on the critical path (realistic profile); ECS stopping the old task, the unmount before the detach, learning that the detach ended, event delivery and reconciler passes are above it, see the phases")
 	}
 
 	rep.Note("whole run took %s", time.Since(start).Round(time.Second))
