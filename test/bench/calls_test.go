@@ -166,13 +166,16 @@ func TestFormats(t *testing.T) {
 	result := func(formatted bool) string {
 		return fmt.Sprintf("a line of the document\n{\"volumeId\":\"vol-9\",\"name\":\"n\",\"formatted\":%v,\"generation\":1}\n", formatted)
 	}
+	step := func(stdout string) []ssmsim.Step {
+		return []ssmsim.Step{{Name: "refuseWindows"}, {Name: "refuseMacOS"}, {Name: agentproto.StepMount, Stdout: stdout}}
+	}
 	grant := func(v string) map[string][]string { return map[string][]string{agentproto.ParamFormatIfBlank: {v}} }
 	invs := []ssmsim.Invocation{
-		{Document: "tether-mount", Stdout: result(true), Parameters: grant("true")},
-		{Document: "tether-mount", Stdout: result(true), Parameters: grant("false")},
-		{Document: "tether-mount", Stdout: result(false), Parameters: grant("false")},
-		{Document: "tether-mount", Stdout: `{"error":{"exitCode":6,"class":"not-formatted","message":"m"}}`, Parameters: grant("false")},
-		{Document: "tether-unmount", Stdout: result(true)},
+		{Document: "tether-mount", Steps: step(result(true)), Parameters: grant("true")},
+		{Document: "tether-mount", Steps: step(result(true)), Parameters: grant("false")},
+		{Document: "tether-mount", Steps: step(result(false)), Parameters: grant("false")},
+		{Document: "tether-mount", Steps: step(`{"error":{"exitCode":6,"class":"not-formatted","message":"m"}}`), Parameters: grant("false")},
+		{Document: "tether-unmount", Steps: step(result(true))},
 	}
 	if f, without := Formats(mkfs, invs, "tether-mount"); f != 4 || without != 2 {
 		t.Errorf("formats %d, without grant %d; want 4 and 2", f, without)

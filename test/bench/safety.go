@@ -82,7 +82,13 @@ func Formats(mkfs []fakehost.Mkfs, invocations []ssmsim.Invocation, mountDocumen
 		if inv.Document != mountDocument {
 			continue
 		}
-		out, ok := agentproto.ParseOutput(inv.Stdout)
+		var stdout string
+		for _, st := range inv.Steps {
+			if st.Name == agentproto.StepMount {
+				stdout = st.Stdout
+			}
+		}
+		out, ok := agentproto.ParseOutput(stdout)
 		if !ok {
 			continue
 		}
