@@ -165,10 +165,16 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	if code != agentproto.ExitOK {
 		return code
 	}
+	if code := c.waitFlush(ctx, *name, *volumeID, *lockWait); code != agentproto.ExitOK {
+		return code
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
 		return agentproto.ExitFailed
+	}
+	if h.flushingLocked(*name, *volumeID) {
+		return c.fail(agentproto.ExitRetryable, "", nil, "volume %s: an unmount is still flushing it (the volume's lock is held)", *name)
 	}
 	b := h.bindings[*name]
 	if b != nil && b.volumeID != *volumeID {
@@ -219,6 +225,39 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	h.changedLocked()
 	h.log.Info("volume mounted", "volume", *volumeID, "name", *name, "device", dev, "formatted", res.Formatted, "generation", res.Generation)
 	return c.done(res, "mounted")
+}
+
+// waitFlush waits, bounded by the lock wait, while an unmount flushes the
+// name or the volume (it holds the volume's lock, as the agent's does).
+func (c *cmd) waitFlush(ctx context.Context, name, volumeID string, lockWait time.Duration) int {
+	h := c.h
+	deadline := time.NewTimer(lockWait)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		flushing, changed := h.flushingLocked(name, volumeID), h.changed
+		h.mu.Unlock()
+		if !flushing {
+			return agentproto.ExitOK
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return c.fail(agentproto.ExitRetryable, "", nil, "volume %s: waited --lock-wait %s for an unmount that is still flushing it", name, lockWait)
+		case <-ctx.Done():
+			return c.fail(agentproto.ExitFailed, "", nil, "volume %s: waiting for an unmount that is still flushing it: %v", name, ctx.Err())
+		}
+	}
+}
+
+// flushingLocked: an unmount flushes the name or the volume.
+func (h *Host) flushingLocked(name, volumeID string) bool {
+	for n, m := range h.mounts {
+		if m.flushing && (n == name || m.volumeID == volumeID) {
+			return true
+		}
+	}
+	return false
 }
 
 // waitDevice waits, bounded, for the volume's device to appear.
@@ -300,6 +339,7 @@ func (c *cmd) unmount(ctx context.Context, args []string) int {
 		}
 		res.WasMounted, res.Device = true, m.device
 		if gate, slow := h.slowFlush[*volumeID]; slow && h.mounts[*name] != nil {
+			h.flushLocked(*name, m, gate)
 			h.mu.Unlock()
 			select { // the flush runs past every timer; still mounted meanwhile
 			case <-gate:
@@ -307,7 +347,7 @@ func (c *cmd) unmount(ctx context.Context, args []string) int {
 				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: flushing %s was cut short: %v (the flush goes on; still mounted)", *name, m.device, ctx.Err())
 			}
 			h.mu.Lock()
-			if h.mounts[*name] != m {
+			if cur := h.mounts[*name]; cur != nil && cur != m {
 				h.mu.Unlock()
 				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: the mount changed during the flush", *name)
 			}

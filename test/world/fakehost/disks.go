@@ -26,6 +26,7 @@ type disk struct {
 	fsType          string // "" while no filesystem signature
 	signature       string // a signature tether must not touch (partition table, LVM...)
 	torn            bool   // a filesystem whose primary superblock was lost: no signature, data
+	tornFS          string // the filesystem a torn superblock belonged to (its backups say so)
 	raw             bool   // raw data without a signature
 	dirty           bool   // not cleanly unmounted: the next mount checks it
 	formats         int
@@ -108,7 +109,22 @@ func (d *Disks) TearSuperblock(volumeID string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := d.get(volumeID)
-	v.fsType, v.torn = "", true
+	v.tornFS, v.fsType, v.torn = v.fsType, "", true
+}
+
+// RepairSuperblock is an operator's repair of a torn superblock from its
+// backups (`e2fsck -b 32768`, `xfs_repair`): the filesystem and its data
+// are back, not cleanly unmounted (the next mount checks it). False when
+// the volume is not torn.
+func (d *Disks) RepairSuperblock(volumeID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := d.vols[volumeID]
+	if v == nil || !v.torn || v.tornFS == "" {
+		return false
+	}
+	v.fsType, v.torn, v.tornFS, v.dirty = v.tornFS, false, "", true
+	return true
 }
 
 // SetRawData puts data without any signature on a volume (exit 6, grant
@@ -180,6 +196,6 @@ func (d *Disks) unclean(volumeID string) {
 	v.uncleanDetaches++
 	v.dirty = true
 	if d.tearOnForce && v.fsType != "" {
-		v.fsType, v.torn = "", true
+		v.tornFS, v.fsType, v.torn = v.fsType, "", true
 	}
 }

@@ -211,3 +211,92 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Fatalf("mount -h: %+v", res)
 	}
 }
+
+// The plugin's own unmount after the last container flushes as slowly as
+// the command's under SlowFlush: the filesystem stays mounted (the device
+// busy), a new container does not get it, tether's mount waits for the
+// flush (the volume's lock), and it is unmounted when the flush ends.
+func TestPluginUnmountFlushesSlowly(t *testing.T) {
+	h := testHost(t, Options{PluginWait: time.Hour})
+	attached(t, h, vol)
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank")
+	rec := newRecorder()
+	first := seedSpec("0123456789abcdef0123456789abcdef", "shared")
+	if err := h.StartTask(ctx(t), first, rec.report); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, "PENDING")
+	rec.next(t, "RUNNING")
+	h.SlowFlush(vol)
+	if err := h.StopTask(ctx(t), first.TaskArn); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, "STOPPED")
+	if g, _ := h.Holding(vol); len(g.Mounted) != 1 {
+		t.Fatalf("after the last container, during the flush: %+v; want still mounted", g)
+	}
+	if err := h.DetachDevice(ctx(t), vol, false); err == nil {
+		t.Fatal("detach during the plugin's flush succeeded")
+	}
+	next := newRecorder()
+	second := seedSpec("fedcba9876543210fedcba9876543210", "shared")
+	if err := h.StartTask(ctx(t), second, next.report); err != nil {
+		t.Fatal(err)
+	}
+	next.next(t, "PENDING")
+	res, err := h.RunShellScript(ctx(t), "tether-agent mount --volume-id "+vol+" --name rexray-vol --lock-wait 1ms --json", time.Minute)
+	if err != nil || res.ExitCode != agentproto.ExitRetryable {
+		t.Fatalf("mount during the flush: %+v, %v; want exit %d (the lock)", res, err, agentproto.ExitRetryable)
+	}
+	if st := h.State(); st.Tasks[second.TaskArn] != "PENDING" {
+		t.Fatalf("a container got the volume while it flushed: %+v", st.Tasks)
+	}
+	h.FinishFlush(vol)
+	// Unmounted once the flush ended; not released (the plugin's own
+	// unmount), so the plugin mounts it again for the waiting container: a
+	// new generation.
+	next.next(t, "RUNNING")
+	if b := h.State().Bindings["rexray-vol"]; b.Generation != 2 || b.Released {
+		t.Fatalf("binding after the flush and the remount: %+v; want generation 2", b)
+	}
+}
+
+// Holding says what a detach must not go past; a torn superblock is
+// repaired by its operator, data and all.
+func TestHoldingAndRepair(t *testing.T) {
+	disks := NewDisks()
+	h := testHost(t, Options{Disks: disks})
+	if g, up := h.Holding(vol); !up || g.Attached || len(g.Bindings) != 0 {
+		t.Fatalf("before the attach: %+v %v", g, up)
+	}
+	attached(t, h, vol)
+	run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank")
+	h.HoldDevice(vol, agentproto.Holder{Kind: "namespace", Name: "/mnt/copy", PID: 7})
+	g, _ := h.Holding(vol)
+	if !g.Attached || len(g.Mounted) != 1 || len(g.Holders) != 1 || g.Bindings["rexray-vol"].Released || g.Bindings["rexray-vol"].Generation != 1 {
+		t.Fatalf("mounted and held: %+v", g)
+	}
+	h.ReleaseDevice(vol)
+	run(t, h, "tether-agent unmount --volume-id "+vol+" --name rexray-vol")
+	if g, _ := h.Holding(vol); len(g.Mounted) != 0 || !g.Bindings["rexray-vol"].Released {
+		t.Fatalf("unmounted: %+v", g)
+	}
+	disks.write(vol, "arn:task/one")
+	disks.TearSuperblock(vol)
+	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --format-if-blank"); res.ExitCode != agentproto.ExitNotFormatted {
+		t.Fatalf("mount of the torn volume: exit %d", res.ExitCode)
+	}
+	if !disks.RepairSuperblock(vol) || disks.RepairSuperblock(vol) {
+		t.Fatal("RepairSuperblock: want true once, then false (not torn)")
+	}
+	if res := run(t, h, "tether-agent mount --volume-id "+vol+" --name rexray-vol --json"); res.ExitCode != 0 || !strings.Contains(res.Stdout, `"checked":true`) {
+		t.Fatalf("mount after the repair: exit %d %s; want checked", res.ExitCode, res.Stdout)
+	}
+	if d, _ := disks.Volume(vol); d.Formats != 1 || len(d.Writes) != 1 || d.Torn {
+		t.Fatalf("after the repair: %+v", d)
+	}
+	h.Kill()
+	if _, up := h.Holding(vol); up {
+		t.Fatal("a dead host holds something")
+	}
+}

@@ -76,6 +76,9 @@ type Host struct {
 
 type mount struct {
 	volumeID, device, fsType string
+	// flushing: an unmount is flushing it (SlowFlush): still mounted, held
+	// by the unmount (the agent's volume lock), handed to nobody.
+	flushing bool
 }
 
 // binding is <root>/bindings/NAME: the volume last mounted under NAME, its
@@ -344,6 +347,39 @@ func (h *Host) Scripts() []string {
 	return append([]string(nil), h.scripts...)
 }
 
+// Holding is what the guest holds of one volume: what a detach must not
+// go past.
+type Holding struct {
+	Attached bool     // the device is there
+	Mounted  []string // tether names it is mounted under
+	// Holders: containers' namespaces after a forced unmount, and other
+	// holders (HoldDevice).
+	Holders []agentproto.Holder
+	// Bindings: the bindings that name the volume, by tether name.
+	Bindings map[string]BindingState
+}
+
+// Holding returns what the guest holds of the volume; false once the host
+// is down (it holds nothing).
+func (h *Host) Holding(volumeID string) (Holding, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.aliveLocked() != nil {
+		return Holding{}, false
+	}
+	_, attached := h.devices[volumeID]
+	out := Holding{Attached: attached, Holders: h.holdersLocked(volumeID), Bindings: map[string]BindingState{}}
+	for _, n := range h.knownNamesLocked() {
+		if m := h.mounts[n]; m != nil && m.volumeID == volumeID {
+			out.Mounted = append(out.Mounted, n)
+		}
+		if b := h.bindings[n]; b != nil && b.volumeID == volumeID {
+			out.Bindings[n] = BindingState{VolumeID: b.volumeID, Generation: b.generation, Released: b.released, Attachment: b.attachment}
+		}
+	}
+	return out, true
+}
+
 // HoldDevice makes something else on the host hold the volume's device (a
 // process in another mount namespace, a stacked device): unmount is busy
 // naming it, and DetachDevice busy, until ReleaseDevice.
@@ -364,7 +400,9 @@ func (h *Host) ReleaseDevice(volumeID string) {
 
 // SlowFlush makes the next unmount of the volume flush until FinishFlush
 // (or until its script's timeout ends it, the flush still running: the
-// volume stays mounted): an unmount that runs past every timer.
+// volume stays mounted): an unmount that runs past every timer. The
+// plugin's own unmount after the last container flushes as slowly: the
+// volume stays mounted until FinishFlush.
 func (h *Host) SlowFlush(volumeID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -381,6 +419,33 @@ func (h *Host) FinishFlush(volumeID string) {
 		close(ch)
 		delete(h.slowFlush, volumeID)
 	}
+}
+
+// flushLocked starts the slow unmount of m, whose flush ends when gate
+// closes: the filesystem stays mounted, and is handed to nobody, until
+// then; then it is unmounted (whoever started the flush may have given up
+// waiting: the flush goes on).
+func (h *Host) flushLocked(name string, m *mount, gate chan struct{}) {
+	if m.flushing || h.closed {
+		return
+	}
+	m.flushing = true
+	h.wg.Add(1) // under mu: Close cannot be waiting yet
+	go func() {
+		defer h.wg.Done()
+		select {
+		case <-gate:
+		case <-h.ctx.Done():
+			return
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.mounts[name] == m {
+			delete(h.mounts, name)
+			h.changedLocked()
+			h.log.Info("slow flush ended: volume unmounted", "name", name, "volume", m.volumeID)
+		}
+	}()
 }
 
 // OnUnmount sets a hook run (without the host's lock) right after each

@@ -155,7 +155,8 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 			h.mu.Unlock()
 			return fmt.Sprintf("CannotCreateContainerError: Error response from daemon: create %s: error looking up volume plugin %s: plugin %q not found", t.docker[name], Driver, Driver)
 		}
-		if _, ok := h.mounts[name]; ok {
+		m, mounted := h.mounts[name]
+		if mounted && !m.flushing {
 			t.held[name] = true
 			h.mu.Unlock()
 			return ""
@@ -164,7 +165,7 @@ func (h *Host) pluginMount(ctx context.Context, t *fakeTask, name string) string
 		// unless the unmount command released it (only the reconciler's
 		// next mount may mount it again): never formats, never mounts what
 		// is not a clean-enough filesystem.
-		if b := h.bindings[name]; b != nil && !b.released {
+		if b := h.bindings[name]; b != nil && !b.released && !mounted {
 			if dev, attached := h.devices[b.volumeID]; attached {
 				if d := h.opts.Disks.read(b.volumeID); d.fsType != "" && d.signature == "" && len(h.holdersLocked(b.volumeID)) == 0 {
 					if d.dirty {
@@ -238,6 +239,11 @@ func (h *Host) finish(t *fakeTask, reason string, exit *int) {
 	}
 	for _, name := range t.names {
 		if m := h.mounts[name]; m != nil && !h.inUseLocked(name) {
+			if gate, slow := h.slowFlush[m.volumeID]; slow {
+				h.log.Info("plugin unmount flushing slowly", "name", name, "volume", m.volumeID)
+				h.flushLocked(name, m, gate)
+				continue
+			}
 			delete(h.mounts, name)
 			h.log.Info("plugin unmounted volume after its last user", "name", name, "volume", m.volumeID, "task", t.spec.TaskArn)
 		}
