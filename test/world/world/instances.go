@@ -276,6 +276,26 @@ func (w *World) HangInstance(ctx context.Context, id string, impairAfter time.Du
 	return nil
 }
 
+// ResumeInstance ends a hang: the guest answers again, EC2's status checks
+// pass, its SSM agent polls again (delivering what waited for it) and its
+// ECS agent reconnects.
+func (w *World) ResumeInstance(id string) error {
+	if _, err := w.Instance(id); err != nil {
+		return err
+	}
+	if err := w.ec2.RestoreInstanceStatus(id); err != nil {
+		return fmt.Errorf("world: resume %s: %w", id, err)
+	}
+	if err := w.ssm.StartAgent(id); err != nil {
+		return fmt.Errorf("world: resume %s: %w", id, err)
+	}
+	if err := w.ecs.ReconnectAgent(id); err != nil {
+		return fmt.Errorf("world: resume %s: %w", id, err)
+	}
+	w.log.Info("instance resumed", "instance", id)
+	return nil
+}
+
 // onInstanceState keeps SSM, ECS and Auto Scaling in step with EC2,
 // whoever changed the instance (a control method, a StopInstances or
 // TerminateInstances call, a Spot interruption, Auto Scaling): a stopped

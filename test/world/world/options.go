@@ -66,9 +66,13 @@ type Options struct {
 	// DetachEvents makes EC2 send EBS detachVolume events. Off by default:
 	// the EBS guide lists the event, but tether must work without it.
 	DetachEvents bool
-	Seed         uint64
-	Cluster      string   // the cluster tether serves and the seed's ECSClusterName; default "default"
-	Clusters     []string // further clusters to create
+	// EC2Latency overrides EC2's profile for some operations (chaos gives
+	// the instant profile instances that take a while to stop:
+	// ec2sim.OpStopInstance).
+	EC2Latency map[latency.Op]latency.Dist
+	Seed       uint64
+	Cluster    string   // the cluster tether serves and the seed's ECSClusterName; default "default"
+	Clusters   []string // further clusters to create
 
 	Hosts HostKind // default FakeHosts
 	// AgentBinary is tether-agent for real hosts; empty: built with
@@ -225,15 +229,15 @@ func (o *Options) azs() []string {
 // instance stop and termination times, scaled like the rest.
 func (o *Options) ec2Profile(p latency.Profile) latency.Profile {
 	out := latency.Profile{Name: p.Name, Dists: maps.Clone(p.Dists)}
-	if o.instant() {
-		return out
-	}
-	f := profileScale(o.Profile)
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
-	for op, d := range ec2sim.RealisticInstanceDists() {
-		if _, ok := out.Dists[op]; !ok {
-			out.Dists[op] = latency.Dist{Median: scale(d.Median), P99: scale(d.P99), Max: scale(d.Max)}
+	if !o.instant() {
+		f := profileScale(o.Profile)
+		scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+		for op, d := range ec2sim.RealisticInstanceDists() {
+			if _, ok := out.Dists[op]; !ok {
+				out.Dists[op] = latency.Dist{Median: scale(d.Median), P99: scale(d.P99), Max: scale(d.Max)}
+			}
 		}
 	}
+	maps.Copy(out.Dists, o.EC2Latency)
 	return out
 }

@@ -69,6 +69,9 @@ type World struct {
 	ecsGone   map[string]bool // instances ECS has been told are terminated
 	launched  int             // for round-robin AZs
 	closed    bool
+
+	detachMu sync.Mutex
+	detaches []DetachAsked
 }
 
 // Start builds and starts a world. On error everything it started is torn
@@ -126,7 +129,7 @@ func (w *World) start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	w.ec2.Register(w.router)
+	w.router.HandleEC2(w.serveEC2) // ec2sim's handler, its detaches observed (DetachesAsked)
 	w.asg.Register(w.router)
 	w.ecs.Register(w.router)
 	w.ssm.Register(w.router)
