@@ -24,11 +24,39 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
+	"github.com/tether-ecs/tether/functions/boot"
+	"github.com/tether-ecs/tether/test/world/ec2sim"
 	"github.com/tether-ecs/tether/test/world/ecssim"
+	"github.com/tether-ecs/tether/test/world/latency"
+	"github.com/tether-ecs/tether/test/world/samlocal"
 	"github.com/tether-ecs/tether/test/world/world"
 )
+
+// scaledDeadlines runs tether's functions in this process (boot.Handler,
+// the mains' wiring) with the deadlines after which tether stops a
+// waiting task scaled like the plugin's Mount wait: tether's defaults
+// (75 s for a live host, 90 s for a volume a running task holds) are set
+// against the real plugin's 90 s, and a fake host's wait is PluginWait,
+// so without this the plugin's less precise reason would always come
+// first. They are the functions' own settings (TETHER_WAIT_DEADLINE,
+// TETHER_CONFLICT_DEADLINE).
+func scaledDeadlines(pluginWait time.Duration) samlocal.HandlerFunc {
+	scale := func(d time.Duration) string {
+		return (time.Duration(float64(d) * float64(pluginWait) / float64(90*time.Second))).Round(time.Millisecond).String()
+	}
+	set := map[string]string{"TETHER_WAIT_DEADLINE": scale(75 * time.Second), "TETHER_CONFLICT_DEADLINE": scale(90 * time.Second)}
+	return func(ctx context.Context, pkg string, getenv func(string) string, awsCfg aws.Config, out io.Writer) (any, error) {
+		return boot.Handler(ctx, pkg, func(k string) string {
+			if v, ok := set[k]; ok && getenv(k) == "" {
+				return v
+			}
+			return getenv(k)
+		}, awsCfg, out)
+	}
+}
 
 // run is one chaos run in progress.
 type run struct {
@@ -58,7 +86,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	began := time.Now()
 	w, err := world.Start(ctx, world.Options{
 		Instances: cfg.Instances, AZs: cfg.AZs, Profile: cfg.Profile, TimeScale: timeScale, Seed: cfg.Seed,
-		Functions: cfg.Functions, Dir: cfg.Dir, PluginWait: cfg.PluginWait, Logger: logger,
+		Functions: cfg.Functions, InProcess: scaledDeadlines(cfg.PluginWait), Dir: cfg.Dir, PluginWait: cfg.PluginWait, Logger: logger,
+		EC2Latency: map[latency.Op]latency.Dist{ec2sim.OpStopInstance: cfg.StopTime},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
@@ -142,7 +171,14 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	rep := r.report(faults)
 	rep.OpsPhase, rep.Settled = opsTook, settled
 	r.finalChecks(ctx, rep)
-	r.watch.fill(rep)
+	wanted := map[string]bool{}
+	for _, m := range r.sched.svc {
+		if vd, ok := m.def.sharedVolume(); ok && m.exists && m.desired > 0 {
+			wanted[vd.name] = true
+		}
+	}
+	r.watch.fill(rep, wanted)
+	rep.History = r.sched.historyBefore(rep)
 	return rep, nil
 }
 
@@ -180,8 +216,8 @@ func (r *run) operate(ctx context.Context) {
 		}
 		if time.Now().After(nextProgress) {
 			nextProgress = time.Now().Add(15 * time.Second)
-			fmt.Fprintf(r.log, "chaos: %6s  operations %5d  handoffs %5d  violations %d\n",
-				time.Since(began).Round(time.Second), r.sched.n, r.watch.Handoffs(), r.watch.violationCount())
+			fmt.Fprintf(r.log, "chaos: %6s  operations %5d  handoffs %5d  violations %d  instances %s  waiting %d\n",
+				time.Since(began).Round(time.Second), r.sched.n, r.watch.Handoffs(), r.watch.violationCount(), r.sched.instances(), r.watch.waiting())
 		}
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -39,24 +40,66 @@ const (
 	OpStickAttach  OpKind = "stick-attach"   // the next attachment of a volume stays "attaching"
 	OpDisconnect   OpKind = "ecs-disconnect" // the ECS agent loses its connection (restarts)
 	OpReconnect    OpKind = "ecs-reconnect"  // and is back
-	OpSSMOffline   OpKind = "ssm-offline"    // the SSM agent stops answering
-	OpSSMOnline    OpKind = "ssm-online"     // and answers again
+	OpSSMOffline   OpKind = "ssm-offline"    // the SSM agent stops on a live host (a task there stopping, at times)
+	OpSSMOnline    OpKind = "ssm-online"     // and runs again
+
+	// Faults of issue 11 (fence by facts).
+	OpStopInstance OpKind = "stop-instance"     // EC2 stops the instance: stopping (containers stop, or not), then stopped
+	OpTerminate    OpKind = "terminate-stopped" // the stopped instance is terminated (a new one is launched later)
+	OpHang         OpKind = "hang"              // the guest hangs: EC2 says running, agents silent, devices held
+	OpResume       OpKind = "resume"            // and comes back (or is terminated by its operator)
+	OpDeregister   OpKind = "deregister-force"  // deregister-container-instance --force: its tasks orphaned on the host
+	OpOrphansEnd   OpKind = "orphans-end"       // the orphans exit or the instance is terminated
+	OpSlowFlush    OpKind = "slow-flush"        // a task stops and its volume's unmount flushes past every timer
+	OpFinishFlush  OpKind = "finish-flush"      // and the flush ends
+	OpPluginRace   OpKind = "plugin-race"       // a task stops and another starts on the same host while the detach is in flight
+	OpRaceEnd      OpKind = "race-end"          // the racing task is stopped
+	OpHoldDevice   OpKind = "hold-device"       // a process in another namespace holds a volume's device
+	OpReleaseHold  OpKind = "release-device"    // and lets go
+	OpRepair       OpKind = "repair-fs"         // an operator repairs a torn superblock from its backups (after a death tore it)
 )
+
+type kindWeight struct {
+	kind   OpKind
+	weight int
+}
+
+// drawnKinds lists the kinds the schedule draws.
+func drawnKinds() []OpKind {
+	var out []OpKind
+	for _, k := range chosenKinds {
+		out = append(out, k.kind)
+	}
+	return out
+}
+
+// weight is the kind's weight in this run (0: not drawn).
+func (c *Config) weight(k kindWeight) int {
+	if !c.allowed(k.kind) {
+		return 0
+	}
+	if w, ok := c.Weights[k.kind]; ok {
+		return w
+	}
+	return k.weight
+}
 
 // chosenKinds are the kinds the schedule draws from, with their weights;
 // the undo kinds (activate, scale-up, recreate, launch) follow the others.
-var chosenKinds = []struct {
-	kind   OpKind
-	weight int
-}{
+var chosenKinds = []kindWeight{
 	{OpDrain, 34}, {OpStopTask, 14}, {OpTaskExit, 6}, {OpScaleDown, 6}, {OpDeleteSvc, 3},
-	{OpKill, 3}, {OpAgentRestart, 4}, {OpDisconnect, 3}, {OpSSMOffline, 2}, {OpThrottle, 4}, {OpDelayAttach, 4},
+	{OpKill, 3}, {OpAgentRestart, 4}, {OpDisconnect, 3}, {OpSSMOffline, 3}, {OpThrottle, 4}, {OpDelayAttach, 4},
 	{OpFailCreate, 1}, {OpStickAttach, 1},
+	{OpStopInstance, 2}, {OpHang, 2}, {OpDeregister, 1}, {OpSlowFlush, 3}, {OpPluginRace, 3}, {OpHoldDevice, 2},
 }
+
+// undoKinds follow the kinds they undo; they are never drawn.
+var undoKinds = []OpKind{OpActivate, OpScaleUp, OpRecreateSvc, OpLaunch, OpReconnect, OpSSMOnline,
+	OpTerminate, OpResume, OpOrphansEnd, OpFinishFlush, OpRaceEnd, OpReleaseHold, OpRepair}
 
 // AllKinds lists every kind, for CHAOS_KINDS.
 func AllKinds() []OpKind {
-	out := []OpKind{OpActivate, OpScaleUp, OpRecreateSvc, OpLaunch, OpReconnect, OpSSMOnline}
+	out := slices.Clone(undoKinds)
 	for _, k := range chosenKinds {
 		out = append(out, k.kind)
 	}
@@ -84,8 +127,19 @@ type Config struct {
 	// Kinds restricts the operations drawn (default: every kind). Undo
 	// kinds always follow the kinds they undo.
 	Kinds []OpKind
+	// Weights change the weights operations are drawn with (kind ->
+	// weight; 0 leaves the kind out), over chosenKinds' defaults.
+	Weights map[OpKind]int
 	// NoFaults turns off event, EC2, SSM and ECS fault injection.
 	NoFaults bool
+	// TearRate is the probability that an instance's death (kill, or the
+	// end of a stop) tears the superblock of every volume still mounted
+	// there, as a force detach can (default 0.25; -1 for never). An
+	// operator repairs a torn volume a few operations later.
+	TearRate float64
+	// StopTime is how long an EC2 stop stays "stopping" (wall time; the
+	// default's median is 1s, its p99 4s).
+	StopTime latency.Dist
 	// Profile is the world's latency profile (default instant).
 	Profile string
 	// Functions: how tether's functions run (default in this process,
@@ -97,7 +151,7 @@ type Config struct {
 	// (default 20s: the real plugin's 90 s, scaled like the world's SQS
 	// clock, with room for the SDK's unscaled retry backoff).
 	PluginWait time.Duration
-	// MaxRun bounds the operations phase in wall time (default 17m).
+	// MaxRun bounds the operations phase in wall time (default 25m).
 	MaxRun time.Duration
 	// Settle bounds the phase after the operations (default 3m).
 	Settle time.Duration
@@ -156,10 +210,26 @@ func (c *Config) defaults() error {
 		c.PluginWait = 20 * time.Second
 	}
 	if c.MaxRun == 0 {
-		c.MaxRun = 17 * time.Minute
+		c.MaxRun = defaultMaxRun
 	}
 	if c.Settle == 0 {
 		c.Settle = 3 * time.Minute
+	}
+	switch {
+	case c.TearRate == 0:
+		c.TearRate = 0.25
+	case c.TearRate < 0:
+		c.TearRate = 0
+	case c.TearRate > 1:
+		errs = append(errs, fmt.Errorf("TearRate %g: want a probability (0 to 1, -1 for never)", c.TearRate))
+	}
+	if c.StopTime == (latency.Dist{}) {
+		c.StopTime = latency.Dist{Median: time.Second, P99: 4 * time.Second}
+	}
+	for k, wt := range c.Weights {
+		if wt < 0 || !slices.ContainsFunc(chosenKinds, func(ck kindWeight) bool { return ck.kind == k }) {
+			errs = append(errs, fmt.Errorf("weight %s=%d: want a drawn kind (%v) and a weight of 0 or more", k, wt, drawnKinds()))
+		}
 	}
 	if c.Handoffs < 1 {
 		errs = append(errs, fmt.Errorf("Handoffs %d: want at least 1", c.Handoffs))
@@ -198,11 +268,20 @@ const (
 	// EnvShape: instances,AZs,shared-scope services,task-scope services
 	// (default 6,3,24,4); smaller shapes help minimise a failing seed.
 	EnvShape = "CHAOS_SHAPE"
-	// EnvMaxRun bounds the operations phase (default 17m).
+	// EnvMaxRun bounds the operations phase (default 25m).
 	EnvMaxRun = "CHAOS_MAX_RUN"
+	// EnvWeights: kind=weight,... over the default weights (e.g.
+	// hang=10,drain=0), to aim a run at one fault.
+	EnvWeights = "CHAOS_WEIGHTS"
+	// EnvTearRate: the probability that a death tears mounted volumes'
+	// superblocks (default 0.25; 0 for never).
+	EnvTearRate = "CHAOS_TEAR_RATE"
 )
 
 const defaultShape = "6,3,24,4"
+
+// defaultMaxRun bounds the operations of make chaos's 1,000 handoffs.
+const defaultMaxRun = 25 * time.Minute
 
 func (c Config) shape() string {
 	return fmt.Sprintf("%d,%d,%d,%d", c.Instances, c.AZs, c.SharedServices, c.TaskServices)
@@ -247,6 +326,28 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.OpInterval = d
 	}
+	if s := getenv(EnvWeights); s != "" {
+		c.Weights = map[OpKind]int{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want kind=weight,... such as hang=10,drain=0", EnvWeights, s))
+				break
+			}
+			c.Weights[OpKind(k)] = n
+		}
+	}
+	if s := getenv(EnvTearRate); s != "" {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v < 0 || v > 1 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a probability from 0 to 1", EnvTearRate, s))
+		}
+		c.TearRate = v
+		if v == 0 {
+			c.TearRate = -1 // never, not the default
+		}
+	}
 	c.Profile = getenv(EnvProfile)
 	c.KeepGoing = getenv(EnvKeep) == "1"
 	if s := getenv(EnvMaxRun); s != "" {
@@ -285,6 +386,22 @@ func (c Config) ReplayCommand(handoffs int) string {
 	}
 	if c.NoFaults {
 		fmt.Fprintf(&b, " %s=off", EnvFaults)
+	}
+	if len(c.Weights) > 0 {
+		var ws []string
+		for _, k := range slices.Sorted(maps.Keys(c.Weights)) {
+			ws = append(ws, fmt.Sprintf("%s=%d", k, c.Weights[k]))
+		}
+		fmt.Fprintf(&b, " %s=%s", EnvWeights, strings.Join(ws, ","))
+	}
+	switch {
+	case c.TearRate < 0:
+		fmt.Fprintf(&b, " %s=0", EnvTearRate)
+	case c.TearRate != 0 && c.TearRate != 0.25:
+		fmt.Fprintf(&b, " %s=%g", EnvTearRate, c.TearRate)
+	}
+	if c.MaxRun != 0 && c.MaxRun != defaultMaxRun {
+		fmt.Fprintf(&b, " %s=%s", EnvMaxRun, c.MaxRun)
 	}
 	if p, err := latency.Parse(c.Profile); c.OpInterval != 0 && (err != nil || c.OpInterval != pace(p)) {
 		fmt.Fprintf(&b, " %s=%s", EnvInterval, c.OpInterval)

@@ -39,12 +39,39 @@ func (wt *watcher) checkDiskLocked(id string, ds fakehost.DiskState, on []string
 		v.writeSeen = append(v.writeSeen, now)
 		wt.writers[arn] = append(wt.writers[arn], id)
 		v.note(wt.since(), "generation %d written by %s on %v (previous %s verified)", len(v.writes), shortTask(arn), on, shortTask(prev))
+		if d := wt.deaths[id]; d != nil && d.servedAt.IsZero() && len(on) > 0 && !slices.Contains(on, d.instance) {
+			d.servedAt = now
+			wt.outcomes["volumes of a dead instance served again elsewhere ("+d.kind+")"]++
+		}
 	}
 	if ds.Unclean > v.unclean {
-		wt.violateLocked("unclean-detach", id, "%s (%s) was detached while mounted (force) on %v: %d unclean detaches not caused by an instance death",
-			id, v.name, on, ds.Unclean-v.unclean)
+		if dead := wt.deadHolder(v); dead != "" {
+			// The guest it was on died with it mounted (a stop's end).
+			v.note(wt.since(), "instance %s died with it mounted", dead)
+		} else {
+			wt.violateLocked("unclean-detach", id, "%s (%s) was detached while mounted (force) on %v: %d unclean detaches not caused by an instance death",
+				id, v.name, orNoneList(v.lastOn), ds.Unclean-v.unclean)
+		}
 		v.unclean = ds.Unclean
 	}
+}
+
+// deadHolder names the instance, among those the volume was last seen on,
+// whose guest is gone ("" if none).
+func (wt *watcher) deadHolder(v *volObs) string {
+	for _, in := range v.lastOn {
+		if wt.down[in] {
+			return in
+		}
+	}
+	return ""
+}
+
+func orNoneList(s []string) any {
+	if len(s) == 0 {
+		return "no instance seen"
+	}
+	return s
 }
 
 // chain is fakehost's checksum: sha256 over the previous sum and each

@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,16 +24,29 @@ import (
 
 // Instance states in the schedule's model.
 const (
-	instActive   = "active"
-	instDraining = "draining"
-	instDead     = "dead"
+	instActive      = "active"
+	instDraining    = "draining"
+	instDead        = "dead"
+	instStopped     = "stopped"        // stopping or stopped: terminated a few operations later
+	instHung        = "hung"           // EC2 says running; the guest and its agents are silent
+	instOrphaned    = "orphaned"       // deregistered with force: its containers run on, unseen by ECS
+	instOrphansGone = "orphans-exited" // and they exited: terminated a few operations later
 )
 
 type instModel struct {
 	id, az, arn, state string
-	disconnected       bool // ECS agent
-	offline            bool // SSM agent
+	disconnected       bool          // ECS agent
+	offline            bool          // SSM agent
+	stopped            chan struct{} // closed once a stop has ended (stopped, or failed)
 }
+
+// serving: ECS may place tasks there and the schedule may act on it as on
+// a healthy instance.
+func (in *instModel) serving() bool { return in.state == instActive || in.state == instDraining }
+
+// clean: active with both agents connected, for faults that need a
+// healthy host to start from.
+func (in *instModel) clean() bool { return in.state == instActive && !in.disconnected && !in.offline }
 
 type svcModel struct {
 	def     *serviceDef
@@ -65,11 +83,33 @@ type schedule struct {
 	skipped  map[OpKind]int
 	failed   map[OpKind]int
 	log      io.Writer
+	events   *slog.Logger // every operation, in the world's log
+	history  []opRecord   // every operation performed, for the report
+
+	async    sync.WaitGroup // operations still under way (an EC2 stop)
+	asyncMu  sync.Mutex
+	finished []deathNote // stops that ended, for the next step
+	dying    int         // deaths under way: no other death meanwhile (the superblock tear is per death)
+	races    map[string]*race
+	orphans  map[string][]string // instance -> the tasks its forced deregistration orphaned
+}
+
+// opRecord is one operation performed.
+type opRecord struct {
+	n      int
+	at     time.Duration // since the watcher began
+	kind   OpKind
+	target string
+	err    error
 }
 
 func newSchedule(cfg Config, w *world.World, api ecsAPI, watch *watcher, services []*serviceDef, log io.Writer) *schedule {
 	s := &schedule{cfg: cfg, w: w, ecs: api, watch: watch, rng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)),
-		done: map[OpKind]int{}, skipped: map[OpKind]int{}, failed: map[OpKind]int{}, log: log}
+		done: map[OpKind]int{}, skipped: map[OpKind]int{}, failed: map[OpKind]int{}, log: log,
+		events: slog.New(slog.DiscardHandler), races: map[string]*race{}, orphans: map[string][]string{}}
+	if cfg.WorldLog != nil {
+		s.events = slog.New(slog.NewJSONHandler(cfg.WorldLog, nil)).With("component", "chaos")
+	}
 	for _, in := range w.Instances() {
 		s.inst = append(s.inst, &instModel{id: in.ID, az: in.AZ, arn: in.ContainerInstanceArn, state: instActive})
 	}
@@ -88,21 +128,21 @@ func (s *schedule) pause() time.Duration {
 // operation.
 func (s *schedule) step(ctx context.Context) {
 	s.n++
-	var later []undoOp
-	for _, u := range s.undo {
+	s.collectDeaths()
+	pending, later := s.undo, []undoOp(nil)
+	s.undo = nil // undos queue undos of their own (a terminate's launch)
+	for _, u := range pending {
 		if u.due > s.n {
 			later = append(later, u)
 			continue
 		}
-		s.perform(ctx, u.kind, func() error { return s.doUndo(ctx, u) })
+		s.perform(ctx, u.kind, u.target, func() error { return s.doUndo(ctx, u) })
 	}
-	s.undo = append(later, s.requeued...)
+	s.undo = append(append(later, s.undo...), s.requeued...)
 	s.requeued = nil
 	total := 0
 	for _, k := range chosenKinds {
-		if s.cfg.allowed(k.kind) {
-			total += k.weight
-		}
+		total += s.cfg.weight(k)
 	}
 	if total == 0 {
 		return
@@ -111,35 +151,80 @@ func (s *schedule) step(ctx context.Context) {
 		x := s.rng.IntN(total)
 		var kind OpKind
 		for _, k := range chosenKinds {
-			if !s.cfg.allowed(k.kind) {
-				continue
-			}
-			if x < k.weight {
+			w := s.cfg.weight(k)
+			if x < w {
 				kind = k.kind
 				break
 			}
-			x -= k.weight
+			x -= w
 		}
-		if op := s.choose(ctx, kind); op != nil {
-			s.perform(ctx, kind, op)
+		if target, op := s.choose(ctx, kind); op != nil {
+			s.perform(ctx, kind, target, op)
 			return
 		}
 		s.skipped[kind]++
 	}
 }
 
-func (s *schedule) perform(ctx context.Context, kind OpKind, op func() error) {
+func (s *schedule) perform(ctx context.Context, kind OpKind, target string, op func() error) {
 	err := op()
 	if errors.Is(err, errNotYet) {
 		s.skipped[kind]++
 		return
 	}
+	s.history = append(s.history, opRecord{n: s.n, at: s.watch.since(), kind: kind, target: target, err: err})
 	if err != nil {
 		s.failed[kind]++
-		fmt.Fprintf(s.log, "operation %s failed: %v\n", kind, err)
+		s.events.Warn("chaos operation failed", "n", s.n, "kind", kind, "target", target, "err", err)
+		fmt.Fprintf(s.log, "operation %s %s failed: %v\n", kind, target, err)
 		return
 	}
+	s.events.Info("chaos operation", "n", s.n, "kind", kind, "target", target)
 	s.done[kind]++
+}
+
+// instances sums up the model's instances by state.
+func (s *schedule) instances() string {
+	n := map[string]int{}
+	for _, in := range s.inst {
+		n[in.state]++
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		if k != instDead {
+			out = append(out, fmt.Sprintf("%s %d", k, n[k]))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// historyBefore lists the last operations before the report's first
+// violation (none without one).
+func (s *schedule) historyBefore(rep *Report) []string {
+	if len(rep.Violations) == 0 {
+		return nil
+	}
+	at := rep.Violations[0].At
+	var out []string
+	for _, o := range s.history {
+		if o.at > at {
+			break
+		}
+		line := fmt.Sprintf("%5d  %9s  %-17s %s", o.n, o.at.Round(time.Millisecond), o.kind, o.target)
+		if o.err != nil {
+			line += "  (failed: " + o.err.Error() + ")"
+		}
+		out = append(out, line)
+	}
+	if len(out) > 40 {
+		out = out[len(out)-40:]
+	}
+	return out
+}
+
+// note logs a detail of an operation under way.
+func (s *schedule) note(kind OpKind, target, msg string, args ...any) {
+	s.events.Info("chaos "+msg, append([]any{"n", s.n, "kind", kind, "target", target}, args...)...)
 }
 
 // later queues an undo operation after 1+lo..hi more operations.
@@ -147,15 +232,16 @@ func (s *schedule) later(kind OpKind, target string, lo, hi int) {
 	s.undo = append(s.undo, undoOp{due: s.n + lo + s.rng.IntN(hi-lo+1), kind: kind, target: target})
 }
 
-// choose picks the operation's target; nil when none fits now.
-func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
+// choose picks the operation's target (named for the log) and returns
+// the operation; nil when none fits now.
+func (s *schedule) choose(ctx context.Context, kind OpKind) (string, func() error) {
 	switch kind {
 	case OpDrain:
 		in := s.pickInstance(func(in *instModel) bool { return in.state == instActive && s.inAZ(in.az, instActive) >= 2 })
 		if in == nil {
-			return nil
+			return "", nil
 		}
-		return func() error {
+		return in.id, func() error {
 			if err := s.w.DrainInstance(ctx, in.id); err != nil {
 				return err
 			}
@@ -165,28 +251,28 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 		}
 	case OpKill:
 		in := s.pickInstance(func(in *instModel) bool {
-			return in.state != instDead && s.inAZ(in.az, instActive) >= 1+b2i(in.state == instActive) && s.inAZ(in.az, "") >= 2
+			return in.serving() && s.inAZ(in.az, instActive) >= 1+b2i(in.state == instActive) && s.inAZ(in.az, "") >= 2
 		})
-		if in == nil {
-			return nil
+		if in == nil || s.dying > 0 {
+			return "", nil
 		}
-		return func() error {
+		return in.id, func() error {
 			in.state = instDead
 			s.later(OpLaunch, in.az, 2, 6)
-			return s.watch.kill(ctx, in.id)
+			return s.die(ctx, kind, in, s.drawTear())
 		}
 	case OpAgentRestart:
-		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead })
+		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead && in.state != instStopped })
 		if in == nil {
-			return nil
+			return "", nil
 		}
-		return func() error { return s.w.RestartAgent(ctx, in.id) }
+		return in.id, func() error { return s.w.RestartAgent(ctx, in.id) }
 	case OpDisconnect:
-		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead && !in.disconnected })
+		in := s.pickInstance(func(in *instModel) bool { return in.serving() && !in.disconnected })
 		if in == nil {
-			return nil
+			return "", nil
 		}
-		return func() error {
+		return in.id, func() error {
 			if err := s.w.ECS().DisconnectAgent(in.id); err != nil {
 				return err
 			}
@@ -195,30 +281,19 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 			return nil
 		}
 	case OpSSMOffline:
-		in := s.pickInstance(func(in *instModel) bool { return in.state != instDead && !in.offline })
-		if in == nil {
-			return nil
-		}
-		return func() error {
-			if err := s.w.SSM().SetOnline(in.id, false); err != nil {
-				return err
-			}
-			in.offline = true
-			s.later(OpSSMOnline, in.id, 1, 6)
-			return nil
-		}
+		return s.chooseSSMDown(ctx)
 	case OpStopTask, OpTaskExit:
 		sv := s.pickService(func(m *svcModel) bool { return m.exists && m.desired > 0 })
 		if sv == nil {
-			return nil
+			return "", nil
 		}
-		return func() error { return s.stopTask(ctx, sv, kind == OpTaskExit) }
+		return sv.def.name, func() error { return s.stopTask(ctx, sv, kind == OpTaskExit) }
 	case OpScaleDown:
 		sv := s.pickService(func(m *svcModel) bool { return m.exists && m.desired > 0 })
 		if sv == nil {
-			return nil
+			return "", nil
 		}
-		return func() error {
+		return sv.def.name, func() error {
 			if err := s.scale(ctx, sv, 0); err != nil {
 				return err
 			}
@@ -234,9 +309,9 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 		}
 		sv := s.pickService(func(m *svcModel) bool { return m.exists })
 		if sv == nil || deleted >= 3 {
-			return nil
+			return "", nil
 		}
-		return func() error {
+		return sv.def.name, func() error {
 			err := retrying(ctx, "delete service "+sv.def.name, func(ctx context.Context) error {
 				_, err := s.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Cluster: aws.String(s.watch.cluster), Service: aws.String(sv.def.name), Force: aws.Bool(true)})
 				return err
@@ -251,9 +326,9 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 	case OpThrottle:
 		actions := []string{"AttachVolume", "DetachVolume", "DescribeVolumes", "CreateVolume", "DeleteVolume"}
 		a, n := actions[s.rng.IntN(len(actions))], 1+s.rng.IntN(10)
-		return func() error { s.w.EC2().ThrottleNext(a, n); return nil }
+		return fmt.Sprintf("%s x%d", a, n), func() error { s.w.EC2().ThrottleNext(a, n); return nil }
 	case OpFailCreate:
-		return func() error {
+		return "next CreateVolume", func() error {
 			s.w.EC2().FailNextCreates(1, "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state")
 			return nil
 		}
@@ -261,15 +336,15 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 		// A stuck attachment holds its service for tether's 90 s (wall)
 		// before it is forced: one now and then.
 		if kind == OpStickAttach && s.stuckAt > 0 && s.n-s.stuckAt < 300 {
-			return nil
+			return "", nil
 		}
 		sv := s.pickService(func(m *svcModel) bool { _, ok := m.def.sharedVolume(); return ok })
 		if sv == nil {
-			return nil
+			return "", nil
 		}
 		d := time.Duration(200+s.rng.IntN(2800)) * time.Millisecond
-		return func() error {
-			vd, _ := sv.def.sharedVolume()
+		vd, _ := sv.def.sharedVolume()
+		return vd.name, func() error {
 			id, ok := s.watch.volumeOf(vd.name)
 			if !ok {
 				return errNotYet
@@ -281,7 +356,7 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) func() error {
 			return s.w.EC2().DelayAttach(id, d)
 		}
 	}
-	return nil
+	return s.chooseFault(ctx, kind)
 }
 
 // errNotYet: the operation's target does not exist yet (a volume not
@@ -295,11 +370,12 @@ func b2i(b bool) int {
 	return 0
 }
 
-// inAZ counts the instances of an AZ in a state ("" for every live one).
+// inAZ counts the instances of an AZ in a state ("" for every serving
+// one: active or draining).
 func (s *schedule) inAZ(az, state string) int {
 	n := 0
 	for _, in := range s.inst {
-		if in.az == az && (in.state == state || state == "" && in.state != instDead) {
+		if in.az == az && (in.state == state || state == "" && in.serving()) {
 			n++
 		}
 	}
@@ -399,15 +475,15 @@ func (s *schedule) doUndo(ctx context.Context, u undoOp) error {
 		return nil // killed meanwhile
 	case OpReconnect, OpSSMOnline:
 		for _, in := range s.inst {
-			if in.id != u.target || in.state == instDead {
-				continue
+			if in.id != u.target || !in.serving() {
+				continue // gone, or another fault's undo brings it back
 			}
 			if u.kind == OpReconnect {
 				in.disconnected = false
 				return s.w.ECS().ReconnectAgent(in.id)
 			}
 			in.offline = false
-			return s.w.SSM().SetOnline(in.id, true)
+			return s.w.SSM().StartAgent(in.id)
 		}
 		return nil
 	case OpLaunch:
@@ -436,7 +512,7 @@ func (s *schedule) doUndo(ctx context.Context, u undoOp) error {
 		}
 		return err
 	}
-	return fmt.Errorf("unknown undo operation %s", u.kind)
+	return s.undoFault(ctx, u)
 }
 
 // restore undoes every pending drain, kill and scale-down at once (deleted
@@ -444,10 +520,23 @@ func (s *schedule) doUndo(ctx context.Context, u undoOp) error {
 func (s *schedule) restore(ctx context.Context) {
 	pending := s.undo
 	s.undo = nil
-	for _, u := range pending {
-		if u.kind == OpRecreateSvc {
-			continue
+	s.async.Wait() // a stop under way ends first: its terminate is among the undos
+	s.collectDeaths()
+	pending = append(pending, s.undo...)
+	s.undo = nil
+	for len(pending) > 0 {
+		for _, u := range pending {
+			if u.kind == OpRecreateSvc {
+				continue
+			}
+			s.perform(ctx, u.kind, u.target, func() error { return s.doUndo(ctx, u) })
 		}
-		s.perform(ctx, u.kind, func() error { return s.doUndo(ctx, u) })
+		// Undos queue more (a terminate, its launch; a requeued one).
+		pending, s.undo, s.requeued = append(s.undo, s.requeued...), nil, nil
+		pending = slices.DeleteFunc(pending, func(u undoOp) bool { return u.kind == OpRecreateSvc })
+		s.async.Wait()
+		s.collectDeaths()
+		pending = append(pending, s.undo...)
+		s.undo = nil
 	}
 }

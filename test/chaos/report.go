@@ -30,6 +30,16 @@ type Report struct {
 	TaskFailures         map[string]int // stoppedReason (ids masked) of tasks that failed to start
 	DLQ                  map[string]int // dead-letter queue -> messages
 	DLQExplained         []string
+	// Outcomes: what happened that breaks no invariant but says how tether
+	// met the faults (volumes of dead hosts served again, tasks stopped
+	// while a live host held their volume, forced detaches by EC2 state,
+	// plugin races, torn superblocks and their repairs).
+	Outcomes map[string]int
+	// RecursiveDropped is Lambda's RecursiveInvocationsDropped over the
+	// run; LongestChain the longest SQS -> Lambda chain.
+	RecursiveDropped, LongestChain int
+	// History: the operations up to the first violation (the last ones).
+	History []string
 
 	Violations []Violation
 	Stories    map[string][]string // volume id -> what the watcher saw of it (volumes named by violations)
@@ -51,7 +61,8 @@ func (r *run) report(p faultPlan) *Report {
 	rep := &Report{
 		Config: r.cfg, Ops: r.sched.done, Skipped: r.sched.skipped, Failed: r.sched.failed,
 		Faults: injectedFaults(r.w, c), Calls: c.Calls, Throttled: c.Throttled, Errors: c.Errors,
-		TaskFailures: map[string]int{}, DLQ: map[string]int{}, Stories: map[string][]string{},
+		TaskFailures: map[string]int{}, DLQ: map[string]int{}, Stories: map[string][]string{}, Outcomes: map[string]int{},
+		RecursiveDropped: r.w.RecursiveInvocationsDropped(), LongestChain: r.w.LongestChain(),
 	}
 	if !r.cfg.NoFaults {
 		rep.FaultPlan = p.describe()
@@ -63,12 +74,28 @@ func (r *run) report(p faultPlan) *Report {
 	return rep
 }
 
-// fill copies the watcher's findings into the report.
-func (wt *watcher) fill(rep *Report) {
+// fill copies the watcher's findings into the report; wanted are the
+// shared volumes whose service runs at the end.
+func (wt *watcher) fill(rep *Report, wanted map[string]bool) {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
 	rep.Handoffs = wt.handoffs
 	rep.Durations = slices.Clone(wt.durations)
+	for k, n := range wt.outcomes {
+		rep.Outcomes[k] += n
+	}
+	for vol, d := range wt.deaths {
+		if !d.servedAt.IsZero() {
+			continue
+		}
+		// An outcome, not a violation: a service that wants it and does
+		// not run it is the settle check's violation.
+		why := "its service was deleted or scaled in"
+		if v := wt.vols[vol]; v != nil && wanted[v.name] {
+			why = "its service wants it"
+		}
+		rep.Outcomes["volumes of a dead instance not served again by the end ("+why+")"]++
+	}
 	rep.Violations = slices.Clone(wt.violations)
 	for _, v := range wt.violations {
 		if vo := wt.vols[v.Volume]; vo != nil {
@@ -108,7 +135,14 @@ func (r *Report) Print(w io.Writer) {
 			wallTime(Percentile(r.Durations, 50)), wallTime(Percentile(r.Durations, 90)), wallTime(Percentile(r.Durations, 99)), wallTime(Percentile(r.Durations, 100)))
 	}
 	fmt.Fprintf(tw, "violations\t%d\n", len(r.Violations))
+	fmt.Fprintf(tw, "recursive invocations dropped\t%d\t(longest SQS -> Lambda chain %d)\n", r.RecursiveDropped, r.LongestChain)
 	tw.Flush()
+
+	section(w, "outcomes (no violation: how tether met the faults)", func(tw io.Writer) {
+		for _, k := range slices.Sorted(maps.Keys(r.Outcomes)) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, r.Outcomes[k])
+		}
+	})
 
 	section(w, "operations (done / skipped: no target / failed)", func(tw io.Writer) {
 		kinds := map[OpKind]bool{}
@@ -148,7 +182,7 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t%d\n", k, r.Errors[k])
 		}
 	})
-	section(w, "tasks that failed to start (stoppedReason, ids masked)", func(tw io.Writer) {
+	section(w, "tasks stopped before they ran (stoppedReason, ids masked; chaos's own stops left out)", func(tw io.Writer) {
 		for _, k := range slices.Sorted(maps.Keys(r.TaskFailures)) {
 			fmt.Fprintf(tw, "%d\t%s\n", r.TaskFailures[k], k)
 		}
@@ -168,6 +202,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nVIOLATIONS (%d)\n", len(r.Violations))
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "  %s\n", v)
+	}
+	if len(r.History) > 0 {
+		fmt.Fprintf(w, "\noperations before the first violation (n, time, kind, target):\n")
+		for _, line := range r.History {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(r.Stories)) {
 		fmt.Fprintf(w, "\nwhat the watcher saw of %s:\n", id)

@@ -159,8 +159,9 @@ func (r *run) finalChecks(ctx context.Context, rep *Report) {
 			r.watch.violate("task-state", "", "task %s of %s ended %s/%s, neither RUNNING nor STOPPED", t.Arn, t.Service, t.LastStatus, t.DesiredStatus)
 		case t.LastStatus == "STOPPED" && strings.TrimSpace(t.StoppedReason) == "":
 			r.watch.violate("task-state", "", "task %s of %s STOPPED (%s) without a stoppedReason", t.Arn, t.Service, t.StopCode)
-		case t.LastStatus == "STOPPED" && t.StopCode == ecssim.StopTaskFailedToStart:
+		case t.LastStatus == "STOPPED" && r.watch.neverRan(t.Arn) && !strings.HasPrefix(t.StoppedReason, "chaos:"):
 			rep.TaskFailures[failureKind(t.StoppedReason)]++
+			rep.Outcomes["tasks stopped before they ran: "+stopClass(t.StoppedReason, t.StopCode)]++
 		}
 	}
 	if why := servicesOff(sn, r.sched.svc); why != "" {
@@ -233,6 +234,25 @@ func (r *run) checkVolumes(ctx context.Context, sn ecssim.Snapshot) {
 			r.watch.violate("duplicate-volume", ids[1], "shared volume %s has %d EBS volumes: %v", name, len(ids), ids)
 		}
 	}
+}
+
+// stopClass groups the reasons of tasks that never ran: tether's words for
+// a volume a live host holds (the wedged hosts' outcome), tether's other
+// reasons, the plugin's own Mount timeout (less precise), ECS's.
+func stopClass(reason, code string) string {
+	switch {
+	case strings.Contains(reason, "never force-detaches"):
+		return "tether: waited for a live host that held the volume"
+	case strings.Contains(reason, "not formatting"):
+		return "tether: the agent refused a device holding data without a filesystem (torn superblock)"
+	case strings.HasPrefix(reason, "tether:"):
+		return "tether: other reasons"
+	case strings.Contains(reason, "VolumeDriver.Mount"):
+		return "the plugin's Mount wait ran out"
+	case code == ecssim.StopTaskFailedToStart:
+		return "failed to start: other"
+	}
+	return "stopped by ECS (" + code + ")"
 }
 
 func orNone(s string) string {

@@ -45,6 +45,20 @@ type watcher struct {
 	reported    map[string]bool
 	lastSSMScan time.Time
 	kick        chan struct{}
+
+	// Facts read from the world as they accrue (the index of the next).
+	detachSeen, mkfsSeen, recursionSeen int
+	down                                map[string]bool      // instances whose guest is gone
+	deaths                              map[string]*deathRec // volume -> the last death that held it
+	outcomes                            map[string]int       // what happened that is no violation
+}
+
+// deathRec is an instance's death with a volume on it, and when the volume
+// was served again elsewhere.
+type deathRec struct {
+	instance, kind string
+	at, servedAt   time.Time
+	torn           bool
 }
 
 // taskObs is what the watcher knows of one task.
@@ -68,6 +82,7 @@ type volObs struct {
 	unclean    int // unclean detaches accounted for (instance deaths)
 	formats    int
 	story      []string
+	lastOn     []string // the instances the last poll that saw its device saw it on
 }
 
 // Violation is one broken invariant.
@@ -89,6 +104,7 @@ func newWatcher(w *world.World, cluster, mountDoc string, services []*serviceDef
 		tasks: map[string]*taskObs{}, vols: map[string]*volObs{}, byName: map[string]string{}, ciInstance: map[string]string{},
 		forced: map[string]int{}, recent: map[string]time.Time{}, pending: map[string]time.Time{}, writers: map[string][]string{},
 		reported: map[string]bool{}, kick: make(chan struct{}, 1),
+		down: map[string]bool{}, deaths: map[string]*deathRec{}, outcomes: map[string]int{},
 	}
 	for _, s := range services {
 		wt.byDef[s.taskDef] = s
@@ -163,7 +179,11 @@ func (wt *watcher) onTask(d taskDetail) {
 	defer wt.mu.Unlock()
 	t := wt.tasks[d.TaskArn]
 	if t == nil {
-		t = &taskObs{arn: d.TaskArn, service: strings.TrimPrefix(d.Group, "service:"), def: wt.byDef[d.TaskDefinitionArn], seenAt: now}
+		service, _ := strings.CutPrefix(d.Group, "service:") // a standalone task (a race's) has family:NAME
+		if !strings.HasPrefix(d.Group, "service:") {
+			service = ""
+		}
+		t = &taskObs{arn: d.TaskArn, service: service, def: wt.byDef[d.TaskDefinitionArn], seenAt: now}
 		wt.tasks[d.TaskArn] = t
 	}
 	if d.Version <= t.version {
@@ -244,6 +264,7 @@ type hostView struct {
 // poll looks at every live fake host and every recently attached volume.
 func (wt *watcher) poll() {
 	var views []hostView
+	var gone []string
 	for _, in := range wt.w.Instances() {
 		h, ok := wt.w.FakeHost(in.ID)
 		if !ok {
@@ -251,10 +272,21 @@ func (wt *watcher) poll() {
 		}
 		if st := h.State(); !st.Down {
 			views = append(views, hostView{in.ID, st})
+		} else {
+			gone = append(gone, in.ID)
 		}
 	}
+	detaches := wt.w.DetachesAsked(wt.detachSeen)
+	mkfs := wt.w.Disks().Mkfs()
+	dropped, chain := wt.w.RecursiveInvocationsDropped(), wt.w.LongestChain()
 	now := time.Now()
 	wt.mu.Lock()
+	for _, id := range gone {
+		wt.down[id] = true
+	}
+	wt.checkDetachesLocked(detaches)
+	wt.checkMkfsLocked(mkfs)
+	wt.checkRecursionLocked(dropped, chain)
 	attachedTo := map[string][]string{}
 	for _, hv := range views {
 		for vol := range hv.st.Devices {
@@ -280,6 +312,7 @@ func (wt *watcher) poll() {
 		if len(on) > 1 && wt.stillOnAll(vol, on) {
 			wt.violateLocked("double-attach", vol, "%s is attached to %d instances at once: %v", vol, len(on), on)
 		}
+		wt.volLocked(vol).lastOn = on
 	}
 	var ids []string
 	for vol, at := range wt.recent {
@@ -337,10 +370,35 @@ func (wt *watcher) checkRunningMountsLocked(hv hostView) {
 
 // kill ends an instance. The volumes mounted on it when it dies are
 // detached uncleanly by the death itself, not by tether: their unclean
-// detaches are accounted for here.
-func (wt *watcher) kill(ctx context.Context, id string) error {
+// detaches are accounted for here. With tear, the death tears the
+// superblock of what it leaves mounted; the volumes torn are returned.
+func (wt *watcher) kill(ctx context.Context, id string, tear bool) ([]string, error) {
 	wt.killMu.Lock()
 	defer wt.killMu.Unlock()
+	on := wt.volumesOn(id)
+	wt.w.Disks().TearOnForceDetach(tear)
+	err := wt.w.KillInstance(ctx, id)
+	wt.w.Disks().TearOnForceDetach(false)
+	return wt.died(id, "kill", on), err
+}
+
+// stop stops an instance through EC2's stopping (the guest dies at its
+// end, taking what is still mounted with it uncleanly, torn with tear).
+// The watcher goes on meanwhile: an unclean detach of a volume last seen
+// on an instance whose guest is gone is that death's.
+func (wt *watcher) stop(ctx context.Context, id string, tear bool) ([]string, error) {
+	on := wt.volumesOn(id)
+	wt.w.Disks().TearOnForceDetach(tear)
+	err := wt.w.StopInstance(ctx, id, false)
+	wt.w.Disks().TearOnForceDetach(false)
+	wt.killMu.Lock()
+	defer wt.killMu.Unlock()
+	return wt.died(id, "stop", append(on, wt.volumesOn(id)...)), err
+}
+
+// volumesOn lists the volumes whose device is on the instance's guest or
+// mounted there.
+func (wt *watcher) volumesOn(id string) []string {
 	var on []string
 	if h, ok := wt.w.FakeHost(id); ok {
 		st := h.State()
@@ -351,17 +409,79 @@ func (wt *watcher) kill(ctx context.Context, id string) error {
 			on = append(on, vol)
 		}
 	}
-	err := wt.w.KillInstance(ctx, id)
+	return on
+}
+
+// died accounts for an instance's death: the unclean detaches of the
+// volumes it held, their torn superblocks, and (for the outcomes) that
+// each must be served again elsewhere.
+func (wt *watcher) died(id, kind string, on []string) []string {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
+	wt.down[id] = true
+	var torn []string
+	seen := map[string]bool{}
 	for _, vol := range on {
+		if seen[vol] {
+			continue
+		}
+		seen[vol] = true
 		v := wt.volLocked(vol)
-		if ds, ok := wt.w.Disks().Volume(vol); ok && ds.Unclean > v.unclean {
-			v.note(wt.since(), "instance %s died with it mounted", id)
+		ds, ok := wt.w.Disks().Volume(vol)
+		if ok && ds.Unclean > v.unclean {
+			v.note(wt.since(), "instance %s died (%s) with it mounted", id, kind)
 			v.unclean = ds.Unclean
 		}
+		d := &deathRec{instance: id, kind: kind, at: time.Now(), torn: ok && ds.Torn}
+		if d.torn {
+			torn = append(torn, vol)
+			v.note(wt.since(), "superblock torn by the death of %s", id)
+			wt.outcomes["superblocks torn by a death"]++
+		}
+		if !strings.HasPrefix(v.name, "task-") {
+			wt.deaths[vol] = d
+			wt.outcomes["volumes on a dying instance ("+kind+")"]++
+		}
 	}
-	return err
+	return torn
+}
+
+// repaired notes an operator's repair of a torn superblock.
+func (wt *watcher) repaired(vol string) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	wt.volLocked(vol).note(wt.since(), "superblock repaired by its operator")
+	wt.outcomes["torn superblocks repaired by an operator"]++
+}
+
+// count adds one to an outcome.
+func (wt *watcher) count(outcome string) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	wt.outcomes[outcome]++
+}
+
+// raceStarted notes a task started on a host while its volume's detach is
+// in flight (the plugin racing the reconciler).
+func (wt *watcher) raceStarted(inst, vol, arn string, err error) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	v := wt.volLocked(vol)
+	if err != nil {
+		v.note(wt.since(), "racing task not started on %s: %v", inst, err)
+		wt.outcomes["plugin races: task not started"]++
+		return
+	}
+	v.note(wt.since(), "racing task %s started on %s as the unmount answered", shortTask(arn), inst)
+	wt.outcomes["plugin races: task started during a detach"]++
+}
+
+// neverRan: the watcher saw the task but never RUNNING.
+func (wt *watcher) neverRan(arn string) bool {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	t := wt.tasks[arn]
+	return t != nil && t.runningAt.IsZero()
 }
 
 // volumeOf returns the EBS volume that holds a shared volume's data.
