@@ -15,8 +15,9 @@ import (
 )
 
 // The watcher on a live world: tether hands a volume over with its data
-// (handoffs counted, no violation), and a forced detach from under a
-// running task, which tether never does, is seen at once.
+// (handoffs counted, no violation), and what tether never does is seen at
+// once: a detach of a volume the guest has mounted, a forced detach from
+// under a running task on a running host.
 func TestWatcherOnALiveWorld(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -84,15 +85,26 @@ func TestWatcherOnALiveWorld(t *testing.T) {
 		t.Fatalf("after one handoff: history %v (want %s, %s), violations %v", history, first.Arn, second.Arn, wt.violations)
 	}
 
-	// What tether must never do: force the volume off a running task.
-	_, err := ec2.NewFromConfig(w.AWSConfig()).DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(vol), Force: aws.Bool(true)})
-	if err != nil {
+	// What tether must never do: detach the volume while the guest has it
+	// mounted (its generation never released by an unmount), then force
+	// it off a running host and task.
+	c := ec2.NewFromConfig(w.AWSConfig())
+	if _, err := c.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(vol)}); err != nil {
+		t.Fatal(err)
+	}
+	waitWatcher("the detach of a mounted volume", func() bool {
+		wt.mu.Lock()
+		defer wt.mu.Unlock()
+		ks := kinds(wt.violations)
+		return slices.Contains(ks, "detach-held") && slices.Contains(ks, "unmount-reused")
+	})
+	if _, err := c.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(vol), Force: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
 	waitWatcher("the forced detach", func() bool {
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
 		ks := kinds(wt.violations)
-		return slices.Contains(ks, "unclean-detach") && slices.Contains(ks, "unmounted-under-task")
+		return slices.Contains(ks, "force-live") && slices.Contains(ks, "unclean-detach") && slices.Contains(ks, "unmounted-under-task")
 	})
 }

@@ -1,10 +1,14 @@
 // Command tetherchaos is `make chaos`: one seeded chaos run of tether in
 // the local AWS world (test/chaos), configured by CHAOS_SEED,
-// CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_FAULTS and CHAOS_INTERVAL (CHAOS_LOG:
-// where the world's JSON log and then the functions' output go, kept; by default it is kept only when
-// the run fails). It prints
-// the run's tables and exits 1 on any violation (with the seed and the
-// command that replays it), 2 when the run could not be carried out.
+// CHAOS_HANDOFFS, CHAOS_KINDS (-kind,... leaves kinds out), CHAOS_WEIGHTS
+// (kind=weight,... aims a run at faults), CHAOS_FAULTS, CHAOS_TEAR_RATE,
+// CHAOS_INTERVAL, CHAOS_PROFILE, CHAOS_SHAPE (a smaller cluster, to
+// minimise a failing seed), CHAOS_MAX_RUN and CHAOS_KEEP_GOING (CHAOS_LOG:
+// where the world's JSON log, every chaos operation in it, and then the
+// functions' output go, kept; by default it is kept only when the run
+// fails). It prints the run's tables and exits 1 on any violation (with
+// the seed, the operations before it and the command that replays it), 2
+// when the run could not be carried out.
 package main
 
 import (
