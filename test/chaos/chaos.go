@@ -224,6 +224,7 @@ func (r *run) operate(ctx context.Context) {
 			return
 		case <-time.After(r.sched.pause()):
 		}
+		r.sched.runDue(ctx)
 		r.backpressure(ctx)
 		r.sched.step(ctx)
 	}
@@ -243,5 +244,6 @@ func (r *run) backpressure(ctx context.Context) {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
+		r.sched.runDue(ctx) // a fault that holds the waiting tasks ends on time
 	}
 }

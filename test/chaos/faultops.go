@@ -30,7 +30,7 @@ func (s *schedule) chooseSSMDown(ctx context.Context) (string, func() error) {
 		return "", nil
 	}
 	stopOne := s.rng.IntN(2) == 0
-	back := 2 + s.rng.IntN(39)
+	back := s.wallBetween(time.Second, 12*time.Second)
 	return in.id, func() error {
 		if stopOne {
 			s.stopTaskOn(ctx, OpSSMOffline, in.id)
@@ -39,7 +39,7 @@ func (s *schedule) chooseSSMDown(ctx context.Context) (string, func() error) {
 			return err
 		}
 		in.offline = true
-		s.later(OpSSMOnline, in.id, back, back)
+		s.laterAfter(OpSSMOnline, in.id, back)
 		return nil
 	}
 }
@@ -74,7 +74,7 @@ func (s *schedule) chooseFault(ctx context.Context, kind OpKind) (string, func()
 			return "", nil
 		}
 		stopOne := s.rng.IntN(10) < 7
-		back := 8 + s.rng.IntN(53)
+		back := s.wallBetween(3*time.Second, 20*time.Second)
 		return in.id, func() error {
 			if stopOne {
 				s.stopTaskOn(ctx, kind, in.id)
@@ -83,7 +83,7 @@ func (s *schedule) chooseFault(ctx context.Context, kind OpKind) (string, func()
 				return err
 			}
 			in.state = instHung
-			s.later(OpResume, in.id, back, back)
+			s.laterAfter(OpResume, in.id, back)
 			return nil
 		}
 	case OpDeregister:
@@ -100,21 +100,21 @@ func (s *schedule) chooseFault(ctx context.Context, kind OpKind) (string, func()
 		vd, _ := sv.def.sharedVolume()
 		switch kind {
 		case OpSlowFlush:
-			back := 8 + s.rng.IntN(73)
+			back := s.wallBetween(2*time.Second, 30*time.Second) // past tether's waits at times
 			return vd.name + " on " + task.EC2InstanceID, func() error {
 				vol, ok := s.watch.volumeOf(vd.name)
 				if !ok {
 					return errNotYet
 				}
 				h.SlowFlush(vol)
-				s.later(OpFinishFlush, task.EC2InstanceID+" "+vol, back, back)
+				s.laterAfter(OpFinishFlush, task.EC2InstanceID+" "+vol, back)
 				return s.stopTaskArn(ctx, task.Arn, "chaos: slow-flush")
 			}
 		case OpPluginRace:
 			// Armed until race-end: the replacement may land on the same
 			// host (no unmount there), and a later unmount of the volume
 			// there races as well.
-			back := 8 + s.rng.IntN(33)
+			back := s.wallBetween(3*time.Second, 15*time.Second)
 			return vd.name + " on " + task.EC2InstanceID, func() error {
 				vol, ok := s.watch.volumeOf(vd.name)
 				if !ok {
@@ -124,18 +124,18 @@ func (s *schedule) chooseFault(ctx context.Context, kind OpKind) (string, func()
 					return errNotYet // one race per host at a time
 				}
 				s.armRace(ctx, h, task, sv, vol)
-				s.later(OpRaceEnd, task.EC2InstanceID, back, back)
+				s.laterAfter(OpRaceEnd, task.EC2InstanceID, back)
 				return s.stopTaskArn(ctx, task.Arn, "chaos: plugin-race")
 			}
 		case OpHoldDevice:
-			back, stop := 4+s.rng.IntN(37), s.rng.IntN(2) == 0
+			back, stop := s.wallBetween(time.Second, 12*time.Second), s.rng.IntN(2) == 0
 			return vd.name + " on " + task.EC2InstanceID, func() error {
 				vol, ok := s.watch.volumeOf(vd.name)
 				if !ok {
 					return errNotYet
 				}
 				h.HoldDevice(vol, agentproto.Holder{Kind: "namespace", Name: "/mnt/backup", PID: 4000 + s.n, Command: "backup"})
-				s.later(OpReleaseHold, task.EC2InstanceID+" "+vol, back, back)
+				s.laterAfter(OpReleaseHold, task.EC2InstanceID+" "+vol, back)
 				if stop {
 					return s.stopTaskArn(ctx, task.Arn, "chaos: hold-device")
 				}
@@ -189,7 +189,7 @@ func (s *schedule) undoFault(ctx context.Context, u undoOp) error {
 				}
 			}
 			delete(s.orphans, in.id)
-			s.requeued = append(s.requeued, undoOp{due: s.n + 4 + s.rng.IntN(8), kind: OpOrphansEnd, target: in.id})
+			s.requeued = append(s.requeued, undoOp{at: time.Now().Add(s.wallBetween(time.Second, 6*time.Second)), kind: OpOrphansEnd, target: in.id})
 			in.state = instOrphansGone
 			return nil
 		}
@@ -232,6 +232,13 @@ func cut(target string) (string, string, bool) {
 	return target, "", false
 }
 
+// wallBetween draws a fault's length in wall time: faults that hold a
+// host or a volume last seconds, not operations, so that they do not
+// stretch when the operations slow down (backpressure) and slow them more.
+func (s *schedule) wallBetween(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1))
+}
+
 // drawTear: does the next death tear the superblocks of what it leaves
 // mounted?
 func (s *schedule) drawTear() bool { return s.rng.Float64() < s.cfg.TearRate }
@@ -264,7 +271,7 @@ func (s *schedule) terminate(ctx context.Context, u undoOp, in *instModel) error
 func (s *schedule) tornBy(kind OpKind, inst string, torn []string) {
 	for _, vol := range torn {
 		s.note(kind, inst, "superblock torn by the death", "volume", vol)
-		s.later(OpRepair, vol, 2, 10)
+		s.laterAfter(OpRepair, vol, s.wallBetween(time.Second, 6*time.Second))
 	}
 }
 
@@ -349,7 +356,7 @@ func (s *schedule) deregister(ctx context.Context, in *instModel) error {
 	in.state = instOrphaned
 	s.orphans[in.id] = orphans
 	s.note(OpDeregister, in.id, "tasks orphaned", "tasks", len(orphans))
-	s.later(OpOrphansEnd, in.id, 4, 20)
+	s.laterAfter(OpOrphansEnd, in.id, s.wallBetween(2*time.Second, 15*time.Second))
 	return nil
 }
 

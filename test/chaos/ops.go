@@ -57,9 +57,17 @@ type svcModel struct {
 // undoOp is an operation that undoes an earlier one once the schedule has
 // drawn due operations.
 type undoOp struct {
-	due    int
+	due    int       // after this many operations
+	at     time.Time // or, when set, at this wall time
 	kind   OpKind
 	target string // instance id, AZ (launch) or service name
+}
+
+func (u undoOp) isDue(n int, now time.Time) bool {
+	if !u.at.IsZero() {
+		return !now.Before(u.at)
+	}
+	return u.due <= n
 }
 
 // schedule draws and performs the operations. Its choices depend only on
@@ -72,9 +80,11 @@ type schedule struct {
 	ecs   ecsAPI
 	watch *watcher
 	rng   *rand.Rand
-	inst  []*instModel
-	svc   []*svcModel
-	undo  []undoOp
+	// undoRng: the draws of undo operations (see runDue).
+	undoRng *rand.Rand
+	inst    []*instModel
+	svc     []*svcModel
+	undo    []undoOp
 	// requeued: undo operations that could not happen yet, for the next step
 	requeued []undoOp
 	n        int
@@ -104,7 +114,7 @@ type opRecord struct {
 }
 
 func newSchedule(cfg Config, w *world.World, api ecsAPI, watch *watcher, services []*serviceDef, log io.Writer) *schedule {
-	s := &schedule{cfg: cfg, w: w, ecs: api, watch: watch, rng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)),
+	s := &schedule{cfg: cfg, w: w, ecs: api, watch: watch, rng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)), undoRng: rand.New(rand.NewPCG(cfg.Seed, 0x0dd0)),
 		done: map[OpKind]int{}, skipped: map[OpKind]int{}, failed: map[OpKind]int{}, log: log,
 		events: slog.New(slog.DiscardHandler), races: map[string]*race{}, orphans: map[string][]string{}}
 	if cfg.WorldLog != nil {
@@ -129,17 +139,7 @@ func (s *schedule) pause() time.Duration {
 func (s *schedule) step(ctx context.Context) {
 	s.n++
 	s.collectDeaths()
-	pending, later := s.undo, []undoOp(nil)
-	s.undo = nil // undos queue undos of their own (a terminate's launch)
-	for _, u := range pending {
-		if u.due > s.n {
-			later = append(later, u)
-			continue
-		}
-		s.perform(ctx, u.kind, u.target, func() error { return s.doUndo(ctx, u) })
-	}
-	s.undo = append(append(later, s.undo...), s.requeued...)
-	s.requeued = nil
+	s.runDue(ctx)
 	total := 0
 	for _, k := range chosenKinds {
 		total += s.cfg.weight(k)
@@ -164,6 +164,36 @@ func (s *schedule) step(ctx context.Context) {
 		}
 		s.skipped[kind]++
 	}
+}
+
+// runDue performs the undo operations that are due (by operations or by
+// wall time); the run calls it between operations too, so faults of a
+// few seconds end on time.
+func (s *schedule) runDue(ctx context.Context) {
+	// Undos that come by wall time fall between operations as timing has
+	// it: what they draw comes from a stream of their own, so the
+	// operations' draws stay the seed's whatever the timing.
+	drawn := s.rng
+	s.rng = s.undoRng
+	defer func() { s.rng = drawn }()
+	s.collectDeaths()
+	now := time.Now()
+	pending, later := s.undo, []undoOp(nil)
+	s.undo = nil // undos queue undos of their own (a terminate's launch)
+	for _, u := range pending {
+		if !u.isDue(s.n, now) {
+			later = append(later, u)
+			continue
+		}
+		s.perform(ctx, u.kind, u.target, func() error { return s.doUndo(ctx, u) })
+	}
+	s.undo = append(append(later, s.undo...), s.requeued...)
+	s.requeued = nil
+}
+
+// laterAfter queues an undo operation d of wall time from now.
+func (s *schedule) laterAfter(kind OpKind, target string, d time.Duration) {
+	s.undo = append(s.undo, undoOp{at: time.Now().Add(d), kind: kind, target: target})
 }
 
 func (s *schedule) perform(ctx context.Context, kind OpKind, target string, op func() error) {
