@@ -105,9 +105,9 @@ var (
 	idPatterns = []*regexp.Regexp{
 		regexp.MustCompile(`vol-[0-9a-f]+`), regexp.MustCompile(`i-[0-9a-f]+`), regexp.MustCompile(`[0-9a-f]{32}`),
 		regexp.MustCompile(`(svc|data|job)-[0-9]+`), regexp.MustCompile(`task-[A-Za-z0-9]+-scratch`), regexp.MustCompile(`[0-9.]+m?s\b`),
-		regexp.MustCompile(`ecs-[a-z]+-[0-9]+-[a-z]+-[0-9a-f]+`),
+		regexp.MustCompile(`ecs-[a-z]+-[0-9]+-[a-z]+-[0-9a-f]+`), regexp.MustCompile(`ecs-svc/[0-9]+`), regexp.MustCompile(`nvme[0-9]+n1`),
 	}
-	idMarks = []string{"vol-X", "i-X", "TASK", "NAME", "task-X-scratch", "Ns", "ecs-DOCKERVOL"}
+	idMarks = []string{"vol-X", "i-X", "TASK", "NAME", "task-X-scratch", "Ns", "ecs-DOCKERVOL", "ecs-svc/N", "nvmeNn1"}
 )
 
 // failureKind groups stoppedReasons that differ only in ids and numbers.
