@@ -56,8 +56,9 @@ world:
 	$(GO) build -o $(BIN)/tetherworld ./test/cmd/tetherworld
 	$(BIN)/tetherworld $(WORLD_FLAGS)
 
-## chaos: seeded chaos run (CHAOS_SEED, CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_FAULTS, CHAOS_SHAPE,
-## CHAOS_PROFILE, CHAOS_INTERVAL, CHAOS_MAX_RUN, CHAOS_KEEP_GOING, CHAOS_LOG); exit 1 on a violation
+## chaos: seeded chaos run (CHAOS_SEED, CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_WEIGHTS, CHAOS_FAULTS,
+## CHAOS_TEAR_RATE, CHAOS_SHAPE, CHAOS_PROFILE, CHAOS_INTERVAL, CHAOS_MAX_RUN, CHAOS_KEEP_GOING,
+## CHAOS_LOG); exit 1 on a violation
 chaos:
 	$(GO) run ./test/cmd/tetherchaos
 
