@@ -35,6 +35,8 @@ func ExitCode(err error) int {
 		return agentproto.ExitConflict
 	case errors.Is(err, ErrLockTimeout):
 		return agentproto.ExitRetryable
+	case errors.Is(err, ErrAttachmentReleased):
+		return agentproto.ExitReleased
 	}
 	return agentproto.ExitFailed
 }

@@ -50,6 +50,11 @@ var ErrNotTheVolume = fmt.Errorf("%w: device is not the volume", ErrConflict)
 // waits for the reconciler's next mount instead of mounting it itself.
 var ErrReleased = errors.New("volume released by the unmount command")
 
+// ErrAttachmentReleased marks a mount command for the very attachment an
+// unmount released: that attachment is on its way to being detached, and
+// is never mounted again (agentproto.ExitReleased).
+var ErrAttachmentReleased = errors.New("attachment released for detach")
+
 // MountVolume finds the volume's device (waiting up to req.Wait) and
 // mounts it at <root>/volumes/NAME: a supported filesystem is mounted as
 // it is (checked first if it was not left cleanly) and grown online; a
@@ -186,6 +191,14 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	}
 	if bound && old.VolumeID != volumeID {
 		old = binding{} // another volume's generations are not this one's
+	}
+	// The reconciler detaches an attachment once its unmount released it.
+	// A mount command for that attachment can only come from a pass that
+	// decided before the release: refusing it (under the lock the unmount
+	// took) means no mount can slip in between the release and the detach.
+	if o.command && o.attachment != "" && old.Released && old.Attachment == o.attachment {
+		return res, fmt.Errorf("%w: %s (%s) was released by an unmount for attachment %s (generation %d) and is being detached; it mounts again once attached anew",
+			ErrAttachmentReleased, name, volumeID, o.attachment, old.Generation)
 	}
 
 	current, mounted, err := mounts.At(mp)

@@ -80,6 +80,12 @@ const (
 	// ExitRetryable: a transient condition (the volume's lock was held past
 	// the command's wait, the device is still settling): retry soon.
 	ExitRetryable = 9
+	// ExitReleased: mount was asked for an attachment an unmount released
+	// (the command's --attachment): a released attachment is only ever
+	// detached, never mounted again, so a mount racing the reconciler's
+	// detach cannot slip in. Detach it and attach the volume again (a new
+	// attachment has a new token).
+	ExitReleased = 10
 )
 
 // Class is the name of an exit code's class, as the JSON output spells it.
@@ -97,12 +103,14 @@ const (
 	ClassNeedsRepair  Class = "needs-repair"
 	ClassConflict     Class = "conflict"
 	ClassRetryable    Class = "retryable"
+	ClassReleased     Class = "released"
 )
 
 var classByCode = map[int]Class{
 	ExitOK: ClassOK, ExitFailed: ClassFailed, ExitBadInput: ClassBadInput, ExitBusy: ClassBusy,
 	ExitNoDevice: ClassNoDevice, ExitRefused: ClassRefused, ExitNotFormatted: ClassNotFormatted,
 	ExitNeedsRepair: ClassNeedsRepair, ExitConflict: ClassConflict, ExitRetryable: ClassRetryable,
+	ExitReleased: ClassReleased,
 }
 
 // ClassOf names an exit code's class; unknown codes (a shell's 126/127, a

@@ -268,3 +268,32 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version --json: exit %d, %q", r.code, r.stdout)
 	}
 }
+
+// A released attachment is only ever detached: a mount command for the very
+// attachment an unmount released (one a reconciler pass decided on before
+// the release) is refused with ExitReleased and mounts nothing, so it cannot
+// slip in between the release and the detach; the same volume attached anew
+// (another token) mounts.
+func TestReleasedAttachmentIsNeverMountedAgain(t *testing.T) {
+	requireHostTools(t)
+	const vol = "vol-0e0e0e0e0e0e0e0e0"
+	backing := volumeFile(t, vol, 64*mib)
+	m := newMachine(t, "i-0eeeeeeeeeeeeeeee")
+	m.AttachLoopT(t, backing, vol)
+	first := mount(t, m, vol, "fenced", "--format-if-blank", "--attachment", "i-0eeeeeeeeeeeeeeee:1000")
+	if r := unmount(t, m, vol, "fenced", "--attachment", "i-0eeeeeeeeeeeeeeee:1000"); r.code != 0 {
+		t.Fatalf("unmount: exit %d", r.code)
+	}
+	r := agent(t, m, "mount", "--volume-id", vol, "--name", "fenced", "--wait", "10s", "--json", "--attachment", "i-0eeeeeeeeeeeeeeee:1000")
+	out, ok := agentproto.ParseOutput(r.stdout)
+	if r.code != agentproto.ExitReleased || !ok || out.Error == nil || out.Error.Class != agentproto.ClassReleased {
+		t.Fatalf("mount of the released attachment: exit %d %s; want %d (released)", r.code, r.stdout, agentproto.ExitReleased)
+	}
+	if _, mounted := mountedAt(t, m, first.Mountpoint); mounted {
+		t.Fatalf("the released attachment was mounted again")
+	}
+	again := mount(t, m, vol, "fenced", "--attachment", "i-0eeeeeeeeeeeeeeee:2000")
+	if again.Formatted || again.Generation != first.Generation+1 {
+		t.Fatalf("mount of the new attachment = %+v; want generation %d, not formatted", again, first.Generation+1)
+	}
+}

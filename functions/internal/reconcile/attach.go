@@ -204,10 +204,14 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 		if ok {
 			p.r.mem.noteMounted(v.ID+"/"+token(a), m.Generation)
 			if g := p.r.mem.generationsOf(v.ID + "/" + token(a)); m.Generation > 0 && g.released >= m.Generation {
-				// An unmount released this generation since: the mount's
-				// result no longer says anything about the host.
-				log.Info("mount result superseded by a later unmount; mounting again", "generation", m.Generation, "released", g.released)
-				return p.sendMount(ctx, w, v, a, t, 0)
+				// An unmount released this generation since. A released
+				// attachment is only ever detached (the agent refuses to
+				// mount it again, agentproto.ExitReleased): mounting it
+				// again here could slip in between another pass's release
+				// and its detach. Detach it; it is attached anew for the
+				// task that waits here.
+				log.Info("mount result superseded by a later unmount: detaching the released attachment, to attach it again", "generation", m.Generation, "released", g.released)
+				return p.detach(ctx, w, v, inst, t.ci.ARN)
 			}
 			if m.Formatted {
 				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount(MetricFormats))
@@ -234,6 +238,10 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 	msg := res.message(cmd)
 	log.Warn("mount failed", "command", cmd.ID, "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
 	switch {
+	case code == agentproto.ExitReleased:
+		// An unmount released this attachment after this mount was sent:
+		// it is detached, and attached again for the task that waits.
+		return p.detach(ctx, w, v, inst, t.ci.ARN)
 	case agentproto.Permanent(code):
 		reason := fmt.Sprintf("tether-agent on %s refused to mount volume %s (%s): %s", inst, p.key.Volume, v.ID, msg)
 		if err := p.failNeeders(ctx, here, agentReason(code), reason); err != nil {

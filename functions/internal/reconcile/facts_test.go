@@ -166,8 +166,8 @@ func TestECSForgotALiveInstanceAndOneCommandFailedNoForce(t *testing.T) {
 // commands) and mounted the filesystem again; the instance's clock, by which
 // SSM reports execution times, is two minutes behind. The old core compared
 // those times and reused the unmount's result: it detached while the
-// filesystem was mounted. The agent's generations are the fact: the mount's
-// result is of a later generation than the unmount released.
+// filesystem was mounted. Now a released attachment is never mounted again
+// (the agent refuses, agentproto.ExitReleased), so the detach is safe.
 func TestUnmountResultNotReusedAfterARemount(t *testing.T) {
 	h := newHarness(t)
 	h.w.AddInstance("i-a", "us-east-1a")
@@ -192,8 +192,11 @@ func TestUnmountResultNotReusedAfterARemount(t *testing.T) {
 	}
 	h.completeCommand(unmountDoc, "i-a")                                      // the unmount runs first,
 	h.w.Complete(cloudtest.Op{Kind: "command", ID: *stale.Command.CommandId}) // then the older mount
-	if in := h.w.InstanceState("i-a"); in.Mounted[v.ID] == "" {
-		t.Fatalf("scenario not reproduced: the late mount did not mount %s", v.ID)
+	// The older mount is for the attachment the unmount released: the
+	// agent refuses it, so the filesystem is not mounted again under the
+	// detach (before the fence, it was, and the generations told it).
+	if journalHas(h.w.Journal(), "mount "+v.ID+" i-a exit=10") != 1 {
+		t.Fatalf("the late mount was not refused as released: %v", h.w.Journal())
 	}
 	h.settle(400)
 	h.noViolations()

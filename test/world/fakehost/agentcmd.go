@@ -180,6 +180,10 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	if b != nil && b.volumeID != *volumeID {
 		b = nil // another volume's generations are not this one's
 	}
+	if b != nil && *attachment != "" && b.released && b.attachment == *attachment {
+		return c.fail(agentproto.ExitReleased, "", nil, "%s (%s) was released by an unmount for attachment %s (generation %d) and is being detached; it mounts again once attached anew",
+			*name, *volumeID, *attachment, b.generation)
+	}
 	for n, m := range h.mounts {
 		switch {
 		case n == *name && m.volumeID == *volumeID:

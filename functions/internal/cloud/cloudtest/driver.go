@@ -213,6 +213,7 @@ func (w *World) runCommand(id string) {
 			_, was := inst.Mounted[vid]
 			w.unmountLocked(inst, vid)
 			inst.Released[name] = true
+			inst.ReleasedFor[name] = c.Params[agentproto.ParamAttachment]
 			out = agentproto.UnmountResult{VolumeID: vid, Name: name, WasMounted: was, Released: true,
 				Generation: inst.Generation[name], Attachment: c.Params[agentproto.ParamAttachment]}
 		}
@@ -224,6 +225,9 @@ func (w *World) runCommand(id string) {
 			code := w.mountExits[vid][0]
 			w.mountExits[vid] = w.mountExits[vid][1:]
 			fail(code, fmt.Sprintf("injected failure (exit %d)", code))
+		case inst.Released[name] && c.Params[agentproto.ParamAttachment] != "" && inst.ReleasedFor[name] == c.Params[agentproto.ParamAttachment]:
+			// A released attachment is only ever detached (tether-agent's rule).
+			fail(agentproto.ExitReleased, fmt.Sprintf("%s was released for attachment %s and is being detached", name, c.Params[agentproto.ParamAttachment]))
 		case !w.devicePresentLocked(vid, inst.ID):
 			fail(agentproto.ExitNoDevice, fmt.Sprintf("device of %s did not appear within %s", vid, agentWait))
 		case !v.Formatted && c.Params[agentproto.ParamFormatIfBlank] != "true":

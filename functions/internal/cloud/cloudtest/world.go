@@ -127,6 +127,7 @@ type Instance struct {
 	Mounted       map[string]string // volume id -> tether name (filesystem mounted by tether)
 	Bindings      map[string]string // tether name -> volume id last mounted (plugin can remount)
 	Released      map[string]bool   // tether name -> released by unmount: the plugin does not remount it
+	ReleasedFor   map[string]string // tether name -> the attachment its unmount released (never mounted again)
 	Generation    map[string]int64  // tether name -> mounts so far (agentproto.MountResult.Generation)
 	Poisoned      map[string]bool   // device names EC2 refuses on this instance
 	AttachLimit   int               // EBS attachments the instance takes, root included (0: 28, Nitro's)
@@ -480,7 +481,7 @@ func (w *World) AddInstance(id, az string) string {
 	defer w.mu.Unlock()
 	ci := "arn:aws:ecs:us-east-1:111122223333:container-instance/c/" + strings.TrimPrefix(id, "i-")
 	w.instances[id] = &Instance{ID: id, AZ: az, State: "running", CI: ci, Mounted: map[string]string{}, Bindings: map[string]string{},
-		Released: map[string]bool{}, Generation: map[string]int64{}, Poisoned: map[string]bool{}}
+		Released: map[string]bool{}, ReleasedFor: map[string]string{}, Generation: map[string]int64{}, Poisoned: map[string]bool{}}
 	w.cis[ci] = &ContainerInstance{ARN: ci, EC2ID: id, Status: "ACTIVE", AgentConnected: true}
 	return ci
 }
