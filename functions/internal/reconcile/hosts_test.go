@@ -54,7 +54,9 @@ func TestStoppedHostVolumeFollowsItsTask(t *testing.T) {
 	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
 		t.Fatalf("volume %+v, want attached to i-b", v)
 	}
-	if !slices.ContainsFunc(h.w.Journal(), func(e string) bool { return strings.HasPrefix(e, "DetachVolume ") && strings.Contains(e, "i-a force=true") }) {
+	if !slices.ContainsFunc(h.w.Journal(), func(e string) bool {
+		return strings.HasPrefix(e, "DetachVolume ") && strings.Contains(e, "i-a force=true")
+	}) {
 		t.Errorf("no force detach from the stopped host:\n%s", strings.Join(h.w.Journal(), "\n"))
 	}
 	if gone, live := metricSum(t, h, "ForcedDetachesGone"), metricSum(t, h, "ForcedDetachesLive"); gone != 1 || live != 0 {
