@@ -109,8 +109,17 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 	if err := json.Unmarshal(body, &probe); err != nil {
 		return Event{}, poison(err, "malformed JSON")
 	}
-	if _, ok := probe[retryMarker]; ok {
-		return d.retry(probe)
+	if raw, ok := probe[retryMarker]; ok {
+		var kind string
+		if err := json.Unmarshal(raw, &kind); err != nil {
+			return Event{}, poison(err, "tether message: bad field %q", retryMarker)
+		}
+		switch kind {
+		case holdValue, watchValue:
+			return d.hostMessage(kind, probe)
+		default:
+			return d.retry(probe)
+		}
 	}
 
 	var env envelope
@@ -140,6 +149,10 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch env.DetailType {
 		case DetailVolumeNotification:
 			ev, err = d.volumeNotification(env)
+		case DetailInstanceStateNotification:
+			ev, err = d.ec2StateChange(env)
+		case DetailSpotInterruptionWarning:
+			ev, err = d.spotInterruptionWarning(env)
 		default:
 			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
 		}
@@ -147,6 +160,13 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch env.DetailType {
 		case DetailCommandInvocation:
 			ev, err = d.commandInvocationChange(env)
+		default:
+			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
+		}
+	case SourceAutoScaling:
+		switch env.DetailType {
+		case DetailTerminateLifecycleAction:
+			ev, err = d.terminateLifecycleAction(env)
 		default:
 			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
 		}
