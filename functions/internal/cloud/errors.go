@@ -47,6 +47,7 @@ const (
 	codeSSMInvalidInstance  = "InvalidInstanceId"
 	codeSSMNoInvocation     = "InvocationDoesNotExist"
 	codeSSMInvalidCommandID = "InvalidCommandId"
+	codeSSMInvalidPlugin    = "InvalidPluginName"
 	codeECSClient           = "ClientException"
 	codeECSInvalidParameter = "InvalidParameterException"
 	codeAttachmentLimit     = "AttachmentLimitExceeded"
@@ -74,9 +75,12 @@ func isIdempotentMismatch(err error) bool    { return apiCode(err) == codeIdempo
 func isZoneMismatch(err error) bool          { return apiCode(err) == codeZoneMismatch }
 func isInvalidParameterValue(err error) bool { return apiCode(err) == codeInvalidParameter }
 func isSSMInvalidInstance(err error) bool    { return apiCode(err) == codeSSMInvalidInstance }
+// isSSMNoInvocation: SSM has no answer for the invocation (yet). For a
+// named step of a document of several steps, SSM answers InvalidPluginName
+// until that step's result reached it.
 func isSSMNoInvocation(err error) bool {
 	c := apiCode(err)
-	return c == codeSSMNoInvocation || c == codeSSMInvalidCommandID
+	return c == codeSSMNoInvocation || c == codeSSMInvalidCommandID || c == codeSSMInvalidPlugin
 }
 
 // isClientFault: AWS refused the request itself (HTTP 4xx), as opposed to

@@ -341,6 +341,11 @@ func TestSSMCommandOutcomes(t *testing.T) {
 		"cmd-running": `{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1}`,
 	}
 	_, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
+		// tether's documents have several steps: SSM answers only for a
+		// named one, and only once its result reached SSM.
+		if !strings.Contains(body, `"PluginName":"mount"`) || strings.Contains(body, `"cmd-unreported"`) {
+			return 400, `{"__type":"InvalidPluginName","message":""}`
+		}
 		for id, a := range answers {
 			if strings.Contains(body, `"`+id+`"`) {
 				return 200, a
@@ -357,13 +362,16 @@ func TestSSMCommandOutcomes(t *testing.T) {
 		"cmd-late": {CommandUnreachable, -1}, "cmd-slow": {CommandFailed, -1}, "cmd-running": {CommandPending, -1},
 	}
 	for id, w := range want {
-		got, err := c.Command(context.Background(), id, "i-a")
+		got, err := c.Command(context.Background(), id, "i-a", "mount")
 		if err != nil || got.Status != w.s || (w.s != CommandPending && got.ExitCode != w.exit) {
 			t.Errorf("%s: got %+v %v, want %v exit %d", id, got, err, w.s, w.exit)
 		}
 	}
-	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Command(context.Background(), "cmd-unknown", "i-a", "mount"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown command: want ErrNotFound, got %v", err)
+	}
+	if _, err := c.Command(context.Background(), "cmd-unreported", "i-a", "mount"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a step SSM has no result for yet (InvalidPluginName): want ErrNotFound, got %v", err)
 	}
 }
 
@@ -438,12 +446,12 @@ func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
 	})
 	c := newTestCloud(t, base, Options{})
 	for range 2 {
-		got, err := c.Command(context.Background(), "cmd-ok", "i-a")
+		got, err := c.Command(context.Background(), "cmd-ok", "i-a", "")
 		if err != nil || got.Status != CommandSucceeded ||
 			!got.Started.Equal(time.Date(2024, 5, 1, 12, 0, 1, 250e6, time.UTC)) || !got.Ended.Equal(time.Date(2024, 5, 1, 12, 0, 2, 500e6, time.UTC)) {
 			t.Fatalf("finished command: %+v %v", got, err)
 		}
-		if got, err := c.Command(context.Background(), "cmd-running", "i-a"); err != nil || got.Status != CommandPending || !got.Ended.IsZero() {
+		if got, err := c.Command(context.Background(), "cmd-running", "i-a", ""); err != nil || got.Status != CommandPending || !got.Ended.IsZero() {
 			t.Fatalf("running command: %+v %v", got, err)
 		}
 	}

@@ -81,24 +81,28 @@ func ParseCommandComment(comment string) (volumeID, name string, complete bool) 
 const maxFinished = 4096
 
 // Command implements Cloud. ErrNotFound right after SendCommand is SSM's
-// eventual consistency; the caller decides how long that may last. A
+// eventual consistency, and for a step of a document of several steps it
+// lasts until that step's result reached SSM (InvalidPluginName: SSM does
+// not know the step yet); the caller decides how long that may last. A
 // finished invocation never changes, so its answer is kept for the process.
-func (a *AWS) Command(ctx context.Context, commandID, instanceID string) (Command, error) {
-	k := commandID + "/" + instanceID
+func (a *AWS) Command(ctx context.Context, commandID, instanceID, plugin string) (Command, error) {
+	k := commandID + "/" + instanceID + "/" + plugin
 	if c, ok := a.finished.Get(k); ok {
 		return c, nil
 	}
-	c, err := a.command(ctx, commandID, instanceID)
+	c, err := a.command(ctx, commandID, instanceID, plugin)
 	if err == nil && c.Finished() {
 		a.finished.Add(k, c)
 	}
 	return c, err
 }
 
-func (a *AWS) command(ctx context.Context, commandID, instanceID string) (Command, error) {
-	out, err := a.ssm.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
-		CommandId: aws.String(commandID), InstanceId: aws.String(instanceID),
-	})
+func (a *AWS) command(ctx context.Context, commandID, instanceID, plugin string) (Command, error) {
+	in := &ssm.GetCommandInvocationInput{CommandId: aws.String(commandID), InstanceId: aws.String(instanceID)}
+	if plugin != "" {
+		in.PluginName = aws.String(plugin)
+	}
+	out, err := a.ssm.GetCommandInvocation(ctx, in)
 	if err != nil {
 		return Command{}, classify(err, fmt.Sprintf("ssm GetCommandInvocation %q on %q", commandID, instanceID))
 	}

@@ -303,8 +303,11 @@ type Cloud interface {
 	// SendCommand runs document on one instance; the comment is made from
 	// the parameters (CommandComment), so SSM's events and answers name it.
 	SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error)
-	// Command: one invocation's status, exit code, output and comment.
-	Command(ctx context.Context, commandID, instanceID string) (Command, error)
+	// Command: one invocation's status, exit code, output and comment, for
+	// the document's step named plugin (tether's documents have several
+	// steps: SSM answers only for a named one). ErrNotFound until SSM has
+	// a result for that step.
+	Command(ctx context.Context, commandID, instanceID, plugin string) (Command, error)
 	// Commands: a document's commands on an instance requested after a time,
 	// newest first; Status is the summary (ExitCode -1 until asked by Command).
 	Commands(ctx context.Context, document, instanceID string, after time.Time) ([]Command, error)

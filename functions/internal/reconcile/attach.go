@@ -259,7 +259,7 @@ func (p *pass) learnUnmounts(ctx context.Context, v cloud.Volume, a cloud.Attach
 	if err != nil || len(list) == 0 || list[0].Status != cloud.CommandSucceeded {
 		return err
 	}
-	c, err := p.r.cloud.Command(ctx, list[0].ID, a.InstanceID)
+	c, err := p.r.cloud.Command(ctx, list[0].ID, a.InstanceID, agentproto.StepUnmount)
 	if errors.Is(err, cloud.ErrNotFound) {
 		return nil
 	}

@@ -17,6 +17,18 @@ func token(a cloud.Attachment) string {
 	return agentproto.AttachmentToken(a.InstanceID, a.AttachTime.UnixMilli())
 }
 
+// pluginOf names the step of tether's document that runs tether-agent for
+// a step of the reconciler (GetCommandInvocation's PluginName).
+func pluginOf(step string) string {
+	switch step {
+	case stepMount:
+		return agentproto.StepMount
+	case stepUnmount:
+		return agentproto.StepUnmount
+	}
+	return ""
+}
+
 // result is what the agent said on a finished command: its JSON line.
 type result struct {
 	out    agentproto.Output
@@ -43,7 +55,7 @@ func (r result) message(c cloud.Command) string {
 func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cloud.Attachment) (cloud.Command, bool, error) {
 	h := p.hint
 	if h.Step == step && h.Volume == volumeID && h.Instance == a.InstanceID && h.Command != "" && !fromMS(h.At).Before(a.AttachTime.Truncate(time.Second)) {
-		c, err := p.r.cloud.Command(ctx, h.Command, a.InstanceID)
+		c, err := p.r.cloud.Command(ctx, h.Command, a.InstanceID, pluginOf(step))
 		switch {
 		case err == nil:
 			c.Requested = fromMS(h.At)
@@ -60,7 +72,7 @@ func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cl
 		return cloud.Command{}, false, err
 	}
 	c := list[0]
-	d, err := p.r.cloud.Command(ctx, c.ID, a.InstanceID)
+	d, err := p.r.cloud.Command(ctx, c.ID, a.InstanceID, pluginOf(step))
 	if err != nil && !errors.Is(err, cloud.ErrNotFound) {
 		return cloud.Command{}, false, err
 	}

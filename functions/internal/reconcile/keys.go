@@ -247,7 +247,7 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		r.keepHint(inv, s.key, s.hint)
 		return []Key{s.key}, nil
 	}
-	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID)
+	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID, pluginOf(step))
 	if errors.Is(err, cloud.ErrNotFound) {
 		log.Debug("SSM event of a command SSM does not know: ignored")
 		return nil, nil

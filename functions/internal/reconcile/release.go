@@ -526,7 +526,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	if h.Command == "" || h.Volume == "" || h.Instance == "" {
 		return Result{}, false, nil
 	}
-	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance)
+	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance, pluginOf(h.Step))
 	if errors.Is(err, cloud.ErrNotFound) {
 		if p.now.Sub(fromMS(h.At)) < 30*time.Second {
 			return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent", h.Step, h.Volume, h.Instance), true, nil
@@ -726,7 +726,7 @@ func (p *pass) mountRacing(ctx context.Context, w want, v cloud.Volume, a cloud.
 		if m.Status != cloud.CommandSucceeded || unmount.Requested.Sub(m.Requested) > mountRaceWindow {
 			continue
 		}
-		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID)
+		d, err := p.r.cloud.Command(ctx, m.ID, a.InstanceID, agentproto.StepMount)
 		if errors.Is(err, cloud.ErrNotFound) {
 			continue
 		}
