@@ -75,6 +75,7 @@ func isIdempotentMismatch(err error) bool    { return apiCode(err) == codeIdempo
 func isZoneMismatch(err error) bool          { return apiCode(err) == codeZoneMismatch }
 func isInvalidParameterValue(err error) bool { return apiCode(err) == codeInvalidParameter }
 func isSSMInvalidInstance(err error) bool    { return apiCode(err) == codeSSMInvalidInstance }
+
 // isSSMNoInvocation: SSM has no answer for the invocation (yet). For a
 // named step of a document of several steps, SSM answers InvalidPluginName
 // until that step's result reached it.
