@@ -28,7 +28,7 @@ import (
 	"github.com/tether-ecs/tether/test/world/lambdarun"
 )
 
-var functionNames = []string{"taskstate", "drain", "sweep"}
+var functionNames = []string{"taskstate", "drain", "sweep", "hosts"}
 
 // makeTarget runs a target of functions/Makefile.
 func makeTarget(t *testing.T, args ...string) {

@@ -92,13 +92,17 @@ func functionPolicies(t *testing.T, tp template) []statement {
 			out = append(out, taggedInstancesStatements(t, tp, "aws:autoscaling:groupName", "tether-asg")...)
 			continue
 		}
+		if mp == "StopHungHostsPolicy" {
+			out = append(out, stopHungHostsStatements(t, tp, "aws:autoscaling:groupName", "tether-asg")...)
+			continue
+		}
 		out = append(out, statementsOf(t, mp, get(tp.resource(t, mp), "Properties", "PolicyDocument"))...)
 	}
 	return out
 }
 
-var roleOf = map[string]string{"TaskStateFunction": "TaskStateRole", "DrainFunction": "DrainRole", "SweepFunction": "SweepRole"}
-var logGroupOf = map[string]string{"TaskStateFunction": "TaskStateLogGroup", "DrainFunction": "DrainLogGroup", "SweepFunction": "SweepLogGroup"}
+var roleOf = map[string]string{"TaskStateFunction": "TaskStateRole", "DrainFunction": "DrainRole", "SweepFunction": "SweepRole", "HostsFunction": "HostsRole"}
+var logGroupOf = map[string]string{"TaskStateFunction": "TaskStateLogGroup", "DrainFunction": "DrainLogGroup", "SweepFunction": "SweepLogGroup", "HostsFunction": "HostsLogGroup"}
 
 // Each function has its own role: its log group, the queues it polls and
 // the retry queue; no SAM policy (SAM would add its SQS poller policy,
@@ -144,8 +148,12 @@ func TestFunctionsHaveTheirOwnRoles(t *testing.T) {
 		for _, m := range get(rp, "ManagedPolicyArns").Content {
 			managed = append(managed, intrinsic(m))
 		}
-		if want := []string{"!Ref ReconcilerPolicy", "!If HasInstanceTag !Ref TaggedInstancesPolicy !Ref AnyInstancePolicy",
-			"!If HasKmsKeys !Ref KmsThroughEc2Policy !Ref AWS::NoValue"}; !slices.Equal(managed, want) {
+		want := []string{"!Ref ReconcilerPolicy", "!If HasInstanceTag !Ref TaggedInstancesPolicy !Ref AnyInstancePolicy",
+			"!If HasKmsKeys !Ref KmsThroughEc2Policy !Ref AWS::NoValue"}
+		if role == "HostsRole" {
+			want = append(want, hostsManagedPolicies...)
+		}
+		if !slices.Equal(managed, want) {
 			t.Errorf("%s managed policies %v, want %v", role, managed, want)
 		}
 		var wantPolled []string
@@ -167,19 +175,22 @@ func TestFunctionsHaveTheirOwnRoles(t *testing.T) {
 				}
 			}
 		}
-		want := map[string][]string{
+		wantGrants := map[string][]string{
 			"logs:CreateLogStream": {logGroupOf[fn] + ".Arn"}, "logs:PutLogEvents": {logGroupOf[fn] + ".Arn"},
 			"sqs:SendMessage": {"RetryQueue.Arn"},
 		}
+		if fn == "HostsFunction" { // it sends its holds' and watches' next passes to its own queue
+			wantGrants["sqs:SendMessage"] = []string{"HostsQueue.Arn", "RetryQueue.Arn"}
+		}
 		if len(wantPolled) > 0 {
 			for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} {
-				want[a] = wantPolled
+				wantGrants[a] = wantPolled
 			}
 		}
-		if len(granted) != len(want) {
-			t.Errorf("%s grants %v, want %v", role, granted, want)
+		if len(granted) != len(wantGrants) {
+			t.Errorf("%s grants %v, want %v", role, granted, wantGrants)
 		}
-		for a, res := range want {
+		for a, res := range wantGrants {
 			if got := slices.Sorted(slices.Values(granted[a])); !slices.Equal(got, res) {
 				t.Errorf("%s: %s on %v, want %v", role, a, got, res)
 			}
@@ -217,14 +228,17 @@ func TestNoPolicyGrantsWildcardsOrForeignQueues(t *testing.T) {
 // KMS keys through EC2.
 func calledActions(t *testing.T) []string {
 	t.Helper()
-	src, err := os.ReadFile("internal/cloud/api.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, m := range regexp.MustCompile(`(?s)type (EC2|ECS|SSM)API interface \{(.*?)\n\}`).FindAllStringSubmatch(string(src), -1) {
-		for _, method := range regexp.MustCompile(`(?m)^\t([A-Z][A-Za-z]+)\(ctx`).FindAllStringSubmatch(m[2], -1) {
-			out = append(out, strings.ToLower(m[1])+":"+method[1])
+	for _, file := range []string{"internal/cloud/api.go", "internal/cloud/hosts.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The host seam's interfaces (hosts.go) are HostsEC2API, HostsECSAPI and AutoScalingAPI.
+		for _, m := range regexp.MustCompile(`(?s)type (?:Hosts)?(EC2|ECS|SSM|AutoScaling)API interface \{(.*?)\n\}`).FindAllStringSubmatch(string(src), -1) {
+			for _, method := range regexp.MustCompile(`(?m)^\t([A-Z][A-Za-z]+)\(ctx`).FindAllStringSubmatch(m[2], -1) {
+				out = append(out, strings.ToLower(m[1])+":"+method[1])
+			}
 		}
 	}
 	if len(out) < 10 {

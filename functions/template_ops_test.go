@@ -15,17 +15,19 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tether-ecs/tether/functions/internal/hosts"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
-// emittedMetrics are the EMF metric names the reconciler writes (namespace
-// Tether, dimension Cluster): reconcile.Metrics, the one list its code uses.
+// emittedMetrics are the EMF metric names the functions write (namespace
+// Tether, dimension Cluster): reconcile.Metrics and hosts.Metrics, the
+// lists their code uses.
 func emittedMetrics(t *testing.T) []string {
 	t.Helper()
-	if len(reconcile.Metrics) < 5 {
-		t.Fatalf("reconcile.Metrics = %v", reconcile.Metrics)
+	if len(reconcile.Metrics) < 5 || len(hosts.Metrics) < 5 {
+		t.Fatalf("reconcile.Metrics = %v, hosts.Metrics = %v", reconcile.Metrics, hosts.Metrics)
 	}
-	return reconcile.Metrics
+	return append(slices.Clone(reconcile.Metrics), hosts.Metrics...)
 }
 
 // alarm is one CloudWatch alarm, its metrics flattened (one for a plain
@@ -91,7 +93,7 @@ func covering(as []alarm, namespace, name string) (ids []string, values []string
 func TestAlarms(t *testing.T) {
 	tp := loadTemplate(t)
 	as := alarms(t, tp)
-	functions := []string{"!Ref DrainFunction", "!Ref SweepFunction", "!Ref TaskStateFunction"}
+	functions := []string{"!Ref DrainFunction", "!Ref HostsFunction", "!Ref SweepFunction", "!Ref TaskStateFunction"}
 	queues := consumedQueues(t, tp)
 	var queueNames []string
 	for q := range queues {
@@ -111,6 +113,9 @@ func TestAlarms(t *testing.T) {
 		{"throttled AWS calls", "Tether", "Throttles", nil},
 		{"force detaches", "Tether", "ForceDetaches", nil},
 		{"slow handoffs", "Tether", "HandoffDuration", nil},
+		{"holds timed out", "Tether", "HoldsTimedOut", nil},
+		{"hung hosts fenced", "Tether", "HungHostsFenced", nil},
+		{"hung hosts stopped", "Tether", "HungHostsStopped", nil},
 	} {
 		ids, values := covering(as, c.namespace, c.metric)
 		want := c.cover
@@ -124,8 +129,13 @@ func TestAlarms(t *testing.T) {
 			t.Errorf("alarms on %s (%s %s) %v cover %v, want %v", c.what, c.namespace, c.metric, ids, values, want)
 		}
 	}
-	// Any force detach alarms at once.
+	// Any force detach, hold let go with volumes attached, or hung host
+	// alarms at once.
 	ids, _ := covering(as, "Tether", "ForceDetaches")
+	for _, m := range []string{"HoldsTimedOut", "HungHostsFenced", "HungHostsStopped"} {
+		more, _ := covering(as, "Tether", m)
+		ids = append(ids, more...)
+	}
 	for _, a := range as {
 		if slices.Contains(ids, a.id) && (get(a.props, "Statistic").Value != "Sum" || get(a.props, "Threshold").Value != "0" ||
 			get(a.props, "ComparisonOperator").Value != "GreaterThanThreshold" || get(a.props, "EvaluationPeriods").Value != "1") {
@@ -189,7 +199,7 @@ func TestRecursiveLoopAllowedWhereTetherLoops(t *testing.T) {
 	polled := consumedQueues(t, tp)
 	for _, fn := range tp.resources("AWS::Serverless::Function") {
 		want := "Terminate"
-		if polled["RetryQueue"] == fn {
+		if polled["RetryQueue"] == fn || polled["HostsQueue"] == fn { // the hosts function sends its own next passes
 			want = "Allow"
 		}
 		if got := get(tp.resource(t, fn), "Properties", "RecursiveLoop"); got == nil || got.Value != want {
@@ -294,6 +304,13 @@ func TestDashboard(t *testing.T) {
 		"AWS/SQS ApproximateNumberOfMessagesVisible QueueName=VolumeDeadLetterQueue.QueueName Maximum",
 		"AWS/SQS ApproximateNumberOfMessagesVisible QueueName=RetryDeadLetterQueue.QueueName Maximum",
 		"AWS/SQS ApproximateNumberOfMessagesVisible QueueName=RuleDeadLetterQueue.QueueName Maximum",
+		"AWS/SQS ApproximateNumberOfMessagesVisible QueueName=HostsDeadLetterQueue.QueueName Maximum",
+		"AWS/SQS ApproximateAgeOfOldestMessage QueueName=HostsQueue.QueueName Maximum",
+		"Tether HoldDuration Cluster=ClusterName p99",
+		"Tether HoldsTimedOut Cluster=ClusterName Sum",
+		"Tether HungHostsStopped Cluster=ClusterName Sum",
+		"Tether HungHostsFenced Cluster=ClusterName Sum",
+		"Tether DeadHostHandoffs Cluster=ClusterName Sum",
 	} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("dashboard lacks %q; it has:\n%s", want, strings.Join(lines, "\n"))

@@ -740,17 +740,30 @@ func TestFunctionEnvironmentMatchesContract(t *testing.T) {
 	}
 }
 
-// route is one line of docs/contracts.md's Events section.
+// route is one line of docs/contracts.md's Events section; condition names
+// the template condition a rule exists under ("" always).
 type route struct {
-	rule, source, detailType, queue, function string
+	rule, source, detailType, queue, function, condition string
+}
+
+// sourceArn is how a queue policy names the route's rule.
+func (r route) sourceArn() string {
+	if r.condition != "" {
+		return "!If " + r.condition + " !GetAtt " + r.rule + ".Arn !Ref AWS::NoValue"
+	}
+	return "!GetAtt " + r.rule + ".Arn"
 }
 
 var routes = []route{
-	{"TaskStateRule", "aws.ecs", "ECS Task State Change", "TaskQueue", "TaskStateFunction"},
-	{"InstanceStateRule", "aws.ecs", "ECS Container Instance State Change", "InstanceQueue", "DrainFunction"},
-	{"InstanceDisconnectedRule", "aws.ecs", "ECS Container Instance State Change", "InstanceQueue", "DrainFunction"},
-	{"VolumeRule", "aws.ec2", "EBS Volume Notification", "VolumeQueue", "TaskStateFunction"},
-	{"CommandRule", "aws.ssm", "EC2 Command Invocation Status-change Notification", "VolumeQueue", "TaskStateFunction"},
+	{"TaskStateRule", "aws.ecs", "ECS Task State Change", "TaskQueue", "TaskStateFunction", ""},
+	{"InstanceStateRule", "aws.ecs", "ECS Container Instance State Change", "InstanceQueue", "DrainFunction", ""},
+	{"InstanceDisconnectedRule", "aws.ecs", "ECS Container Instance State Change", "InstanceQueue", "DrainFunction", ""},
+	{"VolumeRule", "aws.ec2", "EBS Volume Notification", "VolumeQueue", "TaskStateFunction", ""},
+	{"CommandRule", "aws.ssm", "EC2 Command Invocation Status-change Notification", "VolumeQueue", "TaskStateFunction", ""},
+	{"HostStateRule", "aws.ec2", "EC2 Instance State-change Notification", "HostsQueue", "HostsFunction", ""},
+	{"SpotWarningRule", "aws.ec2", "EC2 Spot Instance Interruption Warning", "HostsQueue", "HostsFunction", ""},
+	{"HostDisconnectedRule", "aws.ecs", "ECS Container Instance State Change", "HostsQueue", "HostsFunction", ""},
+	{"TerminationHoldRule", "aws.autoscaling", "EC2 Instance-terminate Lifecycle Action", "HostsQueue", "HostsFunction", "HoldsGroups"},
 }
 
 func TestEventRoutingMatchesContract(t *testing.T) {
@@ -809,7 +822,7 @@ func TestEventRoutingMatchesContract(t *testing.T) {
 			var want []string
 			for _, o := range routes {
 				if o.queue == r.queue {
-					want = append(want, "!GetAtt "+o.rule+".Arn")
+					want = append(want, o.sourceArn())
 				}
 			}
 			return want
@@ -829,7 +842,7 @@ func TestEventRoutingMatchesContract(t *testing.T) {
 	// (SweepFunctionSweep is the rule SAM makes for the schedule).
 	var all []string
 	for _, r := range routes {
-		all = append(all, "!GetAtt "+r.rule+".Arn")
+		all = append(all, r.sourceArn())
 	}
 	checkQueuePolicy(t, tp, "RuleDeadLetterQueue", append(all, "!GetAtt SweepFunctionSweep.Arn"))
 }
@@ -971,8 +984,8 @@ func TestQueuesDoNotWaitToBatch(t *testing.T) {
 			}
 		}
 	}
-	if n != 4 {
-		t.Errorf("%d SQS events, want 4", n)
+	if n != 5 {
+		t.Errorf("%d SQS events, want 5", n)
 	}
 }
 
@@ -988,7 +1001,8 @@ func TestNoReservedConcurrencyByDefault(t *testing.T) {
 	if c := intrinsic(get(tp.root, "Conditions", "HasReservedConcurrency")); c != `!Not !Equals !Ref ReservedConcurrency 0` {
 		t.Errorf("HasReservedConcurrency = %s", c)
 	}
-	want := map[string]string{"TaskStateFunction": "!Ref ReservedConcurrency", "DrainFunction": "!Ref QueueConcurrency", "SweepFunction": "1"}
+	want := map[string]string{"TaskStateFunction": "!Ref ReservedConcurrency", "DrainFunction": "!Ref QueueConcurrency", "SweepFunction": "1",
+		"HostsFunction": "!Ref QueueConcurrency"}
 	for _, fn := range tp.resources("AWS::Serverless::Function") {
 		got := intrinsic(get(tp.resource(t, fn), "Properties", "ReservedConcurrentExecutions"))
 		if w := "!If HasReservedConcurrency " + want[fn] + " !Ref AWS::NoValue"; got != w {
@@ -1066,7 +1080,7 @@ func TestEveryQueueHasAnAlarmedDeadLetterQueue(t *testing.T) {
 			t.Errorf("%s keeps messages %d s, no longer than its source %s (%d s)", name, ret, q, src)
 		}
 	}
-	if len(dlqs) != 5 {
+	if len(dlqs) != 6 {
 		t.Errorf("dead-letter queues %v, want one per consumed queue and the rules'", dlqs)
 	}
 	for _, id := range tp.resources("AWS::CloudWatch::Alarm") {
@@ -1098,8 +1112,8 @@ func TestMakefileBuildsEveryFunction(t *testing.T) {
 		t.Error("CodeUri is not functions/")
 	}
 	fns := tp.resources("AWS::Serverless::Function")
-	if len(fns) != 3 {
-		t.Errorf("functions %v, want 3", fns)
+	if len(fns) != 4 {
+		t.Errorf("functions %v, want 4", fns)
 	}
 	for _, fn := range fns {
 		if m := get(tp.resource(t, fn), "Metadata", "BuildMethod"); m == nil || m.Value != "makefile" {

@@ -1,4 +1,4 @@
-// Package boot is what tether's three Lambda mains share: the configuration
+// Package boot is what tether's Lambda mains share: the configuration
 // from the environment (docs/contracts.md), JSON logs on stdout, the AWS
 // configuration (config.LoadDefaultConfig, so AWS_ENDPOINT_URL points every
 // client at the local world), the reconciler core, the retry queue and the
@@ -29,6 +29,7 @@ import (
 
 	"github.com/tether-ecs/tether/functions/internal/dispatch"
 	"github.com/tether-ecs/tether/functions/internal/eventsrc"
+	"github.com/tether-ecs/tether/functions/internal/hosts"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -162,6 +163,12 @@ var Inputs = map[string]Input{
 	"taskstate": SQSBatch,
 	"drain":     SQSBatch,
 	"sweep":     DirectEvent,
+	"hosts":     SQSBatch,
+}
+
+// cores builds each function's core where it is not the reconciler alone.
+var cores = map[string]NewCore{
+	"hosts": hosts.CoreFromEnv, // the host rules around the reconciler
 }
 
 // CoreFromEnv is the real core: reconcile.NewFromEnv.
@@ -179,9 +186,13 @@ func CoreFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Con
 func Handler(ctx context.Context, function string, getenv func(string) string, awsCfg aws.Config, out io.Writer) (any, error) {
 	in, ok := Inputs[function]
 	if !ok {
-		return nil, fmt.Errorf("unknown function %q (want taskstate, drain or sweep)", function)
+		return nil, fmt.Errorf("unknown function %q (want taskstate, drain, sweep or hosts)", function)
 	}
-	d, err := Setup(ctx, function, getenv, awsCfg, out, CoreFromEnv)
+	newCore := CoreFromEnv
+	if c, ok := cores[function]; ok {
+		newCore = c
+	}
+	d, err := Setup(ctx, function, getenv, awsCfg, out, newCore)
 	if err != nil {
 		return nil, err
 	}

@@ -118,6 +118,8 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch kind {
 		case releaseValue:
 			return d.release(probe)
+		case holdValue, watchValue:
+			return d.hostMessage(kind, probe)
 		default:
 			return d.retry(probe)
 		}
@@ -150,6 +152,10 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch env.DetailType {
 		case DetailVolumeNotification:
 			ev, err = d.volumeNotification(env)
+		case DetailInstanceStateNotification:
+			ev, err = d.ec2StateChange(env)
+		case DetailSpotInterruptionWarning:
+			ev, err = d.spotInterruptionWarning(env)
 		default:
 			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
 		}
@@ -157,6 +163,13 @@ func (d *Decoder) Decode(body []byte) (Event, error) {
 		switch env.DetailType {
 		case DetailCommandInvocation:
 			ev, err = d.commandInvocationChange(env)
+		default:
+			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
+		}
+	case SourceAutoScaling:
+		switch env.DetailType {
+		case DetailTerminateLifecycleAction:
+			ev, err = d.terminateLifecycleAction(env)
 		default:
 			err = poison(nil, "unhandled %s detail-type %.80q", env.Source, env.DetailType)
 		}

@@ -29,6 +29,8 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		keys, err = r.commandKeys(ctx, inv, t)
 	case SweepRequested:
 		keys, err = r.sweepKeys(ctx, t)
+	case HostChanged:
+		keys, err = r.hostKeys(ctx, t)
 	case Release:
 		if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
 			r.log.Warn("release of a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)

@@ -183,6 +183,9 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 		log.Info("waiting for the stopping task that holds the volume to stop")
 		return p.retry(p.r.t.HolderWait, hint{}, "held by stopping task %s", holder.ARN), true, nil
 	}
+	if res, ok, err := p.fencedHolder(ctx, elsewhere, *holder); ok || err != nil {
+		return res, true, err
+	}
 	if holder.DesiredStatus == "RUNNING" {
 		res, err := p.conflict(ctx, elsewhere, *holder)
 		return res, true, err

@@ -139,6 +139,8 @@ type Config struct {
 	// ExtraTags go on every volume tether creates (TETHER_EXTRA_TAGS):
 	// cost allocation, SCPs that require tags at creation.
 	ExtraTags map[string]string
+	// Health reads EC2's status checks for a fenced host's reason (fenced.go).
+	Health HealthReader
 }
 
 // Reconciler converges tether volumes. Safe for concurrent use.
@@ -153,6 +155,7 @@ type Reconciler struct {
 	mountAttempts, maxGen int
 	defaults              volspec.Defaults
 	extraTags             map[string]string
+	health                HealthReader
 
 	mem *memory  // what this process remembers (memory.go)
 	dev *devices // device names per instance (devices.go)
@@ -201,7 +204,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cloud: cfg.Cloud, cluster: cfg.Cluster, mountDoc: cfg.MountDocument, unmountDoc: cfg.UnmountDocument,
 		log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now, t: cfg.Timing.withDefaults(),
 		mountAttempts: cfg.MountAttempts, maxGen: cfg.MaxGenerations,
-		defaults: cfg.Defaults, extraTags: maps.Clone(cfg.ExtraTags),
+		defaults: cfg.Defaults, extraTags: maps.Clone(cfg.ExtraTags), health: cfg.Health,
 		mem: newMemory(), dev: newDevices(),
 	}, nil
 }
@@ -265,6 +268,7 @@ func NewFromEnv(ctx context.Context, getenv func(string) string, awsCfg aws.Conf
 		Logger:          log,
 		Metrics:         emf.New(metrics, "Tether", nil),
 		Timing:          t,
+		Health:          cloud.NewHosts(awsCfg, cloud.Options{}),
 	})
 }
 

@@ -30,11 +30,12 @@ func TestTheRepositoryTemplate(t *testing.T) {
 	}
 	if want := []string{"ClusterName", "InstanceTagKey", "InstanceTagValue", "DefaultVolumeType", "DefaultSizeGiB", "ExtraVolumeTags",
 		"KmsKeyArns", "DefaultKmsKeyId", "PermissionsBoundary", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic",
-		"HandoffAlarmMilliseconds", "QueueAgeAlarmSeconds", "LogRetentionDays", "LogLevel"}; !slices.Equal(params, want) {
+		"HandoffAlarmMilliseconds", "QueueAgeAlarmSeconds", "LogRetentionDays", "LogLevel",
+		"AutoScalingGroupNames", "TerminationHoldSeconds", "HungHostAction", "HungHostThresholdSeconds"}; !slices.Equal(params, want) {
 		t.Errorf("parameters %v, want %v", params, want)
 	}
-	if n := len(tpl.OfType("AWS::SQS::Queue")); n != 9 {
-		t.Errorf("%d queues, want 9", n)
+	if n := len(tpl.OfType("AWS::SQS::Queue")); n != 11 {
+		t.Errorf("%d queues, want 11", n)
 	}
 	sweep, ok := tpl.Resource("SweepFunction")
 	if !ok || sweep.Type != "AWS::Serverless::Function" {
@@ -65,7 +66,7 @@ func TestTheRepositoryTemplate(t *testing.T) {
 	if vars := env.(map[string]any)["Variables"].(map[string]any); vars["TETHER_CLUSTER"] != "demo" || vars["TETHER_RETRY_QUEUE_URL"] != "q" {
 		t.Errorf("environment %v", vars)
 	}
-	if len(tpl.Outputs) != 22 || tpl.Outputs[0].Name != "DashboardUrl" {
+	if len(tpl.Outputs) != 27 || tpl.Outputs[0].Name != "DashboardUrl" {
 		t.Errorf("outputs %+v", tpl.Outputs)
 	}
 	if _, ok := tpl.Conditions["HasReservedConcurrency"]; !ok {
@@ -179,6 +180,9 @@ func TestResolver(t *testing.T) {
 		`!Sub ["${x}/${Name}", {x: !Ref Q}]`: "https://q/n",
 		`{"Fn::Sub": "${AWS::AccountId}"}`:   "111122223333",
 		`!Join [":", [a, !Ref Name, 3]]`:     "a:n:3",
+		`!Split [",", "a,,b"]`:               []any{"a", "", "b"},
+		`!Select [1, !Split [",", "a,b"]]`:   "b",
+		`{"Fn::Select": ["0", [x, y]]}`:      "x",
 		`7`:                                  7,
 		`[x, {y: !Ref Name}]`:                []any{"x", map[string]any{"y": "n"}},
 	} {
@@ -199,7 +203,9 @@ func TestResolver(t *testing.T) {
 		`!Ref Role`:               true, // declared, not deployed
 		`!GetAtt Role.Arn`:        true,
 		`!GetAtt Q.QueueName`:     true, // an attribute the world does not give
-		`!Select [0, [a]]`:        true,
+		`!GetAZs ""`:              true,
+		`!Select [2, [a, b]]`:     false, // CloudFormation fails too
+		`!Split ["", "a"]`:        false,
 		`{"Fn::If": [c, a, b]}`:   false, // a condition no template defines: a mistake
 		`!If [c, a]`:              false,
 		`!Ref Nothing`:            false, // a mistake, not a limit of the world
@@ -292,5 +298,41 @@ func TestNotATemplate(t *testing.T) {
 		if _, err := parse("x.yaml", []byte(src)); err == nil {
 			t.Errorf("%q parsed as a template", src)
 		}
+	}
+}
+
+// A resource with a Condition exists only where it holds; conditions may
+// pick items of a comma-separated parameter (Fn::Select over Fn::Split),
+// as template.yaml's termination hooks do.
+func TestResourceConditions(t *testing.T) {
+	tpl := mustParse(t, `
+Parameters:
+  Names: {Type: String, Default: ""}
+Conditions:
+  HasFirst: !Not [!Equals [!Select [0, !Split [",", !Sub "${Names},,"]], ""]]
+  HasSecond: !Not [!Equals [!Select [1, !Split [",", !Sub "${Names},,"]], ""]]
+Resources:
+  Always: {Type: AWS::SQS::Queue}
+  First: {Type: AWS::SQS::Queue, Condition: HasFirst}
+  Second: {Type: AWS::SQS::Queue, Condition: HasSecond}
+`)
+	for names, want := range map[string]string{"": "Always", "a": "Always First", "a,b": "Always First Second"} {
+		r := &Resolver{Values: map[string]string{"Names": names}}
+		var got []string
+		for _, res := range tpl.Resources {
+			ok, err := tpl.Creates(r, res)
+			if err != nil {
+				t.Fatalf("%q: %v", names, err)
+			}
+			if ok {
+				got = append(got, res.LogicalID)
+			}
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("Names=%q creates %v, want %s", names, got, want)
+		}
+	}
+	if _, err := parse("t.yaml", []byte("Resources:\n  X: {Type: AWS::SQS::Queue, Condition: Nope}\n")); err == nil {
+		t.Error("a resource under an undefined condition was accepted")
 	}
 }

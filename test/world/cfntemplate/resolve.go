@@ -15,7 +15,8 @@ type Deployed struct {
 	Attributes map[string]string
 }
 
-// Resolver evaluates Ref, Fn::Sub, Fn::GetAtt, Fn::Join and Fn::If (over
+// Resolver evaluates Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::Select,
+// Fn::Split and Fn::If (over
 // the conditions Load bound into it: Fn::Equals, Fn::Not, Fn::And, Fn::Or),
 // in the short (!Sub) and long ({"Fn::Sub": ...}) forms, over what the
 // caller supplies. Ref AWS::NoValue removes the property, list item or
@@ -144,6 +145,10 @@ func (r *Resolver) Resolve(n *yaml.Node) (any, error) {
 			return r.fnJoin(arg)
 		case "Fn::If":
 			return r.fnIf(arg)
+		case "Fn::Select":
+			return r.fnSelect(arg)
+		case "Fn::Split":
+			return r.fnSplit(arg)
 		}
 		return nil, fmt.Errorf("line %d: intrinsic %s: %w", n.Line, name, ErrUnsupported)
 	}
@@ -239,6 +244,47 @@ func (r *Resolver) fnJoin(n *yaml.Node) (any, error) {
 		parts[i] = s
 	}
 	return strings.Join(parts, n.Content[0].Value), nil
+}
+
+// fnSelect evaluates [index, list]: CloudFormation fails on an index past
+// the list's end ("Fn::Select cannot select nonexistent value at index"),
+// and so does the resolver.
+func (r *Resolver) fnSelect(n *yaml.Node) (any, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 2 {
+		return nil, fmt.Errorf("line %d: Fn::Select takes [index, [values]]", n.Line)
+	}
+	i, err := r.Int(n.Content[0], -1)
+	if err != nil {
+		return nil, fmt.Errorf("line %d: Fn::Select index: %w", n.Line, err)
+	}
+	list, err := r.Resolve(n.Content[1])
+	if err != nil {
+		return nil, err
+	}
+	items, ok := list.([]any)
+	if !ok {
+		return nil, fmt.Errorf("line %d: Fn::Select: the values are not a list", n.Line)
+	}
+	if i < 0 || i >= len(items) {
+		return nil, fmt.Errorf("line %d: Fn::Select cannot select nonexistent value at index %d", n.Line, i)
+	}
+	return items[i], nil
+}
+
+// fnSplit evaluates [delimiter, string] into a list of strings.
+func (r *Resolver) fnSplit(n *yaml.Node) (any, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 2 || n.Content[0].Kind != yaml.ScalarNode || n.Content[0].Value == "" {
+		return nil, fmt.Errorf("line %d: Fn::Split takes [delimiter, string]", n.Line)
+	}
+	s, err := r.String(n.Content[1])
+	if err != nil {
+		return nil, fmt.Errorf("line %d: Fn::Split: %w", n.Line, err)
+	}
+	var out []any
+	for _, part := range strings.Split(s, n.Content[0].Value) {
+		out = append(out, part)
+	}
+	return out, nil
 }
 
 // fnIf evaluates [condition, then, else]; Load has put the condition's

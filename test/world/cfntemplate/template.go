@@ -59,6 +59,10 @@ type Resource struct {
 	Type       string
 	Properties *yaml.Node // nil when the resource has none
 	Metadata   *yaml.Node
+	// Condition names the template condition the resource exists under
+	// ("" always): CloudFormation creates it only when the condition
+	// holds (see Template.Creates).
+	Condition string
 }
 
 // Property returns one property's node, or nil.
@@ -103,6 +107,12 @@ func parse(path string, raw []byte) (*Template, error) {
 		r := Resource{LogicalID: key.Value, Properties: Child(n, "Properties"), Metadata: Child(n, "Metadata")}
 		if typ := Child(n, "Type"); typ != nil {
 			r.Type = typ.Value
+		}
+		if c := Child(n, "Condition"); c != nil {
+			if _, ok := t.Conditions[c.Value]; !ok {
+				return nil, fmt.Errorf("%s: resource %s: condition %q is not defined", path, r.LogicalID, c.Value)
+			}
+			r.Condition = c.Value
 		}
 		t.Resources = append(t.Resources, r)
 	}
@@ -183,6 +193,29 @@ func (t *Template) bindConditions(conditions *yaml.Node, sections ...*yaml.Node)
 		}
 	}
 	return nil
+}
+
+// Creates reports whether CloudFormation creates res for the values r
+// resolves with: always without a Condition, else when it holds.
+func (t *Template) Creates(r *Resolver, res Resource) (bool, error) {
+	if res.Condition == "" {
+		return true, nil
+	}
+	ok, err := r.condition(t.Conditions[res.Condition])
+	if err != nil {
+		return false, fmt.Errorf("resource %s: condition %s: %w", res.LogicalID, res.Condition, err)
+	}
+	return ok, nil
+}
+
+// Holds evaluates the template's condition name for the values r resolves
+// with.
+func (t *Template) Holds(r *Resolver, name string) (bool, error) {
+	c, ok := t.Conditions[name]
+	if !ok {
+		return false, fmt.Errorf("condition %s is not defined", name)
+	}
+	return r.condition(c)
 }
 
 // Resource returns the resource with that logical id.

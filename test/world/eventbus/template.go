@@ -51,7 +51,9 @@ type Wiring struct {
 // ReservedConcurrentExecutions and RecursiveLoop, Globals.Function applied) and Schedule
 // events. Queues, targets and dead-letter queues are named by !GetAtt X.Arn;
 // values may use !Ref, !Sub and !Join of parameters and pseudo parameters.
-// Anything else in those places is an error.
+// Anything else in those places is an error. A resource whose Condition
+// does not hold for the parameters is not wired, as CloudFormation does not
+// create it.
 func (b *Bus) LoadTemplate(path string, o TemplateOptions) (*Wiring, error) {
 	t, err := cfntemplate.Load(path)
 	if err != nil {
@@ -78,6 +80,12 @@ func (b *Bus) WireTemplate(t *cfntemplate.Template, o TemplateOptions) (*Wiring,
 		resources := t.OfType(step.typ)
 		slices.SortFunc(resources, func(a, b cfntemplate.Resource) int { return strings.Compare(a.LogicalID, b.LogicalID) })
 		for _, r := range resources {
+			// A resource whose Condition does not hold is not created.
+			if ok, err := t.Creates(w.r, r); err != nil {
+				return nil, fmt.Errorf("eventbus: %w", err)
+			} else if !ok {
+				continue
+			}
 			if err := step.wire(r); err != nil {
 				return nil, err
 			}

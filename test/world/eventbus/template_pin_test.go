@@ -62,22 +62,27 @@ func TestLoadTemplatePinned(t *testing.T) {
 	nop := func(context.Context, []byte) error { return nil }
 	for _, c := range []struct {
 		name, golden string
+		groups       string // AutoScalingGroupNames
 		functions    func(b *Bus) map[string]Invoker
 	}{
-		{"every function", "testdata/repo-template.wiring", func(b *Bus) map[string]Invoker {
+		{"every function", "testdata/repo-template.wiring", "", func(b *Bus) map[string]Invoker {
 			return map[string]Invoker{
 				"TaskStateFunction": b.Function("taskstate", nop),
 				"DrainFunction":     b.Function("drain", nop),
 				"SweepFunction":     b.Function("sweep", nop),
+				"HostsFunction":     b.Function("hosts", nop),
 			}
 		}},
-		{"no function", "testdata/repo-template-unwired.wiring", func(*Bus) map[string]Invoker { return nil }},
+		{"with termination hooks", "testdata/repo-template-hooks.wiring", "asg-a,asg-b", func(b *Bus) map[string]Invoker {
+			return map[string]Invoker{"HostsFunction": b.Function("hosts", nop)}
+		}},
+		{"no function", "testdata/repo-template-unwired.wiring", "", func(*Bus) map[string]Invoker { return nil }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := New(Options{Seed: 1})
 			defer b.Close()
 			w, err := b.LoadTemplate("../../../template.yaml", TemplateOptions{
-				StackName: "tether", Params: map[string]string{"ClusterName": "demo"}, Functions: c.functions(b),
+				StackName: "tether", Params: map[string]string{"ClusterName": "demo", "AutoScalingGroupNames": c.groups}, Functions: c.functions(b),
 			})
 			if err != nil {
 				t.Fatal(err)

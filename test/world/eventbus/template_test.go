@@ -46,6 +46,7 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 		Functions: map[string]eventbus.Invoker{
 			"TaskStateFunction": bus.Function("taskstate", record("taskstate")),
 			"DrainFunction":     bus.Function("drain", record("drain")),
+			"HostsFunction":     bus.Function("hosts", record("hosts")),
 			"SweepFunction": bus.Function("sweep", func(_ context.Context, e worldapi.Event) error {
 				swept <- e
 				return nil
@@ -66,7 +67,9 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 	if o := w.Queues["TaskQueue"].Options(); o.VisibilityTimeout != 360*time.Second || o.MaxReceiveCount != 5 || o.DeadLetter != w.Queues["TaskDeadLetterQueue"] {
 		t.Fatalf("TaskQueue options: %+v", o)
 	}
-	if !slices.Equal(w.Rules, []string{"CommandRule", "InstanceDisconnectedRule", "InstanceStateRule", "TaskStateRule", "VolumeRule"}) || len(w.Mappings) != 4 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
+	// TerminationHoldRule exists only with AutoScalingGroupNames (its Condition).
+	if !slices.Equal(w.Rules, []string{"CommandRule", "HostDisconnectedRule", "HostStateRule", "InstanceDisconnectedRule", "InstanceStateRule", "SpotWarningRule", "TaskStateRule", "VolumeRule"}) ||
+		len(w.Mappings) != 5 || !slices.Equal(w.Schedules, []string{"SweepFunction.Sweep"}) {
 		t.Fatalf("wiring: rules %v, mappings %d, schedules %v", w.Rules, len(w.Mappings), w.Schedules)
 	}
 
@@ -81,6 +84,9 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 	bus.Publish(ev("aws.ecs", "ECS Task State Change", "other")) // another cluster's: dropped by the pattern
 	bus.Publish(ev("aws.ecs", "ECS Container Instance State Change", "demo"))
 	bus.Publish(ev("aws.ec2", "EBS Volume Notification", ""))
+	stopped, _ := json.Marshal(map[string]string{"instance-id": "i-0123456789abcdef0", "state": "stopped"})
+	bus.Publish(worldapi.Event{Version: "0", ID: "y", Source: "aws.ec2", DetailType: "EC2 Instance State-change Notification", Account: "123456789012",
+		Region: "us-west-2", Resources: []string{}, Detail: stopped})
 	w.Queues["RetryQueue"].Send(`{"tether":"retry"}`, eventbus.SendOptions{})
 	if err := bus.FireSchedule("SweepFunction.Sweep"); err != nil {
 		t.Fatal(err)
@@ -102,7 +108,8 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 	defer mu.Unlock()
 	slices.Sort(got["taskstate"])
 	if !slices.Equal(got["taskstate"], []string{"EBS Volume Notification", "ECS Task State Change", "retry"}) ||
-		!slices.Equal(got["drain"], []string{"ECS Container Instance State Change"}) {
+		!slices.Equal(got["drain"], []string{"ECS Container Instance State Change"}) ||
+		!slices.Equal(got["hosts"], []string{"EC2 Instance State-change Notification"}) {
 		t.Fatalf("functions got %v", got)
 	}
 }

@@ -6,7 +6,10 @@
 // themselves, each bound by logical id to a Runtime (in-process handlers or
 // real bootstraps under the Lambda runtime interface emulator) with its
 // environment resolved and pointed at the world (AWS_ENDPOINT_URL,
-// TETHER_RETRY_QUEUE_URL = the world's retry queue).
+// TETHER_RETRY_QUEUE_URL = the world's retry queue), and Auto Scaling
+// lifecycle hooks (PutLifecycleHook on the world's Auto Scaling). A
+// resource whose Condition does not hold is not created (listed in
+// Deployment.NotCreated), as in CloudFormation.
 //
 // What the template declares and the world cannot do (IAM, alarms, log
 // groups, queue policies, encryption at rest...) is listed in
@@ -29,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tether-ecs/tether/test/world/cfntemplate"
@@ -51,8 +56,19 @@ type Config struct {
 	// Runtime runs the functions; nil deploys everything but the functions
 	// (their events stay unwired, see Deployment.Unwired).
 	Runtime Runtime
-	Logger  *slog.Logger
+	// AutoScaling puts the template's lifecycle hooks (the world's Auto
+	// Scaling through the SDK); nil refuses a template that creates one.
+	AutoScaling AutoScalingAPI
+	Logger      *slog.Logger
 }
+
+// AutoScalingAPI is the Auto Scaling call Deploy makes
+// (*autoscaling.Client has it).
+type AutoScalingAPI interface {
+	PutLifecycleHook(ctx context.Context, params *autoscaling.PutLifecycleHookInput, optFns ...func(*autoscaling.Options)) (*autoscaling.PutLifecycleHookOutput, error)
+}
+
+var _ AutoScalingAPI = (*autoscaling.Client)(nil)
 
 // Function is one AWS::Serverless::Function as deployed.
 type Function struct {
@@ -81,8 +97,12 @@ type Deployment struct {
 	Schedules []string                   // "<function>.<event>"
 	Documents map[string]string          // logical id -> SSM document name
 	Outputs   map[string]string          // the stack's outputs, resolved
+	Hooks     []string                   // lifecycle hooks put, "<group>/<hook>"
 	Ignored   []Ignored
 	Unwired   []string // events without a running function
+	// NotCreated: resources whose Condition does not hold for the
+	// parameters (logical ids, template order).
+	NotCreated []string
 
 	mu      sync.Mutex
 	wiring  *eventbus.Wiring
@@ -128,7 +148,7 @@ func Deploy(ctx context.Context, cfg Config) (*Deployment, error) {
 		cfg.Logger.Info("template: not deployed in the world", "resource", ig.LogicalID, "type", ig.Type, "property", ig.Property, "reason", ig.Reason)
 	}
 	cfg.Logger.Info("template deployed", "stack", cfg.StackName, "functions", slices.Sorted(maps.Keys(d.Functions)),
-		"queues", len(d.Queues), "rules", d.Rules, "schedules", d.Schedules, "unwired", d.Unwired)
+		"queues", len(d.Queues), "rules", d.Rules, "schedules", d.Schedules, "hooks", d.Hooks, "unwired", d.Unwired, "notCreated", d.NotCreated)
 	return d, nil
 }
 
@@ -151,9 +171,20 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 	if err != nil {
 		return fmt.Errorf("samlocal: %w: %w", ErrUnsupported, err)
 	}
-	var functions []cfntemplate.Resource
+	var functions, hooks []cfntemplate.Resource
 	for _, res := range t.cfn.Resources {
+		if _, left := ignoredTypes[res.Type]; left {
+			continue // not deployed whatever its condition says
+		}
+		if ok, err := t.cfn.Creates(r, res); err != nil {
+			return fmt.Errorf("samlocal: %w", err)
+		} else if !ok {
+			d.NotCreated = append(d.NotCreated, res.LogicalID)
+			continue
+		}
 		switch res.Type {
+		case "AWS::AutoScaling::LifecycleHook":
+			hooks = append(hooks, res)
 		case "AWS::SSM::Document":
 			name, ok := docs[res.LogicalID]
 			if !ok {
@@ -196,6 +227,11 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 		r.Resources[id] = cfntemplate.Deployed{Ref: id, Attributes: map[string]string{"Arn": fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", cfg.Region, cfg.Account, id)}}
 	}
 
+	for _, res := range hooks {
+		if err := d.putHook(ctx, cfg, r, res); err != nil {
+			return err
+		}
+	}
 	for _, res := range functions {
 		fn, err := d.function(cfg, t, r, res)
 		if err != nil {
@@ -217,6 +253,44 @@ func (d *Deployment) deploy(ctx context.Context, cfg Config, t *Template, params
 		}
 	}
 	return d.outputs(t, r)
+}
+
+// putHook puts one AWS::AutoScaling::LifecycleHook into the world's Auto
+// Scaling, as CloudFormation does (PutLifecycleHook).
+func (d *Deployment) putHook(ctx context.Context, cfg Config, r *cfntemplate.Resolver, res cfntemplate.Resource) error {
+	if cfg.AutoScaling == nil {
+		return fmt.Errorf("samlocal: %s: no Auto Scaling to put the lifecycle hook into (Config.AutoScaling): %w", res.LogicalID, ErrUnsupported)
+	}
+	str := func(name string) (string, error) {
+		v, err := r.String(res.Property(name))
+		if err != nil {
+			return "", fmt.Errorf("samlocal: %s.%s: %w", res.LogicalID, name, err)
+		}
+		return v, nil
+	}
+	in := &autoscaling.PutLifecycleHookInput{}
+	for name, dst := range map[string]**string{"AutoScalingGroupName": &in.AutoScalingGroupName, "LifecycleHookName": &in.LifecycleHookName,
+		"LifecycleTransition": &in.LifecycleTransition, "DefaultResult": &in.DefaultResult, "NotificationMetadata": &in.NotificationMetadata} {
+		v, err := str(name)
+		if err != nil {
+			return err
+		}
+		if v != "" {
+			*dst = aws.String(v)
+		}
+	}
+	if res.Property("HeartbeatTimeout") != nil {
+		n, err := r.Int(res.Property("HeartbeatTimeout"), 0)
+		if err != nil {
+			return fmt.Errorf("samlocal: %s.HeartbeatTimeout: %w", res.LogicalID, err)
+		}
+		in.HeartbeatTimeout = aws.Int32(int32(n))
+	}
+	if _, err := cfg.AutoScaling.PutLifecycleHook(ctx, in); err != nil {
+		return fmt.Errorf("samlocal: %s: PutLifecycleHook: %w", res.LogicalID, err)
+	}
+	d.Hooks = append(d.Hooks, aws.ToString(in.AutoScalingGroupName)+"/"+aws.ToString(in.LifecycleHookName))
+	return nil
 }
 
 // function resolves one function's configuration.

@@ -135,7 +135,7 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	want := map[string]struct {
 		pkg      string
 		reserved int
-	}{"TaskStateFunction": {"taskstate", 0}, "DrainFunction": {"drain", 0}, "SweepFunction": {"sweep", 0}}
+	}{"TaskStateFunction": {"taskstate", 0}, "DrainFunction": {"drain", 0}, "SweepFunction": {"sweep", 0}, "HostsFunction": {"hosts", 0}}
 	if len(d.Functions) != len(want) || len(rec.started) != len(want) {
 		t.Fatalf("functions %v, started %d; want %d", d.Functions, len(rec.started), len(want))
 	}
@@ -166,12 +166,23 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	if !strings.HasPrefix(retry.URL(), endpoint+"/") {
 		t.Errorf("retry queue URL %s is not on the world's endpoint", retry.URL())
 	}
+	// The hosts function's own settings; without AutoScalingGroupNames it
+	// holds no group (no hook name).
+	for k, v := range map[string]string{"TETHER_HOSTS_QUEUE_URL": endpoint + "/123456789012/tether-HostsQueue", "TETHER_HOLD_HOOK": "",
+		"TETHER_HOLD_DEADLINE": "600s", "TETHER_HUNG_HOST_ACTION": "none", "TETHER_HUNG_HOST_THRESHOLD": "300s"} {
+		if got, ok := d.Functions["HostsFunction"].Env[k]; !ok || got != v {
+			t.Errorf("HostsFunction env %s = %q (%v), want %q", k, got, ok, v)
+		}
+	}
+	if !slices.Equal(d.NotCreated, []string{"TerminationHoldRule", "TerminationHook1", "TerminationHook2", "TerminationHook3", "TerminationHook4"}) || len(d.Hooks) != 0 {
+		t.Errorf("without groups: not created %v, hooks %v", d.NotCreated, d.Hooks)
+	}
 
 	// Queues and their dead-letter queues (and the rules' one).
-	if len(d.Queues) != 9 || d.Queues["RuleDeadLetterQueue"] == nil {
-		t.Errorf("%d queues, want 9 (4 + 4 dead-letter + the rules' dead-letter queue)", len(d.Queues))
+	if len(d.Queues) != 11 || d.Queues["RuleDeadLetterQueue"] == nil {
+		t.Errorf("%d queues, want 11 (5 + 5 dead-letter + the rules' dead-letter queue)", len(d.Queues))
 	}
-	for _, id := range []string{"TaskQueue", "InstanceQueue", "VolumeQueue", "RetryQueue"} {
+	for _, id := range []string{"TaskQueue", "InstanceQueue", "VolumeQueue", "RetryQueue", "HostsQueue"} {
 		q := d.Queues[id]
 		dlq := d.Queues[strings.TrimSuffix(id, "Queue")+"DeadLetterQueue"]
 		if q == nil || dlq == nil {
@@ -245,6 +256,10 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"ACTIVE","agentConnected":true,"version":7}`)
 	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"DRAINING","agentConnected":true}`)
 	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"ACTIVE","agentConnected":false}`)
+	publish("aws.ec2", "EC2 Instance State-change Notification", `{"instance-id":"i-0123456789abcdef0","state":"running"}`)
+	publish("aws.ec2", "EC2 Instance State-change Notification", `{"instance-id":"i-0123456789abcdef0","state":"terminated"}`)
+	publish("aws.ec2", "EC2 Spot Instance Interruption Warning", `{"instance-id":"i-0123456789abcdef0","instance-action":"terminate"}`)
+	publish("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action", `{"LifecycleHookName":"tether-tether","EC2InstanceId":"i-0123456789abcdef0"}`)
 	retry.Send(`{"tether":"retry","key":{"cluster":"default","volume":"v"}}`, eventbus.SendOptions{})
 	if err := e.bus.FireSchedule("SweepFunction.Sweep"); err != nil {
 		t.Fatal(err)
@@ -263,8 +278,9 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 		}
 		return out
 	}
-	rec.wait(t, "taskstate to get 3 messages, drain 2, sweep 1", func() bool {
-		return len(bodies("TaskStateFunction")) >= 3 && len(bodies("DrainFunction")) >= 2 && len(bodies("SweepFunction")) >= 1
+	rec.wait(t, "taskstate to get 3 messages, drain 2, sweep 1, hosts 3", func() bool {
+		return len(bodies("TaskStateFunction")) >= 3 && len(bodies("DrainFunction")) >= 2 && len(bodies("SweepFunction")) >= 1 &&
+			len(bodies("HostsFunction")) >= 3
 	})
 	ts := strings.Join(bodies("TaskStateFunction"), "\n")
 	for _, want := range []string{`"lastStatus":"RUNNING"`, `"attachVolume"`, `"tether":"retry"`} {
@@ -283,6 +299,13 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	if got := bodies("SweepFunction"); len(got) != 1 || !strings.Contains(got[0], `"Scheduled Event"`) || !strings.HasPrefix(got[0], "direct:") {
 		t.Errorf("sweep got %v, want one Scheduled Event invoked directly", got)
 	}
+	// Hosts: an instance leaving, a Spot warning, a disconnected agent;
+	// not a running instance, nor a lifecycle action (no group, no rule).
+	hosts := bodies("HostsFunction")
+	if all := strings.Join(hosts, "\n"); len(hosts) != 3 || !strings.Contains(all, `"agentConnected":false`) || !strings.Contains(all, `"instance-action"`) ||
+		!strings.Contains(all, `"terminated"`) {
+		t.Errorf("hosts got %v, want the disconnected agent, the Spot warning and the termination", hosts)
+	}
 }
 
 // Reserved concurrency is the operator's choice: with ReservedConcurrency
@@ -293,7 +316,7 @@ func TestReservedConcurrencyIsOptIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]int{"TaskStateFunction": 30, "DrainFunction": 5, "SweepFunction": 1} {
+	for id, want := range map[string]int{"TaskStateFunction": 30, "DrainFunction": 5, "SweepFunction": 1, "HostsFunction": 5} {
 		if got := d.Functions[id].ReservedConcurrency; got != want {
 			t.Errorf("%s reserves %d, want %d", id, got, want)
 		}
@@ -343,7 +366,8 @@ func TestWhatTheWorldCannotDoIsAnError(t *testing.T) {
 		{"a step precondition the world's SSM does not know", "              StringEquals: [platformType, MacOS]\n", "              StringEquals: [platformVersion, \"14\"]\n"},
 		{"unknown event type", "          Type: Schedule\n", "          Type: Api\n"},
 		{"unknown SQS event property", "            BatchSize: 10\n", "            BatchSize: 10\n            FilterCriteria: {Filters: []}\n"},
-		{"unsupported intrinsic", "TETHER_LOG_LEVEL: !Ref LogLevel", "TETHER_LOG_LEVEL: !Select [0, [a, b]]"},
+		{"unsupported intrinsic", "TETHER_LOG_LEVEL: !Ref LogLevel", `TETHER_LOG_LEVEL: !Select [0, !GetAZs ""]`},
+		{"a lifecycle hook notifying SNS", "      HeartbeatTimeout: 300\n", "      HeartbeatTimeout: 300\n      NotificationTargetARN: arn:aws:sns:us-west-2:123456789012:t\n"},
 		{"reference to an ignored resource", "TETHER_LOG_LEVEL: !Ref LogLevel", "TETHER_LOG_LEVEL: !Ref ReconcilerPolicy"},
 	}
 	for _, c := range cases {
@@ -383,12 +407,12 @@ func TestParametersAreCheckedAsCloudFormationDoes(t *testing.T) {
 func TestAFunctionThatCannotStartFailsTheDeployAndStopsTheOthers(t *testing.T) {
 	e := newEnv(t)
 	rec := newRecorder()
-	rec.failOn = "SweepFunction" // started after DrainFunction (logical id order)
+	rec.failOn = "SweepFunction" // started after DrainFunction and HostsFunction (logical id order)
 	d, err := deploy(t, e, rec, repoTemplate, map[string]string{"ClusterName": "default"})
 	if err == nil || d != nil {
 		t.Fatalf("deploy = %v, %v; want an error", d, err)
 	}
-	if len(rec.started) != 1 || rec.started[0].LogicalID != "DrainFunction" {
+	if len(rec.started) != 2 || rec.started[0].LogicalID != "DrainFunction" || rec.started[1].LogicalID != "HostsFunction" {
 		t.Fatalf("started %v", rec.started)
 	}
 	// The drain function's mapping is stopped: a message stays queued.
@@ -409,10 +433,10 @@ func TestWithoutARuntimeTheFunctionsEventsAreUnwired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Unwired) != 5 { // 3 taskstate queues, 1 drain queue, 1 schedule
-		t.Errorf("unwired %v, want the five function events", d.Unwired)
+	if len(d.Unwired) != 6 { // 3 taskstate queues, 1 drain queue, 1 hosts queue, 1 schedule
+		t.Errorf("unwired %v, want the six function events", d.Unwired)
 	}
-	if len(d.Queues) != 9 || len(d.Rules) != 5 || len(d.Documents) != 3 {
+	if len(d.Queues) != 11 || len(d.Rules) != 8 || len(d.Documents) != 3 {
 		t.Errorf("queues %d, rules %v, documents %v", len(d.Queues), d.Rules, d.Documents)
 	}
 	if d.Functions["TaskStateFunction"].Env["TETHER_RETRY_QUEUE_URL"] != d.Queues["RetryQueue"].URL() {

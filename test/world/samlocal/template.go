@@ -77,6 +77,13 @@ var deployedTypes = map[string]propertyRules{
 			"Tags":         "the world's documents carry no tags",
 		},
 	},
+	// A termination (or launch) hook of an Auto Scaling group the world
+	// already has (CloudFormation fails the stack otherwise, and so does
+	// Deploy): put with PutLifecycleHook. Notifications reach EventBridge
+	// without a target; the world's Auto Scaling refuses SNS and SQS ones.
+	"AWS::AutoScaling::LifecycleHook": {
+		handled: []string{"AutoScalingGroupName", "LifecycleHookName", "LifecycleTransition", "HeartbeatTimeout", "DefaultResult", "NotificationMetadata"},
+	},
 	"AWS::Serverless::Function": {
 		handled: []string{"Events", "Timeout", "ReservedConcurrentExecutions", "RecursiveLoop", "Environment", "MemorySize", "CodeUri", "Handler", "Runtime"},
 		inert:   []string{"Description"},

@@ -87,7 +87,7 @@ func dumpDeployment(d *Deployment) string {
 	for _, k := range slices.Sorted(maps.Keys(d.Outputs)) {
 		fmt.Fprintf(&b, "output %s: %s\n", k, d.Outputs[k])
 	}
-	fmt.Fprintf(&b, "rules %v\nschedules %v\nunwired %v\nignored %d\n", d.Rules, d.Schedules, d.Unwired, len(d.Ignored))
+	fmt.Fprintf(&b, "rules %v\nschedules %v\nhooks %v\nunwired %v\nnot created %v\nignored %d\n", d.Rules, d.Schedules, d.Hooks, d.Unwired, d.NotCreated, len(d.Ignored))
 	return b.String()
 }
 

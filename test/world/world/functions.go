@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
 	"github.com/tether-ecs/tether/test/world/lambdarun"
 	"github.com/tether-ecs/tether/test/world/samlocal"
 )
@@ -56,6 +58,7 @@ func (w *World) deployTemplate(ctx context.Context) error {
 	d, err := samlocal.Deploy(ctx, samlocal.Config{
 		Template: o.Template, StackName: o.StackName, Parameters: params, Region: o.Region, Account: o.Account,
 		Endpoint: w.endpoint, Bus: w.bus, SSM: w.ssm, Runtime: rt, Logger: w.log.With("component", "samlocal"),
+		AutoScaling: autoscaling.NewFromConfig(w.AWSConfig()),
 	})
 	if err != nil {
 		return err

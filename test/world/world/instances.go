@@ -299,7 +299,10 @@ func (w *World) ResumeInstance(id string) error {
 // onInstanceState keeps SSM, ECS and Auto Scaling in step with EC2,
 // whoever changed the instance (a control method, a StopInstances or
 // TerminateInstances call, a Spot interruption, Auto Scaling): a stopped
-// instance's agents are disconnected (the world never starts it again), a
+// instance's agents are disconnected and ECS stops its tasks ("When you
+// stop or terminate a container instance, the tasks that are running on
+// it are transitioned to the STOPPED status", ECS Developer Guide, "Amazon
+// ECS task state change events"; the world never starts it again), a
 // terminated one's container instance is deregistered.
 func (w *World) onInstanceState(id, state string) {
 	if w.asg != nil {
@@ -310,6 +313,9 @@ func (w *World) onInstanceState(id, state string) {
 	switch state {
 	case "stopped":
 		w.agentsGone(id)
+		if err := w.ecs.StopInstance(id); err != nil {
+			w.log.Debug("ecs: stopped instance", "instance", id, "err", err)
+		}
 	case "terminated":
 		w.agentsGone(id)
 		if err := w.terminatedInECS(id); err != nil {

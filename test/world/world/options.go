@@ -63,6 +63,11 @@ type Options struct {
 	// status checks stay impaired before it replaces the instance (world
 	// time; default 5 min, the user guide's "waits a few minutes").
 	AutoScalingImpairedGrace time.Duration
+	// AutoScalingGroups are created (their instances launched and
+	// InService) before tether's template is deployed, so that its
+	// termination hooks (AutoScalingGroupNames) have their groups, as
+	// CloudFormation needs them.
+	AutoScalingGroups []AutoScalingGroupOptions
 	// DetachEvents makes EC2 send EBS detachVolume events. Off by default:
 	// the EBS guide lists the event, but tether must work without it.
 	DetachEvents bool

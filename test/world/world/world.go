@@ -163,6 +163,11 @@ func (w *World) start(ctx context.Context) error {
 	if err := w.launchInitial(ctx); err != nil {
 		return err
 	}
+	for _, g := range o.AutoScalingGroups {
+		if err := w.CreateAutoScalingGroup(ctx, g); err != nil {
+			return err
+		}
+	}
 	return w.deployTemplate(ctx)
 }
 
