@@ -121,8 +121,10 @@ func TestScopedTaskReadsAndTheirLimits(t *testing.T) {
 		t.Errorf("unknown service: %v", err)
 	}
 	dt, err := w.ecs.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String(testCluster), Tasks: slices.Repeat([]string{jobA}, 100)})
-	if err != nil || len(dt.Tasks) != 100 {
-		t.Errorf("100 tasks: %d described, %v", len(dt.Tasks), err)
+	if err != nil {
+		t.Errorf("100 tasks: %v", err)
+	} else if len(dt.Tasks) != 100 {
+		t.Errorf("100 tasks: %d described, want 100", len(dt.Tasks))
 	}
 	if _, err := w.ecs.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String(testCluster), Task: aws.String(jobA), Reason: aws.String(strings.Repeat("r", 255))}); err != nil {
 		t.Errorf("stop reason of 255: %v", err)
