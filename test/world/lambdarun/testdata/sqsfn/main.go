@@ -1,7 +1,9 @@
 // Command sqsfn is a tiny SQS-triggered Lambda function for lambdarun's
 // tests: it fails the records whose body starts with "fail" (partial batch
 // response), returns a function error for a body "crash", and logs the
-// TETHER_CLUSTER it was given.
+// TETHER_CLUSTER it was given. A body "wait:<path>" holds the invocation
+// until that file exists (or the invocation's deadline), after creating
+// <path>.held to say it is holding.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -21,6 +24,20 @@ func handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, e
 	for _, r := range ev.Records {
 		log.Info("record", "messageId", r.MessageId, "cluster", os.Getenv("TETHER_CLUSTER"), "endpoint", os.Getenv("AWS_ENDPOINT_URL"))
 		switch {
+		case strings.HasPrefix(r.Body, "wait:"):
+			if err := os.WriteFile(strings.TrimPrefix(r.Body, "wait:")+".held", nil, 0o644); err != nil {
+				return resp, err
+			}
+			for {
+				if _, err := os.Stat(strings.TrimPrefix(r.Body, "wait:")); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return resp, ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
 		case r.Body == "crash":
 			return resp, errors.New("crash requested")
 		case strings.HasPrefix(r.Body, "fail"):
