@@ -166,11 +166,11 @@ func (p *pass) finish(res Result, err error) {
 	throttles := snap.Total(snap.Throttles, "")
 	switch {
 	case err != nil:
-		p.log.Error("pass failed; the key must be retried", "error", err, "ec2Requests", calls)
+		p.log.Error("pass failed; the key must be retried", "error", err, "ec2Requests", calls, "requests", snap.Calls)
 	case res.Done():
-		p.log.Info("converged", "reason", res.Reason, "ec2Requests", calls)
+		p.log.Info("converged", "reason", res.Reason, "ec2Requests", calls, "requests", snap.Calls)
 	default:
-		p.log.Info("handing the key back", "reason", res.Reason, "retryAfter", res.RetryAfter.String(), "ec2Requests", calls)
+		p.log.Info("handing the key back", "reason", res.Reason, "retryAfter", res.RetryAfter.String(), "ec2Requests", calls, "requests", snap.Calls)
 	}
 	metrics := []emf.Metric{
 		{Name: MetricPasses, Value: 1, Unit: emf.Count},
