@@ -211,7 +211,7 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 				// and its detach. Detach it; it is attached anew for the
 				// task that waits here.
 				log.Info("mount result superseded by a later unmount: detaching the released attachment, to attach it again", "generation", m.Generation, "released", g.released)
-				return p.detach(ctx, w, v, inst, t.ci.ARN)
+				return p.detach(ctx, w, v, a, t.ci.ARN)
 			}
 			if m.Formatted {
 				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount(MetricFormats))
@@ -241,7 +241,7 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 	case code == agentproto.ExitReleased:
 		// An unmount released this attachment after this mount was sent:
 		// it is detached, and attached again for the task that waits.
-		return p.detach(ctx, w, v, inst, t.ci.ARN)
+		return p.detach(ctx, w, v, a, t.ci.ARN)
 	case agentproto.Permanent(code):
 		reason := fmt.Sprintf("tether-agent on %s refused to mount volume %s (%s): %s", inst, p.key.Volume, v.ID, msg)
 		if err := p.failNeeders(ctx, here, agentReason(code), reason); err != nil {
@@ -296,7 +296,7 @@ func (p *pass) stuckAttach(ctx context.Context, w want, v cloud.Volume, a cloud.
 	p.log.Warn("attach stuck and the agent found no device: detaching to attach again under another name",
 		"volumeId", v.ID, "instance", a.InstanceID, "device", a.Device, "since", a.AttachTime, "mount", mount.ID)
 	p.r.dev.poison(a.InstanceID, a.Device)
-	res, err := p.detach(ctx, w, v, a.InstanceID, "")
+	res, err := p.detach(ctx, w, v, a, "")
 	if err == nil && !res.Done() {
 		h := parseHint(res.Hint)
 		h.Poison = a.Device

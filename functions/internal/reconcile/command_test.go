@@ -78,8 +78,11 @@ func TestCommandEventWakesTheKey(t *testing.T) {
 				t.Fatalf("no detach after the unmount's event: %v", h.w.Journal())
 			}
 			after := h.w.Calls()
-			if n := after["EC2:DescribeVolumes"] - calls["EC2:DescribeVolumes"]; n > 1 {
-				t.Errorf("the woken pass read EC2 %d times (DescribeVolumes); one look at the attachment is enough", n)
+			if n := after["EC2:DescribeVolumes"] - calls["EC2:DescribeVolumes"]; n != 2 {
+				// One look to judge the attachment, one past every cache
+				// right before DetachVolume (which names the instance, not
+				// the attachment).
+				t.Errorf("the woken pass read EC2 %d times (DescribeVolumes), want 2: one to judge, one right before the detach", n)
 			}
 			if !elsewhere {
 				// The unmount's result is the fact the detach needs; ECS is

@@ -307,7 +307,7 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		if again, wait, err := p.mountRacing(ctx, w, v, a, ci, cmd, u, parsed); again || err != nil {
 			return wait, err
 		}
-		return p.detach(ctx, w, v, inst, ci.ARN)
+		return p.detach(ctx, w, v, a, ci.ARN)
 	case cloud.CommandUnreachable:
 		since := fromMS(p.hint.Unreach)
 		if since.IsZero() || since.After(cmd.Requested) {
@@ -419,11 +419,19 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 	return res, err
 }
 
-// detach: the volume is unmounted on inst and no live task there uses it.
-func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN string) (Result, error) {
-	log := p.log.With("volumeId", v.ID, "instance", inst)
+// detach: the volume is unmounted on a's instance and no live task there
+// uses it. EC2's DetachVolume names the instance, not the attachment, so
+// the attachment is read again right before, past every cache: if it is
+// not the one this pass judged (detached and attached anew since, and
+// perhaps mounted for a new task), the pass looks again instead.
+func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ciARN string) (Result, error) {
+	inst := a.InstanceID
+	log := p.log.With("volumeId", v.ID, "instance", inst, "attachment", token(a))
 	if err := p.fresh("detach"); err != nil {
 		return Result{}, err
+	}
+	if r, same, err := p.stillAttached(ctx, v.ID, a, "detaching"); !same || err != nil {
+		return r, err
 	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
 	if cloud.IsDone(err) {
@@ -444,6 +452,28 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, inst, ciARN s
 		h.Target = t.task.ARN
 	}
 	return p.retry(p.r.t.DetachPoll, h, "detaching %s from %s", v.ID, inst), nil
+}
+
+// stillAttached reads the volume past every cache and says whether a,
+// the attachment this pass judged, is still there (same instance and
+// attach time; detaching counts as gone). Otherwise the pass hands the
+// key back to look again: a later attachment is a new fact to judge.
+func (p *pass) stillAttached(ctx context.Context, volumeID string, a cloud.Attachment, step string) (Result, bool, error) {
+	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), volumeID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return done("volume gone"), false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	for _, c := range cur.Attachments {
+		if c.InstanceID == a.InstanceID && c.AttachTime.Equal(a.AttachTime) && (c.State == cloud.AttachAttached || c.State == cloud.AttachAttaching) {
+			return Result{}, true, nil
+		}
+	}
+	p.log.Info("attachment changed since this pass judged it; not "+step, "volumeId", volumeID, "instance", a.InstanceID,
+		"attachment", token(a), "now", cur.Attachments)
+	return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", volumeID, a.InstanceID), false, nil
 }
 
 // forceDetach: only when EC2 says the instance is stopped or terminated,
@@ -657,7 +687,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			if again, wait, err := p.mountRacing(ctx, want{}, cur, a, cloud.ContainerInstance{ARN: h.CI}, c, u, true); again || err != nil {
 				return wait, true, err
 			}
-			res, err := p.detach(ctx, want{}, cur, h.Instance, h.CI)
+			res, err := p.detach(ctx, want{}, cur, a, h.CI)
 			if err == nil && !res.Done() && elsewhere != "" {
 				dh := parseHint(res.Hint)
 				dh.Target = elsewhere

@@ -131,3 +131,40 @@ func TestPassTooOldToActTakesNoStep(t *testing.T) {
 		t.Fatalf("%d mount commands for two placements, want 2", n)
 	}
 }
+
+// A pass that judged an attachment released and is slow to detach it
+// must not detach the volume's next attachment on the same instance:
+// EC2's DetachVolume names the instance, not the attachment. Chaos
+// (CHAOS_SEED=7 CHAOS_HANDOFFS=21 CHAOS_KINDS=drain) caught a retry pass
+// that read the unmount's result, stalled for seconds, and detached the
+// volume from under a new task on that host. Here the stale pass is held
+// in its last read before the detach (the mount commands it checks for a
+// race) while another pass detaches, and T2 is placed on the same host,
+// attached anew and mounted. The harness's clock runs fast (each settle
+// step advances it), so StaleDecision is lifted here: the stall in chaos
+// was 3.8 s, well inside it, and the attachment itself must decide.
+func TestStaleReleaseDoesNotDetachANewerAttachment(t *testing.T) {
+	h := newHarness(t, func(c *reconcile.Config) { c.Timing.StaleDecision = time.Hour })
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.StopTask(t1, "stopped by chaos")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	stale := h.runUntilHeld(h.w.HoldNext("SSM:ListCommands", mountDoc), 400)
+	h.settle(400) // another pass detaches meanwhile
+	if journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-a force=false ok") != 1 {
+		t.Fatalf("no detach from i-a while the stale pass waited: %v", h.w.Journal())
+	}
+	t2 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(400)
+	h.wantRunning(t2)
+	stale.release()
+	h.settle(400)
+	h.noViolations()
+	h.wantRunning(t2)
+	if n := journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-a"); n != 1 {
+		t.Fatalf("%d detaches from i-a, want only the first one (the stale pass detached T2's attachment): %v", n, h.w.Journal())
+	}
+	if in := h.w.InstanceState("i-a"); len(in.Mounted) != 1 {
+		t.Fatalf("T2's volume not mounted on i-a: %v", in.Mounted)
+	}
+}

@@ -13,9 +13,10 @@ type Hold struct {
 }
 
 // HoldNext holds the next call of op ("EC2:AttachVolume",
-// "SSM:SendCommand"); for SendCommand, document narrows it to one
-// document ("" for any). Only mutating calls can be held: CreateVolume,
-// AttachVolume, DetachVolume, DeleteVolume, CreateTags, SendCommand, StopTask.
+// "SSM:SendCommand"); for SendCommand and ListCommands, document narrows
+// it to one document ("" for any). The calls that can be held: CreateVolume,
+// AttachVolume, DetachVolume, DeleteVolume, CreateTags, DescribeInstances,
+// SendCommand, ListCommands, StopTask.
 func (w *World) HoldNext(op, document string) *Hold {
 	w.mu.Lock()
 	defer w.mu.Unlock()

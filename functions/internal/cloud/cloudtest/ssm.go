@@ -265,6 +265,13 @@ func (c *SSM) ListCommandInvocations(_ context.Context, in *ssm.ListCommandInvoc
 // Status, ExecutionStage), MaxResults 1 to 50 (default 50) and NextToken.
 func (c *SSM) ListCommands(_ context.Context, in *ssm.ListCommandsInput, _ ...func(*ssm.Options)) (*ssm.ListCommandsOutput, error) {
 	w := c.w
+	doc := ""
+	for _, f := range in.Filters {
+		if f.Key == ssmtypes.CommandFilterKeyDocumentName {
+			doc = aws.ToString(f.Value)
+		}
+	}
+	w.wait("SSM:ListCommands", doc)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.call("SSM:ListCommands"); err != nil {
