@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -284,13 +285,17 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 	return cis[0], nil
 }
 
+// filterableID: an instance id that can stand in a cluster query
+// expression as it is (no spaces, brackets or quotes).
+var filterableID = regexp.MustCompile(`^[a-z]{1,2}-[0-9a-zA-Z]{1,32}$`)
+
 // ContainerInstanceOf implements Cloud. Which container instance an EC2
 // instance registered as never changes, so the process keeps it (its
-// Status then empty: unknown, ContainerInstance reads it); only an
-// instance it has not seen costs a listing of the cluster's container
-// instances (ECS offers no lookup by EC2 instance id that the local world
-// serves). A registration ECS has forgotten shows when a listing by it
-// answers ErrNotFound.
+// Status then empty: unknown, ContainerInstance reads it); an instance it
+// has not seen costs one ListContainerInstances filtered by the cluster
+// query language ("ec2InstanceId == i-…") and one describe, whatever the
+// size of the cluster. A registration ECS has forgotten shows when a
+// listing by it answers ErrNotFound.
 func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID string) (ContainerInstance, error) {
 	k := cluster + "/" + ec2InstanceID
 	if ci, ok := a.ciOfEC2.Get(k); ok {
@@ -305,7 +310,18 @@ func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID st
 		ci.Status, ci.AgentConnected = "", false // unknown: ContainerInstance reads it
 		return ci, nil
 	}
-	cis, err := a.ContainerInstances(ctx, cluster)
+	if !filterableID.MatchString(ec2InstanceID) { // it goes into a query expression
+		return ContainerInstance{}, fmt.Errorf("%w: %q is not an instance id", ErrNotFound, ec2InstanceID)
+	}
+	in := &ecs.ListContainerInstancesInput{Cluster: aws.String(cluster), Filter: aws.String("ec2InstanceId == " + ec2InstanceID)}
+	out, err := a.ecs.ListContainerInstances(ctx, in)
+	if err != nil {
+		return ContainerInstance{}, classify(err, fmt.Sprintf("ecs ListContainerInstances %q in %q", ec2InstanceID, cluster))
+	}
+	if len(out.ContainerInstanceArns) == 0 {
+		return ContainerInstance{}, fmt.Errorf("%w: no container instance of %q in %q", ErrNotFound, ec2InstanceID, cluster)
+	}
+	cis, err := a.describeContainerInstances(ctx, cluster, out.ContainerInstanceArns)
 	if err != nil {
 		return ContainerInstance{}, err
 	}

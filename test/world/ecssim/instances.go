@@ -310,8 +310,9 @@ type listContainerInstancesRequest struct {
 }
 
 func (s *Server) listContainerInstances(req listContainerInstancesRequest) (any, error) {
-	if req.Filter != "" {
-		return nil, invalidParameter("parameter filter (cluster query language) is not supported by the local ECS world")
+	match, err := parseInstanceFilter(req.Filter)
+	if err != nil {
+		return nil, err
 	}
 	switch req.Status {
 	case "", statusActive, statusDraining, statusInactive, "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED":
@@ -327,7 +328,7 @@ func (s *Server) listContainerInstances(req listContainerInstancesRequest) (any,
 	arns := []string{}
 	for _, id := range c.instanceOrder {
 		ci := c.instances[id]
-		if (req.Status == "" && ci.status != statusInactive) || ci.status == req.Status {
+		if ((req.Status == "" && ci.status != statusInactive) || ci.status == req.Status) && match(ci) {
 			arns = append(arns, ci.arn)
 		}
 	}
@@ -557,4 +558,43 @@ func (s *Server) listAttributes(req listAttributesRequest) (any, error) {
 		}
 	}
 	return listPage("attributes", all, req.paging, 100, 100)
+}
+
+// parseInstanceFilter reads the part of the cluster query language the
+// world serves in ListContainerInstances' filter: "ec2InstanceId == ID"
+// and "ec2InstanceId in [ID, ...]" (Amazon ECS Developer Guide, "Create
+// expressions to define container instances": subject ec2InstanceId,
+// operators ==, !=, in, !in, =~, !~). Any other expression is refused,
+// which is stricter than ECS, never kinder.
+func parseInstanceFilter(f string) (func(*instance) bool, error) {
+	f = strings.TrimSpace(f)
+	if f == "" {
+		return func(*instance) bool { return true }, nil
+	}
+	subject, rest, ok := strings.Cut(f, " ")
+	if !ok || subject != "ec2InstanceId" {
+		return nil, invalidParameter("filter %q: the local ECS world serves only ec2InstanceId == ID and ec2InstanceId in [ID, ...]", f)
+	}
+	rest = strings.TrimSpace(rest)
+	var ids []string
+	switch {
+	case strings.HasPrefix(rest, "=="):
+		ids = []string{strings.TrimSpace(strings.TrimPrefix(rest, "=="))}
+	case strings.HasPrefix(rest, "in ") && strings.HasSuffix(rest, "]"):
+		list := strings.TrimSpace(strings.TrimPrefix(rest, "in "))
+		if !strings.HasPrefix(list, "[") {
+			return nil, invalidParameter("filter %q: want ec2InstanceId in [ID, ...]", f)
+		}
+		for _, id := range strings.Split(list[1:len(list)-1], ",") {
+			ids = append(ids, strings.TrimSpace(id))
+		}
+	default:
+		return nil, invalidParameter("filter %q: the local ECS world serves only ec2InstanceId == ID and ec2InstanceId in [ID, ...]", f)
+	}
+	for _, id := range ids {
+		if id == "" || strings.ContainsAny(id, " []") {
+			return nil, invalidParameter("filter %q: %q is not an instance id", f, id)
+		}
+	}
+	return func(ci *instance) bool { return slices.Contains(ids, ci.ec2InstanceID) }, nil
 }

@@ -221,6 +221,20 @@ func TestInstancesAndAttributesSDK(t *testing.T) {
 	if err != nil || !slices.Equal(list.ContainerInstanceArns, []string{a, b}) {
 		t.Fatalf("ListContainerInstances: %v %v", list, err)
 	}
+	// The cluster query language's ec2InstanceId subject (a lookup by EC2
+	// instance that costs the same in any cluster); other subjects are refused.
+	one, err := w.ecs.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String(testCluster), Filter: aws.String("ec2InstanceId == i-0bbbbbbbbbbbbbbb2")})
+	if err != nil || !slices.Equal(one.ContainerInstanceArns, []string{b}) {
+		t.Fatalf("filter ec2InstanceId ==: %v %v", one, err)
+	}
+	both, err := w.ecs.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String(testCluster), Filter: aws.String("ec2InstanceId in [i-0aaaaaaaaaaaaaaa1, i-0bbbbbbbbbbbbbbb2]")})
+	if err != nil || !slices.Equal(both.ContainerInstanceArns, []string{a, b}) {
+		t.Fatalf("filter ec2InstanceId in: %v %v", both, err)
+	}
+	var inv *types.InvalidParameterException
+	if _, err := w.ecs.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String(testCluster), Filter: aws.String("runningTasksCount > 1")}); !errors.As(err, &inv) {
+		t.Fatalf("a filter the world does not serve: %v, want InvalidParameterException", err)
+	}
 	if !strings.HasPrefix(a, "arn:aws:ecs:us-west-2:123456789012:container-instance/tether-test/") {
 		t.Fatalf("container instance ARN not in the long format: %s", a)
 	}

@@ -192,9 +192,19 @@ func (c *ECS) ListContainerInstances(_ context.Context, in *ecs.ListContainerIns
 	if err := w.call("ECS:ListContainerInstances"); err != nil {
 		return nil, err
 	}
+	// Of the cluster query language, the one expression tether sends:
+	// "ec2InstanceId == ID"; any other filter is refused.
+	only := ""
+	if f := aws.ToString(in.Filter); f != "" {
+		id, ok := strings.CutPrefix(f, "ec2InstanceId == ")
+		if !ok || id == "" {
+			return nil, apiErr("InvalidParameterException", "filter %q not served by the fake", f)
+		}
+		only = id
+	}
 	var arns []string
 	for arn, ci := range w.cis {
-		if ci.Status != "INACTIVE" {
+		if ci.Status != "INACTIVE" && (only == "" || ci.EC2ID == only) {
 			arns = append(arns, arn)
 		}
 	}
