@@ -382,18 +382,45 @@ func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device str
 
 // DetachVolume implements Cloud. The instance is always named, so a detach
 // can only ever undo the attachment the caller checked.
-func (a *AWS) DetachVolume(ctx context.Context, volumeID, instanceID string, force bool) error {
+func (a *AWS) DetachVolume(ctx context.Context, volumeID string, att Attachment, force bool) error {
+	what := fmt.Sprintf("ec2 DetachVolume %q from %q as %q (force=%t)", volumeID, att.InstanceID, att.Device, force)
 	if err := a.pace.take(ctx, "DetachVolume"); err != nil {
 		return err
 	}
-	_, err := a.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{
-		VolumeId: aws.String(volumeID), InstanceId: aws.String(instanceID), Force: aws.Bool(force),
-	}, ec2Retryer(a.retry.detach))
+	if s := a.sessionOf(ctx); s != nil {
+		s.forgetVolumeID(volumeID, "")
+	}
+	if !att.AttachTime.IsZero() {
+		// Read right before the request, past every cache and batch (after
+		// the pacer's wait): DetachVolume names the instance, not the
+		// attachment, and a newer one may have taken the old one's place.
+		out, err := a.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volumeID}})
+		if err != nil {
+			return classify(err, what)
+		}
+		same := false
+		for _, v := range out.Volumes {
+			for _, c := range fromEC2Volume(v).Attachments {
+				same = same || c.InstanceID == att.InstanceID && c.AttachTime.Equal(att.AttachTime) && (att.Device == "" || c.Device == att.Device)
+			}
+		}
+		if !same {
+			return fmt.Errorf("%w: %s", ErrAttachmentChanged, what)
+		}
+	}
+	in := &ec2.DetachVolumeInput{VolumeId: aws.String(volumeID), InstanceId: aws.String(att.InstanceID), Force: aws.Bool(force)}
+	if att.Device != "" {
+		// EC2 refuses (InvalidAttachment.NotFound) when the volume is not
+		// attached as this device: a fence for the attachment judged, also
+		// for the SDK's retries of this request.
+		in.Device = aws.String(att.Device)
+	}
+	_, err := a.ec2.DetachVolume(ctx, in, ec2Retryer(a.retry.detach))
 	a.paced("DetachVolume", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
 	}
-	return classify(err, fmt.Sprintf("ec2 DetachVolume %q from %q (force=%t)", volumeID, instanceID, force))
+	return classify(err, what)
 }
 
 // DeleteVolume implements Cloud.

@@ -30,6 +30,9 @@ var (
 	// ErrRefused: any other refusal of the request itself (a client fault
 	// no sentinel above names). It may need a person; callers bound it.
 	ErrRefused = errors.New("request refused")
+	// ErrAttachmentChanged: the attachment a detach was judged for is no
+	// longer the volume's (read right before the request); nothing was asked.
+	ErrAttachmentChanged = errors.New("attachment changed since it was judged")
 )
 
 // EC2, ECS and SSM error codes tether acts on. The local world must answer

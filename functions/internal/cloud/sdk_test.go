@@ -197,14 +197,14 @@ func TestThrottlingIsRetriedAndCounted(t *testing.T) {
 		return 503, ec2Error("RequestLimitExceeded")
 	})
 	c2 := newTestCloud(t, base2, Options{MaxAttempts: 3, RetryMode: aws.RetryModeStandard, MaxPaceWait: 100 * time.Millisecond})
-	err := c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", "i-a", false)
+	err := c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", Attachment{InstanceID: "i-a"}, false)
 	if !errors.Is(err, ErrThrottled) {
 		t.Fatalf("want ErrThrottled, got %v", err)
 	}
 	if n := e2.count("EC2:DetachVolume"); n != 1 {
 		t.Fatalf("a throttled write was retried: %d requests", n)
 	}
-	err = c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", "i-a", false)
+	err = c2.DetachVolume(context.Background(), "vol-0123456789abcdef0", Attachment{InstanceID: "i-a"}, false)
 	if !errors.Is(err, ErrThrottled) || e2.count("EC2:DetachVolume") != 1 {
 		t.Fatalf("the next write right after a throttle: %v, %d requests (want refused here, 1)", err, e2.count("EC2:DetachVolume"))
 	}
@@ -229,7 +229,7 @@ func TestEC2ErrorCodesThroughTheSDK(t *testing.T) {
 	})
 	c := newTestCloud(t, base, Options{BatchWindow: -1})
 	ctx := context.Background()
-	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", "i-a", false); !IsDone(err) {
+	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", Attachment{InstanceID: "i-a"}, false); !IsDone(err) {
 		t.Errorf("detach IncorrectState: want done, got %v", err)
 	}
 	if _, err := c.AttachVolume(ctx, "vol-0123456789abcdef0", "i-a", "/dev/xvdf"); !errors.Is(err, ErrDeviceName) {
@@ -324,7 +324,7 @@ func TestConcurrentKeyLookupsShareOneDescribeVolumes(t *testing.T) {
 		t.Fatalf("asked again: %d", e.count("EC2:DescribeVolumes"))
 	}
 	// A write to a volume drops what the session knew about it.
-	_ = c.DetachVolume(ctx, "vol-0000000000000000c", "i-a", false)             // the scripted answer does not matter here
+	_ = c.DetachVolume(ctx, "vol-0000000000000000c", Attachment{InstanceID: "i-a"}, false)             // the scripted answer does not matter here
 	unbatched := NewWithClients(c.ec2, c.ecs, c.ssm, Options{BatchWindow: -1}) // same session, no window to wait for
 	if _, err := unbatched.VolumesByKey(ctx, "c", "c"); err != nil || e.count("EC2:DescribeVolumes") != 2 {
 		t.Fatalf("after a write the key must be read again: %d", e.count("EC2:DescribeVolumes"))
@@ -498,5 +498,40 @@ func TestFinishedCommandsAreAskedOnceWithTheirTimes(t *testing.T) {
 	}
 	if n, g := e.count("SSM:ListCommandInvocations"), e.count("SSM:GetCommandInvocation"); n != 3 || g != 1 {
 		t.Fatalf("%d ListCommandInvocations, %d GetCommandInvocation; want 3 and 1 (the finished one once with its output, the running one twice)", n, g)
+	}
+}
+
+// DetachVolume names the attachment it was judged for: read right before
+// the request, a volume now attached anew (another attach time) is not
+// detached (ErrAttachmentChanged, no DetachVolume sent); the same one is,
+// with its device named, so that EC2 refuses the request should another
+// attachment take its place meanwhile (or during the SDK's retries).
+func TestDetachVolumeFencesTheJudgedAttachment(t *testing.T) {
+	var detachForm url.Values
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		switch action {
+		case "EC2:DescribeVolumes":
+			return 200, describeVolumesXML(volumeXML("vol-0123456789abcdef0", "v", "in-use", "i-a"))
+		case "EC2:DetachVolume":
+			detachForm = form
+			return 200, `<DetachVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>vol-0123456789abcdef0</volumeId><instanceId>i-a</instanceId><device>/dev/xvdf</device><status>detaching</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></DetachVolumeResponse>`
+		}
+		return 400, ec2Error("InvalidParameterValue")
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	ctx := context.Background()
+	older := Attachment{InstanceID: "i-a", Device: "/dev/xvdg", AttachTime: time.Date(2024, 5, 1, 11, 0, 0, 0, time.UTC)}
+	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", older, false); !errors.Is(err, ErrAttachmentChanged) {
+		t.Fatalf("an attachment replaced since it was judged: %v, want ErrAttachmentChanged", err)
+	}
+	if n := e.count("EC2:DetachVolume"); n != 0 {
+		t.Fatalf("%d DetachVolume requests for an attachment that is gone", n)
+	}
+	same := Attachment{InstanceID: "i-a", Device: "/dev/xvdf", AttachTime: time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)}
+	if err := c.DetachVolume(ctx, "vol-0123456789abcdef0", same, false); err != nil {
+		t.Fatalf("the attachment judged: %v", err)
+	}
+	if detachForm.Get("Device") != "/dev/xvdf" || detachForm.Get("InstanceId") != "i-a" {
+		t.Fatalf("DetachVolume sent %v, want Device /dev/xvdf and InstanceId i-a", detachForm)
 	}
 }

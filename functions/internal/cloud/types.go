@@ -269,7 +269,10 @@ type Cloud interface {
 	CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume, error)
 	// AttachVolume returns the attachment EC2 began (its AttachTime names it).
 	AttachVolume(ctx context.Context, volumeID, instanceID, device string) (Attachment, error)
-	DetachVolume(ctx context.Context, volumeID, instanceID string, force bool) error
+	// DetachVolume detaches the attachment judged (instance, device and,
+	// when known, attach time): ErrAttachmentChanged when the volume no
+	// longer has it, read right before the request.
+	DetachVolume(ctx context.Context, volumeID string, a Attachment, force bool) error
 	DeleteVolume(ctx context.Context, volumeID string) error
 	TagVolume(ctx context.Context, volumeID string, tags map[string]string) error
 

@@ -78,7 +78,7 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	attachedOn := func() []string { return p.r.mem.attachedOn(inst, v.ID) }
 	refused := 0
 	for refused < maxDeviceRefusals {
-		dev, ok := p.r.dev.pick(inst, v.ID, avoid, attachedOn)
+		dev, ok := p.r.dev.pick(inst, v.ID, strconv.FormatInt(p.now.UnixNano(), 10), avoid, attachedOn)
 		if !ok {
 			break
 		}

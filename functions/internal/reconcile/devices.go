@@ -61,11 +61,14 @@ var deviceNames = func() []string {
 
 // pick reserves a device name on instance for volumeID. avoid holds the
 // instance's mapped names and any EC2 refused in this pass. The free names
-// are spread by the volume id's hash over the whole list: concurrent
-// processes that cannot see each other's attaches collide with probability
-// about n²/(2·123) for n at once, where spreading over the preferred range
-// alone (21 names) would make ten at once collide almost surely (p ≈ 0.9).
-func (d *devices) pick(instance, volumeID string, avoid map[string]bool, attachedOn func() []string) (string, bool) {
+// are spread by a hash of the volume id and salt (the pass's clock) over
+// the whole list: concurrent processes that cannot see each other's
+// attaches collide with probability about n²/(2·123) for n at once, where
+// spreading over the preferred range alone (21 names) would make ten at
+// once collide almost surely (p ≈ 0.9). The salt gives a volume attached
+// again to the same instance another name most of the time, so a stale
+// detach that names the old attachment's device is refused by EC2.
+func (d *devices) pick(instance, volumeID, salt string, avoid map[string]bool, attachedOn func() []string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	poisoned, _ := d.poisoned.Get(instance)
@@ -80,7 +83,7 @@ func (d *devices) pick(instance, volumeID string, avoid map[string]bool, attache
 	if len(free) == 0 {
 		return "", false
 	}
-	h := sha256.Sum256([]byte(volumeID))
+	h := sha256.Sum256([]byte(volumeID + "/" + salt))
 	dev := free[binary.BigEndian.Uint64(h[:8])%uint64(len(free))]
 	if d.attaching[instance] == nil {
 		d.attaching[instance] = map[string]string{}

@@ -421,19 +421,21 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 
 // detach: the volume is unmounted on a's instance and no live task there
 // uses it. EC2's DetachVolume names the instance, not the attachment, so
-// the attachment is read again right before, past every cache: if it is
-// not the one this pass judged (detached and attached anew since, and
-// perhaps mounted for a new task), the pass looks again instead.
+// the cloud layer reads it again right before the request and names its
+// device: if it is not the attachment this pass judged (detached and
+// attached anew since, perhaps mounted for a new task), nothing is asked
+// and the pass looks again.
 func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, ciARN string) (Result, error) {
 	inst := a.InstanceID
 	log := p.log.With("volumeId", v.ID, "instance", inst, "attachment", token(a))
 	if err := p.fresh("detach"); err != nil {
 		return Result{}, err
 	}
-	if r, same, err := p.stillAttached(ctx, v.ID, a, "detaching"); !same || err != nil {
-		return r, err
+	err := p.r.cloud.DetachVolume(ctx, v.ID, a, false)
+	if errors.Is(err, cloud.ErrAttachmentChanged) {
+		log.Info("attachment changed since this pass judged it; not detaching", "error", err)
+		return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", v.ID, inst), nil
 	}
-	err := p.r.cloud.DetachVolume(ctx, v.ID, inst, false)
 	if cloud.IsDone(err) {
 		// Another pass asked for this detach: its chain goes on from here.
 		log.Info("already detached (or detaching): the pass that asked goes on", "error", err)
@@ -452,28 +454,6 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, a cloud.Attac
 		h.Target = t.task.ARN
 	}
 	return p.retry(p.r.t.DetachPoll, h, "detaching %s from %s", v.ID, inst), nil
-}
-
-// stillAttached reads the volume past every cache and says whether a,
-// the attachment this pass judged, is still there (same instance and
-// attach time; detaching counts as gone). Otherwise the pass hands the
-// key back to look again: a later attachment is a new fact to judge.
-func (p *pass) stillAttached(ctx context.Context, volumeID string, a cloud.Attachment, step string) (Result, bool, error) {
-	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), volumeID)
-	if errors.Is(err, cloud.ErrNotFound) {
-		return done("volume gone"), false, nil
-	}
-	if err != nil {
-		return Result{}, false, err
-	}
-	for _, c := range cur.Attachments {
-		if c.InstanceID == a.InstanceID && c.AttachTime.Equal(a.AttachTime) && (c.State == cloud.AttachAttached || c.State == cloud.AttachAttaching) {
-			return Result{}, true, nil
-		}
-	}
-	p.log.Info("attachment changed since this pass judged it; not "+step, "volumeId", volumeID, "instance", a.InstanceID,
-		"attachment", token(a), "now", cur.Attachments)
-	return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", volumeID, a.InstanceID), false, nil
 }
 
 // forceDetach: only when EC2 says the instance is stopped or terminated,
@@ -521,7 +501,11 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 			return p.retry(p.r.t.HolderWait, hint{}, "%s on %s used by %s; not forcing", v.ID, a.InstanceID, users[0].ARN), nil
 		}
 	}
-	err = p.r.cloud.DetachVolume(ctx, v.ID, a.InstanceID, true)
+	err = p.r.cloud.DetachVolume(ctx, v.ID, a, true)
+	if errors.Is(err, cloud.ErrAttachmentChanged) {
+		log.Info("attachment changed right before the force detach; not forcing", "error", err)
+		return p.retry(p.r.t.CommandWait, hint{}, "attachment of %s to %s changed; looking again", v.ID, a.InstanceID), nil
+	}
 	if err != nil && !cloud.IsDone(err) {
 		return Result{}, err
 	}

@@ -414,7 +414,9 @@ func (c *EC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...fu
 	if v.Att == nil {
 		return nil, apiErr("IncorrectState", "Volume '%s' is in the '%s' state.", vid, v.State)
 	}
-	if iid != "" && v.Att.Instance != iid {
+	// Naming a device the volume is not attached as is refused the same way
+	// (the local world's ec2sim does the same).
+	if iid != "" && v.Att.Instance != iid || in.Device != nil && aws.ToString(in.Device) != v.Att.Device {
 		return nil, apiErr("InvalidAttachment.NotFound", "Volume %s can not be detached from %s because it is not attached", vid, iid)
 	}
 	// An instance on its way to stopped or terminated (or not yet running)
