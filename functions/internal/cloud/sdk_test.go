@@ -324,8 +324,8 @@ func TestConcurrentKeyLookupsShareOneDescribeVolumes(t *testing.T) {
 		t.Fatalf("asked again: %d", e.count("EC2:DescribeVolumes"))
 	}
 	// A write to a volume drops what the session knew about it.
-	_ = c.DetachVolume(ctx, "vol-0000000000000000c", Attachment{InstanceID: "i-a"}, false)             // the scripted answer does not matter here
-	unbatched := NewWithClients(c.ec2, c.ecs, c.ssm, Options{BatchWindow: -1}) // same session, no window to wait for
+	_ = c.DetachVolume(ctx, "vol-0000000000000000c", Attachment{InstanceID: "i-a"}, false) // the scripted answer does not matter here
+	unbatched := NewWithClients(c.ec2, c.ecs, c.ssm, Options{BatchWindow: -1})             // same session, no window to wait for
 	if _, err := unbatched.VolumesByKey(ctx, "c", "c"); err != nil || e.count("EC2:DescribeVolumes") != 2 {
 		t.Fatalf("after a write the key must be read again: %d", e.count("EC2:DescribeVolumes"))
 	}
