@@ -175,9 +175,9 @@ type docSpec struct {
 var documents = []docSpec{
 	{"MountDocument", "-mount", agentproto.StepMount, "mount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamFSType, agentproto.ParamDevice,
-			agentproto.ParamFormatIfBlank, agentproto.ParamSizeGiB, agentproto.ParamAttachment},
+			agentproto.ParamFormatIfBlank, agentproto.ParamSizeGiB, agentproto.ParamAttachment, agentproto.ParamFormatOwner},
 		map[string]string{agentproto.ParamFSType: volspec.FSExt4, agentproto.ParamDevice: "", agentproto.ParamFormatIfBlank: "false",
-			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: ""}},
+			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: "", agentproto.ParamFormatOwner: ""}},
 	{"UnmountDocument", "-unmount", agentproto.StepUnmount, "unmount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamForce, agentproto.ParamAttachment},
 		map[string]string{agentproto.ParamForce: "false", agentproto.ParamAttachment: ""}},
@@ -349,6 +349,8 @@ func TestDocumentScriptsGiveTheAgentItsFlags(t *testing.T) {
 			"SizeGiB": "65536", "Attachment": token},
 			[]string{"mount", "--attachment=" + token, "--device=/dev/xvdba", "--format-if-blank", "--fstype=xfs", "--json", "--name=" + name,
 				"--size-gib=65536", "--volume-id=" + vol}},
+		{"MountDocument", map[string]string{"VolumeId": vol, "VolumeName": name, "FormatIfBlank": "true", "FormatOwner": "1000:1000"},
+			[]string{"mount", "--format-if-blank", "--format-owner=1000:1000", "--fstype=ext4", "--json", "--name=" + name, "--size-gib=0", "--volume-id=" + vol}},
 		{"UnmountDocument", map[string]string{"VolumeId": vol, "VolumeName": name},
 			[]string{"unmount", "--json", "--name=" + name, "--volume-id=" + vol}},
 		{"UnmountDocument", map[string]string{"VolumeId": vol, "VolumeName": name, "Force": "true", "Attachment": token},
@@ -389,7 +391,7 @@ func TestDocumentScriptsGiveTheAgentItsFlags(t *testing.T) {
 	script := strings.ReplaceAll(strings.Join(scalars(get(steps[len(steps)-1], "inputs", "runCommand")), "\n"), agentPath, recorder)
 	hostile := `x"; touch ` + filepath.Join(dir, "pwned") + `; echo "$(id)`
 	argv := runScript(t, script, map[string]string{"VolumeId": vol, "VolumeName": hostile, "FsType": "ext4", "Device": "",
-		"FormatIfBlank": "false", "SizeGiB": "0", "Attachment": ""}, "env")
+		"FormatIfBlank": "false", "SizeGiB": "0", "Attachment": "", "FormatOwner": ""}, "env")
 	if !slices.Contains(argv, hostile) {
 		t.Errorf("hostile value not passed literally: %q", argv)
 	}
@@ -621,6 +623,39 @@ func TestAttachmentPatternIsAgentproto(t *testing.T) {
 				rt.Fatalf("%q: pattern %v, agentproto %v", s, got, want)
 			}
 		})
+	}
+}
+
+// FormatOwner: "" or what agentproto.ParseFormatOwner accepts, exactly
+// (numeric UID[:GID], 0 to 2^31-2, no sign, no leading zero).
+func TestFormatOwnerPatternIsAgentproto(t *testing.T) {
+	re := allowedPattern(t, "MountDocument", agentproto.ParamFormatOwner)
+	same := func(s string) bool {
+		_, err := agentproto.ParseFormatOwner(s)
+		return re.MatchString(s) == (err == nil)
+	}
+	var edges []string
+	for _, n := range []int64{0, 1, 9, 10, 999999999, 1000000000, 1999999999, 2000000000, 2099999999, 2100000000, 2139999999, 2140000000,
+		2146999999, 2147000000, 2147399999, 2147400000, 2147479999, 2147480000, 2147482999, 2147483000, 2147483599, 2147483600,
+		2147483639, 2147483640, 2147483645, 2147483646, 2147483647, 2147483648, 2999999999, 9999999999, 10000000000} {
+		edges = append(edges, strconv.FormatInt(n, 10), "1000:"+strconv.FormatInt(n, 10), strconv.FormatInt(n, 10)+":0")
+	}
+	for _, s := range append(append(edges, hostileValues...), "", "1000:1000", "app", "app:staff", "1000:staff", "00", "01", "-1", "+1", ":", "1:", ":1", "1:2:3", "１") {
+		if !same(s) {
+			_, err := agentproto.ParseFormatOwner(s)
+			t.Errorf("FormatOwner %q: pattern %v, agentproto %v", s, re.MatchString(s), err)
+		}
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		s := rapid.StringOfN(rapid.SampledFrom([]rune("0123456789:-a ")), 0, 23, -1).Draw(rt, "owner")
+		if !same(s) {
+			rt.Fatalf("%q: pattern %v, agentproto disagrees", s, re.MatchString(s))
+		}
+	})
+	for n := int64(2147483600); n <= 2147483700; n++ {
+		if !same(strconv.FormatInt(n, 10)) {
+			t.Fatalf("FormatOwner %d: pattern and agentproto disagree", n)
+		}
 	}
 }
 

@@ -36,6 +36,10 @@ type MountRequest struct {
 	Attachment string
 	// DevSuid mounts without nosuid,nodev (the volume's driverOpt).
 	DevSuid bool
+	// FormatOwner ("" or UID[:GID], agentproto.ParseFormatOwner): who may
+	// write in the root of a filesystem this mount makes (fsys.OwnRoot).
+	// Only applied right after this call's own granted format.
+	FormatOwner string
 }
 
 // ErrInUse marks a mount that conflicts with what the host already has
@@ -86,7 +90,11 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (agentproto.Mo
 		return agentproto.MountResult{}, err
 	}
 	log.Info("found the volume's device", "device", dev.Path, "how", dev.How, "confirmed", dev.Confirmed)
-	opts := mountOptions{fsType: req.FSType, grant: req.FormatIfBlank, attachment: req.Attachment, devSuid: req.DevSuid, command: true}
+	owner, err := agentproto.ParseFormatOwner(req.FormatOwner)
+	if err != nil {
+		return agentproto.MountResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	opts := mountOptions{fsType: req.FSType, grant: req.FormatIfBlank, attachment: req.Attachment, devSuid: req.DevSuid, owner: owner, command: true}
 	if !dev.Confirmed {
 		if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
 			return agentproto.MountResult{}, err
@@ -117,6 +125,9 @@ func confirmBySize(dev, volumeID string, sizeGiB int) error {
 func ValidateMountRequest(req MountRequest) error {
 	errs := []error{volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), volspec.ValidateFSType(req.FSType),
 		agentproto.ValidateAttachment(req.Attachment)}
+	if _, err := agentproto.ParseFormatOwner(req.FormatOwner); err != nil {
+		errs = append(errs, err)
+	}
 	if req.DeviceName != "" {
 		errs = append(errs, blockdev.ValidateDeviceName(req.DeviceName))
 	}
@@ -173,7 +184,8 @@ type mountOptions struct {
 	neverFormat string // why the device may never be formatted, "" if it may
 	attachment  string
 	devSuid     bool
-	command     bool // the mount command (it clears a release); else the plugin
+	owner       *agentproto.FormatOwner // for the root of a filesystem made by this call; nil: root's
+	command     bool                    // the mount command (it clears a release); else the plugin
 }
 
 // mountDevice mounts devPath (volumeID's device) at NAME's mount point.
@@ -261,6 +273,19 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	}
 	log.Info("mounted", "device", devPath, "mountpoint", mp, "fstype", prep.FSType, "formatted", prep.Formatted,
 		"checked", prep.Checked, "generation", next.Generation, "nosuidNodev", !o.devSuid)
+	// Ownership only on the filesystem this call made: one that was there
+	// keeps whatever its users made of it. A failure here is not retried by
+	// a later mount (the filesystem is no longer new), so it is an error
+	// that says how to finish by hand.
+	if prep.Formatted && o.owner != nil {
+		if err := fsys.OwnRoot(mp, *o.owner); err != nil {
+			return res, fmt.Errorf("%s (%s) was formatted and is mounted at %s, but its root was not given to %s (a later mount never does it; chown/chmod it by hand as docs/contracts.md says): %w",
+				name, volumeID, mp, o.owner, err)
+		}
+		log.Info("gave the new filesystem's root to the container's user", "mountpoint", mp, "formatOwner", o.owner.String())
+	} else if o.owner != nil {
+		log.Info("format owner not applied: the filesystem was not made by this mount", "mountpoint", mp, "formatOwner", o.owner.String())
+	}
 	if !prep.Formatted {
 		res.Grown = h.growOnline(ctx, log, devPath, mp, prep.FSType)
 	}

@@ -145,6 +145,7 @@ const (
 	ParamAttachment    = "Attachment"    // --attachment (mount, unmount): the attachment the command is for
 	ParamForce         = "Force"         // --force (unmount): "true" or "false"
 	ParamDevSuid       = "DevSuid"       // --dev-suid (mount): "true" for a volume whose driverOpts has devsuid=true
+	ParamFormatOwner   = "FormatOwner"   // --format-owner (mount): UID[:GID] for the root of a filesystem this mount makes; "" for none
 )
 
 // Names of the step of tether's SSM documents that runs tether-agent (on

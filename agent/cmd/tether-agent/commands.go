@@ -168,6 +168,7 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 	fs.IntVar(&req.SizeGiB, "size-gib", 0, "the volume's size in GiB (confirms a device found by its Xen name)")
 	fs.StringVar(&req.Attachment, "attachment", "", "the attachment this command is for (echoed in the result)")
 	fs.BoolVar(&req.DevSuid, "dev-suid", false, "mount without nosuid,nodev (the volume's driverOpt devsuid=true)")
+	fs.StringVar(&req.FormatOwner, "format-owner", "", "UID[:GID] (numeric): with --format-if-blank, who may write in the root of the filesystem this mount makes\n(UID:GID: root:GID mode 2775; UID: UID:0 mode 0755); a filesystem that was there is never changed")
 	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for the volume's locks (exit 9 when it runs out)")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
 	if err := c.parse(args); err != nil {

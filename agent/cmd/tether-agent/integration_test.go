@@ -450,6 +450,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"mount", "--volume-id", vol, "--name", "data", "--attachment", "i-1;reboot"},
 		{"mount", "--volume-id", vol, "--name", "data", "--size-gib", "-3"},
 		{"mount", "--volume-id", vol, "--name", "data", "--lock-wait", "0s"},
+		{"mount", "--volume-id", vol, "--name", "data", "--format-if-blank", "--format-owner", "app:staff"},
+		{"mount", "--volume-id", vol, "--name", "data", "--format-if-blank", "--format-owner", "2147483647"},
 		{"unmount", "--volume-id", vol, "--name", "data", "--attachment", "$(x)"},
 		{"version", "extra"},
 	} {

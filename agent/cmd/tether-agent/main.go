@@ -34,7 +34,7 @@ Usage:
                        [--mount-wait 90s] [--shutdown-grace 30s]
   tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--format-if-blank]
                        [--device /dev/xvdf] [--size-gib N] [--attachment TOKEN] [--dev-suid]
-                       [--wait 60s] [--lock-wait 60s] [--root /var/lib/tether] [--json]
+                       [--format-owner UID[:GID]] [--wait 60s] [--lock-wait 60s] [--root /var/lib/tether] [--json]
   tether-agent unmount --volume-id vol-... --name NAME [--force] [--attachment TOKEN]
                        [--lock-wait 60s] [--root /var/lib/tether]
                        [--socket /run/docker/plugins/tether.sock] [--json]

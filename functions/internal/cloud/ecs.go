@@ -42,11 +42,27 @@ func (a *AWS) TaskDefinition(ctx context.Context, arn string) (TaskDefinition, e
 			td.Volumes = append(td.Volumes, DockerVolume{
 				Name: aws.ToString(v.Name), Driver: aws.ToString(d.Driver), Scope: string(d.Scope),
 				Autoprovision: aws.ToBool(d.Autoprovision), DriverOpts: d.DriverOpts,
+				Mounters: mountersOf(out.TaskDefinition.ContainerDefinitions, aws.ToString(v.Name)),
 			})
 		}
 	}
 	a.taskDefs.Add(arn, td)
 	return td, nil
+}
+
+// mountersOf lists the containers that mount the task volume named volume.
+// A container without essential is essential (ECS's default).
+func mountersOf(defs []ecstypes.ContainerDefinition, volume string) []Container {
+	var out []Container
+	for _, cd := range defs {
+		for _, mp := range cd.MountPoints {
+			if aws.ToString(mp.SourceVolume) == volume {
+				out = append(out, Container{Name: aws.ToString(cd.Name), User: aws.ToString(cd.User), Essential: cd.Essential == nil || *cd.Essential})
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (a *AWS) listTasks(ctx context.Context, in *ecs.ListTasksInput) ([]string, error) {

@@ -115,6 +115,16 @@ type DockerVolume struct {
 	Scope         string // "task" or "shared"
 	Autoprovision bool
 	DriverOpts    map[string]string
+	// Mounters are the task definition's containers that mount this volume
+	// (a mountPoint whose sourceVolume is Name), in definition order.
+	Mounters []Container
+}
+
+// Container is what tether needs of one container definition.
+type Container struct {
+	Name      string
+	User      string // the definition's user as written ("" for the image's); see the reconciler's owner rule
+	Essential bool
 }
 
 // Task is an ECS task as tether sees it.

@@ -238,6 +238,15 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 	msg := res.message(cmd)
 	log.Warn("mount failed", "command", cmd.ID, "exitCode", code, "class", agentproto.ClassOf(code), "agent", msg, "attempt", attempt)
 	switch {
+	case code == agentproto.ExitBadInput && (cmd.Params[agentproto.ParamFormatOwner] != "" || (p.hint.Command == cmd.ID && p.hint.Owner)):
+		// FormatOwner passed agentproto's rule here and the document's
+		// pattern in SSM, so the agent does not know --format-owner (older
+		// than it; Go's flag package exits 2). Mount without it: the volume
+		// works, its root stays root's. Any other bad input fails again,
+		// below, without it.
+		log.Warn("tether-agent refused --format-owner (older than it?): mounting without, the new filesystem's root stays root's; upgrade the agent",
+			"command", cmd.ID, "formatOwner", cmd.Params[agentproto.ParamFormatOwner])
+		return p.sendMountOwner(ctx, w, v, a, t, attempt, false)
 	case code == agentproto.ExitReleased:
 		// An unmount released this attachment after this mount was sent:
 		// it is detached, and attached again for the task that waits.
@@ -332,6 +341,12 @@ func grant(v cloud.Volume) bool {
 }
 
 func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need, attempt int) (Result, error) {
+	return p.sendMountOwner(ctx, w, v, a, t, attempt, true)
+}
+
+// sendMountOwner is sendMount; withOwner false leaves FormatOwner out (the
+// agent refused it).
+func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need, attempt int, withOwner bool) (Result, error) {
 	opts, err := volspec.ParseDriverOptsWith(t.spec.DriverOpts, p.r.defaults)
 	if err != nil {
 		if err := p.failNeeders(ctx, onInstance(w.needers, a.InstanceID), reasonInvalidVolume, fmt.Sprintf("volume %s: %v", p.key.Volume, err)); err != nil {
@@ -358,6 +373,15 @@ func (p *pass) sendMount(ctx context.Context, w want, v cloud.Volume, a cloud.At
 	}
 	if v.SizeGiB > 0 {
 		params[agentproto.ParamSizeGiB] = strconv.Itoa(int(v.SizeGiB))
+	}
+	// The owner only with the grant: a filesystem that exists keeps its
+	// owners (owner.go).
+	if formatIfBlank && withOwner {
+		if owner, why := formatOwner(t.spec); owner != "" {
+			params[agentproto.ParamFormatOwner] = owner
+		} else if why != "" {
+			p.log.Warn("the new filesystem is not given to the container's user", "volumeId", v.ID, "task", t.task.ARN, "reason", why)
+		}
 	}
 	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
 	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
@@ -387,7 +411,7 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 	}
 	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1, "attachment", params[agentproto.ParamAttachment])
 	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since,
-		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1}
+		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1, Owner: params[agentproto.ParamFormatOwner] != ""}
 	p.r.mem.noteSent(id, p.key, h)
 	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
 }

@@ -50,6 +50,9 @@ type hint struct {
 	// or Timing.OperatorWindow has passed.
 	Operator string `json:"o,omitempty"`
 	Force    bool   `json:"f,omitempty"`
+	// Owner: the mount Command carried FormatOwner (SSM's answer for one
+	// invocation does not echo the parameters).
+	Owner bool `json:"w,omitempty"`
 }
 
 // operatorAsk is an operator's release that a chain of passes carries out.

@@ -310,7 +310,7 @@ func (s *Server) taskSpec(t *task) worldapi.TaskSpec {
 	for _, cd := range d.req.ContainerDefinitions {
 		cs := worldapi.ContainerSpec{
 			Name: cd.Name, Image: cd.Image, EntryPoint: cd.EntryPoint, Command: cd.Command,
-			Environment: map[string]string{}, Essential: cd.Essential == nil || *cd.Essential,
+			Environment: map[string]string{}, Essential: cd.Essential == nil || *cd.Essential, User: cd.User,
 		}
 		for _, kv := range cd.Environment {
 			cs.Environment[kv.Name] = kv.Value

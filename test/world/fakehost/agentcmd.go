@@ -142,6 +142,7 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	sizeGiB := fs.Int("size-gib", 0, "")
 	attachment := fs.String("attachment", "", "")
 	fs.Bool("dev-suid", false, "")
+	formatOwner := fs.String("format-owner", "", "")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
@@ -156,6 +157,8 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 		return c.bad("%v", volspec.ValidateDeviceName(*device))
 	case agentproto.ValidateAttachment(*attachment) != nil:
 		return c.bad("%v", agentproto.ValidateAttachment(*attachment))
+	case formatOwnerErr(*formatOwner) != nil:
+		return c.bad("%v", formatOwnerErr(*formatOwner))
 	case *wait < 0 || *lockWait <= 0 || *sizeGiB < 0 || !path.IsAbs(*root):
 		return c.bad("invalid --wait, --lock-wait, --size-gib or --root")
 	}
@@ -452,4 +455,12 @@ func (c *cmd) version(args []string) int {
 		return code
 	}
 	return c.done(agentproto.VersionResult{Version: Version, Protocol: agentproto.Protocol}, "tether-agent "+Version)
+}
+
+// formatOwnerErr: --format-owner is checked by the agent's own rule. The
+// fake disks hold no files, so a valid owner has nothing to change here;
+// the real agent's ownership is tested in agent/hostops and end to end.
+func formatOwnerErr(s string) error {
+	_, err := agentproto.ParseFormatOwner(s)
+	return err
 }

@@ -349,7 +349,10 @@ func (in *Instance) createContainers(ctx context.Context, t *task) string {
 	}
 	for _, c := range t.containers {
 		cfg := engine.ContainerConfig{
-			Image:      c.spec.Image,
+			Image: c.spec.Image,
+			// the container definition's user, as the ECS agent passes it
+			// (amazon-ecs-agent agent/api/container: Config.User)
+			User:       c.spec.User,
 			Entrypoint: c.spec.EntryPoint,
 			Cmd:        c.spec.Command,
 			Env:        envList(c.spec.Environment),

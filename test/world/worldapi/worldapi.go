@@ -126,6 +126,9 @@ type ContainerSpec struct {
 	Environment map[string]string
 	MountPoints []MountPoint
 	Essential   bool
+	// User is the container definition's user ("" for the image's), given
+	// to Docker as the ECS agent does (Config.User).
+	User string
 }
 
 // MountPoint binds a task volume into a container.

@@ -225,6 +225,8 @@ func (w *World) runCommand(id string) {
 			code := w.mountExits[vid][0]
 			w.mountExits[vid] = w.mountExits[vid][1:]
 			fail(code, fmt.Sprintf("injected failure (exit %d)", code))
+		case inst.OldAgent && c.Params[agentproto.ParamFormatOwner] != "":
+			fail(agentproto.ExitBadInput, "flag provided but not defined: -format-owner")
 		case inst.Released[name] && c.Params[agentproto.ParamAttachment] != "" && inst.ReleasedFor[name] == c.Params[agentproto.ParamAttachment]:
 			// A released attachment is only ever detached (tether-agent's rule).
 			fail(agentproto.ExitReleased, fmt.Sprintf("%s was released for attachment %s and is being detached", name, c.Params[agentproto.ParamAttachment]))

@@ -181,6 +181,16 @@ func (c *ECS) DescribeTaskDefinition(_ context.Context, in *ecs.DescribeTaskDefi
 			Driver: aws.String(v.Driver), Scope: ecstypes.Scope(v.Scope), Autoprovision: aws.Bool(v.Autoprovision), DriverOpts: v.DriverOpts,
 		}})
 	}
+	for _, c := range td.Containers {
+		cd := ecstypes.ContainerDefinition{Name: aws.String(c.Name), Essential: c.Essential}
+		if c.User != "" {
+			cd.User = aws.String(c.User)
+		}
+		for _, m := range c.Mounts {
+			cd.MountPoints = append(cd.MountPoints, ecstypes.MountPoint{SourceVolume: aws.String(m), ContainerPath: aws.String("/data/" + m)})
+		}
+		out.ContainerDefinitions = append(out.ContainerDefinitions, cd)
+	}
 	return &ecs.DescribeTaskDefinitionOutput{TaskDefinition: out}, nil
 }
 

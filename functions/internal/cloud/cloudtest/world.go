@@ -124,6 +124,7 @@ type Instance struct {
 	ID, AZ, State string
 	CI            string            // container instance ARN
 	SSMDown       bool              // SSM agent does not answer
+	OldAgent      bool              // tether-agent older than mount --format-owner: exit 2 on that flag
 	Mounted       map[string]string // volume id -> tether name (filesystem mounted by tether)
 	Bindings      map[string]string // tether name -> volume id last mounted (plugin can remount)
 	Released      map[string]bool   // tether name -> released by unmount: the plugin does not remount it
@@ -142,8 +143,17 @@ type ContainerInstance struct {
 
 // TaskDef is a task definition's tether-relevant part.
 type TaskDef struct {
-	ARN     string
-	Volumes []DockerVolume
+	ARN        string
+	Volumes    []DockerVolume
+	Containers []Container
+}
+
+// Container is a container definition: its user, and the task volumes it
+// mounts (sourceVolume of its mountPoints).
+type Container struct {
+	Name, User string
+	Essential  *bool // nil: ECS's default (essential)
+	Mounts     []string
 }
 
 // DockerVolume is a task definition volume with a dockerVolumeConfiguration.
@@ -464,6 +474,14 @@ func (w *World) Mkfs() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.mkfs...)
+}
+
+// SetOldAgent makes an instance's tether-agent one older than mount
+// --format-owner (it exits 2 on the unknown flag, as Go's flag package).
+func (w *World) SetOldAgent(instance string, old bool) {
+	w.mu.Lock()
+	w.instances[instance].OldAgent = old
+	w.mu.Unlock()
 }
 
 // SetSSMDown makes an instance's SSM agent (un)reachable.

@@ -169,6 +169,7 @@ func (c *Client) VolumeRemove(ctx context.Context, name string, force bool) erro
 // config plus its HostConfig, the fields the world sets.
 type ContainerConfig struct {
 	Image      string            `json:"Image"`
+	User       string            `json:"User,omitempty"`
 	Entrypoint []string          `json:"Entrypoint,omitempty"`
 	Cmd        []string          `json:"Cmd,omitempty"`
 	Env        []string          `json:"Env,omitempty"`
