@@ -130,6 +130,27 @@ func Start(ctx context.Context, cfg Config) (*Function, error) {
 		}
 	}
 	setDefaults(&cfg)
+	// The emulator binds two ports that were free when chosen; another
+	// process may take one in between (CI under load). That start fails at
+	// once and is made again on new ports, a bounded number of times.
+	for attempt := 1; ; attempt++ {
+		f, err := start(ctx, cfg, boot)
+		var busy *portTakenError
+		if !errors.As(err, &busy) || attempt == 3 {
+			return f, err
+		}
+		cfg.Logger.Warn("lambdarun: a port the emulator was given was taken meanwhile; starting it again on others",
+			"function", cfg.FunctionName, "attempt", attempt)
+	}
+}
+
+// portTakenError: the emulator could not bind a port chosen for it.
+type portTakenError struct{ err error }
+
+func (e *portTakenError) Error() string { return e.err.Error() }
+func (e *portTakenError) Unwrap() error { return e.err }
+
+func start(ctx context.Context, cfg Config, boot string) (*Function, error) {
 	apiAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -170,7 +191,11 @@ func Start(ctx context.Context, cfg Config) (*Function, error) {
 	f.log.Info("emulator started", "pid", f.cmd.Process.Pid, "addr", rieAddr, "bootstrap", boot)
 	if err := f.waitReady(ctx); err != nil {
 		_ = f.Stop()
-		return nil, fmt.Errorf("lambdarun: %s not ready: %w; output:\n%s", cfg.FunctionName, err, f.Output())
+		err = fmt.Errorf("lambdarun: %s not ready: %w; output:\n%s", cfg.FunctionName, err, f.Output())
+		if strings.Contains(f.Output(), "address already in use") {
+			return nil, &portTakenError{err}
+		}
+		return nil, err
 	}
 	return f, nil
 }
