@@ -175,9 +175,9 @@ type docSpec struct {
 var documents = []docSpec{
 	{"MountDocument", "-mount", agentproto.StepMount, "mount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamFSType, agentproto.ParamDevice,
-			agentproto.ParamFormatIfBlank, agentproto.ParamSizeGiB, agentproto.ParamAttachment, agentproto.ParamFormatOwner},
+			agentproto.ParamFormatIfBlank, agentproto.ParamSizeGiB, agentproto.ParamAttachment, agentproto.ParamFormatOwner, agentproto.ParamDevSuid},
 		map[string]string{agentproto.ParamFSType: volspec.FSExt4, agentproto.ParamDevice: "", agentproto.ParamFormatIfBlank: "false",
-			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: "", agentproto.ParamFormatOwner: ""}},
+			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: "", agentproto.ParamFormatOwner: "", agentproto.ParamDevSuid: "false"}},
 	{"UnmountDocument", "-unmount", agentproto.StepUnmount, "unmount",
 		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamForce, agentproto.ParamAttachment},
 		map[string]string{agentproto.ParamForce: "false", agentproto.ParamAttachment: ""}},
@@ -351,6 +351,8 @@ func TestDocumentScriptsGiveTheAgentItsFlags(t *testing.T) {
 				"--size-gib=65536", "--volume-id=" + vol}},
 		{"MountDocument", map[string]string{"VolumeId": vol, "VolumeName": name, "FormatIfBlank": "true", "FormatOwner": "1000:1000"},
 			[]string{"mount", "--format-if-blank", "--format-owner=1000:1000", "--fstype=ext4", "--json", "--name=" + name, "--size-gib=0", "--volume-id=" + vol}},
+		{"MountDocument", map[string]string{"VolumeId": vol, "VolumeName": name, "DevSuid": "true"},
+			[]string{"mount", "--dev-suid", "--fstype=ext4", "--json", "--name=" + name, "--size-gib=0", "--volume-id=" + vol}},
 		{"UnmountDocument", map[string]string{"VolumeId": vol, "VolumeName": name},
 			[]string{"unmount", "--json", "--name=" + name, "--volume-id=" + vol}},
 		{"UnmountDocument", map[string]string{"VolumeId": vol, "VolumeName": name, "Force": "true", "Attachment": token},
@@ -391,7 +393,7 @@ func TestDocumentScriptsGiveTheAgentItsFlags(t *testing.T) {
 	script := strings.ReplaceAll(strings.Join(scalars(get(steps[len(steps)-1], "inputs", "runCommand")), "\n"), agentPath, recorder)
 	hostile := `x"; touch ` + filepath.Join(dir, "pwned") + `; echo "$(id)`
 	argv := runScript(t, script, map[string]string{"VolumeId": vol, "VolumeName": hostile, "FsType": "ext4", "Device": "",
-		"FormatIfBlank": "false", "SizeGiB": "0", "Attachment": "", "FormatOwner": ""}, "env")
+		"FormatIfBlank": "false", "SizeGiB": "0", "Attachment": "", "FormatOwner": "", "DevSuid": "false"}, "env")
 	if !slices.Contains(argv, hostile) {
 		t.Errorf("hostile value not passed literally: %q", argv)
 	}

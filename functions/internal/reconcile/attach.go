@@ -374,6 +374,9 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 	if v.SizeGiB > 0 {
 		params[agentproto.ParamSizeGiB] = strconv.Itoa(int(v.SizeGiB))
 	}
+	if opts.DevSuid {
+		params[agentproto.ParamDevSuid] = "true"
+	}
 	// The owner only with the grant: a filesystem that exists keeps its
 	// owners (owner.go).
 	if formatIfBlank && withOwner {

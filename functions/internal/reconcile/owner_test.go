@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -121,5 +122,39 @@ func TestOldAgentMountsWithoutFormatOwner(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "upgrade the agent") {
 		t.Errorf("the log does not ask for an upgrade:\n%s", tail(h.logs.String(), 20))
+	}
+}
+
+// A volume whose driverOpts say devsuid=true is mounted by the reconciler's
+// command with DevSuid=true (the agent's --dev-suid), as the plugin mounts
+// it; without the option the parameter is not sent (the document's
+// default, false).
+func TestDevSuidGoesWithTheMount(t *testing.T) {
+	for _, devsuid := range []bool{true, false} {
+		t.Run(fmt.Sprint(devsuid), func(t *testing.T) {
+			h := newHarness(t)
+			h.w.AddInstance("i-a", "us-east-1a")
+			td := "arn:aws:ecs:us-east-1:111122223333:task-definition/suid:1"
+			opts := map[string]string{"size": "1"}
+			if devsuid {
+				opts["devsuid"] = "true"
+			}
+			h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+				Name: "suid-vol", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts,
+			}}})
+			task := h.w.PlaceTask(td, "i-a")
+			h.settle(300)
+			h.noViolations()
+			h.wantRunning(task)
+			mounts := h.commandsOf(mountDoc)
+			if len(mounts) == 0 {
+				t.Fatal("no mount command sent")
+			}
+			for _, m := range mounts {
+				if got, want := m.Params[agentproto.ParamDevSuid], map[bool]string{true: "true"}[devsuid]; got != want {
+					t.Errorf("mount %s: DevSuid %q, want %q", m.ID, got, want)
+				}
+			}
+		})
 	}
 }

@@ -93,6 +93,7 @@ var documentParams = map[bool]docParams{
 		agentproto.ParamSizeGiB: {pattern: regexp.MustCompile(`^(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-6])$`),
 			optional: true},
 		agentproto.ParamAttachment: {pattern: regexp.MustCompile(`^([A-Za-z0-9._:-]{1,64})?$`), optional: true},
+		agentproto.ParamDevSuid:    {pattern: regexp.MustCompile(`^(true|false)$`), optional: true},
 		agentproto.ParamFormatOwner: {pattern: regexp.MustCompile(`^((0|[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-6])(:(0|[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-6]))?)?$`),
 			optional: true},
 	},
