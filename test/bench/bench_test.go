@@ -26,6 +26,7 @@ func TestResultsJSONHasExactlyTheKeys(t *testing.T) {
 		ThrottledCalls: Ptr(3), RecursiveInvocationsDropped: Ptr(0), ForcedDetachesLive: Ptr(0), MkfsWithoutGrant: Ptr(0),
 		MountOverheadRatio: Ptr(1.01), DataPathRatio: Ptr(0.99), Format1TiBSeconds: Ptr(0.4),
 		BootstrapBytes: Ptr(int64(9 << 20)), ColdInitMs: Ptr(20.5),
+		DeadHostHandoffOverFloorS: Ptr(58.0), ScaleInHandoffRatio: Ptr(1.2),
 	}
 	for name, r := range map[string]Results{"measured": full, "nothing measured": {}} {
 		path := filepath.Join(t.TempDir(), "bench.json")
