@@ -299,6 +299,9 @@ func HostsRows(r *Report, res HostsResult, floor Floor) {
 		r.Results.ScaleInHandoffRatio = Ptr(ratio)
 		r.Add("scale_in_handoff_ratio", Ratio(ratio), ScaleInGoal, fmt.Sprintf("median %s of %d scale-ins through tether's termination hook (SetDesiredCapacity 1 -> 0 of a group whose only member holds the task; %s%s) / median %s of %d drains in the same world (%s%s)",
 			secs(scMed), len(sc.Handoffs), durations(sc.Durations()), failedNote(sc), secs(drMed), len(dr.Handoffs), durations(dr.Durations()), failedNote(dr)))
+		if a, b := drawnRatio(sc, floor), drawnRatio(dr, floor); a > 0 && b > 0 {
+			r.Add("  vs this run's draws", Ratio(a/b), "", "the same ratio with each handoff first divided by the detach and attach the world drew for it (+ the floor's SSM command and container start): the realistic profile's detach tail (p99 20 s) weighs on a few handoffs")
+		}
 		var drained []time.Duration
 		for _, tl := range sc.Timelines {
 			if d, ok := tl.Offset(MarkStopRequested); ok {
@@ -334,4 +337,23 @@ func reasons(run RunResult) string {
 		return ""
 	}
 	return "; failed: " + strings.Join(out, "; ")
+}
+
+// drawnRatio is the median of a run's handoffs each over its drawn floor
+// (0 when none has one).
+func drawnRatio(run RunResult, floor Floor) float64 {
+	var rs []float64
+	for i, tl := range run.Timelines {
+		if f, ok := drawnFloor(tl, floor); ok && run.Handoffs[i].OK() {
+			rs = append(rs, float64(run.Handoffs[i].Duration())/float64(f))
+		}
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	if n := len(rs); n%2 == 0 {
+		return (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return rs[len(rs)/2]
 }
