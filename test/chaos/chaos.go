@@ -102,8 +102,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	defer w.Close()
-	fmt.Fprintf(progress, "chaos: seed %d, world up in %s (%d instances in %d AZs, functions %s)\n",
-		cfg.Seed, time.Since(began).Round(time.Millisecond), cfg.Instances, cfg.AZs, cfg.Functions)
+	members := ""
+	if cfg.hostsGoAway() {
+		members = fmt.Sprintf(" and %d Spot members of %s with tether's termination hook", cfg.AZs, chaosGroup)
+	}
+	fmt.Fprintf(progress, "chaos: seed %d, world up in %s (%d instances%s in %d AZs, functions %s)\n",
+		cfg.Seed, time.Since(began).Round(time.Millisecond), cfg.Instances, members, cfg.AZs, cfg.Functions)
 
 	r := &run{cfg: cfg, w: w, cluster: w.Options().Cluster, log: progress, releases: releases}
 	rep, err := r.do(ctx)
