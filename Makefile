@@ -58,12 +58,16 @@ world:
 
 ## chaos: seeded chaos run (CHAOS_SEED, CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_WEIGHTS, CHAOS_FAULTS,
 ## CHAOS_TEAR_RATE, CHAOS_SHAPE, CHAOS_PROFILE, CHAOS_INTERVAL, CHAOS_MAX_RUN, CHAOS_KEEP_GOING,
-## CHAOS_LOG); exit 1 on a violation
+## CHAOS_LOG); exit 1 on a violation. Hosts that go away are opt-in, drawn only when CHAOS_KINDS
+## names them: scale-in (an Auto Scaling member leaves through tether's termination hook),
+## spot-interrupt (the Spot warning, then the member goes), hang-member (a member hangs; tether's
+## HungHostAction stop stops it); launch-member brings the group back to size
 chaos:
 	$(GO) run ./test/cmd/tetherchaos
 
 ## bench: tether's handoffs on the realistic local world (one at a time on real hosts, 200 at
-## once under EC2's throttling), the agent benchmarks, bootstrap size and cold init; the table
+## once under EC2's throttling, hosts that go away: dead host, scale-in through the termination
+## hook), the agent benchmarks, bootstrap size and cold init; the table
 ## on stdout, the figures as JSON in $(BENCH_OUT) when set (root, as make test)
 bench:
 	$(GO) run ./test/cmd/tetherbench -out "$(BENCH_OUT)"

@@ -26,6 +26,7 @@ func TestResultsJSONHasExactlyTheKeys(t *testing.T) {
 		ThrottledCalls: Ptr(3), RecursiveInvocationsDropped: Ptr(0), ForcedDetachesLive: Ptr(0), MkfsWithoutGrant: Ptr(0),
 		MountOverheadRatio: Ptr(1.01), DataPathRatio: Ptr(0.99), Format1TiBSeconds: Ptr(0.4),
 		BootstrapBytes: Ptr(int64(9 << 20)), ColdInitMs: Ptr(20.5),
+		DeadHostHandoffOverFloorS: Ptr(58.0), ScaleInHandoffRatio: Ptr(1.2),
 	}
 	for name, r := range map[string]Results{"measured": full, "nothing measured": {}} {
 		path := filepath.Join(t.TempDir(), "bench.json")
@@ -372,5 +373,36 @@ func TestRunMedianCountsFailures(t *testing.T) {
 	r = RunResult{Handoffs: []Handoff{ok(10), failed}}
 	if _, good := r.Median(); good {
 		t.Error("a median with half the handoffs failed")
+	}
+}
+
+// The hosts rows: the dead host's median less the floor, the scale-in's
+// median over the drain's; a run where half failed has no figure.
+func TestHostsRows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	run := func(name string, secs ...float64) RunResult {
+		r := RunResult{Name: name}
+		for _, s := range secs {
+			h := Handoff{Service: "s", Drained: t0, Running: t0.Add(time.Duration(s * float64(time.Second))), Verified: true}
+			r.Handoffs = append(r.Handoffs, h)
+			r.Timelines = append(r.Timelines, Timeline{At: [numMarks]time.Time{MarkDrain: t0, MarkRunning: h.Running}})
+		}
+		return r
+	}
+	floor := Floor{Detach: 8 * time.Second, Attach: 4 * time.Second, SSMCommand: time.Second, ContainerStart: time.Second}
+	var rep Report
+	HostsRows(&rep, HostsResult{ScaleIn: run("scale-in", 12, 14, 13), Drain: run("hosts-drain", 10, 10, 30), Dead: run("dead-host", 50, 60, 58)}, floor)
+	if v := rep.Results.DeadHostHandoffOverFloorS; v == nil || *v != 44 {
+		t.Errorf("dead_host_handoff_over_floor_s %v, want 58 - 14 = 44", v)
+	}
+	if v := rep.Results.ScaleInHandoffRatio; v == nil || *v != 1.3 {
+		t.Errorf("scale_in_handoff_ratio %v, want 13 / 10", v)
+	}
+	failed := run("dead-host", 50, 60)
+	failed.Handoffs[1].Failure = "no replacement RUNNING before the deadline"
+	rep = Report{}
+	HostsRows(&rep, HostsResult{Dead: failed}, floor)
+	if rep.Results.DeadHostHandoffOverFloorS != nil || rep.Results.ScaleInHandoffRatio != nil {
+		t.Errorf("figures from failed runs: %+v", rep.Results)
 	}
 }

@@ -359,6 +359,17 @@ func (f *Fleet) SetState(ctx context.Context, status ecstypes.ContainerInstanceS
 // Handoff says when its replacement ran (zero: it did not). The services
 // are updated to their new task and instance.
 func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...string) ([]Handoff, error) {
+	return f.Move(ctx, svcs, instanceIDs, func(ctx context.Context) error {
+		return f.SetState(ctx, ecstypes.ContainerInstanceStatusDraining, instanceIDs...)
+	})
+}
+
+// Move is Drain with another cause: act is what makes the instances'
+// tasks leave (a drain, a scale-in through the termination hook, the
+// host's death). The handoffs are timed from act's start; act runs while
+// the replacements are awaited (a death returns only once EC2 has
+// terminated the instance), and its error ends the wait.
+func (f *Fleet) Move(ctx context.Context, svcs []*Service, instanceIDs []string, act func(context.Context) error) ([]Handoff, error) {
 	cluster := f.W.Options().Cluster
 	var moving []*Service
 	for _, s := range svcs {
@@ -373,12 +384,21 @@ func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...strin
 		handoffs[i] = Handoff{Service: s.Name, VolumeName: s.VolumeName, VolumeID: s.VolumeID, OldTask: s.Task, OldInstance: s.Instance}
 	}
 	start := time.Now()
-	if err := f.SetState(ctx, ecstypes.ContainerInstanceStatusDraining, instanceIDs...); err != nil {
-		return nil, err
-	}
 	for i := range handoffs {
 		handoffs[i].Drained = start
 	}
+	actx, stopAct := context.WithCancel(ctx)
+	defer stopAct()
+	ctx, cancelWait := context.WithCancelCause(ctx)
+	defer cancelWait(nil)
+	acted := make(chan error, 1)
+	go func() {
+		err := act(actx)
+		if err != nil {
+			cancelWait(err)
+		}
+		acted <- err
+	}()
 	done := 0
 	err := f.W.ECS().WaitFor(ctx, cluster, fmt.Sprintf("%d replacements RUNNING", len(moving)), func(sn ecssim.Snapshot) bool {
 		now := time.Now()
@@ -397,6 +417,12 @@ func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...strin
 		}
 		return done == len(moving)
 	})
+	if err != nil {
+		stopAct()
+	}
+	// The act ends before the handoffs are used: a death is complete
+	// (EC2 terminated, ECS told) by the time its replacement runs.
+	actErr := <-acted
 	for i := range handoffs {
 		h := &handoffs[i]
 		if !h.Running.IsZero() {
@@ -407,9 +433,12 @@ func (f *Fleet) Drain(ctx context.Context, svcs []*Service, instanceIDs ...strin
 			h.Failure = "no replacement RUNNING before the deadline"
 		}
 	}
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if actErr != nil && !errors.Is(actErr, context.Canceled) {
+		return handoffs, fmt.Errorf("bench: moving %d services off %v: %w", len(moving), instanceIDs, actErr)
+	}
+	if err != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 		// The world's error lists every task; the cause is enough here.
-		return handoffs, fmt.Errorf("bench: waiting for %d replacements (%d RUNNING): %w", len(moving), done, ctx.Err())
+		return handoffs, fmt.Errorf("bench: waiting for %d replacements (%d RUNNING): %w", len(moving), done, context.Cause(ctx))
 	}
 	return handoffs, nil
 }

@@ -37,6 +37,11 @@ type Results struct {
 	Format1TiBSeconds              *float64 `json:"format_1tib_seconds"`
 	BootstrapBytes                 *int64   `json:"bootstrap_bytes"`
 	ColdInitMs                     *float64 `json:"cold_init_ms"`
+	// Hosts that go away (issue 13): a host that dies without a drain,
+	// its volume's handoff less the floor; a scale-in through tether's
+	// termination hook against a drain in the same world.
+	DeadHostHandoffOverFloorS *float64 `json:"dead_host_handoff_over_floor_s"`
+	ScaleInHandoffRatio       *float64 `json:"scale_in_handoff_ratio"`
 }
 
 // Keys are the JSON keys of Results, in order.
@@ -46,6 +51,7 @@ var Keys = []string{
 	"ecs_calls_per_handoff_10_unrelated", "ecs_calls_per_handoff_500_unrelated",
 	"throttled_calls", "recursive_invocations_dropped", "forced_detaches_live", "mkfs_without_grant",
 	"mount_overhead_ratio", "data_path_ratio", "format_1tib_seconds", "bootstrap_bytes", "cold_init_ms",
+	"dead_host_handoff_over_floor_s", "scale_in_handoff_ratio",
 }
 
 // WriteJSON writes the results to path.

@@ -66,6 +66,9 @@ type run struct {
 	watch   *watcher
 	sched   *schedule
 	log     io.Writer
+	// releases are EC2's releases of terminated instances' volumes, from
+	// the world's log.
+	releases *releases
 }
 
 // Run performs one chaos run and reports it. An error means the run could
@@ -84,19 +87,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		logger = slog.New(slog.NewJSONHandler(cfg.WorldLog, nil))
 	}
 	began := time.Now()
-	w, err := world.Start(ctx, world.Options{
+	releases := &releases{}
+	opts := world.Options{
 		Instances: cfg.Instances, AZs: cfg.AZs, Profile: cfg.Profile, TimeScale: timeScale, Seed: cfg.Seed,
-		Functions: cfg.Functions, InProcess: scaledDeadlines(cfg.PluginWait), Dir: cfg.Dir, PluginWait: cfg.PluginWait, Logger: logger,
+		Functions: cfg.Functions, InProcess: scaledDeadlines(cfg.PluginWait), Dir: cfg.Dir, PluginWait: cfg.PluginWait,
+		Logger:     slog.New(slog.NewMultiHandler(logger.Handler(), releases)),
 		EC2Latency: map[latency.Op]latency.Dist{ec2sim.OpStopInstance: cfg.StopTime},
-	})
+	}
+	if cfg.hostsGoAway() {
+		hostsWorld(&opts, cfg)
+	}
+	w, err := world.Start(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	defer w.Close()
-	fmt.Fprintf(progress, "chaos: seed %d, world up in %s (%d instances in %d AZs, functions %s)\n",
-		cfg.Seed, time.Since(began).Round(time.Millisecond), cfg.Instances, cfg.AZs, cfg.Functions)
+	members := ""
+	if cfg.hostsGoAway() {
+		members = fmt.Sprintf(" and %d Spot members of %s with tether's termination hook", cfg.AZs, chaosGroup)
+	}
+	fmt.Fprintf(progress, "chaos: seed %d, world up in %s (%d instances%s in %d AZs, functions %s)\n",
+		cfg.Seed, time.Since(began).Round(time.Millisecond), cfg.Instances, members, cfg.AZs, cfg.Functions)
 
-	r := &run{cfg: cfg, w: w, cluster: w.Options().Cluster, log: progress}
+	r := &run{cfg: cfg, w: w, cluster: w.Options().Cluster, log: progress, releases: releases}
 	rep, err := r.do(ctx)
 	if cfg.FunctionLog != nil { // also after an interrupted run: what the functions did is the evidence
 		out := w.FunctionOutput()
@@ -126,6 +139,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		}
 	}
 	r.watch = newWatcher(r.w, r.cluster, r.w.Deployment().Documents["MountDocument"], services, r.log)
+	r.releases.watch(r.watch)
 	if err := r.watch.tap(r.w.Bus()); err != nil {
 		return nil, err
 	}

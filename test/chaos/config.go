@@ -57,7 +57,21 @@ const (
 	OpHoldDevice   OpKind = "hold-device"       // a process in another namespace holds a volume's device
 	OpReleaseHold  OpKind = "release-device"    // and lets go
 	OpRepair       OpKind = "repair-fs"         // an operator repairs a torn superblock from its backups (after a death tore it)
+
+	// Hosts that go away (issue 13), opt-in (optInKinds): members of an
+	// Auto Scaling group that carries tether's termination hook.
+	OpScaleIn       OpKind = "scale-in"       // a member leaves through the hook: terminated only once its volumes are off
+	OpSpotInterrupt OpKind = "spot-interrupt" // EC2's two-minute Spot warning, then the member goes
+	OpHangMember    OpKind = "hang-member"    // a member hangs (EC2 running, agents silent, status impaired); tether's opt-in stop stops it
+	OpLaunchMember  OpKind = "launch-member"  // the group back to its size: Auto Scaling launches a new member
 )
+
+// optInKinds are drawn only when CHAOS_KINDS names them: a run of every
+// kind leaves them out. They bring an Auto Scaling group and tether's
+// HungHostAction stop into the world, and they meet a reconciler bug being
+// fixed on main (a stale retry or sweep pass detaching a volume that was
+// attached again meanwhile).
+var optInKinds = []OpKind{OpScaleIn, OpSpotInterrupt, OpHangMember}
 
 type kindWeight struct {
 	kind   OpKind
@@ -91,11 +105,12 @@ var chosenKinds = []kindWeight{
 	{OpKill, 3}, {OpAgentRestart, 4}, {OpDisconnect, 3}, {OpSSMOffline, 3}, {OpThrottle, 4}, {OpDelayAttach, 4},
 	{OpFailCreate, 1}, {OpStickAttach, 1},
 	{OpStopInstance, 2}, {OpHang, 2}, {OpDeregister, 1}, {OpSlowFlush, 3}, {OpPluginRace, 3}, {OpHoldDevice, 2},
+	{OpScaleIn, 3}, {OpSpotInterrupt, 3}, {OpHangMember, 2},
 }
 
 // undoKinds follow the kinds they undo; they are never drawn.
 var undoKinds = []OpKind{OpActivate, OpScaleUp, OpRecreateSvc, OpLaunch, OpReconnect, OpSSMOnline,
-	OpTerminate, OpResume, OpOrphansEnd, OpFinishFlush, OpRaceEnd, OpReleaseHold, OpRepair}
+	OpTerminate, OpResume, OpOrphansEnd, OpFinishFlush, OpRaceEnd, OpReleaseHold, OpRepair, OpLaunchMember}
 
 // AllKinds lists every kind, for CHAOS_KINDS.
 func AllKinds() []OpKind {
@@ -254,13 +269,24 @@ func (c *Config) defaults() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) allowed(k OpKind) bool { return len(c.Kinds) == 0 || slices.Contains(c.Kinds, k) }
+func (c *Config) allowed(k OpKind) bool {
+	if slices.Contains(optInKinds, k) {
+		return slices.Contains(c.Kinds, k)
+	}
+	return len(c.Kinds) == 0 || slices.Contains(c.Kinds, k)
+}
+
+// hostsGoAway: the run draws issue 13's kinds, so its world has the Auto
+// Scaling group they act on.
+func (c *Config) hostsGoAway() bool {
+	return slices.ContainsFunc(optInKinds, c.allowed)
+}
 
 // Environment variables ConfigFromEnv reads (make chaos passes them on).
 const (
 	EnvSeed     = "CHAOS_SEED"       // a number; "random" or empty: drawn and printed
 	EnvHandoffs = "CHAOS_HANDOFFS"   // handoffs to complete (default 1000)
-	EnvKinds    = "CHAOS_KINDS"      // comma-separated operation kinds, or -kind,... for all but those (default all)
+	EnvKinds    = "CHAOS_KINDS"      // comma-separated operation kinds, or -kind,... for all but those (default all but the opt-in scale-in, spot-interrupt, hang-member)
 	EnvFaults   = "CHAOS_FAULTS"     // "off": no fault injection
 	EnvInterval = "CHAOS_INTERVAL"   // mean time between operations, e.g. 250ms
 	EnvProfile  = "CHAOS_PROFILE"    // the world's latency profile (default instant)
@@ -432,7 +458,7 @@ func parseKinds(s string) []OpKind {
 		return in
 	}
 	for _, k := range AllKinds() {
-		if !slices.Contains(out, k) {
+		if !slices.Contains(out, k) && !slices.Contains(optInKinds, k) {
 			in = append(in, k)
 		}
 	}
@@ -444,9 +470,10 @@ func parseKinds(s string) []OpKind {
 func formatKinds(kinds []OpKind) string {
 	var in, out []string
 	for _, k := range AllKinds() {
-		if slices.Contains(kinds, k) {
+		switch {
+		case slices.Contains(kinds, k):
 			in = append(in, string(k))
-		} else {
+		case !slices.Contains(optInKinds, k): // the short form leaves them out anyway
 			out = append(out, "-"+string(k))
 		}
 	}
@@ -456,7 +483,9 @@ func formatKinds(kinds []OpKind) string {
 			out = nil
 		}
 	}
-	if out != nil && len(out) < len(in) {
+	// The short form leaves the opt-in kinds out: a list that names one
+	// is written in full.
+	if out != nil && len(out) < len(in) && !slices.ContainsFunc(kinds, func(k OpKind) bool { return slices.Contains(optInKinds, k) }) {
 		return strings.Join(out, ",")
 	}
 	return strings.Join(in, ",")

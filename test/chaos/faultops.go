@@ -47,6 +47,8 @@ func (s *schedule) chooseSSMDown(ctx context.Context) (string, func() error) {
 // chooseFault picks the target of one of issue 11's faults.
 func (s *schedule) chooseFault(ctx context.Context, kind OpKind) (string, func() error) {
 	switch kind {
+	case OpScaleIn, OpSpotInterrupt, OpHangMember:
+		return s.chooseHostGoes(ctx, kind)
 	case OpStopInstance:
 		in := s.pickInstance(func(in *instModel) bool { return in.clean() && s.inAZ(in.az, instActive) >= 2 })
 		if in == nil || s.dying > 0 {
@@ -165,6 +167,11 @@ func (s *schedule) undoFault(ctx context.Context, u undoOp) error {
 		if in == nil || in.state != instHung {
 			return nil
 		}
+		if st, err := s.w.EC2().InstanceState(in.id); err == nil && st != "running" {
+			// tether's hung watch stopped it (HungHostAction stop, with
+			// the opt-in kinds): its operator terminates it.
+			return s.terminate(ctx, u, in)
+		}
 		if s.rng.IntN(10) < 3 {
 			// Its operator terminates the wedged instance instead.
 			return s.terminate(ctx, u, in)
@@ -213,6 +220,8 @@ func (s *schedule) undoFault(ctx context.Context, u undoOp) error {
 			return nil
 		}
 		return r.end(ctx, s)
+	case OpLaunchMember:
+		return s.launchMember(ctx)
 	case OpRepair:
 		if s.w.Disks().RepairSuperblock(u.target) {
 			s.watch.repaired(u.target)

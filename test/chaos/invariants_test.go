@@ -180,8 +180,21 @@ func TestReplayCommand(t *testing.T) {
 		t.Fatal("a bad seed was accepted")
 	}
 	all := parseKinds("-stick-attach")
-	if len(all) != len(AllKinds())-1 || slices.Contains(all, OpStickAttach) || formatKinds(all) != "-stick-attach" {
+	if len(all) != len(AllKinds())-1-len(optInKinds) || slices.Contains(all, OpStickAttach) || formatKinds(all) != "-stick-attach" {
 		t.Fatalf("all but stick-attach: %v, written %q", all, formatKinds(all))
+	}
+	// The opt-in kinds are drawn only when named, and a list that names
+	// one replays as a list.
+	var every Config
+	if every.allowed(OpScaleIn) || every.hostsGoAway() || !every.allowed(OpDrain) {
+		t.Fatal("a run of every kind draws the opt-in kinds")
+	}
+	named := Config{Kinds: parseKinds("scale-in,spot-interrupt,hang-member,drain")}
+	if !named.allowed(OpScaleIn) || !named.allowed(OpHangMember) || !named.hostsGoAway() || named.allowed(OpKill) {
+		t.Fatalf("named opt-in kinds: %v", named.Kinds)
+	}
+	if got := formatKinds(named.Kinds); !slices.Equal(slices.Sorted(slices.Values(parseKinds(got))), slices.Sorted(slices.Values(named.Kinds))) {
+		t.Fatalf("opt-in kinds written %q, read back %v", got, parseKinds(got))
 	}
 	c = Config{Seed: 1, Instances: 2, AZs: 1, SharedServices: 5}
 	if got := c.ReplayCommand(3); got != "CHAOS_SEED=1 CHAOS_HANDOFFS=3 CHAOS_SHAPE=2,1,5,0 make chaos" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
@@ -35,6 +36,7 @@ const (
 
 type instModel struct {
 	id, az, arn, state string
+	member             bool          // of the Auto Scaling group (the opt-in kinds)
 	disconnected       bool          // ECS agent
 	offline            bool          // SSM agent
 	stopped            chan struct{} // closed once a stop has ended (stopped, or failed)
@@ -78,6 +80,7 @@ type schedule struct {
 	cfg   Config
 	w     *world.World
 	ecs   ecsAPI
+	asg   *autoscaling.Client // the opt-in kinds' scale-ins
 	watch *watcher
 	rng   *rand.Rand
 	// undoRng: the draws of undo operations (see runDue).
@@ -120,8 +123,9 @@ func newSchedule(cfg Config, w *world.World, api ecsAPI, watch *watcher, service
 	if cfg.WorldLog != nil {
 		s.events = slog.New(slog.NewJSONHandler(cfg.WorldLog, nil)).With("component", "chaos")
 	}
+	s.asg = autoscaling.NewFromConfig(w.AWSConfig())
 	for _, in := range w.Instances() {
-		s.inst = append(s.inst, &instModel{id: in.ID, az: in.AZ, arn: in.ContainerInstanceArn, state: instActive})
+		s.inst = append(s.inst, &instModel{id: in.ID, az: in.AZ, arn: in.ContainerInstanceArn, state: instActive, member: s.isMember(in.ID)})
 	}
 	for _, d := range services {
 		s.svc = append(s.svc, &svcModel{def: d, desired: 1, exists: true})
@@ -139,6 +143,7 @@ func (s *schedule) pause() time.Duration {
 func (s *schedule) step(ctx context.Context) {
 	s.n++
 	s.collectDeaths()
+	s.adopt()
 	s.runDue(ctx)
 	total := 0
 	for _, k := range chosenKinds {

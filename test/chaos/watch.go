@@ -51,6 +51,9 @@ type watcher struct {
 	down                                map[string]bool      // instances whose guest is gone
 	deaths                              map[string]*deathRec // volume -> the last death that held it
 	outcomes                            map[string]int       // what happened that is no violation
+	held                                map[string]bool      // instances leaving through tether's termination hook
+	rel                                 *releases            // EC2's releases of terminated instances' volumes
+	relSeen                             int
 }
 
 // deathRec is an instance's death with a volume on it, and when the volume
@@ -104,7 +107,7 @@ func newWatcher(w *world.World, cluster, mountDoc string, services []*serviceDef
 		tasks: map[string]*taskObs{}, vols: map[string]*volObs{}, byName: map[string]string{}, ciInstance: map[string]string{},
 		forced: map[string]int{}, recent: map[string]time.Time{}, pending: map[string]time.Time{}, writers: map[string][]string{},
 		reported: map[string]bool{}, kick: make(chan struct{}, 1),
-		down: map[string]bool{}, deaths: map[string]*deathRec{}, outcomes: map[string]int{},
+		down: map[string]bool{}, deaths: map[string]*deathRec{}, outcomes: map[string]int{}, held: map[string]bool{},
 	}
 	for _, s := range services {
 		wt.byDef[s.taskDef] = s
@@ -279,11 +282,16 @@ func (wt *watcher) poll() {
 	detaches := wt.w.DetachesAsked(wt.detachSeen)
 	mkfs := wt.w.Disks().Mkfs()
 	dropped, chain := wt.w.RecursiveInvocationsDropped(), wt.w.LongestChain()
+	var rels []released
+	if wt.rel != nil {
+		rels = wt.rel.since(wt.relSeen) // relSeen: written by poll only
+	}
 	now := time.Now()
 	wt.mu.Lock()
 	for _, id := range gone {
 		wt.down[id] = true
 	}
+	wt.checkReleasesLocked(rels)
 	wt.checkDetachesLocked(detaches)
 	wt.checkMkfsLocked(mkfs)
 	wt.checkRecursionLocked(dropped, chain)

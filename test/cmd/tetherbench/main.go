@@ -42,6 +42,7 @@ type options struct {
 	instances       int
 	hosts           string
 	scalingHandoffs int
+	hostHandoffs    int
 	unrelated       []int
 	seed            uint64
 	skip            map[string]bool
@@ -58,12 +59,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.handoffs, "handoffs", 7, "single handoffs, one after the other (the median is reported)")
 	fs.IntVar(&o.eventHandoffs, "event-handoffs", 5, "single handoffs in the world that sends EBS detachVolume events")
 	fs.IntVar(&o.scalingHandoffs, "scaling-handoffs", 3, "handoffs at each cluster size of the ECS scaling check")
+	fs.IntVar(&o.hostHandoffs, "host-handoffs", 3, "handoffs of each kind in the hosts run (drain, dead host; scale-in one more)")
 	fs.IntVar(&o.concurrent, "concurrent", 200, "handoffs at once in the many-handoffs run")
 	fs.IntVar(&o.instances, "instances", 20, "instances of the many-handoffs run (half hold the tasks, half take them)")
 	fs.StringVar(&o.hosts, "hosts", "auto", "hosts of the many-handoffs run: real, fake, or auto (decided by measuring concurrent container starts)")
 	fs.Uint64Var(&o.seed, "seed", 1, "the worlds' seed (latency draws, ids)")
 	unrelated := fs.String("unrelated", "10,500", "unrelated running tasks in the cluster at each size of the ECS scaling check, ascending")
-	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, agent, functions")
+	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, hosts, agent, functions")
 	fs.DurationVar(&o.timeout, "timeout", 50*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -72,10 +74,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	for _, p := range strings.Split(skip, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "":
-		case "single", "scaling", "concurrent", "agent", "functions":
+		case "single", "scaling", "concurrent", "hosts", "agent", "functions":
 			o.skip[p] = true
 		default:
-			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, agent or functions", p)
+			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, hosts, agent or functions", p)
 		}
 	}
 	for _, f := range strings.Split(*unrelated, ",") {
@@ -90,8 +92,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	default:
 		return o, fmt.Errorf("-hosts %q: want real, fake or auto", o.hosts)
 	}
-	if o.handoffs < 1 || o.eventHandoffs < 1 || o.scalingHandoffs < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
-		return o, errors.New("-handoffs, -event-handoffs, -scaling-handoffs and -concurrent must be at least 1, -instances even and at least 2")
+	if o.handoffs < 1 || o.eventHandoffs < 1 || o.scalingHandoffs < 1 || o.hostHandoffs < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
+		return o, errors.New("-handoffs, -event-handoffs, -scaling-handoffs, -host-handoffs and -concurrent must be at least 1, -instances even and at least 2")
 	}
 	return o, nil
 }
@@ -187,7 +189,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	}
 
 	env := bench.Env{Dir: dir, Seed: o.seed, Log: log}
-	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"]
+	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"] || !o.skip["hosts"]
 	if needWorld {
 		log.Info("building tether-agent and the native bootstraps")
 		if env.AgentBinary, err = world.BuildAgent(ctx, filepath.Join(dir, "bin")); err != nil {
@@ -301,6 +303,33 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 			rep.Note("many-handoffs run on fake hosts: a fake host reports the replacement RUNNING as soon as its volume is mounted, so each handoff has the real container start measured above (%s) added as its last step",
 				floor.ContainerStart.Round(time.Millisecond))
 		}
+	}
+	if !o.skip["hosts"] {
+		log.Info("hosts that go away: scale-in through the termination hook, drain, dead host", "handoffs", o.hostHandoffs)
+		hr, err := bench.RunHosts(ctx, env, bench.HostsConfig{Handoffs: o.hostHandoffs})
+		if err != nil {
+			fail("hosts", err)
+		}
+		worlds++
+		safety.Add(hr.Safety)
+		for _, run := range []bench.RunResult{hr.ScaleIn, hr.Drain, hr.Dead} {
+			if len(run.Handoffs) > 0 {
+				all = append(all, run)
+			}
+		}
+		hostsFloor := floor
+		if floor.ContainerStart == 0 {
+			if cs := bench.Median(hr.ContainerStarts); cs > 0 {
+				hostsFloor = bench.NewFloor(bench.ProfileLatency(), cs, fmt.Sprintf(
+					"median of %d starts of a created busybox container with a local volume, on the hosts that took the task, between handoffs, in this run's hosts run (the single runs were skipped or failed)",
+					len(hr.ContainerStarts)))
+				bench.FloorRow(rep, hostsFloor)
+				rep.Note("floor's container start: %s", hostsFloor.ContainerStartHow)
+			}
+		}
+		bench.HostsRows(rep, hr, hostsFloor)
+		rep.Note("hosts run: one service's volume on real hosts in one world with an Auto Scaling group (%s) that carries tether's termination hook (AutoScalingGroupNames); %d scale-ins (the group's only member holds the task; desired 1 -> 0), %d drains of the instance outside the group (after the group is back to 1) and %d deaths of the instance holding the task (world.KillInstance: no drain, no hook; EC2 shuts it down for the realistic profile's time, then ECS stops its task), each to an instance launched for it, timed from the act to ECS reporting the replacement RUNNING, the mark written before read back on the new host",
+			"bench-asg", o.hostHandoffs+1, o.hostHandoffs, o.hostHandoffs)
 	}
 	if len(all) > 0 {
 		bench.CallRows(rep, headline, all)

@@ -1,6 +1,8 @@
 // Command tetherchaos is `make chaos`: one seeded chaos run of tether in
 // the local AWS world (test/chaos), configured by CHAOS_SEED,
-// CHAOS_HANDOFFS, CHAOS_KINDS (-kind,... leaves kinds out), CHAOS_WEIGHTS
+// CHAOS_HANDOFFS, CHAOS_KINDS (-kind,... leaves kinds out; the opt-in kinds
+// of hosts that go away, scale-in, spot-interrupt and hang-member, with
+// their undo launch-member, are drawn only when named), CHAOS_WEIGHTS
 // (kind=weight,... aims a run at faults), CHAOS_FAULTS, CHAOS_TEAR_RATE,
 // CHAOS_INTERVAL, CHAOS_PROFILE, CHAOS_SHAPE (a smaller cluster, to
 // minimise a failing seed), CHAOS_MAX_RUN and CHAOS_KEEP_GOING (CHAOS_LOG:

@@ -33,6 +33,10 @@ type AutoScalingGroupOptions struct {
 	// Heartbeat: 300, DefaultResult: "CONTINUE"}.
 	Hooks               []autoscalingsim.HookSpec
 	TerminationPolicies []string
+	// Tags are propagated to the instances at launch (CreateAutoScalingGroup
+	// Tags with PropagateAtLaunch, Auto Scaling API reference), e.g. the
+	// cluster's InstanceTagKey.
+	Tags map[string]string
 }
 
 // CreateAutoScalingGroup defines the group's launch template (named
@@ -57,7 +61,7 @@ func (w *World) CreateAutoScalingGroup(ctx context.Context, o AutoScalingGroupOp
 		return fmt.Errorf("world: group %s: %w", o.Name, err)
 	}
 	if err := w.asg.CreateGroup(autoscalingsim.GroupSpec{Name: o.Name, Template: lt.Name, Min: o.Min, Max: o.Max, Desired: o.Desired,
-		AZs: o.AZs, Hooks: o.Hooks, TerminationPolicies: o.TerminationPolicies}); err != nil {
+		AZs: o.AZs, Hooks: o.Hooks, TerminationPolicies: o.TerminationPolicies, Tags: o.Tags}); err != nil {
 		return fmt.Errorf("world: group %s: %w", o.Name, err)
 	}
 	w.log.Info("auto scaling group created", "group", o.Name, "desired", o.Desired, "spot", o.Spot, "cluster", o.Cluster, "hooks", len(o.Hooks))

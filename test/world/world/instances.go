@@ -51,7 +51,7 @@ func (w *World) launchInitial(ctx context.Context) error {
 	n := w.opts.Instances
 	specs := make([]launchSpec, n)
 	for i := range specs {
-		specs[i] = w.nextSpec(LaunchOptions{})
+		specs[i] = w.nextSpec(LaunchOptions{Tags: w.opts.InstanceTags})
 	}
 	made := make([]worldapi.Host, n)
 	errs := make([]error, n)

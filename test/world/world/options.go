@@ -79,6 +79,10 @@ type Options struct {
 	Cluster    string   // the cluster tether serves and the seed's ECSClusterName; default "default"
 	Clusters   []string // further clusters to create
 
+	// InstanceTags are the tags of the instances launched at Start (an
+	// InstanceTagKey that scopes tether to the cluster's instances).
+	InstanceTags map[string]string
+
 	Hosts HostKind // default FakeHosts
 	// AgentBinary is tether-agent for real hosts; empty: built with
 	// `go build` into the world's directory.
