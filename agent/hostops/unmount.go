@@ -241,13 +241,24 @@ func (h *Host) UnmountVolume(ctx context.Context, req UnmountRequest) (agentprot
 	}
 	h.sealIfUnmounted(log, req.Name)
 	res.Released = true
-	if bound && b.VolumeID == req.VolumeID {
+	switch {
+	case bound && b.VolumeID == req.VolumeID:
 		res.Generation = b.Generation
 		if !b.Released || b.Attachment != req.Attachment {
 			b.Released, b.Attachment = true, req.Attachment
 			if err := h.writeBinding(req.Name, b); err != nil {
 				return res, err
 			}
+		}
+	case req.Attachment != "":
+		// Never mounted under NAME here (or NAME last held another
+		// volume): the release is recorded all the same, or a mount
+		// command for this attachment sent before the release could
+		// mount it between the release and its detach.
+		next := binding{VolumeID: req.VolumeID, Generation: b.Generation, Released: true, Attachment: req.Attachment}
+		res.Generation = next.Generation
+		if err := h.writeBinding(req.Name, next); err != nil {
+			return res, err
 		}
 	}
 	log.Info("unmounted: the kernel holds the device nowhere on this host; released until the next mount command",

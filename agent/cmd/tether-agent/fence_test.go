@@ -297,3 +297,28 @@ func TestReleasedAttachmentIsNeverMountedAgain(t *testing.T) {
 		t.Fatalf("mount of the new attachment = %+v; want generation %d, not formatted", again, first.Generation+1)
 	}
 }
+
+// The same for an attachment that was never mounted on the host: a pass
+// attached the volume and did not get to send its mount, another pass
+// unmounted (nothing was mounted: released all the same), and the first
+// pass's mount for that attachment arrives late. It is refused as
+// released; the release is recorded even with no binding before it.
+func TestReleaseOfANeverMountedAttachmentIsRecorded(t *testing.T) {
+	requireHostTools(t)
+	const vol = "vol-0e0e0e0e0e0e0e0e1"
+	backing := volumeFile(t, vol, 64*mib)
+	m := newMachine(t, "i-0eeeeeeeeeeeeeee1")
+	m.AttachLoopT(t, backing, vol)
+	if r := unmount(t, m, vol, "never", "--attachment", "i-0eeeeeeeeeeeeeee1:1000"); r.code != 0 {
+		t.Fatalf("unmount of a volume never mounted here: exit %d", r.code)
+	}
+	r := agent(t, m, "mount", "--volume-id", vol, "--name", "never", "--wait", "10s", "--json", "--format-if-blank", "--attachment", "i-0eeeeeeeeeeeeeee1:1000")
+	out, ok := agentproto.ParseOutput(r.stdout)
+	if r.code != agentproto.ExitReleased || !ok || out.Error == nil || out.Error.Class != agentproto.ClassReleased {
+		t.Fatalf("mount of the released, never mounted attachment: exit %d %s; want %d (released)", r.code, r.stdout, agentproto.ExitReleased)
+	}
+	again := mount(t, m, vol, "never", "--format-if-blank", "--attachment", "i-0eeeeeeeeeeeeeee1:2000")
+	if !again.Formatted || again.Generation != 1 {
+		t.Fatalf("mount of the new attachment = %+v; want the first format, generation 1", again)
+	}
+}

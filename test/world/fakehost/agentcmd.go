@@ -376,6 +376,16 @@ func (c *cmd) unmount(ctx context.Context, args []string) int {
 	if b := h.bindings[*name]; b != nil && b.volumeID == *volumeID {
 		b.released, b.attachment = true, *attachment
 		res.Generation = b.generation
+	} else if *attachment != "" {
+		// Never mounted under name here (as tether-agent): the release is
+		// recorded all the same, so a mount command for this attachment
+		// sent before it is refused.
+		nb := &binding{volumeID: *volumeID, released: true, attachment: *attachment}
+		if b != nil {
+			nb.generation = b.generation
+		}
+		h.bindings[*name] = nb
+		res.Generation = nb.generation
 	}
 	hook := h.unmountHook
 	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force, "generation", res.Generation)
