@@ -152,6 +152,18 @@ func (a *AWS) taskARNs(ctx context.Context, cluster string, q TaskQuery) ([]stri
 	}
 	s.mu.Lock()
 	cached, ok := s.listed[k]
+	if !ok && q.Desired == string(ecstypes.DesiredStatusRunning) && q.Family != "" {
+		// The invocation listed every live task of the cluster (a sweep):
+		// a family's (and an instance's) live tasks are a part of it.
+		if live, complete := s.live[cluster]; complete {
+			cached, ok = []string{}, true
+			for _, t := range live {
+				if t.Family() == q.Family && (q.ContainerInstance == "" || t.ContainerInstanceARN == q.ContainerInstance) {
+					cached = append(cached, t.ARN)
+				}
+			}
+		}
+	}
 	s.mu.Unlock()
 	if ok {
 		return cached, nil

@@ -270,3 +270,38 @@ func TestMappedNamesAreReadBeforeChoosing(t *testing.T) {
 		t.Fatalf("%d AttachVolume calls, want 1: %v", n, h.w.Journal())
 	}
 }
+
+// A sweep lists the cluster's live tasks once; its passes take each key's
+// family (and instance) from that listing instead of listing ECS again:
+// a sweep at rest costs the same ListTasks whatever the number of keys.
+func TestSweepPassesShareTheClusterListing(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	var tasks []string
+	for _, fam := range []string{"alpha", "beta", "gamma"} {
+		td := "arn:aws:ecs:us-east-1:111122223333:task-definition/" + fam + ":1"
+		h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+			Name: fam + "-data", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "1"},
+		}}})
+		tasks = append(tasks, h.w.PlaceTask(td, "i-a"))
+	}
+	h.settle(400)
+	h.noViolations()
+	for _, task := range tasks {
+		h.wantRunning(task)
+	}
+	before := h.w.Calls()
+	h.sweep()
+	after := h.w.Calls()
+	if n := after["ECS:ListTasks"] - before["ECS:ListTasks"]; n != 1 {
+		t.Errorf("a sweep of 3 keys at rest made %d ListTasks, want 1 (the cluster's live tasks, shared by its passes)", n)
+	}
+	if n := after["ECS:DescribeTasks"] - before["ECS:DescribeTasks"]; n > 1 {
+		t.Errorf("a sweep of 3 keys at rest made %d DescribeTasks, want at most 1", n)
+	}
+	h.settle(100)
+	h.noViolations()
+	for _, task := range tasks {
+		h.wantRunning(task)
+	}
+}
