@@ -395,6 +395,18 @@ func TestHostsRows(t *testing.T) {
 	if v := rep.Results.DeadHostHandoffOverFloorS; v == nil || *v != 44 {
 		t.Errorf("dead_host_handoff_over_floor_s %v, want 58 - 14 = 44", v)
 	}
+	stoppedAt := run("dead-host", 50, 60, 58)
+	for i := range stoppedAt.Timelines {
+		stoppedAt.Timelines[i].At[MarkOldStopped] = t0.Add(40 * time.Second)
+	}
+	rep = Report{}
+	HostsRows(&rep, HostsResult{Dead: stoppedAt}, floor)
+	i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "  from the old task STOPPED" })
+	if i < 0 || rep.Rows[i].Value != "4.0" {
+		t.Errorf("from the old task STOPPED: rows %+v, want one of 58 - 40 - 14 = 4.0", rep.Rows)
+	}
+	rep = Report{}
+	HostsRows(&rep, HostsResult{ScaleIn: run("scale-in", 12, 14, 13), Drain: run("hosts-drain", 10, 10, 30), Dead: run("dead-host", 50, 60, 58)}, floor)
 	if v := rep.Results.ScaleInHandoffRatio; v == nil || *v != 1.3 {
 		t.Errorf("scale_in_handoff_ratio %v, want 13 / 10", v)
 	}

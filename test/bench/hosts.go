@@ -277,11 +277,22 @@ func HostsRows(r *Report, res HostsResult, floor Floor) {
 		r.Results.DeadHostHandoffOverFloorS = Ptr(over)
 		r.Add("dead_host_handoff_over_floor_s", fmt.Sprintf("%.1f", over), DeadHostGoal, fmt.Sprintf("median %s of %d handoffs (%s%s) from the host's death (no drain, no hook: world.KillInstance) to the replacement RUNNING with the mark written before read back on the new host, less the floor %s",
 			secs(med), len(dead.Handoffs), durations(dead.Durations()), failedNote(dead), secs(floor.Total())))
-		var stopped []time.Duration
+		var stopped, after []time.Duration
 		for _, tl := range dead.Timelines {
-			if d, ok := tl.Offset(MarkOldStopped); ok {
-				stopped = append(stopped, d)
+			d, ok := tl.Offset(MarkOldStopped)
+			if !ok {
+				continue
 			}
+			stopped = append(stopped, d)
+			if run, ok := tl.Offset(MarkRunning); ok {
+				after = append(after, run-d)
+			}
+		}
+		if len(after) > 0 {
+			// tether's part: from the moment the old task is STOPPED (ECS
+			// stops it once EC2 says terminated) to the replacement RUNNING.
+			r.Add("  from the old task STOPPED", fmt.Sprintf("%.1f", (Median(after)-floor.Total()).Seconds()), DeadHostGoal,
+				fmt.Sprintf("median over the floor of each handoff timed from its old task STOPPED, which ECS reports once EC2 says the instance is terminated (%s)", durations(after)))
 		}
 		if len(stopped) > 0 {
 			r.Add("  where the time goes", secs(Median(stopped)), "", fmt.Sprintf("median from the death until ECS reports the old task STOPPED (%s): EC2's shutting-down -> terminated (ec2sim.RealisticInstanceDists, median 30 s, p99 2 min: the EC2 user guide's \"a few minutes\"), then ECS's own steps; tether cannot move the volume before EC2 says the instance is gone",
