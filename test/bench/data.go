@@ -36,6 +36,19 @@ func (f *Fleet) WriteMark(ctx context.Context, s *Service, token string) error {
 	return nil
 }
 
+// Verify checks a handoff that did not fail: its data, by VerifyMark. A
+// handoff whose data is wrong fails with "data: …"; else it is Verified.
+func (f *Fleet) Verify(ctx context.Context, h *Handoff, token string) {
+	if h.Failure != "" {
+		return
+	}
+	if err := f.VerifyMark(ctx, *h, token); err != nil {
+		h.Failure = "data: " + err.Error()
+		return
+	}
+	h.Verified = true
+}
+
 // VerifyMark checks, after h, that the replacement saw the volume's data:
 // real hosts read the mark back on the new instance; fake hosts show the
 // old task then the new one in the volume's writes, formatted once.

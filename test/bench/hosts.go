@@ -227,13 +227,7 @@ func (hr *hostsRun) handoff(ctx context.Context, run *RunResult, i int, bound ti
 		return Handoff{}, err
 	}
 	h := &hs[0]
-	if h.Failure == "" {
-		if verr := fleet.VerifyMark(ctx, *h, token); verr != nil {
-			h.Failure = "data: " + verr.Error()
-		} else {
-			h.Verified = true
-		}
-	}
+	fleet.Verify(ctx, h, token)
 	run.Handoffs = append(run.Handoffs, *h)
 	hr.e.Log.Info("handoff", "run", run.Name, "n", i+1, "from", from, "to", h.NewInstance, "took", h.Duration().Round(time.Millisecond), "ok", h.OK(), "failure", h.Failure)
 	if h.OK() {

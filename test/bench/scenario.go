@@ -334,13 +334,7 @@ func RunSingle(ctx context.Context, e Env, c SingleConfig) (res SingleResult, er
 			return res, err
 		}
 		h := &hs[0]
-		if h.Failure == "" {
-			if verr := fleet.VerifyMark(ctx, *h, token); verr != nil {
-				h.Failure = "data: " + verr.Error()
-			} else {
-				h.Verified = true
-			}
-		}
+		fleet.Verify(ctx, h, token)
 		res.Handoffs = append(res.Handoffs, *h)
 		e.Log.Info("handoff", "run", c.Name, "n", i+1, "from", from, "to", h.NewInstance, "took", h.Duration().Round(time.Millisecond), "ok", h.OK(), "failure", h.Failure)
 		if !h.OK() {
@@ -448,14 +442,7 @@ func RunConcurrent(ctx context.Context, e Env, c ConcurrentConfig) (res RunResul
 		if c.Hosts == world.FakeHosts {
 			h.Modeled = c.Modeled
 		}
-		if h.Failure != "" {
-			continue
-		}
-		if verr := fleet.VerifyMark(ctx, *h, tokens[h.Service]); verr != nil {
-			h.Failure = "data: " + verr.Error()
-		} else {
-			h.Verified = true
-		}
+		fleet.Verify(ctx, h, tokens[h.Service])
 	}
 	res.Handoffs = hs
 	return res, nil
@@ -551,13 +538,7 @@ func RunScaling(ctx context.Context, e Env, c ScalingConfig) (res ScalingResult,
 				return res, err
 			}
 			h := &hs[0]
-			if h.Failure == "" {
-				if verr := fleet.VerifyMark(ctx, *h, ""); verr != nil {
-					h.Failure = "data: " + verr.Error()
-				} else {
-					h.Verified = true
-				}
-			}
+			fleet.Verify(ctx, h, "")
 			run.Handoffs = append(run.Handoffs, *h)
 			e.Log.Info("handoff", "run", run.Name, "n", i+1, "from", from, "to", h.NewInstance, "took", h.Duration().Round(time.Millisecond), "ok", h.OK(), "failure", h.Failure)
 			if !h.OK() {
