@@ -380,15 +380,13 @@ func (a *AWS) AttachVolume(ctx context.Context, volumeID, instanceID, device str
 	return Attachment{}, classify(err, what)
 }
 
-// DetachVolume implements Cloud. The instance is always named, so a detach
-// can only ever undo the attachment the caller checked.
+// DetachVolume implements Cloud. The instance and the device are always
+// named, and (with an attach time) the attachment is read again first, so a
+// detach can only ever undo the attachment the caller checked.
 func (a *AWS) DetachVolume(ctx context.Context, volumeID string, att Attachment, force bool) error {
 	what := fmt.Sprintf("ec2 DetachVolume %q from %q as %q (force=%t)", volumeID, att.InstanceID, att.Device, force)
 	if err := a.pace.take(ctx, "DetachVolume"); err != nil {
 		return err
-	}
-	if s := a.sessionOf(ctx); s != nil {
-		s.forgetVolumeID(volumeID, "")
 	}
 	if !att.AttachTime.IsZero() {
 		// Read right before the request, past every cache and batch (after
