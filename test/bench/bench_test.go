@@ -212,6 +212,9 @@ func TestBuildTimeline(t *testing.T) {
 		e(0.01, msgStopRequested, "task", "task/old"),
 		e(0.2, msgTaskStopped, "task", "task/old"),
 		e(0.3, msgTaskStopped, "task", "task/other"),
+		e(0.4, msgInstanceState, "instance", "i-b", "state", "terminated"), // another instance
+		e(0.5, msgInstanceState, "instance", "i-a", "state", "shutting-down"),
+		e(0.6, msgInstanceState, "instance", "i-a", "state", "terminated"),
 		e(1, msgCommandSent, "command", "c-un", "document", "tether-unmount", "instances", "i-a"),
 		e(1.1, msgCommandSent, "command", "c-x", "document", "tether-unmount", "instances", "i-c"), // another volume
 		e(2.5, msgCommandFinished, "command", "c-un", "status", "Success"),
@@ -236,6 +239,9 @@ func TestBuildTimeline(t *testing.T) {
 	}
 	if tl.UnmountCommands != 1 || tl.MountCommands != 1 || tl.DetachCalls != 1 || tl.AttachCalls != 1 || tl.BusyDetach != 1 {
 		t.Errorf("counts %+v", tl)
+	}
+	if !tl.HostGone.Equal(at(0.6)) {
+		t.Errorf("old host gone at %v, want EC2's terminated at %v", tl.HostGone, at(0.6))
 	}
 	// The marks in the order the path takes them: no gap is negative but
 	// the last (the plugin's Mount returns before SSM reports the command
@@ -392,18 +398,22 @@ func TestHostsRows(t *testing.T) {
 	floor := Floor{Detach: 8 * time.Second, Attach: 4 * time.Second, SSMCommand: time.Second, ContainerStart: time.Second}
 	var rep Report
 	HostsRows(&rep, HostsResult{ScaleIn: run("scale-in", 12, 14, 13), Drain: run("hosts-drain", 10, 10, 30), Dead: run("dead-host", 50, 60, 58)}, floor)
-	if v := rep.Results.DeadHostHandoffOverFloorS; v == nil || *v != 44 {
-		t.Errorf("dead_host_handoff_over_floor_s %v, want 58 - 14 = 44", v)
+	if v := rep.Results.DeadHostHandoffOverFloorS; v != nil {
+		t.Errorf("dead_host_handoff_over_floor_s %v without EC2's terminated seen, want none", *v)
 	}
-	stoppedAt := run("dead-host", 50, 60, 58)
-	for i := range stoppedAt.Timelines {
-		stoppedAt.Timelines[i].At[MarkOldStopped] = t0.Add(40 * time.Second)
+	gone := run("dead-host", 50, 60, 58)
+	for i := range gone.Timelines {
+		gone.Timelines[i].HostGone = t0.Add(40 * time.Second)
+		gone.Timelines[i].At[MarkOldStopped] = t0.Add(41 * time.Second)
 	}
 	rep = Report{}
-	HostsRows(&rep, HostsResult{Dead: stoppedAt}, floor)
-	i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "  from the old task STOPPED" })
-	if i < 0 || rep.Rows[i].Value != "4.0" {
-		t.Errorf("from the old task STOPPED: rows %+v, want one of 58 - 40 - 14 = 4.0", rep.Rows)
+	HostsRows(&rep, HostsResult{Dead: gone}, floor)
+	if v := rep.Results.DeadHostHandoffOverFloorS; v == nil || *v != 4 {
+		t.Errorf("dead_host_handoff_over_floor_s %v, want 58 - 40 - 14 = 4 (from EC2's terminated)", v)
+	}
+	i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "  from the host's death" })
+	if i < 0 || rep.Rows[i].Value != "44.0" {
+		t.Errorf("from the host's death: rows %+v, want one of 58 - 14 = 44.0", rep.Rows)
 	}
 	rep = Report{}
 	HostsRows(&rep, HostsResult{ScaleIn: run("scale-in", 12, 14, 13), Drain: run("hosts-drain", 10, 10, 30), Dead: run("dead-host", 50, 60, 58)}, floor)

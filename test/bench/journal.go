@@ -18,12 +18,13 @@ type Entry struct {
 }
 
 // journalMsgs are the world log messages a handoff's phases are read from
-// (ecssim, ssmsim, ec2sim).
+// (ecssim, ssmsim, ec2sim), and EC2's instance state changes (a dead
+// host's terminated).
 var journalMsgs = map[string]bool{
 	msgStopRequested: true, msgTaskStopped: true, msgTaskPlaced: true,
 	msgCommandSent: true, msgCommandRunning: true, msgCommandFinished: true,
 	msgDetaching: true, msgDetached: true, msgAttaching: true, msgAttached: true,
-	msgDetachWaiting: true, msgDetachForced: true,
+	msgDetachWaiting: true, msgDetachForced: true, msgInstanceState: true,
 }
 
 const (
@@ -39,6 +40,7 @@ const (
 	msgDetachForced    = "detach forced" // a pending detach upgraded to force
 	msgAttaching       = "volume attaching"
 	msgAttached        = "volume attached"
+	msgInstanceState   = "instance state" // ec2sim: an EC2 Instance State-change Notification sent
 )
 
 // Journal keeps the world's log lines that matter to the benchmark. It is

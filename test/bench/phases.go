@@ -92,6 +92,10 @@ type Timeline struct {
 	DetachCalls     int // DetachVolume accepted
 	AttachCalls     int // AttachVolume accepted
 	BusyDetach      int // EC2 found the device still in use in the guest
+	// HostGone: when EC2 reported the old instance terminated or stopped
+	// (zero: it did not, as in a drain). Off the critical path's marks: only
+	// a host that dies has it, and it is the fact tether may act on.
+	HostGone time.Time
 }
 
 // Offset is the mark's time since the drain (false: not seen).
@@ -174,6 +178,10 @@ func BuildTimeline(h Handoff, entries []Entry, commandVolume map[string]string, 
 		case msgDetachWaiting:
 			if a["volume"] == h.VolumeID {
 				tl.BusyDetach++
+			}
+		case msgInstanceState:
+			if a["instance"] == h.OldInstance && (a["state"] == "terminated" || a["state"] == "stopped") && tl.HostGone.IsZero() {
+				tl.HostGone = e.Time
 			}
 		case msgAttaching:
 			if a["volume"] == h.VolumeID && a["instance"] == h.NewInstance {
