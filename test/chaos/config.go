@@ -58,8 +58,8 @@ const (
 	OpReleaseHold  OpKind = "release-device"    // and lets go
 	OpRepair       OpKind = "repair-fs"         // an operator repairs a torn superblock from its backups (after a death tore it)
 
-	// Hosts that go away (issue 13), opt-in (optInKinds): members of an
-	// Auto Scaling group that carries tether's termination hook.
+	// Hosts that go away (issue 13, hostsKinds): members of an Auto
+	// Scaling group that carries tether's termination hook.
 	OpScaleIn       OpKind = "scale-in"       // a member leaves through the hook: terminated only once its volumes are off
 	OpSpotInterrupt OpKind = "spot-interrupt" // EC2's two-minute Spot warning, then the member goes
 	OpHangMember    OpKind = "hang-member"    // a member hangs (EC2 running, agents silent, status impaired); tether's opt-in stop stops it
@@ -67,11 +67,13 @@ const (
 )
 
 // optInKinds are drawn only when CHAOS_KINDS names them: a run of every
-// kind leaves them out. They bring an Auto Scaling group and tether's
-// HungHostAction stop into the world, and they meet a reconciler bug being
-// fixed on main (a stale retry or sweep pass detaching a volume that was
-// attached again meanwhile).
-var optInKinds = []OpKind{OpScaleIn, OpSpotInterrupt, OpHangMember}
+// kind leaves them out. None now: the hosts kinds were opt-in until the
+// fence of every detach (issue 11) made long runs of them clean.
+var optInKinds = []OpKind{}
+
+// hostsKinds bring an Auto Scaling group and tether's HungHostAction stop
+// into the world.
+var hostsKinds = []OpKind{OpScaleIn, OpSpotInterrupt, OpHangMember}
 
 type kindWeight struct {
 	kind   OpKind
@@ -279,7 +281,7 @@ func (c *Config) allowed(k OpKind) bool {
 // hostsGoAway: the run draws issue 13's kinds, so its world has the Auto
 // Scaling group they act on.
 func (c *Config) hostsGoAway() bool {
-	return slices.ContainsFunc(optInKinds, c.allowed)
+	return slices.ContainsFunc(hostsKinds, c.allowed)
 }
 
 // Environment variables ConfigFromEnv reads (make chaos passes them on).

@@ -183,11 +183,14 @@ func TestReplayCommand(t *testing.T) {
 	if len(all) != len(AllKinds())-1-len(optInKinds) || slices.Contains(all, OpStickAttach) || formatKinds(all) != "-stick-attach" {
 		t.Fatalf("all but stick-attach: %v, written %q", all, formatKinds(all))
 	}
-	// The opt-in kinds are drawn only when named, and a list that names
-	// one replays as a list.
+	// A run of every kind draws the hosts kinds, and its world has the
+	// Auto Scaling group they act on.
 	var every Config
-	if every.allowed(OpScaleIn) || every.hostsGoAway() || !every.allowed(OpDrain) {
-		t.Fatal("a run of every kind draws the opt-in kinds")
+	if !every.allowed(OpScaleIn) || !every.hostsGoAway() || !every.allowed(OpDrain) {
+		t.Fatal("a run of every kind leaves the hosts kinds out")
+	}
+	if drains := (Config{Kinds: parseKinds("drain")}); drains.hostsGoAway() {
+		t.Fatal("a run of drains alone has an Auto Scaling group")
 	}
 	named := Config{Kinds: parseKinds("scale-in,spot-interrupt,hang-member,drain")}
 	if !named.allowed(OpScaleIn) || !named.allowed(OpHangMember) || !named.hostsGoAway() || named.allowed(OpKill) {
