@@ -431,6 +431,7 @@ func (p *pass) observed(what string, args ...any) (Result, bool) {
 		return Result{}, false
 	}
 	p.log.Debug("step in flight, taken by another pass; its events and retry go on", "step", fmt.Sprintf(what, args...))
+	p.leans = true
 	return done(fmt.Sprintf(what, args...) + " in flight (another pass's)"), true
 }
 
@@ -475,6 +476,7 @@ func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, err
 			// event reports: a late or repeated event. The attach's own
 			// chain of passes goes on.
 			p.log.Debug("EBS event older than this process's attach: nothing to do", "volumeId", v.ID, "event", ev.Event)
+			p.leans = true
 			return done("event older than the attach to " + a.InstanceID), true, nil
 		}
 		if t.az() != "" && t.az() != v.AZ {

@@ -34,7 +34,7 @@ type hint struct {
 	Vanished int    `json:"x,omitempty"` // volumes EC2 deleted right after creating them
 	Unreach  int64  `json:"u,omitempty"` // when Instance's agent was first found unreachable
 	Busy     int64  `json:"y,omitempty"` // when unmount on Instance first answered busy
-	Pass     int64  `json:"n,omitempty"` // when the pass that handed the key back ran
+	Pass     int64  `json:"n,omitempty"` // when the pass that handed the key back ended
 	Poison   string `json:"p,omitempty"` // device name that got stuck on Instance
 	// Detaching: when the detach of Volume from Instance was first seen in
 	// progress (unix ms); kept while unmounts are sent to let it finish.
@@ -81,6 +81,22 @@ func parseOperator(s string, force bool) operatorAsk {
 		return operatorAsk{}
 	}
 	return operatorAsk{instance: inst, at: fromMS(n), force: force}
+}
+
+// counts: the hint carries a count a chain of retries must keep (see
+// superseded).
+func (h hint) counts() bool {
+	return h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" || h.Poison != ""
+}
+
+// carries: h keeps every count old keeps, about the same volume and
+// instance, counted from no later (so no deadline moves out).
+func (h hint) carries(old hint) bool {
+	since := func(mine, theirs int64) bool { return theirs == 0 || (mine != 0 && mine <= theirs) }
+	return h.Volume == old.Volume && h.Instance == old.Instance &&
+		h.Gen == old.Gen && h.Burn == old.Burn && h.Vanished >= old.Vanished &&
+		since(h.Unreach, old.Unreach) && since(h.Busy, old.Busy) && since(h.Detaching, old.Detaching) &&
+		h.Operator == old.Operator && h.Force == old.Force && (old.Poison == "" || h.Poison == old.Poison)
 }
 
 func parseHint(s string) hint {

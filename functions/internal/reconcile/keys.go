@@ -372,19 +372,24 @@ func (r *Reconciler) keepHint(inv *invocation, k Key, h hint) {
 	}
 }
 
-// superseded: a later pass of the same key handed it back after this retry
-// was scheduled, so a newer retry of the key is already queued; two chains
-// of retries for one key (from duplicate events) collapse into one.
+// superseded: a pass of the same key began after the pass that scheduled
+// this retry had ended (so it read AWS after every step that pass took) and
+// ended without error: its own retry, or its conclusion, stands for this
+// one; two chains of retries for one key (from duplicate events) collapse
+// into one. A chain that counts something (client token generations, busy
+// or detaching since, an operator's ask) gives way only to a later chain
+// that carries the same count: a conclusion alone would drop the count.
 func (r *Reconciler) superseded(k Key, h hint) bool {
-	// Only chains that carry nothing but optimisations are dropped; one
-	// that counts something (client token generations, busy since) keeps going.
-	if h.Pass == 0 || h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" {
+	if h.Pass == 0 {
 		return false
 	}
+	if !h.counts() {
+		last, ok := r.mem.lastPass(k)
+		// In whole milliseconds, as the hint carries it.
+		return ok && ms(last) > h.Pass
+	}
 	last, ok := r.mem.lastHandBack(k)
-	// In whole milliseconds, as the hint carries it: the pass that handed
-	// this very retry back must not count as a later one.
-	return ok && ms(last) > h.Pass
+	return ok && ms(last.at) > h.Pass && last.hint.carries(h)
 }
 
 // taskNote: a task event's version and the keys still to reconcile for it

@@ -25,7 +25,8 @@ type memory struct {
 	versions  *simplelru.LRU[string, int64]            // task ARN -> newest event version seen
 	processed *simplelru.LRU[string, int64]            // task ARN -> newest version whose keys all converged or were handed back
 	hints     *simplelru.LRU[Key, hint]                // Retry hints when the caller keeps no invocation
-	lastBack  *simplelru.LRU[Key, time.Time]           // latest pass that handed a key back
+	lastBack  *simplelru.LRU[Key, handBack]            // latest pass that handed a key back, and its hint
+	lastOK    *simplelru.LRU[Key, time.Time]           // start of the latest pass of a key that ended without error
 	released  *simplelru.LRU[Key, time.Time]           // when a holder let go (handoff start)
 	inflight  *simplelru.LRU[string, time.Time]        // step/volume id -> when tether started it
 	attached  *simplelru.LRU[string, cloud.Attachment] // volume id -> its latest attachment seen or made
@@ -59,7 +60,7 @@ func newLRU[K comparable, V any]() *simplelru.LRU[K, V] {
 func newMemory() *memory {
 	return &memory{
 		versions: newLRU[string, int64](), processed: newLRU[string, int64](), hints: newLRU[Key, hint](),
-		lastBack: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
+		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
@@ -118,19 +119,43 @@ func (m *memory) takeHint(k Key) hint {
 	return h
 }
 
-func (m *memory) handedBack(k Key, at time.Time) {
+// handBack: a pass that handed its key back: when it began, and the hint
+// its retry carries.
+type handBack struct {
+	at   time.Time
+	hint hint
+}
+
+func (m *memory) handedBack(k Key, at time.Time, h hint) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if last, _ := m.lastBack.Get(k); at.After(last) {
-		m.lastBack.Add(k, at)
+	if last, _ := m.lastBack.Get(k); at.After(last.at) {
+		m.lastBack.Add(k, handBack{at: at, hint: h})
 	}
 }
 
-// lastHandBack: when the latest pass of k handed it back (ok false: none known).
-func (m *memory) lastHandBack(k Key) (time.Time, bool) {
+// lastHandBack: the latest pass of k that handed it back (ok false: none known).
+func (m *memory) lastHandBack(k Key) (handBack, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lastBack.Get(k)
+}
+
+// passEnded records that a pass of k that began at `at` ended without error
+// (converged or handed back).
+func (m *memory) passEnded(k Key, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if last, _ := m.lastOK.Get(k); at.After(last) {
+		m.lastOK.Add(k, at)
+	}
+}
+
+// lastPass: when the latest pass of k that ended without error began.
+func (m *memory) lastPass(k Key) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastOK.Get(k)
 }
 
 // handBackFailed forgets that a chain of retries exists for k, and that the

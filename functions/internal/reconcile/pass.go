@@ -26,6 +26,9 @@ type pass struct {
 	// op: an operator's release, from a Release of this invocation or the
 	// chain's hint (zero: none).
 	op operatorAsk
+	// leans: the pass ended counting on another chain's retry or on an
+	// event still to come, so it supersedes no retry (see superseded).
+	leans bool
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
@@ -71,12 +74,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	if err == nil && !res.Done() {
 		h := parseHint(res.Hint)
-		h.Pass = ms(p.now)
 		if p.op.instance != "" {
 			h.Operator, h.Force = p.op.encode(), p.op.force // the operator's release goes on with the chain
 		}
+		r.mem.handedBack(key, p.now, h)
+		h.Pass = ms(r.now()) // after every step it took: see superseded
 		res.Hint = h.String()
-		r.mem.handedBack(key, p.now)
+	}
+	if err == nil && !p.leans {
+		r.mem.passEnded(key, p.now)
 	}
 	r.reconciled(inv, key, err == nil)
 	p.finish(res, err)
@@ -206,6 +212,7 @@ func (p *pass) drainOnlyHeld(log *slog.Logger, holder cloud.Task) (Result, bool)
 		return Result{}, false
 	}
 	log.Info("draining instance: a stopping task there still holds the volume; its STOPPED event will move it on")
+	p.leans = true
 	return done("held by stopping task " + holder.ARN + " on a draining instance"), true
 }
 

@@ -441,6 +441,7 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, a cloud.Attac
 	if cloud.IsDone(err) {
 		// Another pass asked for this detach: its chain goes on from here.
 		log.Info("already detached (or detaching): the pass that asked goes on", "error", err)
+		p.leans = true
 		return done(fmt.Sprintf("%s already detached (or detaching) from %s", v.ID, inst)), nil
 	}
 	if err != nil {
@@ -611,6 +612,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	switch {
 	case h.Step == stepDetach && h.Volume != "":
 		if a, ok := p.r.mem.attachmentOf(h.Volume); ok && a.State != cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+			p.leans = true
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
 		return p.pollDetach(ctx)
@@ -621,6 +623,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		// A repeated SSM event of an unmount whose detach this process
 		// already asked for: the detach's own chain goes on.
 		if a, ok := p.r.mem.attachmentOf(h.Volume); ok && a.InstanceID == h.Instance && a.State == cloud.AttachDetached && a.AttachTime.After(fromMS(h.At)) {
+			p.leans = true
 			return done("superseded: detach from " + h.Instance + " already asked"), true, nil
 		}
 	}
