@@ -53,6 +53,12 @@ type hint struct {
 	// Owner: the mount Command carried FormatOwner (SSM's answer for one
 	// invocation does not echo the parameters).
 	Owner bool `json:"w,omitempty"`
+	// Drain: the chain began with a live draining instance's event (see
+	// Timing.DrainDefer).
+	Drain bool `json:"dr,omitempty"`
+	// Full: the command's end must be weighed by the full pass (a pass of
+	// the key ended unread while it ran: see pass.awaitCommand).
+	Full bool `json:"fu,omitempty"`
 }
 
 // operatorAsk is an operator's release that a chain of passes carries out.

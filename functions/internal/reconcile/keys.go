@@ -65,9 +65,11 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	}
 	ic, isInstance := t.(InstanceChanged)
 	drainOnly := isInstance && ic.Status == "DRAINING" && ic.AgentConnected
+	_, byTask := t.(TaskChanged)
 	for _, k := range keys {
 		inv.note(ctx, k)
 		inv.noteOrigin(k, drainOnly)
+		inv.noteTaskOrigin(k, byTask)
 	}
 	return keys, nil
 }
@@ -244,7 +246,13 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		return nil, nil
 	}
 	if s, ok := r.mem.sentCommandOf(t.CommandID); ok {
-		r.keepHint(inv, s.key, s.hint)
+		h := s.hint
+		if r.mem.commandEnded(s.key, t.CommandID) {
+			// A pass ended unread while it ran: its news may matter
+			// (a task stopped, another placed), so the full pass looks.
+			h.Full = true
+		}
+		r.keepHint(inv, s.key, h)
 		return []Key{s.key}, nil
 	}
 	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID, pluginOf(step))

@@ -34,6 +34,7 @@ type memory struct {
 	vanishes  *simplelru.LRU[Key, int]                 // volumes EC2 deleted right after creating them
 	mountSent *simplelru.LRU[string, cloud.Attachment] // volume id -> instance and time of the last mount sent
 	sent      *simplelru.LRU[string, sentCommand]      // SSM command id -> the key and hint of the pass that sent it
+	running   *simplelru.LRU[Key, runningCommand]      // key -> the command this process sent last for it, until its end is seen
 	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
@@ -62,7 +63,7 @@ func newMemory() *memory {
 		versions: newLRU[string, int64](), processed: newLRU[string, int64](), hints: newLRU[Key, hint](),
 		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
-		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), families: newLRU[Key, []string](),
+		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
 	}
 }
@@ -280,10 +281,61 @@ func (m *memory) mountSentAfter(volumeID, instance string, t time.Time) bool {
 	return ok && s.InstanceID == instance && !s.AttachTime.Before(t)
 }
 
+// runningCommand: a command this process sent for a key whose end it has
+// not seen; passes of the key that task events ask for meanwhile leave it
+// to the command's own event and chain (see pass.awaitCommand). skipped:
+// when such a pass last ended unread, so the command's end is looked at in
+// full.
+type runningCommand struct {
+	id      string
+	step    string
+	at      time.Time
+	skipped time.Time
+}
+
 func (m *memory) noteSent(commandID string, k Key, h hint) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sent.Add(commandID, sentCommand{key: k, hint: h})
+	m.running.Add(k, runningCommand{id: commandID, step: h.Step, at: fromMS(h.At)})
+}
+
+// commandEnded: the command's end is seen; skipped reports whether a pass
+// of its key ended unread while it ran.
+func (m *memory) commandEnded(k Key, commandID string) (skipped bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.running.Get(k); ok && c.id == commandID {
+		m.running.Remove(k)
+		return !c.skipped.IsZero()
+	}
+	return false
+}
+
+// awaitRunning: k's last command from this process runs (sent after
+// since, its end not seen), and a pass at `at` may leave it to the
+// command's chain; the command then owes a full look at its end.
+func (m *memory) awaitRunning(k Key, since, at time.Time) (runningCommand, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.running.Get(k)
+	if !ok || c.at.Before(since) {
+		return runningCommand{}, false
+	}
+	c.skipped = at
+	m.running.Add(k, c)
+	return c, true
+}
+
+// lookedInFull: a pass of k that began at `at` read everything and ended:
+// a command sent before it, skipped by no pass since, needs no full look
+// at its end, and later passes read for themselves.
+func (m *memory) lookedInFull(k Key, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.running.Get(k); ok && c.at.Before(at) && c.skipped.Before(at) {
+		m.running.Remove(k)
+	}
 }
 
 func (m *memory) sentCommandOf(commandID string) (sentCommand, bool) {

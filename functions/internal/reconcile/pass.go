@@ -83,6 +83,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	if err == nil && !p.leans {
 		r.mem.passEnded(key, p.now)
+		r.mem.lookedInFull(key, p.now)
 	}
 	r.reconciled(inv, key, err == nil)
 	p.finish(res, err)
@@ -97,6 +98,12 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if err := volspec.ValidateName(p.key.Volume); err != nil {
 		p.log.Error("invalid key: dropped", "error", err)
 		return done("invalid key"), nil
+	}
+	if res, ok := p.deferDrain(); ok {
+		return res, nil
+	}
+	if res, ok := p.awaitCommand(); ok {
+		return res, nil
 	}
 	if res, ok, err := p.continueStep(ctx); ok || err != nil {
 		return res, err
@@ -203,12 +210,46 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 	return p.retry(p.r.t.HolderWait, hint{}, "handoff waits for %s to stop", holder.ARN), true, nil
 }
 
+// deferDrain: a pass that only a live draining instance's event asked for
+// reads nothing yet. ECS is stopping the instance's tasks, and each one's
+// STOPPED event names the volumes it holds; the drain's own look comes
+// back after Timing.DrainDefer for the volumes no task holds (an idle
+// attachment), and gives way to any pass of the key that ran meanwhile.
+func (p *pass) deferDrain() (Result, bool) {
+	if !p.inv.isDrainOnly(p.key) || p.hint != (hint{}) || p.op.instance != "" {
+		return Result{}, false
+	}
+	p.leans = true // it read nothing: it supersedes no retry
+	p.log.Debug("draining instance: its tasks' STOPPED events come first; looking later", "after", p.r.t.DrainDefer.String())
+	return p.retry(p.r.t.DrainDefer, hint{Drain: true}, "draining instance: looked at after its tasks' STOPPED events"), true
+}
+
+// awaitCommand: a pass that only ECS task events asked for, while an SSM
+// command this process sent for the key runs, reads nothing: the command's
+// end wakes the key (its chain's retry, should SSM's event be lost), and
+// that pass then looks in full (hint.Full), so nothing a task event told is
+// lost. Whatever the task events say (a task placed elsewhere, one
+// stopped), no step may come before the command's end anyway: the
+// volume's next move depends on it.
+func (p *pass) awaitCommand() (Result, bool) {
+	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
+		return Result{}, false
+	}
+	c, ok := p.r.mem.awaitRunning(p.key, p.now.Add(-p.r.t.CommandEventWait), p.now)
+	if !ok {
+		return Result{}, false
+	}
+	p.leans = true
+	p.log.Debug("command of this process running for the key; its end looks in full", "command", c.id, "step", c.step)
+	return done(fmt.Sprintf("%s %s running (this process's); its end is looked at in full", c.step, c.id)), true
+}
+
 // drainOnlyHeld: a pass that only a live draining instance's event asked
 // for, finding a stopping task there still holding the volume, ends: the
 // task's STOPPED event names the key again (the sweep, should that event
 // be lost), so coming back on its own would only cost AWS calls.
 func (p *pass) drainOnlyHeld(log *slog.Logger, holder cloud.Task) (Result, bool) {
-	if !p.inv.isDrainOnly(p.key) {
+	if !p.inv.isDrainOnly(p.key) && !p.hint.Drain {
 		return Result{}, false
 	}
 	log.Info("draining instance: a stopping task there still holds the volume; its STOPPED event will move it on")

@@ -38,6 +38,12 @@ type Timing struct {
 	// if SSM's status-change event does not wake the key first (default 20s).
 	CommandEventWait time.Duration
 	HolderWait       time.Duration // while a stopping task still holds the volume (default 30s)
+	// DrainDefer: a live draining instance's event names its volumes, and
+	// its tasks' STOPPED events will name those they hold moments later:
+	// the drain's own look waits this long, and is dropped if another pass
+	// of the key ran meanwhile (default 45s, past ECS's default 30 s
+	// stopTimeout).
+	DrainDefer time.Duration
 	BusyWait         time.Duration // after unmount answered "busy" (default 10s)
 	ConflictWait     time.Duration // while a running task elsewhere holds a shared volume (default 15s)
 	ThrottleWait     time.Duration // after AWS throttled a pass (default 10s)
@@ -97,6 +103,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.CommandWait, 3*time.Second)
 	def(&t.CommandEventWait, 20*time.Second)
 	def(&t.HolderWait, 30*time.Second)
+	def(&t.DrainDefer, 45*time.Second)
 	def(&t.BusyWait, 10*time.Second)
 	def(&t.ConflictWait, 15*time.Second)
 	def(&t.ThrottleWait, 10*time.Second)
@@ -289,6 +296,10 @@ type invocation struct {
 	// of coming back (the sweep repairs a lost STOPPED event).
 	drainOnly  map[Key]bool
 	namedOther map[Key]bool // keys other triggers named
+	// taskOnly: keys only ECS task events named in this invocation (see
+	// pass.awaitCommand).
+	taskOnly  map[Key]bool
+	namedMore map[Key]bool // keys triggers other than task events named
 }
 
 type invocationKey struct{}
@@ -305,7 +316,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
-		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{}, releases: map[Key]Release{},
+		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{}, taskOnly: map[Key]bool{}, namedMore: map[Key]bool{}, releases: map[Key]Release{},
 	})
 }
 
@@ -342,6 +353,31 @@ func (inv *invocation) noteOrigin(k Key, drainOnly bool) {
 	} else if !inv.namedOther[k] {
 		inv.drainOnly[k] = true
 	}
+}
+
+// noteTaskOrigin remembers whether k was named only by ECS task events so
+// far in this invocation.
+func (inv *invocation) noteTaskOrigin(k Key, byTask bool) {
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !byTask {
+		inv.namedMore[k] = true
+		delete(inv.taskOnly, k)
+	} else if !inv.namedMore[k] {
+		inv.taskOnly[k] = true
+	}
+}
+
+func (inv *invocation) isTaskOnly(k Key) bool {
+	if inv == nil {
+		return false
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.taskOnly[k]
 }
 
 func (inv *invocation) isDrainOnly(k Key) bool {

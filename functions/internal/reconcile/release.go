@@ -640,11 +640,16 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
+	if c.Status != cloud.CommandPending && p.r.mem.commandEnded(p.key, h.Command) {
+		h.Full = true
+	}
 	switch {
 	case c.Status == cloud.CommandPending && p.now.Sub(fromMS(h.At)) < p.r.t.CommandEventWait*3:
 		return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s running", h.Step, h.Volume, h.Instance), true, nil
 	case c.Status != cloud.CommandSucceeded:
 		return Result{}, false, nil // the full pass weighs failures
+	case h.Full && h.Step == stepMount:
+		return Result{}, false, nil // a pass skipped while it ran: its news may matter
 	}
 	out, _ := agentproto.ParseOutput(c.Output)
 	switch h.Step {

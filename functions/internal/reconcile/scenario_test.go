@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
@@ -199,10 +200,13 @@ func TestOwnRetryIsNotSuperseded(t *testing.T) {
 	}
 }
 
-// A live draining instance's event names its volumes; a pass for one that
-// a task there still uses ends (the task's STOPPED event names the key
-// again) instead of coming back on its own. Named by another trigger in
-// the same invocation too, the key keeps its own retry.
+// A live draining instance's event names its volumes; the pass reads
+// nothing and comes back after Timing.DrainDefer (the STOPPED events of the
+// instance's tasks name the volumes they hold first). Back, a pass for one
+// that a task there still uses ends (the task's STOPPED event names the key
+// again) instead of coming back on its own; after any other pass of the
+// key it is dropped unread. Named by another trigger in the same
+// invocation too, the key keeps its own retry.
 func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	h := newHarness(t)
 	h.w.AddInstance("i-a", "us-east-1a")
@@ -216,9 +220,39 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	h.w.StopTask(t1, "drain") // ECS asked the task to stop; its container still runs
 	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
 
+	ecs := func() (n int) {
+		for op, c := range h.w.Calls() {
+			if strings.HasPrefix(op, "ECS:") {
+				n += c
+			}
+		}
+		return n
+	}
+	before := ecs()
 	h.invoke(draining)
+	deferred := last()
+	if deferred.Done() || deferred.RetryAfter < 30*time.Second || !strings.Contains(deferred.Reason, "draining") {
+		t.Fatalf("pass of the draining instance's event: %+v; want it handed back past the tasks' stop, naming the draining instance", deferred)
+	}
+	if read := ecs() - before; read != 0 {
+		t.Fatalf("the draining instance's event cost %d ECS calls, want none before the deferred look", read)
+	}
+	h.w.Advance(deferred.RetryAfter)
+	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
 	if res := last(); !res.Done() || !strings.Contains(res.Reason, "draining") {
-		t.Fatalf("pass of the draining instance's event: %+v; want done, naming the draining instance", res)
+		t.Fatalf("deferred pass of the draining instance: %+v; want done, naming the draining instance", res)
+	}
+	// Another pass of the key (not one that leans on others) since the
+	// drain's: its retry is dropped unread.
+	h.invoke(draining)
+	deferred = last()
+	h.w.Advance(time.Second)
+	h.invoke(reconcile.Retry{Key: key})
+	n := len(h.results[key])
+	h.w.Advance(deferred.RetryAfter)
+	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
+	if len(h.results[key]) != n {
+		t.Fatalf("the drain's retry ran after a later pass of the key: %+v", last())
 	}
 
 	h.invoke(draining, reconcile.Retry{Key: key})
@@ -227,5 +261,83 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	}
 	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-a" {
 		t.Fatalf("volume moved while its task runs: %+v", v.Att)
+	}
+}
+
+// A task event that comes while this process's mount command runs reads
+// nothing (the volume's next move waits for the command's end anyway);
+// what it told is not lost: the command's end is then looked at in full.
+// Here the task stops before its mount ends, and the volume is released
+// rather than left mounted for nobody.
+func TestTaskEventWhileOwnCommandRunsIsWeighedAtItsEnd(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	mountPending := func() bool {
+		for _, c := range h.commandsOf(mountDoc) {
+			if c.Status == "Pending" {
+				return true
+			}
+		}
+		return false
+	}
+	for step := 0; !mountPending(); step++ {
+		if step > 100 {
+			t.Fatal("no mount command sent")
+		}
+		h.collect()
+		var ops []cloudtest.Op
+		for _, op := range h.w.Pending() {
+			if op.Kind != "command" {
+				ops = append(ops, op)
+			}
+		}
+		switch {
+		case len(h.events) > 0:
+			h.deliverEvent(0)
+		case len(ops) > 0:
+			h.w.Advance(time.Second)
+			h.w.Complete(ops[0])
+		case len(h.queue) > 0:
+			h.deliverRetry(h.earliestRetry())
+		}
+	}
+	h.collect()
+	h.events = nil // the events of the way here are old news
+	h.w.StopTask(t1, "stopped by a user")
+	for _, op := range h.w.Pending() {
+		if op.Kind != "command" {
+			h.w.Advance(time.Second)
+			h.w.Complete(op)
+		}
+	}
+	h.collect()
+	if len(h.events) == 0 {
+		t.Fatalf("no event of the stopped task; pending %v", h.w.Pending())
+	}
+	ecs := func() (n int) {
+		for op, c := range h.w.Calls() {
+			if strings.HasPrefix(op, "ECS:") {
+				n += c
+			}
+		}
+		return n
+	}
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	before := ecs()
+	for len(h.events) > 0 {
+		h.deliverEvent(0)
+	}
+	if res := h.results[key]; len(res) == 0 || !strings.Contains(res[len(res)-1].Reason, "this process's") {
+		t.Fatalf("task event while the mount runs: %+v; want it left to the command's end", res)
+	}
+	if n := ecs() - before; n != 0 {
+		t.Fatalf("the task event's pass made %d ECS calls while the command ran, want none", n)
+	}
+	h.completeCommand(mountDoc, "i-a")
+	h.settle(300)
+	h.noViolations()
+	if v := h.oneVolume(volName); v.Att != nil {
+		t.Fatalf("volume still attached to %s for a task that stopped while its mount ran", v.Att.Instance)
 	}
 }
