@@ -43,10 +43,10 @@ type Timing struct {
 	// the drain's own look waits this long, and is dropped if another pass
 	// of the key ran meanwhile (default 45s, past ECS's default 30 s
 	// stopTimeout).
-	DrainDefer time.Duration
-	BusyWait         time.Duration // after unmount answered "busy" (default 10s)
-	ConflictWait     time.Duration // while a running task elsewhere holds a shared volume (default 15s)
-	ThrottleWait     time.Duration // after AWS throttled a pass (default 10s)
+	DrainDefer   time.Duration
+	BusyWait     time.Duration // after unmount answered "busy" (default 10s)
+	ConflictWait time.Duration // while a running task elsewhere holds a shared volume (default 15s)
+	ThrottleWait time.Duration // after AWS throttled a pass (default 10s)
 
 	// StuckAttach: an attach still "attaching" this long, whose mount found
 	// no device on the host, is undone (unmount, then a plain detach) and
