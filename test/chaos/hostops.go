@@ -131,6 +131,11 @@ func (s *schedule) chooseHostGoes(ctx context.Context, kind OpKind) (string, fun
 			if err := s.w.HangInstance(ctx, in.id, 2*time.Second); err != nil {
 				return err
 			}
+			// The hung guest's mounts die with it when tether's opt-in stop
+			// (or Auto Scaling's health check after it) ends the instance:
+			// their unclean detaches are that death's. A force detach while
+			// EC2 still says running is the fences' violation, not excused here.
+			s.watch.died(in.id, "hang", s.watch.volumesOn(in.id))
 			in.state = instDead
 			s.later(OpLaunchMember, chaosGroup, 4, 12)
 			return nil
