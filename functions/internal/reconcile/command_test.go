@@ -107,3 +107,58 @@ func TestCommandEventWakesTheKey(t *testing.T) {
 		})
 	}
 }
+
+// A pass in another process (Lambda runs several) that finds a detach in
+// progress on a host ECS still serves, asked by another pass, ends: the
+// pass that asked polls it, so a second chain of polls would only read EC2
+// again.
+func TestAnotherProcessLeavesADetachInProgressToItsChain(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	h.collect()
+	for len(h.events) > 0 {
+		h.deliverEvent(0)
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	h.collect()
+	for len(h.events) > 0 {
+		h.deliverEvent(0)
+	}
+	if journalHas(h.w.Journal(), "DetachVolume "+v.ID+" i-a force=false ok") != 1 {
+		t.Fatalf("no detach after the unmount: %v", h.w.Journal())
+	}
+	chains := len(h.queue)
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.collect()
+	c := cloud.NewWithClients(h.w.EC2(), h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
+	other, err := reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	for _, e := range h.events {
+		ctx := other.Invocation(context.Background())
+		keys, err := other.Keys(ctx, h.trigger(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			res, err := other.Reconcile(ctx, k)
+			if err != nil || k != key || !res.Done() || !strings.Contains(res.Reason, "in flight") {
+				t.Fatalf("the other process's pass for %s: %+v %v; want it done, leaving the detach to its chain", t2, res, err)
+			}
+		}
+	}
+	h.events = nil
+	if len(h.queue) != chains {
+		t.Fatalf("retries %d, want the detach's own chain alone (%d)", len(h.queue), chains)
+	}
+	h.settle(300)
+	h.noViolations()
+	h.wantRunning(t2)
+}

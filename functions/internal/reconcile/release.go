@@ -208,6 +208,14 @@ func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.At
 	if p.hint.Step == stepDetach && p.hint.Volume == v.ID && p.hint.Instance == inst {
 		h = p.hint
 		h.At = ms(since)
+	} else if known && !ci.Gone() && ci.AgentConnected {
+		// On a host ECS still serves, only tether detaches: another pass's
+		// detach (in this process or another, as Lambda runs several), whose
+		// chain polls it and past DetachStuck looks in full. (EC2 detaches a
+		// dying host's volumes by itself: those keep a chain here.)
+		if r, ok := p.observed("detach of %s from %s", v.ID, inst); ok {
+			return r, nil
+		}
 	}
 	return p.retry(min(p.detachPoll(since), max(since.Add(p.r.t.DetachStuck).Sub(p.now), time.Second)), h,
 		"detaching %s from %s", v.ID, inst), nil
