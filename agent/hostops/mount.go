@@ -224,7 +224,10 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 		}
 		log.Info("already mounted", "device", devPath, "mountpoint", mp, "fstype", current.FSType, "generation", old.Generation)
 		res.AlreadyMounted, res.FSType, res.Generation = true, current.FSType, old.Generation
-		res.Grown = h.growOnline(ctx, log, devPath, mp, current.FSType)
+		// The mount command again on a mounted volume is how a grown
+		// volume (Elastic Volumes) reaches its filesystem: nothing is
+		// unmounted or remounted, the containers using it keep it.
+		h.growOnline(ctx, log, &res, devPath, mp, current.FSType)
 		if o.command && (old.Released || old.Attachment != o.attachment || old.VolumeID == "") {
 			b := old
 			b.VolumeID, b.Released, b.Attachment, b.DevSuid = volumeID, false, o.attachment, o.devSuid
@@ -286,19 +289,45 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	} else if o.owner != nil {
 		log.Info("format owner not applied: the filesystem was not made by this mount", "mountpoint", mp, "formatOwner", o.owner.String())
 	}
-	if !prep.Formatted {
-		res.Grown = h.growOnline(ctx, log, devPath, mp, prep.FSType)
+	if prep.Formatted {
+		h.measure(log, &res, devPath, mp, prep.FSType)
+	} else {
+		h.growOnline(ctx, log, &res, devPath, mp, prep.FSType)
 	}
 	return res, nil
 }
 
-// growOnline grows a mounted filesystem to its device. A failure is logged,
-// not returned: the volume is mounted and usable, and the next mount grows
-// it.
-func (h *Host) growOnline(ctx context.Context, log *slog.Logger, devPath, mp, fstype string) bool {
+// growOnline has the kernel read the device's size again where it must be
+// told (a loop device: blockdev.Finder.RefreshSize) and grows the mounted
+// filesystem to it, online (fsys.GrowOnline), recording Grown, the sizes
+// and any failure in res. A failure is logged and reported (GrowError),
+// not returned: the volume is mounted and usable as it is, and the next
+// mount command tries again.
+func (h *Host) growOnline(ctx context.Context, log *slog.Logger, res *agentproto.MountResult, devPath, mp, fstype string) {
+	if err := h.finder.RefreshSize(devPath); err != nil {
+		log.Warn("could not have the kernel read the device's size again", "device", devPath, "error", err.Error())
+		res.GrowError = err.Error()
+	}
 	grown, err := fsys.GrowOnline(ctx, h.runner, log, devPath, mp, fstype)
 	if err != nil {
 		log.Warn("could not grow the mounted filesystem; it keeps its size", "device", devPath, "mountpoint", mp, "error", err.Error())
+		res.GrowError = err.Error()
 	}
-	return grown
+	res.Grown = grown
+	h.measure(log, res, devPath, mp, fstype)
+}
+
+// measure records the device's and the mounted filesystem's sizes in res
+// (best effort: a size that cannot be read stays 0, unknown).
+func (h *Host) measure(log *slog.Logger, res *agentproto.MountResult, devPath, mp, fstype string) {
+	if n, err := fsys.DeviceSize(devPath); err == nil {
+		res.DeviceBytes = n
+	} else {
+		log.Warn("could not read the device's size", "device", devPath, "error", err.Error())
+	}
+	if fs, err := fsys.MountedSize(devPath, mp, fstype); err == nil {
+		res.FilesystemBytes = fs.Bytes()
+	} else {
+		log.Warn("could not read the filesystem's size", "device", devPath, "mountpoint", mp, "error", err.Error())
+	}
 }
