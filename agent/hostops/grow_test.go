@@ -2,7 +2,9 @@ package hostops
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -156,4 +158,78 @@ func hasCapability(t *testing.T, cap uint) bool {
 		t.Fatal(err)
 	}
 	return data[cap/32].Effective&(1<<(cap%32)) != 0
+}
+
+// A device found only by its Xen name (no serial proves it) must have the
+// volume's size exactly, unless NAME is already mounted from it: then its
+// identity was confirmed at that mount, and after a grow its size is no
+// longer the --size-gib the reconciler knew (or not yet the new one).
+func TestXenDeviceGrownWhileMountedIsNotRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "losetup", "blkid", "mkfs.xfs", "xfs_growfs")
+	const mib = int64(1) << 20
+	const vol = "vol-0123456789abcdef6"
+	a := attach(t, vol, 320*mib)
+	// A device node that is not named like a loop or NVMe device: found by
+	// the attachment's device name only, as a Xen device is.
+	var st unix.Stat_t
+	if err := unix.Stat(a.dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(t.TempDir(), "xvdf")
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+		t.Fatalf("mknod %s: %v", node, err)
+	}
+	if err := os.Remove(a.link); err != nil { // no by-id link: a Xen guest has none
+		t.Fatal(err)
+	}
+	if err := os.Symlink(node, filepath.Join(a.finder.DevDir, "xvdf")); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Root: t.TempDir(), Finder: a.finder, Runner: fsys.ExecRunner{}, Docker: &fakeDocker{}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := h.Mountpoint("data")
+	t.Cleanup(func() {
+		if _, ok, _ := mounts.At(mp); ok {
+			_ = mounts.Detach(mp)
+		}
+		_ = unsealMountpoint(mp)
+	})
+	// An xfs made elsewhere (the grant is never honoured for a Xen device).
+	if out, err := exec.Command("mkfs.xfs", "-q", a.dev).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v %s", err, out)
+	}
+	ctx := context.Background()
+	req := MountRequest{VolumeID: vol, Name: "data", DeviceName: "/dev/xvdf", SizeGiB: 1, Wait: time.Second}
+	if _, err := h.MountVolume(ctx, req); !errors.Is(err, ErrNotTheVolume) {
+		t.Fatalf("a 320 MiB device for a 1 GiB volume: %v, want ErrNotTheVolume", err)
+	}
+	if err := os.Truncate(a.backing, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.finder.RefreshSize(a.dev); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.MountVolume(ctx, req)
+	if err != nil || first.Device != node || first.AlreadyMounted {
+		t.Fatalf("mount of the 1 GiB device: %+v, %v", first, err)
+	}
+	// EC2 grows it to 2 GiB; a Xen guest's kernel resizes the device by
+	// itself (here: the loop device under the node is told); the
+	// reconciler still says 1, or already 2.
+	if err := os.Truncate(a.backing, 2<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.finder.RefreshSize(a.dev); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 2} {
+		req.SizeGiB = size
+		got, err := h.MountVolume(ctx, req)
+		if err != nil || !got.AlreadyMounted || got.DeviceBytes != 2<<30 || got.FilesystemBytes <= 1<<30 || got.Generation != first.Generation {
+			t.Errorf("mount again with --size-gib %d after the grow: %+v, %v", size, got, err)
+		}
+	}
 }

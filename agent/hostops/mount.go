@@ -96,12 +96,27 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (agentproto.Mo
 	}
 	opts := mountOptions{fsType: req.FSType, grant: req.FormatIfBlank, attachment: req.Attachment, devSuid: req.DevSuid, owner: owner, command: true}
 	if !dev.Confirmed {
-		if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
-			return agentproto.MountResult{}, err
+		// Already mounted under NAME from this very device: its identity
+		// was confirmed when it was mounted, and its size may since have
+		// grown (Elastic Volumes) past or short of --size-gib.
+		if !h.mountedFrom(req.Name, dev.Path) {
+			if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
+				return agentproto.MountResult{}, err
+			}
 		}
 		opts.neverFormat = fmt.Sprintf("%s was found by its device name %s only (a Xen device has no serial that proves it is %s), so tether never formats it", dev.Path, req.DeviceName, req.VolumeID)
 	}
 	return h.mountDevice(ctx, log, req.Name, req.VolumeID, dev.Path, opts)
+}
+
+// mountedFrom reports whether NAME's mount point is mounted from devPath.
+func (h *Host) mountedFrom(name, devPath string) bool {
+	devNum, err := mounts.DeviceNumber(devPath)
+	if err != nil {
+		return false
+	}
+	current, mounted, err := mounts.At(h.Mountpoint(name))
+	return err == nil && mounted && current.Dev == devNum
 }
 
 // confirmBySize checks a device found by its Xen name: its size must be
