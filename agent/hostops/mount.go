@@ -96,12 +96,27 @@ func (h *Host) MountVolume(ctx context.Context, req MountRequest) (agentproto.Mo
 	}
 	opts := mountOptions{fsType: req.FSType, grant: req.FormatIfBlank, attachment: req.Attachment, devSuid: req.DevSuid, owner: owner, command: true}
 	if !dev.Confirmed {
-		if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
-			return agentproto.MountResult{}, err
+		// Already mounted under NAME from this very device: its identity
+		// was confirmed when it was mounted, and its size may since have
+		// grown (Elastic Volumes) past or short of --size-gib.
+		if !h.mountedFrom(req.Name, dev.Path) {
+			if err := confirmBySize(dev.Path, req.VolumeID, req.SizeGiB); err != nil {
+				return agentproto.MountResult{}, err
+			}
 		}
 		opts.neverFormat = fmt.Sprintf("%s was found by its device name %s only (a Xen device has no serial that proves it is %s), so tether never formats it", dev.Path, req.DeviceName, req.VolumeID)
 	}
 	return h.mountDevice(ctx, log, req.Name, req.VolumeID, dev.Path, opts)
+}
+
+// mountedFrom reports whether NAME's mount point is mounted from devPath.
+func (h *Host) mountedFrom(name, devPath string) bool {
+	devNum, err := mounts.DeviceNumber(devPath)
+	if err != nil {
+		return false
+	}
+	current, mounted, err := mounts.At(h.Mountpoint(name))
+	return err == nil && mounted && current.Dev == devNum
 }
 
 // confirmBySize checks a device found by its Xen name: its size must be
@@ -224,7 +239,10 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 		}
 		log.Info("already mounted", "device", devPath, "mountpoint", mp, "fstype", current.FSType, "generation", old.Generation)
 		res.AlreadyMounted, res.FSType, res.Generation = true, current.FSType, old.Generation
-		res.Grown = h.growOnline(ctx, log, devPath, mp, current.FSType)
+		// The mount command again on a mounted volume is how a grown
+		// volume (Elastic Volumes) reaches its filesystem: nothing is
+		// unmounted or remounted, the containers using it keep it.
+		h.growOnline(ctx, log, &res, devPath, mp, current.FSType)
 		if o.command && (old.Released || old.Attachment != o.attachment || old.VolumeID == "") {
 			b := old
 			b.VolumeID, b.Released, b.Attachment, b.DevSuid = volumeID, false, o.attachment, o.devSuid
@@ -286,19 +304,45 @@ func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID
 	} else if o.owner != nil {
 		log.Info("format owner not applied: the filesystem was not made by this mount", "mountpoint", mp, "formatOwner", o.owner.String())
 	}
-	if !prep.Formatted {
-		res.Grown = h.growOnline(ctx, log, devPath, mp, prep.FSType)
+	if prep.Formatted {
+		h.measure(log, &res, devPath, mp, prep.FSType)
+	} else {
+		h.growOnline(ctx, log, &res, devPath, mp, prep.FSType)
 	}
 	return res, nil
 }
 
-// growOnline grows a mounted filesystem to its device. A failure is logged,
-// not returned: the volume is mounted and usable, and the next mount grows
-// it.
-func (h *Host) growOnline(ctx context.Context, log *slog.Logger, devPath, mp, fstype string) bool {
+// growOnline has the kernel read the device's size again where it must be
+// told (a loop device: blockdev.Finder.RefreshSize) and grows the mounted
+// filesystem to it, online (fsys.GrowOnline), recording Grown, the sizes
+// and any failure in res. A failure is logged and reported (GrowError),
+// not returned: the volume is mounted and usable as it is, and the next
+// mount command tries again.
+func (h *Host) growOnline(ctx context.Context, log *slog.Logger, res *agentproto.MountResult, devPath, mp, fstype string) {
+	if err := h.finder.RefreshSize(devPath); err != nil {
+		log.Warn("could not have the kernel read the device's size again", "device", devPath, "error", err.Error())
+		res.GrowError = err.Error()
+	}
 	grown, err := fsys.GrowOnline(ctx, h.runner, log, devPath, mp, fstype)
 	if err != nil {
 		log.Warn("could not grow the mounted filesystem; it keeps its size", "device", devPath, "mountpoint", mp, "error", err.Error())
+		res.GrowError = err.Error()
 	}
-	return grown
+	res.Grown = grown
+	h.measure(log, res, devPath, mp, fstype)
+}
+
+// measure records the device's and the mounted filesystem's sizes in res
+// (best effort: a size that cannot be read stays 0, unknown).
+func (h *Host) measure(log *slog.Logger, res *agentproto.MountResult, devPath, mp, fstype string) {
+	if n, err := fsys.DeviceSize(devPath); err == nil {
+		res.DeviceBytes = n
+	} else {
+		log.Warn("could not read the device's size", "device", devPath, "error", err.Error())
+	}
+	if fs, err := fsys.MountedSize(devPath, mp, fstype); err == nil {
+		res.FilesystemBytes = fs.Bytes()
+	} else {
+		log.Warn("could not read the filesystem's size", "device", devPath, "mountpoint", mp, "error", err.Error())
+	}
 }

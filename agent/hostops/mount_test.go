@@ -20,9 +20,10 @@ import (
 // attached is a loop device standing for an attached EBS volume, with its
 // by-id link in a private /dev tree (the real /sys confirms its identity).
 type attached struct {
-	finder blockdev.Finder
-	dev    string
-	link   string
+	finder  blockdev.Finder
+	dev     string
+	link    string
+	backing string // the file the loop device reads (the world's volume bytes)
 }
 
 func attach(t *testing.T, volumeID string, size int64) attached {
@@ -53,7 +54,7 @@ func attach(t *testing.T, volumeID string, size int64) attached {
 	if err := os.Symlink(dev, link); err != nil {
 		t.Fatal(err)
 	}
-	return attached{finder: f, dev: dev, link: link}
+	return attached{finder: f, dev: dev, link: link, backing: backing}
 }
 
 // TestMountAttachedNeverFormats drives the driver's path: a bound volume is

@@ -195,6 +195,17 @@ type MountResult struct {
 	// was not already in place adds one. An unmount result counts only for
 	// the generation it released.
 	Generation int64 `json:"generation"`
+	// DeviceBytes: the device's size as the kernel sees it after this
+	// mount (after a rescan where one is needed); 0 from an agent older
+	// than online grow. A grow is done once it is the volume's size in
+	// force and FilesystemBytes follows it.
+	DeviceBytes int64 `json:"deviceBytes,omitempty"`
+	// FilesystemBytes: the mounted filesystem's data size after this
+	// mount, and its online grow if Grown (0: unknown).
+	FilesystemBytes int64 `json:"filesystemBytes,omitempty"`
+	// GrowError: the device is larger than the filesystem but growing it
+	// failed (the mount itself stands; the next mount tries again).
+	GrowError string `json:"growError,omitempty"`
 	Agent
 }
 

@@ -190,8 +190,8 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 		return c.fail("mount failed", err)
 	}
 	res.Agent = agentproto.ThisAgent(version) // the reconciler's protocol check
-	return c.done(res, fmt.Sprintf("%s (%s) mounted at %s from %s, %s (formatted %v, checked %v, grown %v, already mounted %v, generation %d)",
-		res.Name, res.VolumeID, res.Mountpoint, res.Device, res.FSType, res.Formatted, res.Checked, res.Grown, res.AlreadyMounted, res.Generation))
+	return c.done(res, fmt.Sprintf("%s (%s) mounted at %s from %s, %s (formatted %v, checked %v, grown %v, already mounted %v, generation %d, device %d bytes, filesystem %d bytes)",
+		res.Name, res.VolumeID, res.Mountpoint, res.Device, res.FSType, res.Formatted, res.Checked, res.Grown, res.AlreadyMounted, res.Generation, res.DeviceBytes, res.FilesystemBytes))
 }
 
 func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {

@@ -27,6 +27,9 @@ func DocumentedLimits() map[string]Limit {
 		"AttachVolume": {Burst: 50, Rate: 5},
 		"DetachVolume": {Burst: 50, Rate: 5},
 		"CreateTags":   {Burst: 100, Rate: 10},
+		// ModifyVolume has no bucket of its own: EC2's "mutating actions"
+		// category (EC2 developer guide, "Request throttling").
+		"ModifyVolume": {Burst: 50, Rate: 5},
 		"SendCommand":  {Burst: 50, Rate: 5},
 	}
 }

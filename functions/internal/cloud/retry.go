@@ -16,6 +16,7 @@ import (
 // token bucket per action too).
 type retryers struct {
 	create, attach, detach, delete, tags aws.Retryer
+	modify                               aws.Retryer
 	stopTask                             aws.Retryer
 	sendCommand                          aws.Retryer
 }
@@ -27,7 +28,7 @@ func newRetryers(o Options) *retryers {
 	// spending the account's next tokens on retries.
 	paced := func() aws.Retryer { return newRetryer(o, true) }
 	return &retryers{
-		create: paced(), attach: paced(), detach: paced(), delete: paced(), tags: paced(),
+		create: paced(), attach: paced(), detach: paced(), delete: paced(), tags: paced(), modify: paced(),
 		stopTask: n(), sendCommand: paced(),
 	}
 }

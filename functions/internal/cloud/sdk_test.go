@@ -439,7 +439,7 @@ func TestTaskDefinitionsAreCachedForTheProcess(t *testing.T) {
 
 func TestMutatingActionsEachHaveTheirOwnAdaptiveRetryer(t *testing.T) {
 	r := newRetryers(Options{}.withDefaults())
-	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.stopTask, r.sendCommand}
+	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.modify, r.stopTask, r.sendCommand}
 	for i, a := range all {
 		if _, ok := a.(*retry.AdaptiveMode); !ok {
 			t.Fatalf("retryer %d is %T, want adaptive", i, a)

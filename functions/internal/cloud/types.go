@@ -285,6 +285,16 @@ type Cloud interface {
 	DetachVolume(ctx context.Context, volumeID string, a Attachment, force bool) error
 	DeleteVolume(ctx context.Context, volumeID string) error
 	TagVolume(ctx context.Context, volumeID string, tags map[string]string) error
+	// ModifyVolume asks EBS for an Elastic Volumes change (online grow):
+	// a *ModifyTooSoonError (ErrModifyTooSoon) under the six-hour cooldown
+	// or while a modification is in progress, with when the next is
+	// allowed if known; ErrInvalidRequest with AWS's message for a shrink
+	// or a change EBS does not allow (a person must change the request).
+	ModifyVolume(ctx context.Context, volumeID string, c VolumeChange) (Modification, error)
+	// VolumeModification: the volume's latest modification (state, target
+	// size, type, IOPS, throughput, start time); ErrNotFound when it was
+	// never modified. Its size is usable by the guest once InForce.
+	VolumeModification(ctx context.Context, volumeID string) (Modification, error)
 
 	TaskDefinition(ctx context.Context, arn string) (TaskDefinition, error)
 	// LiveTasks: every task of the cluster whose desired status is

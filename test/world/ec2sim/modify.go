@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/test/world/awsproto"
@@ -66,12 +67,23 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 	if v == nil {
 		return nil, errVolumeNotFound(id)
 	}
+	// EC2 API reference, ModifyVolume: "After modifying a volume, you must
+	// wait at least six hours and ensure that the volume is in the in-use
+	// or available state before you can modify the same volume."
 	if v.state != stateAvailable && v.state != stateInUse {
 		return nil, errIncorrectState("Volume '%s' is in the '%s' state.", id, v.state)
 	}
+	// Modify "only after any previous modification for that volume has
+	// finished" (ModifyVolume); EC2's wording as users report it: "Volume
+	// vol-… cannot be modified in modification state OPTIMIZING".
 	if m := v.mod; m != nil && (m.state == "modifying" || m.state == "optimizing") {
-		return nil, awsproto.BadRequest("IncorrectModificationState", "Volume %s is already being modified.", id)
+		return nil, awsproto.BadRequest("IncorrectModificationState", "Volume %s cannot be modified in modification state %s", id, strings.ToUpper(m.state))
 	}
+	// The six-hour rule, counted from the last modification's start (EC2
+	// does not say from when; one in progress is refused above in any
+	// case). Code and message as EC2 gives
+	// them (AWS knowledge center, "resize EBS persistent storage in Amazon
+	// EKS"; aws-ebs-csi-driver reports).
 	if !v.lastModStart.IsZero() && time.Since(v.lastModStart) < s.cfg.ModifyCooldown {
 		return nil, awsproto.BadRequest("VolumeModificationRateExceeded",
 			"You've reached the maximum modification rate per volume limit. Wait at least %v between modifications per EBS volume.", s.cfg.ModifyCooldown)
@@ -84,6 +96,10 @@ func (s *Server) modifyVolume(ctx context.Context, form url.Values) (any, error)
 		shape.typ = typ
 	}
 	if hasSize {
+		// EBS volumes only grow (EBS user guide, "Modify a volume using
+		// Amazon EBS Elastic Volumes": "You can't decrease the size of an
+		// EBS volume"); EC2 says "New size cannot be smaller than existing
+		// size" (InvalidParameterValue, as users report it).
 		if size < v.size {
 			return nil, errInvalidValue("New size cannot be smaller than existing size")
 		}

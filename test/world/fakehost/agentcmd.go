@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -195,6 +196,9 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 				res.Generation = b.generation
 				b.released, b.attachment = false, *attachment
 			}
+			// As the agent: a grown volume's filesystem grows online,
+			// nothing is remounted.
+			h.growLocked(&res, *volumeID)
 			return c.done(res, "already mounted")
 		case n == *name:
 			return c.fail(agentproto.ExitConflict, "", nil, "%s is already mounted at %s from %s, not from %s", n, res.Mountpoint, m.volumeID, *volumeID)
@@ -229,6 +233,7 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	h.bindings[*name] = next // written before the mount, as the agent does
 	h.mounts[*name] = &mount{volumeID: *volumeID, device: dev, fsType: res.FSType}
 	res.Generation = next.generation
+	h.growLocked(&res, *volumeID)
 	h.changedLocked()
 	h.log.Info("volume mounted", "volume", *volumeID, "name", *name, "device", dev, "formatted", res.Formatted, "generation", res.Generation)
 	return c.done(res, "mounted")
@@ -473,4 +478,19 @@ func (c *cmd) version(args []string) int {
 func formatOwnerErr(s string) error {
 	_, err := agentproto.ParseFormatOwner(s)
 	return err
+}
+
+// growLocked is the agent's online grow after a mount: the device's size is
+// the world's backing file's (the kernel sees an EBS volume's new size once
+// EC2 put it in force), and the filesystem grows to it.
+func (h *Host) growLocked(res *agentproto.MountResult, volumeID string) {
+	var devBytes int64
+	if st, err := os.Stat(h.backing[volumeID]); err == nil {
+		devBytes = st.Size()
+	}
+	res.DeviceBytes = devBytes
+	res.Grown, res.FilesystemBytes = h.opts.Disks.grow(volumeID, devBytes)
+	if res.Grown {
+		h.log.Info("filesystem grown online", "volume", volumeID, "filesystemBytes", res.FilesystemBytes)
+	}
 }

@@ -33,6 +33,7 @@ type disk struct {
 	writes          []string
 	checksum        string
 	uncleanDetaches int
+	fsBytes         int64 // the filesystem's size (0: unknown, not measured yet)
 }
 
 // DiskState is a test's view of one volume's contents.
@@ -45,6 +46,9 @@ type DiskState struct {
 	Signature string
 	Torn      bool // the primary superblock is lost (data without a signature)
 	Raw       bool // raw data without a signature
+	// FSBytes: the filesystem's size as a fake agent last made or grew it
+	// (0: not measured).
+	FSBytes int64
 }
 
 // Mkfs is one filesystem made by a fake agent.
@@ -81,7 +85,7 @@ func (d *Disks) Volume(volumeID string) (DiskState, bool) {
 	}
 	return DiskState{
 		FSType: v.fsType, Formats: v.formats, Writes: append([]string(nil), v.writes...),
-		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature, Torn: v.torn, Raw: v.raw,
+		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature, Torn: v.torn, Raw: v.raw, FSBytes: v.fsBytes,
 	}, true
 }
 
@@ -176,9 +180,29 @@ func (d *Disks) format(volumeID, fsType, instance string, granted bool) {
 	defer d.mu.Unlock()
 	v := d.get(volumeID)
 	v.fsType = fsType
+	v.fsBytes = 0 // the mount measures the new filesystem: the device's size
 	v.formats++
 	v.writes, v.checksum, v.dirty = nil, "", false
 	d.mkfs = append(d.mkfs, Mkfs{VolumeID: volumeID, Instance: instance, FSType: fsType, Granted: granted, At: time.Now()})
+}
+
+// grow is tether-agent's online grow after a mount: the filesystem spans
+// the device's size (devBytes, as the kernel sees it; 0: unknown). It
+// reports whether it grew and the filesystem's size. A filesystem first
+// measured here (just made, or from before sizes were kept) takes the
+// device's size without counting as grown.
+func (d *Disks) grow(volumeID string, devBytes int64) (grown bool, fsBytes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := d.get(volumeID)
+	if v.fsType == "" || devBytes <= 0 {
+		return false, v.fsBytes
+	}
+	if devBytes > v.fsBytes {
+		grown = v.fsBytes > 0
+		v.fsBytes = devBytes
+	}
+	return grown, v.fsBytes
 }
 
 // checked clears the dirty state (the mount's fsck ran).

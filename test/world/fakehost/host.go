@@ -57,6 +57,7 @@ type Host struct {
 	closed        bool
 	changed       chan struct{}
 	devices       map[string]string // volume id -> device path
+	backing       map[string]string // volume id -> the world's backing file (its size is the device's)
 	nextNVMe      int
 	mounts        map[string]*mount              // by tether name
 	bindings      map[string]*binding            // by tether name
@@ -113,7 +114,7 @@ func New(opts Options) *Host {
 	return &Host{
 		opts: opts, log: opts.Logger.With("component", "fakehost", "instance", opts.InstanceID),
 		rng: rand.New(rand.NewSource(opts.Seed)), changed: make(chan struct{}),
-		devices: map[string]string{}, nextNVMe: 1, mounts: map[string]*mount{},
+		devices: map[string]string{}, backing: map[string]string{}, nextNVMe: 1, mounts: map[string]*mount{},
 		bindings: map[string]*binding{}, tasks: map[string]*fakeTask{},
 		kernel: map[string][]agentproto.Holder{}, lazy: map[string]map[string]bool{}, slowFlush: map[string]chan struct{}{},
 		ctx: ctx, cancel: cancel,
@@ -154,6 +155,7 @@ func (h *Host) AttachDevice(_ context.Context, a worldapi.Attachment) error {
 	dev := fmt.Sprintf("/dev/nvme%dn1", h.nextNVMe)
 	h.nextNVMe++
 	h.devices[a.VolumeID] = dev
+	h.backing[a.VolumeID] = a.BackingFile
 	h.changedLocked()
 	h.log.Info("device attached", "volume", a.VolumeID, "device", dev, "requested", a.DeviceName)
 	return nil
@@ -196,6 +198,7 @@ func (h *Host) DetachDevice(_ context.Context, volumeID string, force bool) erro
 		h.opts.Disks.unclean(volumeID)
 	}
 	delete(h.devices, volumeID)
+	delete(h.backing, volumeID)
 	h.changedLocked()
 	h.log.Info("device detached", "volume", volumeID, "force", force)
 	return nil
@@ -259,6 +262,7 @@ func (h *Host) Kill() error {
 	h.mounts = map[string]*mount{}
 	h.lazy, h.kernel = map[string]map[string]bool{}, map[string][]agentproto.Holder{}
 	h.devices = map[string]string{}
+	h.backing = map[string]string{}
 	h.changedLocked()
 	h.mu.Unlock()
 	h.cancel()

@@ -12,7 +12,7 @@ import (
 
 // Op is something in flight that the test driver may complete.
 type Op struct {
-	Kind string // create, attach, detach, delete, command, start, stop
+	Kind string // create, attach, detach, delete, modify, optimize, command, start, stop
 	ID   string // volume id, command id or task ARN
 }
 
@@ -35,6 +35,12 @@ func (w *World) Pending() []Op {
 			ops = append(ops, Op{"attach", v.ID})
 		case v.Att != nil && v.Att.State == "detaching" && !v.Att.Blocked:
 			ops = append(ops, Op{"detach", v.ID})
+		}
+		if v.Mod != nil && v.Mod.State == "modifying" {
+			ops = append(ops, Op{"modify", v.ID})
+		}
+		if v.Mod != nil && v.Mod.State == "optimizing" {
+			ops = append(ops, Op{"optimize", v.ID})
 		}
 	}
 	for _, c := range w.commands {
@@ -77,6 +83,10 @@ func (w *World) Complete(op Op) {
 		v.Att.State = "attached"
 	case "detach":
 		w.completeDetach(op.ID)
+	case "modify":
+		w.completeModify(op.ID)
+	case "optimize":
+		w.completeOptimize(op.ID)
 	case "delete":
 		if v := w.volumes[op.ID]; v != nil && v.State == "deleting" {
 			delete(w.volumes, v.ID)
@@ -246,9 +256,10 @@ func (w *World) runCommand(id string) {
 			inst.Mounted[vid] = name
 			inst.Bindings[name] = vid
 			delete(inst.Released, name)
+			grown, fsBytes := v.growLocked()
 			out = agentproto.MountResult{VolumeID: vid, Name: name, Device: c.Params[agentproto.ParamDevice], FSType: c.Params[agentproto.ParamFSType],
 				Formatted: formatted, AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
-				Mountpoint: "/var/lib/tether/volumes/" + name}
+				Mountpoint: "/var/lib/tether/volumes/" + name, Grown: grown, FilesystemBytes: fsBytes, DeviceBytes: int64(v.Size) << 30}
 		}
 	}
 	b, _ := json.Marshal(out)

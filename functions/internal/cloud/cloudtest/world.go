@@ -100,9 +100,15 @@ type Volume struct {
 	Tags          map[string]string
 	Att           *Attachment
 	Formatted     bool // holds a filesystem (blank when created without a snapshot)
-	MultiAttach   bool
-	token         string
-	vanishes      bool
+	// FSGiB: the size its filesystem spans, as the guest last grew it (0:
+	// no mount has measured it yet; it spans the volume). A mount grows
+	// it to Size, as tether-agent does online.
+	FSGiB       int32
+	MultiAttach bool
+	// Mod: the latest Elastic Volumes modification (nil: never modified).
+	Mod      *Modification
+	token    string
+	vanishes bool
 }
 
 // Attachment is a volume's attachment.
