@@ -170,7 +170,7 @@ func (a *AWS) learn(vols ...Volume) {
 			tags[k] = t
 		}
 		a.ident.Add(v.ID, Volume{ID: v.ID, AZ: v.AZ, CreateTime: v.CreateTime, SizeGiB: v.SizeGiB, Type: v.Type,
-			Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID, Tags: tags, MultiAttach: v.MultiAttach})
+			IOPS: v.IOPS, Throughput: v.Throughput, Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID, Tags: tags, MultiAttach: v.MultiAttach})
 	}
 }
 

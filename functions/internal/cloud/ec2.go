@@ -324,7 +324,7 @@ func (a *AWS) CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume
 	}
 	v := Volume{
 		ID: aws.ToString(out.VolumeId), AZ: aws.ToString(out.AvailabilityZone), State: string(out.State),
-		SizeGiB: aws.ToInt32(out.Size), Type: string(out.VolumeType), Encrypted: aws.ToBool(out.Encrypted),
+		SizeGiB: aws.ToInt32(out.Size), Type: string(out.VolumeType), IOPS: aws.ToInt32(out.Iops), Throughput: aws.ToInt32(out.Throughput), Encrypted: aws.ToBool(out.Encrypted),
 		KMSKeyID: aws.ToString(out.KmsKeyId), CreateTime: aws.ToTime(out.CreateTime), Tags: fromEC2Tags(out.Tags),
 	}
 	if len(v.Tags) == 0 {
@@ -457,7 +457,7 @@ func (a *AWS) TagVolume(ctx context.Context, volumeID string, tags map[string]st
 func fromEC2Volume(v ec2types.Volume) Volume {
 	out := Volume{
 		ID: aws.ToString(v.VolumeId), AZ: aws.ToString(v.AvailabilityZone), State: string(v.State),
-		SizeGiB: aws.ToInt32(v.Size), Type: string(v.VolumeType), Encrypted: aws.ToBool(v.Encrypted),
+		SizeGiB: aws.ToInt32(v.Size), Type: string(v.VolumeType), IOPS: aws.ToInt32(v.Iops), Throughput: aws.ToInt32(v.Throughput), Encrypted: aws.ToBool(v.Encrypted),
 		KMSKeyID: aws.ToString(v.KmsKeyId), CreateTime: aws.ToTime(v.CreateTime), Tags: fromEC2Tags(v.Tags),
 		MultiAttach: aws.ToBool(v.MultiAttachEnabled),
 	}

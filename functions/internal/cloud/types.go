@@ -53,6 +53,8 @@ type Volume struct {
 	State       string
 	SizeGiB     int32
 	Type        string
+	IOPS        int32 // provisioned (io1/io2/gp3; gp2's burst baseline as EC2 reports it)
+	Throughput  int32 // MiB/s, gp3
 	Encrypted   bool
 	KMSKeyID    string
 	CreateTime  time.Time

@@ -92,7 +92,8 @@ func parseOperator(s string, force bool) operatorAsk {
 // counts: the hint carries a count a chain of retries must keep (see
 // superseded).
 func (h hint) counts() bool {
-	return h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" || h.Poison != ""
+	return h.Gen != 0 || h.Burn != 0 || h.Vanished != 0 || h.Unreach != 0 || h.Busy != 0 || h.Detaching != 0 || h.Operator != "" || h.Poison != "" ||
+		h.Step == stepGrow // only its chain sends the mount that grows the filesystem
 }
 
 // carries: h keeps every count old keeps, about the same volume and
@@ -102,7 +103,8 @@ func (h hint) carries(old hint) bool {
 	return h.Volume == old.Volume && h.Instance == old.Instance &&
 		h.Gen == old.Gen && h.Burn == old.Burn && h.Vanished >= old.Vanished &&
 		since(h.Unreach, old.Unreach) && since(h.Busy, old.Busy) && since(h.Detaching, old.Detaching) &&
-		h.Operator == old.Operator && h.Force == old.Force && (old.Poison == "" || h.Poison == old.Poison)
+		h.Operator == old.Operator && h.Force == old.Force && (old.Poison == "" || h.Poison == old.Poison) &&
+		(old.Step != stepGrow || h.Step == stepGrow)
 }
 
 func parseHint(s string) hint {

@@ -20,6 +20,9 @@ const (
 	MetricMkfsGrants         = "MkfsGrants"         // mount commands sent with the format grant
 	MetricFormats            = "Formats"            // first formats reported by the agent
 	MetricWaitsPastThreshold = "WaitsPastThreshold" // waits for a live host longer than the threshold
+	// MetricVolumeModifications: ModifyVolume calls for a task definition's
+	// larger size, or other type, IOPS or throughput.
+	MetricVolumeModifications = "VolumeModifications"
 )
 
 // Metrics lists every metric name the reconciler emits.
@@ -27,5 +30,5 @@ var Metrics = []string{
 	MetricPasses, MetricEC2Requests, MetricThrottles, MetricRetries, MetricFailures, MetricTasksStopped,
 	MetricAttachDuration, MetricDetachDuration, MetricMountDuration, MetricHandoffDuration,
 	MetricForceDetaches, MetricForcedDetachesLive, MetricForcedDetachesGone, MetricMkfsGrants, MetricFormats,
-	MetricWaitsPastThreshold,
+	MetricWaitsPastThreshold, MetricVolumeModifications,
 }

@@ -186,6 +186,9 @@ func (p *pass) fastPath(ctx context.Context, w want) (Result, bool, error) {
 	log := p.log.With("task", holder.ARN, "containerInstance", holder.ContainerInstanceARN)
 	if len(elsewhere) == 0 {
 		if len(here) > 0 {
+			if res, ok, err := p.growServed(ctx, w, *holder); ok || err != nil {
+				return res, true, err
+			}
 			p.startedWithVolume(w, *holder)
 			log.Debug("served: a started task holds the volume where every task that needs it runs")
 			return done("in use by started task " + holder.ARN), true, nil

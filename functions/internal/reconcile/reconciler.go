@@ -38,6 +38,11 @@ type Timing struct {
 	// if SSM's status-change event does not wake the key first (default 20s).
 	CommandEventWait time.Duration
 	HolderWait       time.Duration // while a stopping task still holds the volume (default 30s)
+	// GrowPoll: the first look at a volume modification tether asked for
+	// (default 5s; later looks back off, up to DetachWait). EBS puts a
+	// modification in force when it starts optimizing, seconds after the
+	// request for most volumes.
+	GrowPoll time.Duration
 	// DrainDefer: a live draining instance's event names its volumes, and
 	// its tasks' STOPPED events will name those they hold moments later:
 	// the drain's own look waits this long, and is dropped if another pass
@@ -104,6 +109,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.CommandEventWait, 20*time.Second)
 	def(&t.HolderWait, 30*time.Second)
 	def(&t.DrainDefer, 45*time.Second)
+	def(&t.GrowPoll, 5*time.Second)
 	def(&t.BusyWait, 10*time.Second)
 	def(&t.ConflictWait, 15*time.Second)
 	def(&t.ThrottleWait, 10*time.Second)
