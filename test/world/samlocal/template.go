@@ -45,6 +45,7 @@ var ignoredTypes = map[string]string{
 	"AWS::SNS::TopicPolicy":      "the world has no SNS (alarm notifications only)",
 	"AWS::SNS::Subscription":     "the world has no SNS (alarm notifications only)",
 	"AWS::CloudWatch::Dashboard": "the world has no CloudWatch",
+	"AWS::DLM::LifecyclePolicy":  "the world has no Data Lifecycle Manager: scheduled snapshots are not taken (EC2's snapshot calls are there)",
 }
 
 // Properties of deployed types: handled (by eventbus.WireTemplate,
