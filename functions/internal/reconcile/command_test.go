@@ -84,14 +84,18 @@ func TestCommandEventWakesTheKey(t *testing.T) {
 				// the attachment).
 				t.Errorf("the woken pass read EC2 %d times (DescribeVolumes), want 2: one to judge, one right before the detach", n)
 			}
-			if !elsewhere {
-				// The unmount's result is the fact the detach needs; ECS is
-				// asked once, scoped to the key's family, whether a task
-				// wants the volume on that instance now.
-				for op, n := range after {
-					if want := map[bool]int{true: 1}[op == "ECS:ListTasks"]; strings.HasPrefix(op, "ECS:") && n-calls[op] != want {
-						t.Errorf("the woken pass made %d %s calls, want %d", n-calls[op], op, want)
-					}
+			// The unmount's result is the fact the detach needs; ECS is
+			// asked once, scoped to the key's family (which another process
+			// reads from the volume's tag), whether a task wants the volume
+			// on that instance now; another process first learns the
+			// instance's container instance (once per process).
+			want := map[string]int{"ECS:ListTasks": 1}
+			if elsewhere {
+				want["ECS:ListContainerInstances"], want["ECS:DescribeContainerInstances"] = 1, 1
+			}
+			for op, n := range after {
+				if strings.HasPrefix(op, "ECS:") && n-calls[op] != want[op] {
+					t.Errorf("the woken pass made %d %s calls, want %d", n-calls[op], op, want[op])
 				}
 			}
 

@@ -89,14 +89,25 @@ func (p *pass) familiesOf(ctx context.Context, named []cloud.Task) ([]string, er
 		return nil, err
 	}
 	for _, v := range vols {
-		for _, f := range strings.Split(v.Tags[cloud.TagFamilies], ",") {
-			if f != "" && !slices.Contains(fams, f) {
+		for _, f := range splitFamilies(v.Tags[cloud.TagFamilies]) {
+			if !slices.Contains(fams, f) {
 				fams = append(fams, f)
 			}
 		}
 	}
 	slices.Sort(fams)
 	return fams, nil
+}
+
+// splitFamilies reads a volume's tether:families tag.
+func splitFamilies(tag string) []string {
+	var out []string
+	for _, f := range strings.Split(tag, ",") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // desired reads ECS: which live tasks use the volume, and where. The reads

@@ -288,7 +288,14 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		return nil, nil
 	}
 	k := Key{Cluster: r.cluster, Volume: name}
-	r.keepHint(inv, k, hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)})
+	h := hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)}
+	// Another process sent it: the container instance lets the woken pass
+	// go on from the command's end as the sender's would (the process
+	// keeps it: an instance's registration never changes).
+	if ci, err := r.cloud.ContainerInstanceOf(ctx, r.cluster, t.InstanceID); err == nil {
+		h.CI = ci.ARN
+	}
+	r.keepHint(inv, k, h)
 	return []Key{k}, nil
 }
 

@@ -673,6 +673,9 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		if err != nil {
 			return Result{}, false, err
 		}
+		// The families whose tasks use it, as the volume's tag keeps them
+		// (a process that did not send the unmount knows none).
+		p.r.mem.noteFamilies(p.key, splitFamilies(cur.Tags[cloud.TagFamilies])...)
 		here, elsewhere, err := p.neededOn(ctx, h.CI)
 		if err != nil || here {
 			return Result{}, false, err // a task wants it there now: the full pass serves it
