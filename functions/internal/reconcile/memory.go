@@ -29,6 +29,9 @@ type memory struct {
 	lastOK    *simplelru.LRU[Key, time.Time]           // start of the latest pass of a key that ended without error
 	released  *simplelru.LRU[Key, time.Time]           // when a holder let go (handoff start)
 	inflight  *simplelru.LRU[string, time.Time]        // step/volume id -> when tether started it
+	stillDet  *simplelru.LRU[string, time.Time]        // volume id -> when a look last found its detach going on
+	detachEst []time.Duration                          // recent detach durations, each the middle of what the looks allow (ring)
+	detachAt  int                                      // next slot of detachEst
 	attached  *simplelru.LRU[string, cloud.Attachment] // volume id -> its latest attachment seen or made
 	volumeOf  *simplelru.LRU[Key, string]              // key -> volume id last attached or detached
 	vanishes  *simplelru.LRU[Key, int]                 // volumes EC2 deleted right after creating them
@@ -61,7 +64,7 @@ func newLRU[K comparable, V any]() *simplelru.LRU[K, V] {
 func newMemory() *memory {
 	return &memory{
 		versions: newLRU[string, int64](), processed: newLRU[string, int64](), hints: newLRU[Key, hint](),
-		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](),
+		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](), stillDet: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
@@ -100,6 +103,51 @@ func (m *memory) processedUpTo(task string, v int64) {
 	if old, _ := m.processed.Get(task); v > old {
 		m.processed.Add(task, v)
 	}
+}
+
+// Detach durations: EC2 sends no event when a detach ends (the EBS guide's
+// detachVolume event is not relied on), so each is known only between the
+// last look that found it going on and the first that found it done.
+
+// detachSamples bounds the durations kept.
+const detachSamples = 32
+
+func (m *memory) noteStillDetaching(volumeID string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stillDet.Add(volumeID, at)
+}
+
+// detachEnded records the detach of volumeID asked at `asked` and seen done
+// at `seen`: the middle of what the looks allow.
+func (m *memory) detachEnded(volumeID string, asked, seen time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lo := asked
+	if t, ok := m.stillDet.Get(volumeID); ok && t.After(lo) && t.Before(seen) {
+		lo = t
+	}
+	m.stillDet.Remove(volumeID)
+	est := lo.Sub(asked) + seen.Sub(lo)/2
+	if len(m.detachEst) < detachSamples {
+		m.detachEst = append(m.detachEst, est)
+	} else {
+		m.detachEst[m.detachAt] = est
+	}
+	m.detachAt = (m.detachAt + 1) % detachSamples
+}
+
+// quickDetach: the duration a quarter of recent detaches took at most (ok
+// false: fewer than 5 known).
+func (m *memory) quickDetach() (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.detachEst) < 5 {
+		return 0, false
+	}
+	s := slices.Clone(m.detachEst)
+	slices.Sort(s)
+	return s[len(s)/4], true
 }
 
 // Hints and chains of retries.

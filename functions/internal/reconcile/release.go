@@ -227,10 +227,18 @@ func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.At
 // most a quarter late (EC2 sends no event for it), for a look or two more
 // than with half. Concurrent passes of one process look in one
 // DescribeVolumes (cloud's batcher).
+//
+// The first look waits for the time a quarter of this process's recent
+// detaches took (DetachPoll until five are known): the looks before it
+// would mostly find the detach still going on.
 func (p *pass) detachPoll(since time.Time) time.Duration {
 	waited := p.now.Sub(since)
 	if waited < p.r.t.DetachPoll/2 {
-		return p.r.t.DetachPoll
+		first := p.r.t.DetachPoll
+		if q, ok := p.r.mem.quickDetach(); ok {
+			first = min(max(q-waited, time.Second), p.r.t.DetachWait)
+		}
+		return first
 	}
 	return min(max(waited/4, time.Second), p.r.t.DetachWait)
 }
@@ -782,6 +790,7 @@ func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID == h.Instance && a.State == cloud.AttachDetaching {
+			p.r.mem.noteStillDetaching(h.Volume, p.now)
 			since := fromMS(h.At)
 			if p.now.Sub(since) >= p.r.t.DetachStuck {
 				return Result{}, false, nil // the full pass decides whether the guest holds it up

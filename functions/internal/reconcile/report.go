@@ -109,6 +109,7 @@ func (p *pass) noteProgress(w want, v cloud.Volume) {
 	}
 	if len(v.Attachments) == 0 {
 		if at, ok := p.r.mem.takeInflight(v.ID, stepDetach); ok {
+			p.r.mem.detachEnded(v.ID, at, p.now)
 			p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID},
 				emf.Metric{Name: MetricDetachDuration, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
 		}
@@ -128,6 +129,9 @@ func (p *pass) observedEvent(v cloud.Volume, ev VolumeChanged) {
 		return
 	}
 	if at, ok := p.r.mem.takeInflight(v.ID, step); ok {
+		if step == stepDetach {
+			p.r.mem.detachEnded(v.ID, at, p.now)
+		}
 		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID},
 			emf.Metric{Name: name, Value: msf(p.now.Sub(at)), Unit: emf.Milliseconds})
 	}
