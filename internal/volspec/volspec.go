@@ -137,7 +137,21 @@ type Options struct {
 	// DevSuid (devsuid): mount without nosuid,nodev, so set-user-ID
 	// programs and device nodes on the volume work. Default false.
 	DevSuid bool
+	// AZMove (azmove): how a shared volume follows a task placed in
+	// another availability zone: "" (never: the task fails and says why)
+	// or "snapshot" (a snapshot, and a volume made from it there).
+	AZMove string
+	// Snapshots (snapshots): "scheduled" tags the volume for the stack's
+	// Data Lifecycle Manager policy (template SnapshotCron); "" none.
+	Snapshots string
 }
+
+// AZMoveSnapshot is the one way a volume moves to another AZ.
+const AZMoveSnapshot = "snapshot"
+
+// SnapshotsScheduled marks a volume for scheduled snapshots.
+const SnapshotsScheduled = "scheduled"
+
 
 // Option names as a task definition's driverOpts spell them. Keys are matched
 // case-insensitively, so REX-Ray's camelCase ("volumeType", "fsType") works too.
@@ -151,6 +165,8 @@ const (
 	OptFSType     = "fstype"
 	OptSnapshotID = "snapshotid"
 	OptDevSuid    = "devsuid"
+	OptAZMove     = "azmove"
+	OptSnapshots  = "snapshots"
 )
 
 // aliases are REX-Ray/libStorage spellings accepted for compatibility.
@@ -269,8 +285,18 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 			if !snapshotIDPattern.MatchString(value) {
 				err = fmt.Errorf("want snap- followed by 8 to 17 lowercase hex digits")
 			}
+		case OptAZMove:
+			o.AZMove = strings.ToLower(value)
+			if o.AZMove != AZMoveSnapshot {
+				err = fmt.Errorf("want %q (move by snapshot to the task's availability zone)", AZMoveSnapshot)
+			}
+		case OptSnapshots:
+			o.Snapshots = strings.ToLower(value)
+			if o.Snapshots != SnapshotsScheduled {
+				err = fmt.Errorf("want %q (the stack's Data Lifecycle Manager schedule, SnapshotCron)", SnapshotsScheduled)
+			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, azmove, snapshots)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)

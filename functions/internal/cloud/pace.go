@@ -30,6 +30,8 @@ func DocumentedLimits() map[string]Limit {
 		// ModifyVolume has no bucket of its own: EC2's "mutating actions"
 		// category (EC2 developer guide, "Request throttling").
 		"ModifyVolume": {Burst: 50, Rate: 5},
+		// CreateSnapshot: EC2's "mutating actions" category, as ModifyVolume.
+		"CreateSnapshot": {Burst: 50, Rate: 5},
 		"SendCommand":  {Burst: 50, Rate: 5},
 	}
 }

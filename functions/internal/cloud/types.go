@@ -25,6 +25,19 @@ const (
 	// TagAdopted: when an operator claimed the volume for tether (`tether
 	// adopt`, RFC 3339): tether did not create it.
 	TagAdopted = "tether:adopted"
+	// An AZ move (driverOpt azmove=snapshot): the snapshot it makes carries
+	// TagMoveOf (the volume moved) and TagMoveTo (the AZ); the new volume,
+	// the key's tags and TagMovedFrom; the old one, once the new exists,
+	// TagMovedTo and an empty tether:volume (it is no longer the key's),
+	// its name kept in TagMovedName. tether never deletes it.
+	TagMoveOf    = "tether:move-of"
+	TagMoveTo    = "tether:move-to"
+	TagMovedFrom = "tether:moved-from"
+	TagMovedTo   = "tether:moved-to"
+	TagMovedName = "tether:moved-name"
+	// TagSnapshots: the stack's Data Lifecycle Manager policy snapshots
+	// volumes whose value is their cluster (driverOpt snapshots=scheduled).
+	TagSnapshots = "tether:snapshots"
 
 	ScopeShared = "shared"
 	ScopeTask   = "task"
@@ -297,6 +310,10 @@ type Cloud interface {
 	// size, type, IOPS, throughput, start time); ErrNotFound when it was
 	// never modified. Its size is usable by the guest once InForce.
 	VolumeModification(ctx context.Context, volumeID string) (Modification, error)
+	// CreateSnapshot snapshots a volume, tagged from its creation;
+	// SnapshotsTagged lists the account's own snapshots with a tag.
+	CreateSnapshot(ctx context.Context, volumeID, description string, tags map[string]string) (EBSSnapshot, error)
+	SnapshotsTagged(ctx context.Context, key, value string) ([]EBSSnapshot, error)
 
 	TaskDefinition(ctx context.Context, arn string) (TaskDefinition, error)
 	// LiveTasks: every task of the cluster whose desired status is

@@ -22,15 +22,26 @@ func (p *pass) placeAvailable(ctx context.Context, w want, v cloud.Volume) (Resu
 		return done("available; nothing needs it"), nil
 	}
 	if az := t.az(); az != "" && v.AZ != az {
+		for _, n := range w.needers {
+			if n.az() == v.AZ {
+				t = n // a task in the volume's own AZ comes first: no move
+				break
+			}
+		}
+	}
+	if az := t.az(); az != "" && v.AZ != az {
 		return p.wrongAZ(ctx, w, v, t)
 	}
 	return p.attach(ctx, w, v, t)
 }
 
 func (p *pass) wrongAZ(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
+	if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); !taskScoped && p.azMove(t) {
+		return p.moveAZ(ctx, w, v, t)
+	}
 	p.log.Error("volume and task are in different availability zones", "volumeId", v.ID, "volumeAZ", v.AZ,
 		"task", t.task.ARN, "instance", t.instance(), "instanceAZ", t.az())
-	reason := fmt.Sprintf("volume %s (%s) is in %s but the task was placed on %s in %s; add the placement constraint attribute:ecs.availability-zone == %s",
+	reason := fmt.Sprintf("volume %s (%s) is in %s but the task was placed on %s in %s; add the placement constraint attribute:ecs.availability-zone == %s, or let tether move it by snapshot with the driverOpt azmove=snapshot",
 		p.key.Volume, v.ID, v.AZ, t.instance(), t.az(), v.AZ)
 	if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reasonWrongAZ, reason); err != nil {
 		return Result{}, err

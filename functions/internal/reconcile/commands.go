@@ -111,6 +111,7 @@ func (p *pass) commandsFor(ctx context.Context, doc, volumeID string, a cloud.At
 const (
 	reasonInvalidVolume = "invalid-volume"    // driverOpts or name refused
 	reasonWrongAZ       = "wrong-az"          // volume and task in different AZs
+	reasonAZMove        = "az-move"           // a move to the task's AZ failed (driverOpt azmove)
 	reasonCreate        = "create-refused"    // EC2 refused or deleted the volume
 	reasonMissing       = "missing-volume"    // autoprovision false and no volume
 	reasonMultiAttach   = "multi-attach"      // an io2 Multi-Attach volume

@@ -359,6 +359,9 @@ func (r *Reconciler) keysFromVolumes(cluster string, vols []cloud.Volume) []Key 
 		if v.Tags[cloud.TagCluster] != cluster {
 			continue
 		}
+		if v.Tags[cloud.TagMovedTo] != "" {
+			continue // moved to another AZ: no longer the key's (azmove.go)
+		}
 		name := v.Tags[cloud.TagVolume]
 		if err := volspec.ValidateName(name); err != nil {
 			r.log.Warn("volume with an invalid tether:volume tag: ignored", "volumeId", v.ID, "error", err)

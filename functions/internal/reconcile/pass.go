@@ -382,6 +382,10 @@ func (p *pass) converge(ctx context.Context, w want, vols []cloud.Volume) (Resul
 			live = append(live, v)
 		}
 	}
+	live, err := p.settleMoves(ctx, live)
+	if err != nil {
+		return Result{}, err
+	}
 	if len(live) == 0 {
 		if _, _, taskScoped := parseTaskVolumeName(p.key.Volume); taskScoped && w.taskGone() {
 			return done("task stopped; no volume left"), nil

@@ -43,6 +43,9 @@ type Timing struct {
 	// modification in force when it starts optimizing, seconds after the
 	// request for most volumes.
 	GrowPoll time.Duration
+	// MovePoll: between looks at the snapshot of an AZ move (default 15s;
+	// EBS takes minutes for a first snapshot of a large volume).
+	MovePoll time.Duration
 	// DrainDefer: a live draining instance's event names its volumes, and
 	// its tasks' STOPPED events will name those they hold moments later:
 	// the drain's own look waits this long, and is dropped if another pass
@@ -110,6 +113,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.HolderWait, 30*time.Second)
 	def(&t.DrainDefer, 45*time.Second)
 	def(&t.GrowPoll, 5*time.Second)
+	def(&t.MovePoll, 15*time.Second)
 	def(&t.BusyWait, 10*time.Second)
 	def(&t.ConflictWait, 15*time.Second)
 	def(&t.ThrottleWait, 10*time.Second)

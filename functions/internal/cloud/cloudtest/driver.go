@@ -12,7 +12,7 @@ import (
 
 // Op is something in flight that the test driver may complete.
 type Op struct {
-	Kind string // create, attach, detach, delete, modify, optimize, command, start, stop
+	Kind string // create, attach, detach, delete, modify, optimize, snapshot, command, start, stop
 	ID   string // volume id, command id or task ARN
 }
 
@@ -41,6 +41,11 @@ func (w *World) Pending() []Op {
 		}
 		if v.Mod != nil && v.Mod.State == "optimizing" {
 			ops = append(ops, Op{"optimize", v.ID})
+		}
+	}
+	for _, s := range w.snapshots {
+		if s.State == "pending" {
+			ops = append(ops, Op{"snapshot", s.ID})
 		}
 	}
 	for _, c := range w.commands {
@@ -87,6 +92,8 @@ func (w *World) Complete(op Op) {
 		w.completeModify(op.ID)
 	case "optimize":
 		w.completeOptimize(op.ID)
+	case "snapshot":
+		w.completeSnapshot(op.ID)
 	case "delete":
 		if v := w.volumes[op.ID]; v != nil && v.State == "deleting" {
 			delete(w.volumes, v.ID)

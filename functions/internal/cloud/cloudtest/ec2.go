@@ -224,6 +224,21 @@ func (c *EC2) CreateVolume(_ context.Context, in *ec2.CreateVolumeInput, _ ...fu
 	if in.Size == nil && in.SnapshotId == nil {
 		return nil, apiErr("MissingParameter", "The request must contain the parameter Size")
 	}
+	if id := aws.ToString(in.SnapshotId); id != "" {
+		// EC2 API reference, CreateVolume, SnapshotId; a snapshot still
+		// pending cannot be restored (ec2sim does the same).
+		sn := w.snapshots[id]
+		switch {
+		case sn == nil:
+			return nil, apiErr("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+		case sn.State != "completed":
+			return nil, apiErr("IncorrectState", "Snapshot '%s' is in state '%s'; it must be 'completed'.", id, sn.State)
+		case in.Size != nil && *in.Size < sn.Size:
+			return nil, apiErr("InvalidParameterValue", "Volume of %dGiB is smaller than snapshot '%s', expect size >= %dGiB", *in.Size, id, sn.Size)
+		case in.Size == nil:
+			in.Size = aws.Int32(sn.Size)
+		}
+	}
 	// EC2 API reference, CreateVolume, KmsKeyId: "If KmsKeyId is
 	// specified, the encrypted state must be true."
 	if aws.ToString(in.KmsKeyId) != "" && !aws.ToBool(in.Encrypted) {

@@ -36,6 +36,7 @@ type World struct {
 	seq int
 
 	volumes   map[string]*Volume
+	snapshots map[string]*Snapshot
 	tokens    map[string]*token
 	instances map[string]*Instance // by EC2 id
 	cis       map[string]*ContainerInstance
@@ -78,7 +79,7 @@ type Service struct {
 // New returns an empty world whose clock starts at start.
 func New(start time.Time) *World {
 	return &World{
-		now: start, volumes: map[string]*Volume{}, tokens: map[string]*token{}, instances: map[string]*Instance{},
+		now: start, volumes: map[string]*Volume{}, snapshots: map[string]*Snapshot{}, tokens: map[string]*token{}, instances: map[string]*Instance{},
 		cis: map[string]*ContainerInstance{}, taskDefs: map[string]TaskDef{}, tasks: map[string]*Task{},
 		commands: map[string]*Command{}, calls: map[string]int{}, throttle: map[string]int{},
 		badKMSKeys: map[string]bool{}, stuck: map[string]bool{}, busyUnmount: map[string]int{}, mountExits: map[string][]int{},

@@ -1,0 +1,163 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// stepMove: a move of the key's volume to another availability zone by
+// snapshot, which the chain watches until the snapshot is complete.
+const stepMove = "azmove"
+
+// moveAZ moves an available shared volume to the AZ its task was placed
+// in (driverOpt azmove=snapshot): a snapshot tagged with the move (one per
+// volume and AZ: every pass finds the same), then, once it is complete, a
+// volume made from it there carrying the key's tags (type, IOPS,
+// throughput, encryption and key carried over; the client token is the
+// snapshot's, so a repeated create makes no second volume). The old
+// volume is then retagged as moved (settleMoves) and kept: tether never
+// deletes a shared volume. Each step is a fact another pass reads back.
+func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
+	az := t.az()
+	log := p.log.With("volumeId", v.ID, "fromAZ", v.AZ, "toAZ", az, "task", t.task.ARN)
+	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, v.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	var snap *cloud.EBSSnapshot
+	for i, s := range snaps {
+		if s.Tags[cloud.TagMoveTo] == az && s.State != cloud.SnapshotError && s.Tags[cloud.TagCluster] == p.key.Cluster {
+			snap = &snaps[i]
+			break
+		}
+	}
+	h := hint{Step: stepMove, Volume: v.ID, At: ms(p.now), Since: p.hint.Since}
+	if p.hint.Step == stepMove && p.hint.Volume == v.ID {
+		h.At = p.hint.At
+	}
+	if snap == nil {
+		for _, s := range snaps {
+			if s.Tags[cloud.TagMoveTo] == az && s.State == cloud.SnapshotError {
+				reason := fmt.Sprintf("moving volume %s (%s) from %s to %s: its snapshot %s failed: %s", p.key.Volume, v.ID, v.AZ, az, s.ID, s.StateError)
+				log.Error("the move's snapshot failed", "snapshot", s.ID, "error", s.StateError)
+				if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reasonAZMove, reason); err != nil {
+					return Result{}, err
+				}
+				return done("azmove snapshot failed"), nil
+			}
+		}
+		if err := p.fresh("snapshot"); err != nil {
+			return Result{}, err
+		}
+		tags := map[string]string{
+			cloud.TagName: p.key.Volume, cloud.TagCluster: p.key.Cluster, cloud.TagVolume: p.key.Volume,
+			cloud.TagMoveOf: v.ID, cloud.TagMoveTo: az,
+		}
+		s, err := p.r.cloud.CreateSnapshot(ctx, v.ID, fmt.Sprintf("tether: %s moves from %s to %s", p.key.Volume, v.AZ, az), tags)
+		if err != nil {
+			return p.refused(ctx, w, err, "snapshot for the AZ move")
+		}
+		log.Info("moving the volume to the task's availability zone: snapshot started", "snapshot", s.ID)
+		return p.retry(p.r.t.MovePoll, h, "moving %s to %s: snapshot %s %s", v.ID, az, s.ID, s.State), nil
+	}
+	if snap.State != cloud.SnapshotCompleted {
+		return p.retry(p.r.t.MovePoll, h, "moving %s to %s: snapshot %s %s %s", v.ID, az, snap.ID, snap.State, snap.Progress), nil
+	}
+	if err := p.fresh("create"); err != nil {
+		return Result{}, err
+	}
+	tags := maps.Clone(v.Tags)
+	delete(tags, cloud.TagBlank) // made from a snapshot: never granted a format
+	tags[cloud.TagMovedFrom] = v.ID
+	req := cloud.CreateVolumeRequest{
+		AZ: az, SizeGiB: max(v.SizeGiB, snap.SizeGiB), Type: v.Type, Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID,
+		SnapshotID: snap.ID, Tags: tags, Token: "tether-move-" + snap.ID,
+	}
+	if v.Type == "io1" || v.Type == "io2" || v.Type == "gp3" {
+		req.IOPS = v.IOPS
+	}
+	if v.Type == "gp3" {
+		req.Throughput = v.Throughput
+	}
+	nv, err := p.r.cloud.CreateVolume(ctx, req)
+	if err != nil {
+		return p.refused(ctx, w, err, "volume for the AZ move")
+	}
+	log.Info("moving the volume to the task's availability zone: new volume made from the snapshot", "snapshot", snap.ID, "newVolumeId", nv.ID)
+	if err := p.markMoved(ctx, v, nv.ID); err != nil {
+		return Result{}, err
+	}
+	return p.retry(p.r.t.CreateWait, hint{Step: stepCreate, Volume: nv.ID, At: ms(p.now), Since: p.hint.Since},
+		"moved %s to %s as %s (from %s); creating", v.ID, az, nv.ID, snap.ID), nil
+}
+
+// refused weighs an AWS error of a move's step: a refusal that retrying
+// cannot help fails the waiting tasks with AWS's reason; the rest goes back
+// to the caller (retried).
+func (p *pass) refused(ctx context.Context, w want, err error, what string) (Result, error) {
+	if !errors.Is(err, cloud.ErrInvalidRequest) && !errors.Is(err, cloud.ErrNotFound) {
+		return Result{}, err
+	}
+	reason := fmt.Sprintf("moving volume %s to another availability zone: AWS refused the %s: %v", p.key.Volume, what, err)
+	p.log.Error("AWS refused a step of the AZ move", "error", err)
+	if err := p.failNeeders(ctx, w.needers, reasonAZMove, reason); err != nil {
+		return Result{}, err
+	}
+	return done("azmove refused"), nil
+}
+
+// markMoved retags a moved volume: no longer the key's (empty
+// tether:volume; its name in tether:moved-name), with the volume that took
+// its place. Shared volumes may only be retagged within the cluster
+// (template.yaml RetagOwnVolumes).
+func (p *pass) markMoved(ctx context.Context, old cloud.Volume, to string) error {
+	if err := p.fresh("retag"); err != nil {
+		return err
+	}
+	err := p.r.cloud.TagVolume(ctx, old.ID, map[string]string{
+		cloud.TagVolume: "", cloud.TagMovedTo: to, cloud.TagMovedName: p.key.Volume,
+	})
+	if err == nil {
+		p.log.Info("the moved volume is kept, tagged as moved", "volumeId", old.ID, "movedTo", to)
+	}
+	return err
+}
+
+// settleMoves finishes what a move left between its steps: a live volume
+// made for the key by a move whose old volume still carries the key's tags
+// (the pass that made it stopped before retagging). It returns the key's
+// volumes without the old ones.
+func (p *pass) settleMoves(ctx context.Context, live []cloud.Volume) ([]cloud.Volume, error) {
+	moved := map[string]string{}
+	for _, v := range live {
+		if from := v.Tags[cloud.TagMovedFrom]; from != "" {
+			moved[from] = v.ID
+		}
+	}
+	if len(moved) == 0 {
+		return live, nil
+	}
+	var out []cloud.Volume
+	for _, v := range live {
+		to, ok := moved[v.ID]
+		if !ok || len(v.Attachments) > 0 {
+			out = append(out, v) // an attached old volume is released first, as any other
+			continue
+		}
+		if err := p.markMoved(ctx, v, to); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// azMove reports whether the needer's driverOpts ask for moves by snapshot.
+func (p *pass) azMove(t need) bool {
+	opts, err := volspec.ParseDriverOptsWith(t.spec.DriverOpts, p.r.defaults)
+	return err == nil && opts.AZMove == volspec.AZMoveSnapshot
+}
