@@ -137,6 +137,9 @@ type Options struct {
 	// DevSuid (devsuid): mount without nosuid,nodev, so set-user-ID
 	// programs and device nodes on the volume work. Default false.
 	DevSuid bool
+	// Replicas (replicas): a shared volume NAME becomes one volume per
+	// replica of the service, NAME-<ordinal> (ReplicaName). Default false.
+	Replicas bool
 }
 
 // Option names as a task definition's driverOpts spell them. Keys are matched
@@ -151,6 +154,7 @@ const (
 	OptFSType     = "fstype"
 	OptSnapshotID = "snapshotid"
 	OptDevSuid    = "devsuid"
+	OptReplicas   = "replicas"
 )
 
 // aliases are REX-Ray/libStorage spellings accepted for compatibility.
@@ -264,13 +268,15 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 			err = ValidateFSType(o.FSType)
 		case OptDevSuid:
 			o.DevSuid, err = strconv.ParseBool(value)
+		case OptReplicas:
+			o.Replicas, err = strconv.ParseBool(value)
 		case OptSnapshotID:
 			o.SnapshotID = value
 			if !snapshotIDPattern.MatchString(value) {
 				err = fmt.Errorf("want snap- followed by 8 to 17 lowercase hex digits")
 			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)
@@ -320,4 +326,45 @@ func parsePositive(s string) (int32, error) {
 		return 0, fmt.Errorf("want a positive whole number")
 	}
 	return int32(n), nil
+}
+
+// Per-replica volumes (driverOpt replicas=true): the shared volume NAME of
+// a service's task is the EBS volume NAME-<ordinal>, the lowest ordinal
+// free in the task's AZ, held by the task until it stops.
+
+// MaxReplicas bounds the ordinals: NAME-0 to NAME-(MaxReplicas-1).
+const MaxReplicas = 1000
+
+// ReplicaFile is the file the agent writes in the root of a replica's
+// filesystem: its ordinal, in decimal, and a newline.
+const ReplicaFile = ".tether-replica"
+
+// ReplicaName is the tether name of replica n of the shared volume base.
+func ReplicaName(base string, n int) string { return base + "-" + strconv.Itoa(n) }
+
+// ValidateReplicaBase accepts a shared volume name whose replicas'
+// names (base-0 to base-999) are all valid names.
+func ValidateReplicaBase(base string) error {
+	if err := ValidateName(base); err != nil {
+		return err
+	}
+	return ValidateName(ReplicaName(base, MaxReplicas-1))
+}
+
+// ParseReplicaName splits NAME-<ordinal> (an ordinal below MaxReplicas,
+// without leading zeros); ok is false for any other name.
+func ParseReplicaName(name string) (base string, n int, ok bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 {
+		return "", 0, false
+	}
+	digits := name[i+1:]
+	if len(digits) > 1 && digits[0] == '0' {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 || n >= MaxReplicas || strconv.Itoa(n) != digits {
+		return "", 0, false
+	}
+	return name[:i], n, true
 }
