@@ -26,6 +26,8 @@ type pass struct {
 	// op: an operator's release, from a Release of this invocation or the
 	// chain's hint (zero: none).
 	op operatorAsk
+	// rep: the assignment of a replica key's name, read once per pass (replicas.go).
+	rep *replicaView
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
