@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/agent/plugin"
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // MountTimeoutError is Mount's answer when the volume was not mounted on
@@ -93,15 +95,37 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 	if err != nil {
 		return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
 	}
+	replicated := !strings.HasPrefix(req.Name, taskVolumePrefix) && d.replicated(req.Name)
 	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
 	defer d.mountInProgress(name)()
 	start := time.Now()
 	deadline := start.Add(d.wait)
 	lastProgress := start
 	for attempt := 0; ; attempt++ {
-		mounted, l, err := d.tryMount(ctx, log, name, req, deadline)
-		if err != nil {
-			return plugin.MountResponse{}, err
+		var mounted bool
+		var l look
+		if replicated && name == req.Name {
+			// No replica of the name is mounted here yet: wait for the
+			// reconciler's mount (it knows which replica the task holds).
+			if name, _, err = d.replicaName(req.Name); err != nil {
+				return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
+			}
+			if name == "" {
+				name = req.Name
+			} else {
+				log = d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+			}
+		}
+		if !replicated || name != req.Name {
+			mounted, l, err = d.tryMount(ctx, log, name, req, deadline)
+			if err != nil {
+				return plugin.MountResponse{}, err
+			}
+		}
+		if mounted && replicated {
+			if err := d.writeReplicaFile(name); err != nil {
+				log.Warn("could not write the replica's ordinal file", "file", volspec.ReplicaFile, "error", err.Error())
+			}
 		}
 		if mounted {
 			if attempt > 0 {
