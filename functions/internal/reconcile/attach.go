@@ -217,6 +217,10 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount(MetricFormats))
 			}
 		}
+		if p.mountPredatesReplica(t, cmd) {
+			log.Info("replica mounted here for a task before this one: mounting it again for its new holder", "command", cmd.ID)
+			return p.sendMount(ctx, w, v, a, t, 0)
+		}
 		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, err
 		}

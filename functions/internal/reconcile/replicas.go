@@ -378,3 +378,18 @@ func (p *pass) claimReplica(ctx context.Context, w want) error {
 	}
 	return nil
 }
+
+// mountPredatesReplica: the replica's last mount on this attachment was
+// sent before its new holder t existed, so it was for an earlier task
+// here; since then the plugin may have unmounted the filesystem when that
+// task's last container stopped. The agent maps a replicated Docker name
+// only to a replica mounted on the host, never to one that is merely
+// attached (the attachment alone does not say which task it is for), so
+// the new holder gets its own mount command (idempotent: an already
+// mounted filesystem stays as it is).
+func (p *pass) mountPredatesReplica(t need, cmd cloud.Command) bool {
+	if _, _, ok := volspec.ParseReplicaName(p.key.Volume); !ok || !isReplicated(t.spec) {
+		return false
+	}
+	return !cmd.Requested.IsZero() && !t.task.CreatedAt.IsZero() && cmd.Requested.Before(t.task.CreatedAt)
+}
