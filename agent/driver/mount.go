@@ -96,6 +96,17 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 		return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
 	}
 	replicated := !strings.HasPrefix(req.Name, taskVolumePrefix) && d.replicated(req.Name)
+	if replicated {
+		// Docker has one volume of the name per host: containers of two
+		// tasks on it would share one replica. Refuse before mapping.
+		tasks, err := d.host.TasksUsing(ctx, req.Name)
+		if err != nil {
+			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: asking dockerd which tasks use it: %w", req.Name, err)
+		}
+		if len(tasks) > 1 {
+			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: containers of tasks %v use it on this instance: %w", req.Name, tasks, errReplicaAmbiguous)
+		}
+	}
 	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
 	defer d.mountInProgress(name)()
 	start := time.Now()

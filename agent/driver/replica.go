@@ -22,7 +22,7 @@ import (
 // (the README asks for a distinctInstance placement constraint).
 
 // errReplicaAmbiguous: several replicas of one name are mounted here.
-var errReplicaAmbiguous = errors.New("several replicas of the volume are mounted on this instance; a replicated volume serves one task per instance (use a distinctInstance placement constraint)")
+var errReplicaAmbiguous = errors.New("a replicated volume serves one task per instance (place its tasks with a distinctInstance constraint)")
 
 // replicated reports whether the Docker volume dockerName was created with
 // replicas=true (its record says so).
