@@ -24,7 +24,10 @@ func TestReplicatedNameMapsToTheReplicaMountedHere(t *testing.T) {
 		}
 	}
 	// db-0 was here before (bound, not mounted): never taken from its binding.
-	f.host.set(func(h *fakeHost) { h.bindings["db-0"] = "vol-0000000000000000a"; h.attached["vol-0000000000000000a"] = true })
+	f.host.set(func(h *fakeHost) {
+		h.bindings["db-0"] = "vol-0000000000000000a"
+		h.attached["vol-0000000000000000a"] = true
+	})
 	done := make(chan string, 1)
 	go func() { done <- f.mount(t, "db", "c1") }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
