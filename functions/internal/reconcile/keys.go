@@ -127,7 +127,7 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 		return nil, err
 	}
 	keys, refused := keysOf(t.Cluster, t.TaskArn, td)
-	rkeys, rrefused, err := r.replicaKeys(ctx, t.Cluster, cloud.Task{ARN: t.TaskArn, TaskDefinitionARN: tdARN}, td)
+	rkeys, rrefused, err := r.replicaKeys(ctx, t.Cluster, cloud.Task{ARN: t.TaskArn, TaskDefinitionARN: tdARN}, td, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +318,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 	if err != nil {
 		return nil, err
 	}
+	views := map[string]*replicaView{}
 	for _, task := range tasks {
 		td, err := r.cloud.TaskDefinition(ctx, task.TaskDefinitionARN)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -327,7 +328,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 			return nil, err
 		}
 		keys, _ := keysOf(t.Cluster, task.ARN, td)
-		rkeys, _, err := r.replicaKeys(ctx, t.Cluster, task, td)
+		rkeys, _, err := r.replicaKeys(ctx, t.Cluster, task, td, views)
 		if err != nil {
 			return nil, err
 		}

@@ -295,8 +295,10 @@ func (v *replicaView) keysFor(cluster, taskARN string) []Key {
 }
 
 // replicaKeys names the replica keys of a task of definition td, and a
-// reason for each replicated volume tether must refuse.
-func (r *Reconciler) replicaKeys(ctx context.Context, cluster string, t cloud.Task, td cloud.TaskDefinition) (keys []Key, refused []string, err error) {
+// reason for each replicated volume tether must refuse. views (nil: none)
+// keeps the views read, by name, for the next task of the same call (the
+// sweep's).
+func (r *Reconciler) replicaKeys(ctx context.Context, cluster string, t cloud.Task, td cloud.TaskDefinition, views map[string]*replicaView) (keys []Key, refused []string, err error) {
 	for _, dv := range td.Volumes {
 		if !isTetherDriver(dv.Driver) || !isReplicated(dv) {
 			continue
@@ -305,9 +307,18 @@ func (r *Reconciler) replicaKeys(ctx context.Context, cluster string, t cloud.Ta
 			refused = append(refused, "replicas=true: "+err.Error())
 			continue
 		}
-		view, err := r.replicaView(ctx, cluster, dv.Name, []string{t.Family()})
-		if err != nil {
-			return nil, nil, err
+		view := views[dv.Name]
+		if view == nil || !slices.Contains(view.fams, t.Family()) {
+			fams := []string{t.Family()}
+			if view != nil {
+				fams = append(fams, view.fams...)
+			}
+			if view, err = r.replicaView(ctx, cluster, dv.Name, fams); err != nil {
+				return nil, nil, err
+			}
+			if views != nil {
+				views[dv.Name] = view
+			}
 		}
 		keys = append(keys, view.keysFor(cluster, t.ARN)...)
 	}
