@@ -131,7 +131,7 @@ func TestReplicasKeepTheirVolumesAcrossADrainAndAScaleIn(t *testing.T) {
 	if _, err := c.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String(cluster), Service: aws.String(svc), DesiredCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
-	again := runningReplicas(t, ctx, w, svc, 2, "two replicas after scaling out again", one[0].Arn)
+	again := runningReplicas(t, ctx, w, svc, 2, "two replicas after scaling out again")
 	for _, tk := range again {
 		n := replicaOrdinal(t, ctx, w, tk)
 		if got := inTaskOf(t, ctx, w, tk, "cat /data/mark"); got != marks[n] {
