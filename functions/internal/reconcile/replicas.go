@@ -404,3 +404,34 @@ func (p *pass) mountPredatesReplica(t need, cmd cloud.Command) bool {
 	}
 	return !cmd.Requested.IsZero() && !t.task.CreatedAt.IsZero() && cmd.Requested.Before(t.task.CreatedAt)
 }
+
+// Replicated names the volumes of td that are per replica (replicas=true).
+// For the tether command.
+func Replicated(td cloud.TaskDefinition) []string {
+	var out []string
+	for _, v := range td.Volumes {
+		if isTetherDriver(v.Driver) && isReplicated(v) {
+			out = append(out, v.Name)
+		}
+	}
+	return out
+}
+
+// ReplicaKeysOf names the replica keys among vols (the cluster's volumes,
+// or some of them) that task taskARN of definition td holds or last held:
+// those whose tether:replica-task tag names it. For the tether command,
+// which shows facts; whether the task holds the replica now is the
+// reconciler's (assign).
+func ReplicaKeysOf(cluster, taskARN string, td cloud.TaskDefinition, vols []cloud.Volume) []Key {
+	bases := Replicated(td)
+	var keys []Key
+	for _, v := range vols {
+		if v.Tags[cloud.TagCluster] != cluster || v.Tags[TagReplicaTask] != taskARN || !slices.Contains(bases, v.Tags[TagReplicaOf]) {
+			continue
+		}
+		if k := (Key{Cluster: cluster, Volume: v.Tags[cloud.TagVolume]}); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}

@@ -138,3 +138,23 @@ func TestAssignNeverSharesAnOrdinal(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicaKeysOfNamesTheTaggedHolder(t *testing.T) {
+	td := cloud.TaskDefinition{Volumes: []cloud.DockerVolume{
+		{Name: "db", Driver: "tether", Scope: "shared", DriverOpts: map[string]string{"REPLICAS": " true "}},
+		{Name: "logs", Driver: "tether", Scope: "shared"},
+	}}
+	if got := Replicated(td); len(got) != 1 || got[0] != "db" {
+		t.Fatalf("Replicated = %v", got)
+	}
+	vol := func(name, base, holder string) cloud.Volume {
+		return cloud.Volume{ID: "vol-" + name, Tags: map[string]string{cloud.TagCluster: "c", cloud.TagVolume: name, TagReplicaOf: base, TagReplicaTask: holder}}
+	}
+	vols := []cloud.Volume{vol("db-0", "db", "arn:t1"), vol("db-1", "db", "arn:t2"), vol("other-0", "other", "arn:t1")}
+	if got := ReplicaKeysOf("c", "arn:t1", td, vols); len(got) != 1 || got[0] != (Key{Cluster: "c", Volume: "db-0"}) {
+		t.Fatalf("ReplicaKeysOf = %v", got)
+	}
+	if keys, _ := keysOf("c", "arn:t1", td); len(keys) != 1 || keys[0].Volume != "logs" {
+		t.Fatalf("keysOf names a replicated volume itself: %v", keys)
+	}
+}
