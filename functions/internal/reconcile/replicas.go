@@ -109,7 +109,9 @@ type assignment struct {
 	waits map[string]int
 }
 
-func stopped(t cloud.Task, ok bool) bool { return !ok || t.LastStatus == "STOPPED" }
+// holderGone: a task named by a tag holds nothing once ECS says it is
+// STOPPED, or no longer knows it.
+func holderGone(t cloud.Task, ok bool) bool { return !ok || t.LastStatus == "STOPPED" }
 
 // assign is the assignment the facts give (see the package comment above).
 func assign(f replicaFacts) assignment {
@@ -131,7 +133,7 @@ func assign(f replicaFacts) assignment {
 			continue
 		}
 		t, ok := f.known[v.holder]
-		if stopped(t, ok) {
+		if holderGone(t, ok) {
 			continue
 		}
 		if _, has := a.of[v.holder]; has {

@@ -79,13 +79,12 @@ func (m *replicaModel) actions() map[string]func(*rapid.T) {
 	return acts
 }
 
-// checkHeld: no replica volume's holder tag names a task named by another
-// volume of a lower ordinal that it also holds there... concretely: every
-// live replica task's volume, as mounted on an instance, is mounted where
-// that task runs and nowhere is one ordinal mounted for two tasks. At the
-// end (settled), every live task holds exactly one replica, attached and
-// mounted where it runs, all ordinals distinct, and no more volumes were
-// made than replicas were ever alive at once.
+// checkHeld: at every step, no replica is mounted on two instances (each
+// instance runs at most one replica task, so a replica mounted twice would
+// be one ordinal for two tasks). Once settled: every live replica task is
+// named by exactly one replica volume, attached and mounted where it runs
+// (so ordinals are distinct), and no more volumes were made than replicas
+// were ever alive at once (freed ordinals are taken again, never a new one).
 func (m *replicaModel) checkHeld(t *rapid.T, settled bool) {
 	h := m.h
 	mountedAt := map[string][]string{} // volume id -> instances where db-N is mounted

@@ -18,7 +18,7 @@ func checkAssignment(t *testing.T, f replicaFacts, a assignment) {
 		if got, ok := a.of[arn]; !ok || got != n {
 			t.Fatalf("ordinal %d held by %s, which holds %d (%v)", n, arn, got, ok)
 		}
-		if tk, ok := f.known[arn]; stopped(tk, ok) {
+		if tk, ok := f.known[arn]; holderGone(tk, ok) {
 			t.Fatalf("ordinal %d held by %s, which is stopped or unknown", n, arn)
 		}
 		var first *replicaVol // the volume of the ordinal (the lowest id of several)
