@@ -27,7 +27,9 @@ import (
 // mark written before), while the other replica keeps its own. The
 // service is then scaled in to one task and out to two again: the volume
 // of the removed replica was kept, and the new task gets it with its data.
-// At no point do two tasks hold one volume, and no third volume is made.
+// At every check no two tasks are named by one volume (tether:replica-task),
+// each running replica's volume is attached where it runs, and no third
+// volume is ever made.
 func TestReplicasKeepTheirVolumesAcrossADrainAndAScaleIn(t *testing.T) {
 	requireWorld(t)
 	agent, bootstraps := artifacts(t)
