@@ -27,10 +27,11 @@ import (
 // mark written before), while the other replica keeps its own. The
 // service is then scaled in to one task and out to two again: the volume
 // of the removed replica was kept, and the new task gets it with its data.
+// Last, a deploy replaces both tasks: each replica's data comes back.
 // At every check no two tasks are named by one volume (tether:replica-task),
 // each running replica's volume is attached where it runs, and no third
 // volume is ever made.
-func TestReplicasKeepTheirVolumesAcrossADrainAndAScaleIn(t *testing.T) {
+func TestReplicasKeepTheirVolumesAcrossADrainScaleInAndDeploy(t *testing.T) {
 	requireWorld(t)
 	agent, bootstraps := artifacts(t)
 	w := world.StartT(t, world.Options{Instances: 3, AZs: 1, Hosts: world.RealHosts, AgentBinary: agent,
@@ -144,6 +145,29 @@ func TestReplicasKeepTheirVolumesAcrossADrainAndAScaleIn(t *testing.T) {
 	for n, id := range kept {
 		if final[n] != id {
 			t.Fatalf("replica %d is volume %s after the scale-out, was %s", n, final[n], id)
+		}
+	}
+
+	// A deploy (minimumHealthyPercent 0): both tasks are replaced; each new
+	// task waits for a stopping task's replica and gets it with its data.
+	if _, err := c.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String(cluster), Service: aws.String(svc), ForceNewDeployment: true}); err != nil {
+		t.Fatal(err)
+	}
+	deployed := runningReplicas(t, ctx, w, svc, 2, "two replicas after the deploy", again[0].Arn, again[1].Arn)
+	seen := map[int]bool{}
+	for _, tk := range deployed {
+		n := replicaOrdinal(t, ctx, w, tk)
+		if seen[n] {
+			t.Fatalf("two tasks read ordinal %d after the deploy", n)
+		}
+		seen[n] = true
+		if got := inTaskOf(t, ctx, w, tk, "cat /data/mark"); got != marks[n] {
+			t.Fatalf("after the deploy, replica %d (task %s) reads %q, want %q", n, tk.ID, got, marks[n])
+		}
+	}
+	for n, id := range replicaVolumes(t, ctx, w, 2, deployed) {
+		if kept[n] != id {
+			t.Fatalf("replica %d is volume %s after the deploy, was %s", n, id, kept[n])
 		}
 	}
 	noLiveForce(t, w)
