@@ -33,6 +33,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -85,6 +86,7 @@ type replicaVol struct {
 	id      string
 	az      string
 	holder  string // TagReplicaTask, "" for none
+	at      string // the instance it is attached to (in any attachment state), "" if none
 }
 
 // replicaFacts are what an assignment is made from.
@@ -210,6 +212,9 @@ func (r *Reconciler) replicaView(ctx context.Context, cluster, base string, fams
 			continue
 		}
 		rv := replicaVol{ordinal: n, id: v.ID, az: v.AZ, holder: v.Tags[TagReplicaTask]}
+		if len(v.Attachments) > 0 {
+			rv.at = v.Attachments[0].InstanceID
+		}
 		f.vols = append(f.vols, rv)
 		if rv.holder != "" && !slices.Contains(holders, rv.holder) {
 			holders = append(holders, rv.holder)
@@ -436,4 +441,46 @@ func ReplicaKeysOf(cluster, taskARN string, td cloud.TaskDefinition, vols []clou
 		}
 	}
 	return keys
+}
+
+// reasonReplicaShare: two replicas of one name on one instance.
+const reasonReplicaShare = "replicas-share-instance"
+
+// replicaNeighbour keeps one replica of a name per instance, which is what
+// lets the agent map the Docker name to the one replica mounted there:
+// before a replica is attached or mounted for task t, no other replica of
+// the name may be on t's instance. One held by a task that is to run on
+// that instance too means two replicas were placed on one instance: t is
+// stopped with a reason (place them with distinctInstance). One that
+// nobody holds, whose holder is stopping, or runs elsewhere, is on its way
+// out (its own key releases it): t waits for that, bounded like every
+// wait (waitOrStop).
+func (p *pass) replicaNeighbour(ctx context.Context, t need) (Result, bool, error) {
+	base, n, ok := volspec.ParseReplicaName(p.key.Volume)
+	if !ok || p.rep == nil || p.rep.base != base || !isReplicated(t.spec) {
+		return Result{}, false, nil
+	}
+	inst := t.instance()
+	for _, rv := range p.rep.facts.vols {
+		if rv.ordinal == n || rv.at != inst {
+			continue
+		}
+		other := volspec.ReplicaName(base, rv.ordinal)
+		if h, held := p.rep.a.holder[rv.ordinal]; held {
+			if ht := p.rep.facts.known[h]; ht.DesiredStatus == "RUNNING" && ht.ContainerInstanceARN == t.task.ContainerInstanceARN {
+				reason := fmt.Sprintf("replica %s of volume %s is in use on instance %s by task %s; a replicated volume serves one task per instance: place the service's tasks with a distinctInstance constraint",
+					other, base, inst, taskID(h))
+				p.log.Error("two replicas of one volume on one instance; stopping the task that waits", "other", other, "otherTask", h, "task", t.task.ARN)
+				if err := p.failTasks(ctx, []cloud.Task{t.task}, reasonReplicaShare, reason); err != nil {
+					return Result{}, true, err
+				}
+				return done("replicas share an instance"), true, nil
+			}
+		}
+		p.log.Info("another replica of the volume is still on the instance; waiting for it to leave", "other", other, "otherVolumeId", rv.id, "instance", inst)
+		res, err := p.waitOrStop(ctx, []need{t}, reasonReplicaShare,
+			fmt.Sprintf("replica %s waits for replica %s (%s) to leave instance %s", p.key.Volume, other, rv.id, inst), p.r.t.CommandWait, p.hint)
+		return res, true, err
+	}
+	return Result{}, false, nil
 }

@@ -81,7 +81,8 @@ func (m *replicaModel) actions() map[string]func(*rapid.T) {
 
 // checkHeld: at every step, no replica is mounted on two instances (each
 // instance runs at most one replica task, so a replica mounted twice would
-// be one ordinal for two tasks). Once settled: every live replica task is
+// be one ordinal for two tasks), and no instance has two replicas attached
+// (the agent could not tell which is its task's). Once settled: every live replica task is
 // named by exactly one replica volume, attached and mounted where it runs
 // (so ordinals are distinct), and no more volumes were made than replicas
 // were ever alive at once (freed ordinals are taken again, never a new one).
@@ -97,11 +98,18 @@ func (m *replicaModel) checkHeld(t *rapid.T, settled bool) {
 	}
 	holders := map[string]string{} // live task -> volume name it holds
 	var vols []cloudtest.Volume
+	onInstance := map[string]string{} // instance -> the replica attached there
 	for _, v := range h.w.Volumes() {
 		if v.Tags["tether:replica-of"] != "db" {
 			continue
 		}
 		vols = append(vols, v)
+		if v.Att != nil {
+			if other, two := onInstance[v.Att.Instance]; two {
+				t.Fatalf("replicas %s and %s both attached to %s", other, v.Tags["tether:volume"], v.Att.Instance)
+			}
+			onInstance[v.Att.Instance] = v.Tags["tether:volume"]
+		}
 		if len(mountedAt[v.ID]) > 1 {
 			t.Fatalf("%s mounted on %v at once", v.Tags["tether:volume"], mountedAt[v.ID])
 		}

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
@@ -101,4 +102,70 @@ func settleTwice(h *harness, steps int) {
 	}
 	h.events = append(h.events, seen...)
 	h.settle(steps)
+}
+
+// A replica is attached for a task only where no other replica of the name
+// is: the agent maps the Docker name to the one replica mounted there. Both
+// replicas stop; a new task on db-1's instance gets db-0 (the lowest free),
+// which is brought there only once db-1 has left.
+func TestReplicaWaitsForAnotherReplicaToLeaveItsInstance(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: tdReplicas, Volumes: []cloudtest.DockerVolume{{
+		Name: "db", Driver: "tether", Scope: "shared", Autoprovision: true,
+		DriverOpts: map[string]string{"size": "1", "replicas": "true"},
+	}}})
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t0 := h.w.PlaceTask(tdReplicas, "i-a")
+	h.w.Advance(1e9)
+	t1 := h.w.PlaceTask(tdReplicas, "i-b")
+	h.settle(400)
+	h.w.StopTask(t0, "scale in")
+	h.settle(400) // db-0 released, available
+	h.w.StopTask(t1, "scale in")
+	t2 := h.w.PlaceTask(tdReplicas, "i-b")
+	// t2's events first; t1's STOPPED (which releases db-1) held back.
+	h.collect()
+	for i := 0; i < len(h.events); {
+		if h.events[i].Task == t2 {
+			h.deliverEvent(i)
+			h.collect()
+			continue
+		}
+		i++
+	}
+	for range 8 { // a few retries (t2 waits, well within its deadline)
+		switch {
+		case len(h.w.Pending()) > 0:
+			h.w.Complete(h.w.Pending()[0])
+		case len(h.queue) > 0:
+			h.deliverRetry(h.earliestRetry())
+		}
+		if v := h.oneVolume("db-0"); v.Att != nil && v.Att.Instance == "i-b" {
+			t.Fatalf("db-0 attached to i-b while db-1 is still there")
+		}
+	}
+	h.settle(600)
+	h.noViolations()
+	_, holder0, at0 := replicaOf(h, "db-0")
+	_, _, at1 := replicaOf(h, "db-1")
+	if holder0 != t2 || at0 != "i-b" || at1 != "" {
+		t.Fatalf("db-0 held by %s on %q, db-1 on %q; want db-0 held by %s on i-b, db-1 detached", holder0, at0, at1, t2)
+	}
+	// Never both on i-b: db-1's detach from i-b came before db-0's attach there.
+	var detach1, attach0 = -1, -1
+	for i, line := range h.w.Journal() {
+		switch {
+		case strings.HasPrefix(line, "DetachVolume "+h.oneVolume("db-1").ID+" i-b"):
+			detach1 = i
+		case strings.HasPrefix(line, "AttachVolume "+h.oneVolume("db-0").ID+" i-b"):
+			attach0 = i
+		}
+	}
+	if detach1 < 0 || attach0 < 0 || attach0 < detach1 {
+		t.Fatalf("db-1 detached from i-b at journal line %d, db-0 attached there at %d:\n%s", detach1, attach0, strings.Join(h.w.Journal(), "\n"))
+	}
+	if h.failed != 0 {
+		t.Fatalf("%d passes failed", h.failed)
+	}
 }

@@ -66,7 +66,7 @@ func TestAssignReplicas(t *testing.T) {
 	if got.of[a0.ARN] != 0 || got.of[b0.ARN] != 1 {
 		t.Fatalf("fresh: %v", got.of)
 	}
-	vols := []replicaVol{{0, "vol-0", "az-a", a0.ARN}, {1, "vol-1", "az-a", b0.ARN}}
+	vols := []replicaVol{{ordinal: 0, id: "vol-0", az: "az-a", holder: a0.ARN}, {ordinal: 1, id: "vol-1", az: "az-a", holder: b0.ARN}}
 	// A drain: while a0 stops, its replacement waits for ordinal 0 ...
 	f = facts(vols, aStopping, b0, a1)
 	got = assign(f)
@@ -82,13 +82,13 @@ func TestAssignReplicas(t *testing.T) {
 		t.Fatalf("stopped: of %v", got.of)
 	}
 	// Scale-in then out: an unheld volume is the lowest free ordinal.
-	f = facts([]replicaVol{{0, "vol-0", "az-a", a0.ARN}, {1, "vol-1", "az-a", "arn:gone"}}, a0, a1)
+	f = facts([]replicaVol{{ordinal: 0, id: "vol-0", az: "az-a", holder: a0.ARN}, {ordinal: 1, id: "vol-1", az: "az-a", holder: "arn:gone"}}, a0, a1)
 	got = assign(f)
 	if got.of[a1.ARN] != 1 {
 		t.Fatalf("scale-out: %v", got.of)
 	}
 	// Another AZ's volume is skipped: the task gets the next ordinal.
-	f = facts([]replicaVol{{0, "vol-0", "az-b", ""}}, a1)
+	f = facts([]replicaVol{{ordinal: 0, id: "vol-0", az: "az-b", holder: ""}}, a1)
 	got = assign(f)
 	if got.of[a1.ARN] != 1 {
 		t.Fatalf("other AZ: %v", got.of)
