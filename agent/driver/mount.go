@@ -108,7 +108,8 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 		}
 	}
 	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
-	defer d.mountInProgress(name)()
+	inProgress := d.mountInProgress(name)
+	defer func() { inProgress() }()
 	start := time.Now()
 	deadline := start.Add(d.wait)
 	lastProgress := start
@@ -124,7 +125,10 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 			if name == "" {
 				name = req.Name
 			} else {
+				// Counted under the replica from now on (Holders).
 				log = d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+				inProgress()
+				inProgress = d.mountInProgress(name)
 			}
 		}
 		if !replicated || name != req.Name {

@@ -99,9 +99,23 @@ func (d *Driver) writeReplicaFile(name string) error {
 	if b, err := os.ReadFile(path); err == nil && string(b) == want {
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(want), 0o444); err != nil {
+	// A temporary file of its own: two containers' Mounts may write at once.
+	f, err := os.CreateTemp(filepath.Dir(path), volspec.ReplicaFile+".*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.WriteString(want)
+	if err == nil {
+		err = f.Chmod(0o444)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
