@@ -170,6 +170,21 @@ func TestReplicasKeepTheirVolumesAcrossADrainScaleInAndDeploy(t *testing.T) {
 			t.Fatalf("replica %d is volume %s after the deploy, was %s", n, id, kept[n])
 		}
 	}
+
+	// The tether command names a task's replica.
+	ow := &opsWorld{World: w, bin: tetherBinary(t), cluster: cluster}
+	for _, tk := range deployed {
+		n := replicaOrdinal(t, ctx, w, tk)
+		got := decode[struct {
+			Volumes []struct {
+				Volume   string `json:"volume"`
+				VolumeID string `json:"volumeId"`
+			} `json:"volumes"`
+		}](t, ow.want(t, 0, "explain", tk.Arn, "--json"))
+		if len(got.Volumes) != 1 || got.Volumes[0].Volume != fmt.Sprintf("db-%d", n) || got.Volumes[0].VolumeID != kept[n] {
+			t.Fatalf("tether explain %s: %+v, want db-%d (%s)", tk.ID, got.Volumes, n, kept[n])
+		}
+	}
 	noLiveForce(t, w)
 }
 
