@@ -189,8 +189,10 @@ type replicaView struct {
 
 // replicaView reads the facts of base's replicas: its volumes, the tasks
 // their tags name, and the live tasks of fams (plus the volumes' own
-// families) that use base with replicas=true.
-func (r *Reconciler) replicaView(ctx context.Context, cluster, base string, fams []string) (*replicaView, error) {
+// families) that use base with replicas=true. The task asking (also) is
+// described with the holders, so a task that ECS's listing does not show
+// yet still gets its place.
+func (r *Reconciler) replicaView(ctx context.Context, cluster, base string, fams []string, also string) (*replicaView, error) {
 	all, err := r.cloud.ClusterVolumes(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -224,6 +226,9 @@ func (r *Reconciler) replicaView(ctx context.Context, cluster, base string, fams
 				famSet[fam] = true
 			}
 		}
+	}
+	if also != "" && !slices.Contains(holders, also) {
+		holders = append(holders, also)
 	}
 	if len(holders) > 0 {
 		ts, err := r.cloud.Tasks(ctx, cluster, holders)
@@ -320,7 +325,7 @@ func (r *Reconciler) replicaKeys(ctx context.Context, cluster string, t cloud.Ta
 			if view != nil {
 				fams = append(fams, view.fams...)
 			}
-			if view, err = r.replicaView(ctx, cluster, dv.Name, fams); err != nil {
+			if view, err = r.replicaView(ctx, cluster, dv.Name, fams, t.ARN); err != nil {
 				return nil, nil, err
 			}
 			if views != nil {
@@ -350,7 +355,7 @@ func (p *pass) replicaUses(ctx context.Context, t cloud.Task, td cloud.TaskDefin
 		if view != nil && view.base == base {
 			fams = append(fams, view.fams...)
 		}
-		if view, err = p.r.replicaView(ctx, p.key.Cluster, base, fams); err != nil {
+		if view, err = p.r.replicaView(ctx, p.key.Cluster, base, fams, t.ARN); err != nil {
 			return cloud.DockerVolume{}, false, true, err
 		}
 		p.rep = view
