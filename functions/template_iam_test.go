@@ -296,6 +296,15 @@ func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
 		owned := st.conditions["StringEquals"]["aws:ResourceTag/tether:cluster"]
 		for _, a := range st.actions {
 			switch a {
+			case "ec2:CreateSnapshot":
+				// Of the cluster's volumes, tagged with the cluster in the request.
+				snapARN := "arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*"
+				switch {
+				case slices.Equal(st.resources, []string{volumeARN}) && slices.Equal(owned, []string{"ClusterName"}):
+				case slices.Equal(st.resources, []string{snapARN}) && slices.Equal(st.conditions["StringEquals"]["aws:RequestTag/tether:cluster"], []string{"ClusterName"}):
+				default:
+					t.Errorf("%s: CreateSnapshot on %v beyond the cluster's volumes and tagged snapshots", st.sid, st.resources)
+				}
 			case "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume":
 				if !slices.Equal(st.resources, []string{volumeARN}) || !slices.Equal(owned, []string{"ClusterName"}) {
 					t.Errorf("%s: %s on %v without aws:ResourceTag/tether:cluster", st.sid, a, st.resources)
@@ -308,7 +317,9 @@ func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
 			case "ec2:CreateTags":
 				// Adoption is the operator's: the functions tag a volume only in
 				// the CreateVolume that makes it, or one already the cluster's.
-				createOnly := slices.Equal(st.conditions["StringEquals"]["ec2:CreateAction"], []string{"CreateVolume"})
+				createOnly := slices.Equal(st.conditions["StringEquals"]["ec2:CreateAction"], []string{"CreateVolume"}) ||
+					slices.Equal(st.conditions["StringEquals"]["ec2:CreateAction"], []string{"CreateSnapshot"}) &&
+						slices.Equal(st.resources, []string{"arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*"})
 				if !createOnly && !slices.Equal(owned, []string{"ClusterName"}) {
 					t.Errorf("%s: CreateTags on volumes tether does not own", st.sid)
 				}

@@ -16,6 +16,7 @@ type fakeHost struct {
 	attached    map[string]bool           // volume id -> attached here
 	containers  map[string][]ContainerUse // docker name -> running users
 	tasks       map[string]string         // task docker name -> tether name
+	taskARNs    map[string][]string       // docker name -> tasks whose live containers use it
 
 	containersErr    error // ContainersUsing fails with it
 	mountAttachedErr error // MountAttached fails with it (not ErrNotAttached)
@@ -44,6 +45,7 @@ func newFakeHost() *fakeHost {
 		attached:    map[string]bool{},
 		containers:  map[string][]ContainerUse{},
 		tasks:       map[string]string{},
+		taskARNs:    map[string][]string{},
 		calls:       map[string]int{},
 		lockHeld:    map[string]bool{},
 	}
@@ -170,6 +172,13 @@ func (h *fakeHost) TaskVolumeName(_ context.Context, dockerName string) (string,
 	h.calls["TaskVolumeName"]++
 	name, ok := h.tasks[dockerName]
 	return name, ok, nil
+}
+
+func (h *fakeHost) TasksUsing(_ context.Context, dockerName string) ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls["TasksUsing"]++
+	return append([]string(nil), h.taskARNs[dockerName]...), nil
 }
 
 var _ Host = (*fakeHost)(nil)

@@ -64,6 +64,12 @@ type Host interface {
 	// ok is false when no such container exists: the name is then not a
 	// task volume (or not yet used) and is its own tether name.
 	TaskVolumeName(ctx context.Context, dockerName string) (name string, ok bool, err error)
+
+	// TasksUsing lists the ECS task ARNs (com.amazonaws.ecs.task-arn) of
+	// the containers that use the Docker volume dockerName and have not
+	// ended (created, running, paused, restarting), from dockerd's
+	// container list. Nil when dockerd cannot be reached.
+	TasksUsing(ctx context.Context, dockerName string) ([]string, error)
 }
 
 // ContainerUse is one container that has a volume mounted.

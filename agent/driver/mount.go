@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tether-ecs/tether/agent/plugin"
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // MountTimeoutError is Mount's answer when the volume was not mounted on
@@ -93,15 +95,52 @@ func (d *Driver) Mount(ctx context.Context, req plugin.MountRequest) (plugin.Mou
 	if err != nil {
 		return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
 	}
+	replicated := !strings.HasPrefix(req.Name, taskVolumePrefix) && d.replicated(req.Name)
+	if replicated {
+		// Docker has one volume of the name per host: containers of two
+		// tasks on it would share one replica. Refuse before mapping.
+		tasks, err := d.host.TasksUsing(ctx, req.Name)
+		if err != nil {
+			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: asking dockerd which tasks use it: %w", req.Name, err)
+		}
+		if len(tasks) > 1 {
+			return plugin.MountResponse{}, fmt.Errorf("tether: volume %q: containers of tasks %v use it on this instance: %w", req.Name, tasks, errReplicaAmbiguous)
+		}
+	}
 	log := d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
-	defer d.mountInProgress(name)()
+	inProgress := d.mountInProgress(name)
+	defer func() { inProgress() }()
 	start := time.Now()
 	deadline := start.Add(d.wait)
 	lastProgress := start
 	for attempt := 0; ; attempt++ {
-		mounted, l, err := d.tryMount(ctx, log, name, req, deadline)
-		if err != nil {
-			return plugin.MountResponse{}, err
+		var mounted bool
+		var l look
+		if replicated && name == req.Name {
+			// No replica of the name is mounted here yet: wait for the
+			// reconciler's mount (it knows which replica the task holds).
+			if name, _, err = d.replicaName(req.Name); err != nil {
+				return plugin.MountResponse{}, fmt.Errorf("tether: %w", err)
+			}
+			if name == "" {
+				name = req.Name
+			} else {
+				// Counted under the replica from now on (Holders).
+				log = d.log.With("volume", name, "dockerVolume", req.Name, "mountId", req.ID)
+				inProgress()
+				inProgress = d.mountInProgress(name)
+			}
+		}
+		if !replicated || name != req.Name {
+			mounted, l, err = d.tryMount(ctx, log, name, req, deadline)
+			if err != nil {
+				return plugin.MountResponse{}, err
+			}
+		}
+		if mounted && replicated {
+			if err := d.writeReplicaFile(name); err != nil {
+				log.Warn("could not write the replica's ordinal file", "file", volspec.ReplicaFile, "error", err.Error())
+			}
 		}
 		if mounted {
 			if attempt > 0 {

@@ -229,6 +229,11 @@ const taskVolumePrefix = "ecs-"
 // tetherName maps a Docker volume name to the tether volume behind it.
 func (d *Driver) tetherName(ctx context.Context, dockerName string) (string, error) {
 	if !strings.HasPrefix(dockerName, taskVolumePrefix) {
+		if d.replicated(dockerName) {
+			if name, ok, err := d.replicaName(dockerName); err != nil || ok {
+				return name, err
+			}
+		}
 		return dockerName, nil
 	}
 	if name, ok := d.cachedTetherName(dockerName); ok {

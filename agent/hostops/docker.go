@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/tether-ecs/tether/agent/dockerapi"
@@ -76,6 +77,31 @@ func (h *Host) TaskVolumeName(ctx context.Context, dockerName string) (string, b
 		}
 	}
 	return "", false, nil
+}
+
+// TasksUsing lists the task ARNs of the containers that use dockerName and
+// have not ended (driver.Host).
+func (h *Host) TasksUsing(ctx context.Context, dockerName string) ([]string, error) {
+	list, err := h.docker.ListContainers(ctx, dockerapi.ListOptions{All: true, Volume: dockerName})
+	if errors.Is(err, dockerapi.ErrNoDaemon) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var arns []string
+	for _, c := range list {
+		switch c.State {
+		case "created", "running", "paused", "restarting":
+		default:
+			continue
+		}
+		if arn := c.Labels[labelTaskARN]; arn != "" && mountsVolume(c, dockerName) && !slices.Contains(arns, arn) {
+			arns = append(arns, arn)
+		}
+	}
+	slices.Sort(arns)
+	return arns, nil
 }
 
 func mountsVolume(c dockerapi.Container, dockerName string) bool {

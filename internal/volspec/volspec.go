@@ -144,6 +144,9 @@ type Options struct {
 	// Snapshots (snapshots): "scheduled" tags the volume for the stack's
 	// Data Lifecycle Manager policy (template SnapshotCron); "" none.
 	Snapshots string
+	// Replicas (replicas): a shared volume NAME becomes one volume per
+	// replica of the service, NAME-<ordinal> (ReplicaName). Default false.
+	Replicas bool
 }
 
 // AZMoveSnapshot is the one way a volume moves to another AZ.
@@ -151,7 +154,6 @@ const AZMoveSnapshot = "snapshot"
 
 // SnapshotsScheduled marks a volume for scheduled snapshots.
 const SnapshotsScheduled = "scheduled"
-
 
 // Option names as a task definition's driverOpts spell them. Keys are matched
 // case-insensitively, so REX-Ray's camelCase ("volumeType", "fsType") works too.
@@ -167,6 +169,7 @@ const (
 	OptDevSuid    = "devsuid"
 	OptAZMove     = "azmove"
 	OptSnapshots  = "snapshots"
+	OptReplicas   = "replicas"
 )
 
 // aliases are REX-Ray/libStorage spellings accepted for compatibility.
@@ -280,6 +283,8 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 			err = ValidateFSType(o.FSType)
 		case OptDevSuid:
 			o.DevSuid, err = strconv.ParseBool(value)
+		case OptReplicas:
+			o.Replicas, err = strconv.ParseBool(value)
 		case OptSnapshotID:
 			o.SnapshotID = value
 			if !snapshotIDPattern.MatchString(value) {
@@ -296,7 +301,7 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 				err = fmt.Errorf("want %q (the stack's Data Lifecycle Manager schedule, SnapshotCron)", SnapshotsScheduled)
 			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, azmove, snapshots)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas, azmove, snapshots)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)
@@ -346,4 +351,45 @@ func parsePositive(s string) (int32, error) {
 		return 0, fmt.Errorf("want a positive whole number")
 	}
 	return int32(n), nil
+}
+
+// Per-replica volumes (driverOpt replicas=true): the shared volume NAME of
+// a service's task is the EBS volume NAME-<ordinal>, the lowest ordinal
+// free in the task's AZ, held by the task until it stops.
+
+// MaxReplicas bounds the ordinals: NAME-0 to NAME-(MaxReplicas-1).
+const MaxReplicas = 1000
+
+// ReplicaFile is the file the agent writes in the root of a replica's
+// filesystem: its ordinal, in decimal, and a newline.
+const ReplicaFile = ".tether-replica"
+
+// ReplicaName is the tether name of replica n of the shared volume base.
+func ReplicaName(base string, n int) string { return base + "-" + strconv.Itoa(n) }
+
+// ValidateReplicaBase accepts a shared volume name whose replicas'
+// names (base-0 to base-999) are all valid names.
+func ValidateReplicaBase(base string) error {
+	if err := ValidateName(base); err != nil {
+		return err
+	}
+	return ValidateName(ReplicaName(base, MaxReplicas-1))
+}
+
+// ParseReplicaName splits NAME-<ordinal> (an ordinal below MaxReplicas,
+// without leading zeros); ok is false for any other name.
+func ParseReplicaName(name string) (base string, n int, ok bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 {
+		return "", 0, false
+	}
+	digits := name[i+1:]
+	if len(digits) > 1 && digits[0] == '0' {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 || n >= MaxReplicas || strconv.Itoa(n) != digits {
+		return "", 0, false
+	}
+	return name[:i], n, true
 }

@@ -158,3 +158,29 @@ func TestDeploymentDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestReplicas(t *testing.T) {
+	o, err := ParseDriverOpts(map[string]string{"Replicas": "true"})
+	if err != nil || !o.Replicas {
+		t.Fatalf("replicas=true: %+v, %v", o, err)
+	}
+	if _, err := ParseDriverOpts(map[string]string{"replicas": "maybe"}); err == nil {
+		t.Fatal("replicas=maybe accepted")
+	}
+	for name, want := range map[string]int{"db-0": 0, "db-12": 12, "a-b-999": 999} {
+		if _, n, ok := ParseReplicaName(name); !ok || n != want {
+			t.Errorf("ParseReplicaName(%q) = %d, %v; want %d", name, n, ok, want)
+		}
+	}
+	for _, name := range []string{"db", "db-", "-1", "db-01", "db-1000", "db-x", "db-+1"} {
+		if b, n, ok := ParseReplicaName(name); ok {
+			t.Errorf("ParseReplicaName(%q) = %q %d, want not a replica name", name, b, n)
+		}
+	}
+	if b, n, ok := ParseReplicaName(ReplicaName("db", 7)); !ok || b != "db" || n != 7 {
+		t.Errorf("round trip: %q %d %v", b, n, ok)
+	}
+	if err := ValidateReplicaBase(strings.Repeat("a", MaxNameLength-3)); err == nil {
+		t.Error("a base whose replica names are too long accepted")
+	}
+}

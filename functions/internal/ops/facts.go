@@ -246,7 +246,17 @@ func (c *cmd) uses(ctx context.Context, key reconcile.Key, t cloud.Task) (bool, 
 	if err != nil {
 		return false, err
 	}
-	return slices.Contains(reconcile.TaskKeys(key.Cluster, t.ARN, td), key), nil
+	if slices.Contains(reconcile.TaskKeys(key.Cluster, t.ARN, td), key) {
+		return true, nil
+	}
+	if len(reconcile.Replicated(td)) == 0 {
+		return false, nil
+	}
+	vols, err := c.deps.Cloud.VolumesByKey(ctx, key.Cluster, key.Volume)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(reconcile.ReplicaKeysOf(key.Cluster, t.ARN, td, vols), key), nil
 }
 
 // readCommands finds tether's newest mount and unmount of the volume for

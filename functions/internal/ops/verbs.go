@@ -132,6 +132,13 @@ func (c *cmd) explain(ctx context.Context, args []string) error {
 			return err
 		}
 		keys = reconcile.TaskKeys(co.cluster, ts[0].ARN, td)
+		if len(reconcile.Replicated(td)) > 0 {
+			vols, err := c.deps.Cloud.ClusterVolumes(ctx, co.cluster)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, reconcile.ReplicaKeysOf(co.cluster, ts[0].ARN, td, vols)...)
+		}
 		task = ts[0]
 		e := explainer{f: &facts{}}
 		line := e.taskLine(task)
@@ -377,6 +384,7 @@ func (c *cmd) tasksOfVolumes(ctx context.Context, cluster string, lines []Volume
 		return err
 	}
 	byName := map[string][]cloud.Task{}
+	var vols []cloud.Volume // read once, if a task has per-replica volumes
 	for _, t := range live {
 		td, err := c.deps.Cloud.TaskDefinition(ctx, t.TaskDefinitionARN)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -385,7 +393,16 @@ func (c *cmd) tasksOfVolumes(ctx context.Context, cluster string, lines []Volume
 		if err != nil {
 			return err
 		}
-		for _, k := range reconcile.TaskKeys(cluster, t.ARN, td) {
+		keys := reconcile.TaskKeys(cluster, t.ARN, td)
+		if len(reconcile.Replicated(td)) > 0 {
+			if vols == nil {
+				if vols, err = c.deps.Cloud.ClusterVolumes(ctx, cluster); err != nil {
+					return err
+				}
+			}
+			keys = append(keys, reconcile.ReplicaKeysOf(cluster, t.ARN, td, vols)...)
+		}
+		for _, k := range keys {
 			byName[k.Volume] = append(byName[k.Volume], t)
 		}
 	}

@@ -67,6 +67,9 @@ func onInstance(ns []need, instance string) []need {
 // process took meanwhile (that pass tries the next) or one a force detach
 // left unusable (remembered: not used again on that instance).
 func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
+	if res, wait, err := p.replicaNeighbour(ctx, t); wait || err != nil {
+		return res, err
+	}
 	inst := t.instance()
 	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN)
 	if p.hint.Poison != "" && p.hint.Instance == inst {
@@ -162,6 +165,9 @@ func (p *pass) serveAttached(ctx context.Context, w want, v cloud.Volume, a clou
 // released it since (generations). The pass never waits for a command: it
 // hands the key back with the command id as hint.
 func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attachment, t need) (Result, error) {
+	if res, wait, err := p.replicaNeighbour(ctx, t); wait || err != nil {
+		return res, err
+	}
 	inst := a.InstanceID
 	here := onInstance(w.needers, inst)
 	log := p.log.With("volumeId", v.ID, "instance", inst, "task", t.task.ARN, "attachment", token(a))
@@ -227,6 +233,10 @@ func (p *pass) mount(ctx context.Context, w want, v cloud.Volume, a cloud.Attach
 			if m.Formatted {
 				p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": inst}, metricCount(MetricFormats))
 			}
+		}
+		if p.mountPredatesReplica(t, cmd) {
+			log.Info("replica mounted here for a task before this one: mounting it again for its new holder", "command", cmd.ID)
+			return p.sendMount(ctx, w, v, a, t, 0)
 		}
 		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, err

@@ -63,6 +63,7 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 		Encrypted: opts.Encrypted, KMSKeyID: opts.KMSKeyID, SnapshotID: opts.SnapshotID,
 		Tags: p.createTags(taskARN, t.task.Family()),
 	}
+	p.replicaTags(req.Tags, w)
 	if opts.SnapshotID == "" {
 		// Created empty: the first mount may format it (agentproto.ParamFormatIfBlank).
 		req.Tags[cloud.TagBlank] = "true"

@@ -205,6 +205,9 @@ func (p *pass) desired(ctx context.Context) (want, error) {
 		w.ciByARN[ci.ARN] = ci
 		w.needers = append(w.needers, need{task: t, spec: spec, ci: ci})
 	}
+	if err := p.claimReplica(ctx, w); err != nil {
+		return want{}, err
+	}
 	return w, nil
 }
 
@@ -216,6 +219,9 @@ func (p *pass) uses(ctx context.Context, t cloud.Task) (cloud.DockerVolume, bool
 	}
 	if err != nil {
 		return cloud.DockerVolume{}, false, err
+	}
+	if spec, uses, isReplica, err := p.replicaUses(ctx, t, td); isReplica || err != nil {
+		return spec, uses, err
 	}
 	v, ok := volumeOf(p.key, t.ARN, td)
 	return v, ok, nil

@@ -129,6 +129,11 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 		return nil, err
 	}
 	keys, refused := keysOf(t.Cluster, t.TaskArn, td)
+	rkeys, rrefused, err := r.replicaKeys(ctx, t.Cluster, cloud.Task{ARN: t.TaskArn, TaskDefinitionARN: tdARN}, td, nil)
+	if err != nil {
+		return nil, err
+	}
+	keys, refused = append(keys, rkeys...), append(refused, rrefused...)
 	if len(refused) > 0 && t.DesiredStatus == "RUNNING" && t.LastStatus != "RUNNING" && t.LastStatus != "STOPPED" {
 		reason := cloud.TruncateReason("tether: " + refused[0])
 		log.Error("task names a volume tether refuses; stopping the task", "reason", reason)
@@ -328,6 +333,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 	if err != nil {
 		return nil, err
 	}
+	views := map[string]*replicaView{}
 	for _, task := range tasks {
 		td, err := r.cloud.TaskDefinition(ctx, task.TaskDefinitionARN)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -337,6 +343,11 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 			return nil, err
 		}
 		keys, _ := keysOf(t.Cluster, task.ARN, td)
+		rkeys, _, err := r.replicaKeys(ctx, t.Cluster, task, td, views)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, rkeys...)
 		for _, k := range keys {
 			seen[k] = true
 			r.mem.noteFamilies(k, task.Family())

@@ -27,8 +27,8 @@ func parseTaskVolumeName(name string) (id, vol string, ok bool) {
 // task, and a reason for each volume tether must refuse.
 func keysOf(cluster, taskARN string, td cloud.TaskDefinition) (keys []Key, refused []string) {
 	for _, v := range td.Volumes {
-		if !isTetherDriver(v.Driver) {
-			continue
+		if !isTetherDriver(v.Driver) || isReplicated(v) {
+			continue // replicas=true: replicaKeys names them
 		}
 		name := v.Name
 		if v.Scope == "task" {

@@ -29,6 +29,8 @@ type pass struct {
 	// leans: the pass ended counting on another chain's retry or on an
 	// event still to come, so it supersedes no retry (see superseded).
 	leans bool
+	// rep: the assignment of a replica key's name, read once per pass (replicas.go).
+	rep *replicaView
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
