@@ -67,7 +67,9 @@ func (p *pass) wantedChange(w want, holder cloud.Task, v cloud.Volume) change {
 func (p *pass) mayNeedChange(w want, holder cloud.Task) bool {
 	id, ok := p.r.mem.knownVolumeOf(p.key)
 	if !ok {
-		return p.hint.Step == stepGrow
+		// Another process mounted it (the sweep is one): the volume is read
+		// (a sweep's passes find it in the sweep's own cluster listing).
+		return true
 	}
 	v, ok := p.r.cloud.KnownVolume(id)
 	if !ok {
@@ -103,6 +105,7 @@ func (p *pass) growServed(ctx context.Context, w want, holder cloud.Task) (Resul
 	if v.ID == "" {
 		return Result{}, false, nil
 	}
+	p.r.mem.noteAttachment(p.key, v.ID, a) // the process's next passes look without reading
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "task", holder.ARN)
 	c := p.wantedChange(w, holder, v)
 	if c.shrink != "" && p.r.mem.firstWait("shrink/"+v.ID+"/"+c.shrink) {

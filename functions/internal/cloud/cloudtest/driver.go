@@ -460,17 +460,21 @@ func (w *World) usersLocked(instance, vid string) []string {
 
 // checkKeysLocked: one EBS volume per tether key.
 func (w *World) checkKeysLocked() {
-	seen := map[string]string{}
+	seen := map[string]*Volume{}
 	for _, v := range w.volumes {
 		c, n := v.Tags["tether:cluster"], v.Tags["tether:volume"]
 		if c == "" || v.State == "deleting" {
 			continue
 		}
 		k := c + "/" + n
-		if other, dup := seen[k]; dup {
-			w.violate("two volumes for key %s: %s and %s", k, other, v.ID)
+		// An AZ move (driverOpt azmove) makes the key's new volume from a
+		// snapshot before it retags the old one: for that moment the two
+		// are one move, not two volumes of the key.
+		moving := func(a, b *Volume) bool { return a.Tags["tether:moved-from"] == b.ID && b.Att == nil }
+		if other, dup := seen[k]; dup && !moving(v, other) && !moving(other, v) {
+			w.violate("two volumes for key %s: %s and %s", k, other.ID, v.ID)
 		}
-		seen[k] = v.ID
+		seen[k] = v
 	}
 }
 

@@ -1,0 +1,72 @@
+package reconcile_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+)
+
+// A shared volume whose next task is placed in another AZ: without
+// azmove the task is stopped with a reason that says how to enable the
+// move; with azmove=snapshot the volume moves by one snapshot to a volume
+// made from it in the task's AZ (its filesystem kept: no second format),
+// and the old volume stays, tagged as moved and no longer the key's. Every
+// event is delivered twice: one snapshot, one new volume.
+func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
+	for _, move := range []bool{false, true} {
+		name := map[bool]string{false: "without azmove", true: "azmove=snapshot"}[move]
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.w.AddInstance("i-a", "us-east-1a")
+			h.w.AddInstance("i-b", "us-east-1b")
+			td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+			opts := map[string]string{"volumetype": "gp3", "size": "10", "iops": "4000"}
+			if move {
+				opts["azmove"] = "snapshot"
+			}
+			h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+				Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts}}})
+			t1 := h.w.PlaceTask(td, "i-a")
+			h.settle(300)
+			h.wantRunning(t1)
+			old := h.oneVolume("pgdata")
+			formats := len(h.w.Mkfs())
+
+			h.w.StopTask(t1, "moved by the scheduler")
+			t2 := h.w.PlaceTask(td, "i-b")
+			settleTwice(h, 600)
+			h.noViolations()
+			if !move {
+				h.wantStoppedBecause(t2, "azmove=snapshot")
+				if n := len(h.w.Snapshots()); n != 0 {
+					t.Fatalf("%d snapshots without azmove", n)
+				}
+				return
+			}
+			h.wantRunning(t2)
+			if n := len(h.w.Snapshots()); n != 1 {
+				t.Fatalf("%d snapshots, want 1: %+v", n, h.w.Snapshots())
+			}
+			nv := h.oneVolume("pgdata")
+			if nv.ID == old.ID || nv.AZ != "us-east-1b" || nv.Att == nil || nv.Att.Instance != "i-b" || nv.Type != "gp3" || nv.IOPS != 4000 || nv.Tags["tether:moved-from"] != old.ID {
+				t.Fatalf("the key's volume after the move: %+v; want a new gp3 4000 IOPS volume in us-east-1b on i-b, moved from %s", nv, old.ID)
+			}
+			if len(h.w.Mkfs()) != formats {
+				t.Fatalf("the moved volume was formatted again: %v", h.w.Mkfs())
+			}
+			var kept bool
+			for _, v := range h.w.Volumes() {
+				if v.ID == old.ID {
+					kept = v.Tags["tether:moved-to"] == nv.ID && v.Tags["tether:volume"] == "" && v.Tags["tether:moved-name"] == "pgdata" && v.Att == nil
+				}
+			}
+			if !kept {
+				t.Fatalf("old volume %s not kept, detached and tagged as moved to %s: %+v", old.ID, nv.ID, h.w.Volumes())
+			}
+			if !strings.Contains(h.logs.String(), "snapshot started") {
+				t.Fatal("the move's progress is not logged")
+			}
+		})
+	}
+}
