@@ -108,15 +108,14 @@ func RunGrow(ctx context.Context, e Env, c GrowConfig) (res GrowResult, err erro
 	for i, s := range svcs {
 		g, err := bw.grow(ctx, s, c.Bound)
 		res.Grows = append(res.Grows, g)
-		e.Log.Info("grow", "n", i+1, "service", s.Name, "volumeId", s.VolumeID, "ok", g.OK(), "failure", g.Failure,
-			"runningToGrown", g.Grown.Sub(g.Running).Round(time.Millisecond))
 		if err != nil {
 			return res, err
 		}
 		if !g.OK() {
 			// The next grows would wait as long for the same reason.
-			return res, nil
+			return res, fmt.Errorf("bench: grow of %s (%s): %s", s.Name, s.VolumeID, g.Failure)
 		}
+		e.Log.Info("grow", "n", i+1, "service", s.Name, "volumeId", s.VolumeID, "runningToGrown", g.Grown.Sub(g.Running).Round(time.Millisecond))
 	}
 	return res, nil
 }
@@ -162,14 +161,19 @@ func (bw *benchWorld) grow(ctx context.Context, s *Service, bound time.Duration)
 	if !ok {
 		return g, fmt.Errorf("bench: %s is not a real host", task.EC2InstanceID)
 	}
+	var last int64
 	for {
 		n, err := containerFSBytes(gctx, h, task.Arn)
+		if err == nil {
+			last = n
+		}
 		if err == nil && n > growFrom<<30 {
 			g.Grown, g.FSBytes = time.Now(), n
 			break
 		}
 		if gctx.Err() != nil {
-			g.Failure = fmt.Sprintf("the filesystem not grown in the container within %s of the update (last: %d bytes, %v)", bound, n, err)
+			g.Failure = fmt.Sprintf("the filesystem not grown in the container within %s of the update (last seen %d bytes; %d ModifyVolume calls so far)",
+				bound, last, bw.W.Counts().Calls["ec2:ModifyVolume"])
 			return g, nil
 		}
 		if err := sleep(gctx, 100*time.Millisecond); err != nil {
