@@ -170,7 +170,7 @@ func TestLargerSizeGrowsTheMountedFilesystem(t *testing.T) {
 	eventually(t, ctx, "the filesystem in the running container grown to about 4 GiB", func() (bool, string) {
 		n, err := statfsBytes(ctx, w, second)
 		if err != nil {
-			return false, fmt.Sprintf("%d bytes, then %v", size, err)
+			return false, fmt.Sprintf("%d bytes (%d ModifyVolume calls so far), then %v", size, w.Counts().Calls["ec2:ModifyVolume"], err)
 		}
 		size = n
 		// (No EC2 call here: the poll must not take from the request
