@@ -26,7 +26,7 @@ func TestResultsJSONHasExactlyTheKeys(t *testing.T) {
 		ThrottledCalls: Ptr(3), RecursiveInvocationsDropped: Ptr(0), ForcedDetachesLive: Ptr(0), MkfsWithoutGrant: Ptr(0),
 		MountOverheadRatio: Ptr(1.01), DataPathRatio: Ptr(0.99), Format1TiBSeconds: Ptr(0.4),
 		BootstrapBytes: Ptr(int64(9 << 20)), ColdInitMs: Ptr(20.5),
-		DeadHostHandoffOverFloorS: Ptr(58.0), ScaleInHandoffRatio: Ptr(1.2),
+		DeadHostHandoffOverFloorS: Ptr(58.0), ScaleInHandoffRatio: Ptr(1.2), GrowOnlineSeconds: Ptr(14.5),
 	}
 	for name, r := range map[string]Results{"measured": full, "nothing measured": {}} {
 		path := filepath.Join(t.TempDir(), "bench.json")
@@ -426,5 +426,47 @@ func TestHostsRows(t *testing.T) {
 	HostsRows(&rep, HostsResult{Dead: failed}, floor)
 	if rep.Results.DeadHostHandoffOverFloorS != nil || rep.Results.ScaleInHandoffRatio != nil {
 		t.Errorf("figures from failed runs: %+v", rep.Results)
+	}
+}
+
+func TestGrowRows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	grow := func(name string, modified, grown float64) Grow {
+		at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+		return Grow{Service: name, VolumeID: "vol-0123456789abcdef0", Running: t0, Modified: at(modified), Grown: at(grown), FSBytes: 2 << 30}
+	}
+	var rep Report
+	GrowRows(&rep, GrowResult{Grows: []Grow{grow("a", 6, 20), grow("b", 5, 14), grow("c", 7, 31)}, ModifyVolumes: 3})
+	if v := rep.Results.GrowOnlineSeconds; v == nil || *v != 20 {
+		t.Errorf("grow_online_seconds %v, want the median 20", v)
+	}
+	i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "grow_online_seconds" })
+	if i < 0 || rep.Rows[i].Value != "20.0" || !strings.Contains(rep.Rows[i].Detail, "RUNNING") {
+		t.Errorf("rows %+v, want grow_online_seconds 20.0 with its definition", rep.Rows)
+	}
+	j := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "  RUNNING -> ModifyVolume" })
+	if j < 0 || rep.Rows[j].Value != "6.00s" {
+		t.Errorf("rows %+v, want RUNNING -> ModifyVolume 6.00s", rep.Rows)
+	}
+
+	// A failed grow is left out of the median and named.
+	failed := grow("c", 7, 31)
+	failed.Failure = "the filesystem not grown in the container within 2m0s of the update"
+	rep = Report{}
+	GrowRows(&rep, GrowResult{Grows: []Grow{grow("a", 6, 20), grow("b", 5, 14), failed}})
+	if v := rep.Results.GrowOnlineSeconds; v == nil || *v != 17 {
+		t.Errorf("grow_online_seconds %v, want the median 17 of the two that finished", v)
+	}
+	if i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "grow_online_seconds" }); i < 0 || !strings.Contains(rep.Rows[i].Detail, failed.Failure) {
+		t.Errorf("rows %+v, want the failure named", rep.Rows)
+	}
+
+	// Nothing grown: null and n/a.
+	never := grow("a", 6, 20)
+	never.Grown, never.Failure = time.Time{}, "the filesystem not grown in the container within 2m0s of the update"
+	rep = Report{}
+	GrowRows(&rep, GrowResult{Grows: []Grow{never}})
+	if rep.Results.GrowOnlineSeconds != nil || len(rep.Rows) != 1 || rep.Rows[0].Value != "n/a" {
+		t.Errorf("no grow finished: %+v %+v", rep.Results.GrowOnlineSeconds, rep.Rows)
 	}
 }

@@ -12,7 +12,12 @@
 //     without tether run 10, then 500, unrelated tasks (the ECS calls a
 //     handoff makes must not grow with the cluster);
 //   - concurrent: 200 services on 10 instances drained at once onto 10
-//     more (handoff_ratio_200, and against the floor the buckets allow).
+//     more (handoff_ratio_200, and against the floor the buckets allow);
+//   - hosts: scale-ins, drains and dead hosts on real hosts
+//     (dead_host_handoff_over_floor_s, scale_in_handoff_ratio);
+//   - grow: services on one real host updated to a revision asking for a
+//     larger size, timed until the container sees its filesystem grown
+//     (grow_online_seconds).
 //
 // Calls are counted per handoff window (from the drain until tether's
 // queues are empty again): the world's router journals every call it

@@ -42,6 +42,9 @@ type Results struct {
 	// termination hook against a drain in the same world.
 	DeadHostHandoffOverFloorS *float64 `json:"dead_host_handoff_over_floor_s"`
 	ScaleInHandoffRatio       *float64 `json:"scale_in_handoff_ratio"`
+	// Online grow: from a new revision's task RUNNING (its volume asking
+	// for a larger size) to its container seeing the filesystem grown.
+	GrowOnlineSeconds *float64 `json:"grow_online_seconds"`
 }
 
 // Keys are the JSON keys of Results, in order.
@@ -51,7 +54,7 @@ var Keys = []string{
 	"ecs_calls_per_handoff_10_unrelated", "ecs_calls_per_handoff_500_unrelated",
 	"throttled_calls", "recursive_invocations_dropped", "forced_detaches_live", "mkfs_without_grant",
 	"mount_overhead_ratio", "data_path_ratio", "format_1tib_seconds", "bootstrap_bytes", "cold_init_ms",
-	"dead_host_handoff_over_floor_s", "scale_in_handoff_ratio",
+	"dead_host_handoff_over_floor_s", "scale_in_handoff_ratio", "grow_online_seconds",
 }
 
 // WriteJSON writes the results to path.

@@ -43,6 +43,7 @@ type options struct {
 	hosts           string
 	scalingHandoffs int
 	hostHandoffs    int
+	grows           int
 	unrelated       []int
 	seed            uint64
 	skip            map[string]bool
@@ -60,12 +61,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.eventHandoffs, "event-handoffs", 5, "single handoffs in the world that sends EBS detachVolume events")
 	fs.IntVar(&o.scalingHandoffs, "scaling-handoffs", 3, "handoffs at each cluster size of the ECS scaling check")
 	fs.IntVar(&o.hostHandoffs, "host-handoffs", 3, "handoffs of each kind in the hosts run (drain, dead host; scale-in one more)")
+	fs.IntVar(&o.grows, "grows", 3, "online grows in the grow run (one service each: EBS allows one modification of a volume every 6 hours)")
 	fs.IntVar(&o.concurrent, "concurrent", 200, "handoffs at once in the many-handoffs run")
 	fs.IntVar(&o.instances, "instances", 20, "instances of the many-handoffs run (half hold the tasks, half take them)")
 	fs.StringVar(&o.hosts, "hosts", "auto", "hosts of the many-handoffs run: real, fake, or auto (decided by measuring concurrent container starts)")
 	fs.Uint64Var(&o.seed, "seed", 1, "the worlds' seed (latency draws, ids)")
 	unrelated := fs.String("unrelated", "10,500", "unrelated running tasks in the cluster at each size of the ECS scaling check, ascending")
-	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, hosts, agent, functions")
+	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, hosts, grow, agent, functions")
 	fs.DurationVar(&o.timeout, "timeout", 50*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -74,10 +76,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	for _, p := range strings.Split(skip, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "":
-		case "single", "scaling", "concurrent", "hosts", "agent", "functions":
+		case "single", "scaling", "concurrent", "hosts", "grow", "agent", "functions":
 			o.skip[p] = true
 		default:
-			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, hosts, agent or functions", p)
+			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, hosts, grow, agent or functions", p)
 		}
 	}
 	for _, f := range strings.Split(*unrelated, ",") {
@@ -92,8 +94,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	default:
 		return o, fmt.Errorf("-hosts %q: want real, fake or auto", o.hosts)
 	}
-	if o.handoffs < 1 || o.eventHandoffs < 1 || o.scalingHandoffs < 1 || o.hostHandoffs < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
-		return o, errors.New("-handoffs, -event-handoffs, -scaling-handoffs, -host-handoffs and -concurrent must be at least 1, -instances even and at least 2")
+	if o.handoffs < 1 || o.eventHandoffs < 1 || o.scalingHandoffs < 1 || o.hostHandoffs < 1 || o.grows < 1 || o.concurrent < 1 || o.instances < 2 || o.instances%2 != 0 {
+		return o, errors.New("-handoffs, -event-handoffs, -scaling-handoffs, -host-handoffs, -grows and -concurrent must be at least 1, -instances even and at least 2")
 	}
 	return o, nil
 }
@@ -189,7 +191,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	}
 
 	env := bench.Env{Dir: dir, Seed: o.seed, Log: log}
-	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"] || !o.skip["hosts"]
+	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"] || !o.skip["hosts"] || !o.skip["grow"]
 	if needWorld {
 		log.Info("building tether-agent and the native bootstraps")
 		if env.AgentBinary, err = world.BuildAgent(ctx, filepath.Join(dir, "bin")); err != nil {
@@ -330,6 +332,17 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		bench.HostsRows(rep, hr, hostsFloor)
 		rep.Note("hosts run: one service's volume on real hosts in one world with an Auto Scaling group (%s) that carries tether's termination hook (AutoScalingGroupNames); %d scale-ins (the group's only member holds the task; desired 1 -> 0), %d drains of the instance outside the group (after the group is back to 1) and %d deaths of the instance holding the task (world.KillInstance: no drain, no hook; EC2 shuts it down for the realistic profile's time, then ECS stops its task), each to an instance launched for it, timed from the act to ECS reporting the replacement RUNNING, the mark written before read back on the new host",
 			"bench-asg", o.hostHandoffs+1, o.hostHandoffs, o.hostHandoffs)
+	}
+	if !o.skip["grow"] {
+		log.Info("online grow: services updated to a revision asking for a larger size", "grows", o.grows)
+		gr, err := bench.RunGrow(ctx, env, bench.GrowConfig{Grows: o.grows, Bound: 2 * time.Minute})
+		if err != nil {
+			fail("grow", err)
+		}
+		worlds++
+		safety.Add(gr.Safety)
+		bench.GrowRows(rep, gr)
+		rep.Note("grow run: %d services of one busybox task on one real host, each with its own shared tether volume (xfs: the agent's ext4 grow, resize2fs on the mounted filesystem, needs CAP_SYS_RESOURCE, which some machines' bounding set lacks), updated one at a time to a revision asking for a larger size (maximumPercent 100 / minimumHealthyPercent 0: the new task starts on the same host, the volume still attached); one grow per volume, as EBS allows one modification every 6 hours; a grow not seen within 2 minutes ends the run", o.grows)
 	}
 	if len(all) > 0 {
 		bench.CallRows(rep, headline, all)
