@@ -144,6 +144,9 @@ type Options struct {
 	// Snapshots (snapshots): "scheduled" tags the volume for the stack's
 	// Data Lifecycle Manager policy (template SnapshotCron); "" none.
 	Snapshots string
+	// SnapshotBeforeDelete (snapshot-before-delete): a task-scoped volume
+	// is snapshotted, and deleted only once the snapshot is complete.
+	SnapshotBeforeDelete bool
 	// Replicas (replicas): a shared volume NAME becomes one volume per
 	// replica of the service, NAME-<ordinal> (ReplicaName). Default false.
 	Replicas bool
@@ -158,18 +161,19 @@ const SnapshotsScheduled = "scheduled"
 // Option names as a task definition's driverOpts spell them. Keys are matched
 // case-insensitively, so REX-Ray's camelCase ("volumeType", "fsType") works too.
 const (
-	OptSize       = "size"
-	OptVolumeType = "volumetype"
-	OptIOPS       = "iops"
-	OptThroughput = "throughput"
-	OptEncrypted  = "encrypted"
-	OptKMSKeyID   = "kmskeyid"
-	OptFSType     = "fstype"
-	OptSnapshotID = "snapshotid"
-	OptDevSuid    = "devsuid"
-	OptAZMove     = "azmove"
-	OptSnapshots  = "snapshots"
-	OptReplicas   = "replicas"
+	OptSize                 = "size"
+	OptVolumeType           = "volumetype"
+	OptIOPS                 = "iops"
+	OptThroughput           = "throughput"
+	OptEncrypted            = "encrypted"
+	OptKMSKeyID             = "kmskeyid"
+	OptFSType               = "fstype"
+	OptSnapshotID           = "snapshotid"
+	OptDevSuid              = "devsuid"
+	OptAZMove               = "azmove"
+	OptSnapshots            = "snapshots"
+	OptSnapshotBeforeDelete = "snapshot-before-delete"
+	OptReplicas             = "replicas"
 )
 
 // aliases are REX-Ray/libStorage spellings accepted for compatibility.
@@ -295,13 +299,15 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 			if o.AZMove != AZMoveSnapshot {
 				err = fmt.Errorf("want %q (move by snapshot to the task's availability zone)", AZMoveSnapshot)
 			}
+		case OptSnapshotBeforeDelete:
+			o.SnapshotBeforeDelete, err = strconv.ParseBool(value)
 		case OptSnapshots:
 			o.Snapshots = strings.ToLower(value)
 			if o.Snapshots != SnapshotsScheduled {
 				err = fmt.Errorf("want %q (the stack's Data Lifecycle Manager schedule, SnapshotCron)", SnapshotsScheduled)
 			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas, azmove, snapshots)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas, azmove, snapshots, snapshot-before-delete)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)

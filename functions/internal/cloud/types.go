@@ -38,6 +38,11 @@ const (
 	// TagSnapshots: the stack's Data Lifecycle Manager policy snapshots
 	// volumes whose value is their cluster (driverOpt snapshots=scheduled).
 	TagSnapshots = "tether:snapshots"
+	// TagSnapshotFirst: a task-scoped volume is snapshotted before it is
+	// deleted (driverOpt snapshot-before-delete); the snapshot carries
+	// TagFinalOf, the volume's id.
+	TagSnapshotFirst = "tether:snapshot-before-delete"
+	TagFinalOf       = "tether:final-of"
 
 	ScopeShared = "shared"
 	ScopeTask   = "task"

@@ -68,6 +68,14 @@ func (p *pass) create(ctx context.Context, w want, dying *cloud.Volume) (Result,
 		// Created empty: the first mount may format it (agentproto.ParamFormatIfBlank).
 		req.Tags[cloud.TagBlank] = "true"
 	}
+	if opts.Snapshots == volspec.SnapshotsScheduled {
+		req.Tags[cloud.TagSnapshots] = p.key.Cluster // the stack's DLM policy (SnapshotCron)
+	}
+	if opts.SnapshotBeforeDelete && taskScoped {
+		// On the volume, for the pass that deletes it when its task is
+		// gone (ECS may no longer know the task definition by then).
+		req.Tags[cloud.TagSnapshotFirst] = "true"
+	}
 	h := p.hint
 	if h.Step != stepCreate {
 		h = hint{Step: stepCreate}

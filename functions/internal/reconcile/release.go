@@ -599,6 +599,11 @@ func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error)
 		log.Error("refusing to delete: the volume's tags do not say it belongs to this task", "tags", v.Tags)
 		return done("not deleted: tags do not match the task"), nil
 	}
+	if v.Tags[cloud.TagSnapshotFirst] == "true" {
+		if res, wait, err := p.snapshotBeforeDelete(ctx, v); wait || err != nil {
+			return res, err
+		}
+	}
 	if err := p.fresh("delete"); err != nil {
 		return Result{}, err
 	}
@@ -614,6 +619,41 @@ func (p *pass) deleteVolume(ctx context.Context, v cloud.Volume) (Result, error)
 	}
 	log.Info("task-scoped volume deleted: its task stopped")
 	return done("deleted " + v.ID), nil
+}
+
+// snapshotBeforeDelete: a task-scoped volume tagged for it is deleted
+// only once a snapshot of it (tagged tether:final-of) is complete; one
+// that fails keeps the volume (never deleted unsaved) and says so.
+func (p *pass) snapshotBeforeDelete(ctx context.Context, v cloud.Volume) (Result, bool, error) {
+	log := p.log.With("volumeId", v.ID)
+	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagFinalOf, v.ID)
+	if err != nil {
+		return Result{}, true, err
+	}
+	for _, s := range snaps {
+		switch s.State {
+		case cloud.SnapshotCompleted:
+			log.Info("the task-scoped volume's snapshot is complete; deleting the volume", "snapshot", s.ID)
+			return Result{}, false, nil
+		case cloud.SnapshotPending:
+			return p.retry(p.r.t.MovePoll, hint{}, "snapshot %s of %s before its delete %s", s.ID, v.ID, s.Progress), true, nil
+		}
+	}
+	if len(snaps) > 0 {
+		log.Error("the snapshot before the delete failed: the volume is kept", "snapshot", snaps[len(snaps)-1].ID, "error", snaps[len(snaps)-1].StateError)
+		return done("snapshot before delete failed; volume kept"), true, nil
+	}
+	if err := p.fresh("snapshot"); err != nil {
+		return Result{}, true, err
+	}
+	tags := map[string]string{cloud.TagName: p.key.Volume, cloud.TagCluster: p.key.Cluster, cloud.TagFinalOf: v.ID,
+		cloud.TagTask: v.Tags[cloud.TagTask]}
+	s, err := p.r.cloud.CreateSnapshot(ctx, v.ID, "tether: "+p.key.Volume+" before its delete (its task stopped)", tags)
+	if err != nil {
+		return Result{}, true, err
+	}
+	log.Info("task stopped: snapshotting its volume before the delete", "snapshot", s.ID)
+	return p.retry(p.r.t.MovePoll, hint{}, "snapshot %s of %s before its delete", s.ID, v.ID), true, nil
 }
 
 // continueStep finishes a step a previous pass started, from its hint,
