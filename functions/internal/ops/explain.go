@@ -416,8 +416,30 @@ func holderNames(hs []agentproto.Holder) string {
 // attachTo: the volume is available and a task on inst needs it.
 func (e *explainer) attachTo(v cloud.Volume, inst string) {
 	if az := e.f.instances[inst].AZ; az != "" && az != v.AZ {
-		e.step(stepFailed, "attach to "+inst, fmt.Sprintf("%s is in %s, the volume in %s: tether stops the task (add the placement constraint attribute:ecs.availability-zone == %s)", inst, az, v.AZ, v.AZ))
-		e.x.Advice = fmt.Sprintf("constrain the tasks to %s", v.AZ)
+		for _, s := range e.f.moves {
+			if s.Tags[cloud.TagMoveTo] != az {
+				continue
+			}
+			switch s.State {
+			case cloud.SnapshotError:
+				e.step(stepFailed, "move to "+az+" by snapshot", fmt.Sprintf("snapshot %s failed: %s", s.ID, s.StateError))
+				e.x.Advice = "the volume stays in " + v.AZ + "; constrain the tasks to it, or snapshot it by hand"
+				return
+			case cloud.SnapshotCompleted:
+				e.step(stepDone, "snapshot for the move to "+az, s.ID)
+				e.step(stepNow, "create the volume in "+az+" from "+s.ID, "not asked yet")
+				e.wait("tether to create %s's volume in %s from %s", e.f.key.Volume, az, s.ID)
+			default:
+				e.step(stepNow, "snapshot for the move to "+az, fmt.Sprintf("%s %s %s, started %s ago", s.ID, s.State, s.Progress, e.ago(s.StartTime)))
+				e.wait("EBS to complete snapshot %s of %s (%s)", s.ID, v.ID, s.Progress)
+				e.step(stepNext, "create the volume in "+az+" from "+s.ID, "")
+			}
+			e.step(stepNext, "attach to "+inst, "")
+			e.step(stepNext, "mount on "+inst, "")
+			return
+		}
+		e.step(stepFailed, "attach to "+inst, fmt.Sprintf("%s is in %s, the volume in %s: tether stops the task (add the placement constraint attribute:ecs.availability-zone == %s, or set the driverOpt azmove=snapshot to move the volume)", inst, az, v.AZ, v.AZ))
+		e.x.Advice = fmt.Sprintf("constrain the tasks to %s, or let tether move the volume by snapshot (driverOpt azmove=snapshot)", v.AZ)
 		return
 	}
 	e.step(stepNow, "attach to "+inst, "not asked yet")

@@ -179,3 +179,34 @@ func TestCommandLine(t *testing.T) {
 		t.Fatalf("help: exit %d\n%s", code, stdout.String())
 	}
 }
+
+// A volume whose waiting task was placed in another AZ: explain says the
+// task is stopped and how to enable a move, or, with a move under way, its
+// snapshot's progress and the steps that follow.
+func TestExplainShowsAnAZMove(t *testing.T) {
+	moved := func() *facts {
+		f := handoff()
+		f.volume.Attachments = nil
+		f.volume.State = cloud.VolumeAvailable
+		in := f.instances["i-b"]
+		in.AZ = "us-east-1b"
+		f.instances["i-b"] = in
+		return f
+	}
+	x := explain(moved())
+	if !strings.Contains(steps(x), "failed attach to i-b") || !strings.Contains(x.Advice, "azmove=snapshot") {
+		t.Fatalf("no move under way: steps\n%sadvice %q; want the attach failing and the driverOpt named", steps(x), x.Advice)
+	}
+	f := moved()
+	f.moves = []cloud.EBSSnapshot{{ID: "snap-0abc", VolumeID: "vol-0abc", State: cloud.SnapshotPending, Progress: "45%",
+		StartTime: now.Add(-time.Minute), Tags: map[string]string{cloud.TagMoveTo: "us-east-1b"}}}
+	x = explain(f)
+	if !strings.Contains(steps(x), "now snapshot for the move to us-east-1b: snap-0abc pending 45%") || !strings.HasPrefix(x.WaitingFor, "EBS to complete snapshot snap-0abc") ||
+		!strings.Contains(steps(x), "next create the volume in us-east-1b from snap-0abc") {
+		t.Fatalf("move under way: steps\n%swaiting %q", steps(x), x.WaitingFor)
+	}
+	f.moves[0].State = cloud.SnapshotCompleted
+	if x = explain(f); !strings.Contains(steps(x), "done snapshot for the move to us-east-1b: snap-0abc") || !strings.Contains(steps(x), "now create the volume in us-east-1b") {
+		t.Fatalf("snapshot complete: steps\n%s", steps(x))
+	}
+}

@@ -40,6 +40,9 @@ type facts struct {
 	// is attached elsewhere or nowhere.
 	mount, unmount, released *cloud.Command
 	releasedFrom             string
+	// moves: snapshots of an AZ move of the volume (driverOpt azmove),
+	// read when it is available.
+	moves []cloud.EBSSnapshot
 }
 
 // instance is what EC2 and ECS say about one instance.
@@ -95,6 +98,11 @@ func (c *cmd) gather(ctx context.Context, key reconcile.Key, co common, vol *clo
 	}
 	if f.tasks, err = c.tasksUsing(ctx, key, vol); err != nil {
 		return nil, err
+	}
+	if vol != nil && len(vol.Attachments) == 0 && vol.State == cloud.VolumeAvailable {
+		if f.moves, err = cl.SnapshotsTagged(ctx, cloud.TagMoveOf, vol.ID); err != nil {
+			return nil, err
+		}
 	}
 	ids := map[string]bool{}
 	if vol != nil {

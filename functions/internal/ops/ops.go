@@ -53,6 +53,7 @@ type Cloud interface {
 	VolumeByID(ctx context.Context, id string) (cloud.Volume, error)
 	Instance(ctx context.Context, id string) (cloud.Instance, error)
 	TagVolume(ctx context.Context, volumeID string, tags map[string]string) error
+	SnapshotsTagged(ctx context.Context, key, value string) ([]cloud.EBSSnapshot, error)
 
 	LiveTasks(ctx context.Context, cluster string) ([]cloud.Task, error)
 	TasksOf(ctx context.Context, cluster string, q cloud.TaskQuery) ([]cloud.Task, error)

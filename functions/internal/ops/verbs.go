@@ -273,6 +273,7 @@ type VolumeLine struct {
 	Type        string    `json:"type"`
 	Created     time.Time `json:"createdAt"`
 	Adopted     string    `json:"adoptedAt,omitempty"`
+	MovedTo     string    `json:"movedTo,omitempty"` // moved to another AZ as this volume (driverOpt azmove); kept, no longer the name's
 	LastHandoff *Handoff  `json:"lastHandoff,omitempty"`
 }
 
@@ -323,6 +324,11 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 		if len(v.Attachments) > 0 {
 			l.Instance, l.Attachment = v.Attachments[0].InstanceID, v.Attachments[0].State
 		}
+		if to := v.Tags[cloud.TagMovedTo]; to != "" {
+			l.Name, l.MovedTo = v.Tags[cloud.TagMovedName], to
+			lines = append(lines, l) // no task of the name uses it any more
+			continue
+		}
 		byCluster[l.Cluster] = append(byCluster[l.Cluster], len(lines))
 		lines = append(lines, l)
 	}
@@ -359,7 +365,11 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 				took = fmt.Sprintf("%.1fs", h.Seconds)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d GiB\t%s\t%s\t%s\n", l.Name, l.VolumeID, l.Cluster, l.Scope, l.State, l.AZ,
+		state := l.State
+		if l.MovedTo != "" {
+			state += " (moved to " + l.MovedTo + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d GiB\t%s\t%s\t%s\n", l.Name, l.VolumeID, l.Cluster, l.Scope, state, l.AZ,
 			dash(l.Instance), task, l.SizeGiB, l.Type, last, took)
 	}
 	return tw.Flush()
