@@ -41,7 +41,8 @@ func (p *pass) wrongAZ(ctx context.Context, w want, v cloud.Volume, t need) (Res
 	}
 	p.log.Error("volume and task are in different availability zones", "volumeId", v.ID, "volumeAZ", v.AZ,
 		"task", t.task.ARN, "instance", t.instance(), "instanceAZ", t.az())
-	reason := fmt.Sprintf("volume %s (%s) is in %s but the task was placed on %s in %s; add the placement constraint attribute:ecs.availability-zone == %s, or let tether move it by snapshot with the driverOpt azmove=snapshot",
+	// The advice first: ECS keeps 255 characters of a stopped reason.
+	reason := fmt.Sprintf("volume %s (%s) is in %s, the task on %s in %s: set driverOpt azmove=snapshot to move it, or constrain the tasks to attribute:ecs.availability-zone == %s",
 		p.key.Volume, v.ID, v.AZ, t.instance(), t.az(), v.AZ)
 	if err := p.failNeeders(ctx, onInstance(w.needers, t.instance()), reasonWrongAZ, reason); err != nil {
 		return Result{}, err

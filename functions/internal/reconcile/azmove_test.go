@@ -17,6 +17,9 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 	for _, move := range []bool{false, true} {
 		name := map[bool]string{false: "without azmove", true: "azmove=snapshot"}[move]
 		t.Run(name, func(t *testing.T) {
+			// A long name, as real ones can be: the advice must survive ECS's
+			// 255 characters of stopped reason.
+			vol := "pgdata-" + strings.Repeat("x", 60)
 			h := newHarness(t)
 			h.w.AddInstance("i-a", "us-east-1a")
 			h.w.AddInstance("i-b", "us-east-1b")
@@ -26,11 +29,11 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 				opts["azmove"] = "snapshot"
 			}
 			h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
-				Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts}}})
+				Name: vol, Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts}}})
 			t1 := h.w.PlaceTask(td, "i-a")
 			h.settle(300)
 			h.wantRunning(t1)
-			old := h.oneVolume("pgdata")
+			old := h.oneVolume(vol)
 			formats := len(h.w.Mkfs())
 
 			h.w.StopTask(t1, "moved by the scheduler")
@@ -48,7 +51,7 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 			if n := len(h.w.Snapshots()); n != 1 {
 				t.Fatalf("%d snapshots, want 1: %+v", n, h.w.Snapshots())
 			}
-			nv := h.oneVolume("pgdata")
+			nv := h.oneVolume(vol)
 			if nv.ID == old.ID || nv.AZ != "us-east-1b" || nv.Att == nil || nv.Att.Instance != "i-b" || nv.Type != "gp3" || nv.IOPS != 4000 || nv.Tags["tether:moved-from"] != old.ID {
 				t.Fatalf("the key's volume after the move: %+v; want a new gp3 4000 IOPS volume in us-east-1b on i-b, moved from %s", nv, old.ID)
 			}
@@ -58,7 +61,7 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 			var kept bool
 			for _, v := range h.w.Volumes() {
 				if v.ID == old.ID {
-					kept = v.Tags["tether:moved-to"] == nv.ID && v.Tags["tether:volume"] == "" && v.Tags["tether:moved-name"] == "pgdata" && v.Att == nil
+					kept = v.Tags["tether:moved-to"] == nv.ID && v.Tags["tether:volume"] == "" && v.Tags["tether:moved-name"] == vol && v.Att == nil
 				}
 			}
 			if !kept {
