@@ -27,6 +27,7 @@ func TestResultsJSONHasExactlyTheKeys(t *testing.T) {
 		MountOverheadRatio: Ptr(1.01), DataPathRatio: Ptr(0.99), Format1TiBSeconds: Ptr(0.4),
 		BootstrapBytes: Ptr(int64(9 << 20)), ColdInitMs: Ptr(20.5),
 		DeadHostHandoffOverFloorS: Ptr(58.0), ScaleInHandoffRatio: Ptr(1.2), GrowOnlineSeconds: Ptr(14.5),
+		AZMoveSecondsPerGiB: Ptr(30.5),
 	}
 	for name, r := range map[string]Results{"measured": full, "nothing measured": {}} {
 		path := filepath.Join(t.TempDir(), "bench.json")
@@ -468,5 +469,49 @@ func TestGrowRows(t *testing.T) {
 	GrowRows(&rep, GrowResult{Grows: []Grow{never}})
 	if rep.Results.GrowOnlineSeconds != nil || len(rep.Rows) != 1 || rep.Rows[0].Value != "n/a" {
 		t.Errorf("no grow finished: %+v %+v", rep.Results.GrowOnlineSeconds, rep.Rows)
+	}
+}
+
+// az_move_seconds_per_gib is the median of each move's seconds over its
+// size; the sub-row has the raw seconds; failed moves are left out and
+// named; none finished is null and n/a.
+func TestAZMoveRows(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	move := func(name string, gib int, running, read float64) AZMove {
+		at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+		return AZMove{Service: name, SizeGiB: gib, FromAZ: "us-west-2a", ToAZ: "us-west-2b", OldVolumeID: "vol-0123456789abcdef0",
+			NewVolumeID: "vol-0123456789abcdef1", Drained: t0, Running: at(running), Read: at(read)}
+	}
+	var rep Report
+	// 40/1, 60/2, 80/4: 40, 30, 20 s per GiB.
+	AZMoveRows(&rep, AZMoveResult{Moves: []AZMove{move("a", 1, 39.5, 40), move("b", 2, 59, 60), move("c", 4, 79, 80)}, Snapshots: 3})
+	if v := rep.Results.AZMoveSecondsPerGiB; v == nil || *v != 30 {
+		t.Errorf("az_move_seconds_per_gib %v, want the median 30", v)
+	}
+	i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "az_move_seconds_per_gib" })
+	if i < 0 || rep.Rows[i].Value != "30.0" || !strings.Contains(rep.Rows[i].Detail, "2 GiB 60.00s") || !strings.Contains(rep.Rows[i].Detail, "3 CreateSnapshot") {
+		t.Errorf("rows %+v, want az_move_seconds_per_gib 30.0 with each move", rep.Rows)
+	}
+	if i+1 >= len(rep.Rows) || rep.Rows[i+1].Figure != "  seconds per move" || rep.Rows[i+1].Value != "60.00s" {
+		t.Errorf("rows %+v, want the raw seconds' median 60.00s under it", rep.Rows)
+	}
+
+	// A failed move is left out and named.
+	failed := move("c", 4, 79, 80)
+	failed.Read, failed.Failure = time.Time{}, "no replacement RUNNING before the deadline"
+	rep = Report{}
+	AZMoveRows(&rep, AZMoveResult{Moves: []AZMove{move("a", 1, 39, 40), move("b", 2, 59, 60), failed}})
+	if v := rep.Results.AZMoveSecondsPerGiB; v == nil || *v != 35 {
+		t.Errorf("az_move_seconds_per_gib %v, want the median 35 of the two that finished", v)
+	}
+	if i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "az_move_seconds_per_gib" }); i < 0 || !strings.Contains(rep.Rows[i].Detail, failed.Failure) {
+		t.Errorf("the failed move is not named: %+v", rep.Rows)
+	}
+
+	// Nothing finished: null and n/a.
+	rep = Report{}
+	AZMoveRows(&rep, AZMoveResult{Moves: []AZMove{failed}})
+	if rep.Results.AZMoveSecondsPerGiB != nil || len(rep.Rows) != 1 || rep.Rows[0].Value != "n/a" {
+		t.Errorf("no move finished: %+v %+v", rep.Results.AZMoveSecondsPerGiB, rep.Rows)
 	}
 }

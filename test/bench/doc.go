@@ -17,7 +17,11 @@
 //     (dead_host_handoff_over_floor_s, scale_in_handoff_ratio);
 //   - grow: services on one real host updated to a revision asking for a
 //     larger size, timed until the container sees its filesystem grown
-//     (grow_online_seconds).
+//     (grow_online_seconds);
+//   - azmove: services whose shared volume has azmove=snapshot, on two
+//     real hosts in two AZs, drained into the other AZ one at a time,
+//     timed until the mark is read back there, per GiB of the volume
+//     (az_move_seconds_per_gib).
 //
 // Calls are counted per handoff window (from the drain until tether's
 // queues are empty again): the world's router journals every call it

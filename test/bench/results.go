@@ -45,6 +45,9 @@ type Results struct {
 	// Online grow: from a new revision's task RUNNING (its volume asking
 	// for a larger size) to its container seeing the filesystem grown.
 	GrowOnlineSeconds *float64 `json:"grow_online_seconds"`
+	// AZ move by snapshot: from the drain that places a task in another
+	// AZ to its replacement there reading its data, per GiB of the volume.
+	AZMoveSecondsPerGiB *float64 `json:"az_move_seconds_per_gib"`
 }
 
 // Keys are the JSON keys of Results, in order.
@@ -55,6 +58,7 @@ var Keys = []string{
 	"throttled_calls", "recursive_invocations_dropped", "forced_detaches_live", "mkfs_without_grant",
 	"mount_overhead_ratio", "data_path_ratio", "format_1tib_seconds", "bootstrap_bytes", "cold_init_ms",
 	"dead_host_handoff_over_floor_s", "scale_in_handoff_ratio", "grow_online_seconds",
+	"az_move_seconds_per_gib",
 }
 
 // WriteJSON writes the results to path.

@@ -44,6 +44,7 @@ type options struct {
 	scalingHandoffs int
 	hostHandoffs    int
 	grows           int
+	azMoves         []int
 	unrelated       []int
 	seed            uint64
 	skip            map[string]bool
@@ -66,8 +67,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.instances, "instances", 20, "instances of the many-handoffs run (half hold the tasks, half take them)")
 	fs.StringVar(&o.hosts, "hosts", "auto", "hosts of the many-handoffs run: real, fake, or auto (decided by measuring concurrent container starts)")
 	fs.Uint64Var(&o.seed, "seed", 1, "the worlds' seed (latency draws, ids)")
+	azmove := fs.String("azmove-sizes", "1,2,4", "volume sizes (GiB) of the azmove run, one move each")
 	unrelated := fs.String("unrelated", "10,500", "unrelated running tasks in the cluster at each size of the ECS scaling check, ascending")
-	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, hosts, grow, agent, functions")
+	fs.StringVar(&skip, "skip", "", "comma-separated parts to leave out: single, scaling, concurrent, hosts, grow, azmove, agent, functions")
 	fs.DurationVar(&o.timeout, "timeout", 50*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -76,10 +78,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	for _, p := range strings.Split(skip, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "":
-		case "single", "scaling", "concurrent", "hosts", "grow", "agent", "functions":
+		case "single", "scaling", "concurrent", "hosts", "grow", "azmove", "agent", "functions":
 			o.skip[p] = true
 		default:
-			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, hosts, grow, agent or functions", p)
+			return o, fmt.Errorf("-skip %q: want single, scaling, concurrent, hosts, grow, azmove, agent or functions", p)
 		}
 	}
 	for _, f := range strings.Split(*unrelated, ",") {
@@ -88,6 +90,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-unrelated %q: want task counts, ascending", *unrelated)
 		}
 		o.unrelated = append(o.unrelated, n)
+	}
+	for _, f := range strings.Split(*azmove, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 16384 {
+			return o, fmt.Errorf("-azmove-sizes %q: want sizes in GiB, 1 to 16384", *azmove)
+		}
+		o.azMoves = append(o.azMoves, n)
 	}
 	switch o.hosts {
 	case "auto", string(world.RealHosts), string(world.FakeHosts):
@@ -191,7 +200,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 	}
 
 	env := bench.Env{Dir: dir, Seed: o.seed, Log: log}
-	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"] || !o.skip["hosts"] || !o.skip["grow"]
+	needWorld := !o.skip["single"] || !o.skip["concurrent"] || !o.skip["scaling"] || !o.skip["hosts"] || !o.skip["grow"] || !o.skip["azmove"]
 	if needWorld {
 		log.Info("building tether-agent and the native bootstraps")
 		if env.AgentBinary, err = world.BuildAgent(ctx, filepath.Join(dir, "bin")); err != nil {
@@ -343,6 +352,17 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*bench.Report, e
 		safety.Add(gr.Safety)
 		bench.GrowRows(rep, gr)
 		rep.Note("grow run: %d services of one busybox task on one real host, each with its own shared tether volume (xfs: the agent's ext4 grow, resize2fs on the mounted filesystem, needs CAP_SYS_RESOURCE, which some machines' bounding set lacks), updated one at a time to a revision asking for a larger size (maximumPercent 100 / minimumHealthyPercent 0: the new task starts on the same host, the volume still attached); one grow per volume, as EBS allows one modification every 6 hours; a grow not seen within 2 minutes ends the run", o.grows)
+	}
+	if !o.skip["azmove"] {
+		log.Info("AZ moves by snapshot: services drained into the other AZ", "sizesGiB", o.azMoves)
+		ar, err := bench.RunAZMove(ctx, env, bench.AZMoveConfig{SizesGiB: o.azMoves, Bound: 4 * time.Minute})
+		if err != nil {
+			fail("azmove", err)
+		}
+		worlds++
+		safety.Add(ar.Safety)
+		bench.AZMoveRows(rep, ar)
+		rep.Note("azmove run: two real instances in two AZs; for each size (%v GiB) one service of one busybox task with a shared tether volume (azmove=snapshot, deploy 0/100) runs on one instance (the other DRAINING), a mark is written, then the other is set ACTIVE and the first DRAINING: ECS places the replacement in the other AZ and tether moves the volume there by snapshot; one move at a time, each timed from the drain to the mark read back on the new host; a move not done within 4 minutes ends the run", o.azMoves)
 	}
 	if len(all) > 0 {
 		bench.CallRows(rep, headline, all)

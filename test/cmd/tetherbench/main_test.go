@@ -19,12 +19,16 @@ func TestParseFlags(t *testing.T) {
 	if !slices.Equal(o.unrelated, []int{10, 500}) {
 		t.Errorf("unrelated %v, want [10 500]", o.unrelated)
 	}
-	o, err = parse([]string{"-skip", "agent, functions,scaling,hosts,grow", "-hosts", "fake", "-unrelated", "5, 50", "-host-handoffs", "2"}, io.Discard)
-	if err != nil || !o.skip["agent"] || !o.skip["functions"] || !o.skip["scaling"] || !o.skip["hosts"] || !o.skip["grow"] || o.skip["single"] || !slices.Equal(o.unrelated, []int{5, 50}) || o.hostHandoffs != 2 {
+	if !slices.Equal(o.azMoves, []int{1, 2, 4}) {
+		t.Errorf("azmove sizes %v, want [1 2 4]", o.azMoves)
+	}
+	o, err = parse([]string{"-skip", "agent, functions,scaling,hosts,grow,azmove", "-hosts", "fake", "-unrelated", "5, 50", "-host-handoffs", "2"}, io.Discard)
+	if err != nil || !o.skip["agent"] || !o.skip["functions"] || !o.skip["scaling"] || !o.skip["hosts"] || !o.skip["grow"] || !o.skip["azmove"] || o.skip["single"] || !slices.Equal(o.unrelated, []int{5, 50}) || o.hostHandoffs != 2 {
 		t.Errorf("parsed as skip %v, unrelated %v (%v)", o.skip, o.unrelated, err)
 	}
 	for _, bad := range [][]string{{"-skip", "everything"}, {"-hosts", "cloud"}, {"-instances", "3"}, {"-handoffs", "0"},
-		{"-event-handoffs", "0"}, {"-host-handoffs", "0"}, {"-grows", "0"}, {"-unrelated", "500,10"}, {"-unrelated", "ten"}} {
+		{"-event-handoffs", "0"}, {"-host-handoffs", "0"}, {"-grows", "0"}, {"-unrelated", "500,10"}, {"-unrelated", "ten"},
+		{"-azmove-sizes", "0"}, {"-azmove-sizes", "one"}} {
 		if _, err := parse(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
