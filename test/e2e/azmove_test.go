@@ -214,6 +214,22 @@ func TestAZMoveBySnapshotFollowsTheTaskToAnotherAZ(t *testing.T) {
 		t.Fatalf("%d snapshots tagged tether:move-of at the end, want still 1", len(s))
 	}
 	noLiveForce(t, w)
+	// Nothing waits when the world closes: ECS would keep placing the stuck
+	// service's replacements, each waiting in the plugin's Mount on the
+	// us-west-2b host (which holds its shutdown for such waits).
+	if _, err := c.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String(cluster), Service: aws.String(stuck), DesiredCount: aws.Int32(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ECS().WaitFor(ctx, cluster, "the stuck service's tasks to stop", func(sn ecssim.Snapshot) bool {
+		for _, tk := range sn.ServiceTasks(stuck) {
+			if tk.LastStatus != "STOPPED" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // snapshot-before-delete, end to end on a real host: a task-scoped volume
