@@ -20,6 +20,9 @@ type Disks struct {
 	// while mounted loses its primary superblock.
 	tearOnForce bool
 	mkfs        []Mkfs
+	// snaps: what each EBS snapshot holds, copied at CreateSnapshot (a
+	// point-in-time copy of the volume's blocks, as the backing file's).
+	snaps map[string]disk
 }
 
 type disk struct {
@@ -64,7 +67,33 @@ type Mkfs struct {
 }
 
 // NewDisks returns empty storage.
-func NewDisks() *Disks { return &Disks{vols: map[string]*disk{}} }
+func NewDisks() *Disks { return &Disks{vols: map[string]*disk{}, snaps: map[string]disk{}} }
+
+// Snapshot copies what the volume holds into the snapshot, as EBS's
+// CreateSnapshot copies its blocks at the time of the call.
+func (d *Disks) Snapshot(snapshotID, volumeID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := *d.get(volumeID)
+	v.writes = append([]string(nil), v.writes...)
+	d.snaps[snapshotID] = v
+}
+
+// Restore gives a volume made from a snapshot the snapshot's contents: its
+// filesystem (with its size, as made: the device may be larger until the
+// agent grows it), signatures, damage and data history. It is a new
+// volume: no detach of it was ever unclean.
+func (d *Disks) Restore(volumeID, snapshotID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sn, ok := d.snaps[snapshotID]
+	if !ok {
+		return // a snapshot of a volume no host ever saw: blank, as its blocks
+	}
+	sn.writes = append([]string(nil), sn.writes...)
+	sn.uncleanDetaches = 0
+	d.vols[volumeID] = &sn
+}
 
 func (d *Disks) get(volumeID string) *disk {
 	v := d.vols[volumeID]
