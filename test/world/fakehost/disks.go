@@ -37,6 +37,9 @@ type disk struct {
 	checksum        string
 	uncleanDetaches int
 	fsBytes         int64 // the filesystem's size (0: unknown, not measured yet)
+	// restoredFrom, fromSnapshot: the volume and snapshot a volume made
+	// from a snapshot holds the contents of ("" for the rest).
+	restoredFrom, fromSnapshot string
 }
 
 // DiskState is a test's view of one volume's contents.
@@ -52,6 +55,9 @@ type DiskState struct {
 	// FSBytes: the filesystem's size as a fake agent last made or grew it
 	// (0: not measured).
 	FSBytes int64
+	// RestoredFrom and FromSnapshot: made from a snapshot of that volume
+	// ("" for a volume made empty).
+	RestoredFrom, FromSnapshot string
 }
 
 // Mkfs is one filesystem made by a fake agent.
@@ -76,6 +82,7 @@ func (d *Disks) Snapshot(snapshotID, volumeID string) {
 	defer d.mu.Unlock()
 	v := *d.get(volumeID)
 	v.writes = append([]string(nil), v.writes...)
+	v.restoredFrom, v.fromSnapshot = volumeID, snapshotID
 	d.snaps[snapshotID] = v
 }
 
@@ -115,6 +122,7 @@ func (d *Disks) Volume(volumeID string) (DiskState, bool) {
 	return DiskState{
 		FSType: v.fsType, Formats: v.formats, Writes: append([]string(nil), v.writes...),
 		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature, Torn: v.torn, Raw: v.raw, FSBytes: v.fsBytes,
+		RestoredFrom: v.restoredFrom, FromSnapshot: v.fromSnapshot,
 	}, true
 }
 

@@ -16,8 +16,9 @@ func TestRestoreHoldsTheSnapshotsContents(t *testing.T) {
 	d.write("vol-a", "t2") // after the snapshot
 	d.Restore("vol-b", "snap-1")
 	got, ok := d.Volume("vol-b")
-	if !ok || got.FSType != "ext4" || got.Formats != 1 || !slices.Equal(got.Writes, []string{"t1"}) || got.Unclean != 0 {
-		t.Fatalf("restored volume %+v (known %v), want ext4, one format, history [t1], no unclean detach", got, ok)
+	if !ok || got.FSType != "ext4" || got.Formats != 1 || !slices.Equal(got.Writes, []string{"t1"}) || got.Unclean != 0 ||
+		got.RestoredFrom != "vol-a" || got.FromSnapshot != "snap-1" {
+		t.Fatalf("restored volume %+v (known %v), want ext4, one format, history [t1], no unclean detach, from vol-a's snap-1", got, ok)
 	}
 	src, _ := d.Volume("vol-a")
 	if got.Checksum == src.Checksum || len(src.Writes) != 2 {
