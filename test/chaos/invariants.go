@@ -78,6 +78,10 @@ func (wt *watcher) linkMoveLocked(v *volObs, ds fakehost.DiskState) {
 		v.writes, v.writeSeen, v.classified = slices.Clone(old.writes), slices.Clone(old.writeSeen[:n]), max(1, min(old.classified, n))
 	}
 	v.formats = ds.Formats // the old volume's filesystem, not a new one
+	if d := wt.deaths[old.id]; d != nil {
+		wt.deaths[v.id] = d // served again elsewhere through the new volume
+		delete(wt.deaths, old.id)
+	}
 	if h, ok := wt.byName[v.name]; !ok || h == old.id {
 		wt.byName[v.name] = v.id
 	}
