@@ -61,7 +61,10 @@ world:
 ## CHAOS_LOG); exit 1 on a violation. Hosts that go away are opt-in, drawn only when CHAOS_KINDS
 ## names them: scale-in (an Auto Scaling member leaves through tether's termination hook),
 ## spot-interrupt (the Spot warning, then the member goes), hang-member (a member hangs; tether's
-## HungHostAction stop stops it); launch-member brings the group back to size
+## HungHostAction stop stops it); launch-member brings the group back to size. grow (a revision
+## with a larger driverOpt size) and az-move (a revision placed in another AZ, azmove=snapshot) are
+## drawn by default, at most once per service; the final checks account for every move's old
+## volume and snapshot
 chaos:
 	$(GO) run ./test/cmd/tetherchaos
 

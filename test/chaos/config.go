@@ -64,6 +64,12 @@ const (
 	OpSpotInterrupt OpKind = "spot-interrupt" // EC2's two-minute Spot warning, then the member goes
 	OpHangMember    OpKind = "hang-member"    // a member hangs (EC2 running, agents silent, status impaired); tether's opt-in stop stops it
 	OpLaunchMember  OpKind = "launch-member"  // the group back to its size: Auto Scaling launches a new member
+
+	// Volume changes (issue 12): a service's new task definition revision
+	// asks more of its shared volume. Each happens at most once per service
+	// and run (EBS allows one modification per volume per six hours).
+	OpGrow   OpKind = "grow"    // a revision with a larger driverOpt size: tether grows the volume online
+	OpAZMove OpKind = "az-move" // a revision placed in another AZ with azmove=snapshot: tether moves the volume by snapshot
 )
 
 // optInKinds are drawn only when CHAOS_KINDS names them: a run of every
@@ -108,6 +114,7 @@ var chosenKinds = []kindWeight{
 	{OpFailCreate, 1}, {OpStickAttach, 1},
 	{OpStopInstance, 2}, {OpHang, 2}, {OpDeregister, 1}, {OpSlowFlush, 3}, {OpPluginRace, 3}, {OpHoldDevice, 2},
 	{OpScaleIn, 3}, {OpSpotInterrupt, 3}, {OpHangMember, 2},
+	{OpGrow, 2}, {OpAZMove, 2},
 }
 
 // undoKinds follow the kinds they undo; they are never drawn.

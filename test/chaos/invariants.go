@@ -17,6 +17,9 @@ import (
 // formatted once in its life.
 func (wt *watcher) checkDiskLocked(id string, ds fakehost.DiskState, on []string) {
 	v := wt.volLocked(id)
+	if ds.RestoredFrom != "" && v.from == "" {
+		wt.linkMoveLocked(v, ds)
+	}
 	if ds.Formats > v.formats {
 		v.note(wt.since(), "formatted (%s), %d formats so far, on %v", ds.FSType, ds.Formats, on)
 		v.formats = ds.Formats
@@ -54,6 +57,56 @@ func (wt *watcher) checkDiskLocked(id string, ds fakehost.DiskState, on []string
 		}
 		v.unclean = ds.Unclean
 	}
+}
+
+// linkMoveLocked: v was made from a snapshot of another volume (the
+// world's fact; final checks hold tether's tether:moved-from tag to it).
+// Its history must begin with every generation verified on the old volume,
+// and goes on from there: the old volume's handoffs are not counted again,
+// and the name's data lives in v from now on.
+func (wt *watcher) linkMoveLocked(v *volObs, ds fakehost.DiskState) {
+	old := wt.volLocked(ds.RestoredFrom)
+	v.from, old.movedTo = old.id, v.id
+	if v.name == "" {
+		v.name = old.name
+	}
+	if len(ds.Writes) < len(old.writes) || !slices.Equal(ds.Writes[:len(old.writes)], old.writes) {
+		wt.violateLocked("move-lost-write", v.id, "%s (%s) was made from %s's snapshot %s with %d generations (last %s), but %d (last %s) were verified on %s: the move lost or replaced a write",
+			v.id, v.name, old.id, ds.FromSnapshot, len(ds.Writes), last(ds.Writes), len(old.writes), last(old.writes), old.id)
+	} else {
+		n := len(old.writes)
+		v.writes, v.writeSeen, v.classified = slices.Clone(old.writes), slices.Clone(old.writeSeen[:n]), max(1, min(old.classified, n))
+	}
+	v.formats = ds.Formats // the old volume's filesystem, not a new one
+	if d := wt.deaths[old.id]; d != nil {
+		wt.deaths[v.id] = d // served again elsewhere through the new volume
+		delete(wt.deaths, old.id)
+	}
+	if h, ok := wt.byName[v.name]; !ok || h == old.id {
+		wt.byName[v.name] = v.id
+	}
+	v.note(wt.since(), "made from %s's snapshot %s (an AZ move): its %d verified generations carried over", old.id, ds.FromSnapshot, len(old.writes))
+	old.note(wt.since(), "moved: %s was made from its snapshot %s", v.id, ds.FromSnapshot)
+	wt.outcomes["volumes moved to another AZ by snapshot (history carried over)"]++
+}
+
+// movedLocked: vol holds want's data by AZ moves (made from its snapshot,
+// or from one of a volume made from it). A volume mounted before the
+// watcher read its contents is looked up in the world's disks.
+func (wt *watcher) movedLocked(want, vol string) bool {
+	v := wt.volLocked(vol)
+	if v.from == "" && wt.w != nil {
+		if ds, ok := wt.w.Disks().Volume(vol); ok && ds.RestoredFrom != "" {
+			wt.linkMoveLocked(v, ds)
+		}
+	}
+	for seen := 0; v.from != "" && seen < 16; seen++ {
+		if v.from == want {
+			return true
+		}
+		v = wt.volLocked(v.from)
+	}
+	return false
 }
 
 // deadHolder names the instance, among those the volume was last seen on,
@@ -111,8 +164,8 @@ func shortTask(arn string) string {
 // new task's RUNNING, as the watcher saw them.
 func (wt *watcher) classifyLocked() {
 	for _, v := range wt.vols {
-		if v.name == "" || strings.HasPrefix(v.name, "task-") {
-			continue
+		if v.name == "" || strings.HasPrefix(v.name, "task-") || v.movedTo != "" {
+			continue // a moved volume's history goes on in the volume made from it
 		}
 		if len(v.writes) > 0 {
 			if holder, ok := wt.byName[v.name]; !ok {

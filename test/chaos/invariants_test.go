@@ -224,3 +224,33 @@ func TestDeadLetterExplanations(t *testing.T) {
 		t.Errorf("failureKind: %q", got)
 	}
 }
+
+// An AZ move: the volume made from the old one's snapshot continues its
+// history (no split data, no handoff counted twice); one made from a
+// snapshot that lost a verified generation is a violation.
+func TestAMovedVolumeContinuesTheHistory(t *testing.T) {
+	wt := newTestWatcher()
+	wt.checkDiskLocked("vol-old", disk("t1", "t2"), nil)
+	wt.vols["vol-old"].name = "data-00"
+	wt.classifyLocked()
+	moved := disk("t1", "t2", "t3")
+	moved.RestoredFrom, moved.FromSnapshot = "vol-old", "snap-1"
+	wt.checkDiskLocked("vol-new", moved, nil)
+	wt.classifyLocked()
+	if len(wt.violations) != 0 {
+		t.Fatalf("a move that carried the history was reported: %v", wt.violations)
+	}
+	if wt.byName["data-00"] != "vol-new" || wt.vols["vol-new"].name != "data-00" || !wt.movedLocked("vol-old", "vol-new") {
+		t.Fatalf("byName %v, new volume %+v: want the name's data in vol-new", wt.byName, wt.vols["vol-new"])
+	}
+	if got := wt.vols["vol-new"].writes; !slices.Equal(got, []string{"t1", "t2", "t3"}) {
+		t.Fatalf("verified history of the new volume %v", got)
+	}
+
+	lost := disk("t1")
+	lost.RestoredFrom, lost.FromSnapshot = "vol-new", "snap-2"
+	wt.checkDiskLocked("vol-3", lost, nil)
+	if k := kinds(wt.violations); len(k) != 1 || k[0] != "move-lost-write" {
+		t.Fatalf("violations %v, want one move-lost-write", wt.violations)
+	}
+}

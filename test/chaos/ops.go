@@ -105,6 +105,7 @@ type schedule struct {
 	dying    int         // deaths under way: no other death meanwhile (the superblock tear is per death)
 	races    map[string]*race
 	orphans  map[string][]string // instance -> the tasks its forced deregistration orphaned
+	changes  volumeChanges       // grows and AZ moves asked for
 }
 
 // opRecord is one operation performed.
@@ -390,6 +391,8 @@ func (s *schedule) choose(ctx context.Context, kind OpKind) (string, func() erro
 			}
 			return s.w.EC2().DelayAttach(id, d)
 		}
+	case OpGrow, OpAZMove:
+		return s.chooseVolumeChange(ctx, kind)
 	}
 	return s.chooseFault(ctx, kind)
 }

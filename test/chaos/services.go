@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -89,6 +90,18 @@ type ecsAPI interface {
 }
 
 var _ ecsAPI = (*ecs.Client)(nil)
+
+// revision is a copy of the service's definition for a new task
+// definition revision: its own volumes and driverOpts (the old revision's
+// tasks keep theirs), not registered yet.
+func (s *serviceDef) revision() *serviceDef {
+	n := &serviceDef{name: s.name, az: s.az}
+	for _, v := range s.volumes {
+		v.opts = maps.Clone(v.opts)
+		n.volumes = append(n.volumes, v)
+	}
+	return n
+}
 
 // register registers the service's task definition.
 func (s *serviceDef) register(ctx context.Context, api ecsAPI) error {

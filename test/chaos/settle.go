@@ -195,6 +195,7 @@ func (r *run) checkVolumes(ctx context.Context, sn ecssim.Snapshot) {
 	c := ec2.NewFromConfig(r.w.AWSConfig())
 	p := ec2.NewDescribeVolumesPaginator(c, &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:tether:cluster"), Values: []string{r.cluster}}}})
 	perName := map[string][]string{}
+	all := map[string]ec2types.Volume{}
 	for p.HasMorePages() {
 		var page *ec2.DescribeVolumesOutput
 		err := retrying(ctx, "describe volumes", func(ctx context.Context) error {
@@ -212,6 +213,14 @@ func (r *run) checkVolumes(ctx context.Context, sn ecssim.Snapshot) {
 				tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 			}
 			name := tags["tether:volume"]
+			all[id] = v
+			if to := tags["tether:moved-to"]; to != "" {
+				// An AZ move's old volume: kept by design, never attached again.
+				for _, a := range v.Attachments {
+					r.watch.violate("leak", id, "%s, moved to %s (%s), is %s to %s", id, to, tags["tether:moved-name"], a.State, aws.ToString(a.InstanceId))
+				}
+				continue
+			}
 			if tags["tether:scope"] == "task" {
 				if !live[tags["tether:task"]] {
 					r.watch.violate("leak", id, "task-scoped volume %s (%s) of stopped task %s is still there (%s)", id, name, tags["tether:task"], v.State)
@@ -234,6 +243,8 @@ func (r *run) checkVolumes(ctx context.Context, sn ecssim.Snapshot) {
 			r.watch.violate("duplicate-volume", ids[1], "shared volume %s has %d EBS volumes: %v", name, len(ids), ids)
 		}
 	}
+	r.checkMoves(ctx, c, all)
+	r.checkChanges(all, perName)
 }
 
 // stopClass groups the reasons of tasks that never ran: tether's words for

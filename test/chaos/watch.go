@@ -86,6 +86,10 @@ type volObs struct {
 	formats    int
 	story      []string
 	lastOn     []string // the instances the last poll that saw its device saw it on
+	// from: the volume whose snapshot this one was made from (an AZ
+	// move), its history continued here; movedTo: the volume made from
+	// this one's snapshot, which holds the name's data from then on.
+	from, movedTo string
 }
 
 // Violation is one broken invariant.
@@ -113,6 +117,14 @@ func newWatcher(w *world.World, cluster, mountDoc string, services []*serviceDef
 		wt.byDef[s.taskDef] = s
 	}
 	return wt
+}
+
+// addDef makes a new task definition revision known, before its service
+// is updated to it.
+func (wt *watcher) addDef(d *serviceDef) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	wt.byDef[d.taskDef] = d
 }
 
 // tap puts the watcher's rule on the bus: every ECS and EC2 event,
@@ -369,7 +381,7 @@ func (wt *watcher) checkRunningMountsLocked(hv hostView) {
 				wt.violateLocked("unmounted-under-task", "", "task %s runs on %s but its volume %s is not mounted there", arn, hv.id, name)
 				continue
 			}
-			if want, known := wt.byName[name]; known && vd.shared && want != vol {
+			if want, known := wt.byName[name]; known && vd.shared && want != vol && !wt.movedLocked(want, vol) {
 				wt.violateLocked("split-data", vol, "task %s on %s has %s mounted from %s, but %s holds that volume's data", arn, hv.id, name, vol, want)
 			}
 		}

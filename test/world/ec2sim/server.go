@@ -70,6 +70,13 @@ type Config struct {
 	// The world uses it to take a stopped or terminated instance's SSM and
 	// ECS agents away, whoever stopped it.
 	InstanceStateChanged func(instanceID, state string)
+	// SnapshotCopied, if set, is told of a snapshot once its bytes are
+	// copied from its volume (at CreateSnapshot), and VolumeRestored of a
+	// volume once a snapshot's bytes are copied into it (before it is
+	// available), outside the server's lock: the world's fake hosts keep
+	// what a volume holds beside its backing file and copy it likewise.
+	SnapshotCopied func(snapshotID, volumeID string)
+	VolumeRestored func(volumeID, snapshotID string)
 }
 
 // Server is the simulated EC2 of one account and Region. All state is

@@ -59,6 +59,9 @@ func (s *Server) createSnapshot(_ context.Context, form url.Values) (any, error)
 		s.mu.Unlock()
 		return nil, awsproto.Errorf(500, "InternalError", "snapshot of %s: %v", volID, err)
 	}
+	if s.cfg.SnapshotCopied != nil {
+		s.cfg.SnapshotCopied(sn.id, volID)
+	}
 	s.log.Info("snapshot pending", "snapshot", sn.id, "volume", volID)
 	s.after(s.lat.Sample(latency.CreateSnapshot), func(context.Context) {
 		s.mu.Lock()

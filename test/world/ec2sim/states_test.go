@@ -32,7 +32,7 @@ func TestStateErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	vol := aws.ToString(quick.VolumeId)
-	w.srv.finishCreate(vol, "")
+	w.srv.finishCreate(vol, "", "")
 	if err := w.srv.StickAttach(vol); err != nil {
 		t.Fatal(err)
 	}

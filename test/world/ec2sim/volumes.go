@@ -162,7 +162,7 @@ func (s *Server) createVolume(ctx context.Context, form url.Values) (any, error)
 	if snap != nil {
 		snapPath = snap.backing
 	}
-	s.afterLocked(s.lat.Sample(latency.CreateVolume), func(ctx context.Context) { s.finishCreate(v.id, snapPath) })
+	s.afterLocked(s.lat.Sample(latency.CreateVolume), func(ctx context.Context) { s.finishCreate(v.id, snapID, snapPath) })
 	return &createVolumeResponse{xmlVolume: v.xml()}, nil
 }
 
@@ -193,7 +193,7 @@ func fingerprint(az string, sh volumeShape, encrypted bool, key, snap string, ta
 // finishCreate ends a volume's "creating": available, or, for a create
 // that fails asynchronously, gone (its token then answers
 // IdempotentParameterMismatch).
-func (s *Server) finishCreate(id, snapPath string) {
+func (s *Server) finishCreate(id, snapID, snapPath string) {
 	s.mu.Lock()
 	v := s.volumes[id]
 	if v == nil || v.state != stateCreating {
@@ -205,6 +205,8 @@ func (s *Server) finishCreate(id, snapPath string) {
 	if cause == "" && snapPath != "" {
 		if err := copySparse(snapPath, backing, size); err != nil {
 			cause = "snapshot data could not be read: " + err.Error()
+		} else if s.cfg.VolumeRestored != nil {
+			s.cfg.VolumeRestored(id, snapID)
 		}
 	}
 	s.mu.Lock()

@@ -20,6 +20,9 @@ type Disks struct {
 	// while mounted loses its primary superblock.
 	tearOnForce bool
 	mkfs        []Mkfs
+	// snaps: what each EBS snapshot holds, copied at CreateSnapshot (a
+	// point-in-time copy of the volume's blocks, as the backing file's).
+	snaps map[string]disk
 }
 
 type disk struct {
@@ -34,6 +37,9 @@ type disk struct {
 	checksum        string
 	uncleanDetaches int
 	fsBytes         int64 // the filesystem's size (0: unknown, not measured yet)
+	// restoredFrom, fromSnapshot: the volume and snapshot a volume made
+	// from a snapshot holds the contents of ("" for the rest).
+	restoredFrom, fromSnapshot string
 }
 
 // DiskState is a test's view of one volume's contents.
@@ -49,6 +55,9 @@ type DiskState struct {
 	// FSBytes: the filesystem's size as a fake agent last made or grew it
 	// (0: not measured).
 	FSBytes int64
+	// RestoredFrom and FromSnapshot: made from a snapshot of that volume
+	// ("" for a volume made empty).
+	RestoredFrom, FromSnapshot string
 }
 
 // Mkfs is one filesystem made by a fake agent.
@@ -64,7 +73,34 @@ type Mkfs struct {
 }
 
 // NewDisks returns empty storage.
-func NewDisks() *Disks { return &Disks{vols: map[string]*disk{}} }
+func NewDisks() *Disks { return &Disks{vols: map[string]*disk{}, snaps: map[string]disk{}} }
+
+// Snapshot copies what the volume holds into the snapshot, as EBS's
+// CreateSnapshot copies its blocks at the time of the call.
+func (d *Disks) Snapshot(snapshotID, volumeID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := *d.get(volumeID)
+	v.writes = append([]string(nil), v.writes...)
+	v.restoredFrom, v.fromSnapshot = volumeID, snapshotID
+	d.snaps[snapshotID] = v
+}
+
+// Restore gives a volume made from a snapshot the snapshot's contents: its
+// filesystem (with its size, as made: the device may be larger until the
+// agent grows it), signatures, damage and data history. It is a new
+// volume: no detach of it was ever unclean.
+func (d *Disks) Restore(volumeID, snapshotID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sn, ok := d.snaps[snapshotID]
+	if !ok {
+		return // a snapshot of a volume no host ever saw: blank, as its blocks
+	}
+	sn.writes = append([]string(nil), sn.writes...)
+	sn.uncleanDetaches = 0
+	d.vols[volumeID] = &sn
+}
 
 func (d *Disks) get(volumeID string) *disk {
 	v := d.vols[volumeID]
@@ -86,6 +122,7 @@ func (d *Disks) Volume(volumeID string) (DiskState, bool) {
 	return DiskState{
 		FSType: v.fsType, Formats: v.formats, Writes: append([]string(nil), v.writes...),
 		Checksum: v.checksum, Unclean: v.uncleanDetaches, Signature: v.signature, Torn: v.torn, Raw: v.raw, FSBytes: v.fsBytes,
+		RestoredFrom: v.restoredFrom, FromSnapshot: v.fromSnapshot,
 	}, true
 }
 

@@ -112,7 +112,7 @@ func (w *World) start(ctx context.Context) error {
 		QueueURLBase: w.endpoint, Logger: w.log})
 	w.ec2, err = ec2sim.New(ec2sim.Config{Region: o.Region, Account: o.Account, AZs: o.azs(), Profile: o.ec2Profile(profile), Seed: o.Seed,
 		Dir: filepath.Join(dir, "ebs"), Publisher: w.bus, Logger: w.log, DetachEvents: o.DetachEvents,
-		InstanceStateChanged: w.onInstanceState})
+		InstanceStateChanged: w.onInstanceState, SnapshotCopied: w.disks.Snapshot, VolumeRestored: w.disks.Restore})
 	if err != nil {
 		ln.Close()
 		return err
