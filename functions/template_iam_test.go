@@ -296,6 +296,13 @@ func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
 		owned := st.conditions["StringEquals"]["aws:ResourceTag/tether:cluster"]
 		for _, a := range st.actions {
 			switch a {
+			case "ec2:DeleteSnapshot":
+				// Only the cluster's own AZ-move snapshots (a duplicate of a move).
+				if !slices.Equal(st.resources, []string{"arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*"}) ||
+					!slices.Equal(st.conditions["StringEquals"]["aws:ResourceTag/tether:cluster"], []string{"ClusterName"}) ||
+					!slices.Equal(st.conditions["Null"]["aws:ResourceTag/tether:move-of"], []string{"false"}) {
+					t.Errorf("%s: DeleteSnapshot beyond the cluster's AZ-move snapshots", st.sid)
+				}
 			case "ec2:CreateSnapshot":
 				// Of the cluster's volumes, tagged with the cluster in the request.
 				snapARN := "arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*"

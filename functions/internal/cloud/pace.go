@@ -32,6 +32,7 @@ func DocumentedLimits() map[string]Limit {
 		"ModifyVolume": {Burst: 50, Rate: 5},
 		// CreateSnapshot: EC2's "mutating actions" category, as ModifyVolume.
 		"CreateSnapshot": {Burst: 50, Rate: 5},
+		"DeleteSnapshot": {Burst: 50, Rate: 5},
 		"SendCommand":    {Burst: 50, Rate: 5},
 	}
 }

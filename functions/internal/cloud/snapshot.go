@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -99,4 +100,18 @@ func sortSnapshots(s []EBSSnapshot) {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
+}
+
+// DeleteSnapshot implements Cloud. A snapshot already gone is no error.
+func (a *AWS) DeleteSnapshot(ctx context.Context, snapshotID string) error {
+	what := fmt.Sprintf("ec2 DeleteSnapshot %q", snapshotID)
+	if err := a.pace.take(ctx, "DeleteSnapshot"); err != nil {
+		return err
+	}
+	_, err := a.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)}, ec2Retryer(a.retry.delete))
+	a.paced("DeleteSnapshot", err)
+	if err := classify(err, what); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
 }

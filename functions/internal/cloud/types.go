@@ -319,6 +319,9 @@ type Cloud interface {
 	// SnapshotsTagged lists the account's own snapshots with a tag.
 	CreateSnapshot(ctx context.Context, volumeID, description string, tags map[string]string) (EBSSnapshot, error)
 	SnapshotsTagged(ctx context.Context, key, value string) ([]EBSSnapshot, error)
+	// DeleteSnapshot deletes a snapshot tether made (a duplicate of an AZ
+	// move's); one already gone is no error.
+	DeleteSnapshot(ctx context.Context, snapshotID string) error
 
 	TaskDefinition(ctx context.Context, arn string) (TaskDefinition, error)
 	// LiveTasks: every task of the cluster whose desired status is

@@ -31,10 +31,20 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	}
 	var snap *cloud.EBSSnapshot
 	for i, s := range snaps {
-		if s.Tags[cloud.TagMoveTo] == az && s.State != cloud.SnapshotError && s.Tags[cloud.TagCluster] == p.key.Cluster {
-			snap = &snaps[i]
-			break
+		if s.Tags[cloud.TagMoveTo] != az || s.State == cloud.SnapshotError || s.Tags[cloud.TagCluster] != p.key.Cluster {
+			continue
 		}
+		if snap == nil {
+			snap = &snaps[i] // the oldest: the one every pass uses
+			continue
+		}
+		// Two passes (in two processes) each snapshotted the volume (EC2's
+		// CreateSnapshot takes no client token): the move keeps the oldest,
+		// and the others, tether's own and of no use, go.
+		if err := p.r.cloud.DeleteSnapshot(ctx, s.ID); err != nil {
+			return Result{}, err
+		}
+		log.Info("a second snapshot for the same move deleted", "snapshot", s.ID, "kept", snap.ID)
 	}
 	h := hint{Step: stepMove, Volume: v.ID, At: ms(p.now), Since: p.hint.Since}
 	if p.hint.Step == stepMove && p.hint.Volume == v.ID {
@@ -63,7 +73,9 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 			return p.refused(ctx, w, err, "snapshot for the AZ move")
 		}
 		log.Info("moving the volume to the task's availability zone: snapshot started", "snapshot", s.ID)
-		return p.retry(p.r.t.MovePoll, h, "moving %s to %s: snapshot %s %s", v.ID, az, s.ID, s.State), nil
+		// The next look comes soon: a pass that snapshotted meanwhile made
+		// a second snapshot, which that look deletes before the move goes on.
+		return p.retry(min(p.r.t.MovePoll, p.r.t.CommandWait), h, "moving %s to %s: snapshot %s %s", v.ID, az, s.ID, s.State), nil
 	}
 	if snap.State != cloud.SnapshotCompleted {
 		return p.retry(p.r.t.MovePoll, h, "moving %s to %s: snapshot %s %s %s", v.ID, az, snap.ID, snap.State, snap.Progress), nil

@@ -1,8 +1,14 @@
 package reconcile_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 )
@@ -71,5 +77,65 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 				t.Fatal("the move's progress is not logged")
 			}
 		})
+	}
+}
+
+// Two passes in two processes may each snapshot the volume for one move
+// (EC2's CreateSnapshot takes no client token): the move goes on from the
+// oldest and deletes the other.
+func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1b")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
+	t1 := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "moved")
+	t2 := h.w.PlaceTask(td, "i-b")
+	for step := 0; len(h.w.Snapshots()) == 0; step++ {
+		if step > 300 {
+			t.Fatal("no snapshot for the move")
+		}
+		h.collect()
+		var ops []cloudtest.Op
+		for _, op := range h.w.Pending() {
+			if op.Kind != "snapshot" {
+				ops = append(ops, op)
+			}
+		}
+		switch {
+		case len(h.events) > 0:
+			h.deliverEvent(0)
+		case len(ops) > 0:
+			h.w.Advance(time.Second)
+			h.w.Complete(ops[0])
+		case len(h.queue) > 0:
+			h.deliverRetry(h.earliestRetry())
+		default:
+			t.Fatal("stuck before the snapshot")
+		}
+	}
+	first := h.w.Snapshots()[0]
+	// Another process's pass, a moment later.
+	h.w.Advance(time.Millisecond)
+	var tags []ec2types.Tag
+	for k, v := range first.Tags {
+		tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := h.w.EC2().CreateSnapshot(context.Background(), &ec2.CreateSnapshotInput{VolumeId: aws.String(first.VolumeID),
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot, Tags: tags}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(600)
+	h.noViolations()
+	h.wantRunning(t2)
+	if s := h.w.Snapshots(); len(s) != 1 || s[0].ID != first.ID {
+		t.Fatalf("snapshots %+v: want the first (%s) alone", s, first.ID)
+	}
+	if v := h.oneVolume("pgdata"); v.AZ != "us-east-1b" {
+		t.Fatalf("the key's volume in %s, want us-east-1b", v.AZ)
 	}
 }

@@ -145,3 +145,19 @@ func toTags(m map[string]string) []ec2types.Tag {
 	}
 	return out
 }
+
+// DeleteSnapshot implements cloud.EC2API.
+func (c *EC2) DeleteSnapshot(_ context.Context, in *ec2.DeleteSnapshotInput, _ ...func(*ec2.Options)) (out *ec2.DeleteSnapshotOutput, err error) {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer func() { w.note("DeleteSnapshot %s %s", aws.ToString(in.SnapshotId), outcome(err)) }()
+	if err := w.call("EC2:DeleteSnapshot"); err != nil {
+		return nil, err
+	}
+	if w.snapshots[aws.ToString(in.SnapshotId)] == nil {
+		return nil, apiErr("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", aws.ToString(in.SnapshotId))
+	}
+	delete(w.snapshots, aws.ToString(in.SnapshotId))
+	return &ec2.DeleteSnapshotOutput{}, nil
+}
