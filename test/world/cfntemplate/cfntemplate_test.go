@@ -29,7 +29,7 @@ func TestTheRepositoryTemplate(t *testing.T) {
 		params = append(params, p.Name)
 	}
 	if want := []string{"ClusterName", "InstanceTagKey", "InstanceTagValue", "DefaultVolumeType", "DefaultSizeGiB", "ExtraVolumeTags",
-		"KmsKeyArns", "DefaultKmsKeyId", "PermissionsBoundary", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic",
+		"KmsKeyArns", "DefaultKmsKeyId", "SnapshotCron", "SnapshotRetainCount", "PermissionsBoundary", "ReservedConcurrency", "QueueConcurrency", "AlarmTopic",
 		"HandoffAlarmMilliseconds", "QueueAgeAlarmSeconds", "LogRetentionDays", "LogLevel",
 		"AutoScalingGroupNames", "TerminationHoldSeconds", "HungHostAction", "HungHostThresholdSeconds"}; !slices.Equal(params, want) {
 		t.Errorf("parameters %v, want %v", params, want)
