@@ -202,32 +202,7 @@ func (bw *benchWorld) azMove(ctx context.Context, i, sizeGiB int, holder, other 
 // registerAZMoveTask registers s's family: its shared tether volume of
 // sizeGiB with azmove=snapshot.
 func (bw *benchWorld) registerAZMoveTask(ctx context.Context, s *Service, sizeGiB int) (string, error) {
-	if err := bw.Fleet.wait(ctx, "RegisterTaskDefinition"); err != nil {
-		return "", err
-	}
-	td, err := bw.Fleet.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family:                  aws.String(s.Name),
-		NetworkMode:             ecstypes.NetworkModeBridge,
-		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
-		ContainerDefinitions: []ecstypes.ContainerDefinition{{
-			Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
-			Cpu: taskCPU, Memory: aws.Int32(64),
-			EntryPoint:  []string{"sh", "-c"},
-			Command:     []string{containerCommand},
-			MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(s.VolumeName), ContainerPath: aws.String("/data")}},
-		}},
-		Volumes: []ecstypes.Volume{{
-			Name: aws.String(s.VolumeName),
-			DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
-				Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
-				DriverOpts: map[string]string{"size": strconv.Itoa(sizeGiB), "volumetype": "gp3", volspec.OptAZMove: volspec.AZMoveSnapshot},
-			},
-		}},
-	})
-	if err != nil {
-		return "", fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
-	}
-	return aws.ToString(td.TaskDefinition.TaskDefinitionArn), nil
+	return bw.Fleet.registerTaskDefinition(ctx, s, map[string]string{"size": strconv.Itoa(sizeGiB), "volumetype": "gp3", volspec.OptAZMove: volspec.AZMoveSnapshot})
 }
 
 // AZMoveGoal: no goal was set; the figure is reported as measured.

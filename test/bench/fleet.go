@@ -122,7 +122,7 @@ func (f *Fleet) CreateServices(ctx context.Context, prefix string, n, batch int,
 	go func() {
 		defer close(defs)
 		for _, s := range svcs {
-			arn, err := f.registerTaskDefinition(ctx, s)
+			arn, err := f.registerTaskDefinition(ctx, s, map[string]string{"size": "1", "volumetype": "gp3"})
 			defs <- registered{arn, err}
 			if err != nil {
 				return
@@ -153,7 +153,9 @@ func (f *Fleet) CreateServices(ctx context.Context, prefix string, n, batch int,
 	return svcs, f.lookUpVolumes(ctx, svcs)
 }
 
-func (f *Fleet) registerTaskDefinition(ctx context.Context, s *Service) (string, error) {
+// registerTaskDefinition registers s's family: one busybox container with
+// s's shared tether volume of driverOpts at /data.
+func (f *Fleet) registerTaskDefinition(ctx context.Context, s *Service, driverOpts map[string]string) (string, error) {
 	if err := f.wait(ctx, "RegisterTaskDefinition"); err != nil {
 		return "", err
 	}
@@ -172,7 +174,7 @@ func (f *Fleet) registerTaskDefinition(ctx context.Context, s *Service) (string,
 			Name: aws.String(s.VolumeName),
 			DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
 				Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
-				DriverOpts: map[string]string{"size": "1", "volumetype": "gp3"},
+				DriverOpts: driverOpts,
 			},
 		}},
 	})

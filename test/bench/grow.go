@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/tether-ecs/tether/test/world/ecssim"
 	"github.com/tether-ecs/tether/test/world/hosts"
@@ -198,32 +197,7 @@ func (bw *benchWorld) grow(ctx context.Context, s *Service, bound time.Duration)
 // registerGrowRevision registers a revision of s's family whose volume
 // asks for sizeGiB, xfs (see RunGrow).
 func (bw *benchWorld) registerGrowRevision(ctx context.Context, s *Service, sizeGiB int) (string, error) {
-	if err := bw.Fleet.wait(ctx, "RegisterTaskDefinition"); err != nil {
-		return "", err
-	}
-	td, err := bw.Fleet.ECS.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family:                  aws.String(s.Name),
-		NetworkMode:             ecstypes.NetworkModeBridge,
-		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityEc2},
-		ContainerDefinitions: []ecstypes.ContainerDefinition{{
-			Name: aws.String("app"), Image: aws.String("busybox"), Essential: aws.Bool(true),
-			Cpu: taskCPU, Memory: aws.Int32(64),
-			EntryPoint:  []string{"sh", "-c"},
-			Command:     []string{containerCommand},
-			MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(s.VolumeName), ContainerPath: aws.String("/data")}},
-		}},
-		Volumes: []ecstypes.Volume{{
-			Name: aws.String(s.VolumeName),
-			DockerVolumeConfiguration: &ecstypes.DockerVolumeConfiguration{
-				Scope: ecstypes.ScopeShared, Autoprovision: aws.Bool(true), Driver: aws.String("tether"),
-				DriverOpts: map[string]string{"size": strconv.Itoa(sizeGiB), "volumetype": "gp3", "fstype": "xfs"},
-			},
-		}},
-	})
-	if err != nil {
-		return "", fmt.Errorf("bench: register task definition %s: %w", s.Name, err)
-	}
-	return aws.ToString(td.TaskDefinition.TaskDefinitionArn), nil
+	return bw.Fleet.registerTaskDefinition(ctx, s, map[string]string{"size": strconv.Itoa(sizeGiB), "volumetype": "gp3", "fstype": "xfs"})
 }
 
 // inContainer is a host script that runs command (no single quotes) in

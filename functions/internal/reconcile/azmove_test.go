@@ -95,28 +95,10 @@ func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
 	h.wantRunning(t1)
 	h.w.StopTask(t1, "moved")
 	t2 := h.w.PlaceTask(td, "i-b")
-	for step := 0; len(h.w.Snapshots()) == 0; step++ {
-		if step > 300 {
-			t.Fatal("no snapshot for the move")
-		}
-		h.collect()
-		var ops []cloudtest.Op
-		for _, op := range h.w.Pending() {
-			if op.Kind != "snapshot" {
-				ops = append(ops, op)
-			}
-		}
-		switch {
-		case len(h.events) > 0:
-			h.deliverEvent(0)
-		case len(ops) > 0:
-			h.w.Advance(time.Second)
-			h.w.Complete(ops[0])
-		case len(h.queue) > 0:
-			h.deliverRetry(h.earliestRetry())
-		default:
-			t.Fatal("stuck before the snapshot")
-		}
+	snapshotted := func() bool { return len(h.w.Snapshots()) > 0 }
+	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "snapshot" }, 300, snapshotted)
+	if !snapshotted() {
+		t.Fatal("no snapshot for the move")
 	}
 	first := h.w.Snapshots()[0]
 	// Another process's pass, a moment later.

@@ -32,7 +32,7 @@ func (h *harness) settleExcept(hold func(cloudtest.Op) bool, maxSteps int, until
 		case len(h.queue) > 0:
 			h.deliverRetry(h.earliestRetry())
 		default:
-			return
+			maxSteps = step // nothing left to do: the condition decides
 		}
 	}
 	if !until() {

@@ -281,26 +281,9 @@ func TestTaskEventWhileOwnCommandRunsIsWeighedAtItsEnd(t *testing.T) {
 		}
 		return false
 	}
-	for step := 0; !mountPending(); step++ {
-		if step > 100 {
-			t.Fatal("no mount command sent")
-		}
-		h.collect()
-		var ops []cloudtest.Op
-		for _, op := range h.w.Pending() {
-			if op.Kind != "command" {
-				ops = append(ops, op)
-			}
-		}
-		switch {
-		case len(h.events) > 0:
-			h.deliverEvent(0)
-		case len(ops) > 0:
-			h.w.Advance(time.Second)
-			h.w.Complete(ops[0])
-		case len(h.queue) > 0:
-			h.deliverRetry(h.earliestRetry())
-		}
+	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "command" }, 100, mountPending)
+	if !mountPending() {
+		t.Fatal("no mount command sent")
 	}
 	h.collect()
 	h.events = nil // the events of the way here are old news
