@@ -72,6 +72,23 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		if err != nil {
 			return p.refused(ctx, w, err, "snapshot for the AZ move")
 		}
+		// Another pass (another process's, or one that decided on an older
+		// listing) may have snapshotted first: the oldest is the move's, and
+		// a later one deletes itself, here or at the next look.
+		again, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, v.ID)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, o := range again {
+			if o.ID != s.ID && o.Tags[cloud.TagMoveTo] == az && o.State != cloud.SnapshotError &&
+				(o.StartTime.Before(s.StartTime) || o.StartTime.Equal(s.StartTime) && o.ID < s.ID) {
+				if err := p.r.cloud.DeleteSnapshot(ctx, s.ID); err != nil {
+					return Result{}, err
+				}
+				log.Info("another pass snapshotted the volume first: this snapshot deleted", "snapshot", s.ID, "kept", o.ID)
+				return p.retry(p.r.t.CommandWait, h, "moving %s to %s: snapshot %s %s", v.ID, az, o.ID, o.State), nil
+			}
+		}
 		log.Info("moving the volume to the task's availability zone: snapshot started", "snapshot", s.ID)
 		// The next look comes soon: a pass that snapshotted meanwhile made
 		// a second snapshot, which that look deletes before the move goes on.

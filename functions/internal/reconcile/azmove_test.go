@@ -11,6 +11,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
 
 // A shared volume whose next task is placed in another AZ: without
@@ -119,5 +120,46 @@ func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
 	}
 	if v := h.oneVolume("pgdata"); v.AZ != "us-east-1b" {
 		t.Fatalf("the key's volume in %s, want us-east-1b", v.AZ)
+	}
+}
+
+// A pass that decided on a listing older than another pass's snapshot (a
+// sweep's, say) snapshots the volume a second time: it finds the older
+// snapshot right after its own and deletes its own.
+func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1b")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
+	t1 := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	v := h.oneVolume("pgdata")
+	h.w.StopTask(t1, "moved")
+	t2 := h.w.PlaceTask(td, "i-b")
+	held := h.runUntilHeld(h.w.HoldNext("EC2:CreateSnapshot", ""), 400)
+	// Another pass's snapshot lands while this one waits to send its own.
+	tags := []ec2types.Tag{{Key: aws.String("tether:cluster"), Value: aws.String(cluster)}, {Key: aws.String("tether:volume"), Value: aws.String("pgdata")},
+		{Key: aws.String("tether:move-of"), Value: aws.String(v.ID)}, {Key: aws.String("tether:move-to"), Value: aws.String("us-east-1b")}}
+	other, err := h.w.EC2().CreateSnapshot(context.Background(), &ec2.CreateSnapshotInput{VolumeId: aws.String(v.ID),
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot, Tags: tags}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ...completes, and another pass makes the new volume from it and
+	// retags the old one before the held pass sends its snapshot.
+	h.w.Complete(cloudtest.Op{Kind: "snapshot", ID: aws.ToString(other.SnapshotId)})
+	h.invoke(reconcile.Retry{Key: reconcile.Key{Cluster: cluster, Volume: "pgdata"}})
+	if vs := h.keyVolumes("pgdata"); len(vs) != 1 || vs[0].ID == v.ID {
+		t.Fatalf("the key's volumes after the other pass: %+v; want the new one alone", vs)
+	}
+	held.release()
+	h.settle(600)
+	h.noViolations()
+	h.wantRunning(t2)
+	if s := h.w.Snapshots(); len(s) != 1 || s[0].ID != aws.ToString(other.SnapshotId) {
+		t.Fatalf("snapshots %+v: want the other pass's (%s) alone", s, aws.ToString(other.SnapshotId))
 	}
 }

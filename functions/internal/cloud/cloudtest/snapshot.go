@@ -40,6 +40,7 @@ func (w *World) Snapshots() []Snapshot {
 // must be for resource type snapshot).
 func (c *EC2) CreateSnapshot(_ context.Context, in *ec2.CreateSnapshotInput, _ ...func(*ec2.Options)) (out *ec2.CreateSnapshotOutput, err error) {
 	w := c.w
+	w.wait("EC2:CreateSnapshot", "")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer func() { w.note("CreateSnapshot %s %s", aws.ToString(in.VolumeId), outcome(err)) }()
