@@ -351,7 +351,20 @@ func (wt *watcher) poll() {
 			disks[id] = ds
 		}
 	}
+	// Guests that died since the hosts were looked at above: a guest is
+	// down before EC2 says stopped, and tether forces only after, so an
+	// unclean detach read just now has its death in this list (chaos seed
+	// 20261209 saw one between the two looks).
+	var downNow []string
+	for _, in := range wt.w.Instances() {
+		if h, ok := wt.w.FakeHost(in.ID); ok && h.State().Down {
+			downNow = append(downNow, in.ID)
+		}
+	}
 	wt.mu.Lock()
+	for _, id := range downNow {
+		wt.down[id] = true
+	}
 	for id, ds := range disks {
 		wt.checkDiskLocked(id, ds, attachedTo[id])
 	}
