@@ -85,17 +85,7 @@ func TestVolumeMovesToTheTasksAZBySnapshot(t *testing.T) {
 // (EC2's CreateSnapshot takes no client token): the move goes on from the
 // oldest and deletes the other.
 func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1b")
-	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
-	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
-		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
-	t1 := h.w.PlaceTask(td, "i-a")
-	h.settle(300)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "moved")
-	t2 := h.w.PlaceTask(td, "i-b")
+	h, _, t2 := moveToOtherAZ(t)
 	snapshotted := func() bool { return len(h.w.Snapshots()) > 0 }
 	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "snapshot" }, 300, snapshotted)
 	if !snapshotted() {
@@ -127,18 +117,7 @@ func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
 // sweep's, say) snapshots the volume a second time: it finds the older
 // snapshot right after its own and deletes its own.
 func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1b")
-	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
-	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
-		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
-	t1 := h.w.PlaceTask(td, "i-a")
-	h.settle(300)
-	h.wantRunning(t1)
-	v := h.oneVolume("pgdata")
-	h.w.StopTask(t1, "moved")
-	t2 := h.w.PlaceTask(td, "i-b")
+	h, v, t2 := moveToOtherAZ(t)
 	held := h.runUntilHeld(h.w.HoldNext("EC2:CreateSnapshot", ""), 400)
 	// Another pass's snapshot lands while this one waits to send its own.
 	tags := []ec2types.Tag{{Key: aws.String("tether:cluster"), Value: aws.String(cluster)}, {Key: aws.String("tether:volume"), Value: aws.String("pgdata")},
@@ -162,4 +141,23 @@ func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
 	if s := h.w.Snapshots(); len(s) != 1 || s[0].ID != aws.ToString(other.SnapshotId) {
 		t.Fatalf("snapshots %+v: want the other pass's (%s) alone", s, aws.ToString(other.SnapshotId))
 	}
+}
+
+// moveToOtherAZ runs a task with an azmove=snapshot volume on i-a
+// (us-east-1a), stops it and places the next on i-b (us-east-1b): the
+// volume before the move, and the next task.
+func moveToOtherAZ(t *testing.T) (*harness, cloudtest.Volume, string) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1b")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
+	t1 := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	v := h.oneVolume("pgdata")
+	h.w.StopTask(t1, "moved")
+	return h, v, h.w.PlaceTask(td, "i-b")
 }

@@ -65,11 +65,15 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	}
 	ic, isInstance := t.(InstanceChanged)
 	drainOnly := isInstance && ic.Status == "DRAINING" && ic.AgentConnected
-	_, byTask := t.(TaskChanged)
+	o := byOther
+	if _, ok := t.(TaskChanged); ok {
+		o = byTask
+	} else if drainOnly {
+		o = byDrain
+	}
 	for _, k := range keys {
 		inv.note(ctx, k)
-		inv.noteOrigin(k, drainOnly)
-		inv.noteTaskOrigin(k, byTask)
+		inv.noteOrigin(k, o)
 	}
 	return keys, nil
 }

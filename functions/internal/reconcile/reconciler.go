@@ -300,16 +300,9 @@ type invocation struct {
 	readAt       time.Time             // when (zero: not yet); read again after Timing.Fresh
 	volumeEvents map[Key]VolumeChanged // the latest EBS notification per key
 	releases     map[Key]Release       // operator releases asked for in this invocation
-	// drainOnly: keys only a live draining instance's events named in this
-	// invocation. Their tasks' STOPPED events name them again, so a pass
-	// that finds a live task still holding the volume ends there instead
-	// of coming back (the sweep repairs a lost STOPPED event).
-	drainOnly  map[Key]bool
-	namedOther map[Key]bool // keys other triggers named
-	// taskOnly: keys only ECS task events named in this invocation (see
-	// pass.awaitCommand).
-	taskOnly  map[Key]bool
-	namedMore map[Key]bool // keys triggers other than task events named
+	// origins: the kinds of trigger that named each key in this
+	// invocation (see pass.deferDrain and pass.awaitCommand).
+	origins map[Key]origin
 }
 
 type invocationKey struct{}
@@ -326,7 +319,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
-		drainOnly: map[Key]bool{}, namedOther: map[Key]bool{}, taskOnly: map[Key]bool{}, namedMore: map[Key]bool{}, releases: map[Key]Release{},
+		origins: map[Key]origin{}, releases: map[Key]Release{},
 	})
 }
 
@@ -349,55 +342,37 @@ func (inv *invocation) seen(t cloud.Task) {
 	}
 }
 
-// noteOrigin remembers whether k was named only by a live draining
-// instance's events so far in this invocation.
-func (inv *invocation) noteOrigin(k Key, drainOnly bool) {
+// origin is a set of the kinds of trigger that named a key.
+type origin uint8
+
+const (
+	byDrain origin = 1 << iota // a live draining instance's event
+	byTask                     // an ECS task event
+	byOther                    // anything else
+)
+
+// noteOrigin remembers that a trigger of kind o named k.
+func (inv *invocation) noteOrigin(k Key, o origin) {
 	if inv == nil {
 		return
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if !drainOnly {
-		inv.namedOther[k] = true
-		delete(inv.drainOnly, k)
-	} else if !inv.namedOther[k] {
-		inv.drainOnly[k] = true
-	}
+	inv.origins[k] |= o
 }
 
-// noteTaskOrigin remembers whether k was named only by ECS task events so
-// far in this invocation.
-func (inv *invocation) noteTaskOrigin(k Key, byTask bool) {
-	if inv == nil {
-		return
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if !byTask {
-		inv.namedMore[k] = true
-		delete(inv.taskOnly, k)
-	} else if !inv.namedMore[k] {
-		inv.taskOnly[k] = true
-	}
-}
-
-func (inv *invocation) isTaskOnly(k Key) bool {
+// namedOnlyBy: every trigger that named k in this invocation was of kind o.
+func (inv *invocation) namedOnlyBy(k Key, o origin) bool {
 	if inv == nil {
 		return false
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	return inv.taskOnly[k]
+	return inv.origins[k] == o
 }
 
-func (inv *invocation) isDrainOnly(k Key) bool {
-	if inv == nil {
-		return false
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	return inv.drainOnly[k]
-}
+func (inv *invocation) isDrainOnly(k Key) bool { return inv.namedOnlyBy(k, byDrain) }
+func (inv *invocation) isTaskOnly(k Key) bool  { return inv.namedOnlyBy(k, byTask) }
 
 func (inv *invocation) note(ctx context.Context, k Key) {
 	id, _ := ctx.Value(eventIDKey{}).(string)
