@@ -58,12 +58,12 @@ world:
 
 ## chaos: seeded chaos run (CHAOS_SEED, CHAOS_HANDOFFS, CHAOS_KINDS, CHAOS_WEIGHTS, CHAOS_FAULTS,
 ## CHAOS_TEAR_RATE, CHAOS_SHAPE, CHAOS_PROFILE, CHAOS_INTERVAL, CHAOS_MAX_RUN, CHAOS_KEEP_GOING,
-## CHAOS_LOG); exit 1 on a violation. Hosts that go away are opt-in, drawn only when CHAOS_KINDS
-## names them: scale-in (an Auto Scaling member leaves through tether's termination hook),
+## CHAOS_LOG); exit 1 on a violation. Every kind is drawn by default, among them hosts that go
+## away: scale-in (an Auto Scaling member leaves through tether's termination hook),
 ## spot-interrupt (the Spot warning, then the member goes), hang-member (a member hangs; tether's
 ## HungHostAction stop stops it); launch-member brings the group back to size. grow (a revision
-## with a larger driverOpt size) and az-move (a revision placed in another AZ, azmove=snapshot) are
-## drawn by default, at most once per service; the final checks account for every move's old
+## with a larger driverOpt size) and az-move (a revision placed in another AZ, azmove=snapshot) come
+## at most once per service; the final checks account for every move's old
 ## volume and snapshot
 chaos:
 	$(GO) run ./test/cmd/tetherchaos
