@@ -2,11 +2,9 @@ package reconcile_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 
-	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
@@ -53,13 +51,7 @@ func TestCommandEventWakesTheKey(t *testing.T) {
 
 			r := h.r
 			if elsewhere {
-				c := cloud.NewWithClients(h.w.EC2(), h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
-				var err error
-				r, err = reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
-					Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
-				if err != nil {
-					t.Fatal(err)
-				}
+				r = h.otherProcess()
 			}
 			calls := h.w.Calls()
 			ctx := r.Invocation(context.Background())
@@ -138,12 +130,7 @@ func TestAnotherProcessLeavesADetachInProgressToItsChain(t *testing.T) {
 	chains := len(h.queue)
 	t2 := h.w.PlaceTask(tdShared, "i-b")
 	h.collect()
-	c := cloud.NewWithClients(h.w.EC2(), h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
-	other, err := reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
-		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := h.otherProcess()
 	key := reconcile.Key{Cluster: cluster, Volume: volName}
 	for _, e := range h.events {
 		ctx := other.Invocation(context.Background())

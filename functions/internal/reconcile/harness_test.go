@@ -112,6 +112,18 @@ func newHarnessSSM(t tb, wrap func(cloud.SSMAPI) cloud.SSMAPI, opts ...option) *
 	return h
 }
 
+// otherProcess is a second reconciler on the same world, as another Lambda
+// process: the same AWS, none of this one's memory.
+func (h *harness) otherProcess() *reconcile.Reconciler {
+	c := cloud.NewWithClients(h.w.EC2(), h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
+	other, err := reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
+	if err != nil {
+		h.t.Fatalf("%v", err)
+	}
+	return other
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {

@@ -22,7 +22,7 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	case TaskChanged:
 		keys, err = r.taskKeys(ctx, inv, t)
 	case InstanceChanged:
-		keys, err = r.instanceKeys(ctx, t)
+		keys, err = r.instanceKeys(ctx, inv, t)
 	case VolumeChanged:
 		keys, err = r.volumeKeys(ctx, t)
 	case CommandChanged:
@@ -66,10 +66,15 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	ic, isInstance := t.(InstanceChanged)
 	drainOnly := isInstance && ic.Status == "DRAINING" && ic.AgentConnected
 	o := byOther
-	if _, ok := t.(TaskChanged); ok {
+	switch t.(type) {
+	case TaskChanged:
 		o = byTask
-	} else if drainOnly {
-		o = byDrain
+	case Retry:
+		o = byRetry
+	default:
+		if drainOnly {
+			o = byDrain
+		}
 	}
 	for _, k := range keys {
 		inv.note(ctx, k)
@@ -171,7 +176,7 @@ func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChange
 	return keys, nil
 }
 
-func (r *Reconciler) instanceKeys(ctx context.Context, t InstanceChanged) ([]Key, error) {
+func (r *Reconciler) instanceKeys(ctx context.Context, inv *invocation, t InstanceChanged) ([]Key, error) {
 	if t.Cluster != r.cluster {
 		return nil, nil
 	}
@@ -198,7 +203,13 @@ func (r *Reconciler) instanceKeys(ctx context.Context, t InstanceChanged) ([]Key
 	if err != nil {
 		return nil, err
 	}
-	return r.keysFromVolumes(t.Cluster, vols), nil
+	keys := r.keysFromVolumes(t.Cluster, vols)
+	if t.Status == "DRAINING" && t.AgentConnected {
+		for _, k := range keys {
+			inv.noteDrained(k, id)
+		}
+	}
+	return keys, nil
 }
 
 func (r *Reconciler) volumeKeys(ctx context.Context, t VolumeChanged) ([]Key, error) {

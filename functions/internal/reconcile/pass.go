@@ -107,6 +107,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if res, ok := p.awaitCommand(); ok {
 		return res, nil
 	}
+	if res, ok, err := p.drainLookDone(ctx); ok || err != nil {
+		return res, err
+	}
 	if res, ok, err := p.continueStep(ctx); ok || err != nil {
 		return res, err
 	}
@@ -226,7 +229,34 @@ func (p *pass) deferDrain() (Result, bool) {
 	}
 	p.leans = true // it read nothing: it supersedes no retry
 	p.log.Debug("draining instance: its tasks' STOPPED events come first; looking later", "after", p.r.t.DrainDefer.String())
-	return p.retry(p.r.t.DrainDefer, hint{Drain: true}, "draining instance: looked at after its tasks' STOPPED events"), true
+	return p.retry(p.r.t.DrainDefer, hint{Drain: true, Instance: p.inv.drainedInstance(p.key)}, "draining instance: looked at after its tasks' STOPPED events"), true
+}
+
+// drainLookDone: the drain's deferred look, alone in its invocation, ends
+// on EC2's word that no volume of the key is on the draining instance any
+// more: what the look was for (an idle attachment there) is gone, and
+// whatever else the key needs, its tasks' events and the sweep ask for.
+// Several processes each defer a look per drain event (ECS sends one each
+// time the instance's task count changes), so this is most of a drain's
+// looks; they read one batched DescribeVolumes and nothing of ECS.
+func (p *pass) drainLookDone(ctx context.Context) (Result, bool, error) {
+	if !p.hint.Drain || p.hint.Instance == "" || p.op.instance != "" || !p.inv.isRetryOnly(p.key) {
+		return Result{}, false, nil
+	}
+	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+	if err != nil {
+		return Result{}, false, err
+	}
+	for _, v := range vols {
+		for _, a := range v.Attachments {
+			if a.InstanceID == p.hint.Instance {
+				return Result{}, false, nil
+			}
+		}
+	}
+	p.leans = true // it looked at one fact only: it supersedes no retry
+	p.log.Debug("draining instance's look: no volume of the key is on it any more", "instance", p.hint.Instance)
+	return done("no volume of the key on draining instance " + p.hint.Instance + " any more"), true, nil
 }
 
 // awaitCommand: a pass that only ECS task events asked for, while an SSM

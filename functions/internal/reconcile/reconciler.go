@@ -303,6 +303,9 @@ type invocation struct {
 	// origins: the kinds of trigger that named each key in this
 	// invocation (see pass.deferDrain and pass.awaitCommand).
 	origins map[Key]origin
+	// drainedFrom: the live draining instance whose event named each
+	// key (see pass.deferDrain).
+	drainedFrom map[Key]string
 }
 
 type invocationKey struct{}
@@ -319,7 +322,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
-		origins: map[Key]origin{}, releases: map[Key]Release{},
+		origins: map[Key]origin{}, releases: map[Key]Release{}, drainedFrom: map[Key]string{},
 	})
 }
 
@@ -348,6 +351,7 @@ type origin uint8
 const (
 	byDrain origin = 1 << iota // a live draining instance's event
 	byTask                     // an ECS task event
+	byRetry                    // a retry of tether's own
 	byOther                    // anything else
 )
 
@@ -372,6 +376,26 @@ func (inv *invocation) namedOnlyBy(k Key, o origin) bool {
 }
 
 func (inv *invocation) isDrainOnly(k Key) bool { return inv.namedOnlyBy(k, byDrain) }
+func (inv *invocation) isRetryOnly(k Key) bool { return inv.namedOnlyBy(k, byRetry) }
+
+// noteDrained remembers the live draining instance whose event named k.
+func (inv *invocation) noteDrained(k Key, instance string) {
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.drainedFrom[k] = instance
+}
+
+func (inv *invocation) drainedInstance(k Key) string {
+	if inv == nil {
+		return ""
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.drainedFrom[k]
+}
 func (inv *invocation) isTaskOnly(k Key) bool  { return inv.namedOnlyBy(k, byTask) }
 
 func (inv *invocation) note(ctx context.Context, k Key) {

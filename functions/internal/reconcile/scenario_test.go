@@ -264,6 +264,73 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	}
 }
 
+// The drain's deferred look, run by a process that did not see the
+// handoff, ends on EC2's word that the volume left the draining instance:
+// one batched DescribeVolumes, no ECS call. While the volume is still
+// there (an idle attachment whose task's events were lost), the look goes
+// on and releases it.
+func TestDrainLookEndsOnceTheVolumeLeftTheDrainingInstance(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
+	h.invoke(reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
+		Status: "DRAINING", AgentConnected: true})
+	deferred := last()
+	if deferred.Done() || !strings.Contains(deferred.Hint, `"i":"i-a"`) {
+		t.Fatalf("the drain's pass: %+v; want it deferred with the draining instance in its hint", deferred)
+	}
+
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.wantRunning(t2)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	other := h.otherProcess()
+	before := h.w.Calls()
+	ctx := other.Invocation(context.Background())
+	keys, err := other.Keys(ctx, reconcile.Retry{Key: key, Hint: deferred.Hint})
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys of the drain's retry: %v %v", keys, err)
+	}
+	res, err := other.Reconcile(ctx, key)
+	if err != nil || !res.Done() || !strings.Contains(res.Reason, "draining instance i-a any more") {
+		t.Fatalf("the drain's look after the handoff: %+v %v; want done on EC2's word", res, err)
+	}
+	after := h.w.Calls()
+	for op, n := range after {
+		if d := n - before[op]; d != 0 && op != "EC2:DescribeVolumes" {
+			t.Errorf("the drain's look after the handoff made %d %s calls; want one DescribeVolumes only", d, op)
+		}
+	}
+	if d := after["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; d != 1 {
+		t.Errorf("the drain's look made %d DescribeVolumes calls, want 1", d)
+	}
+
+	// The volume idle on a draining instance, its task's STOPPED events
+	// lost: the look goes on and releases it.
+	h.w.StopTask(t2, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t2})
+	h.w.TakeEvents()
+	h.invoke(reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-b").CI, EC2InstanceID: "i-b",
+		Status: "DRAINING", AgentConnected: true})
+	deferred = last()
+	h.w.Advance(deferred.RetryAfter)
+	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
+	h.settle(300)
+	h.noViolations()
+	if v := h.oneVolume(volName); v.Att != nil {
+		t.Fatalf("the idle volume stayed on the draining instance: %+v", v.Att)
+	}
+}
+
 // A task event that comes while this process's mount command runs reads
 // nothing (the volume's next move waits for the command's end anyway);
 // what it told is not lost: the command's end is then looked at in full.
