@@ -99,6 +99,8 @@ func (a *AWS) LiveTasks(ctx context.Context, cluster string) ([]Task, error) {
 	ts = v.([]Task)
 	s.mu.Lock()
 	s.live[cluster] = ts
+	// ListTasks and DescribeTasks pages of 100 each.
+	s.wholeCost[cluster] = 2 * max(1, (len(ts)+99)/100)
 	s.mu.Unlock()
 	return ts, nil
 }
@@ -152,11 +154,21 @@ func (a *AWS) taskARNs(ctx context.Context, cluster string, q TaskQuery) ([]stri
 	}
 	s.mu.Lock()
 	cached, ok := s.listed[k]
-	if !ok && q.Desired == string(ecstypes.DesiredStatusRunning) && q.Family != "" {
+	partOfWhole := !ok && q.Desired == string(ecstypes.DesiredStatusRunning) && q.Family != ""
+	again := partOfWhole && s.wholeAgain(cluster)
+	s.mu.Unlock()
+	if again {
+		if _, err := a.LiveTasks(ctx, cluster); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	if partOfWhole {
 		// The invocation listed every live task of the cluster (a sweep):
 		// a family's (and an instance's) live tasks are a part of it.
 		if live, complete := s.live[cluster]; complete {
 			cached, ok = []string{}, true
+			s.spared[cluster]++
 			for _, t := range live {
 				if t.Family() == q.Family && (q.ContainerInstance == "" || t.ContainerInstanceARN == q.ContainerInstance) {
 					cached = append(cached, t.ARN)

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -533,5 +534,75 @@ func TestDetachVolumeFencesTheJudgedAttachment(t *testing.T) {
 	}
 	if detachForm.Get("Device") != "/dev/xvdf" || detachForm.Get("InstanceId") != "i-a" {
 		t.Fatalf("DetachVolume sent %v, want Device /dev/xvdf and InstanceId i-a", detachForm)
+	}
+}
+
+// A sweep listed the whole cluster; once that answer ages out (MaxAge),
+// the next family listing lists the whole cluster again when the first
+// listing spared more family listings than it costs, and each family on
+// its own when it did not (a large cluster with few tether tasks).
+func TestSweepListsTheWholeClusterAgainWhenThatIsCheaper(t *testing.T) {
+	const tasks = 30
+	e, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
+		switch action {
+		case "ECS:ListTasks":
+			var in struct{ Family string }
+			_ = json.Unmarshal([]byte(body), &in)
+			var arns []string
+			for i := range tasks {
+				if fam := fmt.Sprintf("fam-%02d", i); in.Family == "" || in.Family == fam {
+					arns = append(arns, fmt.Sprintf("%q", "arn:aws:ecs:us-east-1:123456789012:task/c/"+fmt.Sprintf("%032d", i)))
+				}
+			}
+			return 200, `{"taskArns":[` + strings.Join(arns, ",") + `]}`
+		case "ECS:DescribeTasks":
+			var in struct{ Tasks []string }
+			_ = json.Unmarshal([]byte(body), &in)
+			var out []string
+			for _, arn := range in.Tasks {
+				var i int
+				fmt.Sscanf(arn[strings.LastIndexByte(arn, '/')+1:], "%d", &i)
+				out = append(out, fmt.Sprintf(`{"taskArn":%q,"taskDefinitionArn":"arn:aws:ecs:us-east-1:123456789012:task-definition/fam-%02d:1","lastStatus":"RUNNING","desiredStatus":"RUNNING"}`, arn, i))
+			}
+			return 200, `{"tasks":[` + strings.Join(out, ",") + `],"failures":[]}`
+		}
+		return 400, `{"__type":"InvalidParameterException","message":"unexpected"}`
+	})
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := newTestCloud(t, base, Options{BatchWindow: -1, MaxAge: 3 * time.Second, Now: func() time.Time { return now }})
+	ctx := NewSession(context.Background())
+	lists := func() int { return e.count("ECS:ListTasks") }
+	family := func(i int) {
+		t.Helper()
+		arns, err := c.ListTaskARNs(ctx, "c", TaskQuery{Family: fmt.Sprintf("fam-%02d", i)})
+		if err != nil || len(arns) != 1 {
+			t.Fatalf("family %d: %v %v", i, arns, err)
+		}
+	}
+	if ts, err := c.LiveTasks(ctx, "c"); err != nil || len(ts) != tasks || lists() != 1 {
+		t.Fatalf("the sweep's listing: %d tasks, %v, %d ListTasks", len(ts), err, lists())
+	}
+	for i := range 10 { // a whole listing costs 2 calls here; it spared 10
+		family(i)
+	}
+	if lists() != 1 {
+		t.Fatalf("%d ListTasks after families the whole listing holds, want 1", lists())
+	}
+	now = now.Add(4 * time.Second)
+	for i := 10; i < 20; i++ {
+		family(i)
+	}
+	if n, d := lists(), e.count("ECS:DescribeTasks"); n != 2 || d != 2 {
+		t.Fatalf("after the answers aged out: %d ListTasks, %d DescribeTasks; want the whole cluster listed again (2, 2)", n, d)
+	}
+	// That listing spared 10 as well; then a window that spares one: the
+	// window after it lists each family on its own.
+	now = now.Add(4 * time.Second)
+	family(20)
+	now = now.Add(4 * time.Second)
+	family(21)
+	family(22)
+	if n := lists(); n != 5 {
+		t.Fatalf("%d ListTasks; want 3 whole listings then 2 of one family each (5)", n)
 	}
 }

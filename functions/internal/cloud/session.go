@@ -29,6 +29,13 @@ type session struct {
 	tasks      map[string]Task     // task ARN -> as described
 	cis        map[string]ContainerInstance
 	services   map[string]Service // cluster/name
+
+	// A sweep's whole-cluster listing, across resets (see wholeAgain):
+	// what listing the cluster again costs in calls, and how many family
+	// listings the current and the previous listing spared.
+	wholeCost   map[string]int
+	spared      map[string]int
+	sparedAfore map[string]int
 }
 
 type sessionKey struct{}
@@ -37,13 +44,14 @@ type sessionKey struct{}
 // made with a context without a session are never cached (only task
 // definitions are, for the process lifetime: revisions are immutable).
 func NewSession(ctx context.Context) context.Context {
-	s := &session{stats: NewStats()}
+	s := &session{stats: NewStats(), wholeCost: map[string]int{}, spared: map[string]int{}, sparedAfore: map[string]int{}}
 	s.reset()
 	return context.WithValue(ctx, sessionKey{}, s)
 }
 
 // reset drops every answer kept (not the counters).
 func (s *session) reset() {
+	s.sparedAfore, s.spared = s.spared, map[string]int{}
 	s.volumes = map[string]Volume{}
 	s.missing = map[string]bool{}
 	s.byKey = map[string][]string{}
@@ -77,6 +85,17 @@ func (a *AWS) sessionOf(ctx context.Context) *session {
 		s.born = now
 	}
 	return s
+}
+
+// wholeAgain: a family's live tasks are to be read by listing the whole
+// cluster again, as the invocation did before its answers aged out (a
+// sweep), because that listing spared more family listings than it costs
+// (in a large cluster with few tether tasks it does not, and each family
+// is listed on its own). Callers hold s.mu.
+func (s *session) wholeAgain(cluster string) bool {
+	_, listed := s.live[cluster]
+	cost := s.wholeCost[cluster]
+	return !listed && cost > 0 && s.sparedAfore[cluster] > cost
 }
 
 // Uncached returns ctx without its session: calls made with it read AWS
