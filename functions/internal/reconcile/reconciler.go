@@ -396,7 +396,7 @@ func (inv *invocation) drainedInstance(k Key) string {
 	defer inv.mu.Unlock()
 	return inv.drainedFrom[k]
 }
-func (inv *invocation) isTaskOnly(k Key) bool  { return inv.namedOnlyBy(k, byTask) }
+func (inv *invocation) isTaskOnly(k Key) bool { return inv.namedOnlyBy(k, byTask) }
 
 func (inv *invocation) note(ctx context.Context, k Key) {
 	id, _ := ctx.Value(eventIDKey{}).(string)
