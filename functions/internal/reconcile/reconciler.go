@@ -377,6 +377,7 @@ func (inv *invocation) namedOnlyBy(k Key, o origin) bool {
 
 func (inv *invocation) isDrainOnly(k Key) bool { return inv.namedOnlyBy(k, byDrain) }
 func (inv *invocation) isRetryOnly(k Key) bool { return inv.namedOnlyBy(k, byRetry) }
+func (inv *invocation) isTaskOnly(k Key) bool  { return inv.namedOnlyBy(k, byTask) }
 
 // noteDrained remembers the live draining instance whose event named k.
 func (inv *invocation) noteDrained(k Key, instance string) {
@@ -396,7 +397,6 @@ func (inv *invocation) drainedInstance(k Key) string {
 	defer inv.mu.Unlock()
 	return inv.drainedFrom[k]
 }
-func (inv *invocation) isTaskOnly(k Key) bool { return inv.namedOnlyBy(k, byTask) }
 
 func (inv *invocation) note(ctx context.Context, k Key) {
 	id, _ := ctx.Value(eventIDKey{}).(string)
