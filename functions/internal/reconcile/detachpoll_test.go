@@ -8,7 +8,8 @@ import (
 // The first look at a detach waits for the time a quarter of the
 // process's recent detaches took, each known as the middle of the last look
 // that found it going on and the first that found it done; before five
-// are known, DetachPoll. Later looks back off by a quarter of the wait.
+// are known, DetachPoll. Later looks come when half, three quarters and
+// nine tenths of them had ended, then back off by a quarter of the wait.
 func TestFirstDetachLookLearnsFromRecentDetaches(t *testing.T) {
 	t0 := time.UnixMilli(1_800_000_000_000)
 	r := &Reconciler{mem: newMemory(), t: Timing{}.withDefaults()}
@@ -39,5 +40,22 @@ func TestFirstDetachLookLearnsFromRecentDetaches(t *testing.T) {
 	}
 	if d := p.detachPoll(t0.Add(-12 * time.Second)); d != 3*time.Second {
 		t.Fatalf("a later look after %v, want a quarter of the 12 s waited", d)
+	}
+
+	// Detaches spread from 2 to 32 s: the looks follow their quarters.
+	for i := range 32 {
+		asked := t0.Add(2*time.Hour + time.Duration(i)*time.Minute)
+		r.mem.detachEnded("vol-y", asked, asked.Add(time.Duration(4+2*i)*time.Second))
+	}
+	for _, c := range []struct{ waited, want time.Duration }{
+		{0, 10 * time.Second},                               // a quarter: 10 s
+		{10 * time.Second, 8 * time.Second},                 // half: 18 s
+		{18 * time.Second, 8 * time.Second},                 // three quarters: 26 s
+		{26 * time.Second, 4 * time.Second},                 // nine tenths: 30 s
+		{29500 * time.Millisecond, 7375 * time.Millisecond}, // less than a second to nine tenths: a quarter of the wait
+	} {
+		if d := p.detachPoll(t0.Add(-c.waited)); d != c.want {
+			t.Errorf("after %v waited: next look in %v, want %v", c.waited, d, c.want)
+		}
 	}
 }

@@ -228,17 +228,24 @@ func (p *pass) detaching(ctx context.Context, w want, v cloud.Volume, a cloud.At
 // than with half. Concurrent passes of one process look in one
 // DescribeVolumes (cloud's batcher).
 //
-// The first look waits for the time a quarter of this process's recent
-// detaches took (DetachPoll until five are known): the looks before it
-// would mostly find the detach still going on.
+// Once five of this process's detaches are known, the looks come when a
+// quarter, half, three quarters and nine tenths of them had ended (each at
+// least a second after the last): the looks in between would mostly find
+// the detach still going on. Past those, a quarter of the wait again.
 func (p *pass) detachPoll(since time.Time) time.Duration {
 	waited := p.now.Sub(since)
-	if waited < p.r.t.DetachPoll/2 {
-		first := p.r.t.DetachPoll
-		if q, ok := p.r.mem.quickDetach(); ok {
-			first = min(max(q-waited, time.Second), p.r.t.DetachWait)
+	if looks, ok := p.r.mem.detachLooks(); ok {
+		for _, at := range looks {
+			if at-waited >= time.Second {
+				return min(at-waited, p.r.t.DetachWait)
+			}
 		}
-		return first
+		if waited < looks[0] {
+			return time.Second
+		}
+	}
+	if waited < p.r.t.DetachPoll/2 {
+		return p.r.t.DetachPoll
 	}
 	return min(max(waited/4, time.Second), p.r.t.DetachWait)
 }
