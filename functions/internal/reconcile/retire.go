@@ -37,6 +37,30 @@ func (r *Reconciler) retireMoved(ctx context.Context, cluster string, vols []clo
 	}
 }
 
+// ErrNoDeleteAfter: a moved volume whose driverOpts did not ask for its
+// deletion (no tether:delete-after): it is kept.
+var ErrNoDeleteAfter = errors.New("its driverOpts did not ask for its deletion (azmove-delete-after)")
+
+// MovedDeletableFrom reads when a moved volume's tags let it be deleted
+// (tether:moved-at plus tether:delete-after): ErrNoDeleteAfter without
+// the delay, an error naming the tag when one is not valid. The volume
+// that took its place must also be in use then (retirable).
+func MovedDeletableFrom(tags map[string]string) (time.Time, error) {
+	raw, ok := tags[cloud.TagDeleteAfter]
+	if !ok || tags[cloud.TagMovedTo] == "" {
+		return time.Time{}, ErrNoDeleteAfter
+	}
+	after, err := volspec.ParseAZMoveDeleteAfter(raw)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tag %s=%q: %w", cloud.TagDeleteAfter, raw, err)
+	}
+	at, err := time.Parse(time.RFC3339, tags[cloud.TagMovedAt])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tag %s=%q is not an RFC 3339 time", cloud.TagMovedAt, tags[cloud.TagMovedAt])
+	}
+	return at.Add(after), nil
+}
+
 // retirable says why the moved volume old must be kept ("" when it may
 // go, with the volume in use that took its place). It may go only when
 // all of these hold: it is the cluster's and no longer a key's (tether
@@ -50,20 +74,12 @@ func retirable(cluster string, old cloud.Volume, byID map[string]cloud.Volume, n
 	if old.Tags[cloud.TagCluster] != cluster || old.Tags[cloud.TagMovedTo] == "" || old.Tags[cloud.TagVolume] != "" {
 		return cloud.Volume{}, "not a moved volume of the cluster"
 	}
-	raw, ok := old.Tags[cloud.TagDeleteAfter]
-	if !ok {
-		return cloud.Volume{}, "its driverOpts did not ask for its deletion (azmove-delete-after)"
-	}
-	after, err := volspec.ParseAZMoveDeleteAfter(raw)
+	from, err := MovedDeletableFrom(old.Tags)
 	if err != nil {
-		return cloud.Volume{}, fmt.Sprintf("tag %s=%q: %v", cloud.TagDeleteAfter, raw, err)
+		return cloud.Volume{}, err.Error()
 	}
-	at, err := time.Parse(time.RFC3339, old.Tags[cloud.TagMovedAt])
-	if err != nil {
-		return cloud.Volume{}, fmt.Sprintf("tag %s=%q is not an RFC 3339 time", cloud.TagMovedAt, old.Tags[cloud.TagMovedAt])
-	}
-	if now.Sub(at) < after {
-		return cloud.Volume{}, fmt.Sprintf("moved at %s, kept %s: until %s", at.Format(time.RFC3339), after, at.Add(after).Format(time.RFC3339))
+	if now.Before(from) {
+		return cloud.Volume{}, fmt.Sprintf("moved at %s, kept %s: until %s", old.Tags[cloud.TagMovedAt], old.Tags[cloud.TagDeleteAfter], from.Format(time.RFC3339))
 	}
 	if old.State != cloud.VolumeAvailable || len(old.Attachments) > 0 {
 		return cloud.Volume{}, "it is " + old.State + ", not available"
