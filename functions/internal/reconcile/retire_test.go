@@ -177,3 +177,41 @@ func TestAMovedVolumeIsKeptWhileTheNewOneIsNotInUse(t *testing.T) {
 		t.Fatalf("new volume %+v, want it in use", v)
 	}
 }
+
+// A move whose retag of the old volume failed (here: throttled once) is
+// finished by a later pass that lists the key's volumes (settleMoves),
+// which does not know the task's driverOpts: it reads the delay from the
+// move's snapshot, so the old volume still carries it and is retired
+// after it. (While the new volume's task runs, passes decide from ECS
+// alone and leave the retag for the next pass that lists the volumes:
+// here, the release when that task stops.)
+func TestAnInterruptedMoveKeepsItsDelay(t *testing.T) {
+	h, v, t2 := moveToOtherAZWith(t, map[string]string{"azmove-delete-after": "2h"})
+	snapshotted := func() bool { return len(h.w.Snapshots()) > 0 }
+	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "snapshot" }, 300, snapshotted)
+	if s := h.w.Snapshots(); len(s) != 1 || s[0].Tags["tether:delete-after"] != "2h0m0s" {
+		t.Fatalf("the move's snapshot %+v: want one, carrying tether:delete-after=2h0m0s", s)
+	}
+	h.w.Throttle("EC2:CreateTags", 1)
+	h.settle(600)
+	h.noViolations()
+	h.wantRunning(t2)
+	if old := h.volume(v.ID); old.Tags["tether:moved-to"] != "" {
+		t.Fatalf("test bug: the old volume was retagged despite the throttle: %v", old.Tags)
+	}
+	h.w.StopTask(t2, "scaled to zero")
+	h.settle(600)
+	h.noViolations()
+	old := h.volume(v.ID)
+	if old.Tags["tether:delete-after"] != "2h0m0s" || old.Tags["tether:moved-at"] == "" || old.Tags["tether:moved-to"] == "" {
+		t.Fatalf("old volume's tags once a pass finished the move: %v; want moved-to, moved-at and delete-after 2h0m0s", old.Tags)
+	}
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	t3 := h.w.PlaceTask(td, "i-b")
+	h.settle(600)
+	h.wantRunning(t3)
+	h.sweepAfter(2 * time.Hour)
+	if v := h.volume(v.ID); v.State != "" && v.State != "deleting" {
+		t.Fatalf("old volume %+v after the delay, want it deleted", v)
+	}
+}
