@@ -25,7 +25,7 @@ func (r *Reconciler) retireMoved(ctx context.Context, cluster string, vols []clo
 		if v.Tags[cloud.TagCluster] != cluster || v.Tags[cloud.TagMovedTo] == "" {
 			continue // not a moved volume of this cluster: never touched here
 		}
-		log := r.log.With("cluster", cluster, "volumeId", v.ID, "name", v.Tags[cloud.TagMovedName], "movedTo", v.Tags[cloud.TagMovedTo])
+		log := r.log.With("cluster", cluster, "volumeId", v.ID, "volume", v.Tags[cloud.TagMovedName], "movedTo", v.Tags[cloud.TagMovedTo])
 		inUse, why := retirable(cluster, v, byID, now)
 		if why != "" {
 			log.Debug("moved volume kept", "why", why)
@@ -107,7 +107,7 @@ func retirable(cluster string, old cloud.Volume, byID map[string]cloud.Volume, n
 // step that fails is found and taken again by the next sweep; a snapshot
 // or volume already gone is no error.
 func (r *Reconciler) retire(ctx context.Context, cluster string, old, inUse cloud.Volume) error {
-	log := r.log.With("cluster", cluster, "volumeId", old.ID, "name", old.Tags[cloud.TagMovedName],
+	log := r.log.With("cluster", cluster, "volumeId", old.ID, "volume", old.Tags[cloud.TagMovedName],
 		"newVolumeId", inUse.ID, "instance", inUse.Attachments[0].InstanceID)
 	snaps, err := r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, old.ID)
 	if err != nil {
