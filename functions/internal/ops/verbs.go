@@ -258,27 +258,28 @@ func writeExplanation(w io.Writer, x Explanation) {
 
 // VolumeLine is one row of `tether volumes`.
 type VolumeLine struct {
-	Name       string    `json:"name"`
-	VolumeID   string    `json:"volumeId"`
-	Cluster    string    `json:"cluster"`
-	Scope      string    `json:"scope"`
-	State      string    `json:"state"`
-	AZ         string    `json:"az"`
-	Instance   string    `json:"instance,omitempty"`
-	Attachment string    `json:"attachment,omitempty"`
-	Task       string    `json:"task,omitempty"`       // the task using it (started) or waiting for it
-	TaskStatus string    `json:"taskStatus,omitempty"` // that task's last status
-	Waiting    []string  `json:"waiting,omitempty"`    // further tasks waiting for it
-	SizeGiB    int32     `json:"sizeGiB"`
-	Type       string    `json:"type"`
-	Created    time.Time `json:"createdAt"`
-	Adopted    string    `json:"adoptedAt,omitempty"`
-	MovedTo    string    `json:"movedTo,omitempty"` // moved to another AZ as this volume (driverOpt azmove); kept, no longer the name's
+	Name        string    `json:"name"`
+	VolumeID    string    `json:"volumeId"`
+	Cluster     string    `json:"cluster"`
+	Scope       string    `json:"scope"`
+	State       string    `json:"state"`
+	AZ          string    `json:"az"`
+	Instance    string    `json:"instance,omitempty"`
+	Attachment  string    `json:"attachment,omitempty"`
+	Task        string    `json:"task,omitempty"`       // the task using it (started) or waiting for it
+	TaskStatus  string    `json:"taskStatus,omitempty"` // that task's last status
+	Waiting     []string  `json:"waiting,omitempty"`    // further tasks waiting for it
+	SizeGiB     int32     `json:"sizeGiB"`
+	Type        string    `json:"type"`
+	Created     time.Time `json:"createdAt"`
+	Adopted     string    `json:"adoptedAt,omitempty"`
+	MovedTo     string    `json:"movedTo,omitempty"` // moved to another AZ as this volume (driverOpt azmove); kept, no longer the name's
+	LastHandoff *Handoff  `json:"lastHandoff,omitempty"`
+
 	// DeletableFrom: when a moved volume may be deleted (driverOpt
 	// azmove-delete-after), by the first sweep that then finds the volume
 	// it was moved to in use; zero: kept.
 	DeletableFrom time.Time `json:"deletableFrom,omitzero"`
-	LastHandoff   *Handoff  `json:"lastHandoff,omitempty"`
 }
 
 // Handoff is the volume's last move, as tether's SSM commands record it:
@@ -330,8 +331,9 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 		}
 		if to := v.Tags[cloud.TagMovedTo]; to != "" {
 			l.Name, l.MovedTo = v.Tags[cloud.TagMovedName], to
-			l.DeletableFrom, _ = reconcile.MovedDeletableFrom(v.Tags) // zero: kept
-			lines = append(lines, l)                                  // no task of the name uses it any more
+			// Zero when kept (no delay asked, or a tag not valid).
+			l.DeletableFrom, _ = reconcile.MovedDeletableFrom(v.Tags)
+			lines = append(lines, l) // no task of the name uses it any more
 			continue
 		}
 		byCluster[l.Cluster] = append(byCluster[l.Cluster], len(lines))
