@@ -8,6 +8,7 @@ package functions_test
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -292,6 +293,7 @@ func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
 	volumeARN := "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/*"
 	instanceARN := "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"
 	sts := statementsOf(t, "ReconcilerPolicy", get(tp.resource(t, "ReconcilerPolicy"), "Properties", "PolicyDocument"))
+	deleteMoved := 0
 	for _, st := range sts {
 		owned := st.conditions["StringEquals"]["aws:ResourceTag/tether:cluster"]
 		for _, a := range st.actions {
@@ -351,12 +353,31 @@ func TestReconcilerPolicyIsScopedToTetherVolumes(t *testing.T) {
 				}
 			}
 		}
-		if a := "ec2:DeleteVolume"; slices.Contains(st.actions, a) && !slices.Equal(st.conditions["StringEquals"]["aws:ResourceTag/tether:scope"], []string{"task"}) {
-			t.Errorf("%s: DeleteVolume not limited to tether:scope=task volumes", st.sid)
+		if a := "ec2:DeleteVolume"; slices.Contains(st.actions, a) {
+			// Task volumes, or the old volume of an AZ move whose driverOpts
+			// asked for its deletion (tether:moved-to and tether:delete-after
+			// present): never a key's shared volume.
+			task := slices.Equal(st.conditions["StringEquals"]["aws:ResourceTag/tether:scope"], []string{"task"})
+			moved := slices.Equal(st.conditions["Null"]["aws:ResourceTag/tether:moved-to"], []string{"false"}) &&
+				slices.Equal(st.conditions["Null"]["aws:ResourceTag/tether:delete-after"], []string{"false"})
+			if !task && !moved {
+				t.Errorf("%s: DeleteVolume beyond tether:scope=task volumes and moved volumes marked for deletion", st.sid)
+			}
+			if len(st.actions) != 1 {
+				t.Errorf("%s: DeleteVolume shares its conditions with %v", st.sid, st.actions)
+			}
+			if moved {
+				deleteMoved++
+			}
 		}
 		if slices.Contains(st.resources, instanceARN) {
 			t.Errorf("%s: instance resources belong in AnyInstancePolicy or TaggedInstancesPolicy", st.sid)
 		}
+	}
+	// The sweep retires moved volumes (reconcile/retire.go): one statement
+	// grants it, for the cluster's moved volumes alone (checked above).
+	if deleteMoved != 1 {
+		t.Errorf("%d statements let the reconciler delete moved volumes, want 1", deleteMoved)
 	}
 }
 
@@ -485,6 +506,83 @@ func TestKMSOnlyThroughEC2(t *testing.T) {
 	for v, ok := range map[string]bool{"": true, "arn:aws:iam::123456789012:policy/boundaries/tether": true, "arn:aws:iam::aws:policy/PowerUserAccess": false, "x": false} {
 		if pb.MatchString(v) != ok {
 			t.Errorf("PermissionsBoundary %q: accepted %v", v, !ok)
+		}
+	}
+}
+
+// Which volumes the reconciler's policy lets it delete, by their tags:
+// the IAM conditions of its DeleteVolume statements evaluated as AWS
+// does (StringEquals and Null on aws:ResourceTag; a statement allows when
+// all its conditions hold), with ClusterName = "prod". A key's shared
+// volume, a moved volume the task definition did not ask to delete and
+// any volume of another cluster are refused.
+func TestReconcilerDeletesOnlyTaskVolumesAndMovedVolumesMarkedForDeletion(t *testing.T) {
+	tp := loadTemplate(t)
+	var deletes []statement
+	for _, st := range statementsOf(t, "ReconcilerPolicy", get(tp.resource(t, "ReconcilerPolicy"), "Properties", "PolicyDocument")) {
+		if slices.Contains(st.actions, "ec2:DeleteVolume") {
+			deletes = append(deletes, st)
+		}
+	}
+	allows := func(tags map[string]string) []string {
+		var by []string
+		for _, st := range deletes {
+			ok := true
+			for op, conds := range st.conditions {
+				for k, want := range conds {
+					key, isTag := strings.CutPrefix(k, "aws:ResourceTag/")
+					if !isTag || len(want) != 1 {
+						t.Fatalf("%s: condition %s %s %v: the test evaluates resource tags alone", st.sid, op, k, want)
+					}
+					v, has := tags[key]
+					switch op {
+					case "StringEquals":
+						if want[0] == "ClusterName" {
+							want = []string{"prod"}
+						}
+						ok = ok && has && v == want[0]
+					case "Null":
+						ok = ok && has == (want[0] == "false")
+					default:
+						t.Fatalf("%s: condition operator %s: the test evaluates StringEquals and Null alone", st.sid, op)
+					}
+				}
+			}
+			if ok {
+				by = append(by, st.sid)
+			}
+		}
+		return by
+	}
+	moved := map[string]string{"tether:cluster": "prod", "tether:scope": "shared", "tether:volume": "", "tether:moved-name": "pgdata",
+		"tether:moved-to": "vol-0123456789abcdef0", "tether:moved-at": "2026-01-02T03:04:05Z", "tether:delete-after": "24h0m0s"}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := maps.Clone(m)
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "-" {
+				delete(out, kv[i])
+			} else {
+				out[kv[i]] = kv[i+1]
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		what  string
+		tags  map[string]string
+		allow bool
+	}{
+		{"a task volume of the cluster", map[string]string{"tether:cluster": "prod", "tether:scope": "task", "tether:volume": "t-x"}, true},
+		{"a moved volume marked for deletion", moved, true},
+		{"a key's shared volume", map[string]string{"tether:cluster": "prod", "tether:scope": "shared", "tether:volume": "pgdata"}, false},
+		{"a moved volume without azmove-delete-after", with(moved, "tether:delete-after", "-", "tether:moved-at", "-"), false},
+		{"a moved volume of another cluster", with(moved, "tether:cluster", "staging"), false},
+		{"a moved volume without a cluster", with(moved, "tether:cluster", "-"), false},
+		{"a shared volume carrying only delete-after", with(moved, "tether:moved-to", "-"), false},
+		{"an untagged volume", map[string]string{}, false},
+	} {
+		if by := allows(c.tags); (len(by) > 0) != c.allow {
+			t.Errorf("%s: DeleteVolume allowed by %v, want allowed %t", c.what, by, c.allow)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var volumeIDPattern = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)
@@ -141,6 +142,10 @@ type Options struct {
 	// another availability zone: "" (never: the task fails and says why)
 	// or "snapshot" (a snapshot, and a volume made from it there).
 	AZMove string
+	// AZMoveDeleteAfter (azmove-delete-after): how long after a move the
+	// old volume may be deleted, once the new one is in use (the sweep
+	// checks). 0: never (the old volume is kept). Only with azmove.
+	AZMoveDeleteAfter time.Duration
 	// Snapshots (snapshots): "scheduled" tags the volume for the stack's
 	// Data Lifecycle Manager policy (template SnapshotCron); "" none.
 	Snapshots string
@@ -154,6 +159,28 @@ type Options struct {
 
 // AZMoveSnapshot is the one way a volume moves to another AZ.
 const AZMoveSnapshot = "snapshot"
+
+// Bounds of azmove-delete-after: at least an hour, so a move's old volume
+// outlives its first hand-over (a restart, a deployment) with time to look,
+// and at most a year.
+const (
+	MinAZMoveDeleteAfter = time.Hour
+	MaxAZMoveDeleteAfter = 8760 * time.Hour
+)
+
+// ParseAZMoveDeleteAfter parses and bounds an azmove-delete-after value
+// (a Go duration, "72h"). The reconciler checks the tag it wrote with it
+// again before deleting anything.
+func ParseAZMoveDeleteAfter(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration such as 24h or 168h")
+	}
+	if d < MinAZMoveDeleteAfter || d > MaxAZMoveDeleteAfter {
+		return 0, fmt.Errorf("want %s to %s", MinAZMoveDeleteAfter, MaxAZMoveDeleteAfter)
+	}
+	return d, nil
+}
 
 // SnapshotsScheduled marks a volume for scheduled snapshots.
 const SnapshotsScheduled = "scheduled"
@@ -171,6 +198,7 @@ const (
 	OptSnapshotID           = "snapshotid"
 	OptDevSuid              = "devsuid"
 	OptAZMove               = "azmove"
+	OptAZMoveDeleteAfter    = "azmove-delete-after"
 	OptSnapshots            = "snapshots"
 	OptSnapshotBeforeDelete = "snapshot-before-delete"
 	OptReplicas             = "replicas"
@@ -299,6 +327,8 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 			if o.AZMove != AZMoveSnapshot {
 				err = fmt.Errorf("want %q (move by snapshot to the task's availability zone)", AZMoveSnapshot)
 			}
+		case OptAZMoveDeleteAfter:
+			o.AZMoveDeleteAfter, err = ParseAZMoveDeleteAfter(value)
 		case OptSnapshotBeforeDelete:
 			o.SnapshotBeforeDelete, err = strconv.ParseBool(value)
 		case OptSnapshots:
@@ -307,7 +337,7 @@ func ParseDriverOptsWith(opts map[string]string, d Defaults) (Options, error) {
 				err = fmt.Errorf("want %q (the stack's Data Lifecycle Manager schedule, SnapshotCron)", SnapshotsScheduled)
 			}
 		default:
-			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas, azmove, snapshots, snapshot-before-delete)", key)
+			return Options{}, fmt.Errorf("driverOpts: unknown option %q (known: size, volumetype, iops, throughput, encrypted, kmskeyid, fstype, snapshotid, devsuid, replicas, azmove, azmove-delete-after, snapshots, snapshot-before-delete)", key)
 		}
 		if err != nil {
 			return Options{}, fmt.Errorf("driverOpts: option %s=%q: %w", key, opts[key], err)
@@ -347,6 +377,9 @@ func (o Options) checkCombination(seen map[string]string) error {
 	}
 	if o.KMSKeyID != "" && !o.Encrypted {
 		return fmt.Errorf("driverOpts: option kmskeyid needs encrypted=true")
+	}
+	if o.AZMoveDeleteAfter != 0 && o.AZMove != AZMoveSnapshot {
+		return fmt.Errorf("driverOpts: option %s needs azmove=%s (it deletes the volume a move left behind)", seen[OptAZMoveDeleteAfter], AZMoveSnapshot)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package volspec
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateVolumeID(t *testing.T) {
@@ -81,6 +82,13 @@ func TestParseDriverOptsErrorsNameTheOption(t *testing.T) {
 		{map[string]string{"fstype": "btrfs"}, "fstype"},
 		{map[string]string{"snapshotid": "snap-xyz"}, "snapshotid"},
 		{map[string]string{"type": "gp2", "volumetype": "gp3"}, "volumetype"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "soon"}, "azmove-delete-after"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "24"}, "azmove-delete-after"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "59m"}, "1h0m0s to 8760h0m0s"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "8761h"}, "azmove-delete-after"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "-24h"}, "azmove-delete-after"},
+		{map[string]string{"azmove": "snapshot", "azmove-delete-after": "0"}, "azmove-delete-after"},
+		{map[string]string{"azmove-delete-after": "24h"}, "needs azmove=snapshot"},
 	}
 	for _, c := range cases {
 		_, err := ParseDriverOpts(c.opts)
@@ -182,5 +190,26 @@ func TestReplicas(t *testing.T) {
 	}
 	if err := ValidateReplicaBase(strings.Repeat("a", MaxNameLength-3)); err == nil {
 		t.Error("a base whose replica names are too long accepted")
+	}
+}
+
+// azmove-delete-after: a Go duration of 1h to 8760h, only beside
+// azmove=snapshot; left out, the old volume of a move is never deleted.
+func TestAZMoveDeleteAfter(t *testing.T) {
+	for in, want := range map[string]time.Duration{"24h": 24 * time.Hour, "1h": time.Hour, "8760h": 8760 * time.Hour, " 90m ": 90 * time.Minute, "168h0m0s": 168 * time.Hour} {
+		o, err := ParseDriverOpts(map[string]string{"azmove": "snapshot", "AZMove-Delete-After": in})
+		if err != nil || o.AZMoveDeleteAfter != want || o.AZMove != AZMoveSnapshot {
+			t.Errorf("azmove-delete-after=%q: %+v, %v; want %s", in, o, err, want)
+		}
+	}
+	o, err := ParseDriverOpts(map[string]string{"azmove": "snapshot"})
+	if err != nil || o.AZMoveDeleteAfter != 0 {
+		t.Errorf("azmove alone: %+v, %v; want no deletion (0)", o, err)
+	}
+	// The reconciler reads its tag back with the same bounds.
+	for _, bad := range []string{"", "1s", "59m59s", "8760h1s", "forever"} {
+		if d, err := ParseAZMoveDeleteAfter(bad); err == nil {
+			t.Errorf("ParseAZMoveDeleteAfter(%q) = %s, want an error", bad, d)
+		}
 	}
 }

@@ -29,12 +29,17 @@ const (
 	// TagMoveOf (the volume moved) and TagMoveTo (the AZ); the new volume,
 	// the key's tags and TagMovedFrom; the old one, once the new exists,
 	// TagMovedTo and an empty tether:volume (it is no longer the key's),
-	// its name kept in TagMovedName. tether never deletes it.
-	TagMoveOf    = "tether:move-of"
-	TagMoveTo    = "tether:move-to"
-	TagMovedFrom = "tether:moved-from"
-	TagMovedTo   = "tether:moved-to"
-	TagMovedName = "tether:moved-name"
+	// its name kept in TagMovedName. It is kept unless the driverOpts ask
+	// (azmove-delete-after): then it also carries TagMovedAt (RFC 3339, UTC)
+	// and TagDeleteAfter (a Go duration, also on the move's snapshot), the
+	// facts the sweep deletes it on once the new volume is in use.
+	TagMoveOf      = "tether:move-of"
+	TagMoveTo      = "tether:move-to"
+	TagMovedFrom   = "tether:moved-from"
+	TagMovedTo     = "tether:moved-to"
+	TagMovedName   = "tether:moved-name"
+	TagMovedAt     = "tether:moved-at"
+	TagDeleteAfter = "tether:delete-after"
 	// TagSnapshots: the stack's Data Lifecycle Manager policy snapshots
 	// volumes whose value is their cluster (driverOpt snapshots=scheduled).
 	TagSnapshots = "tether:snapshots"

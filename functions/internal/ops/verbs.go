@@ -275,6 +275,11 @@ type VolumeLine struct {
 	Adopted     string    `json:"adoptedAt,omitempty"`
 	MovedTo     string    `json:"movedTo,omitempty"` // moved to another AZ as this volume (driverOpt azmove); kept, no longer the name's
 	LastHandoff *Handoff  `json:"lastHandoff,omitempty"`
+
+	// DeletableFrom: when a moved volume may be deleted (driverOpt
+	// azmove-delete-after), by the first sweep that then finds the volume
+	// it was moved to in use; zero: kept.
+	DeletableFrom time.Time `json:"deletableFrom,omitzero"`
 }
 
 // Handoff is the volume's last move, as tether's SSM commands record it:
@@ -326,6 +331,8 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 		}
 		if to := v.Tags[cloud.TagMovedTo]; to != "" {
 			l.Name, l.MovedTo = v.Tags[cloud.TagMovedName], to
+			// Zero when kept (no delay asked, or a tag not valid).
+			l.DeletableFrom, _ = reconcile.MovedDeletableFrom(v.Tags)
 			lines = append(lines, l) // no task of the name uses it any more
 			continue
 		}
@@ -368,6 +375,9 @@ func (c *cmd) volumes(ctx context.Context, args []string) error {
 		state := l.State
 		if l.MovedTo != "" {
 			state += " (moved to " + l.MovedTo + ")"
+			if !l.DeletableFrom.IsZero() {
+				state += " (deleted from " + l.DeletableFrom.UTC().Format(time.RFC3339) + " once that one is in use)"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d GiB\t%s\t%s\t%s\n", l.Name, l.VolumeID, l.Cluster, l.Scope, state, l.AZ,
 			dash(l.Instance), task, l.SizeGiB, l.Type, last, took)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/internal/volspec"
@@ -20,8 +21,9 @@ const stepMove = "azmove"
 // volume made from it there carrying the key's tags (type, IOPS,
 // throughput, encryption and key carried over; the client token is the
 // snapshot's, so a repeated create makes no second volume). The old
-// volume is then retagged as moved (settleMoves) and kept: tether never
-// deletes a shared volume. Each step is a fact another pass reads back.
+// volume is then retagged as moved (settleMoves) and kept; only with
+// azmove-delete-after does a later sweep delete it, on the facts it reads
+// then (retire.go). Each step is a fact another pass reads back.
 func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
 	az := t.az()
 	log := p.log.With("volumeId", v.ID, "fromAZ", v.AZ, "toAZ", az, "task", t.task.ARN)
@@ -67,6 +69,9 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		tags := map[string]string{
 			cloud.TagName: p.key.Volume, cloud.TagCluster: p.key.Cluster, cloud.TagVolume: p.key.Volume,
 			cloud.TagMoveOf: v.ID, cloud.TagMoveTo: az,
+		}
+		if d := p.moveDeleteAfter(t); d != "" {
+			tags[cloud.TagDeleteAfter] = d // for settleMoves, should the pass that marks the old volume not be this one
 		}
 		s, err := p.r.cloud.CreateSnapshot(ctx, v.ID, fmt.Sprintf("tether: %s moves from %s to %s", p.key.Volume, v.AZ, az), tags)
 		if err != nil {
@@ -118,7 +123,7 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		return p.refused(ctx, w, err, "volume for the AZ move")
 	}
 	log.Info("moving the volume to the task's availability zone: new volume made from the snapshot", "snapshot", snap.ID, "newVolumeId", nv.ID)
-	if err := p.markMoved(ctx, v, nv.ID); err != nil {
+	if err := p.markMoved(ctx, v, nv.ID, p.moveDeleteAfter(t)); err != nil {
 		return Result{}, err
 	}
 	return p.retry(p.r.t.CreateWait, hint{Step: stepCreate, Volume: nv.ID, At: ms(p.now), Since: p.hint.Since},
@@ -142,19 +147,59 @@ func (p *pass) refused(ctx context.Context, w want, err error, what string) (Res
 
 // markMoved retags a moved volume: no longer the key's (empty
 // tether:volume; its name in tether:moved-name), with the volume that took
-// its place. Shared volumes may only be retagged within the cluster
-// (template.yaml RetagOwnVolumes).
-func (p *pass) markMoved(ctx context.Context, old cloud.Volume, to string) error {
+// its place. With a deleteAfter (driverOpt azmove-delete-after, a valid Go
+// duration) it also records when it was moved and that delay: the facts
+// the sweep's retirement needs (retire.go). Shared volumes may only be
+// retagged within the cluster (template.yaml RetagOwnVolumes).
+func (p *pass) markMoved(ctx context.Context, old cloud.Volume, to, deleteAfter string) error {
 	if err := p.fresh("retag"); err != nil {
 		return err
 	}
-	err := p.r.cloud.TagVolume(ctx, old.ID, map[string]string{
-		cloud.TagVolume: "", cloud.TagMovedTo: to, cloud.TagMovedName: p.key.Volume,
-	})
+	tags := map[string]string{cloud.TagVolume: "", cloud.TagMovedTo: to, cloud.TagMovedName: p.key.Volume}
+	if deleteAfter != "" {
+		tags[cloud.TagMovedAt] = p.now.UTC().Format(time.RFC3339)
+		tags[cloud.TagDeleteAfter] = deleteAfter
+	}
+	err := p.r.cloud.TagVolume(ctx, old.ID, tags)
 	if err == nil {
-		p.log.Info("the moved volume is kept, tagged as moved", "volumeId", old.ID, "movedTo", to)
+		if deleteAfter != "" {
+			p.log.Info("the moved volume is kept, tagged as moved; the sweep deletes it once the new one has been in use past the delay",
+				"volumeId", old.ID, "movedTo", to, "deleteAfter", deleteAfter)
+		} else {
+			p.log.Info("the moved volume is kept, tagged as moved", "volumeId", old.ID, "movedTo", to)
+		}
 	}
 	return err
+}
+
+// moveDeleteAfter is the needer's azmove-delete-after as its tag spells it
+// ("": the old volume is kept).
+func (p *pass) moveDeleteAfter(t need) string {
+	opts, err := volspec.ParseDriverOptsWith(t.spec.DriverOpts, p.r.defaults)
+	if err != nil || opts.AZMoveDeleteAfter == 0 {
+		return ""
+	}
+	return opts.AZMoveDeleteAfter.String()
+}
+
+// movedDeleteAfter is the delay a move of old to the AZ az started with:
+// its snapshot's tag ("" when none or not valid: the old volume is kept).
+// For a move another pass left unmarked, whose needer this pass may not
+// know.
+func (p *pass) movedDeleteAfter(ctx context.Context, old, az string) (string, error) {
+	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, old)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range snaps {
+		if s.Tags[cloud.TagCluster] != p.key.Cluster || s.Tags[cloud.TagMoveTo] != az || s.State == cloud.SnapshotError {
+			continue
+		}
+		if d, err := volspec.ParseAZMoveDeleteAfter(s.Tags[cloud.TagDeleteAfter]); err == nil {
+			return d.String(), nil
+		}
+	}
+	return "", nil
 }
 
 // settleMoves finishes what a move left between its steps: a live volume
@@ -162,10 +207,10 @@ func (p *pass) markMoved(ctx context.Context, old cloud.Volume, to string) error
 // (the pass that made it stopped before retagging). It returns the key's
 // volumes without the old ones.
 func (p *pass) settleMoves(ctx context.Context, live []cloud.Volume) ([]cloud.Volume, error) {
-	moved := map[string]string{}
+	moved := map[string]cloud.Volume{}
 	for _, v := range live {
 		if from := v.Tags[cloud.TagMovedFrom]; from != "" {
-			moved[from] = v.ID
+			moved[from] = v
 		}
 	}
 	if len(moved) == 0 {
@@ -178,7 +223,11 @@ func (p *pass) settleMoves(ctx context.Context, live []cloud.Volume) ([]cloud.Vo
 			out = append(out, v) // an attached old volume is released first, as any other
 			continue
 		}
-		if err := p.markMoved(ctx, v, to); err != nil {
+		deleteAfter, err := p.movedDeleteAfter(ctx, v.ID, to.AZ)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.markMoved(ctx, v, to.ID, deleteAfter); err != nil {
 			return nil, err
 		}
 	}

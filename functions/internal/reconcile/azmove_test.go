@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -148,12 +149,20 @@ func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
 // volume before the move, and the next task.
 func moveToOtherAZ(t *testing.T) (*harness, cloudtest.Volume, string) {
 	t.Helper()
+	return moveToOtherAZWith(t, nil)
+}
+
+// moveToOtherAZWith is moveToOtherAZ with more driverOpts.
+func moveToOtherAZWith(t *testing.T, extra map[string]string) (*harness, cloudtest.Volume, string) {
+	t.Helper()
+	opts := map[string]string{"size": "2", "azmove": "snapshot"}
+	maps.Copy(opts, extra)
 	h := newHarness(t)
 	h.w.AddInstance("i-a", "us-east-1a")
 	h.w.AddInstance("i-b", "us-east-1b")
 	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
 	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
-		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
+		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts}}})
 	t1 := h.w.PlaceTask(td, "i-a")
 	h.settle(300)
 	h.wantRunning(t1)

@@ -344,6 +344,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 	for _, k := range r.keysFromVolumes(t.Cluster, vols) {
 		seen[k] = true
 	}
+	r.retireMoved(ctx, t.Cluster, vols) // retire.go
 	tasks, err := r.cloud.LiveTasks(ctx, t.Cluster)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,9 @@ const (
 	// MetricVolumeModifications: ModifyVolume calls for a task definition's
 	// larger size, or other type, IOPS or throughput.
 	MetricVolumeModifications = "VolumeModifications"
+	// MetricMovedVolumesDeleted: old volumes of AZ moves the sweep deleted
+	// (driverOpt azmove-delete-after, retire.go).
+	MetricMovedVolumesDeleted = "MovedVolumesDeleted"
 )
 
 // Metrics lists every metric name the reconciler emits.
@@ -30,5 +33,5 @@ var Metrics = []string{
 	MetricPasses, MetricEC2Requests, MetricThrottles, MetricRetries, MetricFailures, MetricTasksStopped,
 	MetricAttachDuration, MetricDetachDuration, MetricMountDuration, MetricHandoffDuration,
 	MetricForceDetaches, MetricForcedDetachesLive, MetricForcedDetachesGone, MetricMkfsGrants, MetricFormats,
-	MetricWaitsPastThreshold, MetricVolumeModifications,
+	MetricWaitsPastThreshold, MetricVolumeModifications, MetricMovedVolumesDeleted,
 }
