@@ -290,7 +290,7 @@ func (a *AWS) CreateVolume(ctx context.Context, req CreateVolumeRequest) (Volume
 		VolumeType:       ec2types.VolumeType(req.Type),
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeVolume,
-			Tags:         toEC2Tags(req.Tags),
+			Tags:         EC2Tags(req.Tags),
 		}},
 	}
 	if req.IOPS > 0 {
@@ -439,7 +439,7 @@ func (a *AWS) TagVolume(ctx context.Context, volumeID string, tags map[string]st
 	if err := a.pace.take(ctx, "CreateTags"); err != nil {
 		return err
 	}
-	_, err := a.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{volumeID}, Tags: toEC2Tags(tags)}, ec2Retryer(a.retry.tags))
+	_, err := a.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{volumeID}, Tags: EC2Tags(tags)}, ec2Retryer(a.retry.tags))
 	a.paced("CreateTags", err)
 	if s := a.sessionOf(ctx); s != nil {
 		s.forgetVolumeID(volumeID, "")
@@ -473,7 +473,9 @@ func fromEC2Volume(v ec2types.Volume) Volume {
 	return out
 }
 
-func toEC2Tags(m map[string]string) []ec2types.Tag {
+// EC2Tags turns a tag map into EC2's tag list, sorted by key (requests
+// and answers are then the same for the same tags; the fake uses it too).
+func EC2Tags(m map[string]string) []ec2types.Tag {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -43,7 +43,7 @@ func (a *AWS) CreateSnapshot(ctx context.Context, volumeID, description string, 
 		Description: aws.String(description),
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeSnapshot,
-			Tags:         toEC2Tags(tags),
+			Tags:         EC2Tags(tags),
 		}},
 	}
 	if err := a.pace.take(ctx, "CreateSnapshot"); err != nil {

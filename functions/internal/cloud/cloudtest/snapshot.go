@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/tether-ecs/tether/functions/internal/cloud"
 )
 
 // Snapshot is an EBS snapshot: pending until the driver completes its
@@ -71,7 +72,7 @@ func (c *EC2) CreateSnapshot(_ context.Context, in *ec2.CreateSnapshotInput, _ .
 	w.snapshots[s.ID] = s
 	return &ec2.CreateSnapshotOutput{SnapshotId: aws.String(s.ID), VolumeId: aws.String(v.ID), State: ec2types.SnapshotStatePending,
 		VolumeSize: aws.Int32(s.Size), Encrypted: aws.Bool(s.Encrypted), KmsKeyId: nilIfEmpty(s.KMSKeyID), StartTime: aws.Time(s.Started),
-		Tags: toTags(tags)}, nil
+		Tags: cloud.EC2Tags(tags)}, nil
 }
 
 // DescribeSnapshots implements cloud.EC2API: by id or by tag filters; the
@@ -116,7 +117,7 @@ func (c *EC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInpu
 	for _, s := range list {
 		out.Snapshots = append(out.Snapshots, ec2types.Snapshot{SnapshotId: aws.String(s.ID), VolumeId: aws.String(s.VolumeID),
 			State: ec2types.SnapshotState(s.State), VolumeSize: aws.Int32(s.Size), Encrypted: aws.Bool(s.Encrypted),
-			KmsKeyId: nilIfEmpty(s.KMSKeyID), StartTime: aws.Time(s.Started), Tags: toTags(s.Tags), OwnerId: aws.String("111122223333")})
+			KmsKeyId: nilIfEmpty(s.KMSKeyID), StartTime: aws.Time(s.Started), Tags: cloud.EC2Tags(s.Tags), OwnerId: aws.String("111122223333")})
 	}
 	return out, nil
 }
@@ -132,19 +133,6 @@ func nilIfEmpty(s string) *string {
 		return nil
 	}
 	return aws.String(s)
-}
-
-func toTags(m map[string]string) []ec2types.Tag {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]ec2types.Tag, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
-	}
-	return out
 }
 
 // DeleteSnapshot implements cloud.EC2API.
