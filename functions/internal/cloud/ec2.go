@@ -396,14 +396,21 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID string, att Attachment,
 		if err != nil {
 			return classify(err, what)
 		}
-		same := false
+		same, detaching := false, false
 		for _, v := range out.Volumes {
 			for _, c := range fromEC2Volume(v).Attachments {
-				same = same || c.InstanceID == att.InstanceID && c.AttachTime.Equal(att.AttachTime) && (att.Device == "" || c.Device == att.Device)
+				if c.InstanceID == att.InstanceID && c.AttachTime.Equal(att.AttachTime) && (att.Device == "" || c.Device == att.Device) {
+					same, detaching = true, c.State == AttachDetaching
+				}
 			}
 		}
 		if !same {
 			return fmt.Errorf("%w: %s", ErrAttachmentChanged, what)
+		}
+		if detaching && !force {
+			// Another pass's detach of this attachment is under way (two
+			// processes judged it at once): asking again changes nothing.
+			return fmt.Errorf("%w: %s: already detaching", ErrIncorrectState, what)
 		}
 	}
 	in := &ec2.DetachVolumeInput{VolumeId: aws.String(volumeID), InstanceId: aws.String(att.InstanceID), Force: aws.Bool(force)}

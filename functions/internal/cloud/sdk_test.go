@@ -537,6 +537,35 @@ func TestDetachVolumeFencesTheJudgedAttachment(t *testing.T) {
 	}
 }
 
+// A detach of an attachment another pass is already detaching is not
+// asked again (done, for the pass that asked first); a force is (it
+// upgrades the detach under way).
+func TestDetachVolumeOfAnAttachmentAlreadyDetachingIsNotAskedAgain(t *testing.T) {
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		switch action {
+		case "EC2:DescribeVolumes":
+			return 200, describeVolumesXML(strings.Replace(volumeXML("vol-0123456789abcdef0", "v", "in-use", "i-a"), "<status>attached</status>", "<status>detaching</status>", 1))
+		case "EC2:DetachVolume":
+			return 200, `<DetachVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>vol-0123456789abcdef0</volumeId><instanceId>i-a</instanceId><device>/dev/xvdf</device><status>detaching</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></DetachVolumeResponse>`
+		}
+		return 400, ec2Error("InvalidParameterValue")
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	judged := Attachment{InstanceID: "i-a", Device: "/dev/xvdf", AttachTime: time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)}
+	if err := c.DetachVolume(context.Background(), "vol-0123456789abcdef0", judged, false); !IsDone(err) {
+		t.Fatalf("detach of an attachment already detaching: %v, want a done error", err)
+	}
+	if n := e.count("EC2:DetachVolume"); n != 0 {
+		t.Fatalf("%d DetachVolume requests for an attachment already detaching, want none", n)
+	}
+	if err := c.DetachVolume(context.Background(), "vol-0123456789abcdef0", judged, true); err != nil {
+		t.Fatalf("forced detach of an attachment already detaching: %v", err)
+	}
+	if n := e.count("EC2:DetachVolume"); n != 1 {
+		t.Fatalf("%d DetachVolume requests for the force, want 1", n)
+	}
+}
+
 // A sweep listed the whole cluster; once that answer ages out (MaxAge),
 // the next family listing lists the whole cluster again when the first
 // listing spared more family listings than it costs, and each family on
