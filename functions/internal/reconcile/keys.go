@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
@@ -345,7 +346,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 		seen[k] = true
 	}
 	r.retireMoved(ctx, t.Cluster, vols) // retire.go
-	tasks, err := r.cloud.LiveTasks(ctx, t.Cluster)
+	tasks, err := r.sweepTasks(ctx, t.Cluster, vols)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +376,61 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Volume < keys[j].Volume })
 	return keys, nil
+}
+
+// sweepTasks are the live tasks a sweep weighs: every one of the cluster
+// (a listing that grows with it) at most every Timing.WholeSweep per
+// process, and whenever that is cheaper than listing the families the
+// cluster's volumes name; otherwise those families' tasks only. Between
+// whole listings, a lost event of a task whose family has no tether volume
+// yet waits for the next one (the plugin's Mount fails it meanwhile, and
+// ECS starts it again, with new events); every key with a volume is swept
+// each time.
+func (r *Reconciler) sweepTasks(ctx context.Context, cluster string, vols []cloud.Volume) ([]cloud.Task, error) {
+	fams, named := r.sweepFamilies(cluster, vols)
+	if n, due := r.mem.wholeSweepDue(r.now(), r.t.WholeSweep); !due && named && len(fams) < 2*max(1, (n+99)/100) {
+		var out []cloud.Task
+		for _, f := range fams {
+			ts, err := r.cloud.TasksOf(ctx, cluster, cloud.TaskQuery{Family: f})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ts...)
+		}
+		return out, nil
+	}
+	tasks, err := r.cloud.LiveTasks(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	r.mem.sweptWhole(r.now(), len(tasks))
+	return tasks, nil
+}
+
+// sweepFamilies: the task definition families the cluster's volumes name
+// (their tether:families tag, and what this process saw use them); named
+// is false when a volume names none, or there is none.
+func (r *Reconciler) sweepFamilies(cluster string, vols []cloud.Volume) (fams []string, named bool) {
+	counted := 0
+	named = true
+	for _, v := range vols {
+		if v.Tags[cloud.TagCluster] != cluster || v.Tags[cloud.TagMovedTo] != "" {
+			continue
+		}
+		counted++
+		of := splitFamilies(v.Tags[cloud.TagFamilies])
+		of = append(of, r.mem.familiesOf(Key{Cluster: cluster, Volume: v.Tags[cloud.TagVolume]})...)
+		if len(of) == 0 {
+			named = false
+		}
+		for _, f := range of {
+			if !slices.Contains(fams, f) {
+				fams = append(fams, f)
+			}
+		}
+	}
+	slices.Sort(fams)
+	return fams, named && counted > 0
 }
 
 // keysFromVolumes names the keys of tether volumes of cluster; volumes

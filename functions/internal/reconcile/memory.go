@@ -42,6 +42,8 @@ type memory struct {
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
+	wholeAt   time.Time                                // the sweep's last listing of every live task
+	wholeN    int                                      // how many tasks that listing found
 }
 
 // generations: what the agent's results said about one attachment.
@@ -158,6 +160,22 @@ func (m *memory) detachLooks() ([]time.Duration, bool) {
 	s := slices.Clone(m.detachEst)
 	slices.Sort(s)
 	return []time.Duration{s[len(s)/4], s[len(s)/2], s[len(s)*3/4], s[len(s)*9/10]}, true
+}
+
+// Sweeps.
+
+// wholeSweepDue: the sweep at `now` lists every live task of the cluster
+// (none in the last `every`); n is how many the last such listing found.
+func (m *memory) wholeSweepDue(now time.Time, every time.Duration) (n int, due bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.wholeN, m.wholeAt.IsZero() || now.Sub(m.wholeAt) >= every
+}
+
+func (m *memory) sweptWhole(now time.Time, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.wholeAt, m.wholeN = now, n
 }
 
 // Hints and chains of retries.

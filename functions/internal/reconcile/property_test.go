@@ -265,9 +265,11 @@ func (m *model) drain(t *rapid.T, sweeps bool) {
 		case len(h.queue) > 0:
 			h.deliverRetry(h.earliestRetry())
 		case sweeps && quietSweeps < 2:
-			// Quiet: one more sweep finds anything a lost event left behind.
+			// Quiet: one more sweep finds anything a lost event left behind
+			// (a task of a family with no volume yet: once the sweep lists
+			// the whole cluster again, Timing.WholeSweep's default 5m).
 			quietSweeps++
-			h.w.Advance(time.Minute)
+			h.w.Advance(5 * time.Minute)
 			lastSweep = h.w.Now()
 			h.sweep()
 		default:

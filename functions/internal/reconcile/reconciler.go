@@ -51,7 +51,12 @@ type Timing struct {
 	// the drain's own look waits this long, and is dropped if another pass
 	// of the key ran meanwhile (default 45s, past ECS's default 30 s
 	// stopTimeout).
-	DrainDefer   time.Duration
+	DrainDefer time.Duration
+	// WholeSweep: how often a process's sweep lists every live task of the
+	// cluster (default 5m), which finds a task whose family has no tether
+	// volume yet and whose events were lost; between those, a sweep lists
+	// only the families its volumes' tags name, when that is cheaper.
+	WholeSweep   time.Duration
 	BusyWait     time.Duration // after unmount answered "busy" (default 10s)
 	ConflictWait time.Duration // while a running task elsewhere holds a shared volume (default 15s)
 	ThrottleWait time.Duration // after AWS throttled a pass (default 10s)
@@ -112,6 +117,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.CommandEventWait, 20*time.Second)
 	def(&t.HolderWait, 30*time.Second)
 	def(&t.DrainDefer, 45*time.Second)
+	def(&t.WholeSweep, 5*time.Minute)
 	def(&t.GrowPoll, 5*time.Second)
 	def(&t.MovePoll, 15*time.Second)
 	def(&t.BusyWait, 10*time.Second)

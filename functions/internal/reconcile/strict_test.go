@@ -305,3 +305,38 @@ func TestSweepPassesShareTheClusterListing(t *testing.T) {
 		h.wantRunning(task)
 	}
 }
+
+// A sweep lists every live task of the cluster at most every WholeSweep
+// (5m) per process; between those it lists the families its volumes name,
+// so its cost does not grow with unrelated tasks.
+func TestSweepListsTheWholeClusterOnlyEveryFewMinutes(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	const tdWeb = "arn:aws:ecs:us-east-1:111122223333:task-definition/web:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: tdWeb})
+	for range 450 {
+		h.w.Complete(cloudtest.Op{Kind: "start", ID: h.w.PlaceTask(tdWeb, "i-a")})
+	}
+	h.w.TakeEvents()
+	runningShared(t, h)
+	sweepLists := func() int {
+		t.Helper()
+		before := h.w.Calls()
+		h.sweep()
+		return h.w.Calls()["ECS:ListTasks"] - before["ECS:ListTasks"]
+	}
+	if n := sweepLists(); n < 5 {
+		t.Fatalf("the process's first sweep made %d ListTasks; want the whole cluster listed (5 pages)", n)
+	}
+	for i := range 4 {
+		h.w.Advance(time.Minute)
+		if n := sweepLists(); n != 1 {
+			t.Fatalf("sweep %d within WholeSweep made %d ListTasks; want the one family's listing", i+2, n)
+		}
+	}
+	h.w.Advance(time.Minute)
+	if n := sweepLists(); n < 5 {
+		t.Fatalf("the sweep after WholeSweep made %d ListTasks; want the whole cluster listed again", n)
+	}
+	h.noViolations()
+}
