@@ -164,11 +164,13 @@ func (a *AWS) taskARNs(ctx context.Context, cluster string, q TaskQuery) ([]stri
 	}
 	s.mu.Lock()
 	if partOfWhole {
+		if s.wholeCost[cluster] > 0 {
+			s.spared[cluster]++ // a lookup a whole listing serves (see wholeAgain)
+		}
 		// The invocation listed every live task of the cluster (a sweep):
 		// a family's (and an instance's) live tasks are a part of it.
 		if live, complete := s.live[cluster]; complete {
 			cached, ok = []string{}, true
-			s.spared[cluster]++
 			for _, t := range live {
 				if t.Family() == q.Family && (q.ContainerInstance == "" || t.ContainerInstanceARN == q.ContainerInstance) {
 					cached = append(cached, t.ARN)

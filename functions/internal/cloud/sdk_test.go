@@ -634,4 +634,16 @@ func TestSweepListsTheWholeClusterAgainWhenThatIsCheaper(t *testing.T) {
 	if n := lists(); n != 5 {
 		t.Fatalf("%d ListTasks; want 3 whole listings then 2 of one family each (5)", n)
 	}
+	// A window that looks up more families than a whole listing costs, each
+	// listed on its own: the next window lists the whole cluster again.
+	now = now.Add(4 * time.Second)
+	for i := 23; i < 26; i++ {
+		family(i)
+	}
+	now = now.Add(4 * time.Second)
+	family(26)
+	family(27)
+	if n := lists(); n != 9 {
+		t.Fatalf("%d ListTasks; want 3 more of one family each, then one whole listing (9)", n)
+	}
 }

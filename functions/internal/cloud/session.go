@@ -32,7 +32,8 @@ type session struct {
 
 	// A sweep's whole-cluster listing, across resets (see wholeAgain):
 	// what listing the cluster again costs in calls, and how many family
-	// listings the current and the previous listing spared.
+	// lookups (that a whole listing serves) the current and the previous
+	// window of MaxAge had.
 	wholeCost   map[string]int
 	spared      map[string]int
 	sparedAfore map[string]int
@@ -89,9 +90,10 @@ func (a *AWS) sessionOf(ctx context.Context) *session {
 
 // wholeAgain: a family's live tasks are to be read by listing the whole
 // cluster again, as the invocation did before its answers aged out (a
-// sweep), because that listing spared more family listings than it costs
-// (in a large cluster with few tether tasks it does not, and each family
-// is listed on its own). Callers hold s.mu.
+// sweep), because the previous window of MaxAge looked up more families
+// than a whole listing costs calls (in a large cluster with few tether
+// tasks it does not, and each family is listed on its own). Callers hold
+// s.mu.
 func (s *session) wholeAgain(cluster string) bool {
 	_, listed := s.live[cluster]
 	cost := s.wholeCost[cluster]
