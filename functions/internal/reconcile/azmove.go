@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
@@ -52,6 +53,15 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if p.hint.Step == stepMove && p.hint.Volume == v.ID {
 		h.At = p.hint.At
 	}
+	if snap != nil && (snap.Tags[cloud.TagMoving] == "" || snap.Tags[cloud.TagMoving] != v.Tags[cloud.TagMoving]) {
+		// The volume was attached (or detached) since this snapshot began,
+		// or it is a snapshot without the move's mark: it may miss writes.
+		if err := p.r.cloud.DeleteSnapshot(ctx, snap.ID); err != nil {
+			return Result{}, err
+		}
+		log.Warn("the move's snapshot is older than the volume's last use: deleted; the move starts again", "snapshot", snap.ID)
+		return p.retry(p.r.t.CommandWait, h, "moving %s to %s: stale snapshot %s deleted", v.ID, az, snap.ID), nil
+	}
 	if snap == nil {
 		for _, s := range snaps {
 			if s.Tags[cloud.TagMoveTo] == az && s.State == cloud.SnapshotError {
@@ -66,9 +76,19 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		if err := p.fresh("snapshot"); err != nil {
 			return Result{}, err
 		}
+		mark := v.Tags[cloud.TagMoving]
+		if mark == "" {
+			// The mark first: a pass that attaches the volume from now on
+			// clears it, and the snapshot below, which carries it, is then
+			// known to be stale.
+			mark = strconv.FormatInt(p.now.UnixNano(), 10)
+			if err := p.r.cloud.TagVolume(ctx, v.ID, map[string]string{cloud.TagMoving: mark}); err != nil {
+				return Result{}, err
+			}
+		}
 		tags := map[string]string{
 			cloud.TagName: p.key.Volume, cloud.TagCluster: p.key.Cluster, cloud.TagVolume: p.key.Volume,
-			cloud.TagMoveOf: v.ID, cloud.TagMoveTo: az,
+			cloud.TagMoveOf: v.ID, cloud.TagMoveTo: az, cloud.TagMoving: mark,
 		}
 		if d := p.moveDeleteAfter(t); d != "" {
 			tags[cloud.TagDeleteAfter] = d // for settleMoves, should the pass that marks the old volume not be this one
@@ -94,6 +114,19 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 				return p.retry(p.r.t.CommandWait, h, "moving %s to %s: snapshot %s %s", v.ID, az, o.ID, o.State), nil
 			}
 		}
+		// A pass that read the volume before the mark may have attached it
+		// since: read it again, past every cache.
+		cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), v.ID)
+		if err != nil && !errors.Is(err, cloud.ErrNotFound) {
+			return Result{}, err
+		}
+		if err != nil || cur.State != cloud.VolumeAvailable || cur.Tags[cloud.TagMoving] != mark {
+			if err := p.r.cloud.DeleteSnapshot(ctx, s.ID); err != nil {
+				return Result{}, err
+			}
+			log.Info("the volume was taken into use while it was snapshotted: snapshot deleted", "snapshot", s.ID, "state", cur.State)
+			return p.retry(p.r.t.CommandWait, h, "moving %s to %s: the volume is in use again", v.ID, az), nil
+		}
 		log.Info("moving the volume to the task's availability zone: snapshot started", "snapshot", s.ID)
 		// The next look comes soon: a pass that snapshotted meanwhile made
 		// a second snapshot, which that look deletes before the move goes on.
@@ -107,6 +140,7 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	}
 	tags := maps.Clone(v.Tags)
 	delete(tags, cloud.TagBlank) // made from a snapshot: never granted a format
+	delete(tags, cloud.TagMoving)
 	tags[cloud.TagMovedFrom] = v.ID
 	req := cloud.CreateVolumeRequest{
 		AZ: az, SizeGiB: max(v.SizeGiB, snap.SizeGiB), Type: v.Type, Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID,
@@ -155,7 +189,7 @@ func (p *pass) markMoved(ctx context.Context, old cloud.Volume, to, deleteAfter 
 	if err := p.fresh("retag"); err != nil {
 		return err
 	}
-	tags := map[string]string{cloud.TagVolume: "", cloud.TagMovedTo: to, cloud.TagMovedName: p.key.Volume}
+	tags := map[string]string{cloud.TagVolume: "", cloud.TagMovedTo: to, cloud.TagMovedName: p.key.Volume, cloud.TagMoving: ""}
 	if deleteAfter != "" {
 		tags[cloud.TagMovedAt] = p.now.UTC().Format(time.RFC3339)
 		tags[cloud.TagDeleteAfter] = deleteAfter
@@ -238,4 +272,29 @@ func (p *pass) settleMoves(ctx context.Context, live []cloud.Volume) ([]cloud.Vo
 func (p *pass) azMove(t need) bool {
 	opts, err := volspec.ParseDriverOptsWith(t.spec.DriverOpts, p.r.defaults)
 	return err == nil && opts.AZMove == volspec.AZMoveSnapshot
+}
+
+// abandonMove: the volume is about to be attached or detached while an AZ
+// move of it had begun (its mark): the move's snapshots may miss what is
+// written from now on, so they go, and the mark with them, before the
+// step. The move starts again from a new snapshot when the volume is free
+// and a task in another AZ still wants it.
+func (p *pass) abandonMove(ctx context.Context, v cloud.Volume, why string) error {
+	if v.Tags[cloud.TagMoving] == "" {
+		return nil
+	}
+	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, v.ID)
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if s.Tags[cloud.TagCluster] != p.key.Cluster {
+			continue
+		}
+		if err := p.r.cloud.DeleteSnapshot(ctx, s.ID); err != nil && !errors.Is(err, cloud.ErrNotFound) {
+			return err
+		}
+		p.log.Info("an AZ move's snapshot deleted: the volume is "+why, "volumeId", v.ID, "snapshot", s.ID)
+	}
+	return p.r.cloud.TagVolume(ctx, v.ID, map[string]string{cloud.TagMoving: ""})
 }

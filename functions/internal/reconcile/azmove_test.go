@@ -120,9 +120,15 @@ func TestASecondSnapshotOfOneMoveIsDeleted(t *testing.T) {
 func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
 	h, v, t2 := moveToOtherAZ(t)
 	held := h.runUntilHeld(h.w.HoldNext("EC2:CreateSnapshot", ""), 400)
-	// Another pass's snapshot lands while this one waits to send its own.
+	// Another pass's snapshot lands while this one waits to send its own
+	// (with the move's mark, which the held pass wrote on the volume).
+	mark := h.oneVolume("pgdata").Tags["tether:moving"]
+	if mark == "" {
+		t.Fatal("the move did not mark the volume before its snapshot")
+	}
 	tags := []ec2types.Tag{{Key: aws.String("tether:cluster"), Value: aws.String(cluster)}, {Key: aws.String("tether:volume"), Value: aws.String("pgdata")},
-		{Key: aws.String("tether:move-of"), Value: aws.String(v.ID)}, {Key: aws.String("tether:move-to"), Value: aws.String("us-east-1b")}}
+		{Key: aws.String("tether:move-of"), Value: aws.String(v.ID)}, {Key: aws.String("tether:move-to"), Value: aws.String("us-east-1b")},
+		{Key: aws.String("tether:moving"), Value: aws.String(mark)}}
 	other, err := h.w.EC2().CreateSnapshot(context.Background(), &ec2.CreateSnapshotInput{VolumeId: aws.String(v.ID),
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot, Tags: tags}}})
 	if err != nil {
@@ -141,6 +147,52 @@ func TestALateSnapshotOfOneMoveDeletesItself(t *testing.T) {
 	h.wantRunning(t2)
 	if s := h.w.Snapshots(); len(s) != 1 || s[0].ID != aws.ToString(other.SnapshotId) {
 		t.Fatalf("snapshots %+v: want the other pass's (%s) alone", s, aws.ToString(other.SnapshotId))
+	}
+}
+
+// A task in the volume's own AZ takes it while its move's snapshot is
+// being taken (chaos seed 20261212): the attach first deletes the move's
+// snapshot and mark, since it would miss what that task writes; once the
+// task stops, the move starts again from a new snapshot, taken after the
+// volume's last use. Without this the move made the new volume from the
+// first snapshot and lost the second task's writes.
+func TestAMoveSnapshotTakenBeforeTheVolumesLastUseIsNotUsed(t *testing.T) {
+	h, v, t2 := moveToOtherAZ(t)
+	snapshotted := func() bool { return len(h.w.Snapshots()) > 0 }
+	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "snapshot" }, 300, snapshotted)
+	first := h.w.Snapshots()[0]
+	if first.Tags["tether:moving"] == "" || h.oneVolume("pgdata").Tags["tether:moving"] != first.Tags["tether:moving"] {
+		t.Fatalf("the move's snapshot %+v and its volume do not carry the same mark", first)
+	}
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	t3 := h.w.PlaceTask(td, "i-a") // in the volume's own AZ: served first
+	h.settleExcept(func(op cloudtest.Op) bool { return op.Kind == "snapshot" }, 300, func() bool {
+		for _, task := range h.w.Tasks() {
+			if task.ARN == t3 {
+				return task.LastStatus == "RUNNING"
+			}
+		}
+		return false
+	})
+	for _, s := range h.w.Snapshots() {
+		if s.ID == first.ID {
+			t.Fatalf("the move's snapshot %s outlived the volume's attach to a task in its own AZ", first.ID)
+		}
+	}
+	if got := h.oneVolume("pgdata"); got.ID != v.ID || got.Tags["tether:moving"] != "" || got.Att == nil || got.Att.Instance != "i-a" {
+		t.Fatalf("the volume after the own-AZ attach: %+v; want %s on i-a without the move's mark", got, v.ID)
+	}
+	h.w.StopTask(t3, "done")
+	stopped := h.w.Now()
+	h.settle(600)
+	h.noViolations()
+	h.wantRunning(t2)
+	snaps := h.w.Snapshots()
+	if len(snaps) != 1 || snaps[0].ID == first.ID || snaps[0].Started.Before(stopped) {
+		t.Fatalf("snapshots %+v; want one new snapshot, taken after the own-AZ task stopped (%s)", snaps, stopped.Format(time.TimeOnly))
+	}
+	if nv := h.oneVolume("pgdata"); nv.AZ != "us-east-1b" || nv.Tags["tether:moved-from"] != v.ID || nv.Tags["tether:moving"] != "" {
+		t.Fatalf("the key's volume after the move: %+v", nv)
 	}
 }
 

@@ -456,6 +456,9 @@ func (p *pass) detach(ctx context.Context, w want, v cloud.Volume, a cloud.Attac
 	if err := p.fresh("detach"); err != nil {
 		return Result{}, err
 	}
+	if err := p.abandonMove(ctx, v, "detached from "+inst); err != nil {
+		return Result{}, err
+	}
 	err := p.r.cloud.DetachVolume(ctx, v.ID, a, false)
 	if errors.Is(err, cloud.ErrAttachmentChanged) {
 		log.Info("attachment changed since this pass judged it; not detaching", "error", err)
@@ -526,6 +529,9 @@ func (p *pass) forceDetach(ctx context.Context, w want, v cloud.Volume, a cloud.
 			log.Warn("not forcing: a started task on the instance uses the volume now", "task", users[0].ARN, "lastStatus", users[0].LastStatus, "why", why)
 			return p.retry(p.r.t.HolderWait, hint{}, "%s on %s used by %s; not forcing", v.ID, a.InstanceID, users[0].ARN), nil
 		}
+	}
+	if err := p.abandonMove(ctx, cur, "force-detached from "+a.InstanceID); err != nil {
+		return Result{}, err
 	}
 	err = p.r.cloud.DetachVolume(ctx, v.ID, a, true)
 	if errors.Is(err, cloud.ErrAttachmentChanged) {
