@@ -33,13 +33,13 @@ const (
 	// (azmove-delete-after): then it also carries TagMovedAt (RFC 3339, UTC)
 	// and TagDeleteAfter (a Go duration, also on the move's snapshot), the
 	// facts the sweep deletes it on once the new volume is in use.
-	TagMoveOf      = "tether:move-of"
-	TagMoveTo      = "tether:move-to"
+	TagMoveOf = "tether:move-of"
+	TagMoveTo = "tether:move-to"
 	// TagMoving: on a volume, an AZ move's mark, written before its
 	// snapshot and carried by it; an attach or detach of the volume clears
 	// it first (the snapshot is then stale), so a move uses only a snapshot
 	// taken since the volume was last used.
-	TagMoving = "tether:moving"
+	TagMoving      = "tether:moving"
 	TagMovedFrom   = "tether:moved-from"
 	TagMovedTo     = "tether:moved-to"
 	TagMovedName   = "tether:moved-name"
