@@ -85,6 +85,9 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if err := p.abandonMove(ctx, v, "attached to "+inst); err != nil {
 		return Result{}, err
 	}
+	if err := p.markOldOfMove(ctx, v); err != nil {
+		return Result{}, err
+	}
 	in, err := p.r.cloud.Instance(ctx, inst)
 	if err != nil {
 		return Result{}, err

@@ -144,7 +144,7 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	tags[cloud.TagMovedFrom] = v.ID
 	req := cloud.CreateVolumeRequest{
 		AZ: az, SizeGiB: max(v.SizeGiB, snap.SizeGiB), Type: v.Type, Encrypted: v.Encrypted, KMSKeyID: v.KMSKeyID,
-		SnapshotID: snap.ID, Tags: tags, Token: "tether-move-" + snap.ID,
+		SnapshotID: snap.ID, Tags: tags,
 	}
 	if v.Type == "io1" || v.Type == "io2" || v.Type == "gp3" {
 		req.IOPS = v.IOPS
@@ -152,17 +152,34 @@ func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if v.Type == "gp3" {
 		req.Throughput = v.Throughput
 	}
-	nv, err := p.r.cloud.CreateVolume(ctx, req)
+	// The token is the snapshot's: a repeated create makes no second
+	// volume. One whose create EBS failed (the token is then refused, or
+	// answers with the deleted volume) is followed by the next attempt's.
+	var nv cloud.Volume
+	for attempt := 1; ; attempt++ {
+		req.Token = "tether-move-" + snap.ID
+		if attempt > 1 {
+			req.Token += "-" + strconv.Itoa(attempt)
+		}
+		nv, err = p.r.cloud.CreateVolume(ctx, req)
+		failed := errors.Is(err, cloud.ErrTokenMismatch) || err == nil && (nv.State == cloud.VolumeDeleted || nv.State == cloud.VolumeError)
+		if !failed || attempt == maxMoveCreates {
+			break
+		}
+		log.Warn("an earlier volume of this move failed in EBS; trying the next client token", "token", req.Token, "error", err)
+	}
 	if err != nil {
 		return p.refused(ctx, w, err, "volume for the AZ move")
 	}
+	// The old volume is marked moved only once the new one is available
+	// (settleMoves): a create EBS fails must leave the key its volume.
 	log.Info("moving the volume to the task's availability zone: new volume made from the snapshot", "snapshot", snap.ID, "newVolumeId", nv.ID)
-	if err := p.markMoved(ctx, v, nv.ID, p.moveDeleteAfter(t)); err != nil {
-		return Result{}, err
-	}
 	return p.retry(p.r.t.CreateWait, hint{Step: stepCreate, Volume: nv.ID, At: ms(p.now), Since: p.hint.Since},
 		"moved %s to %s as %s (from %s); creating", v.ID, az, nv.ID, snap.ID), nil
 }
+
+// maxMoveCreates bounds the client tokens one move tries in one pass.
+const maxMoveCreates = 5
 
 // refused weighs an AWS error of a move's step: a refusal that retrying
 // cannot help fails the waiting tasks with AWS's reason; the rest goes back
@@ -252,10 +269,19 @@ func (p *pass) settleMoves(ctx context.Context, live []cloud.Volume) ([]cloud.Vo
 	}
 	var out []cloud.Volume
 	for _, v := range live {
+		if from := v.Tags[cloud.TagMovedFrom]; from != "" && v.State == cloud.VolumeError {
+			continue // a copy EBS failed to make: the old volume stays the key's
+		}
 		to, ok := moved[v.ID]
+		if ok && to.State == cloud.VolumeError {
+			ok = false
+		}
 		if !ok || len(v.Attachments) > 0 {
 			out = append(out, v) // an attached old volume is released first, as any other
 			continue
+		}
+		if to.State == cloud.VolumeCreating {
+			continue // the new volume is the key's once EBS made it; not marked moved before
 		}
 		deleteAfter, err := p.movedDeleteAfter(ctx, v.ID, to.AZ)
 		if err != nil {
@@ -297,4 +323,30 @@ func (p *pass) abandonMove(ctx context.Context, v cloud.Volume, why string) erro
 		p.log.Info("an AZ move's snapshot deleted: the volume is "+why, "volumeId", v.ID, "snapshot", s.ID)
 	}
 	return p.r.cloud.TagVolume(ctx, v.ID, map[string]string{cloud.TagMoving: ""})
+}
+
+// markOldOfMove: before a volume an AZ move made is first attached (EBS
+// made it: it is available), the old volume is marked moved, if no pass
+// did yet; from then on the key's passes may decide from ECS alone and
+// never list its volumes again.
+func (p *pass) markOldOfMove(ctx context.Context, nv cloud.Volume) error {
+	from := nv.Tags[cloud.TagMovedFrom]
+	if from == "" {
+		return nil
+	}
+	old, err := p.r.cloud.VolumeByID(ctx, from)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if old.Tags[cloud.TagCluster] != p.key.Cluster || old.Tags[cloud.TagVolume] != p.key.Volume || len(old.Attachments) > 0 {
+		return nil // marked already, not the key's, or released first as any other
+	}
+	deleteAfter, err := p.movedDeleteAfter(ctx, old.ID, nv.AZ)
+	if err != nil {
+		return err
+	}
+	return p.markMoved(ctx, old, nv.ID, deleteAfter)
 }

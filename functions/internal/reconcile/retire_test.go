@@ -192,13 +192,12 @@ func TestAnInterruptedMoveKeepsItsDelay(t *testing.T) {
 	if s := h.w.Snapshots(); len(s) != 1 || s[0].Tags["tether:delete-after"] != "2h0m0s" {
 		t.Fatalf("the move's snapshot %+v: want one, carrying tether:delete-after=2h0m0s", s)
 	}
+	// The retag refused once: it is done again before the new volume's
+	// attach, with the delay the snapshot carries.
 	h.w.Throttle("EC2:CreateTags", 1)
 	h.settle(600)
 	h.noViolations()
 	h.wantRunning(t2)
-	if old := h.volume(v.ID); old.Tags["tether:moved-to"] != "" {
-		t.Fatalf("test bug: the old volume was retagged despite the throttle: %v", old.Tags)
-	}
 	h.w.StopTask(t2, "scaled to zero")
 	h.settle(600)
 	h.noViolations()
