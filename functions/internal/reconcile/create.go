@@ -204,7 +204,17 @@ func (p *pass) unowned(ctx context.Context, w want) (Result, bool, error) {
 	}
 	var foreign []cloud.Volume
 	for _, v := range vols {
-		if v.State == cloud.VolumeDeleting || v.State == cloud.VolumeDeleted || v.State == cloud.VolumeError || v.Tags[cloud.TagCluster] != "" {
+		if v.State == cloud.VolumeDeleting || v.State == cloud.VolumeDeleted || v.State == cloud.VolumeError {
+			continue
+		}
+		if v.Tags[cloud.TagCluster] == p.key.Cluster && v.Tags[cloud.TagVolume] == p.key.Volume {
+			// The key's own volume, which the pass's earlier read of the
+			// key did not show: made or adopted (`tether adopt`) since.
+			// Never a second one beside it: look again.
+			p.log.Info("a volume of the key appeared since this pass read the key's volumes; looking again", "volumeId", v.ID)
+			return p.retry(p.r.t.CommandWait, hint{}, "volume %s of the key appeared meanwhile", v.ID), true, nil
+		}
+		if v.Tags[cloud.TagCluster] != "" {
 			continue
 		}
 		foreign = append(foreign, v)
