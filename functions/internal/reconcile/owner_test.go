@@ -1,11 +1,18 @@
 package reconcile_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
 	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
@@ -156,5 +163,62 @@ func TestDevSuidGoesWithTheMount(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// staleKeyRead answers the first DescribeVolumes by the key's tag as it
+// was a moment before: without the volume an operator adopted since.
+type staleKeyRead struct {
+	cloud.EC2API
+	once sync.Once
+}
+
+func (s *staleKeyRead) DescribeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, opts ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
+	stale := false
+	for _, f := range in.Filters {
+		if aws.ToString(f.Name) == "tag:tether:volume" {
+			s.once.Do(func() { stale = true })
+		}
+	}
+	if stale {
+		return &ec2.DescribeVolumesOutput{}, nil
+	}
+	return s.EC2API.DescribeVolumes(ctx, in, opts...)
+}
+
+// A volume adopted (`tether adopt`) between the pass's read of the key and
+// its name check is the key's own: the pass looks again, and never creates
+// a second volume beside it (a fresh-clone CI run saw TestMigrationFromREXRay
+// get a second rexray-vol).
+func TestAVolumeAdoptedDuringThePassIsNotShadowed(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	adopted := h.w.AddVolume("us-east-1a", map[string]string{"Name": volName, "tether:cluster": cluster, "tether:volume": volName, "tether:scope": "shared"})
+	h.w.PlaceTask(tdShared, "i-a")
+	c := cloud.NewWithClients(&staleKeyRead{EC2API: h.w.EC2()}, h.w.ECS(), h.w.SSM(mountDoc, unmountDoc), cloud.Options{BatchWindow: -1, Now: h.w.Now})
+	r, err := reconcile.New(reconcile.Config{Cloud: c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)), Now: h.w.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	for _, e := range h.w.TakeEvents() {
+		ctx := r.Invocation(context.Background())
+		keys, err := r.Keys(ctx, h.trigger(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k != key {
+				continue
+			}
+			res, err := r.Reconcile(ctx, k)
+			if err != nil || res.Done() || !strings.Contains(res.Reason, adopted) {
+				t.Fatalf("the pass that read the key before the adoption: %+v %v; want it handed back, naming %s", res, err, adopted)
+			}
+		}
+	}
+	if n := h.w.Calls()["EC2:CreateVolume"]; n != 0 {
+		t.Fatalf("%d CreateVolume calls beside the adopted volume %s", n, adopted)
 	}
 }
