@@ -113,6 +113,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if res, ok, err := p.continueStep(ctx); ok || err != nil {
 		return res, err
 	}
+	if res, ok, err := p.movedOn(ctx); ok || err != nil {
+		return res, err
+	}
 	w, err := p.desired(ctx)
 	if err != nil {
 		return Result{}, err
@@ -494,4 +497,49 @@ func ids(vols []cloud.Volume) []string {
 		out[i] = v.ID
 	}
 	return out
+}
+
+// movedOnSince: a retry of a chain whose last step (an unmount, a detach
+// or a mount of hint.Volume) EC2 has since overtaken: the volume was
+// attached again after that step, so another pass moved the key on and
+// its own chain carries it. The retry ends on that one fact, read with
+// the volume it reads anyway, before any ECS read. In another process the
+// memory-based supersession (Reconciler.superseded) cannot see the newer
+// chain; EC2 can. A chain that counts something, an operator's ask, or a
+// pass that an event also asked for, goes on as before.
+func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
+	h := p.hint
+	switch {
+	case h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount:
+		return Result{}, false
+	case h.At == 0 || v.ID != h.Volume || h.counts() || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
+		return Result{}, false
+	}
+	for _, a := range v.Attachments {
+		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(h.At)) {
+			p.leans = true // one fact: it supersedes no retry itself
+			p.log.Debug("retry of a step EC2 has since overtaken: the volume was attached again after it",
+				"step", h.Step, "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
+			return done(fmt.Sprintf("superseded: %s attached to %s after this chain's %s", v.ID, a.InstanceID, h.Step)), true
+		}
+	}
+	return Result{}, false
+}
+
+// movedOn is movedOnSince for a retry that its step could not finish
+// alone: the volume's read (which the full pass makes anyway) decides.
+func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
+	h := p.hint
+	if h.Volume == "" || (h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount) || !p.inv.isRetryOnly(p.key) {
+		return Result{}, false, nil
+	}
+	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	res, ok := p.movedOnSince(v)
+	return res, ok, nil
 }

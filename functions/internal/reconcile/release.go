@@ -734,6 +734,9 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		if err != nil {
 			return Result{}, false, err
 		}
+		if res, ok := p.movedOnSince(cur); ok {
+			return res, true, nil
+		}
 		// The families whose tasks use it, as the volume's tag keeps them
 		// (a process that did not send the unmount knows none).
 		p.r.mem.noteFamilies(p.key, splitFamilies(cur.Tags[cloud.TagFamilies])...)
@@ -772,7 +775,20 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		}
 		v, known := p.r.cloud.KnownVolume(h.Volume)
 		if !known {
-			return Result{}, false, nil
+			// Another process sent it: one read of the volume (batched
+			// with the invocation's) says whether it is still attached
+			// where it was mounted, instead of the full pass.
+			cur, err := p.r.cloud.VolumeByID(ctx, h.Volume)
+			if errors.Is(err, cloud.ErrNotFound) {
+				return Result{}, false, nil
+			}
+			if err != nil {
+				return Result{}, false, err
+			}
+			if !attachedTo(cur, h.Instance) || cur.Tags[cloud.TagCluster] != p.key.Cluster || cur.Tags[cloud.TagVolume] != p.key.Volume || cur.Tags[cloud.TagMovedTo] != "" {
+				return Result{}, false, nil
+			}
+			v = cur
 		}
 		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, false, err
@@ -840,6 +856,9 @@ func (p *pass) pollDetach(ctx context.Context) (Result, bool, error) {
 			return Result{}, false, nil
 		}
 		return Result{}, false, err
+	}
+	if res, ok := p.movedOnSince(v); ok {
+		return res, true, nil
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID == h.Instance && a.State == cloud.AttachDetaching {
@@ -976,4 +995,14 @@ func ssmWhy(err error) string {
 		return "InvalidInstanceId: its SSM agent is not running or not registered"
 	}
 	return err.Error()
+}
+
+// attachedTo: EC2 shows v attached (not attaching, not leaving) to inst.
+func attachedTo(v cloud.Volume, inst string) bool {
+	for _, a := range v.Attachments {
+		if a.InstanceID == inst && a.State == cloud.AttachAttached {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,150 @@
+package reconcile_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
+)
+
+// handOff moves the shared volume from a task on i-a to one on i-b and
+// returns every result its passes gave.
+func handOff(t *testing.T) (*harness, reconcile.Key, []reconcile.Result) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.wantRunning(t2)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	return h, key, h.results[key]
+}
+
+// callsOf runs one invocation of another process over triggers and
+// returns the calls it made and the key's result.
+func callsOf(t *testing.T, h *harness, key reconcile.Key, triggers ...reconcile.Trigger) (map[string]int, reconcile.Result) {
+	t.Helper()
+	other := h.otherProcess()
+	before := h.w.Calls()
+	ctx := other.Invocation(context.Background())
+	var keys []reconcile.Key
+	for _, tr := range triggers {
+		ks, err := other.Keys(ctx, tr)
+		if err != nil {
+			t.Fatalf("keys of %+v: %v", tr, err)
+		}
+		keys = append(keys, ks...)
+	}
+	if len(keys) != 1 || keys[0] != key {
+		t.Fatalf("keys %v, want %v", keys, key)
+	}
+	res, err := other.Reconcile(ctx, key)
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	d := map[string]int{}
+	for op, n := range h.w.Calls() {
+		if n != before[op] {
+			d[op] = n - before[op]
+		}
+	}
+	return d, res
+}
+
+// A retry of the unmount's or the detach's chain that reaches another
+// process after the handoff ended there: EC2's one fact (the volume was
+// attached again after that step) ends it, with no ECS read and no step.
+func TestARetryOvertakenByALaterAttachEndsOnEC2sWord(t *testing.T) {
+	h, key, results := handOff(t)
+	for _, step := range []string{"unmount", "detach"} {
+		var hint string
+		for _, r := range results {
+			if strings.Contains(r.Hint, `"s":"`+step+`"`) {
+				hint = r.Hint
+			}
+		}
+		if hint == "" {
+			t.Fatalf("no pass handed the key back after its %s step: %+v", step, results)
+		}
+		calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: hint})
+		if !res.Done() || !strings.Contains(res.Reason, "superseded") || !strings.Contains(res.Reason, "after this chain's "+step) {
+			t.Errorf("the %s chain's retry after the handoff: %+v; want it superseded on EC2's word", step, res)
+		}
+		for op, n := range calls {
+			if strings.HasPrefix(op, "ECS:") || (strings.HasPrefix(op, "EC2:") && op != "EC2:DescribeVolumes") {
+				t.Errorf("the %s chain's retry made %d %s calls; want no ECS call and no EC2 step", step, n, op)
+			}
+		}
+		if n := calls["EC2:DescribeVolumes"]; n != 1 {
+			t.Errorf("the %s chain's retry made %d DescribeVolumes calls, want 1", step, n)
+		}
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" || v.Att.State != "attached" {
+		t.Fatalf("the volume moved after the retries: %+v", v.Att)
+	}
+}
+
+// The same retry before the handoff is over goes on: the volume has not
+// been attached since its step, so nothing overtook it.
+func TestARetryNotOvertakenGoesOn(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	var stopped reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			stopped = h.trigger(ev)
+		}
+	}
+	if stopped == nil {
+		t.Fatal("no STOPPED event")
+	}
+	h.invoke(stopped)
+	rs := h.results[key]
+	last := rs[len(rs)-1]
+	if !strings.Contains(last.Hint, `"s":"unmount"`) {
+		t.Fatalf("the STOPPED event's pass: %+v; want the unmount sent", last)
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	_, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: last.Hint})
+	if strings.Contains(res.Reason, "superseded") {
+		t.Fatalf("the unmount's retry before any new attach: %+v; want it to go on", res)
+	}
+}
+
+// The end of a mount that another process sent is judged from the
+// command's result and one read of the volume: no ECS read.
+func TestAMountEndSentByAnotherProcessNeedsNoECS(t *testing.T) {
+	h, key, _ := handOff(t)
+	mounts := h.commandsOf(mountDoc)
+	m := mounts[len(mounts)-1]
+	if m.Instance != "i-b" || m.Status != "Success" {
+		t.Fatalf("last mount %+v, want a finished one on i-b", m)
+	}
+	calls, res := callsOf(t, h, key, reconcile.CommandChanged{CommandID: m.ID, InstanceID: "i-b", Document: mountDoc, Status: "Success"})
+	if !res.Done() || !strings.Contains(res.Reason, "mounted on i-b") {
+		t.Errorf("the mount's end in another process: %+v; want mounted on i-b", res)
+	}
+	for op, n := range calls {
+		if strings.HasPrefix(op, "ECS:") && op != "ECS:DescribeContainerInstances" && op != "ECS:ListContainerInstances" {
+			t.Errorf("the mount's end made %d %s calls; want no task read", n, op)
+		}
+	}
+}
