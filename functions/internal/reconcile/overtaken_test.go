@@ -129,6 +129,49 @@ func TestARetryNotOvertakenGoesOn(t *testing.T) {
 	}
 }
 
+// An unmount's retry that comes once another pass has asked for the
+// detach ends on that fact: the detach's chain goes on.
+func TestAnUnmountsRetryAfterItsDetachWasAskedEnds(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	h.w.PlaceTask(tdShared, "i-b")
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	rs := h.results[key]
+	unmount := rs[len(rs)-1]
+	if !strings.Contains(unmount.Hint, `"s":"unmount"`) {
+		t.Fatalf("the STOPPED event's pass: %+v; want the unmount sent", unmount)
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
+		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
+	}
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: unmount.Hint})
+	if !res.Done() || !strings.Contains(res.Reason, "no longer attached to i-a") {
+		t.Errorf("the unmount's retry with the detach under way: %+v; want it superseded", res)
+	}
+	for op, n := range calls {
+		if strings.HasPrefix(op, "ECS:") || (strings.HasPrefix(op, "EC2:") && op != "EC2:DescribeVolumes") {
+			t.Errorf("the unmount's retry made %d %s calls; want no ECS call and no EC2 step", n, op)
+		}
+	}
+}
+
 // The end of a mount that another process sent is judged from the
 // command's result and one read of the volume: no ECS read.
 func TestAMountEndSentByAnotherProcessNeedsNoECS(t *testing.T) {

@@ -501,7 +501,8 @@ func ids(vols []cloud.Volume) []string {
 
 // movedOnSince: a retry of a chain whose last step (an unmount, a detach
 // or a mount of hint.Volume) EC2 has since overtaken: the volume was
-// attached again after that step, so another pass moved the key on and
+// attached again after that step, or (an unmount's) it is no longer
+// attached where it was unmounted, so another pass moved the key on and
 // its own chain carries it. The retry ends on that one fact, read with
 // the volume it reads anyway, before any ECS read. In another process the
 // memory-based supersession (Reconciler.superseded) cannot see the newer
@@ -514,6 +515,13 @@ func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 		return Result{}, false
 	case h.At == 0 || v.ID != h.Volume || h.counts() || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
 		return Result{}, false
+	}
+	if h.Step == stepUnmount && !attachedTo(v, h.Instance) {
+		// The unmount was for the detach from Instance, which another
+		// pass has since asked for (its chain polls it) or seen done.
+		p.leans = true
+		p.log.Debug("retry of an unmount whose detach another pass asked for", "volumeId", v.ID, "instance", h.Instance)
+		return done(fmt.Sprintf("superseded: %s no longer attached to %s, after this chain's unmount", v.ID, h.Instance)), true
 	}
 	for _, a := range v.Attachments {
 		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(h.At)) {
