@@ -42,6 +42,7 @@ type memory struct {
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
+	drainDue  *simplelru.LRU[drainLook, time.Time]     // a draining instance's deferred look at a key -> when it is due
 	wholeAt   time.Time                                // the sweep's last listing of every live task
 	wholeN    int                                      // how many tasks that listing found
 }
@@ -70,6 +71,7 @@ func newMemory() *memory {
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
+		drainDue: newLRU[drainLook, time.Time](),
 	}
 }
 
@@ -241,6 +243,11 @@ func (m *memory) handBackFailed(k Key, tasks []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastBack.Remove(k)
+	for _, dl := range m.drainDue.Keys() {
+		if dl.key == k {
+			m.drainDue.Remove(dl) // its look may not have been queued
+		}
+	}
 	for _, t := range tasks {
 		m.processed.Remove(t)
 	}
@@ -503,4 +510,27 @@ func (m *memory) agentOf(inst string) (agentproto.Agent, time.Time, bool) {
 	defer m.mu.Unlock()
 	s, ok := m.agents.Get(inst)
 	return s.agent, s.at, ok
+}
+
+// Draining instances' deferred looks.
+
+// drainLook names one deferred look: a key, on a draining instance.
+type drainLook struct {
+	key      Key
+	instance string
+}
+
+// drainLookDue: this process has a deferred look at k on inst queued, due
+// after now.
+func (m *memory) drainLookDue(k Key, inst string, now time.Time) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	due, ok := m.drainDue.Get(drainLook{k, inst})
+	return due, ok && due.After(now)
+}
+
+func (m *memory) drainLookQueued(k Key, inst string, due time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drainDue.Add(drainLook{k, inst}, due)
 }

@@ -191,3 +191,33 @@ func TestAMountEndSentByAnotherProcessNeedsNoECS(t *testing.T) {
 		}
 	}
 }
+
+// ECS sends a draining instance's event each time its task count changes:
+// a process queues one deferred look per key and instance, not one per
+// event, and queues another once that one is due.
+func TestDrainEventsQueueOneLookPerKeyAndInstance(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
+	drain := reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
+		Status: "DRAINING", AgentConnected: true}
+	h.invoke(drain)
+	first := last()
+	if first.Done() || !strings.Contains(first.Hint, `"dr":true`) {
+		t.Fatalf("the first drain event's pass: %+v; want a deferred look", first)
+	}
+	h.w.Advance(first.RetryAfter / 2)
+	h.invoke(drain)
+	if second := last(); !second.Done() || !strings.Contains(second.Reason, "queued already") {
+		t.Fatalf("a second drain event while the look is queued: %+v; want it to end on the queued look", second)
+	}
+	h.w.Advance(first.RetryAfter)
+	h.invoke(drain)
+	if third := last(); third.Done() || !strings.Contains(third.Hint, `"dr":true`) {
+		t.Fatalf("a drain event after the queued look was due: %+v; want a new deferred look", third)
+	}
+}

@@ -55,6 +55,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	}
 	p.hint = h
 	p.log = r.log.With("cluster", key.Cluster, "volume", key.Volume, "events", events)
+	if h.Step != "" {
+		p.log = p.log.With("after", h.Step) // the step whose chain this pass goes on with
+	}
 	if op := parseOperator(h.Operator, h.Force); p.now.Sub(op.at) < r.t.OperatorWindow {
 		p.op = op
 	}
@@ -231,8 +234,15 @@ func (p *pass) deferDrain() (Result, bool) {
 		return Result{}, false
 	}
 	p.leans = true // it read nothing: it supersedes no retry
+	inst := p.inv.drainedInstance(p.key)
+	// ECS sends an event each time the instance's task count changes:
+	// one queued look per key and instance serves them all.
+	if due, ok := p.r.mem.drainLookDue(p.key, inst, p.now); ok {
+		return done("draining instance: this process's look at it is queued already, due at " + due.UTC().Format(time.RFC3339)), true
+	}
+	p.r.mem.drainLookQueued(p.key, inst, p.now.Add(p.r.t.DrainDefer))
 	p.log.Debug("draining instance: its tasks' STOPPED events come first; looking later", "after", p.r.t.DrainDefer.String())
-	return p.retry(p.r.t.DrainDefer, hint{Drain: true, Instance: p.inv.drainedInstance(p.key)}, "draining instance: looked at after its tasks' STOPPED events"), true
+	return p.retry(p.r.t.DrainDefer, hint{Drain: true, Instance: inst}, "draining instance: looked at after its tasks' STOPPED events"), true
 }
 
 // drainLookDone: the drain's deferred look, alone in its invocation, ends
