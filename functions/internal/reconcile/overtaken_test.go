@@ -221,3 +221,45 @@ func TestDrainEventsQueueOneLookPerKeyAndInstance(t *testing.T) {
 		t.Fatalf("a drain event after the queued look was due: %+v; want a new deferred look", third)
 	}
 }
+
+// The unmount's end, in a process that did not send it, asks for the
+// detach after one listing of the key's family and one DescribeTasks of
+// the task that waits for the volume: no task definition is read (the
+// volume's tag names the family; the attach checks its target again).
+func TestAnUnmountsEndInAnotherProcessReadsNoTaskDefinition(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	h.w.PlaceTask(tdShared, "i-b")
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	var ended reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			ended = h.trigger(ev)
+		}
+	}
+	if ended == nil {
+		t.Fatal("no SSM event for the unmount's end")
+	}
+	calls, res := callsOf(t, h, key, ended)
+	if res.Done() || !strings.Contains(res.Reason, "detaching") || !strings.Contains(res.Hint, `"tt":`) {
+		t.Fatalf("the unmount's end in another process: %+v; want the detach asked, for the waiting task", res)
+	}
+	if n := calls["ECS:DescribeTaskDefinition"]; n != 0 {
+		t.Errorf("the unmount's end read %d task definitions, want none", n)
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
+		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
+	}
+}

@@ -821,12 +821,13 @@ func (p *pass) neededOn(ctx context.Context, ciARN string) (here bool, elsewhere
 		if err != nil {
 			return false, "", err
 		}
+		// A task of a family the volume's tag names counts without its
+		// definition's read: "here" only sends the pass on to the full
+		// look, and "elsewhere" is a target its attach checks first
+		// (targetOnly), so a revision that dropped the volume costs a
+		// look, never a step.
 		for _, t := range ts {
-			_, uses, err := p.uses(ctx, t)
 			switch {
-			case err != nil:
-				return false, "", err
-			case !uses:
 			case t.ContainerInstanceARN == ciARN:
 				return true, "", nil
 			case elsewhere == "" && t.ContainerInstanceARN != "":
