@@ -263,3 +263,55 @@ func TestAnUnmountsEndInAnotherProcessReadsNoTaskDefinition(t *testing.T) {
 		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
 	}
 }
+
+// A new task's event that comes while the volume detaches from a host ECS
+// still serves ends on that fact in a process that did not ask for the
+// detach: the detach's own chain attaches the volume next. It reads the
+// volume and the host's registration, not the key's tasks.
+func TestATaskEventDuringADetachInFlightReadsNoTasks(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	var placed reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		switch {
+		case ev.Kind == "task" && ev.LastStatus == "STOPPED":
+			h.invoke(h.trigger(ev))
+		case ev.Kind == "task" && ev.Task == t2:
+			placed = h.trigger(ev)
+		}
+	}
+	if placed == nil {
+		t.Fatal("no event of the new task")
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
+		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
+	}
+	calls, res := callsOf(t, h, key, placed)
+	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+		t.Errorf("the new task's event during the detach: %+v; want it to end on the detach in flight", res)
+	}
+	for _, op := range []string{"ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume", "EC2:AttachVolume"} {
+		if calls[op] != 0 {
+			t.Errorf("the new task's event during the detach made %d %s calls, want none", calls[op], op)
+		}
+	}
+	if n := calls["ECS:DescribeTaskDefinition"]; n > 1 { // the event's keys: its task's definition, once
+		t.Errorf("the new task's event during the detach read %d task definitions, want at most its own", n)
+	}
+	h.settle(300)
+	h.wantRunning(t2)
+}

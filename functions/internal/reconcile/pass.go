@@ -119,6 +119,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if res, ok, err := p.movedOn(ctx); ok || err != nil {
 		return res, err
 	}
+	if res, ok, err := p.detachInFlight(ctx); ok || err != nil {
+		return res, err
+	}
 	w, err := p.desired(ctx)
 	if err != nil {
 		return Result{}, err
@@ -560,4 +563,42 @@ func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
 	}
 	res, ok := p.movedOnSince(v)
 	return res, ok, nil
+}
+
+// detachInFlight: a pass that only task events asked for, finding the
+// key's one volume detaching from a host ECS still serves, ends there as
+// the full pass would (release, detaching), without its reads of the
+// key's tasks. On such a host only tether detaches, and the pass that
+// asked has a chain that goes on from the detach's end: to its target,
+// or to the full look, which weighs these events' tasks then. A busy
+// detach, a host ECS no longer serves, a move under way and anything else
+// go to the full pass.
+func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
+	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
+		return Result{}, false, nil
+	}
+	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+	if err != nil || len(vols) != 1 {
+		return Result{}, false, err
+	}
+	v := vols[0]
+	if v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachDetaching ||
+		v.Tags[cloud.TagMoving] != "" || v.Tags[cloud.TagMovedTo] != "" {
+		return Result{}, false, nil
+	}
+	a := v.Attachments[0]
+	ci, known, err := p.containerInstanceOf(ctx, want{}, a.InstanceID)
+	if err != nil || !known {
+		return Result{}, false, err
+	}
+	if ci.Status == "" { // the process knew the registration only: read its state
+		if ci, err = p.containerInstance(ctx, ci.ARN); err != nil {
+			return Result{}, false, err
+		}
+	}
+	if ci.Gone() || !ci.AgentConnected {
+		return Result{}, false, nil
+	}
+	r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
+	return r, ok, nil
 }

@@ -385,9 +385,13 @@ func TestPropertyEC2CallsPerHandoff(t *testing.T) {
 		// EC2 does not send, the old core measured 5.2-5.7 and 8. Since
 		// every detach reads its attachment again right before
 		// DetachVolume (a stale pass once detached a newer attachment):
-		// 8.4 and 10.2.
-		{"orderings", []string{"duplicate", "late", "advance", "stale", "releaseStale"}, 8.5},
-		{"chaos", nil, 10.5},
+		// 8.4 and 10.2. Since a pass that only task events asked for
+		// reads the key's volume before ECS (a detach in flight then
+		// ends it without reading the key's tasks: about three ECS
+		// calls), a new task's event that comes while the old task still
+		// runs reads it too: 8.6 and 10.6.
+		{"orderings", []string{"duplicate", "late", "advance", "stale", "releaseStale"}, 8.7},
+		{"chaos", nil, 10.7},
 	} {
 		t.Run(c.name, func(t *testing.T) { measureHandoffs(t, c.drop, c.budget) })
 	}
