@@ -519,14 +519,16 @@ func ids(vols []cloud.Volume) []string {
 // its own chain carries it. The retry ends on that one fact, read with
 // the volume it reads anyway, before any ECS read. In another process the
 // memory-based supersession (Reconciler.superseded) cannot see the newer
-// chain; EC2 can. A chain that counts something, an operator's ask, or a
-// pass that an event also asked for, goes on as before.
+// chain; EC2 can. A chain that counts something, one a task event was
+// left to (Full), an operator's ask, or a pass that an event also asked
+// for, goes on as before.
 func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 	h := p.hint
 	switch {
 	case h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount:
 		return Result{}, false
-	case h.At == 0 || v.ID != h.Volume || h.counts() || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
+	case h.At == 0 || v.ID != h.Volume || h.counts() || h.Full || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
+		// (Full: a task event was left for this chain's look.)
 		return Result{}, false
 	}
 	if h.Step == stepUnmount && !attachedTo(v, h.Instance) {
