@@ -14,6 +14,9 @@ const (
 	stepMount   = "mount"
 	stepUnmount = "unmount"
 	stepDetach  = "detach"
+	// stepHeld: no step taken; the volume waits on Instance for a task
+	// there to stop (what a retry of it can be superseded by).
+	stepHeld = "held"
 )
 
 // hint is what a pass knew when it handed its key back: the step it took,

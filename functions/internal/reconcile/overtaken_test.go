@@ -2,6 +2,8 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -314,4 +316,41 @@ func TestATaskEventDuringADetachInFlightReadsNoTasks(t *testing.T) {
 	}
 	h.settle(300)
 	h.wantRunning(t2)
+}
+
+// A retry that names no step (a wait for a task to stop), or a wait for
+// the task that holds the volume on an instance, gives way in another
+// process once EC2 shows the handoff it waited for: the volume attached
+// after the pass that scheduled it, or gone from that instance.
+func TestAWaitsRetryEndsOnceTheVolumeMoved(t *testing.T) {
+	h, key, results := handOff(t)
+	var unmount struct {
+		Volume string `json:"v"`
+		Pass   int64  `json:"n"`
+		At     int64  `json:"t"`
+	}
+	for _, r := range results {
+		if strings.Contains(r.Hint, `"s":"unmount"`) {
+			if err := json.Unmarshal([]byte(r.Hint), &unmount); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if unmount.Pass == 0 {
+		t.Fatalf("no unmount pass among %+v", results)
+	}
+	for _, hint := range []string{
+		fmt.Sprintf(`{"n":%d}`, unmount.Pass),
+		fmt.Sprintf(`{"s":"held","v":%q,"i":"i-a","t":%d,"n":%d}`, unmount.Volume, unmount.At, unmount.Pass),
+	} {
+		calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: hint})
+		if !res.Done() || !strings.Contains(res.Reason, "superseded") {
+			t.Errorf("the wait %s after the handoff: %+v; want it superseded on EC2's word", hint, res)
+		}
+		for op, n := range calls {
+			if op != "EC2:DescribeVolumes" {
+				t.Errorf("the wait %s made %d %s calls; want one DescribeVolumes only", hint, n, op)
+			}
+		}
+	}
 }

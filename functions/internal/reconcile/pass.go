@@ -525,18 +525,19 @@ func ids(vols []cloud.Volume) []string {
 func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 	h := p.hint
 	switch {
-	case h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount:
+	case h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount && h.Step != stepHeld:
 		return Result{}, false
 	case h.At == 0 || v.ID != h.Volume || h.counts() || h.Full || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
 		// (Full: a task event was left for this chain's look.)
 		return Result{}, false
 	}
-	if h.Step == stepUnmount && !attachedTo(v, h.Instance) {
-		// The unmount was for the detach from Instance, which another
-		// pass has since asked for (its chain polls it) or seen done.
+	if (h.Step == stepUnmount || h.Step == stepHeld) && !attachedTo(v, h.Instance) {
+		// The unmount (or the wait for a task there to stop) was for
+		// the release from Instance, which another pass has since asked
+		// for (its chain polls the detach) or seen done.
 		p.leans = true
-		p.log.Debug("retry of an unmount whose detach another pass asked for", "volumeId", v.ID, "instance", h.Instance)
-		return done(fmt.Sprintf("superseded: %s no longer attached to %s, after this chain's unmount", v.ID, h.Instance)), true
+		p.log.Debug("retry of a release another pass has taken on", "step", h.Step, "volumeId", v.ID, "instance", h.Instance)
+		return done(fmt.Sprintf("superseded: %s no longer attached to %s, after this chain's %s", v.ID, h.Instance, h.Step)), true
 	}
 	for _, a := range v.Attachments {
 		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(h.At)) {
@@ -550,10 +551,17 @@ func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 }
 
 // movedOn is movedOnSince for a retry that its step could not finish
-// alone: the volume's read (which the full pass makes anyway) decides.
+// alone: the volume's read (which the full pass makes anyway) decides. A
+// retry that names no step (a wait: for a task to stop, a conflict to
+// end) gives way once the key's one volume was attached after the pass
+// that scheduled it ended: the handoff it waited for has happened, and
+// the pass that attached the volume carries the key on.
 func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
 	h := p.hint
-	if h.Volume == "" || (h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount) || !p.inv.isRetryOnly(p.key) {
+	if h.Step == "" && h.Pass != 0 && !h.Drain && !h.counts() && !h.Full && p.op.instance == "" && p.inv.isRetryOnly(p.key) {
+		return p.attachedSincePass(ctx)
+	}
+	if h.Volume == "" || (h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount && h.Step != stepHeld) || !p.inv.isRetryOnly(p.key) {
 		return Result{}, false, nil
 	}
 	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
@@ -603,4 +611,25 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 	}
 	r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
 	return r, ok, nil
+}
+
+// attachedSincePass: the key's one volume (no move under way) was attached
+// after the pass that scheduled this retry ended.
+func (p *pass) attachedSincePass(ctx context.Context) (Result, bool, error) {
+	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+	if err != nil || len(vols) != 1 {
+		return Result{}, false, err
+	}
+	v := vols[0]
+	if v.Tags[cloud.TagMoving] != "" || v.Tags[cloud.TagMovedTo] != "" {
+		return Result{}, false, nil
+	}
+	for _, a := range v.Attachments {
+		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(p.hint.Pass)) {
+			p.leans = true
+			p.log.Debug("retry of a wait the volume's attach has since ended", "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
+			return done(fmt.Sprintf("superseded: %s attached to %s after the pass that scheduled this retry", v.ID, a.InstanceID)), true, nil
+		}
+	}
+	return Result{}, false, nil
 }

@@ -389,9 +389,14 @@ func TestPropertyEC2CallsPerHandoff(t *testing.T) {
 		// reads the key's volume before ECS (a detach in flight then
 		// ends it without reading the key's tasks: about three ECS
 		// calls), a new task's event that comes while the old task still
-		// runs reads it too: 8.6 and 10.6.
-		{"orderings", []string{"duplicate", "late", "advance", "stale", "releaseStale"}, 8.7},
-		{"chaos", nil, 10.7},
+		// runs reads it too: 8.6 and 10.6. Since a retry of a wait (no
+		// step, or "held") reads the volume before ECS to give way to a
+		// handoff that happened meanwhile, those that come here while the
+		// old task still holds the volume read it too: 8.9 and 11.1 (the
+		// ECS calls, logged, stay 11.0 and 18.0 here; in the 200 run such
+		// retries gave way 54 times).
+		{"orderings", []string{"duplicate", "late", "advance", "stale", "releaseStale"}, 9.0},
+		{"chaos", nil, 11.2},
 	} {
 		t.Run(c.name, func(t *testing.T) { measureHandoffs(t, c.drop, c.budget) })
 	}
@@ -399,6 +404,7 @@ func TestPropertyEC2CallsPerHandoff(t *testing.T) {
 
 func measureHandoffs(t *testing.T, drop []string, budget float64) {
 	var toRunning, toQuiet []int
+	ecsCalls := 0
 	byOp := map[string]int{}
 	byTrigger := map[string]int{}
 	rapid.Check(t, func(rt *rapid.T) {
@@ -441,6 +447,9 @@ func measureHandoffs(t *testing.T, drop []string, budget float64) {
 			if strings.HasPrefix(op, "EC2:") {
 				byOp[strings.TrimPrefix(op, "EC2:")] += n - beforeOps[op]
 			}
+			if strings.HasPrefix(op, "ECS:") {
+				ecsCalls += n - beforeOps[op]
+			}
 		}
 	})
 	mean := func(xs []int) float64 {
@@ -454,7 +463,7 @@ func measureHandoffs(t *testing.T, drop []string, budget float64) {
 	sort.Ints(toQuiet)
 	t.Logf("EC2 calls per handoff over %d runs: until the new task runs mean %.2f (min %d, median %d, max %d); until quiet mean %.2f (max %d); by operation %v",
 		len(toRunning), mean(toRunning), toRunning[0], toRunning[len(toRunning)/2], toRunning[len(toRunning)-1], mean(toQuiet), toQuiet[len(toQuiet)-1], byOp)
-	t.Logf("by trigger: %v", byTrigger)
+	t.Logf("by trigger: %v; ECS calls per handoff (not budgeted here) %.2f", byTrigger, float64(ecsCalls)/float64(len(toQuiet)))
 	if m := mean(toQuiet); m > budget {
 		t.Errorf("mean EC2 calls per handoff %.2f, budget %.1f", m, budget)
 	}

@@ -31,7 +31,7 @@ func (p *pass) release(ctx context.Context, w want, v cloud.Volume, a cloud.Atta
 				return r, nil
 			}
 			log.Info("a task on the instance still uses the volume; waiting for it to stop", "task", users[0].ARN, "lastStatus", users[0].LastStatus)
-			return p.retry(p.r.t.HolderWait, hint{}, "held by %s on %s", users[0].ARN, inst), nil
+			return p.retry(p.r.t.HolderWait, hint{Step: stepHeld, Volume: v.ID, Instance: inst, At: ms(p.now)}, "held by %s on %s", users[0].ARN, inst), nil
 		}
 	}
 	if a.State == cloud.AttachDetaching || a.State == cloud.AttachBusy {
