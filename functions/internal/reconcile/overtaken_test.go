@@ -15,21 +15,12 @@ import (
 // returns every result its passes gave.
 func handOff(t *testing.T) (*harness, reconcile.Key, []reconcile.Result) {
 	t.Helper()
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h, key, _, placed := midHandoff(t)
 	h.settle(300)
-	h.wantRunning(t2)
+	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
 	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
 		t.Fatalf("the volume did not follow its task: %+v", v.Att)
 	}
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
 	return h, key, h.results[key]
 }
 
@@ -62,6 +53,69 @@ func callsOf(t *testing.T, h *harness, key reconcile.Key, triggers ...reconcile.
 		}
 	}
 	return d, res
+}
+
+// midHandoff stops the shared volume's task on i-a and places the next one
+// on i-b; the STOPPED event's pass sends the unmount. It returns the
+// unmount pass's result and the new task's own event (not delivered).
+func midHandoff(t *testing.T) (*harness, reconcile.Key, reconcile.Result, reconcile.Trigger) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	var placed reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		switch {
+		case ev.Kind == "task" && ev.LastStatus == "STOPPED":
+			h.invoke(h.trigger(ev))
+		case ev.Kind == "task" && ev.Task == t2:
+			placed = h.trigger(ev)
+		}
+	}
+	rs := h.results[key]
+	unmount := rs[len(rs)-1]
+	if !strings.Contains(unmount.Hint, `"s":"unmount"`) || placed == nil {
+		t.Fatalf("the STOPPED event's pass: %+v (new task's event %v); want the unmount sent", unmount, placed)
+	}
+	return h, key, unmount, placed
+}
+
+// unmountEnds completes the unmount on i-a and returns SSM's event of it.
+func unmountEnds(t *testing.T, h *harness) reconcile.Trigger {
+	t.Helper()
+	h.completeCommand(unmountDoc, "i-a")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			return h.trigger(ev)
+		}
+	}
+	t.Fatal("no SSM event for the unmount's end")
+	return nil
+}
+
+// wantDetaching: the volume's detach from i-a is under way.
+func wantDetaching(t *testing.T, h *harness) {
+	t.Helper()
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
+		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
+	}
+}
+
+// wantNoCalls fails for every call of ops that calls counts.
+func wantNoCalls(t *testing.T, what string, calls map[string]int, ops ...string) {
+	t.Helper()
+	for _, op := range ops {
+		if calls[op] != 0 {
+			t.Errorf("%s made %d %s calls, want none", what, calls[op], op)
+		}
+	}
 }
 
 // A retry of the unmount's or the detach's chain that reaches another
@@ -100,32 +154,9 @@ func TestARetryOvertakenByALaterAttachEndsOnEC2sWord(t *testing.T) {
 // The same retry before the handoff is over goes on: the volume has not
 // been attached since its step, so nothing overtook it.
 func TestARetryNotOvertakenGoesOn(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	var stopped reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			stopped = h.trigger(ev)
-		}
-	}
-	if stopped == nil {
-		t.Fatal("no STOPPED event")
-	}
-	h.invoke(stopped)
-	rs := h.results[key]
-	last := rs[len(rs)-1]
-	if !strings.Contains(last.Hint, `"s":"unmount"`) {
-		t.Fatalf("the STOPPED event's pass: %+v; want the unmount sent", last)
-	}
+	h, key, unmount, _ := midHandoff(t)
 	h.completeCommand(unmountDoc, "i-a")
-	_, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: last.Hint})
+	_, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: unmount.Hint})
 	if strings.Contains(res.Reason, "superseded") {
 		t.Fatalf("the unmount's retry before any new attach: %+v; want it to go on", res)
 	}
@@ -134,35 +165,9 @@ func TestARetryNotOvertakenGoesOn(t *testing.T) {
 // An unmount's retry that comes once another pass has asked for the
 // detach ends on that fact: the detach's chain goes on.
 func TestAnUnmountsRetryAfterItsDetachWasAskedEnds(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	h.w.PlaceTask(tdShared, "i-b")
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			h.invoke(h.trigger(ev))
-		}
-	}
-	rs := h.results[key]
-	unmount := rs[len(rs)-1]
-	if !strings.Contains(unmount.Hint, `"s":"unmount"`) {
-		t.Fatalf("the STOPPED event's pass: %+v; want the unmount sent", unmount)
-	}
-	h.completeCommand(unmountDoc, "i-a")
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "command" {
-			h.invoke(h.trigger(ev))
-		}
-	}
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
-		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
-	}
+	h, key, unmount, _ := midHandoff(t)
+	h.invoke(unmountEnds(t, h))
+	wantDetaching(t, h)
 	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: unmount.Hint})
 	if !res.Done() || !strings.Contains(res.Reason, "no longer attached to i-a") {
 		t.Errorf("the unmount's retry with the detach under way: %+v; want it superseded", res)
@@ -229,41 +234,13 @@ func TestDrainEventsQueueOneLookPerKeyAndInstance(t *testing.T) {
 // the task that waits for the volume: no task definition is read (the
 // volume's tag names the family; the attach checks its target again).
 func TestAnUnmountsEndInAnotherProcessReadsNoTaskDefinition(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	h.w.PlaceTask(tdShared, "i-b")
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			h.invoke(h.trigger(ev))
-		}
-	}
-	h.completeCommand(unmountDoc, "i-a")
-	var ended reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "command" {
-			ended = h.trigger(ev)
-		}
-	}
-	if ended == nil {
-		t.Fatal("no SSM event for the unmount's end")
-	}
-	calls, res := callsOf(t, h, key, ended)
+	h, key, _, _ := midHandoff(t)
+	calls, res := callsOf(t, h, key, unmountEnds(t, h))
 	if res.Done() || !strings.Contains(res.Reason, "detaching") || !strings.Contains(res.Hint, `"tt":`) {
 		t.Fatalf("the unmount's end in another process: %+v; want the detach asked, for the waiting task", res)
 	}
-	if n := calls["ECS:DescribeTaskDefinition"]; n != 0 {
-		t.Errorf("the unmount's end read %d task definitions, want none", n)
-	}
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
-		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
-	}
+	wantNoCalls(t, "the unmount's end", calls, "ECS:DescribeTaskDefinition")
+	wantDetaching(t, h)
 }
 
 // A new task's event that comes while the volume detaches from a host ECS
@@ -271,51 +248,21 @@ func TestAnUnmountsEndInAnotherProcessReadsNoTaskDefinition(t *testing.T) {
 // detach: the detach's own chain attaches the volume next. It reads the
 // volume and the host's registration, not the key's tasks.
 func TestATaskEventDuringADetachInFlightReadsNoTasks(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	t2 := h.w.PlaceTask(tdShared, "i-b")
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	var placed reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		switch {
-		case ev.Kind == "task" && ev.LastStatus == "STOPPED":
-			h.invoke(h.trigger(ev))
-		case ev.Kind == "task" && ev.Task == t2:
-			placed = h.trigger(ev)
-		}
-	}
-	if placed == nil {
-		t.Fatal("no event of the new task")
-	}
-	h.completeCommand(unmountDoc, "i-a")
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "command" {
-			h.invoke(h.trigger(ev))
-		}
-	}
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
-		t.Fatalf("after the unmount's end: %+v; want the detach under way", v.Att)
-	}
+	h, key, _, placed := midHandoff(t)
+	h.invoke(unmountEnds(t, h))
+	wantDetaching(t, h)
 	calls, res := callsOf(t, h, key, placed)
 	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
 		t.Errorf("the new task's event during the detach: %+v; want it to end on the detach in flight", res)
 	}
-	for _, op := range []string{"ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume", "EC2:AttachVolume"} {
-		if calls[op] != 0 {
-			t.Errorf("the new task's event during the detach made %d %s calls, want none", calls[op], op)
-		}
-	}
+	wantNoCalls(t, "the new task's event during the detach", calls, "ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume", "EC2:AttachVolume")
 	if n := calls["ECS:DescribeTaskDefinition"]; n > 1 { // the event's keys: its task's definition, once
 		t.Errorf("the new task's event during the detach read %d task definitions, want at most its own", n)
 	}
 	h.settle(300)
-	h.wantRunning(t2)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
 }
 
 // A retry that names no step (a wait for a task to stop), or a wait for
