@@ -309,14 +309,15 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 }
 
 // Reserved concurrency is the operator's choice: with ReservedConcurrency
-// set, taskstate reserves it, drain one poller's worth and sweep one.
+// set, taskstate reserves it, drain and hosts one poller's worth
+// (QueueConcurrency) and sweep one.
 func TestReservedConcurrencyIsOptIn(t *testing.T) {
 	e := newEnv(t)
-	d, err := deploy(t, e, nil, repoTemplate, map[string]string{"ClusterName": "default", "ReservedConcurrency": "30"})
+	d, err := deploy(t, e, nil, repoTemplate, map[string]string{"ClusterName": "default", "ReservedConcurrency": "30", "QueueConcurrency": "4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]int{"TaskStateFunction": 30, "DrainFunction": 5, "SweepFunction": 1, "HostsFunction": 5} {
+	for id, want := range map[string]int{"TaskStateFunction": 30, "DrainFunction": 4, "SweepFunction": 1, "HostsFunction": 4} {
 		if got := d.Functions[id].ReservedConcurrency; got != want {
 			t.Errorf("%s reserves %d, want %d", id, got, want)
 		}
