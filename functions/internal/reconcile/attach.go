@@ -485,7 +485,7 @@ func (p *pass) continueFromEvent(ctx context.Context, w want) (Result, bool, err
 		return Result{}, false, nil
 	}
 	v, known := p.r.cloud.KnownVolume(ev.VolumeID)
-	if !known || v.Tags[cloud.TagCluster] != p.key.Cluster || v.Tags[cloud.TagVolume] != p.key.Volume {
+	if !known || !p.tagsNameKey(v) {
 		return Result{}, false, nil
 	}
 	t, _ := p.target(w, nil)

@@ -341,7 +341,7 @@ func (p *pass) markOldOfMove(ctx context.Context, nv cloud.Volume) error {
 	if err != nil {
 		return err
 	}
-	if old.Tags[cloud.TagCluster] != p.key.Cluster || old.Tags[cloud.TagVolume] != p.key.Volume || len(old.Attachments) > 0 {
+	if !p.tagsNameKey(old) || len(old.Attachments) > 0 {
 		return nil // marked already, not the key's, or released first as any other
 	}
 	deleteAfter, err := p.movedDeleteAfter(ctx, old.ID, nv.AZ)

@@ -207,7 +207,7 @@ func (p *pass) unowned(ctx context.Context, w want) (Result, bool, error) {
 		if v.State == cloud.VolumeDeleting || v.State == cloud.VolumeDeleted || v.State == cloud.VolumeError {
 			continue
 		}
-		if v.Tags[cloud.TagCluster] == p.key.Cluster && v.Tags[cloud.TagVolume] == p.key.Volume {
+		if p.tagsNameKey(v) {
 			// The key's own volume, which the pass's earlier read of the
 			// key did not show: made or adopted (`tether adopt`) since.
 			// Never a second one beside it: look again.

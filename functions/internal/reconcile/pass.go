@@ -525,7 +525,7 @@ func ids(vols []cloud.Volume) []string {
 func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 	h := p.hint
 	switch {
-	case h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount && h.Step != stepHeld:
+	case !overtakable(h.Step):
 		return Result{}, false
 	case h.At == 0 || v.ID != h.Volume || h.counts() || h.Full || p.op.instance != "" || !p.inv.isRetryOnly(p.key):
 		// (Full: a task event was left for this chain's look.)
@@ -539,15 +539,39 @@ func (p *pass) movedOnSince(v cloud.Volume) (Result, bool) {
 		p.log.Debug("retry of a release another pass has taken on", "step", h.Step, "volumeId", v.ID, "instance", h.Instance)
 		return done(fmt.Sprintf("superseded: %s no longer attached to %s, after this chain's %s", v.ID, h.Instance, h.Step)), true
 	}
-	for _, a := range v.Attachments {
-		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(h.At)) {
-			p.leans = true // one fact: it supersedes no retry itself
-			p.log.Debug("retry of a step EC2 has since overtaken: the volume was attached again after it",
-				"step", h.Step, "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
-			return done(fmt.Sprintf("superseded: %s attached to %s after this chain's %s", v.ID, a.InstanceID, h.Step)), true
-		}
+	if a, ok := attachedAfter(v, fromMS(h.At)); ok {
+		p.leans = true // one fact: it supersedes no retry itself
+		p.log.Debug("retry of a step EC2 has since overtaken: the volume was attached again after it",
+			"step", h.Step, "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
+		return done(fmt.Sprintf("superseded: %s attached to %s after this chain's %s", v.ID, a.InstanceID, h.Step)), true
 	}
 	return Result{}, false
+}
+
+// overtakable: the steps whose retries movedOnSince may end.
+func overtakable(step string) bool {
+	return step == stepUnmount || step == stepDetach || step == stepMount || step == stepHeld
+}
+
+// attachedAfter: an attachment of v (attaching or attached) that EC2 made
+// after t.
+func attachedAfter(v cloud.Volume, t time.Time) (cloud.Attachment, bool) {
+	for _, a := range v.Attachments {
+		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(t) {
+			return a, true
+		}
+	}
+	return cloud.Attachment{}, false
+}
+
+// settledVolume: the key's one volume, with no AZ move under way or
+// behind it; ok false for anything else (the full pass weighs it).
+func (p *pass) settledVolume(ctx context.Context) (cloud.Volume, bool, error) {
+	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
+	if err != nil || len(vols) != 1 || vols[0].Tags[cloud.TagMoving] != "" || vols[0].Tags[cloud.TagMovedTo] != "" {
+		return cloud.Volume{}, false, err
+	}
+	return vols[0], true, nil
 }
 
 // movedOn is movedOnSince for a retry that its step could not finish
@@ -561,7 +585,7 @@ func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
 	if h.Step == "" && h.Pass != 0 && !h.Drain && !h.counts() && !h.Full && p.op.instance == "" && p.inv.isRetryOnly(p.key) {
 		return p.attachedSincePass(ctx)
 	}
-	if h.Volume == "" || (h.Step != stepUnmount && h.Step != stepDetach && h.Step != stepMount && h.Step != stepHeld) || !p.inv.isRetryOnly(p.key) {
+	if h.Volume == "" || !overtakable(h.Step) || !p.inv.isRetryOnly(p.key) {
 		return Result{}, false, nil
 	}
 	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
@@ -587,14 +611,9 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
 		return Result{}, false, nil
 	}
-	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
-	if err != nil || len(vols) != 1 {
+	v, ok, err := p.settledVolume(ctx)
+	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachDetaching {
 		return Result{}, false, err
-	}
-	v := vols[0]
-	if v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachDetaching ||
-		v.Tags[cloud.TagMoving] != "" || v.Tags[cloud.TagMovedTo] != "" {
-		return Result{}, false, nil
 	}
 	a := v.Attachments[0]
 	ci, known, err := p.containerInstanceOf(ctx, want{}, a.InstanceID)
@@ -616,20 +635,14 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 // attachedSincePass: the key's one volume (no move under way) was attached
 // after the pass that scheduled this retry ended.
 func (p *pass) attachedSincePass(ctx context.Context) (Result, bool, error) {
-	vols, err := p.r.cloud.VolumesByKey(ctx, p.key.Cluster, p.key.Volume)
-	if err != nil || len(vols) != 1 {
+	v, ok, err := p.settledVolume(ctx)
+	if err != nil || !ok {
 		return Result{}, false, err
 	}
-	v := vols[0]
-	if v.Tags[cloud.TagMoving] != "" || v.Tags[cloud.TagMovedTo] != "" {
-		return Result{}, false, nil
-	}
-	for _, a := range v.Attachments {
-		if (a.State == cloud.AttachAttaching || a.State == cloud.AttachAttached) && a.AttachTime.After(fromMS(p.hint.Pass)) {
-			p.leans = true
-			p.log.Debug("retry of a wait the volume's attach has since ended", "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
-			return done(fmt.Sprintf("superseded: %s attached to %s after the pass that scheduled this retry", v.ID, a.InstanceID)), true, nil
-		}
+	if a, ok := attachedAfter(v, fromMS(p.hint.Pass)); ok {
+		p.leans = true
+		p.log.Debug("retry of a wait the volume's attach has since ended", "volumeId", v.ID, "instance", a.InstanceID, "attachedAt", a.AttachTime)
+		return done(fmt.Sprintf("superseded: %s attached to %s after the pass that scheduled this retry", v.ID, a.InstanceID)), true, nil
 	}
 	return Result{}, false, nil
 }

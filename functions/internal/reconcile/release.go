@@ -785,7 +785,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			if err != nil {
 				return Result{}, false, err
 			}
-			if !attachedTo(cur, h.Instance) || cur.Tags[cloud.TagCluster] != p.key.Cluster || cur.Tags[cloud.TagVolume] != p.key.Volume || cur.Tags[cloud.TagMovedTo] != "" {
+			if !attachedTo(cur, h.Instance) || !p.tagsNameKey(cur) || cur.Tags[cloud.TagMovedTo] != "" {
 				return Result{}, false, nil
 			}
 			v = cur
@@ -904,7 +904,7 @@ func (p *pass) detachedByEvent(volumeID string) (cloud.Volume, bool) {
 		return cloud.Volume{}, false
 	}
 	v, known := p.r.cloud.KnownVolume(volumeID)
-	if !known || v.Tags[cloud.TagCluster] != p.key.Cluster || v.Tags[cloud.TagVolume] != p.key.Volume {
+	if !known || !p.tagsNameKey(v) {
 		return cloud.Volume{}, false
 	}
 	p.observedEvent(v, ev)
@@ -1006,4 +1006,9 @@ func attachedTo(v cloud.Volume, inst string) bool {
 		}
 	}
 	return false
+}
+
+// tagsNameKey: v's tags say it is the volume of this pass's key.
+func (p *pass) tagsNameKey(v cloud.Volume) bool {
+	return v.Tags[cloud.TagCluster] == p.key.Cluster && v.Tags[cloud.TagVolume] == p.key.Volume
 }
