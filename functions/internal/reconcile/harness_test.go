@@ -447,6 +447,37 @@ func (h *harness) completeCommand(doc, instance string) {
 	h.t.Fatalf("no pending %s command on %s", doc, instance)
 }
 
+// sharedRunning is a harness whose instances are all in us-east-1a, with
+// a task of the shared volume running (mounted) on the first; it returns
+// the volume's key and the task.
+func sharedRunning(t tb, instances ...string) (*harness, reconcile.Key, string) {
+	t.Helper()
+	h := newHarness(t)
+	for _, inst := range instances {
+		h.w.AddInstance(inst, "us-east-1a")
+	}
+	task := h.w.PlaceTask(tdShared, instances[0])
+	h.settle(200)
+	h.wantRunning(task)
+	return h, reconcile.Key{Cluster: cluster, Volume: volName}, task
+}
+
+// draining is ECS's event of inst draining, its agent connected.
+func (h *harness) draining(inst string) reconcile.InstanceChanged {
+	return reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState(inst).CI, EC2InstanceID: inst,
+		Status: "DRAINING", AgentConnected: true}
+}
+
+// lastResult is the result of the key's latest pass.
+func (h *harness) lastResult(k reconcile.Key) reconcile.Result {
+	h.t.Helper()
+	rs := h.results[k]
+	if len(rs) == 0 {
+		h.t.Fatalf("no pass of %v yet", k)
+	}
+	return rs[len(rs)-1]
+}
+
 // metricSum adds up an EMF metric over every line written so far.
 func metricSum(t tb, h *harness, name string) float64 {
 	t.Helper()

@@ -60,16 +60,10 @@ func callsOf(t *testing.T, h *harness, key reconcile.Key, triggers ...reconcile.
 // unmount pass's result and the new task's own event (not delivered).
 func midHandoff(t *testing.T) (*harness, reconcile.Key, reconcile.Result, reconcile.Trigger) {
 	t.Helper()
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
 	h.w.StopTask(t1, "drain")
 	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
 	t2 := h.w.PlaceTask(tdShared, "i-b")
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
 	var placed reconcile.Trigger
 	for _, ev := range h.w.TakeEvents() {
 		switch {
@@ -203,28 +197,21 @@ func TestAMountEndSentByAnotherProcessNeedsNoECS(t *testing.T) {
 // a process queues one deferred look per key and instance, not one per
 // event, and queues another once that one is due.
 func TestDrainEventsQueueOneLookPerKeyAndInstance(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
-	drain := reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
-		Status: "DRAINING", AgentConnected: true}
+	h, key, _ := sharedRunning(t, "i-a")
+	drain := h.draining("i-a")
 	h.invoke(drain)
-	first := last()
+	first := h.lastResult(key)
 	if first.Done() || !strings.Contains(first.Hint, `"dr":true`) {
 		t.Fatalf("the first drain event's pass: %+v; want a deferred look", first)
 	}
 	h.w.Advance(first.RetryAfter / 2)
 	h.invoke(drain)
-	if second := last(); !second.Done() || !strings.Contains(second.Reason, "queued already") {
+	if second := h.lastResult(key); !second.Done() || !strings.Contains(second.Reason, "queued already") {
 		t.Fatalf("a second drain event while the look is queued: %+v; want it to end on the queued look", second)
 	}
 	h.w.Advance(first.RetryAfter)
 	h.invoke(drain)
-	if third := last(); third.Done() || !strings.Contains(third.Hint, `"dr":true`) {
+	if third := h.lastResult(key); third.Done() || !strings.Contains(third.Hint, `"dr":true`) {
 		t.Fatalf("a drain event after the queued look was due: %+v; want a new deferred look", third)
 	}
 }

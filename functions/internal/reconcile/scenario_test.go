@@ -208,17 +208,10 @@ func TestOwnRetryIsNotSuperseded(t *testing.T) {
 // key it is dropped unread. Named by another trigger in the same
 // invocation too, the key keeps its own retry.
 func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	draining := reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
-		Status: "DRAINING", AgentConnected: true}
+	h, key, t1 := sharedRunning(t, "i-a")
+	draining := h.draining("i-a")
 
 	h.w.StopTask(t1, "drain") // ECS asked the task to stop; its container still runs
-	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
 
 	ecs := func() (n int) {
 		for op, c := range h.w.Calls() {
@@ -230,7 +223,7 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	}
 	before := ecs()
 	h.invoke(draining)
-	deferred := last()
+	deferred := h.lastResult(key)
 	if deferred.Done() || deferred.RetryAfter < 30*time.Second || !strings.Contains(deferred.Reason, "draining") {
 		t.Fatalf("pass of the draining instance's event: %+v; want it handed back past the tasks' stop, naming the draining instance", deferred)
 	}
@@ -239,24 +232,24 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	}
 	h.w.Advance(deferred.RetryAfter)
 	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
-	if res := last(); !res.Done() || !strings.Contains(res.Reason, "draining") {
+	if res := h.lastResult(key); !res.Done() || !strings.Contains(res.Reason, "draining") {
 		t.Fatalf("deferred pass of the draining instance: %+v; want done, naming the draining instance", res)
 	}
 	// Another pass of the key (not one that leans on others) since the
 	// drain's: its retry is dropped unread.
 	h.invoke(draining)
-	deferred = last()
+	deferred = h.lastResult(key)
 	h.w.Advance(time.Second)
 	h.invoke(reconcile.Retry{Key: key})
 	n := len(h.results[key])
 	h.w.Advance(deferred.RetryAfter)
 	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
 	if len(h.results[key]) != n {
-		t.Fatalf("the drain's retry ran after a later pass of the key: %+v", last())
+		t.Fatalf("the drain's retry ran after a later pass of the key: %+v", h.lastResult(key))
 	}
 
 	h.invoke(draining, reconcile.Retry{Key: key})
-	if res := last(); res.Done() || res.RetryAfter <= 0 {
+	if res := h.lastResult(key); res.Done() || res.RetryAfter <= 0 {
 		t.Fatalf("pass named by a retry too: %+v; want it to come back while the task holds the volume", res)
 	}
 	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-a" {
@@ -270,17 +263,9 @@ func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 // there (an idle attachment whose task's events were lost), the look goes
 // on and releases it.
 func TestDrainLookEndsOnceTheVolumeLeftTheDrainingInstance(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(200)
-	h.wantRunning(t1)
-	key := reconcile.Key{Cluster: cluster, Volume: volName}
-	last := func() reconcile.Result { r := h.results[key]; return r[len(r)-1] }
-	h.invoke(reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-a").CI, EC2InstanceID: "i-a",
-		Status: "DRAINING", AgentConnected: true})
-	deferred := last()
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
+	h.invoke(h.draining("i-a"))
+	deferred := h.lastResult(key)
 	if deferred.Done() || !strings.Contains(deferred.Hint, `"i":"i-a"`) {
 		t.Fatalf("the drain's pass: %+v; want it deferred with the draining instance in its hint", deferred)
 	}
@@ -319,9 +304,8 @@ func TestDrainLookEndsOnceTheVolumeLeftTheDrainingInstance(t *testing.T) {
 	h.w.StopTask(t2, "drain")
 	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t2})
 	h.w.TakeEvents()
-	h.invoke(reconcile.InstanceChanged{Cluster: cluster, ContainerInstanceArn: h.w.InstanceState("i-b").CI, EC2InstanceID: "i-b",
-		Status: "DRAINING", AgentConnected: true})
-	deferred = last()
+	h.invoke(h.draining("i-b"))
+	deferred = h.lastResult(key)
 	h.w.Advance(deferred.RetryAfter)
 	h.invoke(reconcile.Retry{Key: key, Hint: deferred.Hint})
 	h.settle(300)
