@@ -288,3 +288,43 @@ func TestAWaitsRetryEndsOnceTheVolumeMoved(t *testing.T) {
 		}
 	}
 }
+
+// The drain's deferred look, finding the volume still on the draining
+// instance while a STOPPED event's chain releases it there (its unmount
+// sent, not yet ended), ends on that fact: one DescribeVolumes and one
+// ListCommands, no ECS call. The chain carries the handoff on.
+func TestDrainLookEndsWhileAnUnmountOfItRunsThere(t *testing.T) {
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
+	h.invoke(h.draining("i-a"))
+	deferred := h.lastResult(key)
+	if deferred.Done() || !strings.Contains(deferred.Hint, `"dr":true`) {
+		t.Fatalf("the drain's pass: %+v; want a deferred look", deferred)
+	}
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	if !strings.Contains(h.lastResult(key).Hint, `"s":"unmount"`) {
+		t.Fatalf("the STOPPED event's pass: %+v; want the unmount sent", h.lastResult(key))
+	}
+	h.w.Advance(deferred.RetryAfter)
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: deferred.Hint})
+	if !res.Done() || !strings.Contains(res.Reason, "under way") {
+		t.Fatalf("the drain's look during the release: %+v; want it to end on the unmount sent there", res)
+	}
+	wantNoCalls(t, "the drain's look during the release", calls, "ECS:ListTasks", "ECS:DescribeTasks", "ECS:DescribeTaskDefinition",
+		"ECS:DescribeContainerInstances", "SSM:SendCommand", "EC2:DetachVolume")
+	if calls["SSM:ListCommands"] != 1 || calls["EC2:DescribeVolumes"] != 1 {
+		t.Errorf("the drain's look read %v; want one DescribeVolumes and one ListCommands", calls)
+	}
+	h.settle(300)
+	h.wantRunning(t2)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	h.noViolations()
+}

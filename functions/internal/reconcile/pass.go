@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
 
@@ -263,16 +264,51 @@ func (p *pass) drainLookDone(ctx context.Context) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
+	released := 0
 	for _, v := range vols {
 		for _, a := range v.Attachments {
-			if a.InstanceID == p.hint.Instance {
-				return Result{}, false, nil
+			if a.InstanceID != p.hint.Instance {
+				continue
 			}
+			ok, err := p.releaseUnderWay(ctx, v, a)
+			if err != nil || !ok {
+				return Result{}, false, err
+			}
+			released++
 		}
 	}
-	p.leans = true // it looked at one fact only: it supersedes no retry
+	p.leans = true // it looked at facts of the volume only: it supersedes no retry
+	if released > 0 {
+		p.log.Debug("draining instance's look: a release of the key's volume there is under way", "instance", p.hint.Instance)
+		return done("release from draining instance " + p.hint.Instance + " under way (another chain's)"), true, nil
+	}
 	p.log.Debug("draining instance's look: no volume of the key is on it any more", "instance", p.hint.Instance)
 	return done("no volume of the key on draining instance " + p.hint.Instance + " any more"), true, nil
+}
+
+// releaseUnderWay: the drain's look finds the volume still on the draining
+// instance, and another chain is releasing it there: EC2 says the detach
+// runs, or an unmount of the volume was sent there since the drain began
+// (a STOPPED event's chain; its retries, and the sweep, carry it on). The
+// look was for an idle attachment; a full pass would only read ECS to
+// learn what that chain knows. The drain began at most Timing.DrainDefer
+// before the look was queued (hint.Pass).
+func (p *pass) releaseUnderWay(ctx context.Context, v cloud.Volume, a cloud.Attachment) (bool, error) {
+	if a.State == cloud.AttachDetaching {
+		return true, nil
+	}
+	since := fromMS(p.hint.Pass).Add(-p.r.t.DrainDefer)
+	unmounts, err := p.inv.commandsOn(ctx, p.r.cloud, p.r.unmountDoc, a.InstanceID, since)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range unmounts {
+		if c.Params[agentproto.ParamVolumeID] == v.ID && !c.Requested.Before(since) &&
+			(c.Params[agentproto.ParamAttachment] == "" || c.Params[agentproto.ParamAttachment] == token(a)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // awaitCommand: a pass that only ECS task events asked for, while an SSM

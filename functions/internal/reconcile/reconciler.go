@@ -312,6 +312,35 @@ type invocation struct {
 	// drainedFrom: the live draining instance whose event named each
 	// key (see pass.deferDrain).
 	drainedFrom map[Key]string
+	// commands: a document's commands on an instance, listed once for the
+	// invocation's passes (see pass.releaseUnderWay).
+	commands map[commandsQuery][]cloud.Command
+}
+
+type commandsQuery struct {
+	document, instance string
+	since              time.Time
+}
+
+// commandsOn lists doc's commands on an instance since a time, once per
+// invocation: the drain's looks at one instance's volumes come back
+// together, and one listing answers them all.
+func (inv *invocation) commandsOn(ctx context.Context, c cloud.Cloud, doc, instance string, since time.Time) ([]cloud.Command, error) {
+	q := commandsQuery{document: doc, instance: instance, since: since.Truncate(time.Minute)}
+	inv.mu.Lock()
+	cmds, ok := inv.commands[q]
+	inv.mu.Unlock()
+	if ok {
+		return cmds, nil
+	}
+	cmds, err := c.Commands(ctx, doc, instance, q.since)
+	if err != nil {
+		return nil, err
+	}
+	inv.mu.Lock()
+	inv.commands[q] = cmds
+	inv.mu.Unlock()
+	return cmds, nil
 }
 
 type invocationKey struct{}
@@ -329,6 +358,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
 		origins: map[Key]origin{}, releases: map[Key]Release{}, drainedFrom: map[Key]string{},
+		commands: map[commandsQuery][]cloud.Command{},
 	})
 }
 
