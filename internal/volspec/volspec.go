@@ -77,6 +77,12 @@ const TaskVolumePrefix = "task-"
 // name's scope is known from the name alone.
 var taskNamePattern = regexp.MustCompile(`^task-([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(.+)$`)
 
+// taskIDPattern: an ECS task id, 32 hex digits (new ARN format) or a UUID (old).
+var taskIDPattern = regexp.MustCompile(`^([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
+
+// ValidTaskID reports whether id has the form of an ECS task id.
+func ValidTaskID(id string) bool { return taskIDPattern.MatchString(id) }
+
 // TaskID is the last path segment of a task ARN (or the id itself).
 func TaskID(taskARN string) string {
 	if i := strings.LastIndexByte(taskARN, '/'); i >= 0 {

@@ -77,21 +77,33 @@ func TestTruncateReasonKeepsRunesWhole(t *testing.T) {
 }
 
 // SSM's model caps Comment at 100 characters; names go up to 200. The
-// comment keeps the volume id whole and says when the name was cut.
+// comment keeps the volume id and the next task's id whole and says when
+// the name was cut.
 func TestCommandCommentFitsSSM(t *testing.T) {
 	long := strings.Repeat("n", 200)
-	for _, name := range []string{"rexray-vol", long, strings.Repeat("m", 75), strings.Repeat("m", 76), strings.Repeat("m", 77)} {
-		c := CommandComment("vol-0123456789abcdef0", name)
-		if len(c) > MaxComment {
-			t.Fatalf("comment of %d characters: %q", len(c), c)
-		}
-		id, got, complete := ParseCommandComment(c)
-		if id != "vol-0123456789abcdef0" || !strings.HasPrefix(name, got) || complete != (got == name) {
-			t.Fatalf("%q: parsed %q %q %t", c, id, got, complete)
+	const next = "0123456789abcdef0123456789abcdef"
+	for _, name := range []string{"rexray-vol", long, strings.Repeat("m", 37), strings.Repeat("m", 38), strings.Repeat("m", 75), strings.Repeat("m", 76), strings.Repeat("m", 77)} {
+		for _, nx := range []string{"", next} {
+			c := CommandComment("vol-0123456789abcdef0", name, nx)
+			if len(c) > MaxComment {
+				t.Fatalf("comment of %d characters: %q", len(c), c)
+			}
+			id, got, complete, gotNext := ParseCommandComment(c)
+			if id != "vol-0123456789abcdef0" || !strings.HasPrefix(name, got) || complete != (got == name) || gotNext != nx {
+				t.Fatalf("%q: parsed %q %q %t %q", c, id, got, complete, gotNext)
+			}
 		}
 	}
-	if _, _, complete := ParseCommandComment(CommandComment("vol-0123456789abcdef0", long)); complete {
+	if _, _, complete, _ := ParseCommandComment(CommandComment("vol-0123456789abcdef0", long, next)); complete {
 		t.Fatal("a cut name reads as complete")
+	}
+	if _, name, complete, _ := ParseCommandComment(CommandComment("vol-0123456789abcdef0", strings.Repeat("m", 37), next)); !complete || len(name) != 37 {
+		t.Fatalf("a 37-character name with the next task: %q complete %t; want it whole", name, complete)
+	}
+	for _, c := range []string{"tether vol-0123456789abcdef0 a b", "tether vol-0123456789abcdef0 a b c", "something else"} {
+		if id, _, _, _ := ParseCommandComment(c); id != "" {
+			t.Errorf("%q parsed as tether's (volume %q)", c, id)
+		}
 	}
 }
 

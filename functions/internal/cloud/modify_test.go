@@ -149,7 +149,7 @@ func TestOnlineGrowThroughTheWorld(t *testing.T) {
 	mount := func() agentproto.MountResult {
 		t.Helper()
 		id, err := c.SendCommand(ctx, "tether-tether-mount", inst.ID, map[string]string{agentproto.ParamVolumeID: v.ID,
-			agentproto.ParamVolumeName: "data", agentproto.ParamFormatIfBlank: "true"})
+			agentproto.ParamVolumeName: "data", agentproto.ParamFormatIfBlank: "true"}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,7 @@ const (
 
 // SendCommand implements Cloud: one document on one instance. A delivery
 // timeout keeps "the agent does not answer" short and visible.
-func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error) {
+func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, params map[string]string, next string) (string, error) {
 	p := make(map[string][]string, len(params))
 	for k, v := range params {
 		p[k] = []string{v}
@@ -35,7 +35,7 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		InstanceIds:    []string{instanceID},
 		Parameters:     p,
 		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
-		Comment:        aws.String(CommandComment(params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName])),
+		Comment:        aws.String(CommandComment(params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName], next)),
 	}, ssmRetryer(a.retry.sendCommand))
 	a.paced("SendCommand", err)
 	if err != nil {
@@ -52,29 +52,47 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 const MaxComment = 100
 
 // CommandComment is the Comment of tether's commands: "tether", the volume
-// id and as much of the volume's name as fits in MaxComment (names may be
-// 200 characters). SSM returns it with every invocation, so a command's
-// key can be found from GetCommandInvocation alone (ParseCommandComment).
-func CommandComment(volumeID, name string) string {
-	c := "tether " + volumeID + " " + name
-	if len(c) > MaxComment {
-		c = c[:MaxComment-1] + "~"
+// id, as much of the volume's name as fits in MaxComment (names may be 200
+// characters), and, when the command's step serves a task next (an unmount
+// that releases the volume for a task elsewhere), ">" and that task's id.
+// SSM returns it with every invocation, so whichever process sees the
+// command's end finds its key, and the task it serves, without reading
+// ECS (ParseCommandComment). The task id is kept whole; the name is cut.
+func CommandComment(volumeID, name, next string) string {
+	tail := ""
+	if next != "" {
+		tail = " >" + next
 	}
-	return c
+	c := "tether " + volumeID + " " + name
+	if len(c)+len(tail) > MaxComment {
+		c = c[:MaxComment-len(tail)-1] + "~"
+	}
+	return c + tail
 }
 
-// ParseCommandComment reads a CommandComment: the volume id, and the name
-// when it was not cut (complete false: only a prefix of it is there).
-func ParseCommandComment(comment string) (volumeID, name string, complete bool) {
+// ParseCommandComment reads a CommandComment: the volume id, the name when
+// it was not cut (complete false: only a prefix of it is there), and the
+// task the command serves next ("" when none).
+func ParseCommandComment(comment string) (volumeID, name string, complete bool, next string) {
 	rest, ok := strings.CutPrefix(comment, "tether ")
 	if !ok {
-		return "", "", false
+		return "", "", false, ""
 	}
-	volumeID, name, _ = strings.Cut(rest, " ")
-	if len(comment) == MaxComment && strings.HasSuffix(name, "~") {
-		return volumeID, strings.TrimSuffix(name, "~"), false
+	fields := strings.Split(rest, " ")
+	if len(fields) > 3 || len(fields) == 3 && !strings.HasPrefix(fields[2], ">") {
+		return "", "", false, "" // names hold no spaces: not tether's
 	}
-	return volumeID, name, name != ""
+	volumeID = fields[0]
+	if len(fields) > 1 {
+		name = fields[1]
+	}
+	if len(fields) == 3 {
+		next = strings.TrimPrefix(fields[2], ">")
+	}
+	if strings.HasSuffix(name, "~") {
+		return volumeID, strings.TrimSuffix(name, "~"), false, next
+	}
+	return volumeID, name, name != "", next
 }
 
 // maxFinished bounds the process-lifetime cache of finished commands.

@@ -366,8 +366,9 @@ type Cloud interface {
 	KnownVolume(id string) (Volume, bool)
 
 	// SendCommand runs document on one instance; the comment is made from
-	// the parameters (CommandComment), so SSM's events and answers name it.
-	SendCommand(ctx context.Context, document, instanceID string, params map[string]string) (string, error)
+	// the parameters and next, the id of the task the step serves next
+	// ("" for none) (CommandComment), so SSM's answers name them.
+	SendCommand(ctx context.Context, document, instanceID string, params map[string]string, next string) (string, error)
 	// Command: one invocation's status, exit code, output and comment, for
 	// the document's step named plugin (tether's documents have several
 	// steps: SSM answers only for a named one). ErrNotFound until SSM has

@@ -414,7 +414,7 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 			p.log.Warn("the new filesystem is not given to the container's user", "volumeId", v.ID, "task", t.task.ARN, "reason", why)
 		}
 	}
-	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, attempt)
+	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, "", attempt)
 	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
 		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount(MetricMkfsGrants))
 	}
@@ -425,14 +425,16 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 }
 
 // send runs a document on the attachment's instance and hands the key back
-// with the command as hint. SSM's refusals (ErrUnreachable: the instance is
-// not registered; ErrRefused) are returned for the caller to weigh.
-func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a cloud.Attachment, ciARN string, params map[string]string, attempt int) (Result, error) {
+// with the command as hint. next: the task the step serves next ("" for
+// none); the command's comment carries it to whichever process sees its
+// end (hint.Target). SSM's refusals (ErrUnreachable: the instance is not
+// registered; ErrRefused) are returned for the caller to weigh.
+func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a cloud.Attachment, ciARN string, params map[string]string, next string, attempt int) (Result, error) {
 	log := p.log.With("volumeId", v.ID, "instance", a.InstanceID, "document", doc)
 	if err := p.fresh(step); err != nil {
 		return Result{}, err
 	}
-	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params)
+	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params, taskID(next))
 	if err != nil {
 		return Result{}, err
 	}
@@ -442,7 +444,7 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 	}
 	log.Info("command sent", "step", step, "command", id, "attempt", attempt+1, "attachment", params[agentproto.ParamAttachment])
 	h := hint{Step: step, Volume: v.ID, Instance: a.InstanceID, CI: ciARN, Command: id, At: ms(p.now), Since: p.hint.Since,
-		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1, Owner: params[agentproto.ParamFormatOwner] != ""}
+		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1, Owner: params[agentproto.ParamFormatOwner] != "", Target: next}
 	p.r.mem.noteSent(id, p.key, h)
 	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
 }

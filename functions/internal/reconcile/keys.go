@@ -284,7 +284,7 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 	if err != nil {
 		return nil, err
 	}
-	vid, name, complete := cloud.ParseCommandComment(c.Comment)
+	vid, name, complete, next := cloud.ParseCommandComment(c.Comment)
 	if volspec.ValidateVolumeID(vid) != nil || c.Document != t.Document {
 		log.Warn("SSM command without a tether comment: ignored", "comment", c.Comment, "answeredDocument", c.Document)
 		return nil, nil
@@ -310,11 +310,17 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 	}
 	k := Key{Cluster: r.cluster, Volume: name}
 	h := hint{Step: step, Volume: vid, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)}
-	// Another process sent it: the container instance lets the woken pass
-	// go on from the command's end as the sender's would (the process
-	// keeps it: an instance's registration never changes).
-	if ci, err := r.cloud.ContainerInstanceOf(ctx, r.cluster, t.InstanceID); err == nil {
-		h.CI = ci.ARN
+	if step == stepUnmount && validTaskID(next) {
+		h.Target = next // the task the sender released the volume for
+	}
+	// Another process sent it: an unmount that names no task leaves the
+	// woken pass to ask ECS who wants the volume on the instance, by its
+	// container instance (the process keeps it: an instance's
+	// registration never changes).
+	if step == stepUnmount && h.Target == "" {
+		if ci, err := r.cloud.ContainerInstanceOf(ctx, r.cluster, t.InstanceID); err == nil {
+			h.CI = ci.ARN
+		}
 	}
 	r.keepHint(inv, k, h)
 	return []Key{k}, nil

@@ -17,6 +17,8 @@ func isTetherDriver(driver string) bool { return driver == "tether" || driver ==
 
 func taskID(taskARN string) string { return volspec.TaskID(taskARN) }
 
+func validTaskID(id string) bool { return volspec.ValidTaskID(id) }
+
 func taskVolumeName(taskARN, vol string) string { return volspec.TaskVolumeName(taskARN, vol) }
 
 func parseTaskVolumeName(name string) (id, vol string, ok bool) {

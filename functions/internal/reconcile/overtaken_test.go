@@ -9,6 +9,7 @@ import (
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // handOff moves the shared volume from a task on i-a to one on i-b and
@@ -217,17 +218,32 @@ func TestDrainEventsQueueOneLookPerKeyAndInstance(t *testing.T) {
 }
 
 // The unmount's end, in a process that did not send it, asks for the
-// detach after one listing of the key's family and one DescribeTasks of
-// the task that waits for the volume: no task definition is read (the
-// volume's tag names the family; the attach checks its target again).
-func TestAnUnmountsEndInAnotherProcessReadsNoTaskDefinition(t *testing.T) {
-	h, key, _, _ := midHandoff(t)
-	calls, res := callsOf(t, h, key, unmountEnds(t, h))
-	if res.Done() || !strings.Contains(res.Reason, "detaching") || !strings.Contains(res.Hint, `"tt":`) {
-		t.Fatalf("the unmount's end in another process: %+v; want the detach asked, for the waiting task", res)
+// detach without reading ECS: the unmount's comment names the task the
+// volume is released for (the attach checks it first), so no listing of the
+// key's family, no task and no container instance is read.
+func TestAnUnmountsEndInAnotherProcessReadsNoECS(t *testing.T) {
+	h, key, unmount, placed := midHandoff(t)
+	next := volspec.TaskID(placed.(reconcile.TaskChanged).TaskArn)
+	if !strings.Contains(unmount.Hint, `"tt":"`) {
+		t.Fatalf("the unmount's hint %s names no task it releases the volume for", unmount.Hint)
 	}
-	wantNoCalls(t, "the unmount's end", calls, "ECS:DescribeTaskDefinition")
+	calls, res := callsOf(t, h, key, unmountEnds(t, h))
+	if res.Done() || !strings.Contains(res.Reason, "detaching") || !strings.Contains(res.Hint, `"tt":"`+next+`"`) {
+		t.Fatalf("the unmount's end in another process: %+v; want the detach asked, for task %s", res, next)
+	}
+	for op := range calls {
+		if strings.HasPrefix(op, "ECS:") {
+			t.Errorf("the unmount's end made %d %s calls, want no ECS call", calls[op], op)
+		}
+	}
 	wantDetaching(t, h)
+	h.w.Advance(res.RetryAfter) // the detach's chain goes on in this harness's process
+	h.invoke(reconcile.Retry{Key: key, Hint: res.Hint})
+	h.settle(300)
+	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
 }
 
 // A new task's event that comes while the volume detaches from a host ECS

@@ -427,7 +427,13 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 	if !a.AttachTime.IsZero() {
 		params[agentproto.ParamAttachment] = token(a)
 	}
-	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, p.hint.Attempt)
+	// The task the volume is released for, when one waits elsewhere: the
+	// unmount's end then asks for the detach without reading ECS.
+	next := p.hint.Target
+	if t, ok := p.target(w, nil); ok && t.instance() != a.InstanceID {
+		next = t.task.ARN
+	}
+	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, next, p.hint.Attempt)
 	if errors.Is(err, cloud.ErrUnreachable) || errors.Is(err, cloud.ErrRefused) {
 		since := fromMS(p.hint.Unreach)
 		if since.IsZero() {
@@ -740,9 +746,18 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		// The families whose tasks use it, as the volume's tag keeps them
 		// (a process that did not send the unmount knows none).
 		p.r.mem.noteFamilies(p.key, splitFamilies(cur.Tags[cloud.TagFamilies])...)
-		here, elsewhere, err := p.neededOn(ctx, h.CI)
-		if err != nil || here {
-			return Result{}, false, err // a task wants it there now: the full pass serves it
+		elsewhere := h.Target
+		if elsewhere == "" {
+			// The unmount named no task it releases the volume for: ECS
+			// says whether one wants it here (the full pass serves it) or
+			// elsewhere. Named, the detach goes on without that read: a
+			// task placed here since waits for the attach back, as any
+			// task that wants a volume attached elsewhere does.
+			here, other, err := p.neededOn(ctx, h.CI)
+			if err != nil || here {
+				return Result{}, false, err // a task wants it there now: the full pass serves it
+			}
+			elsewhere = other
 		}
 		for _, a := range cur.Attachments {
 			if a.InstanceID != h.Instance || token(a) != u.Attachment || a.State != cloud.AttachAttached {

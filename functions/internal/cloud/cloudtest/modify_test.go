@@ -82,7 +82,7 @@ func TestFakeMountReportsTheGrow(t *testing.T) {
 	w.Complete(cloudtest.Op{Kind: "attach", ID: vol})
 	mount := func() agentproto.MountResult {
 		t.Helper()
-		id, err := c.SendCommand(ctx, "tether-c-mount", inst, map[string]string{agentproto.ParamVolumeID: vol, agentproto.ParamVolumeName: "data"})
+		id, err := c.SendCommand(ctx, "tether-c-mount", inst, map[string]string{agentproto.ParamVolumeID: vol, agentproto.ParamVolumeName: "data"}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
