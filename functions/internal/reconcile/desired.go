@@ -265,6 +265,15 @@ func (p *pass) usersOn(ctx context.Context, w want, ci cloud.ContainerInstance) 
 			seen[t.ARN] = true
 		}
 	}
+	if p.stoppedEventOn(ci.ARN) {
+		// This invocation's STOPPED event of a task of the key there: the
+		// volume's holder is gone. Another stopping task there that still
+		// uses it (rare: two of the key's tasks on one host) makes
+		// tether-agent refuse the unmount (busy) until its containers
+		// stop; listing the instance's stopping tasks would only cost ECS
+		// a read per handoff to learn that.
+		return out, nil
+	}
 	fams := w.families
 	if len(fams) == 0 {
 		fams = p.r.mem.familiesOf(p.key)
@@ -321,4 +330,20 @@ func (p *pass) namedTask(arn string) (cloud.Task, bool) {
 	defer p.inv.mu.Unlock()
 	t, ok := p.inv.tasks[arn]
 	return t, ok
+}
+
+// stoppedEventOn: a task event of this invocation says a task that names
+// the key stopped on container instance ciARN.
+func (p *pass) stoppedEventOn(ciARN string) bool {
+	p.inv.mu.Lock()
+	defer p.inv.mu.Unlock()
+	for arn, t := range p.inv.tasks {
+		if t.LastStatus != "STOPPED" || t.ContainerInstanceARN != ciARN {
+			continue
+		}
+		if n := p.inv.versions[arn]; n != nil && n.keys[p.key] {
+			return true
+		}
+	}
+	return false
 }

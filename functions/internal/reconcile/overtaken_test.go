@@ -344,3 +344,48 @@ func TestDrainLookEndsWhileAnUnmountOfItRunsThere(t *testing.T) {
 	}
 	h.noViolations()
 }
+
+// A task's STOPPED event releases the volume without listing the
+// instance's stopping tasks. Another task of the key there that still
+// stops (its container holds the volume) makes tether-agent refuse the
+// unmount; the volume moves only once that task stopped too.
+func TestAStoppedEventReleasesWithoutListingTheStoppingTasks(t *testing.T) {
+	h, _, t1 := sharedRunning(t, "i-a", "i-b")
+	t2 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(t2)
+	h.w.TakeEvents()
+	h.w.StopTask(t1, "drain")
+	h.w.StopTask(t2, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1}) // t2 still stops: its container holds the volume
+	t3 := h.w.PlaceTask(tdShared, "i-b")
+	before := h.w.Calls()
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.Task == t1 && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	if n := h.w.Calls()["ECS:ListTasks"] - before["ECS:ListTasks"]; n > 1 {
+		t.Errorf("the STOPPED event's pass listed tasks %d times; want the family's live tasks only", n)
+	}
+	t2Stops := func(op cloudtest.Op) bool { return op.Kind == "stop" && op.ID == t2 }
+	refused := func() bool {
+		for _, c := range h.commandsOf(unmountDoc) {
+			if c.Status == "Failed" {
+				return true
+			}
+		}
+		return false
+	}
+	h.settleExcept(t2Stops, 100, refused)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-a" {
+		t.Fatalf("the volume left i-a while t2's container there held it: %+v", v.Att)
+	}
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t2})
+	h.settle(300)
+	h.wantRunning(t3)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	h.noViolations()
+}
