@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -181,6 +182,19 @@ func (bw *benchWorld) quiesce(ctx context.Context, bound time.Duration) bool {
 	}
 }
 
+// busyQueues says which of tether's queues hold messages, and how (for
+// the warning of a window cut at its bound).
+func (bw *benchWorld) busyQueues() []string {
+	var out []string
+	for id, q := range bw.W.Deployment().Queues {
+		if st := q.Stats(); st.Visible+st.InFlight+st.Delayed > 0 {
+			out = append(out, fmt.Sprintf("%s: %d visible, %d in flight, %d delayed", id, st.Visible, st.InFlight, st.Delayed))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // window is one counted stretch: tether's calls from open to close.
 type window struct {
 	w     Window
@@ -195,7 +209,7 @@ func (bw *benchWorld) openWindow() window {
 // window's calls to res.
 func (bw *benchWorld) closeWindow(ctx context.Context, win window, bound time.Duration, res *RunResult) error {
 	if !bw.quiesce(ctx, bound) {
-		bw.env.Log.Warn("tether's queues still busy after the handoffs; counting the calls so far", "world", bw.name, "bound", bound)
+		bw.env.Log.Warn("tether's queues still busy after the handoffs; counting the calls so far", "world", bw.name, "bound", bound, "busy", bw.busyQueues())
 		res.Cut++
 	}
 	calls, err := win.w.Close()
