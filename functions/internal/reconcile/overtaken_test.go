@@ -389,3 +389,35 @@ func TestAStoppedEventReleasesWithoutListingTheStoppingTasks(t *testing.T) {
 	}
 	h.noViolations()
 }
+
+// The new task's event, reaching a process after the volume was attached
+// to that task's instance for it (the mount sent with the attach), ends on
+// that fact: it reads the volume and the task's container instance, not
+// the key's tasks. The mount's end carries the handoff on.
+func TestANewTasksEventAfterItsAttachReadsNoTasks(t *testing.T) {
+	h, key, _, placed := midHandoff(t)
+	mounts := func(op cloudtest.Op) bool {
+		if op.Kind != "command" {
+			return false
+		}
+		for _, c := range h.w.Commands() {
+			if c.ID == op.ID {
+				return c.Document == mountDoc
+			}
+		}
+		return false
+	}
+	attachedToB := func() bool {
+		v := h.oneVolume(volName)
+		return v.Att != nil && v.Att.Instance == "i-b" && v.Att.State == "attached"
+	}
+	h.settleExcept(mounts, 300, attachedToB)
+	calls, res := callsOf(t, h, key, placed)
+	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+		t.Fatalf("the new task's event after its attach: %+v; want it to end on the attach made for it", res)
+	}
+	wantNoCalls(t, "the new task's event after its attach", calls, "ECS:ListTasks", "ECS:DescribeTasks", "SSM:SendCommand", "SSM:ListCommands", "EC2:AttachVolume")
+	h.settle(300)
+	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
+	h.noViolations()
+}

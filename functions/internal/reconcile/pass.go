@@ -123,6 +123,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if res, ok, err := p.detachInFlight(ctx); ok || err != nil {
 		return res, err
 	}
+	if res, ok, err := p.attachedForEventTask(ctx); ok || err != nil {
+		return res, err
+	}
 	w, err := p.desired(ctx)
 	if err != nil {
 		return Result{}, err
@@ -666,6 +669,61 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 	}
 	r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
 	return r, ok, nil
+}
+
+// attachedForEventTask: a pass that only task events asked for, whose one
+// task of the key waits to start (desired RUNNING, not yet running) on an
+// instance, finding the key's one volume attached or attaching there
+// since that task was created, ends as the full pass would (the mount in
+// flight), without its reads of the key's tasks. The pass that attached
+// it sent the mount with the attach; that command's end (its SSM event,
+// its chain's retry, the sweep) carries the key on. It reads the volume
+// and the task's container instance, which the process keeps.
+func (p *pass) attachedForEventTask(ctx context.Context) (Result, bool, error) {
+	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
+		return Result{}, false, nil
+	}
+	t, ok := p.waitingEventTask()
+	if !ok {
+		return Result{}, false, nil
+	}
+	v, ok, err := p.settledVolume(ctx)
+	if err != nil || !ok || len(v.Attachments) != 1 {
+		return Result{}, false, err
+	}
+	a := v.Attachments[0]
+	if a.State != cloud.AttachAttached && a.State != cloud.AttachAttaching || a.AttachTime.Before(t.CreatedAt) {
+		return Result{}, false, nil
+	}
+	ci, err := p.r.cloud.ContainerInstanceHome(ctx, p.key.Cluster, t.ContainerInstanceARN)
+	if errors.Is(err, cloud.ErrNotFound) || err == nil && ci.EC2InstanceID != a.InstanceID {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	r, ok := p.observed("attach of %s to %s for task %s", v.ID, a.InstanceID, taskID(t.ARN))
+	return r, ok, nil
+}
+
+// waitingEventTask: the one task of the key this invocation's events name,
+// when it waits to start on a container instance; ok false when the events
+// name no such task, or more than one task of the key.
+func (p *pass) waitingEventTask() (cloud.Task, bool) {
+	p.inv.mu.Lock()
+	defer p.inv.mu.Unlock()
+	var found cloud.Task
+	n := 0
+	for arn, t := range p.inv.tasks {
+		if note := p.inv.versions[arn]; note == nil || !note.keys[p.key] {
+			continue
+		}
+		n++
+		found = t
+	}
+	ok := n == 1 && found.DesiredStatus == "RUNNING" && found.LastStatus != "RUNNING" && found.LastStatus != "STOPPED" &&
+		found.ContainerInstanceARN != "" && !found.CreatedAt.IsZero()
+	return found, ok
 }
 
 // attachedSincePass: the key's one volume (no move under way) was attached
