@@ -17,6 +17,11 @@ const (
 	// stepHeld: no step taken; the volume waits on Instance for a task
 	// there to stop (what a retry of it can be superseded by).
 	stepHeld = "held"
+	// stepUnmountDue: the release from Instance was decided, and SSM's
+	// rate limit refused its unmount: the retry sends it at once if EC2
+	// still shows the same attachment (At: its attach time), without the
+	// reads that decided it.
+	stepUnmountDue = "unmount-due"
 )
 
 // hint is what a pass knew when it handed its key back: the step it took,

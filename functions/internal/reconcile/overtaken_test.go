@@ -421,3 +421,42 @@ func TestANewTasksEventAfterItsAttachReadsNoTasks(t *testing.T) {
 	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
 	h.noViolations()
 }
+
+// A STOPPED event's pass whose unmount SSM's rate limit refuses hands back
+// the step it decided: its retry, in another process, sends the unmount
+// after one look at the volume, without reading ECS again.
+func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.w.Throttle("SSM:SendCommand", 1)
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	throttled := h.lastResult(key)
+	if throttled.Done() || !strings.Contains(throttled.Reason, "throttled") || !strings.Contains(throttled.Hint, `"s":"unmount-due"`) {
+		t.Fatalf("the STOPPED event's pass, its unmount throttled: %+v; want the decided unmount handed back", throttled)
+	}
+	h.w.Advance(throttled.RetryAfter)
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	if res.Done() || !strings.Contains(res.Hint, `"s":"unmount"`) || !strings.Contains(res.Hint, `"tt":"`) {
+		t.Fatalf("the throttled unmount's retry: %+v; want the unmount sent, for the waiting task", res)
+	}
+	for op := range calls {
+		if strings.HasPrefix(op, "ECS:") {
+			t.Errorf("the throttled unmount's retry made %d %s calls, want no ECS call", calls[op], op)
+		}
+	}
+	if calls["SSM:SendCommand"] != 1 {
+		t.Errorf("the throttled unmount's retry sent %d commands, want the unmount", calls["SSM:SendCommand"])
+	}
+	h.settle(300)
+	h.wantRunning(t2)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	h.noViolations()
+}

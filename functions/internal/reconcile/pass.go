@@ -32,6 +32,9 @@ type pass struct {
 	leans bool
 	// rep: the assignment of a replica key's name, read once per pass (replicas.go).
 	rep *replicaView
+	// due: the step this pass decided and AWS's rate limit refused; a
+	// throttled pass hands it back as its hint (see stepUnmountDue).
+	due *hint
 }
 
 // Reconcile looks at one key and takes the next safe step. Result.Done: the
@@ -70,7 +73,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 	switch {
 	case errors.Is(err, cloud.ErrThrottled):
 		p.log.Warn("AWS throttled this pass; handing the key back", "error", err)
-		res, err = Result{RetryAfter: spread(key, p.now, r.t.ThrottleWait), Reason: "throttled by AWS", Hint: p.hint.String()}, nil
+		h := p.hint
+		if p.due != nil {
+			h = *p.due // the retry takes the step this pass decided
+		}
+		res, err = Result{RetryAfter: spread(key, p.now, r.t.ThrottleWait), Reason: "throttled by AWS", Hint: h.String()}, nil
 	case errors.Is(err, errStale):
 		p.log.Warn("pass too old to act on what it read; handing the key back to look again", "error", err)
 		res, err = Result{RetryAfter: time.Second, Reason: err.Error(), Hint: p.hint.String()}, nil

@@ -434,6 +434,10 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 		next = t.task.ARN
 	}
 	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, next, p.hint.Attempt)
+	if errors.Is(err, cloud.ErrThrottled) && !p.hint.counts() && p.op.instance == "" {
+		p.due = &hint{Step: stepUnmountDue, Volume: v.ID, Instance: a.InstanceID, CI: ci.ARN, At: ms(a.AttachTime),
+			Target: next, Since: p.hint.Since, Attempt: p.hint.Attempt}
+	}
 	if errors.Is(err, cloud.ErrUnreachable) || errors.Is(err, cloud.ErrRefused) {
 		since := fromMS(p.hint.Unreach)
 		if since.IsZero() {
@@ -691,6 +695,8 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			return done("superseded: attached to " + a.InstanceID + " since"), true, nil
 		}
 		return p.pollDetach(ctx)
+	case h.Step == stepUnmountDue:
+		return p.sendDueUnmount(ctx)
 	case h.Step == stepUnmount && p.releasing(h.Instance):
 		// An operator's release: the full pass weighs the unmount.
 		return Result{}, false, nil
@@ -810,6 +816,34 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		}
 		p.mounted(want{}, v, h.Instance, c)
 		return done("mounted on " + h.Instance), true, nil
+	}
+	return Result{}, false, nil
+}
+
+// sendDueUnmount sends the unmount a pass decided and SSM's rate limit
+// refused, once EC2 shows the volume still attached where it was, by the
+// same attachment. Anything else (detached, attached anew, another key's
+// tags) goes to the full pass. What decided the release stays true: the
+// task that held the volume there stopped, and tether-agent refuses the
+// unmount while a container uses the volume.
+func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
+	h := p.hint
+	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	if !p.tagsNameKey(v) || v.Tags[cloud.TagMovedTo] != "" {
+		return Result{}, false, nil
+	}
+	for _, a := range v.Attachments {
+		if a.InstanceID == h.Instance && a.State == cloud.AttachAttached && ms(a.AttachTime) == h.At {
+			p.log.Info("sending the unmount SSM's rate limit refused", "volumeId", v.ID, "instance", a.InstanceID)
+			res, err := p.sendUnmount(ctx, want{}, v, a, cloud.ContainerInstance{ARN: h.CI})
+			return res, true, err
+		}
 	}
 	return Result{}, false, nil
 }
