@@ -952,7 +952,7 @@ func TestRulesRouteTheSampleEvents(t *testing.T) {
 	}
 	want := map[string][]string{ // sample -> queues
 		"task-provisioning.json":         {"TaskQueue"},
-		"task-running.json":              {"TaskQueue"},
+		"task-running.json":              nil, // started: nothing to act on, so the rule leaves it out
 		"task-stopped-drain.json":        {"TaskQueue"},
 		"task-stopped-failed.json":       {"TaskQueue"},
 		"task-pending-two-volumes.json":  {"TaskQueue"},

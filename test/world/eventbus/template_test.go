@@ -76,8 +76,8 @@ func TestLoadTheRepositoryTemplate(t *testing.T) {
 	clusterArn := "arn:aws:ecs:us-west-2:123456789012:cluster/"
 	ev := func(source, detailType, cluster string) worldapi.Event {
 		// The fields the template's rules filter on besides the cluster: an
-		// EC2 task, an instance being drained.
-		d, _ := json.Marshal(map[string]string{"clusterArn": clusterArn + cluster, "launchType": "EC2", "status": "DRAINING"})
+		// EC2 task that stopped, an instance being drained.
+		d, _ := json.Marshal(map[string]string{"clusterArn": clusterArn + cluster, "launchType": "EC2", "lastStatus": "STOPPED", "status": "DRAINING"})
 		return worldapi.Event{Version: "0", ID: "x", Source: source, DetailType: detailType, Account: "123456789012", Region: "us-west-2", Resources: []string{}, Detail: d}
 	}
 	bus.Publish(ev("aws.ecs", "ECS Task State Change", "demo"))

@@ -251,7 +251,8 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 	}
 	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"arn:aws:ecs:us-west-2:123456789012:cluster/other","launchType":"EC2","lastStatus":"RUNNING"}`)
 	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"FARGATE","lastStatus":"PENDING"}`)
-	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"EC2","lastStatus":"RUNNING"}`)
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"EC2","lastStatus":"RUNNING"}`) // started: left out
+	publish("aws.ecs", "ECS Task State Change", `{"clusterArn":"`+clusterArn+`","launchType":"EC2","lastStatus":"STOPPED"}`)
 	publish("aws.ec2", "EBS Volume Notification", `{"event":"attachVolume","result":"attached"}`)
 	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"ACTIVE","agentConnected":true,"version":7}`)
 	publish("aws.ecs", "ECS Container Instance State Change", `{"clusterArn":"`+clusterArn+`","status":"DRAINING","agentConnected":true}`)
@@ -283,13 +284,13 @@ func TestRepositoryTemplateDeploysAsSAMWould(t *testing.T) {
 			len(bodies("HostsFunction")) >= 3
 	})
 	ts := strings.Join(bodies("TaskStateFunction"), "\n")
-	for _, want := range []string{`"lastStatus":"RUNNING"`, `"attachVolume"`, `"tether":"retry"`} {
+	for _, want := range []string{`"lastStatus":"STOPPED"`, `"attachVolume"`, `"tether":"retry"`} {
 		if !strings.Contains(ts, want) {
 			t.Errorf("taskstate did not get %s:\n%s", want, ts)
 		}
 	}
-	if strings.Contains(ts, "cluster/other") || strings.Contains(ts, "FARGATE") {
-		t.Errorf("taskstate got another cluster's or a Fargate task's event:\n%s", ts)
+	if strings.Contains(ts, "cluster/other") || strings.Contains(ts, "FARGATE") || strings.Contains(ts, `"lastStatus":"RUNNING"`) {
+		t.Errorf("taskstate got another cluster's, a Fargate task's or a started task's event:\n%s", ts)
 	}
 	drain := bodies("DrainFunction")
 	slices.Sort(drain)
