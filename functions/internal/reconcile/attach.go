@@ -415,6 +415,10 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 		}
 	}
 	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, "", attempt)
+	if errors.Is(err, cloud.ErrThrottled) && withOwner && !p.hint.counts() && p.op.instance == "" {
+		p.due = &hint{Step: stepMountDue, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime),
+			Target: t.task.ARN, Since: p.hint.Since, Attempt: attempt}
+	}
 	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
 		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount(MetricMkfsGrants))
 	}
@@ -422,6 +426,37 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 		return p.refusal(ctx, onInstance(w.needers, a.InstanceID), "mount on "+a.InstanceID, err)
 	}
 	return res, err
+}
+
+// sendDueMount sends the mount SSM's rate limit refused, once EC2 shows
+// the volume still attached where it was (the same attachment) and ECS
+// the task it was attached for still waiting there. Anything else goes to
+// the full pass.
+func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
+	h := p.hint
+	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	if !p.tagsNameKey(v) || v.Tags[cloud.TagMovedTo] != "" || v.Tags[cloud.TagMoving] != "" {
+		return Result{}, false, nil
+	}
+	for _, a := range v.Attachments {
+		if a.InstanceID != h.Instance || a.State != cloud.AttachAttached && a.State != cloud.AttachAttaching || h.At != 0 && ms(a.AttachTime) != h.At {
+			continue
+		}
+		w, ok, err := p.targetOnly(ctx, h.Target)
+		if err != nil || !ok || w.needers[0].instance() != a.InstanceID {
+			return Result{}, false, err
+		}
+		p.log.Info("sending the mount SSM's rate limit refused", "volumeId", v.ID, "instance", a.InstanceID, "task", h.Target)
+		res, err := p.sendMount(ctx, w, v, a, w.needers[0], h.Attempt)
+		return res, true, err
+	}
+	return Result{}, false, nil
 }
 
 // send runs a document on the attachment's instance and hands the key back

@@ -22,6 +22,11 @@ const (
 	// still shows the same attachment (At: its attach time), without the
 	// reads that decided it.
 	stepUnmountDue = "unmount-due"
+	// stepMountDue: the volume was attached for Target, and SSM's rate
+	// limit refused its mount: the retry sends it once EC2 still shows
+	// that attachment (At: its attach time) and ECS that task waiting
+	// there, without listing the key's tasks again.
+	stepMountDue = "mount-due"
 )
 
 // hint is what a pass knew when it handed its key back: the step it took,

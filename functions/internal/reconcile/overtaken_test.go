@@ -460,3 +460,41 @@ func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
 	}
 	h.noViolations()
 }
+
+// A mount SSM's rate limit refused right after the attach is handed back
+// as the step decided: its retry, in another process, sends it after
+// reading the volume and the task it was attached for, without listing
+// the key's tasks.
+func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
+	h, key, _, placed := midHandoff(t)
+	h.invoke(unmountEnds(t, h))
+	wantDetaching(t, h)
+	detach := h.lastResult(key)
+	for _, op := range h.w.Pending() {
+		if op.Kind == "detach" {
+			h.w.Advance(detach.RetryAfter)
+			h.w.Complete(op)
+		}
+	}
+	h.w.Throttle("SSM:SendCommand", 1)
+	h.invoke(reconcile.Retry{Key: key, Hint: detach.Hint})
+	throttled := h.lastResult(key)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the detach's end: %+v; want the volume attached to i-b", v.Att)
+	}
+	if throttled.Done() || !strings.Contains(throttled.Hint, `"s":"mount-due"`) {
+		t.Fatalf("the attach whose mount SSM throttled: %+v; want the mount handed back as due", throttled)
+	}
+	h.w.Advance(throttled.RetryAfter)
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	if res.Done() || !strings.Contains(res.Hint, `"s":"mount"`) {
+		t.Fatalf("the throttled mount's retry: %+v; want the mount sent", res)
+	}
+	wantNoCalls(t, "the throttled mount's retry", calls, "ECS:ListTasks", "EC2:AttachVolume")
+	if calls["SSM:SendCommand"] != 1 || calls["ECS:DescribeTasks"] != 1 {
+		t.Errorf("the throttled mount's retry made %v; want one DescribeTasks and the mount", calls)
+	}
+	h.settle(300)
+	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
+	h.noViolations()
+}

@@ -697,6 +697,8 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		return p.pollDetach(ctx)
 	case h.Step == stepUnmountDue:
 		return p.sendDueUnmount(ctx)
+	case h.Step == stepMountDue:
+		return p.sendDueMount(ctx)
 	case h.Step == stepUnmount && p.releasing(h.Instance):
 		// An operator's release: the full pass weighs the unmount.
 		return Result{}, false, nil
