@@ -75,10 +75,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 		p.log.Warn("AWS throttled this pass; handing the key back", "error", err)
 		h, wait := p.hint, r.t.ThrottleWait
 		if p.due != nil {
-			// The retry takes the step this pass decided, which costs one
-			// look at the volume: it comes back sooner, as the step is on
-			// the handoff's path.
-			h, wait = *p.due, r.t.ThrottleWait/2
+			// The retry takes the step this pass decided, which costs a
+			// look at the volume. A mount comes back soonest: it ends a
+			// handoff, and SSM's one SendCommand bucket serves unmounts
+			// (which start handoffs) and mounts alike, so the mounts that
+			// retry more often get more of it.
+			h = *p.due
+			if h.Step == stepMountDue {
+				wait = r.t.ThrottleWait / 4
+			}
 		}
 		res, err = Result{RetryAfter: spread(key, p.now, wait), Reason: "throttled by AWS", Hint: h.String()}, nil
 	case errors.Is(err, errStale):
