@@ -94,6 +94,8 @@ type AWS struct {
 
 	byTag *batcher[tagQuery, []Volume]
 	byID  *batcher[string, Volume]
+	// instancesByID merges concurrent DescribeInstances by instance id.
+	instancesByID *batcher[string, Instance]
 
 	// Process-lifetime answers that never change, each bounded (LRU).
 	taskDefs *lru.Cache[string, TaskDefinition]    // immutable revisions
@@ -141,6 +143,7 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	}
 	a.byTag = newBatcher(window, o.BatchMax, a.describeByTags)
 	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
+	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
 	return a
 }
 

@@ -237,7 +237,8 @@ func (a *AWS) InstanceVolumes(ctx context.Context, cluster, instanceID string) (
 	return vols, nil
 }
 
-// Instance implements Cloud.
+// Instance implements Cloud. Concurrent reads of one process (passes
+// attaching to several instances at once) go out as one DescribeInstances.
 func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
 	s := a.sessionOf(ctx)
 	if s != nil {
@@ -248,16 +249,47 @@ func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
 			return in, nil
 		}
 	}
-	out, err := a.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	in, ok, err := a.instancesByID.get(ctx, id)
 	if err != nil {
-		return Instance{}, classify(err, fmt.Sprintf("ec2 DescribeInstances %q", id))
+		return Instance{}, err
 	}
+	if !ok {
+		return Instance{}, fmt.Errorf("%w: instance %q", ErrNotFound, id)
+	}
+	if s != nil {
+		s.mu.Lock()
+		s.instances[id] = in
+		s.mu.Unlock()
+	}
+	return in, nil
+}
+
+// describeInstances reads instances by id. EC2 refuses the whole request
+// when one id is unknown (InvalidInstanceID.NotFound): each is then asked
+// alone, and an unknown one is left out of the answer.
+func (a *AWS) describeInstances(ctx context.Context, ids []string) (map[string]Instance, error) {
+	out, err := a.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	if err != nil && isInstanceNotFound(err) {
+		res := map[string]Instance{}
+		if len(ids) == 1 {
+			return res, nil
+		}
+		for _, id := range ids {
+			one, err := a.describeInstances(ctx, []string{id})
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(res, one)
+		}
+		return res, nil
+	}
+	if err != nil {
+		return nil, classify(err, fmt.Sprintf("ec2 DescribeInstances %q", ids))
+	}
+	res := map[string]Instance{}
 	for _, r := range out.Reservations {
 		for _, i := range r.Instances {
-			if aws.ToString(i.InstanceId) != id {
-				continue
-			}
-			in := Instance{ID: id}
+			in := Instance{ID: aws.ToString(i.InstanceId)}
 			if i.State != nil {
 				in.State = string(i.State.Name)
 			}
@@ -267,15 +299,10 @@ func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
 			for _, m := range i.BlockDeviceMappings {
 				in.Devices = append(in.Devices, aws.ToString(m.DeviceName))
 			}
-			if s != nil {
-				s.mu.Lock()
-				s.instances[id] = in
-				s.mu.Unlock()
-			}
-			return in, nil
+			res[in.ID] = in
 		}
 	}
-	return Instance{}, fmt.Errorf("%w: instance %q", ErrNotFound, id)
+	return res, nil
 }
 
 // CreateVolume implements Cloud. EC2's synchronous refusals of the request

@@ -647,3 +647,60 @@ func TestSweepListsTheWholeClusterAgainWhenThatIsCheaper(t *testing.T) {
 		t.Fatalf("%d ListTasks; want 3 more of one family each, then one whole listing (9)", n)
 	}
 }
+
+// Concurrent reads of instances go out as one DescribeInstances; one
+// unknown id (which fails EC2's whole request) is then asked alone and
+// reads as ErrNotFound, and the others are still answered.
+func TestConcurrentInstanceReadsShareOneDescribeInstances(t *testing.T) {
+	instanceXML := func(id string) string {
+		return `<item><reservationId>r-1</reservationId><instancesSet><item><instanceId>` + id + `</instanceId>` +
+			`<instanceState><code>16</code><name>running</name></instanceState><placement><availabilityZone>us-east-1a</availabilityZone></placement>` +
+			`<blockDeviceMapping><item><deviceName>/dev/xvda</deviceName></item><item><deviceName>/dev/xvdf</deviceName></item></blockDeviceMapping>` +
+			`</item></instancesSet></item>`
+	}
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		var items []string
+		for i := 1; form.Get(fmt.Sprintf("InstanceId.%d", i)) != ""; i++ {
+			id := form.Get(fmt.Sprintf("InstanceId.%d", i))
+			if id == "i-gone" {
+				return 400, `<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-gone' does not exist</Message></Error></Errors><RequestID>r</RequestID></Response>`
+			}
+			items = append(items, instanceXML(id))
+		}
+		return 200, `<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><reservationSet>` +
+			strings.Join(items, "") + `</reservationSet></DescribeInstancesResponse>`
+	})
+	ids := []string{"i-a", "i-b", "i-gone"}
+	c := newTestCloud(t, base, Options{BatchWindow: time.Hour, BatchMax: len(ids)}) // closes when full
+	ctx := NewSession(context.Background())
+	got := make([]Instance, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = c.Instance(ctx, id)
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids[:2] {
+		if errs[i] != nil || got[i].ID != id || got[i].State != "running" || strings.Join(got[i].Devices, ",") != "/dev/xvda,/dev/xvdf" {
+			t.Errorf("%s: %+v %v", id, got[i], errs[i])
+		}
+	}
+	if !errors.Is(errs[2], ErrNotFound) {
+		t.Errorf("i-gone: %v, want ErrNotFound", errs[2])
+	}
+	// One request for the three, then each alone after EC2 refused it.
+	if n := e.count("EC2:DescribeInstances"); n != 1+len(ids) {
+		t.Fatalf("DescribeInstances calls: %d, want %d", n, 1+len(ids))
+	}
+	if len(e.forms[0]["InstanceId.3"]) != 1 {
+		t.Fatalf("the first request did not carry the three ids: %v", e.forms[0])
+	}
+	// The session keeps the answers.
+	if _, err := c.Instance(ctx, "i-a"); err != nil || e.count("EC2:DescribeInstances") != 1+len(ids) {
+		t.Fatalf("asked again: %v, %d calls", err, e.count("EC2:DescribeInstances"))
+	}
+}
