@@ -434,15 +434,9 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 // the full pass.
 func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 	h := p.hint
-	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
-	if errors.Is(err, cloud.ErrNotFound) {
-		return Result{}, false, nil
-	}
-	if err != nil {
+	v, ok, err := p.dueVolume(ctx)
+	if err != nil || !ok {
 		return Result{}, false, err
-	}
-	if !p.tagsNameKey(v) || v.Tags[cloud.TagMovedTo] != "" || v.Tags[cloud.TagMoving] != "" {
-		return Result{}, false, nil
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID != h.Instance || a.State != cloud.AttachAttached && a.State != cloud.AttachAttaching || h.At != 0 && ms(a.AttachTime) != h.At {
@@ -457,6 +451,23 @@ func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 		return res, true, err
 	}
 	return Result{}, false, nil
+}
+
+// dueVolume reads the volume of a step handed back as due: ok false when
+// EC2 no longer knows it, its tags name another key, or a move to another
+// AZ concerns it (the full pass weighs those).
+func (p *pass) dueVolume(ctx context.Context) (cloud.Volume, bool, error) {
+	v, err := p.r.cloud.VolumeByID(ctx, p.hint.Volume)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return cloud.Volume{}, false, nil
+	}
+	if err != nil {
+		return cloud.Volume{}, false, err
+	}
+	if !p.tagsNameKey(v) || v.Tags[cloud.TagMovedTo] != "" || v.Tags[cloud.TagMoving] != "" {
+		return cloud.Volume{}, false, nil
+	}
+	return v, true, nil
 }
 
 // send runs a document on the attachment's instance and hands the key back

@@ -41,13 +41,19 @@ func (h *harness) settleExcept(hold func(cloudtest.Op) bool, maxSteps int, until
 }
 
 // unmountsOf: is op an SSM unmount command?
-func (h *harness) unmountsOf(op cloudtest.Op) bool {
+func (h *harness) unmountsOf(op cloudtest.Op) bool { return h.commandOf(unmountDoc, op) }
+
+// mountsOf: is op an SSM mount command?
+func (h *harness) mountsOf(op cloudtest.Op) bool { return h.commandOf(mountDoc, op) }
+
+// commandOf: is op an SSM command of document doc?
+func (h *harness) commandOf(doc string, op cloudtest.Op) bool {
 	if op.Kind != "command" {
 		return false
 	}
 	for _, c := range h.w.Commands() {
 		if c.ID == op.ID {
-			return c.Document == unmountDoc
+			return c.Document == doc
 		}
 	}
 	return false

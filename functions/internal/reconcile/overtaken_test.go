@@ -25,6 +25,18 @@ func handOff(t *testing.T) (*harness, reconcile.Key, []reconcile.Result) {
 	return h, key, h.results[key]
 }
 
+// wantFollowed settles the world and wants task running on i-b with the
+// volume there, and no safety violation.
+func wantFollowed(t *testing.T, h *harness, task string) {
+	t.Helper()
+	h.settle(300)
+	h.wantRunning(task)
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
+		t.Fatalf("the volume did not follow its task: %+v", v.Att)
+	}
+	h.noViolations()
+}
+
 // callsOf runs one invocation of another process over triggers and
 // returns the calls it made and the key's result.
 func callsOf(t *testing.T, h *harness, key reconcile.Key, triggers ...reconcile.Trigger) (map[string]int, reconcile.Result) {
@@ -239,11 +251,7 @@ func TestAnUnmountsEndInAnotherProcessReadsNoECS(t *testing.T) {
 	wantDetaching(t, h)
 	h.w.Advance(res.RetryAfter) // the detach's chain goes on in this harness's process
 	h.invoke(reconcile.Retry{Key: key, Hint: res.Hint})
-	h.settle(300)
-	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
-		t.Fatalf("the volume did not follow its task: %+v", v.Att)
-	}
+	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }
 
 // A new task's event that comes while the volume detaches from a host ECS
@@ -337,12 +345,7 @@ func TestDrainLookEndsWhileAnUnmountOfItRunsThere(t *testing.T) {
 	if calls["SSM:ListCommands"] != 1 || calls["EC2:DescribeVolumes"] != 1 {
 		t.Errorf("the drain's look read %v; want one DescribeVolumes and one ListCommands", calls)
 	}
-	h.settle(300)
-	h.wantRunning(t2)
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
-		t.Fatalf("the volume did not follow its task: %+v", v.Att)
-	}
-	h.noViolations()
+	wantFollowed(t, h, t2)
 }
 
 // A task's STOPPED event releases the volume without listing the
@@ -382,12 +385,7 @@ func TestAStoppedEventReleasesWithoutListingTheStoppingTasks(t *testing.T) {
 		t.Fatalf("the volume left i-a while t2's container there held it: %+v", v.Att)
 	}
 	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t2})
-	h.settle(300)
-	h.wantRunning(t3)
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
-		t.Fatalf("the volume did not follow its task: %+v", v.Att)
-	}
-	h.noViolations()
+	wantFollowed(t, h, t3)
 }
 
 // The new task's event, reaching a process after the volume was attached
@@ -396,30 +394,17 @@ func TestAStoppedEventReleasesWithoutListingTheStoppingTasks(t *testing.T) {
 // the key's tasks. The mount's end carries the handoff on.
 func TestANewTasksEventAfterItsAttachReadsNoTasks(t *testing.T) {
 	h, key, _, placed := midHandoff(t)
-	mounts := func(op cloudtest.Op) bool {
-		if op.Kind != "command" {
-			return false
-		}
-		for _, c := range h.w.Commands() {
-			if c.ID == op.ID {
-				return c.Document == mountDoc
-			}
-		}
-		return false
-	}
 	attachedToB := func() bool {
 		v := h.oneVolume(volName)
 		return v.Att != nil && v.Att.Instance == "i-b" && v.Att.State == "attached"
 	}
-	h.settleExcept(mounts, 300, attachedToB)
+	h.settleExcept(h.mountsOf, 300, attachedToB)
 	calls, res := callsOf(t, h, key, placed)
 	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
 		t.Fatalf("the new task's event after its attach: %+v; want it to end on the attach made for it", res)
 	}
 	wantNoCalls(t, "the new task's event after its attach", calls, "ECS:ListTasks", "ECS:DescribeTasks", "SSM:SendCommand", "SSM:ListCommands", "EC2:AttachVolume")
-	h.settle(300)
-	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
-	h.noViolations()
+	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }
 
 // A STOPPED event's pass whose unmount SSM's rate limit refuses hands back
@@ -453,12 +438,7 @@ func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
 	if calls["SSM:SendCommand"] != 1 {
 		t.Errorf("the throttled unmount's retry sent %d commands, want the unmount", calls["SSM:SendCommand"])
 	}
-	h.settle(300)
-	h.wantRunning(t2)
-	if v := h.oneVolume(volName); v.Att == nil || v.Att.Instance != "i-b" {
-		t.Fatalf("the volume did not follow its task: %+v", v.Att)
-	}
-	h.noViolations()
+	wantFollowed(t, h, t2)
 }
 
 // A mount SSM's rate limit refused right after the attach is handed back
@@ -494,7 +474,5 @@ func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
 	if calls["SSM:SendCommand"] != 1 || calls["ECS:DescribeTasks"] != 1 {
 		t.Errorf("the throttled mount's retry made %v; want one DescribeTasks and the mount", calls)
 	}
-	h.settle(300)
-	h.wantRunning(placed.(reconcile.TaskChanged).TaskArn)
-	h.noViolations()
+	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }

@@ -830,15 +830,9 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 // unmount while a container uses the volume.
 func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
 	h := p.hint
-	v, err := p.r.cloud.VolumeByID(ctx, h.Volume)
-	if errors.Is(err, cloud.ErrNotFound) {
-		return Result{}, false, nil
-	}
-	if err != nil {
+	v, ok, err := p.dueVolume(ctx)
+	if err != nil || !ok {
 		return Result{}, false, err
-	}
-	if !p.tagsNameKey(v) || v.Tags[cloud.TagMovedTo] != "" {
-		return Result{}, false, nil
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID == h.Instance && a.State == cloud.AttachAttached && ms(a.AttachTime) == h.At {
