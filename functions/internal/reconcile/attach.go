@@ -442,6 +442,9 @@ func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 		if a.InstanceID != h.Instance || a.State != cloud.AttachAttached && a.State != cloud.AttachAttaching || h.At != 0 && ms(a.AttachTime) != h.At {
 			continue
 		}
+		if sent, err := p.sentSince(ctx, p.r.mountDoc, v, a); err != nil || sent {
+			return Result{}, false, err // another pass mounts it: the full pass weighs that command
+		}
 		w, ok, err := p.targetOnly(ctx, h.Target)
 		if err != nil || !ok || w.needers[0].instance() != a.InstanceID {
 			return Result{}, false, err
@@ -468,6 +471,14 @@ func (p *pass) dueVolume(ctx context.Context) (cloud.Volume, bool, error) {
 		return cloud.Volume{}, false, nil
 	}
 	return v, true, nil
+}
+
+// sentSince: a command of doc for the volume was sent on the attachment
+// (by another pass, since this one's was refused): a due step must not
+// send it twice.
+func (p *pass) sentSince(ctx context.Context, doc string, v cloud.Volume, a cloud.Attachment) (bool, error) {
+	cmds, err := p.commandsFor(ctx, doc, v.ID, a)
+	return len(cmds) > 0, err
 }
 
 // send runs a document on the attachment's instance and hands the key back

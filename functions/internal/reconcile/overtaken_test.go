@@ -441,11 +441,10 @@ func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
 	wantFollowed(t, h, t2)
 }
 
-// A mount SSM's rate limit refused right after the attach is handed back
-// as the step decided: its retry, in another process, sends it after
-// reading the volume and the task it was attached for, without listing
-// the key's tasks.
-func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
+// throttledMount runs a handoff up to the attach to i-b, whose mount SSM's
+// rate limit refuses; it returns the attaching pass's result.
+func throttledMount(t *testing.T) (*harness, reconcile.Key, reconcile.Result, reconcile.Trigger) {
+	t.Helper()
 	h, key, _, placed := midHandoff(t)
 	h.invoke(unmountEnds(t, h))
 	wantDetaching(t, h)
@@ -466,6 +465,15 @@ func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
 		t.Fatalf("the attach whose mount SSM throttled: %+v; want the mount handed back as due", throttled)
 	}
 	h.w.Advance(throttled.RetryAfter)
+	return h, key, throttled, placed
+}
+
+// A mount SSM's rate limit refused right after the attach is handed back
+// as the step decided: its retry, in another process, sends it after
+// reading the volume and the task it was attached for, without listing
+// the key's tasks.
+func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
+	h, key, throttled, placed := throttledMount(t)
 	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
 	if res.Done() || !strings.Contains(res.Hint, `"s":"mount"`) {
 		t.Fatalf("the throttled mount's retry: %+v; want the mount sent", res)
@@ -473,6 +481,21 @@ func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
 	wantNoCalls(t, "the throttled mount's retry", calls, "ECS:ListTasks", "EC2:AttachVolume")
 	if calls["SSM:SendCommand"] != 1 || calls["ECS:DescribeTasks"] != 1 {
 		t.Errorf("the throttled mount's retry made %v; want one DescribeTasks and the mount", calls)
+	}
+	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
+}
+
+// A throttled mount's retry that finds the mount sent meanwhile by another
+// pass (the sweep, here) does not send it again.
+func TestAThrottledMountsRetryDoesNotSendItTwice(t *testing.T) {
+	h, key, throttled, placed := throttledMount(t)
+	h.sweep()
+	if n := len(h.commandsOf(mountDoc)); n != 2 { // the first handoff's and the sweep's
+		t.Fatalf("mount commands after the sweep: %d, want the sweep's", n)
+	}
+	calls, _ := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	if calls["SSM:SendCommand"] != 0 {
+		t.Errorf("the throttled mount's retry sent %d commands after the sweep had sent the mount", calls["SSM:SendCommand"])
 	}
 	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }

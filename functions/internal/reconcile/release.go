@@ -836,6 +836,9 @@ func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID == h.Instance && a.State == cloud.AttachAttached && ms(a.AttachTime) == h.At {
+			if sent, err := p.sentSince(ctx, p.r.unmountDoc, v, a); err != nil || sent {
+				return Result{}, false, err // another pass unmounts it: the full pass weighs that command
+			}
 			p.log.Info("sending the unmount SSM's rate limit refused", "volumeId", v.ID, "instance", a.InstanceID)
 			res, err := p.sendUnmount(ctx, want{}, v, a, cloud.ContainerInstance{ARN: h.CI})
 			return res, true, err
