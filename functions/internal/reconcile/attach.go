@@ -442,8 +442,13 @@ func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 		if a.InstanceID != h.Instance || a.State != cloud.AttachAttached && a.State != cloud.AttachAttaching || h.At != 0 && ms(a.AttachTime) != h.At {
 			continue
 		}
-		if sent, err := p.sentSince(ctx, p.r.mountDoc, v, a); err != nil || sent {
-			return Result{}, false, err // another pass mounts it: the full pass weighs that command
+		if sent, err := p.sentSince(ctx, p.r.mountDoc, v, a); err != nil {
+			return Result{}, false, err
+		} else if sent {
+			// Another pass sent it: that command's end (its SSM event, its
+			// chain's retry, the sweep) carries the key on.
+			r, ok := p.observed("mount of %s on %s", v.ID, a.InstanceID)
+			return r, ok, nil
 		}
 		w, ok, err := p.targetOnly(ctx, h.Target)
 		if err != nil || !ok || w.needers[0].instance() != a.InstanceID {

@@ -486,16 +486,25 @@ func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
 }
 
 // A throttled mount's retry that finds the mount sent meanwhile by another
-// pass (the sweep, here) does not send it again.
+// pass (the sweep, here) does not send it again: it ends on that command,
+// whose end carries the key on, without reading ECS.
 func TestAThrottledMountsRetryDoesNotSendItTwice(t *testing.T) {
 	h, key, throttled, placed := throttledMount(t)
 	h.sweep()
 	if n := len(h.commandsOf(mountDoc)); n != 2 { // the first handoff's and the sweep's
 		t.Fatalf("mount commands after the sweep: %d, want the sweep's", n)
 	}
-	calls, _ := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
 	if calls["SSM:SendCommand"] != 0 {
 		t.Errorf("the throttled mount's retry sent %d commands after the sweep had sent the mount", calls["SSM:SendCommand"])
+	}
+	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+		t.Errorf("the throttled mount's retry after the sweep's mount: %+v; want it to end on that mount", res)
+	}
+	for op := range calls {
+		if strings.HasPrefix(op, "ECS:") {
+			t.Errorf("the throttled mount's retry made %d %s calls, want no ECS call", calls[op], op)
+		}
 	}
 	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }

@@ -836,8 +836,12 @@ func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
 	}
 	for _, a := range v.Attachments {
 		if a.InstanceID == h.Instance && a.State == cloud.AttachAttached && ms(a.AttachTime) == h.At {
-			if sent, err := p.sentSince(ctx, p.r.unmountDoc, v, a); err != nil || sent {
-				return Result{}, false, err // another pass unmounts it: the full pass weighs that command
+			if sent, err := p.sentSince(ctx, p.r.unmountDoc, v, a); err != nil {
+				return Result{}, false, err
+			} else if sent {
+				// Another pass sent it: that command's end carries the key on.
+				r, ok := p.observed("unmount of %s on %s", v.ID, a.InstanceID)
+				return r, ok, nil
 			}
 			p.log.Info("sending the unmount SSM's rate limit refused", "volumeId", v.ID, "instance", a.InstanceID)
 			res, err := p.sendUnmount(ctx, want{}, v, a, cloud.ContainerInstance{ARN: h.CI})
