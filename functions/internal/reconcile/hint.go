@@ -69,6 +69,9 @@ type hint struct {
 	// Drain: the chain began with a live draining instance's event (see
 	// Timing.DrainDefer).
 	Drain bool `json:"dr,omitempty"`
+	// Refused: how many times SSM's rate limit refused this due step
+	// (stepMountDue): its retries space out as the bucket stays empty.
+	Refused int `json:"rf,omitempty"`
 	// Full: the command's end must be weighed by the full pass (a pass of
 	// the key ended unread while it ran: see pass.awaitCommand).
 	Full bool `json:"fu,omitempty"`

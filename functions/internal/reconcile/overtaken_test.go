@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
@@ -507,4 +508,25 @@ func TestAThrottledMountsRetryDoesNotSendItTwice(t *testing.T) {
 		}
 	}
 	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
+}
+
+// A due mount that SSM's rate limit refuses again comes back later each
+// time (up to the throttle wait), counting its refusals in its hint.
+func TestARefusedDueMountSpacesItsRetries(t *testing.T) {
+	h, key, throttled, _ := throttledMount(t)
+	h.w.Throttle("SSM:SendCommand", 2)
+	_, again := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	if again.Done() || !strings.Contains(again.Hint, `"s":"mount-due"`) || !strings.Contains(again.Hint, `"rf":1`) {
+		t.Fatalf("the due mount refused again: %+v; want it due still, one refusal counted", again)
+	}
+	_, third := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: again.Hint})
+	if !strings.Contains(third.Hint, `"rf":2`) {
+		t.Fatalf("the due mount refused a third time: %+v; want two refusals counted", third)
+	}
+	// A wait of d is spread over [d/2, 3d/2]; d is a quarter of the 10 s
+	// throttle wait, doubled per refusal: 5 s after one, 10 s after two.
+	if again.RetryAfter < 2500*time.Millisecond || again.RetryAfter > 7500*time.Millisecond ||
+		third.RetryAfter < 5*time.Second || third.RetryAfter > 15*time.Second {
+		t.Errorf("waits %s then %s; want within 2.5-7.5 s, then 5-15 s", again.RetryAfter, third.RetryAfter)
+	}
 }

@@ -82,7 +82,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, key Key) (Result, error) {
 			// retry more often get more of it.
 			h = *p.due
 			if h.Step == stepMountDue {
-				wait = r.t.ThrottleWait / 4
+				// Each refusal doubles the wait, up to ThrottleWait: while the
+				// bucket stays empty, the waiting mounts' retries would only
+				// read AWS again (the refill goes to one of them either way).
+				if p.hint.Step == stepMountDue {
+					h.Refused = p.hint.Refused + 1
+				}
+				wait = min(r.t.ThrottleWait/4<<min(h.Refused, 2), r.t.ThrottleWait)
 			}
 		}
 		res, err = Result{RetryAfter: spread(key, p.now, wait), Reason: "throttled by AWS", Hint: h.String()}, nil
