@@ -25,15 +25,8 @@ func newRetryers(o Options) *retryers {
 	n := func() aws.Retryer { return newRetryer(o, false) }
 	// Paced writes are not retried when AWS throttles them: the pacer has
 	// emptied its bucket, and the pass hands its key back, rather than
-	// spending the account's next tokens on retries. The pacer is their
-	// client-side limit, so their retryer is standard: adaptive mode would
-	// also hold every first attempt after a throttle for its own token
-	// (seconds, in a drain), and with it the invocation's whole batch.
-	paced := func() aws.Retryer {
-		po := o
-		po.RetryMode = aws.RetryModeStandard
-		return newRetryer(po, true)
-	}
+	// spending the account's next tokens on retries.
+	paced := func() aws.Retryer { return newRetryer(o, true) }
 	return &retryers{
 		create: paced(), attach: paced(), detach: paced(), delete: paced(), tags: paced(), modify: paced(),
 		stopTask: n(), sendCommand: paced(),

@@ -438,15 +438,12 @@ func TestTaskDefinitionsAreCachedForTheProcess(t *testing.T) {
 	}
 }
 
-// Each mutating action has its own retryer. The paced ones (the pacer
-// limits them on the client side) are standard; StopTask is adaptive.
-func TestMutatingActionsEachHaveTheirOwnRetryer(t *testing.T) {
+func TestMutatingActionsEachHaveTheirOwnAdaptiveRetryer(t *testing.T) {
 	r := newRetryers(Options{}.withDefaults())
-	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.modify, r.sendCommand, r.stopTask}
+	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.modify, r.stopTask, r.sendCommand}
 	for i, a := range all {
-		_, adaptive := a.(*retry.AdaptiveMode)
-		if _, standard := a.(*retry.Standard); a != r.stopTask && !standard || a == r.stopTask && !adaptive {
-			t.Fatalf("retryer %d is %T", i, a)
+		if _, ok := a.(*retry.AdaptiveMode); !ok {
+			t.Fatalf("retryer %d is %T, want adaptive", i, a)
 		}
 		if a.MaxAttempts() != 5 {
 			t.Fatalf("retryer %d: %d attempts", i, a.MaxAttempts())
