@@ -530,3 +530,37 @@ func TestARefusedDueMountSpacesItsRetries(t *testing.T) {
 		t.Errorf("waits %s then %s; want within 2.5-7.5 s, then 5-15 s", again.RetryAfter, third.RetryAfter)
 	}
 }
+
+// A throttled unmount's retry that finds the volume detaching from that
+// instance (another pass unmounted it and asked for the detach) ends on
+// that fact: no command, no ECS read.
+func TestAThrottledUnmountsRetryEndsOnADetachInFlight(t *testing.T) {
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.w.Throttle("SSM:SendCommand", 1)
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	throttled := h.lastResult(key)
+	if !strings.Contains(throttled.Hint, `"s":"unmount-due"`) {
+		t.Fatalf("the STOPPED event's pass, its unmount throttled: %+v; want the decided unmount handed back", throttled)
+	}
+	h.sweep() // another pass sends the unmount
+	h.completeCommand(unmountDoc, "i-a")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	wantDetaching(t, h)
+	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
+	if !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+		t.Fatalf("the throttled unmount's retry during the detach: %+v; want it to end on the detach in flight", res)
+	}
+	wantNoCalls(t, "the throttled unmount's retry during the detach", calls, "SSM:SendCommand", "SSM:ListCommands", "ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume")
+	wantFollowed(t, h, t2)
+}

@@ -835,6 +835,12 @@ func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
 		return Result{}, false, err
 	}
 	for _, a := range v.Attachments {
+		if a.InstanceID == h.Instance && ms(a.AttachTime) == h.At && (a.State == cloud.AttachDetaching || a.State == cloud.AttachBusy) {
+			// Another pass unmounted it and asked for the detach: its
+			// chain attaches the volume next.
+			r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
+			return r, ok, nil
+		}
 		if a.InstanceID == h.Instance && a.State == cloud.AttachAttached && ms(a.AttachTime) == h.At {
 			if sent, err := p.sentSince(ctx, p.r.unmountDoc, v, a); err != nil {
 				return Result{}, false, err
@@ -847,6 +853,12 @@ func (p *pass) sendDueUnmount(ctx context.Context) (Result, bool, error) {
 			res, err := p.sendUnmount(ctx, want{}, v, a, cloud.ContainerInstance{ARN: h.CI})
 			return res, true, err
 		}
+	}
+	if v.State == cloud.VolumeAvailable && len(v.Attachments) == 0 {
+		// Released meanwhile by another pass, whose detach's chain
+		// attaches it next.
+		r, ok := p.observed("release of %s from %s", v.ID, h.Instance)
+		return r, ok, nil
 	}
 	return Result{}, false, nil
 }
