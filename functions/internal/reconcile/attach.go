@@ -417,7 +417,7 @@ func (p *pass) sendMountOwner(ctx context.Context, w want, v cloud.Volume, a clo
 	res, err := p.send(ctx, p.r.mountDoc, stepMount, v, a, t.ci.ARN, params, "", attempt)
 	if errors.Is(err, cloud.ErrThrottled) && withOwner && !p.hint.counts() && p.op.instance == "" {
 		p.due = &hint{Step: stepMountDue, Volume: v.ID, Instance: a.InstanceID, CI: t.ci.ARN, At: ms(a.AttachTime),
-			Target: t.task.ARN, Since: p.hint.Since, Attempt: attempt}
+			Target: t.task.ARN, TaskDef: t.task.TaskDefinitionARN, Since: p.hint.Since, Attempt: attempt}
 	}
 	if err == nil && !res.Done() && formatIfBlank && parseHint(res.Hint).Command != "" {
 		p.r.emit(p.key.Cluster, map[string]any{"volume": p.key.Volume, "volumeId": v.ID, "instance": a.InstanceID}, metricCount(MetricMkfsGrants))
@@ -450,7 +450,7 @@ func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 			r, ok := p.observed("mount of %s on %s", v.ID, a.InstanceID)
 			return r, ok, nil
 		}
-		w, ok, err := p.targetOnly(ctx, h.Target)
+		w, ok, err := p.dueTarget(ctx, a)
 		if err != nil || !ok || w.needers[0].instance() != a.InstanceID {
 			return Result{}, false, err
 		}
@@ -459,6 +459,34 @@ func (p *pass) sendDueMount(ctx context.Context) (Result, bool, error) {
 		return res, true, err
 	}
 	return Result{}, false, nil
+}
+
+// dueTarget is the task a due mount serves, on the attachment's instance,
+// with its volume's definition from the task definition the hint names
+// (the process keeps definitions): no read of the task. A mount there is
+// what the volume's attachment was made for; should the task have stopped
+// meanwhile, a later pass releases the volume as from any idle host.
+// Without the definition (or for a replica's key), ECS says (targetOnly).
+func (p *pass) dueTarget(ctx context.Context, a cloud.Attachment) (want, bool, error) {
+	h := p.hint
+	if h.TaskDef == "" {
+		return p.targetOnly(ctx, h.Target)
+	}
+	td, err := p.r.cloud.TaskDefinition(ctx, h.TaskDef)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return want{}, false, nil
+	}
+	if err != nil {
+		return want{}, false, err
+	}
+	spec, ok := volumeOf(p.key, h.Target, td)
+	if !ok {
+		return p.targetOnly(ctx, h.Target)
+	}
+	t := cloud.Task{ARN: h.Target, TaskDefinitionARN: h.TaskDef, ContainerInstanceARN: h.CI, DesiredStatus: "RUNNING"}
+	ci := cloud.ContainerInstance{ARN: h.CI, EC2InstanceID: a.InstanceID}
+	return want{users: []cloud.Task{t}, ciByARN: map[string]cloud.ContainerInstance{ci.ARN: ci},
+		needers: []need{{task: t, spec: spec, ci: ci}}, families: p.r.mem.familiesOf(p.key)}, true, nil
 }
 
 // dueVolume reads the volume of a step handed back as due: ok false when

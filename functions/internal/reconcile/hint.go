@@ -69,6 +69,9 @@ type hint struct {
 	// Drain: the chain began with a live draining instance's event (see
 	// Timing.DrainDefer).
 	Drain bool `json:"dr,omitempty"`
+	// TaskDef: the task definition of Target (stepMountDue: the mount's
+	// parameters come from it, without reading the task again).
+	TaskDef string `json:"td,omitempty"`
 	// Refused: how many times SSM's rate limit refused this due step
 	// (stepMountDue): its retries space out as the bucket stays empty.
 	Refused int `json:"rf,omitempty"`

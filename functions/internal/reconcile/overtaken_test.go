@@ -471,17 +471,17 @@ func throttledMount(t *testing.T) (*harness, reconcile.Key, reconcile.Result, re
 
 // A mount SSM's rate limit refused right after the attach is handed back
 // as the step decided: its retry, in another process, sends it after
-// reading the volume and the task it was attached for, without listing
-// the key's tasks.
-func TestAThrottledMountsRetrySendsItWithoutListingTasks(t *testing.T) {
+// reading the volume and the definition of the task it was attached for
+// (which the process keeps), without reading the key's tasks.
+func TestAThrottledMountsRetrySendsItWithoutReadingTasks(t *testing.T) {
 	h, key, throttled, placed := throttledMount(t)
 	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
 	if res.Done() || !strings.Contains(res.Hint, `"s":"mount"`) {
 		t.Fatalf("the throttled mount's retry: %+v; want the mount sent", res)
 	}
-	wantNoCalls(t, "the throttled mount's retry", calls, "ECS:ListTasks", "EC2:AttachVolume")
-	if calls["SSM:SendCommand"] != 1 || calls["ECS:DescribeTasks"] != 1 {
-		t.Errorf("the throttled mount's retry made %v; want one DescribeTasks and the mount", calls)
+	wantNoCalls(t, "the throttled mount's retry", calls, "ECS:ListTasks", "ECS:DescribeTasks", "ECS:DescribeContainerInstances", "EC2:AttachVolume")
+	if calls["SSM:SendCommand"] != 1 || calls["ECS:DescribeTaskDefinition"] > 1 {
+		t.Errorf("the throttled mount's retry made %v; want the mount, and at most the task's definition read (a new process)", calls)
 	}
 	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }
