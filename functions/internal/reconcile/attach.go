@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -85,6 +86,10 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if err := p.abandonMove(ctx, v, "attached to "+inst); err != nil {
 		return Result{}, err
 	}
+	if v.Tags[cloud.TagMoving] != "" { // abandonMove took the mark off
+		v.Tags = maps.Clone(v.Tags)
+		delete(v.Tags, cloud.TagMoving)
+	}
 	if err := p.markOldOfMove(ctx, v); err != nil {
 		return Result{}, err
 	}
@@ -97,6 +102,15 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		avoid[d] = true
 	}
 	attachedOn := func() []string { return p.r.mem.attachedOn(inst, v.ID) }
+	if p.azMove(t) {
+		// The key's volumes may move to another AZ: a move that went on
+		// since this pass read the volume (another pass made the new one
+		// and marked this one moved) must not be attached past. Read
+		// again right before the attach.
+		if err := p.moveUnchanged(ctx, v); err != nil {
+			return Result{}, err
+		}
+	}
 	refused := 0
 	for refused < maxDeviceRefusals {
 		dev, ok := p.r.dev.pick(inst, v.ID, strconv.FormatInt(p.now.UnixNano(), 10), avoid, attachedOn)

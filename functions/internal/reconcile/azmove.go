@@ -309,6 +309,9 @@ func (p *pass) abandonMove(ctx context.Context, v cloud.Volume, why string) erro
 	if v.Tags[cloud.TagMoving] == "" {
 		return nil
 	}
+	if err := p.moveUnchanged(ctx, v); err != nil {
+		return err
+	}
 	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, v.ID)
 	if err != nil {
 		return err
@@ -323,6 +326,27 @@ func (p *pass) abandonMove(ctx context.Context, v cloud.Volume, why string) erro
 		p.log.Info("an AZ move's snapshot deleted: the volume is "+why, "volumeId", v.ID, "snapshot", s.ID)
 	}
 	return p.r.cloud.TagVolume(ctx, v.ID, map[string]string{cloud.TagMoving: ""})
+}
+
+// moveUnchanged: the volume, read again past every cache, is still the
+// key's and in the move state this pass read (the same mark, not moved).
+// A pass may act up to Timing.StaleDecision after its reads, and another
+// pass may meanwhile have made the new volume and marked this one moved:
+// attaching this one then would serve the key from two volumes, and
+// abandoning its move would delete the snapshot the new one came from.
+// errStale sends the pass back to look again.
+func (p *pass) moveUnchanged(ctx context.Context, v cloud.Volume) error {
+	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), v.ID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return fmt.Errorf("%w: volume %s is gone", errStale, v.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if !p.tagsNameKey(cur) || cur.Tags[cloud.TagMovedTo] != "" || cur.Tags[cloud.TagMoving] != v.Tags[cloud.TagMoving] {
+		return fmt.Errorf("%w: volume %s's move to another AZ went on since this pass read it", errStale, v.ID)
+	}
+	return nil
 }
 
 // markOldOfMove: before a volume an AZ move made is first attached (EBS

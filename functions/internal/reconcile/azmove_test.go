@@ -250,3 +250,60 @@ func moveToOtherAZWith(t *testing.T, extra map[string]string) (*harness, cloudte
 	h.w.StopTask(t1, "moved")
 	return h, v, h.w.PlaceTask(td, "i-b")
 }
+
+// A pass that decided to attach the key's volume and takes its step after
+// another pass moved that volume to another AZ (chaos seed 20261214: a
+// slow pass, throttled, acts up to Timing.StaleDecision after its reads)
+// must not attach the old volume: the key would be served from two. The
+// volume is read again right before the attach, and the pass looks again.
+func TestAStalePassDoesNotAttachAVolumeMovedMeanwhile(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1b")
+	td := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+		Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "2", "azmove": "snapshot"}}}})
+	t1 := h.w.PlaceTask(td, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	old := h.oneVolume("pgdata")
+	h.w.StopTask(t1, "done")
+	h.settle(300)
+	if v := h.oneVolume("pgdata"); v.Att != nil {
+		t.Fatalf("the volume stayed attached after its task stopped: %+v", v.Att)
+	}
+
+	// A task in the volume's AZ: its pass decides to attach, and waits
+	// before its step (held at the instance's device names).
+	t3 := h.w.PlaceTask(td, "i-a")
+	var placed reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.Task == t3 {
+			placed = h.trigger(ev)
+		}
+	}
+	stale := h.invokeHeld(h.w.HoldNext("EC2:DescribeInstances", ""), placed)
+	select {
+	case <-stale.hold.Reached():
+	default:
+		t.Fatal("the new task's pass did not get to its attach")
+	}
+	// Meanwhile that task goes, one in the other AZ comes, and other
+	// passes move the volume there.
+	h.w.StopTask(t3, "gone")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t3})
+	t2 := h.w.PlaceTask(td, "i-b")
+	h.settle(600)
+	h.wantRunning(t2)
+	if nv := h.oneVolume("pgdata"); nv.ID == old.ID || nv.Tags["tether:moved-from"] != old.ID {
+		t.Fatalf("the key's volume: %+v; want the one moved from %s", nv, old.ID)
+	}
+	stale.release()
+	for _, v := range h.w.Volumes() {
+		if v.ID == old.ID && v.Att != nil {
+			t.Fatalf("the stale pass attached the moved volume %s to %s", v.ID, v.Att.Instance)
+		}
+	}
+	h.settle(300)
+	h.noViolations()
+}
