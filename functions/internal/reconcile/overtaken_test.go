@@ -408,10 +408,11 @@ func TestANewTasksEventAfterItsAttachReadsNoTasks(t *testing.T) {
 	wantFollowed(t, h, placed.(reconcile.TaskChanged).TaskArn)
 }
 
-// A STOPPED event's pass whose unmount SSM's rate limit refuses hands back
-// the step it decided: its retry, in another process, sends the unmount
-// after one look at the volume, without reading ECS again.
-func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
+// throttledUnmount stops the task on i-a with a new one placed on i-b,
+// and runs the STOPPED event's pass with SSM refusing its unmount; it
+// returns that pass's result and the new task.
+func throttledUnmount(t *testing.T) (*harness, reconcile.Key, reconcile.Result, string) {
+	t.Helper()
 	h, key, t1 := sharedRunning(t, "i-a", "i-b")
 	h.w.StopTask(t1, "drain")
 	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
@@ -426,6 +427,14 @@ func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
 	if throttled.Done() || !strings.Contains(throttled.Reason, "throttled") || !strings.Contains(throttled.Hint, `"s":"unmount-due"`) {
 		t.Fatalf("the STOPPED event's pass, its unmount throttled: %+v; want the decided unmount handed back", throttled)
 	}
+	return h, key, throttled, t2
+}
+
+// A STOPPED event's pass whose unmount SSM's rate limit refuses hands back
+// the step it decided: its retry, in another process, sends the unmount
+// after one look at the volume, without reading ECS again.
+func TestAThrottledUnmountsRetrySendsItWithoutReadingECS(t *testing.T) {
+	h, key, throttled, t2 := throttledUnmount(t)
 	h.w.Advance(throttled.RetryAfter)
 	calls, res := callsOf(t, h, key, reconcile.Retry{Key: key, Hint: throttled.Hint})
 	if res.Done() || !strings.Contains(res.Hint, `"s":"unmount"`) || !strings.Contains(res.Hint, `"tt":"`) {
@@ -535,20 +544,7 @@ func TestARefusedDueMountSpacesItsRetries(t *testing.T) {
 // instance (another pass unmounted it and asked for the detach) ends on
 // that fact: no command, no ECS read.
 func TestAThrottledUnmountsRetryEndsOnADetachInFlight(t *testing.T) {
-	h, key, t1 := sharedRunning(t, "i-a", "i-b")
-	h.w.StopTask(t1, "drain")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
-	t2 := h.w.PlaceTask(tdShared, "i-b")
-	h.w.Throttle("SSM:SendCommand", 1)
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			h.invoke(h.trigger(ev))
-		}
-	}
-	throttled := h.lastResult(key)
-	if !strings.Contains(throttled.Hint, `"s":"unmount-due"`) {
-		t.Fatalf("the STOPPED event's pass, its unmount throttled: %+v; want the decided unmount handed back", throttled)
-	}
+	h, key, throttled, t2 := throttledUnmount(t)
 	h.sweep() // another pass sends the unmount
 	h.completeCommand(unmountDoc, "i-a")
 	for _, ev := range h.w.TakeEvents() {
