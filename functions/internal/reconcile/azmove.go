@@ -28,6 +28,12 @@ const stepMove = "azmove"
 func (p *pass) moveAZ(ctx context.Context, w want, v cloud.Volume, t need) (Result, error) {
 	az := t.az()
 	log := p.log.With("volumeId", v.ID, "fromAZ", v.AZ, "toAZ", az, "task", t.task.ARN)
+	// Its steps delete snapshots that do not fit the volume as this pass
+	// read it; a pass slower than another that finished the move since
+	// would delete the snapshot the new volume came from.
+	if err := p.moveUnchanged(ctx, v); err != nil {
+		return Result{}, err
+	}
 	snaps, err := p.r.cloud.SnapshotsTagged(ctx, cloud.TagMoveOf, v.ID)
 	if err != nil {
 		return Result{}, err
