@@ -148,6 +148,31 @@ const (
 	ParamFormatOwner   = "FormatOwner"   // --format-owner (mount): UID[:GID] for the root of a filesystem this mount makes; "" for none
 )
 
+// An unmount command may carry several volumes of one instance, so that a
+// drain releases a host's volumes with one SendCommand (SSM's SendCommand
+// bucket is the tightest one a mass handoff meets): VolumeId, VolumeName and
+// Attachment are then lists of as many items, joined by ListSep, item i of
+// each describing volume i. The agent unmounts each and prints one line per
+// volume; its exit code is the first non-zero one of theirs.
+const (
+	ListSep = ","
+	// MaxBatch bounds the volumes of one unmount command: 24 lines of the
+	// agent's results fit SSM's 24,000 characters of output with room to
+	// spare (a line is under 600 characters).
+	MaxBatch = 24
+)
+
+// SplitList splits a list parameter into its items ("" is no item).
+func SplitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ListSep)
+}
+
+// JoinList joins items into a list parameter.
+func JoinList(items []string) string { return strings.Join(items, ListSep) }
+
 // Names of the step of tether's SSM documents that runs tether-agent (on
 // Linux; earlier steps refuse other platforms). A document of several steps
 // answers GetCommandInvocation only for a named step: pass it as PluginName.
@@ -243,6 +268,9 @@ type Holder struct {
 // Failure is what a command prints on stdout (with --json) when it fails:
 // {"error":{...}}. Message says what was found and how to proceed.
 type Failure struct {
+	// VolumeID names the volume the failure is about in a batched
+	// unmount's lines (one per volume); omitted elsewhere.
+	VolumeID string   `json:"volumeId,omitempty"`
 	ExitCode int      `json:"exitCode"`
 	Class    Class    `json:"class"`
 	Message  string   `json:"message"`
@@ -275,6 +303,44 @@ func ParseOutput(stdout string) (out Output, ok bool) {
 	}
 	out.Raw = json.RawMessage(last)
 	return out, true
+}
+
+// VolumeID is the volume a line is about: a result's volumeId, or a
+// failure's in a batched unmount ("" when the line names none).
+func (o Output) VolumeID() string {
+	if o.Error != nil {
+		return o.Error.VolumeID
+	}
+	var v struct {
+		VolumeID string `json:"volumeId"`
+	}
+	_ = json.Unmarshal(o.Raw, &v)
+	return v.VolumeID
+}
+
+// ParseOutputFor finds the last JSON line about volumeID in a batched
+// unmount's stdout, which prints one line per volume (results and
+// failures name their volume). ok is false when no line names it: the
+// agent refused the batch as a whole (an agent older than batches), or
+// never got to the volume.
+func ParseOutputFor(stdout, volumeID string) (out Output, ok bool) {
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "{") || !strings.HasSuffix(line, "}") {
+			continue
+		}
+		var o Output
+		if json.Unmarshal([]byte(line), &o) != nil {
+			continue
+		}
+		o.Raw = json.RawMessage(line)
+		if o.VolumeID() == volumeID {
+			out, ok = o, true
+		}
+	}
+	return out, ok
 }
 
 // Mount decodes a successful mount's line.
