@@ -68,7 +68,9 @@ func newPacer(limits map[string]Limit, now func() time.Time, maxWait time.Durati
 
 // take gets a token for one call of action, waiting for it if that takes
 // at most maxWait; a longer wait is ErrThrottled at once, without calling
-// AWS (the pass hands its key back to try later).
+// AWS (the pass hands its key back to try later). A call that yields
+// (Yield) takes a token only while the bucket holds more than half its
+// burst, and never waits: the rest is kept for the calls that finish work.
 func (p *pacer) take(ctx context.Context, action string) error {
 	if p == nil {
 		return nil
@@ -79,6 +81,12 @@ func (p *pacer) take(ctx context.Context, action string) error {
 	}
 	p.mu.Lock()
 	now := p.now()
+	if Yields(ctx) {
+		if left := b.TokensAt(now); left < float64(b.Burst())/2+1 {
+			p.mu.Unlock()
+			return fmt.Errorf("%w: %s yields to calls that finish work (%.0f of %d tokens left on the client)", ErrThrottled, action, max(left, 0), b.Burst())
+		}
+	}
 	r := b.ReserveN(now, 1)
 	wait := r.DelayFrom(now)
 	if wait > p.maxWait {
@@ -114,6 +122,19 @@ func (p *pacer) throttled(action string) {
 		b.ReserveN(now, 1) // reservations are never cancelled: tokens owed
 	}
 }
+
+type yieldKey struct{}
+
+// Yield marks ctx's paced calls as ones that start work rather than finish
+// it: when a bucket both share runs low, they give way. tether's unmounts
+// yield to its mounts: both take SSM's SendCommand tokens, and in a mass
+// handoff a mount is the last step of a handoff while an unmount is the
+// first (the mount of a volume unmounted earlier is worth more to a
+// handoff's end than the unmount of one more volume).
+func Yield(ctx context.Context) context.Context { return context.WithValue(ctx, yieldKey{}, true) }
+
+// Yields reports whether ctx was marked by Yield.
+func Yields(ctx context.Context) bool { y, _ := ctx.Value(yieldKey{}).(bool); return y }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -48,3 +48,40 @@ func TestPacerTokenBucket(t *testing.T) {
 	}
 	none.throttled("AttachVolume")
 }
+
+// A yielding call takes a token only while more than half the burst is
+// left, and never waits; the calls that do not yield take the rest. After
+// a throttle, the yielding ones wait for the bucket to refill past half.
+func TestPacerYieldingCallsLeaveHalfTheBurst(t *testing.T) {
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	p := newPacer(map[string]Limit{"SendCommand": {Burst: 10, Rate: 5}}, func() time.Time { return now }, time.Second)
+	p.sleep = func(_ context.Context, d time.Duration) error { now = now.Add(d); return nil }
+	ctx, yielding := context.Background(), Yield(context.Background())
+	sent := 0
+	for p.take(yielding, "SendCommand") == nil {
+		sent++
+		if sent > 10 {
+			t.Fatal("yielding calls emptied the bucket")
+		}
+	}
+	if sent != 5 {
+		t.Fatalf("yielding calls took %d of 10 tokens, want 5 (they leave half)", sent)
+	}
+	for i := range 5 {
+		if err := p.take(ctx, "SendCommand"); err != nil {
+			t.Fatalf("call %d that does not yield: %v (half the burst was left for it)", i, err)
+		}
+	}
+	p.throttled("SendCommand")
+	now = now.Add(time.Second + 200*time.Millisecond) // out of debt, one token
+	if err := p.take(yielding, "SendCommand"); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("yielding call right after a throttle: %v, want ErrThrottled", err)
+	}
+	if err := p.take(ctx, "SendCommand"); err != nil {
+		t.Fatalf("call that does not yield right after the debt: %v", err)
+	}
+	now = now.Add(2 * time.Second) // 10 tokens of refill: full again
+	if err := p.take(yielding, "SendCommand"); err != nil {
+		t.Fatalf("yielding call once the bucket refilled: %v", err)
+	}
+}

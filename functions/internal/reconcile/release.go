@@ -433,7 +433,13 @@ func (p *pass) sendUnmount(ctx context.Context, w want, v cloud.Volume, a cloud.
 	if t, ok := p.target(w, nil); ok && t.instance() != a.InstanceID {
 		next = t.task.ARN
 	}
-	res, err := p.send(ctx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, next, p.hint.Attempt)
+	sendCtx := ctx
+	if p.op.instance == "" && p.hint.Step != stepUnmountDue {
+		// A first try gives way to mounts when SendCommand's bucket runs
+		// low; its retry (unmount-due) no longer does, so none waits twice.
+		sendCtx = cloud.Yield(ctx)
+	}
+	res, err := p.send(sendCtx, p.r.unmountDoc, stepUnmount, v, a, ci.ARN, params, next, p.hint.Attempt)
 	if errors.Is(err, cloud.ErrThrottled) && !p.hint.counts() && p.op.instance == "" {
 		p.due = &hint{Step: stepUnmountDue, Volume: v.ID, Instance: a.InstanceID, CI: ci.ARN, At: ms(a.AttachTime),
 			Target: next, Since: p.hint.Since, Attempt: p.hint.Attempt}
