@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,6 +50,9 @@ type command struct {
 	asJSON         bool
 	stdout         io.Writer
 	log            *slog.Logger
+	// volumeID names the volume of a batched unmount's per-volume
+	// failure lines (agentproto.Failure.VolumeID); "" elsewhere.
+	volumeID string
 }
 
 func newCommand(name, synopsis string, stdout io.Writer, log *slog.Logger) *command {
@@ -88,6 +92,7 @@ func (c *command) fail(what string, err error) int {
 	}
 	f := hostops.FailureOf(err)
 	f.Agent = agentproto.ThisAgent(version) // a failure may be the protocol's: say which agent answered
+	f.VolumeID = c.volumeID
 	c.log.Error(what, "error", err.Error(), "exitCode", f.ExitCode, "class", string(f.Class))
 	if c.asJSON {
 		_ = printJSON(c.stdout, struct {
@@ -195,13 +200,13 @@ func runMount(ctx context.Context, log *slog.Logger, args []string, stdout io.Wr
 }
 
 func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) int {
-	c := newCommand("unmount", "Flush and unmount NAME. Succeeds only when the kernel holds the device nowhere on this host;\nrefused while containers hold it unless --force (which still needs the kernel's agreement).", stdout, log)
+	c := newCommand("unmount", "Flush and unmount NAME. Succeeds only when the kernel holds the device nowhere on this host;\nrefused while containers hold it unless --force (which still needs the kernel's agreement).\nSeveral volumes: --volume-id, --name and --attachment are lists joined by \",\" (item i of each\nis volume i); each is unmounted in turn and prints its own line; the exit code is the first\nnon-zero one of theirs.", stdout, log)
 	fs := c.flags
 	var req hostops.UnmountRequest
-	fs.StringVar(&req.VolumeID, "volume-id", "", "EBS volume id (vol-...)")
-	fs.StringVar(&req.Name, "name", "", "tether volume name")
-	fs.BoolVar(&req.Force, "force", false, "go past containers that hold the volume (only when their tasks are gone)")
-	fs.StringVar(&req.Attachment, "attachment", "", "the attachment this command is for (echoed in the result)")
+	fs.StringVar(&req.VolumeID, "volume-id", "", "EBS volume id (vol-...), or up to 24 joined by \",\"")
+	fs.StringVar(&req.Name, "name", "", "tether volume name, or one per --volume-id joined by \",\"")
+	fs.BoolVar(&req.Force, "force", false, "go past containers that hold the volume (only when their tasks are gone); applies to every volume")
+	fs.StringVar(&req.Attachment, "attachment", "", "the attachment this command is for (echoed in the result); with several volumes, one per --volume-id joined by \",\" (items may be empty)")
 	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for the volume's locks (exit 9 when it runs out)")
 	root := fs.String("root", hostops.DefaultRoot, "tether's host state directory")
 	socket := fs.String("socket", DefaultSocket, "the plugin's socket, asked which containers hold the volume")
@@ -209,8 +214,9 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 		return c.fail("bad input", err)
 	}
 	c.log = withVolume(c.log, req.VolumeID, req.Name, req.Attachment)
-	if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), agentproto.ValidateAttachment(req.Attachment)); err != nil {
-		return c.fail("bad input", badInput{err})
+	reqs, err := unmountRequests(req)
+	if err != nil {
+		return c.fail("bad input", err)
 	}
 	if !filepath.IsAbs(*socket) {
 		return c.fail("bad input", badInput{fmt.Errorf("--socket %q: want an absolute path", *socket)})
@@ -218,7 +224,72 @@ func runUnmount(ctx context.Context, log *slog.Logger, args []string, stdout io.
 	if err := checkLockWait(*lockWait); err != nil {
 		return c.fail("bad input", err)
 	}
-	host, err := newHost(*root, c.log, hostops.PluginSocket(*socket), *lockWait)
+	if len(reqs) == 1 {
+		return unmountOne(ctx, c, reqs[0], *root, *socket, *lockWait)
+	}
+	// A batch: each volume on its own, in list order, each with its own
+	// line (a failure's names its volume) and log keys; a busy or failed
+	// volume does not stop the others.
+	code := agentproto.ExitOK
+	for _, r := range reqs {
+		vc := *c
+		vc.log, vc.volumeID = withVolume(log, r.VolumeID, r.Name, r.Attachment), r.VolumeID
+		if rc := unmountOne(ctx, &vc, r, *root, *socket, *lockWait); code == agentproto.ExitOK {
+			code = rc
+		}
+	}
+	return code
+}
+
+// unmountRequests is one request per volume of an unmount's flags. Without
+// ListSep anywhere it is the one volume, checked as ever; otherwise
+// --volume-id, --name and --attachment are lists, item i of each
+// describing volume i (--attachment "" is no attachment for any). Any
+// count mismatch, more than agentproto.MaxBatch volumes, a volume id or a
+// name given twice, or an invalid item is bad input for the whole batch.
+func unmountRequests(req hostops.UnmountRequest) ([]hostops.UnmountRequest, error) {
+	if !strings.Contains(req.VolumeID+req.Name+req.Attachment, agentproto.ListSep) {
+		if err := errors.Join(volspec.ValidateVolumeID(req.VolumeID), volspec.ValidateName(req.Name), agentproto.ValidateAttachment(req.Attachment)); err != nil {
+			return nil, badInput{err}
+		}
+		return []hostops.UnmountRequest{req}, nil
+	}
+	ids, names, attachments := agentproto.SplitList(req.VolumeID), agentproto.SplitList(req.Name), agentproto.SplitList(req.Attachment)
+	switch {
+	case len(ids) > agentproto.MaxBatch:
+		return nil, badInput{fmt.Errorf("--volume-id: %d volumes, at most %d in one unmount", len(ids), agentproto.MaxBatch)}
+	case len(names) != len(ids):
+		return nil, badInput{fmt.Errorf("--name has %d items, --volume-id %d: want one name per volume", len(names), len(ids))}
+	case attachments != nil && len(attachments) != len(ids):
+		return nil, badInput{fmt.Errorf("--attachment has %d items, --volume-id %d: want one per volume (or none)", len(attachments), len(ids))}
+	}
+	if attachments == nil {
+		attachments = make([]string, len(ids))
+	}
+	reqs := make([]hostops.UnmountRequest, len(ids))
+	seenID, seenName := map[string]bool{}, map[string]bool{}
+	var errs []error
+	for i, id := range ids {
+		reqs[i] = hostops.UnmountRequest{VolumeID: id, Name: names[i], Force: req.Force, Attachment: attachments[i]}
+		errs = append(errs, volspec.ValidateVolumeID(id), volspec.ValidateName(names[i]), agentproto.ValidateAttachment(attachments[i]))
+		if seenID[id] {
+			errs = append(errs, fmt.Errorf("volume id %q is given twice", id))
+		}
+		if seenName[names[i]] {
+			errs = append(errs, fmt.Errorf("name %q is given twice", names[i]))
+		}
+		seenID[id], seenName[names[i]] = true, true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, badInput{err}
+	}
+	return reqs, nil
+}
+
+// unmountOne unmounts one volume and reports it through c: one line, or
+// one failure line.
+func unmountOne(ctx context.Context, c *command, req hostops.UnmountRequest, root, socket string, lockWait time.Duration) int {
+	host, err := newHost(root, c.log, hostops.PluginSocket(socket), lockWait)
 	if err != nil {
 		return c.fail("unmount failed", err)
 	}

@@ -35,8 +35,8 @@ Usage:
   tether-agent mount   --volume-id vol-... --name NAME [--fstype ext4|xfs] [--format-if-blank]
                        [--device /dev/xvdf] [--size-gib N] [--attachment TOKEN] [--dev-suid]
                        [--format-owner UID[:GID]] [--wait 60s] [--lock-wait 60s] [--root /var/lib/tether] [--json]
-  tether-agent unmount --volume-id vol-... --name NAME [--force] [--attachment TOKEN]
-                       [--lock-wait 60s] [--root /var/lib/tether]
+  tether-agent unmount --volume-id vol-...[,vol-...] --name NAME[,NAME] [--force]
+                       [--attachment TOKEN[,TOKEN]] [--lock-wait 60s] [--root /var/lib/tether]
                        [--socket /run/docker/plugins/tether.sock] [--json]
   tether-agent status  [--root /var/lib/tether] [--json]
   tether-agent version [--json]
@@ -49,7 +49,8 @@ Commands:
            --format-if-blank and only once it proves blank
   unmount  flush and unmount NAME; succeeds only when the kernel holds the
            device nowhere on this host (refused while containers hold it,
-           unless --force, which still needs the kernel's agreement)
+           unless --force, which still needs the kernel's agreement); up to
+           24 volumes at once: lists joined by ",", item i of each is volume i
   status   list every tether volume on this host, and EBS devices no volume names
   version  print the agent's version and the protocol of its commands
 
@@ -58,7 +59,9 @@ Exit codes: 0 done, 1 failed, 2 bad input, 3 busy, 4 device not found,
 (no filesystem, and no grant or no proof of blank), 7 needs repair,
 8 conflict, 9 retryable (a lock was held past --lock-wait).
 Logs are JSON lines on stderr; with --json a command prints exactly one JSON
-line on stdout: its result, or {"error":{...}}.
+line on stdout: its result, or {"error":{...}}. An unmount of several volumes
+prints one such line per volume, in list order (a failure's error names its
+volumeId), and exits with the first non-zero code of theirs.
 `
 
 // run runs one command and returns its exit code.

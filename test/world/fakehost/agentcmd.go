@@ -81,6 +81,9 @@ type cmd struct {
 	h              *Host
 	stdout, stderr *bytes.Buffer
 	asJSON         bool
+	// volumeID names the volume of a batched unmount's per-volume
+	// failure lines (agentproto.Failure.VolumeID), as the agent's.
+	volumeID string
 }
 
 // fail reports a failure as the real agent does: a line on stderr and,
@@ -89,7 +92,7 @@ func (c *cmd) fail(code int, found string, holders []agentproto.Holder, format s
 	msg := fmt.Sprintf(format, args...)
 	fmt.Fprintf(c.stderr, "tether-agent: %s\n", msg)
 	if c.asJSON {
-		f := agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Found: found, Holders: holders, Agent: agentproto.ThisAgent(Version)}
+		f := agentproto.Failure{VolumeID: c.volumeID, ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Found: found, Holders: holders, Agent: agentproto.ThisAgent(Version)}
 		b, _ := json.Marshal(struct {
 			Error agentproto.Failure `json:"error"`
 		}{f})
@@ -299,104 +302,172 @@ func (c *cmd) waitDevice(ctx context.Context, volumeID string, wait time.Duratio
 }
 
 func (c *cmd) unmount(ctx context.Context, args []string) int {
-	h := c.h
 	fs := flag.NewFlagSet("unmount", flag.ContinueOnError)
 	volumeID := fs.String("volume-id", "", "")
 	name := fs.String("name", "", "")
 	force := fs.Bool("force", false, "")
-	root := fs.String("root", h.opts.Root, "")
+	root := fs.String("root", c.h.opts.Root, "")
 	attachment := fs.String("attachment", "", "")
 	lockWait := fs.Duration("lock-wait", 60*time.Second, "")
 	fs.String("socket", "/run/docker/plugins/tether.sock", "")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
-	switch {
-	case volspec.ValidateVolumeID(*volumeID) != nil:
-		return c.bad("%v", volspec.ValidateVolumeID(*volumeID))
-	case volspec.ValidateName(*name) != nil:
-		return c.bad("%v", volspec.ValidateName(*name))
-	case agentproto.ValidateAttachment(*attachment) != nil:
-		return c.bad("%v", agentproto.ValidateAttachment(*attachment))
-	case *lockWait <= 0 || !path.IsAbs(*root):
+	vols, err := unmountList(*volumeID, *name, *attachment)
+	if err != nil {
+		return c.bad("%v", err)
+	}
+	if *lockWait <= 0 || !path.IsAbs(*root) {
 		return c.bad("invalid --lock-wait or --root")
 	}
-	res := agentproto.UnmountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment,
+	if len(vols) == 1 {
+		return c.unmountOne(ctx, vols[0], *force, *root)
+	}
+	// A batch, as the agent's: each volume on its own, in list order,
+	// each with its own line (a failure's names its volume); the exit
+	// code is the first non-zero one.
+	code := agentproto.ExitOK
+	for _, v := range vols {
+		vc := *c
+		vc.volumeID = v.volumeID
+		if rc := vc.unmountOne(ctx, v, *force, *root); code == agentproto.ExitOK {
+			code = rc
+		}
+	}
+	return code
+}
+
+// unmountVolume is one volume of an unmount command.
+type unmountVolume struct{ volumeID, name, attachment string }
+
+// unmountList is an unmount's volumes, as the agent reads its flags:
+// without agentproto.ListSep anywhere the one volume, checked as ever;
+// otherwise lists, item i of each describing volume i (an attachment of ""
+// is none for any). A count mismatch, more than agentproto.MaxBatch, a
+// volume id or name given twice, or an invalid item refuses the batch.
+func unmountList(volumeIDs, names, attachments string) ([]unmountVolume, error) {
+	valid := func(v unmountVolume) error {
+		if err := volspec.ValidateVolumeID(v.volumeID); err != nil {
+			return err
+		}
+		if err := volspec.ValidateName(v.name); err != nil {
+			return err
+		}
+		return agentproto.ValidateAttachment(v.attachment)
+	}
+	if !strings.Contains(volumeIDs+names+attachments, agentproto.ListSep) {
+		v := unmountVolume{volumeIDs, names, attachments}
+		return []unmountVolume{v}, valid(v)
+	}
+	ids, ns, as := agentproto.SplitList(volumeIDs), agentproto.SplitList(names), agentproto.SplitList(attachments)
+	switch {
+	case len(ids) > agentproto.MaxBatch:
+		return nil, fmt.Errorf("--volume-id: %d volumes, at most %d in one unmount", len(ids), agentproto.MaxBatch)
+	case len(ns) != len(ids):
+		return nil, fmt.Errorf("--name has %d items, --volume-id %d: want one name per volume", len(ns), len(ids))
+	case as != nil && len(as) != len(ids):
+		return nil, fmt.Errorf("--attachment has %d items, --volume-id %d: want one per volume (or none)", len(as), len(ids))
+	}
+	vols := make([]unmountVolume, len(ids))
+	seenID, seenName := map[string]bool{}, map[string]bool{}
+	for i := range ids {
+		v := unmountVolume{volumeID: ids[i], name: ns[i]}
+		if as != nil {
+			v.attachment = as[i]
+		}
+		switch err := valid(v); {
+		case err != nil:
+			return nil, err
+		case seenID[v.volumeID]:
+			return nil, fmt.Errorf("volume id %q is given twice", v.volumeID)
+		case seenName[v.name]:
+			return nil, fmt.Errorf("name %q is given twice", v.name)
+		}
+		seenID[v.volumeID], seenName[v.name] = true, true
+		vols[i] = v
+	}
+	return vols, nil
+}
+
+// unmountOne is the unmount of one volume: one line, or one failure line.
+func (c *cmd) unmountOne(ctx context.Context, v unmountVolume, force bool, root string) int {
+	h := c.h
+	res := agentproto.UnmountResult{VolumeID: v.volumeID, Name: v.name, Mountpoint: path.Join(root, "volumes", v.name), Attachment: v.attachment,
 		Agent: agentproto.ThisAgent(Version)}
 	h.mu.Lock()
-	m, mounted := h.mounts[*name]
+	m, mounted := h.mounts[v.name]
 	if mounted {
-		switch users := h.usersLocked(*name); {
-		case m.volumeID != *volumeID:
+		switch users := h.usersLocked(v.name); {
+		case m.volumeID != v.volumeID:
 			h.mu.Unlock()
-			return c.fail(agentproto.ExitConflict, "", nil, "%s holds %s, not %s", res.Mountpoint, m.volumeID, *volumeID)
-		case len(users) > 0 && !*force:
+			return c.fail(agentproto.ExitConflict, "", nil, "%s holds %s, not %s", res.Mountpoint, m.volumeID, v.volumeID)
+		case len(users) > 0 && !force:
 			h.mu.Unlock()
-			return c.fail(agentproto.ExitBusy, "", containerHolders(users), "volume %s is held (containers starting or running): containers %s", *name, userNames(users))
+			return c.fail(agentproto.ExitBusy, "", containerHolders(users), "volume %s is held (containers starting or running): containers %s", v.name, userNames(users))
 		case len(users) > 0:
 			// --force goes past them; their mount namespaces keep the
 			// filesystem (the mount point's own mount goes lazily).
 			h.forcedUnmount++
 			res.Users = containerHolders(users)
-			if h.lazy[*volumeID] == nil {
-				h.lazy[*volumeID] = map[string]bool{}
+			if h.lazy[v.volumeID] == nil {
+				h.lazy[v.volumeID] = map[string]bool{}
 			}
 			for _, t := range h.tasks {
-				if t.holdsLocked(*name) {
-					h.lazy[*volumeID][t.spec.TaskArn] = true
+				if t.holdsLocked(v.name) {
+					h.lazy[v.volumeID][t.spec.TaskArn] = true
 				}
 			}
-			delete(h.mounts, *name)
+			delete(h.mounts, v.name)
 			h.changedLocked()
 		}
 		res.WasMounted, res.Device = true, m.device
-		if gate, slow := h.slowFlush[*volumeID]; slow && h.mounts[*name] != nil {
-			h.flushLocked(*name, m, gate)
+		if gate, slow := h.slowFlush[v.volumeID]; slow && h.mounts[v.name] != nil {
+			h.flushLocked(v.name, m, gate)
 			h.mu.Unlock()
 			select { // the flush runs past every timer; still mounted meanwhile
 			case <-gate:
 			case <-ctx.Done():
-				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: flushing %s was cut short: %v (the flush goes on; still mounted)", *name, m.device, ctx.Err())
+				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: flushing %s was cut short: %v (the flush goes on; still mounted)", v.name, m.device, ctx.Err())
 			}
 			h.mu.Lock()
-			if cur := h.mounts[*name]; cur != nil && cur != m {
+			if cur := h.mounts[v.name]; cur != nil && cur != m {
 				h.mu.Unlock()
-				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: the mount changed during the flush", *name)
+				return c.fail(agentproto.ExitFailed, "", nil, "unmount of %s: the mount changed during the flush", v.name)
 			}
 		}
-		delete(h.mounts, *name)
+		delete(h.mounts, v.name)
 		h.changedLocked()
-	} else if dev, ok := h.devices[*volumeID]; ok {
+	} else if dev, ok := h.devices[v.volumeID]; ok {
 		res.Device = dev
 	}
-	if holders := h.holdersLocked(*volumeID); len(holders) > 0 {
+	if holders := h.holdersLocked(v.volumeID); len(holders) > 0 {
 		h.mu.Unlock()
 		what := "is still held on this host: the kernel does not let go of it, so it is not safe to detach"
-		if *force {
+		if force {
 			what += " (--force went past the containers; a lazy unmount is not an unmount)"
 		}
-		return c.fail(agentproto.ExitBusy, "", holders, "volume %s %s: %s", *name, what, holderNames(holders))
+		return c.fail(agentproto.ExitBusy, "", holders, "volume %s %s: %s", v.name, what, holderNames(holders))
 	}
 	res.Released = true
-	if b := h.bindings[*name]; b != nil && b.volumeID == *volumeID {
-		b.released, b.attachment = true, *attachment
+	if b := h.bindings[v.name]; b != nil && b.volumeID == v.volumeID {
+		b.released, b.attachment = true, v.attachment
 		res.Generation = b.generation
-	} else if *attachment != "" {
+	} else if v.attachment != "" {
 		// Never mounted under name here (as tether-agent): the release is
 		// recorded all the same, so a mount command for this attachment
 		// sent before it is refused.
-		nb := &binding{volumeID: *volumeID, released: true, attachment: *attachment}
+		nb := &binding{volumeID: v.volumeID, released: true, attachment: v.attachment}
 		if b != nil {
 			nb.generation = b.generation
 		}
-		h.bindings[*name] = nb
+		h.bindings[v.name] = nb
 		res.Generation = nb.generation
 	}
 	hook := h.unmountHook
-	h.log.Info("volume unmounted", "volume", *volumeID, "name", *name, "force", *force, "generation", res.Generation)
+	h.log.Info("volume unmounted", "volume", v.volumeID, "name", v.name, "force", force, "generation", res.Generation)
 	h.mu.Unlock()
 	if hook != nil {
-		hook(*volumeID, *name)
+		hook(v.volumeID, v.name)
 	}
 	return c.done(res, "unmounted")
 }
