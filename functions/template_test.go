@@ -179,8 +179,8 @@ var documents = []docSpec{
 		map[string]string{agentproto.ParamFSType: volspec.FSExt4, agentproto.ParamDevice: "", agentproto.ParamFormatIfBlank: "false",
 			agentproto.ParamSizeGiB: "0", agentproto.ParamAttachment: "", agentproto.ParamFormatOwner: "", agentproto.ParamDevSuid: "false"}},
 	{"UnmountDocument", "-unmount", agentproto.StepUnmount, "unmount",
-		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamForce, agentproto.ParamAttachment},
-		map[string]string{agentproto.ParamForce: "false", agentproto.ParamAttachment: ""}},
+		[]string{agentproto.ParamVolumeID, agentproto.ParamVolumeName, agentproto.ParamForce, agentproto.ParamAttachment, agentproto.ParamReleasedFor},
+		map[string]string{agentproto.ParamForce: "false", agentproto.ParamAttachment: "", agentproto.ParamReleasedFor: ""}},
 	{"StatusDocument", "-status", agentproto.StepStatus, "status", nil, nil},
 }
 
@@ -317,7 +317,9 @@ func checkSteps(t *testing.T, d docSpec, steps *yaml.Node) {
 		}
 	}
 	for _, p := range d.params {
-		if !used[p] {
+		// ReleasedFor is the functions' bookkeeping, read back from SSM
+		// (agentproto.ParamReleasedFor): the agent never sees it.
+		if !used[p] && p != agentproto.ParamReleasedFor {
 			t.Errorf("parameter %s is declared but never used", p)
 		}
 	}
@@ -470,8 +472,11 @@ func allowedPattern(t *testing.T, doc, param string) *regexp.Regexp {
 	return compile(t, p.Value)
 }
 
-// Characters that must never reach the shell through a parameter.
-const shellSpecial = " \t\n\r'\"`$\\;|&<>(){}*?[]!#~=%^,@+\x00"
+// Characters that must never reach the shell through a parameter. Not the
+// comma, which the unmount's lists need (agentproto.ListSep): the scripts
+// use every value as one double-quoted word, where a comma means nothing,
+// and its one meaning outside quotes, brace expansion, needs a brace.
+const shellSpecial = " \t\n\r'\"`$\\;|&<>(){}*?[]!#~=%^@+\x00"
 
 var hostileValues = []string{
 	"..", "a..b", "../etc", "a/b", "/abs", "-rf", "--force", ".hidden", "a b", "a;b", "a|b", "a&b", "$(id)", "a`id`",
@@ -504,6 +509,10 @@ func TestNoPatternAdmitsShellSyntax(t *testing.T) {
 func TestVolumeNamePatternAgreesWithVolspec(t *testing.T) {
 	for _, doc := range []string{"MountDocument", "UnmountDocument"} {
 		re := allowedPattern(t, doc, agentproto.ParamVolumeName)
+		// The unmount's VolumeName is a list of names (agentproto.ListSep):
+		// its pattern cannot count each one's characters (RE2 bounds nested
+		// repeats), so tether-agent checks each name's length.
+		list := doc == "UnmountDocument"
 		valid := []string{"rexray-vol", "a", "A", "0", "a.", "a.b.c", "v1.2_x", "ecs-mysql-3-data-d2b1c9e8f0a1b2c3d4e5",
 			volspec.TaskVolumeName("arn:aws:ecs:us-east-1:123456789012:task/c/5b1f0c2d9e8a4f7b8c6d1e2f3a4b5c6d", "data"),
 			strings.Repeat("a", volspec.MaxNameLength), "a" + strings.Repeat(".b", (volspec.MaxNameLength-1)/2)}
@@ -515,7 +524,16 @@ func TestVolumeNamePatternAgreesWithVolspec(t *testing.T) {
 				t.Errorf("%s VolumeName refuses valid name %q", doc, v)
 			}
 		}
-		for _, v := range append(hostileValues, "") {
+		if names := strings.Join(valid[:agentproto.MaxBatch/3], agentproto.ListSep); list && !re.MatchString(names) {
+			t.Errorf("%s VolumeName refuses a list of valid names %q", doc, names)
+		}
+		if names := strings.Repeat("a,", agentproto.MaxBatch) + "a"; list && re.MatchString(names) {
+			t.Errorf("%s VolumeName accepts %d names", doc, agentproto.MaxBatch+1)
+		}
+		for _, v := range append(hostileValues, "", "a,", ",a", "a,,b") {
+			if list && len(v) > volspec.MaxNameLength && !strings.ContainsAny(v, shellSpecial+"/.") {
+				continue // only too long: the agent refuses it
+			}
 			if re.MatchString(v) {
 				t.Errorf("%s VolumeName accepts %q", doc, v)
 			}
@@ -529,7 +547,7 @@ func TestVolumeNamePatternAgreesWithVolspec(t *testing.T) {
 				rt.Fatalf("valid name %q refused", s)
 			}
 			if accepted {
-				if strings.ContainsAny(s, shellSpecial+"/") || strings.Contains(s, "..") || len(s) > 400 || s[0] == '.' || s[0] == '-' {
+				if strings.ContainsAny(s, shellSpecial+"/") || strings.Contains(s, "..") || !list && len(s) > 400 || s[0] == '.' || s[0] == '-' {
 					rt.Fatalf("pattern accepts unsafe %q", s)
 				}
 				// Within volspec's length the pattern is exactly volspec.

@@ -146,6 +146,11 @@ const (
 	ParamForce         = "Force"         // --force (unmount): "true" or "false"
 	ParamDevSuid       = "DevSuid"       // --dev-suid (mount): "true" for a volume whose driverOpts has devsuid=true
 	ParamFormatOwner   = "FormatOwner"   // --format-owner (mount): UID[:GID] for the root of a filesystem this mount makes; "" for none
+	// ParamReleasedFor (unmount of several volumes): for each volume, the
+	// id of the task it is released for ("" for none). Not the agent's:
+	// the reconciler reads it back from SSM, as it reads a single unmount's
+	// comment, so whichever process sees the command's end knows who waits.
+	ParamReleasedFor = "ReleasedFor"
 )
 
 // An unmount command may carry several volumes of one instance, so that a

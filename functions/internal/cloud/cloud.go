@@ -1,6 +1,8 @@
 package cloud
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -96,6 +98,11 @@ type AWS struct {
 	byID  *batcher[string, Volume]
 	// instancesByID merges concurrent DescribeInstances by instance id.
 	instancesByID *batcher[string, Instance]
+	// unmounts merges concurrent unmounts of one instance's volumes into
+	// one SendCommand: "document/instance id" -> its batcher.
+	unmounts    *lru.Cache[string, *batcher[Unmount, string]]
+	unmountsMu  sync.Mutex
+	unmountWait func(ctx context.Context, full <-chan struct{}) // tests hold the window open
 
 	// Process-lifetime answers that never change, each bounded (LRU).
 	taskDefs *lru.Cache[string, TaskDefinition]    // immutable revisions
@@ -144,6 +151,7 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	a.byTag = newBatcher(window, o.BatchMax, a.describeByTags)
 	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
 	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
+	a.unmounts = newLRU[string, *batcher[Unmount, string]](maxIdentities)
 	return a
 }
 

@@ -12,6 +12,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/tether-ecs/tether/internal/agentproto"
+	"github.com/tether-ecs/tether/internal/volspec"
 )
 
 // SSM StatusDetails values that mean the command never reached the agent.
@@ -35,7 +36,7 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		InstanceIds:    []string{instanceID},
 		Parameters:     p,
 		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
-		Comment:        aws.String(CommandComment(params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName], next)),
+		Comment:        aws.String(commentOf(params, next)),
 	}, ssmRetryer(a.retry.sendCommand))
 	a.paced("SendCommand", err)
 	if err != nil {
@@ -45,6 +46,85 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		return "", fmt.Errorf("ssm SendCommand %q to %q: no command id in the answer", document, instanceID)
 	}
 	return aws.ToString(out.Command.CommandId), nil
+}
+
+// SendUnmount implements Cloud: concurrent unmounts of one instance's
+// volumes become one command. SSM's SendCommand bucket is the one a mass
+// handoff meets first (one unmount and one mount per volume), and a drained
+// host's volumes are released together.
+func (a *AWS) SendUnmount(ctx context.Context, document, instanceID string, u Unmount) (string, error) {
+	k := document + "/" + instanceID
+	a.unmountsMu.Lock()
+	b, ok := a.unmounts.Get(k)
+	if !ok {
+		window := max(a.opts.BatchWindow, 0)
+		b = newBatcher(window, agentproto.MaxBatch, func(ctx context.Context, us []Unmount) (map[Unmount]string, error) {
+			return a.sendUnmounts(ctx, document, instanceID, us)
+		})
+		if a.unmountWait != nil {
+			b.wait = a.unmountWait
+		}
+		a.unmounts.Add(k, b)
+	}
+	a.unmountsMu.Unlock()
+	id, ok, err := b.get(ctx, u)
+	if err == nil && !ok {
+		err = fmt.Errorf("ssm SendCommand %q to %q: no command for %s", document, instanceID, u.VolumeID)
+	}
+	return id, err
+}
+
+// sendUnmounts sends one unmount command for us, all on one instance. One
+// volume is sent as ever (its comment names it and the task it serves);
+// several are lists (agentproto.ListSep), with BatchComment and the tasks
+// they serve in ReleasedFor.
+func (a *AWS) sendUnmounts(ctx context.Context, document, instanceID string, us []Unmount) (map[Unmount]string, error) {
+	params := map[string]string{agentproto.ParamForce: "false"}
+	next := ""
+	if len(us) == 1 {
+		u := us[0]
+		params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName], next = u.VolumeID, u.Name, u.Next
+		if u.Attachment != "" {
+			params[agentproto.ParamAttachment] = u.Attachment
+		}
+	} else {
+		var ids, names, atts, nexts []string
+		for _, u := range us {
+			ids, names, atts, nexts = append(ids, u.VolumeID), append(names, u.Name), append(atts, u.Attachment), append(nexts, volspec.TaskID(u.Next))
+		}
+		params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName] = agentproto.JoinList(ids), agentproto.JoinList(names)
+		params[agentproto.ParamAttachment], params[agentproto.ParamReleasedFor] = agentproto.JoinList(atts), agentproto.JoinList(nexts)
+	}
+	id, err := a.SendCommand(ctx, document, instanceID, params, next)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[Unmount]string, len(us))
+	for _, u := range us {
+		out[u] = id
+	}
+	return out, nil
+}
+
+// BatchComment is the Comment of an unmount of several volumes: too many
+// to name in SSM's 100 characters, so its parameters name them
+// (CommandByID), and ReleasedFor the tasks they are released for.
+func BatchComment(n int) string { return fmt.Sprintf("tether batch of %d volumes", n) }
+
+// IsBatchComment reports whether comment is a BatchComment.
+func IsBatchComment(comment string) bool {
+	var n int
+	_, err := fmt.Sscanf(comment, "tether batch of %d volumes", &n)
+	return err == nil && n > 1 && comment == BatchComment(n)
+}
+
+// commentOf is a command's Comment: CommandComment, or BatchComment for a
+// list of volumes.
+func commentOf(params map[string]string, next string) string {
+	if ids := agentproto.SplitList(params[agentproto.ParamVolumeID]); len(ids) > 1 {
+		return BatchComment(len(ids))
+	}
+	return CommandComment(params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName], next)
 }
 
 // MaxComment is the longest Comment SSM's SendCommand accepts (its model:

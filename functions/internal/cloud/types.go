@@ -268,6 +268,13 @@ func (s CommandStatus) String() string {
 	return "unknown"
 }
 
+// Unmount is one volume of an unmount command (SendUnmount).
+type Unmount struct {
+	VolumeID, Name string
+	Attachment     string // agentproto.AttachmentToken, "" when unknown
+	Next           string // the task the volume is released for, "" for none
+}
+
 // Command is one SSM command on one instance.
 type Command struct {
 	ID         string
@@ -369,6 +376,11 @@ type Cloud interface {
 	// the parameters and next, the id of the task the step serves next
 	// ("" for none) (CommandComment), so SSM's answers name them.
 	SendCommand(ctx context.Context, document, instanceID string, params map[string]string, next string) (string, error)
+	// SendUnmount runs the unmount document for one volume of an
+	// instance. Concurrent calls for volumes of the same instance are
+	// sent as one command (a list of volumes: agentproto.ListSep); each
+	// caller gets that command's id. Force is never set.
+	SendUnmount(ctx context.Context, document, instanceID string, u Unmount) (string, error)
 	// Command: one invocation's status, exit code, output and comment, for
 	// the document's step named plugin (tether's documents have several
 	// steps: SSM answers only for a named one). ErrNotFound until SSM has

@@ -311,7 +311,8 @@ func (c *cmd) newest(ctx context.Context, doc, plugin, volumeID, inst string, af
 		return nil, fmt.Errorf("%s commands on %s: %w", doc, inst, err)
 	}
 	for _, cmd := range list {
-		if cmd.Params[agentproto.ParamVolumeID] != volumeID {
+		cmd, its := cmd.ForVolume(volumeID) // an unmount may name several volumes
+		if !its {
 			continue
 		}
 		if at := cmd.Params[agentproto.ParamAttachment]; tok != "" && at != "" && at != tok {
@@ -325,6 +326,7 @@ func (c *cmd) newest(ctx context.Context, doc, plugin, volumeID, inst string, af
 			return nil, err
 		}
 		full.Requested, full.Params = cmd.Requested, cmd.Params
+		full, _ = full.ForVolume(volumeID)
 		return &full, nil
 	}
 	return nil, nil

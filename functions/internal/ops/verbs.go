@@ -493,7 +493,7 @@ func (c *cmd) handoffs(ctx context.Context, co common, lines []VolumeLine, histo
 		if from.ID != "" {
 			h.From = from.InstanceID
 			for _, u := range unmounts {
-				if u.Params[agentproto.ParamVolumeID] == l.VolumeID && u.InstanceID == from.InstanceID &&
+				if _, its := u.ForVolume(l.VolumeID); its && u.InstanceID == from.InstanceID &&
 					u.Requested.After(from.Requested) && u.Requested.Before(to.Requested) {
 					h.Released = u.Requested // the newest such: the release that let it go
 					break

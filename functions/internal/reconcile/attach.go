@@ -333,6 +333,7 @@ func (p *pass) learnUnmounts(ctx context.Context, v cloud.Volume, a cloud.Attach
 	if err != nil {
 		return err
 	}
+	c, _ = c.ForVolume(v.ID)
 	if u, ok := parseResult(c).out.Unmount(); ok && u.Released && (u.Attachment == "" || u.Attachment == token(a)) {
 		p.r.mem.noteReleasedGen(v.ID+"/"+token(a), u.Generation)
 	}
@@ -538,7 +539,7 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 	if err := p.fresh(step); err != nil {
 		return Result{}, err
 	}
-	id, err := p.r.cloud.SendCommand(ctx, doc, a.InstanceID, params, taskID(next))
+	id, err := p.sendCommand(ctx, doc, step, a.InstanceID, params, taskID(next))
 	if err != nil {
 		return Result{}, err
 	}
@@ -551,6 +552,19 @@ func (p *pass) send(ctx context.Context, doc, step string, v cloud.Volume, a clo
 		Unreach: p.hint.Unreach, Busy: p.hint.Busy, Attempt: attempt + 1, Owner: params[agentproto.ParamFormatOwner] != "", Target: next}
 	p.r.mem.noteSent(id, p.key, h)
 	return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent (%s)", step, v.ID, a.InstanceID, id), nil
+}
+
+// sendCommand sends one command. An unmount goes through SendUnmount, so
+// the unmounts that passes of this process send to one instance at the
+// same moment become one command (SSM's SendCommand bucket is the one a
+// mass handoff meets first); each pass reads its own volume's line
+// (cloud.Command.ForVolume). A forced unmount goes alone.
+func (p *pass) sendCommand(ctx context.Context, doc, step, instanceID string, params map[string]string, next string) (string, error) {
+	if step == stepUnmount && params[agentproto.ParamForce] == "false" {
+		return p.r.cloud.SendUnmount(ctx, doc, instanceID, cloud.Unmount{VolumeID: params[agentproto.ParamVolumeID],
+			Name: params[agentproto.ParamVolumeName], Attachment: params[agentproto.ParamAttachment], Next: next})
+	}
+	return p.r.cloud.SendCommand(ctx, doc, instanceID, params, next)
 }
 
 // observed: this pass found a step in flight that another pass took (it

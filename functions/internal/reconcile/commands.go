@@ -59,6 +59,7 @@ func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cl
 		switch {
 		case err == nil:
 			c.Requested = fromMS(h.At)
+			c, _ = c.ForVolume(volumeID)
 			return c, true, nil
 		case errors.Is(err, cloud.ErrNotFound) && p.now.Sub(fromMS(h.At)) < 30*time.Second:
 			// SSM's answers lag its SendCommand by moments.
@@ -78,7 +79,7 @@ func (p *pass) lastCommand(ctx context.Context, doc, step, volumeID string, a cl
 	}
 	if err == nil {
 		d.Requested, d.Params = c.Requested, c.Params
-		c = d
+		c, _ = d.ForVolume(volumeID)
 	}
 	return c, true, nil
 }
@@ -93,7 +94,8 @@ func (p *pass) commandsFor(ctx context.Context, doc, volumeID string, a cloud.At
 	tok := token(a)
 	var out []cloud.Command
 	for _, c := range all {
-		if c.Params[agentproto.ParamVolumeID] != volumeID {
+		c, ok := c.ForVolume(volumeID)
+		if !ok {
 			continue
 		}
 		if at := c.Params[agentproto.ParamAttachment]; at != "" && !a.AttachTime.IsZero() && at != tok {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
 
@@ -266,15 +268,19 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 		log.Debug("SSM command still running: nothing to do yet")
 		return nil, nil
 	}
-	if s, ok := r.mem.sentCommandOf(t.CommandID); ok {
-		h := s.hint
-		if r.mem.commandEnded(s.key, t.CommandID) {
-			// A pass ended unread while it ran: its news may matter
-			// (a task stopped, another placed), so the full pass looks.
-			h.Full = true
+	if sent := r.mem.sentCommandOf(t.CommandID); len(sent) > 0 {
+		var keys []Key
+		for _, s := range sent {
+			h := s.hint
+			if r.mem.commandEnded(s.key, t.CommandID) {
+				// A pass ended unread while it ran: its news may matter
+				// (a task stopped, another placed), so the full pass looks.
+				h.Full = true
+			}
+			r.keepHint(inv, s.key, h)
+			keys = append(keys, s.key)
 		}
-		r.keepHint(inv, s.key, h)
-		return []Key{s.key}, nil
+		return keys, nil
 	}
 	c, err := r.cloud.Command(ctx, t.CommandID, t.InstanceID, pluginOf(step))
 	if errors.Is(err, cloud.ErrNotFound) {
@@ -283,6 +289,9 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 	}
 	if err != nil {
 		return nil, err
+	}
+	if step == stepUnmount && cloud.IsBatchComment(c.Comment) && c.Document == t.Document {
+		return r.batchKeys(ctx, inv, t, log)
 	}
 	vid, name, complete, next := cloud.ParseCommandComment(c.Comment)
 	if volspec.ValidateVolumeID(vid) != nil || c.Document != t.Document {
@@ -324,6 +333,45 @@ func (r *Reconciler) commandKeys(ctx context.Context, inv *invocation, t Command
 	}
 	r.keepHint(inv, k, h)
 	return []Key{k}, nil
+}
+
+// batchKeys names the keys of an unmount of several volumes another
+// process sent: its parameters name them (one ListCommands), and the tasks
+// they are released for.
+func (r *Reconciler) batchKeys(ctx context.Context, inv *invocation, t CommandChanged, log *slog.Logger) ([]Key, error) {
+	c, err := r.cloud.CommandByID(ctx, t.CommandID, t.InstanceID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := agentproto.SplitList(c.Params[agentproto.ParamVolumeID])
+	var keys []Key
+	ci := ""
+	for _, id := range ids {
+		v, _ := c.ForVolume(id)
+		name, next := v.Params[agentproto.ParamVolumeName], v.Params[agentproto.ParamReleasedFor]
+		if volspec.ValidateVolumeID(id) != nil || volspec.ValidateName(name) != nil {
+			log.Warn("unmount of several volumes names one that is not tether's: skipped", "volumeId", id, "name", name)
+			continue
+		}
+		k := Key{Cluster: r.cluster, Volume: name}
+		h := hint{Step: stepUnmount, Volume: id, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)}
+		if validTaskID(next) {
+			h.Target = next
+		} else {
+			if ci == "" {
+				if cur, err := r.cloud.ContainerInstanceOf(ctx, r.cluster, t.InstanceID); err == nil {
+					ci = cur.ARN
+				}
+			}
+			h.CI = ci
+		}
+		r.keepHint(inv, k, h)
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // noteVolumeEvent lets the keys' passes act on a completed attach, detach

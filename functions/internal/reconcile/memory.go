@@ -36,7 +36,7 @@ type memory struct {
 	volumeOf  *simplelru.LRU[Key, string]              // key -> volume id last attached or detached
 	vanishes  *simplelru.LRU[Key, int]                 // volumes EC2 deleted right after creating them
 	mountSent *simplelru.LRU[string, cloud.Attachment] // volume id -> instance and time of the last mount sent
-	sent      *simplelru.LRU[string, sentCommand]      // SSM command id -> the key and hint of the pass that sent it
+	sent      *simplelru.LRU[string, []sentCommand]    // SSM command id -> the keys and hints of the passes that sent it (several: an unmount of several volumes)
 	running   *simplelru.LRU[Key, runningCommand]      // key -> the command this process sent last for it, until its end is seen
 	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
@@ -69,7 +69,7 @@ func newMemory() *memory {
 		versions: newLRU[string, int64](), processed: newLRU[string, int64](), hints: newLRU[Key, hint](),
 		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](), stillDet: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
-		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
+		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, []sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
 		drainDue: newLRU[drainLook, time.Time](),
 	}
@@ -379,7 +379,9 @@ type runningCommand struct {
 func (m *memory) noteSent(commandID string, k Key, h hint) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sent.Add(commandID, sentCommand{key: k, hint: h})
+	s, _ := m.sent.Get(commandID)
+	s = slices.DeleteFunc(slices.Clone(s), func(c sentCommand) bool { return c.key == k })
+	m.sent.Add(commandID, append(s, sentCommand{key: k, hint: h}))
 	m.running.Add(k, runningCommand{id: commandID, step: h.Step, at: fromMS(h.At)})
 }
 
@@ -421,10 +423,13 @@ func (m *memory) lookedInFull(k Key, at time.Time) {
 	}
 }
 
-func (m *memory) sentCommandOf(commandID string) (sentCommand, bool) {
+// sentCommandOf: the keys this process sent the command for, with their
+// passes' hints (several for an unmount of several volumes).
+func (m *memory) sentCommandOf(commandID string) []sentCommand {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sent.Get(commandID)
+	s, _ := m.sent.Get(commandID)
+	return s
 }
 
 // noteMounted and noteReleasedGen record what the agent's results said about

@@ -327,7 +327,7 @@ func (p *pass) releaseUnderWay(ctx context.Context, v cloud.Volume, a cloud.Atta
 		return false, err
 	}
 	for _, c := range unmounts {
-		if c.Params[agentproto.ParamVolumeID] == v.ID && !c.Requested.Before(since) &&
+		if c, ok := c.ForVolume(v.ID); ok && !c.Requested.Before(since) &&
 			(c.Params[agentproto.ParamAttachment] == "" || c.Params[agentproto.ParamAttachment] == token(a)) {
 			return true, nil
 		}

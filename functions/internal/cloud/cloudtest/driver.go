@@ -208,76 +208,117 @@ func (w *World) runCommand(id string) {
 		return
 	}
 	c.Started, c.Ended = w.now, w.now
-	var out any
+	var lines []string
 	exit := agentproto.ExitOK
-	fail := func(code int, msg string, holders ...agentproto.Holder) {
-		exit = code
-		out = struct {
-			Error agentproto.Failure `json:"error"`
-		}{agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Holders: holders}}
-	}
-	kind := "mount"
 	if c.Unmount {
-		kind = "unmount"
-		users := w.usersLocked(inst.ID, vid)
-		switch n := w.busyUnmount[vid]; {
-		case n > 0:
-			w.busyUnmount[vid] = n - 1
-			fail(agentproto.ExitBusy, "busy: a container holds the volume", agentproto.Holder{Kind: "container", Name: "injected"})
-		case len(users) > 0:
-			fail(agentproto.ExitBusy, "busy: task "+users[0]+" holds the volume", agentproto.Holder{Kind: "container", Name: users[0]})
-		default:
-			_, was := inst.Mounted[vid]
-			w.unmountLocked(inst, vid)
-			inst.Released[name] = true
-			inst.ReleasedFor[name] = c.Params[agentproto.ParamAttachment]
-			out = agentproto.UnmountResult{VolumeID: vid, Name: name, WasMounted: was, Released: true,
-				Generation: inst.Generation[name], Attachment: c.Params[agentproto.ParamAttachment]}
+		// Several volumes are lists (agentproto.ListSep): one line each,
+		// failures naming their volume; the exit code is the first non-zero.
+		ids, names, atts := agentproto.SplitList(vid), agentproto.SplitList(name), agentproto.SplitList(c.Params[agentproto.ParamAttachment])
+		batch := len(ids) > 1
+		for i, id := range ids {
+			att := ""
+			if i < len(atts) {
+				att = atts[i]
+			}
+			line, code := w.unmountOneLocked(inst, id, names[i], att, batch)
+			lines = append(lines, line)
+			if exit == agentproto.ExitOK {
+				exit = code
+			}
 		}
 	} else {
-		v := w.volumes[vid]
-		_, mounted := inst.Mounted[vid]
-		switch {
-		case len(w.mountExits[vid]) > 0:
-			code := w.mountExits[vid][0]
-			w.mountExits[vid] = w.mountExits[vid][1:]
-			fail(code, fmt.Sprintf("injected failure (exit %d)", code))
-		case inst.OldAgent && c.Params[agentproto.ParamFormatOwner] != "":
-			fail(agentproto.ExitBadInput, "flag provided but not defined: -format-owner")
-		case inst.Released[name] && c.Params[agentproto.ParamAttachment] != "" && inst.ReleasedFor[name] == c.Params[agentproto.ParamAttachment]:
-			// A released attachment is only ever detached (tether-agent's rule).
-			fail(agentproto.ExitReleased, fmt.Sprintf("%s was released for attachment %s and is being detached", name, c.Params[agentproto.ParamAttachment]))
-		case !w.devicePresentLocked(vid, inst.ID):
-			fail(agentproto.ExitNoDevice, fmt.Sprintf("device of %s did not appear within %s", vid, agentWait))
-		case !v.Formatted && c.Params[agentproto.ParamFormatIfBlank] != "true":
-			fail(agentproto.ExitNotFormatted, fmt.Sprintf("%s is blank and mount has no format grant", vid))
-		default:
-			formatted := false
-			if !v.Formatted {
-				v.Formatted, formatted = true, true
-				w.mkfs = append(w.mkfs, fmt.Sprintf("%s %s grant=%s", vid, inst.ID, c.Params[agentproto.ParamFormatIfBlank]))
-			}
-			if !mounted {
-				inst.Generation[name]++
-			}
-			inst.Mounted[vid] = name
-			inst.Bindings[name] = vid
-			delete(inst.Released, name)
-			grown, fsBytes := v.growLocked()
-			out = agentproto.MountResult{VolumeID: vid, Name: name, Device: c.Params[agentproto.ParamDevice], FSType: c.Params[agentproto.ParamFSType],
-				Formatted: formatted, AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
-				Mountpoint: "/var/lib/tether/volumes/" + name, Grown: grown, FilesystemBytes: fsBytes, DeviceBytes: int64(v.Size) << 30}
-		}
+		line, code := w.mountLocked(inst, c)
+		lines, exit = []string{line}, code
 	}
-	b, _ := json.Marshal(out)
-	c.Output = string(b) + "\n"
+	c.Output = strings.Join(lines, "\n") + "\n"
 	c.Exit = int32(exit)
-	w.note("%s %s %s exit=%d", kind, vid, inst.ID, exit)
 	if exit == agentproto.ExitOK {
 		c.Status, c.Details = "Success", "Success"
 	} else {
 		c.Status, c.Details = "Failed", "Failed"
 	}
+}
+
+// failureLine is tether-agent's failure line; batch names its volume.
+func failureLine(vid string, batch bool, code int, msg string, holders ...agentproto.Holder) (string, int) {
+	f := agentproto.Failure{ExitCode: code, Class: agentproto.ClassOf(code), Message: msg, Holders: holders}
+	if batch {
+		f.VolumeID = vid
+	}
+	b, _ := json.Marshal(struct {
+		Error agentproto.Failure `json:"error"`
+	}{f})
+	return string(b), code
+}
+
+// unmountOneLocked plays tether-agent unmount for one volume: refused
+// (exit 3, naming the holder) while a running container uses it; else
+// unmounted and its name marked released for the attachment.
+func (w *World) unmountOneLocked(inst *Instance, vid, name, attachment string, batch bool) (string, int) {
+	users := w.usersLocked(inst.ID, vid)
+	line, code := "", agentproto.ExitOK
+	switch n := w.busyUnmount[vid]; {
+	case n > 0:
+		w.busyUnmount[vid] = n - 1
+		line, code = failureLine(vid, batch, agentproto.ExitBusy, "busy: a container holds the volume", agentproto.Holder{Kind: "container", Name: "injected"})
+	case len(users) > 0:
+		line, code = failureLine(vid, batch, agentproto.ExitBusy, "busy: task "+users[0]+" holds the volume", agentproto.Holder{Kind: "container", Name: users[0]})
+	default:
+		_, was := inst.Mounted[vid]
+		w.unmountLocked(inst, vid)
+		inst.Released[name] = true
+		inst.ReleasedFor[name] = attachment
+		b, _ := json.Marshal(agentproto.UnmountResult{VolumeID: vid, Name: name, WasMounted: was, Released: true,
+			Generation: inst.Generation[name], Attachment: attachment})
+		line = string(b)
+	}
+	w.note("unmount %s %s exit=%d", vid, inst.ID, code)
+	return line, code
+}
+
+// mountLocked plays tether-agent mount: it needs the device on the
+// instance, formats only a blank volume and only with the grant, and
+// counts generations.
+func (w *World) mountLocked(inst *Instance, c *Command) (string, int) {
+	vid, name := c.Params[agentproto.ParamVolumeID], c.Params[agentproto.ParamVolumeName]
+	v := w.volumes[vid]
+	_, mounted := inst.Mounted[vid]
+	line, code := "", agentproto.ExitOK
+	fail := func(exit int, msg string) { line, code = failureLine(vid, false, exit, msg) }
+	switch {
+	case len(w.mountExits[vid]) > 0:
+		exit := w.mountExits[vid][0]
+		w.mountExits[vid] = w.mountExits[vid][1:]
+		fail(exit, fmt.Sprintf("injected failure (exit %d)", exit))
+	case inst.OldAgent && c.Params[agentproto.ParamFormatOwner] != "":
+		fail(agentproto.ExitBadInput, "flag provided but not defined: -format-owner")
+	case inst.Released[name] && c.Params[agentproto.ParamAttachment] != "" && inst.ReleasedFor[name] == c.Params[agentproto.ParamAttachment]:
+		// A released attachment is only ever detached (tether-agent's rule).
+		fail(agentproto.ExitReleased, fmt.Sprintf("%s was released for attachment %s and is being detached", name, c.Params[agentproto.ParamAttachment]))
+	case !w.devicePresentLocked(vid, inst.ID):
+		fail(agentproto.ExitNoDevice, fmt.Sprintf("device of %s did not appear within %s", vid, agentWait))
+	case !v.Formatted && c.Params[agentproto.ParamFormatIfBlank] != "true":
+		fail(agentproto.ExitNotFormatted, fmt.Sprintf("%s is blank and mount has no format grant", vid))
+	default:
+		formatted := false
+		if !v.Formatted {
+			v.Formatted, formatted = true, true
+			w.mkfs = append(w.mkfs, fmt.Sprintf("%s %s grant=%s", vid, inst.ID, c.Params[agentproto.ParamFormatIfBlank]))
+		}
+		if !mounted {
+			inst.Generation[name]++
+		}
+		inst.Mounted[vid] = name
+		inst.Bindings[name] = vid
+		delete(inst.Released, name)
+		grown, fsBytes := v.growLocked()
+		b, _ := json.Marshal(agentproto.MountResult{VolumeID: vid, Name: name, Device: c.Params[agentproto.ParamDevice], FSType: c.Params[agentproto.ParamFSType],
+			Formatted: formatted, AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
+			Mountpoint: "/var/lib/tether/volumes/" + name, Grown: grown, FilesystemBytes: fsBytes, DeviceBytes: int64(v.Size) << 30})
+		line = string(b)
+	}
+	w.note("mount %s %s exit=%d", vid, inst.ID, code)
+	return line, code
 }
 
 // unmountLocked: the guest lets go of a volume; a detach that was busy

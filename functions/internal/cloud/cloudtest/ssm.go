@@ -98,10 +98,11 @@ var documentParams = map[bool]docParams{
 			optional: true},
 	},
 	true: {
-		agentproto.ParamVolumeID:   {pattern: regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)},
-		agentproto.ParamVolumeName: {pattern: regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-]){0,199}\.?$`)},
-		agentproto.ParamForce:      {pattern: regexp.MustCompile(`^(true|false)$`), optional: true},
-		agentproto.ParamAttachment: {pattern: regexp.MustCompile(`^([A-Za-z0-9._:-]{1,64})?$`), optional: true},
+		agentproto.ParamVolumeID:    {pattern: regexp.MustCompile(`^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,23}$`)},
+		agentproto.ParamVolumeName:  {pattern: regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?(,[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?){0,23}$`)},
+		agentproto.ParamForce:       {pattern: regexp.MustCompile(`^(true|false)$`), optional: true},
+		agentproto.ParamAttachment:  {pattern: regexp.MustCompile(`^[A-Za-z0-9._:-]*(,[A-Za-z0-9._:-]*){0,23}$`), optional: true},
+		agentproto.ParamReleasedFor: {pattern: regexp.MustCompile(`^[0-9a-f-]*(,[0-9a-f-]*){0,23}$`), optional: true},
 	},
 }
 

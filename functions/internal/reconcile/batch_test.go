@@ -1,0 +1,109 @@
+package reconcile_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+	"github.com/tether-ecs/tether/internal/agentproto"
+)
+
+// twoOnOneHost runs a task of each of two task definitions, each with a
+// volume of its own, on i-a; it stops both and places their replacements
+// on i-b. It returns the two volumes and the replacements.
+func twoOnOneHost(t *testing.T) (*harness, []cloudtest.Volume, []string) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	var olds []string
+	for _, name := range []string{"data-a", "data-b"} {
+		td := "arn:aws:ecs:us-east-1:111122223333:task-definition/" + name + ":1"
+		h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+			Name: name, Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: map[string]string{"size": "1"}}}})
+		olds = append(olds, h.w.PlaceTask(td, "i-a"))
+	}
+	h.settle(300)
+	vols := []cloudtest.Volume{h.oneVolume("data-a"), h.oneVolume("data-b")}
+	var news []string
+	for i, old := range olds {
+		h.wantRunning(old)
+		h.w.StopTask(old, "drain")
+		h.w.Complete(cloudtest.Op{Kind: "stop", ID: old})
+		news = append(news, h.w.PlaceTask("arn:aws:ecs:us-east-1:111122223333:task-definition/"+[]string{"data-a", "data-b"}[i]+":1", "i-b"))
+	}
+	return h, vols, news
+}
+
+// One unmount command that another process sent for both volumes of a
+// host: each volume's pass finds it (its parameters name the volume)
+// instead of sending its own, the command's end names both keys (its
+// parameters, as its comment cannot), each reads its own line of the
+// agent's answer, and both move with their data.
+func TestAnUnmountOfSeveralVolumesReleasesEachForItsTask(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	ids, names, atts := []string{}, []string{}, []string{}
+	for _, v := range vols {
+		ids, names = append(ids, v.ID), append(names, v.Tags["tether:volume"])
+		atts = append(atts, agentproto.AttachmentToken("i-a", v.Att.Time.UnixMilli()))
+	}
+	if _, err := h.c.SendCommand(context.Background(), unmountDoc, "i-a", map[string]string{
+		agentproto.ParamVolumeID: agentproto.JoinList(ids), agentproto.ParamVolumeName: agentproto.JoinList(names),
+		agentproto.ParamAttachment: agentproto.JoinList(atts), agentproto.ParamForce: "false",
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	for _, name := range []string{"data-a", "data-b"} {
+		if got := h.oneVolume(name); got.Att == nil || got.Att.Instance != "i-b" {
+			t.Errorf("volume %s: %+v, want it on i-b", got.ID, got.Att)
+		}
+	}
+	unmounts := 0
+	for _, c := range h.w.Commands() {
+		if c.Unmount {
+			unmounts++
+		}
+	}
+	if unmounts != 1 {
+		t.Fatalf("%d unmount commands, want the one of both volumes only", unmounts)
+	}
+	h.noViolations()
+}
+
+// The batch's answer for a volume still in use (busy) holds that volume
+// only: the other moves, and the busy one is unmounted again on its own
+// once its container lets go.
+func TestABusyVolumeInAnUnmountOfSeveralHoldsOnlyItself(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.BusyUnmount(vols[1].ID, 1)
+	ids, names := []string{}, []string{}
+	for _, v := range vols {
+		ids, names = append(ids, v.ID), append(names, v.Tags["tether:volume"])
+	}
+	if _, err := h.c.SendCommand(context.Background(), unmountDoc, "i-a", map[string]string{
+		agentproto.ParamVolumeID: agentproto.JoinList(ids), agentproto.ParamVolumeName: agentproto.JoinList(names), agentproto.ParamForce: "false",
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(600)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	var lone int
+	for _, c := range h.w.Commands() {
+		if c.Unmount && c.Params[agentproto.ParamVolumeID] == vols[1].ID {
+			lone++
+		}
+		if c.Unmount && c.Params[agentproto.ParamVolumeID] == vols[0].ID {
+			t.Errorf("volume %s was released by the batch, yet unmounted again alone", vols[0].ID)
+		}
+	}
+	if lone == 0 {
+		t.Fatalf("the busy volume %s was never unmounted on its own", vols[1].ID)
+	}
+	h.noViolations()
+}
