@@ -74,6 +74,18 @@ func (a *AWS) SendUnmount(ctx context.Context, document, instanceID string, u Un
 	return id, err
 }
 
+// SendUnmounts implements Cloud.
+func (a *AWS) SendUnmounts(ctx context.Context, document, instanceID string, us []Unmount) (string, error) {
+	if len(us) == 0 || len(us) > agentproto.MaxBatch {
+		return "", fmt.Errorf("ssm SendCommand %q to %q: %d volumes in one unmount, want 1 to %d", document, instanceID, len(us), agentproto.MaxBatch)
+	}
+	ids, err := a.sendUnmounts(ctx, document, instanceID, us)
+	if err != nil {
+		return "", err
+	}
+	return ids[us[0]], nil
+}
+
 // sendUnmounts sends one unmount command for us, all on one instance. One
 // volume is sent as ever (its comment names it and the task it serves);
 // several are lists (agentproto.ListSep), with BatchComment and the tasks

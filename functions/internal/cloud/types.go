@@ -381,6 +381,9 @@ type Cloud interface {
 	// sent as one command (a list of volumes: agentproto.ListSep); each
 	// caller gets that command's id. Force is never set.
 	SendUnmount(ctx context.Context, document, instanceID string, u Unmount) (string, error)
+	// SendUnmounts runs the unmount document for up to agentproto.MaxBatch
+	// volumes of one instance as one command.
+	SendUnmounts(ctx context.Context, document, instanceID string, us []Unmount) (string, error)
 	// Command: one invocation's status, exit code, output and comment, for
 	// the document's step named plugin (tether's documents have several
 	// steps: SSM answers only for a named one). ErrNotFound until SSM has

@@ -46,6 +46,13 @@ type invocationScoper interface {
 	Invocation(ctx context.Context) context.Context
 }
 
+// drainReleaser is implemented by a core that releases a draining host's
+// volumes with one command once an invocation's triggers are named
+// (reconcile.Reconciler.ReleaseDrained): run calls it before the passes.
+type drainReleaser interface {
+	ReleaseDrained(ctx context.Context)
+}
+
 // handBackNotifier is implemented by a core that remembers which events it
 // has handled (reconcile.Reconciler.HandBackFailed): told that a key could
 // not be handed back, it forgets them, so the redelivered message is worked
@@ -101,6 +108,9 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 		d.decode(m)
 	}
 	d.expand(dl.work, dl.hard, msgs)
+	if rel, ok := d.rec.(drainReleaser); ok {
+		rel.ReleaseDrained(dl.work)
+	}
 	order, byKey := keysOf(msgs)
 	sum := d.reconcileAll(dl, order, byKey)
 	sum.messages = len(msgs)

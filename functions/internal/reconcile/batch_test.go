@@ -107,3 +107,65 @@ func TestABusyVolumeInAnUnmountOfSeveralHoldsOnlyItself(t *testing.T) {
 	}
 	h.noViolations()
 }
+
+func unmountCommands(h *harness) (cmds []cloudtest.Command) {
+	for _, c := range h.w.Commands() {
+		if c.Unmount {
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
+
+// A draining instance whose tasks are all stopping: its event's invocation
+// releases the instance's volumes with one unmount command, and both move
+// on that command's answer; their tasks' STOPPED events send no unmount of
+// their own.
+func TestADrainReleasesTheHostsVolumesWithOneCommand(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.invoke(h.draining("i-a"))
+	cmds := unmountCommands(h)
+	if len(cmds) != 1 || len(agentproto.SplitList(cmds[0].Params[agentproto.ParamVolumeID])) != 2 {
+		t.Fatalf("unmount commands after the drain event: %+v; want one for both volumes", cmds)
+	}
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	for _, v := range vols {
+		name := v.Tags["tether:volume"]
+		if got := h.oneVolume(name); got.Att == nil || got.Att.Instance != "i-b" {
+			t.Errorf("volume %s: %+v, want it on i-b", name, got.Att)
+		}
+	}
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands, want the drain's one", len(cmds))
+	}
+	h.noViolations()
+}
+
+// A task still meant to run on the draining instance (a standalone task a
+// drain does not stop) keeps the drain's release off: the stopped tasks'
+// volumes move one by one on their STOPPED events, the running task's
+// volume stays mounted where it is.
+func TestATaskStillRunningOnADrainedHostKeepsTheReleaseOff(t *testing.T) {
+	h, _, news := twoOnOneHost(t)
+	stays := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(200)
+	h.wantRunning(stays)
+	before := len(unmountCommands(h))
+	h.invoke(h.draining("i-a"))
+	if cmds := unmountCommands(h); len(cmds) != before {
+		t.Fatalf("unmount commands after the drain event: %+v; want none new while a task is meant to run there", cmds[before:])
+	}
+	h.settle(400)
+	for _, task := range append(news, stays) {
+		h.wantRunning(task)
+	}
+	for _, c := range unmountCommands(h) {
+		if ids := agentproto.SplitList(c.Params[agentproto.ParamVolumeID]); len(ids) != 1 || c.Params[agentproto.ParamVolumeName] == volName {
+			t.Errorf("unmount %+v: want one volume each, never the running task's", c.Params)
+		}
+	}
+	h.noViolations()
+}

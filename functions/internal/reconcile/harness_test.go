@@ -209,6 +209,7 @@ func (h *harness) invoke(triggers ...reconcile.Trigger) {
 			}
 		}
 	}
+	h.r.ReleaseDrained(ctx) // as the dispatcher: once the triggers are named
 	for _, k := range keys {
 		res, err := h.r.Reconcile(ctx, k)
 		h.mu.Lock()

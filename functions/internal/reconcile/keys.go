@@ -211,6 +211,7 @@ func (r *Reconciler) instanceKeys(ctx context.Context, inv *invocation, t Instan
 		for _, k := range keys {
 			inv.noteDrained(k, id)
 		}
+		inv.noteDrainedInstance(id, t.ContainerInstanceArn, vols)
 	}
 	return keys, nil
 }

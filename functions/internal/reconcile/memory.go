@@ -41,6 +41,7 @@ type memory struct {
 	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
+	releasing *simplelru.LRU[string, bool]             // attachment tokens a drain's release command carries (drainrelease.go)
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
 	drainDue  *simplelru.LRU[drainLook, time.Time]     // a draining instance's deferred look at a key -> when it is due
 	wholeAt   time.Time                                // the sweep's last listing of every live task
@@ -70,7 +71,7 @@ func newMemory() *memory {
 		lastBack: newLRU[Key, handBack](), lastOK: newLRU[Key, time.Time](), released: newLRU[Key, time.Time](), inflight: newLRU[string, time.Time](), stillDet: newLRU[string, time.Time](),
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, []sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
-		gens: newLRU[string, generations](), waited: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
+		gens: newLRU[string, generations](), waited: newLRU[string, bool](), releasing: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
 		drainDue: newLRU[drainLook, time.Time](),
 	}
 }
@@ -481,6 +482,25 @@ func (m *memory) familiesOf(k Key) []string {
 	defer m.mu.Unlock()
 	f, _ := m.families.Get(k)
 	return slices.Clone(f)
+}
+
+// startRelease reports whether the attachment is not yet in a drain's
+// release command of this process, and counts it in from now; forgetRelease
+// takes it out again (the release was not sent).
+func (m *memory) startRelease(token string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.releasing.Get(token); ok {
+		return false
+	}
+	m.releasing.Add(token, true)
+	return true
+}
+
+func (m *memory) forgetRelease(token string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.releasing.Remove(token)
 }
 
 // firstWait reports whether the wait named by what is counted for the

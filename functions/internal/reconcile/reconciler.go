@@ -312,6 +312,9 @@ type invocation struct {
 	// drainedFrom: the live draining instance whose event named each
 	// key (see pass.deferDrain).
 	drainedFrom map[Key]string
+	// drained: the live draining instances the invocation's events named,
+	// with their volumes (see ReleaseDrained).
+	drained map[string]drainedInstance
 	// commands: a document's commands on an instance, listed once for the
 	// invocation's passes (see pass.releaseUnderWay).
 	commands map[commandsQuery][]cloud.Command
@@ -357,7 +360,7 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	return context.WithValue(ctx, invocationKey{}, &invocation{
 		hints: map[Key]hint{}, events: map[Key][]string{}, named: map[string]bool{}, tasks: map[string]cloud.Task{},
 		versions: map[string]*taskNote{}, volumeEvents: map[Key]VolumeChanged{},
-		origins: map[Key]origin{}, releases: map[Key]Release{}, drainedFrom: map[Key]string{},
+		origins: map[Key]origin{}, releases: map[Key]Release{}, drainedFrom: map[Key]string{}, drained: map[string]drainedInstance{},
 		commands: map[commandsQuery][]cloud.Command{},
 	})
 }

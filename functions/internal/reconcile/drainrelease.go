@@ -1,0 +1,118 @@
+package reconcile
+
+import (
+	"context"
+	"slices"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud"
+	"github.com/tether-ecs/tether/internal/agentproto"
+	"github.com/tether-ecs/tether/internal/volspec"
+)
+
+// A drain releases a host's volumes with one unmount command.
+//
+// Each volume's handoff needs an unmount before its detach, and SSM's
+// SendCommand bucket is the tightest one a mass handoff meets (one unmount
+// and one mount per volume). A draining instance's event names all its
+// volumes in one invocation, so that invocation asks tether-agent there to
+// unmount them all at once, as soon as no task on the instance is meant to
+// run any more (ECS lists none with desired status RUNNING: a drain stops
+// service tasks; a standalone task keeps the release off). The agent
+// unmounts only what no container uses and the kernel lets go of, and
+// answers per volume; a volume still in use is released later by its
+// task's STOPPED event, as without this. Each volume's detach rests on its
+// own line of the answer (cloud.Command.ForVolume), as ever.
+
+// drainedInstance is a live draining instance an invocation's events
+// named: its container instance and its volumes as EC2 listed them.
+type drainedInstance struct {
+	ci   string
+	vols []cloud.Volume
+}
+
+func (inv *invocation) noteDrainedInstance(instance, ci string, vols []cloud.Volume) {
+	if inv == nil || ci == "" {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.drained[instance] = drainedInstance{ci: ci, vols: vols}
+}
+
+// ReleaseDrained sends, for each live draining instance this invocation's
+// events named, one unmount of its volumes (see above). The dispatcher
+// calls it once the triggers are named, before the passes. It never fails
+// the invocation: what it does not release, the volumes' own passes do.
+func (r *Reconciler) ReleaseDrained(ctx context.Context) {
+	inv := invocationFrom(ctx)
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	instances := make([]string, 0, len(inv.drained))
+	for id := range inv.drained {
+		instances = append(instances, id)
+	}
+	inv.mu.Unlock()
+	slices.Sort(instances)
+	for _, id := range instances {
+		inv.mu.Lock()
+		d := inv.drained[id]
+		inv.mu.Unlock()
+		r.releaseDrained(ctx, id, d)
+	}
+}
+
+func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drainedInstance) {
+	log := r.log.With("instance", instance, "containerInstance", d.ci)
+	var us []cloud.Unmount
+	keys := map[string]Key{}
+	for _, v := range d.vols {
+		name := v.Tags[cloud.TagVolume]
+		if v.Tags[cloud.TagCluster] != r.cluster || v.Tags[cloud.TagMovedTo] != "" || volspec.ValidateName(name) != nil {
+			continue
+		}
+		for _, a := range v.Attachments {
+			if a.InstanceID != instance || a.State != cloud.AttachAttached || a.AttachTime.IsZero() || !r.mem.startRelease(token(a)) {
+				continue
+			}
+			us = append(us, cloud.Unmount{VolumeID: v.ID, Name: name, Attachment: token(a)})
+			keys[v.ID] = Key{Cluster: r.cluster, Volume: name}
+		}
+	}
+	if len(us) == 0 {
+		return
+	}
+	forget := func(us []cloud.Unmount) {
+		for _, u := range us {
+			r.mem.forgetRelease(u.Attachment)
+		}
+	}
+	live, err := r.cloud.ListTaskARNs(ctx, r.cluster, cloud.TaskQuery{ContainerInstance: d.ci, Desired: "RUNNING"})
+	if err != nil || len(live) > 0 {
+		// Tasks are still meant to run there (or ECS did not say): their
+		// volumes' own passes release them; a later drain event, when the
+		// instance's task count changed, may release the rest at once.
+		log.Debug("draining instance: tasks still meant to run there; no release at once", "tasks", len(live), "error", err)
+		forget(us)
+		return
+	}
+	for chunk := range slices.Chunk(us, agentproto.MaxBatch) {
+		ids := make([]string, len(chunk))
+		for i, u := range chunk {
+			ids[i] = u.VolumeID
+		}
+		id, err := r.cloud.SendUnmounts(ctx, r.unmountDoc, instance, chunk)
+		if err != nil {
+			log.Warn("draining instance: its volumes' release was not sent; their tasks' STOPPED events release them", "volumeIds", ids, "error", err)
+			forget(chunk)
+			continue
+		}
+		now := r.now()
+		for _, u := range chunk {
+			r.mem.startInflight(u.VolumeID, stepUnmount, now)
+			r.mem.noteSent(id, keys[u.VolumeID], hint{Step: stepUnmount, Volume: u.VolumeID, Instance: instance, CI: d.ci, Command: id, At: ms(now)})
+		}
+		log.Info("draining instance: its volumes released with one unmount command", "command", id, "volumeIds", ids)
+	}
+}
