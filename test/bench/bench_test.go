@@ -515,3 +515,27 @@ func TestAZMoveRows(t *testing.T) {
 		t.Errorf("no move finished: %+v %+v", rep.Results.AZMoveSecondsPerGiB, rep.Rows)
 	}
 }
+
+// An unmount of several volumes (a drain's release) is each volume's
+// unmount: sent when it was sent, done when it ended, whatever the other
+// volumes' lines said (its status is the batch's).
+func TestBuildTimelineReadsAnUnmountOfSeveralVolumes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	h := Handoff{VolumeID: "vol-2", OldInstance: "i-a", NewInstance: "i-b", Drained: t0}
+	entries := []Entry{
+		{Time: at(1), Msg: msgCommandSent, Attrs: map[string]string{"command": "c-b", "document": "tether-unmount", "instances": "i-a"}},
+		{Time: at(2), Msg: msgCommandFinished, Attrs: map[string]string{"command": "c-b", "status": "Failed"}},
+	}
+	tl := BuildTimeline(h, entries, map[string]string{"c-b": "vol-1,vol-2,vol-3"}, Documents{Mount: "tether-mount", Unmount: "tether-unmount"})
+	if d, ok := tl.Offset(MarkUnmountSent); !ok || d != time.Second || tl.UnmountCommands != 1 {
+		t.Errorf("unmount sent %v (seen %v), %d commands; want 1s, one", d, ok, tl.UnmountCommands)
+	}
+	if d, ok := tl.Offset(MarkUnmountDone); !ok || d != 2*time.Second {
+		t.Errorf("unmount done %v (seen %v), want 2s", d, ok)
+	}
+	other := BuildTimeline(Handoff{VolumeID: "vol-4", Drained: t0}, entries, map[string]string{"c-b": "vol-1,vol-2,vol-3"}, Documents{Mount: "tether-mount", Unmount: "tether-unmount"})
+	if _, ok := other.Offset(MarkUnmountSent); ok {
+		t.Error("a volume the command does not name")
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // Handoff is one volume moving with its task: the old task on OldInstance
@@ -111,8 +113,11 @@ type Documents struct{ Mount, Unmount string }
 
 // BuildTimeline reads one handoff's marks from the world's journal: ECS's
 // task lines by task ARN, EC2's by volume id, SSM's by command id, which
-// commandVolume maps to the volume id the command was about (ssmsim's
-// invocations carry the parameters; its log lines do not).
+// commandVolume maps to the volume id the command was about, or the
+// volumes of an unmount of several (agentproto.ListSep) (ssmsim's
+// invocations carry the parameters; its log lines do not). An unmount of
+// several ends for each of its volumes when it ends: the world's log
+// does not tell their lines apart.
 func BuildTimeline(h Handoff, entries []Entry, commandVolume map[string]string, docs Documents) Timeline {
 	var tl Timeline
 	tl.At[MarkDrain] = h.Drained
@@ -122,7 +127,7 @@ func BuildTimeline(h Handoff, entries []Entry, commandVolume map[string]string, 
 			tl.At[m] = t
 		}
 	}
-	mountCmds, unmountCmds := map[string]bool{}, map[string]bool{}
+	mountCmds, unmountCmds, batches := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, e := range entries {
 		if e.Time.Before(h.Drained) {
 			continue
@@ -144,9 +149,11 @@ func BuildTimeline(h Handoff, entries []Entry, commandVolume map[string]string, 
 				first(MarkOldStopped, e.Time)
 			}
 		case msgCommandSent:
-			if commandVolume[a["command"]] != h.VolumeID {
+			vols := agentproto.SplitList(commandVolume[a["command"]])
+			if !slices.Contains(vols, h.VolumeID) {
 				continue
 			}
+			batches[a["command"]] = len(vols) > 1
 			switch a["document"] {
 			case docs.Unmount:
 				unmountCmds[a["command"]] = true
@@ -161,7 +168,7 @@ func BuildTimeline(h Handoff, entries []Entry, commandVolume map[string]string, 
 			}
 		case msgCommandFinished:
 			switch {
-			case unmountCmds[a["command"]] && a["status"] == "Success":
+			case unmountCmds[a["command"]] && (a["status"] == "Success" || batches[a["command"]]):
 				first(MarkUnmountDone, e.Time)
 			case mountCmds[a["command"]] && a["status"] == "Success":
 				first(MarkMountDone, e.Time)
