@@ -24,6 +24,10 @@ const (
 // SendCommand implements Cloud: one document on one instance. A delivery
 // timeout keeps "the agent does not answer" short and visible.
 func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, params map[string]string, next string) (string, error) {
+	return a.sendCommand(ctx, document, instanceID, params, commentOf(params, next))
+}
+
+func (a *AWS) sendCommand(ctx context.Context, document, instanceID string, params map[string]string, comment string) (string, error) {
 	p := make(map[string][]string, len(params))
 	for k, v := range params {
 		p[k] = []string{v}
@@ -36,7 +40,7 @@ func (a *AWS) SendCommand(ctx context.Context, document, instanceID string, para
 		InstanceIds:    []string{instanceID},
 		Parameters:     p,
 		TimeoutSeconds: aws.Int32(int32(a.opts.CommandDeliveryTimeout / time.Second)),
-		Comment:        aws.String(commentOf(params, next)),
+		Comment:        aws.String(comment),
 	}, ssmRetryer(a.retry.sendCommand))
 	a.paced("SendCommand", err)
 	if err != nil {
@@ -59,7 +63,7 @@ func (a *AWS) SendUnmount(ctx context.Context, document, instanceID string, u Un
 	if !ok {
 		window := max(a.opts.BatchWindow, 0)
 		b = newBatcher(window, agentproto.MaxBatch, func(ctx context.Context, us []Unmount) (map[Unmount]string, error) {
-			return a.sendUnmounts(ctx, document, instanceID, us)
+			return a.sendUnmounts(ctx, document, instanceID, us, false)
 		})
 		if a.unmountWait != nil {
 			b.wait = a.unmountWait
@@ -74,12 +78,13 @@ func (a *AWS) SendUnmount(ctx context.Context, document, instanceID string, u Un
 	return id, err
 }
 
-// SendUnmounts implements Cloud.
+// SendUnmounts implements Cloud: a drain's release, its comment
+// ReleaseComment however many volumes it carries.
 func (a *AWS) SendUnmounts(ctx context.Context, document, instanceID string, us []Unmount) (string, error) {
 	if len(us) == 0 || len(us) > agentproto.MaxBatch {
 		return "", fmt.Errorf("ssm SendCommand %q to %q: %d volumes in one unmount, want 1 to %d", document, instanceID, len(us), agentproto.MaxBatch)
 	}
-	ids, err := a.sendUnmounts(ctx, document, instanceID, us)
+	ids, err := a.sendUnmounts(ctx, document, instanceID, us, true)
 	if err != nil {
 		return "", err
 	}
@@ -90,10 +95,10 @@ func (a *AWS) SendUnmounts(ctx context.Context, document, instanceID string, us 
 // volume is sent as ever (its comment names it and the task it serves);
 // several are lists (agentproto.ListSep), with BatchComment and the tasks
 // they serve in ReleasedFor.
-func (a *AWS) sendUnmounts(ctx context.Context, document, instanceID string, us []Unmount) (map[Unmount]string, error) {
+func (a *AWS) sendUnmounts(ctx context.Context, document, instanceID string, us []Unmount, release bool) (map[Unmount]string, error) {
 	params := map[string]string{agentproto.ParamForce: "false"}
 	next := ""
-	if len(us) == 1 {
+	if len(us) == 1 && !release {
 		u := us[0]
 		params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName], next = u.VolumeID, u.Name, u.Next
 		if u.Attachment != "" {
@@ -107,7 +112,11 @@ func (a *AWS) sendUnmounts(ctx context.Context, document, instanceID string, us 
 		params[agentproto.ParamVolumeID], params[agentproto.ParamVolumeName] = agentproto.JoinList(ids), agentproto.JoinList(names)
 		params[agentproto.ParamAttachment], params[agentproto.ParamReleasedFor] = agentproto.JoinList(atts), agentproto.JoinList(nexts)
 	}
-	id, err := a.SendCommand(ctx, document, instanceID, params, next)
+	comment := commentOf(params, next)
+	if release {
+		comment = ReleaseComment(len(us))
+	}
+	id, err := a.sendCommand(ctx, document, instanceID, params, comment)
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +132,27 @@ func (a *AWS) sendUnmounts(ctx context.Context, document, instanceID string, us 
 // (CommandByID), and ReleasedFor the tasks they are released for.
 func BatchComment(n int) string { return fmt.Sprintf("tether batch of %d volumes", n) }
 
-// IsBatchComment reports whether comment is a BatchComment.
+// ReleaseComment is the Comment of a drain's release (SendUnmounts): an
+// unmount of an instance's volumes sent once no task was meant to run
+// there any more.
+func ReleaseComment(n int) string { return fmt.Sprintf("tether drain release of %d volumes", n) }
+
+// IsBatchComment reports whether comment is a BatchComment or a
+// ReleaseComment: its parameters name its volumes, and its agent printed a
+// line for each.
 func IsBatchComment(comment string) bool {
 	var n int
-	_, err := fmt.Sscanf(comment, "tether batch of %d volumes", &n)
-	return err == nil && n > 1 && comment == BatchComment(n)
+	if _, err := fmt.Sscanf(comment, "tether batch of %d volumes", &n); err == nil && n > 1 && comment == BatchComment(n) {
+		return true
+	}
+	return IsReleaseComment(comment)
+}
+
+// IsReleaseComment reports whether comment is a ReleaseComment.
+func IsReleaseComment(comment string) bool {
+	var n int
+	_, err := fmt.Sscanf(comment, "tether drain release of %d volumes", &n)
+	return err == nil && n > 0 && comment == ReleaseComment(n)
 }
 
 // commentOf is a command's Comment: CommandComment, or BatchComment for a

@@ -2,9 +2,11 @@ package reconcile_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
+	"github.com/tether-ecs/tether/functions/internal/reconcile"
 	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
@@ -123,6 +125,7 @@ func unmountCommands(h *harness) (cmds []cloudtest.Command) {
 // their own.
 func TestADrainReleasesTheHostsVolumesWithOneCommand(t *testing.T) {
 	h, vols, news := twoOnOneHost(t)
+	h.ecsCost = map[string]int{}
 	h.invoke(h.draining("i-a"))
 	cmds := unmountCommands(h)
 	if len(cmds) != 1 || len(agentproto.SplitList(cmds[0].Params[agentproto.ParamVolumeID])) != 2 {
@@ -140,6 +143,13 @@ func TestADrainReleasesTheHostsVolumesWithOneCommand(t *testing.T) {
 	}
 	if cmds := unmountCommands(h); len(cmds) != 1 {
 		t.Fatalf("%d unmount commands, want the drain's one", len(cmds))
+	}
+	// The release's end asks for the detaches without reading ECS: no
+	// task was meant to run on the draining instance when it was sent.
+	for k, n := range h.ecsCost {
+		if strings.HasPrefix(k, "reconcile.CommandChanged ") {
+			t.Errorf("SSM command ends cost %d ECS calls (%s), want none", n, k)
+		}
 	}
 	h.noViolations()
 }
@@ -166,6 +176,30 @@ func TestATaskStillRunningOnADrainedHostKeepsTheReleaseOff(t *testing.T) {
 		if ids := agentproto.SplitList(c.Params[agentproto.ParamVolumeID]); len(ids) != 1 || c.Params[agentproto.ParamVolumeName] == volName {
 			t.Errorf("unmount %+v: want one volume each, never the running task's", c.Params)
 		}
+	}
+	h.noViolations()
+}
+
+// The release's end delivered again after the volumes moved on (SSM's
+// events come late, and twice): each key's pass ends on the volume's one
+// read, without reading ECS.
+func TestALateUnmountEndOfAVolumeThatMovedOnReadsNoECS(t *testing.T) {
+	h, _, news := twoOnOneHost(t)
+	h.invoke(h.draining("i-a"))
+	release := unmountCommands(h)[0]
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	h.ecsCost = map[string]int{}
+	h.invoke(reconcile.CommandChanged{CommandID: release.ID, InstanceID: "i-a", Document: unmountDoc, Status: "Success"})
+	for _, name := range []string{"data-a", "data-b"} {
+		if res := h.lastResult(reconcile.Key{Cluster: cluster, Volume: name}); !res.Done() || !strings.Contains(res.Reason, "superseded") {
+			t.Errorf("%s: the late end's pass %+v, want it superseded", name, res)
+		}
+	}
+	for k, n := range h.ecsCost {
+		t.Errorf("the late end cost %d ECS calls (%s), want none", n, k)
 	}
 	h.noViolations()
 }

@@ -111,7 +111,7 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 		now := r.now()
 		for _, u := range chunk {
 			r.mem.startInflight(u.VolumeID, stepUnmount, now)
-			r.mem.noteSent(id, keys[u.VolumeID], hint{Step: stepUnmount, Volume: u.VolumeID, Instance: instance, CI: d.ci, Command: id, At: ms(now)})
+			r.mem.noteSent(id, keys[u.VolumeID], hint{Step: stepUnmount, Volume: u.VolumeID, Instance: instance, CI: d.ci, Command: id, At: ms(now), Released: true})
 		}
 		log.Info("draining instance: its volumes released with one unmount command", "command", id, "volumeIds", ids)
 	}

@@ -69,6 +69,11 @@ type hint struct {
 	// Drain: the chain began with a live draining instance's event (see
 	// Timing.DrainDefer).
 	Drain bool `json:"dr,omitempty"`
+	// Released: Command is a drain's release (drainrelease.go), sent once no
+	// task was meant to run on Instance, which ECS was draining: no task
+	// can want the volume there, so its end asks for the detach without
+	// reading ECS (where it goes next is read once it is detached).
+	Released bool `json:"rl,omitempty"`
 	// TaskDef: the task definition of Target (stepMountDue: the mount's
 	// parameters come from it, without reading the task again).
 	TaskDef string `json:"td,omitempty"`

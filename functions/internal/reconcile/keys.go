@@ -348,6 +348,7 @@ func (r *Reconciler) batchKeys(ctx context.Context, inv *invocation, t CommandCh
 		return nil, err
 	}
 	ids := agentproto.SplitList(c.Params[agentproto.ParamVolumeID])
+	released := cloud.IsReleaseComment(c.Comment)
 	var keys []Key
 	ci := ""
 	for _, id := range ids {
@@ -358,10 +359,10 @@ func (r *Reconciler) batchKeys(ctx context.Context, inv *invocation, t CommandCh
 			continue
 		}
 		k := Key{Cluster: r.cluster, Volume: name}
-		h := hint{Step: stepUnmount, Volume: id, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested)}
+		h := hint{Step: stepUnmount, Volume: id, Instance: t.InstanceID, Command: t.CommandID, At: ms(c.Requested), Released: released}
 		if validTaskID(next) {
 			h.Target = next
-		} else {
+		} else if !released {
 			if ci == "" {
 				if cur, err := r.cloud.ContainerInstanceOf(ctx, r.cluster, t.InstanceID); err == nil {
 					ci = cur.ARN

@@ -405,6 +405,16 @@ func (inv *invocation) noteOrigin(k Key, o origin) {
 }
 
 // namedOnlyBy: every trigger that named k in this invocation was of kind o.
+// namedBy reports whether a trigger of kind o named k in this invocation.
+func (inv *invocation) namedBy(k Key, o origin) bool {
+	if inv == nil {
+		return false
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.origins[k]&o != 0
+}
+
 func (inv *invocation) namedOnlyBy(k Key, o origin) bool {
 	if inv == nil {
 		return false

@@ -761,39 +761,54 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		// The families whose tasks use it, as the volume's tag keeps them
 		// (a process that did not send the unmount knows none).
 		p.r.mem.noteFamilies(p.key, splitFamilies(cur.Tags[cloud.TagFamilies])...)
+		var att *cloud.Attachment
+		for i, a := range cur.Attachments {
+			if a.InstanceID == h.Instance && token(a) == u.Attachment && a.State == cloud.AttachAttached {
+				att = &cur.Attachments[i]
+			}
+		}
+		if att == nil {
+			if p.inv.namedBy(p.key, byTask) || len(cur.Attachments) == 0 {
+				// A task event's news, or a detached volume (it may be
+				// that no chain attaches it): the full pass looks.
+				return Result{}, false, nil
+			}
+			// The volume has left the attachment this unmount released
+			// (its detach runs, or it is attached elsewhere): the chain
+			// that took it on goes on. An SSM event often comes late, or twice.
+			p.leans = true
+			return done(fmt.Sprintf("superseded: %s no longer attached to %s as when unmounted", h.Volume, h.Instance)), true, nil
+		}
 		elsewhere := h.Target
-		if elsewhere == "" {
+		if elsewhere == "" && !h.Released {
 			// The unmount named no task it releases the volume for: ECS
 			// says whether one wants it here (the full pass serves it) or
 			// elsewhere. Named, the detach goes on without that read: a
 			// task placed here since waits for the attach back, as any
-			// task that wants a volume attached elsewhere does.
+			// task that wants a volume attached elsewhere does. A drain's
+			// release was sent once no task was meant to run there.
 			here, other, err := p.neededOn(ctx, h.CI)
 			if err != nil || here {
 				return Result{}, false, err // a task wants it there now: the full pass serves it
 			}
 			elsewhere = other
 		}
-		for _, a := range cur.Attachments {
-			if a.InstanceID != h.Instance || token(a) != u.Attachment || a.State != cloud.AttachAttached {
-				continue
-			}
-			p.r.mem.noteReleasedGen(h.Volume+"/"+u.Attachment, u.Generation)
-			if g := p.r.mem.generationsOf(h.Volume + "/" + u.Attachment); g.mounted > u.Generation {
-				return Result{}, false, nil // mounted again since: the full pass unmounts again
-			}
-			c.Requested = fromMS(h.At)
-			if again, wait, err := p.mountRacing(ctx, want{}, cur, a, cloud.ContainerInstance{ARN: h.CI}, c, u, true); again || err != nil {
-				return wait, true, err
-			}
-			res, err := p.detach(ctx, want{}, cur, a, h.CI)
-			if err == nil && !res.Done() && elsewhere != "" {
-				dh := parseHint(res.Hint)
-				dh.Target = elsewhere
-				res.Hint = dh.String()
-			}
-			return res, true, err
+		a := *att
+		p.r.mem.noteReleasedGen(h.Volume+"/"+u.Attachment, u.Generation)
+		if g := p.r.mem.generationsOf(h.Volume + "/" + u.Attachment); g.mounted > u.Generation {
+			return Result{}, false, nil // mounted again since: the full pass unmounts again
 		}
+		c.Requested = fromMS(h.At)
+		if again, wait, err := p.mountRacing(ctx, want{}, cur, a, cloud.ContainerInstance{ARN: h.CI}, c, u, true); again || err != nil {
+			return wait, true, err
+		}
+		res, err := p.detach(ctx, want{}, cur, a, h.CI)
+		if err == nil && !res.Done() && elsewhere != "" {
+			dh := parseHint(res.Hint)
+			dh.Target = elsewhere
+			res.Hint = dh.String()
+		}
+		return res, true, err
 	case stepMount:
 		m, ok := out.Mount()
 		if !ok || m.Attachment == "" || m.Reported() && m.Protocol != agentproto.Protocol {
