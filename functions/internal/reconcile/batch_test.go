@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 	"github.com/tether-ecs/tether/internal/agentproto"
@@ -200,6 +202,35 @@ func TestALateUnmountEndOfAVolumeThatMovedOnReadsNoECS(t *testing.T) {
 	}
 	for k, n := range h.ecsCost {
 		t.Errorf("the late end cost %d ECS calls (%s), want none", n, k)
+	}
+	h.noViolations()
+}
+
+// A drain's release sent while a task was still stopping answers busy for
+// its volume: once that task has stopped, its volume is unmounted on its
+// own at once, not after the wait a busy unmount of its own would earn.
+func TestAVolumeBusyAtTheDrainsReleaseIsUnmountedOnceItsTaskStopped(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.BusyUnmount(vols[1].ID, 1)
+	h.invoke(h.draining("i-a"))
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	var release, own *cloudtest.Command
+	for _, c := range unmountCommands(h) {
+		switch {
+		case cloud.IsReleaseComment(c.Comment):
+			release = &c
+		case c.Params[agentproto.ParamVolumeID] == vols[1].ID && own == nil:
+			own = &c
+		}
+	}
+	if release == nil || own == nil {
+		t.Fatalf("want the drain's release and an unmount of %s alone; got %+v", vols[1].ID, unmountCommands(h))
+	}
+	if wait := own.Requested.Sub(release.Ended); wait > 5*time.Second {
+		t.Fatalf("the busy volume's own unmount went %s after the release's answer, want at once", wait)
 	}
 	h.noViolations()
 }

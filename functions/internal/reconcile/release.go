@@ -369,6 +369,12 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 	}
 	code := cmd.ExitCode
 	msg := res.message(cmd)
+	if code == agentproto.ExitBusy && cloud.IsReleaseComment(cmd.Comment) {
+		// A drain's release found the volume in use (its task was still
+		// stopping): this pass is here to unmount it, its user gone since.
+		log.Info("the drain's release found the volume in use; unmounting it now", "command", cmd.ID)
+		return p.sendUnmount(ctx, w, v, a, ci)
+	}
 	if code == agentproto.ExitBusy {
 		// Busy counts from the first refusal this chain of passes saw: an
 		// old refusal (a task started there since, and stopped) does not.
