@@ -5,28 +5,33 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// Concurrent callers of one batch get one request and each its own answer;
-// the batch closes when full, so the test does not depend on timing.
+// Concurrent callers of one batch get one request and each its own
+// answer. The window is held open until every distinct key has joined (a
+// fact the test reads from the open batch, not a timer); a duplicate key
+// that comes after the window closed asks again, so at most one more
+// request is allowed, for it alone.
 func TestBatcherMergesConcurrentLookups(t *testing.T) {
-	var runs atomic.Int32
-	var got []string
-	b := newBatcher(0, 5, func(_ context.Context, keys []string) (map[string]int, error) {
-		runs.Add(1)
-		got = append([]string(nil), keys...)
+	var mu sync.Mutex
+	var requests [][]string
+	b := newBatcher(0, 100, func(_ context.Context, keys []string) (map[string]int, error) {
+		mu.Lock()
+		requests = append(requests, append([]string(nil), keys...))
+		mu.Unlock()
 		out := map[string]int{}
-		for i, k := range keys {
+		for _, k := range keys {
 			if k != "missing" {
-				out[k] = len(k) + i*0
+				out[k] = len(k)
 			}
 		}
 		return out, nil
 	})
-	// Hold the window open until the batch is full.
-	b.wait = func(ctx context.Context, full <-chan struct{}) {
+	release := make(chan struct{})
+	b.wait = func(ctx context.Context, _ <-chan struct{}) {
 		select {
-		case <-full:
+		case <-release:
 		case <-ctx.Done():
 		}
 	}
@@ -38,22 +43,37 @@ func TestBatcherMergesConcurrentLookups(t *testing.T) {
 	answers := make([]answer, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			v, ok, err := b.get(context.Background(), k)
 			if err != nil {
 				t.Error(err)
 			}
 			answers[i] = answer{v, ok}
-		}()
+		})
 	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.mu.Lock()
+		n := 0
+		if b.open != nil {
+			n = len(b.open.keys)
+		}
+		b.mu.Unlock()
+		if n == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30s for the 5 distinct keys to join; %d did", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
 	wg.Wait()
-	if runs.Load() != 1 {
-		t.Fatalf("want one request for %d concurrent lookups, got %d", len(keys), runs.Load())
+	if len(requests) == 0 || len(requests[0]) != 5 {
+		t.Fatalf("first request %v, want the 5 distinct keys", requests)
 	}
-	if len(got) != 5 {
-		t.Fatalf("want the 5 distinct keys in the request, got %v", got)
+	if len(requests) > 2 || len(requests) == 2 && (len(requests[1]) != 1 || requests[1][0] != "bb") {
+		t.Fatalf("requests %v: want one for every key, and at most one more for a late duplicate", requests)
 	}
 	for i, k := range keys {
 		want := answer{len(k), k != "missing"}

@@ -28,9 +28,21 @@ func newRetryers(o Options) *retryers {
 	// spending the account's next tokens on retries.
 	paced := func() aws.Retryer { return newRetryer(o, true) }
 	return &retryers{
-		create: paced(), attach: paced(), detach: paced(), delete: paced(), tags: paced(), modify: paced(),
+		create: paced(), attach: paced(), detach: once(), delete: paced(), tags: paced(), modify: paced(),
 		stopTask: n(), sendCommand: paced(),
 	}
+}
+
+// once is DetachVolume's: one attempt, sent at once. DetachVolume names
+// the instance and the device, not the attachment, and tether gives a
+// volume the same device name each time it attaches it to an instance:
+// a request the SDK repeated, or held back (adaptive mode's client-side
+// rate limiting delays a request after throttles), could reach EC2 after
+// the volume was detached and attached there again, and detach the new,
+// mounted attachment. The attachment is read right before the one
+// attempt; a failure hands the key back, to read it again.
+func once() aws.Retryer {
+	return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = 1 })
 }
 
 // newRetryer is adaptive (client-side rate limiting after throttles) with

@@ -440,7 +440,10 @@ func TestTaskDefinitionsAreCachedForTheProcess(t *testing.T) {
 
 func TestMutatingActionsEachHaveTheirOwnAdaptiveRetryer(t *testing.T) {
 	r := newRetryers(Options{}.withDefaults())
-	all := []aws.Retryer{r.create, r.attach, r.detach, r.delete, r.tags, r.modify, r.stopTask, r.sendCommand}
+	if _, adaptive := r.detach.(*retry.AdaptiveMode); adaptive || r.detach.MaxAttempts() != 1 {
+		t.Fatalf("DetachVolume's retryer is %T with %d attempts, want one attempt, never delayed", r.detach, r.detach.MaxAttempts())
+	}
+	all := []aws.Retryer{r.create, r.attach, r.delete, r.tags, r.modify, r.stopTask, r.sendCommand}
 	for i, a := range all {
 		if _, ok := a.(*retry.AdaptiveMode); !ok {
 			t.Fatalf("retryer %d is %T, want adaptive", i, a)
@@ -702,5 +705,29 @@ func TestConcurrentInstanceReadsShareOneDescribeInstances(t *testing.T) {
 	// The session keeps the answers.
 	if _, err := c.Instance(ctx, "i-a"); err != nil || e.count("EC2:DescribeInstances") != 1+len(ids) {
 		t.Fatalf("asked again: %v, %d calls", err, e.count("EC2:DescribeInstances"))
+	}
+}
+
+// A DetachVolume EC2 fails with a retryable error is not sent again by the
+// SDK: a repeat could reach EC2 after the volume was detached and attached
+// to the same instance again, as the same device. The pass hands its key
+// back and reads the attachment again.
+func TestDetachVolumeIsSentOnce(t *testing.T) {
+	e, base := newEndpoint(t, func(action string, _ url.Values, _ string, _ int) (int, string) {
+		switch action {
+		case "EC2:DescribeVolumes":
+			return 200, describeVolumesXML(volumeXML("vol-0123456789abcdef0", "v", "in-use", "i-a"))
+		case "EC2:DetachVolume":
+			return 503, ec2Error("Unavailable")
+		}
+		return 400, ec2Error("InvalidParameterValue")
+	})
+	c := newTestCloud(t, base, Options{BatchWindow: -1})
+	att := Attachment{InstanceID: "i-a", Device: "/dev/xvdf", State: AttachAttached, AttachTime: time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)}
+	if err := c.DetachVolume(context.Background(), "vol-0123456789abcdef0", att, false); err == nil {
+		t.Fatal("DetachVolume answered 503: want an error")
+	}
+	if n := e.count("EC2:DetachVolume"); n != 1 {
+		t.Fatalf("%d DetachVolume requests, want 1", n)
 	}
 }
