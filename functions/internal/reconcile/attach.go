@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -83,6 +84,11 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	if err := p.fresh("attach"); err != nil {
 		return Result{}, err
 	}
+	// A move may be under way whatever this task's driverOpts say: one
+	// had begun when this pass read the volume (its mark), the volume came
+	// from one, or another task that wants it asks for moves.
+	mayMove := p.azMove(t) || v.Tags[cloud.TagMoving] != "" || v.Tags[cloud.TagMovedFrom] != "" ||
+		slices.ContainsFunc(w.needers, func(n need) bool { return p.azMove(n) })
 	if err := p.abandonMove(ctx, v, "attached to "+inst); err != nil {
 		return Result{}, err
 	}
@@ -102,7 +108,7 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		avoid[d] = true
 	}
 	attachedOn := func() []string { return p.r.mem.attachedOn(inst, v.ID) }
-	if p.azMove(t) {
+	if mayMove {
 		// The key's volumes may move to another AZ: a move that went on
 		// since this pass read the volume (another pass made the new one
 		// and marked this one moved) must not be attached past. Read

@@ -307,3 +307,70 @@ func TestAStalePassDoesNotAttachAVolumeMovedMeanwhile(t *testing.T) {
 	h.settle(300)
 	h.noViolations()
 }
+
+// The same with the waiting task of a definition that does not ask for
+// moves (chaos seed 20261215): another task's pass had begun a move when
+// the stale pass read the volume (its mark was on it), and other passes
+// finished a move while it waited. The volume is read again before the
+// attach whenever a move may be under way, whatever the waiting task's
+// driverOpts.
+func TestAStalePassOfATaskWithoutAZMoveDoesNotAttachAVolumeMovedMeanwhile(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1b")
+	movable := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg:1"
+	plain := "arn:aws:ecs:us-east-1:111122223333:task-definition/pg-plain:1"
+	for td, opts := range map[string]map[string]string{movable: {"size": "2", "azmove": "snapshot"}, plain: {"size": "2"}} {
+		h.w.AddTaskDef(cloudtest.TaskDef{ARN: td, Volumes: []cloudtest.DockerVolume{{
+			Name: "pgdata", Driver: "tether", Scope: "shared", Autoprovision: true, DriverOpts: opts}}})
+	}
+	t1 := h.w.PlaceTask(movable, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	old := h.oneVolume("pgdata")
+	h.w.StopTask(t1, "done")
+	h.settle(300)
+
+	// A task in the other AZ: its pass begins the move (the snapshot
+	// pends; the mark is on the volume).
+	t2 := h.w.PlaceTask(movable, "i-b")
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.Task == t2 {
+			h.invoke(h.trigger(ev))
+		}
+	}
+	marked := false
+	for _, v := range h.w.Volumes() {
+		marked = marked || v.ID == old.ID && v.Tags["tether:moving"] != ""
+	}
+	if !marked {
+		t.Fatal("the move did not begin: no mark on the volume")
+	}
+	// A task of the plain definition in the volume's AZ: its pass reads
+	// the marked volume, decides to attach, and waits before its step.
+	t3 := h.w.PlaceTask(plain, "i-a")
+	var placed reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.Task == t3 {
+			placed = h.trigger(ev)
+		}
+	}
+	stale := h.invokeHeld(h.w.HoldNext("EC2:DescribeInstances", ""), placed)
+	select {
+	case <-stale.hold.Reached():
+	default:
+		t.Fatal("the plain task's pass did not get to its attach")
+	}
+	h.w.StopTask(t3, "gone")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t3})
+	h.settle(600)
+	h.wantRunning(t2)
+	stale.release()
+	for _, v := range h.w.Volumes() {
+		if v.ID == old.ID && v.Att != nil {
+			t.Fatalf("the stale pass attached the moved volume %s to %s", v.ID, v.Att.Instance)
+		}
+	}
+	h.settle(300)
+	h.noViolations()
+}
