@@ -296,13 +296,7 @@ type Output struct {
 // characters, far more than one line). ok is false when there is none.
 func ParseOutput(stdout string) (out Output, ok bool) {
 	var last string
-	sc := bufio.NewScanner(strings.NewReader(stdout))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "{") && strings.HasSuffix(line, "}") {
-			last = line
-		}
-	}
+	jsonLines(stdout, func(line string) { last = line })
 	if last == "" || json.Unmarshal([]byte(last), &out) != nil {
 		return Output{}, false
 	}
@@ -329,23 +323,29 @@ func (o Output) VolumeID() string {
 // agent refused the batch as a whole (an agent older than batches), or
 // never got to the volume.
 func ParseOutputFor(stdout, volumeID string) (out Output, ok bool) {
-	sc := bufio.NewScanner(strings.NewReader(stdout))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(line, "{") || !strings.HasSuffix(line, "}") {
-			continue
-		}
+	jsonLines(stdout, func(line string) {
 		var o Output
 		if json.Unmarshal([]byte(line), &o) != nil {
-			continue
+			return
 		}
 		o.Raw = json.RawMessage(line)
 		if o.VolumeID() == volumeID {
 			out, ok = o, true
 		}
-	}
+	})
 	return out, ok
+}
+
+// jsonLines calls each for every line of stdout that looks like a JSON
+// object, trimmed, in order.
+func jsonLines(stdout string, each func(line string)) {
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "{") && strings.HasSuffix(line, "}") {
+			each(line)
+		}
+	}
 }
 
 // Mount decodes a successful mount's line.

@@ -726,7 +726,6 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		return Result{}, false, nil
 	}
 	c, err := p.r.cloud.Command(ctx, h.Command, h.Instance, pluginOf(h.Step))
-	c, _ = c.ForVolume(h.Volume)
 	if errors.Is(err, cloud.ErrNotFound) {
 		if p.now.Sub(fromMS(h.At)) < 30*time.Second {
 			return p.retry(p.r.t.CommandEventWait, h, "%s of %s on %s sent", h.Step, h.Volume, h.Instance), true, nil
@@ -736,6 +735,7 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
+	c, _ = c.ForVolume(h.Volume) // an unmount of several volumes: this one's line
 	if c.Status != cloud.CommandPending && p.r.mem.commandEnded(p.key, h.Command) {
 		h.Full = true
 	}
