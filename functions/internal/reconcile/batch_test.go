@@ -156,6 +156,52 @@ func TestADrainReleasesTheHostsVolumesWithOneCommand(t *testing.T) {
 	h.noViolations()
 }
 
+// The drain's next events reach other processes (a drain sends one per
+// task that stops, and Lambda spreads them): a process whose release finds
+// an unmount on the instance carrying the same attachments sends none. Once
+// that unmount failed, the volumes it carried are released again.
+func TestADrainsReleaseIsSentOnceAcrossProcesses(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.BusyUnmount(vols[1].ID, 1) // the first release fails for it
+	h.invoke(h.draining("i-a"))
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands after the first drain event, want 1", len(cmds))
+	}
+	release := func() {
+		t.Helper()
+		other := h.otherProcess()
+		ctx := other.Invocation(context.Background())
+		if _, err := other.Keys(ctx, h.draining("i-a")); err != nil {
+			t.Fatal(err)
+		}
+		other.ReleaseDrained(ctx)
+	}
+	release()
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands after another process saw the drain, want the first one only: %+v", len(cmds), cmds)
+	}
+	first := unmountCommands(h)[0]
+	h.w.Complete(cloudtest.Op{Kind: "command", ID: first.ID})
+	if c := unmountCommands(h)[0]; c.Status != "Failed" {
+		t.Fatalf("the first release: %+v, want it failed (one volume busy)", c)
+	}
+	release()
+	cmds := unmountCommands(h)
+	if len(cmds) != 2 || len(agentproto.SplitList(cmds[1].Params[agentproto.ParamVolumeID])) != 2 {
+		t.Fatalf("unmount commands once the first failed: %+v; want a second release of both volumes", cmds)
+	}
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	for _, v := range vols {
+		if got := h.oneVolume(v.Tags["tether:volume"]); got.Att == nil || got.Att.Instance != "i-b" {
+			t.Errorf("volume %s: %+v, want it on i-b", v.ID, got.Att)
+		}
+	}
+	h.noViolations()
+}
+
 // A task still meant to run on the draining instance (a standalone task a
 // drain does not stop) keeps the drain's release off: the stopped tasks'
 // volumes move one by one on their STOPPED events, the running task's

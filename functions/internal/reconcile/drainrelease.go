@@ -2,7 +2,9 @@ package reconcile
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/tether-ecs/tether/functions/internal/cloud"
 	"github.com/tether-ecs/tether/internal/agentproto"
@@ -67,6 +69,7 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 	log := r.log.With("instance", instance, "containerInstance", d.ci)
 	var us []cloud.Unmount
 	keys := map[string]Key{}
+	var since time.Time // the earliest attachment: no unmount of these is older
 	for _, v := range d.vols {
 		name := v.Tags[cloud.TagVolume]
 		if v.Tags[cloud.TagCluster] != r.cluster || v.Tags[cloud.TagMovedTo] != "" || volspec.ValidateName(name) != nil {
@@ -78,6 +81,9 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 			}
 			us = append(us, cloud.Unmount{VolumeID: v.ID, Name: name, Attachment: token(a)})
 			keys[v.ID] = Key{Cluster: r.cluster, Volume: name}
+			if since.IsZero() || a.AttachTime.Before(since) {
+				since = a.AttachTime
+			}
 		}
 	}
 	if len(us) == 0 {
@@ -97,6 +103,7 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 		forget(us)
 		return
 	}
+	us = r.notReleasedYet(ctx, log, instance, since, us)
 	for chunk := range slices.Chunk(us, agentproto.MaxBatch) {
 		ids := make([]string, len(chunk))
 		for i, u := range chunk {
@@ -115,4 +122,42 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 		}
 		log.Info("draining instance: its volumes released with one unmount command", "command", id, "volumeIds", ids)
 	}
+}
+
+// notReleasedYet keeps the unmounts no unmount command on the instance
+// carries already (its Attachment names the same attachment) unless that
+// command failed. A drain sends one event per task that stops there, and
+// Lambda spreads them over its processes: each would release the host's
+// volumes again, and each such command's end costs a pass per volume. One
+// ListCommands answers it; processes that ask at the same moment may still
+// both send (a second unmount of an unmounted volume changes nothing). If
+// SSM does not answer, the release goes as it would without the check.
+func (r *Reconciler) notReleasedYet(ctx context.Context, log *slog.Logger, instance string, since time.Time, us []cloud.Unmount) []cloud.Unmount {
+	cmds, err := r.cloud.Commands(ctx, r.unmountDoc, instance, since.Add(-time.Second))
+	if err != nil {
+		log.Debug("draining instance: its unmounts not listed; releasing without that check", "error", err)
+		return us
+	}
+	sent := map[string]string{} // attachment token -> the command that unmounts it
+	for _, c := range cmds {
+		if c.Status == cloud.CommandFailed {
+			continue
+		}
+		for _, tok := range agentproto.SplitList(c.Params[agentproto.ParamAttachment]) {
+			sent[tok] = c.ID
+		}
+	}
+	var out []cloud.Unmount
+	var already []string
+	for _, u := range us {
+		if id, ok := sent[u.Attachment]; ok {
+			already = append(already, u.VolumeID+" ("+id+")")
+			continue
+		}
+		out = append(out, u)
+	}
+	if len(already) > 0 {
+		log.Info("draining instance: volumes an unmount already carries are not released again", "volumeIds", already)
+	}
+	return out
 }
