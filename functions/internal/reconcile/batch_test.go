@@ -133,6 +133,13 @@ func TestADrainReleasesTheHostsVolumesWithOneCommand(t *testing.T) {
 	if len(cmds) != 1 || len(agentproto.SplitList(cmds[0].Params[agentproto.ParamVolumeID])) != 2 {
 		t.Fatalf("unmount commands after the drain event: %+v; want one for both volumes", cmds)
 	}
+	// The drain's passes of the keys end there: the release's end carries
+	// them on, so no deferred look of the draining instance is queued.
+	for _, name := range []string{"data-a", "data-b"} {
+		if res := h.lastResult(reconcile.Key{Cluster: cluster, Volume: name}); !res.Done() || !strings.Contains(res.Reason, "in its release") {
+			t.Errorf("%s: the drain's pass %+v, want it done (the release carries the volume)", name, res)
+		}
+	}
 	h.settle(400)
 	for _, task := range news {
 		h.wantRunning(task)

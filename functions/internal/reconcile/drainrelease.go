@@ -41,6 +41,38 @@ func (inv *invocation) noteDrainedInstance(instance, ci string, vols []cloud.Vol
 	inv.drained[instance] = drainedInstance{ci: ci, vols: vols}
 }
 
+// releaseCarries reports whether an unmount this process sent or found on
+// the live draining instance inst carries every volume of k attached there
+// (and there is one): the drain's deferred look at k would only find that
+// release under way, whose end carries the key on.
+func (inv *invocation) releaseCarries(m *memory, k Key, inst string) bool {
+	if inv == nil || inst == "" {
+		return false
+	}
+	inv.mu.Lock()
+	d, ok := inv.drained[inst]
+	inv.mu.Unlock()
+	if !ok {
+		return false
+	}
+	carried := false
+	for _, v := range d.vols {
+		if v.Tags[cloud.TagCluster] != k.Cluster || v.Tags[cloud.TagVolume] != k.Volume {
+			continue
+		}
+		for _, a := range v.Attachments {
+			if a.InstanceID != inst {
+				continue
+			}
+			if !m.releaseCarries(token(a)) {
+				return false
+			}
+			carried = true
+		}
+	}
+	return carried
+}
+
 // ReleaseDrained sends, for each live draining instance this invocation's
 // events named, one unmount of its volumes (see above). The dispatcher
 // calls it once the triggers are named, before the passes. It never fails
@@ -117,6 +149,7 @@ func (r *Reconciler) releaseDrained(ctx context.Context, instance string, d drai
 		}
 		now := r.now()
 		for _, u := range chunk {
+			r.mem.releaseSent(u.Attachment)
 			r.mem.startInflight(u.VolumeID, stepUnmount, now)
 			r.mem.noteSent(id, keys[u.VolumeID], hint{Step: stepUnmount, Volume: u.VolumeID, Instance: instance, CI: d.ci, Command: id, At: ms(now), Released: true})
 		}
@@ -151,6 +184,7 @@ func (r *Reconciler) notReleasedYet(ctx context.Context, log *slog.Logger, insta
 	var already []string
 	for _, u := range us {
 		if id, ok := sent[u.Attachment]; ok {
+			r.mem.releaseSent(u.Attachment)
 			already = append(already, u.VolumeID+" ("+id+")")
 			continue
 		}

@@ -41,7 +41,7 @@ type memory struct {
 	families  *simplelru.LRU[Key, []string]            // key -> task definition families seen using it
 	gens      *simplelru.LRU[string, generations]      // "volume id/attachment token" -> mount generations seen (two volumes attached in one millisecond share a token)
 	waited    *simplelru.LRU[string, bool]             // waits already counted past the threshold
-	releasing *simplelru.LRU[string, bool]             // attachment tokens a drain's release command carries (drainrelease.go)
+	releasing *simplelru.LRU[string, bool]             // attachment tokens in a drain's release; true once an unmount carries them (drainrelease.go)
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
 	drainDue  *simplelru.LRU[drainLook, time.Time]     // a draining instance's deferred look at a key -> when it is due
 	wholeAt   time.Time                                // the sweep's last listing of every live task
@@ -486,14 +486,16 @@ func (m *memory) familiesOf(k Key) []string {
 
 // startRelease reports whether the attachment is not yet in a drain's
 // release command of this process, and counts it in from now; forgetRelease
-// takes it out again (the release was not sent).
+// takes it out again (the release was not sent). releaseSent records that
+// an unmount carries it (this process's release, or one it found on the
+// instance); releaseCarries reports that.
 func (m *memory) startRelease(token string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.releasing.Get(token); ok {
 		return false
 	}
-	m.releasing.Add(token, true)
+	m.releasing.Add(token, false)
 	return true
 }
 
@@ -501,6 +503,19 @@ func (m *memory) forgetRelease(token string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.releasing.Remove(token)
+}
+
+func (m *memory) releaseSent(token string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.releasing.Add(token, true)
+}
+
+func (m *memory) releaseCarries(token string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sent, _ := m.releasing.Get(token)
+	return sent
 }
 
 // firstWait reports whether the wait named by what is counted for the

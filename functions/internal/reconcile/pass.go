@@ -263,6 +263,9 @@ func (p *pass) deferDrain() (Result, bool) {
 	}
 	p.leans = true // it read nothing: it supersedes no retry
 	inst := p.inv.drainedInstance(p.key)
+	if p.inv.releaseCarries(p.r.mem, p.key, inst) {
+		return done("draining instance: the key's volume there is in its release (whose end carries the key on)"), true
+	}
 	// ECS sends an event each time the instance's task count changes:
 	// one queued look per key and instance serves them all.
 	if due, ok := p.r.mem.drainLookDue(p.key, inst, p.now); ok {

@@ -200,9 +200,11 @@ func TestOwnRetryIsNotSuperseded(t *testing.T) {
 	}
 }
 
-// A live draining instance's event names its volumes; the pass reads
-// nothing (the invocation lists the instance's tasks once, for the
-// drain's release) and comes back after Timing.DrainDefer (the STOPPED events of the
+// A live draining instance's event names its volumes; while a task is
+// still meant to run there (a standalone task, which a drain does not
+// stop, keeps the drain's release off) the pass reads nothing (the
+// invocation lists the instance's tasks once, for the drain's release)
+// and comes back after Timing.DrainDefer (the STOPPED events of the
 // instance's tasks name the volumes they hold first). Back, a pass for one
 // that a task there still uses ends (the task's STOPPED event names the key
 // again) instead of coming back on its own; after any other pass of the
@@ -211,6 +213,11 @@ func TestOwnRetryIsNotSuperseded(t *testing.T) {
 func TestDrainingInstanceEventEndsWhileATaskHoldsTheVolume(t *testing.T) {
 	h, key, t1 := sharedRunning(t, "i-a")
 	draining := h.draining("i-a")
+	const tdWeb = "arn:aws:ecs:us-east-1:111122223333:task-definition/web:1"
+	h.w.AddTaskDef(cloudtest.TaskDef{ARN: tdWeb})
+	web := h.w.PlaceTask(tdWeb, "i-a")
+	h.w.Complete(cloudtest.Op{Kind: "start", ID: web})
+	h.wantRunning(web)
 
 	h.w.StopTask(t1, "drain") // ECS asked the task to stop; its container still runs
 
