@@ -332,6 +332,16 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		if again, wait, err := p.mountRacing(ctx, w, v, a, ci, cmd, u, parsed); again || err != nil {
 			return wait, err
 		}
+		if p.op.instance == "" {
+			// Throttled, the retry takes up this unmount's end (its line, a
+			// look at the volume, the detach), not the whole pass: ECS was
+			// read for it already, and the task it goes to is named.
+			due := p.cmdHint(stepUnmount, v.ID, inst, ci.ARN, cmd)
+			if t, ok := p.target(w, nil); ok && t.instance() != inst {
+				due.Target = t.task.ARN
+			}
+			p.due = &due
+		}
 		return p.detach(ctx, w, v, a, ci.ARN)
 	case cloud.CommandUnreachable:
 		since := fromMS(p.hint.Unreach)

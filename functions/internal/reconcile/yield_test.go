@@ -81,3 +81,70 @@ func TestUnmountsGiveWayToMountsOnce(t *testing.T) {
 		t.Fatalf("the refused unmount's retry: %q; want one unmount that does not give way", got)
 	}
 }
+
+// A full pass that finds the volume's unmount released and whose detach
+// AWS throttles hands the key back as that unmount's end: the retry looks
+// at the volume and detaches it without reading ECS again (the pass had,
+// and the task the volume goes to is named).
+func TestAThrottledDetachIsRetriedFromItsUnmountsEnd(t *testing.T) {
+	h, key, t1 := sharedRunning(t, "i-a", "i-b")
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	var pending reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		switch {
+		case ev.Kind == "task" && ev.Task == t1 && ev.LastStatus == "STOPPED":
+			h.invoke(h.trigger(ev)) // sends the unmount
+		case ev.Kind == "task" && ev.Task == t2:
+			pending = h.trigger(ev)
+		}
+	}
+	unmounts := unmountCommands(h)
+	if len(unmounts) != 1 || pending == nil {
+		t.Fatalf("unmounts %+v, t2's event %v; want one unmount and t2's event", unmounts, pending)
+	}
+	h.w.Complete(cloudtest.Op{Kind: "command", ID: unmounts[0].ID})
+
+	// Another process takes t2's event: a full pass, which finds the unmount
+	// released and asks for the detach, which AWS throttles.
+	other := h.otherProcess()
+	ctx := other.Invocation(context.Background())
+	if _, err := other.Keys(ctx, pending); err != nil {
+		t.Fatal(err)
+	}
+	h.w.Throttle("EC2:DetachVolume", 1)
+	res, err := other.Reconcile(ctx, key)
+	if err != nil || res.Done() || res.Reason != "throttled by AWS" || !strings.Contains(res.Hint, `"s":"unmount"`) ||
+		!strings.Contains(res.Hint, unmounts[0].ID) || !strings.Contains(res.Hint, t2) {
+		t.Fatalf("the throttled detach's pass: %+v %v; want it handed back as the unmount's end, naming t2", res, err)
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "attached" {
+		t.Fatalf("volume after the throttled detach: %+v, want it still attached", v.Att)
+	}
+
+	h.w.Advance(res.RetryAfter)
+	before := h.w.Calls()
+	ctx = other.Invocation(context.Background())
+	retry := reconcile.Retry{Key: key, Hint: res.Hint}
+	if _, err := other.Keys(ctx, retry); err != nil {
+		t.Fatal(err)
+	}
+	res, err = other.Reconcile(ctx, key)
+	if err != nil || res.Done() || !strings.Contains(res.Reason, "detaching") {
+		t.Fatalf("the retry: %+v %v; want it detaching", res, err)
+	}
+	for op, n := range h.w.Calls() {
+		if strings.HasPrefix(op, "ECS:") && n > before[op] {
+			t.Errorf("the retry read ECS: %s %d times, want none", op, n-before[op])
+		}
+	}
+	if v := h.oneVolume(volName); v.Att == nil || v.Att.State != "detaching" {
+		t.Fatalf("volume after the retry: %+v, want it detaching", v.Att)
+	}
+	// The detach's chain goes on in the harness's queue.
+	h.queue = append(h.queue, msg{key: key, hint: res.Hint, due: h.w.Now().Add(res.RetryAfter)})
+	h.settle(300)
+	h.wantRunning(t2)
+	h.noViolations()
+}
