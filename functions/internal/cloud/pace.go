@@ -44,23 +44,62 @@ func DocumentedLimits() map[string]Limit {
 // backs off instead of spending the account's next tokens on retries. AWS's
 // buckets are shared by every process of the account; these are per
 // process, an upper bound.
+//
+// AWS's buckets are shared, so a process that is refused slows down: each
+// refusal halves its rate for that action (down to a sixteenth of the
+// documented one) and cuts its burst to one call; the rate then grows back
+// by a tenth of the documented one per second, and the burst returns with
+// it (additive increase, multiplicative decrease, as TCP and the SDK's
+// adaptive retryer do). Five processes asking a 5-per-second bucket at 5
+// per second each get four refusals in five; slowed, they share it.
 type pacer struct {
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
 	maxWait time.Duration
 
 	mu      sync.Mutex // a take's reserve-or-cancel and a throttle's draining are one step each
-	buckets map[string]*rate.Limiter
+	buckets map[string]*bucket
+}
+
+// bucket is one action's limiter and the documented bucket it slows from.
+type bucket struct {
+	*rate.Limiter
+	documented Limit
+	slowedAt   time.Time // the rate's last change below the documented one; zero at full rate
+}
+
+const (
+	slowestShare     = 16  // a refused action's rate falls to documented/16 at the least
+	recoverPerSecond = 0.1 // and grows back by this share of the documented rate per second
+)
+
+// recover grows a slowed bucket's rate back (callers hold p.mu). Once it
+// reaches the documented rate, the documented burst returns, and tokens
+// refill from that moment.
+func (b *bucket) recover(now time.Time) {
+	if b.slowedAt.IsZero() || !now.After(b.slowedAt) {
+		return
+	}
+	step := b.documented.Rate * recoverPerSecond
+	if r := float64(b.Limit()) + step*now.Sub(b.slowedAt).Seconds(); r < b.documented.Rate {
+		b.SetLimitAt(now, rate.Limit(r))
+		b.slowedAt = now
+		return
+	}
+	full := b.slowedAt.Add(time.Duration((b.documented.Rate - float64(b.Limit())) / step * float64(time.Second)))
+	b.SetLimitAt(full, rate.Limit(b.documented.Rate))
+	b.SetBurstAt(full, b.documented.Burst)
+	b.slowedAt = time.Time{}
 }
 
 func newPacer(limits map[string]Limit, now func() time.Time, maxWait time.Duration) *pacer {
 	if len(limits) == 0 {
 		return nil
 	}
-	p := &pacer{now: now, sleep: sleepCtx, maxWait: maxWait, buckets: map[string]*rate.Limiter{}}
+	p := &pacer{now: now, sleep: sleepCtx, maxWait: maxWait, buckets: map[string]*bucket{}}
 	for action, l := range limits {
 		if l.Rate > 0 && l.Burst > 0 {
-			p.buckets[action] = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
+			p.buckets[action] = &bucket{Limiter: rate.NewLimiter(rate.Limit(l.Rate), l.Burst), documented: l}
 		}
 	}
 	return p
@@ -81,10 +120,11 @@ func (p *pacer) take(ctx context.Context, action string) error {
 	}
 	p.mu.Lock()
 	now := p.now()
+	b.recover(now)
 	if Yields(ctx) {
-		if left := b.TokensAt(now); left < float64(b.Burst())/2+1 {
+		if left := b.TokensAt(now); left < float64(b.documented.Burst)/2+1 {
 			p.mu.Unlock()
-			return fmt.Errorf("%w: %s yields to calls that finish work (%.0f of %d tokens left on the client)", ErrThrottled, action, max(left, 0), b.Burst())
+			return fmt.Errorf("%w: %s yields to calls that finish work (%.0f of %d tokens left on the client)", ErrThrottled, action, max(left, 0), b.documented.Burst)
 		}
 	}
 	r := b.ReserveN(now, 1)
@@ -105,7 +145,8 @@ func (p *pacer) take(ctx context.Context, action string) error {
 }
 
 // throttled: AWS refused a call of action for its rate, so its bucket
-// there is empty: empty this one too, one second into debt.
+// there is empty: empty this one too, one second (of the halved rate) into
+// debt, and slow down (see pacer).
 func (p *pacer) throttled(action string) {
 	if p == nil {
 		return
@@ -117,7 +158,13 @@ func (p *pacer) throttled(action string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	debt := int(math.Ceil(max(b.TokensAt(now), 0))) + int(math.Ceil(float64(b.Limit())))
+	b.recover(now)
+	left := b.TokensAt(now)
+	slowed := max(float64(b.Limit())/2, b.documented.Rate/slowestShare)
+	b.SetLimitAt(now, rate.Limit(slowed))
+	b.SetBurstAt(now, 1)
+	b.slowedAt = now
+	debt := int(math.Ceil(max(left, 0))) + int(math.Ceil(slowed))
 	for range debt {
 		b.ReserveN(now, 1) // reservations are never cancelled: tokens owed
 	}

@@ -31,13 +31,15 @@ func TestPacerTokenBucket(t *testing.T) {
 	if err := p.take(ctx, "AttachVolume"); err != nil || len(slept) != 1 || slept[0] != 250*time.Millisecond {
 		t.Fatalf("third call: %v, slept %v (want one refill, 250ms)", err, slept)
 	}
-	p.throttled("AttachVolume") // 0 - 4 tokens: 1.25 s to the next one
+	p.throttled("AttachVolume") // rate 2 per second, 2 tokens owed: 1.5 s to the next one
 	if err := p.take(ctx, "AttachVolume"); !errors.Is(err, ErrThrottled) || len(slept) != 1 {
 		t.Fatalf("after a throttle: %v, slept %v (want refused without waiting)", err, slept)
 	}
 	now = now.Add(500 * time.Millisecond)
-	if err := p.take(ctx, "AttachVolume"); err != nil || len(slept) != 2 || slept[1] != 750*time.Millisecond {
-		t.Fatalf("half a second later: %v, slept %v (want a 750ms wait)", err, slept)
+	// One token owed at a rate halved (and growing back): longer than the
+	// documented refill's 750ms, within maxWait.
+	if err := p.take(ctx, "AttachVolume"); err != nil || len(slept) != 2 || slept[1] <= 750*time.Millisecond || slept[1] > time.Second {
+		t.Fatalf("half a second later: %v, slept %v (want a wait past 750ms, the slowed refill)", err, slept)
 	}
 	if err := p.take(ctx, "DescribeVolumes"); err != nil || len(slept) != 2 {
 		t.Fatalf("an unpaced action: %v, slept %v", err, slept)
@@ -80,8 +82,50 @@ func TestPacerYieldingCallsLeaveHalfTheBurst(t *testing.T) {
 	if err := p.take(ctx, "SendCommand"); err != nil {
 		t.Fatalf("call that does not yield right after the debt: %v", err)
 	}
-	now = now.Add(2 * time.Second) // 10 tokens of refill: full again
+	now = now.Add(2 * time.Second) // the rate is still growing back, the burst one call
+	if err := p.take(yielding, "SendCommand"); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("yielding call while the bucket is slowed: %v, want ErrThrottled", err)
+	}
+	now = now.Add(10 * time.Second) // back at the documented rate, and refilled
 	if err := p.take(yielding, "SendCommand"); err != nil {
 		t.Fatalf("yielding call once the bucket refilled: %v", err)
+	}
+}
+
+// Each refusal from AWS halves the action's rate on the client, down to a
+// sixteenth of the documented one, and cuts its burst to one call; the rate
+// grows back by a tenth of the documented one per second, and the burst
+// returns with the documented rate.
+func TestPacerSlowsDownWhenAWSRefusesAndRecovers(t *testing.T) {
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	p := newPacer(map[string]Limit{"DetachVolume": {Burst: 10, Rate: 4}}, func() time.Time { return now }, time.Minute)
+	p.sleep = func(_ context.Context, d time.Duration) error { now = now.Add(d); return nil }
+	b := p.buckets["DetachVolume"]
+	for i, want := range []float64{2, 1, 0.5, 0.25, 0.25} {
+		p.throttled("DetachVolume")
+		if got := float64(b.Limit()); got != want || b.Burst() != 1 {
+			t.Fatalf("after refusal %d: rate %v burst %d, want %v and 1", i+1, got, b.Burst(), want)
+		}
+	}
+	now = now.Add(5 * time.Second)
+	if err := p.take(context.Background(), "DetachVolume"); err != nil {
+		t.Fatal(err)
+	}
+	if got := float64(b.Limit()); got < 2.25 || got > 2.3 || b.Burst() != 1 {
+		t.Fatalf("5 s later: rate %v burst %d, want about 2.25 (0.25 + 0.4 a second) and 1", got, b.Burst())
+	}
+	now = now.Add(10 * time.Second)
+	calls := 0
+	for ; calls < 20; calls++ {
+		before := now
+		if err := p.take(context.Background(), "DetachVolume"); err != nil {
+			t.Fatal(err)
+		}
+		if now.After(before) {
+			break // waited: the burst is spent
+		}
+	}
+	if float64(b.Limit()) != 4 || b.Burst() != 10 || calls != 10 {
+		t.Fatalf("10 s later: rate %v burst %d, %d calls at once; want 4, 10 and 10 (the documented bucket, refilled)", b.Limit(), b.Burst(), calls)
 	}
 }
