@@ -7,6 +7,7 @@ import (
 
 	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
+	"github.com/tether-ecs/tether/internal/agentproto"
 )
 
 // SSM's event for the end of tether's unmount wakes the key at once, in the
@@ -152,4 +153,60 @@ func TestAnotherProcessLeavesADetachInProgressToItsChain(t *testing.T) {
 	h.settle(300)
 	h.noViolations()
 	h.wantRunning(t2)
+}
+
+// A mount's end in a process whose copy of the volume predates its
+// filesystem (another process's first mount made it, and that mount's end
+// tagged the volume tether:formatted) reads the volume once instead of
+// tagging it again.
+func TestAMountsEndInAProcessThatKnewTheVolumeBeforeItsFilesystemDoesNotTagItAgain(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.collect()
+	h.deliverEvent(0) // t1's event: the volume is created
+	other := h.otherProcess()
+	ctx := other.Invocation(context.Background())
+	if _, err := other.Keys(ctx, reconcile.Retry{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Reconcile(ctx, key); err != nil { // reads the volume: blank, no filesystem yet
+		t.Fatal(err)
+	}
+	h.settle(300)
+	h.wantRunning(t1)
+	if v := h.oneVolume(volName); v.Tags["tether:formatted"] == "" {
+		t.Fatalf("volume after its first mount: %+v, want it tagged tether:formatted", v.Tags)
+	}
+	h.w.StopTask(t1, "drain")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t1})
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.settle(300)
+	h.wantRunning(t2)
+	mounts := h.commandsOf(mountDoc)
+	last := mounts[len(mounts)-1]
+	if last.Instance != "i-b" || last.Params[agentproto.ParamFormatIfBlank] != "false" {
+		t.Fatalf("the handoff's mount: %+v, want one on i-b without the grant", last)
+	}
+
+	// SSM's event of that mount reaches the other process (again, or late).
+	before := h.w.Calls()
+	ctx = other.Invocation(context.Background())
+	ev := reconcile.CommandChanged{CommandID: last.ID, InstanceID: "i-b", Document: mountDoc, Status: "Success"}
+	if keys, err := other.Keys(ctx, ev); err != nil || len(keys) != 1 {
+		t.Fatalf("keys of the mount's event: %v %v", keys, err)
+	}
+	if res, err := other.Reconcile(ctx, key); err != nil || !res.Done() || !strings.Contains(res.Reason, "mounted on i-b") {
+		t.Fatalf("the mount's end in the other process: %+v %v", res, err)
+	}
+	after := h.w.Calls()
+	if n := after["EC2:CreateTags"] - before["EC2:CreateTags"]; n != 0 {
+		t.Errorf("the mount's end tagged the volume %d times, want none (it is tagged already)", n)
+	}
+	if n := after["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; n != 1 {
+		t.Errorf("the mount's end read the volume %d times, want once", n)
+	}
+	h.noViolations()
 }

@@ -850,6 +850,13 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 				return Result{}, false, nil
 			}
 			v = cur
+		} else if !m.Formatted && grant(v) {
+			// This process's copy predates the filesystem, which an earlier
+			// mount made (its end tagged the volume, maybe in another
+			// process): one read, not a second tag.
+			if cur, err := p.r.cloud.VolumeByID(ctx, h.Volume); err == nil {
+				v = cur
+			}
 		}
 		if err := p.recordFormatted(ctx, v); err != nil {
 			return Result{}, false, err
