@@ -150,23 +150,36 @@ type portTakenError struct{ err error }
 func (e *portTakenError) Error() string { return e.err.Error() }
 func (e *portTakenError) Unwrap() error { return e.err }
 
+// startMu makes one start at a time: the ports chosen for an emulator are
+// free until it binds them, and another start's relay, listening on a free
+// port meanwhile, could be given one of them (the emulator then fails to
+// bind, and the relay answers its address with 404s: seen under load when
+// a pool started several emulators at once).
+var startMu sync.Mutex
+
 func start(ctx context.Context, cfg Config, boot string) (*Function, error) {
-	apiAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	rieAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	startMu.Lock()
+	defer startMu.Unlock()
 	envCmd, err := exec.LookPath("env")
 	if err != nil {
 		return nil, fmt.Errorf("lambdarun: env(1), to point the bootstrap at the trace relay: %w", err)
 	}
-	relay, err := startTraceRelay(apiAddr)
+	// The relay's port first: the emulator's are chosen while it is held.
+	ln, err := listenRelay()
 	if err != nil {
 		return nil, fmt.Errorf("lambdarun: runtime API relay: %w", err)
 	}
+	apiAddr, err := freeAddr()
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	rieAddr, err := freeAddr()
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	relay := startTraceRelay(ln, apiAddr)
 	f := &Function{cfg: cfg, url: "http://" + rieAddr, done: make(chan struct{}), client: &http.Client{}, relay: relay,
 		log: cfg.Logger.With("component", "lambdarun", "function", cfg.FunctionName)}
 	// The emulator sets AWS_LAMBDA_RUNTIME_API to its own runtime API for

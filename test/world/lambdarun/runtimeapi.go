@@ -41,19 +41,18 @@ const (
 	invokeRequestID    = "X-Amzn-RequestId"
 )
 
-// startTraceRelay listens on a free local port and forwards to the
-// emulator's runtime API at upstream (host:port).
-func startTraceRelay(upstream string) (*traceRelay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
+// listenRelay takes a free local port for a trace relay.
+func listenRelay() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// startTraceRelay serves on ln and forwards to the emulator's runtime API
+// at upstream (host:port).
+func startTraceRelay(ln net.Listener, upstream string) *traceRelay {
 	r := &traceRelay{ln: ln, traces: map[string]string{}}
 	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: upstream})
 	proxy.ModifyResponse = r.addTrace
 	r.srv = &http.Server{Handler: proxy}
 	go func() { _ = r.srv.Serve(ln) }()
-	return r, nil
+	return r
 }
 
 // Addr is where the bootstrap must find the runtime API
