@@ -287,3 +287,59 @@ func TestAVolumeBusyAtTheDrainsReleaseIsUnmountedOnceItsTaskStopped(t *testing.T
 	}
 	h.noViolations()
 }
+
+// A STOPPED event of a task on a draining host, while the drain's release
+// runs there, ends on that release (whose end carries the key on) without
+// reading the key's tasks.
+func TestAStoppedEventWhileTheDrainsReleaseRunsReadsNoTasks(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.Drain("i-a")
+	var stopped []reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			stopped = append(stopped, h.trigger(ev))
+		} else {
+			h.events = append(h.events, ev)
+		}
+	}
+	h.invoke(h.draining("i-a"))
+	if cmds := unmountCommands(h); len(cmds) != 1 || cmds[0].Status != "Pending" {
+		t.Fatalf("unmount commands after the drain event: %+v; want the release, running", cmds)
+	}
+	if len(stopped) != 2 {
+		t.Fatalf("%d STOPPED events, want 2", len(stopped))
+	}
+	// The events reach another process, which knows nothing of the release.
+	other := h.otherProcess()
+	before := h.w.Calls()
+	for _, tr := range stopped {
+		ctx := other.Invocation(context.Background())
+		keys, err := other.Keys(ctx, tr)
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys of %+v: %v %v", tr, keys, err)
+		}
+		res, err := other.Reconcile(ctx, keys[0])
+		if err != nil || !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+			t.Errorf("%s: the STOPPED event's pass %+v %v, want it done on the release in flight", keys[0].Volume, res, err)
+		}
+	}
+	after := h.w.Calls()
+	for _, op := range []string{"ECS:ListTasks", "ECS:DescribeTasks"} {
+		if n := after[op] - before[op]; n != 0 {
+			t.Errorf("the STOPPED events read the key's tasks: %s %d times, want none", op, n)
+		}
+	}
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands, want the release only", len(cmds))
+	}
+	h.settle(400)
+	for _, task := range news {
+		h.wantRunning(task)
+	}
+	for _, v := range vols {
+		if got := h.oneVolume(v.Tags["tether:volume"]); got.Att == nil || got.Att.Instance != "i-b" {
+			t.Errorf("volume %s: %+v, want it on i-b", v.ID, got.Att)
+		}
+	}
+	h.noViolations()
+}

@@ -144,6 +144,9 @@ func (p *pass) run(ctx context.Context) (Result, error) {
 	if res, ok, err := p.detachInFlight(ctx); ok || err != nil {
 		return res, err
 	}
+	if res, ok, err := p.unmountInFlight(ctx); ok || err != nil {
+		return res, err
+	}
 	if res, ok, err := p.attachedForEventTask(ctx); ok || err != nil {
 		return res, err
 	}
@@ -693,6 +696,61 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 	}
 	r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
 	return r, ok, nil
+}
+
+// unmountInFlight: a pass that only task events asked for (a STOPPED
+// event of a task on a draining host, typically), finding the key's one
+// volume attached to a live draining instance with an unmount of that
+// attachment running there (the drain's release, or another pass's), ends
+// as the full pass would (the unmount in flight), without its reads of the
+// key's tasks: that unmount's end carries the key on. A task of these
+// events meant to run on that instance, and anything else, go to the full
+// pass.
+func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
+	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
+		return Result{}, false, nil
+	}
+	v, ok, err := p.settledVolume(ctx)
+	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachAttached {
+		return Result{}, false, err
+	}
+	a := v.Attachments[0]
+	ci, known, err := p.containerInstanceOf(ctx, want{}, a.InstanceID)
+	if err != nil || !known {
+		return Result{}, false, err
+	}
+	if ci.Status == "" { // the process knew the registration only: read its state
+		if ci, err = p.containerInstance(ctx, ci.ARN); err != nil {
+			return Result{}, false, err
+		}
+	}
+	if ci.Status != "DRAINING" || !ci.AgentConnected || p.eventTaskMeantFor(ci.ARN) {
+		return Result{}, false, nil
+	}
+	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
+	if err != nil || !found || cmd.Status != cloud.CommandPending || p.now.Sub(cmd.Requested) >= p.r.t.CommandEventWait {
+		return Result{}, false, err
+	}
+	r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
+	return r, ok, nil
+}
+
+// eventTaskMeantFor: a task of the key that this invocation's events name
+// is meant to run on the container instance (desired RUNNING there).
+func (p *pass) eventTaskMeantFor(ciARN string) bool {
+	p.inv.mu.Lock()
+	defer p.inv.mu.Unlock()
+	for arn, t := range p.inv.tasks {
+		if note := p.inv.versions[arn]; note != nil && note.keys[p.key] && t.ContainerInstanceARN == ciARN && t.DesiredStatus == "RUNNING" {
+			return true
+		}
+	}
+	for arn, note := range p.inv.versions {
+		if _, described := p.inv.tasks[arn]; !described && note.keys[p.key] {
+			return true // named without its state: the full pass reads it
+		}
+	}
+	return false
 }
 
 // attachedForEventTask: a pass that only task events asked for, whose one
