@@ -46,10 +46,10 @@ func DocumentedLimits() map[string]Limit {
 // process, an upper bound.
 //
 // AWS's buckets are shared, so a process that is refused slows down: each
-// refusal halves its rate for that action (down to a sixteenth of the
-// documented one) and cuts its burst to one call; the rate then grows back
-// by a tenth of the documented one per second, and the burst returns with
-// it (additive increase, multiplicative decrease, as TCP and the SDK's
+// refusal cuts its rate for that action by 30% (down to an eighth of the
+// documented one) and its burst to one call; the rate then grows back by a
+// fifth of the documented one per second, and the burst returns with it
+// (additive increase, multiplicative decrease, as TCP and the SDK's
 // adaptive retryer do). Five processes asking a 5-per-second bucket at 5
 // per second each get four refusals in five; slowed, they share it.
 type pacer struct {
@@ -69,8 +69,9 @@ type bucket struct {
 }
 
 const (
-	slowestShare     = 16  // a refused action's rate falls to documented/16 at the least
-	recoverPerSecond = 0.1 // and grows back by this share of the documented rate per second
+	slowdown         = 0.7 // a refusal multiplies the action's rate by this
+	slowestShare     = 8   // down to documented/8 at the least
+	recoverPerSecond = 0.2 // and it grows back by this share of the documented rate per second
 )
 
 // recover grows a slowed bucket's rate back (callers hold p.mu). Once it
@@ -160,7 +161,7 @@ func (p *pacer) throttled(action string) {
 	now := p.now()
 	b.recover(now)
 	left := b.TokensAt(now)
-	slowed := max(float64(b.Limit())/2, b.documented.Rate/slowestShare)
+	slowed := max(float64(b.Limit())*slowdown, b.documented.Rate/slowestShare)
 	b.SetLimitAt(now, rate.Limit(slowed))
 	b.SetBurstAt(now, 1)
 	b.slowedAt = now

@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -31,12 +32,12 @@ func TestPacerTokenBucket(t *testing.T) {
 	if err := p.take(ctx, "AttachVolume"); err != nil || len(slept) != 1 || slept[0] != 250*time.Millisecond {
 		t.Fatalf("third call: %v, slept %v (want one refill, 250ms)", err, slept)
 	}
-	p.throttled("AttachVolume") // rate 2 per second, 2 tokens owed: 1.5 s to the next one
+	p.throttled("AttachVolume") // rate 2.8 per second, 3 tokens owed: 1.4 s to the next one
 	if err := p.take(ctx, "AttachVolume"); !errors.Is(err, ErrThrottled) || len(slept) != 1 {
 		t.Fatalf("after a throttle: %v, slept %v (want refused without waiting)", err, slept)
 	}
 	now = now.Add(500 * time.Millisecond)
-	// One token owed at a rate halved (and growing back): longer than the
+	// Tokens owed at a rate cut (and growing back): longer than the
 	// documented refill's 750ms, within maxWait.
 	if err := p.take(ctx, "AttachVolume"); err != nil || len(slept) != 2 || slept[1] <= 750*time.Millisecond || slept[1] > time.Second {
 		t.Fatalf("half a second later: %v, slept %v (want a wait past 750ms, the slowed refill)", err, slept)
@@ -82,7 +83,7 @@ func TestPacerYieldingCallsLeaveHalfTheBurst(t *testing.T) {
 	if err := p.take(ctx, "SendCommand"); err != nil {
 		t.Fatalf("call that does not yield right after the debt: %v", err)
 	}
-	now = now.Add(2 * time.Second) // the rate is still growing back, the burst one call
+	now = now.Add(100 * time.Millisecond) // the rate is still growing back, the burst one call
 	if err := p.take(yielding, "SendCommand"); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("yielding call while the bucket is slowed: %v, want ErrThrottled", err)
 	}
@@ -92,27 +93,27 @@ func TestPacerYieldingCallsLeaveHalfTheBurst(t *testing.T) {
 	}
 }
 
-// Each refusal from AWS halves the action's rate on the client, down to a
-// sixteenth of the documented one, and cuts its burst to one call; the rate
-// grows back by a tenth of the documented one per second, and the burst
+// Each refusal from AWS cuts the action's rate on the client by 30%, down
+// to an eighth of the documented one, and its burst to one call; the rate
+// grows back by a fifth of the documented one per second, and the burst
 // returns with the documented rate.
 func TestPacerSlowsDownWhenAWSRefusesAndRecovers(t *testing.T) {
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	p := newPacer(map[string]Limit{"DetachVolume": {Burst: 10, Rate: 4}}, func() time.Time { return now }, time.Minute)
 	p.sleep = func(_ context.Context, d time.Duration) error { now = now.Add(d); return nil }
 	b := p.buckets["DetachVolume"]
-	for i, want := range []float64{2, 1, 0.5, 0.25, 0.25} {
+	for i, want := range []float64{2.8, 1.96, 1.372, 0.9604, 0.67228, 0.5, 0.5} {
 		p.throttled("DetachVolume")
-		if got := float64(b.Limit()); got != want || b.Burst() != 1 {
+		if got := float64(b.Limit()); math.Abs(got-want) > 1e-9 || b.Burst() != 1 {
 			t.Fatalf("after refusal %d: rate %v burst %d, want %v and 1", i+1, got, b.Burst(), want)
 		}
 	}
-	now = now.Add(5 * time.Second)
+	now = now.Add(2 * time.Second)
 	if err := p.take(context.Background(), "DetachVolume"); err != nil {
 		t.Fatal(err)
 	}
-	if got := float64(b.Limit()); got < 2.25 || got > 2.3 || b.Burst() != 1 {
-		t.Fatalf("5 s later: rate %v burst %d, want about 2.25 (0.25 + 0.4 a second) and 1", got, b.Burst())
+	if got := float64(b.Limit()); got < 2.1 || got > 2.2 || b.Burst() != 1 {
+		t.Fatalf("2 s later: rate %v burst %d, want about 2.1 (0.5 + 0.8 a second) and 1", got, b.Burst())
 	}
 	now = now.Add(10 * time.Second)
 	calls := 0
