@@ -197,16 +197,7 @@ func TestADrainsReleaseIsSentOnceAcrossProcesses(t *testing.T) {
 	if len(cmds) != 2 || len(agentproto.SplitList(cmds[1].Params[agentproto.ParamVolumeID])) != 2 {
 		t.Fatalf("unmount commands once the first failed: %+v; want a second release of both volumes", cmds)
 	}
-	h.settle(400)
-	for _, task := range news {
-		h.wantRunning(task)
-	}
-	for _, v := range vols {
-		if got := h.oneVolume(v.Tags["tether:volume"]); got.Att == nil || got.Att.Instance != "i-b" {
-			t.Errorf("volume %s: %+v, want it on i-b", v.ID, got.Att)
-		}
-	}
-	h.noViolations()
+	settledOnB(t, h, vols, news)
 }
 
 // A task still meant to run on the draining instance (a standalone task a
@@ -332,6 +323,13 @@ func TestAStoppedEventWhileTheDrainsReleaseRunsReadsNoTasks(t *testing.T) {
 	if cmds := unmountCommands(h); len(cmds) != 1 {
 		t.Fatalf("%d unmount commands, want the release only", len(cmds))
 	}
+	settledOnB(t, h, vols, news)
+}
+
+// settledOnB settles twoOnOneHost's world after a handoff: the new tasks
+// run, both volumes are on i-b, and nothing unsafe happened.
+func settledOnB(t *testing.T, h *harness, vols []cloudtest.Volume, news []string) {
+	t.Helper()
 	h.settle(400)
 	for _, task := range news {
 		h.wantRunning(task)

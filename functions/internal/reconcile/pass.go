@@ -674,28 +674,39 @@ func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
 // detach, a host ECS no longer serves, a move under way and anything else
 // go to the full pass.
 func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
+	v, _, ok, err := p.onServedHost(ctx, cloud.AttachDetaching)
+	if err != nil || !ok {
+		return Result{}, false, err
+	}
+	r, ok := p.observed("detach of %s from %s", v.ID, v.Attachments[0].InstanceID)
+	return r, ok, nil
+}
+
+// onServedHost is where the early ends of a pass that only task events
+// asked for begin: the key's one volume (no move under way), in use, with
+// one attachment, in state, on a host ECS still serves (its agent
+// connected). Anything else (ok false) goes to the full pass.
+func (p *pass) onServedHost(ctx context.Context, state string) (cloud.Volume, cloud.ContainerInstance, bool, error) {
 	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
-		return Result{}, false, nil
+		return cloud.Volume{}, cloud.ContainerInstance{}, false, nil
 	}
 	v, ok, err := p.settledVolume(ctx)
-	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachDetaching {
-		return Result{}, false, err
+	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != state {
+		return cloud.Volume{}, cloud.ContainerInstance{}, false, err
 	}
-	a := v.Attachments[0]
-	ci, known, err := p.containerInstanceOf(ctx, want{}, a.InstanceID)
+	ci, known, err := p.containerInstanceOf(ctx, want{}, v.Attachments[0].InstanceID)
 	if err != nil || !known {
-		return Result{}, false, err
+		return cloud.Volume{}, cloud.ContainerInstance{}, false, err
 	}
 	if ci.Status == "" { // the process knew the registration only: read its state
 		if ci, err = p.containerInstance(ctx, ci.ARN); err != nil {
-			return Result{}, false, err
+			return cloud.Volume{}, cloud.ContainerInstance{}, false, err
 		}
 	}
 	if ci.Gone() || !ci.AgentConnected {
-		return Result{}, false, nil
+		return cloud.Volume{}, cloud.ContainerInstance{}, false, nil
 	}
-	r, ok := p.observed("detach of %s from %s", v.ID, a.InstanceID)
-	return r, ok, nil
+	return v, ci, true, nil
 }
 
 // unmountInFlight: a pass that only task events asked for (a STOPPED
@@ -707,26 +718,11 @@ func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
 // events meant to run on that instance, and anything else, go to the full
 // pass.
 func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
-	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
-		return Result{}, false, nil
-	}
-	v, ok, err := p.settledVolume(ctx)
-	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachAttached {
+	v, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
+	if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
 		return Result{}, false, err
 	}
 	a := v.Attachments[0]
-	ci, known, err := p.containerInstanceOf(ctx, want{}, a.InstanceID)
-	if err != nil || !known {
-		return Result{}, false, err
-	}
-	if ci.Status == "" { // the process knew the registration only: read its state
-		if ci, err = p.containerInstance(ctx, ci.ARN); err != nil {
-			return Result{}, false, err
-		}
-	}
-	if ci.Status != "DRAINING" || !ci.AgentConnected || p.eventTaskMeantFor(ci.ARN) {
-		return Result{}, false, nil
-	}
 	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
 	if err != nil || !found || cmd.Status != cloud.CommandPending || p.now.Sub(cmd.Requested) >= p.r.t.CommandEventWait {
 		return Result{}, false, err
