@@ -275,19 +275,7 @@ func TestAStalePassDoesNotAttachAVolumeMovedMeanwhile(t *testing.T) {
 
 	// A task in the volume's AZ: its pass decides to attach, and waits
 	// before its step (held at the instance's device names).
-	t3 := h.w.PlaceTask(td, "i-a")
-	var placed reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.Task == t3 {
-			placed = h.trigger(ev)
-		}
-	}
-	stale := h.invokeHeld(h.w.HoldNext("EC2:DescribeInstances", ""), placed)
-	select {
-	case <-stale.hold.Reached():
-	default:
-		t.Fatal("the new task's pass did not get to its attach")
-	}
+	t3, stale := heldBeforeAttach(t, h, td, "i-a", "the new task's")
 	// Meanwhile that task goes, one in the other AZ comes, and other
 	// passes move the volume there.
 	h.w.StopTask(t3, "gone")
@@ -298,14 +286,7 @@ func TestAStalePassDoesNotAttachAVolumeMovedMeanwhile(t *testing.T) {
 	if nv := h.oneVolume("pgdata"); nv.ID == old.ID || nv.Tags["tether:moved-from"] != old.ID {
 		t.Fatalf("the key's volume: %+v; want the one moved from %s", nv, old.ID)
 	}
-	stale.release()
-	for _, v := range h.w.Volumes() {
-		if v.ID == old.ID && v.Att != nil {
-			t.Fatalf("the stale pass attached the moved volume %s to %s", v.ID, v.Att.Instance)
-		}
-	}
-	h.settle(300)
-	h.noViolations()
+	releaseWantNotAttached(t, h, stale, old.ID)
 }
 
 // The same with the waiting task of a definition that does not ask for
@@ -348,10 +329,23 @@ func TestAStalePassOfATaskWithoutAZMoveDoesNotAttachAVolumeMovedMeanwhile(t *tes
 	}
 	// A task of the plain definition in the volume's AZ: its pass reads
 	// the marked volume, decides to attach, and waits before its step.
-	t3 := h.w.PlaceTask(plain, "i-a")
+	t3, stale := heldBeforeAttach(t, h, plain, "i-a", "the plain task's")
+	h.w.StopTask(t3, "gone")
+	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t3})
+	h.settle(600)
+	h.wantRunning(t2)
+	releaseWantNotAttached(t, h, stale, old.ID)
+}
+
+// heldBeforeAttach places a task of td on inst and runs the pass of its
+// event until it has decided to attach the key's volume and waits before
+// its step (held at the instance's device names): a stale pass.
+func heldBeforeAttach(t *testing.T, h *harness, td, inst, whose string) (string, *held) {
+	t.Helper()
+	task := h.w.PlaceTask(td, inst)
 	var placed reconcile.Trigger
 	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.Task == t3 {
+		if ev.Kind == "task" && ev.Task == task {
 			placed = h.trigger(ev)
 		}
 	}
@@ -359,15 +353,18 @@ func TestAStalePassOfATaskWithoutAZMoveDoesNotAttachAVolumeMovedMeanwhile(t *tes
 	select {
 	case <-stale.hold.Reached():
 	default:
-		t.Fatal("the plain task's pass did not get to its attach")
+		t.Fatal(whose + " pass did not get to its attach")
 	}
-	h.w.StopTask(t3, "gone")
-	h.w.Complete(cloudtest.Op{Kind: "stop", ID: t3})
-	h.settle(600)
-	h.wantRunning(t2)
+	return task, stale
+}
+
+// releaseWantNotAttached lets the stale pass go on, fails if it attached
+// the moved volume, then settles the world and checks it.
+func releaseWantNotAttached(t *testing.T, h *harness, stale *held, moved string) {
+	t.Helper()
 	stale.release()
 	for _, v := range h.w.Volumes() {
-		if v.ID == old.ID && v.Att != nil {
+		if v.ID == moved && v.Att != nil {
 			t.Fatalf("the stale pass attached the moved volume %s to %s", v.ID, v.Att.Instance)
 		}
 	}
