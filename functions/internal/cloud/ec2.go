@@ -28,8 +28,11 @@ func (a *AWS) describe(ctx context.Context, filters ...ec2types.Filter) ([]Volum
 		if err != nil {
 			return nil, classify(err, "ec2 DescribeVolumes")
 		}
+		at := a.opts.Now()
 		for _, v := range page.Volumes {
-			out = append(out, fromEC2Volume(v))
+			c := fromEC2Volume(v)
+			c.ReadAt = at
+			out = append(out, c)
 		}
 		if aws.ToString(page.NextToken) == "" {
 			a.learn(out...)

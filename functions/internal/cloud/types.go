@@ -91,6 +91,10 @@ type Volume struct {
 	// MultiAttach: EBS Multi-Attach is enabled (io1/io2). tether serves
 	// single-attach volumes only.
 	MultiAttach bool
+	// ReadAt: when EC2 answered with this copy (zero: not known, e.g. a
+	// copy put together from memory). A step that others race for (an
+	// attach) reads a copy that has aged again first.
+	ReadAt time.Time
 }
 
 // Attachment is one attachment of a volume to an instance.

@@ -116,6 +116,12 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 		if err := p.moveUnchanged(ctx, v); err != nil {
 			return Result{}, err
 		}
+	} else if changed, err := p.takenSinceRead(ctx, v); err != nil || changed {
+		if err != nil {
+			return Result{}, err
+		}
+		log.Info("volume no longer available since this pass read it; looking again", "readAgo", p.r.now().Sub(v.ReadAt).Round(time.Millisecond))
+		return p.retry(p.r.t.CommandWait, hint{}, "volume %s changed since this pass read it", v.ID), nil
 	}
 	refused := 0
 	for refused < maxDeviceRefusals {
@@ -168,6 +174,28 @@ func (p *pass) attach(ctx context.Context, w want, v cloud.Volume, t need) (Resu
 	}
 	return p.refusal(ctx, onInstance(w.needers, inst), "attach to "+inst,
 		fmt.Errorf("%w: EC2 refused every device name tried (%d)", cloud.ErrRefused, refused))
+}
+
+// takenSinceRead: the pass's copy of the volume is older than
+// Timing.AttachReadAge (a slow pass: a sweep of many keys, calls paced or
+// throttled) and, read again, the volume is no longer available: another
+// pass (a handoff's own chain, in another process) attached it meanwhile.
+// EC2 would refuse the attach (VolumeInUse, IncorrectState); not sending it
+// spares a write from EC2's mutating bucket. A copy of unknown age (put
+// together from memory) is taken as it is, as before: EC2's refusal is
+// then the check.
+func (p *pass) takenSinceRead(ctx context.Context, v cloud.Volume) (bool, error) {
+	if v.ReadAt.IsZero() || p.r.now().Sub(v.ReadAt) <= p.r.t.AttachReadAge {
+		return false, nil
+	}
+	cur, err := p.r.cloud.VolumeByID(cloud.Uncached(ctx), v.ID)
+	if errors.Is(err, cloud.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return cur.State != "available" || len(cur.Attachments) > 0, nil
 }
 
 // maxDeviceRefusals bounds the names one pass tries.

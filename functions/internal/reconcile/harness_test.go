@@ -74,7 +74,7 @@ func newHarnessSSM(t tb, wrap func(cloud.SSMAPI) cloud.SSMAPI, opts ...option) *
 	if wrap != nil {
 		ssmc = wrap(ssmc)
 	}
-	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), ssmc, cloud.Options{BatchWindow: -1})
+	h.c = cloud.NewWithClients(w.EC2(), w.ECS(), ssmc, cloud.Options{BatchWindow: -1, Now: w.Now})
 	cfg := reconcile.Config{
 		Cloud: h.c, Cluster: cluster, MountDocument: mountDoc, UnmountDocument: unmountDoc,
 		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

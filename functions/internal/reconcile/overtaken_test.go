@@ -560,3 +560,64 @@ func TestAThrottledUnmountsRetryEndsOnADetachInFlight(t *testing.T) {
 	wantNoCalls(t, "the throttled unmount's retry during the detach", calls, "SSM:SendCommand", "SSM:ListCommands", "ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume")
 	wantFollowed(t, h, t2)
 }
+
+// A slow pass (a sweep's, its calls paced) that read the volume available
+// and takes its attach seconds later, after the handoff's own chain in
+// another process attached it (200 run: 18 attaches EC2 refused with
+// VolumeInUse in one sweep), reads the volume again first and sends no
+// attach EC2 would refuse: it looks again later.
+func TestAnAttachOnAnAgedReadReadsTheVolumeAgainFirst(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "done")
+	h.settle(300)
+	if v := h.oneVolume(volName); v.Att != nil {
+		t.Fatalf("the volume stayed attached after its task stopped: %+v", v.Att)
+	}
+
+	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
+	// Meanwhile another process's pass attaches the volume, and the slow
+	// pass's read ages past Timing.AttachReadAge.
+	key := reconcile.Key{Cluster: cluster, Volume: volName}
+	if _, res := callsOf(t, h, key, reconcile.Retry{Key: key}); !strings.Contains(res.Reason, "mount") {
+		t.Fatalf("the other process's pass: %+v; want it to attach and send the mount", res)
+	}
+	h.w.Advance(3 * time.Second)
+	before := h.w.Calls()
+	slow.release()
+	if n := h.w.Calls()["EC2:AttachVolume"] - before["EC2:AttachVolume"]; n != 0 {
+		t.Fatalf("the slow pass sent %d AttachVolume after another attached the volume; want it to read the volume again and send none", n)
+	}
+	if n := h.w.Calls()["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; n != 1 {
+		t.Errorf("the slow pass read the volume %d times before its attach; want once", n)
+	}
+	wantFollowed(t, h, t2)
+}
+
+// A read younger than Timing.AttachReadAge is acted on as it is: the
+// chain's attach right after its poll reads nothing more.
+func TestAnAttachOnAFreshReadReadsNothingMore(t *testing.T) {
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "done")
+	h.settle(300)
+	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
+	h.w.Advance(time.Second)
+	before := h.w.Calls()
+	slow.release()
+	if n := h.w.Calls()["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; n != 0 {
+		t.Errorf("the pass read the volume %d times before its attach; want none", n)
+	}
+	if n := h.w.Calls()["EC2:AttachVolume"] - before["EC2:AttachVolume"]; n != 1 {
+		t.Fatalf("the pass sent %d AttachVolume; want 1", n)
+	}
+	wantFollowed(t, h, t2)
+}

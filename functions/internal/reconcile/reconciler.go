@@ -87,6 +87,11 @@ type Timing struct {
 	// (it hands the key back to be looked at afresh): what it read may no
 	// longer be true (default 10s).
 	StaleDecision time.Duration
+	// AttachReadAge: an attach whose copy of the volume was read longer
+	// ago than this reads it again first (default 2s): another process's
+	// pass may have attached it meanwhile, and EC2's refusal would cost a
+	// write from its mutating bucket.
+	AttachReadAge time.Duration
 	// Fresh: how long an invocation reuses the tasks its triggers named
 	// before reading them again (default 3s).
 	Fresh time.Duration
@@ -133,6 +138,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.MaxRetryAfter, 15*time.Minute)
 	def(&t.DetachStuck, 30*time.Second)
 	def(&t.StaleDecision, 10*time.Second)
+	def(&t.AttachReadAge, 2*time.Second)
 	def(&t.Fresh, 3*time.Second)
 	def(&t.AgentRecheck, 10*time.Minute)
 	def(&t.OperatorGrace, 20*time.Second)
