@@ -207,7 +207,8 @@ type mountOptions struct {
 // The caller holds the volume's locks.
 func (h *Host) mountDevice(ctx context.Context, log *slog.Logger, name, volumeID, devPath string, o mountOptions) (agentproto.MountResult, error) {
 	mp := h.Mountpoint(name)
-	res := agentproto.MountResult{VolumeID: volumeID, Name: name, Device: devPath, Mountpoint: mp, Attachment: o.attachment}
+	granted := o.grant
+	res := agentproto.MountResult{VolumeID: volumeID, Name: name, Device: devPath, Mountpoint: mp, Attachment: o.attachment, Granted: &granted}
 	devNum, err := mounts.DeviceNumber(devPath)
 	if err != nil {
 		return res, err

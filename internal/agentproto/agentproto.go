@@ -208,11 +208,15 @@ func AttachmentToken(instanceID string, attachTimeMS int64) string {
 
 // MountResult is what `tether-agent mount --json` prints on success.
 type MountResult struct {
-	VolumeID       string `json:"volumeId"`
-	Name           string `json:"name"`
-	Device         string `json:"device"`
-	FSType         string `json:"fstype"`
-	Formatted      bool   `json:"formatted"`
+	VolumeID  string `json:"volumeId"`
+	Name      string `json:"name"`
+	Device    string `json:"device"`
+	FSType    string `json:"fstype"`
+	Formatted bool   `json:"formatted"`
+	// Granted echoes --format-if-blank: whether this mount could have
+	// formatted the device (nil from an agent older than this field). A
+	// mount without the grant leaves nothing for its end to record.
+	Granted        *bool  `json:"granted,omitempty"`
 	Grown          bool   `json:"grown"`
 	Mountpoint     string `json:"mountpoint"`
 	AlreadyMounted bool   `json:"alreadyMounted"`

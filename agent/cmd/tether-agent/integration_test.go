@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +123,12 @@ func mount(t *testing.T, m *sandbox.Machine, volumeID, name string, extra ...str
 	if strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("mount --json printed %q; want one line", r.stdout)
 	}
+	// The grant is echoed (the reconciler's mount end relies on it), then
+	// left out of the comparisons.
+	if granted := slices.Contains(extra, "--format-if-blank"); res.Granted == nil || *res.Granted != granted {
+		t.Errorf("mount output %q: granted %v, want %v", r.stdout, res.Granted, granted)
+	}
+	res.Granted = nil
 	if res.Protocol != agentproto.Protocol || res.AgentVersion == "" {
 		t.Errorf("mount --json printed %q; want the agent's version and protocol %d in it", r.stdout, agentproto.Protocol)
 	}

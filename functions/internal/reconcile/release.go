@@ -834,6 +834,14 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 		if g := p.r.mem.generationsOf(h.Volume + "/" + m.Attachment); g.released >= m.Generation {
 			return Result{}, false, nil
 		}
+		if !m.Formatted && m.Granted != nil && !*m.Granted {
+			// Sent without the grant (the volume was tagged formatted, or
+			// tether did not make it empty): nothing to record, and the
+			// agent's answer says the volume's device was there, by its
+			// id and this attachment, and is mounted. No read of EC2.
+			p.mounted(want{}, cloud.Volume{ID: h.Volume}, h.Instance, c)
+			return done("mounted on " + h.Instance), true, nil
+		}
 		v, known := p.r.cloud.KnownVolume(h.Volume)
 		if !known {
 			// Another process sent it: one read of the volume (batched

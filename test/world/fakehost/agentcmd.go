@@ -166,7 +166,7 @@ func (c *cmd) mount(ctx context.Context, args []string) int {
 	case *wait < 0 || *lockWait <= 0 || *sizeGiB < 0 || !path.IsAbs(*root):
 		return c.bad("invalid --wait, --lock-wait, --size-gib or --root")
 	}
-	res := agentproto.MountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment,
+	res := agentproto.MountResult{VolumeID: *volumeID, Name: *name, Mountpoint: path.Join(*root, "volumes", *name), Attachment: *attachment, Granted: grant,
 		Agent: agentproto.ThisAgent(Version)}
 	dev, code := c.waitDevice(ctx, *volumeID, *wait)
 	if code != agentproto.ExitOK {

@@ -313,7 +313,7 @@ func (w *World) mountLocked(inst *Instance, c *Command) (string, int) {
 		delete(inst.Released, name)
 		grown, fsBytes := v.growLocked()
 		b, _ := json.Marshal(agentproto.MountResult{VolumeID: vid, Name: name, Device: c.Params[agentproto.ParamDevice], FSType: c.Params[agentproto.ParamFSType],
-			Formatted: formatted, AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
+			Formatted: formatted, Granted: new(c.Params[agentproto.ParamFormatIfBlank] == "true"), AlreadyMounted: mounted, Attachment: c.Params[agentproto.ParamAttachment], Generation: inst.Generation[name],
 			Mountpoint: "/var/lib/tether/volumes/" + name, Grown: grown, FilesystemBytes: fsBytes, DeviceBytes: int64(v.Size) << 30})
 		line = string(b)
 	}
