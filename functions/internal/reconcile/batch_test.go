@@ -283,6 +283,18 @@ func TestAVolumeBusyAtTheDrainsReleaseIsUnmountedOnceItsTaskStopped(t *testing.T
 // runs there, ends on that release (whose end carries the key on) without
 // reading the key's tasks.
 func TestAStoppedEventWhileTheDrainsReleaseRunsReadsNoTasks(t *testing.T) {
+	stoppedEventsReadNoTasks(t, false)
+}
+
+// The same once the release has released both volumes, before its end's
+// passes ran: the STOPPED events' passes leave the detach to that end
+// (which takes it without reading ECS) instead of reading the key's tasks
+// to take it themselves.
+func TestAStoppedEventRightAfterTheDrainsReleaseReadsNoTasks(t *testing.T) {
+	stoppedEventsReadNoTasks(t, true)
+}
+
+func stoppedEventsReadNoTasks(t *testing.T, releaseEnded bool) {
 	h, vols, news := twoOnOneHost(t)
 	h.w.Drain("i-a")
 	var stopped []reconcile.Trigger
@@ -300,6 +312,9 @@ func TestAStoppedEventWhileTheDrainsReleaseRunsReadsNoTasks(t *testing.T) {
 	if len(stopped) != 2 {
 		t.Fatalf("%d STOPPED events, want 2", len(stopped))
 	}
+	if releaseEnded {
+		h.completeCommand(unmountDoc, "i-a")
+	}
 	// The events reach another process, which knows nothing of the release.
 	other := h.otherProcess()
 	before := h.w.Calls()
@@ -315,9 +330,9 @@ func TestAStoppedEventWhileTheDrainsReleaseRunsReadsNoTasks(t *testing.T) {
 		}
 	}
 	after := h.w.Calls()
-	for _, op := range []string{"ECS:ListTasks", "ECS:DescribeTasks"} {
+	for _, op := range []string{"ECS:ListTasks", "ECS:DescribeTasks", "EC2:DetachVolume"} {
 		if n := after[op] - before[op]; n != 0 {
-			t.Errorf("the STOPPED events read the key's tasks: %s %d times, want none", op, n)
+			t.Errorf("the STOPPED events' passes: %s %d times, want none (the release's end carries the keys on)", op, n)
 		}
 	}
 	if cmds := unmountCommands(h); len(cmds) != 1 {

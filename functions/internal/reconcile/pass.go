@@ -714,9 +714,12 @@ func (p *pass) onServedHost(ctx context.Context, state string) (cloud.Volume, cl
 // volume attached to a live draining instance with an unmount of that
 // attachment running there (the drain's release, or another pass's), ends
 // as the full pass would (the unmount in flight), without its reads of the
-// key's tasks: that unmount's end carries the key on. A task of these
-// events meant to run on that instance, and anything else, go to the full
-// pass.
+// key's tasks: that unmount's end carries the key on. So does a drain's
+// release that has just released the attachment: its end (SSM's event,
+// in another process, as often as not) detaches the volume without
+// reading ECS, while this pass would read the key's tasks to take the same
+// step. A task of these events meant to run on that instance, and anything
+// else, go to the full pass.
 func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
 	v, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
 	if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
@@ -724,11 +727,33 @@ func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
 	}
 	a := v.Attachments[0]
 	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
-	if err != nil || !found || cmd.Status != cloud.CommandPending || p.now.Sub(cmd.Requested) >= p.r.t.CommandEventWait {
+	if err != nil || !found {
 		return Result{}, false, err
 	}
-	r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
-	return r, ok, nil
+	switch {
+	case cmd.Status == cloud.CommandPending && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait:
+		r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
+		return r, ok, nil
+	case releasedJustNow(cmd, a, p.now, p.r.t.CommandEventWait):
+		r, ok := p.observed("detach after the release %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
+		return r, ok, nil
+	}
+	return Result{}, false, nil
+}
+
+// releasedJustNow: cmd is a drain's release that ended within wait of now
+// and whose line for the volume released attachment a.
+func releasedJustNow(cmd cloud.Command, a cloud.Attachment, now time.Time, wait time.Duration) bool {
+	end := cmd.Ended
+	if end.IsZero() {
+		end = cmd.Requested
+	}
+	if cmd.Status != cloud.CommandSucceeded || !cloud.IsReleaseComment(cmd.Comment) || end.IsZero() || now.Sub(end) >= wait {
+		return false
+	}
+	out, _ := agentproto.ParseOutput(cmd.Output)
+	u, ok := out.Unmount()
+	return ok && u.Released && u.Attachment == token(a) && (!u.Reported() || u.Protocol == agentproto.Protocol)
 }
 
 // eventTaskMeantFor: a task of the key that this invocation's events name
