@@ -113,6 +113,11 @@ type AWS struct {
 	// ciHome: which EC2 instance and AZ a container instance is (never
 	// changes); its Status is left empty (unknown).
 	ciHome *lru.Cache[string, ContainerInstance]
+	// recentCIs: container instances as last described, with when; the
+	// process's invocations share them while they are younger than MaxAge,
+	// the bound a session's answers keep to (so a drain's many events read
+	// a host's state once, not once per invocation).
+	recentCIs *lru.Cache[string, answered[ContainerInstance]]
 	// taskHome: what never changes about a task (definition, container
 	// instance, creation, group); its statuses are left empty (unknown).
 	taskHome *lru.Cache[string, Task]
@@ -143,7 +148,8 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 		taskDefs: newLRU[string, TaskDefinition](maxTaskDefs), ident: newLRU[string, Volume](maxIdentities),
 		finished: newLRU[string, Command](maxFinished), ciOfEC2: newLRU[string, ContainerInstance](maxIdentities),
 		stopped: newLRU[string, Task](maxIdentities), ciHome: newLRU[string, ContainerInstance](maxIdentities),
-		taskHome: newLRU[string, Task](maxIdentities)}
+		recentCIs: newLRU[string, answered[ContainerInstance]](maxIdentities),
+		taskHome:  newLRU[string, Task](maxIdentities)}
 	window := o.BatchWindow
 	if window < 0 {
 		window = 0
@@ -153,6 +159,21 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
 	a.unmounts = newLRU[string, *batcher[Unmount, string]](maxIdentities)
 	return a
+}
+
+// answered is an answer and when AWS gave it.
+type answered[T any] struct {
+	v  T
+	at time.Time
+}
+
+// recent returns c's answer for k if it is younger than MaxAge.
+func recent[K comparable, T any](a *AWS, c *lru.Cache[K, answered[T]], k K) (T, bool) {
+	if e, ok := c.Get(k); ok && a.opts.Now().Sub(e.at) <= a.opts.MaxAge {
+		return e.v, true
+	}
+	var zero T
+	return zero, false
 }
 
 // Stats returns the process-wide request counters.

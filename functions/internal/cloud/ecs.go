@@ -312,6 +312,10 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 	if s != nil {
 		s.mu.Lock()
 		ci, ok := s.cis[arn]
+		if !ok {
+			// Not kept in the session: it would outlive MaxAge there.
+			ci, ok = recent(a, a.recentCIs, arn)
+		}
 		s.mu.Unlock()
 		if ok {
 			return ci, nil
@@ -344,6 +348,9 @@ func (a *AWS) ContainerInstanceOf(ctx context.Context, cluster, ec2InstanceID st
 		if s := a.sessionOf(ctx); s != nil {
 			s.mu.Lock()
 			cur, described := s.cis[ci.ARN]
+			if !described {
+				cur, described = recent(a, a.recentCIs, ci.ARN)
+			}
 			s.mu.Unlock()
 			if described {
 				return cur, nil
@@ -417,7 +424,9 @@ func (a *AWS) describeContainerInstances(ctx context.Context, cluster string, ar
 		}
 		arns = arns[n:]
 	}
+	at := a.opts.Now()
 	for _, ci := range out {
+		a.recentCIs.Add(ci.ARN, answered[ContainerInstance]{ci, at})
 		home := ci
 		home.Status, home.AgentConnected = "", false
 		a.ciHome.Add(ci.ARN, home)
