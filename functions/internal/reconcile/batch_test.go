@@ -356,3 +356,44 @@ func settledOnB(t *testing.T, h *harness, vols []cloudtest.Volume, news []string
 	}
 	h.noViolations()
 }
+
+// A sweep that comes right after a drain's release released the volumes,
+// before the release's end ran, leaves the detaches to that end: the sweep
+// is for what no event carries on.
+func TestASweepRightAfterTheDrainsReleaseLeavesTheDetachToItsEnd(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.Drain("i-a")
+	h.collect()
+	h.invoke(h.draining("i-a"))
+	if cmds := unmountCommands(h); len(cmds) != 1 || cmds[0].Status != "Pending" {
+		t.Fatalf("unmount commands after the drain event: %+v; want the release, running", cmds)
+	}
+	h.completeCommand(unmountDoc, "i-a")
+	other := h.otherProcess()
+	before := h.w.Calls()
+	ctx := other.Invocation(context.Background())
+	keys, err := other.Keys(ctx, reconcile.SweepRequested{Cluster: cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept := 0
+	for _, k := range keys {
+		res, err := other.Reconcile(ctx, k)
+		if err != nil {
+			t.Fatalf("%s: %v", k.Volume, err)
+		}
+		if k.Volume == "data-a" || k.Volume == "data-b" {
+			swept++
+			if !res.Done() || !strings.Contains(res.Reason, "detach after the release") {
+				t.Errorf("%s: the sweep's pass %+v, want it done, leaving the detach to the release's end", k.Volume, res)
+			}
+		}
+	}
+	if swept != 2 {
+		t.Fatalf("the sweep named %d of the two keys (%v)", swept, keys)
+	}
+	if n := h.w.Calls()["EC2:DetachVolume"] - before["EC2:DetachVolume"]; n != 0 {
+		t.Errorf("the sweep sent %d DetachVolume, want none", n)
+	}
+	settledOnB(t, h, vols, news)
+}
