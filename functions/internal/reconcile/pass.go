@@ -711,34 +711,87 @@ func (p *pass) onServedHost(ctx context.Context, state string) (cloud.Volume, cl
 
 // unmountInFlight: a pass that only task events asked for (a STOPPED
 // event of a task on a draining host, typically), finding the key's one
-// volume attached to a live draining instance with an unmount of that
-// attachment running there (the drain's release, or another pass's), ends
+// volume attached with an unmount of that attachment running there, ends
 // as the full pass would (the unmount in flight), without its reads of the
 // key's tasks: that unmount's end carries the key on. So does a drain's
-// release that has just released the attachment: its end (SSM's event,
-// in another process, as often as not) detaches the volume without
-// reading ECS, while this pass would read the key's tasks to take the same
-// step. A task of these events meant to run on that instance, and anything
-// else, go to the full pass.
+// release that has just released the attachment: its end (SSM's event, in
+// another process as often as not) detaches the volume without reading
+// ECS, while this pass would read the key's tasks to take the same step.
+// Another pass's unmount counts on a live draining host only. A task of
+// these events meant to run on that instance, and anything else, go to
+// the full pass.
+//
+// When these events' tasks have all stopped, the unmount is looked up
+// first (the full pass would look it up to release the volume anyway): a
+// drain's release is sent only to a draining instance on which no task was
+// meant to run, so the release itself is the fact, and the instance's
+// state is not read. Otherwise (a new task's event) the instance's state
+// comes first, as a handoff without a drain needs no unmount looked up.
 func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
-	v, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
-	if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
+	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
+		return Result{}, false, nil
+	}
+	if !p.eventTasksStopped() {
+		v, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
+		if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
+			return Result{}, false, err
+		}
+		return p.endOnUnmount(ctx, v, true)
+	}
+	v, ok, err := p.settledVolume(ctx)
+	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachAttached {
 		return Result{}, false, err
 	}
+	return p.endOnUnmount(ctx, v, false)
+}
+
+// endOnUnmount: unmountInFlight's look at the last unmount of the volume's
+// one attachment; onDraining: the instance is known to be a live draining
+// one (any unmount running there counts, not only a release).
+func (p *pass) endOnUnmount(ctx context.Context, v cloud.Volume, onDraining bool) (Result, bool, error) {
 	a := v.Attachments[0]
 	cmd, found, err := p.lastCommand(ctx, p.r.unmountDoc, stepUnmount, v.ID, a)
 	if err != nil || !found {
 		return Result{}, false, err
 	}
+	running := cmd.Status == cloud.CommandPending && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait
+	release := cloud.IsReleaseComment(cmd.Comment)
 	switch {
-	case cmd.Status == cloud.CommandPending && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait:
+	case release && !running && releasedJustNow(cmd, a, p.now, p.r.t.CommandEventWait):
+		r, ok := p.observed("detach after the release %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
+		return r, ok, nil
+	case running && (release || onDraining):
 		r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
 		return r, ok, nil
-	case releasedJustNow(cmd, a, p.now, p.r.t.CommandEventWait):
-		r, ok := p.observed("detach after the release %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
+	case running:
+		// Another pass's unmount: it counts on a live draining host only.
+		_, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
+		if err != nil || !ok || ci.Status != "DRAINING" {
+			return Result{}, false, err
+		}
+		r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
 		return r, ok, nil
 	}
 	return Result{}, false, nil
+}
+
+// eventTasksStopped: every task of the key that this invocation's events
+// name is described, and desired STOPPED (none is meant to run anywhere).
+func (p *pass) eventTasksStopped() bool {
+	p.inv.mu.Lock()
+	defer p.inv.mu.Unlock()
+	named := false
+	for arn, note := range p.inv.versions {
+		if !note.keys[p.key] {
+			continue
+		}
+		t, described := p.inv.tasks[arn]
+		if !described || t.DesiredStatus != "STOPPED" {
+			return false
+		}
+		named = true
+	}
+	return named
 }
 
 // releasedJustNow: cmd is a drain's release that ended within wait of now
