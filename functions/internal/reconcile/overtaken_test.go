@@ -567,19 +567,7 @@ func TestAThrottledUnmountsRetryEndsOnADetachInFlight(t *testing.T) {
 // VolumeInUse in one sweep), reads the volume again first and sends no
 // attach EC2 would refuse: it looks again later.
 func TestAnAttachOnAnAgedReadReadsTheVolumeAgainFirst(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(300)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "done")
-	h.settle(300)
-	if v := h.oneVolume(volName); v.Att != nil {
-		t.Fatalf("the volume stayed attached after its task stopped: %+v", v.Att)
-	}
-
-	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
+	h, t2, slow := heldAttachOfALeftVolume(t)
 	// Meanwhile another process's pass attaches the volume, and the slow
 	// pass's read ages past Timing.AttachReadAge.
 	key := reconcile.Key{Cluster: cluster, Volume: volName}
@@ -601,15 +589,7 @@ func TestAnAttachOnAnAgedReadReadsTheVolumeAgainFirst(t *testing.T) {
 // A read younger than Timing.AttachReadAge is acted on as it is: the
 // chain's attach right after its poll reads nothing more.
 func TestAnAttachOnAFreshReadReadsNothingMore(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1 := h.w.PlaceTask(tdShared, "i-a")
-	h.settle(300)
-	h.wantRunning(t1)
-	h.w.StopTask(t1, "done")
-	h.settle(300)
-	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
+	h, t2, slow := heldAttachOfALeftVolume(t)
 	h.w.Advance(time.Second)
 	before := h.w.Calls()
 	slow.release()
@@ -620,4 +600,24 @@ func TestAnAttachOnAFreshReadReadsNothingMore(t *testing.T) {
 		t.Fatalf("the pass sent %d AttachVolume; want 1", n)
 	}
 	wantFollowed(t, h, t2)
+}
+
+// heldAttachOfALeftVolume: the shared volume's task on i-a ran and
+// stopped (the volume left available), and a new task's pass on i-b
+// decided to attach it and waits before its step.
+func heldAttachOfALeftVolume(t *testing.T) (*harness, string, *held) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1 := h.w.PlaceTask(tdShared, "i-a")
+	h.settle(300)
+	h.wantRunning(t1)
+	h.w.StopTask(t1, "done")
+	h.settle(300)
+	if v := h.oneVolume(volName); v.Att != nil {
+		t.Fatalf("the volume stayed attached after its task stopped: %+v", v.Att)
+	}
+	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
+	return h, t2, slow
 }
