@@ -74,8 +74,6 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		o = byTask
 	case Retry:
 		o = byRetry
-	case SweepRequested:
-		o = bySweep
 	default:
 		if drainOnly {
 			o = byDrain

@@ -397,7 +397,6 @@ const (
 	byDrain origin = 1 << iota // a live draining instance's event
 	byTask                     // an ECS task event
 	byRetry                    // a retry of tether's own
-	bySweep                    // the schedule's sweep
 	byOther                    // anything else
 )
 
@@ -434,7 +433,6 @@ func (inv *invocation) namedOnlyBy(k Key, o origin) bool {
 func (inv *invocation) isDrainOnly(k Key) bool { return inv.namedOnlyBy(k, byDrain) }
 func (inv *invocation) isRetryOnly(k Key) bool { return inv.namedOnlyBy(k, byRetry) }
 func (inv *invocation) isTaskOnly(k Key) bool  { return inv.namedOnlyBy(k, byTask) }
-func (inv *invocation) isSweepOnly(k Key) bool { return inv.namedOnlyBy(k, bySweep) }
 
 // noteDrained remembers the live draining instance whose event named k.
 func (inv *invocation) noteDrained(k Key, instance string) {

@@ -332,15 +332,6 @@ func (p *pass) unmountAndDetach(ctx context.Context, w want, v cloud.Volume, a c
 		if again, wait, err := p.mountRacing(ctx, w, v, a, ci, cmd, u, parsed); again || err != nil {
 			return wait, err
 		}
-		if p.inv.isSweepOnly(p.key) && p.hint.Command != cmd.ID && releasedJustNow(cmd, a, p.now, p.r.t.CommandEventWait) {
-			// A drain's release that has just ended: its end (SSM's event)
-			// detaches without reading ECS. The sweep is for what no event
-			// carries on; a second detach of the same attachment would
-			// only be refused.
-			if r, ok := p.observed("detach after the release %s of %s on %s", cmd.ID, v.ID, inst); ok {
-				return r, nil
-			}
-		}
 		if p.op.instance == "" {
 			// Throttled, the retry takes up this unmount's end (its line, a
 			// look at the volume, the detach), not the whole pass: ECS was
