@@ -757,9 +757,19 @@ func (p *pass) endOnUnmount(ctx context.Context, v cloud.Volume, onDraining bool
 	running := cmd.Status == cloud.CommandPending && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait
 	release := cloud.IsReleaseComment(cmd.Comment)
 	switch {
-	case release && !running && releasedJustNow(cmd, a, p.now, p.r.t.CommandEventWait):
-		r, ok := p.observed("detach after the release %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
-		return r, ok, nil
+	case release && releasedAttachment(cmd, a):
+		// The release released this attachment: its end's step (the
+		// detach, without reading ECS) is taken by whichever of its passes
+		// comes first, this one or the release's own end. Left to that end
+		// alone, a mass drain's detaches waited for one invocation that SQS
+		// had given several releases' events.
+		held := p.hint
+		p.hint = hint{Step: stepUnmount, Volume: v.ID, Instance: a.InstanceID, Command: cmd.ID, At: ms(cmd.Requested), Released: true}
+		res, ok, err := p.continueStep(ctx)
+		if !ok && err == nil {
+			p.hint = held // the full pass weighs it, as without the release
+		}
+		return res, ok, err
 	case running && (release || onDraining):
 		r, ok := p.observed("unmount %s of %s on %s", cmd.ID, v.ID, a.InstanceID)
 		return r, ok, nil
@@ -794,14 +804,10 @@ func (p *pass) eventTasksStopped() bool {
 	return named
 }
 
-// releasedJustNow: cmd is a drain's release that ended within wait of now
-// and whose line for the volume released attachment a.
-func releasedJustNow(cmd cloud.Command, a cloud.Attachment, now time.Time, wait time.Duration) bool {
-	end := cmd.Ended
-	if end.IsZero() {
-		end = cmd.Requested
-	}
-	if cmd.Status != cloud.CommandSucceeded || !cloud.IsReleaseComment(cmd.Comment) || end.IsZero() || now.Sub(end) >= wait {
+// releasedAttachment: cmd is a drain's release that succeeded, and its
+// line for the volume released attachment a.
+func releasedAttachment(cmd cloud.Command, a cloud.Attachment) bool {
+	if cmd.Status != cloud.CommandSucceeded || !cloud.IsReleaseComment(cmd.Comment) {
 		return false
 	}
 	out, _ := agentproto.ParseOutput(cmd.Output)
