@@ -574,14 +574,12 @@ func TestAnAttachOnAnAgedReadReadsTheVolumeAgainFirst(t *testing.T) {
 	if _, res := callsOf(t, h, key, reconcile.Retry{Key: key}); !strings.Contains(res.Reason, "mount") {
 		t.Fatalf("the other process's pass: %+v; want it to attach and send the mount", res)
 	}
-	h.w.Advance(3 * time.Second)
-	before := h.w.Calls()
-	slow.release()
-	if n := h.w.Calls()["EC2:AttachVolume"] - before["EC2:AttachVolume"]; n != 0 {
-		t.Fatalf("the slow pass sent %d AttachVolume after another attached the volume; want it to read the volume again and send none", n)
+	attaches, reads := releaseAfter(h, slow, 3*time.Second)
+	if attaches != 0 {
+		t.Fatalf("the slow pass sent %d AttachVolume after another attached the volume; want it to read the volume again and send none", attaches)
 	}
-	if n := h.w.Calls()["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; n != 1 {
-		t.Errorf("the slow pass read the volume %d times before its attach; want once", n)
+	if reads != 1 {
+		t.Errorf("the slow pass read the volume %d times before its attach; want once", reads)
 	}
 	wantFollowed(t, h, t2)
 }
@@ -590,14 +588,12 @@ func TestAnAttachOnAnAgedReadReadsTheVolumeAgainFirst(t *testing.T) {
 // chain's attach right after its poll reads nothing more.
 func TestAnAttachOnAFreshReadReadsNothingMore(t *testing.T) {
 	h, t2, slow := heldAttachOfALeftVolume(t)
-	h.w.Advance(time.Second)
-	before := h.w.Calls()
-	slow.release()
-	if n := h.w.Calls()["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]; n != 0 {
-		t.Errorf("the pass read the volume %d times before its attach; want none", n)
+	attaches, reads := releaseAfter(h, slow, time.Second)
+	if reads != 0 {
+		t.Errorf("the pass read the volume %d times before its attach; want none", reads)
 	}
-	if n := h.w.Calls()["EC2:AttachVolume"] - before["EC2:AttachVolume"]; n != 1 {
-		t.Fatalf("the pass sent %d AttachVolume; want 1", n)
+	if attaches != 1 {
+		t.Fatalf("the pass sent %d AttachVolume; want 1", attaches)
 	}
 	wantFollowed(t, h, t2)
 }
@@ -620,4 +616,14 @@ func heldAttachOfALeftVolume(t *testing.T) (*harness, string, *held) {
 	}
 	t2, slow := heldBeforeAttach(t, h, tdShared, "i-b", "the new task's")
 	return h, t2, slow
+}
+
+// releaseAfter lets the held pass go on after d more of the world's time
+// and returns the AttachVolume and DescribeVolumes calls it made.
+func releaseAfter(h *harness, slow *held, d time.Duration) (attaches, reads int) {
+	h.w.Advance(d)
+	before := h.w.Calls()
+	slow.release()
+	after := h.w.Calls()
+	return after["EC2:AttachVolume"] - before["EC2:AttachVolume"], after["EC2:DescribeVolumes"] - before["EC2:DescribeVolumes"]
 }
