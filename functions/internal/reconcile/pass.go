@@ -674,39 +674,47 @@ func (p *pass) movedOn(ctx context.Context) (Result, bool, error) {
 // detach, a host ECS no longer serves, a move under way and anything else
 // go to the full pass.
 func (p *pass) detachInFlight(ctx context.Context) (Result, bool, error) {
-	v, _, ok, err := p.onServedHost(ctx, cloud.AttachDetaching)
+	v, ok, err := p.eventOnlyVolume(ctx, cloud.AttachDetaching)
 	if err != nil || !ok {
+		return Result{}, false, err
+	}
+	if _, ok, err := p.servedHost(ctx, v); err != nil || !ok {
 		return Result{}, false, err
 	}
 	r, ok := p.observed("detach of %s from %s", v.ID, v.Attachments[0].InstanceID)
 	return r, ok, nil
 }
 
-// onServedHost is where the early ends of a pass that only task events
+// eventOnlyVolume is where the early ends of a pass that only task events
 // asked for begin: the key's one volume (no move under way), in use, with
-// one attachment, in state, on a host ECS still serves (its agent
-// connected). Anything else (ok false) goes to the full pass.
-func (p *pass) onServedHost(ctx context.Context, state string) (cloud.Volume, cloud.ContainerInstance, bool, error) {
+// one attachment, in state. Anything else (ok false) goes to the full pass.
+func (p *pass) eventOnlyVolume(ctx context.Context, state string) (cloud.Volume, bool, error) {
 	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
-		return cloud.Volume{}, cloud.ContainerInstance{}, false, nil
+		return cloud.Volume{}, false, nil
 	}
 	v, ok, err := p.settledVolume(ctx)
 	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != state {
-		return cloud.Volume{}, cloud.ContainerInstance{}, false, err
+		return cloud.Volume{}, false, err
 	}
+	return v, true, nil
+}
+
+// servedHost: the container instance of v's one attachment, when ECS still
+// serves it (its agent connected); ok false otherwise.
+func (p *pass) servedHost(ctx context.Context, v cloud.Volume) (cloud.ContainerInstance, bool, error) {
 	ci, known, err := p.containerInstanceOf(ctx, want{}, v.Attachments[0].InstanceID)
 	if err != nil || !known {
-		return cloud.Volume{}, cloud.ContainerInstance{}, false, err
+		return cloud.ContainerInstance{}, false, err
 	}
 	if ci.Status == "" { // the process knew the registration only: read its state
 		if ci, err = p.containerInstance(ctx, ci.ARN); err != nil {
-			return cloud.Volume{}, cloud.ContainerInstance{}, false, err
+			return cloud.ContainerInstance{}, false, err
 		}
 	}
 	if ci.Gone() || !ci.AgentConnected {
-		return cloud.Volume{}, cloud.ContainerInstance{}, false, nil
+		return cloud.ContainerInstance{}, false, nil
 	}
-	return v, ci, true, nil
+	return ci, true, nil
 }
 
 // unmountInFlight: a pass that only task events asked for (a STOPPED
@@ -728,21 +736,18 @@ func (p *pass) onServedHost(ctx context.Context, state string) (cloud.Volume, cl
 // state is not read. Otherwise (a new task's event) the instance's state
 // comes first, as a handoff without a drain needs no unmount looked up.
 func (p *pass) unmountInFlight(ctx context.Context) (Result, bool, error) {
-	if p.hint != (hint{}) || p.op.instance != "" || !p.inv.isTaskOnly(p.key) {
-		return Result{}, false, nil
-	}
-	if !p.eventTasksStopped() {
-		v, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
-		if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
-			return Result{}, false, err
-		}
-		return p.endOnUnmount(ctx, v, true)
-	}
-	v, ok, err := p.settledVolume(ctx)
-	if err != nil || !ok || v.State != cloud.VolumeInUse || len(v.Attachments) != 1 || v.Attachments[0].State != cloud.AttachAttached {
+	v, ok, err := p.eventOnlyVolume(ctx, cloud.AttachAttached)
+	if err != nil || !ok {
 		return Result{}, false, err
 	}
-	return p.endOnUnmount(ctx, v, false)
+	if p.eventTasksStopped() {
+		return p.endOnUnmount(ctx, v, false)
+	}
+	ci, ok, err := p.servedHost(ctx, v)
+	if err != nil || !ok || ci.Status != "DRAINING" || p.eventTaskMeantFor(ci.ARN) {
+		return Result{}, false, err
+	}
+	return p.endOnUnmount(ctx, v, true)
 }
 
 // endOnUnmount: unmountInFlight's look at the last unmount of the volume's
@@ -757,7 +762,7 @@ func (p *pass) endOnUnmount(ctx context.Context, v cloud.Volume, onDraining bool
 	running := cmd.Status == cloud.CommandPending && p.now.Sub(cmd.Requested) < p.r.t.CommandEventWait
 	release := cloud.IsReleaseComment(cmd.Comment)
 	switch {
-	case release && releasedAttachment(cmd, a):
+	case releasedAttachment(cmd, a):
 		// The release released this attachment: its end's step (the
 		// detach, without reading ECS) is taken by whichever of its passes
 		// comes first, this one or the release's own end. Left to that end
@@ -775,7 +780,7 @@ func (p *pass) endOnUnmount(ctx context.Context, v cloud.Volume, onDraining bool
 		return r, ok, nil
 	case running:
 		// Another pass's unmount: it counts on a live draining host only.
-		_, ci, ok, err := p.onServedHost(ctx, cloud.AttachAttached)
+		ci, ok, err := p.servedHost(ctx, v)
 		if err != nil || !ok || ci.Status != "DRAINING" {
 			return Result{}, false, err
 		}
