@@ -96,6 +96,9 @@ type AWS struct {
 
 	byTag *batcher[tagQuery, []Volume]
 	byID  *batcher[string, Volume]
+	// fences merges the reads DetachVolume makes right before its request
+	// (never from a session: each is a request sent after its caller asked).
+	fences *batcher[string, Volume]
 	// instancesByID merges concurrent DescribeInstances by instance id.
 	instancesByID *batcher[string, Instance]
 	// unmounts merges concurrent unmounts of one instance's volumes into
@@ -156,6 +159,7 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	}
 	a.byTag = newBatcher(window, o.BatchMax, a.describeByTags)
 	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
+	a.fences = newBatcher(window, o.BatchMax, a.describeByIDs)
 	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
 	a.unmounts = newLRU[string, *batcher[Unmount, string]](maxIdentities)
 	return a

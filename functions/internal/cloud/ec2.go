@@ -419,19 +419,22 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID string, att Attachment,
 		return err
 	}
 	if !att.AttachTime.IsZero() {
-		// Read right before the request, past every cache and batch (after
-		// the pacer's wait): DetachVolume names the instance, not the
+		// Read right before the request, past every cache (after the
+		// pacer's wait): DetachVolume names the instance, not the
 		// attachment, and a newer one may have taken the old one's place.
-		out, err := a.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volumeID}})
+		// Concurrent detaches of the process share the read (fences): each
+		// joins a request sent after it asked, so none reads older news.
+		v, found, err := a.fences.get(ctx, volumeID)
 		if err != nil {
-			return classify(err, what)
+			return fmt.Errorf("%s: the read before it: %w", what, err)
+		}
+		if !found {
+			return fmt.Errorf("%w: %s: no such volume", ErrNotFound, what)
 		}
 		same, detaching := false, false
-		for _, v := range out.Volumes {
-			for _, c := range fromEC2Volume(v).Attachments {
-				if c.InstanceID == att.InstanceID && c.AttachTime.Equal(att.AttachTime) && (att.Device == "" || c.Device == att.Device) {
-					same, detaching = true, c.State == AttachDetaching
-				}
+		for _, c := range v.Attachments {
+			if c.InstanceID == att.InstanceID && c.AttachTime.Equal(att.AttachTime) && (att.Device == "" || c.Device == att.Device) {
+				same, detaching = true, c.State == AttachDetaching
 			}
 		}
 		if !same {

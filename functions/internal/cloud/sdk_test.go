@@ -540,6 +540,59 @@ func TestDetachVolumeFencesTheJudgedAttachment(t *testing.T) {
 	}
 }
 
+// Concurrent detaches of one process share the read right before their
+// requests: one DescribeVolumes, sent once both asked (never a session's
+// copy), then each DetachVolume; a volume EC2 no longer knows is not
+// detached.
+func TestConcurrentDetachesShareTheirFenceRead(t *testing.T) {
+	const a, b = "vol-0123456789abcdef0", "vol-0123456789abcdef1"
+	var reads []url.Values
+	var mu sync.Mutex
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		switch action {
+		case "EC2:DescribeVolumes":
+			mu.Lock()
+			reads = append(reads, form)
+			mu.Unlock()
+			return 200, describeVolumesXML(volumeXML(a, "a", "in-use", "i-a"), volumeXML(b, "b", "in-use", "i-a"))
+		case "EC2:DetachVolume":
+			return 200, `<DetachVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>` + form.Get("VolumeId") + `</volumeId><instanceId>i-a</instanceId><device>/dev/xvdf</device><status>detaching</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></DetachVolumeResponse>`
+		}
+		return 400, ec2Error("InvalidParameterValue")
+	})
+	c := newTestCloud(t, base, Options{BatchMax: 2})
+	c.fences.wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until both asked
+	ctx := NewSession(context.Background())
+	// The session holds a copy already detached: the fence must not use it.
+	if _, err := c.VolumeByID(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	judged := Attachment{InstanceID: "i-a", Device: "/dev/xvdf", AttachTime: time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)}
+	errs := make(chan error, 2)
+	for _, v := range []string{a, b} {
+		go func() { errs <- c.DetachVolume(ctx, v, judged, false) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+	}
+	if n, d := e.count("EC2:DescribeVolumes"), e.count("EC2:DetachVolume"); n != 2 || d != 2 {
+		t.Fatalf("%d DescribeVolumes and %d DetachVolume, want 2 (the session's read and one shared fence) and 2", n, d)
+	}
+	if got := reads[1].Get("Filter.1.Value.1") + "," + reads[1].Get("Filter.1.Value.2"); got != a+","+b && got != b+","+a {
+		t.Fatalf("the fence read asked for %v, want both volumes", reads[1])
+	}
+
+	gone := newTestCloud(t, base, Options{BatchWindow: -1})
+	if err := gone.DetachVolume(context.Background(), "vol-0123456789abcdef9", judged, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("detach of a volume EC2 does not return: %v, want ErrNotFound", err)
+	}
+	if d := e.count("EC2:DetachVolume"); d != 2 {
+		t.Fatalf("%d DetachVolume after the unknown volume's, want still 2", d)
+	}
+}
+
 // A detach of an attachment another pass is already detaching is not
 // asked again (done, for the pass that asked first); a force is (it
 // upgrades the detach under way).
