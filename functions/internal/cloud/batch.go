@@ -49,24 +49,45 @@ func newBatcher[K comparable, V any](window time.Duration, max int, run func(con
 
 // get returns key's answer (ok false when the request did not return it).
 func (b *batcher[K, V]) get(ctx context.Context, key K) (V, bool, error) {
+	got, err := b.getAll(ctx, []K{key})
+	v, ok := got[key]
+	return v, ok, err
+}
+
+// getAll returns the answers for keys (those the requests returned). Every
+// key joins the open batch first (a full one closes and the next key opens
+// another), then this caller leads the batches it opened and waits for the
+// others: one caller's keys never split into requests because of it.
+func (b *batcher[K, V]) getAll(ctx context.Context, keys []K) (map[K]V, error) {
 	b.mu.Lock()
-	leader := false
-	if b.open == nil {
-		b.open = &batch[K, V]{seen: map[K]bool{}, full: make(chan struct{}), done: make(chan struct{})}
-		leader = true
-	}
-	p := b.open
-	if !p.seen[key] {
-		p.seen[key] = true
-		p.keys = append(p.keys, key)
-		if len(p.keys) >= b.max {
-			b.open = nil
-			close(p.full)
+	joined := make([]*batch[K, V], 0, 1)
+	var led []*batch[K, V]
+	in := make(map[K]*batch[K, V], len(keys)) // the batch each key joined
+	for _, key := range keys {
+		if in[key] != nil {
+			continue
+		}
+		if b.open == nil {
+			b.open = &batch[K, V]{seen: map[K]bool{}, full: make(chan struct{}), done: make(chan struct{})}
+			led = append(led, b.open)
+		}
+		p := b.open
+		if !p.seen[key] {
+			p.seen[key] = true
+			p.keys = append(p.keys, key)
+			if len(p.keys) >= b.max {
+				b.open = nil
+				close(p.full)
+			}
+		}
+		in[key] = p
+		if len(joined) == 0 || joined[len(joined)-1] != p {
+			joined = append(joined, p)
 		}
 	}
 	b.mu.Unlock()
 
-	if leader {
+	for _, p := range led {
 		b.wait(ctx, p.full)
 		b.mu.Lock()
 		if b.open == p {
@@ -77,15 +98,21 @@ func (b *batcher[K, V]) get(ctx context.Context, key K) (V, bool, error) {
 		close(p.done)
 	}
 
-	var zero V
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return zero, false, ctx.Err()
+	out := make(map[K]V, len(keys))
+	for _, p := range joined {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if p.err != nil {
+			return nil, p.err
+		}
 	}
-	if p.err != nil {
-		return zero, false, p.err
+	for key, p := range in {
+		if v, ok := p.res[key]; ok {
+			out[key] = v
+		}
 	}
-	v, ok := p.res[key]
-	return v, ok, nil
+	return out, nil
 }

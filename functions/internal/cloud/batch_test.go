@@ -101,3 +101,30 @@ func TestBatcherWithoutWindowAsksAtOnce(t *testing.T) {
 		t.Fatalf("runs %d", runs.Load())
 	}
 }
+
+// One caller's keys join the open batch together: more than a batch holds
+// make full batches and one more, each one request, and the caller gets
+// every answer.
+func TestBatcherTakesOneCallersKeysInFullBatches(t *testing.T) {
+	var requests [][]string
+	b := newBatcher(0, 2, func(_ context.Context, keys []string) (map[string]int, error) {
+		requests = append(requests, append([]string(nil), keys...))
+		out := map[string]int{}
+		for _, k := range keys {
+			out[k] = len(k)
+		}
+		return out, nil
+	})
+	got, err := b.getAll(context.Background(), []string{"a", "bb", "ccc", "bb", "dddd", "eeeee"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(requests) != 3 || len(requests[0]) != 2 || len(requests[1]) != 2 || len(requests[2]) != 1 {
+		t.Fatalf("requests %v, want two full batches and one of the last key", requests)
+	}
+	for _, k := range []string{"a", "bb", "ccc", "dddd", "eeeee"} {
+		if got[k] != len(k) {
+			t.Fatalf("answers %v: %q missing", got, k)
+		}
+	}
+}

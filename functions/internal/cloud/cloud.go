@@ -99,6 +99,10 @@ type AWS struct {
 	// fences merges the reads DetachVolume makes right before its request
 	// (never from a session: each is a request sent after its caller asked).
 	fences *batcher[string, Volume]
+	// tasksByID and cisByARN merge concurrent DescribeTasks and
+	// DescribeContainerInstances of one cluster (ECS takes 100 of each).
+	tasksByID *batcher[clusterRef, Task]
+	cisByARN  *batcher[clusterRef, ContainerInstance]
 	// instancesByID merges concurrent DescribeInstances by instance id.
 	instancesByID *batcher[string, Instance]
 	// unmounts merges concurrent unmounts of one instance's volumes into
@@ -161,6 +165,8 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
 	a.fences = newBatcher(window, o.BatchMax, a.describeByIDs)
 	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
+	a.tasksByID = newBatcher(window, min(o.BatchMax, ecsDescribeMax), a.describeTaskRefs)
+	a.cisByARN = newBatcher(window, min(o.BatchMax, ecsDescribeMax), a.describeCIRefs)
 	a.unmounts = newLRU[string, *batcher[Unmount, string]](maxIdentities)
 	return a
 }

@@ -213,17 +213,27 @@ func (a *AWS) Tasks(ctx context.Context, cluster string, ids []string) ([]Task, 
 	}
 	s.mu.Unlock()
 	if len(ask) > 0 {
-		got, err := a.describeTasks(ctx, cluster, ask)
+		refs := make([]clusterRef, len(ask))
+		for i, id := range ask {
+			refs[i] = clusterRef{cluster, id}
+		}
+		got, err := a.tasksByID.getAll(ctx, refs)
 		if err != nil {
 			return nil, err
 		}
+		seen := map[string]bool{}
 		s.mu.Lock()
-		for _, t := range got {
+		for _, r := range refs {
+			t, ok := got[r]
+			if !ok || seen[t.ARN] {
+				continue
+			}
+			seen[t.ARN] = true
 			s.tasks[t.ARN] = t
 			s.tasks[TaskID(t.ARN)] = t
+			out = append(out, t)
 		}
 		s.mu.Unlock()
-		out = append(out, got...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
 	return out, nil
@@ -235,6 +245,63 @@ func TaskID(taskARN string) string {
 		return taskARN[i+1:]
 	}
 	return taskARN
+}
+
+// clusterRef names a task (by ARN or id) or a container instance (by ARN)
+// in a cluster: the keys of the batched describes.
+type clusterRef struct{ cluster, id string }
+
+// ecsDescribeMax: DescribeTasks and DescribeContainerInstances take at most
+// 100 names (ECS API reference).
+const ecsDescribeMax = 100
+
+// byCluster groups refs' names by cluster, clusters sorted.
+func byCluster(refs []clusterRef) ([]string, map[string][]string) {
+	names := map[string][]string{}
+	for _, r := range refs {
+		names[r.cluster] = append(names[r.cluster], r.id)
+	}
+	clusters := make([]string, 0, len(names))
+	for c := range names {
+		clusters = append(clusters, c)
+	}
+	sort.Strings(clusters)
+	return clusters, names
+}
+
+// describeTaskRefs answers a batch of tasks: one DescribeTasks per cluster;
+// each task is keyed by its ARN and by its id, as callers name it either way.
+func (a *AWS) describeTaskRefs(ctx context.Context, refs []clusterRef) (map[clusterRef]Task, error) {
+	clusters, names := byCluster(refs)
+	res := make(map[clusterRef]Task, 2*len(refs))
+	for _, c := range clusters {
+		ts, err := a.describeTasks(ctx, c, names[c])
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			res[clusterRef{c, t.ARN}] = t
+			res[clusterRef{c, TaskID(t.ARN)}] = t
+		}
+	}
+	return res, nil
+}
+
+// describeCIRefs answers a batch of container instances: one
+// DescribeContainerInstances per cluster.
+func (a *AWS) describeCIRefs(ctx context.Context, refs []clusterRef) (map[clusterRef]ContainerInstance, error) {
+	clusters, names := byCluster(refs)
+	res := make(map[clusterRef]ContainerInstance, len(refs))
+	for _, c := range clusters {
+		cis, err := a.describeContainerInstances(ctx, c, names[c])
+		if err != nil {
+			return nil, err
+		}
+		for _, ci := range cis {
+			res[clusterRef{c, ci.ARN}] = ci
+		}
+	}
+	return res, nil
 }
 
 func (a *AWS) describeTasks(ctx context.Context, cluster string, ids []string) ([]Task, error) {
@@ -321,14 +388,19 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 			return ci, nil
 		}
 	}
-	cis, err := a.describeContainerInstances(ctx, cluster, []string{arn})
+	ci, ok, err := a.cisByARN.get(ctx, clusterRef{cluster, arn})
 	if err != nil {
 		return ContainerInstance{}, err
 	}
-	if len(cis) == 0 {
+	if !ok {
 		return ContainerInstance{}, fmt.Errorf("%w: container instance %q in %q", ErrNotFound, arn, cluster)
 	}
-	return cis[0], nil
+	if s != nil { // the batch's leader kept it in its own session
+		s.mu.Lock()
+		s.cis[arn] = ci
+		s.mu.Unlock()
+	}
+	return ci, nil
 }
 
 // filterableID: an instance id that can stand in a cluster query

@@ -784,3 +784,79 @@ func TestDetachVolumeIsSentOnce(t *testing.T) {
 		t.Fatalf("%d DetachVolume requests, want 1", n)
 	}
 }
+
+// Passes of one invocation running at once (each with its own session, as
+// the dispatcher gives them) describe their tasks and container instances
+// in one DescribeTasks and one DescribeContainerInstances; each gets its
+// own answers, by ARN or by id, and keeps them in its session.
+func TestConcurrentPassesShareTheirECSDescribes(t *testing.T) {
+	const prefix = "arn:aws:ecs:us-east-1:123456789012:"
+	var asked [][]string
+	var mu sync.Mutex
+	e, base := newEndpoint(t, func(action string, _ url.Values, body string, _ int) (int, string) {
+		var in struct{ Tasks, ContainerInstances []string }
+		_ = json.Unmarshal([]byte(body), &in)
+		mu.Lock()
+		asked = append(asked, append(in.Tasks, in.ContainerInstances...))
+		mu.Unlock()
+		switch action {
+		case "ECS:DescribeTasks":
+			var out []string
+			for _, id := range in.Tasks {
+				if id == "gone" {
+					continue
+				}
+				out = append(out, fmt.Sprintf(`{"taskArn":%q,"lastStatus":"RUNNING","desiredStatus":"RUNNING"}`, prefix+"task/c/"+TaskID(id)))
+			}
+			return 200, `{"tasks":[` + strings.Join(out, ",") + `],"failures":[]}`
+		case "ECS:DescribeContainerInstances":
+			var out []string
+			for _, arn := range in.ContainerInstances {
+				out = append(out, fmt.Sprintf(`{"containerInstanceArn":%q,"ec2InstanceId":"i-%s","status":"ACTIVE","agentConnected":true}`, arn, arn[len(arn)-1:]))
+			}
+			return 200, `{"containerInstances":[` + strings.Join(out, ",") + `],"failures":[]}`
+		}
+		return 400, `{"__type":"InvalidParameterException","message":"unexpected"}`
+	})
+	c := newTestCloud(t, base, Options{BatchMax: 3})
+	c.tasksByID.wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until the three asked
+	c.cisByARN.wait = func(_ context.Context, full <-chan struct{}) { <-full }
+	type answer struct {
+		tasks []Task
+		ci    ContainerInstance
+		err   error
+	}
+	ask := [][]string{{"a"}, {prefix + "task/c/b", "gone"}}
+	cis := []string{prefix + "container-instance/c/1", prefix + "container-instance/c/2", prefix + "container-instance/c/3"}
+	answers := make([]answer, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			ctx := NewSession(context.Background())
+			if i < 2 {
+				answers[i].tasks, answers[i].err = c.Tasks(ctx, "c", ask[i])
+			}
+			answers[i].ci, _ = c.ContainerInstance(ctx, "c", cis[i])
+			if i < 2 && answers[i].err == nil { // kept in the pass's session: no second request
+				if again, err := c.Tasks(ctx, "c", ask[i][:1]); err != nil || len(again) != 1 {
+					answers[i].err = fmt.Errorf("again: %v %v", again, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n, d := e.count("ECS:DescribeTasks"), e.count("ECS:DescribeContainerInstances"); n != 1 || d != 1 {
+		t.Fatalf("%d DescribeTasks and %d DescribeContainerInstances, want one of each (asked %v)", n, d, asked)
+	}
+	if a := answers[0]; a.err != nil || len(a.tasks) != 1 || a.tasks[0].ARN != prefix+"task/c/a" {
+		t.Fatalf("the first pass's tasks: %+v %v", a.tasks, a.err)
+	}
+	if a := answers[1]; a.err != nil || len(a.tasks) != 1 || a.tasks[0].ARN != prefix+"task/c/b" {
+		t.Fatalf("the second pass's tasks (one ECS does not know): %+v %v", a.tasks, a.err)
+	}
+	for i, a := range answers {
+		if a.ci.ARN != cis[i] || a.ci.EC2InstanceID != fmt.Sprintf("i-%d", i+1) {
+			t.Fatalf("pass %d's container instance: %+v", i, a.ci)
+		}
+	}
+}
