@@ -352,6 +352,84 @@ func stoppedEventsReadNoTasks(t *testing.T, releaseEnded bool) {
 	settledOnB(t, h, vols, news)
 }
 
+// The release's own end, when it comes after its volumes were detached by
+// the passes of the tasks' STOPPED events (in another process), leaves the
+// attach to those passes' chains: no AttachVolume (which would race them,
+// and EC2 refuse one), no read of ECS.
+func TestALateReleaseEndLeavesTheAttachToTheDetachsChain(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	h.w.Drain("i-a")
+	var stopped []reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			stopped = append(stopped, h.trigger(ev))
+		} else {
+			h.events = append(h.events, ev)
+		}
+	}
+	h.invoke(h.draining("i-a"))
+	h.completeCommand(unmountDoc, "i-a")
+	var releaseEnd []reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "command" {
+			releaseEnd = append(releaseEnd, h.trigger(ev))
+		} else {
+			h.events = append(h.events, ev)
+		}
+	}
+	if len(releaseEnd) == 0 {
+		t.Fatal("no SSM event for the release's end")
+	}
+	chains := h.otherProcess()
+	for _, tr := range stopped {
+		ctx := chains.Invocation(context.Background())
+		keys, err := chains.Keys(ctx, tr)
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys of %+v: %v %v", tr, keys, err)
+		}
+		res, err := chains.Reconcile(ctx, keys[0])
+		if err != nil || res.Done() || !strings.Contains(res.Reason, "detaching") {
+			t.Fatalf("%s: the STOPPED event's pass %+v %v, want it to detach", keys[0].Volume, res, err)
+		}
+		h.queue = append(h.queue, msg{key: keys[0], hint: res.Hint, due: h.w.Now().Add(res.RetryAfter)})
+	}
+	for _, op := range h.w.Pending() {
+		if op.Kind == "detach" {
+			h.w.Complete(op)
+		}
+	}
+	for _, v := range vols {
+		if got := h.oneVolume(v.Tags["tether:volume"]); got.Att != nil {
+			t.Fatalf("volume %s still attached (%+v) before the release's end", v.ID, got.Att)
+		}
+	}
+	late := h.otherProcess()
+	before := h.w.Calls()
+	for _, tr := range releaseEnd {
+		ctx := late.Invocation(context.Background())
+		keys, err := late.Keys(ctx, tr)
+		if err != nil {
+			t.Fatalf("keys of %+v: %v", tr, err)
+		}
+		for _, k := range keys {
+			res, err := late.Reconcile(ctx, k)
+			if err != nil || !res.Done() || !strings.Contains(res.Reason, "in flight (another pass's)") {
+				t.Errorf("%s: the late release end's pass %+v %v, want it done, the chain going on", k.Volume, res, err)
+			}
+		}
+	}
+	after := h.w.Calls()
+	for _, op := range []string{"EC2:AttachVolume", "ECS:ListTasks", "ECS:DescribeTasks"} {
+		if n := after[op] - before[op]; n != 0 {
+			t.Errorf("the late release end's passes: %s %d times, want none", op, n)
+		}
+	}
+	settledOnB(t, h, vols, news)
+	if n := h.w.Calls()["EC2:AttachVolume"]; n < 2 {
+		t.Fatalf("%d AttachVolume in all, want the chains' two at least", n)
+	}
+}
+
 // settledOnB settles twoOnOneHost's world after a handoff: the new tasks
 // run, both volumes are on i-b, and nothing unsafe happened.
 func settledOnB(t *testing.T, h *harness, vols []cloudtest.Volume, news []string) {

@@ -784,6 +784,17 @@ func (p *pass) continueStep(ctx context.Context) (Result, bool, error) {
 			}
 		}
 		if att == nil {
+			if h.Released && len(cur.Attachments) == 0 && cur.State == cloud.VolumeAvailable && !p.inv.namedBy(p.key, byTask) {
+				// A drain's release, detached since: on a live draining
+				// host only tether detaches, after the release, and the
+				// pass that asked has a chain that attaches the volume
+				// where it is wanted (its target, or a full look). A late
+				// release event that attached too would race that chain
+				// (EC2 refuses one of the two with VolumeInUse).
+				if r, ok := p.observed("release of %s from %s", h.Volume, h.Instance); ok {
+					return r, true, nil
+				}
+			}
 			if p.inv.namedBy(p.key, byTask) || len(cur.Attachments) == 0 {
 				// A task event's news, or a detached volume (it may be
 				// that no chain attaches it): the full pass looks.
