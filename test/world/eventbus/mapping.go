@@ -223,34 +223,31 @@ func (m *Mapping) poll(ctx context.Context) {
 
 // gather receives one batch: up to BatchSize messages, within the batching
 // window once the first has arrived.
+//
+// With a window, the pollers keep long-polling (PollWait) to fill the batch,
+// and the window ends only when a poll returns: on a queue with little
+// traffic a batch waits for a whole empty long poll. The Lambda developer
+// guide ("Using Lambda with Amazon SQS", batching behaviour): "If you're
+// using a batch window and your SQS queue contains very low traffic, Lambda
+// might wait for up to 20 seconds before invoking your function. This is
+// true even if you set a batch window lower than 20 seconds."
 func (m *Mapping) gather(ctx context.Context) []Message {
 	var batch []Message
 	var deadline time.Time
 	for len(batch) < m.opts.BatchSize {
-		wait := m.opts.PollWait
-		if len(batch) > 0 {
-			if deadline.IsZero() {
-				deadline = time.Now().Add(m.bus.scaled(m.opts.MaxBatchingWindow))
-			}
-			if wait = time.Until(deadline); wait <= 0 {
-				break
-			}
-		}
-		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.unscaled(wait), hold: true})
+		msgs, err := m.queue.Receive(ctx, ReceiveOptions{Max: min(10, m.opts.BatchSize-len(batch)), Wait: m.opts.PollWait, hold: true})
 		if err != nil {
 			break
 		}
+		if len(batch) == 0 && len(msgs) > 0 {
+			deadline = time.Now().Add(m.bus.scaled(m.opts.MaxBatchingWindow))
+		}
 		batch = append(batch, msgs...)
-		if len(msgs) == 0 || m.opts.MaxBatchingWindow == 0 {
+		if m.opts.MaxBatchingWindow == 0 || len(batch) > 0 && !time.Now().Before(deadline) {
 			break
 		}
 	}
 	return batch
-}
-
-// unscaled converts a real wait back into the queue's scaled units.
-func (m *Mapping) unscaled(d time.Duration) time.Duration {
-	return time.Duration(float64(d) / m.bus.opts.TimeScale)
 }
 
 // invoke runs the function on one batch. The batch's messages were

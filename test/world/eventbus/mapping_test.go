@@ -284,3 +284,37 @@ func TestStartMappingRefusesWhatLambdaRefuses(t *testing.T) {
 	}
 	m.Stop()
 }
+
+// With a batching window, a lone message on a quiet queue waits for the
+// pollers' whole empty long poll, not just the window (the Lambda developer
+// guide: "Lambda might wait for up to 20 seconds ... even if you set a batch
+// window lower than 20 seconds"). Only a lower bound is checked: a loaded
+// machine is only later.
+func TestMappingWithAWindowWaitsForTheLongPollOnAQuietQueue(t *testing.T) {
+	const poll, window = 1500 * time.Millisecond, time.Second
+	b := testBus(t, Options{Seed: 1})
+	q := mustQueue(t, b, "TaskQueue", QueueOptions{})
+	got := make(chan int, 10)
+	handler := lambda.NewHandler(func(_ context.Context, ev events.SQSEvent) error {
+		got <- len(ev.Records)
+		return nil
+	})
+	m, err := b.StartMapping(q, b.InProcess("taskstate", handler), MappingOptions{BatchSize: 10, MaxBatchingWindow: window, PollWait: poll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	ctx := testCtx(t)
+	// Let the poller's first long poll begin on the empty queue.
+	time.Sleep(50 * time.Millisecond)
+	sent := time.Now()
+	q.Send("lone", SendOptions{})
+	select {
+	case n := <-got:
+		if took := time.Since(sent); n != 1 || took < poll {
+			t.Fatalf("a lone message came in a batch of %d after %s, want alone after the %s long poll at least", n, took, poll)
+		}
+	case <-ctx.Done():
+		t.Fatal("the lone message never came")
+	}
+}
