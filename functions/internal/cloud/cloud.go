@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/tether-ecs/tether/functions/internal/batch"
 )
 
 // Options tune the seam; zero values take the defaults.
@@ -94,20 +96,20 @@ type AWS struct {
 	retry *retryers
 	pace  *pacer
 
-	byTag *batcher[tagQuery, []Volume]
-	byID  *batcher[string, Volume]
+	byTag *batch.Batcher[tagQuery, []Volume]
+	byID  *batch.Batcher[string, Volume]
 	// fences merges the reads DetachVolume makes right before its request
 	// (never from a session: each is a request sent after its caller asked).
-	fences *batcher[string, Volume]
+	fences *batch.Batcher[string, Volume]
 	// tasksByID and cisByARN merge concurrent DescribeTasks and
 	// DescribeContainerInstances of one cluster (ECS takes 100 of each).
-	tasksByID *batcher[clusterRef, Task]
-	cisByARN  *batcher[clusterRef, ContainerInstance]
+	tasksByID *batch.Batcher[clusterRef, Task]
+	cisByARN  *batch.Batcher[clusterRef, ContainerInstance]
 	// instancesByID merges concurrent DescribeInstances by instance id.
-	instancesByID *batcher[string, Instance]
+	instancesByID *batch.Batcher[string, Instance]
 	// unmounts merges concurrent unmounts of one instance's volumes into
 	// one SendCommand: "document/instance id" -> its batcher.
-	unmounts    *lru.Cache[string, *batcher[Unmount, string]]
+	unmounts    *lru.Cache[string, *batch.Batcher[Unmount, string]]
 	unmountsMu  sync.Mutex
 	unmountWait func(ctx context.Context, full <-chan struct{}) // tests hold the window open
 
@@ -161,13 +163,13 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	if window < 0 {
 		window = 0
 	}
-	a.byTag = newBatcher(window, o.BatchMax, a.describeByTags)
-	a.byID = newBatcher(window, o.BatchMax, a.describeByIDs)
-	a.fences = newBatcher(window, o.BatchMax, a.describeByIDs)
-	a.instancesByID = newBatcher(window, o.BatchMax, a.describeInstances)
-	a.tasksByID = newBatcher(window, min(o.BatchMax, ecsDescribeMax), a.describeTaskRefs)
-	a.cisByARN = newBatcher(window, min(o.BatchMax, ecsDescribeMax), a.describeCIRefs)
-	a.unmounts = newLRU[string, *batcher[Unmount, string]](maxIdentities)
+	a.byTag = batch.New(window, o.BatchMax, a.describeByTags)
+	a.byID = batch.New(window, o.BatchMax, a.describeByIDs)
+	a.fences = batch.New(window, o.BatchMax, a.describeByIDs)
+	a.instancesByID = batch.New(window, o.BatchMax, a.describeInstances)
+	a.tasksByID = batch.New(window, min(o.BatchMax, ecsDescribeMax), a.describeTaskRefs)
+	a.cisByARN = batch.New(window, min(o.BatchMax, ecsDescribeMax), a.describeCIRefs)
+	a.unmounts = newLRU[string, *batch.Batcher[Unmount, string]](maxIdentities)
 	return a
 }
 

@@ -114,7 +114,7 @@ func (a *AWS) VolumesByKey(ctx context.Context, cluster, name string) ([]Volume,
 			return known, nil
 		}
 	}
-	vols, _, err := a.byTag.get(ctx, tagQuery{cluster, name})
+	vols, _, err := a.byTag.Get(ctx, tagQuery{cluster, name})
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (a *AWS) VolumeByID(ctx context.Context, id string) (Volume, error) {
 			return Volume{}, fmt.Errorf("%w: volume %q", ErrNotFound, id)
 		}
 	}
-	v, ok, err := a.byID.get(ctx, id)
+	v, ok, err := a.byID.Get(ctx, id)
 	if err != nil {
 		return Volume{}, err
 	}
@@ -252,7 +252,7 @@ func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
 			return in, nil
 		}
 	}
-	in, ok, err := a.instancesByID.get(ctx, id)
+	in, ok, err := a.instancesByID.Get(ctx, id)
 	if err != nil {
 		return Instance{}, err
 	}
@@ -424,7 +424,7 @@ func (a *AWS) DetachVolume(ctx context.Context, volumeID string, att Attachment,
 		// attachment, and a newer one may have taken the old one's place.
 		// Concurrent detaches of the process share the read (fences): each
 		// joins a request sent after it asked, so none reads older news.
-		v, found, err := a.fences.get(ctx, volumeID)
+		v, found, err := a.fences.Get(ctx, volumeID)
 		if err != nil {
 			return fmt.Errorf("%s: the read before it: %w", what, err)
 		}

@@ -217,7 +217,7 @@ func (a *AWS) Tasks(ctx context.Context, cluster string, ids []string) ([]Task, 
 		for i, id := range ask {
 			refs[i] = clusterRef{cluster, id}
 		}
-		got, err := a.tasksByID.getAll(ctx, refs)
+		got, err := a.tasksByID.GetAll(ctx, refs)
 		if err != nil {
 			return nil, err
 		}
@@ -388,7 +388,7 @@ func (a *AWS) ContainerInstance(ctx context.Context, cluster, arn string) (Conta
 			return ci, nil
 		}
 	}
-	ci, ok, err := a.cisByARN.get(ctx, clusterRef{cluster, arn})
+	ci, ok, err := a.cisByARN.Get(ctx, clusterRef{cluster, arn})
 	if err != nil {
 		return ContainerInstance{}, err
 	}

@@ -561,7 +561,7 @@ func TestConcurrentDetachesShareTheirFenceRead(t *testing.T) {
 		return 400, ec2Error("InvalidParameterValue")
 	})
 	c := newTestCloud(t, base, Options{BatchMax: 2})
-	c.fences.wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until both asked
+	c.fences.Wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until both asked
 	ctx := NewSession(context.Background())
 	// The session holds a copy already detached: the fence must not use it.
 	if _, err := c.VolumeByID(ctx, a); err != nil {
@@ -819,8 +819,8 @@ func TestConcurrentPassesShareTheirECSDescribes(t *testing.T) {
 		return 400, `{"__type":"InvalidParameterException","message":"unexpected"}`
 	})
 	c := newTestCloud(t, base, Options{BatchMax: 3})
-	c.tasksByID.wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until the three asked
-	c.cisByARN.wait = func(_ context.Context, full <-chan struct{}) { <-full }
+	c.tasksByID.Wait = func(_ context.Context, full <-chan struct{}) { <-full } // open until the three asked
+	c.cisByARN.Wait = func(_ context.Context, full <-chan struct{}) { <-full }
 	type answer struct {
 		tasks []Task
 		ci    ContainerInstance

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/tether-ecs/tether/functions/internal/batch"
 	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 )
@@ -62,16 +63,16 @@ func (a *AWS) SendUnmount(ctx context.Context, document, instanceID string, u Un
 	b, ok := a.unmounts.Get(k)
 	if !ok {
 		window := max(a.opts.BatchWindow, 0)
-		b = newBatcher(window, agentproto.MaxBatch, func(ctx context.Context, us []Unmount) (map[Unmount]string, error) {
+		b = batch.New(window, agentproto.MaxBatch, func(ctx context.Context, us []Unmount) (map[Unmount]string, error) {
 			return a.sendUnmounts(ctx, document, instanceID, us, false)
 		})
 		if a.unmountWait != nil {
-			b.wait = a.unmountWait
+			b.Wait = a.unmountWait
 		}
 		a.unmounts.Add(k, b)
 	}
 	a.unmountsMu.Unlock()
-	id, ok, err := b.get(ctx, u)
+	id, ok, err := b.Get(ctx, u)
 	if err == nil && !ok {
 		err = fmt.Errorf("ssm SendCommand %q to %q: no command for %s", document, instanceID, u.VolumeID)
 	}

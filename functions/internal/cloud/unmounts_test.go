@@ -40,11 +40,7 @@ func joined(t *testing.T, a *AWS, document, instance string, n int) {
 		a.unmountsMu.Unlock()
 		got := 0
 		if b != nil {
-			b.mu.Lock()
-			if b.open != nil {
-				got = len(b.open.keys)
-			}
-			b.mu.Unlock()
+			got = b.Joined()
 		}
 		if got == n {
 			return

@@ -1,4 +1,6 @@
-package cloud
+// Package batch merges lookups from concurrent callers into one request, as
+// ebs-csi does for DescribeVolumes.
+package batch
 
 import (
 	"context"
@@ -6,13 +8,15 @@ import (
 	"time"
 )
 
-// batcher merges lookups from concurrent callers into one request, as
+// Batcher merges lookups from concurrent callers into one request, as
 // ebs-csi does for DescribeVolumes: the first caller opens a batch, waits
 // for the window (or until the batch is full), and runs one request for
 // every key that joined; each caller gets its own key's answer.
-type batcher[K comparable, V any] struct {
-	max  int
-	wait func(ctx context.Context, full <-chan struct{}) // the window; tests replace it
+type Batcher[K comparable, V any] struct {
+	max int
+	// Wait is the window: it returns when the window is over, the batch is
+	// full, or ctx ends. Tests replace it to hold a batch open.
+	Wait func(ctx context.Context, full <-chan struct{})
 	run  func(ctx context.Context, keys []K) (map[K]V, error)
 
 	mu   sync.Mutex
@@ -28,11 +32,11 @@ type batch[K comparable, V any] struct {
 	err  error
 }
 
-func newBatcher[K comparable, V any](window time.Duration, max int, run func(context.Context, []K) (map[K]V, error)) *batcher[K, V] {
-	return &batcher[K, V]{
+func New[K comparable, V any](window time.Duration, max int, run func(context.Context, []K) (map[K]V, error)) *Batcher[K, V] {
+	return &Batcher[K, V]{
 		max: max,
 		run: run,
-		wait: func(ctx context.Context, full <-chan struct{}) {
+		Wait: func(ctx context.Context, full <-chan struct{}) {
 			if window <= 0 {
 				return
 			}
@@ -47,18 +51,18 @@ func newBatcher[K comparable, V any](window time.Duration, max int, run func(con
 	}
 }
 
-// get returns key's answer (ok false when the request did not return it).
-func (b *batcher[K, V]) get(ctx context.Context, key K) (V, bool, error) {
-	got, err := b.getAll(ctx, []K{key})
+// Get returns key's answer (ok false when the request did not return it).
+func (b *Batcher[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
+	got, err := b.GetAll(ctx, []K{key})
 	v, ok := got[key]
 	return v, ok, err
 }
 
-// getAll returns the answers for keys (those the requests returned). Every
+// GetAll returns the answers for keys (those the requests returned). Every
 // key joins the open batch first (a full one closes and the next key opens
 // another), then this caller leads the batches it opened and waits for the
 // others: one caller's keys never split into requests because of it.
-func (b *batcher[K, V]) getAll(ctx context.Context, keys []K) (map[K]V, error) {
+func (b *Batcher[K, V]) GetAll(ctx context.Context, keys []K) (map[K]V, error) {
 	b.mu.Lock()
 	joined := make([]*batch[K, V], 0, 1)
 	var led []*batch[K, V]
@@ -88,7 +92,7 @@ func (b *batcher[K, V]) getAll(ctx context.Context, keys []K) (map[K]V, error) {
 	b.mu.Unlock()
 
 	for _, p := range led {
-		b.wait(ctx, p.full)
+		b.Wait(ctx, p.full)
 		b.mu.Lock()
 		if b.open == p {
 			b.open = nil
@@ -115,4 +119,15 @@ func (b *batcher[K, V]) getAll(ctx context.Context, keys []K) (map[K]V, error) {
 		}
 	}
 	return out, nil
+}
+
+// Joined is how many keys the open batch holds (0 when none is open): a
+// fact tests wait for before they let a window end.
+func (b *Batcher[K, V]) Joined() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open == nil {
+		return 0
+	}
+	return len(b.open.keys)
 }

@@ -1,4 +1,4 @@
-package cloud
+package batch
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func TestBatcherMergesConcurrentLookups(t *testing.T) {
 	var mu sync.Mutex
 	var requests [][]string
-	b := newBatcher(0, 100, func(_ context.Context, keys []string) (map[string]int, error) {
+	b := New(0, 100, func(_ context.Context, keys []string) (map[string]int, error) {
 		mu.Lock()
 		requests = append(requests, append([]string(nil), keys...))
 		mu.Unlock()
@@ -29,7 +29,7 @@ func TestBatcherMergesConcurrentLookups(t *testing.T) {
 		return out, nil
 	})
 	release := make(chan struct{})
-	b.wait = func(ctx context.Context, _ <-chan struct{}) {
+	b.Wait = func(ctx context.Context, _ <-chan struct{}) {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -44,7 +44,7 @@ func TestBatcherMergesConcurrentLookups(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, k := range keys {
 		wg.Go(func() {
-			v, ok, err := b.get(context.Background(), k)
+			v, ok, err := b.Get(context.Background(), k)
 			if err != nil {
 				t.Error(err)
 			}
@@ -88,12 +88,12 @@ func TestBatcherMergesConcurrentLookups(t *testing.T) {
 
 func TestBatcherWithoutWindowAsksAtOnce(t *testing.T) {
 	var runs atomic.Int32
-	b := newBatcher(0, 100, func(_ context.Context, keys []string) (map[string]bool, error) {
+	b := New(0, 100, func(_ context.Context, keys []string) (map[string]bool, error) {
 		runs.Add(1)
 		return map[string]bool{keys[0]: true}, nil
 	})
 	for _, k := range []string{"x", "y"} {
-		if v, ok, err := b.get(context.Background(), k); err != nil || !ok || !v {
+		if v, ok, err := b.Get(context.Background(), k); err != nil || !ok || !v {
 			t.Fatalf("%s: %v %v %v", k, v, ok, err)
 		}
 	}
@@ -107,7 +107,7 @@ func TestBatcherWithoutWindowAsksAtOnce(t *testing.T) {
 // every answer.
 func TestBatcherTakesOneCallersKeysInFullBatches(t *testing.T) {
 	var requests [][]string
-	b := newBatcher(0, 2, func(_ context.Context, keys []string) (map[string]int, error) {
+	b := New(0, 2, func(_ context.Context, keys []string) (map[string]int, error) {
 		requests = append(requests, append([]string(nil), keys...))
 		out := map[string]int{}
 		for _, k := range keys {
@@ -115,7 +115,7 @@ func TestBatcherTakesOneCallersKeysInFullBatches(t *testing.T) {
 		}
 		return out, nil
 	})
-	got, err := b.getAll(context.Background(), []string{"a", "bb", "ccc", "bb", "dddd", "eeeee"})
+	got, err := b.GetAll(context.Background(), []string{"a", "bb", "ccc", "bb", "dddd", "eeeee"})
 	if err != nil {
 		t.Fatal(err)
 	}
