@@ -442,3 +442,74 @@ func TestRequeueDropsAnUnsendableHint(t *testing.T) {
 		t.Error("hostile key requeued")
 	}
 }
+
+// Keys an invocation hands back at about the same time go out together:
+// one message per delay (a bundle, which decodes to every key with its
+// hint), so their next passes share an invocation. When SQS refuses, the
+// keys' messages go back and the core is told of every key.
+func TestKeysHandedBackTogetherShareAMessage(t *testing.T) {
+	key := func(v string) reconcile.Key { return reconcile.Key{Cluster: "tether-demo", Volume: v} }
+	after := map[string]time.Duration{"a": 1500 * time.Millisecond, "b": 2 * time.Second, "c": 1100 * time.Millisecond, "d": 5 * time.Second}
+	rec := &recorder{
+		keysFor: func(tr reconcile.Trigger) ([]reconcile.Key, error) { return []reconcile.Key{tr.(reconcile.Retry).Key}, nil },
+		resultFor: func(_ context.Context, k reconcile.Key) (reconcile.Result, error) {
+			return reconcile.Result{RetryAfter: after[k.Volume], Reason: "detaching", Hint: "h-" + k.Volume}, nil
+		},
+	}
+	var batch events.SQSEvent
+	for _, v := range []string{"a", "b", "c", "d"} {
+		body, err := eventsrc.EncodeRetry(key(v), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch.Records = append(batch.Records, events.SQSMessage{MessageId: "m-" + v, Body: string(body)})
+	}
+	// The window lasts until the four keys have joined (BundleMax): a fact,
+	// not a timer.
+	srv := newSQSServer(t)
+	d := newTestDispatcher(t, rec, srv, Config{BundleWindow: time.Minute, BundleMax: 4})
+	resp, err := d.HandleSQS(withDeadline(t, time.Minute), batch)
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("HandleSQS: %v %v", failures(resp), err)
+	}
+	sent := srv.messages()
+	if len(sent) != 2 {
+		t.Fatalf("%d messages to the retry queue, want 2 (one per delay)", len(sent))
+	}
+	dec, _ := eventsrc.NewDecoder("tether-demo")
+	byDelay := map[int32]reconcile.Trigger{}
+	for _, m := range sent {
+		ev, err := dec.Decode([]byte(*m.MessageBody))
+		if err != nil {
+			t.Fatalf("retry message %s: %v", *m.MessageBody, err)
+		}
+		byDelay[m.DelaySeconds] = ev.Trigger
+	}
+	bundle, ok := byDelay[2].(reconcile.Retries)
+	if !ok || len(bundle.Items) != 3 {
+		t.Fatalf("DelaySeconds 2: %#v, want a bundle of a, b and c", byDelay[2])
+	}
+	for _, it := range bundle.Items {
+		if after[it.Key.Volume] > 2*time.Second || it.Hint != "h-"+it.Key.Volume {
+			t.Errorf("bundle item %+v", it)
+		}
+	}
+	if want := (reconcile.Retry{Key: key("d"), Hint: "h-d"}); byDelay[5] != want {
+		t.Errorf("DelaySeconds 5: %#v, want %#v alone", byDelay[5], want)
+	}
+
+	refused := newSQSServer(t)
+	refused.setFail(awsproto.Errorf(500, "InternalError", "queue unavailable"))
+	rec.handBackFailed = nil
+	d = newTestDispatcher(t, rec, refused, Config{BundleWindow: time.Minute, BundleMax: 4})
+	resp, err = d.HandleSQS(withDeadline(t, time.Minute), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := failures(resp); len(got) != 4 {
+		t.Errorf("batchItemFailures %v, want the four messages back", got)
+	}
+	if len(rec.handBackFailed) != 4 {
+		t.Errorf("HandBackFailed for %v, want the four keys", rec.handBackFailed)
+	}
+}
