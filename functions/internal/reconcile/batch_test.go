@@ -296,16 +296,7 @@ func TestAStoppedEventRightAfterTheDrainsReleaseReadsNoTasks(t *testing.T) {
 
 func stoppedEventsReadNoTasks(t *testing.T, releaseEnded bool) {
 	h, vols, news := twoOnOneHost(t)
-	h.w.Drain("i-a")
-	var stopped []reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			stopped = append(stopped, h.trigger(ev))
-		} else {
-			h.events = append(h.events, ev)
-		}
-	}
-	h.invoke(h.draining("i-a"))
+	stopped := drainReleased(h)
 	if cmds := unmountCommands(h); len(cmds) != 1 || cmds[0].Status != "Pending" {
 		t.Fatalf("unmount commands after the drain event: %+v; want the release, running", cmds)
 	}
@@ -358,16 +349,7 @@ func stoppedEventsReadNoTasks(t *testing.T, releaseEnded bool) {
 // and EC2 refuse one), no read of ECS.
 func TestALateReleaseEndLeavesTheAttachToTheDetachsChain(t *testing.T) {
 	h, vols, news := twoOnOneHost(t)
-	h.w.Drain("i-a")
-	var stopped []reconcile.Trigger
-	for _, ev := range h.w.TakeEvents() {
-		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
-			stopped = append(stopped, h.trigger(ev))
-		} else {
-			h.events = append(h.events, ev)
-		}
-	}
-	h.invoke(h.draining("i-a"))
+	stopped := drainReleased(h)
 	h.completeCommand(unmountDoc, "i-a")
 	var releaseEnd []reconcile.Trigger
 	for _, ev := range h.w.TakeEvents() {
@@ -428,6 +410,23 @@ func TestALateReleaseEndLeavesTheAttachToTheDetachsChain(t *testing.T) {
 	if n := h.w.Calls()["EC2:AttachVolume"]; n < 2 {
 		t.Fatalf("%d AttachVolume in all, want the chains' two at least", n)
 	}
+}
+
+// drainReleased drains i-a of twoOnOneHost's world and delivers the drain
+// event (the release goes out); the tasks' STOPPED events are returned
+// for the test to deliver, the others queued.
+func drainReleased(h *harness) []reconcile.Trigger {
+	h.w.Drain("i-a")
+	var stopped []reconcile.Trigger
+	for _, ev := range h.w.TakeEvents() {
+		if ev.Kind == "task" && ev.LastStatus == "STOPPED" {
+			stopped = append(stopped, h.trigger(ev))
+		} else {
+			h.events = append(h.events, ev)
+		}
+	}
+	h.invoke(h.draining("i-a"))
+	return stopped
 }
 
 // settledOnB settles twoOnOneHost's world after a handoff: the new tasks
