@@ -230,7 +230,11 @@ func (c *cmd) watchRelease(ctx context.Context, key reconcile.Key, co common, v 
 				res.Outcome, res.Detail = "refused", err.Error()
 				return res, err
 			}
-			if u := f.unmount; u != nil && u.Status == cloud.CommandFailed && !u.Requested.Before(res.Sent.Add(-time.Second)) {
+			// Only an unmount asked for after this release says what holds
+			// the volume now: one the reconciler sent just before it (its
+			// own retry, while a container still held it) may have answered
+			// before the holder let go.
+			if u := f.unmount; u != nil && u.Status == cloud.CommandFailed && !u.Requested.Before(res.Sent) {
 				if hs := busyContainers(u); len(hs) > 0 {
 					err := refused("the unmount on %s answers that containers hold %s (%s): tether does not detach under them%s; stop them, then release again",
 						a.InstanceID, key.Volume, holderNames(hs), map[bool]string{true: " and refuses the force", false: ""}[res.Force])
