@@ -165,7 +165,7 @@ func NewWithClients(e EC2API, c ECSAPI, s SSMAPI, o Options) *AWS {
 	}
 	a.byTag = batch.New(window, o.BatchMax, a.describeByTags)
 	a.byID = batch.New(window, o.BatchMax, a.describeByIDs)
-	a.fences = batch.New(window, o.BatchMax, a.describeByIDs)
+	a.fences = batch.New(window, min(o.BatchMax, fenceMax), a.describeFences)
 	a.instancesByID = batch.New(window, o.BatchMax, a.describeInstances)
 	a.tasksByID = batch.New(window, min(o.BatchMax, ecsDescribeMax), a.describeTaskRefs)
 	a.cisByARN = batch.New(window, min(o.BatchMax, ecsDescribeMax), a.describeCIRefs)
@@ -190,6 +190,10 @@ func recent[K comparable, T any](a *AWS, c *lru.Cache[K, answered[T]], k K) (T, 
 
 // Stats returns the process-wide request counters.
 func (a *AWS) Stats() *Stats { return a.opts.Stats }
+
+// fenceMax bounds the ids of one read before DetachVolume (DescribeVolumes
+// pages at 500 without MaxResults; a fence batch stays well within a page).
+const fenceMax = 100
 
 // maxIdentities bounds the process-lifetime volume identity cache.
 const maxIdentities = 8192

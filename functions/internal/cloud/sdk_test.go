@@ -580,8 +580,8 @@ func TestConcurrentDetachesShareTheirFenceRead(t *testing.T) {
 	if n, d := e.count("EC2:DescribeVolumes"), e.count("EC2:DetachVolume"); n != 2 || d != 2 {
 		t.Fatalf("%d DescribeVolumes and %d DetachVolume, want 2 (the session's read and one shared fence) and 2", n, d)
 	}
-	if got := reads[1].Get("Filter.1.Value.1") + "," + reads[1].Get("Filter.1.Value.2"); got != a+","+b && got != b+","+a {
-		t.Fatalf("the fence read asked for %v, want both volumes", reads[1])
+	if got := reads[1].Get("VolumeId.1") + "," + reads[1].Get("VolumeId.2"); got != a+","+b && got != b+","+a || reads[1].Get("Filter.1.Name") != "" {
+		t.Fatalf("the fence read asked for %v, want both volumes by id (EC2's unfiltered bucket, apart from the passes' filtered reads)", reads[1])
 	}
 
 	gone := newTestCloud(t, base, Options{BatchWindow: -1})
@@ -858,5 +858,39 @@ func TestConcurrentPassesShareTheirECSDescribes(t *testing.T) {
 		if a.ci.ARN != cis[i] || a.ci.EC2InstanceID != fmt.Sprintf("i-%d", i+1) {
 			t.Fatalf("pass %d's container instance: %+v", i, a.ci)
 		}
+	}
+}
+
+// One unknown id fails a VolumeIds read as a whole: the fence then reads
+// the ids one by one, and only the known volume is detached.
+func TestAFenceReadWithAnUnknownVolumeReadsEachAlone(t *testing.T) {
+	const known, gone = "vol-0123456789abcdef0", "vol-0123456789abcdef9"
+	e, base := newEndpoint(t, func(action string, form url.Values, _ string, _ int) (int, string) {
+		switch action {
+		case "EC2:DescribeVolumes":
+			if form.Get("VolumeId.1") == gone || form.Get("VolumeId.2") == gone {
+				return 400, ec2Error("InvalidVolume.NotFound")
+			}
+			return 200, describeVolumesXML(volumeXML(known, "a", "in-use", "i-a"))
+		case "EC2:DetachVolume":
+			return 200, `<DetachVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><volumeId>` + known + `</volumeId><instanceId>i-a</instanceId><device>/dev/xvdf</device><status>detaching</status><attachTime>2024-05-01T12:00:01.000Z</attachTime></DetachVolumeResponse>`
+		}
+		return 400, ec2Error("InvalidParameterValue")
+	})
+	c := newTestCloud(t, base, Options{BatchMax: 2})
+	c.fences.Wait = func(_ context.Context, full <-chan struct{}) { <-full }
+	judged := Attachment{InstanceID: "i-a", Device: "/dev/xvdf", AttachTime: time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)}
+	errs := map[string]chan error{known: make(chan error, 1), gone: make(chan error, 1)}
+	for v, ch := range errs {
+		go func() { ch <- c.DetachVolume(context.Background(), v, judged, false) }()
+	}
+	if err := <-errs[known]; err != nil {
+		t.Fatalf("the known volume's detach: %v", err)
+	}
+	if err := <-errs[gone]; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the unknown volume's detach: %v, want ErrNotFound", err)
+	}
+	if n, d := e.count("EC2:DescribeVolumes"), e.count("EC2:DetachVolume"); n != 3 || d != 1 {
+		t.Fatalf("%d DescribeVolumes and %d DetachVolume, want 3 (both, then each) and 1", n, d)
 	}
 }
