@@ -22,7 +22,6 @@ import (
 	"gopkg.in/yaml.v3"
 	"pgregory.net/rapid"
 
-	"github.com/tether-ecs/tether/functions/internal/eventsrc"
 	"github.com/tether-ecs/tether/internal/agentproto"
 	"github.com/tether-ecs/tether/internal/volspec"
 	"github.com/tether-ecs/tether/test/testenv"
@@ -1014,8 +1013,7 @@ func TestRulesRouteTheSampleEvents(t *testing.T) {
 
 // Every queue is on a handoff's path: its events are worked as soon as a
 // poller has them (no batching window), in batches Lambda allows without
-// one (at most 10; retries, which bundle keys, 20 keys at most);
-// MaximumConcurrency, not a reservation, bounds the rate.
+// one (at most 10); MaximumConcurrency, not a reservation, bounds the rate.
 func TestQueuesDoNotWaitToBatch(t *testing.T) {
 	tp := loadTemplate(t)
 	n := 0
@@ -1035,8 +1033,6 @@ func TestQueuesDoNotWaitToBatch(t *testing.T) {
 				t.Errorf("%s.%s: no BatchSize (Lambda's default, 10, is fine, but say it)", fn, name)
 			} else if n, err := strconv.Atoi(b.Value); err != nil || n < 1 || n > 10 {
 				t.Errorf("%s.%s: BatchSize %q, want 1 to 10", fn, name, b.Value)
-			} else if name == "Retries" && n*eventsrc.MaxBundle > 20 {
-				t.Errorf("%s.%s: BatchSize %d of bundles of up to %d keys: an invocation of more than 20 keys", fn, name, n, eventsrc.MaxBundle)
 			}
 			if c := get(props, "ScalingConfig", "MaximumConcurrency"); c == nil || c.Tag != "!Ref" || c.Value != "QueueConcurrency" {
 				t.Errorf("%s.%s: MaximumConcurrency %v, want !Ref QueueConcurrency", fn, name, c)

@@ -54,8 +54,7 @@ type Config struct {
 	// BundleMax bounds the keys that wait together (default 100; they go
 	// out in messages of eventsrc.MaxBundle).
 	BundleMax int
-	// Concurrency bounds Keys and Reconcile calls in flight (default 16:
-	// passes mostly wait on AWS, and a drain's release brings 20 keys or more).
+	// Concurrency bounds Keys and Reconcile calls in flight (default 8).
 	Concurrency int
 	// Margin is how long before the Lambda deadline dispatch stops starting
 	// work and cancels what runs; it answers by half the margin before the
@@ -69,7 +68,7 @@ type Config struct {
 const (
 	defaultBundleWindow = 100 * time.Millisecond
 	defaultBundleMax    = 100
-	defaultConcurrency  = 16
+	defaultConcurrency  = 8
 	defaultMargin       = 5 * time.Second
 	defaultBudget       = 60 * time.Second
 )
