@@ -451,9 +451,7 @@ func TestKeysHandedBackTogetherShareAMessage(t *testing.T) {
 	key := func(v string) reconcile.Key { return reconcile.Key{Cluster: "tether-demo", Volume: v} }
 	after := map[string]time.Duration{"a": 1500 * time.Millisecond, "b": 2 * time.Second, "c": 1100 * time.Millisecond, "d": 5 * time.Second}
 	rec := &recorder{
-		keysFor: func(tr reconcile.Trigger) ([]reconcile.Key, error) {
-			return []reconcile.Key{tr.(reconcile.Retry).Key}, nil
-		},
+		keysFor: func(tr reconcile.Trigger) ([]reconcile.Key, error) { return []reconcile.Key{tr.(reconcile.Retry).Key}, nil },
 		resultFor: func(_ context.Context, k reconcile.Key) (reconcile.Result, error) {
 			return reconcile.Result{RetryAfter: after[k.Volume], Reason: "detaching", Hint: "h-" + k.Volume}, nil
 		},

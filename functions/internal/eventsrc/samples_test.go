@@ -70,10 +70,8 @@ func TestDecodeEventSamples(t *testing.T) {
 		"command-unmount-succeeded.json": {kind: KindCommand, trigger: reconcile.CommandChanged{
 			CommandID: "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", InstanceID: "i-0a1b2c3d4e5f60718",
 			Document: "tether-demo-unmount", Status: "Success"}},
-		"scheduled.json": {kind: KindSchedule, trigger: reconcile.SweepRequested{Cluster: demo}},
-		"retry.json":     {kind: KindRetry, trigger: reconcile.Retry{Key: reconcile.Key{Cluster: demo, Volume: "rexray-vol"}}},
-		"retry-bundle.json": {kind: KindRetry, trigger: reconcile.Retries{Items: []reconcile.Retry{
-			{Key: reconcile.Key{Cluster: demo, Volume: "rexray-vol"}}, {Key: reconcile.Key{Cluster: demo, Volume: "mysql-data"}}}}},
+		"scheduled.json":             {kind: KindSchedule, trigger: reconcile.SweepRequested{Cluster: demo}},
+		"retry.json":                 {kind: KindRetry, trigger: reconcile.Retry{Key: reconcile.Key{Cluster: demo, Volume: "rexray-vol"}}},
 		"foreign-fargate-task.json":  {skip: true, quiet: true},
 		"foreign-other-cluster.json": {skip: true},
 	}
