@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/tether-ecs/tether/functions/internal/batch"
 	"github.com/tether-ecs/tether/functions/internal/eventsrc"
 	"github.com/tether-ecs/tether/functions/internal/reconcile"
 )
@@ -37,23 +36,8 @@ type Requeuer interface {
 	Requeue(ctx context.Context, key reconcile.Key, hint string, after time.Duration) error
 }
 
-// BundleRequeuer hands several keys back in one message, all with one
-// delay (SQSRequeuer): their next passes then share an invocation, and its
-// reads (one DescribeVolumes for every detach they poll, say).
-type BundleRequeuer interface {
-	Requeuer
-	RequeueBundle(ctx context.Context, items []reconcile.Retry, after time.Duration) error
-}
-
 // Config tunes a Dispatcher; zero values take the defaults.
 type Config struct {
-	// BundleWindow: how long a key handed back waits for others of its
-	// invocation to join its message (default 100ms; negative: one message
-	// per key). Only with a BundleRequeuer.
-	BundleWindow time.Duration
-	// BundleMax bounds the keys that wait together (default 100; they go
-	// out in messages of eventsrc.MaxBundle).
-	BundleMax int
 	// Concurrency bounds Keys and Reconcile calls in flight (default 8).
 	Concurrency int
 	// Margin is how long before the Lambda deadline dispatch stops starting
@@ -66,11 +50,9 @@ type Config struct {
 }
 
 const (
-	defaultBundleWindow = 100 * time.Millisecond
-	defaultBundleMax    = 100
-	defaultConcurrency  = 8
-	defaultMargin       = 5 * time.Second
-	defaultBudget       = 60 * time.Second
+	defaultConcurrency = 8
+	defaultMargin      = 5 * time.Second
+	defaultBudget      = 60 * time.Second
 )
 
 // Dispatcher is safe for concurrent use; one serves a whole Lambda process.
@@ -80,9 +62,6 @@ type Dispatcher struct {
 	requeue Requeuer
 	log     *slog.Logger
 	cfg     Config
-	// bundles gathers the keys handed back at about the same time (nil
-	// without a BundleRequeuer or with a negative BundleWindow).
-	bundles *batch.Batcher[handBack, error]
 }
 
 // New returns a Dispatcher. log gets one JSON line per message, per key and
@@ -97,17 +76,5 @@ func New(decoder *eventsrc.Decoder, rec Reconciler, requeue Requeuer, log *slog.
 	if cfg.Budget <= 0 {
 		cfg.Budget = defaultBudget
 	}
-	if cfg.BundleWindow == 0 {
-		cfg.BundleWindow = defaultBundleWindow
-	}
-	if cfg.BundleMax <= 0 {
-		cfg.BundleMax = defaultBundleMax
-	}
-	d := &Dispatcher{decoder: decoder, rec: rec, requeue: requeue, log: log, cfg: cfg}
-	if br, ok := requeue.(BundleRequeuer); ok && cfg.BundleWindow > 0 {
-		d.bundles = batch.New(cfg.BundleWindow, cfg.BundleMax, func(ctx context.Context, hbs []handBack) (map[handBack]error, error) {
-			return sendBundles(ctx, br, hbs), nil
-		})
-	}
-	return d
+	return &Dispatcher{decoder: decoder, rec: rec, requeue: requeue, log: log, cfg: cfg}
 }

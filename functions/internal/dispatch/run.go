@@ -326,7 +326,7 @@ func (d *Dispatcher) reconcileKey(ctx context.Context, k reconcile.Key) (o keyOu
 	}()
 	o.result, o.err = d.rec.Reconcile(ctx, k)
 	if o.err == nil && !o.result.Done() {
-		o.requeueErr = d.handBack(ctx, k, o.result)
+		o.requeueErr = d.requeue.Requeue(ctx, k, o.result.Hint, o.result.RetryAfter)
 		if n, ok := d.rec.(handBackNotifier); ok && o.requeueErr != nil {
 			n.HandBackFailed(ctx, k)
 		}
@@ -334,27 +334,11 @@ func (d *Dispatcher) reconcileKey(ctx context.Context, k reconcile.Key) (o keyOu
 	return o
 }
 
-// handBack requeues a key not done: in a message with the keys other passes
-// of the process hand back meanwhile with the same delay (bundles), or alone.
-func (d *Dispatcher) handBack(ctx context.Context, k reconcile.Key, res reconcile.Result) error {
-	if d.bundles == nil {
-		return d.requeue.Requeue(ctx, k, res.Hint, res.RetryAfter)
-	}
-	sent, ok, err := d.bundles.Get(ctx, handBack{key: k, hint: res.Hint, delay: DelaySeconds(res.RetryAfter)})
-	switch {
-	case err != nil:
-		return err
-	case !ok:
-		return fmt.Errorf("requeue %s/%s: not sent", k.Cluster, k.Volume)
-	}
-	return sent
-}
-
 // keyLogger names the key and the events that asked for it; with a single
 // event, its ids (task, instance, volume) too.
 func (d *Dispatcher) keyLogger(k reconcile.Key, ms []*message) *slog.Logger {
 	if len(ms) == 1 {
-		if _, single := ms[0].event.Trigger.(reconcile.Retry); single {
+		if ms[0].event.Kind == eventsrc.KindRetry {
 			return ms[0].log // it names the key already
 		}
 		return ms[0].log.With("cluster", k.Cluster, "volume", k.Volume)

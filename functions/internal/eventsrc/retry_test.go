@@ -1,7 +1,6 @@
 package eventsrc
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -104,77 +103,4 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// Keys handed back together travel as one bundle and come back as one
-// Retries trigger, each key with its hint; one key is the single form.
-func TestRetryBundleRoundTrip(t *testing.T) {
-	dec := mustDecoder(t, demo)
-	items := []reconcile.Retry{
-		{Key: reconcile.Key{Cluster: demo, Volume: "a"}, Hint: `{"s":"detach"}`},
-		{Key: reconcile.Key{Cluster: demo, Volume: "b"}},
-		{Key: reconcile.Key{Cluster: demo, Volume: "c"}, Hint: strings.Repeat("h", MaxHintLength)},
-	}
-	body, err := EncodeRetries(items)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := dec.Decode(body)
-	if err != nil {
-		t.Fatalf("Decode(%s): %v", body, err)
-	}
-	got, ok := ev.Trigger.(reconcile.Retries)
-	if ev.Kind != KindRetry || !ok || len(got.Items) != 3 {
-		t.Fatalf("got %s %#v, want a Retries of 3", ev.Kind, ev.Trigger)
-	}
-	for i := range items {
-		if got.Items[i] != items[i] {
-			t.Errorf("item %d: %#v, want %#v", i, got.Items[i], items[i])
-		}
-	}
-	one, err := EncodeRetries(items[:1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev, err := dec.Decode(one); err != nil || ev.Trigger != items[0] {
-		t.Fatalf("a bundle of one: %#v %v, want the single form's Retry", ev.Trigger, err)
-	}
-}
-
-// A bundle is held to the single form's rules for every key, and to its
-// own: 2 to MaxBundle distinct keys of this cluster, nothing beside them.
-func TestRetryBundleRejectsWhatTetherNeverSends(t *testing.T) {
-	dec := mustDecoder(t, demo)
-	k := func(v string) reconcile.Retry { return reconcile.Retry{Key: reconcile.Key{Cluster: demo, Volume: v}} }
-	many := make([]reconcile.Retry, MaxBundle+1)
-	for i := range many {
-		many[i] = k(fmt.Sprintf("v%d", i))
-	}
-	for _, items := range [][]reconcile.Retry{nil, many, {k("a"), k("a")}, {k("a"), k("../etc")}} {
-		if _, err := EncodeRetries(items); err == nil {
-			t.Errorf("EncodeRetries(%v) accepted", items)
-		}
-	}
-	entry := func(v string) string { return `{"key":{"cluster":"tether-demo","volume":"` + v + `"}}` }
-	var eleven []string
-	for i := range MaxBundle + 1 {
-		eleven = append(eleven, entry(fmt.Sprintf("v%d", i)))
-	}
-	for _, body := range []string{
-		`{"tether":"retry","keys":[]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `]}`,
-		`{"tether":"retry","keys":[` + strings.Join(eleven, ",") + `]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,` + entry("a") + `]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,` + entry("..") + `]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,{"key":{"cluster":"prod","volume":"b"}}]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,{"key":{"cluster":"tether-demo","volume":"b"},"force":true}]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,{"hint":"x"}]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,null]}`,
-		`{"tether":"retry","key":{"cluster":"tether-demo","volume":"c"},"keys":[` + entry("a") + `,` + entry("b") + `]}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,` + entry("b") + `],"hint":"x"}`,
-		`{"tether":"retry","keys":{"a":1}}`,
-		`{"tether":"retry","keys":[` + entry("a") + `,{"key":{"cluster":"tether-demo","volume":"b"},"hint":"\u0001"}]}`,
-	} {
-		checkPoison(t, dec, body)
-	}
 }

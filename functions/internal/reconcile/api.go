@@ -114,12 +114,6 @@ type Retry struct {
 	Hint string
 }
 
-// Retries: keys one invocation handed back together, with the same delay
-// (one message), each as a Retry.
-type Retries struct {
-	Items []Retry
-}
-
 // Release: an operator asks for a key's volume to be released from the
 // instance that holds it (`tether release`, through the retry queue). The
 // release is the ordinary one (unmount through SSM, then detach), and it
@@ -148,5 +142,4 @@ func (VolumeChanged) trigger()   {}
 func (CommandChanged) trigger()  {}
 func (SweepRequested) trigger()  {}
 func (Retry) trigger()           {}
-func (Retries) trigger()         {}
 func (Release) trigger()         {}

@@ -47,15 +47,19 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		}
 		keys = []Key{t.Key}
 	case Retry:
-		if r.retryKey(inv, t) {
-			keys = []Key{t.Key}
+		if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
+			r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
+			return nil, nil
 		}
-	case Retries:
-		for _, it := range t.Items {
-			if r.retryKey(inv, it) {
-				keys = append(keys, it.Key)
-			}
+		h := parseHint(t.Hint)
+		if r.superseded(t.Key, h) {
+			r.log.Debug("retry superseded by a later pass of the same key: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
+			return nil, nil
 		}
+		if t.Hint != "" {
+			r.keepHint(inv, t.Key, h)
+		}
+		keys = []Key{t.Key}
 	default:
 		return nil, fmt.Errorf("reconcile: unknown trigger %T", t)
 	}
@@ -68,7 +72,7 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 	switch t.(type) {
 	case TaskChanged:
 		o = byTask
-	case Retry, Retries:
+	case Retry:
 		o = byRetry
 	default:
 		if drainOnly {
@@ -80,24 +84,6 @@ func (r *Reconciler) Keys(ctx context.Context, t Trigger) ([]Key, error) {
 		inv.noteOrigin(k, o)
 	}
 	return keys, nil
-}
-
-// retryKey: whether a retry's key is one to reconcile (this deployment's,
-// not superseded by a later pass); its hint is kept for the pass.
-func (r *Reconciler) retryKey(inv *invocation, t Retry) bool {
-	if t.Key.Cluster != r.cluster || volspec.ValidateName(t.Key.Volume) != nil {
-		r.log.Warn("retry for a key this deployment does not serve: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
-		return false
-	}
-	h := parseHint(t.Hint)
-	if r.superseded(t.Key, h) {
-		r.log.Debug("retry superseded by a later pass of the same key: dropped", "cluster", t.Key.Cluster, "volume", t.Key.Volume)
-		return false
-	}
-	if t.Hint != "" {
-		r.keepHint(inv, t.Key, h)
-	}
-	return true
 }
 
 func (r *Reconciler) taskKeys(ctx context.Context, inv *invocation, t TaskChanged) ([]Key, error) {
