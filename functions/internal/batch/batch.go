@@ -32,6 +32,8 @@ type batch[K comparable, V any] struct {
 	err  error
 }
 
+// New returns a Batcher whose batches wait window for more keys (none
+// when window <= 0), hold at most max keys, and are answered by run.
 func New[K comparable, V any](window time.Duration, max int, run func(context.Context, []K) (map[K]V, error)) *Batcher[K, V] {
 	return &Batcher[K, V]{
 		max: max,

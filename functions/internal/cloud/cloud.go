@@ -191,8 +191,8 @@ func recent[K comparable, T any](a *AWS, c *lru.Cache[K, answered[T]], k K) (T, 
 // Stats returns the process-wide request counters.
 func (a *AWS) Stats() *Stats { return a.opts.Stats }
 
-// fenceMax bounds the ids of one read before DetachVolume (DescribeVolumes
-// pages at 500 without MaxResults; a fence batch stays well within a page).
+// fenceMax bounds the ids of one read before DetachVolume (a VolumeIds
+// request answers every id it names, unpaged: keep it small).
 const fenceMax = 100
 
 // maxIdentities bounds the process-lifetime volume identity cache.

@@ -96,19 +96,8 @@ func (a *AWS) describeByIDs(ctx context.Context, ids []string) (map[string]Volum
 func (a *AWS) describeFences(ctx context.Context, ids []string) (map[string]Volume, error) {
 	out, err := a.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
 	err = classify(err, "ec2 DescribeVolumes")
-	if errors.Is(err, ErrNotFound) && len(ids) > 1 {
-		res := map[string]Volume{}
-		for _, id := range ids {
-			one, err := a.describeFences(ctx, []string{id})
-			if err != nil {
-				return nil, err
-			}
-			maps.Copy(res, one)
-		}
-		return res, nil
-	}
 	if errors.Is(err, ErrNotFound) {
-		return map[string]Volume{}, nil
+		return eachAlone(ctx, ids, a.describeFences)
 	}
 	if err != nil {
 		return nil, err
@@ -119,6 +108,23 @@ func (a *AWS) describeFences(ctx context.Context, ids []string) (map[string]Volu
 		c := fromEC2Volume(v)
 		c.ReadAt = at
 		res[c.ID] = c
+	}
+	return res, nil
+}
+
+// eachAlone answers a request by ids that EC2 refused as a whole because
+// one id is unknown: one id, none found; several, each read alone.
+func eachAlone[V any](ctx context.Context, ids []string, read func(context.Context, []string) (map[string]V, error)) (map[string]V, error) {
+	res := map[string]V{}
+	if len(ids) == 1 {
+		return res, nil
+	}
+	for _, id := range ids {
+		one, err := read(ctx, []string{id})
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(res, one)
 	}
 	return res, nil
 }
@@ -309,18 +315,7 @@ func (a *AWS) Instance(ctx context.Context, id string) (Instance, error) {
 func (a *AWS) describeInstances(ctx context.Context, ids []string) (map[string]Instance, error) {
 	out, err := a.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil && isInstanceNotFound(err) {
-		res := map[string]Instance{}
-		if len(ids) == 1 {
-			return res, nil
-		}
-		for _, id := range ids {
-			one, err := a.describeInstances(ctx, []string{id})
-			if err != nil {
-				return nil, err
-			}
-			maps.Copy(res, one)
-		}
-		return res, nil
+		return eachAlone(ctx, ids, a.describeInstances)
 	}
 	if err != nil {
 		return nil, classify(err, fmt.Sprintf("ec2 DescribeInstances %q", ids))
