@@ -46,6 +46,12 @@ type invocationScoper interface {
 	Invocation(ctx context.Context) context.Context
 }
 
+// requestCounter is implemented by a core that counts the AWS requests of
+// an invocation (reconcile.Reconciler.Requests): run logs them at its end.
+type requestCounter interface {
+	Requests(ctx context.Context) map[string]int
+}
+
 // drainReleaser is implemented by a core that releases a draining host's
 // volumes with one command once an invocation's triggers are named
 // (reconcile.Reconciler.ReleaseDrained): run calls it before the passes.
@@ -115,11 +121,29 @@ func (d *Dispatcher) run(ctx context.Context, msgs []*message) summary {
 	sum := d.reconcileAll(dl, order, byKey)
 	sum.messages = len(msgs)
 	d.settle(msgs, &sum)
-	d.log.Info("invocation done",
-		"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
+	args := []any{"messages", sum.messages, "acked", sum.acked, "dropped", sum.dropped, "failed", sum.failed,
 		"keys", sum.keys, "converged", sum.done, "requeued", sum.requeued, "keyErrors", sum.keyErrors,
-		"tookMs", time.Since(start).Milliseconds())
+		"kinds", kindsOf(msgs), "tookMs", time.Since(start).Milliseconds()}
+	if rc, ok := d.rec.(requestCounter); ok {
+		// Every request of the invocation, naming its keys included: the
+		// passes' lines count only their own.
+		args = append(args, "requests", rc.Requests(ctx))
+	}
+	d.log.Info("invocation done", args...)
 	return sum
+}
+
+// kindsOf counts the messages by the kind of event they carry.
+func kindsOf(msgs []*message) map[string]int {
+	kinds := map[string]int{}
+	for _, m := range msgs {
+		k := m.event.Kind
+		if k == "" {
+			k = "undecoded"
+		}
+		kinds[k]++
+	}
+	return kinds
 }
 
 // keysOf lists every key of the pending messages once, in order, with the

@@ -371,6 +371,15 @@ func (r *Reconciler) Invocation(ctx context.Context) context.Context {
 	})
 }
 
+// Requests returns the AWS requests made so far with ctx's invocation, per
+// "service:Operation" (nil without one).
+func (r *Reconciler) Requests(ctx context.Context) map[string]int {
+	if st := cloud.SessionStats(ctx); st != nil {
+		return st.Snapshot().Calls
+	}
+	return nil
+}
+
 // WithEventID tags ctx with the id of the event a trigger came from; Keys
 // records it so that every log line of the keys' passes names the event.
 func WithEventID(ctx context.Context, id string) context.Context {
