@@ -406,6 +406,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 	if err != nil {
 		return nil, err
 	}
+	facts := newSweepFacts(t.Cluster, vols)
 	views := map[string]*replicaView{}
 	for _, task := range tasks {
 		td, err := r.cloud.TaskDefinition(ctx, task.TaskDefinitionARN)
@@ -424,6 +425,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 		for _, k := range keys {
 			seen[k] = true
 			r.mem.noteFamilies(k, task.Family())
+			facts.task(k, task)
 		}
 	}
 	keys := make([]Key, 0, len(seen))
@@ -431,7 +433,7 @@ func (r *Reconciler) sweepKeys(ctx context.Context, t SweepRequested) ([]Key, er
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Volume < keys[j].Volume })
-	return keys, nil
+	return r.sweepMoving(keys, facts), nil
 }
 
 // sweepTasks are the live tasks a sweep weighs: every one of the cluster

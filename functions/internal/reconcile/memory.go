@@ -44,6 +44,7 @@ type memory struct {
 	releasing *simplelru.LRU[string, bool]             // attachment tokens in a drain's release; true once an unmount carries them (drainrelease.go)
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
 	drainDue  *simplelru.LRU[drainLook, time.Time]     // a draining instance's deferred look at a key -> when it is due
+	swept     *simplelru.LRU[Key, sweepLook]           // what the latest sweep found of a key (sweepmotion.go)
 	wholeAt   time.Time                                // the sweep's last listing of every live task
 	wholeN    int                                      // how many tasks that listing found
 }
@@ -72,7 +73,7 @@ func newMemory() *memory {
 		attached: newLRU[string, cloud.Attachment](), volumeOf: newLRU[Key, string](), vanishes: newLRU[Key, int](),
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, []sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), releasing: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
-		drainDue: newLRU[drainLook, time.Time](),
+		drainDue: newLRU[drainLook, time.Time](), swept: newLRU[Key, sweepLook](),
 	}
 }
 
@@ -573,4 +574,27 @@ func (m *memory) drainLookQueued(k Key, inst string, due time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.drainDue.Add(drainLook{k, inst}, due)
+}
+
+// Sweeps' looks at keys.
+
+// sweepLook is what a sweep found of a key: its facts, when, and whether
+// it left the key to its events then.
+type sweepLook struct {
+	facts string
+	at    time.Time
+	left  bool
+}
+
+// sweepLeaves records the facts a sweep at now found of k, and reports
+// whether the sweep leaves k to its events: they changed since this
+// process's previous sweep, less than within ago, and that sweep did not
+// leave it already.
+func (m *memory) sweepLeaves(k Key, facts string, now time.Time, within time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, ok := m.swept.Get(k)
+	leave := ok && !prev.left && prev.facts != facts && now.Sub(prev.at) < within
+	m.swept.Add(k, sweepLook{facts: facts, at: now, left: leave})
+	return leave
 }

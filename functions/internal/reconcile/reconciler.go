@@ -56,7 +56,13 @@ type Timing struct {
 	// cluster (default 5m), which finds a task whose family has no tether
 	// volume yet and whose events were lost; between those, a sweep lists
 	// only the families its volumes' tags name, when that is cheaper.
-	WholeSweep   time.Duration
+	WholeSweep time.Duration
+	// SweepMotion: a key whose facts (its volumes' attachments, the live
+	// tasks naming it) changed since this process's previous sweep, less
+	// than this long ago, is being moved by its events: the sweep leaves it
+	// to them once, and looks at it the next time whatever it finds
+	// (default 2m, two sweep periods).
+	SweepMotion  time.Duration
 	BusyWait     time.Duration // after unmount answered "busy" (default 10s)
 	ConflictWait time.Duration // while a running task elsewhere holds a shared volume (default 15s)
 	ThrottleWait time.Duration // after AWS throttled a pass (default 10s)
@@ -123,6 +129,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.HolderWait, 30*time.Second)
 	def(&t.DrainDefer, 45*time.Second)
 	def(&t.WholeSweep, 5*time.Minute)
+	def(&t.SweepMotion, 2*time.Minute)
 	def(&t.GrowPoll, 5*time.Second)
 	def(&t.MovePoll, 15*time.Second)
 	def(&t.BusyWait, 10*time.Second)
