@@ -40,6 +40,32 @@ type instanceStateDetail struct {
 	AgentConnected       *bool       `json:"agentConnected"`
 	Attributes           []attribute `json:"attributes"`
 	Version              int64       `json:"version"`
+	RemainingResources   []resource  `json:"remainingResources"`
+}
+
+// resource is one of a container instance's resources; tether reads the
+// INTEGER ones (CPU, MEMORY).
+type resource struct {
+	Name         string `json:"name"`
+	Type         string `json:"type"`
+	IntegerValue int64  `json:"integerValue"`
+}
+
+// remaining returns the instance's free CPU and memory as the event names
+// them (zero for either when absent or not a non-negative INTEGER).
+func remaining(rs []resource) (cpu, mem int64) {
+	for _, r := range rs {
+		if r.Type != "INTEGER" || r.IntegerValue < 0 {
+			continue
+		}
+		switch r.Name {
+		case "CPU":
+			cpu = r.IntegerValue
+		case "MEMORY":
+			mem = r.IntegerValue
+		}
+	}
+	return cpu, mem
 }
 
 type attribute struct {
@@ -119,6 +145,7 @@ func (d *Decoder) instanceStateChange(env envelope) (Event, error) {
 		}
 		attrs = append(attrs, slog.Bool("tetherPlugin", plugin))
 	}
+	cpu, mem := remaining(det.RemainingResources)
 	return Event{
 		Kind: KindInstance,
 		Trigger: reconcile.InstanceChanged{
@@ -128,6 +155,8 @@ func (d *Decoder) instanceStateChange(env envelope) (Event, error) {
 			Status:               det.Status,
 			AgentConnected:       *det.AgentConnected,
 			Version:              det.Version,
+			RemainingCPU:         cpu,
+			RemainingMemory:      mem,
 		},
 		Attrs: attrs,
 	}, nil

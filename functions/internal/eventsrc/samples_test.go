@@ -60,9 +60,11 @@ func TestDecodeEventSamples(t *testing.T) {
 			ContainerInstanceArn: ciB, LastStatus: "PENDING", DesiredStatus: "RUNNING", Version: 2,
 			CreatedAt: time.Date(2026, 3, 2, 10, 14, 7, 912000000, time.UTC), Group: "service:mysql-replica-svc", AZ: "us-east-1a"}},
 		"instance-draining.json": {kind: KindInstance, trigger: reconcile.InstanceChanged{Cluster: demo,
-			ContainerInstanceArn: ciA, EC2InstanceID: "i-0a1b2c3d4e5f60718", Status: "DRAINING", AgentConnected: true, Version: 12}},
+			ContainerInstanceArn: ciA, EC2InstanceID: "i-0a1b2c3d4e5f60718", Status: "DRAINING", AgentConnected: true, Version: 12,
+			RemainingCPU: 1536, RemainingMemory: 6656}},
 		"instance-active.json": {kind: KindInstance, trigger: reconcile.InstanceChanged{Cluster: demo,
-			ContainerInstanceArn: ciB, EC2InstanceID: "i-0f9e8d7c6b5a40312", Status: "ACTIVE", AgentConnected: true, Version: 2}},
+			ContainerInstanceArn: ciB, EC2InstanceID: "i-0f9e8d7c6b5a40312", Status: "ACTIVE", AgentConnected: true, Version: 2,
+			RemainingCPU: 1536, RemainingMemory: 6656}},
 		"volume-detached.json": {kind: KindVolume, trigger: reconcile.VolumeChanged{VolumeID: "vol-0c8f3e2a1b4d5e6f7",
 			Event: "detachVolume", Result: "detached"}},
 		"volume-attached.json": {kind: KindVolume, trigger: reconcile.VolumeChanged{VolumeID: "vol-0c8f3e2a1b4d5e6f7",
@@ -107,16 +109,19 @@ func TestDecodeAWSSamples(t *testing.T) {
 		want    want
 	}{
 		"capacity-2017-ci-active-noattrs.json": {capName, want{kind: KindInstance, trigger: reconcile.InstanceChanged{
-			Cluster: capName, ContainerInstanceArn: capCI, EC2InstanceID: "i-06cb96155228d49d6", Status: "ACTIVE", AgentConnected: true, Version: 2}}},
+			Cluster: capName, ContainerInstanceArn: capCI, EC2InstanceID: "i-06cb96155228d49d6", Status: "ACTIVE", AgentConnected: true, Version: 2,
+			RemainingCPU: 1024, RemainingMemory: 993}}},
 		"docs-2018-task-ec2-running.json": {"default", want{kind: KindTask, trigger: reconcile.TaskChanged{
 			Cluster: "default", TaskArn: "arn:aws:ecs:us-east-1:111122223333:task/b99d40b3-5176-4f71-9a52-9dbd6f1cebef",
 			TaskDefinitionArn: "arn:aws:ecs:us-east-1:111122223333:task-definition/xray:2", ContainerInstanceArn: docsCI,
 			LastStatus: "RUNNING", DesiredStatus: "RUNNING", Version: 4,
 			CreatedAt: time.Date(2016, 12, 6, 16, 41, 5, 702000000, time.UTC), StartedAt: time.Date(2016, 12, 6, 16, 41, 6, 800000000, time.UTC), Group: "task-group"}}},
 		"docs-container-instance-active.json": {"default", want{kind: KindInstance, trigger: reconcile.InstanceChanged{
-			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801}}},
+			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801,
+			RemainingCPU: 1988, RemainingMemory: 767}}},
 		"lambdago-container-instance-active.json": {"default", want{kind: KindInstance, trigger: reconcile.InstanceChanged{
-			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801}}},
+			Cluster: "default", ContainerInstanceArn: docsCI, EC2InstanceID: "i-f3a8506b", Status: "ACTIVE", AgentConnected: true, Version: 14801,
+			RemainingCPU: 1988, RemainingMemory: 767}}},
 		"docs-task-fargate-running.json":                     {"FargateCluster", want{skip: true, quiet: true}},
 		"kotlinx-2022-task-fargate-service-stopped-elb.json": {"sin-web_cluster-dev", want{skip: true, quiet: true}},
 	}

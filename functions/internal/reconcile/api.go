@@ -84,6 +84,10 @@ type InstanceChanged struct {
 	Status               string // ACTIVE, DRAINING, INACTIVE, DEREGISTERING, REGISTERING
 	AgentConnected       bool
 	Version              int64
+	// Remaining: the CPU units and MiB of memory its live tasks leave free
+	// (the event's remainingResources; zero when it named none). A
+	// draining instance takes no task, so each of its events frees more.
+	RemainingCPU, RemainingMemory int64
 }
 
 // VolumeChanged: an EC2 EBS Volume Notification.

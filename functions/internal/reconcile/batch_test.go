@@ -444,3 +444,46 @@ func settledOnB(t *testing.T, h *harness, vols []cloudtest.Volume, news []string
 	}
 	h.noViolations()
 }
+
+// A drain sends an event each time a task stops on the instance. Once this
+// process's release carries every volume there, a later event of the same
+// drain (a later version, with more CPU or memory free and less of
+// neither) reads nothing; one that does not prove it is the same drain (no
+// more free, or past DrainDefer) reads the instance's volumes as before.
+func TestLaterEventsOfADrainWhoseVolumesAReleaseCarriesReadNothing(t *testing.T) {
+	h, vols, news := twoOnOneHost(t)
+	event := func(version, cpu, mem int64) reconcile.InstanceChanged {
+		e := h.draining("i-a")
+		e.Version, e.RemainingCPU, e.RemainingMemory = version, cpu, mem
+		return e
+	}
+	reads := func(e reconcile.InstanceChanged) int {
+		t.Helper()
+		before := h.w.EC2Calls()
+		h.invoke(e)
+		return h.w.EC2Calls() - before
+	}
+	if n := reads(event(10, 1024, 2048)); n == 0 {
+		t.Fatal("the drain's first event read nothing")
+	}
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands after the drain's first event, want its release", len(cmds))
+	}
+	if n := reads(event(11, 1536, 2560)); n != 0 {
+		t.Errorf("a later event of the drain (a task stopped) made %d EC2 calls, want none", n)
+	}
+	if n := reads(event(11, 2048, 3072)); n == 0 {
+		t.Error("an event whose version is not later read nothing")
+	}
+	if n := reads(event(12, 1536, 2560)); n == 0 {
+		t.Error("an event with no more free (a host made ACTIVE that took tasks) read nothing")
+	}
+	h.w.Advance(time.Minute) // past DrainDefer
+	if n := reads(event(13, 4096, 8192)); n == 0 {
+		t.Error("an event past DrainDefer after the release read nothing")
+	}
+	if cmds := unmountCommands(h); len(cmds) != 1 {
+		t.Fatalf("%d unmount commands, want the first release only", len(cmds))
+	}
+	settledOnB(t, h, vols, news)
+}

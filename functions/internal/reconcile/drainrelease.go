@@ -26,19 +26,66 @@ import (
 // own line of the answer (cloud.Command.ForVolume), as ever.
 
 // drainedInstance is a live draining instance an invocation's events
-// named: its container instance and its volumes as EC2 listed them.
+// named: its container instance, its volumes as EC2 listed them, and the
+// newest of those events.
 type drainedInstance struct {
-	ci   string
-	vols []cloud.Volume
+	ci    string
+	vols  []cloud.Volume
+	event InstanceChanged
 }
 
-func (inv *invocation) noteDrainedInstance(instance, ci string, vols []cloud.Volume) {
-	if inv == nil || ci == "" {
+func (inv *invocation) noteDrainedInstance(t InstanceChanged, instance string, vols []cloud.Volume) {
+	if inv == nil || t.ContainerInstanceArn == "" {
 		return
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	inv.drained[instance] = drainedInstance{ci: ci, vols: vols}
+	if old, ok := inv.drained[instance]; ok && old.event.Version > t.Version {
+		t = old.event
+	}
+	inv.drained[instance] = drainedInstance{ci: t.ContainerInstanceArn, vols: vols, event: t}
+}
+
+// A drain sends an event each time a task stops on the instance (its free
+// resources change), and each event's invocation reads the instance's
+// volumes. Once this process's release carries every tether volume on it,
+// a later event of the same drain tells it nothing new: the volumes' own
+// chains (the release's end, their tasks' STOPPED events) carry them on.
+// "The same drain" rests on ECS's facts: a later version, with more free
+// CPU or memory and less of neither (a draining instance takes no task;
+// one that was made ACTIVE and took tasks frees less), within DrainDefer of
+// the release. An event that does not prove it is read as before.
+
+// wholeRelease is what a process knows of a draining instance whose
+// volumes its release carries: when, and the newest event of that drain.
+type wholeRelease struct {
+	at    time.Time
+	event InstanceChanged
+}
+
+// sameDrain reports whether t is a later event of the drain whose whole
+// release w noted, at now.
+func (w wholeRelease) sameDrain(t InstanceChanged, now time.Time, within time.Duration) bool {
+	e := w.event
+	return now.Sub(w.at) < within && t.Version > e.Version &&
+		t.RemainingCPU >= e.RemainingCPU && t.RemainingMemory >= e.RemainingMemory &&
+		(t.RemainingCPU > e.RemainingCPU || t.RemainingMemory > e.RemainingMemory)
+}
+
+// releasedWhole notes that this process's release carries every tether
+// volume attached to the draining instance d names.
+func (r *Reconciler) releasedWhole(instance string, d drainedInstance) {
+	for _, v := range d.vols {
+		if v.Tags[cloud.TagCluster] != r.cluster {
+			continue
+		}
+		for _, a := range v.Attachments {
+			if a.InstanceID == instance && (a.State != cloud.AttachAttached || !r.mem.releaseCarries(token(a))) {
+				return
+			}
+		}
+	}
+	r.mem.noteWholeRelease(instance, wholeRelease{at: r.now(), event: d.event})
 }
 
 // releaseCarries reports whether an unmount this process sent or found on
@@ -94,6 +141,7 @@ func (r *Reconciler) ReleaseDrained(ctx context.Context) {
 		d := inv.drained[id]
 		inv.mu.Unlock()
 		r.releaseDrained(ctx, id, d)
+		r.releasedWhole(id, d)
 	}
 }
 

@@ -192,6 +192,11 @@ func (r *Reconciler) instanceKeys(ctx context.Context, inv *invocation, t Instan
 		return nil, nil
 	}
 	id := t.EC2InstanceID
+	if t.Status == "DRAINING" && t.AgentConnected && id != "" && r.mem.laterInWholeRelease(id, t, r.now(), r.t.DrainDefer) {
+		r.log.Debug("draining instance: this process's release carries its volumes; a later event of the drain adds nothing",
+			"instance", id, "containerInstance", t.ContainerInstanceArn, "version", t.Version)
+		return nil, nil
+	}
 	if id == "" {
 		ci, err := r.cloud.ContainerInstance(ctx, t.Cluster, t.ContainerInstanceArn)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -211,7 +216,7 @@ func (r *Reconciler) instanceKeys(ctx context.Context, inv *invocation, t Instan
 		for _, k := range keys {
 			inv.noteDrained(k, id)
 		}
-		inv.noteDrainedInstance(id, t.ContainerInstanceArn, vols)
+		inv.noteDrainedInstance(t, id, vols)
 	}
 	return keys, nil
 }

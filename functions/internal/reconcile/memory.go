@@ -45,6 +45,7 @@ type memory struct {
 	agents    *simplelru.LRU[string, agentSeen]        // instance id -> its tether-agent, as its last mount said
 	drainDue  *simplelru.LRU[drainLook, time.Time]     // a draining instance's deferred look at a key -> when it is due
 	swept     *simplelru.LRU[Key, sweepLook]           // what the latest sweep found of a key (sweepmotion.go)
+	wholes    *simplelru.LRU[string, wholeRelease]     // draining instance id -> this process's release of all its volumes (drainrelease.go)
 	wholeAt   time.Time                                // the sweep's last listing of every live task
 	wholeN    int                                      // how many tasks that listing found
 }
@@ -74,6 +75,7 @@ func newMemory() *memory {
 		mountSent: newLRU[string, cloud.Attachment](), sent: newLRU[string, []sentCommand](), running: newLRU[Key, runningCommand](), families: newLRU[Key, []string](),
 		gens: newLRU[string, generations](), waited: newLRU[string, bool](), releasing: newLRU[string, bool](), agents: newLRU[string, agentSeen](),
 		drainDue: newLRU[drainLook, time.Time](), swept: newLRU[Key, sweepLook](),
+		wholes: newLRU[string, wholeRelease](),
 	}
 }
 
@@ -597,4 +599,27 @@ func (m *memory) sweepLeaves(k Key, facts string, now time.Time, within time.Dur
 	leave := ok && !prev.left && prev.facts != facts && now.Sub(prev.at) < within
 	m.swept.Add(k, sweepLook{facts: facts, at: now, left: leave})
 	return leave
+}
+
+// Draining instances whose volumes this process's release carries.
+
+func (m *memory) noteWholeRelease(instance string, w wholeRelease) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.wholes.Add(instance, w)
+}
+
+// laterInWholeRelease reports whether t is a later event of a drain whose
+// volumes this process's release carries (see wholeRelease), and keeps it
+// as that drain's newest.
+func (m *memory) laterInWholeRelease(instance string, t InstanceChanged, now time.Time, within time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.wholes.Get(instance)
+	if !ok || !w.sameDrain(t, now, within) {
+		return false
+	}
+	w.event = t
+	m.wholes.Add(instance, w)
+	return true
 }
