@@ -39,7 +39,7 @@ const (
 	EnvCluster       = "TETHER_CLUSTER"
 	EnvRetryQueueURL = "TETHER_RETRY_QUEUE_URL"
 	EnvLogLevel      = "TETHER_LOG_LEVEL"   // optional: debug, info (default), warn, error
-	EnvConcurrency   = "TETHER_CONCURRENCY" // optional: keys reconciled at once per invocation (default 8)
+	EnvConcurrency   = "TETHER_CONCURRENCY" // optional: keys reconciled at once per invocation (default 16)
 )
 
 // Env is the function layer's configuration.
