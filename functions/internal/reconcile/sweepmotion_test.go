@@ -3,6 +3,8 @@ package reconcile_test
 import (
 	"testing"
 	"time"
+
+	"github.com/tether-ecs/tether/functions/internal/cloud/cloudtest"
 )
 
 // A handoff whose events were lost: the process's previous sweep, a minute
@@ -10,16 +12,7 @@ import (
 // gone, a new one pending) and leaves it to its events once, sending and
 // changing nothing; the next sweep hands the volume over.
 func TestASweepLeavesAKeyItsEventsAreMovingOnce(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1, v := runningShared(t, h)
-	h.sweep() // at rest: looked at, nothing to do
-	h.w.StopTask(t1, "drain")
-	stopped(h)
-	t2 := h.w.PlaceTask(tdShared, "i-b")
-	h.collect()
-	h.events = nil // every event of the handoff lost
+	h, t2, v := lostHandoff(t)
 
 	h.w.Advance(time.Minute)
 	calls := h.w.Calls()
@@ -48,16 +41,7 @@ func TestASweepLeavesAKeyItsEventsAreMovingOnce(t *testing.T) {
 // Timing.SweepMotion: the change may be that old, so the sweep looks at
 // the key at once.
 func TestASweepLooksAtAKeyChangedSinceAnOldSweep(t *testing.T) {
-	h := newHarness(t)
-	h.w.AddInstance("i-a", "us-east-1a")
-	h.w.AddInstance("i-b", "us-east-1a")
-	t1, v := runningShared(t, h)
-	h.sweep()
-	h.w.StopTask(t1, "drain")
-	stopped(h)
-	t2 := h.w.PlaceTask(tdShared, "i-b")
-	h.collect()
-	h.events = nil
+	h, t2, v := lostHandoff(t)
 
 	h.w.Advance(3 * time.Minute)
 	calls := h.w.Calls()
@@ -71,6 +55,24 @@ func TestASweepLooksAtAKeyChangedSinceAnOldSweep(t *testing.T) {
 	if n := journalHas(h.w.Journal(), "DetachVolume "+v.ID); n != 1 {
 		t.Fatalf("want one detach, got %d: %v", n, h.w.Journal())
 	}
+}
+
+// lostHandoff: a volume at rest on i-a, seen so by a sweep; then its task
+// stopped and a new one was placed on i-b, and every event of that was
+// lost. It returns the new task and the volume.
+func lostHandoff(t *testing.T) (*harness, string, cloudtest.Volume) {
+	t.Helper()
+	h := newHarness(t)
+	h.w.AddInstance("i-a", "us-east-1a")
+	h.w.AddInstance("i-b", "us-east-1a")
+	t1, v := runningShared(t, h)
+	h.sweep() // at rest: looked at, nothing to do
+	h.w.StopTask(t1, "drain")
+	stopped(h)
+	t2 := h.w.PlaceTask(tdShared, "i-b")
+	h.collect()
+	h.events = nil
+	return h, t2, v
 }
 
 // stopped completes the world's pending task stops.
